@@ -1,0 +1,38 @@
+# kiln — the two commands a new user runs: `make demo` and `make test`.
+# Everything goes through CMake; this file only names the common paths.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+
+.PHONY: all setup build test asan demo bench clean format
+
+all: build
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The test command (README): every unit and integration test through ctest.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: setup
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2
+
+demo: build
+	bash scripts/demo.sh $(BUILD)
+
+bench: build
+	KILN_WITH_BENCH=1 bash scripts/setup.sh
+	$(BUILD)/bench_ops
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -1,0 +1,14 @@
+/* kiln.h — the whole public API. */
+#ifndef KILN_H
+#define KILN_H
+
+#define KILN_VERSION "0.1.0"
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+#include "kiln/mem.h"
+#include "kiln/rng.h"
+#include "kiln/graph.h"
+#include "kiln/nn.h"
+
+#endif

@@ -1,0 +1,142 @@
+/* kiln/nn.h — layers and losses: graph builders in the style of Keras and KANN.
+ *
+ *   kiln_node *x = kiln_input(g, "image", KILN_F32, 3, (int64_t[]){1, 28, 28});
+ *   x = kiln_conv2d(g, x, 32, 3, 1, KILN_PAD_SAME, KILN_ACT_RELU);
+ *   x = kiln_maxpool2d(g, x, 2);
+ *   x = kiln_flatten(g, x);
+ *   x = kiln_dense(g, x, 10, KILN_ACT_NONE);
+ *
+ * Layouts: activations are NCHW ([batch, channels, height, width]); a dense kernel is
+ * [in, units] (Keras), a conv kernel is [filters, in_channels / groups, kh, kw] (PyTorch/oneDNN).
+ * Parameter names are "<layer>.<param>" with Keras-style layer names: dense_1, conv2d_2,
+ * batch_normalization_1 (kernel, bias, gamma, beta, moving_mean, moving_variance, embeddings).
+ * Each *_ex variant takes an options struct: zero fields mean the documented default.
+ */
+#ifndef KILN_NN_H
+#define KILN_NN_H
+
+#include "kiln/graph.h"
+
+typedef enum {
+    KILN_ACT_NONE = 0,
+    KILN_ACT_RELU,
+    KILN_ACT_LEAKY_RELU, /* slope 0.01 when fused into a layer */
+    KILN_ACT_GELU,       /* exact (erf) form */
+    KILN_ACT_SIGMOID,
+    KILN_ACT_TANH,
+    KILN_ACT_COUNT
+} kiln_act;
+
+/* "relu" -> KILN_ACT_RELU; returns KILN_ACT_COUNT when unknown ("none"/"linear" are NONE). */
+kiln_act kiln_act_from_name(const char *name);
+const char *kiln_act_name(kiln_act a);
+
+/* ---- dense: y = act(x W + b) over the last axis; x [B, ..., in] -> [B, ..., units] ---- */
+typedef struct {
+    int units;
+    kiln_act act;
+    int no_bias;
+    kiln_init kernel_init; /* default glorot_uniform */
+    kiln_init bias_init;   /* default zeros */
+    const char *name;      /* default dense_<n> */
+} kiln_dense_opts;
+kiln_node *kiln_dense(kiln_graph *g, kiln_node *x, int units, kiln_act act);
+kiln_node *kiln_dense_ex(kiln_graph *g, kiln_node *x, const kiln_dense_opts *o);
+
+/* ---- conv2d: x [B, C, H, W] -> [B, filters, OH, OW] ---- */
+typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_padding;
+typedef struct {
+    int filters;
+    int kernel[2];   /* kh, kw */
+    int stride[2];   /* default 1 */
+    int dilation[2]; /* default 1 */
+    kiln_padding padding;
+    int pad[2]; /* KILN_PAD_EXPLICIT: rows and columns added on each side */
+    int groups; /* default 1; C and filters must be multiples */
+    kiln_act act;
+    int no_bias;
+    kiln_init kernel_init; /* default glorot_uniform */
+    kiln_init bias_init;
+    const char *name; /* default conv2d_<n> */
+} kiln_conv2d_opts;
+kiln_node *kiln_conv2d(kiln_graph *g, kiln_node *x, int filters, int kernel, int stride,
+                       kiln_padding padding, kiln_act act);
+kiln_node *kiln_conv2d_ex(kiln_graph *g, kiln_node *x, const kiln_conv2d_opts *o);
+
+/* ---- pooling: x [B, C, H, W] -> [B, C, OH, OW] ---- */
+typedef struct {
+    int size[2];
+    int stride[2]; /* default = size */
+    kiln_padding padding;
+    int pad[2];
+    const char *name;
+} kiln_pool2d_opts;
+kiln_node *kiln_maxpool2d(kiln_graph *g, kiln_node *x, int size);
+kiln_node *kiln_maxpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o);
+/* Average over the window; padded cells are not counted (Keras, count_include_pad=False). */
+kiln_node *kiln_avgpool2d(kiln_graph *g, kiln_node *x, int size);
+kiln_node *kiln_avgpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o);
+/* [B, C, H, W] -> [B, C] */
+kiln_node *kiln_global_avgpool2d(kiln_graph *g, kiln_node *x);
+
+/* ---- normalization ---- */
+typedef struct {
+    float momentum; /* running = momentum * running + (1 - momentum) * batch; default 0.99 */
+    float epsilon;  /* default 1e-3 (Keras) */
+    int no_scale, no_center;
+    const char *name; /* default batch_normalization_<n> */
+} kiln_batchnorm_opts;
+/* Normalizes over axis 1 (channels of [B, C, ...], features of [B, F]). Parameters gamma,
+ * beta (trainable), moving_mean, moving_variance (not trainable). Training plans use batch
+ * statistics (biased variance) and update the running ones (unbiased variance). */
+kiln_node *kiln_batchnorm(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_batchnorm_ex(kiln_graph *g, kiln_node *x, const kiln_batchnorm_opts *o);
+
+typedef struct {
+    float epsilon; /* default 1e-5 */
+    int no_scale, no_center;
+    const char *name; /* default layer_normalization_<n> */
+} kiln_layernorm_opts;
+/* Normalizes over the last axis with gamma, beta of that size. */
+kiln_node *kiln_layernorm(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_layernorm_ex(kiln_graph *g, kiln_node *x, const kiln_layernorm_opts *o);
+
+/* ---- regularization and plumbing ---- */
+/* Inverted dropout: training plans zero each value with probability rate and scale the rest by
+ * 1 / (1 - rate); inference plans pass x through. Mask from (seed, node, step, index). */
+kiln_node *kiln_dropout(kiln_graph *g, kiln_node *x, float rate);
+/* [B, ...] -> [B, prod(...)] */
+kiln_node *kiln_flatten(kiln_graph *g, kiln_node *x);
+/* dims exclude the batch dimension; one of them may be -1 (inferred). */
+kiln_node *kiln_reshape(kiln_graph *g, kiln_node *x, int ndim, const int64_t *dims);
+/* Elementwise sum of two tensors of the same shape (residual connections). */
+kiln_node *kiln_add(kiln_graph *g, kiln_node *a, kiln_node *b);
+/* Joins n tensors along axis (1 .. ndim-1, or negative from the end; never the batch axis). */
+kiln_node *kiln_concat(kiln_graph *g, kiln_node *const *xs, int n, int axis);
+
+/* ---- activations (elementwise; softmax over the last axis) ---- */
+kiln_node *kiln_activation(kiln_graph *g, kiln_node *x, kiln_act act);
+kiln_node *kiln_relu(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_leaky_relu(kiln_graph *g, kiln_node *x, float alpha);
+kiln_node *kiln_gelu(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_sigmoid(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_softmax(kiln_graph *g, kiln_node *x);
+
+/* ---- embedding: ids (I32 or I64) [B, ...] -> [B, ..., dim]; an id outside [0, vocab) makes
+ * kiln_plan_forward fail with KILN_ERR_INVALID naming the node and the id. ---- */
+kiln_node *kiln_embedding(kiln_graph *g, kiln_node *ids, int vocab, int dim);
+
+/* ---- losses: scalar, mean over the batch (and every other non-class axis) ---- */
+/* logits [B, K]; labels either I32/I64 class ids [B] or F32 probabilities [B, K]. With
+ * smoothing s the target is (1 - s) * onehot + s / K (Keras and PyTorch agree). */
+kiln_node *kiln_softmax_cross_entropy(kiln_graph *g, kiln_node *logits, kiln_node *labels,
+                                      float label_smoothing);
+/* Stable: max(z, 0) - z t + log(1 + exp(-|z|)); logits and targets of the same shape. */
+kiln_node *kiln_binary_cross_entropy(kiln_graph *g, kiln_node *logits, kiln_node *targets);
+kiln_node *kiln_mse(kiln_graph *g, kiln_node *pred, kiln_node *target);
+kiln_node *kiln_mae(kiln_graph *g, kiln_node *pred, kiln_node *target);
+/* 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta) (Keras Huber, default delta 1). */
+kiln_node *kiln_huber(kiln_graph *g, kiln_node *pred, kiln_node *target, float delta);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs every Debian package kiln needs to build, test and run its demo (DESIGN.md §7).
+# Idempotent: does nothing when all packages are present. Needs root (or sudo) for apt-get.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config
+      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev
+      dataset-fashion-mnist)
+# The benchmarks compare against PyTorch (Debian's python3-torch); tests do not need it.
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy); fi
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

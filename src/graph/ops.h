@@ -1,0 +1,29 @@
+/* ops.h — the op table entries, one per op, each defined in its own file under src/backend/cpu/
+ * (and later src/backend/cuda/). Builders in src/nn/ add nodes that point at them; the runner
+ * looks them up by name through kiln_op_find. */
+#ifndef KILN_OPS_H
+#define KILN_OPS_H
+
+#include "graph/graph_internal.h"
+
+extern const kiln_op kiln_op_dense;      /* x, kernel [, bias] */
+extern const kiln_op kiln_op_conv2d;     /* x, kernel [, bias] */
+extern const kiln_op kiln_op_maxpool2d;  /* x */
+extern const kiln_op kiln_op_avgpool2d;  /* x */
+extern const kiln_op kiln_op_global_avgpool2d; /* x */
+extern const kiln_op kiln_op_batchnorm;  /* x, gamma, beta, moving_mean, moving_variance */
+extern const kiln_op kiln_op_layernorm;  /* x, gamma, beta */
+extern const kiln_op kiln_op_dropout;    /* x */
+extern const kiln_op kiln_op_reshape;    /* x (flatten is a reshape) */
+extern const kiln_op kiln_op_add;        /* a, b */
+extern const kiln_op kiln_op_concat;     /* x0 .. xn-1 */
+extern const kiln_op kiln_op_activation; /* x */
+extern const kiln_op kiln_op_softmax;    /* x */
+extern const kiln_op kiln_op_embedding;  /* ids, embeddings */
+extern const kiln_op kiln_op_softmax_cross_entropy; /* logits, labels */
+extern const kiln_op kiln_op_binary_cross_entropy;  /* logits, targets */
+extern const kiln_op kiln_op_mse;        /* pred, target */
+extern const kiln_op kiln_op_mae;        /* pred, target */
+extern const kiln_op kiln_op_huber;      /* pred, target */
+
+#endif

@@ -1,0 +1,259 @@
+/* plan.c — compiling a graph into a plan, and running it (see kiln/graph.h).
+ *
+ * Compile: (1) keep the nodes the outputs and the loss depend on, in creation order (already
+ * topological); (2) infer every shape at the plan's batch size; (3) mark where gradients flow
+ * (ancestors of the loss that depend on a trainable parameter) and, walking backward order,
+ * decide for each (consumer, input) pair whether the consumer's backward overwrites the input's
+ * gradient (first writer) or adds to it; (4) memory plan: one arena, a fixed slice per value and
+ * per gradient (parameters and their gradients live in the graph's flat buffers); (5) let each
+ * op create its backend primitives and size the shared scratch.
+ *
+ * Run: forward walks fwd[], backward walks bwd[]; neither allocates nor looks anything up.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/dnnl_util.h"
+#include "graph/graph_internal.h"
+
+struct kiln_plan {
+    kiln_graph *g;
+    int n_nodes;
+    kiln_inst **by_id; /* [n_nodes] NULL where a node is not in the plan */
+    kiln_inst *insts;  /* [n_inst] */
+    int n_inst;
+    kiln_inst **fwd; /* op instances in execution order */
+    int n_fwd;
+    kiln_inst **bwd; /* instances whose backward runs, in reverse order */
+    int n_bwd;
+    float **zero_grads; /* gradients no backward writes (zeroed at the start of backward) */
+    size_t *zero_sizes;
+    int n_zero;
+    kiln_inst *loss;
+    kiln_arena arena;
+    void *scratch;
+    kiln_run run;
+};
+
+static void plan_release(kiln_plan *p) {
+    for (int i = 0; i < p->n_inst; i++) {
+        kiln_inst *x = &p->insts[i];
+        if (x->node->op && x->node->op->release && x->state) x->node->op->release(x);
+        free(x->in);
+        free(x->accum);
+    }
+}
+
+void kiln_plan_free(kiln_plan *p) {
+    if (!p) return;
+    if (p->insts) plan_release(p);
+    free(p->by_id), free(p->insts), free(p->fwd), free(p->bwd);
+    free(p->zero_grads), free(p->zero_sizes);
+    kiln_arena_free(&p->arena);
+    kiln_free(p->scratch);
+    kiln_dnnl_stream_free(p->run.stream);
+    free(p);
+}
+
+static kiln_plan *fail(kiln_plan *p) {
+    kiln_plan_free(p);
+    return NULL;
+}
+
+kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
+    if (!g || !o || o->batch <= 0 || (o->n_outputs <= 0 && !o->loss)) {
+        kiln_error(KILN_ERR_INVALID, "plan: need a graph, a batch > 0 and outputs or a loss");
+        return NULL;
+    }
+    for (int i = 0; i < o->n_outputs; i++)
+        if (!o->outputs[i]) {
+            kiln_error(KILN_ERR_INVALID, "plan: output %d is NULL (did a builder fail?)", i);
+            return NULL;
+        }
+    if (kiln_graph_init_params(g) != KILN_OK) return NULL;
+    kiln_plan *p = calloc(1, sizeof *p);
+    if (!p) {
+        kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+        return NULL;
+    }
+    p->g = g;
+    int n = p->n_nodes = kiln_graph_node_count(g);
+    char *need = calloc((size_t)n, 1), *to_loss = calloc((size_t)n, 1), *written = calloc((size_t)n, 1);
+    p->by_id = calloc((size_t)n, sizeof *p->by_id);
+    p->insts = calloc((size_t)n, sizeof *p->insts);
+    p->fwd = calloc((size_t)n, sizeof *p->fwd);
+    p->bwd = calloc((size_t)n, sizeof *p->bwd);
+    p->zero_grads = calloc((size_t)n, sizeof *p->zero_grads);
+    p->zero_sizes = calloc((size_t)n, sizeof *p->zero_sizes);
+    if (!need || !to_loss || !written || !p->by_id || !p->insts || !p->fwd || !p->bwd ||
+        !p->zero_grads || !p->zero_sizes) {
+        free(need), free(to_loss), free(written);
+        kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+        return fail(p);
+    }
+#define FAIL()                                                                                     \
+    do {                                                                                           \
+        free(need), free(to_loss), free(written);                                                  \
+        return fail(p);                                                                            \
+    } while (0)
+
+    /* (1) what the outputs and the loss depend on */
+    for (int i = 0; i < o->n_outputs; i++) need[o->outputs[i]->id] = 1;
+    if (o->loss) need[o->loss->id] = to_loss[o->loss->id] = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        kiln_node *nd = kiln_graph_node(g, i);
+        for (int j = 0; j < nd->n_in; j++) {
+            if (need[i]) need[nd->in[j]->id] = 1;
+            if (to_loss[i]) to_loss[nd->in[j]->id] = 1;
+        }
+    }
+    if (o->loss && kiln_node_shape(o->loss).ndim > 0 && kiln_shape_numel(&o->loss->shape) != 1 &&
+        o->loss->op == NULL) {
+        kiln_error(KILN_ERR_INVALID, "plan: the loss '%s' is not computed by an op", o->loss->name);
+        FAIL();
+    }
+
+    /* (2) instances and shapes at this batch size */
+    size_t arena_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (!need[i]) continue;
+        kiln_node *nd = kiln_graph_node(g, i);
+        kiln_inst *x = &p->insts[p->n_inst++];
+        p->by_id[i] = x;
+        x->node = nd;
+        x->n_in = nd->n_in;
+        x->in = calloc((size_t)(nd->n_in ? nd->n_in : 1), sizeof *x->in);
+        x->accum = calloc((size_t)(nd->n_in ? nd->n_in : 1), 1);
+        if (!x->in || !x->accum) {
+            kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+            FAIL();
+        }
+        for (int j = 0; j < nd->n_in; j++) x->in[j] = p->by_id[nd->in[j]->id];
+        if (nd->kind == KILN_NODE_OP) {
+            kiln_shape in_sh[64];
+            if (nd->n_in > 64) {
+                kiln_error(KILN_ERR_INVALID, "plan: %s has more than 64 inputs", nd->name);
+                FAIL();
+            }
+            for (int j = 0; j < nd->n_in; j++) in_sh[j] = x->in[j]->shape;
+            if (nd->op->infer(nd, in_sh, &x->shape, &x->dtype) != KILN_OK) {
+                kiln_error_prefix("plan (batch %d)", o->batch);
+                FAIL();
+            }
+            p->fwd[p->n_fwd++] = x;
+        } else {
+            x->shape = nd->shape;
+            x->dtype = nd->dtype;
+            if (nd->kind == KILN_NODE_INPUT) x->shape.dims[0] = o->batch;
+        }
+        x->numel = kiln_shape_numel(&x->shape);
+        size_t vbytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
+        if (nd->kind == KILN_NODE_PARAM) x->val = kiln_node_param_data(g, nd);
+        else arena_bytes += kiln_align_up(vbytes ? vbytes : 1);
+        /* (3) gradients flow into ancestors of the loss that depend on a trainable param */
+        int has_grad = o->loss && to_loss[i] && nd->requires_grad;
+        if (has_grad && nd->kind == KILN_NODE_PARAM) x->grad = kiln_node_param_grad(g, nd);
+        else if (has_grad) {
+            if (x->dtype != KILN_F32) {
+                kiln_error(KILN_ERR_INVALID, "plan: gradient must flow through %s, which is %s",
+                           nd->name, kiln_dtype_name(x->dtype));
+                FAIL();
+            }
+            arena_bytes += kiln_align_up(vbytes ? vbytes : 1);
+            x->grad = (float *)1; /* placeholder until the arena exists */
+        }
+    }
+    if (o->loss) {
+        p->loss = p->by_id[o->loss->id];
+        if (!p->loss->grad) {
+            kiln_error(KILN_ERR_INVALID, "plan: the loss '%s' does not depend on any trainable parameter",
+                       o->loss->name);
+            FAIL();
+        }
+    }
+
+    /* (4) memory plan: one arena, a fixed slice each */
+    if (kiln_arena_init(&p->arena, arena_bytes)) FAIL();
+    for (int i = 0; i < p->n_inst; i++) {
+        kiln_inst *x = &p->insts[i];
+        size_t vbytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
+        if (x->node->kind != KILN_NODE_PARAM) x->val = kiln_arena_take(&p->arena, vbytes);
+        if (x->grad == (float *)1) x->grad = kiln_arena_take(&p->arena, vbytes);
+    }
+
+    /* (3b) backward order and overwrite/accumulate decisions */
+    for (int i = p->n_fwd - 1; i >= 0; i--) {
+        kiln_inst *x = p->fwd[i];
+        if (!x->grad || !x->node->op->backward) continue;
+        p->bwd[p->n_bwd++] = x;
+        for (int j = 0; j < x->n_in; j++) {
+            if (!x->in[j]->grad) continue;
+            int id = x->in[j]->node->id;
+            x->accum[j] = written[id];
+            written[id] = 1;
+        }
+    }
+    for (int i = 0; i < p->n_inst; i++) {
+        kiln_inst *x = &p->insts[i];
+        if (x->grad && x != p->loss && !written[x->node->id]) {
+            p->zero_grads[p->n_zero] = x->grad;
+            p->zero_sizes[p->n_zero++] = (size_t)x->numel * sizeof(float);
+        }
+    }
+
+    /* (5) backend primitives, created once */
+    kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
+    for (int i = 0; i < p->n_fwd; i++) {
+        kiln_inst *x = p->fwd[i];
+        if (x->node->op->compile && x->node->op->compile(x, &ctx) != KILN_OK) {
+            kiln_error_prefix("plan: compiling %s (%s)", x->node->name, x->node->op->name);
+            FAIL();
+        }
+    }
+    if (ctx.scratch_bytes && !(p->scratch = kiln_alloc(ctx.scratch_bytes))) FAIL();
+    p->run = (kiln_run){.training = o->training, .seed = kiln_graph_seed(g), .scratch = p->scratch};
+    if (!(p->run.stream = kiln_dnnl_stream_new())) FAIL();
+    free(need), free(to_loss), free(written);
+    return p;
+#undef FAIL
+}
+
+void *kiln_plan_data(kiln_plan *p, const kiln_node *n) {
+    if (!p || !n || n->id >= p->n_nodes || !p->by_id[n->id]) return NULL;
+    return p->by_id[n->id]->val;
+}
+
+float *kiln_plan_grad(kiln_plan *p, const kiln_node *n) {
+    if (!p || !n || n->id >= p->n_nodes || !p->by_id[n->id]) return NULL;
+    return p->by_id[n->id]->grad;
+}
+
+kiln_shape kiln_plan_shape(const kiln_plan *p, const kiln_node *n) {
+    kiln_shape none = {0};
+    if (!p || !n || n->id >= p->n_nodes || !p->by_id[n->id]) return none;
+    return p->by_id[n->id]->shape;
+}
+
+void kiln_plan_set_step(kiln_plan *p, uint64_t step) { p->run.step = step; }
+size_t kiln_plan_arena_bytes(const kiln_plan *p) { return p->arena.cap; }
+
+kiln_status kiln_plan_forward(kiln_plan *p) {
+    for (int i = 0; i < p->n_fwd; i++) {
+        kiln_inst *x = p->fwd[i];
+        kiln_status st = x->node->op->forward(x, &p->run);
+        if (st != KILN_OK) {
+            kiln_error_prefix("%s (%s)", x->node->name, x->node->op->name);
+            return st;
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_plan_backward(kiln_plan *p) {
+    if (!p->loss) return kiln_error(KILN_ERR_INVALID, "plan: backward on a plan without a loss");
+    for (int i = 0; i < p->n_zero; i++) memset(p->zero_grads[i], 0, p->zero_sizes[i]);
+    if (p->loss->numel == 1) p->loss->grad[0] = 1.0f;
+    for (int i = 0; i < p->n_bwd; i++) p->bwd[i]->node->op->backward(p->bwd[i], &p->run);
+    return KILN_OK;
+}
