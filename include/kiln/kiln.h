@@ -10,5 +10,6 @@
 #include "kiln/rng.h"
 #include "kiln/graph.h"
 #include "kiln/nn.h"
+#include "kiln/optim.h"
 
 #endif
