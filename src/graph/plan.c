@@ -201,6 +201,14 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             p->zero_sizes[p->n_zero++] = (size_t)x->numel * sizeof(float);
         }
     }
+    for (int i = 0; o->loss && i < n; i++) { /* trainable parameters outside the plan: grad 0 */
+        kiln_node *nd = kiln_graph_node(g, i);
+        float *gr = kiln_node_param_grad(g, nd);
+        if (gr && !p->by_id[i]) {
+            p->zero_grads[p->n_zero] = gr;
+            p->zero_sizes[p->n_zero++] = (size_t)kiln_shape_numel(&nd->shape) * sizeof(float);
+        }
+    }
 
     /* (5) backend primitives, created once */
     kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
