@@ -204,6 +204,50 @@ static void test_plan_batches_and_unused_params(void) {
     kiln_graph_free(g);
 }
 
+/* Inference plans reuse activation slices once their last consumer ran; results are the same
+ * as in a training plan (where every value is kept for backward). */
+static kiln_graph *deep_chain(int width, kiln_node **x, kiln_node **h) {
+    kiln_graph *g = kiln_graph_new(4);
+    *x = kiln_input(g, "x", KILN_F32, 1, (int64_t[]){width});
+    kiln_node *skip = NULL;
+    *h = *x;
+    for (int i = 0; i < 8; i++) {
+        *h = kiln_dense(g, *h, width, KILN_ACT_TANH);
+        if (i == 2) skip = *h;
+    }
+    *h = kiln_add(g, *h, skip); /* keeps dense_3 alive across five layers */
+    return g;
+}
+
+static void test_memory_plan_reuse(void) {
+    kiln_node *x, *h;
+    kiln_graph *g = deep_chain(256, &x, &h);
+    kiln_plan *inf = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &h, .n_outputs = 1, .batch = 64});
+    kiln_plan *trn = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &h, .n_outputs = 1, .loss = h, .batch = 64});
+    CHECK(inf && trn);
+    if (!inf || !trn) return;
+    size_t one = 64 * 256 * sizeof(float);
+    /* input + output + dense_3 + at most two live intermediates */
+    CHECK_MSG(kiln_plan_arena_bytes(inf) <= 5 * one, "%zu bytes", kiln_plan_arena_bytes(inf));
+    CHECK(kiln_plan_arena_bytes(trn) >= 10 * one);
+    kiln_test_fill(kiln_plan_data(inf, x), 64 * 256, -1, 1, 8);
+    memcpy(kiln_plan_data(trn, x), kiln_plan_data(inf, x), one);
+    CHECK_OK(kiln_plan_forward(inf));
+    CHECK_OK(kiln_plan_forward(trn));
+    CHECK(memcmp(kiln_plan_data(inf, h), kiln_plan_data(trn, h), one) == 0);
+    kiln_plan_free(inf), kiln_plan_free(trn);
+    kiln_graph_free(g);
+    /* gradients through the shared backward buffers are right (small sizes: f32 finite
+     * differences are only precise when the loss sums few terms) */
+    g = deep_chain(6, &x, &h);
+    trn = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &h, .n_outputs = 1, .loss = h, .batch = 3});
+    CHECK(trn != NULL);
+    kiln_test_fill(kiln_plan_data(trn, x), 18, -1, 1, 8);
+    CHECK(kiln_test_gradcheck(g, trn, h, 1e-3, 1e-3, 3e-3, 40) == 0);
+    kiln_plan_free(trn);
+    kiln_graph_free(g);
+}
+
 int main(void) {
     RUN(test_status_messages);
     RUN(test_philox_known_answers);
@@ -214,5 +258,6 @@ int main(void) {
     RUN(test_he_normal_statistics);
     RUN(test_graph_names_and_errors);
     RUN(test_plan_batches_and_unused_params);
+    RUN(test_memory_plan_reuse);
     return kiln_test_summary();
 }

@@ -16,6 +16,7 @@
 
 #include "backend/cpu/dnnl_util.h"
 #include "graph/graph_internal.h"
+#include "graph/memplan.h"
 
 struct kiln_plan {
     kiln_graph *g;
@@ -56,6 +57,62 @@ void kiln_plan_free(kiln_plan *p) {
     free(p);
 }
 
+/* (4) Memory plan: every value and gradient that is not a parameter gets a slice of one arena;
+ * slices are shared between buffers whose lifetimes do not overlap. Steps: forward op k is step
+ * k, backward op k (in backward order) is step F + k, END = F + B. Inputs, requested outputs and
+ * the gradient root live throughout. In plans that run backward every value lives to END (the
+ * backward kernels read them); otherwise a value dies after its last consumer. A gradient lives
+ * from its first writer to its own node's backward; one that nobody writes (zeroed at the start
+ * of backward) lives throughout. */
+static kiln_status memory_plan(kiln_plan *p, const kiln_plan_opts *o, const char *written,
+                               const int *first_write) {
+    int F = p->n_fwd, B = p->n_bwd, END = F + B, n = p->n_nodes, nr = 0;
+    int *fpos = malloc((size_t)n * sizeof *fpos), *bpos = malloc((size_t)n * sizeof *bpos);
+    int *last_use = malloc((size_t)n * sizeof *last_use);
+    kiln_mem_req *req = calloc((size_t)(2 * p->n_inst + 1), sizeof *req);
+    if (!fpos || !bpos || !last_use || !req) {
+        free(fpos), free(bpos), free(last_use), free(req);
+        return kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+    }
+    for (int i = 0; i < n; i++) fpos[i] = bpos[i] = last_use[i] = -1;
+    for (int k = 0; k < F; k++) {
+        fpos[p->fwd[k]->node->id] = k;
+        for (int j = 0; j < p->fwd[k]->n_in; j++) last_use[p->fwd[k]->in[j]->node->id] = k;
+    }
+    for (int k = 0; k < B; k++) bpos[p->bwd[k]->node->id] = k;
+    for (int i = 0; i < o->n_outputs; i++) last_use[o->outputs[i]->id] = END;
+    for (int i = 0; i < p->n_inst; i++) {
+        kiln_inst *x = &p->insts[i];
+        int id = x->node->id;
+        if (x->node->kind != KILN_NODE_PARAM) {
+            kiln_mem_req *r = &req[nr++];
+            r->bytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
+            r->where = &x->val;
+            int pinned = x->node->kind == KILN_NODE_INPUT || o->loss || last_use[id] < 0;
+            r->start = pinned ? 0 : fpos[id];
+            r->end = pinned ? END : last_use[id];
+        }
+        if (x->grad == (float *)1) {
+            kiln_mem_req *r = &req[nr++];
+            r->bytes = (size_t)x->numel * sizeof(float);
+            r->where = (void **)&x->grad;
+            int pinned = x == p->loss || !written[id];
+            r->start = pinned ? 0 : F + first_write[id];
+            r->end = pinned || bpos[id] < 0 ? (pinned ? END : F + first_write[id]) : F + bpos[id];
+        }
+    }
+    size_t total = kiln_memplan_assign(req, nr);
+    kiln_status st = KILN_OK;
+    if (total == (size_t)-1) st = kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+    else if (kiln_arena_init(&p->arena, total)) st = KILN_ERR_NOMEM;
+    else {
+        for (int i = 0; i < nr; i++) *req[i].where = p->arena.base + req[i].offset;
+        p->arena.used = total;
+    }
+    free(fpos), free(bpos), free(last_use), free(req);
+    return st;
+}
+
 static kiln_plan *fail(kiln_plan *p) {
     kiln_plan_free(p);
     return NULL;
@@ -80,21 +137,22 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     p->g = g;
     int n = p->n_nodes = kiln_graph_node_count(g);
     char *need = calloc((size_t)n, 1), *to_loss = calloc((size_t)n, 1), *written = calloc((size_t)n, 1);
+    int *first_write = calloc((size_t)n, sizeof *first_write);
     p->by_id = calloc((size_t)n, sizeof *p->by_id);
     p->insts = calloc((size_t)n, sizeof *p->insts);
     p->fwd = calloc((size_t)n, sizeof *p->fwd);
     p->bwd = calloc((size_t)n, sizeof *p->bwd);
     p->zero_grads = calloc((size_t)n, sizeof *p->zero_grads);
     p->zero_sizes = calloc((size_t)n, sizeof *p->zero_sizes);
-    if (!need || !to_loss || !written || !p->by_id || !p->insts || !p->fwd || !p->bwd ||
+    if (!need || !to_loss || !written || !first_write || !p->by_id || !p->insts || !p->fwd || !p->bwd ||
         !p->zero_grads || !p->zero_sizes) {
-        free(need), free(to_loss), free(written);
+        free(need), free(to_loss), free(written), free(first_write);
         kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
         return fail(p);
     }
 #define FAIL()                                                                                     \
     do {                                                                                           \
-        free(need), free(to_loss), free(written);                                                  \
+        free(need), free(to_loss), free(written), free(first_write);                                                  \
         return fail(p);                                                                            \
     } while (0)
 
@@ -115,7 +173,6 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     }
 
     /* (2) instances and shapes at this batch size */
-    size_t arena_bytes = 0;
     for (int i = 0; i < n; i++) {
         if (!need[i]) continue;
         kiln_node *nd = kiln_graph_node(g, i);
@@ -148,9 +205,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (nd->kind == KILN_NODE_INPUT) x->shape.dims[0] = o->batch;
         }
         x->numel = kiln_shape_numel(&x->shape);
-        size_t vbytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
         if (nd->kind == KILN_NODE_PARAM) x->val = kiln_node_param_data(g, nd);
-        else arena_bytes += kiln_align_up(vbytes ? vbytes : 1);
         /* (3) gradients flow into ancestors of the loss that depend on a trainable param */
         int has_grad = o->loss && to_loss[i] && nd->requires_grad;
         if (has_grad && nd->kind == KILN_NODE_PARAM) x->grad = kiln_node_param_grad(g, nd);
@@ -160,8 +215,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
                            nd->name, kiln_dtype_name(x->dtype));
                 FAIL();
             }
-            arena_bytes += kiln_align_up(vbytes ? vbytes : 1);
-            x->grad = (float *)1; /* placeholder until the arena exists */
+            x->grad = (float *)1; /* placeholder until the memory plan places it */
         }
     }
     if (o->loss) {
@@ -173,15 +227,6 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
         }
     }
 
-    /* (4) memory plan: one arena, a fixed slice each */
-    if (kiln_arena_init(&p->arena, arena_bytes)) FAIL();
-    for (int i = 0; i < p->n_inst; i++) {
-        kiln_inst *x = &p->insts[i];
-        size_t vbytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
-        if (x->node->kind != KILN_NODE_PARAM) x->val = kiln_arena_take(&p->arena, vbytes);
-        if (x->grad == (float *)1) x->grad = kiln_arena_take(&p->arena, vbytes);
-    }
-
     /* (3b) backward order and overwrite/accumulate decisions */
     for (int i = p->n_fwd - 1; i >= 0; i--) {
         kiln_inst *x = p->fwd[i];
@@ -190,10 +235,11 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
         for (int j = 0; j < x->n_in; j++) {
             if (!x->in[j]->grad) continue;
             int id = x->in[j]->node->id;
-            x->accum[j] = written[id];
-            written[id] = 1;
+            x->accum[j] = written[id] != 0;
+            if (!written[id]) written[id] = (char)1, first_write[id] = p->n_bwd - 1;
         }
     }
+    if (memory_plan(p, o, written, first_write) != KILN_OK) FAIL();
     for (int i = 0; i < p->n_inst; i++) {
         kiln_inst *x = &p->insts[i];
         if (x->grad && x != p->loss && !written[x->node->id]) {
@@ -222,7 +268,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     if (ctx.scratch_bytes && !(p->scratch = kiln_alloc(ctx.scratch_bytes))) FAIL();
     p->run = (kiln_run){.training = o->training, .seed = kiln_graph_seed(g), .scratch = p->scratch};
     if (!(p->run.stream = kiln_dnnl_stream_new())) FAIL();
-    free(need), free(to_loss), free(written);
+    free(need), free(to_loss), free(written), free(first_write);
     return p;
 #undef FAIL
 }
