@@ -1,0 +1,68 @@
+/* kiln/config.h — experiment configs: YAML into a tree with positions, overrides, a schema with
+ * defaults, and the resolved config written back as YAML.
+ *
+ * A kiln_cfg is a node: a scalar (text), a map (ordered keys) or a sequence. Every node read from
+ * a file remembers file:line:column, so an error reads
+ *   cnn.yaml:14:7: model.layers[3].conv2d: unknown key 'filter' (did you mean 'filters'?)
+ * Key paths use dots and [i] for sequence items: "model.layers[3].conv2d.filters".
+ *
+ * Flow: kiln_config_load (parse) -> kiln_config_set for each --set (override, typed as YAML
+ * scalars: "train.epochs=3", "optimizer={sgd: {learning_rate: 0.1}}") -> kiln_config_resolve
+ * (validate against the schema, fill defaults) -> kiln_cfg_get_* (read) and kiln_config_write
+ * (the resolved config.yaml of a run).
+ */
+#ifndef KILN_CONFIG_H
+#define KILN_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kiln/status.h"
+
+typedef enum { KILN_CFG_SCALAR = 0, KILN_CFG_MAP, KILN_CFG_SEQ } kiln_cfg_type;
+
+typedef struct kiln_cfg kiln_cfg;
+struct kiln_cfg {
+    kiln_cfg_type type;
+    char *key;     /* the key in the parent map (NULL in sequences and at the root) */
+    char *text;    /* scalars: the text ("" for null) */
+    int quoted;    /* scalars: written in quotes (always a string) */
+    kiln_cfg **items; /* maps and sequences: children in order */
+    int n_items;
+    const char *file; /* where it came from ("--set" for overrides, "default" for defaults) */
+    int line, column; /* 1-based; of the key for map entries */
+};
+
+/* Parses a YAML file (one document). Syntax errors give file:line:column and exit code 2 at the
+ * CLI (KILN_ERR_FORMAT); a missing file gives KILN_ERR_IO. */
+kiln_status kiln_config_load(const char *path, kiln_cfg **out);
+/* Parses YAML text (name is used in messages). */
+kiln_status kiln_config_parse(const char *text, const char *name, kiln_cfg **out);
+/* Applies "key.path=value"; value is YAML (a scalar, or flow {..} / [..]). Creates missing map
+ * keys; a [i] index must exist. */
+kiln_status kiln_config_set(kiln_cfg *root, const char *assignment);
+/* Validates against kiln's schema and fills defaults (see docs/config.md). */
+kiln_status kiln_config_resolve(kiln_cfg *root);
+/* Writes the tree as block YAML. */
+kiln_status kiln_config_write(const kiln_cfg *root, FILE *f);
+kiln_cfg *kiln_cfg_clone(const kiln_cfg *c);
+void kiln_cfg_free(kiln_cfg *c);
+
+/* Lookup by path ("train.epochs", "model.layers[2]"); NULL when absent. */
+kiln_cfg *kiln_cfg_at(const kiln_cfg *root, const char *path);
+kiln_cfg *kiln_cfg_child(const kiln_cfg *map, const char *key);
+/* Typed reads of a scalar; def when absent. (Types were checked by resolve.) */
+const char *kiln_cfg_str(const kiln_cfg *root, const char *path, const char *def);
+int64_t kiln_cfg_int(const kiln_cfg *root, const char *path, int64_t def);
+double kiln_cfg_num(const kiln_cfg *root, const char *path, double def);
+int kiln_cfg_bool(const kiln_cfg *root, const char *path, int def);
+/* Scalar parsing as YAML 1.2 core schema: ints, floats (.inf, .nan too), true/false. */
+int kiln_cfg_parse_int(const kiln_cfg *c, int64_t *out);
+int kiln_cfg_parse_num(const kiln_cfg *c, double *out);
+int kiln_cfg_parse_bool(const kiln_cfg *c, int *out);
+/* "file:line:column" of a node (or "file" when it has no position) into buf. */
+const char *kiln_cfg_where(const kiln_cfg *c, char *buf, size_t cap);
+/* A stable 64-bit hash of the tree (FNV-1a over a canonical rendering); 16 hex digits. */
+void kiln_cfg_hash(const kiln_cfg *root, char out[17]);
+
+#endif

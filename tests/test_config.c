@@ -1,0 +1,199 @@
+/* test_config.c — YAML parsing with positions, schema checks with did-you-mean, defaults,
+ * --set overrides, writing the resolved config back, hashing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kiln/config.h"
+
+static const char *CNN =
+    "experiment: fashion-mnist\n"
+    "seed: 1\n"
+    "data:\n"
+    "  source: idx\n"
+    "  train: {images: a.gz, labels: b.gz}\n"
+    "  validation_split: 0.1\n"
+    "  normalize: {scale: 0.00392156862}\n"
+    "  batch_size: 128\n"
+    "model:\n"
+    "  input: [1, 28, 28]\n"
+    "  layers:\n"
+    "    - conv2d: {filters: 32, kernel: 3, padding: same, activation: relu}\n"
+    "    - maxpool2d: {size: 2}\n"
+    "    - flatten\n"
+    "    - dense: {units: 128, activation: relu}\n"
+    "    - dropout: {rate: 0.25}\n"
+    "    - dense: {units: 10}\n"
+    "loss: softmax_cross_entropy\n"
+    "metrics: [accuracy]\n"
+    "optimizer: {adam: {learning_rate: 0.001}}\n"
+    "schedule: {cosine: {warmup_steps: 200}}\n"
+    "train:\n"
+    "  epochs: 10\n"
+    "  ema_decay: 0.999\n"
+    "  early_stopping: {monitor: val_loss, patience: 3}\n"
+    "  checkpoint: {every_steps: 500, keep: 3}\n"
+    "  export: {every_epochs: 1}\n"
+    "log: {tensorboard: true, histograms_every_epochs: 1}\n";
+
+static kiln_cfg *parse_ok(const char *text) {
+    kiln_cfg *c = NULL;
+    kiln_status st = kiln_config_parse(text, "t.yaml", &c);
+    CHECK_MSG(st == KILN_OK, "%s", kiln_last_error());
+    return c;
+}
+
+static void test_parse_positions_and_lookup(void) {
+    kiln_cfg *c = parse_ok(CNN);
+    if (!c) return;
+    kiln_cfg *f = kiln_cfg_at(c, "model.layers[0].conv2d.filters");
+    CHECK(f && strcmp(f->text, "32") == 0 && f->line == 12);
+    CHECK(kiln_cfg_int(c, "data.batch_size", 0) == 128);
+    CHECK_NEAR(kiln_cfg_num(c, "data.normalize.scale", 0), 0.00392156862, 1e-12);
+    CHECK(strcmp(kiln_cfg_str(c, "model.layers[2]", "?"), "flatten") == 0);
+    CHECK(kiln_cfg_at(c, "model.layers[9]") == NULL && kiln_cfg_at(c, "nope.x") == NULL);
+    CHECK_OK(kiln_config_resolve(c));
+    /* defaults filled and bare names canonicalized */
+    CHECK(kiln_cfg_int(c, "train.checkpoint.every_epochs", -1) == 1);
+    CHECK(kiln_cfg_int(c, "train.early_stopping.patience", -1) == 3);
+    CHECK(strcmp(kiln_cfg_str(c, "train.early_stopping.mode", ""), "auto") == 0);
+    CHECK(kiln_cfg_at(c, "model.layers[2].flatten") != NULL);
+    CHECK(kiln_cfg_at(c, "loss.softmax_cross_entropy.label_smoothing") != NULL);
+    CHECK_NEAR(kiln_cfg_num(c, "optimizer.adam.beta_2", 0), 0.999, 1e-12);
+    CHECK(strcmp(kiln_cfg_str(c, "model.layers[1].maxpool2d.padding", ""), "valid") == 0);
+    CHECK(kiln_cfg_at(c, "metrics[0].accuracy") != NULL);
+    kiln_cfg *d = kiln_cfg_at(c, "train.precision");
+    CHECK(d && strcmp(d->file, "default") == 0);
+    kiln_cfg_free(c);
+}
+
+static void expect_error(const char *text, const char *sub) {
+    kiln_cfg *c = NULL;
+    kiln_status st = kiln_config_parse(text, "t.yaml", &c);
+    if (st == KILN_OK) st = kiln_config_resolve(c);
+    CHECK_MSG(st != KILN_OK, "accepted: %s", text);
+    CHECK_MSG(strstr(kiln_last_error(), sub) != NULL, "error '%s' lacks '%s'", kiln_last_error(), sub);
+    kiln_cfg_free(c);
+}
+
+static char *with(const char *from, const char *to) {
+    static char buf[4096];
+    const char *p = strstr(CNN, from);
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(p - CNN), CNN, to, p + strlen(from));
+    return buf;
+}
+
+static void test_schema_errors(void) {
+    expect_error(with("{filters: 32", "{filter: 32"),
+                 "t.yaml:12:16: model.layers[0].conv2d: unknown key 'filter' (did you mean 'filters'?)");
+    expect_error(with("epochs: 10", "epochs: ten"), "t.yaml:23:3: train.epochs: expected an integer, got 'ten'");
+    expect_error(with("epochs: 10", "epochs: 2.5"), "train.epochs: expected an integer, got '2.5'");
+    expect_error(with("rate: 0.25", "rate: 1.5"), "model.layers[4].dropout.rate: 1.5 is out of range");
+    expect_error(with("activation: relu}\n    - maxpool2d", "activation: rleu}\n    - maxpool2d"),
+                 "got 'rleu' (did you mean 'relu'?)");
+    expect_error(with("- flatten", "- flaten"), "model.layers[2]: unknown layer 'flaten' (did you mean 'flatten'?)");
+    expect_error(with("{adam:", "{adma:"), "optimizer: unknown optimizer 'adma' (did you mean 'adam'?)");
+    expect_error(with("experiment:", "experimnt:"), "t.yaml:1:1: (root): unknown key 'experimnt' (did you mean 'experiment'?)");
+    expect_error(with("    - dense: {units: 10}\n", "    - dense: {activation: relu}\n"),
+                 "model.layers[5].dense: missing required key 'units'");
+    expect_error(with("loss: softmax_cross_entropy\n", ""), "missing required key 'loss'");
+    expect_error(with("tensorboard: true", "tensorboard: maybe"), "log.tensorboard: expected true or false, got 'maybe'");
+    expect_error(with("input: [1, 28, 28]", "input: 784"), "model.input: expected a list of integers");
+    expect_error(with("input: [1, 28, 28]", "input: [1, 0, 28]"), "model.input[1]: 0 is out of range");
+    expect_error(with("seed: 1\n", "seed: 1\nseed: 2\n"), "t.yaml:3:1: duplicate key 'seed'");
+    expect_error("a: [1, 2\n", "t.yaml:2:1:");
+    expect_error("- 1\n- 2\n", "a config must be a map");
+    expect_error(with("{adam: {learning_rate: 0.001}}", "{adam: {learning_rate: 0.001}, sgd: {}}"),
+                 "optimizer: expected optimizer: a name or a map with one key");
+    expect_error(with("every_steps: 500", "every_steps: .nan"), "expected an integer");
+    expect_error(with("ema_decay: 0.999", "ema_decay: .nan"), "train.ema_decay: expected a finite number");
+    expect_error(with("labels: b.gz}", "labels: [b.gz]}"), "data.train.labels: expected a string");
+}
+
+static void test_overrides(void) {
+    kiln_cfg *c = parse_ok(CNN);
+    if (!c) return;
+    CHECK_OK(kiln_config_set(c, "train.epochs=3"));
+    CHECK_OK(kiln_config_set(c, "optimizer={sgd: {learning_rate: 0.1, momentum: 0.9}}"));
+    CHECK_OK(kiln_config_set(c, "model.layers[4].dropout.rate=0.5"));
+    CHECK_OK(kiln_config_set(c, "train.max_steps=100"));        /* a new key */
+    CHECK_OK(kiln_config_set(c, "data.normalize.mean=[0.5]")); /* a new list */
+    CHECK_OK(kiln_config_set(c, "experiment=\"with: colon\"")); /* YAML: quote to keep a colon */
+    CHECK(kiln_config_set(c, "model.layers[9].dense.units=3") != KILN_OK);
+    CHECK_ERR_HAS("no item [9]");
+    CHECK(kiln_config_set(c, "train.epochs") != KILN_OK);
+    CHECK_ERR_HAS("expected key.path=value");
+    CHECK(kiln_config_set(c, "seed.x=1") != KILN_OK);
+    CHECK_ERR_HAS("not a map");
+    CHECK_OK(kiln_config_resolve(c));
+    CHECK(kiln_cfg_int(c, "train.epochs", 0) == 3 && kiln_cfg_int(c, "train.max_steps", 0) == 100);
+    CHECK_NEAR(kiln_cfg_num(c, "optimizer.sgd.momentum", 0), 0.9, 1e-12);
+    CHECK_NEAR(kiln_cfg_num(c, "model.layers[4].dropout.rate", 0), 0.5, 1e-12);
+    CHECK(strcmp(kiln_cfg_str(c, "experiment", ""), "with: colon") == 0);
+    CHECK(strcmp(kiln_cfg_at(c, "train.epochs")->file, "--set") == 0);
+    /* an override is checked like the file */
+    CHECK_OK(kiln_config_set(c, "train.epochs=-1"));
+    CHECK(kiln_config_resolve(c) != KILN_OK);
+    CHECK_ERR_HAS("--set: train.epochs: -1 is out of range");
+    kiln_cfg_free(c);
+}
+
+static void test_write_roundtrip_and_hash(void) {
+    kiln_cfg *c = parse_ok(CNN);
+    if (!c) return;
+    CHECK_OK(kiln_config_set(c, "description='a \"quoted\" #text: here'"));
+    CHECK_OK(kiln_config_resolve(c));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_OK(kiln_config_write(c, f));
+    fclose(f);
+    kiln_cfg *back = parse_ok(buf);
+    if (back) {
+        CHECK_OK(kiln_config_resolve(back));
+        char h1[17], h2[17];
+        kiln_cfg_hash(c, h1), kiln_cfg_hash(back, h2);
+        CHECK_MSG(strcmp(h1, h2) == 0, "written:\n%s", buf);
+        CHECK(strcmp(kiln_cfg_str(back, "description", ""), "a \"quoted\" #text: here") == 0);
+        CHECK(kiln_cfg_int(back, "model.layers[0].conv2d.filters", 0) == 32);
+        /* a change changes the hash */
+        CHECK_OK(kiln_config_set(back, "seed=2"));
+        kiln_cfg_hash(back, h2);
+        CHECK(strcmp(h1, h2) != 0);
+    }
+    kiln_cfg_free(back);
+    free(buf);
+    kiln_cfg_free(c);
+}
+
+static void test_anchors_and_garbage(void) {
+    kiln_cfg *c = parse_ok("base: &b {units: 4}\nother: *b\n");
+    if (c) CHECK(kiln_cfg_int(c, "other.units", 0) == 4);
+    kiln_cfg_free(c);
+    /* random bytes never crash the parser */
+    char text[512];
+    for (int it = 0; it < 300; it++) {
+        size_t n = 1 + kiln_rng_below(5, 1, (uint64_t)it, sizeof text - 2);
+        for (size_t i = 0; i < n; i++) {
+            static const char alphabet[] = "ab: -[]{},&*!|>'\"\n\t#%@`0123456789.";
+            text[i] = alphabet[kiln_rng_below(5, 2, (uint64_t)it * 1000 + i, sizeof alphabet - 1)];
+        }
+        text[n] = 0;
+        kiln_cfg *g = NULL;
+        if (kiln_config_parse(text, "fuzz", &g) == KILN_OK) {
+            kiln_config_resolve(g); /* errors are fine; crashes are not */
+            kiln_cfg_free(g);
+        }
+    }
+    CHECK(kiln_config_load("/nonexistent/x.yaml", &c) == KILN_ERR_IO);
+    CHECK_ERR_HAS("/nonexistent/x.yaml: No such file");
+}
+
+int main(void) {
+    RUN(test_parse_positions_and_lookup);
+    RUN(test_schema_errors);
+    RUN(test_overrides);
+    RUN(test_write_roundtrip_and_hash);
+    RUN(test_anchors_and_garbage);
+    return kiln_test_summary();
+}
