@@ -71,6 +71,8 @@ const char *kiln_node_op(const kiln_node *n);
 kiln_shape kiln_node_shape(const kiln_node *n);
 kiln_dtype kiln_node_dtype(const kiln_node *n);
 kiln_node *kiln_graph_find(kiln_graph *g, const char *name);
+/* Renames a node and the parameters it owns ("dense_1.kernel" -> "<name>.kernel"). */
+kiln_status kiln_graph_rename(kiln_graph *g, kiln_node *n, const char *name);
 int kiln_graph_node_count(const kiln_graph *g);
 kiln_node *kiln_graph_node(kiln_graph *g, int i);
 

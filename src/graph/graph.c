@@ -90,6 +90,25 @@ const char *kiln_graph_auto_name(kiln_graph *g, const char *kind, char *buf, siz
 }
 
 const char *kiln_node_name(const kiln_node *n) { return n->name; }
+
+kiln_status kiln_graph_rename(kiln_graph *g, kiln_node *n, const char *name) {
+    if (strcmp(n->name, name) == 0) return KILN_OK;
+    if (strlen(name) >= sizeof n->name - 32)
+        return kiln_error(KILN_ERR_INVALID, "graph: name '%.40s...' is too long", name);
+    if (kiln_graph_find(g, name)) return kiln_error(KILN_ERR_INVALID, "graph: the name '%s' is already used", name);
+    size_t old_len = strlen(n->name);
+    for (int i = 0; i < n->n_in; i++) { /* "dense_1.kernel" -> "<name>.kernel" */
+        kiln_node *p = n->in[i];
+        if (p->kind == KILN_NODE_PARAM && strncmp(p->name, n->name, old_len) == 0 && p->name[old_len] == '.') {
+            char nn[sizeof p->name];
+            snprintf(nn, sizeof nn, "%s%s", name, p->name + old_len);
+            if (kiln_graph_find(g, nn)) return kiln_error(KILN_ERR_INVALID, "graph: the name '%s' is already used", nn);
+            memcpy(p->name, nn, sizeof nn);
+        }
+    }
+    snprintf(n->name, sizeof n->name, "%s", name);
+    return KILN_OK;
+}
 const char *kiln_node_op(const kiln_node *n) {
     return n->kind == KILN_NODE_INPUT ? "input" : n->kind == KILN_NODE_PARAM ? "param" : n->op->name;
 }

@@ -1,0 +1,29 @@
+/* kiln/model.h — a model built from a resolved config: the graph, its input, target, output
+ * and loss nodes. model.layers is a list; each layer takes the previous layer's output, or the
+ * layers named in its `from:` (earlier layers only; "input" names the model input), so one list
+ * describes residual and multi-branch graphs. */
+#ifndef KILN_MODEL_H
+#define KILN_MODEL_H
+
+#include "kiln/config.h"
+#include "kiln/graph.h"
+
+typedef enum { KILN_TASK_CLASSIFICATION = 0, KILN_TASK_REGRESSION } kiln_task;
+
+typedef struct {
+    kiln_graph *graph;
+    kiln_node *input;       /* F32 [B, model.input...] */
+    kiln_node *target;      /* classification: I32 [B] class ids; regression: F32 like output */
+    kiln_node *output;      /* the last layer: logits or predictions */
+    kiln_node *penultimate; /* the layer before the last (embeddings for the projector) */
+    kiln_node *loss;        /* scalar */
+    kiln_task task;
+    int64_t n_outputs;      /* features of output per row (classes for classifiers) */
+} kiln_model;
+
+/* Builds the graph of cfg (resolved) with the given seed. Errors name file:line:column and the
+ * layer's key path: "cnn.yaml:15:7: model.layers[3].dense: <what was wrong>". */
+kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m);
+void kiln_model_free(kiln_model *m);
+
+#endif

@@ -1,0 +1,250 @@
+/* model.c — model.layers (a resolved config) into a graph (see kiln/model.h).
+ *
+ * Each list item is {kind: {params}} after resolve. The layer's inputs are its from: names, looked
+ * up among the layers built so far (and "input"), or else the previous layer's output. Because
+ * only earlier layers can be named, the graph is acyclic by construction; a name that exists
+ * later in the list (or is the layer itself) is reported as the cycle it would make. Builder
+ * errors (shape mismatches) are prefixed with the layer's position and key path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/model.h"
+#include "kiln/nn.h"
+
+typedef struct {
+    const char *name; /* user name (from config) or the graph's name */
+    kiln_node *node;
+} named;
+
+static kiln_status layer_err(const kiln_cfg *at, const char *path) {
+    char where[300];
+    kiln_error_prefix("%s: %s", kiln_cfg_where(at, where, sizeof where), path);
+    return KILN_ERR_INVALID;
+}
+
+static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
+    kiln_cfg *c = kiln_cfg_child(args, key);
+    out[0] = out[1] = def;
+    if (!c) return 0;
+    if (c->type == KILN_CFG_SEQ) {
+        out[0] = (int)kiln_cfg_int(c, "[0]", def);
+        out[1] = (int)kiln_cfg_int(c, "[1]", def);
+    } else {
+        out[0] = out[1] = (int)kiln_cfg_int(c, "", def);
+    }
+    return 1;
+}
+
+static kiln_init init_of(const kiln_cfg *args, const char *key) {
+    kiln_init i = {kiln_init_from_name(kiln_cfg_str(args, key, "default"))};
+    if (i.kind == KILN_INIT_COUNT) i.kind = KILN_INIT_DEFAULT;
+    return i;
+}
+
+/* Resolves the inputs of layer index li: from: names or the previous output. */
+static kiln_status layer_inputs(const kiln_cfg *layers, int li, const kiln_cfg *args, const char *path,
+                                named *built, int n_built, kiln_node *prev, kiln_node **in, int *n_in) {
+    kiln_cfg *from = kiln_cfg_child(args, "from");
+    if (!from) {
+        in[0] = prev, *n_in = 1;
+        return KILN_OK;
+    }
+    int n = from->type == KILN_CFG_SEQ ? from->n_items : 1;
+    if (n < 1 || n > 64) {
+        char where[300];
+        return kiln_error(KILN_ERR_INVALID, "%s: %s.from: expected 1 to 64 layer names", kiln_cfg_where(from, where, sizeof where), path);
+    }
+    for (int k = 0; k < n; k++) {
+        const kiln_cfg *c = from->type == KILN_CFG_SEQ ? from->items[k] : from;
+        const char *want = c->text;
+        kiln_node *found = NULL;
+        for (int b = 0; b < n_built && !found; b++)
+            if (strcmp(built[b].name, want) == 0) found = built[b].node;
+        if (!found) {
+            char where[300];
+            kiln_cfg_where(c, where, sizeof where);
+            /* a later (or this) layer with that name would make a cycle */
+            for (int j = li; j < layers->n_items; j++) {
+                const kiln_cfg *lj = layers->items[j]->items[0];
+                if (strcmp(kiln_cfg_str(lj, "name", ""), want) == 0)
+                    return kiln_error(KILN_ERR_INVALID,
+                                      "%s: %s.from: '%s' is %s; a layer may only take earlier layers (this would be a cycle)",
+                                      where, path, want, j == li ? "this layer itself" : "defined later in the list");
+            }
+            char known[600] = "input";
+            for (int b = 1; b < n_built; b++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), ", %s", built[b].name);
+            return kiln_error(KILN_ERR_INVALID, "%s: %s.from: unknown layer '%s' (known so far: %s)", where, path, want, known);
+        }
+        in[k] = found;
+    }
+    *n_in = n;
+    return KILN_OK;
+}
+
+static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a, const char *name,
+                              kiln_node **in, int n_in, const char *path, const kiln_cfg *at) {
+    kiln_node *x = in[0];
+    int single = strcmp(kind, "add") != 0 && strcmp(kind, "concat") != 0;
+    if (single && n_in != 1) {
+        char where[300];
+        kiln_error(KILN_ERR_INVALID, "%s: %s.from: %s takes one input, got %d", kiln_cfg_where(at, where, sizeof where), path, kind, n_in);
+        return NULL;
+    }
+    kiln_act act = kiln_act_from_name(kiln_cfg_str(a, "activation", "none"));
+    if (!strcmp(kind, "dense")) {
+        kiln_dense_opts o = {.units = (int)kiln_cfg_int(a, "units", 0), .act = act, .no_bias = !kiln_cfg_bool(a, "use_bias", 1),
+                             .kernel_init = init_of(a, "kernel_initializer"), .bias_init = init_of(a, "bias_initializer"), .name = name};
+        return kiln_dense_ex(g, x, &o);
+    }
+    if (!strcmp(kind, "conv2d")) {
+        kiln_conv2d_opts o = {.filters = (int)kiln_cfg_int(a, "filters", 0), .act = act, .no_bias = !kiln_cfg_bool(a, "use_bias", 1),
+                              .groups = (int)kiln_cfg_int(a, "groups", 1), .kernel_init = init_of(a, "kernel_initializer"),
+                              .bias_init = init_of(a, "bias_initializer"), .name = name,
+                              .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
+        pair(a, "kernel", o.kernel, 1), pair(a, "strides", o.stride, 1), pair(a, "dilation", o.dilation, 1);
+        return kiln_conv2d_ex(g, x, &o);
+    }
+    if (!strcmp(kind, "maxpool2d") || !strcmp(kind, "avgpool2d")) {
+        kiln_pool2d_opts o = {.name = name, .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
+        pair(a, "size", o.size, 2);
+        if (!pair(a, "strides", o.stride, 0)) o.stride[0] = o.stride[1] = 0;
+        return kind[0] == 'm' ? kiln_maxpool2d_ex(g, x, &o) : kiln_avgpool2d_ex(g, x, &o);
+    }
+    if (!strcmp(kind, "batchnorm")) {
+        kiln_batchnorm_opts o = {.momentum = (float)kiln_cfg_num(a, "momentum", 0.99), .epsilon = (float)kiln_cfg_num(a, "epsilon", 1e-3),
+                                 .no_scale = !kiln_cfg_bool(a, "scale", 1), .no_center = !kiln_cfg_bool(a, "center", 1), .name = name};
+        return kiln_batchnorm_ex(g, x, &o);
+    }
+    if (!strcmp(kind, "layernorm")) {
+        kiln_layernorm_opts o = {.epsilon = (float)kiln_cfg_num(a, "epsilon", 1e-5), .no_scale = !kiln_cfg_bool(a, "scale", 1),
+                                 .no_center = !kiln_cfg_bool(a, "center", 1), .name = name};
+        return kiln_layernorm_ex(g, x, &o);
+    }
+    kiln_node *y = NULL;
+    if (!strcmp(kind, "global_avgpool2d")) y = kiln_global_avgpool2d(g, x);
+    else if (!strcmp(kind, "dropout")) y = kiln_dropout(g, x, (float)kiln_cfg_num(a, "rate", 0));
+    else if (!strcmp(kind, "flatten")) y = kiln_flatten(g, x);
+    else if (!strcmp(kind, "reshape")) {
+        kiln_cfg *s = kiln_cfg_child(a, "shape");
+        int64_t dims[KILN_MAX_DIMS] = {0};
+        int nd = s->n_items < KILN_MAX_DIMS ? s->n_items : KILN_MAX_DIMS;
+        for (int i = 0; i < nd; i++) kiln_cfg_parse_int(s->items[i], &dims[i]);
+        y = kiln_reshape(g, x, s->n_items, dims);
+    } else if (!strcmp(kind, "add")) {
+        if (n_in < 2) {
+            char where[300];
+            kiln_error(KILN_ERR_INVALID, "%s: %s: add needs at least two inputs in from:", kiln_cfg_where(at, where, sizeof where), path);
+            return NULL;
+        }
+        y = kiln_add(g, in[0], in[1]);
+        for (int i = 2; i < n_in && y; i++) y = kiln_add(g, y, in[i]);
+    } else if (!strcmp(kind, "concat")) y = kiln_concat(g, in, n_in, (int)kiln_cfg_int(a, "axis", 1));
+    else if (!strcmp(kind, "activation")) y = kiln_activation(g, x, act);
+    else if (!strcmp(kind, "relu")) y = kiln_relu(g, x);
+    else if (!strcmp(kind, "leaky_relu")) y = kiln_leaky_relu(g, x, (float)kiln_cfg_num(a, "alpha", 0.01));
+    else if (!strcmp(kind, "gelu")) y = kiln_gelu(g, x);
+    else if (!strcmp(kind, "sigmoid")) y = kiln_sigmoid(g, x);
+    else if (!strcmp(kind, "tanh")) y = kiln_tanh(g, x);
+    else if (!strcmp(kind, "softmax")) y = kiln_softmax(g, x);
+    else if (!strcmp(kind, "embedding"))
+        y = kiln_embedding(g, x, (int)kiln_cfg_int(a, "input_dim", 0), (int)kiln_cfg_int(a, "output_dim", 0));
+    else kiln_error(KILN_ERR_INVALID, "unknown layer kind '%s'", kind);
+    if (y && name && kiln_graph_rename(g, y, name) != KILN_OK) return NULL;
+    return y;
+}
+
+static kiln_status build_loss(const kiln_cfg *cfg, kiln_model *m) {
+    kiln_cfg *loss = kiln_cfg_child(cfg, "loss");
+    const kiln_cfg *lc = loss->items[0];
+    const char *kind = lc->key;
+    kiln_graph *g = m->graph;
+    kiln_shape os = kiln_node_shape(m->output);
+    int classify = strcmp(kind, "softmax_cross_entropy") == 0;
+    if (classify != (m->task == KILN_TASK_CLASSIFICATION) && strcmp(kind, "binary_cross_entropy") != 0) {
+        char where[300];
+        return kiln_error(KILN_ERR_INVALID, "%s: loss: %s does not fit data.task: %s", kiln_cfg_where(lc, where, sizeof where),
+                          kind, m->task == KILN_TASK_CLASSIFICATION ? "classification (use softmax_cross_entropy)" : "regression");
+    }
+    if (classify) {
+        m->target = kiln_input(g, "labels", KILN_I32, os.ndim - 2, os.dims + 1);
+        m->loss = kiln_softmax_cross_entropy(g, m->output, m->target, (float)kiln_cfg_num(lc, "label_smoothing", 0));
+    } else {
+        m->target = kiln_input(g, "targets", KILN_F32, os.ndim - 1, os.dims + 1);
+        if (!strcmp(kind, "binary_cross_entropy")) m->loss = kiln_binary_cross_entropy(g, m->output, m->target);
+        else if (!strcmp(kind, "mse")) m->loss = kiln_mse(g, m->output, m->target);
+        else if (!strcmp(kind, "mae")) m->loss = kiln_mae(g, m->output, m->target);
+        else m->loss = kiln_huber(g, m->output, m->target, (float)kiln_cfg_num(lc, "delta", 1.0));
+    }
+    if (!m->loss) return layer_err(lc, "loss");
+    return KILN_OK;
+}
+
+kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
+    memset(m, 0, sizeof *m);
+    m->task = strcmp(kiln_cfg_str(cfg, "data.task", "classification"), "regression") == 0 ? KILN_TASK_REGRESSION
+                                                                                         : KILN_TASK_CLASSIFICATION;
+    m->graph = kiln_graph_new((uint64_t)kiln_cfg_int(cfg, "seed", 1));
+    if (!m->graph) return KILN_ERR_NOMEM;
+    kiln_cfg *inp = kiln_cfg_at(cfg, "model.input"), *layers = kiln_cfg_at(cfg, "model.layers");
+    char where[300];
+    if (!inp || inp->n_items < 1 || inp->n_items > KILN_MAX_DIMS - 1) {
+        kiln_model_free(m);
+        return kiln_error(KILN_ERR_INVALID, "%s: model.input: expected 1 to %d dimensions (without the batch)",
+                          inp ? kiln_cfg_where(inp, where, sizeof where) : "config", KILN_MAX_DIMS - 1);
+    }
+    int64_t dims[KILN_MAX_DIMS];
+    for (int i = 0; i < inp->n_items; i++) kiln_cfg_parse_int(inp->items[i], &dims[i]);
+    m->input = kiln_input(m->graph, "input", KILN_F32, inp->n_items, dims);
+    if (!layers || layers->n_items == 0) {
+        kiln_model_free(m);
+        return kiln_error(KILN_ERR_INVALID, "%s: model.layers: the model has no layers",
+                          layers ? kiln_cfg_where(layers, where, sizeof where) : "config");
+    }
+    named *built = calloc((size_t)layers->n_items + 1, sizeof *built);
+    if (!built) return kiln_model_free(m), KILN_ERR_NOMEM;
+    built[0] = (named){"input", m->input};
+    int n_built = 1;
+    kiln_node *prev = m->input, *before = NULL;
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < layers->n_items && st == KILN_OK; i++) {
+        const kiln_cfg *item = layers->items[i], *args = item->items[0];
+        char path[128];
+        snprintf(path, sizeof path, "model.layers[%d].%s", i, args->key);
+        const char *name = kiln_cfg_str(args, "name", NULL);
+        if (name)
+            for (int b = 0; b < n_built; b++)
+                if (strcmp(built[b].name, name) == 0) {
+                    st = kiln_error(KILN_ERR_INVALID, "%s: %s.name: '%s' is already used by an earlier layer",
+                                    kiln_cfg_where(kiln_cfg_child(args, "name"), where, sizeof where), path, name);
+                    break;
+                }
+        kiln_node *in[64];
+        int n_in = 0;
+        if (st == KILN_OK) st = layer_inputs(layers, i, args, path, built, n_built, prev, in, &n_in);
+        if (st != KILN_OK) break;
+        kiln_node *y = build_layer(m->graph, args->key, args, name, in, n_in, path, args);
+        if (!y) {
+            st = strstr(kiln_last_error(), path) ? KILN_ERR_INVALID : layer_err(args, path);
+            break;
+        }
+        built[n_built++] = (named){name ? name : kiln_node_name(y), y};
+        before = prev;
+        prev = y;
+    }
+    free(built);
+    if (st != KILN_OK) return kiln_model_free(m), st;
+    m->output = prev;
+    m->penultimate = before;
+    kiln_shape os = kiln_node_shape(m->output);
+    m->n_outputs = kiln_shape_numel(&os);
+    if ((st = build_loss(cfg, m)) != KILN_OK) return kiln_model_free(m), st;
+    return KILN_OK;
+}
+
+void kiln_model_free(kiln_model *m) {
+    kiln_graph_free(m->graph);
+    memset(m, 0, sizeof *m);
+}
