@@ -209,6 +209,30 @@ static void test_batchnorm_moving_stats(void) {
     check_moving_stats(&o, 0.8f);
 }
 
+/* x is a plan input (no gradient of its own): dx goes to scratch and is dropped, while gamma
+ * and beta still get theirs, in both plan modes, at a batch that is not the build batch. */
+static void test_batchnorm_input_x(void) {
+    for (int training = 0; training <= 1; training++) {
+        kiln_graph *g = kiln_graph_new(6);
+        kiln_node *x = kiln_input(g, "image", KILN_F32, 3, (int64_t[]){3, 4, 5});
+        kiln_node *y = kiln_batchnorm(g, x);
+        CHECK_MSG(y != NULL, "%s", kiln_last_error());
+        kiln_plan *p = kiln_plan_new(
+            g, &(kiln_plan_opts){
+                   .outputs = &y, .n_outputs = 1, .loss = y, .batch = 3, .training = training});
+        CHECK_MSG(p != NULL, "%s", kiln_last_error());
+        if (p) {
+            CHECK(kiln_plan_grad(p, x) == NULL);
+            kiln_test_fill(kiln_plan_data(p, x), 3 * 60, -1.0f, 2.0f, 8);
+            fill_param(g, p, "batch_normalization_1", "gamma", 3, 0.5f, 1.5f, 9);
+            CHECK_MSG(kiln_test_gradcheck(g, p, y, 1e-3, 1e-3, 3e-3, 200) == 0, "training=%d",
+                      training);
+        }
+        kiln_plan_free(p);
+        kiln_graph_free(g);
+    }
+}
+
 static void test_batchnorm_errors(void) {
     kiln_graph *g = kiln_graph_new(1);
     kiln_node *v = kiln_input(g, "scalars", KILN_F32, 0, NULL);
@@ -356,6 +380,7 @@ int main(void) {
     RUN(test_batchnorm_forward_backward);
     RUN(test_batchnorm_accumulate);
     RUN(test_batchnorm_moving_stats);
+    RUN(test_batchnorm_input_x);
     RUN(test_batchnorm_errors);
     RUN(test_layernorm_forward_backward);
     RUN(test_layernorm_large_offset);
