@@ -25,12 +25,17 @@ typedef struct {
     int pad[2];
 } kiln_pool2d_attr;
 
+/* Batch norm inputs: x, [gamma unless no_scale], [beta unless no_center], moving_mean,
+ * moving_variance (the moving statistics are always the last two). */
 typedef struct {
     float momentum, epsilon;
+    int no_scale, no_center;
 } kiln_batchnorm_attr;
 
+/* Layer norm inputs: x, [gamma unless no_scale], [beta unless no_center]. */
 typedef struct {
     float epsilon;
+    int no_scale, no_center;
 } kiln_layernorm_attr;
 
 typedef struct {
