@@ -11,8 +11,8 @@ extern const kiln_op kiln_op_conv2d;     /* x, kernel [, bias] */
 extern const kiln_op kiln_op_maxpool2d;  /* x */
 extern const kiln_op kiln_op_avgpool2d;  /* x */
 extern const kiln_op kiln_op_global_avgpool2d; /* x */
-extern const kiln_op kiln_op_batchnorm;  /* x, gamma, beta, moving_mean, moving_variance */
-extern const kiln_op kiln_op_layernorm;  /* x, gamma, beta */
+extern const kiln_op kiln_op_batchnorm;  /* x, [gamma], [beta], moving_mean, moving_variance */
+extern const kiln_op kiln_op_layernorm;  /* x, [gamma], [beta] */
 extern const kiln_op kiln_op_dropout;    /* x */
 extern const kiln_op kiln_op_reshape;    /* x (flatten is a reshape) */
 extern const kiln_op kiln_op_add;        /* a, b */
