@@ -66,6 +66,8 @@ void kiln_optim_set_iterations(kiln_optim *o, int64_t t);
 int kiln_optim_slot_count(const kiln_optim *o);
 const char *kiln_optim_slot_name(const kiln_optim *o, int i);
 float *kiln_optim_slot(kiln_optim *o, int i); /* [n]; NULL (and slot_name NULL) out of range */
+/* The configuration in force (defaults filled in). */
+const kiln_optim_config *kiln_optim_get_config(const kiln_optim *o);
 const char *kiln_optim_kind_name(kiln_optim_kind k);  /* "sgd", "adam", "adamw", "rmsprop"; "?" */
 kiln_optim_kind kiln_optim_kind_from_name(const char *name); /* KILN_OPT_COUNT when unknown */
 

@@ -32,6 +32,8 @@ struct kiln_optim {
 
 static const char *kind_names[KILN_OPT_COUNT] = {"sgd", "adam", "adamw", "rmsprop"};
 
+const kiln_optim_config *kiln_optim_get_config(const kiln_optim *o) { return &o->c; }
+
 const char *kiln_optim_kind_name(kiln_optim_kind k) {
     return (unsigned)k < KILN_OPT_COUNT ? kind_names[k] : "?";
 }
