@@ -1,11 +1,13 @@
-/* conv.c (nn) — the conv2d builder, and the padding rule conv and pooling share.
+/* conv.c (nn) — builders for conv2d and the 2-D pools, and the padding rule they share.
  *
  * A builder fills in defaults (stride 1 or = window, dilation 1, groups 1), validates the
  * options, and for conv2d creates the parameters "<name>.kernel" [filters, C / groups, kh, kw]
  * (glorot_uniform; kiln_param derives Keras's fans from that shape: fan_in = C/groups*kh*kw,
  * fan_out = filters*kh*kw) and "<name>.bias" [filters] (zeros). Everything that could make the
  * op's shape inference fail is checked before the parameters are created, so a failed builder
- * leaves no orphan parameters behind. Names follow Keras: conv2d_<n>.
+ * leaves no orphan parameters behind. Names follow Keras: conv2d_<n>, max_pooling2d_<n>,
+ * average_pooling2d_<n>, global_average_pooling2d_<n> (the op names, so kiln_graph_add_op's
+ * automatic naming gives them).
  */
 #include <stdio.h>
 
@@ -138,4 +140,62 @@ kiln_node *kiln_conv2d(kiln_graph *g, kiln_node *x, int filters, int kernel, int
                           .padding = padding,
                           .act = act};
     return kiln_conv2d_ex(g, x, &o);
+}
+
+/* Pools have no parameters: options are checked here, shapes by the op's inference. */
+static kiln_node *pool(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o, const kiln_op *op) {
+    if (!g || !x) return NULL;
+    if (!o) {
+        kiln_error(KILN_ERR_INVALID, "%s: options are required", op->name);
+        return NULL;
+    }
+    kiln_pool2d_attr a = {.padding = o->padding};
+    for (int i = 0; i < 2; i++) {
+        a.size[i] = o->size[i];
+        a.stride[i] = o->stride[i] ? o->stride[i] : o->size[i];
+        a.pad[i] = o->padding == KILN_PAD_EXPLICIT ? o->pad[i] : 0;
+    }
+    char name[128];
+    if (o->name)
+        snprintf(name, sizeof name, "%s (%s)", o->name, op->name);
+    else
+        snprintf(name, sizeof name, "%s", op->name);
+    if (a.size[0] <= 0 || a.size[1] <= 0 || a.stride[0] <= 0 || a.stride[1] <= 0 ||
+        (unsigned)a.padding > KILN_PAD_EXPLICIT) {
+        kiln_error(KILN_ERR_INVALID,
+                   "%s: need pool size > 0, stride >= 0 and a known padding; got size %dx%d, "
+                   "stride %dx%d, padding %d",
+                   name, o->size[0], o->size[1], o->stride[0], o->stride[1], (int)o->padding);
+        return NULL;
+    }
+    /* A pad as wide as the window would make windows that hold only padding. */
+    if (a.pad[0] < 0 || a.pad[1] < 0 || a.pad[0] >= a.size[0] || a.pad[1] >= a.size[1]) {
+        kiln_error(KILN_ERR_INVALID,
+                   "%s: explicit pads %dx%d must be >= 0 and smaller than the window %dx%d", name,
+                   a.pad[0], a.pad[1], a.size[0], a.size[1]);
+        return NULL;
+    }
+    return kiln_graph_add_op(g, op, &x, 1, &a, sizeof a, o->name);
+}
+
+kiln_node *kiln_maxpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o) {
+    return pool(g, x, o, &kiln_op_maxpool2d);
+}
+
+kiln_node *kiln_maxpool2d(kiln_graph *g, kiln_node *x, int size) {
+    kiln_pool2d_opts o = {.size = {size, size}};
+    return pool(g, x, &o, &kiln_op_maxpool2d);
+}
+
+kiln_node *kiln_avgpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o) {
+    return pool(g, x, o, &kiln_op_avgpool2d);
+}
+
+kiln_node *kiln_avgpool2d(kiln_graph *g, kiln_node *x, int size) {
+    kiln_pool2d_opts o = {.size = {size, size}};
+    return pool(g, x, &o, &kiln_op_avgpool2d);
+}
+
+kiln_node *kiln_global_avgpool2d(kiln_graph *g, kiln_node *x) {
+    return kiln_graph_add_op(g, &kiln_op_global_avgpool2d, &x, 1, NULL, 0, NULL);
 }
