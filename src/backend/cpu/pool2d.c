@@ -1,0 +1,236 @@
+/* pool2d.c — 2-D max and average pooling on oneDNN, and global average pooling, NCHW.
+ *
+ * Shapes: x [B, C, H, W] -> y [B, C, OH, OW] with OH, OW and the (possibly asymmetric) pads from
+ * kiln_conv_out_size (dilation 1). Max pooling never picks a padded cell; average pooling divides
+ * by the number of real cells in the window (oneDNN's pooling_avg_exclude_padding; Keras). The
+ * builder keeps explicit pads smaller than the window, so every window holds a real cell.
+ *
+ * When the plan runs backward through the pool, forward runs as forward_training and max pooling
+ * records the argmax of each window in a workspace kept in op state; backward scatters dy through
+ * it. oneDNN's pooling backward overwrites dx, so an accumulating dx goes through the plan's
+ * scratch and is added.
+ *
+ * Global average pooling, y [B, C] = mean over H, W of x [B, C, H, W], is a plain OpenMP loop.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/dnnl_util.h"
+#include "graph/ops.h"
+#include "nn/attrs.h"
+
+typedef struct {
+    int64_t nx;   /* elements of x */
+    int dx_tmp;   /* dx goes through scratch (accumulates) */
+    void *ws_buf; /* max pooling workspace (training plans with backward) */
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t x, y, ws, dy, dx;
+} pool_state;
+
+static kiln_status pool_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                              kiln_dtype *dt) {
+    const kiln_pool2d_attr *a = KILN_ATTR(n, kiln_pool2d_attr);
+    char buf[512];
+    if (n->in[0]->dtype != KILN_F32)
+        return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          kiln_dtype_name(n->in[0]->dtype));
+    if (in[0].ndim != 4)
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
+                          kiln_node_describe(n, in, buf, sizeof buf));
+    *out = in[0];
+    for (int i = 0; i < 2; i++) {
+        int64_t pb, pa;
+        out->dims[2 + i] = kiln_conv_out_size(in[0].dims[2 + i], a->size[i], a->stride[i], 1,
+                                              a->padding, a->pad[i], &pb, &pa);
+        if (out->dims[2 + i] < 1 || (a->padding == KILN_PAD_EXPLICIT && a->pad[i] >= a->size[i]))
+            return kiln_error(
+                KILN_ERR_SHAPE,
+                "%s: pool window %dx%d (stride %dx%d, pads %dx%d) does not fit the input",
+                kiln_node_describe(n, in, buf, sizeof buf), a->size[0], a->size[1], a->stride[0],
+                a->stride[1], a->pad[0], a->pad[1]);
+    }
+    *dt = KILN_F32;
+    return KILN_OK;
+}
+
+static void pool_release(kiln_inst *x) {
+    pool_state *s = x->state;
+    dnnl_memory_t mems[] = {s->x, s->y, s->ws, s->dy, s->dx};
+    if (s->fwd) dnnl_primitive_destroy(s->fwd);
+    if (s->bwd) dnnl_primitive_destroy(s->bwd);
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    kiln_free(s->ws_buf);
+    free(s);
+    x->state = NULL;
+}
+
+/* The backward primitive and its memory (after fwd_pd exists). */
+static kiln_status compile_backward(kiln_inst *x, pool_state *s, dnnl_alg_kind_t alg,
+                                    const dnnl_memory_desc_t *xmd, const dnnl_memory_desc_t *ymd,
+                                    const dnnl_dims_t *geom, const_dnnl_primitive_desc_t fwd_pd,
+                                    kiln_compile_ctx *c) {
+    dnnl_pooling_desc_t d;
+    CHECK_DNNL(
+        dnnl_pooling_backward_desc_init(&d, alg, xmd, ymd, geom[0], geom[1], geom[2], geom[3]),
+        "pooling backward desc");
+    kiln_status st = kiln_dnnl_primitive(&d, NULL, fwd_pd, &s->bwd, NULL, "pooling backward");
+    if (st) return st;
+    s->dx_tmp = x->accum[0];
+    if (!(s->dy = kiln_dnnl_mem(ymd, x->grad)) ||
+        !(s->dx = kiln_dnnl_mem(xmd, s->dx_tmp ? NULL : x->in[0]->grad)))
+        return KILN_ERR_BACKEND;
+    size_t need = s->dx_tmp ? (size_t)s->nx * sizeof(float) : 0;
+    if (need > c->scratch_bytes) c->scratch_bytes = need;
+    return KILN_OK;
+}
+
+static kiln_status pool_compile(kiln_inst *x, kiln_compile_ctx *c, dnnl_alg_kind_t alg) {
+    const kiln_pool2d_attr *a = KILN_ATTR(x->node, kiln_pool2d_attr);
+    pool_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln_error(KILN_ERR_NOMEM, "pooling: out of memory");
+    x->state = s;
+    s->nx = x->in[0]->numel;
+    dnnl_dims_t geom[4]; /* strides, kernel, padding_l, padding_r */
+    for (int i = 0; i < 2; i++) {
+        geom[0][i] = a->stride[i];
+        geom[1][i] = a->size[i];
+        kiln_conv_out_size(x->in[0]->shape.dims[2 + i], a->size[i], a->stride[i], 1, a->padding,
+                           a->pad[i], &geom[2][i], &geom[3][i]);
+    }
+    dnnl_memory_desc_t xmd = kiln_dnnl_md(4, x->in[0]->shape.dims, NULL),
+                       ymd = kiln_dnnl_md(4, x->shape.dims, NULL);
+    int backward = x->grad && x->in[0]->grad;
+    dnnl_pooling_desc_t d;
+    CHECK_DNNL(dnnl_pooling_forward_desc_init(
+                   &d, backward ? dnnl_forward_training : dnnl_forward_inference, alg, &xmd, &ymd,
+                   geom[0], geom[1], geom[2], geom[3]),
+               "pooling forward desc");
+    dnnl_primitive_desc_t fwd_pd = NULL;
+    kiln_status st = kiln_dnnl_primitive(&d, NULL, NULL, &s->fwd, &fwd_pd, "pooling forward");
+    if (st) return st;
+    const dnnl_memory_desc_t *wsmd =
+        dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_workspace_md, 0);
+    size_t ws_bytes = wsmd ? dnnl_memory_desc_get_size(wsmd) : 0;
+    if (!(s->x = kiln_dnnl_mem(&xmd, x->in[0]->val)) || !(s->y = kiln_dnnl_mem(&ymd, x->val)))
+        st = KILN_ERR_BACKEND;
+    else if (ws_bytes && !(s->ws_buf = kiln_alloc(ws_bytes)))
+        st = KILN_ERR_NOMEM;
+    else if (ws_bytes && !(s->ws = kiln_dnnl_mem(wsmd, s->ws_buf)))
+        st = KILN_ERR_BACKEND;
+    else if (backward)
+        st = compile_backward(x, s, alg, &xmd, &ymd, (const dnnl_dims_t *)geom, fwd_pd, c);
+    dnnl_primitive_desc_destroy(fwd_pd);
+    return st;
+}
+
+static kiln_status maxpool_compile(kiln_inst *x, kiln_compile_ctx *c) {
+    return pool_compile(x, c, dnnl_pooling_max);
+}
+
+static kiln_status avgpool_compile(kiln_inst *x, kiln_compile_ctx *c) {
+    return pool_compile(x, c, dnnl_pooling_avg_exclude_padding);
+}
+
+static kiln_status pool_forward(kiln_inst *x, const kiln_run *r) {
+    pool_state *s = x->state;
+    dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_SRC, s->x}, {DNNL_ARG_DST, s->y}, {DNNL_ARG_WORKSPACE, s->ws}};
+    return kiln_dnnl_exec(s->fwd, r->stream, s->ws ? 3 : 2, args);
+}
+
+static void pool_backward(kiln_inst *x, const kiln_run *r) {
+    pool_state *s = x->state;
+    if (!s->bwd) return;
+    if (s->dx_tmp) dnnl_memory_set_data_handle(s->dx, r->scratch);
+    dnnl_exec_arg_t args[3] = {
+        {DNNL_ARG_DIFF_DST, s->dy}, {DNNL_ARG_DIFF_SRC, s->dx}, {DNNL_ARG_WORKSPACE, s->ws}};
+    kiln_dnnl_exec(s->bwd, r->stream, s->ws ? 3 : 2, args);
+    if (s->dx_tmp) {
+        float *dx = x->in[0]->grad;
+        const float *t = r->scratch;
+        int64_t n = s->nx;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) dx[i] += t[i];
+    }
+}
+
+const kiln_op kiln_op_maxpool2d = {
+    .name = "max_pooling2d",
+    .infer = pool_infer,
+    .compile = maxpool_compile,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .release = pool_release,
+};
+
+const kiln_op kiln_op_avgpool2d = {
+    .name = "average_pooling2d",
+    .infer = pool_infer,
+    .compile = avgpool_compile,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .release = pool_release,
+};
+
+/* ---- global average pooling: [B, C, H, W] -> [B, C] ---- */
+
+static kiln_status gap_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                             kiln_dtype *dt) {
+    char buf[512];
+    if (n->in[0]->dtype != KILN_F32)
+        return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          kiln_dtype_name(n->in[0]->dtype));
+    if (in[0].ndim != 4)
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
+                          kiln_node_describe(n, in, buf, sizeof buf));
+    int64_t d[2] = {in[0].dims[0], in[0].dims[1]};
+    *out = kiln_shape_make(2, d);
+    *dt = KILN_F32;
+    return KILN_OK;
+}
+
+static kiln_status gap_forward(kiln_inst *x, const kiln_run *r) {
+    const float *in = x->in[0]->val; /* [B*C, HW] */
+    float *y = x->val;               /* [B*C] */
+    int64_t bc = x->numel, hw = x->in[0]->numel / bc;
+    float inv = 1.0f / (float)hw;
+#pragma omp parallel for schedule(static) if (bc * hw > 65536)
+    for (int64_t i = 0; i < bc; i++) {
+        const float *p = in + i * hw;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < hw; j++) s += p[j];
+        y[i] = s * inv;
+    }
+    return KILN_OK;
+}
+
+static void gap_backward(kiln_inst *x, const kiln_run *r) {
+    float *dx = x->in[0]->grad; /* [B*C, HW] */
+    const float *dy = x->grad;  /* [B*C] */
+    if (!dx) return;
+    int64_t bc = x->numel, hw = x->in[0]->numel / bc;
+    float inv = 1.0f / (float)hw;
+    int accum = x->accum[0];
+#pragma omp parallel for schedule(static) if (bc * hw > 65536)
+    for (int64_t i = 0; i < bc; i++) {
+        float g = dy[i] * inv, *p = dx + i * hw;
+        if (accum) {
+#pragma omp simd
+            for (int64_t j = 0; j < hw; j++) p[j] += g;
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < hw; j++) p[j] = g;
+        }
+    }
+}
+
+const kiln_op kiln_op_global_avgpool2d = {
+    .name = "global_average_pooling2d",
+    .infer = gap_infer,
+    .forward = gap_forward,
+    .backward = gap_backward,
+};
