@@ -22,6 +22,11 @@ kiln_node *kiln_dense_ex(kiln_graph *g, kiln_node *x, const kiln_dense_opts *o) 
                    kiln_node_name(x), kiln_shape_str(&xs, s, sizeof s));
         return NULL;
     }
+    if (kiln_node_dtype(x) != KILN_F32) {
+        kiln_error(KILN_ERR_INVALID, "dense: input %s is %s; dense needs F32", kiln_node_name(x),
+                   kiln_dtype_name(kiln_node_dtype(x)));
+        return NULL;
+    }
     if (o->name) snprintf(name, sizeof name, "%s", o->name);
     else kiln_graph_auto_name(g, "dense", name, sizeof name);
     int64_t kd[2] = {xs.dims[xs.ndim - 1], o->units}, bd[1] = {o->units};

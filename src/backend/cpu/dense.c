@@ -151,6 +151,10 @@ static void dense_backward(kiln_inst *x, const kiln_run *r) {
         kiln_act_backward(s->act, s->alpha, s->pre, x->val, x->grad, s->dz, x->numel, 0);
         dz = s->dz;
     }
+    if (s->bwd_x) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->dz_m}, {DNNL_ARG_WEIGHTS, s->wt}, {DNNL_ARG_DST, s->dx}};
+        kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
+    }
     if (s->bwd_w) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->xt}, {DNNL_ARG_WEIGHTS, s->dz_m}, {DNNL_ARG_DST, s->dw}};
         kiln_dnnl_exec(s->bwd_w, r->stream, 3, args);
@@ -163,10 +167,6 @@ static void dense_backward(kiln_inst *x, const kiln_run *r) {
 #pragma omp simd
             for (int64_t j = 0; j < s->N; j++) db[j] += row[j];
         }
-    }
-    if (s->bwd_x) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->dz_m}, {DNNL_ARG_WEIGHTS, s->wt}, {DNNL_ARG_DST, s->dx}};
-        kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
     }
 }
 
