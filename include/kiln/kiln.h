@@ -11,5 +11,7 @@
 #include "kiln/graph.h"
 #include "kiln/nn.h"
 #include "kiln/optim.h"
+#include "kiln/fileio.h"
+#include "kiln/safetensors.h"
 
 #endif
