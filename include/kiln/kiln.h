@@ -11,6 +11,9 @@
 #include "kiln/graph.h"
 #include "kiln/nn.h"
 #include "kiln/optim.h"
+#include "kiln/checkpoint.h"
+#include "kiln/config.h"
+#include "kiln/model.h"
 #include "kiln/fileio.h"
 #include "kiln/safetensors.h"
 
