@@ -41,7 +41,8 @@ kiln_node *kiln_reshape(kiln_graph *g, kiln_node *x, int ndim, const int64_t *di
     char name[96], in[256];
     if (!auto_name(g, "reshape", name)) return NULL;
     if (ndim < 0 || ndim > KILN_MAX_DIMS - 1 || (ndim > 0 && !dims)) {
-        kiln_error(KILN_ERR_INVALID, "%s (reshape) got %s: need 0..%d target dims (batch axis excluded), got %d%s",
+        kiln_error(KILN_ERR_INVALID,
+                   "%s (reshape) got %s: need 0..%d target dims (batch axis excluded), got %d%s",
                    name, inputs_str(&x, 1, in, sizeof in), KILN_MAX_DIMS - 1, ndim,
                    ndim > 0 && !dims ? " and no dims array" : "");
         return NULL;
@@ -81,7 +82,8 @@ kiln_node *kiln_concat(kiln_graph *g, kiln_node *const *xs, int n, int axis) {
     return kiln_graph_add_op(g, &kiln_op_concat, xs, n, &a, sizeof a, name);
 }
 
-static kiln_node *act_node(kiln_graph *g, kiln_node *x, kiln_act act, float alpha, const char *kind) {
+static kiln_node *act_node(kiln_graph *g, kiln_node *x, kiln_act act, float alpha,
+                           const char *kind) {
     if (!g || !x) return NULL;
     char name[96], in[256];
     if (!auto_name(g, kind, name)) return NULL;
@@ -91,8 +93,9 @@ static kiln_node *act_node(kiln_graph *g, kiln_node *x, kiln_act act, float alph
         return NULL;
     }
     if (act == KILN_ACT_LEAKY_RELU && !(isfinite(alpha) && alpha >= 0.0f)) {
-        kiln_error(KILN_ERR_INVALID, "%s (activation) got %s: leaky relu slope must be finite and >= 0, got %g",
-                   name, inputs_str(&x, 1, in, sizeof in), (double)alpha);
+        kiln_error(KILN_ERR_INVALID,
+                   "%s (activation) got %s: leaky relu slope must be finite and >= 0, got %g", name,
+                   inputs_str(&x, 1, in, sizeof in), (double)alpha);
         return NULL;
     }
     kiln_activation_attr a = {act, act == KILN_ACT_LEAKY_RELU ? alpha : 0.0f};
@@ -102,15 +105,21 @@ static kiln_node *act_node(kiln_graph *g, kiln_node *x, kiln_act act, float alph
 kiln_node *kiln_activation(kiln_graph *g, kiln_node *x, kiln_act act) {
     return act_node(g, x, act, 0.01f, "activation");
 }
-kiln_node *kiln_relu(kiln_graph *g, kiln_node *x) { return act_node(g, x, KILN_ACT_RELU, 0, "relu"); }
+kiln_node *kiln_relu(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_RELU, 0, "relu");
+}
 kiln_node *kiln_leaky_relu(kiln_graph *g, kiln_node *x, float alpha) {
     return act_node(g, x, KILN_ACT_LEAKY_RELU, alpha, "leaky_re_lu");
 }
-kiln_node *kiln_gelu(kiln_graph *g, kiln_node *x) { return act_node(g, x, KILN_ACT_GELU, 0, "gelu"); }
+kiln_node *kiln_gelu(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_GELU, 0, "gelu");
+}
 kiln_node *kiln_sigmoid(kiln_graph *g, kiln_node *x) {
     return act_node(g, x, KILN_ACT_SIGMOID, 0, "sigmoid");
 }
-kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x) { return act_node(g, x, KILN_ACT_TANH, 0, "tanh"); }
+kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_TANH, 0, "tanh");
+}
 
 kiln_node *kiln_softmax(kiln_graph *g, kiln_node *x) {
     return kiln_graph_add_op(g, &kiln_op_softmax, &x, 1, NULL, 0, NULL);

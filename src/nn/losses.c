@@ -25,12 +25,14 @@ static const char *take_name(kiln_graph *g, const kiln_op *op, char *buf) {
 kiln_node *kiln_softmax_cross_entropy(kiln_graph *g, kiln_node *logits, kiln_node *labels,
                                       float label_smoothing) {
     char name[96];
-    if (!g || !logits || !labels || !take_name(g, &kiln_op_softmax_cross_entropy, name)) return NULL;
+    if (!g || !logits || !labels || !take_name(g, &kiln_op_softmax_cross_entropy, name))
+        return NULL;
     if (!(label_smoothing >= 0.0f && label_smoothing < 1.0f)) {
-        kiln_error(KILN_ERR_INVALID,
-                   "%s (softmax_cross_entropy) got logits %s, labels %s: label_smoothing must be in "
-                   "[0, 1), got %g",
-                   name, kiln_node_name(logits), kiln_node_name(labels), (double)label_smoothing);
+        kiln_error(
+            KILN_ERR_INVALID,
+            "%s (softmax_cross_entropy) got logits %s, labels %s: label_smoothing must be in "
+            "[0, 1), got %g",
+            name, kiln_node_name(logits), kiln_node_name(labels), (double)label_smoothing);
         return NULL;
     }
     kiln_node *in[2] = {logits, labels};

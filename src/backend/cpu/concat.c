@@ -28,10 +28,10 @@ static kiln_status concat_infer(const kiln_node *n, const kiln_shape *in, kiln_s
     *out = *s0;
     for (int i = 1; i < n->n_in; i++) {
         if (n->in[i]->dtype != n->in[0]->dtype)
-            return kiln_error(KILN_ERR_INVALID, "%s: inputs have different dtypes (%s is %s, %s is %s)",
-                              kiln_node_describe(n, in, buf, sizeof buf), n->in[0]->name,
-                              kiln_dtype_name(n->in[0]->dtype), n->in[i]->name,
-                              kiln_dtype_name(n->in[i]->dtype));
+            return kiln_error(
+                KILN_ERR_INVALID, "%s: inputs have different dtypes (%s is %s, %s is %s)",
+                kiln_node_describe(n, in, buf, sizeof buf), n->in[0]->name,
+                kiln_dtype_name(n->in[0]->dtype), n->in[i]->name, kiln_dtype_name(n->in[i]->dtype));
         int ok = in[i].ndim == s0->ndim;
         for (int d = 0; ok && d < s0->ndim; d++) ok = d == axis || in[i].dims[d] == s0->dims[d];
         if (!ok)
@@ -61,7 +61,8 @@ static kiln_status concat_forward(kiln_inst *x, const kiln_run *r) {
         int64_t row = row_size(&x->in[i]->shape, axis);
 #pragma omp parallel for schedule(static) if (outer * row > 65536)
         for (int64_t o = 0; o < outer; o++)
-            memcpy(y + (size_t)(o * out_row + off) * es, src + (size_t)(o * row) * es, (size_t)row * es);
+            memcpy(y + (size_t)(o * out_row + off) * es, src + (size_t)(o * row) * es,
+                   (size_t)row * es);
         off += row;
     }
     return KILN_OK;
@@ -80,7 +81,8 @@ static void concat_backward(kiln_inst *x, const kiln_run *r) {
             for (int64_t o = 0; o < outer; o++) {
                 const float *s = dy + o * out_row + off;
                 float *d = dx + o * row;
-                if (!accum) memcpy(d, s, (size_t)row * sizeof *d);
+                if (!accum)
+                    memcpy(d, s, (size_t)row * sizeof *d);
                 else
                     for (int64_t j = 0; j < row; j++) d[j] += s[j];
             }
@@ -89,5 +91,7 @@ static void concat_backward(kiln_inst *x, const kiln_run *r) {
     }
 }
 
-const kiln_op kiln_op_concat = {
-    .name = "concat", .infer = concat_infer, .forward = concat_forward, .backward = concat_backward};
+const kiln_op kiln_op_concat = {.name = "concat",
+                                .infer = concat_infer,
+                                .forward = concat_forward,
+                                .backward = concat_backward};

@@ -33,7 +33,9 @@
 
 #define CHUNK 8192
 
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_size(size_t a, size_t b) {
+    return a > b ? a : b;
+}
 
 /* ---------------- softmax cross-entropy ---------------- */
 
@@ -50,7 +52,8 @@ static kiln_status sce_infer(const kiln_node *n, const kiln_shape *in, kiln_shap
     kiln_dtype ldt = n->in[1]->dtype;
     if (n->in[0]->dtype != KILN_F32)
         return kiln_error(KILN_ERR_INVALID, "%s: logits must be F32, got %s",
-                          kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(n->in[0]->dtype));
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          kiln_dtype_name(n->in[0]->dtype));
     if (z->ndim < 2)
         return kiln_error(KILN_ERR_SHAPE, "%s: logits must be [batch, ..., classes]",
                           kiln_node_describe(n, in, buf, sizeof buf));
@@ -60,17 +63,20 @@ static kiln_status sce_infer(const kiln_node *n, const kiln_shape *in, kiln_shap
     kiln_shape_str(z, want_probs, sizeof want_probs);
     if (ldt == KILN_I32 || ldt == KILN_I64) {
         if (!kiln_shape_equal(y, &ids))
-            return kiln_error(KILN_ERR_SHAPE, "%s: %s class-id labels must have shape %s (the logits' minus the last axis)",
-                              kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(ldt), want_ids);
+            return kiln_error(
+                KILN_ERR_SHAPE,
+                "%s: %s class-id labels must have shape %s (the logits' minus the last axis)",
+                kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(ldt), want_ids);
     } else if (ldt == KILN_F32) {
         if (!kiln_shape_equal(y, z))
-            return kiln_error(KILN_ERR_SHAPE, "%s: F32 probability labels must have the logits' shape %s",
+            return kiln_error(KILN_ERR_SHAPE,
+                              "%s: F32 probability labels must have the logits' shape %s",
                               kiln_node_describe(n, in, buf, sizeof buf), want_probs);
     } else {
         return kiln_error(KILN_ERR_INVALID,
                           "%s: labels are %s; need I32/I64 class ids %s or F32 probabilities %s",
-                          kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(ldt), want_ids,
-                          want_probs);
+                          kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(ldt),
+                          want_ids, want_probs);
     }
     out->ndim = 0;
     *dt = KILN_F32;
@@ -133,7 +139,8 @@ static kiln_status sce_forward(kiln_inst *x, const kiln_run *r) {
             }
         } else {
             const float *p = (const float *)x->in[1]->val + i * K;
-            for (int64_t k = 0; k < K; k++) loss += ((1.0 - sm) * p[k] + sm / (double)K) * (lse - z[k]);
+            for (int64_t k = 0; k < K; k++)
+                loss += ((1.0 - sm) * p[k] + sm / (double)K) * (lse - z[k]);
         }
         row_loss[i] = loss;
     }
@@ -258,7 +265,8 @@ static kiln_status pair_forward(kiln_inst *x, const kiln_run *r, pair_kind k) {
     double *part = r->scratch; /* [chunks] */
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++)
-        part[c] = pair_sum(k, delta, a, b, c * CHUNK, c * CHUNK + CHUNK < n ? c * CHUNK + CHUNK : n);
+        part[c] =
+            pair_sum(k, delta, a, b, c * CHUNK, c * CHUNK + CHUNK < n ? c * CHUNK + CHUNK : n);
     double total = 0;
     for (int64_t c = 0; c < chunks; c++) total += part[c];
     *(float *)x->val = (float)(total / (double)n);
@@ -269,10 +277,14 @@ static kiln_status pair_forward(kiln_inst *x, const kiln_run *r, pair_kind k) {
 static inline float pair_da(pair_kind k, float delta, float a, float b) {
     float d = a - b;
     switch (k) {
-    case PAIR_BCE: return (a >= 0 ? 1.0f / (1.0f + expf(-a)) : expf(a) / (1.0f + expf(a))) - b;
-    case PAIR_MSE: return 2.0f * d;
-    case PAIR_MAE: return d > 0 ? 1.0f : d < 0 ? -1.0f : 0.0f;
-    case PAIR_HUBER: return d > delta ? delta : d < -delta ? -delta : d;
+    case PAIR_BCE:
+        return (a >= 0 ? 1.0f / (1.0f + expf(-a)) : expf(a) / (1.0f + expf(a))) - b;
+    case PAIR_MSE:
+        return 2.0f * d;
+    case PAIR_MAE:
+        return d > 0 ? 1.0f : d < 0 ? -1.0f : 0.0f;
+    case PAIR_HUBER:
+        return d > delta ? delta : d < -delta ? -delta : d;
     }
     return 0.0f;
 }
@@ -289,8 +301,9 @@ static void pair_backward(kiln_inst *x, const kiln_run *r, pair_kind k) {
 #pragma omp parallel for schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; i++) {
             /* d loss / d b: -z for cross-entropy targets, -d loss / d a for the others */
-            float v = j == 0 ? pair_da(k, delta, a[i], b[i])
-                             : k == PAIR_BCE ? -a[i] : -pair_da(k, delta, a[i], b[i]);
+            float v = j == 0          ? pair_da(k, delta, a[i], b[i])
+                      : k == PAIR_BCE ? -a[i]
+                                      : -pair_da(k, delta, a[i], b[i]);
             v *= scale;
             d[i] = accum ? d[i] + v : v;
         }
@@ -301,7 +314,9 @@ static void pair_backward(kiln_inst *x, const kiln_run *r, pair_kind k) {
     static kiln_status var##_forward(kiln_inst *x, const kiln_run *r) {                            \
         return pair_forward(x, r, kind);                                                           \
     }                                                                                              \
-    static void var##_backward(kiln_inst *x, const kiln_run *r) { pair_backward(x, r, kind); }     \
+    static void var##_backward(kiln_inst *x, const kiln_run *r) {                                  \
+        pair_backward(x, r, kind);                                                                 \
+    }                                                                                              \
     const kiln_op kiln_op_##var = {.name = opname,                                                 \
                                    .infer = pair_infer,                                            \
                                    .compile = pair_compile,                                        \

@@ -18,7 +18,8 @@
 static const char *dims_str(const kiln_reshape_attr *a, char *buf, size_t cap) {
     size_t used = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < a->ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%lld", i ? ", " : "", (long long)a->dims[i]);
+        used += (size_t)snprintf(buf + used, cap - used, "%s%lld", i ? ", " : "",
+                                 (long long)a->dims[i]);
     if (used < cap) snprintf(buf + used, cap - used, "]");
     return buf;
 }
@@ -31,21 +32,25 @@ static kiln_status reshape_infer(const kiln_node *n, const kiln_shape *in, kiln_
         return kiln_error(KILN_ERR_SHAPE, "%s: the input has no batch axis",
                           kiln_node_describe(n, in, buf, sizeof buf));
     if (a->ndim < 0 || a->ndim > KILN_MAX_DIMS - 1)
-        return kiln_error(KILN_ERR_SHAPE, "%s: target has %d dims (at most %d besides the batch axis)",
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: target has %d dims (at most %d besides the batch axis)",
                           kiln_node_describe(n, in, buf, sizeof buf), a->ndim, KILN_MAX_DIMS - 1);
     int64_t per = kiln_shape_numel(&in[0]) / in[0].dims[0]; /* values per sample */
     int64_t known = 1;
     int infer_at = -1;
     for (int i = 0; i < a->ndim; i++) {
-        if (a->dims[i] == -1 && infer_at < 0) infer_at = i;
+        if (a->dims[i] == -1 && infer_at < 0)
+            infer_at = i;
         else if (a->dims[i] == -1)
             return kiln_error(KILN_ERR_SHAPE, "%s: target %s has more than one -1",
-                              kiln_node_describe(n, in, buf, sizeof buf), dims_str(a, ds, sizeof ds));
+                              kiln_node_describe(n, in, buf, sizeof buf),
+                              dims_str(a, ds, sizeof ds));
         else if (a->dims[i] <= 0)
             return kiln_error(KILN_ERR_SHAPE, "%s: target %s has dim %d = %lld (must be > 0 or -1)",
-                              kiln_node_describe(n, in, buf, sizeof buf), dims_str(a, ds, sizeof ds), i,
-                              (long long)a->dims[i]);
-        else known *= a->dims[i];
+                              kiln_node_describe(n, in, buf, sizeof buf),
+                              dims_str(a, ds, sizeof ds), i, (long long)a->dims[i]);
+        else
+            known *= a->dims[i];
     }
     if (infer_at >= 0 ? per % known != 0 : per != known)
         return kiln_error(KILN_ERR_SHAPE,
@@ -77,5 +82,7 @@ static void reshape_backward(kiln_inst *x, const kiln_run *r) {
     for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
 }
 
-const kiln_op kiln_op_reshape = {
-    .name = "reshape", .infer = reshape_infer, .forward = reshape_forward, .backward = reshape_backward};
+const kiln_op kiln_op_reshape = {.name = "reshape",
+                                 .infer = reshape_infer,
+                                 .forward = reshape_forward,
+                                 .backward = reshape_backward};

@@ -15,7 +15,8 @@ static kiln_status softmax_infer(const kiln_node *n, const kiln_shape *in, kiln_
     char buf[512];
     if (n->in[0]->dtype != KILN_F32)
         return kiln_error(KILN_ERR_INVALID, "%s: softmax needs an F32 input, got %s",
-                          kiln_node_describe(n, in, buf, sizeof buf), kiln_dtype_name(n->in[0]->dtype));
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          kiln_dtype_name(n->in[0]->dtype));
     if (in[0].ndim < 2)
         return kiln_error(KILN_ERR_SHAPE,
                           "%s: softmax needs [batch, ..., classes] (the last axis is normalized, "
@@ -64,5 +65,7 @@ static void softmax_backward(kiln_inst *x, const kiln_run *r) {
     }
 }
 
-const kiln_op kiln_op_softmax = {
-    .name = "softmax", .infer = softmax_infer, .forward = softmax_forward, .backward = softmax_backward};
+const kiln_op kiln_op_softmax = {.name = "softmax",
+                                 .infer = softmax_infer,
+                                 .forward = softmax_forward,
+                                 .backward = softmax_backward};
