@@ -10,12 +10,18 @@
 
 static double ref_act(kiln_act a, double alpha, double x) {
     switch (a) {
-    case KILN_ACT_RELU: return x > 0 ? x : 0;
-    case KILN_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case KILN_ACT_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
-    case KILN_ACT_SIGMOID: return 1 / (1 + exp(-x));
-    case KILN_ACT_TANH: return tanh(x);
-    default: return x;
+    case KILN_ACT_RELU:
+        return x > 0 ? x : 0;
+    case KILN_ACT_LEAKY_RELU:
+        return x > 0 ? x : alpha * x;
+    case KILN_ACT_GELU:
+        return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case KILN_ACT_SIGMOID:
+        return 1 / (1 + exp(-x));
+    case KILN_ACT_TANH:
+        return tanh(x);
+    default:
+        return x;
     }
 }
 
@@ -35,12 +41,18 @@ static kiln_node *build(kiln_graph *g, kiln_node *x, kiln_act a, float alpha) {
     if (a == KILN_ACT_COUNT) return kiln_softmax(g, x);
     if (alpha < 0) return kiln_activation(g, x, a);
     switch (a) {
-    case KILN_ACT_RELU: return kiln_relu(g, x);
-    case KILN_ACT_LEAKY_RELU: return kiln_leaky_relu(g, x, alpha);
-    case KILN_ACT_GELU: return kiln_gelu(g, x);
-    case KILN_ACT_SIGMOID: return kiln_sigmoid(g, x);
-    case KILN_ACT_TANH: return kiln_tanh(g, x);
-    default: return kiln_activation(g, x, a);
+    case KILN_ACT_RELU:
+        return kiln_relu(g, x);
+    case KILN_ACT_LEAKY_RELU:
+        return kiln_leaky_relu(g, x, alpha);
+    case KILN_ACT_GELU:
+        return kiln_gelu(g, x);
+    case KILN_ACT_SIGMOID:
+        return kiln_sigmoid(g, x);
+    case KILN_ACT_TANH:
+        return kiln_tanh(g, x);
+    default:
+        return kiln_activation(g, x, a);
     }
 }
 
@@ -51,7 +63,8 @@ static void check_act(int ndim, const int64_t *dims, kiln_act a, float alpha) {
     const char *what = a == KILN_ACT_COUNT ? "softmax" : kiln_act_name(a);
     CHECK_MSG(y != NULL, "%s: %s", what, kiln_last_error());
     if (!y) return kiln_graph_free(g);
-    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y, .batch = 1});
+    kiln_plan *p =
+        kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y, .batch = 1});
     CHECK_MSG(p != NULL, "%s", kiln_last_error());
     if (!p) return kiln_graph_free(g);
     int64_t n = 1;
@@ -59,14 +72,16 @@ static void check_act(int ndim, const int64_t *dims, kiln_act a, float alpha) {
     float *xv = kiln_plan_data(p, x), *ref = malloc((size_t)n * sizeof *ref);
     kiln_test_fill(xv, (size_t)n, -3, 3, 7); /* wider than the initializer: both tails */
     CHECK_OK(kiln_plan_forward(p));
-    if (a == KILN_ACT_COUNT) ref_softmax(xv, ref, n / dims[ndim - 1], dims[ndim - 1]);
+    if (a == KILN_ACT_COUNT)
+        ref_softmax(xv, ref, n / dims[ndim - 1], dims[ndim - 1]);
     else {
         double slope = alpha < 0 ? 0.01 : alpha;
         for (int64_t i = 0; i < n; i++) ref[i] = (float)ref_act(a, slope, xv[i]);
     }
     size_t wi;
     double r = kiln_test_compare(kiln_plan_data(p, y), ref, (size_t)n, 1e-6, 1e-5, &wi);
-    CHECK_MSG(r <= 1, "%s alpha %g n=%lld: worst at %zu ratio %g", what, alpha, (long long)n, wi, r);
+    CHECK_MSG(r <= 1, "%s alpha %g n=%lld: worst at %zu ratio %g", what, alpha, (long long)n, wi,
+              r);
     CHECK_MSG(kiln_test_gradcheck(g, p, y, 1e-3, 1e-3, 3e-3, 200) == 0, "%s alpha %g n=%lld", what,
               alpha, (long long)n);
     free(ref);
@@ -89,8 +104,16 @@ static void test_activations(void) {
 }
 
 static void test_softmax(void) {
-    for (size_t s = 0; s < sizeof ranks / sizeof *ranks; s++) check_act(ranks[s], shapes[s], KILN_ACT_COUNT, 0);
+    for (size_t s = 0; s < sizeof ranks / sizeof *ranks; s++)
+        check_act(ranks[s], shapes[s], KILN_ACT_COUNT, 0);
     check_act(2, (int64_t[]){3, 1000}, KILN_ACT_COUNT, 0);
+}
+
+static void test_large_threaded(void) {
+    /* sizes past the OpenMP thresholds, so the threaded loops run too */
+    check_act(2, (int64_t[]){20, 1000}, KILN_ACT_COUNT, 0);
+    for (int a = KILN_ACT_RELU; a < KILN_ACT_COUNT; a++)
+        check_act(2, (int64_t[]){4, 9001}, (kiln_act)a, 0);
 }
 
 static void test_softmax_extreme_logits(void) {
@@ -122,7 +145,8 @@ static void test_inputs_at_plan_batch(void) {
         kiln_node *x = kiln_input(g, "x", KILN_F32, 2, (int64_t[]){3, 5});
         kiln_node *outs[2] = {kiln_gelu(g, x), kiln_softmax(g, x)};
         CHECK_MSG(outs[0] && outs[1], "%s", kiln_last_error());
-        kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch});
+        kiln_plan *p =
+            kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch});
         CHECK_MSG(p != NULL, "%s", kiln_last_error());
         if (!p) return kiln_graph_free(g);
         int64_t n = (int64_t)batch * 15;
@@ -144,11 +168,15 @@ static void test_inputs_at_plan_batch(void) {
 static void test_accumulate(void) {
     /* x feeds relu, sigmoid, softmax and gelu; their outputs are summed. */
     kiln_graph *g = kiln_graph_new(9);
-    kiln_node *x = kiln_param(g, "x", 2, (int64_t[]){3, 6}, (kiln_init){KILN_INIT_GLOROT_UNIFORM}, 1, 1, 1);
+    kiln_node *x =
+        kiln_param(g, "x", 2, (int64_t[]){3, 6}, (kiln_init){KILN_INIT_GLOROT_UNIFORM}, 1, 1, 1);
     kiln_node *y = kiln_add(g, kiln_add(g, kiln_relu(g, x), kiln_sigmoid(g, x)),
                             kiln_add(g, kiln_softmax(g, x), kiln_gelu(g, x)));
     CHECK_MSG(y != NULL, "%s", kiln_last_error());
-    kiln_plan *p = y ? kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y, .batch = 1}) : NULL;
+    kiln_plan *p =
+        y ? kiln_plan_new(g,
+                          &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y, .batch = 1})
+          : NULL;
     CHECK_MSG(p != NULL, "%s", kiln_last_error());
     if (p) CHECK(kiln_test_gradcheck(g, p, y, 1e-3, 1e-3, 3e-3, 200) == 0);
     kiln_plan_free(p);
@@ -162,16 +190,22 @@ static void test_names(void) {
         kiln_node *n;
         const char *name;
     } want[] = {
-        {kiln_relu(g, x), "relu_1"},           {kiln_relu(g, x), "relu_2"},
-        {kiln_leaky_relu(g, x, 0.3f), "leaky_re_lu_1"}, {kiln_gelu(g, x), "gelu_1"},
-        {kiln_sigmoid(g, x), "sigmoid_1"},     {kiln_tanh(g, x), "tanh_1"},
-        {kiln_softmax(g, x), "softmax_1"},     {kiln_activation(g, x, KILN_ACT_RELU), "activation_1"},
+        {kiln_relu(g, x), "relu_1"},
+        {kiln_relu(g, x), "relu_2"},
+        {kiln_leaky_relu(g, x, 0.3f), "leaky_re_lu_1"},
+        {kiln_gelu(g, x), "gelu_1"},
+        {kiln_sigmoid(g, x), "sigmoid_1"},
+        {kiln_tanh(g, x), "tanh_1"},
+        {kiln_softmax(g, x), "softmax_1"},
+        {kiln_activation(g, x, KILN_ACT_RELU), "activation_1"},
         {kiln_activation(g, x, KILN_ACT_NONE), "activation_2"},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-        CHECK_MSG(want[i].n && strcmp(kiln_node_name(want[i].n), want[i].name) == 0, "want %s, got %s",
-                  want[i].name, want[i].n ? kiln_node_name(want[i].n) : kiln_last_error());
-        if (want[i].n) CHECK(strcmp(kiln_node_op(want[i].n), i == 6 ? "softmax" : "activation") == 0);
+        CHECK_MSG(want[i].n && strcmp(kiln_node_name(want[i].n), want[i].name) == 0,
+                  "want %s, got %s", want[i].name,
+                  want[i].n ? kiln_node_name(want[i].n) : kiln_last_error());
+        if (want[i].n)
+            CHECK(strcmp(kiln_node_op(want[i].n), i == 6 ? "softmax" : "activation") == 0);
     }
     kiln_graph_free(g);
 }
@@ -210,6 +244,7 @@ static void test_errors(void) {
 int main(void) {
     RUN(test_activations);
     RUN(test_softmax);
+    RUN(test_large_threaded);
     RUN(test_softmax_extreme_logits);
     RUN(test_inputs_at_plan_batch);
     RUN(test_accumulate);

@@ -17,12 +17,15 @@ static kiln_node *param(kiln_graph *g, const char *name, int ndim, const int64_t
 static kiln_plan *plan(kiln_graph *g, kiln_node *loss, int batch) {
     CHECK_MSG(loss != NULL, "build: %s", kiln_last_error());
     if (!loss) return NULL;
-    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &loss, .n_outputs = 1, .loss = loss, .batch = batch});
+    kiln_plan *p = kiln_plan_new(
+        g, &(kiln_plan_opts){.outputs = &loss, .n_outputs = 1, .loss = loss, .batch = batch});
     CHECK_MSG(p != NULL, "plan: %s", kiln_last_error());
     return p;
 }
 
-static float loss_value(kiln_plan *p, kiln_node *loss) { return *(const float *)kiln_plan_data(p, loss); }
+static float loss_value(kiln_plan *p, kiln_node *loss) {
+    return *(const float *)kiln_plan_data(p, loss);
+}
 
 /* ---- references (double) ---- */
 
@@ -57,10 +60,18 @@ static double ref_pair(pair_kind k, double delta, const float *a, const float *b
     for (int64_t i = 0; i < n; i++) {
         double x = a[i], t = b[i], d = x - t;
         switch (k) {
-        case BCE: s += -(t * log(1 / (1 + exp(-x))) + (1 - t) * log(1 / (1 + exp(x)))); break;
-        case MSE: s += d * d; break;
-        case MAE: s += fabs(d); break;
-        case HUBER: s += fabs(d) <= delta ? 0.5 * d * d : delta * (fabs(d) - 0.5 * delta); break;
+        case BCE:
+            s += -(t * log(1 / (1 + exp(-x))) + (1 - t) * log(1 / (1 + exp(x))));
+            break;
+        case MSE:
+            s += d * d;
+            break;
+        case MAE:
+            s += fabs(d);
+            break;
+        case HUBER:
+            s += fabs(d) <= delta ? 0.5 * d * d : delta * (fabs(d) - 0.5 * delta);
+            break;
         }
     }
     return s / n;
@@ -75,7 +86,8 @@ static void check_sce_ids(int64_t R, int64_t K, kiln_dtype dt, float s) {
     int rank3 = R > 1;
     int64_t rows = R;
     kiln_graph *g = kiln_graph_new(21);
-    kiln_node *z = rank3 ? param(g, "z", 3, (int64_t[]){1, R, K}) : param(g, "z", 2, (int64_t[]){1, K});
+    kiln_node *z =
+        rank3 ? param(g, "z", 3, (int64_t[]){1, R, K}) : param(g, "z", 2, (int64_t[]){1, K});
     kiln_node *y = kiln_input(g, "y", dt, rank3, &R);
     kiln_node *L = kiln_softmax_cross_entropy(g, z, y, s);
     CHECK_MSG(L != NULL, "%s", kiln_last_error());
@@ -87,8 +99,10 @@ static void check_sce_ids(int64_t R, int64_t K, kiln_dtype dt, float s) {
     void *yv = kiln_plan_data(p, y);
     for (int64_t r = 0; r < rows; r++) {
         ids[r] = (r * 7 + 3) % K;
-        if (dt == KILN_I32) ((int32_t *)yv)[r] = (int32_t)ids[r];
-        else ((int64_t *)yv)[r] = ids[r];
+        if (dt == KILN_I32)
+            ((int32_t *)yv)[r] = (int32_t)ids[r];
+        else
+            ((int64_t *)yv)[r] = ids[r];
     }
     kiln_test_fill(kiln_plan_data(p, z), (size_t)(rows * K), -4, 4, 5);
     CHECK_OK(kiln_plan_forward(p));
@@ -134,6 +148,7 @@ static void test_sce_class_ids(void) {
             check_sce_ids(rk[i][0], rk[i][1], dt ? KILN_I64 : KILN_I32, 0.1f);
         }
     check_sce_ids(3, 5, KILN_I32, 0.25f);
+    check_sce_ids(41, 500, KILN_I64, 0.1f); /* past the threading threshold */
     check_sce_batch(1, 4, 0.0f);
     check_sce_batch(7, 5, 0.0f);
     check_sce_batch(7, 5, 0.2f);
@@ -210,8 +225,11 @@ static void test_sce_label_smoothing_by_hand(void) {
             yv[r] = y[c < 2 ? c : r];
         }
         CHECK_OK(kiln_plan_forward(p));
-        if (c < 2) CHECK_NEAR(loss_value(p, L), want[c], 1e-6);
-        else CHECK_NEAR(loss_value(p, L), (2.30760596444438 + (3.40760596444438 - 0.9 * 3 - 0.2)) / 2, 1e-6);
+        if (c < 2)
+            CHECK_NEAR(loss_value(p, L), want[c], 1e-6);
+        else
+            CHECK_NEAR(loss_value(p, L),
+                       (2.30760596444438 + (3.40760596444438 - 0.9 * 3 - 0.2)) / 2, 1e-6);
         CHECK_OK(kiln_plan_backward(p));
         if (c == 0) {
             const float *dz = kiln_plan_grad(p, z);
@@ -225,7 +243,8 @@ static void test_sce_label_smoothing_by_hand(void) {
 }
 
 static void test_sce_extreme_logits(void) {
-    /* rows: [1000, -1000, 0] y=1 -> 2000; [-1000, 1000, -1000] y=1 -> 0; [0, 0, 1000] y=0 -> 1000 */
+    /* rows: [1000, -1000, 0] y=1 -> 2000; [-1000, 1000, -1000] y=1 -> 0; [0, 0, 1000] y=0 -> 1000
+     */
     const float zin[9] = {1000, -1000, 0, -1000, 1000, -1000, 0, 0, 1000};
     const int64_t ids[3] = {1, 1, 0};
     const float probs[9] = {0, 1, 0, 0, 1, 0, 1, 0, 0};
@@ -242,8 +261,10 @@ static void test_sce_extreme_logits(void) {
             continue;
         }
         memcpy(kiln_plan_data(p, z), zin, sizeof zin);
-        if (c < 2) memcpy(kiln_plan_data(p, lab), ids, sizeof ids);
-        else memcpy(kiln_plan_data(p, lab), probs, sizeof probs);
+        if (c < 2)
+            memcpy(kiln_plan_data(p, lab), ids, sizeof ids);
+        else
+            memcpy(kiln_plan_data(p, lab), probs, sizeof probs);
         CHECK_OK(kiln_plan_forward(p));
         CHECK_OK(kiln_plan_backward(p));
         float ref_grad[9];
@@ -277,8 +298,10 @@ static void test_sce_bad_class_id(void) {
         void *yv = kiln_plan_data(p, lab);
         for (int r = 0; r < 4; r++) {
             int64_t v = r == 2 ? bad[c] : r % 3;
-            if (dt == KILN_I32) ((int32_t *)yv)[r] = (int32_t)v;
-            else ((int64_t *)yv)[r] = v;
+            if (dt == KILN_I32)
+                ((int32_t *)yv)[r] = (int32_t)v;
+            else
+                ((int64_t *)yv)[r] = v;
         }
         kiln_status st = kiln_plan_forward(p);
         CHECK(st == KILN_ERR_INVALID);
@@ -288,8 +311,10 @@ static void test_sce_bad_class_id(void) {
         snprintf(id, sizeof id, "class id %lld", (long long)bad[c]);
         CHECK_ERR_HAS(id);
         CHECK_ERR_HAS("[0, 3)");
-        if (dt == KILN_I32) ((int32_t *)yv)[2] = 0; /* fixed: forward runs again */
-        else ((int64_t *)yv)[2] = 0;
+        if (dt == KILN_I32)
+            ((int32_t *)yv)[2] = 0; /* fixed: forward runs again */
+        else
+            ((int64_t *)yv)[2] = 0;
         CHECK_OK(kiln_plan_forward(p));
         kiln_plan_free(p);
         kiln_graph_free(g);
@@ -300,10 +325,14 @@ static void test_sce_bad_class_id(void) {
 
 static kiln_node *build_pair(kiln_graph *g, pair_kind k, kiln_node *a, kiln_node *b, float delta) {
     switch (k) {
-    case BCE: return kiln_binary_cross_entropy(g, a, b);
-    case MSE: return kiln_mse(g, a, b);
-    case MAE: return kiln_mae(g, a, b);
-    case HUBER: return kiln_huber(g, a, b, delta);
+    case BCE:
+        return kiln_binary_cross_entropy(g, a, b);
+    case MSE:
+        return kiln_mse(g, a, b);
+    case MAE:
+        return kiln_mae(g, a, b);
+    case HUBER:
+        return kiln_huber(g, a, b, delta);
     }
     return NULL;
 }
@@ -327,8 +356,10 @@ static void check_pair(pair_kind k, float delta, int ndim, const int64_t *dims) 
     for (int i = 0; i < ndim; i++) n *= dims[i];
     float *av = kiln_plan_data(p, a), *bv = kiln_plan_data(p, b);
     kiln_test_fill(av, (size_t)n, -3, 3, 41);
-    if (k == BCE) kiln_test_fill(bv, (size_t)n, 0, 1, 42);
-    else kiln_test_fill(bv, (size_t)n, -2, 2, 42);
+    if (k == BCE)
+        kiln_test_fill(bv, (size_t)n, 0, 1, 42);
+    else
+        kiln_test_fill(bv, (size_t)n, -2, 2, 42);
     CHECK_OK(kiln_plan_forward(p));
     double ref = ref_pair(k, delta == 0 ? 1.0 : delta, av, bv, n);
     CHECK_MSG(fabs(loss_value(p, L) - ref) <= 1e-6 + 1e-5 * fabs(ref), "%s n=%lld: %.9g vs %.9g",
@@ -340,8 +371,8 @@ static void check_pair(pair_kind k, float delta, int ndim, const int64_t *dims) 
 }
 
 static void test_pair_losses(void) {
-    const int64_t shapes[][3] = {{1, 1}, {1, 9}, {7, 3}, {2, 3, 5}, {3, 5000}};
-    const int ranks[] = {2, 2, 2, 3, 2};
+    const int64_t shapes[][3] = {{1, 1}, {1, 9}, {7, 3}, {2, 3, 5}, {3, 5000}, {1, 40001}};
+    const int ranks[] = {2, 2, 2, 3, 2, 2};
     for (size_t s = 0; s < sizeof ranks / sizeof *ranks; s++) {
         check_pair(BCE, 0, ranks[s], shapes[s]);
         check_pair(MSE, 0, ranks[s], shapes[s]);
@@ -412,7 +443,8 @@ static void test_bce_extreme_logits(void) {
 static void test_upstream_gradient(void) {
     /* A loss that is not the root: sigmoid(mse) and tanh(sce) make dL/dloss != 1. */
     kiln_graph *g = kiln_graph_new(51);
-    kiln_node *a = param(g, "a", 3, (int64_t[]){1, 3, 4}), *b = param(g, "b", 3, (int64_t[]){1, 3, 4});
+    kiln_node *a = param(g, "a", 3, (int64_t[]){1, 3, 4}),
+              *b = param(g, "b", 3, (int64_t[]){1, 3, 4});
     kiln_node *y = kiln_input(g, "y", KILN_I32, 1, (int64_t[]){3});
     kiln_node *m = kiln_sigmoid(g, kiln_mse(g, a, b));
     kiln_node *s = kiln_tanh(g, kiln_softmax_cross_entropy(g, a, y, 0.1f));
@@ -433,8 +465,9 @@ static void test_accumulate(void) {
     /* a and b feed mse, mae, huber and bce; also a loss of a tensor against itself. */
     kiln_graph *g = kiln_graph_new(52);
     kiln_node *a = param(g, "a", 2, (int64_t[]){4, 3}), *b = param(g, "b", 2, (int64_t[]){4, 3});
-    kiln_node *L = kiln_add(g, kiln_add(g, kiln_mse(g, a, b), kiln_mae(g, a, b)),
-                            kiln_add(g, kiln_huber(g, a, b, 0.7f), kiln_binary_cross_entropy(g, a, b)));
+    kiln_node *L =
+        kiln_add(g, kiln_add(g, kiln_mse(g, a, b), kiln_mae(g, a, b)),
+                 kiln_add(g, kiln_huber(g, a, b, 0.7f), kiln_binary_cross_entropy(g, a, b)));
     CHECK_MSG(L != NULL, "%s", kiln_last_error());
     kiln_plan *p = plan(g, L, 1);
     if (p) CHECK(kiln_test_gradcheck(g, p, L, 1e-3, 1e-3, 3e-3, 200) == 0);

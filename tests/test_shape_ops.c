@@ -11,7 +11,8 @@ static kiln_node *param(kiln_graph *g, const char *name, int ndim, const int64_t
 }
 
 static kiln_plan *plan(kiln_graph *g, kiln_node *y, kiln_node *loss, int batch) {
-    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = loss, .batch = batch});
+    kiln_plan *p = kiln_plan_new(
+        g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = loss, .batch = batch});
     CHECK_MSG(p != NULL, "plan: %s", kiln_last_error());
     return p;
 }
@@ -38,7 +39,8 @@ static void test_reshape_forward_every_batch(void) {
         CHECK(strcmp(kiln_node_op(f), "reshape") == 0);
         CHECK(kiln_node_dtype(ri) == KILN_I32);
         kiln_node *outs[3] = {r, f, ri};
-        kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 3, .batch = batch});
+        kiln_plan *p =
+            kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 3, .batch = batch});
         CHECK_MSG(p != NULL, "%s", kiln_last_error());
         if (!p) return kiln_graph_free(g);
         CHECK(shape_is(kiln_plan_shape(p, r), 3, (int64_t[]){batch, 5, 6}));
@@ -60,7 +62,7 @@ static void test_reshape_forward_every_batch(void) {
 
 static void test_reshape_shapes(void) {
     kiln_graph *g = kiln_graph_new(1);
-    kiln_node *v = kiln_input(g, "v", KILN_F32, 0, NULL);            /* [B] */
+    kiln_node *v = kiln_input(g, "v", KILN_F32, 0, NULL);               /* [B] */
     kiln_node *one = kiln_input(g, "one", KILN_F32, 1, (int64_t[]){1}); /* [B, 1] */
     kiln_node *f = kiln_flatten(g, v);
     kiln_node *s = kiln_reshape(g, one, 0, NULL);
@@ -143,7 +145,8 @@ static void ref_concat(float *const *xs, const kiln_shape *sh, int n, int axis, 
     }
 }
 
-static void check_concat(int n, int ndim, const int64_t dims[][KILN_MAX_DIMS], int axis, int norm_axis) {
+static void check_concat(int n, int ndim, const int64_t dims[][KILN_MAX_DIMS], int axis,
+                         int norm_axis) {
     kiln_graph *g = kiln_graph_new(5);
     kiln_node *xs[8];
     kiln_shape sh[8];
@@ -188,7 +191,12 @@ static void test_concat_forward_and_gradcheck(void) {
     check_concat(2, 2, (const int64_t[][KILN_MAX_DIMS]){{5, 7}, {5, 1}}, 1, 1);
     /* one input is a copy; many inputs */
     check_concat(1, 2, (const int64_t[][KILN_MAX_DIMS]){{3, 2}}, 1, 1);
-    check_concat(7, 2, (const int64_t[][KILN_MAX_DIMS]){{2, 1}, {2, 2}, {2, 3}, {2, 1}, {2, 5}, {2, 1}, {2, 2}}, 1, 1);
+    check_concat(
+        7, 2,
+        (const int64_t[][KILN_MAX_DIMS]){{2, 1}, {2, 2}, {2, 3}, {2, 1}, {2, 5}, {2, 1}, {2, 2}}, 1,
+        1);
+    /* large enough for the threaded copies */
+    check_concat(3, 2, (const int64_t[][KILN_MAX_DIMS]){{4, 30000}, {4, 1001}, {4, 7}}, 1, 1);
 }
 
 static void test_concat_inputs_every_batch(void) {
@@ -203,7 +211,8 @@ static void test_concat_inputs_every_batch(void) {
         CHECK_MSG(y && yi, "%s", kiln_last_error());
         if (!y || !yi) return kiln_graph_free(g);
         kiln_node *outs[2] = {y, yi};
-        kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch});
+        kiln_plan *p =
+            kiln_plan_new(g, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch});
         CHECK_MSG(p != NULL, "%s", kiln_last_error());
         if (!p) return kiln_graph_free(g);
         CHECK(shape_is(kiln_plan_shape(p, y), 3, (int64_t[]){batch, 4, 2}));
@@ -243,7 +252,8 @@ static void test_concat_accumulate(void) {
         float *dy = kiln_plan_grad(p, y);
         for (int i = 0; i < 22; i++) dy[i] = 1.0f;
         CHECK_OK(kiln_plan_backward(p));
-        const float *av = kiln_plan_data(p, a), *da = kiln_plan_grad(p, a), *db = kiln_plan_grad(p, b);
+        const float *av = kiln_plan_data(p, a), *da = kiln_plan_grad(p, a),
+                    *db = kiln_plan_grad(p, b);
         for (int i = 0; i < 6; i++) {
             double t = tanh(av[i]);
             CHECK_NEAR(da[i], 2 + (1 - t * t), 1e-6);
@@ -287,7 +297,8 @@ static void test_concat_errors(void) {
     kiln_node *y = kiln_concat(g, (kiln_node *[]){c, w}, 2, 1);
     CHECK_MSG(y != NULL, "%s", kiln_last_error());
     if (y) {
-        kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .batch = 2});
+        kiln_plan *p =
+            kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .batch = 2});
         CHECK(p == NULL);
         CHECK_ERR_HAS("batch 2");
         CHECK_ERR_HAS("c=[2, 3], w=[1, 4]");
