@@ -65,11 +65,11 @@ static void expect(const char *layers, const char *sub) {
 
 static void test_config_errors(void) {
     /* a bad shape chain names the layer's position, its path and the shapes */
-    expect("    - dense: {units: 4}\n    - conv2d: {filters: 2, kernel: 3}\n",
-           "m.yaml:7:7: model.layers[1].conv2d");
+    expect("    - flatten\n    - dense: {units: 4}\n    - conv2d: {filters: 2, kernel: 3}\n",
+           "m.yaml:8:7: model.layers[2].conv2d: conv2d_1 (conv2d): input dense_1 has shape [1, 4]; need [batch, channels, height, width]");
     expect("    - flatten\n    - dense: {units: 4, name: a}\n    - dense: {units: 5, name: b}\n    - add: {from: [a, b]}\n",
            "model.layers[3].add");
-    expect("    - flatten\n    - dense: {units: 4, from: nope}\n", "m.yaml:7:29: model.layers[1].dense.from: unknown layer 'nope'");
+    expect("    - flatten\n    - dense: {units: 4, from: nope}\n", "m.yaml:7:25: model.layers[1].dense.from: unknown layer 'nope'");
     expect("    - flatten: {name: f}\n    - dense: {units: 4, from: g}\n    - dense: {units: 4, name: g}\n",
            "'g' is defined later in the list; a layer may only take earlier layers (this would be a cycle)");
     expect("    - flatten\n    - dense: {units: 4, name: me, from: me}\n", "'me' is this layer itself");
