@@ -11,6 +11,7 @@
  *    in[i]->grad != NULL writes dL/d in[i]: overwriting it when accum[i] == 0, adding to it
  *    when accum[i] == 1. Inputs are processed in index order (the same input may appear twice).
  *  - neither allocates: compile sizes everything (op state, and r->scratch via c->scratch_bytes).
+ *  - an op whose input 0 has accepts_layout reads in[0]->layout; every other input is plain.
  */
 #ifndef KILN_GRAPH_INTERNAL_H
 #define KILN_GRAPH_INTERNAL_H
@@ -43,10 +44,15 @@ struct kiln_op {
      * time). Errors name the node, its inputs and their shapes. */
     kiln_status (*infer)(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                          kiln_dtype *dt);
-    kiln_status (*compile)(kiln_inst *x, kiln_compile_ctx *c); /* optional */
+    /* Optional, before the memory plan, in forward order: may make x->state and pick a backend
+     * layout for the output (x->layout, x->bytes) unless x->plain_out. Inputs' layouts are
+     * final by then. */
+    kiln_status (*choose_layout)(kiln_inst *x, kiln_compile_ctx *c);
+    kiln_status (*compile)(kiln_inst *x, kiln_compile_ctx *c); /* optional; after the memory plan */
     kiln_status (*forward)(kiln_inst *x, const kiln_run *r);
     void (*backward)(kiln_inst *x, const kiln_run *r); /* NULL: no gradient flows through */
     void (*release)(kiln_inst *x);                     /* optional: frees x->state */
+    int accepts_layout; /* input 0 may arrive in a backend layout (conv, pooling) */
 };
 
 struct kiln_node {
@@ -70,6 +76,12 @@ struct kiln_inst {
     int64_t numel;
     void *val;           /* [shape] */
     float *grad;         /* [shape] dL/d val, NULL when no gradient flows here */
+    /* Layout of val and grad: NULL is plain row-major; otherwise a backend descriptor owned by
+     * the producer's state (oneDNN: a dnnl_memory_desc_t such as nChw8c). Only consumers with
+     * accepts_layout ever see a non-plain input. bytes: size of val (and of grad). */
+    const void *layout;
+    size_t bytes;
+    unsigned char plain_out; /* some consumer (or the caller) needs val plain */
     int n_in;
     kiln_inst **in;
     unsigned char *accum; /* [n_in] */

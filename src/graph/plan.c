@@ -86,7 +86,7 @@ static kiln_status memory_plan(kiln_plan *p, const kiln_plan_opts *o, const char
         int id = x->node->id;
         if (x->node->kind != KILN_NODE_PARAM) {
             kiln_mem_req *r = &req[nr++];
-            r->bytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
+            r->bytes = x->bytes;
             r->where = &x->val;
             int pinned = x->node->kind == KILN_NODE_INPUT || o->loss || last_use[id] < 0;
             r->start = pinned ? 0 : fpos[id];
@@ -94,7 +94,7 @@ static kiln_status memory_plan(kiln_plan *p, const kiln_plan_opts *o, const char
         }
         if (x->grad == (float *)1) {
             kiln_mem_req *r = &req[nr++];
-            r->bytes = (size_t)x->numel * sizeof(float);
+            r->bytes = x->bytes;
             r->where = (void **)&x->grad;
             int pinned = x == p->loss || !written[id];
             r->start = pinned ? 0 : F + first_write[id];
@@ -205,6 +205,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (nd->kind == KILN_NODE_INPUT) x->shape.dims[0] = o->batch;
         }
         x->numel = kiln_shape_numel(&x->shape);
+        x->bytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
         if (nd->kind == KILN_NODE_PARAM) x->val = kiln_node_param_data(g, nd);
         /* (3) gradients flow into ancestors of the loss that depend on a trainable param */
         int has_grad = o->loss && to_loss[i] && nd->requires_grad;
@@ -239,12 +240,27 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (!written[id]) written[id] = (char)1, first_write[id] = p->n_bwd - 1;
         }
     }
+    /* (3c) layouts: a value stays plain when anything but input 0 of a layout-aware op reads
+     * it, or the caller does; producers then choose, in forward order */
+    kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
+    for (int i = 0; i < o->n_outputs; i++) p->by_id[o->outputs[i]->id]->plain_out = 1;
+    if (p->loss) p->loss->plain_out = 1;
+    for (int i = 0; i < p->n_fwd; i++)
+        for (int j = 0; j < p->fwd[i]->n_in; j++)
+            if (!(j == 0 && p->fwd[i]->node->op->accepts_layout)) p->fwd[i]->in[j]->plain_out = 1;
+    for (int i = 0; i < p->n_fwd; i++) {
+        kiln_inst *x = p->fwd[i];
+        if (x->node->op->choose_layout && x->node->op->choose_layout(x, &ctx) != KILN_OK) {
+            kiln_error_prefix("plan: compiling %s (%s)", x->node->name, x->node->op->name);
+            FAIL();
+        }
+    }
     if (memory_plan(p, o, written, first_write) != KILN_OK) FAIL();
     for (int i = 0; i < p->n_inst; i++) {
         kiln_inst *x = &p->insts[i];
         if (x->grad && x != p->loss && !written[x->node->id]) {
             p->zero_grads[p->n_zero] = x->grad;
-            p->zero_sizes[p->n_zero++] = (size_t)x->numel * sizeof(float);
+            p->zero_sizes[p->n_zero++] = x->bytes;
         }
     }
     for (int i = 0; o->loss && i < n; i++) { /* trainable parameters outside the plan: grad 0 */
@@ -257,7 +273,6 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     }
 
     /* (5) backend primitives, created once */
-    kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
     for (int i = 0; i < p->n_fwd; i++) {
         kiln_inst *x = p->fwd[i];
         if (x->node->op->compile && x->node->op->compile(x, &ctx) != KILN_OK) {

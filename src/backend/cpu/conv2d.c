@@ -1,17 +1,23 @@
 /* conv2d.c — 2-D convolution on oneDNN: y = act(conv(x, W) + b), NCHW.
  *
  * Shapes: x [B, C, H, W], kernel W [F, C/G, KH, KW] (G groups; read by oneDNN as goihw
- * [G, F/G, C/G, KH, KW], the same bytes), bias b [F], y [B, F, OH, OW]. Layouts are plain
- * (nchw, oihw/goihw) because parameters live in the graph's flat buffer and activations in the
- * plan's arena in those layouts. Padding follows kiln_conv_out_size (TF's "same" may pad one
- * more after than before: oneDNN's padding_l / padding_r); oneDNN counts dilation from 0, ours
- * from 1.
+ * [G, F/G, C/G, KH, KW], the same bytes), bias b [F], y [B, F, OH, OW]. Padding follows
+ * kiln_conv_out_size (TF's "same" may pad one more after than before: oneDNN's padding_l /
+ * padding_r); oneDNN counts dilation from 0, ours from 1.
  *
- * Forward is one convolution primitive with bias and the activation fused as an eltwise post-op;
+ * Layouts. Parameters stay plain (oihw/goihw) in the graph's flat buffer. Activations are not
+ * forced plain: the forward primitive is created with "any" for weights and output, so oneDNN
+ * picks its fast blocked kernels (nChw8c on AVX2), and the output keeps that layout when its
+ * consumers are layout-aware (pooling, the next conv); a plain input (the image) is taken as
+ * is. Weights are reordered into the primitive's layout once per step (a few KB), and when
+ * something downstream needs the output plain the edge reorder (dnnl_util.h) converts it.
+ *
+ * Forward: one convolution primitive with bias and the activation fused as an eltwise post-op;
  * GELU, whose derivative needs the pre-activation z, is applied by our own loop over z kept in
- * state. Backward, with dz = dy * act'(.) [B, F, OH, OW] (in state when act != none):
- *   dx [B, C, H, W]  = backward-data(dz, W)           (only when x has a gradient)
- *   dW [F, C/G, KH, KW], db [F] = backward-weights(x, dz)  (when the kernel or bias has one)
+ * state (elementwise, so in whatever layout the output has). Backward, with dz = dy * act'(.)
+ * (in state when act != none):
+ *   dx = backward-data(dz, W)              (only when x has a gradient; x's layout)
+ *   dW, db = backward-weights(x, dz)       (when the kernel or bias has one)
  * oneDNN's backward primitives only overwrite, so a gradient that accumulates (x->accum) or is
  * not wanted (a frozen kernel beside a trainable bias) is written into the plan's scratch and
  * added (or dropped). Inputs are handled in index order: x, kernel, bias.
@@ -24,16 +30,30 @@
 #include "graph/ops.h"
 #include "nn/attrs.h"
 
+/* What the forward and backward descriptors share (plain layouts and geometry). */
+typedef struct {
+    dnnl_memory_desc_t x, w, b, y; /* plain nchw, (g)oihw, [F], nchw */
+    dnnl_dims_t stride, dil, pad_l, pad_r;
+} conv_geom;
+
 typedef struct {
     kiln_act act;
     float alpha;
-    int64_t nx, nw, nb, ny;     /* element counts of x, kernel, bias, y */
-    float *pre;                 /* [B, F, OH, OW] z, kept only for GELU */
-    float *dz;                  /* [B, F, OH, OW] backward temporary when act != none */
-    int dx_tmp, dw_tmp, db_tmp; /* that gradient goes through scratch */
-    size_t db_off;              /* byte offset of db in scratch */
+    conv_geom q;
+    dnnl_memory_desc_t xmd;       /* input 0's layout in the plan */
+    dnnl_primitive_desc_t fwd_pd; /* from choose_layout to compile */
+    kiln_dnnl_edge out;           /* output layout and edge reorders */
+    int64_t ny;                   /* floats in the output buffer (padded layouts included) */
+    float *pre;                   /* [out] z, kept only for GELU */
+    float *dz;                    /* [out] backward temporary when act != none */
+    kiln_dnnl_port src, w;        /* forward: x and the kernel in the primitive's layouts */
+    kiln_dnnl_port bd_dy, bd_w, bd_dx; /* backward-data */
+    kiln_dnnl_port bw_src, bw_dy, bw_dw; /* backward-weights */
+    int dx_tmp, dw_tmp, db_tmp;   /* that gradient goes through scratch */
+    size_t db_off;                /* byte offset of db in scratch */
+    int64_t nx_floats, nw, nb;
     dnnl_primitive_t fwd, bwd_x, bwd_w;
-    dnnl_memory_t x, w, b, y, dz_m, dx, dw, db;
+    dnnl_memory_t b, y, db;
 } conv_state;
 
 static const char *pad_name(kiln_padding p) {
@@ -90,79 +110,33 @@ static kiln_status conv_infer(const kiln_node *n, const kiln_shape *in, kiln_sha
 static void conv_release(kiln_inst *x) {
     conv_state *s = x->state;
     dnnl_primitive_t prims[] = {s->fwd, s->bwd_x, s->bwd_w};
-    dnnl_memory_t mems[] = {s->x, s->w, s->b, s->y, s->dz_m, s->dx, s->dw, s->db};
+    dnnl_memory_t mems[] = {s->b, s->y, s->db};
+    kiln_dnnl_port *ports[] = {&s->src, &s->w, &s->bd_dy, &s->bd_w, &s->bd_dx, &s->bw_src, &s->bw_dy, &s->bw_dw};
     for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
+    for (size_t i = 0; i < sizeof ports / sizeof *ports; i++) kiln_dnnl_port_release(ports[i]);
+    if (s->fwd_pd) dnnl_primitive_desc_destroy(s->fwd_pd);
+    kiln_dnnl_edge_release(&s->out);
     kiln_free(s->pre);
     kiln_free(s->dz);
     free(s);
     x->state = NULL;
 }
 
-/* A memory object over p, or with no buffer yet (p == NULL: set to scratch in backward). */
 static int mem(dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *p) {
     return (*m = kiln_dnnl_mem(md, p)) == NULL;
 }
 
-/* What the forward and backward descriptors share. */
-typedef struct {
-    dnnl_memory_desc_t x, w, b, y; /* plain nchw, (g)oihw, [F], nchw */
-    dnnl_dims_t stride, dil, pad_l, pad_r;
-} conv_geom;
-
-/* dz and the backward primitives for whichever of dx, dW, db have gradients. */
-static kiln_status compile_backward(kiln_inst *x, conv_state *s, const conv_geom *q,
-                                    const_dnnl_primitive_desc_t fwd_pd, kiln_compile_ctx *c) {
-    float *dz = x->grad;
-    if (s->act != KILN_ACT_NONE) {
-        if (!(s->dz = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
-        dz = s->dz;
-    }
-    if (mem(&s->dz_m, &q->y, dz)) return KILN_ERR_BACKEND;
-    kiln_status st;
-    size_t scratch = 0;
-    if (x->in[0]->grad) {
-        dnnl_convolution_desc_t d;
-        CHECK_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct,
-                                                                    &q->x, &q->w, &q->y, q->stride,
-                                                                    q->dil, q->pad_l, q->pad_r),
-                   "convolution backward-data desc");
-        if ((st = kiln_dnnl_primitive(&d, NULL, fwd_pd, &s->bwd_x, NULL,
-                                      "convolution backward-data")))
-            return st;
-        s->dx_tmp = x->accum[0];
-        if (mem(&s->dx, &q->x, s->dx_tmp ? NULL : x->in[0]->grad)) return KILN_ERR_BACKEND;
-        if (s->dx_tmp) scratch = (size_t)s->nx * sizeof(float);
-    }
-    int want_w = x->in[1]->grad != NULL, want_b = x->n_in > 2 && x->in[2]->grad;
-    if (want_w || want_b) {
-        dnnl_convolution_desc_t d;
-        CHECK_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(
-                       &d, dnnl_convolution_direct, &q->x, &q->w, want_b ? &q->b : NULL, &q->y,
-                       q->stride, q->dil, q->pad_l, q->pad_r),
-                   "convolution backward-weights desc");
-        if ((st = kiln_dnnl_primitive(&d, NULL, fwd_pd, &s->bwd_w, NULL,
-                                      "convolution backward-weights")))
-            return st;
-        /* scratch: dW at 0 when it accumulates or is dropped, db at db_off when it accumulates */
-        s->dw_tmp = !want_w || x->accum[1];
-        s->db_tmp = want_b && x->accum[2];
-        s->db_off = kiln_align_up((size_t)s->nw * sizeof(float));
-        if (mem(&s->dw, &q->w, s->dw_tmp ? NULL : x->in[1]->grad) ||
-            (want_b && mem(&s->db, &q->b, s->db_tmp ? NULL : x->in[2]->grad)))
-            return KILN_ERR_BACKEND;
-        size_t need = s->db_tmp   ? s->db_off + (size_t)s->nb * sizeof(float)
-                      : s->dw_tmp ? s->db_off
-                                  : 0;
-        if (need > scratch) scratch = need;
-    }
-    if (scratch > c->scratch_bytes) c->scratch_bytes = scratch;
-    return KILN_OK;
+static int is_plain(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain) {
+    return kiln_dnnl_md_equal(md, plain);
 }
 
-static kiln_status conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
+/* Before the memory plan: the forward primitive descriptor. oneDNN chooses the layouts of the
+ * weights, of the output and (for a plain input) of the input; a blocked input from the
+ * previous layer is taken as it is. The output's layout becomes the value's (see the edge). */
+static kiln_status conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
     const kiln_conv2d_attr *a = KILN_ATTR(x->node, kiln_conv2d_attr);
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return kiln_error(KILN_ERR_NOMEM, "conv2d: out of memory");
@@ -170,55 +144,151 @@ static kiln_status conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
     const kiln_shape *xs = &x->in[0]->shape;
     int64_t C = xs->dims[1], F = a->filters, G = a->groups;
     s->act = a->act;
-    s->nx = x->in[0]->numel;
-    s->nw = x->in[1]->numel;
-    s->nb = F;
-    s->ny = x->numel;
-    int has_bias = x->n_in > 2, fuse = s->act != KILN_ACT_GELU;
-    dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
-    if (!fuse && !(s->pre = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
-
-    conv_geom q;
+    conv_geom *q = &s->q;
     for (int i = 0; i < 2; i++) {
-        q.stride[i] = a->stride[i];
-        q.dil[i] = a->dilation[i] - 1;
+        q->stride[i] = a->stride[i];
+        q->dil[i] = a->dilation[i] - 1;
         kiln_conv_out_size(xs->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i], a->padding,
-                           a->pad[i], &q.pad_l[i], &q.pad_r[i]);
+                           a->pad[i], &q->pad_l[i], &q->pad_r[i]);
     }
     int64_t wd[5] = {G, F / G, C / G, a->kernel[0], a->kernel[1]};
-    q.x = kiln_dnnl_md(4, xs->dims, NULL);
-    q.y = kiln_dnnl_md(4, x->shape.dims, NULL);
-    q.w = G > 1 ? kiln_dnnl_md(5, wd, NULL) : kiln_dnnl_md(4, wd + 1, NULL);
-    q.b = kiln_dnnl_md(1, &F, NULL);
-
+    q->x = kiln_dnnl_md(4, xs->dims, NULL);
+    q->y = kiln_dnnl_md(4, x->shape.dims, NULL);
+    q->w = G > 1 ? kiln_dnnl_md(5, wd, NULL) : kiln_dnnl_md(4, wd + 1, NULL);
+    q->b = kiln_dnnl_md(1, &F, NULL);
+    dnnl_memory_desc_t plain;
+    s->xmd = *kiln_dnnl_layout_of(x->in[0], &plain);
+    dnnl_memory_desc_t x_want = is_plain(&s->xmd, &q->x) ? kiln_dnnl_md_any(4, xs->dims) : s->xmd;
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), y_any = kiln_dnnl_md_any(4, x->shape.dims);
+    int fuse = s->act != KILN_ACT_GELU;
+    dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
     dnnl_convolution_desc_t fd;
     CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-                   &fd, x->grad ? dnnl_forward_training : dnnl_forward_inference,
-                   dnnl_convolution_direct, &q.x, &q.w, has_bias ? &q.b : NULL, &q.y, q.stride,
-                   q.dil, q.pad_l, q.pad_r),
+                   &fd, x->grad ? dnnl_forward_training : dnnl_forward_inference, dnnl_convolution_direct,
+                   &x_want, &w_any, x->n_in > 2 ? &q->b : NULL, &y_any, q->stride, q->dil, q->pad_l, q->pad_r),
                "convolution forward desc");
     dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
-    dnnl_primitive_desc_t fwd_pd = NULL;
-    kiln_status st = kiln_dnnl_primitive(&fd, attr, NULL, &s->fwd, &fwd_pd, "convolution forward");
+    dnnl_status_t ds = dnnl_primitive_desc_create(&s->fwd_pd, &fd, attr, kiln_dnnl_engine(), NULL);
     if (attr) dnnl_primitive_attr_destroy(attr);
+    CHECK_DNNL(ds, "convolution forward primitive descriptor");
+    kiln_dnnl_edge_choose(&s->out, x, dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_dst_md, 0));
+    (void)c;
+    return KILN_OK;
+}
+
+/* A backward primitive descriptor, first with the layouts we already have (no reorders), and
+ * again with every layout left to oneDNN if that only found a reference implementation. */
+typedef dnnl_status_t (*bwd_init)(dnnl_convolution_desc_t *, const conv_geom *, const dnnl_memory_desc_t *,
+                                  const dnnl_memory_desc_t *, const dnnl_memory_desc_t *, int);
+static dnnl_status_t init_bwd_data(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *a,
+                                   const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *dy, int bias) {
+    return dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, a, w, dy, q->stride, q->dil,
+                                                            q->pad_l, q->pad_r);
+}
+static dnnl_status_t init_bwd_weights(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *a,
+                                      const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *dy, int bias) {
+    return dnnl_dilated_convolution_backward_weights_desc_init(d, dnnl_convolution_direct, a, w, bias ? &q->b : NULL,
+                                                               dy, q->stride, q->dil, q->pad_l, q->pad_r);
+}
+
+static kiln_status make_bwd(conv_state *s, bwd_init init, const dnnl_memory_desc_t *act_md, int bias,
+                            dnnl_primitive_desc_t *pd, const char *what) {
+    const conv_geom *q = &s->q;
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims);
+    dnnl_memory_desc_t x_any = kiln_dnnl_md_any(4, q->x.dims), y_any = kiln_dnnl_md_any(4, q->y.dims);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        dnnl_convolution_desc_t d;
+        CHECK_DNNL(init(&d, q, attempt ? &x_any : act_md, &w_any, attempt ? &y_any : &s->out.md, bias), what);
+        CHECK_DNNL(dnnl_primitive_desc_create(pd, &d, NULL, kiln_dnnl_engine(), s->fwd_pd), what);
+        if (attempt || !kiln_dnnl_is_reference(*pd)) return KILN_OK;
+        dnnl_primitive_desc_destroy(*pd);
+    }
+    return KILN_OK;
+}
+
+/* dz and the backward primitives for whichever of dx, dW, db have gradients. */
+static kiln_status compile_backward(kiln_inst *x, conv_state *s, kiln_compile_ctx *c) {
+    const conv_geom *q = &s->q;
+    float *dz = kiln_dnnl_edge_grad(&s->out, x);
+    if (s->act != KILN_ACT_NONE) {
+        if (!(s->dz = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
+        dz = s->dz;
+    }
+    kiln_status st;
+    size_t scratch = 0;
+    dnnl_primitive_desc_t pd;
+#define Q(what) dnnl_primitive_desc_query_md(pd, what, 0)
+    if (x->in[0]->grad) {
+        if ((st = make_bwd(s, init_bwd_data, &s->xmd, 0, &pd, "convolution backward-data"))) return st;
+        s->dx_tmp = x->accum[0];
+        const kiln_dnnl_port *fw = &s->w; /* reuse the forward's weights when the layouts match */
+        const dnnl_memory_desc_t *fw_md = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_weights_md, 0);
+        if (!(st = kiln_dnnl_primitive_from_pd(pd, &s->bwd_x, "convolution backward-data")) &&
+            !(st = kiln_dnnl_port_init(&s->bd_dy, &s->out.md, dz, Q(dnnl_query_diff_dst_md), 0)) &&
+            !(st = kiln_dnnl_port_init(&s->bd_w, fw_md, fw->buf ? (void *)fw->buf : x->in[1]->val,
+                                       Q(dnnl_query_weights_md), 0)))
+            st = kiln_dnnl_port_init(&s->bd_dx, &s->xmd, s->dx_tmp ? NULL : x->in[0]->grad, Q(dnnl_query_diff_src_md), 1);
+        dnnl_primitive_desc_destroy(pd);
+        if (st) return st;
+        if (s->dx_tmp) scratch = x->in[0]->bytes;
+    }
+    int want_w = x->in[1]->grad != NULL, want_b = x->n_in > 2 && x->in[2]->grad;
+    if (want_w || want_b) {
+        const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_src_md, 0);
+        if ((st = make_bwd(s, init_bwd_weights, src_md, want_b, &pd, "convolution backward-weights"))) return st;
+        /* scratch: dW at 0 when it accumulates or is dropped, db at db_off when it accumulates */
+        s->dw_tmp = !want_w || x->accum[1];
+        s->db_tmp = want_b && x->accum[2];
+        s->db_off = kiln_align_up((size_t)s->nw * sizeof(float));
+        if (!(st = kiln_dnnl_primitive_from_pd(pd, &s->bwd_w, "convolution backward-weights")) &&
+            !(st = kiln_dnnl_port_init(&s->bw_src, src_md, s->src.buf ? (void *)s->src.buf : x->in[0]->val,
+                                       Q(dnnl_query_src_md), 0)) &&
+            !(st = kiln_dnnl_port_init(&s->bw_dy, &s->out.md, dz, Q(dnnl_query_diff_dst_md), 0)))
+            st = kiln_dnnl_port_init(&s->bw_dw, &q->w, s->dw_tmp ? NULL : x->in[1]->grad, Q(dnnl_query_diff_weights_md), 1);
+        dnnl_primitive_desc_destroy(pd);
+        if (st) return st;
+        if (want_b && mem(&s->db, &q->b, s->db_tmp ? NULL : x->in[2]->grad)) return KILN_ERR_BACKEND;
+        size_t need = s->db_tmp ? s->db_off + (size_t)s->nb * sizeof(float) : s->dw_tmp ? s->db_off : 0;
+        if (need > scratch) scratch = need;
+    }
+#undef Q
+    if (scratch > c->scratch_bytes) c->scratch_bytes = scratch;
+    return KILN_OK;
+}
+
+/* After the memory plan: primitives, ports and memory objects over the plan's buffers. */
+static kiln_status conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
+    conv_state *s = x->state;
+    const conv_geom *q = &s->q;
+    s->nx_floats = (int64_t)(x->in[0]->bytes / sizeof(float));
+    s->nw = x->in[1]->numel;
+    s->nb = q->b.dims[0];
+    s->ny = (int64_t)(kiln_dnnl_md_bytes(&s->out.md) / sizeof(float));
+    kiln_status st = kiln_dnnl_edge_compile(&s->out, x);
     if (st) return st;
-    if (mem(&s->x, &q.x, x->in[0]->val) || mem(&s->w, &q.w, x->in[1]->val) ||
-        mem(&s->y, &q.y, fuse ? x->val : s->pre) || (has_bias && mem(&s->b, &q.b, x->in[2]->val)))
-        st = KILN_ERR_BACKEND;
-    else if (x->grad)
-        st = compile_backward(x, s, &q, fwd_pd, c);
-    dnnl_primitive_desc_destroy(fwd_pd);
-    return st;
+    if (s->act == KILN_ACT_GELU && !(s->pre = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
+    if ((st = kiln_dnnl_primitive_from_pd(s->fwd_pd, &s->fwd, "convolution forward"))) return st;
+    const_dnnl_primitive_desc_t pd = s->fwd_pd;
+    if ((st = kiln_dnnl_port_init(&s->src, &s->xmd, x->in[0]->val, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), 0)) ||
+        (st = kiln_dnnl_port_init(&s->w, &q->w, x->in[1]->val, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0)))
+        return st;
+    if (mem(&s->y, &s->out.md, s->pre ? s->pre : kiln_dnnl_edge_val(&s->out, x)) ||
+        (x->n_in > 2 && mem(&s->b, &q->b, x->in[2]->val)))
+        return KILN_ERR_BACKEND;
+    return x->grad ? compile_backward(x, s, c) : KILN_OK;
 }
 
 static kiln_status conv_forward(kiln_inst *x, const kiln_run *r) {
     conv_state *s = x->state;
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->x},
-                               {DNNL_ARG_WEIGHTS, s->w},
+    kiln_status st = kiln_dnnl_port_sync(&s->src, r->stream);
+    if (!st) st = kiln_dnnl_port_sync(&s->w, r->stream);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, kiln_dnnl_port_mem(&s->src)},
+                               {DNNL_ARG_WEIGHTS, kiln_dnnl_port_mem(&s->w)},
                                {DNNL_ARG_DST, s->y},
                                {DNNL_ARG_BIAS, s->b}};
-    kiln_status st = kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
-    if (st == KILN_OK && s->pre) kiln_act_forward(s->act, s->alpha, s->pre, x->val, s->ny);
+    if (!st) st = kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
+    if (!st && s->pre) kiln_act_forward(s->act, s->alpha, s->pre, kiln_dnnl_edge_val(&s->out, x), s->ny);
+    if (!st) st = kiln_dnnl_edge_forward(&s->out, r->stream);
     return st;
 }
 
@@ -231,23 +301,32 @@ static void add_into(float *dst, const float *src, int64_t n) {
 static void conv_backward(kiln_inst *x, const kiln_run *r) {
     conv_state *s = x->state;
     char *scratch = r->scratch;
+    kiln_dnnl_edge_backward(&s->out, r->stream);
     if (s->act != KILN_ACT_NONE)
-        kiln_act_backward(s->act, s->alpha, s->pre, x->val, x->grad, s->dz, s->ny, 0);
-    if (s->bwd_x) {
-        if (s->dx_tmp) dnnl_memory_set_data_handle(s->dx, scratch);
-        dnnl_exec_arg_t args[3] = {
-            {DNNL_ARG_DIFF_DST, s->dz_m}, {DNNL_ARG_WEIGHTS, s->w}, {DNNL_ARG_DIFF_SRC, s->dx}};
+        kiln_act_backward(s->act, s->alpha, s->pre, kiln_dnnl_edge_val(&s->out, x), kiln_dnnl_edge_grad(&s->out, x),
+                          s->dz, s->ny, 0);
+    if (s->bwd_x) { /* the forward of this step already brought the weights into its layout */
+        kiln_dnnl_port_sync(&s->bd_dy, r->stream);
+        kiln_dnnl_port_sync(&s->bd_w, r->stream);
+        if (s->dx_tmp) kiln_dnnl_port_point(&s->bd_dx, scratch);
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, kiln_dnnl_port_mem(&s->bd_dy)},
+                                   {DNNL_ARG_WEIGHTS, kiln_dnnl_port_mem(&s->bd_w)},
+                                   {DNNL_ARG_DIFF_SRC, kiln_dnnl_port_mem(&s->bd_dx)}};
         kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
-        if (s->dx_tmp) add_into(x->in[0]->grad, (const float *)scratch, s->nx);
+        kiln_dnnl_port_sync(&s->bd_dx, r->stream);
+        if (s->dx_tmp) add_into(x->in[0]->grad, (const float *)scratch, s->nx_floats);
     }
     if (s->bwd_w) {
-        if (s->dw_tmp) dnnl_memory_set_data_handle(s->dw, scratch);
+        kiln_dnnl_port_sync(&s->bw_src, r->stream);
+        kiln_dnnl_port_sync(&s->bw_dy, r->stream);
+        if (s->dw_tmp) kiln_dnnl_port_point(&s->bw_dw, scratch);
         if (s->db_tmp) dnnl_memory_set_data_handle(s->db, scratch + s->db_off);
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->x},
-                                   {DNNL_ARG_DIFF_DST, s->dz_m},
-                                   {DNNL_ARG_DIFF_WEIGHTS, s->dw},
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, kiln_dnnl_port_mem(&s->bw_src)},
+                                   {DNNL_ARG_DIFF_DST, kiln_dnnl_port_mem(&s->bw_dy)},
+                                   {DNNL_ARG_DIFF_WEIGHTS, kiln_dnnl_port_mem(&s->bw_dw)},
                                    {DNNL_ARG_DIFF_BIAS, s->db}};
         kiln_dnnl_exec(s->bwd_w, r->stream, s->db ? 4 : 3, args);
+        if (x->in[1]->grad) kiln_dnnl_port_sync(&s->bw_dw, r->stream);
         if (s->dw_tmp && x->in[1]->grad) add_into(x->in[1]->grad, (const float *)scratch, s->nw);
         if (s->db_tmp) add_into(x->in[2]->grad, (const float *)(scratch + s->db_off), s->nb);
     }
@@ -256,8 +335,10 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
 const kiln_op kiln_op_conv2d = {
     .name = "conv2d",
     .infer = conv_infer,
+    .choose_layout = conv_choose_layout,
     .compile = conv_compile,
     .forward = conv_forward,
     .backward = conv_backward,
     .release = conv_release,
+    .accepts_layout = 1,
 };

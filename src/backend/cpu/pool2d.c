@@ -10,6 +10,9 @@
  * it. oneDNN's pooling backward overwrites dx, so an accumulating dx goes through the plan's
  * scratch and is added.
  *
+ * Layouts: the input may arrive in a conv's blocked layout (nChw8c); the output keeps it when
+ * the consumers are layout-aware, else the edge reorder (dnnl_util.h) makes it plain.
+ *
  * Global average pooling, y [B, C] = mean over H, W of x [B, C, H, W], is a plain OpenMP loop.
  */
 #include <stdlib.h>
@@ -20,9 +23,14 @@
 #include "nn/attrs.h"
 
 typedef struct {
-    int64_t nx;   /* elements of x */
-    int dx_tmp;   /* dx goes through scratch (accumulates) */
-    void *ws_buf; /* max pooling workspace (training plans with backward) */
+    dnnl_alg_kind_t alg;
+    int64_t nx_floats;            /* floats in x's buffer (its layout may pad) */
+    int dx_tmp;                   /* dx goes through scratch (accumulates) */
+    void *ws_buf;                 /* max pooling workspace (training plans with backward) */
+    dnnl_dims_t geom[4];          /* strides, kernel, padding_l, padding_r */
+    dnnl_memory_desc_t xmd;       /* input 0's layout */
+    dnnl_primitive_desc_t fwd_pd; /* from choose_layout to compile */
+    kiln_dnnl_edge out;
     dnnl_primitive_t fwd, bwd;
     dnnl_memory_t x, y, ws, dy, dx;
 } pool_state;
@@ -59,98 +67,93 @@ static void pool_release(kiln_inst *x) {
     dnnl_memory_t mems[] = {s->x, s->y, s->ws, s->dy, s->dx};
     if (s->fwd) dnnl_primitive_destroy(s->fwd);
     if (s->bwd) dnnl_primitive_destroy(s->bwd);
+    if (s->fwd_pd) dnnl_primitive_desc_destroy(s->fwd_pd);
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
+    kiln_dnnl_edge_release(&s->out);
     kiln_free(s->ws_buf);
     free(s);
     x->state = NULL;
 }
 
-/* The backward primitive and its memory (after fwd_pd exists). */
-static kiln_status compile_backward(kiln_inst *x, pool_state *s, dnnl_alg_kind_t alg,
-                                    const dnnl_memory_desc_t *xmd, const dnnl_memory_desc_t *ymd,
-                                    const dnnl_dims_t *geom, const_dnnl_primitive_desc_t fwd_pd,
-                                    kiln_compile_ctx *c) {
-    dnnl_pooling_desc_t d;
-    CHECK_DNNL(
-        dnnl_pooling_backward_desc_init(&d, alg, xmd, ymd, geom[0], geom[1], geom[2], geom[3]),
-        "pooling backward desc");
-    kiln_status st = kiln_dnnl_primitive(&d, NULL, fwd_pd, &s->bwd, NULL, "pooling backward");
-    if (st) return st;
-    s->dx_tmp = x->accum[0];
-    if (!(s->dy = kiln_dnnl_mem(ymd, x->grad)) ||
-        !(s->dx = kiln_dnnl_mem(xmd, s->dx_tmp ? NULL : x->in[0]->grad)))
-        return KILN_ERR_BACKEND;
-    size_t need = s->dx_tmp ? (size_t)s->nx * sizeof(float) : 0;
-    if (need > c->scratch_bytes) c->scratch_bytes = need;
-    return KILN_OK;
-}
-
-static kiln_status pool_compile(kiln_inst *x, kiln_compile_ctx *c, dnnl_alg_kind_t alg) {
+/* Before the memory plan: the forward descriptor over the input's layout, output "any" (the
+ * pooling kernels keep the input's blocked layout). */
+static kiln_status pool_choose(kiln_inst *x, dnnl_alg_kind_t alg) {
     const kiln_pool2d_attr *a = KILN_ATTR(x->node, kiln_pool2d_attr);
     pool_state *s = calloc(1, sizeof *s);
     if (!s) return kiln_error(KILN_ERR_NOMEM, "pooling: out of memory");
     x->state = s;
-    s->nx = x->in[0]->numel;
-    dnnl_dims_t geom[4]; /* strides, kernel, padding_l, padding_r */
+    s->alg = alg;
     for (int i = 0; i < 2; i++) {
-        geom[0][i] = a->stride[i];
-        geom[1][i] = a->size[i];
-        kiln_conv_out_size(x->in[0]->shape.dims[2 + i], a->size[i], a->stride[i], 1, a->padding,
-                           a->pad[i], &geom[2][i], &geom[3][i]);
+        s->geom[0][i] = a->stride[i];
+        s->geom[1][i] = a->size[i];
+        kiln_conv_out_size(x->in[0]->shape.dims[2 + i], a->size[i], a->stride[i], 1, a->padding, a->pad[i],
+                           &s->geom[2][i], &s->geom[3][i]);
     }
-    dnnl_memory_desc_t xmd = kiln_dnnl_md(4, x->in[0]->shape.dims, NULL),
-                       ymd = kiln_dnnl_md(4, x->shape.dims, NULL);
+    dnnl_memory_desc_t plain, y_any = kiln_dnnl_md_any(4, x->shape.dims);
+    s->xmd = *kiln_dnnl_layout_of(x->in[0], &plain);
     int backward = x->grad && x->in[0]->grad;
     dnnl_pooling_desc_t d;
-    CHECK_DNNL(dnnl_pooling_forward_desc_init(
-                   &d, backward ? dnnl_forward_training : dnnl_forward_inference, alg, &xmd, &ymd,
-                   geom[0], geom[1], geom[2], geom[3]),
+    CHECK_DNNL(dnnl_pooling_forward_desc_init(&d, backward ? dnnl_forward_training : dnnl_forward_inference, alg,
+                                              &s->xmd, &y_any, s->geom[0], s->geom[1], s->geom[2], s->geom[3]),
                "pooling forward desc");
-    dnnl_primitive_desc_t fwd_pd = NULL;
-    kiln_status st = kiln_dnnl_primitive(&d, NULL, NULL, &s->fwd, &fwd_pd, "pooling forward");
+    CHECK_DNNL(dnnl_primitive_desc_create(&s->fwd_pd, &d, NULL, kiln_dnnl_engine(), NULL),
+               "pooling forward primitive descriptor");
+    kiln_dnnl_edge_choose(&s->out, x, dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_dst_md, 0));
+    return KILN_OK;
+}
+
+static kiln_status maxpool_choose(kiln_inst *x, kiln_compile_ctx *c) { return pool_choose(x, dnnl_pooling_max); }
+static kiln_status avgpool_choose(kiln_inst *x, kiln_compile_ctx *c) {
+    return pool_choose(x, dnnl_pooling_avg_exclude_padding);
+}
+
+/* After the memory plan: primitives, workspace and memory objects. */
+static kiln_status pool_compile(kiln_inst *x, kiln_compile_ctx *c) {
+    pool_state *s = x->state;
+    s->nx_floats = (int64_t)(x->in[0]->bytes / sizeof(float));
+    kiln_status st = kiln_dnnl_edge_compile(&s->out, x);
     if (st) return st;
-    const dnnl_memory_desc_t *wsmd =
-        dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_workspace_md, 0);
+    CHECK_DNNL(dnnl_primitive_create(&s->fwd, s->fwd_pd), "pooling forward");
+    const dnnl_memory_desc_t *wsmd = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_workspace_md, 0);
     size_t ws_bytes = wsmd ? dnnl_memory_desc_get_size(wsmd) : 0;
-    if (!(s->x = kiln_dnnl_mem(&xmd, x->in[0]->val)) || !(s->y = kiln_dnnl_mem(&ymd, x->val)))
-        st = KILN_ERR_BACKEND;
-    else if (ws_bytes && !(s->ws_buf = kiln_alloc(ws_bytes)))
-        st = KILN_ERR_NOMEM;
-    else if (ws_bytes && !(s->ws = kiln_dnnl_mem(wsmd, s->ws_buf)))
-        st = KILN_ERR_BACKEND;
-    else if (backward)
-        st = compile_backward(x, s, alg, &xmd, &ymd, (const dnnl_dims_t *)geom, fwd_pd, c);
-    dnnl_primitive_desc_destroy(fwd_pd);
-    return st;
-}
-
-static kiln_status maxpool_compile(kiln_inst *x, kiln_compile_ctx *c) {
-    return pool_compile(x, c, dnnl_pooling_max);
-}
-
-static kiln_status avgpool_compile(kiln_inst *x, kiln_compile_ctx *c) {
-    return pool_compile(x, c, dnnl_pooling_avg_exclude_padding);
+    if (!(s->x = kiln_dnnl_mem(&s->xmd, x->in[0]->val)) || !(s->y = kiln_dnnl_mem(&s->out.md, kiln_dnnl_edge_val(&s->out, x))))
+        return KILN_ERR_BACKEND;
+    if (ws_bytes && (!(s->ws_buf = kiln_alloc(ws_bytes)) || !(s->ws = kiln_dnnl_mem(wsmd, s->ws_buf))))
+        return KILN_ERR_NOMEM;
+    if (!(x->grad && x->in[0]->grad)) return KILN_OK;
+    dnnl_pooling_desc_t d;
+    CHECK_DNNL(dnnl_pooling_backward_desc_init(&d, s->alg, &s->xmd, &s->out.md, s->geom[0], s->geom[1], s->geom[2],
+                                               s->geom[3]),
+               "pooling backward desc");
+    if ((st = kiln_dnnl_primitive(&d, NULL, s->fwd_pd, &s->bwd, NULL, "pooling backward"))) return st;
+    s->dx_tmp = x->accum[0];
+    if (!(s->dy = kiln_dnnl_mem(&s->out.md, kiln_dnnl_edge_grad(&s->out, x))) ||
+        !(s->dx = kiln_dnnl_mem(&s->xmd, s->dx_tmp ? NULL : x->in[0]->grad)))
+        return KILN_ERR_BACKEND;
+    size_t need = s->dx_tmp ? x->in[0]->bytes : 0;
+    if (need > c->scratch_bytes) c->scratch_bytes = need;
+    return KILN_OK;
 }
 
 static kiln_status pool_forward(kiln_inst *x, const kiln_run *r) {
     pool_state *s = x->state;
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_SRC, s->x}, {DNNL_ARG_DST, s->y}, {DNNL_ARG_WORKSPACE, s->ws}};
-    return kiln_dnnl_exec(s->fwd, r->stream, s->ws ? 3 : 2, args);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->x}, {DNNL_ARG_DST, s->y}, {DNNL_ARG_WORKSPACE, s->ws}};
+    kiln_status st = kiln_dnnl_exec(s->fwd, r->stream, s->ws ? 3 : 2, args);
+    return st ? st : kiln_dnnl_edge_forward(&s->out, r->stream);
 }
 
 static void pool_backward(kiln_inst *x, const kiln_run *r) {
     pool_state *s = x->state;
     if (!s->bwd) return;
+    kiln_dnnl_edge_backward(&s->out, r->stream);
     if (s->dx_tmp) dnnl_memory_set_data_handle(s->dx, r->scratch);
-    dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_DIFF_DST, s->dy}, {DNNL_ARG_DIFF_SRC, s->dx}, {DNNL_ARG_WORKSPACE, s->ws}};
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, s->dy}, {DNNL_ARG_DIFF_SRC, s->dx}, {DNNL_ARG_WORKSPACE, s->ws}};
     kiln_dnnl_exec(s->bwd, r->stream, s->ws ? 3 : 2, args);
     if (s->dx_tmp) {
         float *dx = x->in[0]->grad;
         const float *t = r->scratch;
-        int64_t n = s->nx;
+        int64_t n = s->nx_floats;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (int64_t i = 0; i < n; i++) dx[i] += t[i];
     }
@@ -159,19 +162,23 @@ static void pool_backward(kiln_inst *x, const kiln_run *r) {
 const kiln_op kiln_op_maxpool2d = {
     .name = "max_pooling2d",
     .infer = pool_infer,
-    .compile = maxpool_compile,
+    .choose_layout = maxpool_choose,
+    .compile = pool_compile,
     .forward = pool_forward,
     .backward = pool_backward,
     .release = pool_release,
+    .accepts_layout = 1,
 };
 
 const kiln_op kiln_op_avgpool2d = {
     .name = "average_pooling2d",
     .infer = pool_infer,
-    .compile = avgpool_compile,
+    .choose_layout = avgpool_choose,
+    .compile = pool_compile,
     .forward = pool_forward,
     .backward = pool_backward,
     .release = pool_release,
+    .accepts_layout = 1,
 };
 
 /* ---- global average pooling: [B, C, H, W] -> [B, C] ---- */
