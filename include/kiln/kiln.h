@@ -11,5 +11,6 @@
 #include "kiln/graph.h"
 #include "kiln/nn.h"
 #include "kiln/optim.h"
+#include "kiln/data.h"
 
 #endif
