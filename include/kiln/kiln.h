@@ -16,5 +16,6 @@
 #include "kiln/model.h"
 #include "kiln/fileio.h"
 #include "kiln/safetensors.h"
+#include "kiln/data.h"
 
 #endif

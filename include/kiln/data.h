@@ -1,0 +1,165 @@
+/* kiln/data.h — in-memory datasets from IDX, CSV and NPY files, a seeded validation split, and a
+ * batch loader (per-epoch seeded shuffle, normalization, final partial batch, prefetch thread).
+ *
+ * A kiln_dataset is n rows. One row's features have shape x_shape (IDX images [1, rows, cols],
+ * CSV [num_features], NPY the array's trailing dims); labels are int32 class ids [n], float32
+ * targets [n, k] (regression), or absent. Features keep their file's type when it is u8 (IDX
+ * images, '|u1' arrays: 4x less memory than float32) and are float32 otherwise; batches are
+ * always float32, converted and normalized by the loader as it copies them.
+ *
+ * Ownership: a dataset is reference-counted. kiln_data_split and kiln_dataset_subset return
+ * views (a list of row indices into the same storage, in file order) that stay valid after
+ * their parent is freed; a loader holds a reference too. Free everything with kiln_dataset_free.
+ * Datasets are immutable once made, so any number of threads may read one.
+ *
+ * Determinism: every random choice is kiln_rng_below(seed, stream, counter) with the streams
+ * below. The split depends only on (seed, n, fraction); epoch e's order only on (seed, e, n), so
+ * a resumed run seeks to its (epoch, batch) and sees exactly the batches an uninterrupted run
+ * would have seen, without replaying earlier epochs.
+ *
+ * Files: raw or gzip (recognized by the gzip magic, not by the name) for all three formats;
+ * at most KILN_DATA_MAX_BYTES decoded per file. Errors name the file and what was wrong
+ * (CSV: file:line and the column), and never read outside the data.
+ */
+#ifndef KILN_DATA_H
+#define KILN_DATA_H
+
+#include <stdint.h>
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+
+#define KILN_DATA_MAX_BYTES   ((int64_t)4 << 30) /* decoded bytes per file */
+#define KILN_DATA_MAX_CLASSES (1 << 24)          /* class ids are in [0, KILN_DATA_MAX_CLASSES) */
+/* RNG streams (kept far from parameter indices and node ids, the other users of the seed). */
+#define KILN_DATA_STREAM_SPLIT   0xDA7A000000000000ull
+#define KILN_DATA_STREAM_SHUFFLE 0xDA7B000000000000ull /* + epoch */
+
+typedef enum {
+    KILN_LABEL_NONE = 0, /* unlabeled */
+    KILN_LABEL_CLASS,    /* int32 class ids [n] */
+    KILN_LABEL_FLOAT,    /* float32 targets [n, k] (regression) */
+} kiln_label_kind;
+
+typedef struct kiln_dataset kiln_dataset;
+
+/* ---- making datasets ---- */
+
+/* Arrays already in memory (copied). */
+typedef struct {
+    int64_t rows;
+    kiln_dtype x_dtype; /* KILN_F32 or KILN_U8 */
+    kiln_shape x_shape; /* one row's features */
+    const void *x;      /* [rows, ...x_shape] */
+    kiln_label_kind y_kind;
+    int64_t y_width;                /* KILN_LABEL_FLOAT: k */
+    const void *y;                  /* int32 [rows] or float [rows, k]; NULL when y_kind is NONE */
+    int num_classes;                /* KILN_LABEL_CLASS: 0 means max id + 1 */
+    const char *const *class_names; /* [num_classes] or NULL */
+} kiln_dataset_desc;
+kiln_status kiln_dataset_new(const kiln_dataset_desc *d, kiln_dataset **out);
+
+/* IDX (the MNIST family): images u8 [n, rows, cols] (magic 0x00000803) and labels u8 [n]
+ * (0x00000801) as class ids. labels may be NULL (unlabeled). Features are [1, rows, cols]
+ * (NCHW with one channel), or [rows * cols] when flat. */
+kiln_status kiln_data_load_idx(const char *images, const char *labels, int flat,
+                               kiln_dataset **out);
+
+/* CSV with a header row (RFC 4180 quoting, CRLF or LF, blank lines skipped, UTF-8 BOM skipped;
+ * unquoted fields are trimmed of spaces and tabs). The label column is chosen by name; every
+ * other column is a numeric feature unless feature_columns names the ones to use (in that
+ * order). Class labels: when every value is a non-negative integer those are the ids; otherwise
+ * each distinct string is a class, ids in byte order of the names (kiln_dataset_class_name). */
+typedef struct {
+    const char *label;                  /* label column, or NULL: unlabeled */
+    kiln_label_kind label_kind;         /* KILN_LABEL_CLASS or KILN_LABEL_FLOAT (k = 1) */
+    const char *const *feature_columns; /* NULL: every column but the label */
+    int num_feature_columns;
+    char delimiter; /* 0 means ',' */
+} kiln_csv_options;
+kiln_status kiln_data_load_csv(const char *path, const kiln_csv_options *opt, kiln_dataset **out);
+
+/* NPY (format 1.0 and 2.0, C order). Features: '<f4', '<f8' (converted to float32), '|u1' (kept
+ * as u8), '<i4', '<i8' (converted to float32); [n, ...] gives rows of the trailing dims ([n]
+ * gives rows of shape [1]). Labels (NULL: unlabeled) from a second file with n rows:
+ * KILN_LABEL_CLASS takes '<i4', '<i8', '|u1' of shape [n] or [n, 1]; KILN_LABEL_FLOAT takes any
+ * of the feature dtypes, [n] (k = 1) or [n, ...] (k = the product of the trailing dims). */
+kiln_status kiln_data_load_npy(const char *features, const char *labels, kiln_label_kind kind,
+                               kiln_dataset **out);
+
+/* ---- inspecting datasets ---- */
+
+void kiln_dataset_free(kiln_dataset *ds); /* drops one reference; NULL is ignored */
+int64_t kiln_dataset_rows(const kiln_dataset *ds);
+kiln_shape kiln_dataset_x_shape(const kiln_dataset *ds); /* one row's features */
+kiln_dtype kiln_dataset_x_dtype(const kiln_dataset *ds); /* storage: KILN_U8 or KILN_F32 */
+kiln_label_kind kiln_dataset_label_kind(const kiln_dataset *ds);
+int64_t kiln_dataset_label_width(const kiln_dataset *ds); /* 1 class, k float, 0 none */
+int kiln_dataset_num_classes(const kiln_dataset *ds);     /* 0 unless KILN_LABEL_CLASS */
+/* The name of class i (CSV string labels), or NULL when the classes are bare ids. */
+const char *kiln_dataset_class_name(const kiln_dataset *ds, int i);
+/* Row i as float32 (u8 converted, not normalized): x [...x_shape]; y (may be NULL) int32 [1] or
+ * float [k]. */
+kiln_status kiln_dataset_get(const kiln_dataset *ds, int64_t i, float *x, void *y);
+/* Which row of the file row i of ds is (views map through to the file; -1 when out of range). */
+int64_t kiln_dataset_source_row(const kiln_dataset *ds, int64_t i);
+/* Per-channel mean and (population) standard deviation of x * scale (scale 0 means 1) over all
+ * rows, channel = feature axis 0 (batch axis 1): mean and std are [x_shape[0]]. A constant
+ * channel gets std 1 (as scikit-learn's StandardScaler does), so the result can go straight
+ * into kiln_normalize. */
+kiln_status kiln_dataset_channel_stats(const kiln_dataset *ds, float scale, float *mean,
+                                       float *std);
+
+/* ---- subsets ---- */
+
+/* perm [n] = a permutation of 0..n-1 (Fisher-Yates: for i = n-1 down to 1, swap perm[i] and
+ * perm[kiln_rng_below(seed, stream, i, i + 1)]). 1 <= n <= UINT32_MAX. */
+kiln_status kiln_data_permutation(int64_t n, uint64_t seed, uint64_t stream, int64_t *perm);
+/* A view of rows[0..n) of ds (each in [0, rows of ds); repeats allowed), in that order. */
+kiln_status kiln_dataset_subset(const kiln_dataset *ds, const int64_t *rows, int64_t n,
+                                kiln_dataset **out);
+/* Validation split: the first round(n * fraction) entries of
+ * kiln_data_permutation(n, seed, KILN_DATA_STREAM_SPLIT) go to *val, the rest to *train. Both are
+ * views in file order. 0 < fraction < 1, and neither part may be empty. */
+kiln_status kiln_data_split(const kiln_dataset *ds, double fraction, uint64_t seed,
+                            kiln_dataset **train, kiln_dataset **val);
+
+/* ---- the loader ---- */
+
+/* x <- (x * scale - mean[c]) / std[c], c = the feature's index on batch axis 1. */
+typedef struct {
+    float scale;       /* 0 means 1 (u8 images usually 1/255) */
+    int channels;      /* 0: no mean/std; else x_shape[0] */
+    const float *mean; /* [channels] (copied) */
+    const float *std;  /* [channels], each > 0 (copied) */
+} kiln_normalize;
+
+typedef struct {
+    int64_t batch_size;
+    int shuffle;   /* epoch e visits rows in kiln_data_permutation(n, seed, SHUFFLE + e) */
+    int drop_last; /* 0: the final partial batch comes with its real row count */
+    int prefetch;  /* 1: a background thread prepares the next batch while the caller
+                      trains (the batches are byte-identical either way) */
+    uint64_t seed;
+    kiln_normalize norm;
+} kiln_loader_config;
+
+typedef struct kiln_loader kiln_loader;
+
+/* The loader holds a reference to ds. One thread at a time drives a loader (its prefetch
+ * thread is its own business). */
+kiln_status kiln_loader_new(const kiln_dataset *ds, const kiln_loader_config *c, kiln_loader **out);
+void kiln_loader_free(kiln_loader *l); /* stops and joins the prefetch thread; NULL is ignored */
+int64_t kiln_loader_batches(const kiln_loader *l); /* per epoch */
+/* Writes the next batch into x float [batch_size, ...x_shape] and y (int32 [batch_size] or
+ * float [batch_size, k]; NULL skips labels) and its row count into *rows; returns 1. At the end
+ * of an epoch it writes nothing, sets *rows = 0, moves to the next epoch and returns 0.
+ * Returns -1 (with a message) on bad arguments. */
+int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows);
+/* Makes batch `batch` of epoch `epoch` the next one delivered (0 <= batch <= batches per
+ * epoch; batch == batches per epoch means the end of that epoch). */
+kiln_status kiln_loader_seek(kiln_loader *l, int64_t epoch, int64_t batch);
+/* Where the next kiln_loader_next call reads: what a checkpoint stores to resume exactly. */
+void kiln_loader_position(const kiln_loader *l, int64_t *epoch, int64_t *batch);
+
+#endif

@@ -1,0 +1,287 @@
+/* dataset.c — the in-memory dataset: roots that own arrays, views that list rows of a root,
+ * reference counting, the seeded permutation and the validation split (see kiln/data.h).
+ *
+ * Invariants: a root has rows == NULL and root == NULL; a view has rows [n] (each a storage row
+ * of its root, < the root's n) and root != NULL, and its metadata and array pointers equal the
+ * root's. Views of views point straight at the root, so lookups are one indirection deep.
+ * The reference count is atomic so that a loader or view may be freed on any thread.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/data_internal.h"
+#include "kiln/rng.h"
+
+static void free_names(char **names, int n) {
+    if (!names) return;
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_dtype x_dtype,
+                          kiln_shape x_shape, void *x, kiln_label_kind y_kind, int64_t y_width,
+                          void *y, int num_classes, char **names) {
+    kiln_status st = KILN_OK;
+    char sbuf[96];
+    *out = NULL;
+    int64_t numel = 1;
+    for (int i = 0; i < x_shape.ndim && i < KILN_MAX_DIMS; i++)
+        numel *= x_shape.dims[i] > 0 ? x_shape.dims[i] : 0;
+    if (n <= 0 || n > (int64_t)UINT32_MAX)
+        st = kiln_error(KILN_ERR_FORMAT, "%s: %lld rows (need 1 to %u)", what, (long long)n,
+                        UINT32_MAX);
+    else if (x_dtype != KILN_U8 && x_dtype != KILN_F32)
+        st = kiln_error(KILN_ERR_INVALID, "%s: features must be F32 or U8, got %s", what,
+                        kiln_dtype_name(x_dtype));
+    else if (x_shape.ndim < 1 || x_shape.ndim > KILN_MAX_DIMS - 1 || numel <= 0)
+        st = kiln_error(KILN_ERR_SHAPE, "%s: bad feature shape %s (1 to %d dims, each > 0)", what,
+                        kiln_shape_str(&x_shape, sbuf, sizeof sbuf), KILN_MAX_DIMS - 1);
+    else if (!x || (y_kind != KILN_LABEL_NONE && !y))
+        st = kiln_error(KILN_ERR_INVALID, "%s: missing %s data", what, x ? "label" : "feature");
+    else if (y_kind == KILN_LABEL_FLOAT && y_width <= 0)
+        st = kiln_error(KILN_ERR_SHAPE, "%s: float labels need a width > 0, got %lld", what,
+                        (long long)y_width);
+    else if ((unsigned)y_kind > KILN_LABEL_FLOAT)
+        st = kiln_error(KILN_ERR_INVALID, "%s: unknown label kind %d", what, (int)y_kind);
+    else if (num_classes < 0 || num_classes > KILN_DATA_MAX_CLASSES)
+        st = kiln_error(KILN_ERR_INVALID, "%s: %d classes (at most %d)", what, num_classes,
+                        KILN_DATA_MAX_CLASSES);
+    if (st == KILN_OK && y_kind == KILN_LABEL_CLASS) {
+        const int32_t *id = y; /* [n] */
+        int limit = num_classes ? num_classes : KILN_DATA_MAX_CLASSES, max = -1;
+        for (int64_t i = 0; i < n && st == KILN_OK; i++) {
+            if (id[i] < 0 || id[i] >= limit)
+                st =
+                    kiln_error(KILN_ERR_FORMAT, "%s: row %lld has class id %d (must be in [0, %d))",
+                               what, (long long)i, (int)id[i], limit);
+            max = id[i] > max ? id[i] : max;
+        }
+        if (!num_classes) num_classes = max + 1;
+    }
+    kiln_dataset *ds = st == KILN_OK ? calloc(1, sizeof *ds) : NULL;
+    if (st == KILN_OK && !ds) st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", what);
+    if (st != KILN_OK) {
+        free(x), free(y), free_names(names, num_classes);
+        return st;
+    }
+    atomic_init(&ds->refs, 1);
+    ds->n = n;
+    ds->x_dtype = x_dtype, ds->x_shape = x_shape, ds->x_numel = numel, ds->x = x;
+    ds->y_kind = y_kind;
+    ds->y_width = y_kind == KILN_LABEL_CLASS ? 1 : y_kind == KILN_LABEL_FLOAT ? y_width : 0;
+    if (y_kind == KILN_LABEL_NONE) free(y), y = NULL;
+    if (y_kind != KILN_LABEL_CLASS) free_names(names, num_classes), names = NULL, num_classes = 0;
+    ds->y = y, ds->num_classes = num_classes, ds->class_names = names;
+    *out = ds;
+    return KILN_OK;
+}
+
+kiln_status kiln_dataset_new(const kiln_dataset_desc *d, kiln_dataset **out) {
+    *out = NULL;
+    if (!d || d->rows <= 0 || !d->x)
+        return kiln_error(KILN_ERR_INVALID, "dataset_new: need rows > 0 and feature data");
+    if (d->x_dtype != KILN_U8 && d->x_dtype != KILN_F32)
+        return kiln_error(KILN_ERR_INVALID, "dataset_new: features must be F32 or U8, got %s",
+                          kiln_dtype_name(d->x_dtype));
+    int ndim = d->x_shape.ndim;
+    int64_t numel = ndim >= 1 && ndim < KILN_MAX_DIMS ? kiln_shape_numel(&d->x_shape) : 0;
+    for (int i = 0; i < ndim && numel > 0; i++)
+        if (d->x_shape.dims[i] <= 0) numel = 0;
+    if (numel <= 0)
+        return kiln_error(KILN_ERR_SHAPE,
+                          "dataset_new: bad feature shape (%d dims; 1 to %d, each > 0)", ndim,
+                          KILN_MAX_DIMS - 1);
+    int64_t yw = d->y_kind == KILN_LABEL_CLASS ? 1 : d->y_kind == KILN_LABEL_FLOAT ? d->y_width : 0;
+    if (d->y_kind != KILN_LABEL_NONE && (!d->y || yw <= 0))
+        return kiln_error(KILN_ERR_INVALID, "dataset_new: labels need data and a width > 0");
+    size_t xb = (size_t)d->rows * (size_t)numel * kiln_dtype_size(d->x_dtype);
+    size_t yb = (size_t)d->rows * (size_t)yw * 4;
+    void *x = malloc(xb), *y = yb ? malloc(yb) : NULL;
+    char **names =
+        d->class_names && d->num_classes > 0 ? calloc((size_t)d->num_classes, sizeof *names) : NULL;
+    int fail = !x || (yb && !y) || (d->class_names && d->num_classes > 0 && !names);
+    for (int i = 0; names && !fail && i < d->num_classes; i++)
+        fail = !(names[i] = strdup(d->class_names[i] ? d->class_names[i] : ""));
+    if (fail) {
+        free(x), free(y), free_names(names, d->num_classes);
+        return kiln_error(KILN_ERR_NOMEM, "dataset_new: out of memory (%zu bytes)", xb + yb);
+    }
+    memcpy(x, d->x, xb);
+    if (yb) memcpy(y, d->y, yb);
+    return kiln_ds_adopt(out, "dataset_new", d->rows, d->x_dtype, d->x_shape, x, d->y_kind, yw, y,
+                         d->y_kind == KILN_LABEL_CLASS ? d->num_classes : 0, names);
+}
+
+void kiln_dataset_free(kiln_dataset *ds) {
+    if (!ds || atomic_fetch_sub(&ds->refs, 1) != 1) return;
+    if (ds->root) {
+        free(ds->rows);
+        kiln_dataset_free(ds->root);
+    } else {
+        free(ds->x), free(ds->y);
+        free_names(ds->class_names, ds->num_classes);
+    }
+    free(ds);
+}
+
+int64_t kiln_dataset_rows(const kiln_dataset *ds) {
+    return ds->n;
+}
+kiln_shape kiln_dataset_x_shape(const kiln_dataset *ds) {
+    return ds->x_shape;
+}
+kiln_dtype kiln_dataset_x_dtype(const kiln_dataset *ds) {
+    return ds->x_dtype;
+}
+kiln_label_kind kiln_dataset_label_kind(const kiln_dataset *ds) {
+    return ds->y_kind;
+}
+int64_t kiln_dataset_label_width(const kiln_dataset *ds) {
+    return ds->y_width;
+}
+int kiln_dataset_num_classes(const kiln_dataset *ds) {
+    return ds->num_classes;
+}
+
+const char *kiln_dataset_class_name(const kiln_dataset *ds, int i) {
+    if (!ds->class_names || i < 0 || i >= ds->num_classes) return NULL;
+    return ds->class_names[i];
+}
+
+int64_t kiln_dataset_source_row(const kiln_dataset *ds, int64_t i) {
+    return i >= 0 && i < ds->n ? kiln_ds_row(ds, i) : -1;
+}
+
+kiln_status kiln_dataset_get(const kiln_dataset *ds, int64_t i, float *x, void *y) {
+    if (i < 0 || i >= ds->n)
+        return kiln_error(KILN_ERR_INVALID, "dataset_get: row %lld of %lld", (long long)i,
+                          (long long)ds->n);
+    int64_t r = kiln_ds_row(ds, i), m = ds->x_numel;
+    if (x && ds->x_dtype == KILN_U8) {
+        const uint8_t *s = (const uint8_t *)ds->x + r * m; /* [m] */
+        for (int64_t j = 0; j < m; j++) x[j] = (float)s[j];
+    } else if (x) {
+        memcpy(x, (const float *)ds->x + r * m, (size_t)m * sizeof *x);
+    }
+    if (y && ds->y) memcpy(y, (const char *)ds->y + r * ds->y_width * 4, (size_t)ds->y_width * 4);
+    return KILN_OK;
+}
+
+/* Feature e of storage row r as a double. */
+static inline double x_at(const kiln_dataset *ds, int64_t r, int64_t e) {
+    size_t k = (size_t)(r * ds->x_numel + e);
+    return ds->x_dtype == KILN_U8 ? ((const uint8_t *)ds->x)[k] : ((const float *)ds->x)[k];
+}
+
+/* Two passes (mean, then squared deviations) so that a constant channel has exactly zero spread. */
+kiln_status kiln_dataset_channel_stats(const kiln_dataset *ds, float scale, float *mean,
+                                       float *std) {
+    if (scale == 0) scale = 1;
+    int64_t c = ds->x_shape.dims[0], inner = ds->x_numel / c;
+    double cnt = (double)ds->n * (double)inner;
+    for (int64_t k = 0; k < c; k++) {
+        double s = 0, d2 = 0;
+        for (int64_t i = 0; i < ds->n; i++)
+            for (int64_t j = 0; j < inner; j++) s += x_at(ds, kiln_ds_row(ds, i), k * inner + j);
+        double mu = s / cnt;
+        for (int64_t i = 0; i < ds->n; i++)
+            for (int64_t j = 0; j < inner; j++) {
+                double d = x_at(ds, kiln_ds_row(ds, i), k * inner + j) - mu;
+                d2 += d * d;
+            }
+        double sd = sqrt(d2 / cnt) * fabs((double)scale);
+        mean[k] = (float)(mu * scale);
+        std[k] = sd > 0 ? (float)sd : 1.0f;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_data_permutation(int64_t n, uint64_t seed, uint64_t stream, int64_t *perm) {
+    if (n < 1 || n > (int64_t)UINT32_MAX)
+        return kiln_error(KILN_ERR_INVALID, "permutation: n = %lld (need 1 to %u)", (long long)n,
+                          UINT32_MAX);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = kiln_rng_below(seed, stream, (uint64_t)i, (uint32_t)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    return KILN_OK;
+}
+
+/* A view of ds that adopts rows [n] (rows of ds, already checked), mapping them to storage. */
+static kiln_status make_view(const kiln_dataset *ds, int64_t *rows, int64_t n, kiln_dataset **out) {
+    kiln_dataset *v = calloc(1, sizeof *v);
+    if (!v) {
+        free(rows);
+        return kiln_error(KILN_ERR_NOMEM, "dataset view: out of memory");
+    }
+    for (int64_t k = 0; ds->rows && k < n; k++) rows[k] = ds->rows[rows[k]];
+    kiln_dataset *root = ds->root ? ds->root : (kiln_dataset *)ds; /* refs are mutable */
+    atomic_fetch_add(&root->refs, 1);
+    atomic_init(&v->refs, 1);
+    v->root = root, v->n = n, v->rows = rows;
+    v->x_dtype = root->x_dtype, v->x_shape = root->x_shape, v->x_numel = root->x_numel;
+    v->x = root->x;
+    v->y_kind = root->y_kind, v->y_width = root->y_width, v->y = root->y;
+    v->num_classes = root->num_classes, v->class_names = root->class_names;
+    *out = v;
+    return KILN_OK;
+}
+
+kiln_status kiln_dataset_subset(const kiln_dataset *ds, const int64_t *rows, int64_t n,
+                                kiln_dataset **out) {
+    *out = NULL;
+    if (n < 1 || n > (int64_t)UINT32_MAX || !rows)
+        return kiln_error(KILN_ERR_INVALID, "subset: %lld rows (need 1 to %u)", (long long)n,
+                          UINT32_MAX);
+    for (int64_t k = 0; k < n; k++)
+        if (rows[k] < 0 || rows[k] >= ds->n)
+            return kiln_error(KILN_ERR_INVALID, "subset: rows[%lld] = %lld is outside [0, %lld)",
+                              (long long)k, (long long)rows[k], (long long)ds->n);
+    int64_t *r = malloc((size_t)n * sizeof *r);
+    if (!r) return kiln_error(KILN_ERR_NOMEM, "subset: out of memory");
+    memcpy(r, rows, (size_t)n * sizeof *r);
+    return make_view(ds, r, n, out);
+}
+
+kiln_status kiln_data_split(const kiln_dataset *ds, double fraction, uint64_t seed,
+                            kiln_dataset **train, kiln_dataset **val) {
+    *train = *val = NULL;
+    if (!(fraction > 0 && fraction < 1))
+        return kiln_error(KILN_ERR_INVALID, "split: validation fraction %g is not in (0, 1)",
+                          fraction);
+    int64_t n = ds->n, nv = (int64_t)llround(fraction * (double)n);
+    if (nv < 1 || nv >= n)
+        return kiln_error(KILN_ERR_INVALID, "split: fraction %g of %lld rows leaves %s set empty",
+                          fraction, (long long)n, nv < 1 ? "the validation" : "the training");
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    int64_t *tr = malloc((size_t)(n - nv) * sizeof *tr), *va = malloc((size_t)nv * sizeof *va);
+    unsigned char *in_val = calloc((size_t)n, 1);
+    if (!perm || !tr || !va || !in_val) {
+        free(perm), free(tr), free(va), free(in_val);
+        return kiln_error(KILN_ERR_NOMEM, "split: out of memory (%lld rows)", (long long)n);
+    }
+    kiln_data_permutation(n, seed, KILN_DATA_STREAM_SPLIT, perm); /* 1 <= n <= UINT32_MAX */
+    for (int64_t k = 0; k < nv; k++) in_val[perm[k]] = 1;
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (in_val[i])
+            va[b++] = i;
+        else
+            tr[a++] = i;
+    }
+    free(perm), free(in_val);
+    kiln_status st = make_view(ds, tr, n - nv, train);
+    if (st != KILN_OK) {
+        free(va);
+        return st;
+    }
+    st = make_view(ds, va, nv, val);
+    if (st != KILN_OK) {
+        kiln_dataset_free(*train);
+        *train = NULL;
+    }
+    return st;
+}
