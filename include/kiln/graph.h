@@ -103,12 +103,15 @@ typedef struct {
     kiln_node *loss; /* gradient root, or NULL for an inference plan (see kiln_plan_backward) */
     int batch;       /* batch size this plan runs at */
     int training;    /* 1: dropout active, batch norm uses batch statistics and updates running ones */
+    int plain_layouts; /* 1: every value in plain row-major layout (slower; for debugging) */
 } kiln_plan_opts;
 
 kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o);
 void kiln_plan_free(kiln_plan *p);
 /* The buffer holding node n's value in this plan (inputs: fill it before forward). NULL if n is
- * not part of the plan. */
+ * not part of the plan. Inputs, parameters and the plan's outputs are plain row-major; other
+ * values may be kept in a backend layout (oneDNN's blocked nChw8c between convolutions): make a
+ * node an output to read it. */
 void *kiln_plan_data(kiln_plan *p, const kiln_node *n);
 /* dL/dn in this plan, or NULL when no gradient flows to n. */
 float *kiln_plan_grad(kiln_plan *p, const kiln_node *n);
@@ -119,6 +122,8 @@ kiln_status kiln_plan_forward(kiln_plan *p);
 /* Fills parameter gradients (overwriting them). A scalar loss is seeded with dL/dloss = 1; a
  * non-scalar root uses whatever the caller wrote into kiln_plan_grad(p, loss). */
 kiln_status kiln_plan_backward(kiln_plan *p);
+/* 1 when n's value is held in a backend layout rather than plain row-major. */
+int kiln_plan_value_is_blocked(const kiln_plan *p, const kiln_node *n);
 /* Bytes of activations and gradients the memory plan reserved. */
 size_t kiln_plan_arena_bytes(const kiln_plan *p);
 

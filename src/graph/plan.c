@@ -243,6 +243,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     /* (3c) layouts: a value stays plain when anything but input 0 of a layout-aware op reads
      * it, or the caller does; producers then choose, in forward order */
     kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
+    for (int i = 0; i < p->n_inst && o->plain_layouts; i++) p->insts[i].plain_out = 1;
     for (int i = 0; i < o->n_outputs; i++) p->by_id[o->outputs[i]->id]->plain_out = 1;
     if (p->loss) p->loss->plain_out = 1;
     for (int i = 0; i < p->n_fwd; i++)
@@ -305,6 +306,10 @@ kiln_shape kiln_plan_shape(const kiln_plan *p, const kiln_node *n) {
 }
 
 void kiln_plan_set_step(kiln_plan *p, uint64_t step) { p->run.step = step; }
+
+int kiln_plan_value_is_blocked(const kiln_plan *p, const kiln_node *n) {
+    return p && n && n->id < p->n_nodes && p->by_id[n->id] && p->by_id[n->id]->layout != NULL;
+}
 size_t kiln_plan_arena_bytes(const kiln_plan *p) { return p->arena.cap; }
 
 kiln_status kiln_plan_forward(kiln_plan *p) {
