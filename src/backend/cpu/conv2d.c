@@ -191,16 +191,23 @@ static dnnl_status_t init_bwd_weights(dnnl_convolution_desc_t *d, const conv_geo
                                                                dy, q->stride, q->dil, q->pad_l, q->pad_r);
 }
 
+/* Tries, in order: the layouts we have (no reorders), ours for the activation and oneDNN's
+ * choice for the gradient, then oneDNN's choice for both; the first that is not a reference
+ * (slow) implementation wins (the last one regardless). */
 static kiln_status make_bwd(conv_state *s, bwd_init init, const dnnl_memory_desc_t *act_md, int bias,
                             dnnl_primitive_desc_t *pd, const char *what) {
     const conv_geom *q = &s->q;
     dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims);
     dnnl_memory_desc_t x_any = kiln_dnnl_md_any(4, q->x.dims), y_any = kiln_dnnl_md_any(4, q->y.dims);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    const dnnl_memory_desc_t *acts[3] = {act_md, act_md, &x_any}, *dys[3] = {&s->out.md, &y_any, &y_any};
+    for (int attempt = 0; attempt < 3; attempt++) {
         dnnl_convolution_desc_t d;
-        CHECK_DNNL(init(&d, q, attempt ? &x_any : act_md, &w_any, attempt ? &y_any : &s->out.md, bias), what);
-        CHECK_DNNL(dnnl_primitive_desc_create(pd, &d, NULL, kiln_dnnl_engine(), s->fwd_pd), what);
-        if (attempt || !kiln_dnnl_is_reference(*pd)) return KILN_OK;
+        CHECK_DNNL(init(&d, q, acts[attempt], &w_any, dys[attempt], bias), what);
+        if (dnnl_primitive_desc_create(pd, &d, NULL, kiln_dnnl_engine(), s->fwd_pd) != dnnl_success) {
+            if (attempt == 2) return kiln_error(KILN_ERR_BACKEND, "oneDNN has no %s for these shapes", what);
+            continue;
+        }
+        if (attempt == 2 || !kiln_dnnl_is_reference(*pd)) return KILN_OK;
         dnnl_primitive_desc_destroy(*pd);
     }
     return KILN_OK;
@@ -218,8 +225,9 @@ static kiln_status compile_backward(kiln_inst *x, conv_state *s, kiln_compile_ct
     size_t scratch = 0;
     dnnl_primitive_desc_t pd;
 #define Q(what) dnnl_primitive_desc_query_md(pd, what, 0)
-    if (x->in[0]->grad) {
-        if ((st = make_bwd(s, init_bwd_data, &s->xmd, 0, &pd, "convolution backward-data"))) return st;
+    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_src_md, 0);
+    if (x->in[0]->grad) { /* dx in the layout the forward read x in (ports convert if x differs) */
+        if ((st = make_bwd(s, init_bwd_data, src_md, 0, &pd, "convolution backward-data"))) return st;
         s->dx_tmp = x->accum[0];
         const kiln_dnnl_port *fw = &s->w; /* reuse the forward's weights when the layouts match */
         const dnnl_memory_desc_t *fw_md = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_weights_md, 0);
@@ -234,7 +242,6 @@ static kiln_status compile_backward(kiln_inst *x, conv_state *s, kiln_compile_ct
     }
     int want_w = x->in[1]->grad != NULL, want_b = x->n_in > 2 && x->in[2]->grad;
     if (want_w || want_b) {
-        const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_src_md, 0);
         if ((st = make_bwd(s, init_bwd_weights, src_md, want_b, &pd, "convolution backward-weights"))) return st;
         /* scratch: dW at 0 when it accumulates or is dropped, db at db_off when it accumulates */
         s->dw_tmp = !want_w || x->accum[1];
