@@ -49,7 +49,7 @@ static const char *const PADS[] = {"valid", "same", NULL};
 static const char *const SOURCES[] = {"idx", "csv", "npy", NULL};
 static const char *const TASKS[] = {"classification", "regression", NULL};
 static const char *const MODES[] = {"auto", "min", "max", NULL};
-static const char *const PRECISIONS[] = {"fp32", "bf16", NULL};
+static const char *const PRECISIONS[] = {"fp32", NULL}; /* bf16 mixed precision: not built yet */
 
 /* ---- layers ---- */
 #define COMMON {"name", T_STR}, {"from", T_STRS}
@@ -131,7 +131,8 @@ static const schema SCHEDULES[] = {{"constant", T_MAP, NULL, S_CONST}, {"step", 
 /* ---- data, train, log ---- */
 static const schema FILES[] = {{"images", T_STR}, {"labels", T_STR}, {"path", T_STR}, {"x", T_STR}, {"y", T_STR}, END};
 static const schema NORMALIZE[] = {{"scale", T_NUM, "1.0", NULL, NULL, ANYSIGN}, {"mean", T_SEQ_NUM, NULL, NULL, NULL, ANYSIGN},
-                                   {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12}, END};
+                                   {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12},
+                                   {"standardize", T_BOOL, "false"}, END};
 static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, {"train", T_MAP, NULL, FILES, NULL, 0, 0, 1},
                               {"validation", T_MAP, NULL, FILES}, {"test", T_MAP, NULL, FILES},
                               {"validation_split", T_NUM, "0", NULL, NULL, 0, 0.99},

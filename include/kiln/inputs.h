@@ -1,0 +1,25 @@
+/* kiln/inputs.h — the data a config names: train / validation / test datasets and how to batch
+ * them (DESIGN.md §4, data:). Relative file names are taken relative to the config file's folder
+ * and written back as absolute paths, so a run folder's config.yaml works from anywhere. */
+#ifndef KILN_INPUTS_H
+#define KILN_INPUTS_H
+
+#include "kiln/config.h"
+#include "kiln/data.h"
+#include "kiln/model.h"
+
+typedef struct {
+    kiln_dataset *train, *validation, *test; /* validation and test may be NULL */
+    kiln_loader_config loader;               /* batch size, shuffle, seed, normalization */
+    float mean[256], std[256];               /* storage behind loader.norm */
+    int n_classes;                           /* classification: classes in the training data */
+} kiln_inputs;
+
+/* Rewrites relative data paths in cfg to absolute ones (relative to base_dir). */
+kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
+/* Loads what cfg's data: section names and checks it against the model (row shape, label kind,
+ * class count). Errors name the config key and the file. */
+kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
+void kiln_inputs_free(kiln_inputs *in);
+
+#endif

@@ -1,0 +1,16 @@
+/* cli.h — the kiln command: one function per subcommand (a thin shell over libkiln).
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+enum { KILN_EXIT_OK = 0, KILN_EXIT_FAIL = 1, KILN_EXIT_USAGE = 2 };
+
+int kiln_cmd_train(int argc, char **argv);
+int kiln_cmd_eval(int argc, char **argv);
+/* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
+int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* argv joined with spaces (for run.json), in a static buffer. */
+const char *kiln_cli_command_line(void);
+void kiln_cli_set_command_line(int argc, char **argv);
+
+#endif

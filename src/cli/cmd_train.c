@@ -1,0 +1,83 @@
+/* cmd_train.c — kiln train (flags after DESIGN.md §5). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "kiln/kiln.h"
+#include "kiln/trainer.h"
+
+static const char *HELP =
+    "usage: kiln train CONFIG [options]\n"
+    "       kiln train --resume RUN|latest [options]\n"
+    "\n"
+    "Trains the model CONFIG describes and writes a run folder: runs/<experiment>/<name>-<time>/\n"
+    "with config.yaml (resolved), run.json, metrics.jsonl, log.txt and checkpoints/.\n"
+    "\n"
+    "options:\n"
+    "  --set KEY=VALUE    override a config key (repeatable): --set train.epochs=3\n"
+    "  --name NAME        run name (default: the experiment)\n"
+    "  --runs-dir DIR     where runs go (default: runs)\n"
+    "  --resume RUN       continue RUN (a run folder, or 'latest') from its newest checkpoint\n"
+    "  --threads N        compute threads (default: train.threads, else all cores)\n"
+    "  --quiet            no progress output (log.txt still records it)\n"
+    "  --help             this text\n"
+    "\n"
+    "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and stops (status \"stopped\", exit 1);\n"
+    "resume with --resume. Exit codes: 0 finished, 1 failed or stopped, 2 usage/config error.\n";
+
+int kiln_cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {{"set", required_argument, 0, 's'},      {"name", required_argument, 0, 'n'},
+                                         {"runs-dir", required_argument, 0, 'd'}, {"resume", required_argument, 0, 'r'},
+                                         {"threads", required_argument, 0, 't'},  {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    kiln_train_opts o = {.command = kiln_cli_command_line()};
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    if (!sets) return KILN_EXIT_FAIL;
+    optind = 1;
+    opterr = 0;
+    int c, rc;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': sets[o.n_sets++] = optarg; break;
+        case 'n': o.name = optarg; break;
+        case 'd': o.runs_dir = optarg; break;
+        case 'r': o.resume = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 4096) {
+                free(sets);
+                return kiln_cli_usage_error("train", "--threads %s: expected a count from 1 to 4096", optarg);
+            }
+            o.threads = (int)v;
+            break;
+        }
+        case 'h': fputs(HELP, stdout); free(sets); return KILN_EXIT_OK;
+        default:
+            rc = kiln_cli_usage_error("train", "unknown or incomplete option '%s'", argv[optind - 1]);
+            free(sets);
+            return rc;
+        }
+    }
+    o.sets = sets;
+    if (optind < argc) o.config_path = argv[optind++];
+    if (optind < argc) {
+        free(sets);
+        return kiln_cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    }
+    if (!o.config_path == !o.resume) {
+        free(sets);
+        return kiln_cli_usage_error("train", o.resume ? "give either CONFIG or --resume, not both" : "missing CONFIG");
+    }
+    kiln_train_result r;
+    kiln_status st = kiln_train(&o, &r);
+    free(sets);
+    if (st != KILN_OK) {
+        fprintf(stderr, "kiln train: %s\n", kiln_last_error());
+        return r.usage_error ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
+    }
+    return strcmp(r.status, "finished") == 0 ? KILN_EXIT_OK : KILN_EXIT_FAIL;
+}

@@ -1,0 +1,130 @@
+/* eval_run.c — kiln eval: a run's weights on one split (see kiln/trainer.h).
+ *
+ * Uses the run's own config.yaml (absolute data paths), the newest checkpoint (or the named one,
+ * or "best"), and its EMA weights when it has them (what training evaluated). Prints the metrics
+ * and, for classifiers, the confusion matrix; writes eval-<split>.json into the run folder.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln/kiln.h"
+#include "kiln/inputs.h"
+#include "kiln/run.h"
+#include "kiln/trainer.h"
+#include "train/evaluate.h"
+#include "train/train_state.h"
+
+static kiln_status write_json(const char *dir, const char *split, const char *ckpt, const kiln_metrics *mt, int classes) {
+    cJSON *o = cJSON_CreateObject(), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "split", split);
+    cJSON_AddStringToObject(o, "checkpoint", ckpt);
+    cJSON_AddNumberToObject(o, "rows", (double)kiln_metrics_rows(mt));
+    for (int i = 0; i < kiln_metrics_count(mt); i++) {
+        double v = kiln_metrics_value(mt, i);
+        if (v == v) cJSON_AddNumberToObject(m, kiln_metrics_name(mt, i), v);
+        else cJSON_AddNullToObject(m, kiln_metrics_name(mt, i));
+    }
+    cJSON_AddItemToObject(o, "metrics", m);
+    if (classes > 0) {
+        const int64_t *cm = kiln_metrics_confusion(mt);
+        cJSON *rows = cJSON_CreateArray();
+        for (int i = 0; i < classes; i++) {
+            cJSON *row = cJSON_CreateArray();
+            for (int j = 0; j < classes; j++) cJSON_AddItemToArray(row, cJSON_CreateNumber((double)cm[i * classes + j]));
+            cJSON_AddItemToArray(rows, row);
+        }
+        cJSON_AddItemToObject(o, "confusion_matrix", rows);
+    }
+    char *text = cJSON_Print(o), path[4200];
+    cJSON_Delete(o);
+    if (!text) return kiln_error(KILN_ERR_NOMEM, "eval: out of memory");
+    snprintf(path, sizeof path, "%s/eval-%s.json", dir, split);
+    kiln_status st = kiln_file_write_atomic(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
+    const char *split = o->split ? o->split : "test";
+    *usage_error = 1;
+    if (strcmp(split, "test") && strcmp(split, "validation") && strcmp(split, "train"))
+        return kiln_error(KILN_ERR_INVALID, "--split %s: expected test, validation or train", split);
+    kiln_run *run = NULL;
+    kiln_cfg *cfg = NULL;
+    kiln_model m = {0};
+    kiln_inputs in = {0};
+    kiln_metrics *mt = NULL;
+    kiln_evaluator ev = {0};
+    char path[4300], ckpt[256];
+    kiln_status st = kiln_run_open(o->run, &run);
+    if (!st) {
+        snprintf(path, sizeof path, "%s/config.yaml", kiln_run_path(run));
+        st = kiln_config_load(path, &cfg);
+    }
+    if (!st) st = kiln_config_resolve(cfg);
+    if (!st) st = kiln_model_build(cfg, &m);
+    if (!st) st = kiln_inputs_load(cfg, &m, &in);
+    const kiln_dataset *ds = NULL;
+    if (!st) {
+        ds = !strcmp(split, "test") ? in.test : !strcmp(split, "validation") ? in.validation : in.train;
+        if (!ds) st = kiln_error(KILN_ERR_INVALID, "%s: the config has no %s data", path, split);
+    }
+    /* which checkpoint */
+    if (!st) {
+        if (!o->checkpoint) {
+            st = kiln_run_checkpoint_latest(run, ckpt, sizeof ckpt);
+        } else if (!strcmp(o->checkpoint, "best")) {
+            kiln_train_state s;
+            char latest[256];
+            if (!(st = kiln_run_checkpoint_latest(run, latest, sizeof latest))) {
+                snprintf(path, sizeof path, "%s/checkpoints/%s/state.json", kiln_run_path(run), latest);
+                if (!(st = kiln_train_state_read(path, &s))) {
+                    if (!s.best_checkpoint[0]) st = kiln_error(KILN_ERR_NOTFOUND, "%s: the run kept no best checkpoint (no early stopping)", o->run);
+                    else snprintf(ckpt, sizeof ckpt, "%s", s.best_checkpoint);
+                }
+            }
+        } else {
+            snprintf(ckpt, sizeof ckpt, "%s", o->checkpoint);
+        }
+    }
+    if (!st) {
+        *usage_error = 0;
+        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_path(run), ckpt);
+        st = kiln_checkpoint_load_weights(path, m.graph, 1);
+    }
+    if (!st) {
+        const kiln_cfg *ms = kiln_cfg_at(cfg, "metrics");
+        const char *names[32];
+        int n = 0, k = 5;
+        for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
+            names[n++] = ms->items[i]->items[0]->key;
+            if (!strcmp(names[n - 1], "top_k_accuracy")) k = (int)kiln_cfg_int(ms->items[i]->items[0], "k", 5);
+        }
+        int classes = m.task == KILN_TASK_CLASSIFICATION ? (int)m.n_outputs : 0;
+        if (!(mt = kiln_metrics_new(classes, m.n_outputs, names, n, k))) st = KILN_ERR_INVALID;
+        ev.m = &m;
+        if (!st) st = kiln_evaluate(&ev, ds, &in.loader, mt);
+        if (!st) {
+            printf("%s (%lld rows, %s):\n", split, (long long)kiln_metrics_rows(mt), ckpt);
+            for (int i = 0; i < kiln_metrics_count(mt); i++)
+                printf("  %-16s %.6f\n", kiln_metrics_name(mt, i), kiln_metrics_value(mt, i));
+            if (classes > 0 && !o->quiet) {
+                const char *cn[1024];
+                int named = 0;
+                for (int c = 0; c < classes && c < 1024; c++) named |= (cn[c] = kiln_dataset_class_name(ds, c)) != NULL;
+                printf("confusion matrix (rows: true class, columns: predicted):\n");
+                kiln_metrics_print_confusion(mt, named && classes <= 1024 ? cn : NULL, stdout);
+            }
+            st = write_json(kiln_run_path(run), split, ckpt, mt, classes);
+        }
+    }
+    kiln_evaluator_free(&ev);
+    kiln_metrics_free(mt);
+    kiln_inputs_free(&in);
+    kiln_model_free(&m);
+    kiln_cfg_free(cfg);
+    kiln_run_free(run);
+    return st;
+}

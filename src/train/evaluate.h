@@ -1,0 +1,25 @@
+/* evaluate.h — running a model over a dataset in inference mode and accumulating metrics. Plans
+ * are compiled once per batch size and cached (the full batch and each split's final partial
+ * batch), sharing the graph's parameters. */
+#ifndef KILN_EVALUATE_H
+#define KILN_EVALUATE_H
+
+#include "kiln/data.h"
+#include "kiln/metrics.h"
+#include "kiln/model.h"
+
+#define KILN_EVAL_PLANS 4
+
+typedef struct {
+    kiln_model *m;
+    int batch[KILN_EVAL_PLANS];
+    kiln_plan *plan[KILN_EVAL_PLANS];
+} kiln_evaluator;
+
+/* The cached plan for a batch size (training = 0; outputs: model output and loss). */
+kiln_plan *kiln_evaluator_plan(kiln_evaluator *e, int batch);
+/* Resets mt and adds every row of ds (in file order, normalized as lc says). */
+kiln_status kiln_evaluate(kiln_evaluator *e, const kiln_dataset *ds, const kiln_loader_config *lc, kiln_metrics *mt);
+void kiln_evaluator_free(kiln_evaluator *e);
+
+#endif

@@ -1,0 +1,572 @@
+/* trainer.c — kiln train: the loop and its hooks (see kiln/trainer.h).
+ *
+ * Determinism is what makes --resume exact: the batch order of epoch e depends only on (seed, e)
+ * (kiln_loader_seek), dropout masks on (seed, node, step), and a checkpoint holds everything
+ * else that changes: parameters (batch-norm statistics included), optimizer slots and iteration
+ * count, EMA weights and update count, and state.json (step, epoch, batch within the epoch,
+ * early-stopping counters and best value). Evaluation never changes parameters (EMA weights are
+ * swapped in and back bit for bit). So a run killed at any point and resumed from its newest
+ * checkpoint ends with the weights an uninterrupted run ends with.
+ *
+ * Steps: a step is one optimizer update; `step` counts completed updates, `batch` the batches
+ * completed in the current epoch. A checkpoint is taken after a step (every_steps), at epoch ends
+ * (every_epochs, after validation and early stopping so their state is in it), whenever the
+ * monitored metric improves (that one is kept as "best"), on SIGINT/SIGTERM, and at the end.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln/kiln.h"
+#include "kiln/inputs.h"
+#include "kiln/run.h"
+#include "kiln/trainer.h"
+#include "train/evaluate.h"
+#include "train/progress.h"
+#include "train/train_state.h"
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+typedef struct {
+    kiln_cfg *cfg;
+    char hash[17];
+    kiln_model m;
+    kiln_inputs in;
+    kiln_run *run;
+    kiln_optim *opt;
+    kiln_ema *ema;
+    kiln_schedule sched;
+    float base_lr;
+    kiln_plan *train, *train_tail; /* batch B, and the final partial batch (NULL when none) */
+    kiln_evaluator ev;
+    kiln_loader *loader;
+    kiln_metrics *train_mt, *val_mt;
+    kiln_progress prog;
+    kiln_train_state s;
+    float *best_params; /* restore_best: the weights that scored best */
+    float *swap;        /* EMA evaluation: parameters set aside */
+    int64_t B, n_train, batches, epochs, max_steps, every_steps, every_epochs, keep, log_every, validate_every;
+    int early, restore_best, higher, monitor_val;
+    const char *monitor; /* metric name without the val_ prefix */
+    double min_delta;
+    int64_t patience;
+    double loss_sum;
+    int64_t loss_n;
+} trainer;
+
+/* ---- setup ---- */
+
+static kiln_status usage(kiln_train_result *r, kiln_status st) {
+    r->usage_error = 1;
+    return st;
+}
+
+static void log_line(void *ctx, const char *line) { kiln_run_log(ctx, "%s", line); }
+
+static kiln_status build_optimizer(trainer *t) {
+    const kiln_cfg *oc = kiln_cfg_at(t->cfg, "optimizer")->items[0];
+    kiln_optim_config c = {.kind = kiln_optim_kind_from_name(oc->key)};
+    t->base_lr = (float)kiln_cfg_num(oc, "learning_rate", 0.001);
+    c.weight_decay = (float)kiln_cfg_num(oc, "weight_decay", 0);
+    c.clip_norm = (float)kiln_cfg_num(t->cfg, "train.clip_norm", 0);
+    switch (c.kind) {
+    case KILN_OPT_SGD:
+        c.momentum = (float)kiln_cfg_num(oc, "momentum", 0);
+        c.nesterov = kiln_cfg_bool(oc, "nesterov", 0);
+        break;
+    case KILN_OPT_ADAM:
+    case KILN_OPT_ADAMW:
+        c.beta1 = (float)kiln_cfg_num(oc, "beta_1", 0.9);
+        c.beta2 = (float)kiln_cfg_num(oc, "beta_2", 0.999);
+        c.epsilon = (float)kiln_cfg_num(oc, "epsilon", 1e-7);
+        break;
+    case KILN_OPT_RMSPROP:
+        c.rho = (float)kiln_cfg_num(oc, "rho", 0.9);
+        c.momentum = (float)kiln_cfg_num(oc, "momentum", 0);
+        c.epsilon = (float)kiln_cfg_num(oc, "epsilon", 1e-7);
+        break;
+    default: break;
+    }
+    if (!(t->opt = kiln_optim_new(&c, kiln_graph_trainable_size(t->m.graph)))) {
+        kiln_error_prefix("optimizer.%s", oc->key);
+        return KILN_ERR_INVALID;
+    }
+    /* schedule */
+    const kiln_cfg *sc = kiln_cfg_at(t->cfg, "schedule")->items[0];
+    kiln_schedule *s = &t->sched;
+    memset(s, 0, sizeof *s);
+    s->kind = kiln_schedule_kind_from_name(sc->key);
+    int64_t total = t->max_steps ? t->max_steps : t->epochs * t->batches;
+    switch (s->kind) {
+    case KILN_SCHED_STEP:
+        s->step_size = kiln_cfg_int(sc, "step_size", 1);
+        s->gamma = (float)kiln_cfg_num(sc, "gamma", 0.1);
+        break;
+    case KILN_SCHED_EXPONENTIAL:
+        s->decay_steps = kiln_cfg_int(sc, "decay_steps", 1);
+        s->decay_rate = (float)kiln_cfg_num(sc, "decay_rate", 1);
+        s->staircase = kiln_cfg_bool(sc, "staircase", 0);
+        break;
+    case KILN_SCHED_COSINE:
+        s->total_steps = kiln_cfg_int(sc, "total_steps", total);
+        s->alpha = (float)kiln_cfg_num(sc, "alpha", 0);
+        break;
+    case KILN_SCHED_ONE_CYCLE:
+        s->total_steps = kiln_cfg_int(sc, "total_steps", total);
+        s->pct_start = (float)kiln_cfg_num(sc, "pct_start", 0.3);
+        s->div_factor = (float)kiln_cfg_num(sc, "div_factor", 25);
+        s->final_div_factor = (float)kiln_cfg_num(sc, "final_div_factor", 1e4);
+        break;
+    default: break;
+    }
+    if (s->kind != KILN_SCHED_ONE_CYCLE) s->warmup_steps = kiln_cfg_int(sc, "warmup_steps", 0);
+    if (kiln_schedule_validate(s) != KILN_OK) {
+        kiln_error_prefix("schedule.%s", sc->key);
+        return KILN_ERR_INVALID;
+    }
+    float decay = (float)kiln_cfg_num(t->cfg, "train.ema_decay", 0);
+    if (decay > 0 && !(t->ema = kiln_ema_new(kiln_graph_params_size(t->m.graph), decay, kiln_graph_params(t->m.graph))))
+        return KILN_ERR_NOMEM;
+    return KILN_OK;
+}
+
+/* The metric names of the config: "accuracy", "top_k_accuracy", ... */
+static kiln_metrics *new_metrics(trainer *t) {
+    const kiln_cfg *ms = kiln_cfg_at(t->cfg, "metrics");
+    const char *names[32];
+    int n = 0, k = 5;
+    for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
+        const kiln_cfg *mi = ms->items[i]->items[0];
+        names[n++] = mi->key;
+        if (!strcmp(mi->key, "top_k_accuracy")) k = (int)kiln_cfg_int(mi, "k", 5);
+    }
+    int classes = t->m.task == KILN_TASK_CLASSIFICATION ? (int)t->m.n_outputs : 0;
+    return kiln_metrics_new(classes, t->m.n_outputs, names, n, k);
+}
+
+static kiln_status read_settings(trainer *t) {
+    const kiln_cfg *c = t->cfg;
+    t->epochs = kiln_cfg_int(c, "train.epochs", 10);
+    t->max_steps = kiln_cfg_int(c, "train.max_steps", 0);
+    t->every_steps = kiln_cfg_int(c, "train.checkpoint.every_steps", 0);
+    t->every_epochs = kiln_cfg_int(c, "train.checkpoint.every_epochs", 1);
+    t->keep = kiln_cfg_int(c, "train.checkpoint.keep", 3);
+    t->log_every = kiln_cfg_int(c, "log.every_steps", 50);
+    t->validate_every = kiln_cfg_int(c, "train.validate_every_steps", 0);
+    t->early = kiln_cfg_at(c, "train.early_stopping") != NULL;
+    const char *mon = kiln_cfg_str(c, "train.early_stopping.monitor", "val_loss");
+    t->monitor_val = strncmp(mon, "val_", 4) == 0;
+    t->monitor = t->monitor_val ? mon + 4 : mon;
+    const char *mode = kiln_cfg_str(c, "train.early_stopping.mode", "auto");
+    t->higher = !strcmp(mode, "max") || (!strcmp(mode, "auto") && kiln_metric_higher_is_better(t->monitor));
+    t->min_delta = kiln_cfg_num(c, "train.early_stopping.min_delta", 0);
+    t->patience = kiln_cfg_int(c, "train.early_stopping.patience", 3);
+    t->restore_best = t->early && kiln_cfg_bool(c, "train.early_stopping.restore_best", 1);
+    char where[300];
+    kiln_cfg *mc = kiln_cfg_at(c, "train.early_stopping.monitor");
+    if (t->early && t->monitor_val && !t->in.validation)
+        return kiln_error(KILN_ERR_INVALID, "%s: train.early_stopping.monitor: %s needs validation data (data.validation or data.validation_split)",
+                          mc ? kiln_cfg_where(mc, where, sizeof where) : "config", mon);
+    if (t->early) {
+        int found = 0;
+        kiln_metrics_get(t->val_mt, t->monitor, &found);
+        if (!found)
+            return kiln_error(KILN_ERR_INVALID, "%s: train.early_stopping.monitor: '%s' is not logged (loss or one of metrics:)",
+                              mc ? kiln_cfg_where(mc, where, sizeof where) : "config", mon);
+    }
+    return KILN_OK;
+}
+
+static kiln_status make_plans(trainer *t) {
+    kiln_node *outs[2] = {t->m.loss, t->m.output};
+    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1};
+    if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
+    int tail = (int)(t->n_train % t->B);
+    if (tail) {
+        po.batch = tail;
+        if (!(t->train_tail = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
+    }
+    t->ev.m = &t->m;
+    return KILN_OK;
+}
+
+/* ---- checkpoints ---- */
+
+static kiln_status checkpoint(trainer *t, int is_best) {
+    char tmp[4096], path[4200], name[64];
+    kiln_status st = kiln_run_checkpoint_begin(t->run, t->s.step, tmp, sizeof tmp);
+    if (st) return st;
+    snprintf(name, sizeof name, "step-%lld", (long long)t->s.step);
+    if (is_best) snprintf(t->s.best_checkpoint, sizeof t->s.best_checkpoint, "%s", name);
+    snprintf(path, sizeof path, "%s/weights.safetensors", tmp);
+    char step_s[32];
+    snprintf(step_s, sizeof step_s, "%lld", (long long)t->s.step);
+    const char *meta[] = {"kiln.step", step_s, "kiln.config_hash", t->hash};
+    if (!(st = kiln_checkpoint_save(path, t->m.graph, t->opt, t->ema, meta, 2))) {
+        snprintf(path, sizeof path, "%s/state.json", tmp);
+        st = kiln_train_state_write(path, &t->s);
+    }
+    if (!st) st = kiln_run_checkpoint_commit(t->run, t->s.step, tmp);
+    if (!st) st = kiln_run_checkpoint_prune(t->run, (int)t->keep, t->s.best_checkpoint[0] ? t->s.best_checkpoint : NULL);
+    if (!st) {
+        kiln_run_set_checkpoint(t->run, name);
+        kiln_run_set_progress(t->run, t->s.epoch, t->s.step);
+        st = kiln_run_save(t->run);
+    }
+    return st;
+}
+
+static kiln_status restore(trainer *t) {
+    char name[256], dir[4200], path[4300];
+    kiln_status st = kiln_run_checkpoint_latest(t->run, name, sizeof name);
+    if (st) return st;
+    snprintf(dir, sizeof dir, "%s/checkpoints/%s", kiln_run_path(t->run), name);
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    if ((st = kiln_train_state_read(path, &t->s))) return st;
+    if (strcmp(t->s.config_hash, t->hash) != 0)
+        return kiln_error(KILN_ERR_FORMAT, "%s: written for config %s, the run's config.yaml is %s", path, t->s.config_hash, t->hash);
+    snprintf(path, sizeof path, "%s/weights.safetensors", dir);
+    if ((st = kiln_checkpoint_load(path, t->m.graph, t->opt, t->ema))) return st;
+    if (t->restore_best && t->s.best_checkpoint[0]) { /* the best weights, for the end */
+        size_t n = kiln_graph_params_size(t->m.graph);
+        float *now = malloc(n * sizeof *now);
+        if (!now) return KILN_ERR_NOMEM;
+        memcpy(now, kiln_graph_params(t->m.graph), n * sizeof *now);
+        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_path(t->run), t->s.best_checkpoint);
+        st = kiln_checkpoint_load_weights(path, t->m.graph, t->ema != NULL);
+        if (!st) memcpy(t->best_params, kiln_graph_params(t->m.graph), n * sizeof *now);
+        memcpy(kiln_graph_params(t->m.graph), now, n * sizeof *now);
+        free(now);
+        if (st) return st;
+    }
+    kiln_progress_line(&t->prog, "resumed %s from %s (epoch %lld, step %lld)", kiln_run_path(t->run), name,
+                       (long long)t->s.epoch + 1, (long long)t->s.step);
+    return KILN_OK;
+}
+
+/* ---- evaluation ---- */
+
+/* Evaluates ds with the EMA weights when there are any (swapped in and back bit for bit). */
+static kiln_status evaluate(trainer *t, const kiln_dataset *ds, kiln_metrics *mt) {
+    size_t n = kiln_graph_params_size(t->m.graph) * sizeof(float);
+    float *p = kiln_graph_params(t->m.graph);
+    if (t->ema) memcpy(t->swap, p, n), memcpy(p, kiln_ema_weights(t->ema), n);
+    kiln_status st = kiln_evaluate(&t->ev, ds, &t->in.loader, mt);
+    if (t->ema) memcpy(p, t->swap, n);
+    return st;
+}
+
+static void log_metrics(trainer *t, const kiln_metrics *mt, const char *split, char *summary, size_t cap) {
+    for (int i = 0; i < kiln_metrics_count(mt); i++) {
+        const char *name = kiln_metrics_name(mt, i);
+        double v = kiln_metrics_value(mt, i);
+        kiln_run_log_metric(t->run, t->s.step, t->s.epoch, split, name, v);
+        size_t used = strlen(summary);
+        snprintf(summary + used, cap - used, "  %s%s %.4f", strcmp(split, "train") ? (split[0] == 'v' ? "val_" : "test_") : "",
+                 name, v);
+    }
+}
+
+static void record_final(trainer *t, const kiln_metrics *mt, const char *prefix) {
+    for (int i = 0; i < kiln_metrics_count(mt); i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", prefix, kiln_metrics_name(mt, i));
+        kiln_run_set_metric(t->run, KILN_RUN_FINAL, name, kiln_metrics_value(mt, i));
+    }
+}
+
+/* Validation and early stopping at an epoch end (or every N steps). Returns 1 when training
+ * should stop early. */
+static int validate(trainer *t, kiln_status *st, char *summary, size_t cap) {
+    if (!t->in.validation) return 0;
+    if ((*st = evaluate(t, t->in.validation, t->val_mt))) return 1;
+    log_metrics(t, t->val_mt, "validation", summary, cap);
+    record_final(t, t->val_mt, "val_");
+    if (!t->early) return 0;
+    int found;
+    double v = kiln_metrics_get(t->monitor_val ? t->val_mt : t->train_mt, t->monitor, &found);
+    int better = !t->s.has_best || (t->higher ? v > t->s.best + t->min_delta : v < t->s.best - t->min_delta);
+    if (better) {
+        t->s.has_best = 1, t->s.best = v, t->s.best_step = t->s.step, t->s.wait = 0;
+        if (t->restore_best)
+            memcpy(t->best_params, t->ema ? kiln_ema_weights(t->ema) : kiln_graph_params(t->m.graph),
+                   kiln_graph_params_size(t->m.graph) * sizeof(float));
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", t->monitor_val ? "val_" : "", t->monitor);
+        kiln_run_set_metric(t->run, KILN_RUN_BEST, name, v);
+        kiln_run_set_best_step(t->run, t->s.step);
+        return 0;
+    }
+    return ++t->s.wait >= t->patience;
+}
+
+/* ---- the loop ---- */
+
+static kiln_status fail_numeric(trainer *t, const char *what) {
+    char last[256] = "none";
+    kiln_run_checkpoint_latest(t->run, last, sizeof last);
+    return kiln_error(KILN_ERR_NUMERIC, "step %lld: %s; stopping (the last good checkpoint, %s, is intact)",
+                      (long long)t->s.step + 1, what, last);
+}
+
+/* One epoch from t->s.batch on. Returns 1 when the epoch ended, 0 when it stopped early (steps,
+ * signal), with *st set on failure. */
+static int run_epoch(trainer *t, kiln_status *st) {
+    kiln_graph *g = t->m.graph;
+    float *x = kiln_plan_data(t->train, t->m.input);
+    void *y = kiln_plan_data(t->train, t->m.target);
+    kiln_shape xs = kiln_plan_shape(t->train, t->m.input), ys = kiln_plan_shape(t->train, t->m.target);
+    size_t xrow = (size_t)(kiln_shape_numel(&xs) / t->B) * sizeof(float);
+    size_t yrow = (size_t)(kiln_shape_numel(&ys) / t->B) * kiln_dtype_size(kiln_node_dtype(t->m.target));
+    int rows, r;
+    while ((r = kiln_loader_next(t->loader, x, y, &rows)) == 1) {
+        kiln_plan *p = t->train;
+        if (rows < t->B) {
+            p = t->train_tail;
+            memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
+            memcpy(kiln_plan_data(p, t->m.target), y, (size_t)rows * yrow);
+        }
+        kiln_plan_set_step(p, (uint64_t)t->s.step);
+        if ((*st = kiln_plan_forward(p))) return 0;
+        float loss = *(const float *)kiln_plan_data(p, t->m.loss);
+        if (!isfinite(loss)) {
+            *st = fail_numeric(t, isnan(loss) ? "the loss is NaN" : "the loss is infinite");
+            return 0;
+        }
+        kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->m.target), rows, loss);
+        if ((*st = kiln_plan_backward(p))) return 0;
+        float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step);
+        *st = kiln_optim_step(t->opt, kiln_graph_params(g), kiln_graph_grads(g), lr);
+        if (*st == KILN_ERR_NUMERIC) {
+            *st = fail_numeric(t, "the gradient is not finite");
+            return 0;
+        }
+        if (*st) return 0;
+        if (t->ema) kiln_ema_update(t->ema, kiln_graph_params(g));
+        t->s.step++, t->s.batch++;
+        t->loss_sum += loss, t->loss_n++;
+        kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
+        if (t->s.step % t->log_every == 0) {
+            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "loss", t->loss_sum / t->loss_n);
+            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "learning_rate", lr);
+            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "samples_per_second", kiln_progress_rate(&t->prog));
+            t->loss_sum = 0, t->loss_n = 0;
+        }
+        if (t->validate_every && t->s.step % t->validate_every == 0 && t->in.validation) {
+            char summary[1024] = "";
+            if ((*st = evaluate(t, t->in.validation, t->val_mt))) return 0;
+            log_metrics(t, t->val_mt, "validation", summary, sizeof summary);
+            kiln_progress_line(&t->prog, "step %lld:%s", (long long)t->s.step, summary);
+        }
+        if (t->every_steps && t->s.step % t->every_steps == 0 && (*st = checkpoint(t, 0))) return 0;
+        if (stop_signal || (t->max_steps && t->s.step >= t->max_steps)) return 0;
+    }
+    if (r < 0) *st = KILN_ERR_INVALID;
+    return r == 0;
+}
+
+static kiln_status train_loop(trainer *t, kiln_train_result *res) {
+    kiln_status st = KILN_OK;
+    int stopped_early = 0;
+    while (t->s.epoch < t->epochs && !(t->max_steps && t->s.step >= t->max_steps) && !stopped_early) {
+        kiln_progress_epoch_start(&t->prog);
+        if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
+        double t0 = kiln_now();
+        int ended = run_epoch(t, &st);
+        if (st) return st;
+        if (stop_signal) {
+            if ((st = checkpoint(t, 0))) return st;
+            kiln_progress_line(&t->prog, "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
+                               (int)stop_signal, (long long)t->s.step, kiln_run_path(t->run));
+            res->status = "stopped";
+            return KILN_OK;
+        }
+        if (!ended) break; /* max_steps */
+        t->s.epoch++, t->s.batch = 0;
+        char summary[2048] = "";
+        log_metrics(t, t->train_mt, "train", summary, sizeof summary);
+        record_final(t, t->train_mt, "");
+        stopped_early = validate(t, &st, summary, sizeof summary);
+        if (st) return st;
+        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, %.0f samples/s)", (long long)t->s.epoch,
+                           (long long)t->epochs, summary, kiln_now() - t0, kiln_progress_rate(&t->prog));
+        int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
+        if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
+            if ((st = checkpoint(t, is_best))) return st;
+    }
+    if (stopped_early)
+        kiln_progress_line(&t->prog, "early stopping: %s%s did not improve for %lld evaluations (best %.4f at step %lld)",
+                           t->monitor_val ? "val_" : "", t->monitor, (long long)t->s.wait, t->s.best, (long long)t->s.best_step);
+    if (t->restore_best && t->s.has_best) {
+        size_t n = kiln_graph_params_size(t->m.graph) * sizeof(float);
+        memcpy(kiln_graph_params(t->m.graph), t->best_params, n);
+        if (t->ema) memcpy(kiln_ema_weights(t->ema), t->best_params, n);
+    }
+    if ((st = checkpoint(t, 0))) return st;
+    if (t->in.test) {
+        char summary[1024] = "";
+        if ((st = evaluate(t, t->in.test, t->val_mt))) return st;
+        log_metrics(t, t->val_mt, "test", summary, sizeof summary);
+        record_final(t, t->val_mt, "test_");
+        kiln_progress_line(&t->prog, "test:%s", summary);
+    }
+    res->status = "finished";
+    return KILN_OK;
+}
+
+/* ---- entry ---- */
+
+static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_result *res) {
+    kiln_status st;
+    if (o->resume) {
+        if (o->n_sets) return usage(res, kiln_error(KILN_ERR_INVALID, "--set cannot change a run being resumed"));
+        char dir[4096];
+        const char *runs = o->runs_dir ? o->runs_dir : "runs";
+        if (!strcmp(o->resume, "latest")) {
+            if ((st = kiln_run_find_latest(runs, NULL, dir, sizeof dir)))
+                return usage(res, st);
+        } else {
+            snprintf(dir, sizeof dir, "%s", o->resume);
+        }
+        if ((st = kiln_run_open(dir, &t->run))) return usage(res, st);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.yaml", dir);
+        if ((st = kiln_config_load(path, &t->cfg)) || (st = kiln_config_resolve(t->cfg))) return usage(res, st);
+        return KILN_OK;
+    }
+    if (!o->config_path) return usage(res, kiln_error(KILN_ERR_INVALID, "kiln train needs a config file (or --resume)"));
+    if ((st = kiln_config_load(o->config_path, &t->cfg))) return usage(res, st);
+    for (int i = 0; i < o->n_sets; i++)
+        if ((st = kiln_config_set(t->cfg, o->sets[i]))) return usage(res, st);
+    if ((st = kiln_config_resolve(t->cfg))) return usage(res, st);
+    char *copy = strdup(o->config_path);
+    if (!copy) return KILN_ERR_NOMEM;
+    st = kiln_inputs_resolve_paths(t->cfg, dirname(copy));
+    free(copy);
+    return st;
+}
+
+static kiln_status write_config(trainer *t) {
+    char *buf = NULL, path[4200];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
+    kiln_config_write(t->cfg, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.yaml", kiln_run_path(t->run));
+    kiln_status st = kiln_file_write_atomic(path, buf, len);
+    free(buf);
+    return st;
+}
+
+static void trainer_free(trainer *t) {
+    kiln_loader_free(t->loader);
+    kiln_plan_free(t->train);
+    kiln_plan_free(t->train_tail);
+    kiln_evaluator_free(&t->ev);
+    kiln_metrics_free(t->train_mt);
+    kiln_metrics_free(t->val_mt);
+    kiln_optim_free(t->opt);
+    kiln_ema_free(t->ema);
+    kiln_free(t->best_params);
+    kiln_free(t->swap);
+    kiln_inputs_free(&t->in);
+    kiln_model_free(&t->m);
+    kiln_run_free(t->run);
+    kiln_cfg_free(t->cfg);
+}
+
+kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    memset(res, 0, sizeof *res);
+    res->status = "failed";
+    kiln_status st = open_config(o, &t, res);
+    if (st) {
+        trainer_free(&t);
+        return st;
+    }
+    kiln_cfg_hash(t.cfg, t.hash);
+    int threads = o->threads ? o->threads : (int)kiln_cfg_int(t.cfg, "train.threads", 0);
+    if (threads > 0) omp_set_num_threads(threads);
+    /* model and data: config errors */
+    if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_inputs_load(t.cfg, &t.m, &t.in))) {
+        res->usage_error = 1;
+        trainer_free(&t);
+        return st;
+    }
+    t.B = t.in.loader.batch_size;
+    t.n_train = kiln_dataset_rows(t.in.train);
+    t.batches = (t.n_train + t.B - 1) / t.B;
+    t.train_mt = new_metrics(&t);
+    t.val_mt = new_metrics(&t);
+    if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) || (st = make_plans(&t))) {
+        res->usage_error = 1;
+        trainer_free(&t);
+        return st ? st : KILN_ERR_INVALID;
+    }
+    size_t np = kiln_graph_params_size(t.m.graph) * sizeof(float);
+    if (!(t.swap = kiln_alloc(np)) || (t.restore_best && !(t.best_params = kiln_alloc(np)))) {
+        trainer_free(&t);
+        return KILN_ERR_NOMEM;
+    }
+    /* the run folder */
+    if (!o->resume) {
+        const char *exp = kiln_cfg_str(t.cfg, "experiment", "default");
+        if ((st = kiln_run_create(o->runs_dir ? o->runs_dir : "runs", exp, o->name, &t.run)) || (st = write_config(&t))) {
+            trainer_free(&t);
+            return st;
+        }
+        kiln_run_set_info(t.run, (uint64_t)kiln_cfg_int(t.cfg, "seed", 1), t.hash, o->command);
+    }
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_path(t.run));
+    t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
+                             .log = log_line, .log_ctx = t.run};
+    snprintf(t.s.config_hash, sizeof t.s.config_hash, "%s", t.hash);
+    if (o->resume && (st = restore(&t))) {
+        kiln_progress_line(&t.prog, "error: %s", kiln_last_error());
+        trainer_free(&t);
+        return st;
+    }
+    kiln_run_set_status(t.run, "running", NULL);
+    kiln_run_save(t.run);
+    if ((st = kiln_loader_new(t.in.train, &t.in.loader, &t.loader)) ||
+        (st = kiln_loader_seek(t.loader, t.s.epoch, t.s.batch))) {
+        trainer_free(&t);
+        return st;
+    }
+    if (!o->resume)
+        kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
+                           kiln_run_path(t.run), (long long)t.n_train, (long long)t.batches, (long long)t.B,
+                           kiln_graph_trainable_size(t.m.graph));
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    st = train_loop(&t, res);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        kiln_progress_line(&t.prog, "error: %s", msg);
+        kiln_run_set_status(t.run, "failed", msg);
+        res->status = "failed";
+        kiln_error(st, "%s", msg);
+    } else {
+        kiln_run_set_status(t.run, res->status, strcmp(res->status, "stopped") ? NULL : "stopped by a signal");
+        kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_path(t.run));
+    }
+    kiln_run_set_progress(t.run, t.s.epoch, t.s.step);
+    kiln_status st2 = kiln_run_save(t.run);
+    trainer_free(&t);
+    return st ? st : st2;
+}
