@@ -17,5 +17,6 @@
 #include "kiln/fileio.h"
 #include "kiln/safetensors.h"
 #include "kiln/data.h"
+#include "kiln/run.h"
 
 #endif
