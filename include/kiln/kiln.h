@@ -18,5 +18,6 @@
 #include "kiln/safetensors.h"
 #include "kiln/data.h"
 #include "kiln/metrics.h"
+#include "kiln/run.h"
 
 #endif

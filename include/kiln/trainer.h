@@ -22,7 +22,8 @@ typedef struct {
     const char *resume;       /* NULL, "latest", or a run folder */
     int threads;              /* 0: train.threads, else all cores */
     int quiet;                /* no progress on the terminal */
-    const char *command;      /* the command line, recorded in run.json */
+    int argc;                 /* the command line, recorded in run.json (argc 0: none) */
+    const char *const *argv;
 } kiln_train_opts;
 
 typedef struct {

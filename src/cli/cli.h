@@ -9,8 +9,9 @@ int kiln_cmd_train(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* argv joined with spaces (for run.json), in a static buffer. */
-const char *kiln_cli_command_line(void);
+/* The whole command line (recorded in run.json). */
 void kiln_cli_set_command_line(int argc, char **argv);
+int kiln_cli_argc(void);
+const char *const *kiln_cli_argv(void);
 
 #endif

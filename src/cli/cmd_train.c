@@ -32,7 +32,7 @@ int kiln_cmd_train(int argc, char **argv) {
                                          {"runs-dir", required_argument, 0, 'd'}, {"resume", required_argument, 0, 'r'},
                                          {"threads", required_argument, 0, 't'},  {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
-    kiln_train_opts o = {.command = kiln_cli_command_line()};
+    kiln_train_opts o = {.argc = kiln_cli_argc(), .argv = kiln_cli_argv()};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return KILN_EXIT_FAIL;
     optind = 1;

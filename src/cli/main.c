@@ -21,15 +21,12 @@ static const char *HELP =
     "\n"
     "Every command takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
 
-static char command_line[4096];
+static int cmd_argc;
+static const char *const *cmd_argv;
 
-void kiln_cli_set_command_line(int argc, char **argv) {
-    size_t used = 0;
-    for (int i = 0; i < argc && used < sizeof command_line; i++)
-        used += (size_t)snprintf(command_line + used, sizeof command_line - used, "%s%s", i ? " " : "", argv[i]);
-}
-
-const char *kiln_cli_command_line(void) { return command_line; }
+void kiln_cli_set_command_line(int argc, char **argv) { cmd_argc = argc, cmd_argv = (const char *const *)argv; }
+int kiln_cli_argc(void) { return cmd_argc; }
+const char *const *kiln_cli_argv(void) { return cmd_argv; }
 
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;

@@ -51,16 +51,16 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     *usage_error = 1;
     if (strcmp(split, "test") && strcmp(split, "validation") && strcmp(split, "train"))
         return kiln_error(KILN_ERR_INVALID, "--split %s: expected test, validation or train", split);
-    kiln_run *run = NULL;
+    kiln_rundir *run = NULL;
     kiln_cfg *cfg = NULL;
     kiln_model m = {0};
     kiln_inputs in = {0};
     kiln_metrics *mt = NULL;
     kiln_evaluator ev = {0};
     char path[4300], ckpt[256];
-    kiln_status st = kiln_run_open(o->run, &run);
+    kiln_status st = kiln_run_open(o->run, KILN_RUN_READ, &run);
     if (!st) {
-        snprintf(path, sizeof path, "%s/config.yaml", kiln_run_path(run));
+        snprintf(path, sizeof path, "%s/config.yaml", kiln_run_get_info(run).path);
         st = kiln_config_load(path, &cfg);
     }
     if (!st) st = kiln_config_resolve(cfg);
@@ -74,12 +74,12 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     /* which checkpoint */
     if (!st) {
         if (!o->checkpoint) {
-            st = kiln_run_checkpoint_latest(run, ckpt, sizeof ckpt);
+            st = kiln_run_checkpoint_latest(run, ckpt, sizeof ckpt, NULL, 0);
         } else if (!strcmp(o->checkpoint, "best")) {
             kiln_train_state s;
             char latest[256];
-            if (!(st = kiln_run_checkpoint_latest(run, latest, sizeof latest))) {
-                snprintf(path, sizeof path, "%s/checkpoints/%s/state.json", kiln_run_path(run), latest);
+            if (!(st = kiln_run_checkpoint_latest(run, latest, sizeof latest, NULL, 0))) {
+                snprintf(path, sizeof path, "%s/checkpoints/%s/state.json", kiln_run_get_info(run).path, latest);
                 if (!(st = kiln_train_state_read(path, &s))) {
                     if (!s.best_checkpoint[0]) st = kiln_error(KILN_ERR_NOTFOUND, "%s: the run kept no best checkpoint (no early stopping)", o->run);
                     else snprintf(ckpt, sizeof ckpt, "%s", s.best_checkpoint);
@@ -91,7 +91,7 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     }
     if (!st) {
         *usage_error = 0;
-        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_path(run), ckpt);
+        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_get_info(run).path, ckpt);
         st = kiln_checkpoint_load_weights(path, m.graph, 1);
     }
     if (!st) {
@@ -117,7 +117,7 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
                 printf("confusion matrix (rows: true class, columns: predicted):\n");
                 kiln_metrics_print_confusion(mt, named && classes <= 1024 ? cn : NULL, stdout);
             }
-            st = write_json(kiln_run_path(run), split, ckpt, mt, classes);
+            st = write_json(kiln_run_get_info(run).path, split, ckpt, mt, classes);
         }
     }
     kiln_evaluator_free(&ev);
@@ -125,6 +125,6 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     kiln_inputs_free(&in);
     kiln_model_free(&m);
     kiln_cfg_free(cfg);
-    kiln_run_free(run);
+    kiln_run_close(run);
     return st;
 }

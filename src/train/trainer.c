@@ -39,7 +39,7 @@ typedef struct {
     char hash[17];
     kiln_model m;
     kiln_inputs in;
-    kiln_run *run;
+    kiln_rundir *run;
     kiln_optim *opt;
     kiln_ema *ema;
     kiln_schedule sched;
@@ -216,7 +216,6 @@ static kiln_status checkpoint(trainer *t, int is_best) {
     if (!st) st = kiln_run_checkpoint_commit(t->run, t->s.step, tmp);
     if (!st) st = kiln_run_checkpoint_prune(t->run, (int)t->keep, t->s.best_checkpoint[0] ? t->s.best_checkpoint : NULL);
     if (!st) {
-        kiln_run_set_checkpoint(t->run, name);
         kiln_run_set_progress(t->run, t->s.epoch, t->s.step);
         st = kiln_run_save(t->run);
     }
@@ -224,10 +223,11 @@ static kiln_status checkpoint(trainer *t, int is_best) {
 }
 
 static kiln_status restore(trainer *t) {
-    char name[256], dir[4200], path[4300];
-    kiln_status st = kiln_run_checkpoint_latest(t->run, name, sizeof name);
+    char name[256], dir[4200], path[4300], warning[512] = "";
+    kiln_status st = kiln_run_checkpoint_latest(t->run, name, sizeof name, warning, sizeof warning);
     if (st) return st;
-    snprintf(dir, sizeof dir, "%s/checkpoints/%s", kiln_run_path(t->run), name);
+    if (warning[0]) kiln_progress_line(&t->prog, "warning: %s", warning);
+    snprintf(dir, sizeof dir, "%s/checkpoints/%s", kiln_run_get_info(t->run).path, name);
     snprintf(path, sizeof path, "%s/state.json", dir);
     if ((st = kiln_train_state_read(path, &t->s))) return st;
     if (strcmp(t->s.config_hash, t->hash) != 0)
@@ -239,14 +239,14 @@ static kiln_status restore(trainer *t) {
         float *now = malloc(n * sizeof *now);
         if (!now) return KILN_ERR_NOMEM;
         memcpy(now, kiln_graph_params(t->m.graph), n * sizeof *now);
-        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_path(t->run), t->s.best_checkpoint);
+        snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", kiln_run_get_info(t->run).path, t->s.best_checkpoint);
         st = kiln_checkpoint_load_weights(path, t->m.graph, t->ema != NULL);
         if (!st) memcpy(t->best_params, kiln_graph_params(t->m.graph), n * sizeof *now);
         memcpy(kiln_graph_params(t->m.graph), now, n * sizeof *now);
         free(now);
         if (st) return st;
     }
-    kiln_progress_line(&t->prog, "resumed %s from %s (epoch %lld, step %lld)", kiln_run_path(t->run), name,
+    kiln_progress_line(&t->prog, "resumed %s from %s (epoch %lld, step %lld)", kiln_run_get_info(t->run).path, name,
                        (long long)t->s.epoch + 1, (long long)t->s.step);
     return KILN_OK;
 }
@@ -263,14 +263,14 @@ static kiln_status evaluate(trainer *t, const kiln_dataset *ds, kiln_metrics *mt
     return st;
 }
 
-static void log_metrics(trainer *t, const kiln_metrics *mt, const char *split, char *summary, size_t cap) {
+static void log_metrics(trainer *t, const kiln_metrics *mt, kiln_split split, char *summary, size_t cap) {
+    static const char *prefix[] = {"", "val_", "test_"};
     for (int i = 0; i < kiln_metrics_count(mt); i++) {
         const char *name = kiln_metrics_name(mt, i);
         double v = kiln_metrics_value(mt, i);
-        kiln_run_log_metric(t->run, t->s.step, t->s.epoch, split, name, v);
+        kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, split, name, v);
         size_t used = strlen(summary);
-        snprintf(summary + used, cap - used, "  %s%s %.4f", strcmp(split, "train") ? (split[0] == 'v' ? "val_" : "test_") : "",
-                 name, v);
+        snprintf(summary + used, cap - used, "  %s%s %.4f", prefix[split], name, v);
     }
 }
 
@@ -287,7 +287,7 @@ static void record_final(trainer *t, const kiln_metrics *mt, const char *prefix)
 static int validate(trainer *t, kiln_status *st, char *summary, size_t cap) {
     if (!t->in.validation) return 0;
     if ((*st = evaluate(t, t->in.validation, t->val_mt))) return 1;
-    log_metrics(t, t->val_mt, "validation", summary, cap);
+    log_metrics(t, t->val_mt, KILN_SPLIT_VALIDATION, summary, cap);
     record_final(t, t->val_mt, "val_");
     if (!t->early) return 0;
     int found;
@@ -311,7 +311,7 @@ static int validate(trainer *t, kiln_status *st, char *summary, size_t cap) {
 
 static kiln_status fail_numeric(trainer *t, const char *what) {
     char last[256] = "none";
-    kiln_run_checkpoint_latest(t->run, last, sizeof last);
+    kiln_run_checkpoint_latest(t->run, last, sizeof last, NULL, 0);
     return kiln_error(KILN_ERR_NUMERIC, "step %lld: %s; stopping (the last good checkpoint, %s, is intact)",
                       (long long)t->s.step + 1, what, last);
 }
@@ -354,15 +354,15 @@ static int run_epoch(trainer *t, kiln_status *st) {
         t->loss_sum += loss, t->loss_n++;
         kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
         if (t->s.step % t->log_every == 0) {
-            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "loss", t->loss_sum / t->loss_n);
-            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "learning_rate", lr);
-            kiln_run_log_metric(t->run, t->s.step, t->s.epoch, "train", "samples_per_second", kiln_progress_rate(&t->prog));
+            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "loss", t->loss_sum / t->loss_n);
+            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "learning_rate", lr);
+            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog));
             t->loss_sum = 0, t->loss_n = 0;
         }
         if (t->validate_every && t->s.step % t->validate_every == 0 && t->in.validation) {
             char summary[1024] = "";
             if ((*st = evaluate(t, t->in.validation, t->val_mt))) return 0;
-            log_metrics(t, t->val_mt, "validation", summary, sizeof summary);
+            log_metrics(t, t->val_mt, KILN_SPLIT_VALIDATION, summary, sizeof summary);
             kiln_progress_line(&t->prog, "step %lld:%s", (long long)t->s.step, summary);
         }
         if (t->every_steps && t->s.step % t->every_steps == 0 && (*st = checkpoint(t, 0))) return 0;
@@ -384,14 +384,14 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         if (stop_signal) {
             if ((st = checkpoint(t, 0))) return st;
             kiln_progress_line(&t->prog, "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
-                               (int)stop_signal, (long long)t->s.step, kiln_run_path(t->run));
+                               (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
             res->status = "stopped";
             return KILN_OK;
         }
         if (!ended) break; /* max_steps */
         t->s.epoch++, t->s.batch = 0;
         char summary[2048] = "";
-        log_metrics(t, t->train_mt, "train", summary, sizeof summary);
+        log_metrics(t, t->train_mt, KILN_SPLIT_TRAIN, summary, sizeof summary);
         record_final(t, t->train_mt, "");
         stopped_early = validate(t, &st, summary, sizeof summary);
         if (st) return st;
@@ -413,7 +413,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
     if (t->in.test) {
         char summary[1024] = "";
         if ((st = evaluate(t, t->in.test, t->val_mt))) return st;
-        log_metrics(t, t->val_mt, "test", summary, sizeof summary);
+        log_metrics(t, t->val_mt, KILN_SPLIT_TEST, summary, sizeof summary);
         record_final(t, t->val_mt, "test_");
         kiln_progress_line(&t->prog, "test:%s", summary);
     }
@@ -435,7 +435,7 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
         } else {
             snprintf(dir, sizeof dir, "%s", o->resume);
         }
-        if ((st = kiln_run_open(dir, &t->run))) return usage(res, st);
+        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) return usage(res, st);
         char path[4200];
         snprintf(path, sizeof path, "%s/config.yaml", dir);
         if ((st = kiln_config_load(path, &t->cfg)) || (st = kiln_config_resolve(t->cfg))) return usage(res, st);
@@ -460,7 +460,7 @@ static kiln_status write_config(trainer *t) {
     if (!f) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
     kiln_config_write(t->cfg, f);
     fclose(f);
-    snprintf(path, sizeof path, "%s/config.yaml", kiln_run_path(t->run));
+    snprintf(path, sizeof path, "%s/config.yaml", kiln_run_get_info(t->run).path);
     kiln_status st = kiln_file_write_atomic(path, buf, len);
     free(buf);
     return st;
@@ -479,7 +479,7 @@ static void trainer_free(trainer *t) {
     kiln_free(t->swap);
     kiln_inputs_free(&t->in);
     kiln_model_free(&t->m);
-    kiln_run_free(t->run);
+    kiln_run_close(t->run);
     kiln_cfg_free(t->cfg);
 }
 
@@ -524,9 +524,11 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
             trainer_free(&t);
             return st;
         }
-        kiln_run_set_info(t.run, (uint64_t)kiln_cfg_int(t.cfg, "seed", 1), t.hash, o->command);
+        kiln_run_set_seed(t.run, (uint64_t)kiln_cfg_int(t.cfg, "seed", 1));
+        kiln_run_set_config_hash(t.run, t.hash);
+        if (o->argc) kiln_run_set_command(t.run, o->argc, o->argv);
     }
-    snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_path(t.run));
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_get_info(t.run).path);
     t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
                              .log = log_line, .log_ctx = t.run};
     snprintf(t.s.config_hash, sizeof t.s.config_hash, "%s", t.hash);
@@ -535,7 +537,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         trainer_free(&t);
         return st;
     }
-    kiln_run_set_status(t.run, "running", NULL);
+    kiln_run_set_status(t.run, KILN_RUN_RUNNING, NULL);
     kiln_run_save(t.run);
     if ((st = kiln_loader_new(t.in.train, &t.in.loader, &t.loader)) ||
         (st = kiln_loader_seek(t.loader, t.s.epoch, t.s.batch))) {
@@ -544,7 +546,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     }
     if (!o->resume)
         kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
-                           kiln_run_path(t.run), (long long)t.n_train, (long long)t.batches, (long long)t.B,
+                           kiln_run_get_info(t.run).path, (long long)t.n_train, (long long)t.batches, (long long)t.B,
                            kiln_graph_trainable_size(t.m.graph));
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
@@ -558,12 +560,13 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", kiln_last_error());
         kiln_progress_line(&t.prog, "error: %s", msg);
-        kiln_run_set_status(t.run, "failed", msg);
+        kiln_run_set_status(t.run, KILN_RUN_FAILED, msg);
         res->status = "failed";
         kiln_error(st, "%s", msg);
     } else {
-        kiln_run_set_status(t.run, res->status, strcmp(res->status, "stopped") ? NULL : "stopped by a signal");
-        kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_path(t.run));
+        int stopped = strcmp(res->status, "stopped") == 0;
+        kiln_run_set_status(t.run, stopped ? KILN_RUN_STOPPED : KILN_RUN_FINISHED, stopped ? "stopped by a signal" : NULL);
+        kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_get_info(t.run).path);
     }
     kiln_run_set_progress(t.run, t.s.epoch, t.s.step);
     kiln_status st2 = kiln_run_save(t.run);
