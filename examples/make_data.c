@@ -5,7 +5,7 @@
  *
  * The folder's name picks the set. Curve: x ~ U(-1, 1), y = sin(2 pi x) + x / 2 + N(0, 0.1^2).
  * Wine: three quality classes; each of 11 measurements is a class-dependent mean plus noise,
- * with overlapping classes so that accuracy tops out below 1.
+ * with overlapping classes so that accuracy tops out near 0.9 (the Bayes rate), not at 1.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,7 +30,7 @@ static int write_wine(const char *path, int rows, uint64_t stream) {
                                   "free_sulfur_dioxide", "total_sulfur_dioxide", "density", "ph", "sulphates", "alcohol"};
     static const char *classes[] = {"low", "medium", "high"};
     static const double base[11] = {7.0, 0.5, 0.3, 2.5, 0.08, 15, 45, 0.996, 3.3, 0.6, 10.5};
-    static const double shift[11] = {0.4, -0.12, 0.08, 0.3, -0.01, 2, -8, -0.0008, -0.05, 0.08, 0.9};
+    static const double shift[11] = {0.65, -0.2, 0.13, 0.5, -0.016, 3.2, -13, -0.0013, -0.08, 0.13, 1.45};
     static const double noise[11] = {1.2, 0.15, 0.15, 1.2, 0.03, 8, 25, 0.002, 0.15, 0.15, 0.9};
     FILE *f = fopen(path, "w");
     if (!f) return perror(path), 1;

@@ -159,7 +159,7 @@ static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", 
                               {"data", T_MAP, NULL, DATA, NULL, 0, 0, 1}, {"model", T_MAP, NULL, MODEL, NULL, 0, 0, 1},
                               {"loss", T_ONEOF, NULL, LOSSES, NULL, 0, 0, 1}, {"metrics", T_ONEOF_SEQ, "[]", METRICS},
                               {"optimizer", T_ONEOF, "adam", OPTIMIZERS}, {"schedule", T_ONEOF, "constant", SCHEDULES},
-                              {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG}, {"stages", T_ANY}, END};
+                              {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG}, END};
 
 /* ---- checking ---- */
 

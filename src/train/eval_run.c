@@ -111,10 +111,15 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
             for (int i = 0; i < kiln_metrics_count(mt); i++)
                 printf("  %-16s %.6f\n", kiln_metrics_name(mt, i), kiln_metrics_value(mt, i));
             if (classes > 0 && !o->quiet) {
+                /* class names: the data's (CSV string labels), else model.class_names */
                 const char *cn[1024];
                 int named = 0;
-                for (int c = 0; c < classes && c < 1024; c++) named |= (cn[c] = kiln_dataset_class_name(ds, c)) != NULL;
-                printf("confusion matrix (rows: true class, columns: predicted):\n");
+                kiln_cfg *mc = kiln_cfg_at(cfg, "model.class_names");
+                for (int c = 0; c < classes && c < 1024; c++) {
+                    cn[c] = kiln_dataset_class_name(ds, c);
+                    if (!cn[c] && mc && c < mc->n_items) cn[c] = mc->items[c]->text;
+                    named |= cn[c] != NULL;
+                }
                 kiln_metrics_print_confusion(mt, named && classes <= 1024 ? cn : NULL, stdout);
             }
             st = write_json(kiln_run_get_info(run).path, split, ckpt, mt, classes);

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Every class of config and command-line error: a message naming file:line:column and the key
+# path, and exit code 2. Garbage as a config or as data: an error, never a crash.
+. "$(dirname "$0")/lib.sh"
+
+base() { small_config base; }
+
+t_unknown_key() {
+    local c=$(base); sed -i 's/units: 64/unitz: 64/' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "base.yaml:14:15: model.layers[1].dense: unknown key 'unitz' (did you mean 'units'?)"
+}
+t_wrong_type() {
+    local c=$(base); sed -i 's/epochs: 2/epochs: two/' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "base.yaml:21:3: train.epochs: expected an integer, got 'two'"
+}
+t_missing_config() {
+    k train "$TMP/nope.yaml"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "nope.yaml: No such file or directory"
+}
+t_missing_data_file() {
+    local c=$(base); sed -i 's|train-images-idx3-ubyte.gz|missing-images.gz|' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "data.train"
+    check "message names the file" has "missing-images.gz"
+}
+t_bad_shape_chain() {
+    local c=$(base); sed -i 's/    - flatten/    - flatten\n    - dense: {units: 8}\n    - conv2d: {filters: 4, kernel: 3}/' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "base.yaml:15:7: model.layers[2].conv2d: conv2d_1 (conv2d): input dense_1 has shape [1, 8]; need [batch, channels, height, width]"
+}
+t_unknown_from() {
+    local c=$(base); sed -i 's/dense: {units: 10}/dense: {units: 10, from: [hiddn]}/' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "model.layers[3].dense.from: unknown layer 'hiddn'"
+}
+t_cycle() {
+    local c=$(base); sed -i 's/dense: {units: 64, activation: relu}/dense: {units: 64, activation: relu, from: [head]}/; s/dense: {units: 10}/dense: {units: 10, name: head}/' "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "'head' is defined later in the list; a layer may only take earlier layers (this would be a cycle)"
+}
+t_yaml_syntax() {
+    local c=$(base); echo "bad: [1, 2" >>"$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "base.yaml:"
+}
+t_set_override_errors() {
+    local c=$(base)
+    k train "$c" --set train.epochs=-3 --runs-dir "$TMP/runs"
+    check "exit 2" [ $rc = 2 ]
+    check "message" has "--set: train.epochs: -3 is out of range"
+    k train "$c" --set nonsense --runs-dir "$TMP/runs"
+    check "exit 2 for a malformed --set" [ $rc = 2 ]
+}
+t_usage() {
+    k train; check "no config: exit 2" [ $rc = 2 ]
+    k train a.yaml --resume latest; check "both: exit 2" [ $rc = 2 ]
+    k train --threads zero x.yaml; check "bad --threads: exit 2" [ $rc = 2 ]
+    k frobnicate; check "unknown command: exit 2" [ $rc = 2 ]
+    k eval; check "eval without a run: exit 2" [ $rc = 2 ]
+    k eval "$TMP/no-such-run"; check "eval of a missing run: exit 2" [ $rc = 2 ]
+    k --help; check "--help: exit 0" [ $rc = 0 ]; check "help text" has "train CONFIG"
+    k train --help; check "train --help: exit 0" [ $rc = 0 ]; check "train help" has "--resume"
+    k eval --help; check "eval --help: exit 0" [ $rc = 0 ]
+}
+t_no_runs_left_behind_by_config_errors() {
+    local c=$(base); sed -i 's/units: 64/unitz: 64/' "$c"
+    k train "$c" --runs-dir "$TMP/runs-clean"
+    check "no run folder for a bad config" [ ! -e "$TMP/runs-clean" ]
+}
+t_garbage_config() {
+    head -c 3000 /dev/urandom >"$TMP/garbage.yaml"
+    for i in 1 2 3 4 5; do
+        head -c $((i * 700)) /dev/urandom >"$TMP/garbage.yaml"
+        k train "$TMP/garbage.yaml" --runs-dir "$TMP/runs"
+        check "garbage config #$i: exit 2, not a crash (rc $rc)" [ $rc = 2 ]
+    done
+    printf 'experiment: [\n{{{\n' >"$TMP/garbage.yaml"
+    k train "$TMP/garbage.yaml"; check "broken flow: exit 2" [ $rc = 2 ]
+}
+t_garbage_data() {
+    head -c 100000 /dev/urandom >"$TMP/images.gz"
+    cp "$FMNIST/train-labels-idx1-ubyte.gz" "$TMP/labels.gz"
+    local c=$(base); sed -i "s|$FMNIST/train-images-idx3-ubyte.gz|$TMP/images.gz|" "$c"
+    k train "$c" --runs-dir "$TMP/runs"
+    check "garbage IDX: exit 2, not a crash (rc $rc)" [ $rc = 2 ]
+    check "names the file" has "images.gz"
+    printf 'a,b,label\n1,2,x\n3,oops,y\n' >"$TMP/t.csv"
+    cat >"$TMP/csv.yaml" <<YAML
+data: {source: csv, label: label, train: {path: t.csv}}
+model: {input: [2], layers: [{dense: {units: 2}}]}
+loss: softmax_cross_entropy
+YAML
+    k train "$TMP/csv.yaml" --runs-dir "$TMP/runs"
+    check "bad CSV: exit 2 (rc $rc)" [ $rc = 2 ]
+    check "names line and column" has "t.csv:3"
+}
+
+for t in t_unknown_key t_wrong_type t_missing_config t_missing_data_file t_bad_shape_chain t_unknown_from t_cycle \
+         t_yaml_syntax t_set_override_errors t_usage t_no_runs_left_behind_by_config_errors t_garbage_config t_garbage_data; do
+    run_test $t
+done
+finish
