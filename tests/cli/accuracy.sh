@@ -19,7 +19,7 @@ t_mlp_reaches_0_87() {
 }
 
 t_cnn_reaches_0_90() {
-    local a=$(accuracy_of cnn 4)
+    local a=$(accuracy_of cnn 5)
     echo "  cnn test accuracy: $a"
     check "cnn test accuracy $a >= 0.90" awk "BEGIN{exit !(\"$a\" != \"\" && $a >= 0.90)}"
 }

@@ -7,7 +7,7 @@ KILN=$(cd "$(dirname "$KILN")" && pwd)/$(basename "$KILN")
 TMP=$(mktemp -d /tmp/kiln-cli-test-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 FMNIST=/usr/share/datasets/fashion-mnist
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 passed=0
 failed=0
 current=""
