@@ -125,7 +125,13 @@ static void test_overrides(void) {
     CHECK_ERR_HAS("expected key.path=value");
     CHECK(kiln_config_set(c, "seed.x=1") != KILN_OK);
     CHECK_ERR_HAS("not a map");
+    CHECK_OK(kiln_config_set(c, "train.early_stopping=null")); /* removes: early stopping off */
+    CHECK(kiln_cfg_at(c, "train.early_stopping") == NULL);
+    CHECK_OK(kiln_config_set(c, "train.ema_decay=null"));
+    CHECK_OK(kiln_config_set(c, "train.nonexistent=null")); /* removing nothing is fine */
     CHECK_OK(kiln_config_resolve(c));
+    CHECK(kiln_cfg_at(c, "train.early_stopping") == NULL);
+    CHECK_NEAR(kiln_cfg_num(c, "train.ema_decay", -1), 0, 0); /* the default came back */
     CHECK(kiln_cfg_int(c, "train.epochs", 0) == 3 && kiln_cfg_int(c, "train.max_steps", 0) == 100);
     CHECK_NEAR(kiln_cfg_num(c, "optimizer.sgd.momentum", 0), 0.9, 1e-12);
     CHECK_NEAR(kiln_cfg_num(c, "model.layers[4].dropout.rate", 0), 0.5, 1e-12);

@@ -39,7 +39,8 @@ kiln_status kiln_config_load(const char *path, kiln_cfg **out);
 /* Parses YAML text (name is used in messages). */
 kiln_status kiln_config_parse(const char *text, const char *name, kiln_cfg **out);
 /* Applies "key.path=value"; value is YAML (a scalar, or flow {..} / [..]). Creates missing map
- * keys; a [i] index must exist. */
+ * keys; a [i] index must exist. "key.path=null" removes the key (its default, if any, returns):
+ * --set train.early_stopping=null turns early stopping off. */
 kiln_status kiln_config_set(kiln_cfg *root, const char *assignment);
 /* Validates against kiln's schema and fills defaults (see docs/config.md). */
 kiln_status kiln_config_resolve(kiln_cfg *root);

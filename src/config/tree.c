@@ -400,7 +400,16 @@ kiln_status kiln_config_set(kiln_cfg *root, const char *assignment) {
         if (!c) break; /* last key missing: append below */
     }
     if (st == KILN_OK) {
-        if (c) { /* replace in place */
+        int is_null = val->type == KILN_CFG_SCALAR && !val->quoted && !val->text[0];
+        if (is_null && parent->type == KILN_CFG_MAP) { /* key=null removes the key (a default returns) */
+            for (int i = 0; c && i < parent->n_items; i++)
+                if (parent->items[i] == c) {
+                    memmove(parent->items + i, parent->items + i + 1, (size_t)(parent->n_items - i - 1) * sizeof *parent->items);
+                    parent->n_items--;
+                    kiln_cfg_free(c);
+                    break;
+                }
+        } else if (c) { /* replace in place */
             int slot = -1;
             for (int i = 0; i < parent->n_items; i++)
                 if (parent->items[i] == c) slot = i;
@@ -410,7 +419,7 @@ kiln_status kiln_config_set(kiln_cfg *root, const char *assignment) {
         } else if (!(val->key = strdup(key)) || push_item(parent, val)) {
             st = kiln_error(KILN_ERR_NOMEM, "config: out of memory");
         }
-        if (st == KILN_OK) val = NULL;
+        if (st == KILN_OK && !(is_null && parent->type == KILN_CFG_MAP)) val = NULL;
     }
     kiln_cfg_free(val);
     free(path);

@@ -397,6 +397,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         if (st) return st;
         kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, %.0f samples/s)", (long long)t->s.epoch,
                            (long long)t->epochs, summary, kiln_now() - t0, kiln_progress_rate(&t->prog));
+        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", kiln_progress_rate(&t->prog));
         int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
         if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
             if ((st = checkpoint(t, is_best))) return st;
@@ -412,10 +413,14 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
     if ((st = checkpoint(t, 0))) return st;
     if (t->in.test) {
         char summary[1024] = "";
+        double t0 = kiln_now();
         if ((st = evaluate(t, t->in.test, t->val_mt))) return st;
+        double rate = (double)kiln_dataset_rows(t->in.test) / (kiln_now() - t0);
         log_metrics(t, t->val_mt, KILN_SPLIT_TEST, summary, sizeof summary);
         record_final(t, t->val_mt, "test_");
-        kiln_progress_line(&t->prog, "test:%s", summary);
+        kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TEST, "samples_per_second", rate);
+        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "test_samples_per_second", rate);
+        kiln_progress_line(&t->prog, "test:%s  (%.0f samples/s)", summary, rate);
     }
     res->status = "finished";
     return KILN_OK;
