@@ -380,6 +380,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
         double t0 = kiln_now();
         int ended = run_epoch(t, &st);
+        double train_rate = kiln_progress_rate(&t->prog); /* before validation */
         if (st) return st;
         if (stop_signal) {
             if ((st = checkpoint(t, 0))) return st;
@@ -395,9 +396,9 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         record_final(t, t->train_mt, "");
         stopped_early = validate(t, &st, summary, sizeof summary);
         if (st) return st;
-        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, %.0f samples/s)", (long long)t->s.epoch,
-                           (long long)t->epochs, summary, kiln_now() - t0, kiln_progress_rate(&t->prog));
-        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", kiln_progress_rate(&t->prog));
+        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s)", (long long)t->s.epoch,
+                           (long long)t->epochs, summary, kiln_now() - t0, train_rate);
+        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
         int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
         if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
             if ((st = checkpoint(t, is_best))) return st;
