@@ -2,7 +2,7 @@
  * Fashion-MNIST MLP and CNN (batch 128; ../shared/peers/torch_fmnist.py), and the fraction of
  * this machine's sgemm peak measured in the same run (oneDNN's dnnl_sgemm, 2048^3, all threads).
  *
- *   build/bench_ops [--seconds S]
+ *   build/bench_ops [--seconds S] [--peak]
  *
  * Each case runs one layer in a plan whose gradient root is the layer's output (dL/dy random),
  * like a training step: forward, then backward into weights, bias and (except for the first
@@ -124,10 +124,12 @@ static kiln_plan *build(const bench_case *c, kiln_graph **gout, double *f_fwd, d
 
 int main(int argc, char **argv) {
     double seconds = 1.0;
+    int peak_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--peak") == 0) peak_only = 1;
         else {
-            fprintf(stderr, "usage: bench_ops [--seconds S]\n");
+            fprintf(stderr, "usage: bench_ops [--seconds S] [--peak]\n  --peak  print only the sgemm peak (GFLOP/s)\n");
             return 2;
         }
     }
@@ -138,6 +140,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nn; i++) sg.a[i] = sg.b[i] = 1e-3f * (float)(i % 1000);
     double t = time_it(run_sgemm, &sg, seconds);
     double peak = 2.0 * sg.n * sg.n * sg.n / t / 1e9;
+    if (peak_only) {
+        printf("%.1f\n", peak);
+        kiln_free(sg.a), kiln_free(sg.b), kiln_free(sg.c);
+        return 0;
+    }
     printf("sgemm peak (oneDNN dnnl_sgemm %d^3, %d threads): %.1f GFLOP/s\n\n", sg.n, threads, peak);
     kiln_free(sg.a), kiln_free(sg.b), kiln_free(sg.c);
 
