@@ -122,6 +122,19 @@ kiln_status kiln_plan_forward(kiln_plan *p);
 /* Fills parameter gradients (overwriting them). A scalar loss is seeded with dL/dloss = 1; a
  * non-scalar root uses whatever the caller wrote into kiln_plan_grad(p, loss). */
 kiln_status kiln_plan_backward(kiln_plan *p);
+/* Per-op timing. With a buffer set, forward and backward record one event per op (start and
+ * duration in microseconds on a monotonic clock) until cap events are there; the buffer is the
+ * caller's, so a profiled step still allocates nothing. kiln_plan_profile(p, NULL, 0, NULL) stops. */
+typedef struct {
+    const char *name;  /* node name ("conv2d_1") */
+    const char *op;    /* op name ("conv2d"), or what the caller recorded ("adam") */
+    const char *phase; /* "forward", "backward" (or the caller's, e.g. "update") */
+    double start_us, dur_us;
+} kiln_op_event;
+void kiln_plan_profile(kiln_plan *p, kiln_op_event *events, int cap, int *count);
+/* Microseconds on the clock the events use. */
+double kiln_time_us(void);
+
 /* 1 when n's value is held in a backend layout rather than plain row-major. */
 int kiln_plan_value_is_blocked(const kiln_plan *p, const kiln_node *n);
 /* Bytes of activations and gradients the memory plan reserved. */

@@ -22,6 +22,8 @@ typedef struct {
     const char *resume;       /* NULL, "latest", or a run folder */
     int threads;              /* 0: train.threads, else all cores */
     int quiet;                /* no progress on the terminal */
+    int profile_steps;        /* > 0: time every op for this many steps (after 5 warm-up steps):
+                                 RUN/trace.json (Chrome trace) and a per-op table (RUN/profile.txt) */
     int argc;                 /* the command line, recorded in run.json (argc 0: none) */
     const char *const *argv;
 } kiln_train_opts;

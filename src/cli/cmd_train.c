@@ -22,6 +22,9 @@ static const char *HELP =
     "  --resume RUN       continue RUN (a run folder, or 'latest') from its newest checkpoint\n"
     "  --threads N        compute threads (default: train.threads, else all cores)\n"
     "  --quiet            no progress output (log.txt still records it)\n"
+    "  --profile[=N]      time every op for N steps (default 20, after 5 warm-up steps): writes\n"
+    "                     RUN/trace.json (Chrome trace: Perfetto, chrome://tracing) and a per-op\n"
+    "                     table (RUN/profile.txt, also printed at the end)\n"
     "  --help             this text\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and stops (status \"stopped\", exit 1);\n"
@@ -31,7 +34,8 @@ int kiln_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {{"set", required_argument, 0, 's'},      {"name", required_argument, 0, 'n'},
                                          {"runs-dir", required_argument, 0, 'd'}, {"resume", required_argument, 0, 'r'},
                                          {"threads", required_argument, 0, 't'},  {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+                                         {"profile", optional_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     kiln_train_opts o = {.argc = kiln_cli_argc(), .argv = kiln_cli_argv()};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return KILN_EXIT_FAIL;
@@ -45,6 +49,16 @@ int kiln_cmd_train(int argc, char **argv) {
         case 'd': o.runs_dir = optarg; break;
         case 'r': o.resume = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'p': {
+            char *end;
+            long v = optarg ? strtol(optarg, &end, 10) : 20;
+            if ((optarg && *end) || v < 1 || v > 100000) {
+                free(sets);
+                return kiln_cli_usage_error("train", "--profile=%s: expected a number of steps (1 to 100000)", optarg);
+            }
+            o.profile_steps = (int)v;
+            break;
+        }
         case 't': {
             char *end;
             long v = strtol(optarg, &end, 10);

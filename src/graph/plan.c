@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cpu/dnnl_util.h"
 #include "graph/graph_internal.h"
@@ -35,6 +36,8 @@ struct kiln_plan {
     kiln_arena arena;
     void *scratch;
     kiln_run run;
+    kiln_op_event *prof; /* per-op timing (kiln_plan_profile), NULL when off */
+    int prof_cap, *prof_count;
 };
 
 static void plan_release(kiln_plan *p) {
@@ -312,10 +315,29 @@ int kiln_plan_value_is_blocked(const kiln_plan *p, const kiln_node *n) {
 }
 size_t kiln_plan_arena_bytes(const kiln_plan *p) { return p->arena.cap; }
 
+double kiln_time_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e6 * (double)t.tv_sec + 1e-3 * (double)t.tv_nsec;
+}
+
+void kiln_plan_profile(kiln_plan *p, kiln_op_event *events, int cap, int *count) {
+    p->prof = events && cap > 0 && count ? events : NULL;
+    p->prof_cap = cap;
+    p->prof_count = count;
+}
+
+static void record(kiln_plan *p, const kiln_inst *x, const char *phase, double t0) {
+    if (*p->prof_count >= p->prof_cap) return;
+    p->prof[(*p->prof_count)++] = (kiln_op_event){x->node->name, x->node->op->name, phase, t0, kiln_time_us() - t0};
+}
+
 kiln_status kiln_plan_forward(kiln_plan *p) {
     for (int i = 0; i < p->n_fwd; i++) {
         kiln_inst *x = p->fwd[i];
+        double t0 = p->prof ? kiln_time_us() : 0;
         kiln_status st = x->node->op->forward(x, &p->run);
+        if (p->prof) record(p, x, "forward", t0);
         if (st != KILN_OK) {
             kiln_error_prefix("%s (%s)", x->node->name, x->node->op->name);
             return st;
@@ -328,6 +350,10 @@ kiln_status kiln_plan_backward(kiln_plan *p) {
     if (!p->loss) return kiln_error(KILN_ERR_INVALID, "plan: backward on a plan without a loss");
     for (int i = 0; i < p->n_zero; i++) memset(p->zero_grads[i], 0, p->zero_sizes[i]);
     if (p->loss->numel == 1) p->loss->grad[0] = 1.0f;
-    for (int i = 0; i < p->n_bwd; i++) p->bwd[i]->node->op->backward(p->bwd[i], &p->run);
+    for (int i = 0; i < p->n_bwd; i++) {
+        double t0 = p->prof ? kiln_time_us() : 0;
+        p->bwd[i]->node->op->backward(p->bwd[i], &p->run);
+        if (p->prof) record(p, p->bwd[i], "backward", t0);
+    }
     return KILN_OK;
 }

@@ -28,6 +28,7 @@
 #include "kiln/run.h"
 #include "kiln/trainer.h"
 #include "train/evaluate.h"
+#include "train/profile.h"
 #include "train/progress.h"
 #include "train/train_state.h"
 
@@ -59,6 +60,10 @@ typedef struct {
     int64_t patience;
     double loss_sum;
     int64_t loss_n;
+    /* --profile */
+    kiln_op_event *events;
+    int n_events, cap_events, prof_steps, prof_done;
+    int64_t prof_from; /* first profiled step */
 } trainer;
 
 /* ---- setup ---- */
@@ -316,6 +321,30 @@ static kiln_status fail_numeric(trainer *t, const char *what) {
                       (long long)t->s.step + 1, what, last);
 }
 
+/* Writes trace.json and profile.txt for the steps profiled so far (once). */
+static kiln_status finish_profile(trainer *t) {
+    if (!t->events || t->prof_done) return KILN_OK;
+    t->prof_done = 1;
+    int steps = 0;
+    for (int i = 0; i < t->n_events; i++) steps += strcmp(t->events[i].phase, "update") == 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trace.json", kiln_run_get_info(t->run).path);
+    kiln_status st = kiln_profile_write_trace(path, t->events, t->n_events);
+    if (st) return st;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return KILN_ERR_NOMEM;
+    kiln_profile_print_table(f, t->events, t->n_events, steps);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/profile.txt", kiln_run_get_info(t->run).path);
+    st = kiln_file_write_atomic(path, buf, len);
+    free(buf);
+    kiln_progress_line(&t->prog, "profile of %d steps: %s/trace.json (open in Perfetto or chrome://tracing), profile.txt",
+                       steps, kiln_run_get_info(t->run).path);
+    return st;
+}
+
 /* One epoch from t->s.batch on. Returns 1 when the epoch ended, 0 when it stopped early (steps,
  * signal), with *st set on failure. */
 static int run_epoch(trainer *t, kiln_status *st) {
@@ -334,6 +363,8 @@ static int run_epoch(trainer *t, kiln_status *st) {
             memcpy(kiln_plan_data(p, t->m.target), y, (size_t)rows * yrow);
         }
         kiln_plan_set_step(p, (uint64_t)t->s.step);
+        int profiling = t->events && !t->prof_done && t->s.step >= t->prof_from;
+        if (profiling) kiln_plan_profile(p, t->events, t->cap_events, &t->n_events);
         if ((*st = kiln_plan_forward(p))) return 0;
         float loss = *(const float *)kiln_plan_data(p, t->m.loss);
         if (!isfinite(loss)) {
@@ -343,6 +374,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
         kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->m.target), rows, loss);
         if ((*st = kiln_plan_backward(p))) return 0;
         float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step);
+        double u0 = profiling ? kiln_time_us() : 0;
         *st = kiln_optim_step(t->opt, kiln_graph_params(g), kiln_graph_grads(g), lr);
         if (*st == KILN_ERR_NUMERIC) {
             *st = fail_numeric(t, "the gradient is not finite");
@@ -350,6 +382,13 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         if (*st) return 0;
         if (t->ema) kiln_ema_update(t->ema, kiln_graph_params(g));
+        if (profiling) {
+            if (t->n_events < t->cap_events)
+                t->events[t->n_events++] = (kiln_op_event){"optimizer", kiln_optim_kind_name(kiln_optim_get_config(t->opt)->kind),
+                                                           "update", u0, kiln_time_us() - u0};
+            kiln_plan_profile(p, NULL, 0, NULL);
+            if (t->s.step + 1 >= t->prof_from + t->prof_steps && (*st = finish_profile(t))) return 0;
+        }
         t->s.step++, t->s.batch++;
         t->loss_sum += loss, t->loss_n++;
         kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
@@ -412,6 +451,17 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         if (t->ema) memcpy(kiln_ema_weights(t->ema), t->best_params, n);
     }
     if ((st = checkpoint(t, 0))) return st;
+    if (t->events && t->n_events) {
+        if ((st = finish_profile(t))) return st;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/profile.txt", kiln_run_get_info(t->run).path);
+        void *text;
+        size_t len;
+        if (!t->prog.quiet && kiln_file_read_all(path, &text, &len, 1 << 20) == KILN_OK) {
+            fwrite(text, 1, len, stdout);
+            kiln_free(text);
+        }
+    }
     if (t->in.test) {
         char summary[1024] = "";
         double t0 = kiln_now();
@@ -483,6 +533,7 @@ static void trainer_free(trainer *t) {
     kiln_ema_free(t->ema);
     kiln_free(t->best_params);
     kiln_free(t->swap);
+    free(t->events);
     kiln_inputs_free(&t->in);
     kiln_model_free(&t->m);
     kiln_run_close(t->run);
@@ -518,6 +569,14 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         res->usage_error = 1;
         trainer_free(&t);
         return st ? st : KILN_ERR_INVALID;
+    }
+    if (o->profile_steps > 0) { /* events: every op forward and backward, plus the update, per step */
+        t.prof_steps = o->profile_steps;
+        t.cap_events = o->profile_steps * (2 * kiln_graph_node_count(t.m.graph) + 1);
+        if (!(t.events = calloc((size_t)t.cap_events, sizeof *t.events))) {
+            trainer_free(&t);
+            return KILN_ERR_NOMEM;
+        }
     }
     size_t np = kiln_graph_params_size(t.m.graph) * sizeof(float);
     if (!(t.swap = kiln_alloc(np)) || (t.restore_best && !(t.best_params = kiln_alloc(np)))) {
@@ -555,6 +614,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
                            kiln_run_get_info(t.run).path, (long long)t.n_train, (long long)t.batches, (long long)t.B,
                            kiln_graph_trainable_size(t.m.graph));
+    t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
     stop_signal = 0;

@@ -130,7 +130,21 @@ t_tabular_example() {
     check "class names in the confusion matrix" has "medium"
 }
 
-for t in t_run_folder t_resume_after_kill9_is_exact t_sigterm_checkpoints_and_stops t_nan_loss_stops_cleanly t_eval \
+t_profile() {
+    local c=$(small_config prof)
+    k train "$c" --set train.max_steps=12 --profile=4 --runs-dir "$TMP/p"
+    check "exit 0" [ $rc = 0 ]
+    local d=$(run_dir "$TMP/p")
+    check "trace.json" [ -s "$d/trace.json" ]
+    check "complete events with name, ts, dur, pid, tid" grep -q '"name": "dense_1", "cat": "backward", "ph": "X", "ts": [0-9.]*, "dur": [0-9.]*, "pid": 1, "tid": 1' "$d/trace.json"
+    check "4 steps of updates" [ "$(grep -c '"cat": "update"' "$d/trace.json")" = 4 ]
+    check "per-op table printed" has "per-op time over 4 profiled steps"
+    check "table has the optimizer" grep -q "optimizer.*adam.*update" "$d/profile.txt"
+    k train "$c" --profile=0
+    check "--profile=0 is a usage error" [ $rc = 2 ]
+}
+
+for t in t_profile t_run_folder t_resume_after_kill9_is_exact t_sigterm_checkpoints_and_stops t_nan_loss_stops_cleanly t_eval \
          t_regression_example t_tabular_example; do
     run_test $t
 done
