@@ -15,5 +15,7 @@ echo
 echo "== the run is in $RUN:"
 ls "$RUN"
 echo
-echo "next: kiln train examples/fashion_mnist/cnn.yaml   (the CNN; about 25 s an epoch on 2 cores)"
-echo "      kiln train --resume $RUN                      (continue a stopped run)"
+echo "next:"
+echo "  $KILN train examples/fashion_mnist/cnn.yaml       # the CNN (about 25 s an epoch on 2 cores)"
+echo "  $KILN train --resume $RUN                         # continue a stopped run"
+echo "  $KILN --help"
