@@ -1,6 +1,7 @@
 /* add.c — elementwise sum of two tensors of one shape: y = a + b; da = db = dy. */
 #include <string.h>
 
+#include "backend/cpu/vec.h"
 #include "graph/ops.h"
 
 static kiln_status add_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out, kiln_dtype *dt) {
@@ -31,11 +32,7 @@ static void add_backward(kiln_inst *x, const kiln_run *r) {
     for (int j = 0; j < 2; j++) {
         float *d = x->in[j]->grad;
         if (!d) continue;
-        if (!x->accum[j]) memcpy(d, dy, (size_t)n * sizeof *d);
-        else {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-            for (int64_t i = 0; i < n; i++) d[i] += dy[i];
-        }
+        kiln_vec_put(d, dy, n, x->accum[j]);
     }
 }
 

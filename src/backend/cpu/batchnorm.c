@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "backend/cpu/dnnl_util.h"
+#include "backend/cpu/vec.h"
 #include "graph/ops.h"
 #include "nn/attrs.h"
 
@@ -177,15 +178,6 @@ static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
 }
 
 /* dst [n] = src (accum == 0) or dst += src (accum == 1) */
-static void put(float *dst, const float *src, int64_t n, int accum) {
-    if (!accum) {
-        memcpy(dst, src, (size_t)n * sizeof *dst);
-        return;
-    }
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
-}
-
 static void bn_backward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
     if (!s->dx_direct) dnnl_memory_set_data_handle(s->diff_src, r->scratch);
@@ -204,9 +196,9 @@ static void bn_backward(kiln_inst *x, const kiln_run *r) {
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SHIFT, s->diff_shift};
     }
     kiln_dnnl_exec(s->bwd, r->stream, n, args); /* shapes were checked at compile */
-    if (x->in[0]->grad && !s->dx_direct) put(x->in[0]->grad, r->scratch, x->numel, 1);
-    if (s->gi >= 0 && x->in[s->gi]->grad) put(x->in[s->gi]->grad, s->dscale, s->C, x->accum[s->gi]);
-    if (s->bi >= 0 && x->in[s->bi]->grad) put(x->in[s->bi]->grad, s->dshift, s->C, x->accum[s->bi]);
+    if (x->in[0]->grad && !s->dx_direct) kiln_vec_put(x->in[0]->grad, r->scratch, x->numel, 1);
+    if (s->gi >= 0 && x->in[s->gi]->grad) kiln_vec_put(x->in[s->gi]->grad, s->dscale, s->C, x->accum[s->gi]);
+    if (s->bi >= 0 && x->in[s->bi]->grad) kiln_vec_put(x->in[s->bi]->grad, s->dshift, s->C, x->accum[s->bi]);
 }
 
 const kiln_op kiln_op_batchnorm = {

@@ -27,6 +27,7 @@
 
 #include "backend/cpu/act.h"
 #include "backend/cpu/dnnl_util.h"
+#include "backend/cpu/vec.h"
 #include "graph/ops.h"
 #include "nn/attrs.h"
 
@@ -299,12 +300,6 @@ static kiln_status conv_forward(kiln_inst *x, const kiln_run *r) {
     return st;
 }
 
-/* dst[i] += src[i] */
-static void add_into(float *dst, const float *src, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
-}
-
 static void conv_backward(kiln_inst *x, const kiln_run *r) {
     conv_state *s = x->state;
     char *scratch = r->scratch;
@@ -321,7 +316,7 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
                                    {DNNL_ARG_DIFF_SRC, kiln_dnnl_port_mem(&s->bd_dx)}};
         kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
         kiln_dnnl_port_sync(&s->bd_dx, r->stream);
-        if (s->dx_tmp) add_into(x->in[0]->grad, (const float *)scratch, s->nx_floats);
+        if (s->dx_tmp) kiln_vec_add(x->in[0]->grad, (const float *)scratch, s->nx_floats);
     }
     if (s->bwd_w) {
         kiln_dnnl_port_sync(&s->bw_src, r->stream);
@@ -334,8 +329,8 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
                                    {DNNL_ARG_DIFF_BIAS, s->db}};
         kiln_dnnl_exec(s->bwd_w, r->stream, s->db ? 4 : 3, args);
         if (x->in[1]->grad) kiln_dnnl_port_sync(&s->bw_dw, r->stream);
-        if (s->dw_tmp && x->in[1]->grad) add_into(x->in[1]->grad, (const float *)scratch, s->nw);
-        if (s->db_tmp) add_into(x->in[2]->grad, (const float *)(scratch + s->db_off), s->nb);
+        if (s->dw_tmp && x->in[1]->grad) kiln_vec_add(x->in[1]->grad, (const float *)scratch, s->nw);
+        if (s->db_tmp) kiln_vec_add(x->in[2]->grad, (const float *)(scratch + s->db_off), s->nb);
     }
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "backend/cpu/dnnl_util.h"
+#include "backend/cpu/vec.h"
 #include "graph/ops.h"
 #include "nn/attrs.h"
 
@@ -150,13 +151,7 @@ static void pool_backward(kiln_inst *x, const kiln_run *r) {
     if (s->dx_tmp) dnnl_memory_set_data_handle(s->dx, r->scratch);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, s->dy}, {DNNL_ARG_DIFF_SRC, s->dx}, {DNNL_ARG_WORKSPACE, s->ws}};
     kiln_dnnl_exec(s->bwd, r->stream, s->ws ? 3 : 2, args);
-    if (s->dx_tmp) {
-        float *dx = x->in[0]->grad;
-        const float *t = r->scratch;
-        int64_t n = s->nx_floats;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) dx[i] += t[i];
-    }
+    if (s->dx_tmp) kiln_vec_add(x->in[0]->grad, r->scratch, s->nx_floats);
 }
 
 const kiln_op kiln_op_maxpool2d = {

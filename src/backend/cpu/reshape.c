@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/cpu/vec.h"
 #include "graph/ops.h"
 #include "nn/attrs.h"
 
@@ -74,12 +75,7 @@ static void reshape_backward(kiln_inst *x, const kiln_run *r) {
     const float *dy = x->grad;  /* [y's shape] */
     int64_t n = x->numel;
     if (!dx) return;
-    if (!x->accum[0]) {
-        memcpy(dx, dy, (size_t)n * sizeof *dx);
-        return;
-    }
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) dx[i] += dy[i];
+    kiln_vec_put(dx, dy, n, x->accum[0]);
 }
 
 const kiln_op kiln_op_reshape = {.name = "reshape",
