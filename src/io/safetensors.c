@@ -17,6 +17,8 @@
 #include "kiln/safetensors.h"
 
 #include <cjson/cJSON.h>
+
+#include "core/json.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -93,14 +95,6 @@ static int utf8_valid(const char *s) {
     return 1;
 }
 
-static const char *jtype(const cJSON *v) {
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsArray(v)) return "a list";
-    if (cJSON_IsObject(v)) return "an object";
-    if (cJSON_IsBool(v)) return "a boolean";
-    return "null";
-}
 
 /* An exact non-negative integer (JSON numbers are doubles in cJSON: exact up to 2^53). */
 static int as_u64(const cJSON *v, uint64_t *out) {
@@ -228,7 +222,7 @@ static kiln_status st_tensor(kiln_st_file *f, const cJSON *item, int i) {
         return kiln_error(KILN_ERR_FORMAT,
                           "safetensors %s: tensor '" NAME "': expected an object with dtype, shape "
                           "and data_offsets, got %s",
-                          L, name, jtype(item));
+                          L, name, kiln_json_type(item));
     const cJSON *dt = NULL, *sh = NULL, *off = NULL;
     for (const cJSON *c = item->child; c; c = c->next) {
         const cJSON **slot = !strcmp(c->string, "dtype")          ? &dt
@@ -254,7 +248,7 @@ static kiln_status st_tensor(kiln_st_file *f, const cJSON *item, int i) {
     if (!cJSON_IsString(dt))
         return kiln_error(KILN_ERR_FORMAT,
                           "safetensors %s: tensor '" NAME "': dtype is %s, not a string", L, name,
-                          jtype(dt));
+                          kiln_json_type(dt));
     size_t esize;
     if (!strcmp(dt->valuestring, "F16")) {
         e->dtype = KILN_F32, sp->f16 = 1, esize = 2;
@@ -271,7 +265,7 @@ static kiln_status st_tensor(kiln_st_file *f, const cJSON *item, int i) {
     if (!cJSON_IsArray(sh))
         return kiln_error(KILN_ERR_FORMAT,
                           "safetensors %s: tensor '" NAME "': shape is %s, not a list", L, name,
-                          jtype(sh));
+                          kiln_json_type(sh));
     uint64_t numel = 1;
     int overflow = 0;
     for (const cJSON *d = sh->child; d; d = d->next) {
@@ -329,13 +323,13 @@ static kiln_status st_metadata(kiln_st_file *f, const cJSON *m) {
     if (!cJSON_IsObject(m))
         return kiln_error(KILN_ERR_FORMAT,
                           "safetensors %s: __metadata__ is %s, not an object of strings", f->label,
-                          jtype(m));
+                          kiln_json_type(m));
     int n = 0;
     for (const cJSON *c = m->child; c; c = c->next) {
         if (!cJSON_IsString(c))
             return kiln_error(KILN_ERR_FORMAT,
                               "safetensors %s: __metadata__ '" NAME "' is %s, not a string",
-                              f->label, c->string, jtype(c));
+                              f->label, c->string, kiln_json_type(c));
         n++;
     }
     if (!n) return KILN_OK;
@@ -382,7 +376,7 @@ static kiln_status st_header(kiln_st_file *f, const char *hdr, size_t hlen) {
                 (size_t)(p - hdr));
     if (!cJSON_IsObject(f->json))
         return kiln_error(KILN_ERR_FORMAT, "safetensors %s: header is %s, not a JSON object", L,
-                          jtype(f->json));
+                          kiln_json_type(f->json));
 
     const cJSON *meta = NULL;
     int n = 0;

@@ -14,6 +14,8 @@
  * start_time are required.
  */
 #include <cjson/cJSON.h>
+
+#include "core/json.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,14 +317,6 @@ kiln_status kiln_run_save(kiln_rundir *run) {
 
 /* ---- reading ---- */
 
-static const char *jtype(const cJSON *v) {
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsArray(v)) return "a list";
-    if (cJSON_IsObject(v)) return "an object";
-    if (cJSON_IsBool(v)) return "a boolean";
-    return "null";
-}
 
 typedef struct {
     const char *file;
@@ -331,7 +325,7 @@ typedef struct {
 
 static kiln_status bad_type(const reader *r, const char *key, const char *want, const cJSON *v) {
     return kiln_error(KILN_ERR_FORMAT, "%s: \"%s\" must be %s, not %s", r->file, key, want,
-                      jtype(v));
+                      kiln_json_type(v));
 }
 
 /* A string or null (absent = null unless required). */
@@ -388,7 +382,7 @@ static kiln_status get_metrics(const reader *r, const char *key, kiln_rundir *ru
     for (const cJSON *m = o->child; m; m = m->next) {
         if (!cJSON_IsNumber(m) && !cJSON_IsNull(m))
             return kiln_error(KILN_ERR_FORMAT, "%s: \"%s\".\"%s\" must be a number or null, not %s",
-                              r->file, key, m->string, jtype(m));
+                              r->file, key, m->string, kiln_json_type(m));
         kiln_status s =
             kiln_run_set_metric(run, w, m->string, cJSON_IsNull(m) ? NAN : m->valuedouble);
         if (s) return s;
@@ -403,7 +397,7 @@ static kiln_status get_time(const reader *r, const char *key, int required, char
     if (!v) return kiln_error(KILN_ERR_FORMAT, "%s: \"%s\" is missing", r->file, key);
     if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > 23)
         return kiln_error(KILN_ERR_FORMAT, "%s: \"%s\" must be an ISO 8601 time, not %s", r->file,
-                          key, cJSON_IsString(v) ? v->valuestring : jtype(v));
+                          key, cJSON_IsString(v) ? v->valuestring : kiln_json_type(v));
     strcpy(out, v->valuestring);
     return KILN_OK;
 }
@@ -411,7 +405,7 @@ static kiln_status get_time(const reader *r, const char *key, int required, char
 static kiln_status parse_record(const reader *r, kiln_rundir *run) {
     if (!cJSON_IsObject(r->root))
         return kiln_error(KILN_ERR_FORMAT, "%s: must hold an object, not %s", r->file,
-                          jtype(r->root));
+                          kiln_json_type(r->root));
     kiln_status s;
     if ((s = get_str(r, "id", 1, &run->id)) ||
         (s = get_str(r, "experiment", 1, &run->experiment)) ||
