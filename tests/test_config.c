@@ -191,6 +191,23 @@ static void test_anchors_and_garbage(void) {
             kiln_cfg_free(g);
         }
     }
+    /* bytes that are not UTF-8 are refused before the YAML parser sees them (libfyaml 0.7 loops
+     * forever on some, such as a '%' directive followed by a stray byte) */
+    kiln_cfg *bad = NULL;
+    CHECK(kiln_config_parse("%\xe9", "bad.yaml", &bad) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("bad.yaml:1:2: not UTF-8 text");
+    CHECK(kiln_config_parse("a: \xc0\xaf\n", "overlong.yaml", &bad) == KILN_ERR_FORMAT);
+    CHECK(kiln_config_parse("a: caf\xc3\xa9\n", "ok.yaml", &bad) == KILN_OK); /* real UTF-8 is fine */
+    kiln_cfg_free(bad);
+    for (int it = 0; it < 300; it++) { /* any bytes at all */
+        char raw[257];
+        size_t n = 1 + kiln_rng_below(6, 1, (uint64_t)it, 256);
+        for (size_t i = 0; i < n; i++) raw[i] = (char)(1 + kiln_rng_below(6, 2, (uint64_t)it * 1000 + i, 255));
+        raw[n] = 0;
+        kiln_cfg *g = NULL;
+        if (kiln_config_parse(raw, "fuzz", &g) == KILN_OK) kiln_config_resolve(g);
+        kiln_cfg_free(g);
+    }
     CHECK(kiln_config_load("/nonexistent/x.yaml", &c) == KILN_ERR_IO);
     CHECK_ERR_HAS("/nonexistent/x.yaml: No such file");
 }

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "kiln/config.h"
+#include "kiln/fileio.h"
+#include "kiln/mem.h"
 
 /* ---- interned file names ---- */
 static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -255,8 +257,44 @@ static kiln_status parse_with(struct fy_parser *p, const char *file, kiln_cfg **
     return KILN_OK;
 }
 
+/* Config text must be UTF-8 without NUL bytes: libfyaml 0.7 can loop forever on some invalid
+ * UTF-8 (a '%' directive followed by a stray byte), so bad bytes are refused before it sees them.
+ * Returns 0, or -1 with *line / *col of the first bad byte. */
+static int check_utf8(const unsigned char *s, size_t n, int *line, int *col) {
+    *line = 1, *col = 1;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (c == 0 || len == 0 || i + len > n) return -1;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return -1;
+        unsigned cp = len == 1 ? c : len == 2 ? ((c & 0x1Fu) << 6) | (s[i + 1] & 0x3Fu)
+                   : len == 3 ? ((c & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) | (s[i + 2] & 0x3Fu)
+                              : ((c & 0x07u) << 18) | ((s[i + 1] & 0x3Fu) << 12) | ((s[i + 2] & 0x3Fu) << 6) | (s[i + 3] & 0x3Fu);
+        if ((len == 2 && cp < 0x80) || (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1; /* overlong, surrogate, out of range */
+        if (c == '\n') (*line)++, *col = 1;
+        else (*col)++;
+        i += len;
+    }
+    return 0;
+}
+
 static kiln_status parse_source(const char *path, const char *text, const char *name, kiln_cfg **out) {
     diag_capture cap = {{0}};
+    void *file_text = NULL;
+    size_t len = text ? strlen(text) : 0;
+    if (path) {
+        kiln_status rs = kiln_file_read_all(path, &file_text, &len, 16u << 20);
+        if (rs) return kiln_error(rs == KILN_ERR_NOTFOUND ? KILN_ERR_IO : rs, "%s", kiln_last_error());
+        text = file_text;
+    }
+    int bl, bc;
+    if (check_utf8((const unsigned char *)text, len, &bl, &bc)) {
+        kiln_free(file_text);
+        return kiln_error(KILN_ERR_FORMAT, "%s:%d:%d: not UTF-8 text (a config is a YAML file)", name, bl, bc);
+    }
     struct fy_diag_cfg dc;
     fy_diag_cfg_default(&dc);
     dc.fp = NULL, dc.output_fn = diag_out, dc.user = &cap;
@@ -267,14 +305,16 @@ static kiln_status parse_source(const char *path, const char *text, const char *
     struct fy_parser *p = diag ? fy_parser_create(&pc) : NULL;
     if (!p) {
         if (diag) fy_diag_destroy(diag);
+        kiln_free(file_text);
         return kiln_error(KILN_ERR_NOMEM, "config: cannot create the YAML parser");
     }
     kiln_status st;
-    int rc = path ? fy_parser_set_input_file(p, path) : fy_parser_set_string(p, text, strlen(text));
+    int rc = fy_parser_set_string(p, text, len);
     if (rc) st = kiln_error(KILN_ERR_IO, "%s: cannot read the config", name);
     else st = parse_with(p, intern(name), out, &cap);
     fy_parser_destroy(p);
     fy_diag_destroy(diag);
+    kiln_free(file_text);
     if (st == KILN_OK && (*out)->type != KILN_CFG_MAP) {
         kiln_cfg_free(*out);
         *out = NULL;
