@@ -106,6 +106,16 @@ t_eval() {
     check "missing checkpoint: exit 1" [ $rc = 1 ]
     k eval "$d" --split nope
     check "bad split: exit 2" [ $rc = 2 ]
+    k export "$d"
+    check "export: exit 0" [ $rc = 0 ]
+    check "version 1 written" [ -s "$d/export/1/model.json" ] && check "weights" [ -s "$d/export/1/weights.safetensors" ]
+    k export "$d" --checkpoint best --to "$TMP/served"
+    check "export elsewhere: exit 0" [ $rc = 0 ]
+    check "version 1 there" [ -s "$TMP/served/1/model.json" ]
+    k export "$d" --to "$TMP/served" --version 1
+    check "an existing version is never overwritten (exit $rc)" [ $rc != 0 ]
+    k export "$d" --checkpoint step-99999
+    check "unknown checkpoint: not 0" [ $rc != 0 ]
 }
 
 t_regression_example() {
