@@ -49,7 +49,6 @@ static void test_render_exact(void) {
                        "# HELP kiln_up Whether the server is up.\n"
                        "# TYPE kiln_up gauge\n"
                        "kiln_up 1\n"
-                       "# HELP kiln_loaded_version \n"
                        "# TYPE kiln_loaded_version gauge\n"
                        "kiln_loaded_version{model=\"mnist\"} 2\n"
                        "# HELP kiln_latency_seconds Latency.\n"

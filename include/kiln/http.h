@@ -17,10 +17,11 @@
  * HEAD requests reach the handler as KILN_HTTP_HEAD; the response's headers (Content-Length
  * included) are sent without its body.
  *
- * Deferred responses. A handler that hands the work to another thread (a batching queue) calls
- * kiln_http_defer(req) and returns without filling the response; any thread later calls
- * kiln_http_resume(token, &resp) exactly once. Meanwhile the connection is parked and the worker
- * thread is free to serve others; req (path, query, body) stays valid until kiln_http_resume.
+ * Deferred responses. Each worker thread serves many connections, so a handler that blocks holds
+ * up the other connections of its worker. A handler that waits (on a batching queue, on I/O)
+ * should instead call kiln_http_defer(req) and return without filling the response; any thread
+ * later calls kiln_http_resume(token, &resp) exactly once. Meanwhile the connection is parked and
+ * the worker is free; req (path, query, body) stays valid until kiln_http_resume.
  *
  * Graceful stop. kiln_http_stop(server, drain_seconds): stop accepting (new connections are
  * refused at once, so clients fail over instead of waiting), let requests in flight (headers

@@ -31,7 +31,7 @@ void kiln_prom_free(kiln_prom *r);
 
 /* A new family. Names match [a-zA-Z_:][a-zA-Z0-9_:]*, label names [a-zA-Z_][a-zA-Z0-9_]* and
  * may not start with "__" (nor be "le" for histograms). NULL (with message) on a bad or taken
- * name. labels may be NULL when n_labels is 0. help may be NULL. */
+ * name. labels may be NULL when n_labels is 0. help may be NULL or "" (no # HELP line). */
 kiln_prom_family *kiln_prom_counter(kiln_prom *r, const char *name, const char *help, int n_labels,
                                     const char *const *labels);
 kiln_prom_family *kiln_prom_gauge(kiln_prom *r, const char *name, const char *help, int n_labels,

@@ -371,9 +371,12 @@ static void render_family(kiln_sbuf *b, kiln_prom_family *f) {
     static const char *types[] = {"counter", "gauge", "histogram"};
     kiln_prom_series *s = atomic_load_explicit(&f->head, memory_order_acquire);
     if (!s) return;
-    kiln_sbuf_printf(b, "# HELP %s ", f->name);
-    put_escaped(b, f->help, 0);
-    kiln_sbuf_printf(b, "\n# TYPE %s %s\n", f->name, types[f->type]);
+    if (*f->help) {
+        kiln_sbuf_printf(b, "# HELP %s ", f->name);
+        put_escaped(b, f->help, 0);
+        kiln_sbuf_putc(b, '\n');
+    }
+    kiln_sbuf_printf(b, "# TYPE %s %s\n", f->name, types[f->type]);
     for (; s; s = atomic_load_explicit(&s->next, memory_order_acquire)) {
         double v = bitsd(atomic_load_explicit(&s->value, memory_order_relaxed));
         if (f->type != PROM_HISTOGRAM) {
