@@ -75,9 +75,7 @@ static void handler(void *ctx, const kiln_http_request *req, kiln_http_response 
         kiln_sbuf_json_str(&b, h ? h : "-");
         kiln_sbuf_printf(&b, ",\"len\":%zu,\"sum\":%u,\"nul\":%d}", req->body_len, sum,
                          req->body[req->body_len] == 0);
-        size_t len;
-        char *s = kiln_sbuf_take(&b, &len);
-        kiln_http_body_owned(resp, s, len);
+        kiln_http_body_sbuf(resp, &b);
         CHECK(kiln_http_add_header(resp, "X-Kiln", "yes") == KILN_OK);
         CHECK(kiln_http_add_header(resp, "X-Bad", "a\r\nInjected: 1") == KILN_ERR_INVALID);
         CHECK(kiln_http_add_header(resp, "Content-Type", "text/html") == KILN_ERR_INVALID);
@@ -283,15 +281,20 @@ static void test_body_limit(void) {
     char *big = malloc(n);
     memset(big, '7', n);
     CURL *c = curl_easy_init();
-    reply r = request(c, "POST", "/echo", big, n, 0, NULL);
+    /* Expect: 100-continue (curl's default above 1 MiB): answered from the headers, the body
+     * never sent */
+    reply r = request(c, "POST", "/echo", big, n, 0, "Expect: 100-continue");
     CHECK(r.rc == CURLE_OK && r.status == 413);
     CHECK_MSG(strcmp(r.body.data, "{\"error\": \"request body is 2097152 bytes; the limit is "
                                   "1048576\"}") == 0,
               "%s", r.body.data);
     reply_free(&r);
-    r = request(c, "POST", "/echo", big, n, 0,
-                "Expect: 100-continue"); /* answered, not continued */
-    CHECK(r.rc == CURLE_OK && r.status == 413 && strstr(r.body.data, "is 2097152 bytes"));
+    /* sent without waiting: the server answers and closes without reading; TCP may reset the
+     * connection before the client reads the answer (as with most servers), so either is fine */
+    r = request(c, "POST", "/echo", big, n, 0, NULL);
+    CHECK_MSG((r.rc == CURLE_OK && r.status == 413 && strstr(r.body.data, "is 2097152 bytes")) ||
+                  r.rc == CURLE_SEND_ERROR || r.rc == CURLE_RECV_ERROR,
+              "curl %d status %ld", r.rc, r.status);
     reply_free(&r);
     r = request(c, "POST", "/echo", big, n, 1, NULL); /* chunked: no length to judge by */
     CHECK_MSG(r.status == 413 && strstr(r.body.data, "over the limit of 1048576 bytes"),

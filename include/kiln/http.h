@@ -9,8 +9,10 @@
  * What the server answers itself, without calling the handler:
  *   - 405 {"error": ...} with Allow: GET, HEAD, POST for any other method;
  *   - 413 {"error": ...} for a body over max_body_bytes: at once when Content-Length says so
- *     (the body is never read, the connection closed after the answer), else (chunked) once
- *     the limit is passed, the rest being read and dropped, never stored;
+ *     (the body is never read and the connection closes after the answer; a client that sends
+ *     the body without waiting for "100 Continue" may then see the connection reset before it
+ *     reads the answer, as with most servers), else (chunked) once the whole body has passed,
+ *     read and dropped past the limit, never stored;
  *   - 500 {"error": ...} when memory for the request runs out;
  *   - malformed requests and oversized headers (over 64 KiB together) are libmicrohttpd's:
  *     400, 413, 431 or a closed connection.
@@ -36,6 +38,7 @@
 
 #include <stddef.h>
 
+#include "kiln/sbuf.h"
 #include "kiln/status.h"
 
 typedef struct kiln_http_server kiln_http_server;
@@ -86,6 +89,9 @@ typedef struct {
  * (from kiln_sbuf_take) it frees. Either frees a previously set owned body. */
 void kiln_http_body_static(kiln_http_response *resp, const char *s);
 void kiln_http_body_owned(kiln_http_response *resp, char *s, size_t len);
+/* Takes b's contents as the body (b is left empty); a buffer whose allocation failed gives
+ * 500 {"error": "out of memory"} instead. */
+void kiln_http_body_sbuf(kiln_http_response *resp, kiln_sbuf *b);
 /* Adds a header (copied). KILN_ERR_INVALID for CR/LF in either string, a full table or
  * buffer. Content-Type and Content-Length are the server's. */
 kiln_status kiln_http_add_header(kiln_http_response *resp, const char *name, const char *value);

@@ -94,6 +94,15 @@ void kiln_http_body_owned(kiln_http_response *r, char *s, size_t len) {
     r->body = s, r->body_len = s ? len : 0, r->body_owned = s != NULL;
 }
 
+void kiln_http_body_sbuf(kiln_http_response *r, kiln_sbuf *b) {
+    size_t len;
+    char *s = kiln_sbuf_take(b, &len);
+    if (s)
+        kiln_http_body_owned(r, s, len);
+    else
+        kiln_http_json_error(r, 500, "out of memory writing the response");
+}
+
 kiln_status kiln_http_add_header(kiln_http_response *r, const char *name, const char *value) {
     size_t nl = strlen(name), vl = strlen(value);
     if (!nl || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
