@@ -43,8 +43,9 @@
  * Errors name where in the body: "instances[3][1]: expected 28 values, got 27",
  * "inputs.image[0][2]: expected a number, got a string", "input 'x' data[5]: 1.5 is not an
  * integer (datatype INT32)", "input 'x': shape [2, 3] needs 6 values, data has 5". Syntax errors
- * name line and column. Parsing returns KILN_ERR_FORMAT for malformed JSON and KILN_ERR_INVALID
- * for well-formed bodies that break these rules; both are HTTP 400.
+ * name line and column. Parsing returns KILN_ERR_FORMAT for malformed JSON, KILN_ERR_INVALID
+ * for well-formed bodies that break these rules (both HTTP 400), the schema's own code when it
+ * refuses an input, and KILN_ERR_NOMEM when memory runs out.
  */
 #ifndef KILN_TENSOR_JSON_H
 #define KILN_TENSOR_JSON_H

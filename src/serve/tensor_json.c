@@ -1,12 +1,11 @@
-/* tensor_json.c — TF Serving and Open Inference Protocol v2 request bodies into tensors
- * (formats and rules in kiln/tensor_json.h).
+/* tensor_json.c — TF Serving request bodies into tensors, and the pieces both request parsers
+ * share (formats and rules in kiln/tensor_json.h; v2 is tensor_json_v2.c).
  *
- * Both parsers read the top-level object once, checking its grammar, noting where the values
- * that hold tensors start ("instances" or "inputs"; v2: each input's "data") and skipping them;
- * then they walk each such value with a tj_builder (tj_build.c), once everything that decides
- * its element type is known: "signature_name" may follow "instances", "datatype" may follow
- * "data". The skip is a cheap scan, so a body is read about twice, never more, and no value is
- * kept in any form but its tensor's.
+ * The top-level object is read once, checking its grammar, noting where "instances" or
+ * "inputs" starts and skipping it; then that value is walked with one tj_builder per input
+ * (tj_build.c), once everything that decides element types is known ("signature_name" may come
+ * after "instances"). The skip is a cheap scan, so a body is read about twice, never more, and
+ * no value is kept in any form but its tensor's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,23 +39,14 @@ void kiln_tj_request_free(kiln_tj_request *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* ---- shared pieces ---- */
+/* ---- shared by both parsers (tj_internal.h) ---- */
 
-typedef struct {
-    const kiln_tj_schema *schema;
-    const char *signature;
-    kiln_sbuf key; /* the current object key */
-    tj_builder b[KILN_TJ_MAX_INPUTS];
-    int nb;
-} parse_ctx;
-
-static int key_is(const kiln_sbuf *k, const char *s) {
+int tj_key_is(const kiln_sbuf *k, const char *s) {
     size_t n = strlen(s);
     return k->len == n && memcmp(k->data, s, n) == 0;
 }
 
-/* Reads "key": into x->key (NUL bytes in keys are refused: keys are names). */
-static kiln_status read_key(js_cur *c, kiln_sbuf *key) {
+kiln_status tj_read_key(js_cur *c, kiln_sbuf *key) {
     kiln_status st;
     kiln_sbuf_clear(key);
     if (kiln_sbuf_reserve(key, 0)) return kiln_error(KILN_ERR_NOMEM, "out of memory");
@@ -66,8 +56,7 @@ static kiln_status read_key(js_cur *c, kiln_sbuf *key) {
     return js_expect(c, ':', "expected ':' after a key");
 }
 
-/* A string value as a malloc'd C string. */
-static kiln_status read_cstring(js_cur *c, const char *what, char **out) {
+kiln_status tj_read_cstring(js_cur *c, const char *what, char **out) {
     js_kind k = js_kind_at(c);
     if (k != JS_STRING)
         return kiln_error(KILN_ERR_INVALID, "%s: expected a string, got %s", what, js_kind_name(k));
@@ -88,8 +77,7 @@ static kiln_status read_cstring(js_cur *c, const char *what, char **out) {
     return KILN_OK;
 }
 
-/* Whether the object at the cursor is exactly {"b64": <string>} (the cursor does not move). */
-static int is_b64_object(const js_cur *c0) {
+int tj_is_b64_object(const js_cur *c0) {
     js_cur c = *c0;
     if (js_peek(&c) != '{') return 0;
     c.p++;
@@ -101,10 +89,8 @@ static int is_b64_object(const js_cur *c0) {
     return js_peek(&c) == '}';
 }
 
-/* A new builder for input `name`, its type asked of the schema; where prefixes refusals. */
-static kiln_status add_builder(parse_ctx *x, const char *name, const char *root, int named_row,
-                               int base, const tj_dtype *decl, const char *where,
-                               tj_builder **out) {
+kiln_status tj_add_builder(tj_parse_ctx *x, const char *name, const char *root, int named_row,
+                           int base, const tj_dtype *decl, const char *where, tj_builder **out) {
     if (x->nb >= KILN_TJ_MAX_INPUTS)
         return kiln_error(KILN_ERR_INVALID, "%s: more than %d inputs", where, KILN_TJ_MAX_INPUTS);
     kiln_tj_type type = decl && decl->kind == TJ_BYTES_DT ? KILN_TJ_BYTES : KILN_TJ_F32;
@@ -133,14 +119,13 @@ static kiln_status add_builder(parse_ctx *x, const char *name, const char *root,
     return KILN_OK;
 }
 
-static int find_builder(const parse_ctx *x, const char *name) {
+int tj_find_builder(const tj_parse_ctx *x, const char *name) {
     for (int i = 0; i < x->nb; i++)
         if (strcmp(x->b[i].name, name) == 0) return i;
     return -1;
 }
 
-/* Moves every builder into out->inputs (all or nothing). */
-static kiln_status finish_all(parse_ctx *x, kiln_tj_request *out) {
+kiln_status tj_finish_all(tj_parse_ctx *x, kiln_tj_request *out) {
     out->inputs = calloc((size_t)x->nb, sizeof *out->inputs);
     if (!out->inputs) return kiln_error(KILN_ERR_NOMEM, "out of memory");
     for (int i = 0; i < x->nb; i++) {
@@ -152,16 +137,20 @@ static kiln_status finish_all(parse_ctx *x, kiln_tj_request *out) {
     return KILN_OK;
 }
 
-static void ctx_free(parse_ctx *x) {
+void tj_ctx_free(tj_parse_ctx *x) {
     for (int i = 0; i < x->nb; i++) tj_builder_free(&x->b[i]);
     x->nb = 0;
     kiln_sbuf_free(&x->key);
 }
 
+kiln_status tj_at_end(js_cur *c) {
+    return js_peek(c) < 0 ? KILN_OK : js_syntax(c, "unexpected data after the JSON object");
+}
+
 /* ---- TF Serving ---- */
 
 /* "instances": [{"a": ..., "b": ...}, ...] */
-static kiln_status tf_named_rows(parse_ctx *x, js_cur *c) {
+static kiln_status tf_named_rows(tj_parse_ctx *x, js_cur *c) {
     kiln_status st = KILN_OK;
     char where[160];
     unsigned char seen[KILN_TJ_MAX_INPUTS];
@@ -179,8 +168,8 @@ static kiln_status tf_named_rows(parse_ctx *x, js_cur *c) {
         if (js_peek(c) == '}')
             return kiln_error(KILN_ERR_INVALID, "instances[%lld]: empty object", (long long)i);
         for (;;) {
-            if ((st = read_key(c, &x->key))) return st;
-            int j = find_builder(x, x->key.data);
+            if ((st = tj_read_key(c, &x->key))) return st;
+            int j = tj_find_builder(x, x->key.data);
             if (j < 0) {
                 if (i > 0)
                     return kiln_error(KILN_ERR_INVALID,
@@ -188,7 +177,7 @@ static kiln_status tf_named_rows(parse_ctx *x, js_cur *c) {
                                       (long long)i, x->key.data);
                 tj_builder *nb;
                 snprintf(where, sizeof where, "instances[0]." TJ_NAME, x->key.data);
-                if ((st = add_builder(x, x->key.data, "instances", 1, 1, NULL, where, &nb)))
+                if ((st = tj_add_builder(x, x->key.data, "instances", 1, 1, NULL, where, &nb)))
                     return st;
                 j = x->nb - 1;
             }
@@ -220,39 +209,39 @@ static kiln_status tf_named_rows(parse_ctx *x, js_cur *c) {
     return KILN_OK;
 }
 
-static kiln_status tf_rows(parse_ctx *x, js_cur *c, kiln_tj_request *out) {
+static kiln_status tf_rows(tj_parse_ctx *x, js_cur *c, kiln_tj_request *out) {
     js_kind k = js_kind_at(c);
     if (k != JS_ARRAY)
         return kiln_error(KILN_ERR_INVALID, "instances: expected a list, got %s", js_kind_name(k));
     js_cur look = *c;
     look.p++;
     if (js_peek(&look) == ']') return kiln_error(KILN_ERR_INVALID, "instances: empty list");
-    if (js_kind_at(&look) == JS_OBJECT && !is_b64_object(&look)) {
+    if (js_kind_at(&look) == JS_OBJECT && !tj_is_b64_object(&look)) {
         out->named = 1;
         return tf_named_rows(x, c);
     }
     tj_builder *b;
-    kiln_status st = add_builder(x, "", "instances", 0, 0, NULL, "instances", &b);
+    kiln_status st = tj_add_builder(x, "", "instances", 0, 0, NULL, "instances", &b);
     return st ? st : tj_walk(b, c, 0);
 }
 
-static kiln_status tf_columns(parse_ctx *x, js_cur *c, kiln_tj_request *out) {
+static kiln_status tf_columns(tj_parse_ctx *x, js_cur *c, kiln_tj_request *out) {
     kiln_status st;
     tj_builder *b;
-    if (js_kind_at(c) != JS_OBJECT || is_b64_object(c)) {
-        if ((st = add_builder(x, "", "inputs", 0, 0, NULL, "inputs", &b))) return st;
+    if (js_kind_at(c) != JS_OBJECT || tj_is_b64_object(c)) {
+        if ((st = tj_add_builder(x, "", "inputs", 0, 0, NULL, "inputs", &b))) return st;
         return tj_walk(b, c, 0);
     }
     out->named = 1;
     c->p++;
     if (js_peek(c) == '}') return kiln_error(KILN_ERR_INVALID, "inputs: empty object");
     for (;;) {
-        if ((st = read_key(c, &x->key))) return st;
+        if ((st = tj_read_key(c, &x->key))) return st;
         char root[96];
         snprintf(root, sizeof root, "inputs." TJ_NAME, x->key.data);
-        if (find_builder(x, x->key.data) >= 0)
+        if (tj_find_builder(x, x->key.data) >= 0)
             return kiln_error(KILN_ERR_INVALID, "%s: given twice", root);
-        if ((st = add_builder(x, x->key.data, root, 0, 0, NULL, root, &b))) return st;
+        if ((st = tj_add_builder(x, x->key.data, root, 0, 0, NULL, root, &b))) return st;
         if ((st = tj_walk(b, c, 0))) return st;
         int more = js_next(c, '}', &st);
         if (more < 0) return st;
@@ -260,15 +249,10 @@ static kiln_status tf_columns(parse_ctx *x, js_cur *c, kiln_tj_request *out) {
     }
 }
 
-/* Checks that nothing but whitespace follows the top-level value. */
-static kiln_status at_end(js_cur *c) {
-    return js_peek(c) < 0 ? KILN_OK : js_syntax(c, "unexpected data after the JSON object");
-}
-
 kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema *schema,
                              kiln_tj_request *out) {
     memset(out, 0, sizeof *out);
-    parse_ctx x = {.schema = schema};
+    tj_parse_ctx x = {.schema = schema};
     js_cur c = {body, body, body + len};
     const char *rows = NULL, *cols = NULL;
     kiln_status st = KILN_OK;
@@ -288,9 +272,9 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
         c.p++;
     } else {
         for (;;) {
-            if ((st = read_key(&c, &x.key))) goto fail;
-            if (key_is(&x.key, "instances") || key_is(&x.key, "inputs")) {
-                const char **slot = key_is(&x.key, "inputs") ? &cols : &rows;
+            if ((st = tj_read_key(&c, &x.key))) goto fail;
+            if (tj_key_is(&x.key, "instances") || tj_key_is(&x.key, "inputs")) {
+                const char **slot = tj_key_is(&x.key, "inputs") ? &cols : &rows;
                 if (*slot) {
                     st = kiln_error(KILN_ERR_INVALID, "\"%s\" given twice", x.key.data);
                     goto fail;
@@ -301,12 +285,12 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
                 st = js_skip_value(&c, 1);
                 c.nonfinite_ok = 0;
                 if (st) goto fail;
-            } else if (key_is(&x.key, "signature_name")) {
+            } else if (tj_key_is(&x.key, "signature_name")) {
                 if (out->signature_name) {
                     st = kiln_error(KILN_ERR_INVALID, "\"signature_name\" given twice");
                     goto fail;
                 }
-                if ((st = read_cstring(&c, "signature_name", &out->signature_name))) goto fail;
+                if ((st = tj_read_cstring(&c, "signature_name", &out->signature_name))) goto fail;
             } else if ((st = js_skip_value(&c, 1))) {
                 goto fail;
             }
@@ -315,7 +299,7 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
             if (!more) break;
         }
     }
-    if ((st = at_end(&c))) goto fail;
+    if ((st = tj_at_end(&c))) goto fail;
     if (rows && cols) {
         st = kiln_error(KILN_ERR_INVALID, "give either \"instances\" (row format) or \"inputs\" "
                                           "(columnar format), not both");
@@ -330,285 +314,11 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
     c.p = rows ? rows : cols;
     out->format = rows ? KILN_TJ_TF_ROW : KILN_TJ_TF_COLUMNAR;
     if ((st = rows ? tf_rows(&x, &c, out) : tf_columns(&x, &c, out))) goto fail;
-    if ((st = finish_all(&x, out))) goto fail;
-    ctx_free(&x);
+    if ((st = tj_finish_all(&x, out))) goto fail;
+    tj_ctx_free(&x);
     return KILN_OK;
 fail:
-    ctx_free(&x);
-    kiln_tj_request_free(out);
-    return st;
-}
-
-/* ---- Open Inference Protocol v2 ---- */
-
-/* "shape": [d0, d1, ...] */
-static kiln_status v2_shape(js_cur *c, const char *where, kiln_shape *shape) {
-    kiln_status st = KILN_OK;
-    js_kind k = js_kind_at(c);
-    if (k != JS_ARRAY)
-        return kiln_error(KILN_ERR_INVALID, "%s shape: expected a list of dims, got %s", where,
-                          js_kind_name(k));
-    shape->ndim = 0;
-    c->p++;
-    if (js_peek(c) == ']') {
-        c->p++;
-        return KILN_OK;
-    }
-    int64_t numel = 1;
-    for (;;) {
-        js_num n;
-        if ((k = js_kind_at(c)) != JS_NUMBER)
-            return kiln_error(KILN_ERR_INVALID, "%s shape: expected a number, got %s", where,
-                              js_kind_name(k));
-        if ((st = js_number(c, &n))) return st;
-        if (!n.is_int || n.i < 1)
-            return kiln_error(KILN_ERR_INVALID, "%s shape: dims must be integers >= 1, got %.*s",
-                              where, n.text_len > 40 ? 40 : n.text_len, n.text);
-        if (shape->ndim == KILN_MAX_DIMS)
-            return kiln_error(KILN_ERR_INVALID, "%s shape: more than %d dims", where,
-                              KILN_MAX_DIMS);
-        if (n.i > INT64_MAX / numel)
-            return kiln_error(KILN_ERR_INVALID, "%s shape: too many elements", where);
-        numel *= n.i;
-        shape->dims[shape->ndim++] = n.i;
-        int more = js_next(c, ']', &st);
-        if (more < 0) return st;
-        if (!more) return KILN_OK;
-    }
-}
-
-/* One element of "inputs": reads it and walks its data. */
-static kiln_status v2_input(parse_ctx *x, js_cur *c, int idx) {
-    kiln_status st = KILN_OK;
-    char where[112];
-    snprintf(where, sizeof where, "inputs[%d]", idx);
-    js_kind k = js_kind_at(c);
-    if (k != JS_OBJECT)
-        return kiln_error(KILN_ERR_INVALID, "%s: expected an object, got %s", where,
-                          js_kind_name(k));
-    c->p++;
-    char *name = NULL;
-    const char *data = NULL, *data_end = NULL;
-    const tj_dtype *decl = NULL;
-    kiln_shape shape = {0};
-    int has_shape = 0, has_dtype = 0;
-    if (js_peek(c) != '}') {
-        for (;;) {
-            if ((st = read_key(c, &x->key))) goto out;
-            int dup = 0;
-            if (key_is(&x->key, "name")) {
-                if (!(dup = name != NULL)) {
-                    char what[128];
-                    snprintf(what, sizeof what, "%s name", where);
-                    if ((st = read_cstring(c, what, &name))) goto out;
-                    if (!*name) {
-                        st = kiln_error(KILN_ERR_INVALID, "%s name: empty", where);
-                        goto out;
-                    }
-                    snprintf(where, sizeof where, "input '" TJ_NAME "'", name);
-                }
-            } else if (key_is(&x->key, "shape")) {
-                if (!(dup = has_shape)) {
-                    if ((st = v2_shape(c, where, &shape))) goto out;
-                    has_shape = 1;
-                }
-            } else if (key_is(&x->key, "datatype")) {
-                if (!(dup = has_dtype)) {
-                    char what[128], *dt = NULL;
-                    snprintf(what, sizeof what, "%s datatype", where);
-                    if ((st = read_cstring(c, what, &dt))) goto out;
-                    decl = tj_dtype_find(dt);
-                    if (!decl)
-                        st = kiln_error(KILN_ERR_INVALID,
-                                        "%s: datatype \"%.32s\" is not "
-                                        "supported (%s)",
-                                        where, dt, TJ_DTYPE_LIST);
-                    free(dt);
-                    if (st) goto out;
-                    has_dtype = 1;
-                }
-            } else if (key_is(&x->key, "data")) {
-                if (!(dup = data != NULL)) {
-                    js_peek(c);
-                    data = c->p;
-                    c->nonfinite_ok = 1;
-                    st = js_skip_value(c, 3);
-                    c->nonfinite_ok = 0;
-                    if (st) goto out;
-                    data_end = c->p;
-                }
-            } else if ((st = js_skip_value(c, 3))) { /* "parameters" and anything else */
-                goto out;
-            }
-            if (dup) {
-                st = kiln_error(KILN_ERR_INVALID, "%s: \"%s\" given twice", where, x->key.data);
-                goto out;
-            }
-            int more = js_next(c, '}', &st);
-            if (more < 0) goto out;
-            if (!more) break;
-        }
-    } else {
-        c->p++;
-    }
-    const char *missing = !name        ? "name"
-                          : !has_shape ? "shape"
-                          : !has_dtype ? "datatype"
-                          : !data      ? "data"
-                                       : NULL;
-    if (missing) {
-        st = kiln_error(KILN_ERR_INVALID, "%s: missing \"%s\"", where, missing);
-        goto out;
-    }
-    if (find_builder(x, name) >= 0) {
-        st = kiln_error(KILN_ERR_INVALID, "%s: given twice", where);
-        goto out;
-    }
-    char root[128];
-    snprintf(root, sizeof root, "%.112s data", where);
-    tj_builder *b;
-    if ((st = add_builder(x, name, root, 0, 0, decl, where, &b))) goto out;
-    int64_t numel = kiln_shape_numel(&shape), room = (data_end - data) / 2 + 1;
-    if ((st = tj_builder_reserve(b, numel < room ? numel : room))) goto out;
-    js_cur dc = {c->base, data, c->end, 0};
-    if ((st = tj_walk(b, &dc, 0))) goto out;
-    if (b->count != numel) {
-        char s[96];
-        st = kiln_error(KILN_ERR_INVALID, "%s: shape %s needs %lld values, data has %lld", where,
-                        kiln_shape_str(&shape, s, sizeof s), (long long)numel, (long long)b->count);
-        goto out;
-    }
-    /* the declared shape, not the nesting, is the tensor's */
-    b->leaf_depth = shape.ndim;
-    for (int d = 0; d < shape.ndim; d++) b->dims[d] = shape.dims[d];
-out:
-    free(name);
-    return st;
-}
-
-/* "outputs": [{"name": ...}, ...] */
-static kiln_status v2_outputs(js_cur *c, parse_ctx *x, kiln_tj_request *out) {
-    kiln_status st = KILN_OK;
-    js_kind k = js_kind_at(c);
-    if (k != JS_ARRAY)
-        return kiln_error(KILN_ERR_INVALID, "outputs: expected a list, got %s", js_kind_name(k));
-    c->p++;
-    if (js_peek(c) == ']') return KILN_OK;
-    out->outputs = calloc(KILN_TJ_MAX_INPUTS, sizeof *out->outputs);
-    if (!out->outputs) return kiln_error(KILN_ERR_NOMEM, "out of memory");
-    for (int i = 0;; i++) {
-        if (i == KILN_TJ_MAX_INPUTS)
-            return kiln_error(KILN_ERR_INVALID, "outputs: more than %d", KILN_TJ_MAX_INPUTS);
-        if ((k = js_kind_at(c)) != JS_OBJECT)
-            return kiln_error(KILN_ERR_INVALID, "outputs[%d]: expected an object, got %s", i,
-                              js_kind_name(k));
-        c->p++;
-        char what[48], *name = NULL;
-        snprintf(what, sizeof what, "outputs[%d] name", i);
-        if (js_peek(c) != '}') {
-            for (;;) {
-                if ((st = read_key(c, &x->key))) break;
-                if (key_is(&x->key, "name") && !name)
-                    st = read_cstring(c, what, &name);
-                else
-                    st = js_skip_value(c, 3);
-                if (st) break;
-                int more = js_next(c, '}', &st);
-                if (more <= 0) break;
-            }
-        } else {
-            c->p++;
-        }
-        if (!st && !name) st = kiln_error(KILN_ERR_INVALID, "outputs[%d]: missing \"name\"", i);
-        if (st) {
-            free(name);
-            return st;
-        }
-        out->outputs[out->n_outputs++] = name;
-        int more = js_next(c, ']', &st);
-        if (more < 0) return st;
-        if (!more) return KILN_OK;
-    }
-}
-
-kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema *schema,
-                             kiln_tj_request *out) {
-    memset(out, 0, sizeof *out);
-    out->format = KILN_TJ_V2;
-    parse_ctx x = {.schema = schema};
-    js_cur c = {body, body, body + len};
-    const char *inputs = NULL, *outputs = NULL;
-    kiln_status st = KILN_OK;
-    int ch = js_peek(&c);
-    if (ch != '{') {
-        if (ch < 0) return kiln_error(KILN_ERR_INVALID, "empty body: expected {\"inputs\": [...]}");
-        if (js_kind_at(&c) == JS_BAD) return js_syntax(&c, "expected a JSON object");
-        return kiln_error(KILN_ERR_INVALID, "expected a JSON object with \"inputs\", got %s",
-                          js_kind_name(js_kind_at(&c)));
-    }
-    c.p++;
-    if (js_peek(&c) == '}') {
-        c.p++;
-    } else {
-        for (;;) {
-            if ((st = read_key(&c, &x.key))) goto fail;
-            if (key_is(&x.key, "inputs") || key_is(&x.key, "outputs")) {
-                const char **slot = key_is(&x.key, "inputs") ? &inputs : &outputs;
-                if (*slot) {
-                    st = kiln_error(KILN_ERR_INVALID, "\"%s\" given twice", x.key.data);
-                    goto fail;
-                }
-                js_peek(&c);
-                *slot = c.p;
-                c.nonfinite_ok = 1; /* the walk names them, with their path */
-                st = js_skip_value(&c, 1);
-                c.nonfinite_ok = 0;
-                if (st) goto fail;
-            } else if (key_is(&x.key, "id")) {
-                if (out->id) {
-                    st = kiln_error(KILN_ERR_INVALID, "\"id\" given twice");
-                    goto fail;
-                }
-                if ((st = read_cstring(&c, "id", &out->id))) goto fail;
-            } else if ((st = js_skip_value(&c, 1))) { /* "parameters" and anything else */
-                goto fail;
-            }
-            int more = js_next(&c, '}', &st);
-            if (more < 0) goto fail;
-            if (!more) break;
-        }
-    }
-    if ((st = at_end(&c))) goto fail;
-    if (!inputs) {
-        st = kiln_error(KILN_ERR_INVALID, "missing \"inputs\"");
-        goto fail;
-    }
-    c.p = inputs;
-    js_kind k = js_kind_at(&c);
-    if (k != JS_ARRAY) {
-        st = kiln_error(KILN_ERR_INVALID, "inputs: expected a list, got %s", js_kind_name(k));
-        goto fail;
-    }
-    c.p++;
-    if (js_peek(&c) == ']') {
-        st = kiln_error(KILN_ERR_INVALID, "inputs: empty list");
-        goto fail;
-    }
-    for (int i = 0;; i++) {
-        if ((st = v2_input(&x, &c, i))) goto fail;
-        int more = js_next(&c, ']', &st);
-        if (more < 0) goto fail;
-        if (!more) break;
-    }
-    if (outputs) {
-        c.p = outputs;
-        if ((st = v2_outputs(&c, &x, out))) goto fail;
-    }
-    if ((st = finish_all(&x, out))) goto fail;
-    ctx_free(&x);
-    return KILN_OK;
-fail:
-    ctx_free(&x);
+    tj_ctx_free(&x);
     kiln_tj_request_free(out);
     return st;
 }

@@ -59,4 +59,33 @@ const char *tj_path(const tj_builder *b, int depth, char *buf, size_t cap);
 
 #define TJ_NAME "%.64s" /* user-given names in messages, cut */
 
+/* ---- request-level helpers shared by the TF and v2 parsers (tensor_json.c) ---- */
+
+typedef struct {
+    const kiln_tj_schema *schema;
+    const char *signature; /* TF signature_name, for the schema */
+    kiln_sbuf key;         /* the current object key */
+    tj_builder b[KILN_TJ_MAX_INPUTS];
+    int nb;
+} tj_parse_ctx;
+
+/* The key in k is exactly s. */
+int tj_key_is(const kiln_sbuf *k, const char *s);
+/* Reads "key": into key (keys are names: NUL bytes refused). */
+kiln_status tj_read_key(js_cur *c, kiln_sbuf *key);
+/* A string value as a malloc'd C string; what names it in messages. */
+kiln_status tj_read_cstring(js_cur *c, const char *what, char **out);
+/* Whether the value at the cursor is exactly {"b64": <string>} (the cursor does not move). */
+int tj_is_b64_object(const js_cur *c);
+/* A new builder for input `name`, its type asked of the schema (decl: v2's datatype, or NULL);
+ * where prefixes refusals. */
+kiln_status tj_add_builder(tj_parse_ctx *x, const char *name, const char *root, int named_row,
+                           int base, const tj_dtype *decl, const char *where, tj_builder **out);
+int tj_find_builder(const tj_parse_ctx *x, const char *name);
+/* Moves every builder into out->inputs (all or nothing). */
+kiln_status tj_finish_all(tj_parse_ctx *x, kiln_tj_request *out);
+void tj_ctx_free(tj_parse_ctx *x);
+/* Nothing but whitespace follows the top-level value. */
+kiln_status tj_at_end(js_cur *c);
+
 #endif
