@@ -1,0 +1,361 @@
+/* tj_build.c — tensor builders: nested JSON lists into typed buffers (tj_internal.h).
+ *
+ * Leaves are converted on the spot: numbers to the target type with range checks (float32
+ * range; integers must be integral and fit), strings and {"b64": ...} objects to bytes. v2
+ * leaves are first checked against the declared datatype (tj_dtype). Buffers grow by doubling,
+ * so a body of n values costs O(n) time and about one value's size per value in memory.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/tj_internal.h"
+
+static const tj_dtype DTYPES[] = {
+    {"BOOL", TJ_BOOL, 0, 1},
+    {"UINT8", TJ_UINT, 0, 255},
+    {"UINT16", TJ_UINT, 0, 65535},
+    {"UINT32", TJ_UINT, 0, 4294967295.0},
+    {"UINT64", TJ_UINT, 0, 18446744073709551615.0},
+    {"INT8", TJ_INT, -128, 127},
+    {"INT16", TJ_INT, -32768, 32767},
+    {"INT32", TJ_INT, -2147483648.0, 2147483647.0},
+    {"INT64", TJ_INT, -9223372036854775808.0, 9223372036854775807.0},
+    {"FP32", TJ_FLOAT, 0, 0},
+    {"FP64", TJ_FLOAT, 0, 0},
+    {"BYTES", TJ_BYTES_DT, 0, 0},
+};
+const char TJ_DTYPE_LIST[] =
+    "BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP32, FP64, BYTES";
+
+const tj_dtype *tj_dtype_find(const char *name) {
+    for (size_t i = 0; i < sizeof DTYPES / sizeof *DTYPES; i++)
+        if (strcmp(DTYPES[i].name, name) == 0) return &DTYPES[i];
+    return NULL;
+}
+
+static size_t type_size(kiln_tj_type t) {
+    return t == KILN_TJ_I64 ? 8 : t == KILN_TJ_BYTES ? 1 : 4;
+}
+
+const char *tj_path(const tj_builder *b, int depth, char *buf, size_t cap) {
+    size_t n = 0;
+    int d = b->base;
+    if (b->named_row)
+        n = (size_t)snprintf(buf, cap, "%s[%lld]." TJ_NAME, b->root, (long long)b->idx[0], b->name);
+    else
+        n = (size_t)snprintf(buf, cap, "%s", b->root);
+    for (; d < depth && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "[%lld]", (long long)b->idx[d]);
+    return buf;
+}
+
+/* "path: message" as KILN_ERR_INVALID. */
+__attribute__((format(printf, 3, 4))) static kiln_status at(const tj_builder *b, int depth,
+                                                            const char *fmt, ...) {
+    char path[256], msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return kiln_error(KILN_ERR_INVALID, "%s: %s", tj_path(b, depth, path, sizeof path), msg);
+}
+
+kiln_status tj_builder_init(tj_builder *b, const char *name, kiln_tj_type type, int auto_type,
+                            const char *root, int named_row, int base) {
+    memset(b, 0, sizeof *b);
+    b->type = type, b->auto_type = auto_type, b->named_row = named_row, b->base = base;
+    b->leaf_depth = -1;
+    b->name = strdup(name);
+    b->root = strdup(root);
+    if (!b->name || !b->root || kiln_sbuf_reserve(&b->scratch, 64)) {
+        tj_builder_free(b);
+        return kiln_error(KILN_ERR_NOMEM, "out of memory");
+    }
+    return KILN_OK;
+}
+
+void tj_builder_free(tj_builder *b) {
+    free(b->name);
+    free((char *)b->root);
+    free(b->data);
+    free(b->offsets);
+    kiln_sbuf_free(&b->scratch);
+    memset(b, 0, sizeof *b);
+}
+
+static kiln_status grow(tj_builder *b, size_t need) {
+    if (b->cap - b->len >= need) return KILN_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < need) {
+        if (cap > SIZE_MAX / 2) return kiln_error(KILN_ERR_NOMEM, "input too large");
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p) return kiln_error(KILN_ERR_NOMEM, "out of memory for input '" TJ_NAME "'", b->name);
+    b->data = p, b->cap = cap;
+    return KILN_OK;
+}
+
+kiln_status tj_builder_reserve(tj_builder *b, int64_t n) {
+    if (n <= 0 || b->type == KILN_TJ_BYTES || b->auto_type) return KILN_OK;
+    return grow(b, (size_t)n * type_size(b->type));
+}
+
+/* Ends the current bytes element at b->len. */
+static kiln_status push_offset(tj_builder *b) {
+    if ((size_t)b->count + 2 > b->off_cap) {
+        size_t cap = b->off_cap ? 2 * b->off_cap : 64;
+        int64_t *p = realloc(b->offsets, cap * sizeof *p);
+        if (!p) return kiln_error(KILN_ERR_NOMEM, "out of memory for input '" TJ_NAME "'", b->name);
+        b->offsets = p, b->off_cap = cap;
+        if (b->count == 0) p[0] = 0;
+    }
+    b->offsets[b->count + 1] = (int64_t)b->len;
+    return KILN_OK;
+}
+
+static int b64val(unsigned char ch) {
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+' || ch == '-') return 62;
+    if (ch == '/' || ch == '_') return 63;
+    return -1;
+}
+
+/* Appends the base64 text s[0..n) decoded. */
+static kiln_status put_base64(tj_builder *b, int depth, const char *s, size_t n) {
+    size_t pad = 0, total = n;
+    while (n > 0 && s[n - 1] == '=' && pad < 2) n--, pad++;
+    if ((pad && total % 4) || n % 4 == 1)
+        return at(b, depth, "b64: invalid base64 length %zu", total);
+    kiln_status st = grow(b, n / 4 * 3 + 3);
+    if (st) return st;
+    unsigned char *o = (unsigned char *)b->data + b->len;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64val((unsigned char)s[i]);
+        if (v < 0) return at(b, depth, "b64: invalid base64 character at offset %zu", i);
+        acc = acc << 6 | (uint32_t)v, bits += 6;
+        if (bits >= 8) bits -= 8, *o++ = (unsigned char)(acc >> bits);
+    }
+    b->len = (size_t)((char *)o - b->data);
+    return KILN_OK;
+}
+
+/* {"b64": "..."} at the cursor. */
+static kiln_status put_b64_object(tj_builder *b, js_cur *c, int depth) {
+    kiln_status st;
+    c->p++; /* '{' */
+    kiln_sbuf_clear(&b->scratch);
+    if (js_peek(c) != '"') return at(b, depth, "expected {\"b64\": \"...\"}, got another object");
+    if ((st = js_string(c, &b->scratch))) return st;
+    if (b->scratch.len != 3 || memcmp(b->scratch.data, "b64", 3) != 0)
+        return at(b, depth, "expected {\"b64\": \"...\"}, got an object with key \"%.32s\"",
+                  b->scratch.data);
+    if ((st = js_expect(c, ':', "expected ':' after a key"))) return st;
+    if (js_kind_at(c) != JS_STRING) return at(b, depth, "b64: expected a string");
+    kiln_sbuf_clear(&b->scratch);
+    if ((st = js_string(c, &b->scratch))) return st;
+    if ((st = put_base64(b, depth, b->scratch.data, b->scratch.len))) return st;
+    if (js_peek(c) != '}') return at(b, depth, "expected {\"b64\": \"...\"} with no other keys");
+    c->p++;
+    return KILN_OK;
+}
+
+/* The raw text of the string at the cursor, when it spells NaN or an infinity. */
+static int spells_nonfinite(const js_cur *c) {
+    static const char *words[] = {"\"NaN\"", "\"nan\"",  "\"Infinity\"", "\"-Infinity\"",
+                                  "\"inf\"", "\"-inf\"", "\"Inf\"",      "\"-Inf\""};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t n = strlen(words[i]);
+        if ((size_t)(c->end - c->p) >= n && memcmp(c->p, words[i], n) == 0) return 1;
+    }
+    return 0;
+}
+
+static const char *want(const tj_builder *b) {
+    if (b->decl && b->decl->kind == TJ_BOOL) return "true or false";
+    if (b->type == KILN_TJ_BYTES) return b->decl ? "a string" : "a string or {\"b64\": ...}";
+    return b->decl && b->decl->kind != TJ_FLOAT ? "an integer" : "a number";
+}
+
+static kiln_status put_number(tj_builder *b, const js_num *n, int depth) {
+    int tl = n->text_len > 40 ? 40 : n->text_len;
+    double d = n->d;
+    int integral = n->is_int || (isfinite(d) && d == floor(d));
+    if (b->decl) { /* the declared datatype first */
+        const tj_dtype *t = b->decl;
+        if (t->kind == TJ_BOOL || t->kind == TJ_BYTES_DT)
+            return at(b, depth, "expected %s (datatype %s), got %.*s", want(b), t->name, tl,
+                      n->text);
+        if ((t->kind == TJ_INT || t->kind == TJ_UINT) && !integral)
+            return at(b, depth, "%.*s is not an integer (datatype %s)", tl, n->text, t->name);
+        if ((t->kind == TJ_INT || t->kind == TJ_UINT) &&
+            (n->is_int ? ((double)n->i < t->lo || (double)n->i > t->hi) : (d < t->lo || d > t->hi)))
+            return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
+        if (t->kind == TJ_FLOAT && !isfinite(d))
+            return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
+    }
+    kiln_status st = grow(b, 8);
+    if (st) return st;
+    char *o = b->data + b->len;
+    switch (b->type) {
+    case KILN_TJ_F32: {
+        float f = (float)d;
+        if (!isfinite(f)) return at(b, depth, "%.*s is out of float32 range", tl, n->text);
+        memcpy(o, &f, 4);
+        b->len += 4;
+        return KILN_OK;
+    }
+    case KILN_TJ_I32: {
+        if (!integral) return at(b, depth, "expected an integer (INT32), got %.*s", tl, n->text);
+        if ((n->is_int ? (n->i < INT32_MIN || n->i > INT32_MAX) : (d < INT32_MIN || d > INT32_MAX)))
+            return at(b, depth, "%.*s is out of range for INT32", tl, n->text);
+        int32_t v32 = (int32_t)(n->is_int ? n->i : (int64_t)d);
+        memcpy(o, &v32, 4);
+        b->len += 4;
+        return KILN_OK;
+    }
+    case KILN_TJ_I64: {
+        if (!integral) return at(b, depth, "expected an integer (INT64), got %.*s", tl, n->text);
+        if (!n->is_int && !(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+            return at(b, depth, "%.*s is out of range for INT64", tl, n->text);
+        int64_t v = n->is_int ? n->i : (int64_t)d;
+        memcpy(o, &v, 8);
+        b->len += 8;
+        return KILN_OK;
+    }
+    case KILN_TJ_BYTES:
+        break;
+    }
+    return at(b, depth, "expected %s, got a number", want(b));
+}
+
+static kiln_status put_bool(tj_builder *b, int v, int depth) {
+    if (!b->decl || b->decl->kind != TJ_BOOL)
+        return at(b, depth, "expected %s%s%s, got %s", want(b), b->decl ? " for " : "",
+                  b->decl ? b->decl->name : "", v ? "true" : "false");
+    js_num n = {v, v, 1, v ? "true" : "false", v ? 4 : 5};
+    const tj_dtype *decl = b->decl;
+    b->decl = NULL; /* 0 and 1 then convert like numbers */
+    kiln_status st = put_number(b, &n, depth);
+    b->decl = decl;
+    return st;
+}
+
+/* One leaf at the cursor, of kind k. */
+static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
+    kiln_status st;
+    if (b->auto_type && (k == JS_NUMBER || k == JS_STRING || k == JS_OBJECT)) {
+        b->type = k == JS_NUMBER ? KILN_TJ_F32 : KILN_TJ_BYTES;
+        b->auto_type = 0;
+    }
+    switch (k) {
+    case JS_NUMBER: {
+        js_num n;
+        if ((st = js_number(c, &n))) return st;
+        st = put_number(b, &n, depth);
+        break;
+    }
+    case JS_STRING:
+        if (b->type != KILN_TJ_BYTES || (b->decl && b->decl->kind != TJ_BYTES_DT)) {
+            if (spells_nonfinite(c))
+                return at(b, depth,
+                          "NaN and Infinity are not accepted as inputs; send finite numbers");
+            return at(b, depth, "expected %s, got a string", want(b));
+        }
+        if ((st = js_string(c, &b->scratch))) return st; /* decoded, then appended */
+        if ((st = grow(b, b->scratch.len + 1))) return st;
+        memcpy(b->data + b->len, b->scratch.data, b->scratch.len);
+        b->len += b->scratch.len;
+        kiln_sbuf_clear(&b->scratch);
+        st = push_offset(b);
+        break;
+    case JS_OBJECT:
+        if (b->type != KILN_TJ_BYTES || b->decl)
+            return at(b, depth, "expected %s, got an object", want(b));
+        if ((st = put_b64_object(b, c, depth))) return st;
+        st = push_offset(b);
+        break;
+    case JS_TRUE:
+    case JS_FALSE:
+        if ((st = js_literal(c, k))) return st;
+        st = put_bool(b, k == JS_TRUE, depth);
+        break;
+    case JS_NULL:
+        return at(b, depth, "expected %s, got null", want(b));
+    case JS_NONFINITE:
+        return at(b, depth,
+                  "NaN and Infinity are not accepted as inputs (JSON has no such "
+                  "numbers); send finite numbers");
+    default:
+        return js_syntax(c, "expected a value");
+    }
+    if (st) return st;
+    b->count++;
+    return KILN_OK;
+}
+
+kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
+    kiln_status st = KILN_OK;
+    js_kind k = js_kind_at(c);
+    if (k != JS_ARRAY) {
+        if (b->leaf_depth < 0) {
+            b->leaf_depth = depth;
+        } else if (depth < b->leaf_depth) {
+            if (b->dims_set >> depth & 1)
+                return at(b, depth, "expected a list of %lld values, got %s",
+                          (long long)b->dims[depth], js_kind_name(k));
+            return at(b, depth, "expected a list, got %s", js_kind_name(k));
+        }
+        return put_leaf(b, c, k, depth);
+    }
+    if (b->leaf_depth >= 0 && depth >= b->leaf_depth)
+        return at(b, depth, "expected %s, got a list", want(b));
+    if (depth >= KILN_MAX_DIMS) return at(b, depth, "more than %d dimensions", KILN_MAX_DIMS);
+    c->p++;
+    if (js_peek(c) == ']')
+        return at(b, depth, "empty list (every dimension needs at least 1 value)");
+    int64_t n = 0;
+    for (;;) {
+        b->idx[depth] = n;
+        if ((st = tj_walk(b, c, depth + 1))) return st;
+        n++;
+        int more = js_next(c, ']', &st);
+        if (more < 0) return st;
+        if (!more) break;
+    }
+    if (!(b->dims_set >> depth & 1)) {
+        b->dims[depth] = n;
+        b->dims_set |= 1u << depth;
+    } else if (n != b->dims[depth]) {
+        return at(b, depth, "expected %lld values, got %lld", (long long)b->dims[depth],
+                  (long long)n);
+    }
+    return KILN_OK;
+}
+
+kiln_status tj_finish(tj_builder *b, kiln_tj_tensor *t) {
+    memset(t, 0, sizeof *t);
+    t->name = b->name, b->name = NULL;
+    t->type = b->type;
+    t->shape.ndim = b->leaf_depth < 0 ? 0 : b->leaf_depth;
+    for (int d = 0; d < t->shape.ndim; d++) t->shape.dims[d] = b->dims[d];
+    if (b->type == KILN_TJ_BYTES && !b->offsets) { /* no elements: still one offset */
+        b->offsets = calloc(1, sizeof *b->offsets);
+        if (!b->offsets) {
+            tj_builder_free(b);
+            return kiln_error(KILN_ERR_NOMEM, "out of memory");
+        }
+    }
+    t->data = b->data, b->data = NULL;
+    t->data_bytes = b->len;
+    t->offsets = b->offsets, b->offsets = NULL;
+    tj_builder_free(b);
+    return KILN_OK;
+}
