@@ -20,6 +20,8 @@ static const char *HELP =
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
     "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
     "                      serve exported versions over TF Serving's REST API and KServe v2\n"
+    "  board [--runs-dir D] [--port 6006] [--host ADDR]\n"
+    "                      web dashboard: runs table, live metric curves, run comparison\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -35,6 +37,7 @@ static const command COMMANDS[] = {
     {"eval", kiln_cmd_eval},
     {"export", kiln_cmd_export},
     {"serve", kiln_cmd_serve},
+    {"board", kiln_cmd_board},
 };
 
 static const command *find_command(const char *name) {
