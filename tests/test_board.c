@@ -3,13 +3,14 @@
  *   mnist/a   finished, lr 0.01, 32 units, two checkpoints and an export version
  *   mnist/b   finished, lr 0.001, 64 units
  *   mnist/c   crashed: run.json says running, nobody holds the run
- *   live/l    running: held open for writing by this process for the whole test
+ *   live/l    running: held open for writing by this process, until it "dies" at the end
  * Covered: the JSON shapes of /api/runs, of run details and of metrics; the shown params (those
  * that differ); "since" deltas (a changed run, a new run, a removed run); incremental metrics
  * (only new points, points logged later at the same step, a half-written line, a re-logged
  * earlier step that resets); a live run appended to by another thread while the client follows
- * it; bad queries; path escapes (../, percent-encoded, double-encoded, backslashes, hidden
- * names) that must never reach the run planted outside the runs folder; the embedded page.
+ * it, then dies (failed, crashed); mangled run.json, config.yaml and metrics.jsonl; bad queries;
+ * path escapes (../, percent-encoded, double-encoded, backslashes, hidden names) that must never
+ * reach the run planted outside the runs folder; the embedded page.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -608,6 +609,75 @@ static void test_follow_live_run(void) {
     cJSON_Delete(m);
 }
 
+/* Files a hand, a crash or another tool mangled: answered, never crashed on. */
+static void test_bad_files(void) {
+    cJSON *j = get_json("/api/runs", 200);
+    char path[512], dir[600], file[700];
+    snprintf(path, sizeof path, "/api/runs?since=%.0f", num(j, "gen"));
+    cJSON_Delete(j);
+    snprintf(dir, sizeof dir, "%s/mnist/broken-20260101-000000", runs_dir);
+    CHECK_OK(kiln_mkdirs(dir));
+    write_file(dir, "run.json", "{\"id\": \"broken\", \"status\": ");
+    write_file(dir, "config.yaml", "model: [unclosed\n  - {");
+    /* metrics.jsonl: NUL bytes, a line longer than any point, a wrong type, then a good point */
+    char *big = malloc(100001);
+    memset(big, 'x', 100000), big[100000] = 0;
+    snprintf(file, sizeof file, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(file, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fwrite("{\"step\":1,\0\0\n", 1, 13, f);
+        fprintf(f, "%s\n", big);
+        fputs("{\"step\":\"2\",\"epoch\":0,\"wall_time\":1,\"split\":\"train\",\"name\":\"loss\","
+              "\"value\":1}\n",
+              f);
+        fputs("{\"step\":3,\"epoch\":null,\"wall_time\":1800000000,\"split\":\"train\",\"name\":"
+              "\"loss\","
+              "\"value\":null}\n",
+              f);
+        fclose(f);
+    }
+    free(big);
+    j = get_json(path, 200);
+    const cJSON *r = find_run(j, "mnist/broken-20260101-000000");
+    CHECK(r && !strcmp(str(r, "status"), "unreadable") && str(r, "error"));
+    CHECK(r && !strcmp(str(r, "experiment"), "mnist"));
+    cJSON_Delete(j);
+    j = get_json("/api/runs/mnist/broken-20260101-000000", 200);
+    CHECK(cJSON_IsNull(item(j, "run")) && str(j, "run_error"));
+    CHECK(str(j, "config") && cJSON_GetArraySize(item(j, "params")) == 0);
+    cJSON_Delete(j);
+    j = get_json("/api/runs/mnist/broken-20260101-000000/metrics", 200);
+    const cJSON *loss = find_series(j, "loss", "train");
+    CHECK(num(j, "skipped") == 3 && loss && cJSON_GetArraySize(item(loss, "step")) == 1);
+    CHECK(loss && cJSON_IsNull(cJSON_GetArrayItem(item(loss, "value"), 0)) &&
+          cJSON_IsNull(cJSON_GetArrayItem(item(loss, "epoch"), 0)));
+    cJSON_Delete(j);
+    CHECK(nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
+/* The live run's process "dies" (its writer closes without ending the run): it turns failed. */
+static void test_live_run_crashes(void) {
+    cJSON *j = get_json("/api/runs", 200);
+    const cJSON *l = find_run(j, key_l);
+    CHECK(l && !strcmp(str(l, "status"), "running"));
+    char path[512];
+    snprintf(path, sizeof path, "/api/runs?since=%.0f", num(j, "gen"));
+    cJSON_Delete(j);
+    kiln_run_close(live);
+    live = NULL;
+    j = get_json(path, 200);
+    l = find_run(j, key_l);
+    CHECK(cJSON_GetArraySize(item(j, "runs")) == 1 && l);
+    CHECK(l && !strcmp(str(l, "status"), "failed") && cJSON_IsTrue(item(l, "crashed")));
+    CHECK(l && str(l, "last_update") != NULL);
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "/api/runs/%s/metrics", key_l);
+    j = get_json(path, 200);
+    CHECK(!strcmp(str(j, "status"), "failed") && cJSON_IsTrue(item(j, "crashed")));
+    cJSON_Delete(j);
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(root, sizeof root, "/tmp/kiln-board-test-XXXXXX");
@@ -630,6 +700,8 @@ int main(void) {
     RUN(test_path_escapes);
     RUN(test_page);
     RUN(test_follow_live_run);
+    RUN(test_bad_files);
+    RUN(test_live_run_crashes);
     kiln_board_stop(board);
     kiln_run_close(live);
     /* starting on a folder that is not there fails with a message */

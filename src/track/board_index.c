@@ -262,10 +262,12 @@ static void unlist(kiln_board *b, board_run *r) {
     }
 }
 
-/* Stats run.json and reads it when it changed (or says running: its lock is probed again); the
- * same for config.yaml, which kiln train writes once, so it is only looked at again while it
- * has not been read or the run is running. at and rel name the run's folder (rel relative to
- * the folder at; the listing passes the experiment's folder, so a stat walks two names, not the
+/* Stats run.json and reads it when it changed, or when it says running and a process held the
+ * run last time (its lock is probed again: has it crashed?). A crashed run is not probed again
+ * until its run.json changes: kiln train --resume takes the lock and then saves run.json.
+ * config.yaml, which kiln train writes once, is looked at again only while it has not been read,
+ * the run is live or its run.json changed. at and rel name the run's folder (rel relative to the
+ * folder at; the listing passes the experiment's folder, so a stat walks two names, not the
  * whole path). */
 static void refresh(kiln_board *b, board_run *r, int at, const char *rel) {
     char path[4096];
@@ -277,12 +279,13 @@ static void refresh(kiln_board *b, board_run *r, int at, const char *rel) {
         return;
     }
     int changed = !r->listed, run_changed = !board_sig_same(&sig, &r->run_sig);
+    int live = r->says_running && !r->crashed;
     r->listed = 1;
-    if (changed || run_changed || r->says_running) {
+    if (changed || run_changed || live) {
         r->run_sig = sig;
         changed |= load_head(r);
     }
-    if ((changed || run_changed || r->says_running || !r->cfg_sig.exists) &&
+    if ((changed || run_changed || live || !r->cfg_sig.exists) &&
         snprintf(path, sizeof path, "%s/config.yaml", rel) < (int)sizeof path) {
         board_sig_at(at, path, &sig);
         if (!board_sig_same(&sig, &r->cfg_sig)) {
