@@ -659,10 +659,21 @@ static void test_writers(void) {
     CHECK_ERR_HAS(
         "output 'class': shape [3]; the row format needs a leading batch dim shared by all "
         "outputs (output 'probs' has 2)");
-    kiln_tj_output bytes = {"b", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){1}), "x"};
-    CHECK(kiln_tj_write_v2(&b, "m", NULL, NULL, &bytes, 1) == KILN_ERR_INVALID);
+    kiln_tj_output bad_type = {"b", (kiln_tj_type)9, kiln_shape_make(1, (int64_t[]){1}), "x"};
+    CHECK(kiln_tj_write_v2(&b, "m", NULL, NULL, &bad_type, 1) == KILN_ERR_INVALID);
     CHECK(kiln_tj_write_tf_columnar(&b, &one, 0) == KILN_ERR_INVALID);
     CHECK(b.len == 0);
+
+    /* string outputs (class names): escaped JSON strings, in rows and in v2 */
+    const char *names[2] = {"Ankle \"boot\"", "T-shirt/top"};
+    kiln_tj_output cls_names = {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){2}), names};
+    CHECK(strcmp(written(kiln_tj_write_tf_row(&b, &cls_names, 1), &b),
+                 "{\"predictions\":[\"Ankle \\\"boot\\\"\",\"T-shirt/top\"]}") == 0);
+    kiln_sbuf_clear(&b);
+    CHECK(strcmp(written(kiln_tj_write_v2(&b, "m", "1", NULL, &cls_names, 1), &b),
+                 "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":[{\"name\":"
+                 "\"classes\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[\"Ankle "
+                 "\\\"boot\\\"\",\"T-shirt/top\"]}]}") == 0);
     kiln_sbuf_free(&b);
 }
 

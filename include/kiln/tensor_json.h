@@ -108,7 +108,9 @@ kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema 
                              kiln_tj_request *out);
 void kiln_tj_request_free(kiln_tj_request *r);
 
-/* One model output to write. data holds numel(shape) values of type (F32, I32 or I64). */
+/* One model output to write. data holds numel(shape) values of type F32, I32 or I64; for BYTES,
+ * numel(shape) pointers to NUL-terminated strings (const char *const *), written as JSON
+ * strings (bytes that are not UTF-8 become U+FFFD). */
 typedef struct {
     const char *name;
     kiln_tj_type type;

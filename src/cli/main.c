@@ -18,12 +18,33 @@ static const char *HELP =
     "                      evaluate a run's weights; prints metrics and a confusion matrix\n"
     "  export RUN [--to DIR] [--checkpoint step-N|best] [--version N]\n"
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
+    "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
+    "                      serve exported versions over TF Serving's REST API and KServe v2\n"
     "  predict (--server URL --model NAME | --model_dir DIR) [FILE...] [--stream] [--json]\n"
     "                      ask a served or exported model about JSON, CSV, NPY or image inputs\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
     "Every command takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command COMMANDS[] = {
+    {"train", kiln_cmd_train},
+    {"eval", kiln_cmd_eval},
+    {"export", kiln_cmd_export},
+    {"serve", kiln_cmd_serve},
+    {"predict", kiln_cmd_predict},
+};
+
+static const command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (!strcmp(COMMANDS[i].name, name)) return &COMMANDS[i];
+    return NULL;
+}
 
 static int cmd_argc;
 static const char *const *cmd_argv;
@@ -52,11 +73,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         if (argc > 2 && strcmp(argv[2], "help")) {
             char *sub[] = {argv[2], "--help", NULL};
-            return strcmp(argv[2], "train") == 0 ? kiln_cmd_train(2, sub)
-                   : strcmp(argv[2], "eval") == 0 ? kiln_cmd_eval(2, sub)
-                   : strcmp(argv[2], "export") == 0 ? kiln_cmd_export(2, sub)
-                   : strcmp(argv[2], "predict") == 0 ? kiln_cmd_predict(2, sub)
-                                                  : (fprintf(stderr, "kiln: no command '%s'\n", argv[2]), KILN_EXIT_USAGE);
+            const command *c = find_command(argv[2]);
+            if (c) return c->run(2, sub);
+            fprintf(stderr, "kiln: no command '%s'\n", argv[2]);
+            return KILN_EXIT_USAGE;
         }
         fputs(HELP, stdout);
         return KILN_EXIT_OK;
@@ -65,10 +85,8 @@ int main(int argc, char **argv) {
         printf("kiln %s\n", KILN_VERSION);
         return KILN_EXIT_OK;
     }
-    if (!strcmp(cmd, "train")) return kiln_cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "eval")) return kiln_cmd_eval(argc - 1, argv + 1);
-    if (!strcmp(cmd, "export")) return kiln_cmd_export(argc - 1, argv + 1);
-    if (!strcmp(cmd, "predict")) return kiln_cmd_predict(argc - 1, argv + 1);
+    const command *c = find_command(cmd);
+    if (c) return c->run(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, HELP);
     return KILN_EXIT_USAGE;
 }

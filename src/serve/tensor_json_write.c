@@ -19,11 +19,9 @@ static kiln_status check_outputs(const kiln_tj_output *outs, int n, int need_bat
         const kiln_tj_output *o = &outs[i];
         const char *name = o->name ? o->name : "?";
         char s[96];
-        if (o->type == KILN_TJ_BYTES || (unsigned)o->type > KILN_TJ_BYTES)
-            return kiln_error(KILN_ERR_INVALID,
-                              "output '%.64s': only FP32, INT32 and INT64 "
-                              "outputs can be written",
-                              name);
+        if ((unsigned)o->type > KILN_TJ_BYTES)
+            return kiln_error(KILN_ERR_INVALID, "output '%.64s': unknown type %d", name,
+                              (int)o->type);
         if (!o->name || !o->data || o->shape.ndim < 0 || o->shape.ndim > KILN_MAX_DIMS)
             return kiln_error(KILN_ERR_INVALID,
                               "output '%.64s': needs a name, data and 0 to %d dims", name,
@@ -62,9 +60,12 @@ static void put_nested(kiln_sbuf *b, kiln_tj_type t, const void *data, int64_t s
     if (kiln_sbuf_reserve(b, (size_t)numel * 12 + 2 * (size_t)ndim)) return;
     for (int d = 0; d < ndim; d++) b->data[b->len++] = '[';
     for (int64_t i = 0; i < numel; i++) {
+        if (t == KILN_TJ_BYTES) kiln_sbuf_json_str(b, ((const char *const *)data)[start + i]);
         char *o = kiln_sbuf_room(b, KILN_F32_CHARS + 2 * KILN_MAX_DIMS + 1), *o0 = o;
         if (!o) return;
-        if (t == KILN_TJ_F32)
+        if (t == KILN_TJ_BYTES)
+            ;
+        else if (t == KILN_TJ_F32)
             o += kiln_f32_shortest(((const float *)data)[start + i], o);
         else if (t == KILN_TJ_I32)
             o += put_int(o, ((const int32_t *)data)[start + i]);

@@ -17,13 +17,16 @@
 #include <libgen.h>
 #include <math.h>
 #include <omp.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "kiln/kiln.h"
+#include "kiln/export.h"
 #include "kiln/inputs.h"
 #include "kiln/run.h"
 #include "kiln/trainer.h"
@@ -54,6 +57,7 @@ typedef struct {
     float *best_params; /* restore_best: the weights that scored best */
     float *swap;        /* EMA evaluation: parameters set aside */
     int64_t B, n_train, batches, epochs, max_steps, every_steps, every_epochs, keep, log_every, validate_every;
+    int64_t export_steps, export_epochs; /* train.export (0: never) */
     int early, restore_best, higher, monitor_val;
     const char *monitor; /* metric name without the val_ prefix */
     double min_delta;
@@ -164,6 +168,10 @@ static kiln_status read_settings(trainer *t) {
     t->every_epochs = kiln_cfg_int(c, "train.checkpoint.every_epochs", 1);
     t->keep = kiln_cfg_int(c, "train.checkpoint.keep", 3);
     t->log_every = kiln_cfg_int(c, "log.every_steps", 50);
+    if (kiln_cfg_at(c, "train.export")) {
+        t->export_steps = kiln_cfg_int(c, "train.export.every_steps", 0);
+        t->export_epochs = kiln_cfg_int(c, "train.export.every_epochs", 1);
+    }
     t->validate_every = kiln_cfg_int(c, "train.validate_every_steps", 0);
     t->early = kiln_cfg_at(c, "train.early_stopping") != NULL;
     const char *mon = kiln_cfg_str(c, "train.early_stopping.monitor", "val_loss");
@@ -225,6 +233,39 @@ static kiln_status checkpoint(trainer *t, int is_best) {
         st = kiln_run_save(t->run);
     }
     return st;
+}
+
+/* train.export: a new servable version under <run>/export/ with the weights evaluation uses
+ * (EMA when kept), so a server polling that folder picks it up while training goes on. */
+static kiln_status export_version(trainer *t) {
+    const char *run = kiln_run_get_info(t->run).path;
+    char base[4200], real[PATH_MAX];
+    if (snprintf(base, sizeof base, "%s/export", run) >= (int)sizeof base)
+        return kiln_error(KILN_ERR_INVALID, "train.export: run path %s is too long", run);
+    const char *names[256];
+    int k = (int)t->m.n_outputs, named = 0;
+    for (int c = 0; c < k && c < 256; c++) named |= (names[c] = kiln_dataset_class_name(t->in.train, c)) != NULL;
+    const char *rp = realpath(run, real);
+    kiln_export_source src = {.model = &t->m,
+                              .cfg = t->cfg,
+                              .weights = t->ema ? kiln_ema_weights(t->ema) : NULL,
+                              .preprocessing = t->in.loader.norm,
+                              .class_names = named && k <= 256 && !kiln_cfg_at(t->cfg, "model.class_names") ? names : NULL,
+                              .n_class_names = k,
+                              .source_run = rp ? rp : run};
+    /* Name the checkpoint only when one was written at this step. */
+    char step[32], ckpt[4400];
+    struct stat sb;
+    snprintf(step, sizeof step, "step-%lld", (long long)t->s.step);
+    if (!kiln_run_checkpoint_path(t->run, step, ckpt, sizeof ckpt) && stat(ckpt, &sb) == 0) src.source_checkpoint = step;
+    int64_t version = 0;
+    kiln_status st = kiln_export_graph(&src, base, 0, &version);
+    if (st) {
+        kiln_error_prefix("train.export");
+        return st;
+    }
+    kiln_progress_line(&t->prog, "exported version %lld: %s/%lld", (long long)version, base, (long long)version);
+    return KILN_OK;
 }
 
 static kiln_status restore(trainer *t) {
@@ -405,6 +446,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
             kiln_progress_line(&t->prog, "step %lld:%s", (long long)t->s.step, summary);
         }
         if (t->every_steps && t->s.step % t->every_steps == 0 && (*st = checkpoint(t, 0))) return 0;
+        if (t->export_steps && t->s.step % t->export_steps == 0 && (*st = export_version(t))) return 0;
         if (stop_signal || (t->max_steps && t->s.step >= t->max_steps)) return 0;
     }
     if (r < 0) *st = KILN_ERR_INVALID;
@@ -441,6 +483,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
         if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
             if ((st = checkpoint(t, is_best))) return st;
+        if (t->export_epochs && t->s.epoch % t->export_epochs == 0 && (st = export_version(t))) return st;
     }
     if (stopped_early)
         kiln_progress_line(&t->prog, "early stopping: %s%s did not improve for %lld evaluations (best %.4f at step %lld)",

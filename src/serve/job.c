@@ -1,0 +1,236 @@
+/* job.c — one prediction request from its body to its answer, in either dialect.
+ *
+ *   POST /v1/models/m[/versions/v|/labels/l]:predict   TF Serving: {"instances"} or {"inputs"}
+ *   POST /v2/models/m[/versions/v]/infer                Open Inference Protocol v2
+ *
+ * The version is taken (referenced) first, so the body is checked against the signature of
+ * the version that will run it. The input is one tensor: [N, ...the row shape] or, as a
+ * convenience for clients that send flat rows (CSV, the peers' servers), [N, row size]. Values
+ * are raw, as in the training data; the version's preprocessing is applied when it runs.
+ * Outputs written: "output" (the last layer), "probabilities" (classifiers) and "classes" (the
+ * most probable class's name, when the classes are named); v2 requests may ask for a subset.
+ * Without batching the job runs on the HTTP worker that parsed it; with batching it is parked
+ * and a batch thread runs and answers it (serve_job_finish).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/serve_internal.h"
+
+double serve_seconds_since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+void serve_count(kiln_server *s, const char *model, const char *version, const char *api,
+                 int status, const struct timespec *start) {
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    kiln_prom_add(kiln_prom_series_of(s->f_requests,
+                                      (const char *[]){model, version, api, code}),
+                  1);
+    if (start)
+        kiln_prom_observe(kiln_prom_series_of(s->f_latency, (const char *[]){model, api}),
+                          serve_seconds_since(start));
+}
+
+static const char *api_name(serve_api api) {
+    return api == API_V1 ? "v1_predict" : "v2_infer";
+}
+
+/* The parser asks what each named input becomes: the model has one float input. */
+static kiln_status input_type(void *ctx, const char *signature_name, const char *name,
+                              kiln_tj_type *type) {
+    served_version *v = ctx;
+    const char *want = kiln_servable_input(v->sv, 0)->name;
+    if (*name && strcmp(name, want) != 0)
+        return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')", name,
+                          v->model->name, want);
+    *type = KILN_TJ_F32;
+    return KILN_OK;
+}
+
+/* Checks the parsed input against the signature; rows into j->rows. */
+static kiln_status check_input(serve_job *j) {
+    served_version *v = j->v;
+    const kiln_servable_tensor *in = kiln_servable_input(v->sv, 0);
+    if (j->req.n_inputs != 1)
+        return kiln_error(KILN_ERR_INVALID, "model %s takes one input ('%s'), the request has %d",
+                          v->model->name, in->name, j->req.n_inputs);
+    kiln_tj_tensor *t = &j->req.inputs[0];
+    if (j->api == API_V2 && strcmp(t->name, in->name) != 0)
+        return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')",
+                          t->name, v->model->name, in->name);
+    char got[96], row[96];
+    kiln_shape r = in->shape;
+    r.ndim--;
+    memmove(r.dims, r.dims + 1, (size_t)r.ndim * sizeof *r.dims);
+    kiln_shape_str(&r, row, sizeof row);
+    kiln_shape_str(&t->shape, got, sizeof got);
+    int ok = t->shape.ndim >= 1 && t->shape.dims[0] >= 1;
+    if (ok && t->shape.ndim == in->shape.ndim)
+        for (int d = 1; d < in->shape.ndim; d++) ok &= t->shape.dims[d] == in->shape.dims[d];
+    else if (ok)
+        ok = t->shape.ndim == 2 && t->shape.dims[1] == v->in_row;
+    if (!ok) {
+        const char *what = j->api == API_V2                         ? "input 'input'"
+                           : j->req.format == KILN_TJ_TF_ROW ? "instances"
+                                                             : "inputs";
+        if (t->shape.ndim >= 1 && t->shape.dims[0] == 0)
+            return kiln_error(KILN_ERR_INVALID, "%s: no instances (shape %s)", what, got);
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: shape %s does not fit model %s: each instance must have shape %s "
+                          "(or be %lld flat values), with the instances along the first dim",
+                          what, got, v->model->name, row, (long long)v->in_row);
+    }
+    j->rows = t->shape.dims[0];
+    j->x = t->data;
+    return KILN_OK;
+}
+
+/* Which outputs the request wants (v2 may name them). */
+static kiln_status choose_outputs(serve_job *j) {
+    served_version *v = j->v;
+    unsigned all = OUT_LOGITS | (v->has_probs ? OUT_PROBS : 0) |
+                   (v->has_probs && v->n_classes ? OUT_CLASSES : 0);
+    if (j->api == API_V1 || j->req.n_outputs == 0) {
+        j->want = all;
+        return KILN_OK;
+    }
+    j->want = 0;
+    for (int i = 0; i < j->req.n_outputs; i++) {
+        const char *n = j->req.outputs[i];
+        unsigned bit = strcmp(n, "output") == 0          ? OUT_LOGITS
+                       : strcmp(n, "probabilities") == 0 ? OUT_PROBS
+                       : strcmp(n, "classes") == 0       ? OUT_CLASSES
+                                                         : 0;
+        if (!(bit & all))
+            return kiln_error(KILN_ERR_INVALID, "outputs[%d]: model %s has no output '%.64s' "
+                              "(it has: output%s%s)", i, v->model->name, n,
+                              all & OUT_PROBS ? ", probabilities" : "",
+                              all & OUT_CLASSES ? ", classes" : "");
+        j->want |= bit;
+    }
+    return KILN_OK;
+}
+
+static void job_free(serve_job *j) {
+    kiln_tj_request_free(&j->req);
+    free(j->out);
+    free(j->probs);
+    free(j);
+}
+
+/* The answer body for a job whose outputs are computed. */
+static kiln_status write_answer(serve_job *j, kiln_sbuf *b) {
+    served_version *v = j->v;
+    kiln_tj_output outs[3];
+    int n = 0;
+    kiln_shape shape = kiln_servable_output(v->sv, 0)->shape;
+    shape.dims[0] = j->rows;
+    const char **classes = NULL;
+    if (j->want & OUT_LOGITS) outs[n++] = (kiln_tj_output){"output", KILN_TJ_F32, shape, j->out};
+    if (j->want & OUT_PROBS)
+        outs[n++] = (kiln_tj_output){"probabilities", KILN_TJ_F32, shape, j->probs};
+    if (j->want & OUT_CLASSES) {
+        if (!(classes = malloc((size_t)j->rows * sizeof *classes)))
+            return kiln_error(KILN_ERR_NOMEM, "out of memory");
+        int k = (int)v->out_row;
+        for (int64_t r = 0; r < j->rows; r++) {
+            const float *p = j->probs + r * v->out_row; /* [k] */
+            int best = 0;
+            if (k == 1) /* one sigmoid unit: class 1 when p > 0.5 */
+                best = p[0] > 0.5f;
+            else
+                for (int c = 1; c < k; c++)
+                    if (p[c] > p[best]) best = c;
+            const char *name = kiln_servable_class_name(v->sv, best);
+            classes[r] = name ? name : "";
+        }
+        outs[n++] = (kiln_tj_output){"classes", KILN_TJ_BYTES,
+                                     kiln_shape_make(1, (int64_t[]){j->rows}), classes};
+    }
+    kiln_status st;
+    if (j->api == API_V2)
+        st = kiln_tj_write_v2(b, v->model->name, v->version_str, j->req.id, outs, n);
+    else if (j->req.format == KILN_TJ_TF_ROW)
+        st = kiln_tj_write_tf_row(b, outs, n);
+    else
+        st = kiln_tj_write_tf_columnar(b, outs, n);
+    free(classes);
+    return st;
+}
+
+void serve_job_finish(serve_job *j, kiln_http_response *resp, int err_status, const char *err) {
+    kiln_server *s = j->srv;
+    if (err_status) {
+        kiln_http_json_error(resp, err_status, "%s", err);
+    } else {
+        kiln_sbuf b = KILN_SBUF_INIT;
+        if (write_answer(j, &b))
+            kiln_http_json_error(resp, 500, "%s", kiln_last_error());
+        else
+            kiln_http_body_sbuf(resp, &b);
+        kiln_sbuf_free(&b);
+    }
+    serve_count(s, j->v->model->name, j->v->version_str, api_name(j->api), resp->status,
+                &j->start);
+    serve_version_release(j->v);
+    job_free(j);
+}
+
+static int status_of(kiln_status st) {
+    return st == KILN_ERR_NOMEM ? 500 : st == KILN_ERR_BACKEND ? 500 : 400;
+}
+
+void serve_job_handle(kiln_server *s, served_model *m, const version_sel *sel, serve_api api,
+                      const kiln_http_request *req, kiln_http_response *resp) {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int code = 0;
+    served_version *v = serve_repo_acquire(m, sel, &code);
+    if (!v) {
+        kiln_http_json_error(resp, code, "%s", kiln_last_error());
+        serve_count(s, m->name, "", api_name(api), code, &start);
+        return;
+    }
+    serve_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        kiln_http_json_error(resp, 500, "out of memory");
+        serve_count(s, m->name, v->version_str, api_name(api), 500, &start);
+        serve_version_release(v);
+        return;
+    }
+    j->srv = s, j->v = v, j->api = api, j->start = start;
+    kiln_tj_schema schema = {input_type, v};
+    kiln_status st = api == API_V1 ? kiln_tj_parse_tf(req->body, req->body_len, &schema, &j->req)
+                                   : kiln_tj_parse_v2(req->body, req->body_len, &schema, &j->req);
+    if (!st && api == API_V1 && j->req.signature_name && *j->req.signature_name &&
+        strcmp(j->req.signature_name, "serving_default") != 0)
+        st = kiln_error(KILN_ERR_INVALID,
+                        "Serving signature name: \"%.64s\" not found in signature def (model %s "
+                        "has \"serving_default\")",
+                        j->req.signature_name, m->name);
+    if (!st) st = check_input(j);
+    if (!st) st = choose_outputs(j);
+    if (!st) {
+        j->out = malloc((size_t)(j->rows * v->out_row) * sizeof *j->out);
+        j->probs = v->has_probs ? malloc((size_t)(j->rows * v->out_row) * sizeof *j->probs) : NULL;
+        if (!j->out || (v->has_probs && !j->probs)) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+    }
+    if (st) {
+        serve_job_finish(j, resp, status_of(st), kiln_last_error());
+        return;
+    }
+    if (s->batcher) {
+        if (serve_batcher_submit(s->batcher, j, req) == 0) return; /* answered by a batch thread */
+        serve_job_finish(j, resp, 429,
+                         "the batching queue is full (max_enqueued_batches); retry later");
+        return;
+    }
+    st = serve_infer(s, v, j->x, j->rows, j->out, j->probs);
+    serve_job_finish(j, resp, st ? 500 : 0, st ? kiln_last_error() : NULL);
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# serve.sh — kiln serve end to end: versions exported while training, served over HTTP on
+# 127.0.0.1 and queried with curl; a new export picked up by polling; a model config file with
+# batching; usage and config-file errors; graceful SIGTERM. (Route-by-route response shapes,
+# hot reload under load and batching are in tests/test_serve.c.)
+. "$(dirname "$0")/lib.sh"
+
+SERVER_PID=""
+stop_server() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
+trap 'stop_server; rm -rf "$TMP"' EXIT
+
+# Starts kiln serve with the given flags on a free port; sets $PORT (from its log line).
+serve() {
+    : >"$TMP/serve.log"
+    "$KILN" serve --host 127.0.0.1 --rest_api_port 0 --rest_api_num_threads 2 "$@" >"$TMP/serve.log" 2>&1 &
+    SERVER_PID=$!
+    PORT=""
+    for _ in $(seq 100); do
+        PORT=$(sed -n 's/.*serving .* on http:\/\/[0-9.]*:\([0-9]*\) .*/\1/p' "$TMP/serve.log")
+        [ -n "$PORT" ] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "  server did not start:" >&2
+    sed 's/^/    | /' "$TMP/serve.log" >&2
+    return 1
+}
+
+# curl: status into $code, body into $TMP/body
+call() { # call METHOD PATH [BODY_FILE]
+    if [ $# -ge 3 ]; then
+        code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$1" --data-binary @"$3" "http://127.0.0.1:$PORT$2")
+    else
+        code=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$1" "http://127.0.0.1:$PORT$2")
+    fi
+}
+body_has() { grep -qF -- "$1" "$TMP/body" || { echo "  body lacks: $1" >&2; head -c 600 "$TMP/body" | sed 's/^/    | /' >&2; echo >&2; return 1; }; }
+
+# The first test image of Fashion-MNIST (an ankle boot) as {"instances": [[784 pixels]]}.
+first_test_image() {
+    local raw
+    raw=$(gzip -dc "$FMNIST/t10k-images-idx3-ubyte.gz" | head -c $((16 + 784)) | tail -c 784 | od -An -v -tu1 | tr -s ' \n' ',,' | sed 's/^,//; s/,$//')
+    printf '{"instances": [[%s]]}' "$raw" >"$TMP/boot.json"
+}
+
+t_serve_exports_while_training() {
+    local cfg run
+    cfg=$(small_config exp "  export: {every_epochs: 1}")
+    k train "$cfg" --runs-dir "$TMP/runs" --quiet \
+        --set 'model.class_names=[T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot]'
+    check "train with train.export: exit 0" [ $rc = 0 ]
+    run=$(ls -d "$TMP"/runs/small/*/ | head -1)
+    check "version 1 exported after epoch 1" [ -s "$run/export/1/model.json" ]
+    check "version 2 exported after epoch 2" [ -s "$run/export/2/weights.safetensors" ]
+    check "no temporary folders left" [ -z "$(ls -A "$run/export" | grep '^\.tmp')" ]
+    serve --model_base_path "$run/export" --model_name fmnist || { test_failed=1; return; }
+    first_test_image
+    call POST /v1/models/fmnist:predict "$TMP/boot.json"
+    check "predict: 200" [ "$code" = 200 ]
+    check "predict: the boot is named" body_has '"classes":"Ankle boot"'
+    check "predict: probabilities" body_has '"probabilities":['
+    call GET /v1/models/fmnist
+    check "status: version 2 available" body_has '{"model_version_status":[{"version":"2","state":"AVAILABLE"'
+    # a new version appears (kiln export) and is served within the poll interval
+    "$KILN" export "$run" --to "$run/export" >/dev/null 2>&1
+    for _ in $(seq 50); do
+        call GET /v2/models/fmnist
+        grep -qF '"versions":["3"]' "$TMP/body" && break
+        sleep 0.2
+    done
+    check "version 3 swapped in by polling" body_has '"versions":["3"]'
+    check "the swap is logged" grep -q "version 3 loaded and warmed up" "$TMP/serve.log"
+    call GET /monitoring/prometheus/metrics
+    check "metrics: predictions counted" body_has 'kiln_requests_total{model="fmnist",version="2",api="v1_predict",code="200"} 1'
+    check "metrics: version 2 unloaded" body_has 'kiln_model_version_loaded{model="fmnist",version="2"} 0'
+    stop_server
+    check "SIGTERM: stopped cleanly" grep -q "stopped" "$TMP/serve.log"
+    cp -r "$run/export" "$TMP/fm-export"
+}
+
+t_serve_config_file_and_batching() {
+    [ -d "$TMP/fm-export" ] || { echo "  (needs t_serve_exports_while_training)" >&2; test_failed=1; return; }
+    cat >"$TMP/models.config" <<EOF
+model_config_list {
+  config { name: 'a' base_path: '$TMP/fm-export' model_version_policy { all {} }
+           version_labels { key: 'stable' value: 1 } }
+  config { name: 'b' base_path: '$TMP/fm-export' model_version_policy { specific { versions: 2 } } }
+}
+EOF
+    printf 'max_batch_size { value: 16 }\nbatch_timeout_micros { value: 500 }\nnum_batch_threads { value: 2 }\n' >"$TMP/batching.config"
+    serve --model_config_file "$TMP/models.config" --enable_batching --batching_parameters_file "$TMP/batching.config" || { test_failed=1; return; }
+    call GET /v2/models/a
+    check "model a: all versions" body_has '"versions":["1","2","3"]'
+    call GET /v2/models/b
+    check "model b: version 2 only" body_has '"versions":["2"]'
+    call POST /v1/models/a/labels/stable:predict "$TMP/boot.json"
+    check "label predict through the batcher: 200" [ "$code" = 200 ]
+    check "label predict: the boot" body_has '"classes":"Ankle boot"'
+    printf '{"inputs": [{"name": "input", "shape": [1, 784], "datatype": "UINT8", "data": %s}]}' \
+        "$(sed 's/{"instances": \[\(.*\)\]}/\1/' "$TMP/boot.json")" >"$TMP/v2.json"
+    call POST /v2/models/b/versions/2/infer "$TMP/v2.json"
+    check "v2 infer: 200" [ "$code" = 200 ]
+    check "v2 infer: names the model and version" body_has '{"model_name":"b","model_version":"2","outputs":['
+    check "batching announced" grep -q "batching" "$TMP/serve.log"
+    stop_server
+}
+
+t_serve_errors() {
+    k serve
+    check "no model: exit 2" [ $rc = 2 ] && check "says what is missing" has "missing --model_base_path"
+    k serve --model_base_path /x --nonsense
+    check "unknown flag: exit 2" [ $rc = 2 ] && check "names it" has "--nonsense"
+    k serve --model_base_path /x --rest_api_port 99999
+    check "bad port: exit 2" [ $rc = 2 ] && check "names the range" has "[0, 65535]"
+    k serve --model_base_path /x --model_version_policy newest
+    check "bad policy: exit 2" [ $rc = 2 ]
+    printf 'model_config_list {\n  config { name: "a" base_pth: "/x" }\n}\n' >"$TMP/bad.config"
+    k serve --model_config_file "$TMP/bad.config"
+    check "bad config file: exit 2" [ $rc = 2 ] && check "file:line and the field" has "bad.config:2: unknown field 'base_pth' in config"
+    printf 'max_batch_size { value: 0 }\n' >"$TMP/bad-batching.config"
+    k serve --model_base_path /x --enable_batching --batching_parameters_file "$TMP/bad-batching.config"
+    check "bad batching file: exit 2" [ $rc = 2 ] && check "names it" has "bad-batching.config:1"
+    k serve --help
+    check "--help: exit 0" [ $rc = 0 ] && check "lists TF Serving's flags" has "--file_system_poll_wait_seconds"
+}
+
+run_test t_serve_exports_while_training
+run_test t_serve_config_file_and_batching
+run_test t_serve_errors
+finish
