@@ -3,8 +3,11 @@
 # then asked about the same test images as PNG (written here by a tiny PNG encoder on top of
 # gzip, so the decoder is checked against an encoder that is not stb's), NPY, CSV, JSON, stdin
 # and --stream: the answers agree across formats bit for bit, name the classes, and mostly
-# match the true labels. Bad inputs exit 2 naming the file (and line); a broken export or an
-# unreachable server exit 1. A regression export prints its values.
+# match the true labels. Against `kiln serve` serving the same export, --server gives the same
+# answers as --model_dir (files, several formats in one request, a version, --stream), and
+# the server's 404s come back with its text and status. Bad inputs exit 2 naming the file (and
+# line); a broken export, an unknown model or an unreachable server exit 1. A regression export
+# prints its values.
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 EXAMPLE_DATA=$(dirname "$KILN")/kiln_example_data
@@ -58,6 +61,38 @@ setup() {
 
 # The JSON predictions of a --json run without their "input" keys, one per line.
 answers() { grep '"class"' "$TMP/out" | sed 's/"input": "[^"]*", //; s/,$//; s/^ *//'; }
+
+# Two files of answers agree: the same classes, every probability within 1e-5 (a server may run
+# a batch of another size or on other threads, which moves the last bits).
+agree() {
+    [ "$(wc -l <"$1")" = "$(wc -l <"$2")" ] && [ -s "$1" ] || return 1
+    paste -d'|' "$1" "$2" | awk -F'|' '
+        function probs(s, v) { sub(/.*"probabilities": \[/, "", s); sub(/\].*/, "", s); return split(s, v, ", ") }
+        function cls(s) { sub(/.*"class_index": /, "", s); sub(/,.*/, "", s); return s }
+        { if (cls($1) != cls($2)) bad = 1
+          n = probs($1, x); m = probs($2, y); if (n != m || n < 2) bad = 1
+          for (i = 1; i <= n; i++) { d = x[i] - y[i]; if (d < 0) d = -d; if (d > 1e-5) bad = 1 } }
+        END { exit bad }'
+}
+
+SERVER_PID=""
+stop_server() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
+trap 'stop_server; rm -rf "$TMP"' EXIT
+
+# kiln serve on a free port of 127.0.0.1; sets $URL (the port from its log line).
+serve() {
+    "$KILN" serve --host 127.0.0.1 --rest_api_port 0 --rest_api_num_threads 2 "$@" >"$TMP/serve.log" 2>&1 &
+    SERVER_PID=$!
+    local port="" i
+    for i in $(seq 100); do
+        port=$(sed -n 's/.*serving .* on http:\/\/[0-9.]*:\([0-9]*\) .*/\1/p' "$TMP/serve.log")
+        [ -n "$port" ] && URL=http://127.0.0.1:$port && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sed 's/^/    | /' "$TMP/serve.log" >&2
+    return 1
+}
 
 t_formats_agree() {
     check "npy: $N predictions" [ "$(wc -l <"$TMP/a.npy")" = $N ]
@@ -179,6 +214,43 @@ t_usage_and_failures() {
     check "kiln help predict" [ $rc = 0 ]
 }
 
+t_server() {
+    check "kiln serve starts" serve --model_base_path "$TMP/export" --model_name fmnist || return
+    k predict --server "$URL" --model fmnist --json --batch 1 "$TMP/x.npy"
+    check "--server: exit 0" [ $rc = 0 ]
+    answers >"$TMP/s.npy"
+    check "--server agrees with --model_dir" agree "$TMP/a.npy" "$TMP/s.npy"
+    k predict --server "$URL/" --model fmnist --version 1 --json "$TMP/x.csv" "$TMP"/img{0,1}.png
+    check "a version, csv and png in one request: exit 0" [ $rc = 0 ]
+    answers >"$TMP/s.mixed"
+    head -$N "$TMP/s.mixed" >"$TMP/s.csv"
+    tail -2 "$TMP/s.mixed" >"$TMP/s.png"
+    head -2 "$TMP/a.npy" >"$TMP/a.first2"
+    check "csv rows agree" agree "$TMP/s.csv" "$TMP/a.npy"
+    check "png rows agree" agree "$TMP/s.png" "$TMP/a.first2"
+    k predict --server "${URL#http://}" --model fmnist "$TMP/img0.png"
+    check "table over http (no scheme): class named" bash -c "[ $rc = 0 ] && grep -q \"img0.png  *$(sed 's/.*"class": "\([^"]*\)".*/\1/;q' "$TMP/a.npy")\" '$TMP/out'"
+    { head -1 "$TMP/rows"; echo "0,1"; sed -n 2,4p "$TMP/rows" | sed '2s/.*/[&]/'; } |
+        "$KILN" predict --server "$URL" --model fmnist --stream >"$TMP/stream.out" 2>"$TMP/stream.err"
+    local code=$?
+    check "--stream over http: exit 1 for the bad line" [ $code = 1 ]
+    check "--stream: the bad line named" grep -q '^kiln predict: stdin:2: 2 values' "$TMP/stream.err"
+    check "--stream over http agrees" agree "$TMP/a.npy" "$TMP/stream.out"
+    k predict --server "$URL" --model nope "$TMP/x.csv"
+    check "unknown model: exit 1, the server's error and status" bash -c "[ $rc = 1 ] && grep -q 'HTTP 404: .*nope' '$TMP/out'"
+    k predict --server "$URL" --model fmnist --version 7 "$TMP/x.csv"
+    check "unknown version: exit 1" bash -c "[ $rc = 1 ] && grep -q 'versions/7/metadata: HTTP 404' '$TMP/out'"
+    printf '1,2,3\n' >"$TMP/short.csv"
+    k predict --server "$URL" --model fmnist "$TMP/short.csv"
+    check "bad input with a server: exit 2 before sending" bash -c "[ $rc = 2 ] && grep -q 'short.csv:1: 3 values' '$TMP/out'"
+    curl -s "$URL/monitoring/prometheus/metrics" >"$TMP/metrics"
+    check "the server answered predictions with 200" grep -q 'api="v1_predict",code="200"' "$TMP/metrics"
+    check "and never with 400" bash -c "! grep -q 'api=\"v1_predict\",code=\"400\"' '$TMP/metrics'"
+    stop_server
+    k predict --server "$URL" --model fmnist "$TMP/x.csv"
+    check "server gone: exit 1" bash -c "[ $rc = 1 ] && grep -q \"$URL/v1/models/fmnist/metadata: \" '$TMP/out'"
+}
+
 t_regression() {
     mkdir -p "$TMP/regression" && cp "$SRC/examples/regression/curve_fitting.yaml" "$TMP/regression/"
     "$EXAMPLE_DATA" "$TMP/regression" >/dev/null
@@ -196,7 +268,7 @@ if ! setup; then
     echo "FAIL setup (training or export failed)"
     exit 1
 fi
-for t in t_formats_agree t_table_and_stdin t_stream t_bad_inputs t_usage_and_failures t_regression; do
+for t in t_formats_agree t_table_and_stdin t_stream t_bad_inputs t_usage_and_failures t_server t_regression; do
     run_test $t
 done
 finish
