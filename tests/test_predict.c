@@ -52,7 +52,9 @@ static void write_file(const char *path, const void *data, size_t len) {
     fclose(f);
 }
 
-static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
+static void write_text(const char *path, const char *text) {
+    write_file(path, text, strlen(text));
+}
 
 static kiln_instances_spec spec_of(int ndim, const int64_t *dims) {
     kiln_instances_spec s = {kiln_shape_make(ndim, dims), "input"};
@@ -74,8 +76,8 @@ static void write_npy(const char *path, const char *descr, int ndim, const int64
     for (int i = 0; i < ndim; i++)
         n += (size_t)snprintf(shape + n, sizeof shape - n, "%lld,%s", (long long)dims[i],
                               i + 1 < ndim ? " " : "");
-    int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-                       descr, shape);
+    int len = snprintf(dict, sizeof dict,
+                       "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, shape);
     int total = 10 + len + 1, pad = (64 - total % 64) % 64;
     unsigned char *buf = malloc((size_t)(total + pad) + bytes);
     memcpy(buf, "\x93NUMPY\x01\x00", 8);
@@ -115,7 +117,8 @@ static void test_json(void) {
     write_text(at("b.json"), "{\"instances\": [[12,13,14,15,16,17]]}");
     write_text(at("c.json"), "{\"inputs\": [[[18,19,20],[21,22,23]]]}");
     write_text(at("d.json"), "{\"instances\": [{\"input\": [24,25,26,27,28,29]}]}");
-    write_text(at("e.json"), "{\"inputs\": {\"input\": [[30,31,32,33,34,35], [36,37,38,39,40,41]]}}");
+    write_text(at("e.json"),
+               "{\"inputs\": {\"input\": [[30,31,32,33,34,35], [36,37,38,39,40,41]]}}");
     CHECK_OK(kiln_instances_read(&in, at("b.json"), &sp));
     CHECK_OK(kiln_instances_read(&in, at("c.json"), &sp));
     CHECK_OK(kiln_instances_read(&in, at("d.json"), &sp));
@@ -211,7 +214,7 @@ static void test_npy(void) {
     unsigned char u[12];
     for (int i = 0; i < 12; i++) f[i] = (float)i, u[i] = (unsigned char)(12 + i);
     write_npy(at("a.npy"), "<f4", 4, (int64_t[]){3, 1, 2, 2}, f, sizeof f);
-    write_npy(at("b.npy"), "|u1", 2, (int64_t[]){3, 4}, u, sizeof u); /* flat rows */
+    write_npy(at("b.npy"), "|u1", 2, (int64_t[]){3, 4}, u, sizeof u);      /* flat rows */
     write_npy(at("c.npy"), "<f4", 2, (int64_t[]){2, 2}, f, 4 * sizeof *f); /* one row, no channel */
     CHECK_OK(kiln_instances_read(&in, at("a.npy"), &sp));
     CHECK_OK(kiln_instances_read(&in, at("b.npy"), &sp));
@@ -379,12 +382,9 @@ static void test_lines(void) {
         CHECK_OK(kiln_instances_parse_line(good[i], strlen(good[i]), &sp, x));
         CHECK_MSG(counts_up(x, 4, 0), "line %zu", i);
     }
-    const char *bad[][2] = {{"[0,1,2]", "neither"},
-                            {"[[0,1,2,3],[0,1,2,3]]", "2 instances"},
-                            {"0,1,2", "3 values"},
-                            {"0,1,two,3", "column 3: 'two'"},
-                            {"[0,1,2,3", "invalid JSON"},
-                            {"  \n", "empty"}};
+    const char *bad[][2] = {{"[0,1,2]", "neither"},       {"[[0,1,2,3],[0,1,2,3]]", "2 instances"},
+                            {"0,1,2", "3 values"},        {"0,1,two,3", "column 3: 'two'"},
+                            {"[0,1,2,3", "invalid JSON"}, {"  \n", "empty"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         CHECK(kiln_instances_parse_line(bad[i][0], strlen(bad[i][0]), &sp, x) == KILN_ERR_FORMAT);
         CHECK_ERR_HAS(bad[i][1]);
@@ -402,7 +402,7 @@ static uint64_t next_rand(void) {
 /* Reads every prefix of data and `mutations` mutated copies: never a crash; failures leave in
  * untouched. Returns the length of the shortest prefix that read successfully (len if none). */
 static size_t batter(const char *name, const unsigned char *data, size_t len,
-                  kiln_instances_format fmt, const kiln_instances_spec *sp, int mutations) {
+                     kiln_instances_format fmt, const kiln_instances_spec *sp, int mutations) {
     kiln_instances in = {0};
     size_t shortest_ok = len;
     unsigned char *copy = malloc(len + 1);
@@ -480,8 +480,16 @@ static void test_garbage(void) {
 
 /* ---- the client, against canned answers ---- */
 
-typedef enum { S_CLASSIFIER, S_SINGLE, S_404, S_500_TEXT, S_BAD_JSON, S_SHORT, S_BAD_ROW,
-               S_MISSING } server_mode;
+typedef enum {
+    S_CLASSIFIER,
+    S_SINGLE,
+    S_404,
+    S_500_TEXT,
+    S_BAD_JSON,
+    S_SHORT,
+    S_BAD_ROW,
+    S_MISSING
+} server_mode;
 static _Atomic int mode;
 static _Atomic int requests;
 static char last_path[256];
@@ -493,7 +501,8 @@ static const char *META_CLASSIFIER =
     "{\"model_spec\": {\"name\": \"m\", \"signature_name\": \"\", \"version\": \"3\"}, "
     "\"metadata\": {\"signature_def\": {\"signature_def\": {\"serving_default\": {"
     "\"inputs\": {\"input\": {\"dtype\": \"DT_FLOAT\", \"tensor_shape\": {\"dim\": [{\"size\": "
-    "\"-1\", \"name\": \"\"}, {\"size\": \"1\", \"name\": \"\"}, {\"size\": \"2\", \"name\": \"\"}, "
+    "\"-1\", \"name\": \"\"}, {\"size\": \"1\", \"name\": \"\"}, {\"size\": \"2\", \"name\": "
+    "\"\"}, "
     "{\"size\": \"2\", \"name\": \"\"}], \"unknown_rank\": false}, \"name\": \"input\"}}, "
     "\"outputs\": {\"output\": {\"dtype\": \"DT_FLOAT\", \"tensor_shape\": {\"dim\": [{\"size\": "
     "\"-1\"}, {\"size\": \"3\"}], \"unknown_rank\": false}, \"name\": \"output\"}, "
@@ -611,12 +620,13 @@ static void test_client(void) {
         server_mode m;
         kiln_status st;
         const char *says;
-    } bad[] = {{S_SHORT, KILN_ERR_FORMAT, "2 predictions for 3 instances"},
-               {S_BAD_JSON, KILN_ERR_FORMAT, "invalid JSON"},
-               {S_BAD_ROW, KILN_ERR_FORMAT, "predictions[0].probabilities: 2 values, the output has 3"},
-               {S_MISSING, KILN_ERR_FORMAT, "predictions[0]: no \"probabilities\""},
-               {S_404, KILN_ERR_NOTFOUND, "HTTP 404: Servable not found for request: m"},
-               {S_500_TEXT, KILN_ERR_IO, "HTTP 500: internal trouble"}};
+    } bad[] = {
+        {S_SHORT, KILN_ERR_FORMAT, "2 predictions for 3 instances"},
+        {S_BAD_JSON, KILN_ERR_FORMAT, "invalid JSON"},
+        {S_BAD_ROW, KILN_ERR_FORMAT, "predictions[0].probabilities: 2 values, the output has 3"},
+        {S_MISSING, KILN_ERR_FORMAT, "predictions[0]: no \"probabilities\""},
+        {S_404, KILN_ERR_NOTFOUND, "HTTP 404: Servable not found for request: m"},
+        {S_500_TEXT, KILN_ERR_IO, "HTTP 500: internal trouble"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         mode = bad[i].m;
         CHECK(kiln_client_predict(c, x, 3, (float *const[]){out, probs}) == bad[i].st);
@@ -647,7 +657,8 @@ static void test_client(void) {
     int status;
     char *body;
     size_t blen;
-    CHECK_OK(kiln_client_request(c, "GET", "/v1/models/m/metadata", NULL, 0, &status, &body, &blen));
+    CHECK_OK(
+        kiln_client_request(c, "GET", "/v1/models/m/metadata", NULL, 0, &status, &body, &blen));
     CHECK(status == 200 && blen == strlen(META_SINGLE) && !strcmp(body, META_SINGLE));
     free(body);
     CHECK_OK(kiln_client_request(c, "POST", "/v1/models/m:predict", "{", 1, &status, &body, NULL));

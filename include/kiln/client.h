@@ -37,7 +37,7 @@
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
-#define KILN_CLIENT_MAX_OUTPUTS 16
+#define KILN_CLIENT_MAX_OUTPUTS  16
 #define KILN_CLIENT_MAX_RESPONSE ((size_t)1 << 30) /* bytes of one response body */
 
 typedef struct {

@@ -43,7 +43,8 @@
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
-#define KILN_INSTANCES_MAX_FILE ((size_t)1 << 30) /* bytes read from one JSON, CSV or image file */
+#define KILN_INSTANCES_MAX_FILE ((size_t)1 << 30) /* bytes read from one JSON, CSV or image file   \
+                                                   */
 
 /* What the model takes. */
 typedef struct {
@@ -87,8 +88,8 @@ kiln_status kiln_instances_read_data(kiln_instances *in, const char *name, const
 /* One instance from one line of text (`kiln predict --stream`): a JSON list (nested in the
  * row's shape or flat) or comma-separated numbers. x gets the row's values. Messages carry no
  * file name or line (the caller adds them). */
-kiln_status kiln_instances_parse_line(const char *line, size_t len,
-                                      const kiln_instances_spec *spec, float *x);
+kiln_status kiln_instances_parse_line(const char *line, size_t len, const kiln_instances_spec *spec,
+                                      float *x);
 void kiln_instances_free(kiln_instances *in); /* empties in (it may be reused) */
 
 /* Whether shape (ndim dims) fits the row (see the top of this file). */

@@ -148,12 +148,12 @@ static long long number_arg(const char *s, long long lo, long long hi) {
 
 int kiln_cmd_predict(int argc, char **argv) {
     static const struct option opts[] = {
-        {"server", required_argument, 0, 's'}, {"model", required_argument, 0, 'm'},
+        {"server", required_argument, 0, 's'},  {"model", required_argument, 0, 'm'},
         {"version", required_argument, 0, 'v'}, {"model_dir", required_argument, 0, 'd'},
-        {"input", required_argument, 0, 'i'},  {"stream", no_argument, 0, 'S'},
-        {"json", no_argument, 0, 'j'},         {"top", required_argument, 0, 'k'},
-        {"batch", required_argument, 0, 'b'},  {"timeout", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"input", required_argument, 0, 'i'},   {"stream", no_argument, 0, 'S'},
+        {"json", no_argument, 0, 'j'},          {"top", required_argument, 0, 'k'},
+        {"batch", required_argument, 0, 'b'},   {"timeout", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *server = NULL, *model = NULL, *dir = NULL;
     int64_t version = 0;
     int stream = 0, json = 0, top_k = 3, batch = 64;
@@ -167,12 +167,24 @@ int kiln_cmd_predict(int argc, char **argv) {
     long long v;
     while (rc < 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 's': server = optarg; break;
-        case 'm': model = optarg; break;
-        case 'd': dir = optarg; break;
-        case 'i': files[n_files++] = optarg; break;
-        case 'S': stream = 1; break;
-        case 'j': json = 1; break;
+        case 's':
+            server = optarg;
+            break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'i':
+            files[n_files++] = optarg;
+            break;
+        case 'S':
+            stream = 1;
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'v':
             if (!kiln_export_parse_version(optarg, &version))
                 rc = kiln_cli_usage_error("predict", "--version %s: expected a positive integer",
@@ -210,23 +222,23 @@ int kiln_cmd_predict(int argc, char **argv) {
     int stdin_uses = 0;
     for (int i = 0; i < n_files; i++) stdin_uses += !strcmp(files[i], "-");
     const char *bad = NULL;
-    if (rc >= 0)
-        ;
-    else if (!server == !dir)
-        bad = server ? "give --server or --model_dir, not both"
-                     : "give --server URL --model NAME, or --model_dir DIR";
-    else if (server && !model)
-        bad = "--server needs --model NAME";
-    else if (dir && model)
-        bad = "--model names a model on a server; with --model_dir the folder is the model";
-    else if (dir && !*dir)
-        bad = "--model_dir: empty folder name";
-    else if (stream && n_files)
-        bad = "--stream reads stdin; give no input files with it";
-    else if (!stream && !n_files)
-        bad = "no input: give FILE..., - for stdin, or --stream";
-    else if (stdin_uses > 1)
-        bad = "stdin (-) is given more than once";
+    if (rc < 0) {
+        if (!server == !dir)
+            bad = server ? "give --server or --model_dir, not both"
+                         : "give --server URL --model NAME, or --model_dir DIR";
+        else if (server && !model)
+            bad = "--server needs --model NAME";
+        else if (dir && model)
+            bad = "--model names a model on a server; with --model_dir the folder is the model";
+        else if (dir && !*dir)
+            bad = "--model_dir: empty folder name";
+        else if (stream && n_files)
+            bad = "--stream reads stdin; give no input files with it";
+        else if (!stream && !n_files)
+            bad = "no input: give FILE..., - for stdin, or --stream";
+        else if (stdin_uses > 1)
+            bad = "stdin (-) is given more than once";
+    }
     if (bad) rc = kiln_cli_usage_error("predict", "%s", bad);
     if (rc >= 0) {
         free(files);

@@ -39,8 +39,8 @@ kiln_status kiln_cli_predictor_open_server(kiln_cli_predictor *p, const kiln_cli
                                            int batch);
 /* Runs rows raw rows x [rows, input row size] in pieces of at most p->batch rows: out [rows,
  * out_size], probs [rows, prob_size] (NULL when not a classifier). */
-kiln_status kiln_cli_predictor_run(kiln_cli_predictor *p, const float *x, int64_t rows,
-                                   float *out, float *probs);
+kiln_status kiln_cli_predictor_run(kiln_cli_predictor *p, const float *x, int64_t rows, float *out,
+                                   float *probs);
 void kiln_cli_predictor_close(kiln_cli_predictor *p);
 
 /* One prediction as a JSON object: {"class", "class_index", "probability", "probabilities"} for

@@ -56,10 +56,11 @@ kiln_status kiln_cli_predictor_open_dir(kiln_cli_predictor *p, const char *dir, 
             if (version)
                 return kiln_error(KILN_ERR_NOTFOUND, "%s: no complete version %lld", dir,
                                   (long long)version);
-            return kiln_error(KILN_ERR_NOTFOUND,
-                              "%s: no model.json and no complete versions (folders 1/, 2/, ... "
-                              "holding model.json and weights.safetensors; kiln export writes them)",
-                              dir);
+            return kiln_error(
+                KILN_ERR_NOTFOUND,
+                "%s: no model.json and no complete versions (folders 1/, 2/, ... "
+                "holding model.json and weights.safetensors; kiln export writes them)",
+                dir);
         }
         snprintf(vdir, sizeof vdir, "%.*s/%lld", n, dir, (long long)pick);
     }
@@ -101,15 +102,14 @@ kiln_status kiln_cli_predictor_open_server(kiln_cli_predictor *p, const kiln_cli
     p->out_size = kiln_client_row_size(&m->outputs[p->out_i]);
     p->prob_size = p->prob_i >= 0 ? kiln_client_row_size(&m->outputs[p->prob_i]) : 0;
     if (p->out_size < 1 || p->prob_size < 0)
-        return kiln_error(KILN_ERR_FORMAT, "model %s: an output has no fixed row size",
-                          cfg->model);
+        return kiln_error(KILN_ERR_FORMAT, "model %s: an output has no fixed row size", cfg->model);
     p->n_classes = m->n_classes;
     p->class_names = m->class_names;
     return KILN_OK;
 }
 
-kiln_status kiln_cli_predictor_run(kiln_cli_predictor *p, const float *x, int64_t rows,
-                                   float *out, float *probs) {
+kiln_status kiln_cli_predictor_run(kiln_cli_predictor *p, const float *x, int64_t rows, float *out,
+                                   float *probs) {
     int64_t in_size = kiln_shape_numel(&p->spec.row);
     if (p->cl) {
         float *outs[KILN_CLIENT_MAX_OUTPUTS] = {0};

@@ -43,7 +43,9 @@ struct kiln_client {
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_code;
-static void init_curl(void) { curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void init_curl(void) {
+    curl_init_code = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *ctx) {
     kiln_client *c = ctx;
@@ -69,8 +71,8 @@ kiln_status kiln_client_open(const kiln_client_config *cfg, kiln_client **out) {
                           cfg->timeout_seconds);
     for (const char *p = cfg->url; *p; p++)
         if ((unsigned char)*p <= ' ')
-            return kiln_error(KILN_ERR_INVALID, "client: the URL '%s' has a space or control character",
-                              cfg->url);
+            return kiln_error(KILN_ERR_INVALID,
+                              "client: the URL '%s' has a space or control character", cfg->url);
     pthread_once(&curl_once, init_curl);
     if (curl_init_code != CURLE_OK)
         return kiln_error(KILN_ERR_IO, "client: libcurl failed to start: %s",
@@ -129,9 +131,15 @@ void kiln_client_free(kiln_client *c) {
     free(c);
 }
 
-int kiln_client_http_status(const kiln_client *c) { return c ? c->status : 0; }
-int kiln_client_connections(const kiln_client *c) { return c->connects; }
-const char *kiln_client_model_url(const kiln_client *c) { return c->model_url; }
+int kiln_client_http_status(const kiln_client *c) {
+    return c ? c->status : 0;
+}
+int kiln_client_connections(const kiln_client *c) {
+    return c->connects;
+}
+const char *kiln_client_model_url(const kiln_client *c) {
+    return c->model_url;
+}
 
 /* ---- requests ---- */
 
@@ -219,7 +227,8 @@ int64_t kiln_client_row_size(const kiln_client_tensor *t) {
     int64_t n = 1;
     for (int d = 1; d < t->shape.ndim; d++) {
         if (t->shape.dims[d] < 0) return -1;
-        if (t->shape.dims[d] && n > INT64_MAX / 2 / t->shape.dims[d]) return INT64_MAX; /* saturate */
+        if (t->shape.dims[d] && n > INT64_MAX / 2 / t->shape.dims[d])
+            return INT64_MAX; /* saturate */
         n *= t->shape.dims[d];
     }
     return n;
@@ -288,7 +297,8 @@ static kiln_status parse_metadata(kiln_client *c, const cJSON *j) {
     else if (cJSON_IsNumber(ver))
         m->version = (int64_t)ver->valuedouble;
     const cJSON *meta = field(j, "metadata");
-    const cJSON *sig = field(field(field(meta, "signature_def"), "signature_def"), "serving_default");
+    const cJSON *sig =
+        field(field(field(meta, "signature_def"), "signature_def"), "serving_default");
     if (!cJSON_IsObject(sig))
         return kiln_error(KILN_ERR_FORMAT,
                           "no metadata.signature_def.signature_def.serving_default object");
@@ -328,7 +338,8 @@ static kiln_status parse_metadata(kiln_client *c, const cJSON *j) {
             if (!c->class_names) return kiln_error(KILN_ERR_NOMEM, "out of memory");
             for (const cJSON *s = names->child; s; s = s->next) {
                 if (!cJSON_IsString(s))
-                    return kiln_error(KILN_ERR_FORMAT, "kiln.class_names[%d]: expected a string, got %s",
+                    return kiln_error(KILN_ERR_FORMAT,
+                                      "kiln.class_names[%d]: expected a string, got %s",
                                       m->n_classes, kiln_json_type(s));
                 if (!(c->class_names[m->n_classes] = strdup(s->valuestring)))
                     return kiln_error(KILN_ERR_NOMEM, "out of memory");
@@ -410,8 +421,8 @@ static kiln_status bad_resp(const resp_pos *p, const char *what) {
     if (p->field)
         return kiln_error(KILN_ERR_FORMAT, "POST %s: predictions[%lld].%.64s: %s", p->url,
                           (long long)p->inst, p->field, what);
-    return kiln_error(KILN_ERR_FORMAT, "POST %s: predictions[%lld]: %s", p->url,
-                      (long long)p->inst, what);
+    return kiln_error(KILN_ERR_FORMAT, "POST %s: predictions[%lld]: %s", p->url, (long long)p->inst,
+                      what);
 }
 
 /* Reads a (nested) list of numbers into dst [want] (dst NULL: checks and skips it). */
@@ -467,7 +478,8 @@ static kiln_status read_row(js_cur *c, const resp_pos *p, const kiln_client_mode
     if (st) return st;
     if (got != rs) {
         char msg[96];
-        snprintf(msg, sizeof msg, "%lld values, the output has %lld", (long long)got, (long long)rs);
+        snprintf(msg, sizeof msg, "%lld values, the output has %lld", (long long)got,
+                 (long long)rs);
         return bad_resp(p, msg);
     }
     return KILN_OK;
@@ -601,7 +613,8 @@ static kiln_status parse_predict(kiln_client *c, const char *url, int64_t rows,
         st = kiln_error(KILN_ERR_FORMAT, "no \"predictions\"");
 done:
     kiln_sbuf_free(&key);
-    if (st && strncmp(kiln_last_error(), "POST ", 5)) kiln_error_prefix("POST %s: the response", url);
+    if (st && strncmp(kiln_last_error(), "POST ", 5))
+        kiln_error_prefix("POST %s: the response", url);
     return st;
 }
 

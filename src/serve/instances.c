@@ -40,16 +40,16 @@ kiln_instances_format kiln_instances_format_of_name(const char *path) {
     static const struct {
         const char *ext;
         kiln_instances_format f;
-    } exts[] = {{"json", KILN_INSTANCES_JSON}, {"csv", KILN_INSTANCES_CSV},
-                {"txt", KILN_INSTANCES_CSV},   {"npy", KILN_INSTANCES_NPY},
-                {"png", KILN_INSTANCES_IMAGE}, {"jpg", KILN_INSTANCES_IMAGE},
+    } exts[] = {{"json", KILN_INSTANCES_JSON},  {"csv", KILN_INSTANCES_CSV},
+                {"txt", KILN_INSTANCES_CSV},    {"npy", KILN_INSTANCES_NPY},
+                {"png", KILN_INSTANCES_IMAGE},  {"jpg", KILN_INSTANCES_IMAGE},
                 {"jpeg", KILN_INSTANCES_IMAGE}, {"bmp", KILN_INSTANCES_IMAGE},
-                {"gif", KILN_INSTANCES_IMAGE}, {"pgm", KILN_INSTANCES_IMAGE},
-                {"ppm", KILN_INSTANCES_IMAGE}, {"pnm", KILN_INSTANCES_IMAGE}};
+                {"gif", KILN_INSTANCES_IMAGE},  {"pgm", KILN_INSTANCES_IMAGE},
+                {"ppm", KILN_INSTANCES_IMAGE},  {"pnm", KILN_INSTANCES_IMAGE}};
     for (size_t i = 0; i < sizeof exts / sizeof *exts; i++)
         if (strlen(exts[i].ext) == el && !strncasecmp(dot + 1, exts[i].ext, el))
             return n < strlen(base) && exts[i].f != KILN_INSTANCES_NPY ? KILN_INSTANCES_UNKNOWN
-                                                                        : exts[i].f;
+                                                                       : exts[i].f;
     return KILN_INSTANCES_UNKNOWN;
 }
 
@@ -105,8 +105,8 @@ static const char *dims_str(const int64_t *dims, int ndim, char *buf, size_t cap
 /* "the model's input row is [1, 28, 28] (784 values)" */
 static const char *row_str(const kiln_shape *row, char *buf, size_t cap) {
     char s[96];
-    snprintf(buf, cap, "the model's input row is %s (%lld values)", kiln_shape_str(row, s, sizeof s),
-             (long long)kiln_shape_numel(row));
+    snprintf(buf, cap, "the model's input row is %s (%lld values)",
+             kiln_shape_str(row, s, sizeof s), (long long)kiln_shape_numel(row));
     return buf;
 }
 
@@ -201,13 +201,12 @@ static kiln_status json_body(const char *text, size_t len, const kiln_instances_
     return st;
 }
 
-/* A bare list (a list of instances or one instance) into t. */
-static kiln_status json_list(const char *text, size_t len, kiln_tj_tensor *t) {
+/* A bare list (a list of instances or one instance) at the cursor into t. */
+static kiln_status json_list(js_cur *c, kiln_tj_tensor *t) {
     tj_builder b;
     kiln_status st = tj_builder_init(&b, "", KILN_TJ_F32, 0, "", 0, 0);
     if (st) return st;
-    js_cur c = {text, text, text + len, 0};
-    if ((st = tj_walk(&b, &c, 0)) || (st = tj_at_end(&c))) {
+    if ((st = tj_walk(&b, c, 0)) || (st = tj_at_end(c))) {
         tj_builder_free(&b);
         return st;
     }
@@ -219,13 +218,14 @@ static kiln_status json_list(const char *text, size_t len, kiln_tj_tensor *t) {
 static kiln_status json_instances(const char *text, size_t len, const kiln_instances_spec *spec,
                                   int one_only, kiln_tj_tensor *t, int64_t *n) {
     memset(t, 0, sizeof *t);
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) text += 3, len -= 3; /* a UTF-8 BOM */
     js_cur c = {text, text, text + len, 0};
     int ch = js_peek(&c);
     kiln_status st;
     char a[96], b[160];
     if (ch == '{') {
         const char *key;
-        if ((st = json_body(c.p, (size_t)(c.end - c.p), spec, t, &key))) return st;
+        if ((st = json_body(text, len, spec, t, &key))) return st;
         const kiln_shape *s = &t->shape;
         if (!kiln_instances_fits(s->dims + 1, s->ndim - 1, &spec->row))
             return kiln_error(KILN_ERR_FORMAT,
@@ -236,7 +236,7 @@ static kiln_status json_instances(const char *text, size_t len, const kiln_insta
                               (long long)kiln_shape_numel(&spec->row));
         *n = s->dims[0];
     } else if (ch == '[') {
-        if ((st = json_list(c.p, (size_t)(c.end - c.p), t))) return st;
+        if ((st = json_list(&c, t))) return st;
         const kiln_shape *s = &t->shape;
         if (s->ndim >= 1 && kiln_instances_fits(s->dims + 1, s->ndim - 1, &spec->row))
             *n = s->dims[0];
@@ -289,7 +289,6 @@ static num_result parse_num(const char *s, size_t n, float *v) {
     memcpy(buf, s, n);
     buf[n] = 0;
     char *end;
-    errno = 0;
     double d = strtod(buf, &end);
     if (end != buf + n) return NUM_BAD;
     float f = (float)d;
@@ -298,7 +297,9 @@ static num_result parse_num(const char *s, size_t n, float *v) {
     return NUM_OK;
 }
 
-static int blank(char ch) { return ch == ' ' || ch == '\t'; }
+static int blank(char ch) {
+    return ch == ' ' || ch == '\t';
+}
 
 /* Reads the comma-separated fields of [s, e) as numbers into x (at most want of them); *got is
  * the number of fields. A field that is not a number stops the read: *bad is its column
@@ -433,14 +434,15 @@ static kiln_status read_npy(kiln_instances *in, const char *path, const char *na
 }
 
 /* NPY content in memory: through a temporary file. Messages name `name`, not that file. */
-static kiln_status read_npy_data(kiln_instances *in, const char *name, const void *data,
-                                 size_t len, const kiln_instances_spec *spec) {
+static kiln_status read_npy_data(kiln_instances *in, const char *name, const void *data, size_t len,
+                                 const kiln_instances_spec *spec) {
     const char *dir = getenv("TMPDIR");
     char tmp[512];
     snprintf(tmp, sizeof tmp, "%s/kiln-instances-XXXXXX", dir && *dir ? dir : "/tmp");
     int fd = mkstemp(tmp);
-    if (fd < 0) return kiln_error(KILN_ERR_IO, "%s: cannot make a temporary file %s: %s", name,
-                                  tmp, strerror(errno));
+    if (fd < 0)
+        return kiln_error(KILN_ERR_IO, "%s: cannot make a temporary file %s: %s", name, tmp,
+                          strerror(errno));
     const char *p = data;
     size_t left = len;
     while (left) {
@@ -449,8 +451,8 @@ static kiln_status read_npy_data(kiln_instances *in, const char *name, const voi
         if (w <= 0) {
             int e = errno;
             close(fd), unlink(tmp);
-            return kiln_error(KILN_ERR_IO, "%s: cannot write the temporary file %s: %s", name,
-                              tmp, w < 0 ? strerror(e) : "short write");
+            return kiln_error(KILN_ERR_IO, "%s: cannot write the temporary file %s: %s", name, tmp,
+                              w < 0 ? strerror(e) : "short write");
         }
         p += w, left -= (size_t)w;
     }
@@ -482,13 +484,6 @@ static kiln_status begin(kiln_instances *in, const kiln_instances_spec *spec) {
     return KILN_OK;
 }
 
-/* Content errors are FORMAT (memory stays NOMEM) and start with the file's name. */
-static kiln_status content_error(kiln_status st, const char *name, int named) {
-    if (!named) kiln_error_prefix("%s", name);
-    return st == KILN_ERR_NOMEM || st == KILN_ERR_IO || st == KILN_ERR_NOTFOUND ? st
-                                                                                 : KILN_ERR_FORMAT;
-}
-
 static kiln_status read_data(kiln_instances *in, const char *name, const void *data, size_t len,
                              kiln_instances_format fmt, const kiln_instances_spec *spec) {
     if (len == 0) return kiln_error(KILN_ERR_FORMAT, "%s: the file is empty", name);
@@ -496,7 +491,10 @@ static kiln_status read_data(kiln_instances *in, const char *name, const void *d
     kiln_status st;
     switch (fmt) {
     case KILN_INSTANCES_JSON:
-        if ((st = read_json(in, name, data, len, spec))) return content_error(st, name, 0);
+        if ((st = read_json(in, name, data, len, spec))) { /* the parser's messages: no name */
+            kiln_error_prefix("%s", name);
+            return st == KILN_ERR_NOMEM ? st : KILN_ERR_FORMAT;
+        }
         return KILN_OK;
     case KILN_INSTANCES_CSV:
         return read_csv(in, name, data, len, spec);
@@ -533,7 +531,8 @@ kiln_status kiln_instances_read(kiln_instances *in, const char *path,
     if (st) return st;
     int is_stdin = !strcmp(path, "-");
     const char *name = is_stdin ? "stdin" : path;
-    kiln_instances_format fmt = is_stdin ? KILN_INSTANCES_UNKNOWN : kiln_instances_format_of_name(path);
+    kiln_instances_format fmt =
+        is_stdin ? KILN_INSTANCES_UNKNOWN : kiln_instances_format_of_name(path);
     int64_t n0 = in->n;
     if (fmt == KILN_INSTANCES_NPY) {
         if ((st = read_npy(in, path, name, spec))) truncate_to(in, n0);
@@ -557,8 +556,8 @@ kiln_status kiln_instances_read(kiln_instances *in, const char *path,
     return st;
 }
 
-kiln_status kiln_instances_parse_line(const char *line, size_t len,
-                                      const kiln_instances_spec *spec, float *x) {
+kiln_status kiln_instances_parse_line(const char *line, size_t len, const kiln_instances_spec *spec,
+                                      float *x) {
     const char *s = line, *e = line + len;
     while (s < e && (blank(*s) || *s == '\r' || *s == '\n')) s++;
     while (e > s && (blank(e[-1]) || e[-1] == '\r' || e[-1] == '\n')) e--;

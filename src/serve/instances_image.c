@@ -74,16 +74,18 @@ kiln_status kiln_instances_image(const char *name, const unsigned char *data, si
                           name, w, h, (long long)W, (long long)H);
     int64_t need, have;
     if (pnm_raster(data, len, &need, &have) && have < need)
-        return kiln_error(KILN_ERR_FORMAT, "%s: truncated: %lld bytes of pixels, the header says %lld",
-                          name, (long long)have, (long long)need);
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: truncated: %lld bytes of pixels, the header says %lld", name,
+                          (long long)have, (long long)need);
     unsigned char *px = stbi_load_from_memory(data, (int)len, &w, &h, &comp, (int)C);
     if (!px)
         return kiln_error(KILN_ERR_FORMAT, "%s: cannot decode the image (%s)", name,
                           stbi_failure_reason());
     if (w != W || h != H) { /* the header said otherwise: a malformed file */
         stbi_image_free(px);
-        return kiln_error(KILN_ERR_FORMAT, "%s: the image decodes to %dx%d, its header says %lldx%lld",
-                          name, w, h, (long long)W, (long long)H);
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: the image decodes to %dx%d, its header says %lldx%lld", name, w, h,
+                          (long long)W, (long long)H);
     }
     int64_t plane = H * W;
     for (int64_t c = 0; c < C; c++) /* x [C, H, W] <- px [H, W, C] */

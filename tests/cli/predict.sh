@@ -7,7 +7,7 @@
 # answers as --model_dir (files, several formats in one request, a version, --stream), and
 # the server's 404s come back with its text and status. Bad inputs exit 2 naming the file (and
 # line); a broken export, an unknown model or an unreachable server exit 1. A regression export
-# prints its values.
+# prints its values; a single-logit binary classifier reads as two classes.
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 EXAMPLE_DATA=$(dirname "$KILN")/kiln_example_data
@@ -264,11 +264,34 @@ t_regression() {
     check "json: an output list" has '"input": "'"$TMP"'/reg.csv:3", "output": ['
 }
 
+t_binary() { # one sigmoid logit: read as two classes [1 - p, p]
+    mkdir -p "$TMP/bin"
+    awk 'BEGIN { srand(1); print "x,y"; for (i = 0; i < 400; i++) { x = rand(); print x "," (x > 0.5 ? 1 : 0) } }' >"$TMP/bin/train.csv"
+    cat >"$TMP/bin/bin.yaml" <<YAML
+experiment: binary
+seed: 1
+data: {source: csv, task: regression, label: y, train: {path: train.csv}, batch_size: 32}
+model: {input: [1], class_names: [low, high], layers: [{dense: {units: 1}}]}
+loss: binary_cross_entropy
+optimizer: {adam: {learning_rate: 0.1}}
+train: {epochs: 20}
+YAML
+    OMP_NUM_THREADS=1 "$KILN" train "$TMP/bin/bin.yaml" --runs-dir "$TMP/bin/runs" --quiet >/dev/null 2>&1
+    "$KILN" export "$(ls -d "$TMP"/bin/runs/*/*)" --to "$TMP/bin/export" >/dev/null
+    printf '0.05\n0.95\n' >"$TMP/bin/q.csv"
+    k predict --model_dir "$TMP/bin/export" --json "$TMP/bin/q.csv"
+    check "exit 0" [ $rc = 0 ]
+    check "low x: class low, two probabilities" bash -c "grep -q 'q.csv:1\", \"class\": \"low\", \"class_index\": 0, .*\"probabilities\": \[[0-9.e-]*, [0-9.e-]*\]}' '$TMP/out'"
+    check "high x: class high" grep -q '"class": "high", "class_index": 1' "$TMP/out"
+    k predict --model_dir "$TMP/bin/export" "$TMP/bin/q.csv"
+    check "table: top 2 of the two classes" bash -c "grep -q 'top 2$' '$TMP/out' && grep -Eq 'q.csv:2 +high +0\.9[0-9]* +high +0\.9[0-9]* +low 0\.0' '$TMP/out'"
+}
+
 if ! setup; then
     echo "FAIL setup (training or export failed)"
     exit 1
 fi
-for t in t_formats_agree t_table_and_stdin t_stream t_bad_inputs t_usage_and_failures t_server t_regression; do
+for t in t_formats_agree t_table_and_stdin t_stream t_bad_inputs t_usage_and_failures t_server t_regression t_binary; do
     run_test $t
 done
 finish
