@@ -3,10 +3,10 @@
 # Idempotent: does nothing when all packages are present. Needs root (or sudo) for apt-get.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev libstb-dev
-      dataset-fashion-mnist)
+      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
+      libstb-dev curl dataset-fashion-mnist)
 # The benchmarks compare against PyTorch (Debian's python3-torch); tests do not need it.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy); fi
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stb_image_write.h>
+
 #include "check.h"
 #include "kiln/export.h"
 #include "kiln/fileio.h"
@@ -806,6 +808,85 @@ static void test_batching_queue(void) {
     free(w3), free(w1), free(b3), free(b2), free(b1);
 }
 
+/* ---- encoded images: {"b64": ...} instances ---- */
+
+static void png_collect(void *ctx, void *data, int size) {
+    kiln_sbuf_put(ctx, data, (size_t)size);
+}
+
+/* {"b64": "<PNG of pixels [h, w, comp]>"} appended to b. */
+static void put_png_b64(kiln_sbuf *b, const unsigned char *px, int w, int h, int comp) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    kiln_sbuf png = KILN_SBUF_INIT;
+    CHECK(stbi_write_png_to_func(png_collect, &png, w, h, comp, px, w * comp) != 0);
+    const unsigned char *s = (const unsigned char *)png.data;
+    kiln_sbuf_puts(b, "{\"b64\": \"");
+    for (size_t i = 0; i < png.len; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < png.len ? (uint32_t)s[i + 1] << 8 : 0) |
+                     (i + 2 < png.len ? s[i + 2] : 0);
+        kiln_sbuf_putc(b, A[v >> 18 & 63]);
+        kiln_sbuf_putc(b, A[v >> 12 & 63]);
+        kiln_sbuf_putc(b, i + 1 < png.len ? A[v >> 6 & 63] : '=');
+        kiln_sbuf_putc(b, i + 2 < png.len ? A[v & 63] : '=');
+    }
+    kiln_sbuf_puts(b, "\"}");
+    kiln_sbuf_free(&png);
+}
+
+static void test_images(void) {
+    const char *base = at("img");
+    export_version(base, 1);
+    kiln_serve_model m = {.name = "m", .base_path = base};
+    kiln_server *s = start(&m, 1, 0, (kiln_serve_batching){0});
+    if (!s) return;
+    client c;
+    client_init(&c, kiln_serve_port(s));
+    /* two 4x4 gray images: the answer equals that of their pixels sent as numbers */
+    float x[2 * ROW];
+    instances(x, 2, 41);
+    unsigned char px[2 * ROW];
+    for (int i = 0; i < 2 * ROW; i++) px[i] = (unsigned char)x[i];
+    kiln_sbuf b = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&b, "{\"instances\": [");
+    put_png_b64(&b, px, 4, 4, 1);
+    kiln_sbuf_puts(&b, ", ");
+    put_png_b64(&b, px + ROW, 4, 4, 1);
+    kiln_sbuf_puts(&b, "]}");
+    char *want = expected_tf_row(base, 1, x, 2);
+    req(&c, "POST", "/v1/models/m:predict", b.data);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, want);
+    free(want);
+    /* named input, columnar */
+    kiln_sbuf_clear(&b);
+    kiln_sbuf_puts(&b, "{\"inputs\": {\"input\": [");
+    put_png_b64(&b, px, 4, 4, 1);
+    kiln_sbuf_puts(&b, "]}}");
+    req(&c, "POST", "/v1/models/m:predict", b.data);
+    CHECK_STATUS(&c, 200);
+    CHECK_HAS(&c, "{\"outputs\":{\"output\":[[");
+    /* a 5x4 image, garbage bytes, an image nested in a list: 400 with the instance named */
+    unsigned char wide[20] = {0};
+    kiln_sbuf_clear(&b);
+    kiln_sbuf_puts(&b, "{\"instances\": [");
+    put_png_b64(&b, px, 4, 4, 1);
+    kiln_sbuf_puts(&b, ", ");
+    put_png_b64(&b, wide, 5, 4, 1);
+    kiln_sbuf_puts(&b, "]}");
+    req(&c, "POST", "/v1/models/m:predict", b.data);
+    CHECK_STATUS(&c, 400);
+    CHECK_HAS(&c, "instances[1]: the image is 5x4 (width x height), the model takes 4x4");
+    req(&c, "POST", "/v1/models/m:predict", "{\"instances\": [{\"b64\": \"aGVsbG8=\"}]}");
+    CHECK_STATUS(&c, 400);
+    CHECK_HAS(&c, "instances[0]: not a readable image");
+    req(&c, "POST", "/v1/models/m:predict", "{\"instances\": [[{\"b64\": \"aGVsbG8=\"}]]}");
+    CHECK_STATUS(&c, 400);
+    CHECK_HAS(&c, "one per instance");
+    kiln_sbuf_free(&b);
+    client_free(&c);
+    kiln_serve_stop(s);
+}
+
 /* ---- config files ---- */
 
 static void test_config_files(void) {
@@ -918,6 +999,7 @@ int main(void) {
     RUN(test_hot_reload_under_load);
     RUN(test_hot_reload_batched);
     RUN(test_batching_queue);
+    RUN(test_images);
     RUN(test_config_files);
     RUN(test_bad_config);
     kiln_model_free(&model);

@@ -677,6 +677,26 @@ static void test_writers(void) {
     kiln_sbuf_free(&b);
 }
 
+/* Integers take a fast path: its edges (zero, sign, 9 and 10 digits, a fraction or exponent
+ * after the digits) must give what the general path gives. */
+static void test_integer_fast_path(void) {
+    const char *body = "{\"instances\": [[0, -0, 7, -5, 123456789, 1234567890, 999999999, 1e2, "
+                       "25.5, -3E1, 0.5, 100000000000, -2147483649]]}";
+    const float want[] = {0, -0.0f, 7, -5, 123456789, 1234567890, 999999999, 100, 25.5f, -30, 0.5f,
+                          1e11f, -2147483649.0f};
+    kiln_tj_request r;
+    CHECK_OK(kiln_tj_parse_tf(body, strlen(body), NULL, &r));
+    CHECK(r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == 13);
+    if (r.n_inputs == 1)
+        for (int i = 0; i < 13; i++)
+            CHECK_MSG(memcmp(&((float *)r.inputs[0].data)[i], &want[i], 4) == 0, "value %d: %g", i,
+                      ((float *)r.inputs[0].data)[i]);
+    kiln_tj_request_free(&r);
+    const char *bad[] = {"{\"instances\": [[01]]}", "{\"instances\": [[-]]}",
+                         "{\"instances\": [[1.]]}", "{\"instances\": [[- 1]]}"};
+    for (int i = 0; i < 4; i++) CHECK(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT);
+}
+
 /* Row-format output read back through the parser: values survive the round trip exactly. */
 static void test_round_trip(void) {
     enum { R = 37, C = 11 };
@@ -811,6 +831,7 @@ int main(void) {
     RUN(test_tf_errors);
     RUN(test_v2_requests);
     RUN(test_writers);
+    RUN(test_integer_fast_path);
     RUN(test_round_trip);
     RUN(test_large_body);
     RUN(test_fuzz);

@@ -41,15 +41,40 @@ static const char *api_name(serve_api api) {
     return api == API_V1 ? "v1_predict" : "v2_infer";
 }
 
-/* The parser asks what each named input becomes: the model has one float input. */
+/* The parser asks what each named input becomes: the model has one float input, read as bytes
+ * (encoded images) when the body carries {"b64": ...} values. */
 static kiln_status input_type(void *ctx, const char *signature_name, const char *name,
                               kiln_tj_type *type) {
-    served_version *v = ctx;
-    const char *want = kiln_servable_input(v->sv, 0)->name;
+    serve_job *j = ctx;
+    const char *want = kiln_servable_input(j->v->sv, 0)->name;
     if (*name && strcmp(name, want) != 0)
         return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')", name,
-                          v->model->name, want);
-    *type = KILN_TJ_F32;
+                          j->v->model->name, want);
+    *type = j->images ? KILN_TJ_BYTES : KILN_TJ_F32;
+    return KILN_OK;
+}
+
+/* Instances given as encoded images, one per instance: decoded into j->x [rows, in_row]. */
+static kiln_status decode_images(serve_job *j, const kiln_tj_tensor *t) {
+    served_version *v = j->v;
+    const char *what = j->req.format == KILN_TJ_TF_ROW ? "instances" : "inputs";
+    if (t->shape.ndim != 1 || t->shape.dims[0] < 1)
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: encoded images go one per instance ({\"b64\": ...} each)", what);
+    int64_t rows = t->shape.dims[0];
+    if (!(j->x_owned = malloc((size_t)(rows * v->in_row) * sizeof *j->x_owned)))
+        return kiln_error(KILN_ERR_NOMEM, "out of memory decoding %lld images", (long long)rows);
+    for (int64_t r = 0; r < rows; r++) {
+        char where[48];
+        snprintf(where, sizeof where, "%s[%lld]", what, (long long)r);
+        kiln_status st = serve_image_decode((const unsigned char *)t->data + t->offsets[r],
+                                            (size_t)(t->offsets[r + 1] - t->offsets[r]),
+                                            &kiln_servable_input(v->sv, 0)->shape,
+                                            j->x_owned + r * v->in_row, where);
+        if (st) return st;
+    }
+    j->rows = rows;
+    j->x = j->x_owned;
     return KILN_OK;
 }
 
@@ -64,6 +89,7 @@ static kiln_status check_input(serve_job *j) {
     if (j->api == API_V2 && strcmp(t->name, in->name) != 0)
         return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')",
                           t->name, v->model->name, in->name);
+    if (t->type == KILN_TJ_BYTES) return decode_images(j, t);
     char got[96], row[96];
     kiln_shape r = in->shape;
     r.ndim--;
@@ -119,6 +145,7 @@ static kiln_status choose_outputs(serve_job *j) {
 
 static void job_free(serve_job *j) {
     kiln_tj_request_free(&j->req);
+    free(j->x_owned);
     free(j->out);
     free(j->probs);
     free(j);
@@ -205,7 +232,9 @@ void serve_job_handle(kiln_server *s, served_model *m, const version_sel *sel, s
         return;
     }
     j->srv = s, j->v = v, j->api = api, j->start = start;
-    kiln_tj_schema schema = {input_type, v};
+    /* TF bodies with {"b64": ...} values carry encoded images (v2 has no such form). */
+    j->images = api == API_V1 && memmem(req->body, req->body_len, "\"b64\"", 5) != NULL;
+    kiln_tj_schema schema = {input_type, j};
     kiln_status st = api == API_V1 ? kiln_tj_parse_tf(req->body, req->body_len, &schema, &j->req)
                                    : kiln_tj_parse_v2(req->body, req->body_len, &schema, &j->req);
     if (!st && api == API_V1 && j->req.signature_name && *j->req.signature_name &&

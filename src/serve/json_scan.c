@@ -293,7 +293,65 @@ static kiln_status number(js_cur *c, js_num *n, int convert) {
 }
 
 kiln_status js_number(js_cur *c, js_num *n) {
+    /* Fast path: a plain integer of 1 to 9 digits (pixels, class ids), the bulk of request
+     * bodies. Anything else, and every error, takes the general path. */
+    js_peek(c);
+    const char *p = c->p, *end = c->end;
+    int neg = p < end && *p == '-';
+    p += neg;
+    if (p < end && *p >= '1' && *p <= '9') {
+        const char *d0 = p;
+        uint32_t v = 0;
+        while (p < end && *p >= '0' && *p <= '9' && p - d0 < 9) v = v * 10 + (uint32_t)(*p++ - '0');
+        if (p >= end || !((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E')) {
+            n->i = neg ? -(int64_t)v : (int64_t)v;
+            n->d = (double)n->i;
+            n->is_int = 1;
+            n->text = c->p;
+            n->text_len = (int)(p - c->p);
+            c->p = p;
+            return KILN_OK;
+        }
+    } else if (p < end && *p == '0' && (p + 1 >= end || !((p[1] >= '0' && p[1] <= '9') ||
+                                                          p[1] == '.' || p[1] == 'e' ||
+                                                          p[1] == 'E'))) {
+        n->i = 0, n->d = neg ? -0.0 : 0.0, n->is_int = 1;
+        n->text = c->p;
+        n->text_len = (int)(p + 1 - c->p);
+        c->p = p + 1;
+        return KILN_OK;
+    }
     return number(c, n, 1);
+}
+
+/* The bytes js_skip_bracketed stops at. */
+static const unsigned char STRUCTURAL[256] = {['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1, ['"'] = 1};
+
+kiln_status js_skip_bracketed(js_cur *c) {
+    int ch = js_peek(c);
+    if (ch != '[' && ch != '{') return js_skip_value(c, 1);
+    const char *p = c->p, *end = c->end;
+    int64_t depth = 0;
+    for (; p < end; p++) {
+        char b = *p;
+        while (!STRUCTURAL[(unsigned char)b] && ++p < end) b = *p; /* numbers, commas, spaces */
+        if (p >= end) break;
+        if (b == '[' || b == '{') {
+            depth++;
+        } else if (b == ']' || b == '}') {
+            if (--depth == 0) {
+                c->p = p + 1;
+                return KILN_OK;
+            }
+        } else if (b == '"') {
+            c->p = p;
+            kiln_status st = skip_string(c);
+            if (st) return st;
+            p = c->p - 1;
+        }
+    }
+    c->p = end;
+    return js_syntax(c, "unterminated list or object");
 }
 
 kiln_status js_skip_value(js_cur *c, int depth) {

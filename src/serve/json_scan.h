@@ -75,5 +75,10 @@ const char *js_kind_name(js_kind k); /* "a number", "a list", ... */
 kiln_status js_literal(js_cur *c, js_kind k);
 /* Skips one complete value, checking its grammar; depth is the current nesting. */
 kiln_status js_skip_value(js_cur *c, int depth);
+/* Skips one list or object by its brackets and strings alone (strings are checked), without
+ * checking the grammar of what is between: for a value that is parsed in full later (the
+ * tensors of a request), so the first pass over it costs a byte scan. Other values go to
+ * js_skip_value. */
+kiln_status js_skip_bracketed(js_cur *c);
 
 #endif

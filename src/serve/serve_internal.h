@@ -133,6 +133,12 @@ void serve_slots_free(served_version *v);
 /* Sets this thread's oneDNN thread count once. */
 void serve_thread_setup(kiln_server *s);
 
+/* ---- image_input.c ---- */
+/* Decodes an encoded image of n bytes into x [C, H, W] (raw 0..255) for a model whose input
+ * shape is in ([-1, C, H, W]); where names the instance in errors (KILN_ERR_INVALID). */
+kiln_status serve_image_decode(const unsigned char *bytes, size_t n, const kiln_shape *in,
+                               float *x, const char *where);
+
 /* ---- job.c ---- */
 typedef enum { API_V1 = 0, API_V2 } serve_api;
 
@@ -142,7 +148,9 @@ typedef struct serve_job {
     served_version *v; /* referenced */
     serve_api api;
     kiln_tj_request req;
-    float *x;     /* [rows, in_row]: the parsed input's buffer */
+    float *x;     /* [rows, in_row]: the parsed input's buffer, or decoded images */
+    float *x_owned; /* the decoded images (freed with the job) */
+    int images;     /* the body has {"b64": ...} values: the input is read as bytes */
     int64_t rows;
     float *out, *probs; /* [rows, out_row] each; probs NULL without probabilities */
     unsigned want;      /* which outputs to write: bits OUT_* */

@@ -252,7 +252,9 @@ static kiln_status tf_columns(tj_parse_ctx *x, js_cur *c, kiln_tj_request *out) 
 kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema *schema,
                              kiln_tj_request *out) {
     memset(out, 0, sizeof *out);
-    tj_parse_ctx x = {.schema = schema};
+    tj_parse_ctx x; /* the builders past x.nb are never read: no need to clear 64 of them */
+    x.schema = schema, x.signature = NULL, x.nb = 0;
+    x.key = (kiln_sbuf)KILN_SBUF_INIT;
     js_cur c = {body, body, body + len};
     const char *rows = NULL, *cols = NULL;
     kiln_status st = KILN_OK;
@@ -282,7 +284,7 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
                 js_peek(&c);
                 *slot = c.p;
                 c.nonfinite_ok = 1; /* the walk names them, with their path */
-                st = js_skip_value(&c, 1);
+                st = js_skip_bracketed(&c); /* the walk checks what is inside */
                 c.nonfinite_ok = 0;
                 if (st) goto fail;
             } else if (tj_key_is(&x.key, "signature_name")) {

@@ -322,9 +322,25 @@ kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
     if (js_peek(c) == ']')
         return at(b, depth, "empty list (every dimension needs at least 1 value)");
     int64_t n = 0;
+    /* The common case, a list of numbers for a float32 input with no declared datatype, runs
+     * in this loop; anything else (and every error) goes through the general path. */
     for (;;) {
         b->idx[depth] = n;
-        if ((st = tj_walk(b, c, depth + 1))) return st;
+        int ch = js_peek(c);
+        if (((ch >= '0' && ch <= '9') ||
+             (ch == '-' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')) &&
+            b->leaf_depth == depth + 1 &&
+            b->type == KILN_TJ_F32 && !b->auto_type && !b->decl && b->cap - b->len >= 4) {
+            js_num v;
+            if ((st = js_number(c, &v))) return st;
+            float f = (float)v.d;
+            if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
+            memcpy(b->data + b->len, &f, 4);
+            b->len += 4;
+            b->count++;
+        } else if ((st = tj_walk(b, c, depth + 1))) {
+            return st;
+        }
         n++;
         int more = js_next(c, ']', &st);
         if (more < 0) return st;
