@@ -133,12 +133,6 @@ void serve_slots_free(served_version *v);
 /* Sets this thread's oneDNN thread count once. */
 void serve_thread_setup(kiln_server *s);
 
-/* ---- image_input.c ---- */
-/* Decodes an encoded image of n bytes into x [C, H, W] (raw 0..255) for a model whose input
- * shape is in ([-1, C, H, W]); where names the instance in errors (KILN_ERR_INVALID). */
-kiln_status serve_image_decode(const unsigned char *bytes, size_t n, const kiln_shape *in,
-                               float *x, const char *where);
-
 /* ---- job.c ---- */
 typedef enum { API_V1 = 0, API_V2 } serve_api;
 
