@@ -18,6 +18,10 @@ static const char *HELP =
     "                      evaluate a run's weights; prints metrics and a confusion matrix\n"
     "  export RUN [--to DIR] [--checkpoint step-N|best] [--version N]\n"
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
+    "  runs [list|show|compare|rm] ...\n"
+    "                      the run registry: list, filter, sort, inspect, compare, remove runs\n"
+    "  models [register|list|alias|resolve] ...\n"
+    "                      the model registry: named, versioned, aliased servable models\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -53,6 +57,8 @@ int main(int argc, char **argv) {
             return strcmp(argv[2], "train") == 0 ? kiln_cmd_train(2, sub)
                    : strcmp(argv[2], "eval") == 0 ? kiln_cmd_eval(2, sub)
                    : strcmp(argv[2], "export") == 0 ? kiln_cmd_export(2, sub)
+                   : strcmp(argv[2], "runs") == 0   ? kiln_cmd_runs(2, sub)
+                   : strcmp(argv[2], "models") == 0 ? kiln_cmd_models(2, sub)
                                                   : (fprintf(stderr, "kiln: no command '%s'\n", argv[2]), KILN_EXIT_USAGE);
         }
         fputs(HELP, stdout);
@@ -65,6 +71,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return kiln_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return kiln_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return kiln_cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "runs")) return kiln_cmd_runs(argc - 1, argv + 1);
+    if (!strcmp(cmd, "models")) return kiln_cmd_models(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s'\n\n%s", cmd, HELP);
     return KILN_EXIT_USAGE;
 }
