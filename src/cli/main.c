@@ -22,6 +22,10 @@ static const char *HELP =
     "                      serve exported versions over TF Serving's REST API and KServe v2\n"
     "  predict (--server URL --model NAME | --model_dir DIR) [FILE...] [--stream] [--json]\n"
     "                      ask a served or exported model about JSON, CSV, NPY or image inputs\n"
+    "  runs [list|show|compare|rm] ...\n"
+    "                      the run registry: list, filter, sort, inspect, compare, remove runs\n"
+    "  models [register|list|alias|resolve] ...\n"
+    "                      the model registry: named, versioned, aliased servable models\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -38,6 +42,8 @@ static const command COMMANDS[] = {
     {"export", kiln_cmd_export},
     {"serve", kiln_cmd_serve},
     {"predict", kiln_cmd_predict},
+    {"runs", kiln_cmd_runs},
+    {"models", kiln_cmd_models},
 };
 
 static const command *find_command(const char *name) {
