@@ -59,7 +59,10 @@ typedef struct {
 
 struct served_model {
     kiln_server *srv;
-    char *name, *base_path;
+    char *name, *base_path; /* base_path: the resolved folder when uri is set (poller only) */
+    char *uri, *runs_dir;   /* a models:/ URI, resolved at every poll; NULL for a folder */
+    int64_t uri_version;    /* the version the URI names (0: by the policy) */
+    char uri_error[256];    /* the last resolution error logged (so it is logged once) */
     kiln_version_policy policy;
     int latest_n;
     int64_t *versions; /* specific: [n_versions] */
