@@ -15,10 +15,11 @@ echo "== evaluate it on the 10,000 test images"
 "$KILN" eval "$RUN"
 echo
 echo "== serve its exported versions ($RUN/export) with kiln serve"
-LOG=$(mktemp /tmp/kiln-demo-serve-XXXXXX.log)
+DEMO_TMP=$(mktemp -d /tmp/kiln-demo-XXXXXX)
+LOG=$DEMO_TMP/serve.log
 "$KILN" serve --model_base_path "$RUN/export" --model_name fmnist --host 127.0.0.1 --rest_api_port 0 2>"$LOG" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -f "$LOG"' EXIT
+trap 'kill $SERVER 2>/dev/null; rm -rf "$DEMO_TMP"' EXIT
 PORT=""
 for _ in $(seq 100); do
     PORT=$(sed -n 's/.*serving .* on http:\/\/[0-9.]*:\([0-9]*\) .*/\1/p' "$LOG")
@@ -38,6 +39,12 @@ echo
 echo "== the same through the Open Inference Protocol v2 (POST /v2/models/fmnist/infer)"
 curl -s -d "{\"inputs\": [{\"name\": \"input\", \"shape\": [1, 784], \"datatype\": \"UINT8\", \"data\": [$PIXELS]}], \"outputs\": [{\"name\": \"classes\"}]}" \
     "http://127.0.0.1:$PORT/v2/models/fmnist/infer"
+echo
+echo "== the same with kiln predict (a TF Serving REST client), then in-process without a server"
+printf '{"instances": [[%s]]}' "$PIXELS" >"$DEMO_TMP/boot.json"
+KILN_ABS=$(realpath "$KILN") EXPORT_ABS=$(realpath "$RUN/export")
+(cd "$DEMO_TMP" && "$KILN_ABS" predict --server "http://127.0.0.1:$PORT" --model fmnist boot.json)
+(cd "$DEMO_TMP" && "$KILN_ABS" predict --model_dir "$EXPORT_ABS" boot.json)
 echo
 echo "== model status, then a graceful stop"
 curl -s "http://127.0.0.1:$PORT/v1/models/fmnist"

@@ -3,7 +3,7 @@
 # Idempotent: does nothing when all packages are present. Needs root (or sudo) for apt-get.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
+      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev
       libstb-dev curl dataset-fashion-mnist
       chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
 # The benchmarks compare against PyTorch (Debian's python3-torch); tests do not need it.

@@ -875,7 +875,7 @@ static void test_images(void) {
     kiln_sbuf_puts(&b, "]}");
     req(&c, "POST", "/v1/models/m:predict", b.data);
     CHECK_STATUS(&c, 400);
-    CHECK_HAS(&c, "instances[1]: the image is 5x4 (width x height), the model takes 4x4");
+    CHECK_HAS(&c, "instances[1]: the image is 5x4 (width x height), the model's input is 4x4");
     req(&c, "POST", "/v1/models/m:predict", "{\"instances\": [{\"b64\": \"aGVsbG8=\"}]}");
     CHECK_STATUS(&c, 400);
     CHECK_HAS(&c, "instances[0]: not a readable image");

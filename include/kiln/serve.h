@@ -60,7 +60,12 @@ typedef struct {
 
 typedef struct {
     const char *name;      /* the model name in URLs: [A-Za-z0-9_.-]+ */
-    const char *base_path; /* a folder of version folders */
+    /* A folder of version folders, or a model registry URI (kiln/registry.h) of runs_dir:
+     * "models:/NAME@ALIAS" or "models:/NAME/VERSION" serve that one version, re-resolved at
+     * every poll (moving the alias swaps the served version); "models:/NAME" serves the
+     * model's versions by the policy below. */
+    const char *base_path;
+    const char *runs_dir; /* for models:/ URIs; NULL = "runs" */
     kiln_version_policy policy;
     int latest_n;              /* KILN_VERSIONS_LATEST: how many (0 means 1) */
     const int64_t *versions;   /* KILN_VERSIONS_SPECIFIC: [n_versions] */

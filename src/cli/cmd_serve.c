@@ -30,7 +30,9 @@ static const char *HELP =
     "SIGTERM or Ctrl-C stops gracefully; SIGHUP looks for new versions at once.\n"
     "\n"
     "TF Serving's flags:\n"
-    "  --model_base_path DIR                   a folder of version folders (1/, 2/, ...)\n"
+    "  --model_base_path DIR                   a folder of version folders (1/, 2/, ...), or a\n"
+    "                                          registered model: models:/NAME@ALIAS,\n"
+    "                                          models:/NAME/VERSION or models:/NAME\n"
     "  --model_name NAME                       the name in URLs (default: default)\n"
     "  --model_config_file FILE                several models, TF Serving's model_config_list\n"
     "                                          text format (see docs/serving.md)\n"
@@ -50,13 +52,14 @@ static const char *HELP =
     "  --max_enqueued_batches N                queue capacity in batches; beyond it 429 (default 64)\n"
     "  --max_body_bytes N                      larger request bodies get 413 (default 67108864)\n"
     "  --host ADDR                             the address to listen on (default 0.0.0.0)\n"
+    "  --runs-dir DIR                          where models:/ URIs are registered (default runs)\n"
     "  --drain_seconds S                       how long a stop waits for requests (default 10)\n"
     "  --help                                  this text\n";
 
 enum {
     O_BASE = 256, O_NAME, O_CONFIG, O_PORT, O_GRPC_PORT, O_THREADS, O_TIMEOUT, O_POLL, O_BATCHING,
     O_BATCH_FILE, O_INTRA, O_POLICY, O_MAX_BATCH, O_BATCH_TIMEOUT, O_BATCH_THREADS, O_ENQUEUED,
-    O_BODY, O_HOST, O_DRAIN, O_HELP
+    O_BODY, O_HOST, O_DRAIN, O_RUNS, O_HELP
 };
 
 static int parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out) {
@@ -144,13 +147,14 @@ int kiln_cmd_serve(int argc, char **argv) {
         {"max_body_bytes", required_argument, 0, O_BODY},
         {"host", required_argument, 0, O_HOST},
         {"drain_seconds", required_argument, 0, O_DRAIN},
+        {"runs-dir", required_argument, 0, O_RUNS},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     kiln_serve_config cfg = {.port = 8501, .poll_wait_seconds = 1, .drain_seconds = 10,
                              .batching = {.batch_timeout_micros = -1}, .log = log_line};
     kiln_serve_model one = {.name = "default", .policy = KILN_VERSIONS_LATEST, .latest_n = 1};
     int64_t specific[256];
-    const char *config_file = NULL, *batch_file = NULL;
+    const char *config_file = NULL, *batch_file = NULL, *runs_dir = "runs";
     kiln_serve_batching flags_batching = {.batch_timeout_micros = -1};
     int name_given = 0, policy_given = 0, c, li = 0;
     long long v;
@@ -214,6 +218,7 @@ int kiln_cmd_serve(int argc, char **argv) {
             cfg.max_body_bytes = (size_t)v;
             break;
         case O_HOST: cfg.host = optarg; break;
+        case O_RUNS: runs_dir = optarg; break;
         case O_DRAIN:
             if (parse_int(name, optarg, 0, 3600, &v)) return KILN_EXIT_USAGE;
             cfg.drain_seconds = v ? (double)v : 0.001;
@@ -257,6 +262,14 @@ int kiln_cmd_serve(int argc, char **argv) {
     } else {
         cfg.models = &one, cfg.n_models = 1;
     }
+    /* models:/NAME... URIs: the registry of --runs-dir; the URL name defaults to NAME */
+    char uri_name[128];
+    if (!config_file && !name_given && !strncmp(one.base_path, "models:/", 8)) {
+        snprintf(uri_name, sizeof uri_name, "%.*s", (int)strcspn(one.base_path + 8, "@/"),
+                 one.base_path + 8);
+        one.name = uri_name;
+    }
+    for (int i = 0; i < cfg.n_models; i++) ((kiln_serve_model *)cfg.models)[i].runs_dir = runs_dir;
 
     /* Signals go to sigwait below, never to the server's threads. */
     sigset_t sigs;

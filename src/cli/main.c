@@ -20,6 +20,12 @@ static const char *HELP =
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
     "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
     "                      serve exported versions over TF Serving's REST API and KServe v2\n"
+    "  predict (--server URL --model NAME | --model_dir DIR) [FILE...] [--stream] [--json]\n"
+    "                      ask a served or exported model about JSON, CSV, NPY or image inputs\n"
+    "  runs [list|show|compare|rm] ...\n"
+    "                      the run registry: list, filter, sort, inspect, compare, remove runs\n"
+    "  models [register|list|alias|resolve] ...\n"
+    "                      the model registry: named, versioned, aliased servable models\n"
     "  board [--runs-dir D] [--port 6006] [--host ADDR]\n"
     "                      web dashboard: runs table, live metric curves, run comparison\n"
     "  help [COMMAND]      this text, or a command's\n"
@@ -37,6 +43,9 @@ static const command COMMANDS[] = {
     {"eval", kiln_cmd_eval},
     {"export", kiln_cmd_export},
     {"serve", kiln_cmd_serve},
+    {"predict", kiln_cmd_predict},
+    {"runs", kiln_cmd_runs},
+    {"models", kiln_cmd_models},
     {"board", kiln_cmd_board},
 };
 

@@ -7,6 +7,8 @@
  * the version that will run it. The input is one tensor: [N, ...the row shape] or, as a
  * convenience for clients that send flat rows (CSV, the peers' servers), [N, row size]. Values
  * are raw, as in the training data; the version's preprocessing is applied when it runs.
+ * Encoded images ({"b64": ...} instances) are decoded by the instance readers
+ * (kiln_instances_image: size checked before any pixel is decoded, never resized).
  * Outputs written: "output" (the last layer), "probabilities" (classifiers) and "classes" (the
  * most probable class's name, when the classes are named); v2 requests may ask for a subset.
  * Without batching the job runs on the HTTP worker that parsed it; with batching it is parked
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "serve/instances_internal.h"
 #include "serve/serve_internal.h"
 
 double serve_seconds_since(const struct timespec *t0) {
@@ -64,13 +67,15 @@ static kiln_status decode_images(serve_job *j, const kiln_tj_tensor *t) {
     int64_t rows = t->shape.dims[0];
     if (!(j->x_owned = malloc((size_t)(rows * v->in_row) * sizeof *j->x_owned)))
         return kiln_error(KILN_ERR_NOMEM, "out of memory decoding %lld images", (long long)rows);
+    kiln_shape row = kiln_servable_input(v->sv, 0)->shape; /* [C, H, W]: the batch dim off */
+    row.ndim--;
+    memmove(row.dims, row.dims + 1, (size_t)row.ndim * sizeof *row.dims);
     for (int64_t r = 0; r < rows; r++) {
         char where[48];
         snprintf(where, sizeof where, "%s[%lld]", what, (long long)r);
-        kiln_status st = serve_image_decode((const unsigned char *)t->data + t->offsets[r],
-                                            (size_t)(t->offsets[r + 1] - t->offsets[r]),
-                                            &kiln_servable_input(v->sv, 0)->shape,
-                                            j->x_owned + r * v->in_row, where);
+        kiln_status st = kiln_instances_image(where, (const unsigned char *)t->data + t->offsets[r],
+                                              (size_t)(t->offsets[r + 1] - t->offsets[r]), &row,
+                                              j->x_owned + r * v->in_row);
         if (st) return st;
     }
     j->rows = rows;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "kiln/mem.h"
+#include "kiln/registry.h"
 #include "serve/serve_internal.h"
 
 const char *serve_version_state_name(version_state st) {
@@ -193,8 +194,34 @@ static int policy_lists(const served_model *m, int64_t version) {
     return 0;
 }
 
+/* A models:/ URI: where its versions are now and which one it names. 0 when resolved. */
+static int resolve_uri(served_model *m) {
+    char base[4096];
+    int64_t version = 0;
+    if (kiln_registry_resolve_model_uri(m->runs_dir, m->uri, base, sizeof base, &version)) {
+        if (strcmp(m->uri_error, kiln_last_error()) != 0) {
+            serve_log(m->srv, "model %s: %s: %s (still serving what is loaded)", m->name, m->uri,
+                      kiln_last_error());
+            snprintf(m->uri_error, sizeof m->uri_error, "%s", kiln_last_error());
+        }
+        return -1;
+    }
+    m->uri_error[0] = 0;
+    if (!m->base_path || strcmp(base, m->base_path) != 0) {
+        char *b = strdup(base);
+        if (!b) return -1;
+        free(m->base_path);
+        m->base_path = b;
+    }
+    if (version != m->uri_version && version > 0)
+        serve_log(m->srv, "model %s: %s is version %" PRId64, m->name, m->uri, version);
+    m->uri_version = version;
+    return 0;
+}
+
 static void poll_model(served_model *m) {
     kiln_server *s = m->srv;
+    if (m->uri && resolve_uri(m)) return;
     int64_t *found = NULL;
     int n = 0;
     kiln_status st = kiln_export_list_versions(m->base_path, &found, &n);
@@ -215,6 +242,7 @@ static void poll_model(served_model *m) {
     }
     int n_want = 0, limit = m->policy == KILN_VERSIONS_LATEST ? (m->latest_n > 0 ? m->latest_n : 1)
                                                                : n;
+    if (m->uri_version > 0) limit = n; /* the URI names one version: the filter below */
     char stamp[64], dir[4096];
     if (strlen(m->base_path) > sizeof dir - 32) {
         if (!m->warned_empty) serve_log(s, "model %s: base path too long", m->name);
@@ -224,7 +252,9 @@ static void poll_model(served_model *m) {
         return;
     }
     for (int i = n - 1; i >= 0 && n_want < limit; i--) {
-        if (m->policy == KILN_VERSIONS_SPECIFIC && !policy_lists(m, found[i])) continue;
+        if (m->uri_version > 0 ? found[i] != m->uri_version
+                               : m->policy == KILN_VERSIONS_SPECIFIC && !policy_lists(m, found[i]))
+            continue;
         snprintf(dir, sizeof dir, "%s/%" PRId64, m->base_path, found[i]);
         files_stamp(dir, stamp);
         if (failed_before(m, found[i], stamp)) continue;
@@ -377,7 +407,13 @@ kiln_status serve_repo_init(kiln_server *s) {
             return kiln_error(KILN_ERR_INVALID, "serve: model '%s': latest num_versions %d < 1",
                               src->name, src->latest_n);
         m->name = strdup(src->name);
-        m->base_path = strdup(src->base_path);
+        if (strncmp(src->base_path, "models:/", 8) == 0) {
+            m->uri = strdup(src->base_path);
+            m->runs_dir = strdup(src->runs_dir ? src->runs_dir : "runs");
+            if (!m->uri || !m->runs_dir) return kiln_error(KILN_ERR_NOMEM, "serve: out of memory");
+        } else if (!(m->base_path = strdup(src->base_path))) {
+            return kiln_error(KILN_ERR_NOMEM, "serve: out of memory");
+        }
         m->policy = src->policy;
         m->latest_n = src->latest_n;
         m->n_versions = src->n_versions;
@@ -385,7 +421,7 @@ kiln_status serve_repo_init(kiln_server *s) {
         m->n_labels = src->n_labels;
         m->label_names = calloc((size_t)src->n_labels + 1, sizeof *m->label_names);
         m->label_versions = malloc((size_t)(src->n_labels + 1) * sizeof *m->label_versions);
-        if (!m->name || !m->base_path || !m->versions || !m->label_names || !m->label_versions)
+        if (!m->name || !m->versions || !m->label_names || !m->label_versions)
             return kiln_error(KILN_ERR_NOMEM, "serve: out of memory");
         for (int k = 0; k < src->n_versions; k++) {
             if (src->versions[k] < 1)
@@ -421,6 +457,8 @@ void serve_repo_free(kiln_server *s) {
         free(m->versions);
         free(m->name);
         free(m->base_path);
+        free(m->uri);
+        free(m->runs_dir);
         pthread_mutex_destroy(&m->mu);
     }
     free(s->models);

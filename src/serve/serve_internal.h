@@ -59,7 +59,10 @@ typedef struct {
 
 struct served_model {
     kiln_server *srv;
-    char *name, *base_path;
+    char *name, *base_path; /* base_path: the resolved folder when uri is set (poller only) */
+    char *uri, *runs_dir;   /* a models:/ URI, resolved at every poll; NULL for a folder */
+    int64_t uri_version;    /* the version the URI names (0: by the policy) */
+    char uri_error[256];    /* the last resolution error logged (so it is logged once) */
     kiln_version_policy policy;
     int latest_n;
     int64_t *versions; /* specific: [n_versions] */
@@ -132,12 +135,6 @@ kiln_status serve_warm_up(kiln_server *s, served_version *v);
 void serve_slots_free(served_version *v);
 /* Sets this thread's oneDNN thread count once. */
 void serve_thread_setup(kiln_server *s);
-
-/* ---- image_input.c ---- */
-/* Decodes an encoded image of n bytes into x [C, H, W] (raw 0..255) for a model whose input
- * shape is in ([-1, C, H, W]); where names the instance in errors (KILN_ERR_INVALID). */
-kiln_status serve_image_decode(const unsigned char *bytes, size_t n, const kiln_shape *in,
-                               float *x, const char *where);
 
 /* ---- job.c ---- */
 typedef enum { API_V1 = 0, API_V2 } serve_api;

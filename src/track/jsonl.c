@@ -82,8 +82,14 @@ kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, ki
     n += (size_t)kiln_run_format_number(line + n, sizeof line - n, value);
     n += (size_t)snprintf(line + n, sizeof line - n, "}\n");
     s = kiln_run_append_line(run->metrics_fd, &run->metrics_torn, line, n, "metrics.jsonl");
-    if (s) kiln_error_prefix("run %s", run->id);
-    return s;
+    if (s) {
+        kiln_error_prefix("run %s", run->id);
+        return s;
+    }
+    if (run->reg) /* the point as a reader of the line gets it back (wall_time to the us) */
+        kiln_run_reg_point(run, step, (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) * 1e-6,
+                           split, name, value, (int64_t)lseek(run->metrics_fd, 0, SEEK_CUR));
+    return KILN_OK;
 }
 
 /* ---- reading ---- */

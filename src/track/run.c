@@ -286,6 +286,7 @@ kiln_status kiln_run_create(const char *runs_dir, const char *experiment, const 
         if (dfd >= 0) kiln_run_rmtree(dfd, id), close(dfd);
         return s;
     }
+    kiln_run_reg_attach(run, 1);
     *out = run;
     return KILN_OK;
 }
@@ -311,12 +312,14 @@ kiln_status kiln_run_open(const char *path, kiln_run_mode mode, kiln_rundir **ou
         kiln_run_close(run);
         return s;
     }
+    if (mode == KILN_RUN_WRITE) kiln_run_reg_attach(run, 0);
     *out = run;
     return KILN_OK;
 }
 
 void kiln_run_close(kiln_rundir *run) {
     if (!run) return;
+    kiln_run_reg_detach(run);
     if (run->metrics_fd >= 0) close(run->metrics_fd);
     if (run->log_fd >= 0) close(run->log_fd);
     if (run->dir_fd >= 0) close(run->dir_fd); /* releases the lock */

@@ -311,8 +311,12 @@ kiln_status kiln_run_save(kiln_rundir *run) {
     if (!text) return kiln_error(KILN_ERR_NOMEM, "run %s: out of memory writing %s", run->id, path);
     s = kiln_file_write_atomic(path, text, strlen(text));
     free(text);
-    if (s) kiln_error_prefix("run %s", run->id);
-    return s;
+    if (s) {
+        kiln_error_prefix("run %s", run->id);
+        return s;
+    }
+    kiln_run_reg_saved(run);
+    return KILN_OK;
 }
 
 /* ---- reading ---- */

@@ -105,6 +105,34 @@ EOF
     stop_server
 }
 
+t_serve_registry_alias() {
+    local run
+    run=$(ls -d "$TMP"/runs/small/*/ 2>/dev/null | head -1)
+    [ -n "$run" ] || { echo "  (needs t_serve_exports_while_training)" >&2; test_failed=1; return; }
+    "$KILN" models register "$run" --name fm --runs-dir "$TMP/runs" >/dev/null 2>&1
+    "$KILN" models register "$run" --name fm --runs-dir "$TMP/runs" >/dev/null 2>&1
+    k models alias fm 1 production --runs-dir "$TMP/runs"
+    check "alias production -> 1" [ $rc = 0 ]
+    serve --model_base_path models:/fm@production --runs-dir "$TMP/runs" --file_system_poll_wait_seconds 1 || { test_failed=1; return; }
+    call GET /v2/models/fm
+    check "models:/fm@production serves version 1 as model fm" body_has '"name":"fm","versions":["1"]'
+    "$KILN" models alias fm 2 production --runs-dir "$TMP/runs" >/dev/null 2>&1
+    for _ in $(seq 50); do
+        call GET /v2/models/fm
+        grep -qF '"versions":["2"]' "$TMP/body" && break
+        sleep 0.2
+    done
+    check "moving the alias swaps in version 2" body_has '"versions":["2"]'
+    call POST /v1/models/fm:predict "$TMP/boot.json"
+    check "predict on the aliased version: 200" [ "$code" = 200 ]
+    stop_server
+    k serve --model_base_path models:/nope@production --runs-dir "$TMP/runs" --rest_api_port 0 --file_system_poll_wait_seconds 0 &
+    sleep 0.5
+    kill -TERM $! 2>/dev/null
+    wait
+    check "an unknown registered model is reported" grep -q "unknown model\|nope" "$TMP/out"
+}
+
 t_serve_errors() {
     k serve
     check "no model: exit 2" [ $rc = 2 ] && check "says what is missing" has "missing --model_base_path"
@@ -126,5 +154,6 @@ t_serve_errors() {
 
 run_test t_serve_exports_while_training
 run_test t_serve_config_file_and_batching
+run_test t_serve_registry_alias
 run_test t_serve_errors
 finish

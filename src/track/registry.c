@@ -1,0 +1,528 @@
+/* registry.c — opening <runs_dir>/kiln.db: the connection, its settings, the schema and its
+ * migrations, marking crashed runs, and the small helpers every registry file uses.
+ *
+ * Settings, per connection: WAL journal (stored in the file: the first opener switches it),
+ * synchronous=NORMAL (in WAL mode a commit is durable once the WAL is checkpointed; a power cut
+ * may lose the last commits but never corrupts the file, and the folders hold everything
+ * anyway), foreign keys on (a run's params and metrics go with it), a busy timeout.
+ *
+ * Schema versions: user_version is the version of the schema in the file and MIGRATIONS[v] takes
+ * it from v to v + 1. Opening applies the missing steps in one write transaction that re-reads
+ * user_version first, so processes opening a new file at once create it exactly once. A file
+ * whose application_id is not kiln's, while it holds tables or a version, belongs to another
+ * program and is refused; so is a version above KILN_REGISTRY_SCHEMA (a newer kiln wrote it).
+ *
+ * Crashed runs: rows that say running are probed (kiln_reg_run_alive); the dead ones are marked
+ * failed in one write transaction that probes each again, so a run resumed meanwhile (its new
+ * writer takes the folder's lock before it touches the registry) is never marked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "track/registry_internal.h"
+#include "track/run_internal.h"
+
+#define APPLICATION_ID 0x6b696c6e /* "kiln" */
+#define BUSY_MS_CLI    10000
+
+static const char *const MIGRATIONS[KILN_REGISTRY_SCHEMA] = {
+    /* 0 -> 1 */
+    "CREATE TABLE experiments ("
+    "  eid INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  created TEXT NOT NULL);"
+    "CREATE TABLE runs ("
+    "  rid INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  eid INTEGER NOT NULL REFERENCES experiments(eid),"
+    "  name TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'stopped')),"
+    "  message TEXT,"
+    "  start_time TEXT NOT NULL,"
+    "  end_time TEXT,"
+    "  host TEXT,"
+    "  pid INTEGER,"
+    "  kiln_version TEXT,"
+    "  seed TEXT,"
+    "  config_hash TEXT,"
+    "  command TEXT,"
+    "  epochs_completed INTEGER NOT NULL DEFAULT 0,"
+    "  steps INTEGER NOT NULL DEFAULT 0,"
+    "  checkpoint TEXT,"
+    "  json_stamp TEXT,"
+    "  metrics_offset INTEGER NOT NULL DEFAULT 0,"
+    "  params_hash TEXT);"
+    "CREATE INDEX runs_by_experiment ON runs(eid, start_time);"
+    "CREATE INDEX runs_by_start ON runs(start_time);"
+    "CREATE INDEX runs_by_status ON runs(status);"
+    "CREATE TABLE params ("
+    "  rid INTEGER NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  num REAL,"
+    "  PRIMARY KEY (rid, key)) WITHOUT ROWID;"
+    "CREATE TABLE metrics ("
+    "  rid INTEGER NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  wall_time REAL NOT NULL,"
+    "  value REAL,"
+    "  PRIMARY KEY (rid, name, step)) WITHOUT ROWID;"
+    "CREATE TABLE latest_metrics ("
+    "  rid INTEGER NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  step INTEGER NOT NULL,"
+    "  value REAL,"
+    "  PRIMARY KEY (rid, name)) WITHOUT ROWID;"
+    "CREATE INDEX latest_by_name ON latest_metrics(name, value);"
+    "CREATE TABLE models ("
+    "  mid INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  created TEXT NOT NULL);"
+    "CREATE TABLE model_versions ("
+    "  mid INTEGER NOT NULL REFERENCES models(mid) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL CHECK (version > 0),"
+    "  rid INTEGER REFERENCES runs(rid) ON DELETE SET NULL,"
+    "  run TEXT,"
+    "  checkpoint TEXT,"
+    "  path TEXT NOT NULL,"
+    "  created TEXT NOT NULL,"
+    "  PRIMARY KEY (mid, version));"
+    "CREATE INDEX model_versions_by_run ON model_versions(rid);"
+    "CREATE TABLE aliases ("
+    "  mid INTEGER NOT NULL,"
+    "  alias TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  PRIMARY KEY (mid, alias),"
+    "  FOREIGN KEY (mid, version) REFERENCES model_versions(mid, version) ON DELETE CASCADE);",
+};
+
+static const char *const STMT_SQL[REG_N_STMTS] = {
+    [REG_EXPERIMENT_GET] = "SELECT eid FROM experiments WHERE name = ?1",
+    [REG_EXPERIMENT_ADD] = "INSERT INTO experiments(name, created) VALUES (?1, ?2) RETURNING eid",
+    [REG_RUN_UPSERT] =
+        "INSERT INTO runs(id, eid, name, status, message, start_time, end_time, host, pid,"
+        " kiln_version, seed, config_hash, command, epochs_completed, steps, checkpoint,"
+        " json_stamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+        " ?16, ?17) ON CONFLICT(id) DO UPDATE SET eid = excluded.eid, name = excluded.name,"
+        " status = excluded.status, message = excluded.message,"
+        " start_time = excluded.start_time, end_time = excluded.end_time, host = excluded.host,"
+        " pid = excluded.pid, kiln_version = excluded.kiln_version, seed = excluded.seed,"
+        " config_hash = excluded.config_hash, command = excluded.command,"
+        " epochs_completed = excluded.epochs_completed, steps = excluded.steps,"
+        " checkpoint = excluded.checkpoint,"
+        " json_stamp = coalesce(excluded.json_stamp, runs.json_stamp) RETURNING rid",
+    [REG_RUN_STATE] = "SELECT rid, json_stamp, metrics_offset, params_hash, config_hash"
+                      " FROM runs WHERE id = ?1",
+    [REG_RUN_OFFSET] = "UPDATE runs SET metrics_offset = max(metrics_offset, ?2) WHERE rid = ?1",
+    [REG_RUN_OFFSET_RESET] = "UPDATE runs SET metrics_offset = 0 WHERE rid = ?1",
+    [REG_RUN_PARAMS_HASH] = "UPDATE runs SET params_hash = ?2 WHERE rid = ?1",
+    [REG_PARAMS_CLEAR] = "DELETE FROM params WHERE rid = ?1",
+    [REG_PARAM_ADD] = "INSERT OR REPLACE INTO params(rid, key, value, num) VALUES (?1, ?2, ?3, ?4)",
+    [REG_POINT_ADD] = "INSERT INTO metrics(rid, name, step, wall_time, value)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(rid, name, step) DO UPDATE SET"
+                      " wall_time = excluded.wall_time, value = excluded.value",
+    [REG_LATEST_ADD] = "INSERT INTO latest_metrics(rid, name, step, value) VALUES (?1, ?2, ?3, ?4)"
+                       " ON CONFLICT(rid, name) DO UPDATE SET step = excluded.step,"
+                       " value = excluded.value WHERE excluded.step >= latest_metrics.step",
+    [REG_METRICS_CLEAR] = "DELETE FROM metrics WHERE rid = ?1",
+    [REG_LATEST_CLEAR] = "DELETE FROM latest_metrics WHERE rid = ?1",
+    [REG_LATEST_OF] = "SELECT l.name, l.step, l.value FROM latest_metrics l"
+                      " WHERE l.rid = (SELECT rid FROM runs WHERE id = ?1) ORDER BY l.name",
+};
+
+/* ---- helpers ---- */
+
+kiln_status kiln_reg_fail(kiln_registry *reg, int rc, const char *what) {
+    const char *msg = reg && reg->db ? sqlite3_errmsg(reg->db) : sqlite3_errstr(rc);
+    const char *path = reg && reg->path ? reg->path : "kiln.db";
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return kiln_error(KILN_ERR_NOMEM, "%s: %s: out of memory", path, what);
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: %s: %s (not a kiln registry, or a damaged one: move it away and "
+                          "kiln rebuilds it from the run folders)",
+                          path, what, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return kiln_error(KILN_ERR_IO, "%s: %s: the registry stayed locked by another process",
+                          path, what);
+    case SQLITE_FULL:
+        return kiln_error(KILN_ERR_IO, "%s: %s: disk full", path, what);
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE:
+    case SQLITE_ERROR:
+        return kiln_error(KILN_ERR_INVALID, "%s: %s: %s", path, what, msg);
+    default:
+        return kiln_error(KILN_ERR_IO, "%s: %s: %s", path, what, msg);
+    }
+}
+
+sqlite3_stmt *kiln_reg_stmt(kiln_registry *reg, int which) {
+    sqlite3_stmt *st = reg->stmts[which];
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return st;
+    }
+    int rc = sqlite3_prepare_v3(reg->db, STMT_SQL[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                &reg->stmts[which], NULL);
+    if (rc != SQLITE_OK) {
+        kiln_reg_fail(reg, rc, "preparing a statement");
+        return NULL;
+    }
+    return reg->stmts[which];
+}
+
+kiln_status kiln_reg_exec(kiln_registry *reg, const char *sql, const char *what) {
+    int rc = sqlite3_exec(reg->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
+}
+
+kiln_status kiln_reg_step_done(kiln_registry *reg, sqlite3_stmt *st, const char *what) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    kiln_status s = rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, what);
+    sqlite3_reset(st);
+    return s;
+}
+
+kiln_status kiln_reg_begin(kiln_registry *reg) {
+    return kiln_reg_exec(reg, "BEGIN IMMEDIATE", "starting a write");
+}
+
+kiln_status kiln_reg_commit(kiln_registry *reg) {
+    kiln_status s = kiln_reg_exec(reg, "COMMIT", "committing");
+    if (s) kiln_reg_rollback(reg);
+    return s;
+}
+
+void kiln_reg_rollback(kiln_registry *reg) {
+    if (!sqlite3_get_autocommit(reg->db)) sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void kiln_reg_bind_text(sqlite3_stmt *st, int i, const char *s) {
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+const char *kiln_reg_col_text(sqlite3_stmt *st, int i) {
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+kiln_status kiln_reg_run_path(const kiln_registry *reg, const char *id, char *out, size_t cap) {
+    return kiln_run_join(out, cap, reg->runs_dir, id);
+}
+
+const char *kiln_registry_runs_dir(const kiln_registry *reg) { return reg->runs_dir; }
+const char *kiln_registry_path(const kiln_registry *reg) { return reg->path; }
+
+/* ---- a run's folder ---- */
+
+int kiln_reg_run_alive(const char *path, const char *host, long pid) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? 0 : 1;
+    int r;
+    while ((r = flock(fd, LOCK_SH | LOCK_NB)) != 0 && errno == EINTR) {
+    }
+    int e = errno;
+    if (r == 0) flock(fd, LOCK_UN);
+    close(fd);
+    if (r == 0) return 0;
+    if (e == EWOULDBLOCK) return 1;
+    /* No flock here: ask the process table, where it is ours to ask. */
+    char me[256] = "";
+    if (gethostname(me, sizeof me - 1) != 0 || !host || strcmp(host, me) || pid <= 0) return 1;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+void kiln_reg_last_sign(const char *path, char out[24]) {
+    static const char *const files[] = {"run.json", "metrics.jsonl", "log.txt"};
+    time_t newest = 0;
+    char p[4200];
+    struct stat st;
+    for (int i = 0; i < 3; i++)
+        if (snprintf(p, sizeof p, "%s/%s", path, files[i]) < (int)sizeof p && stat(p, &st) == 0 &&
+            st.st_mtime > newest)
+            newest = st.st_mtime;
+    out[0] = 0;
+    if (newest) kiln_run_iso_time((long long)newest, out);
+}
+
+int kiln_reg_json_stamp(const char *path, char out[64]) {
+    char p[4200];
+    struct stat st;
+    out[0] = 0;
+    if (snprintf(p, sizeof p, "%s/run.json", path) >= (int)sizeof p || stat(p, &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        return 0;
+    snprintf(out, 64, "%llu:%lld.%09ld:%lld", (unsigned long long)st.st_ino,
+             (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
+    return 1;
+}
+
+/* ---- opening ---- */
+
+static kiln_status pragma_int(kiln_registry *reg, const char *sql, int64_t *v) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0), rc = SQLITE_OK;
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, "reading its header");
+}
+
+/* Switches the file to WAL. Changing the journal mode needs the file to itself for an instant, and
+ * SQLite does not wait for that through the busy handler, so retry for up to busy_ms. */
+static kiln_status use_wal(kiln_registry *reg, int busy_ms) {
+    for (int waited = 0;; waited += 10) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        int wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+                  !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        if (wal) return KILN_OK;
+        if (rc == SQLITE_ROW)
+            return kiln_error(KILN_ERR_IO, "%s: cannot switch to WAL mode (%s)", reg->path,
+                              "the file system may not support it");
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+            return kiln_reg_fail(reg, rc, "switching to WAL mode");
+        if (waited >= busy_ms) return kiln_reg_fail(reg, rc, "switching to WAL mode");
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+}
+
+static kiln_status check_owner(kiln_registry *reg, int64_t app, int64_t version) {
+    if (app != APPLICATION_ID && (app != 0 || version != 0))
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: not a kiln registry (an SQLite database of another program)",
+                          reg->path);
+    if (version > KILN_REGISTRY_SCHEMA)
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: written by a newer kiln (registry schema %lld; this kiln knows up "
+                          "to %d)",
+                          reg->path, (long long)version, KILN_REGISTRY_SCHEMA);
+    return KILN_OK;
+}
+
+static kiln_status migrate(kiln_registry *reg) {
+    int64_t app = 0, version = 0, tables = 0;
+    kiln_status s;
+    if ((s = pragma_int(reg, "PRAGMA application_id", &app)) ||
+        (s = pragma_int(reg, "PRAGMA user_version", &version)) ||
+        (s = check_owner(reg, app, version)))
+        return s;
+    if (app == APPLICATION_ID && version == KILN_REGISTRY_SCHEMA) return KILN_OK;
+    if ((s = kiln_reg_begin(reg))) return s;
+    if ((s = pragma_int(reg, "PRAGMA application_id", &app)) ||
+        (s = pragma_int(reg, "PRAGMA user_version", &version)) ||
+        (s = pragma_int(reg, "SELECT count(*) FROM sqlite_master", &tables)))
+        goto out;
+    if (app != APPLICATION_ID && version == 0 && tables > 0) app = -1; /* someone else's tables */
+    if ((s = check_owner(reg, app, version))) goto out;
+    for (int64_t v = version; v < KILN_REGISTRY_SCHEMA; v++)
+        if ((s = kiln_reg_exec(reg, MIGRATIONS[v], "creating the schema"))) goto out;
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
+             KILN_REGISTRY_SCHEMA, APPLICATION_ID);
+    if ((s = kiln_reg_exec(reg, sql, "recording the schema version"))) goto out;
+    return kiln_reg_commit(reg);
+out:
+    kiln_reg_rollback(reg);
+    return s;
+}
+
+typedef struct {
+    int64_t rid;
+    char *id, *host;
+    long pid;
+} suspect;
+
+/* Marks the runs whose process is gone failed (see the top of this file). */
+static kiln_status mark_crashed(kiln_registry *reg) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(reg->db,
+                                "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1,
+                                &st, NULL);
+    if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "looking for crashed runs");
+    suspect *dead = NULL;
+    int n = 0, cap = 0;
+    kiln_status s = KILN_OK;
+    char path[4200];
+    while (!s && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = kiln_reg_col_text(st, 1), *host = kiln_reg_col_text(st, 2);
+        long pid = (long)sqlite3_column_int64(st, 3);
+        if (!id || kiln_reg_run_path(reg, id, path, sizeof path)) continue;
+        if (kiln_reg_run_alive(path, host, pid)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            suspect *d = realloc(dead, (size_t)cap * sizeof *d);
+            if (!d) {
+                s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+                break;
+            }
+            dead = d;
+        }
+        dead[n] = (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL,
+                            pid};
+        if (!dead[n].id || (host && !dead[n].host)) {
+            free(dead[n].id), free(dead[n].host);
+            s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+            break;
+        }
+        n++;
+    }
+    if (!s && rc != SQLITE_DONE && rc != SQLITE_ROW) s = kiln_reg_fail(reg, rc, "reading runs");
+    sqlite3_finalize(st);
+    if (!s && n && !(s = kiln_reg_begin(reg))) {
+        rc = sqlite3_prepare_v2(reg->db,
+                                "UPDATE runs SET status = 'failed', end_time = ?2, message = ?3"
+                                " WHERE rid = ?1 AND status = 'running'",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK) s = kiln_reg_fail(reg, rc, "marking crashed runs");
+        for (int i = 0; !s && i < n; i++) {
+            if (kiln_reg_run_path(reg, dead[i].id, path, sizeof path) ||
+                kiln_reg_run_alive(path, dead[i].host, dead[i].pid))
+                continue;
+            char end[24], msg[512];
+            kiln_reg_last_sign(path, end);
+            snprintf(msg, sizeof msg,
+                     "the process (pid %ld on %s) ended without closing the run: it crashed or "
+                     "was killed",
+                     dead[i].pid, dead[i].host ? dead[i].host : "an unknown host");
+            sqlite3_bind_int64(st, 1, dead[i].rid);
+            kiln_reg_bind_text(st, 2, end[0] ? end : NULL);
+            kiln_reg_bind_text(st, 3, msg);
+            s = kiln_reg_step_done(reg, st, "marking a crashed run");
+        }
+        sqlite3_finalize(st);
+        s = s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
+    }
+    for (int i = 0; i < n; i++) free(dead[i].id), free(dead[i].host);
+    free(dead);
+    return s;
+}
+
+kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out) {
+    *out = NULL;
+    if (!runs_dir || !*runs_dir) return kiln_error(KILN_ERR_INVALID, "registry: empty runs folder");
+    struct stat st;
+    if (stat(runs_dir, &st) != 0)
+        return kiln_error(errno == ENOENT ? KILN_ERR_NOTFOUND : KILN_ERR_IO,
+                          "registry: runs folder %s: %s", runs_dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return kiln_error(KILN_ERR_NOTFOUND, "registry: %s is not a folder", runs_dir);
+    kiln_registry *reg = calloc(1, sizeof *reg);
+    size_t n = strlen(runs_dir);
+    while (n > 1 && runs_dir[n - 1] == '/') n--;
+    if (!reg || !(reg->runs_dir = strndup(runs_dir, n)) ||
+        !(reg->path = malloc(n + sizeof "/" KILN_REGISTRY_FILE))) {
+        kiln_registry_close(reg);
+        return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
+    }
+    sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
+    int rc = sqlite3_open_v2(reg->path, &reg->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    kiln_status s = KILN_OK;
+    if (rc != SQLITE_OK) {
+        s = kiln_reg_fail(reg, rc, "opening");
+    } else {
+        sqlite3_extended_result_codes(reg->db, 1);
+        sqlite3_busy_timeout(reg->db, busy_ms);
+        int64_t ignored;
+        /* The first read tells a database from any other file. SQLite answers a file with a
+         * database's magic but a header it cannot use with a plain error: that is the file's
+         * fault too. */
+        if (!(s = pragma_int(reg, "PRAGMA application_id", &ignored)) &&
+            !(s = use_wal(reg, busy_ms)) &&
+            !(s = kiln_reg_exec(reg, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+                                "setting it up")) &&
+            !(s = migrate(reg)))
+            s = mark_crashed(reg);
+        if (s == KILN_ERR_INVALID) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", kiln_last_error());
+            s = kiln_error(KILN_ERR_FORMAT, "%s (not a kiln registry, or a damaged one: move it "
+                                            "away and kiln rebuilds it from the run folders)",
+                           why);
+        }
+    }
+    if (s) {
+        kiln_registry_close(reg);
+        return s;
+    }
+    *out = reg;
+    return KILN_OK;
+}
+
+kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
+    *out = NULL;
+    if (!runs_dir || !*runs_dir) return kiln_error(KILN_ERR_INVALID, "registry: empty runs folder");
+    kiln_registry *reg = calloc(1, sizeof *reg);
+    size_t n = strlen(runs_dir);
+    while (n > 1 && runs_dir[n - 1] == '/') n--;
+    if (!reg || !(reg->runs_dir = strndup(runs_dir, n)) ||
+        !(reg->path = malloc(n + sizeof "/" KILN_REGISTRY_FILE))) {
+        kiln_registry_close(reg);
+        return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
+    }
+    sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
+    struct stat st;
+    kiln_status s = KILN_OK;
+    int64_t app = 0, version = 0;
+    if (stat(reg->path, &st) != 0) {
+        s = kiln_error(KILN_ERR_NOTFOUND, "no registry %s (kiln creates it with the first run)",
+                       reg->path);
+    } else {
+        int rc = sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                                 NULL);
+        if (rc != SQLITE_OK) {
+            s = kiln_reg_fail(reg, rc, "opening");
+        } else {
+            sqlite3_extended_result_codes(reg->db, 1);
+            sqlite3_busy_timeout(reg->db, BUSY_MS_CLI);
+            if (!(s = pragma_int(reg, "PRAGMA application_id", &app)) &&
+                !(s = pragma_int(reg, "PRAGMA user_version", &version)) &&
+                !(s = check_owner(reg, app, version)) && version < KILN_REGISTRY_SCHEMA)
+                s = kiln_error(KILN_ERR_NOTFOUND,
+                               "%s holds no registry yet (or an older one: any kiln runs command "
+                               "upgrades it)",
+                               reg->path);
+        }
+    }
+    if (s) {
+        kiln_registry_close(reg);
+        return s;
+    }
+    *out = reg;
+    return KILN_OK;
+}
+
+kiln_status kiln_registry_open(const char *runs_dir, kiln_registry **out) {
+    return kiln_reg_open(runs_dir, BUSY_MS_CLI, out);
+}
+
+void kiln_registry_close(kiln_registry *reg) {
+    if (!reg) return;
+    for (int i = 0; i < REG_N_STMTS; i++) sqlite3_finalize(reg->stmts[i]);
+    sqlite3_close_v2(reg->db);
+    free(reg->runs_dir);
+    free(reg->path);
+    free(reg);
+}

@@ -1,0 +1,194 @@
+/* registry_run.c — a run's writer keeps its rows in <runs_dir>/kiln.db current (kiln/run.h calls
+ * these from kiln_run_create, kiln_run_open for writing, kiln_run_log_metric, kiln_run_save and
+ * kiln_run_close).
+ *
+ *   create            the run's row, as run.json says at creation
+ *   open for writing  the run brought up to date with its folder first (a resume of a run the
+ *                     registry lacks, or lost points of a crash: kiln_reg_sync_run), then the
+ *                     row with this process as its writer
+ *   log_metric        the point joins a buffer; the buffer goes to the registry in one
+ *                     transaction when it holds BATCH points or a second has passed since the
+ *                     last flush (at the next point), and at every save and at close
+ *   save              buffered points, the row from run.json and (once per config hash) the
+ *                     params from config.yaml, in one transaction
+ *   close             the buffered points
+ *
+ * Cost in the training loop: a buffered point is a copy into the buffer; a flush is one
+ * transaction with two prepared statements per point, in WAL mode with synchronous=NORMAL (no
+ * fsync), at most about once a second. Each flush records how far into metrics.jsonl its points
+ * go, so a sync never reads them again.
+ *
+ * Failure never reaches the caller: the first error (a damaged or foreign kiln.db, a registry
+ * locked longer than BUSY_MS, a full disk) is written to log.txt and stderr once, and the run
+ * goes on without the registry. Its folder has everything, and the next kiln_registry_sync (any
+ * `kiln runs` command) reads what the registry missed. The caller's error message is kept
+ * intact across close, which runs on error paths.
+ *
+ * KILN_REGISTRY=off in the environment leaves the registry out (file systems where SQLite's
+ * locking does not work, such as some network file systems, or measuring its cost).
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "track/registry_internal.h"
+#include "track/run_internal.h"
+
+#define BATCH     256
+#define BUSY_MS   2000
+#define FLUSH_SEC 1.0
+
+typedef struct {
+    int64_t step;
+    double wall_time, value;
+    char name[208]; /* "test_" + a metric name of at most 200 bytes */
+} pending;
+
+struct kiln_run_reg {
+    kiln_registry *reg;
+    int64_t rid;
+    char id[2 * KILN_RUN_NAME_MAX + 64]; /* "<experiment>/<run-id>" */
+    pending points[BATCH];
+    int n;
+    int64_t end;       /* metrics.jsonl's size after the newest buffered point */
+    double last_flush; /* wall time of the last flush */
+};
+
+static int disabled_by_env(void) {
+    const char *v = getenv("KILN_REGISTRY");
+    return v && (!strcasecmp(v, "off") || !strcmp(v, "0") || !strcasecmp(v, "false") ||
+                 !strcasecmp(v, "no"));
+}
+
+/* Gives the registry up for this run, saying why once. */
+static void give_up(kiln_rundir *run, const char *when) {
+    char msg[1200];
+    snprintf(msg, sizeof msg,
+             "warning: run registry: %s: %s; the run goes on without it (its folder has "
+             "everything: `kiln runs` indexes it later)",
+             when, kiln_last_error());
+    fprintf(stderr, "kiln: %s\n", msg);
+    if (run->log_fd >= 0) kiln_run_log(run, "%s", msg);
+    kiln_registry_close(run->reg->reg);
+    free(run->reg);
+    run->reg = NULL;
+}
+
+static kiln_status flush_points(kiln_run_reg *r) {
+    kiln_status s = KILN_OK;
+    for (int i = 0; !s && i < r->n; i++)
+        s = kiln_reg_put_point(r->reg, r->rid, r->points[i].name, r->points[i].step,
+                               r->points[i].wall_time, r->points[i].value);
+    if (!s && r->n) s = kiln_reg_set_offset(r->reg, r->rid, r->end);
+    return s;
+}
+
+/* One transaction around the buffered points (and more when `save`). */
+static kiln_status write_out(kiln_rundir *run, int save) {
+    kiln_run_reg *r = run->reg;
+    kiln_status s = kiln_reg_begin(r->reg);
+    if (s) return s;
+    s = flush_points(r);
+    if (!s && save) {
+        char stamp[64], file[4300];
+        kiln_run_info info = kiln_run_get_info(run);
+        kiln_reg_json_stamp(run->path, stamp);
+        s = kiln_reg_put_run(r->reg, r->id, &info, stamp[0] ? stamp : NULL, &r->rid);
+        sqlite3_stmt *st = s ? NULL : kiln_reg_stmt(r->reg, REG_RUN_STATE);
+        if (!s && !st) s = KILN_ERR_IO;
+        if (!s) {
+            kiln_reg_bind_text(st, 1, r->id);
+            int rc = sqlite3_step(st);
+            const char *have = rc == SQLITE_ROW ? kiln_reg_col_text(st, 3) : NULL;
+            const char *want = info.config_hash ? info.config_hash : "";
+            int stale = rc == SQLITE_ROW && (!have || strcmp(have, want));
+            sqlite3_reset(st);
+            if (rc != SQLITE_ROW) s = kiln_reg_fail(r->reg, rc, "reading a run");
+            if (!s && stale && !(s = kiln_run_join(file, sizeof file, run->path, "config.yaml")))
+                s = kiln_reg_put_params(r->reg, r->rid, file, info.config_hash);
+        }
+    }
+    if (s) {
+        kiln_reg_rollback(r->reg);
+        return s;
+    }
+    if ((s = kiln_reg_commit(r->reg))) return s;
+    r->n = 0;
+    return KILN_OK;
+}
+
+/* The runs folder and the run's id from its path: <runs_dir>/<experiment>/<run-id>. */
+static kiln_status locate(const kiln_rundir *run, char *runs_dir, size_t cap, char *id,
+                          size_t id_cap) {
+    char real[PATH_MAX];
+    if (!realpath(run->path, real))
+        return kiln_error(KILN_ERR_IO, "run %s: cannot resolve its path", run->path);
+    char *slash2 = strrchr(real, '/'), *slash1 = NULL;
+    if (slash2 && slash2 > real) {
+        *slash2 = 0;
+        slash1 = strrchr(real, '/');
+        *slash2 = '/';
+    }
+    if (!slash1) return kiln_error(KILN_ERR_INVALID, "run %s: not inside a runs folder", real);
+    if (snprintf(id, id_cap, "%s", slash1 + 1) >= (int)id_cap)
+        return kiln_error(KILN_ERR_INVALID, "run %s: name too long", real);
+    *slash1 = 0;
+    if (snprintf(runs_dir, cap, "%s", slash1 == real ? "/" : real) >= (int)cap)
+        return kiln_error(KILN_ERR_INVALID, "run %s: path too long", real);
+    return KILN_OK;
+}
+
+void kiln_run_reg_attach(kiln_rundir *run, int created) {
+    if (disabled_by_env()) return;
+    kiln_run_reg *r = calloc(1, sizeof *r);
+    if (!r) return; /* no memory for the buffer: the folder alone then */
+    run->reg = r;
+    char runs_dir[PATH_MAX];
+    kiln_status s = locate(run, runs_dir, sizeof runs_dir, r->id, sizeof r->id);
+    if (!s) s = kiln_reg_open(runs_dir, BUSY_MS, &r->reg);
+    if (!s && !created) s = kiln_reg_sync_run(r->reg, r->id, NULL);
+    if (!s && !(s = kiln_reg_begin(r->reg))) {
+        kiln_run_info info = kiln_run_get_info(run);
+        char stamp[64];
+        kiln_reg_json_stamp(run->path, stamp);
+        s = kiln_reg_put_run(r->reg, r->id, &info, created && stamp[0] ? stamp : NULL, &r->rid);
+        s = s ? (kiln_reg_rollback(r->reg), s) : kiln_reg_commit(r->reg);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r->last_flush = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    if (s) give_up(run, created ? "registering the run" : "registering the resumed run");
+}
+
+void kiln_run_reg_point(kiln_rundir *run, int64_t step, double wall_time, kiln_split split,
+                        const char *name, double value, int64_t end) {
+    kiln_run_reg *r = run->reg;
+    if (!r) return;
+    pending *p = &r->points[r->n++];
+    p->step = step, p->wall_time = wall_time, p->value = value;
+    kiln_reg_metric_name(split, name, p->name, sizeof p->name);
+    r->end = end;
+    if (r->n < BATCH && wall_time - r->last_flush < FLUSH_SEC) return;
+    r->last_flush = wall_time;
+    if (write_out(run, 0)) give_up(run, "recording metrics");
+}
+
+void kiln_run_reg_saved(kiln_rundir *run) {
+    if (run->reg && write_out(run, 1)) give_up(run, "recording the run");
+}
+
+void kiln_run_reg_detach(kiln_rundir *run) {
+    if (!run->reg) return;
+    if (run->reg->n) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", kiln_last_error());
+        if (write_out(run, 0)) give_up(run, "recording the last metrics");
+        kiln_error(KILN_OK, "%s", keep);
+    }
+    if (run->reg) kiln_registry_close(run->reg->reg);
+    free(run->reg);
+    run->reg = NULL;
+}

@@ -1,0 +1,236 @@
+/* registry_write.c — rows from what a run's files say: the run (run.json), its params
+ * (config.yaml) and its metric points (metrics.jsonl). Used by the run's own writer
+ * (registry_run.c) and by the importer (registry_sync.c), so both record a run the same way.
+ *
+ * Every function here runs inside the caller's transaction and only writes; a statement that
+ * fails leaves the transaction for the caller to roll back.
+ *
+ * Params: config.yaml is flattened into key paths the way --set names them: maps by ".key",
+ * sequences by "[i]", so `optimizer: {adam: {learning_rate: 0.001}}` gives
+ * optimizer.adam.learning_rate = "0.001" (number 0.001) and the second layer's units
+ * model.layers[1].dense.units. A sequence of scalars stays one param written as a YAML flow list
+ * ("[1, 28, 28]", "[accuracy]"): that is how a reader thinks of input shapes and metric lists.
+ * A null scalar is "null"; an empty map or list "{}" / "[]". Unquoted scalars that parse as YAML
+ * numbers also get their number.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kiln/config.h"
+#include "track/registry_internal.h"
+#include "track/run_internal.h"
+
+#define KEY_MAX 1024 /* longer key paths are not params anyone filters on; they are left out */
+
+void kiln_reg_metric_name(kiln_split split, const char *name, char *out, size_t cap) {
+    static const char *const prefix[] = {"", "val_", "test_"};
+    snprintf(out, cap, "%s%s", (unsigned)split < 3 ? prefix[split] : "", name);
+}
+
+static kiln_status experiment_id(kiln_registry *reg, const char *name, int64_t *eid) {
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_EXPERIMENT_GET);
+    if (!st) return KILN_ERR_IO;
+    kiln_reg_bind_text(st, 1, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *eid = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return KILN_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return kiln_reg_fail(reg, rc, "reading experiments");
+    if (!(st = kiln_reg_stmt(reg, REG_EXPERIMENT_ADD))) return KILN_ERR_IO;
+    char now[24];
+    kiln_run_iso_time((long long)time(NULL), now);
+    kiln_reg_bind_text(st, 1, name);
+    kiln_reg_bind_text(st, 2, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *eid = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "adding an experiment");
+}
+
+kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_info *info,
+                             const char *stamp, int64_t *rid) {
+    int64_t eid = 0;
+    kiln_status s = experiment_id(reg, info->experiment ? info->experiment : "default", &eid);
+    if (s) return s;
+    const char *status = kiln_run_state_name(info->status), *message = info->message;
+    const char *end = info->end_time;
+    char path[4200], last[24], why[512];
+    if (info->status == KILN_RUN_RUNNING && !kiln_reg_run_path(reg, id, path, sizeof path) &&
+        !kiln_reg_run_alive(path, info->host, info->pid)) {
+        kiln_reg_last_sign(path, last);
+        snprintf(why, sizeof why,
+                 "the process (pid %ld on %s) ended without closing the run: it crashed or was "
+                 "killed",
+                 info->pid, info->host ? info->host : "an unknown host");
+        status = "failed", message = why, end = last[0] ? last : NULL;
+    }
+    char seed[24];
+    if (info->has_seed) snprintf(seed, sizeof seed, "%llu", (unsigned long long)info->seed);
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_UPSERT);
+    if (!st) return KILN_ERR_IO;
+    kiln_reg_bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, eid);
+    kiln_reg_bind_text(st, 3, info->name ? info->name : id);
+    kiln_reg_bind_text(st, 4, status);
+    kiln_reg_bind_text(st, 5, message);
+    kiln_reg_bind_text(st, 6, info->start_time ? info->start_time : "");
+    kiln_reg_bind_text(st, 7, end);
+    kiln_reg_bind_text(st, 8, info->host);
+    sqlite3_bind_int64(st, 9, info->pid);
+    kiln_reg_bind_text(st, 10, info->kiln_version);
+    kiln_reg_bind_text(st, 11, info->has_seed ? seed : NULL);
+    kiln_reg_bind_text(st, 12, info->config_hash);
+    kiln_reg_bind_text(st, 13, info->command);
+    sqlite3_bind_int64(st, 14, info->epochs_completed);
+    sqlite3_bind_int64(st, 15, info->steps);
+    kiln_reg_bind_text(st, 16, info->checkpoint);
+    kiln_reg_bind_text(st, 17, stamp);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *rid = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "recording a run");
+}
+
+/* ---- params ---- */
+
+typedef struct {
+    kiln_registry *reg;
+    sqlite3_stmt *st;
+    int64_t rid;
+    kiln_status s;
+} flattener;
+
+static void add_param(flattener *f, const char *key, const char *value, const kiln_cfg *scalar) {
+    if (f->s) return;
+    double num;
+    sqlite3_bind_int64(f->st, 1, f->rid);
+    kiln_reg_bind_text(f->st, 2, key);
+    kiln_reg_bind_text(f->st, 3, value);
+    if (scalar && kiln_cfg_parse_num(scalar, &num) == 0)
+        sqlite3_bind_double(f->st, 4, num);
+    else
+        sqlite3_bind_null(f->st, 4);
+    f->s = kiln_reg_step_done(f->reg, f->st, "recording a param");
+}
+
+static const char *scalar_text(const kiln_cfg *c) {
+    return c->text[0] || c->quoted ? c->text : "null";
+}
+
+/* A sequence of scalars as one flow list; NULL when an item is not a scalar (or no memory). */
+static char *flow_list(const kiln_cfg *seq) {
+    size_t len = 3;
+    for (int i = 0; i < seq->n_items; i++) {
+        if (seq->items[i]->type != KILN_CFG_SCALAR) return NULL;
+        len += 2 * strlen(scalar_text(seq->items[i])) + 6;
+    }
+    char *out = malloc(len), *p = out;
+    if (!out) return NULL;
+    *p++ = '[';
+    for (int i = 0; i < seq->n_items; i++) {
+        const kiln_cfg *c = seq->items[i];
+        if (i) *p++ = ',', *p++ = ' ';
+        if (c->quoted) *p++ = '"';
+        for (const char *t = scalar_text(c); *t; t++) {
+            if (c->quoted && (*t == '"' || *t == '\\')) *p++ = '\\';
+            *p++ = *t;
+        }
+        if (c->quoted) *p++ = '"';
+    }
+    *p++ = ']', *p = 0;
+    return out;
+}
+
+static void flatten(flattener *f, const kiln_cfg *c, char *key, size_t len) {
+    if (f->s) return;
+    if (c->type == KILN_CFG_SCALAR) {
+        add_param(f, key, scalar_text(c), c);
+        return;
+    }
+    if (c->n_items == 0) {
+        add_param(f, key, c->type == KILN_CFG_MAP ? "{}" : "[]", NULL);
+        return;
+    }
+    if (c->type == KILN_CFG_SEQ) {
+        char *flow = flow_list(c);
+        if (flow) {
+            add_param(f, key, flow, NULL);
+            free(flow);
+            return;
+        }
+    }
+    for (int i = 0; i < c->n_items && !f->s; i++) {
+        const kiln_cfg *item = c->items[i];
+        int n = c->type == KILN_CFG_MAP
+                    ? snprintf(key + len, KEY_MAX - len, "%s%s", len ? "." : "", item->key)
+                    : snprintf(key + len, KEY_MAX - len, "[%d]", i);
+        if (n > 0 && len + (size_t)n < KEY_MAX) flatten(f, item, key, len + (size_t)n);
+        key[len] = 0;
+    }
+}
+
+kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *config_path,
+                                const char *hash) {
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_PARAMS_CLEAR);
+    if (!st) return KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    kiln_status s = kiln_reg_step_done(reg, st, "clearing params");
+    if (s) return s;
+    kiln_cfg *cfg = NULL;
+    if (config_path && kiln_config_load(config_path, &cfg) == KILN_OK) {
+        flattener f = {reg, kiln_reg_stmt(reg, REG_PARAM_ADD), rid, KILN_OK};
+        char key[KEY_MAX] = "";
+        if (!f.st)
+            f.s = KILN_ERR_IO;
+        else
+            flatten(&f, cfg, key, 0);
+        kiln_cfg_free(cfg);
+        if ((s = f.s)) return s;
+    } else {
+        kiln_error_clear(); /* a run without a readable config simply has no params */
+    }
+    if (!(st = kiln_reg_stmt(reg, REG_RUN_PARAMS_HASH))) return KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    kiln_reg_bind_text(st, 2, hash ? hash : "");
+    return kiln_reg_step_done(reg, st, "recording params");
+}
+
+/* ---- metrics ---- */
+
+kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
+                               double wall_time, double value) {
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
+    if (!st) return KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, step);
+    sqlite3_bind_double(st, 4, isfinite(wall_time) ? wall_time : 0);
+    if (isnan(value))
+        sqlite3_bind_null(st, 5);
+    else
+        sqlite3_bind_double(st, 5, value);
+    kiln_status s = kiln_reg_step_done(reg, st, "recording a metric");
+    if (s || !(st = kiln_reg_stmt(reg, REG_LATEST_ADD))) return s ? s : KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, step);
+    if (isnan(value))
+        sqlite3_bind_null(st, 4);
+    else
+        sqlite3_bind_double(st, 4, value);
+    return kiln_reg_step_done(reg, st, "recording a metric");
+}
+
+kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset) {
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_OFFSET);
+    if (!st) return KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, offset);
+    return kiln_reg_step_done(reg, st, "recording the metrics offset");
+}
