@@ -13,8 +13,10 @@
 #   - /api/runs?since=GEN with nothing changed (what an open page polls every 5 s), and after
 #     100 run.json files were rewritten (only those are re-read and sent);
 #   - one run's metrics: all of them, and the incremental poll (after=NEXT&rev=REV);
-#   - one run's details.
-# Each figure is the median of 9 requests (curl's time_total, on loopback).
+#   - one run's details;
+#   - for reference, `kiln runs list` (the run registry, kiln.db, which the runs made with kiln's
+#     run API also fill) on the same folder, as a whole process.
+# Each endpoint figure is the median of 9 requests (curl's time_total, on loopback).
 set -euo pipefail
 N=${1:-10000}
 POINTS=${2:-100}
@@ -79,6 +81,18 @@ next=$(json_num next)
 rev=$(json_num rev)
 metrics_poll=$(median_ms "/api/runs/$key/metrics?after=$next&rev=$rev")
 details=$(median_ms "/api/runs/$key")
+# for reference, the registry's listing of the same folder (kiln runs list syncs kiln.db first)
+runs_list_ms() {
+    local times=() i t0
+    for i in 1 2 3 4 5; do
+        t0=$(date +%s%N)
+        "$KILN" runs list --runs-dir "$TMP/runs" "$@" >/dev/null
+        times+=($((($(date +%s%N) - t0) / 1000000)))
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n 3p
+}
+runs_list=$(runs_list_ms)
+runs_list_json=$(runs_list_ms --json)
 
 cat <<EOF
 
@@ -90,4 +104,7 @@ kiln board, $N runs x $POINTS metric points ($(nproc) CPUs, $(grep -m1 'model na
   one run's metrics, all ($metrics_bytes bytes)                 $metrics_all ms
   one run's metrics, incremental poll                   $metrics_poll ms
   one run's details                                     $details ms
+for reference, the run registry on the same folder (kiln.db, written by the runs as they ran):
+  kiln runs list (a table, median of 5 processes)        $runs_list ms
+  kiln runs list --json                                 $runs_list_json ms
 EOF
