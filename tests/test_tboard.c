@@ -480,6 +480,36 @@ static void test_projector(void) {
     CHECK(kiln_tb_projector_write(run, "x", emb, 0, 2, NULL, 0, NULL) == KILN_ERR_INVALID);
 }
 
+/* kiln_tb_format_g6 against printf's %.6g: every dyadic value k * 2^e (ties included) over the
+ * range, a pseudo-random sweep of magnitudes, and the edges. */
+static void test_format_g6(void) {
+    char a[32], b[32];
+    int diff = 0, n = 0;
+    float specials[] = {0.0f, -0.0f, 1e-4f, 9.99999e-5f, 9.999996f, 99999.95f, 999999.0f, 999999.5f, 1e6f, 1e-7f,
+                        -3.4e38f, 1.17549435e-38f, NAN, INFINITY, -INFINITY, 0.1f, 12345.25f, 12345.75f, 0.125f};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++, n++) {
+        int len = kiln_tb_format_g6(specials[i], a);
+        snprintf(b, sizeof b, "%.6g", (double)specials[i]);
+        if (strcmp(a, b) || len != (int)strlen(a)) diff++, fprintf(stderr, "  %.9g: %s, printf %s\n", (double)specials[i], a, b);
+    }
+    for (int e = -24; e <= 12; e++)
+        for (int k = 0; k < 20000; k++, n++) {
+            float v = ldexpf((float)(2 * k + 1), e) * (k % 3 ? 1 : -1);
+            kiln_tb_format_g6(v, a);
+            snprintf(b, sizeof b, "%.6g", (double)v);
+            if (strcmp(a, b) && diff++ < 5) fprintf(stderr, "  %.9g: %s, printf %s\n", (double)v, a, b);
+        }
+    uint32_t s = 1;
+    for (int i = 0; i < 300000; i++, n++) {
+        s = s * 1103515245u + 12345u;
+        float v = (float)((double)(s >> 8) / (1 << 24) * pow(10.0, (int)(s % 13) - 6));
+        kiln_tb_format_g6(v, a);
+        snprintf(b, sizeof b, "%.6g", (double)v);
+        if (strcmp(a, b) && diff++ < 5) fprintf(stderr, "  %.9g: %s, printf %s\n", (double)v, a, b);
+    }
+    CHECK_MSG(diff == 0, "%d of %d values differ from printf", diff, n);
+}
+
 static int pixel_is(const unsigned char *img, int w, int x, int y, int r, int g, int b) {
     const unsigned char *p = img + 3 * ((size_t)y * w + x);
     return p[0] == r && p[1] == g && p[2] == b;
@@ -532,6 +562,7 @@ int main(void) {
     RUN(test_hparams_from_config);
     RUN(test_experiment_summary);
     RUN(test_projector);
+    RUN(test_format_g6);
     RUN(test_render);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -16,6 +16,11 @@
 kiln_status kiln_tb_open_path(const char *path, kiln_tb_writer **out);
 /* One value of the hparams plugin under tag (its data is the plugin content). */
 kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag, Tensorboard__Hparams__HParamsPluginData *pd);
+/* The text printf("%.6g", value) gives, produced without printf (several times faster): fixed
+ * notation with trailing zeros removed for 1e-4 <= |value| < 999999.5 (round half to even on
+ * exact ties, as glibc does), printf itself outside that range and for NaN and infinities.
+ * Returns the length (< 32); out is NUL-terminated. */
+int kiln_tb_format_g6(float value, char out[32]);
 /* gethostname, with '/' and control characters replaced by '_' ("localhost" when unknown). */
 void kiln_tb_hostname(char *out, size_t cap);
 
