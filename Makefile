@@ -31,6 +31,7 @@ bench: build
 	KILN_WITH_BENCH=1 bash scripts/setup.sh
 	$(BUILD)/bench_ops
 	bash bench/train_vs_torch.sh
+	bash bench/logging_overhead.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
