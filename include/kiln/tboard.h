@@ -118,7 +118,7 @@ typedef struct {
 } kiln_tb_metric_info;
 
 /* Keeps the HParams experiment summary ("_hparams_/experiment") of the TensorBoard log folder
- * dir (kiln's runs/<experiment>/) up to date: the union of the hyperparameters and metrics of
+ * dir (kiln's runs folder) up to date: the union of the hyperparameters and metrics of
  * every run that called it. The summary lives in dir/events.out.tfevents.<time>.<host>.experiment;
  * this reads the newest such file, and when hp or metrics add anything, writes a new file with
  * the union (named so that it sorts last) and removes the older ones. Callers in several
