@@ -437,7 +437,7 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
         kiln_tb_close(all[i]);
     }
     h->spent += kiln_now() - t0;
-    if (status && files) { /* where to look, and what it cost */
+    if (status && files && !h->off) { /* where to look, and what it cost */
         char runs[4096];
         snprintf(runs, sizeof runs, "%s", h->run_dir);
         kiln_progress_line(h->prog, "TensorBoard: %d event files, %.1f %s, %.2f s writing them (tensorboard --logdir %s)",
