@@ -25,9 +25,10 @@ static void test_vectors(void) {
     CHECK(kiln_crc32c(b, 32) == 0x113FDB5Cu);
     CHECK(kiln_crc32c_portable(0, b, 32) == 0x113FDB5Cu);
     /* RFC 3720 B.4: an iSCSI SCSI Read (10) command PDU */
-    static const unsigned char pdu[48] = {0x01, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0x14, 0, 0, 0, 0, 0, 0x04, 0, 0, 0, 0, 0x14, 0, 0, 0, 0x18,
-                                          0x28, 0, 0, 0, 0, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char pdu[48] = {0x01, 0xc0, 0, 0,    0,    0, 0, 0,    0,    0, 0,    0,
+                                          0,    0,    0, 0,    0x14, 0, 0, 0,    0,    0, 0x04, 0,
+                                          0,    0,    0, 0x14, 0,    0, 0, 0x18, 0x28, 0, 0,    0,
+                                          0,    0,    0, 0,    0x02, 0, 0, 0,    0,    0, 0,    0};
     CHECK(kiln_crc32c(pdu, sizeof pdu) == 0xD9963A56u);
 }
 
@@ -63,7 +64,8 @@ static void test_mask(void) {
     CHECK(kiln_crc32c_mask(c) != c);
     CHECK(kiln_crc32c_unmask(kiln_crc32c_mask(c)) == c);
     CHECK(kiln_crc32c_unmask(kiln_crc32c_mask(kiln_crc32c_mask(c))) == kiln_crc32c_mask(c));
-    for (uint32_t x = 0; x < 100000; x += 7) CHECK(kiln_crc32c_unmask(kiln_crc32c_mask(x * 2654435761u)) == x * 2654435761u);
+    for (uint32_t x = 0; x < 100000; x += 7)
+        CHECK(kiln_crc32c_unmask(kiln_crc32c_mask(x * 2654435761u)) == x * 2654435761u);
 }
 
 int main(void) {

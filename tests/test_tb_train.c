@@ -35,7 +35,8 @@ static const char *CONFIG =
     "seed: 3\n"
     "data:\n"
     "  source: idx\n"
-    "  train: {images: " FM "/t10k-images-idx3-ubyte.gz, labels: " FM "/t10k-labels-idx1-ubyte.gz}\n"
+    "  train: {images: " FM "/t10k-images-idx3-ubyte.gz, labels: " FM
+    "/t10k-labels-idx1-ubyte.gz}\n"
     "  test: {images: " FM "/t10k-images-idx3-ubyte.gz, labels: " FM "/t10k-labels-idx1-ubyte.gz}\n"
     "  validation_split: 0.2\n"
     "  normalize: {scale: 0.00392156862745098}\n"
@@ -65,7 +66,11 @@ static int train_child(const char *config, const char *resume, char *run_dir, si
         close(fds[0]);
         char runs[128];
         snprintf(runs, sizeof runs, "%s/runs", root);
-        kiln_train_opts o = {.config_path = resume ? NULL : config, .runs_dir = runs, .resume = resume, .quiet = 1, .threads = 2};
+        kiln_train_opts o = {.config_path = resume ? NULL : config,
+                             .runs_dir = runs,
+                             .resume = resume,
+                             .quiet = 1,
+                             .threads = 2};
         kiln_train_result r;
         kiln_status st = kiln_train(&o, &r);
         if (st) fprintf(stderr, "kiln_train: %s\n", kiln_last_error());
@@ -105,8 +110,8 @@ typedef struct {
 typedef struct {
     point *p;
     int n, cap;
-    int metadata_ok;  /* every tag's first value in a file has metadata, no other does */
-    int hist[64];     /* histogram values seen per tag index below */
+    int metadata_ok; /* every tag's first value in a file has metadata, no other does */
+    int hist[64];    /* histogram values seen per tag index below */
 } scalars;
 
 static const char *const SPLITS[] = {"train", "validation", "test"};
@@ -132,16 +137,20 @@ static void add_file(scalars *s, int split, const tb_events *e) {
         for (int j = 0; j < n_seen; j++) first &= strcmp(seen[j], v->tag) != 0;
         if (first && n_seen < 64) snprintf(seen[n_seen++], 64, "%s", v->tag);
         if ((v->metadata != NULL) != first) s->metadata_ok = 0;
-        const char *plugin = v->metadata && v->metadata->plugin_data ? v->metadata->plugin_data->plugin_name : NULL;
+        const char *plugin =
+            v->metadata && v->metadata->plugin_data ? v->metadata->plugin_data->plugin_name : NULL;
         if (plugin && strcmp(plugin, "scalars")) continue;
         if (!plugin && strncmp(v->tag, "batch_", 6) && strncmp(v->tag, "epoch_", 6)) continue;
         const Tensorflow__TensorProto *t = v->tensor;
-        CHECK(t && t->dtype == TENSORFLOW__DATA_TYPE__DT_FLOAT && t->n_float_val == 1 && t->tensor_shape->n_dim == 0);
+        CHECK(t && t->dtype == TENSORFLOW__DATA_TYPE__DT_FLOAT && t->n_float_val == 1 &&
+              t->tensor_shape->n_dim == 0);
         if (!t || t->n_float_val != 1) continue;
-        if (s->n == s->cap) s->cap = s->cap ? 2 * s->cap : 256, s->p = realloc(s->p, (size_t)s->cap * sizeof *s->p);
+        if (s->n == s->cap)
+            s->cap = s->cap ? 2 * s->cap : 256, s->p = realloc(s->p, (size_t)s->cap * sizeof *s->p);
         point *p = &s->p[s->n++];
         memset(p, 0, sizeof *p);
-        p->split = split, p->per_batch = v->tag[0] == 'b', p->step = ev->step, p->value = t->float_val[0], p->wall = ev->wall_time;
+        p->split = split, p->per_batch = v->tag[0] == 'b', p->step = ev->step,
+        p->value = t->float_val[0], p->wall = ev->wall_time;
         snprintf(p->name, sizeof p->name, "%s", v->tag + 6);
     }
 }
@@ -152,8 +161,10 @@ static int load_dir(const char *dir, tb_events *files, int cap) {
     int ok = 0;
     for (int i = 0; i < n; i++) {
         char err[512];
-        if (ok < cap && tb_events_load(names[i], &files[ok], err, sizeof err) == 0) ok++;
-        else CHECK_MSG(0, "%s", err);
+        if (ok < cap && tb_events_load(names[i], &files[ok], err, sizeof err) == 0)
+            ok++;
+        else
+            CHECK_MSG(0, "%s", err);
         free(names[i]);
     }
     return ok;
@@ -168,11 +179,13 @@ typedef struct {
 static int on_metric(const kiln_metric_point *m, void *ctx) {
     jsonl *j = ctx;
     for (int i = 0; i < j->n; i++)
-        if (j->p[i].step == m->step && j->p[i].split == (int)m->split && !strcmp(j->p[i].name, m->name)) {
+        if (j->p[i].step == m->step && j->p[i].split == (int)m->split &&
+            !strcmp(j->p[i].name, m->name)) {
             j->p[i].value = (float)m->value, j->p[i].wall = m->wall_time;
             return 0;
         }
-    if (j->n == j->cap) j->cap = j->cap ? 2 * j->cap : 256, j->p = realloc(j->p, (size_t)j->cap * sizeof *j->p);
+    if (j->n == j->cap)
+        j->cap = j->cap ? 2 * j->cap : 256, j->p = realloc(j->p, (size_t)j->cap * sizeof *j->p);
     point *p = &j->p[j->n++];
     memset(p, 0, sizeof *p);
     p->split = (int)m->split, p->step = m->step, p->value = (float)m->value, p->wall = m->wall_time;
@@ -192,15 +205,16 @@ static void match_scalars(const char *run, scalars *s) {
         int found = 0;
         for (int k = 0; k < s->n && !found; k++) {
             point *q = &s->p[k];
-            if (q->used || q->split != j.p[i].split || q->step != j.p[i].step || strcmp(q->name, j.p[i].name) ||
+            if (q->used || q->split != j.p[i].split || q->step != j.p[i].step ||
+                strcmp(q->name, j.p[i].name) ||
                 !(q->value == j.p[i].value || (isnan(q->value) && isnan(j.p[i].value))))
                 continue;
             q->used = found = 1;
             wall += fabs(q->wall - j.p[i].wall) > 5;
         }
         if (!found && missing++ < 5)
-            fprintf(stderr, "  no scalar for %s/%s step %lld value %g\n", SPLITS[j.p[i].split], j.p[i].name,
-                    (long long)j.p[i].step, (double)j.p[i].value);
+            fprintf(stderr, "  no scalar for %s/%s step %lld value %g\n", SPLITS[j.p[i].split],
+                    j.p[i].name, (long long)j.p[i].step, (double)j.p[i].value);
     }
     CHECK_MSG(missing == 0, "%d metrics.jsonl points without their scalar", missing);
     CHECK(wall == 0);
@@ -209,7 +223,9 @@ static void match_scalars(const char *run, scalars *s) {
 
 static int count(const scalars *s, int split, const char *name, int per_batch) {
     int n = 0;
-    for (int i = 0; i < s->n; i++) n += s->p[i].split == split && !strcmp(s->p[i].name, name) && s->p[i].per_batch == per_batch;
+    for (int i = 0; i < s->n; i++)
+        n +=
+            s->p[i].split == split && !strcmp(s->p[i].name, name) && s->p[i].per_batch == per_batch;
     return n;
 }
 
@@ -249,16 +265,20 @@ static void check_root(const char *run, int expect_end) {
         }
         md[k] = 0;
         const Tensorflow__TensorProto *t = tb_value(&e[0], at)->tensor;
-        CHECK(t->n_string_val == 1 && t->string_val[0].len == k && memcmp(t->string_val[0].data, md, k) == 0);
+        CHECK(t->n_string_val == 1 && t->string_val[0].len == k &&
+              memcmp(t->string_val[0].data, md, k) == 0);
         kiln_free(yaml);
     }
     at = -1;
     CHECK(tb_count_tag(&e[0], "_hparams_/session_start_info", &at) == 1);
-    Tensorboard__Hparams__HParamsPluginData *pd = at >= 0 ? tb_hparams_content(tb_value(&e[0], at)) : NULL;
-    CHECK(pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO);
+    Tensorboard__Hparams__HParamsPluginData *pd =
+        at >= 0 ? tb_hparams_content(tb_value(&e[0], at)) : NULL;
+    CHECK(pd &&
+          pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO);
     if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO) {
         const Tensorboard__Hparams__SessionStartInfo *si = pd->session_start_info;
-        CHECK(strcmp(si->model_uri, run) == 0 && fabs(si->start_time_secs - (double)time(NULL)) < 120);
+        CHECK(strcmp(si->model_uri, run) == 0 &&
+              fabs(si->start_time_secs - (double)time(NULL)) < 120);
         int found = 0;
         for (size_t i = 0; i < si->n_hparams; i++) {
             const char *key = si->hparams[i]->key;
@@ -266,7 +286,8 @@ static void check_root(const char *run, int expect_end) {
             if (!strcmp(key, "optimizer.adam.learning_rate")) found += v->number_value == 0.001;
             if (!strcmp(key, "model.layers[1].dense.units")) found += v->number_value == 32;
             if (!strcmp(key, "optimizer")) found += !strcmp(v->string_value, "adam");
-            if (!strcmp(key, "data.shuffle")) found += v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE && v->bool_value;
+            if (!strcmp(key, "data.shuffle"))
+                found += v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE && v->bool_value;
             if (!strcmp(key, "log.projector_samples")) found += v->number_value == 100;
         }
         CHECK_MSG(found == 5, "found %d of 5 hyperparameters", found);
@@ -276,7 +297,8 @@ static void check_root(const char *run, int expect_end) {
     CHECK(tb_count_tag(&e[0], "_hparams_/session_end_info", &at) == expect_end);
     if (at >= 0) {
         pd = tb_hparams_content(tb_value(&e[0], at));
-        CHECK(pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO &&
+        CHECK(pd &&
+              pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO &&
               pd->session_end_info->status == TENSORBOARD__HPARAMS__STATUS__STATUS_SUCCESS);
         if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
     }
@@ -296,15 +318,19 @@ static void check_pictures(const tb_events *e, int epochs) {
         memcpy(ws, t->string_val[0].data, t->string_val[0].len < 15 ? t->string_val[0].len : 15);
         memcpy(hs, t->string_val[1].data, t->string_val[1].len < 15 ? t->string_val[1].len : 15);
         int dw = atoi(ws), dh = atoi(hs), x, y, c;
-        unsigned char *px = stbi_load_from_memory(t->string_val[2].data, (int)t->string_val[2].len, &x, &y, &c, 3);
-        CHECK_MSG(px && x == dw && y == dh && c == 3, "%s: PNG %d x %d, declared %d x %d", v->tag, x, y, dw, dh);
-        if (!strcmp(v->tag, "confusion_matrix")) CHECK(x % 11 == 0 && y % 11 == 0); /* 10 classes + the header */
+        unsigned char *px =
+            stbi_load_from_memory(t->string_val[2].data, (int)t->string_val[2].len, &x, &y, &c, 3);
+        CHECK_MSG(px && x == dw && y == dh && c == 3, "%s: PNG %d x %d, declared %d x %d", v->tag,
+                  x, y, dw, dh);
+        if (!strcmp(v->tag, "confusion_matrix"))
+            CHECK(x % 11 == 0 && y % 11 == 0); /* 10 classes + the header */
         stbi_image_free(px);
     }
 }
 
 static void check_histograms(const tb_events *e, int epochs, const int64_t *steps) {
-    static const char *const TAGS[] = {"dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"};
+    static const char *const TAGS[] = {"dense_1/kernel", "dense_1/bias", "dense_2/kernel",
+                                       "dense_2/bias"};
     static const int SIZE[] = {784 * 32, 32, 32 * 10, 10};
     for (int k = 0; k < 8; k++) {
         char tag[64];
@@ -344,10 +370,12 @@ static void test_fresh_run(void) {
     CHECK(s.metadata_ok);
     match_scalars(run, &s);
     /* 8000 training rows: 63 steps per epoch; running values every 10 steps */
-    CHECK(count(&s, 0, "loss", 1) == 12 && count(&s, 0, "learning_rate", 1) == 12 && count(&s, 0, "samples_per_second", 1) == 12);
+    CHECK(count(&s, 0, "loss", 1) == 12 && count(&s, 0, "learning_rate", 1) == 12 &&
+          count(&s, 0, "samples_per_second", 1) == 12);
     CHECK(count(&s, 0, "loss", 0) == 2 && count(&s, 0, "accuracy", 0) == 2);
     CHECK(count(&s, 1, "loss", 0) == 2 && count(&s, 1, "accuracy", 0) == 2);
-    CHECK(count(&s, 2, "loss", 0) == 1 && count(&s, 2, "accuracy", 0) == 1 && count(&s, 2, "samples_per_second", 0) == 1);
+    CHECK(count(&s, 2, "loss", 0) == 1 && count(&s, 2, "accuracy", 0) == 1 &&
+          count(&s, 2, "samples_per_second", 0) == 1);
     int64_t steps[2] = {63, 126};
     if (nfiles[0]) check_histograms(&split[0][0], 2, steps);
     if (nfiles[1]) check_pictures(&split[1][0], 2);
@@ -369,7 +397,8 @@ static void test_fresh_run(void) {
     kiln_free(t);
     snprintf(path, sizeof path, "%s/projector_config.pbtxt", run);
     t = slurp(path, NULL);
-    CHECK(t && strstr(t, "tensor_name: \"dropout_1\"") && strstr(t, "metadata_path: \"projector/metadata.tsv\""));
+    CHECK(t && strstr(t, "tensor_name: \"dropout_1\"") &&
+          strstr(t, "metadata_path: \"projector/metadata.tsv\""));
     kiln_free(t);
     /* the experiment summary in the runs folder */
     char dir[256];
@@ -383,12 +412,16 @@ static void test_fresh_run(void) {
             tb_events e;
             char err[512];
             int at = -1;
-            if (tb_events_load(names[i], &e, err, sizeof err) == 0 && tb_count_tag(&e, "_hparams_/experiment", &at) == 1) {
+            if (tb_events_load(names[i], &e, err, sizeof err) == 0 &&
+                tb_count_tag(&e, "_hparams_/experiment", &at) == 1) {
                 Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e, at));
-                CHECK(pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT);
-                if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT) {
+                CHECK(pd &&
+                      pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT);
+                if (pd &&
+                    pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT) {
                     const Tensorboard__Hparams__Experiment *x = pd->experiment;
-                    CHECK(strcmp(x->name, "runs") == 0 && x->n_metric_infos == 6 && x->n_hparam_infos > 40);
+                    CHECK(strcmp(x->name, "runs") == 0 && x->n_metric_infos == 6 &&
+                          x->n_hparam_infos > 40);
                     int val_acc = 0;
                     for (size_t m = 0; m < x->n_metric_infos; m++)
                         val_acc += !strcmp(x->metric_infos[m]->name->group, "validation") &&
@@ -421,7 +454,8 @@ static void test_resumed_run(void) {
     FILE *f = fopen(path, "w");
     fputs("step-80\n", f);
     fclose(f);
-    static const int LATER[] = {100, 120, 126, 140, 160, 180, 189}; /* every 20 steps, and epoch ends */
+    static const int LATER[] = {100, 120, 126, 140,
+                                160, 180, 189}; /* every 20 steps, and epoch ends */
     for (int i = 0; i < 7; i++) {
         char cmd[4300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s/checkpoints/step-%d'", run, LATER[i]);
@@ -439,7 +473,9 @@ static void test_resumed_run(void) {
         CHECK_MSG(n == 2, "%s: %d event files", dir, n);
         if (n == 2) { /* the resumed attempt's file starts with START at step 81 */
             CHECK(e[1].n >= 2 && e[1].ev[1]->what_case == TENSORFLOW__EVENT__WHAT_SESSION_LOG &&
-                  e[1].ev[1]->session_log->status == TENSORFLOW__SESSION_LOG__SESSION_STATUS__START && e[1].ev[1]->step == 81);
+                  e[1].ev[1]->session_log->status ==
+                      TENSORFLOW__SESSION_LOG__SESSION_STATUS__START &&
+                  e[1].ev[1]->step == 81);
         }
         for (int i = 0; i < n; i++) {
             if (k < 3) add_file(&s, k, &e[i]);
@@ -448,7 +484,8 @@ static void test_resumed_run(void) {
     }
     CHECK(s.metadata_ok);
     match_scalars(run, &s);
-    CHECK(count(&s, 0, "loss", 0) == 3 && count(&s, 1, "loss", 0) == 3 && count(&s, 2, "loss", 0) == 1);
+    CHECK(count(&s, 0, "loss", 0) == 3 && count(&s, 1, "loss", 0) == 3 &&
+          count(&s, 2, "loss", 0) == 1);
     free(s.p);
 }
 

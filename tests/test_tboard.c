@@ -42,7 +42,8 @@ static int load(kiln_tb_writer *w, tb_events *e) {
     return rc;
 }
 
-static void check_meta(const Tensorflow__Summary__Value *v, const char *plugin, Tensorflow__DataClass dc) {
+static void check_meta(const Tensorflow__Summary__Value *v, const char *plugin,
+                       Tensorflow__DataClass dc) {
     CHECK(v->metadata != NULL);
     if (!v->metadata) return;
     CHECK(v->metadata->plugin_data && strcmp(v->metadata->plugin_data->plugin_name, plugin) == 0);
@@ -67,7 +68,8 @@ static void test_file_names_and_version(void) {
     tb_events e;
     if (load(a, &e)) return;
     CHECK(e.n == 1);
-    CHECK(e.ev[0]->what_case == TENSORFLOW__EVENT__WHAT_FILE_VERSION && strcmp(e.ev[0]->file_version, "brain.Event:2") == 0);
+    CHECK(e.ev[0]->what_case == TENSORFLOW__EVENT__WHAT_FILE_VERSION &&
+          strcmp(e.ev[0]->file_version, "brain.Event:2") == 0);
     CHECK(fabs(e.ev[0]->wall_time - (double)time(NULL)) < 60);
     CHECK(e.ev[0]->step == 0);
     tb_events_free(&e);
@@ -108,7 +110,8 @@ static void test_scalars(void) {
             CHECK(strcmp(v->tag, "epoch_loss") == 0 && e.ev[i]->step == 100 * i);
             CHECK(t->n_float_val == 1 && t->float_val[0] == vals[i - 1]);
         } else {
-            CHECK(strcmp(v->tag, "epoch_accuracy") == 0 && e.ev[i]->step == 7 && isnan(t->float_val[0]));
+            CHECK(strcmp(v->tag, "epoch_accuracy") == 0 && e.ev[i]->step == 7 &&
+                  isnan(t->float_val[0]));
         }
         CHECK(e.ev[i]->wall_time >= e.ev[i - 1]->wall_time);
     }
@@ -119,11 +122,13 @@ static void test_histogram_buckets(void) {
     double o[4 * 3];
     float a[5] = {0, 1, 2, 3, 4};
     CHECK(kiln_tb_histogram_buckets(a, 5, 4, o) == 5);
-    double want[12] = {0, 1, 1, 1, 2, 1, 2, 3, 1, 3, 4, 2}; /* the maximum goes to the last bucket */
+    double want[12] = {0, 1, 1, 1, 2, 1,
+                       2, 3, 1, 3, 4, 2}; /* the maximum goes to the last bucket */
     for (int i = 0; i < 12; i++) CHECK_NEAR(o[i], want[i], 1e-12);
     float same[3] = {2, 2, 2};
     CHECK(kiln_tb_histogram_buckets(same, 3, 4, o) == 3);
-    for (int b = 0; b < 4; b++) CHECK(o[3 * b] == 2 && o[3 * b + 1] == 2 && o[3 * b + 2] == (b == 0 ? 3 : 0));
+    for (int b = 0; b < 4; b++)
+        CHECK(o[3 * b] == 2 && o[3 * b + 1] == 2 && o[3 * b + 2] == (b == 0 ? 3 : 0));
     float odd[4] = {NAN, INFINITY, -1, -INFINITY};
     CHECK(kiln_tb_histogram_buckets(odd, 4, 4, o) == 1);
     CHECK(o[0] == -1 && o[2] == 1);
@@ -144,10 +149,12 @@ static void test_histogram_buckets(void) {
         if (b) CHECK(h[3 * b] == h[3 * (b - 1) + 1]);
         int n = 0;
         for (int i = 0; i < N; i++) {
-            int in = x[i] >= h[3 * b] && (x[i] < h[3 * b + 1] || (b == K - 1 && x[i] <= h[3 * b + 1]));
+            int in =
+                x[i] >= h[3 * b] && (x[i] < h[3 * b + 1] || (b == K - 1 && x[i] <= h[3 * b + 1]));
             n += in;
         }
-        CHECK_MSG(fabs(n - h[3 * b + 2]) <= 1, "bucket %d: %d values in its range, counted %g", b, n, h[3 * b + 2]);
+        CHECK_MSG(fabs(n - h[3 * b + 2]) <= 1, "bucket %d: %d values in its range, counted %g", b,
+                  n, h[3 * b + 2]);
     }
     CHECK(total == N && h[0] == lo && h[3 * (K - 1) + 1] == hi);
     free(x);
@@ -171,15 +178,18 @@ static void test_histogram_events(void) {
     CHECK(v2->metadata == NULL);
     const Tensorflow__TensorProto *t = v->tensor;
     CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_DOUBLE);
-    CHECK(t->tensor_shape->n_dim == 2 && t->tensor_shape->dim[0]->size == KILN_TB_BUCKETS && t->tensor_shape->dim[1]->size == 3);
+    CHECK(t->tensor_shape->n_dim == 2 && t->tensor_shape->dim[0]->size == KILN_TB_BUCKETS &&
+          t->tensor_shape->dim[1]->size == 3);
     CHECK(t->n_double_val == KILN_TB_BUCKETS * 3);
     double want[KILN_TB_BUCKETS * 3], total = 0;
     kiln_tb_histogram_buckets(x, 100, KILN_TB_BUCKETS, want);
-    for (size_t i = 0; i < t->n_double_val && i < KILN_TB_BUCKETS * 3; i++) CHECK(t->double_val[i] == want[i]);
+    for (size_t i = 0; i < t->n_double_val && i < KILN_TB_BUCKETS * 3; i++)
+        CHECK(t->double_val[i] == want[i]);
     for (int b = 0; b < KILN_TB_BUCKETS; b++) total += t->double_val[3 * b + 2];
     CHECK(total == 100);
     const Tensorflow__TensorProto *t2 = v2->tensor; /* no values: a [0, 3] tensor */
-    CHECK(t2->tensor_shape->n_dim == 2 && t2->tensor_shape->dim[0]->size == 0 && t2->n_double_val == 0);
+    CHECK(t2->tensor_shape->n_dim == 2 && t2->tensor_shape->dim[0]->size == 0 &&
+          t2->n_double_val == 0);
     tb_events_free(&e);
 }
 
@@ -190,7 +200,9 @@ static void test_images_and_text(void) {
     enum { W = 5, H = 4 };
     unsigned char rgb[H][W][3];
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) rgb[y][x][0] = (unsigned char)(50 * x), rgb[y][x][1] = (unsigned char)(60 * y), rgb[y][x][2] = 7;
+        for (int x = 0; x < W; x++)
+            rgb[y][x][0] = (unsigned char)(50 * x), rgb[y][x][1] = (unsigned char)(60 * y),
+            rgb[y][x][2] = 7;
     CHECK_OK(kiln_tb_image(w, "samples", "what it *shows*", 3, &rgb[0][0][0], W, H));
     CHECK(kiln_tb_image(w, "samples", NULL, 3, &rgb[0][0][0], 0, H) == KILN_ERR_INVALID);
     CHECK(kiln_tb_image(w, "samples", NULL, 3, &rgb[0][0][0], W, 20000) == KILN_ERR_INVALID);
@@ -206,13 +218,15 @@ static void test_images_and_text(void) {
         check_meta(v, "images", TENSORFLOW__DATA_CLASS__DATA_CLASS_BLOB_SEQUENCE);
         CHECK(strcmp(v->metadata->summary_description, "what it *shows*") == 0);
         const Tensorflow__TensorProto *t = v->tensor;
-        CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_STRING && t->tensor_shape->n_dim == 1 && t->tensor_shape->dim[0]->size == 3);
+        CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_STRING && t->tensor_shape->n_dim == 1 &&
+              t->tensor_shape->dim[0]->size == 3);
         CHECK(t->n_string_val == 3);
         if (t->n_string_val == 3) {
             CHECK(t->string_val[0].len == 1 && t->string_val[0].data[0] == '5');
             CHECK(t->string_val[1].len == 1 && t->string_val[1].data[0] == '4');
             int x, y, c;
-            unsigned char *px = stbi_load_from_memory(t->string_val[2].data, (int)t->string_val[2].len, &x, &y, &c, 3);
+            unsigned char *px = stbi_load_from_memory(t->string_val[2].data,
+                                                      (int)t->string_val[2].len, &x, &y, &c, 3);
             CHECK(px && x == W && y == H && c == 3);
             if (px && x == W && y == H) CHECK(memcmp(px, rgb, sizeof rgb) == 0);
             stbi_image_free(px);
@@ -223,11 +237,14 @@ static void test_images_and_text(void) {
     if (v) {
         check_meta(v, "text", TENSORFLOW__DATA_CLASS__DATA_CLASS_TENSOR);
         const Tensorflow__TensorProto *t = v->tensor;
-        CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_STRING && t->tensor_shape->n_dim == 0 && t->n_string_val == 1);
-        CHECK(t->n_string_val == 1 && t->string_val[0].len == strlen(md) && memcmp(t->string_val[0].data, md, strlen(md)) == 0);
+        CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_STRING && t->tensor_shape->n_dim == 0 &&
+              t->n_string_val == 1);
+        CHECK(t->n_string_val == 1 && t->string_val[0].len == strlen(md) &&
+              memcmp(t->string_val[0].data, md, strlen(md)) == 0);
     }
     CHECK(e.ev[3]->what_case == TENSORFLOW__EVENT__WHAT_SESSION_LOG);
-    CHECK(e.ev[3]->session_log->status == TENSORFLOW__SESSION_LOG__SESSION_STATUS__START && e.ev[3]->step == 42);
+    CHECK(e.ev[3]->session_log->status == TENSORFLOW__SESSION_LOG__SESSION_STATUS__START &&
+          e.ev[3]->step == 42);
     tb_events_free(&e);
 }
 
@@ -308,10 +325,14 @@ static void test_hparams_from_config(void) {
                 CHECK(t->dtype == TENSORFLOW__DATA_TYPE__DT_FLOAT && t->tensor_shape->n_dim == 1 &&
                       t->tensor_shape->dim[0]->size == 0 && t->n_float_val == 0);
                 Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(v);
-                CHECK(pd && pd->version == 0 && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO);
-                if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO) {
+                CHECK(pd && pd->version == 0 &&
+                      pd->data_case ==
+                          TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO);
+                if (pd && pd->data_case ==
+                              TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO) {
                     const Tensorboard__Hparams__SessionStartInfo *si = pd->session_start_info;
-                    CHECK(strcmp(si->model_uri, "/runs/fm/run-1") == 0 && si->start_time_secs == 1700000000.5);
+                    CHECK(strcmp(si->model_uri, "/runs/fm/run-1") == 0 &&
+                          si->start_time_secs == 1700000000.5);
                     CHECK(si->n_hparams == (size_t)h.n);
                     for (size_t i = 0; i < si->n_hparams && i < (size_t)h.n; i++) {
                         const kiln_tb_hparam *hp = &h.items[i];
@@ -319,11 +340,14 @@ static void test_hparams_from_config(void) {
                         CHECK(strcmp(si->hparams[i]->key, hp->name) == 0);
                         if (hp->type == KILN_TB_HP_NUMBER)
                             CHECK(val->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE &&
-                                  (val->number_value == hp->number || (isnan(hp->number) && isnan(val->number_value))));
+                                  (val->number_value == hp->number ||
+                                   (isnan(hp->number) && isnan(val->number_value))));
                         else if (hp->type == KILN_TB_HP_BOOL)
-                            CHECK(val->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE && val->bool_value == hp->boolean);
+                            CHECK(val->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE &&
+                                  val->bool_value == hp->boolean);
                         else
-                            CHECK(val->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE && strcmp(val->string_value, hp->string) == 0);
+                            CHECK(val->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE &&
+                                  strcmp(val->string_value, hp->string) == 0);
                     }
                 }
                 if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
@@ -331,9 +355,12 @@ static void test_hparams_from_config(void) {
             v = tb_value(&e, 2);
             Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(v);
             CHECK(v && strcmp(v->tag, "_hparams_/session_end_info") == 0);
-            CHECK(pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO);
-            if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO)
-                CHECK(pd->session_end_info->status == TENSORBOARD__HPARAMS__STATUS__STATUS_SUCCESS &&
+            CHECK(pd && pd->data_case ==
+                            TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO);
+            if (pd &&
+                pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_END_INFO)
+                CHECK(pd->session_end_info->status ==
+                          TENSORBOARD__HPARAMS__STATUS__STATUS_SUCCESS &&
                       pd->session_end_info->end_time_secs == 1700000100.25);
             if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
             tb_events_free(&e);
@@ -358,11 +385,14 @@ static Tensorboard__Hparams__Experiment *read_experiment(const char *dir, int *f
             if (tb_events_load(names[i], &e, err, sizeof err) == 0) {
                 int at = -1;
                 if (tb_count_tag(&e, "_hparams_/experiment", &at) == 1) {
-                    Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e, at));
-                    if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT) {
+                    Tensorboard__Hparams__HParamsPluginData *pd =
+                        tb_hparams_content(tb_value(&e, at));
+                    if (pd && pd->data_case ==
+                                  TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT) {
                         if (exp) tensorboard__hparams__experiment__free_unpacked(exp, NULL);
                         exp = pd->experiment;
-                        pd->experiment = NULL, pd->data_case = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA__NOT_SET;
+                        pd->experiment = NULL,
+                        pd->data_case = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA__NOT_SET;
                     }
                     if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
                 }
@@ -378,7 +408,8 @@ static Tensorboard__Hparams__Experiment *read_experiment(const char *dir, int *f
 
 static void hp_add(kiln_tb_hparams *h, const char *name, kiln_tb_hp_type type) {
     h->items = realloc(h->items, (size_t)(h->n + 1) * sizeof *h->items);
-    h->items[h->n] = (kiln_tb_hparam){strdup(name), type, 1, type == KILN_TB_HP_STRING ? strdup("x") : NULL, 0};
+    h->items[h->n] =
+        (kiln_tb_hparam){strdup(name), type, 1, type == KILN_TB_HP_STRING ? strdup("x") : NULL, 0};
     h->n++;
 }
 
@@ -387,8 +418,9 @@ static void test_experiment_summary(void) {
     kiln_tb_hparams h = {0};
     hp_add(&h, "optimizer", KILN_TB_HP_STRING);
     hp_add(&h, "optimizer.adam.learning_rate", KILN_TB_HP_NUMBER);
-    kiln_tb_metric_info m[2] = {{"train", "epoch_loss", "loss", KILN_TB_DATASET_TRAINING},
-                                {"validation", "epoch_loss", "val_loss", KILN_TB_DATASET_VALIDATION}};
+    kiln_tb_metric_info m[2] = {
+        {"train", "epoch_loss", "loss", KILN_TB_DATASET_TRAINING},
+        {"validation", "epoch_loss", "val_loss", KILN_TB_DATASET_VALIDATION}};
     int changed = -1, files;
     CHECK_OK(kiln_tb_experiment_update(dir, "fm", &h, m, 2, &changed));
     CHECK(changed == 1);
@@ -399,15 +431,19 @@ static void test_experiment_summary(void) {
         CHECK(x->n_hparam_infos == 2 && strcmp(x->hparam_infos[0]->name, "optimizer") == 0 &&
               x->hparam_infos[0]->type == TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_STRING &&
               x->hparam_infos[1]->type == TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64);
-        CHECK(x->n_metric_infos == 2 && strcmp(x->metric_infos[1]->name->group, "validation") == 0 &&
-              strcmp(x->metric_infos[1]->name->tag, "epoch_loss") == 0 && strcmp(x->metric_infos[1]->display_name, "val_loss") == 0 &&
-              x->metric_infos[1]->dataset_type == TENSORBOARD__HPARAMS__DATASET_TYPE__DATASET_VALIDATION);
+        CHECK(x->n_metric_infos == 2 &&
+              strcmp(x->metric_infos[1]->name->group, "validation") == 0 &&
+              strcmp(x->metric_infos[1]->name->tag, "epoch_loss") == 0 &&
+              strcmp(x->metric_infos[1]->display_name, "val_loss") == 0 &&
+              x->metric_infos[1]->dataset_type ==
+                  TENSORBOARD__HPARAMS__DATASET_TYPE__DATASET_VALIDATION);
         tensorboard__hparams__experiment__free_unpacked(x, NULL);
     }
     CHECK_OK(kiln_tb_experiment_update(dir, "fm", &h, m, 2, &changed)); /* nothing new */
     CHECK(changed == 0);
     hp_add(&h, "data.shuffle", KILN_TB_HP_BOOL);
-    kiln_tb_metric_info m2[1] = {{"validation", "epoch_accuracy", "val_accuracy", KILN_TB_DATASET_VALIDATION}};
+    kiln_tb_metric_info m2[1] = {
+        {"validation", "epoch_accuracy", "val_accuracy", KILN_TB_DATASET_VALIDATION}};
     CHECK_OK(kiln_tb_experiment_update(dir, "fm", &h, m2, 1, &changed));
     CHECK(changed == 1);
     x = read_experiment(dir, &files);
@@ -415,7 +451,8 @@ static void test_experiment_summary(void) {
     if (x) {
         CHECK(x->n_hparam_infos == 3 && strcmp(x->hparam_infos[2]->name, "data.shuffle") == 0 &&
               x->hparam_infos[2]->type == TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_BOOL);
-        CHECK(x->n_metric_infos == 3 && strcmp(x->metric_infos[2]->name->tag, "epoch_accuracy") == 0);
+        CHECK(x->n_metric_infos == 3 &&
+              strcmp(x->metric_infos[2]->name->tag, "epoch_accuracy") == 0);
         tensorboard__hparams__experiment__free_unpacked(x, NULL);
     }
     kiln_tb_hparams_free(&h);
@@ -461,14 +498,20 @@ static void test_projector(void) {
     kiln_free(t);
     snprintf(path, sizeof path, "%s/projector/metadata.tsv", run);
     t = slurp(path);
-    CHECK(t && strcmp(t, "label\tprediction\nDress\tShirt\nT-shirt /top\tT-shirt /top\n9\t7\n") == 0);
+    CHECK(t &&
+          strcmp(t, "label\tprediction\nDress\tShirt\nT-shirt /top\tT-shirt /top\n9\t7\n") == 0);
     kiln_free(t);
     snprintf(path, sizeof path, "%s/projector_config.pbtxt", run);
     t = slurp(path);
-    CHECK(t && strcmp(t, "embeddings {\n  tensor_name: \"dropout_1\"\n  tensor_path: \"projector/tensors.tsv\"\n"
-                         "  metadata_path: \"projector/metadata.tsv\"\n}\n") == 0);
+    CHECK(
+        t &&
+        strcmp(
+            t,
+            "embeddings {\n  tensor_name: \"dropout_1\"\n  tensor_path: \"projector/tensors.tsv\"\n"
+            "  metadata_path: \"projector/metadata.tsv\"\n}\n") == 0);
     kiln_free(t);
-    CHECK_OK(kiln_tb_projector_write(run, "a\"b", emb, 3, 2, cols, 1, meta)); /* one column: no header */
+    CHECK_OK(
+        kiln_tb_projector_write(run, "a\"b", emb, 3, 2, cols, 1, meta)); /* one column: no header */
     snprintf(path, sizeof path, "%s/projector/metadata.tsv", run);
     t = slurp(path);
     CHECK(t && strcmp(t, "Dress\nShirt\nT-shirt /top\n") == 0);
@@ -485,19 +528,23 @@ static void test_projector(void) {
 static void test_format_g6(void) {
     char a[32], b[32];
     int diff = 0, n = 0;
-    float specials[] = {0.0f, -0.0f, 1e-4f, 9.99999e-5f, 9.999996f, 99999.95f, 999999.0f, 999999.5f, 1e6f, 1e-7f,
-                        -3.4e38f, 1.17549435e-38f, NAN, INFINITY, -INFINITY, 0.1f, 12345.25f, 12345.75f, 0.125f};
+    float specials[] = {0.0f,      -0.0f,           1e-4f,     9.99999e-5f, 9.999996f,
+                        99999.95f, 999999.0f,       999999.5f, 1e6f,        1e-7f,
+                        -3.4e38f,  1.17549435e-38f, NAN,       INFINITY,    -INFINITY,
+                        0.1f,      12345.25f,       12345.75f, 0.125f};
     for (size_t i = 0; i < sizeof specials / sizeof *specials; i++, n++) {
         int len = kiln_tb_format_g6(specials[i], a);
         snprintf(b, sizeof b, "%.6g", (double)specials[i]);
-        if (strcmp(a, b) || len != (int)strlen(a)) diff++, fprintf(stderr, "  %.9g: %s, printf %s\n", (double)specials[i], a, b);
+        if (strcmp(a, b) || len != (int)strlen(a))
+            diff++, fprintf(stderr, "  %.9g: %s, printf %s\n", (double)specials[i], a, b);
     }
     for (int e = -24; e <= 12; e++)
         for (int k = 0; k < 20000; k++, n++) {
             float v = ldexpf((float)(2 * k + 1), e) * (k % 3 ? 1 : -1);
             kiln_tb_format_g6(v, a);
             snprintf(b, sizeof b, "%.6g", (double)v);
-            if (strcmp(a, b) && diff++ < 5) fprintf(stderr, "  %.9g: %s, printf %s\n", (double)v, a, b);
+            if (strcmp(a, b) && diff++ < 5)
+                fprintf(stderr, "  %.9g: %s, printf %s\n", (double)v, a, b);
         }
     uint32_t s = 1;
     for (int i = 0; i < 300000; i++, n++) {
@@ -528,11 +575,12 @@ static void test_render(void) {
         CHECK(pixel_is(img, w, 4 + 46 + 4, 4, 220, 30, 30)); /* tile 1: wrong, red frame */
         CHECK(pixel_is(img, w, 4, 4 + 34 + 4, 24, 24, 24));  /* tile 2: no prediction, no color */
         CHECK(pixel_is(img, w, 0, 0, 48, 48, 48));           /* background */
-        int ix = 4 + 2 + (42 - 16) / 2, iy = 4 + 2;         /* tile 0's picture, centered */
+        int ix = 4 + 2 + (42 - 16) / 2, iy = 4 + 2;          /* tile 0's picture, centered */
         CHECK(pixel_is(img, w, ix, iy, 0, 0, 0));            /* its darkest pixel (x = 0) */
         CHECK(pixel_is(img, w, ix + 15, iy + 15, 255, 255, 255)); /* its brightest (x = 3) */
-        CHECK(pixel_is(img, w, ix + 8, iy, 85, 85, 85));     /* x = 1 of 0..3 */
-        CHECK(pixel_is(img, w, ix + 46 + 4, iy, 128, 128, 128)); /* tile 1's image is constant: mid gray */
+        CHECK(pixel_is(img, w, ix + 8, iy, 85, 85, 85));          /* x = 1 of 0..3 */
+        CHECK(pixel_is(img, w, ix + 46 + 4, iy, 128, 128,
+                       128)); /* tile 1's image is constant: mid gray */
         free(img);
     }
     CHECK(kiln_tb_render_samples(x, 3, 2, 2, 2, truth, pred, &w, &h) == NULL); /* 2 channels */
@@ -542,8 +590,8 @@ static void test_render(void) {
     if (img) {
         int cw = w / 4, ch = h / 4;
         CHECK(w == 4 * cw && h == 4 * ch && cw == (4 * 3 - 1) * 2 + 12 && ch == 5 * 2 + 12);
-        CHECK(pixel_is(img, w, cw + 1, ch + 1, 8, 48, 107));     /* (0,0): all of row 0 */
-        CHECK(pixel_is(img, w, 2 * cw + 1, ch + 1, 255, 255, 255)); /* (0,1): none */
+        CHECK(pixel_is(img, w, cw + 1, ch + 1, 8, 48, 107));            /* (0,0): all of row 0 */
+        CHECK(pixel_is(img, w, 2 * cw + 1, ch + 1, 255, 255, 255));     /* (0,1): none */
         CHECK(pixel_is(img, w, 3 * cw + 1, 3 * ch + 1, 255, 255, 255)); /* an empty row */
         free(img);
     }

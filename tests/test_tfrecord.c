@@ -24,8 +24,10 @@ static void test_frame_bytes(void) {
     kiln_tfrecord_frame(data, n, h, f);
     CHECK(h[0] == n && h[1] == 0 && h[7] == 0);
     uint32_t lc = tb_masked_crc(h, 8), dc = tb_masked_crc(data, n);
-    CHECK(h[8] == (lc & 0xFF) && h[9] == ((lc >> 8) & 0xFF) && h[10] == ((lc >> 16) & 0xFF) && h[11] == (lc >> 24));
-    CHECK(f[0] == (dc & 0xFF) && f[1] == ((dc >> 8) & 0xFF) && f[2] == ((dc >> 16) & 0xFF) && f[3] == (dc >> 24));
+    CHECK(h[8] == (lc & 0xFF) && h[9] == ((lc >> 8) & 0xFF) && h[10] == ((lc >> 16) & 0xFF) &&
+          h[11] == (lc >> 24));
+    CHECK(f[0] == (dc & 0xFF) && f[1] == ((dc >> 8) & 0xFF) && f[2] == ((dc >> 16) & 0xFF) &&
+          f[3] == (dc >> 24));
     kiln_tfrecord_frame("", 0, h, f); /* an empty record still has both checksums */
     for (int i = 0; i < 8; i++) CHECK(h[i] == 0);
     uint32_t e = tb_masked_crc("", 0);
@@ -65,19 +67,22 @@ static void test_round_trip_file(void) {
         CHECK(kiln_tfrecord_offset(r) == expect_off);
         CHECK_OK(kiln_tfrecord_next(r, &data, &len));
         CHECK(len == (size_t)i);
-        for (int j = 0; j < i && len == (size_t)i; j++) CHECK(((const char *)data)[j] == (char)('a' + (i + j) % 26));
+        for (int j = 0; j < i && len == (size_t)i; j++)
+            CHECK(((const char *)data)[j] == (char)('a' + (i + j) % 26));
         expect_off += 16 + i;
     }
     CHECK_OK(kiln_tfrecord_next(r, &data, &len));
     CHECK(len == 1 << 20);
-    CHECK(len == 1 << 20 && ((const unsigned char *)data)[12345] == (unsigned char)(12345u * 2654435761u >> 24));
+    CHECK(len == 1 << 20 &&
+          ((const unsigned char *)data)[12345] == (unsigned char)(12345u * 2654435761u >> 24));
     CHECK(kiln_tfrecord_next(r, &data, &len) == KILN_ERR_NOTFOUND);
     CHECK(kiln_tfrecord_next(r, &data, &len) == KILN_ERR_NOTFOUND);
     kiln_tfrecord_close(r);
     /* the same file with a cap below the big record */
     CHECK_OK(kiln_tfrecord_open(path, 1000, &r));
     kiln_status st;
-    while ((st = kiln_tfrecord_next(r, &data, &len)) == KILN_OK) {}
+    while ((st = kiln_tfrecord_next(r, &data, &len)) == KILN_OK) {
+    }
     CHECK(st == KILN_ERR_FORMAT);
     CHECK_ERR_HAS("larger than the 1000 allowed");
     CHECK(!kiln_tfrecord_truncated(r));
@@ -89,7 +94,8 @@ static void test_round_trip_file(void) {
 }
 
 /* Reads everything from mem; returns the number of good records, *st the final status. */
-static int read_all(const unsigned char *mem, size_t n, kiln_status *st, int64_t *err_off, int *truncated) {
+static int read_all(const unsigned char *mem, size_t n, kiln_status *st, int64_t *err_off,
+                    int *truncated) {
     kiln_tfrecord_reader *r;
     CHECK_OK(kiln_tfrecord_open_mem(mem, n, "mem", 0, &r));
     const void *data;
@@ -114,7 +120,8 @@ static void test_damage(void) {
     for (int i = 0; i < 20; i++) starts[i + 1] = starts[i] + 16 + i;
     CHECK(starts[20] == (int64_t)n);
     int bad = 0;
-    for (size_t at = 0; at < n; at++) { /* one flipped byte: the record holding it fails, by offset */
+    for (size_t at = 0; at < n;
+         at++) { /* one flipped byte: the record holding it fails, by offset */
         memcpy(copy, file, n);
         copy[at] ^= 0x5A;
         int rec = 0;
@@ -123,14 +130,16 @@ static void test_damage(void) {
         int64_t off;
         int trunc;
         int good = read_all(copy, n, &st, &off, &trunc);
-        /* a flipped length byte may make the record look longer than the file: then it is "truncated" */
+        /* a flipped length byte may make the record look longer than the file: then it is
+         * "truncated" */
         if (good != rec || st != KILN_ERR_FORMAT || off != starts[rec] ||
             !strstr(kiln_last_error(), "mem: offset "))
             bad++;
     }
     CHECK_MSG(bad == 0, "%d flipped bytes were not reported at their record", bad);
     bad = 0;
-    for (size_t cut = 0; cut < n; cut++) { /* cut at every length: whole records read, then truncated */
+    for (size_t cut = 0; cut < n;
+         cut++) { /* cut at every length: whole records read, then truncated */
         kiln_status st;
         int64_t off;
         int trunc;
@@ -138,8 +147,10 @@ static void test_damage(void) {
         int complete = 0;
         while (complete < 20 && starts[complete + 1] <= (int64_t)cut) complete++;
         int at_boundary = starts[complete] == (int64_t)cut;
-        if (good != complete) bad++;
-        else if (at_boundary ? st != KILN_ERR_NOTFOUND : (st != KILN_ERR_FORMAT || !trunc || off != starts[complete]))
+        if (good != complete)
+            bad++;
+        else if (at_boundary ? st != KILN_ERR_NOTFOUND
+                             : (st != KILN_ERR_FORMAT || !trunc || off != starts[complete]))
             bad++;
     }
     CHECK_MSG(bad == 0, "%d cut lengths misreported", bad);
@@ -190,8 +201,11 @@ static void test_event_file_fuzz(void) {
     for (size_t cut = 0; cut < n; cut++) { /* at a record boundary the shorter file is valid */
         int got = 0;
         kiln_status st = kiln_tb_read_events_mem(file, cut, "ev", count_events, &got);
-        if (st == KILN_OK) boundaries++;
-        else if (st != KILN_ERR_FORMAT || got >= all || !strstr(kiln_last_error(), "truncated record")) bad++;
+        if (st == KILN_OK)
+            boundaries++;
+        else if (st != KILN_ERR_FORMAT || got >= all ||
+                 !strstr(kiln_last_error(), "truncated record"))
+            bad++;
     }
     CHECK_MSG(bad == 0, "%d cuts not reported", bad);
     CHECK(boundaries == all); /* offsets 0 and the starts of records 1 .. all-1 */

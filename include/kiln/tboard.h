@@ -10,10 +10,11 @@
  *
  * Every value is a TensorProto tagged with the plugin that reads it, as TF2 writes them:
  *
- *   scalars     rank-0 DT_FLOAT (float_val)               plugin "scalars"     DATA_CLASS_SCALAR
- *   histograms  [k, 3] DT_DOUBLE rows [left, right, count] plugin "histograms" DATA_CLASS_TENSOR
- *   images      [3] DT_STRING: width, height, PNG bytes    plugin "images"     DATA_CLASS_BLOB_SEQUENCE
- *   text        rank-0 DT_STRING (Markdown)               plugin "text"        DATA_CLASS_TENSOR
+ *               tensor                                   plugin        data class
+ *   scalars     rank-0 DT_FLOAT (float_val)              "scalars"     DATA_CLASS_SCALAR
+ *   histograms  [k, 3] DT_DOUBLE: left, right, count     "histograms"  DATA_CLASS_TENSOR
+ *   images      [3] DT_STRING: width, height, PNG bytes  "images"      DATA_CLASS_BLOB_SEQUENCE
+ *   text        rank-0 DT_STRING (Markdown)              "text"        DATA_CLASS_TENSOR
  *   hparams     a [0] DT_FLOAT placeholder; the data is the plugin content (HParamsPluginData)
  *
  * The SummaryMetadata (plugin name, content, data class, description) goes on the first value of
@@ -103,13 +104,17 @@ typedef enum {
 
 /* "_hparams_/session_start_info": this run's hyperparameters. model_uri (may be NULL): where
  * its checkpoints are; start_time: seconds since the Unix epoch. */
-kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp, const char *model_uri,
-                                  double start_time);
+kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp,
+                                  const char *model_uri, double start_time);
 /* "_hparams_/session_end_info". */
 kiln_status kiln_tb_hparams_end(kiln_tb_writer *w, kiln_tb_status status, double end_time);
 
 /* A metric of the experiment summary: the scalar tag `tag` in the run "<session>/<group>". */
-typedef enum { KILN_TB_DATASET_UNKNOWN = 0, KILN_TB_DATASET_TRAINING, KILN_TB_DATASET_VALIDATION } kiln_tb_dataset;
+typedef enum {
+    KILN_TB_DATASET_UNKNOWN = 0,
+    KILN_TB_DATASET_TRAINING,
+    KILN_TB_DATASET_VALIDATION
+} kiln_tb_dataset;
 typedef struct {
     const char *group;        /* "validation" */
     const char *tag;          /* "epoch_accuracy" */
@@ -125,7 +130,8 @@ typedef struct {
  * processes are serialized by an exclusive flock on dir. A damaged summary file counts as
  * absent. *changed (may be NULL) says whether a new file was written. */
 kiln_status kiln_tb_experiment_update(const char *dir, const char *name, const kiln_tb_hparams *hp,
-                                      const kiln_tb_metric_info *metrics, int n_metrics, int *changed);
+                                      const kiln_tb_metric_info *metrics, int n_metrics,
+                                      int *changed);
 
 /* ---- Embedding Projector ---- */
 
@@ -137,7 +143,7 @@ kiln_status kiln_tb_experiment_update(const char *dir, const char *name, const k
  *   projector_config.pbtxt    one embedding named tensor_name pointing at both files
  * TensorBoard's Projector tab reads projector_config.pbtxt from each run's folder. */
 kiln_status kiln_tb_projector_write(const char *run_dir, const char *tensor_name, const float *emb,
-                                    int64_t rows, int64_t dim, const char *const *col_names, int n_cols,
-                                    const char *const *meta);
+                                    int64_t rows, int64_t dim, const char *const *col_names,
+                                    int n_cols, const char *const *meta);
 
 #endif

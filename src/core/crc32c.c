@@ -27,7 +27,8 @@ static void build_tables(void) {
         table[0][b] = c;
     }
     for (uint32_t b = 0; b < 256; b++)
-        for (int k = 1; k < 8; k++) table[k][b] = (table[k - 1][b] >> 8) ^ table[0][table[k - 1][b] & 0xFF];
+        for (int k = 1; k < 8; k++)
+            table[k][b] = (table[k - 1][b] >> 8) ^ table[0][table[k - 1][b] & 0xFF];
 }
 
 uint32_t kiln_crc32c_portable(uint32_t crc, const void *data, size_t n) {
@@ -39,8 +40,9 @@ uint32_t kiln_crc32c_portable(uint32_t crc, const void *data, size_t n) {
         memcpy(&lo, p, 4);
         memcpy(&hi, p + 4, 4);
         lo ^= c; /* little-endian: the first byte is the low byte */
-        c = table[7][lo & 0xFF] ^ table[6][(lo >> 8) & 0xFF] ^ table[5][(lo >> 16) & 0xFF] ^ table[4][lo >> 24] ^
-            table[3][hi & 0xFF] ^ table[2][(hi >> 8) & 0xFF] ^ table[1][(hi >> 16) & 0xFF] ^ table[0][hi >> 24];
+        c = table[7][lo & 0xFF] ^ table[6][(lo >> 8) & 0xFF] ^ table[5][(lo >> 16) & 0xFF] ^
+            table[4][lo >> 24] ^ table[3][hi & 0xFF] ^ table[2][(hi >> 8) & 0xFF] ^
+            table[1][(hi >> 16) & 0xFF] ^ table[0][hi >> 24];
         p += 8, n -= 8;
     }
     while (n--) c = (c >> 8) ^ table[0][(c ^ *p++) & 0xFF];
@@ -65,4 +67,6 @@ uint32_t kiln_crc32c_extend(uint32_t crc, const void *data, size_t n) {
 #endif
 }
 
-uint32_t kiln_crc32c(const void *data, size_t n) { return kiln_crc32c_extend(0, data, n); }
+uint32_t kiln_crc32c(const void *data, size_t n) {
+    return kiln_crc32c_extend(0, data, n);
+}

@@ -58,15 +58,15 @@ kiln_status kiln_tfrecord_write(int fd, const void *data, size_t len, const char
 /* ---- reading ---- */
 
 struct kiln_tfrecord_reader {
-    FILE *f;                    /* file source, or NULL */
-    const unsigned char *mem;   /* memory source */
+    FILE *f;                  /* file source, or NULL */
+    const unsigned char *mem; /* memory source */
     size_t mem_len, mem_pos;
     char *name;
     size_t max;
-    unsigned char *buf;         /* [cap]: the current record's data and footer */
+    unsigned char *buf; /* [cap]: the current record's data and footer */
     size_t cap;
-    int64_t offset;             /* of the next record */
-    kiln_status err;            /* sticky */
+    int64_t offset;  /* of the next record */
+    kiln_status err; /* sticky */
     char *err_msg;
     int truncated;
 };
@@ -94,7 +94,9 @@ static kiln_status reader_new(const char *name, size_t max, kiln_tfrecord_reader
 kiln_status kiln_tfrecord_open(const char *path, size_t max_record, kiln_tfrecord_reader **out) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return kiln_error(errno == ENOENT ? KILN_ERR_NOTFOUND : KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!f)
+        return kiln_error(errno == ENOENT ? KILN_ERR_NOTFOUND : KILN_ERR_IO, "%s: %s", path,
+                          strerror(errno));
     kiln_status st = reader_new(path, max_record, out);
     if (st) {
         fclose(f);
@@ -104,8 +106,8 @@ kiln_status kiln_tfrecord_open(const char *path, size_t max_record, kiln_tfrecor
     return KILN_OK;
 }
 
-kiln_status kiln_tfrecord_open_mem(const void *data, size_t len, const char *name, size_t max_record,
-                                   kiln_tfrecord_reader **out) {
+kiln_status kiln_tfrecord_open_mem(const void *data, size_t len, const char *name,
+                                   size_t max_record, kiln_tfrecord_reader **out) {
     *out = NULL;
     kiln_status st = reader_new(name, max_record, out);
     if (st) return st;
@@ -114,9 +116,10 @@ kiln_status kiln_tfrecord_open_mem(const void *data, size_t len, const char *nam
 }
 
 /* Records the error (sticky) and returns it. */
-static kiln_status fail(kiln_tfrecord_reader *r, kiln_status code, int truncated, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static kiln_status fail(kiln_tfrecord_reader *r, kiln_status code, int truncated, const char *fmt, ...) {
+static kiln_status fail(kiln_tfrecord_reader *r, kiln_status code, int truncated, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+static kiln_status fail(kiln_tfrecord_reader *r, kiln_status code, int truncated, const char *fmt,
+                        ...) {
     char what[256];
     va_list ap;
     va_start(ap, fmt);
@@ -137,11 +140,13 @@ kiln_status kiln_tfrecord_next(kiln_tfrecord_reader *r, const void **data, size_
     if (r->f && ferror(r->f)) return fail(r, KILN_ERR_IO, 0, "read error: %s", strerror(errno));
     if (got == 0) return KILN_ERR_NOTFOUND;
     if (got < sizeof head)
-        return fail(r, KILN_ERR_FORMAT, 1, "truncated record: %zu of the %d header bytes", got, KILN_TFRECORD_HEADER);
+        return fail(r, KILN_ERR_FORMAT, 1, "truncated record: %zu of the %d header bytes", got,
+                    KILN_TFRECORD_HEADER);
     uint64_t n = 0;
     for (int i = 0; i < 8; i++) n |= (uint64_t)head[i] << (8 * i);
     if (kiln_crc32c_mask(kiln_crc32c(head, 8)) != get_u32(head + 8))
-        return fail(r, KILN_ERR_FORMAT, 0, "corrupt record: the checksum of its length does not match");
+        return fail(r, KILN_ERR_FORMAT, 0,
+                    "corrupt record: the checksum of its length does not match");
     if (n > r->max)
         return fail(r, KILN_ERR_FORMAT, 0, "record of %llu bytes is larger than the %zu allowed",
                     (unsigned long long)n, r->max);
@@ -150,23 +155,31 @@ kiln_status kiln_tfrecord_next(kiln_tfrecord_reader *r, const void **data, size_
         size_t cap = r->cap ? r->cap : 256;
         while (cap < need) cap *= 2;
         unsigned char *b = realloc(r->buf, cap);
-        if (!b) return fail(r, KILN_ERR_NOMEM, 0, "out of memory for a record of %llu bytes", (unsigned long long)n);
+        if (!b)
+            return fail(r, KILN_ERR_NOMEM, 0, "out of memory for a record of %llu bytes",
+                        (unsigned long long)n);
         r->buf = b, r->cap = cap;
     }
     got = take(r, r->buf, need);
     if (r->f && ferror(r->f)) return fail(r, KILN_ERR_IO, 0, "read error: %s", strerror(errno));
     if (got < need)
-        return fail(r, KILN_ERR_FORMAT, 1, "truncated record: %zu of its %zu bytes after the header", got, need);
+        return fail(r, KILN_ERR_FORMAT, 1,
+                    "truncated record: %zu of its %zu bytes after the header", got, need);
     if (kiln_crc32c_mask(kiln_crc32c(r->buf, (size_t)n)) != get_u32(r->buf + n))
-        return fail(r, KILN_ERR_FORMAT, 0, "corrupt record: the checksum of its %llu data bytes does not match",
+        return fail(r, KILN_ERR_FORMAT, 0,
+                    "corrupt record: the checksum of its %llu data bytes does not match",
                     (unsigned long long)n);
     r->offset += KILN_TFRECORD_HEADER + (int64_t)need;
     *data = r->buf, *len = (size_t)n;
     return KILN_OK;
 }
 
-int64_t kiln_tfrecord_offset(const kiln_tfrecord_reader *r) { return r->offset; }
-int kiln_tfrecord_truncated(const kiln_tfrecord_reader *r) { return r->err && r->truncated; }
+int64_t kiln_tfrecord_offset(const kiln_tfrecord_reader *r) {
+    return r->offset;
+}
+int kiln_tfrecord_truncated(const kiln_tfrecord_reader *r) {
+    return r->err && r->truncated;
+}
 
 void kiln_tfrecord_close(kiln_tfrecord_reader *r) {
     if (!r) return;

@@ -35,9 +35,11 @@ static int on_event(const Tensorflow__Event *ev, int64_t offset, void *ctx) {
     if (ev->what_case != TENSORFLOW__EVENT__WHAT_SUMMARY || f->exp) return 0;
     for (size_t i = 0; i < ev->summary->n_value; i++) {
         const Tensorflow__Summary__Value *v = ev->summary->value[i];
-        if (strcmp(v->tag, "_hparams_/experiment") || !v->metadata || !v->metadata->plugin_data) continue;
+        if (strcmp(v->tag, "_hparams_/experiment") || !v->metadata || !v->metadata->plugin_data)
+            continue;
         const ProtobufCBinaryData *c = &v->metadata->plugin_data->content;
-        Tensorboard__Hparams__HParamsPluginData *pd = tensorboard__hparams__hparams_plugin_data__unpack(NULL, c->len, c->data);
+        Tensorboard__Hparams__HParamsPluginData *pd =
+            tensorboard__hparams__hparams_plugin_data__unpack(NULL, c->len, c->data);
         if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT) {
             f->exp = pd->experiment; /* keep it: detach from pd */
             pd->experiment = NULL;
@@ -87,12 +89,16 @@ static void free_names(char **names, int n) {
 }
 
 /* Builds the merged experiment and writes it to a new file at path. */
-static kiln_status write_summary(const char *path, const char *name, const Tensorboard__Hparams__Experiment *old,
-                                 const kiln_tb_hparams *hp, const kiln_tb_metric_info *mi, int n_mi, int *added) {
+static kiln_status write_summary(const char *path, const char *name,
+                                 const Tensorboard__Hparams__Experiment *old,
+                                 const kiln_tb_hparams *hp, const kiln_tb_metric_info *mi, int n_mi,
+                                 int *added) {
     size_t n_old_h = old ? old->n_hparam_infos : 0, n_old_m = old ? old->n_metric_infos : 0;
     size_t cap_h = n_old_h + (size_t)(hp ? hp->n : 0), cap_m = n_old_m + (size_t)n_mi;
-    Tensorboard__Hparams__HParamInfo *hi = calloc(cap_h + 1, sizeof *hi), **hptr = calloc(cap_h + 1, sizeof *hptr);
-    Tensorboard__Hparams__MetricInfo *mv = calloc(cap_m + 1, sizeof *mv), **mptr = calloc(cap_m + 1, sizeof *mptr);
+    Tensorboard__Hparams__HParamInfo *hi = calloc(cap_h + 1, sizeof *hi),
+                                     **hptr = calloc(cap_h + 1, sizeof *hptr);
+    Tensorboard__Hparams__MetricInfo *mv = calloc(cap_m + 1, sizeof *mv),
+                                     **mptr = calloc(cap_m + 1, sizeof *mptr);
     Tensorboard__Hparams__MetricName *mn = calloc(cap_m + 1, sizeof *mn);
     kiln_status st = KILN_OK;
     if (!hi || !hptr || !mv || !mptr || !mn) {
@@ -109,9 +115,11 @@ static kiln_status write_summary(const char *path, const char *name, const Tenso
         Tensorboard__Hparams__HParamInfo *h = &hi[i];
         tensorboard__hparams__hparam_info__init(h);
         h->name = hp->items[i].name;
-        h->type = hp->items[i].type == KILN_TB_HP_NUMBER ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64
-                  : hp->items[i].type == KILN_TB_HP_BOOL ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_BOOL
-                                                         : TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_STRING;
+        h->type = hp->items[i].type == KILN_TB_HP_NUMBER
+                      ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64
+                  : hp->items[i].type == KILN_TB_HP_BOOL
+                      ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_BOOL
+                      : TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_STRING;
         hptr[nh++] = h, (*added)++;
     }
     for (size_t i = 0; i < n_old_m; i++) mptr[nm++] = old->metric_infos[i];
@@ -153,13 +161,15 @@ done:
 }
 
 kiln_status kiln_tb_experiment_update(const char *dir, const char *name, const kiln_tb_hparams *hp,
-                                      const kiln_tb_metric_info *metrics, int n_metrics, int *changed) {
+                                      const kiln_tb_metric_info *metrics, int n_metrics,
+                                      int *changed) {
     if (changed) *changed = 0;
     kiln_status st = kiln_mkdirs(dir);
     if (st) return st;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return kiln_error(KILN_ERR_IO, "%s: %s", dir, strerror(errno));
-    while (flock(dfd, LOCK_EX) != 0 && errno == EINTR) {}
+    while (flock(dfd, LOCK_EX) != 0 && errno == EINTR) {
+    }
     char **names;
     int n;
     if (list_summaries(dir, &names, &n)) {
@@ -172,7 +182,8 @@ kiln_status kiln_tb_experiment_update(const char *dir, const char *name, const k
     long long t_old = -1;
     if (n) {
         snprintf(path, sizeof path, "%s/%s", dir, names[n - 1]);
-        (void)kiln_tb_read_events(path, on_event, &f); /* damaged before the summary: f.exp stays NULL */
+        /* a file damaged before its summary leaves f.exp NULL: it counts as absent */
+        (void)kiln_tb_read_events(path, on_event, &f);
         t_old = strtoll(names[n - 1] + strlen(PREFIX), NULL, 10);
     }
     char host[256];

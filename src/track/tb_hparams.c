@@ -14,7 +14,8 @@
 
 #define PATH_CAP 512
 
-static int add(kiln_tb_hparams *h, const char *name, kiln_tb_hp_type type, double num, const char *str, int b) {
+static int add(kiln_tb_hparams *h, const char *name, kiln_tb_hp_type type, double num,
+               const char *str, int b) {
     if (h->n == h->cap) {
         int cap = h->cap ? 2 * h->cap : 64;
         kiln_tb_hparam *items = realloc(h->items, (size_t)cap * sizeof *items);

@@ -15,7 +15,8 @@
  * the version record. */
 kiln_status kiln_tb_open_path(const char *path, kiln_tb_writer **out);
 /* One value of the hparams plugin under tag (its data is the plugin content). */
-kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag, Tensorboard__Hparams__HParamsPluginData *pd);
+kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag,
+                                  Tensorboard__Hparams__HParamsPluginData *pd);
 /* The text printf("%.6g", value) gives, produced without printf (several times faster): fixed
  * notation with trailing zeros removed for 1e-4 <= |value| < 999999.5 (round half to even on
  * exact ties, as glibc does), printf itself outside that range and for NaN and infinities.
@@ -30,7 +31,7 @@ void kiln_tb_hostname(char *out, size_t cap);
 typedef int (*kiln_tb_event_fn)(const Tensorflow__Event *ev, int64_t offset, void *ctx);
 kiln_status kiln_tb_read_events(const char *path, kiln_tb_event_fn fn, void *ctx);
 /* The same over len bytes in memory; name is used in messages. */
-kiln_status kiln_tb_read_events_mem(const void *data, size_t len, const char *name, kiln_tb_event_fn fn,
-                                    void *ctx);
+kiln_status kiln_tb_read_events_mem(const void *data, size_t len, const char *name,
+                                    kiln_tb_event_fn fn, void *ctx);
 
 #endif

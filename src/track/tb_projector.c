@@ -2,10 +2,11 @@
  *
  * Each file is formatted in memory (open_memstream) and replaced atomically (a temporary file
  * renamed over it), so a TensorBoard reading a run that is still training sees the previous
- * epoch's files or this one's, never half of one. Values are written with 6 significant digits, plenty for a 2-D or 3-D
- * projection, by kiln_tb_format_g6: a run writes this file after every validation (1,000 x 256
- * values for the Fashion-MNIST MLP), and printf's %g would cost more than everything else
- * TensorBoard output does in an epoch. The tensors file has no header (the projector's format).
+ * epoch's files or this one's, never half of one. Values are written with 6 significant digits,
+ * plenty for a 2-D or 3-D projection, by kiln_tb_format_g6: a run writes this file after every
+ * validation (1,000 x 256 values for the Fashion-MNIST MLP), and printf's %g would cost more than
+ * everything else TensorBoard output does in an epoch. The tensors file has no header (the
+ * projector's format).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,9 @@ static int put_u64(char *p, uint64_t u) {
 int kiln_tb_format_g6(float value, char out[32]) {
     double m = fabs((double)value);
     if (m == 0) return snprintf(out, 32, signbit(value) ? "-0" : "0");
-    if (!(m >= 1e-4 && m < 999999.5)) return snprintf(out, 32, "%.6g", (double)value); /* rare: printf */
-    int e = 0; /* m in [10^e, 10^(e+1)), e in -4 .. 5 */
+    if (!(m >= 1e-4 && m < 999999.5))
+        return snprintf(out, 32, "%.6g", (double)value); /* rare: printf */
+    int e = 0;                                           /* m in [10^e, 10^(e+1)), e in -4 .. 5 */
     if (m >= 1)
         while (e < 5 && m >= POW10[e + 1]) e++;
     else
@@ -50,7 +52,8 @@ int kiln_tb_format_g6(float value, char out[32]) {
     p += put_u64(p, ip);
     if (frac) {
         *p++ = '.';
-        for (uint64_t s = scale / 10; s > 0 && frac; s /= 10) *p++ = (char)('0' + frac / s), frac %= s;
+        for (uint64_t s = scale / 10; s > 0 && frac; s /= 10)
+            *p++ = (char)('0' + frac / s), frac %= s;
     }
     *p = 0;
     return (int)(p - out);
@@ -87,17 +90,20 @@ static kiln_status finish(FILE *f, char **buf, size_t *len, const char *dir, con
         int e = errno;
         if (fd >= 0 && done < *len) close(fd);
         unlink(tmp);
-        st = kiln_error(KILN_ERR_IO, "%s: %s", path, e == ENOSPC || e == EDQUOT ? "disk full" : strerror(e));
+        st = kiln_error(KILN_ERR_IO, "%s: %s", path,
+                        e == ENOSPC || e == EDQUOT ? "disk full" : strerror(e));
     }
     free(*buf);
     return st;
 }
 
-kiln_status kiln_tb_projector_write(const char *run_dir, const char *tensor_name, const float *emb, int64_t rows,
-                                    int64_t dim, const char *const *col_names, int n_cols, const char *const *meta) {
+kiln_status kiln_tb_projector_write(const char *run_dir, const char *tensor_name, const float *emb,
+                                    int64_t rows, int64_t dim, const char *const *col_names,
+                                    int n_cols, const char *const *meta) {
     if (rows < 1 || dim < 1 || !emb || n_cols < 0 || (n_cols > 0 && (!col_names || !meta)))
-        return kiln_error(KILN_ERR_INVALID, "%s: projector: %lld x %lld embeddings with %d metadata columns",
-                          run_dir, (long long)rows, (long long)dim, n_cols);
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: projector: %lld x %lld embeddings with %d metadata columns", run_dir,
+                          (long long)rows, (long long)dim, n_cols);
     char dir[4096 + 16];
     snprintf(dir, sizeof dir, "%s/projector", run_dir);
     kiln_status st = kiln_mkdirs(dir);
@@ -115,16 +121,21 @@ kiln_status kiln_tb_projector_write(const char *run_dir, const char *tensor_name
         }
     if ((st = finish(f, &buf, &len, dir, "tensors.tsv"))) return st;
     if (n_cols > 0) {
-        if (!(f = open_memstream(&buf, &len))) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", dir);
+        if (!(f = open_memstream(&buf, &len)))
+            return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", dir);
         if (n_cols > 1)
-            for (int c = 0; c < n_cols; c++) put_cell(f, col_names[c]), fputc(c + 1 < n_cols ? '\t' : '\n', f);
+            for (int c = 0; c < n_cols; c++)
+                put_cell(f, col_names[c]), fputc(c + 1 < n_cols ? '\t' : '\n', f);
         for (int64_t r = 0; r < rows; r++)
-            for (int c = 0; c < n_cols; c++) put_cell(f, meta[r * n_cols + c]), fputc(c + 1 < n_cols ? '\t' : '\n', f);
+            for (int c = 0; c < n_cols; c++)
+                put_cell(f, meta[r * n_cols + c]), fputc(c + 1 < n_cols ? '\t' : '\n', f);
         if ((st = finish(f, &buf, &len, dir, "metadata.tsv"))) return st;
     }
-    if (!(f = open_memstream(&buf, &len))) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", dir);
+    if (!(f = open_memstream(&buf, &len)))
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", dir);
     fputs("embeddings {\n  tensor_name: \"", f);
-    for (const char *s = tensor_name ? tensor_name : "embedding"; *s; s++) { /* a text-format string */
+    for (const char *s = tensor_name ? tensor_name : "embedding"; *s;
+         s++) { /* a text-format string */
         if (*s == '"' || *s == '\\') fputc('\\', f);
         fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
     }

@@ -16,7 +16,8 @@ static kiln_status walk(kiln_tfrecord_reader *r, const char *name, kiln_tb_event
         if ((st = kiln_tfrecord_next(r, &data, &len)) != KILN_OK) break;
         Tensorflow__Event *ev = tensorflow__event__unpack(NULL, len, data);
         if (!ev) {
-            st = kiln_error(KILN_ERR_FORMAT, "%s: offset %lld: the record is not a tensorflow.Event message", name,
+            st = kiln_error(KILN_ERR_FORMAT,
+                            "%s: offset %lld: the record is not a tensorflow.Event message", name,
                             (long long)at);
             break;
         }
@@ -34,7 +35,8 @@ kiln_status kiln_tb_read_events(const char *path, kiln_tb_event_fn fn, void *ctx
     return st ? st : walk(r, path, fn, ctx);
 }
 
-kiln_status kiln_tb_read_events_mem(const void *data, size_t len, const char *name, kiln_tb_event_fn fn, void *ctx) {
+kiln_status kiln_tb_read_events_mem(const void *data, size_t len, const char *name,
+                                    kiln_tb_event_fn fn, void *ctx) {
     kiln_tfrecord_reader *r;
     kiln_status st = kiln_tfrecord_open_mem(data, len, name, 0, &r);
     return st ? st : walk(r, name, fn, ctx);

@@ -13,7 +13,7 @@
 
 #include "kiln/status.h"
 
-#define MAX_SIDE 16384
+#define MAX_SIDE   16384
 #define FONT_SCALE 2 /* a glyph is 6 x 10 pixels */
 
 typedef struct {
@@ -40,7 +40,8 @@ static int text_width(const char *s, int scale) {
 
 static void fill(canvas *c, int x, int y, int w, int h, const unsigned char rgb[3]) {
     for (int j = y < 0 ? 0 : y; j < y + h && j < c->h; j++)
-        for (int i = x < 0 ? 0 : x; i < x + w && i < c->w; i++) memcpy(c->p + 3 * ((size_t)j * c->w + i), rgb, 3);
+        for (int i = x < 0 ? 0 : x; i < x + w && i < c->w; i++)
+            memcpy(c->p + 3 * ((size_t)j * c->w + i), rgb, 3);
 }
 
 static void text(canvas *c, int x, int y, const char *s, int scale, const unsigned char rgb[3]) {
@@ -70,14 +71,17 @@ static unsigned char *alloc_canvas(canvas *c, int w, int h, const unsigned char 
 }
 
 static void label(char *out, size_t cap, int v) {
-    if (v < 0) snprintf(out, cap, "?");
-    else snprintf(out, cap, "%d", v);
+    if (v < 0)
+        snprintf(out, cap, "?");
+    else
+        snprintf(out, cap, "%d", v);
 }
 
-unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w, const int *truth, const int *pred,
-                                      int *width, int *height) {
-    static const unsigned char BG[3] = {48, 48, 48}, STRIP[3] = {24, 24, 24}, WHITE[3] = {255, 255, 255},
-                               GOOD[3] = {0, 170, 60}, BAD[3] = {220, 30, 30};
+unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w, const int *truth,
+                                      const int *pred, int *width, int *height) {
+    static const unsigned char BG[3] = {48, 48, 48}, STRIP[3] = {24, 24, 24},
+                               WHITE[3] = {255, 255, 255}, GOOD[3] = {0, 170, 60},
+                               BAD[3] = {220, 30, 30};
     *width = *height = 0;
     if (n < 1 || (c != 1 && c != 3) || h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE) {
         kiln_error(KILN_ERR_INVALID, "tensorboard samples: %d images of %d x %d x %d", n, c, h, w);
@@ -97,15 +101,21 @@ unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w
     int inner = w * s > caption + 4 ? w * s : caption + 4;
     int tile_w = inner + 2 * border, tile_h = h * s + strip + 2 * border;
     int cols = (int)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
-    int64_t W = (int64_t)cols * tile_w + (int64_t)(cols + 1) * gap, H = (int64_t)rows * tile_h + (int64_t)(rows + 1) * gap;
+    int64_t W = (int64_t)cols * tile_w + (int64_t)(cols + 1) * gap,
+            H = (int64_t)rows * tile_h + (int64_t)(rows + 1) * gap;
     canvas cv;
-    if (!alloc_canvas(&cv, W > MAX_SIDE ? MAX_SIDE + 1 : (int)W, H > MAX_SIDE ? MAX_SIDE + 1 : (int)H, BG)) return NULL;
+    if (!alloc_canvas(&cv, W > MAX_SIDE ? MAX_SIDE + 1 : (int)W,
+                      H > MAX_SIDE ? MAX_SIDE + 1 : (int)H, BG))
+        return NULL;
     size_t plane = (size_t)h * w;
     for (int i = 0; i < n; i++) {
         const float *img = x + (size_t)i * c * plane;
         int x0 = gap + (i % cols) * (tile_w + gap), y0 = gap + (i / cols) * (tile_h + gap);
         int known = truth && pred && pred[i] >= 0;
-        fill(&cv, x0, y0, tile_w, tile_h, known && pred[i] == truth[i] ? GOOD : known ? BAD : STRIP);
+        fill(&cv, x0, y0, tile_w, tile_h,
+             known && pred[i] == truth[i] ? GOOD
+             : known                      ? BAD
+                                          : STRIP);
         fill(&cv, x0 + border, y0 + border, inner, h * s + strip, STRIP);
         float lo = INFINITY, hi = -INFINITY;
         for (size_t k = 0; k < c * plane; k++)
@@ -132,11 +142,12 @@ unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w
 }
 
 unsigned char *kiln_tb_render_confusion(const int64_t *counts, int k, int *width, int *height) {
-    static const unsigned char WHITE[3] = {255, 255, 255}, BLACK[3] = {0, 0, 0}, HEAD[3] = {230, 230, 230},
-                               DARK[3] = {8, 48, 107};
+    static const unsigned char WHITE[3] = {255, 255, 255}, BLACK[3] = {0, 0, 0},
+                               HEAD[3] = {230, 230, 230}, DARK[3] = {8, 48, 107};
     *width = *height = 0;
     if (k < 1 || k > 256 || !counts) {
-        kiln_error(KILN_ERR_INVALID, "tensorboard confusion matrix: %d classes (1 to 256 can be drawn)", k);
+        kiln_error(KILN_ERR_INVALID,
+                   "tensorboard confusion matrix: %d classes (1 to 256 can be drawn)", k);
         return NULL;
     }
     int64_t maxc = 0;
@@ -156,8 +167,10 @@ unsigned char *kiln_tb_render_confusion(const int64_t *counts, int k, int *width
     text(&cv, (cw - text_width("t/p", FONT_SCALE)) / 2, pad, "t/p", FONT_SCALE, BLACK);
     for (int i = 0; i < k; i++) {
         snprintf(buf, sizeof buf, "%d", i);
-        text(&cv, (i + 1) * cw + (cw - text_width(buf, FONT_SCALE)) / 2, pad, buf, FONT_SCALE, BLACK); /* predicted */
-        text(&cv, (cw - text_width(buf, FONT_SCALE)) / 2, (i + 1) * ch + pad, buf, FONT_SCALE, BLACK);  /* true */
+        text(&cv, (i + 1) * cw + (cw - text_width(buf, FONT_SCALE)) / 2, pad, buf, FONT_SCALE,
+             BLACK); /* predicted */
+        text(&cv, (cw - text_width(buf, FONT_SCALE)) / 2, (i + 1) * ch + pad, buf, FONT_SCALE,
+             BLACK); /* true */
     }
     for (int i = 0; i < k; i++) {
         int64_t row = 0;
@@ -171,12 +184,14 @@ unsigned char *kiln_tb_render_confusion(const int64_t *counts, int k, int *width
             fill(&cv, x0, y0, cw, ch, bg);
             if (v == 0) continue;
             snprintf(buf, sizeof buf, "%lld", (long long)v);
-            text(&cv, x0 + (cw - text_width(buf, FONT_SCALE)) / 2, y0 + pad, buf, FONT_SCALE, f > 0.5 ? WHITE : BLACK);
+            text(&cv, x0 + (cw - text_width(buf, FONT_SCALE)) / 2, y0 + pad, buf, FONT_SCALE,
+                 f > 0.5 ? WHITE : BLACK);
         }
     }
     /* grid lines between the cells */
     static const unsigned char LINE[3] = {200, 200, 200};
-    for (int i = 1; i <= k; i++) fill(&cv, i * cw, 0, 1, cv.h, LINE), fill(&cv, 0, i * ch, cv.w, 1, LINE);
+    for (int i = 1; i <= k; i++)
+        fill(&cv, i * cw, 0, 1, cv.h, LINE), fill(&cv, 0, i * ch, cv.w, 1, LINE);
     *width = cv.w, *height = cv.h;
     return cv.p;
 }

@@ -12,8 +12,8 @@
  * stretched from its own minimum (black) to maximum (white). truth[i], pred[i]: class ids
  * (pred < 0: unknown). Tiles are scaled up to about 64 pixels, framed green when pred == truth
  * and red otherwise, captioned "t<truth> p<pred>", and laid out in a near-square grid. */
-unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w, const int *truth, const int *pred,
-                                      int *width, int *height);
+unsigned char *kiln_tb_render_samples(const float *x, int n, int c, int h, int w, const int *truth,
+                                      const int *pred, int *width, int *height);
 
 /* counts[k][k] (rows: true class, columns: predicted class, as kiln eval prints it), 1 <= k <=
  * 256. Each cell is shaded by its share of its row (white 0 to dark blue 1) and shows its

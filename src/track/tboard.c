@@ -85,7 +85,9 @@ static kiln_status write_event(kiln_tb_writer *w, Tensorflow__Event *ev) {
         size_t cap = w->cap ? w->cap : 4096;
         while (cap < n) cap *= 2;
         uint8_t *b = realloc(w->buf, cap);
-        if (!b) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for an event of %zu bytes", w->path, n);
+        if (!b)
+            return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for an event of %zu bytes",
+                              w->path, n);
         w->buf = b, w->cap = cap;
     }
     tensorflow__event__pack(ev, w->buf);
@@ -123,7 +125,9 @@ static int create_excl(const char *path) {
 kiln_status kiln_tb_open_path(const char *path, kiln_tb_writer **out) {
     *out = NULL;
     int fd = create_excl(path);
-    if (fd < 0) return kiln_error(errno == EEXIST ? KILN_ERR_INVALID : KILN_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fd < 0)
+        return kiln_error(errno == EEXIST ? KILN_ERR_INVALID : KILN_ERR_IO, "%s: %s", path,
+                          strerror(errno));
     return start_file(fd, path, out);
 }
 
@@ -145,9 +149,12 @@ kiln_status kiln_tb_open(const char *dir, kiln_tb_writer **out) {
     long long t = (long long)time(NULL);
     char path[4096 + 320];
     for (int k = 1; k < 1000; k++) {
-        int len = k == 1 ? snprintf(path, sizeof path, "%s/events.out.tfevents.%010lld.%s", dir, t, host)
-                         : snprintf(path, sizeof path, "%s/events.out.tfevents.%010lld.%s.%d", dir, t, host, k);
-        if (len < 0 || (size_t)len >= sizeof path) return kiln_error(KILN_ERR_INVALID, "%s: path too long", dir);
+        int len =
+            k == 1 ? snprintf(path, sizeof path, "%s/events.out.tfevents.%010lld.%s", dir, t, host)
+                   : snprintf(path, sizeof path, "%s/events.out.tfevents.%010lld.%s.%d", dir, t,
+                              host, k);
+        if (len < 0 || (size_t)len >= sizeof path)
+            return kiln_error(KILN_ERR_INVALID, "%s: path too long", dir);
         int fd = create_excl(path);
         if (fd >= 0) return start_file(fd, path, out);
         if (errno != EEXIST) return kiln_error(KILN_ERR_IO, "%s: %s", path, strerror(errno));
@@ -165,16 +172,20 @@ void kiln_tb_close(kiln_tb_writer *w) {
     free(w);
 }
 
-const char *kiln_tb_path(const kiln_tb_writer *w) { return w->path; }
+const char *kiln_tb_path(const kiln_tb_writer *w) {
+    return w->path;
+}
 
 /* One summary value as an Event. plugin/content/data_class/description form the metadata,
  * attached on the tag's first value in this file. */
 static kiln_status write_value(kiln_tb_writer *w, const char *tag, int64_t step, const char *plugin,
-                               const void *content, size_t content_len, Tensorflow__DataClass data_class,
-                               const char *description, Tensorflow__TensorProto *tensor) {
+                               const void *content, size_t content_len,
+                               Tensorflow__DataClass data_class, const char *description,
+                               Tensorflow__TensorProto *tensor) {
     size_t tl = tag ? strlen(tag) : 0;
     if (tl == 0 || tl > MAX_TAG)
-        return kiln_error(KILN_ERR_INVALID, "%s: a tag must be 1 to %d bytes, got %zu", w->path, MAX_TAG, tl);
+        return kiln_error(KILN_ERR_INVALID, "%s: a tag must be 1 to %d bytes, got %zu", w->path,
+                          MAX_TAG, tl);
     Tensorflow__SummaryMetadata__PluginData pd = TENSORFLOW__SUMMARY_METADATA__PLUGIN_DATA__INIT;
     pd.plugin_name = (char *)plugin;
     pd.content.data = (uint8_t *)content, pd.content.len = content_len;
@@ -204,7 +215,8 @@ kiln_status kiln_tb_scalar(kiln_tb_writer *w, const char *tag, int64_t step, flo
     t.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
     t.tensor_shape = &shape;
     t.n_float_val = 1, t.float_val = &value;
-    return write_value(w, tag, step, "scalars", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_SCALAR, NULL, &t);
+    return write_value(w, tag, step, "scalars", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_SCALAR,
+                       NULL, &t);
 }
 
 size_t kiln_tb_histogram_buckets(const float *values, size_t n, int k, double *out) {
@@ -239,7 +251,8 @@ size_t kiln_tb_histogram_buckets(const float *values, size_t n, int k, double *o
     return finite;
 }
 
-kiln_status kiln_tb_histogram(kiln_tb_writer *w, const char *tag, int64_t step, const float *values, size_t n) {
+kiln_status kiln_tb_histogram(kiln_tb_writer *w, const char *tag, int64_t step, const float *values,
+                              size_t n) {
     double rows[KILN_TB_BUCKETS * 3];
     size_t counted = kiln_tb_histogram_buckets(values, n, KILN_TB_BUCKETS, rows);
     Tensorflow__TensorShapeProto__Dim d0 = TENSORFLOW__TENSOR_SHAPE_PROTO__DIM__INIT;
@@ -252,7 +265,8 @@ kiln_status kiln_tb_histogram(kiln_tb_writer *w, const char *tag, int64_t step, 
     t.dtype = TENSORFLOW__DATA_TYPE__DT_DOUBLE;
     t.tensor_shape = &shape;
     t.n_double_val = counted ? KILN_TB_BUCKETS * 3 : 0, t.double_val = rows;
-    return write_value(w, tag, step, "histograms", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_TENSOR, NULL, &t);
+    return write_value(w, tag, step, "histograms", NULL, 0,
+                       TENSORFLOW__DATA_CLASS__DATA_CLASS_TENSOR, NULL, &t);
 }
 
 /* stb's PNG output, collected in memory; failed is set when a realloc fails. */
@@ -282,7 +296,8 @@ static void png_sink(void *ctx, void *data, int size) {
 kiln_status kiln_tb_image(kiln_tb_writer *w, const char *tag, const char *description, int64_t step,
                           const unsigned char *rgb, int width, int height) {
     if (width < 1 || height < 1 || width > 16384 || height > 16384 || !rgb)
-        return kiln_error(KILN_ERR_INVALID, "%s: image %s: %d x %d is not a valid size", w->path, tag, width, height);
+        return kiln_error(KILN_ERR_INVALID, "%s: image %s: %d x %d is not a valid size", w->path,
+                          tag, width, height);
     png_buf png = {0};
     /* No per-row PNG filter: kiln's pictures are flat colors and upscaled pixels, for which stb's
      * search for the best filter of each row costs 3-4x the encoding time to save ~20% of a few
@@ -296,7 +311,8 @@ kiln_status kiln_tb_image(kiln_tb_writer *w, const char *tag, const char *descri
     char ws[16], hs[16];
     snprintf(ws, sizeof ws, "%d", width);
     snprintf(hs, sizeof hs, "%d", height);
-    ProtobufCBinaryData strs[3] = {{strlen(ws), (uint8_t *)ws}, {strlen(hs), (uint8_t *)hs}, {png.len, png.data}};
+    ProtobufCBinaryData strs[3] = {
+        {strlen(ws), (uint8_t *)ws}, {strlen(hs), (uint8_t *)hs}, {png.len, png.data}};
     Tensorflow__TensorShapeProto__Dim d0 = TENSORFLOW__TENSOR_SHAPE_PROTO__DIM__INIT;
     d0.size = 3;
     Tensorflow__TensorShapeProto__Dim *dims[1] = {&d0};
@@ -306,8 +322,8 @@ kiln_status kiln_tb_image(kiln_tb_writer *w, const char *tag, const char *descri
     t.dtype = TENSORFLOW__DATA_TYPE__DT_STRING;
     t.tensor_shape = &shape;
     t.n_string_val = 3, t.string_val = strs;
-    kiln_status st = write_value(w, tag, step, "images", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_BLOB_SEQUENCE,
-                                 description, &t);
+    kiln_status st = write_value(w, tag, step, "images", NULL, 0,
+                                 TENSORFLOW__DATA_CLASS__DATA_CLASS_BLOB_SEQUENCE, description, &t);
     free(png.data);
     return st;
 }
@@ -319,7 +335,8 @@ kiln_status kiln_tb_text(kiln_tb_writer *w, const char *tag, int64_t step, const
     t.dtype = TENSORFLOW__DATA_TYPE__DT_STRING;
     t.tensor_shape = &shape;
     t.n_string_val = 1, t.string_val = &s;
-    return write_value(w, tag, step, "text", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_TENSOR, NULL, &t);
+    return write_value(w, tag, step, "text", NULL, 0, TENSORFLOW__DATA_CLASS__DATA_CLASS_TENSOR,
+                       NULL, &t);
 }
 
 kiln_status kiln_tb_session_start(kiln_tb_writer *w, int64_t step) {
@@ -337,7 +354,8 @@ kiln_status kiln_tb_session_start(kiln_tb_writer *w, int64_t step) {
 
 /* An hparams-plugin value: the data is the plugin content; the tensor a [0] DT_FLOAT
  * placeholder (TensorBoard's NULL_TENSOR). */
-kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag, Tensorboard__Hparams__HParamsPluginData *pd) {
+kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag,
+                                  Tensorboard__Hparams__HParamsPluginData *pd) {
     size_t n = tensorboard__hparams__hparams_plugin_data__get_packed_size(pd);
     uint8_t *content = malloc(n ? n : 1);
     if (!content) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", w->path);
@@ -349,16 +367,20 @@ kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag, Tensorboar
     Tensorflow__TensorProto t = TENSORFLOW__TENSOR_PROTO__INIT;
     t.dtype = TENSORFLOW__DATA_TYPE__DT_FLOAT;
     t.tensor_shape = &shape;
-    kiln_status st = write_value(w, tag, 0, "hparams", content, n, TENSORFLOW__DATA_CLASS__DATA_CLASS_UNKNOWN, NULL, &t);
+    kiln_status st = write_value(w, tag, 0, "hparams", content, n,
+                                 TENSORFLOW__DATA_CLASS__DATA_CLASS_UNKNOWN, NULL, &t);
     free(content);
     return st;
 }
 
-kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp, const char *model_uri, double start_time) {
+kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp,
+                                  const char *model_uri, double start_time) {
     int n = hp ? hp->n : 0;
     Google__Protobuf__Value *vals = calloc((size_t)n + 1, sizeof *vals);
-    Tensorboard__Hparams__SessionStartInfo__HparamsEntry *ents = calloc((size_t)n + 1, sizeof *ents);
-    Tensorboard__Hparams__SessionStartInfo__HparamsEntry **eptr = calloc((size_t)n + 1, sizeof *eptr);
+    Tensorboard__Hparams__SessionStartInfo__HparamsEntry *ents =
+        calloc((size_t)n + 1, sizeof *ents);
+    Tensorboard__Hparams__SessionStartInfo__HparamsEntry **eptr =
+        calloc((size_t)n + 1, sizeof *eptr);
     kiln_status st = KILN_OK;
     if (!vals || !ents || !eptr) {
         st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", w->path);
@@ -373,10 +395,12 @@ kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp, 
             v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE, v->number_value = h->number;
             break;
         case KILN_TB_HP_BOOL:
-            v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE, v->bool_value = h->boolean != 0;
+            v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE,
+            v->bool_value = h->boolean != 0;
             break;
         default:
-            v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE, v->string_value = h->string ? h->string : "";
+            v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE,
+            v->string_value = h->string ? h->string : "";
             break;
         }
         tensorboard__hparams__session_start_info__hparams_entry__init(&ents[i]);

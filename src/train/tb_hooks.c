@@ -27,26 +27,26 @@
 #include "track/tb_render.h"
 
 #define MAX_PROBE_BATCH 256
-#define LABEL_CHARS 64
+#define LABEL_CHARS     64
 
 struct kiln_tb_hooks {
     char run_dir[4096];
     kiln_tb_writer *root, *split[3];
     kiln_progress *prog;
-    int off;                /* a write failed: no more output */
-    int64_t purge_from;     /* > 0: resumed; SessionLog START at this step in every new file */
+    int off;            /* a write failed: no more output */
+    int64_t purge_from; /* > 0: resumed; SessionLog START at this step in every new file */
     int64_t hist_every, images_every, n_images, n_proj;
-    double spent;           /* seconds inside these hooks (the closing line reports it) */
+    double spent; /* seconds inside these hooks (the closing line reports it) */
     kiln_model *m;
-    int classes;            /* 0: regression */
-    const char **names;     /* [classes] class names (NULL entries: ids) */
+    int classes;        /* 0: regression */
+    const char **names; /* [classes] class names (NULL entries: ids) */
     /* the probe */
-    kiln_dataset *rows;     /* the first n_rows validation rows (NULL: no probe) */
+    kiln_dataset *rows; /* the first n_rows validation rows (NULL: no probe) */
     int64_t n_rows, xrow, dim, ywidth;
     kiln_loader_config lc;
     kiln_plan *plan;
     int batch;
-    int image_ok;           /* input [1 or 3, h, w] and a classifier: sample grids */
+    int image_ok; /* input [1 or 3, h, w] and a classifier: sample grids */
     kiln_shape in_shape;
     float *x;               /* [n_images][xrow] inputs as the model saw them */
     float *emb;             /* [n_rows][dim] penultimate outputs */
@@ -58,8 +58,9 @@ struct kiln_tb_hooks {
 static const char *const SPLIT_DIRS[] = {"train", "validation", "test"};
 
 static void fail(kiln_tb_hooks *h, const char *what) {
-    kiln_progress_line(h->prog, "warning: TensorBoard: %s: %s; no more TensorBoard output for this run", what,
-                       kiln_last_error());
+    kiln_progress_line(h->prog,
+                       "warning: TensorBoard: %s: %s; no more TensorBoard output for this run",
+                       what, kiln_last_error());
     h->off = 1;
 }
 
@@ -75,7 +76,8 @@ static kiln_tb_writer *split_writer(kiln_tb_hooks *h, kiln_split s) {
     if (!h->split[s]) {
         char dir[4096 + 16];
         snprintf(dir, sizeof dir, "%s/%s", h->run_dir, SPLIT_DIRS[s]);
-        if (kiln_tb_open(dir, &h->split[s]) || (h->purge_from > 0 && kiln_tb_session_start(h->split[s], h->purge_from))) {
+        if (kiln_tb_open(dir, &h->split[s]) ||
+            (h->purge_from > 0 && kiln_tb_session_start(h->split[s], h->purge_from))) {
             fail(h, dir);
             return NULL;
         }
@@ -107,7 +109,8 @@ static char *config_markdown(const kiln_cfg *cfg) {
 
 /* The HParams experiment summary in the runs folder, with this run's hyperparameters and its
  * metrics: epoch_<metric> of each split the run has. */
-static void experiment_summary(kiln_tb_hooks *h, const kiln_cfg *cfg, const kiln_tb_hparams *hp, const kiln_inputs *in) {
+static void experiment_summary(kiln_tb_hooks *h, const kiln_cfg *cfg, const kiln_tb_hparams *hp,
+                               const kiln_inputs *in) {
     const char *names[33] = {"loss"};
     int n = 1;
     const kiln_cfg *ms = kiln_cfg_at(cfg, "metrics");
@@ -115,7 +118,8 @@ static void experiment_summary(kiln_tb_hooks *h, const kiln_cfg *cfg, const kiln
     kiln_tb_metric_info mi[3 * 33];
     char tags[3 * 33][80], shown[3 * 33][80];
     static const char *const PREFIX[] = {"", "val_", "test_"};
-    static const kiln_tb_dataset SET[] = {KILN_TB_DATASET_TRAINING, KILN_TB_DATASET_VALIDATION, KILN_TB_DATASET_UNKNOWN};
+    static const kiln_tb_dataset SET[] = {KILN_TB_DATASET_TRAINING, KILN_TB_DATASET_VALIDATION,
+                                          KILN_TB_DATASET_UNKNOWN};
     int k = 0;
     for (int s = 0; s < 3; s++) {
         if ((s == 1 && !in->validation) || (s == 2 && !in->test)) continue;
@@ -130,7 +134,8 @@ static void experiment_summary(kiln_tb_hooks *h, const kiln_cfg *cfg, const kiln
     char *dir = dirname(dirname(runs)), name[4096];
     snprintf(name, sizeof name, "%s", dir);
     if (kiln_tb_experiment_update(dir, basename(name), hp, mi, k, NULL))
-        kiln_progress_line(h->prog, "warning: TensorBoard: the HParams experiment summary: %s", kiln_last_error());
+        kiln_progress_line(h->prog, "warning: TensorBoard: the HParams experiment summary: %s",
+                           kiln_last_error());
 }
 
 /* Class names for captions and the projector: the data's (CSV string labels), else
@@ -156,7 +161,8 @@ static kiln_status probe_setup(kiln_tb_hooks *h, const kiln_inputs *in) {
     if (h->n_proj > h->n_rows) h->n_proj = h->n_rows;
     if (!m->penultimate) h->n_proj = 0;
     h->in_shape = kiln_node_shape(m->input);
-    h->image_ok = h->classes && h->in_shape.ndim == 4 && (h->in_shape.dims[1] == 1 || h->in_shape.dims[1] == 3);
+    h->image_ok = h->classes && h->in_shape.ndim == 4 &&
+                  (h->in_shape.dims[1] == 1 || h->in_shape.dims[1] == 3);
     if (!h->image_ok) h->n_images = 0;
     if (h->n_images == 0 && h->n_proj == 0) return KILN_OK;
     h->n_rows = h->n_images > h->n_proj ? h->n_images : h->n_proj;
@@ -179,13 +185,19 @@ static kiln_status probe_setup(kiln_tb_hooks *h, const kiln_inputs *in) {
     int bad = !(h->y = calloc((size_t)h->batch * (size_t)(h->ywidth ? h->ywidth : 1), 4));
     if (h->n_images) bad |= !(h->x = malloc((size_t)h->n_images * (size_t)h->xrow * sizeof *h->x));
     if (h->n_proj) bad |= !(h->emb = malloc(n * (size_t)h->dim * sizeof *h->emb));
-    if (h->classes) bad |= !(h->truth = malloc(n * sizeof *h->truth)) || !(h->pred = malloc(n * sizeof *h->pred));
-    else bad |= !(h->target = malloc(n * sizeof *h->target)) || !(h->output = malloc(n * sizeof *h->output));
-    return bad ? kiln_error(KILN_ERR_NOMEM, "out of memory for %lld probe rows", (long long)h->n_rows) : KILN_OK;
+    if (h->classes)
+        bad |=
+            !(h->truth = malloc(n * sizeof *h->truth)) || !(h->pred = malloc(n * sizeof *h->pred));
+    else
+        bad |= !(h->target = malloc(n * sizeof *h->target)) ||
+               !(h->output = malloc(n * sizeof *h->output));
+    return bad ? kiln_error(KILN_ERR_NOMEM, "out of memory for %lld probe rows",
+                            (long long)h->n_rows)
+               : KILN_OK;
 }
 
-static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *in, kiln_rundir *run,
-                  kiln_progress *prog, int64_t step, int resumed) {
+static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *in,
+                  kiln_rundir *run, kiln_progress *prog, int64_t step, int resumed) {
     snprintf(h->run_dir, sizeof h->run_dir, "%s", kiln_run_get_info(run).path);
     h->prog = prog, h->m = m;
     h->purge_from = resumed ? step + 1 : 0;
@@ -193,8 +205,10 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     h->images_every = kiln_cfg_int(cfg, "log.images_every_epochs", 1);
     h->n_images = kiln_cfg_int(cfg, "log.image_samples", 16);
     h->n_proj = kiln_cfg_int(cfg, "log.projector_samples", 1000);
-    h->classes = m->task == KILN_TASK_CLASSIFICATION ? (int)(m->n_outputs > 1 ? m->n_outputs : 2) : 0;
-    if (kiln_tb_open(h->run_dir, &h->root) || (resumed && kiln_tb_session_start(h->root, h->purge_from))) {
+    h->classes =
+        m->task == KILN_TASK_CLASSIFICATION ? (int)(m->n_outputs > 1 ? m->n_outputs : 2) : 0;
+    if (kiln_tb_open(h->run_dir, &h->root) ||
+        (resumed && kiln_tb_session_start(h->root, h->purge_from))) {
         fail(h, h->run_dir);
         return;
     }
@@ -206,7 +220,8 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     }
     free(md);
     kiln_tb_hparams hp;
-    if (kiln_tb_hparams_from_config(cfg, &hp) || kiln_tb_hparams_start(h->root, &hp, h->run_dir, wall_now())) {
+    if (kiln_tb_hparams_from_config(cfg, &hp) ||
+        kiln_tb_hparams_start(h->root, &hp, h->run_dir, wall_now())) {
         kiln_tb_hparams_free(&hp);
         fail(h, "hparams");
         return;
@@ -214,7 +229,9 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     experiment_summary(h, cfg, &hp, in);
     kiln_tb_hparams_free(&hp);
     if (load_names(h, cfg, in) || (in->validation && probe_setup(h, in))) {
-        kiln_progress_line(prog, "warning: TensorBoard: %s; no sample images or projector for this run", kiln_last_error());
+        kiln_progress_line(prog,
+                           "warning: TensorBoard: %s; no sample images or projector for this run",
+                           kiln_last_error());
         h->n_images = h->n_proj = 0;
     }
 }
@@ -226,7 +243,8 @@ void kiln_tb_hooks_open(const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *i
     double t0 = kiln_now();
     kiln_tb_hooks *h = calloc(1, sizeof *h);
     if (!h) {
-        kiln_progress_line(prog, "warning: TensorBoard: out of memory; no TensorBoard output for this run");
+        kiln_progress_line(
+            prog, "warning: TensorBoard: out of memory; no TensorBoard output for this run");
         return;
     }
     start(h, cfg, m, in, run, prog, step, resumed);
@@ -236,8 +254,8 @@ void kiln_tb_hooks_open(const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *i
 
 /* ---- scalars ---- */
 
-void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, const char *name, double value,
-                          int per_batch) {
+void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, const char *name,
+                          double value, int per_batch) {
     if (!h || h->off) return;
     double t0 = kiln_now();
     kiln_tb_writer *w = split_writer(h, split);
@@ -257,7 +275,8 @@ static void histograms(kiln_tb_hooks *h, int64_t step) {
         const kiln_param_info *p = kiln_graph_param_info(g, i);
         char tag[300];
         snprintf(tag, sizeof tag, "%s", p->name);
-        char *dot = strchr(tag, '.'); /* "dense_1.kernel" -> "dense_1/kernel": one group per layer */
+        char *dot =
+            strchr(tag, '.'); /* "dense_1.kernel" -> "dense_1/kernel": one group per layer */
         if (dot) *dot = '/';
         if (kiln_tb_histogram(w, tag, step, params + p->offset, p->numel)) {
             fail(h, tag);
@@ -286,7 +305,8 @@ static kiln_status probe(kiln_tb_hooks *h) {
     kiln_model *m = h->m;
     if (!h->plan) {
         kiln_node *outs[2] = {m->output, m->penultimate};
-        kiln_plan_opts po = {.outputs = outs, .n_outputs = m->penultimate ? 2 : 1, .batch = h->batch};
+        kiln_plan_opts po = {
+            .outputs = outs, .n_outputs = m->penultimate ? 2 : 1, .batch = h->batch};
         if (!(h->plan = kiln_plan_new(m->graph, &po))) return KILN_ERR_INVALID;
     }
     kiln_loader *l;
@@ -308,8 +328,10 @@ static kiln_status probe(kiln_tb_hooks *h) {
                 h->target[k] = ((const float *)h->y)[i * h->ywidth];
                 h->output[k] = out[i * m->n_outputs];
             }
-            if (k < h->n_proj) memcpy(h->emb + k * h->dim, pen + i * h->dim, (size_t)h->dim * sizeof *pen);
-            if (k < h->n_images) memcpy(h->x + k * h->xrow, x + i * h->xrow, (size_t)h->xrow * sizeof *x);
+            if (k < h->n_proj)
+                memcpy(h->emb + k * h->dim, pen + i * h->dim, (size_t)h->dim * sizeof *pen);
+            if (k < h->n_images)
+                memcpy(h->x + k * h->xrow, x + i * h->xrow, (size_t)h->xrow * sizeof *x);
         }
         done += rows;
     }
@@ -325,13 +347,16 @@ static void pictures(kiln_tb_hooks *h, const kiln_tb_epoch *e) {
     unsigned char *rgb;
     if (h->n_images > 0) {
         const kiln_shape *s = &h->in_shape;
-        if (!(rgb = kiln_tb_render_samples(h->x, (int)h->n_images, (int)s->dims[1], (int)s->dims[2], (int)s->dims[3],
-                                           h->truth, h->pred, &iw, &ih)))
-            {
+        if (!(rgb = kiln_tb_render_samples(h->x, (int)h->n_images, (int)s->dims[1], (int)s->dims[2],
+                                           (int)s->dims[3], h->truth, h->pred, &iw, &ih))) {
             fail(h, "samples");
             return;
         }
-        kiln_status st = kiln_tb_image(w, "samples", "The first validation samples, captioned t<true class> p<predicted class>: green when the model is right, red when it is wrong.", e->step, rgb, iw, ih);
+        kiln_status st =
+            kiln_tb_image(w, "samples",
+                          "The first validation samples, captioned t<true class> p<predicted "
+                          "class>: green when the model is right, red when it is wrong.",
+                          e->step, rgb, iw, ih);
         free(rgb);
         if (st) {
             fail(h, "samples");
@@ -345,7 +370,11 @@ static void pictures(kiln_tb_hooks *h, const kiln_tb_epoch *e) {
             fail(h, "confusion_matrix");
             return;
         }
-        kiln_status st = kiln_tb_image(w, "confusion_matrix", "Validation confusion matrix: rows are the true classes, columns the predicted ones; each cell is shaded by its share of its row.", e->step, rgb, iw, ih);
+        kiln_status st =
+            kiln_tb_image(w, "confusion_matrix",
+                          "Validation confusion matrix: rows are the true classes, columns the "
+                          "predicted ones; each cell is shaded by its share of its row.",
+                          e->step, rgb, iw, ih);
         free(rgb);
         if (st) {
             fail(h, "confusion_matrix");
@@ -356,7 +385,7 @@ static void pictures(kiln_tb_hooks *h, const kiln_tb_epoch *e) {
 
 static void projector(kiln_tb_hooks *h) {
     int64_t n = h->n_proj;
-    char (*cells)[LABEL_CHARS] = malloc((size_t)n * 2 * sizeof *cells);
+    char(*cells)[LABEL_CHARS] = malloc((size_t)n * 2 * sizeof *cells);
     const char **meta = malloc((size_t)n * 2 * sizeof *meta);
     if (!cells || !meta) {
         free(cells), free(meta);
@@ -372,15 +401,18 @@ static void projector(kiln_tb_hooks *h) {
             if (h->classes) {
                 int id = c ? h->pred[i] : h->truth[i];
                 const char *name = id >= 0 && id < h->classes ? h->names[id] : NULL;
-                if (name) snprintf(s, LABEL_CHARS, "%s", name);
-                else snprintf(s, LABEL_CHARS, "%d", id);
+                if (name)
+                    snprintf(s, LABEL_CHARS, "%s", name);
+                else
+                    snprintf(s, LABEL_CHARS, "%d", id);
             } else {
                 snprintf(s, LABEL_CHARS, "%.6g", (double)(c ? h->output[i] : h->target[i]));
             }
             meta[2 * i + c] = s;
         }
     }
-    static const char *const CLASS_COLS[] = {"label", "prediction"}, *const REG_COLS[] = {"target", "prediction"};
+    static const char *const CLASS_COLS[] = {"label", "prediction"}, *const REG_COLS[] = {
+                                                                         "target", "prediction"};
     if (kiln_tb_projector_write(h->run_dir, kiln_node_name(h->m->penultimate), h->emb, n, h->dim,
                                 h->classes ? CLASS_COLS : REG_COLS, 2, meta))
         fail(h, "projector");
@@ -425,7 +457,8 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
     if (!h) return;
     double t0 = kiln_now();
     if (!h->off && h->root && status && strcmp(status, "stopped") != 0) {
-        kiln_tb_status s = !strcmp(status, "finished") ? KILN_TB_STATUS_SUCCESS : KILN_TB_STATUS_FAILURE;
+        kiln_tb_status s =
+            !strcmp(status, "finished") ? KILN_TB_STATUS_SUCCESS : KILN_TB_STATUS_FAILURE;
         if (kiln_tb_hparams_end(h->root, s, wall_now())) fail(h, "hparams");
     }
     int files = 0;
@@ -440,12 +473,15 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
     if (status && files && !h->off) { /* where to look, and what it cost */
         char runs[4096];
         snprintf(runs, sizeof runs, "%s", h->run_dir);
-        kiln_progress_line(h->prog, "TensorBoard: %d event files, %.1f %s, %.2f s writing them (tensorboard --logdir %s)",
-                           files, bytes < 1e6 ? bytes / 1e3 : bytes / 1e6, bytes < 1e6 ? "kB" : "MB", h->spent,
-                           dirname(dirname(runs)));
+        kiln_progress_line(
+            h->prog,
+            "TensorBoard: %d event files, %.1f %s, %.2f s writing them (tensorboard --logdir %s)",
+            files, bytes < 1e6 ? bytes / 1e3 : bytes / 1e6, bytes < 1e6 ? "kB" : "MB", h->spent,
+            dirname(dirname(runs)));
     }
     kiln_plan_free(h->plan);
     kiln_dataset_free(h->rows);
-    free(h->names), free(h->x), free(h->emb), free(h->truth), free(h->pred), free(h->target), free(h->output), free(h->y);
+    free(h->names), free(h->x), free(h->emb), free(h->truth), free(h->pred), free(h->target),
+        free(h->output), free(h->y);
     free(h);
 }

@@ -41,15 +41,15 @@ void kiln_tb_hooks_open(const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *i
 
 /* One metric point, as kiln_run_log_metric got it. per_batch: a running value of the step loop
  * ("batch_" tag), else a value over a whole pass of the split ("epoch_"). */
-void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, const char *name, double value,
-                          int per_batch);
+void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, const char *name,
+                          double value, int per_batch);
 
 typedef struct {
     int64_t step;
-    int64_t epoch;              /* epochs completed (1-based) */
-    const float *eval_weights;  /* the weights validation used (EMA), or NULL: the graph's own */
-    float *swap;                /* kiln_graph_params_size floats of scratch (for eval_weights) */
-    const kiln_metrics *val;    /* this epoch's validation metrics, or NULL when none ran */
+    int64_t epoch;             /* epochs completed (1-based) */
+    const float *eval_weights; /* the weights validation used (EMA), or NULL: the graph's own */
+    float *swap;               /* kiln_graph_params_size floats of scratch (for eval_weights) */
+    const kiln_metrics *val;   /* this epoch's validation metrics, or NULL when none ran */
 } kiln_tb_epoch;
 
 /* At an epoch end, after validation: histograms of every parameter and gradient (every

@@ -38,7 +38,8 @@ int tb_events_load(const char *path, tb_events *out, char *err, size_t cap) {
     unsigned char *buf = malloc(size > 0 ? (size_t)size : 1);
     size_t len = buf ? fread(buf, 1, (size_t)size, f) : 0;
     fclose(f);
-    if (!buf || len != (size_t)size) return free(buf), snprintf(err, cap, "%s: cannot read", path), -1;
+    if (!buf || len != (size_t)size)
+        return free(buf), snprintf(err, cap, "%s: cannot read", path), -1;
     int rc = 0, capn = 0;
     size_t at = 0;
     while (at < len) {
@@ -106,7 +107,9 @@ Tensorboard__Hparams__HParamsPluginData *tb_hparams_content(const Tensorflow__Su
     return tensorboard__hparams__hparams_plugin_data__unpack(NULL, c->len, c->data);
 }
 
-static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 int tb_event_files(const char *dir, char **names, int cap) {
     DIR *d = opendir(dir);
