@@ -32,6 +32,7 @@ bench: build
 	$(BUILD)/bench_ops
 	bash bench/train_vs_torch.sh
 	bash bench/serve_vs_python.sh
+	bash bench/logging_overhead.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
