@@ -107,6 +107,10 @@ typedef struct {
     int64_t epochs_completed, steps;
     const double *values; /* [query's n_metrics]: latest values, NaN where the run has none */
     const char *const *params; /* [query's n_params]: values as text, NULL where it has none */
+    /* With the query's all_metrics: every metric's latest value, by name ([n_latest]). */
+    int n_latest;
+    const char *const *latest_names;
+    const double *latest_values;
 } kiln_registry_run;
 /* Return nonzero to stop. */
 typedef int (*kiln_registry_run_fn)(const kiln_registry_run *run, void *ctx);
@@ -153,6 +157,7 @@ typedef struct {
     int n_metrics;
     const char *const *params; /* [n_params] keys whose values fill run->params */
     int n_params;
+    int all_metrics; /* fill run->latest_* with every metric's latest value */
     int64_t limit; /* 0: no limit */
 } kiln_registry_query;
 

@@ -14,7 +14,8 @@
  *
  * Crashed runs: rows that say running are probed (kiln_reg_run_alive); the dead ones are marked
  * failed in one write transaction that probes each again, so a run resumed meanwhile (its new
- * writer takes the folder's lock before it touches the registry) is never marked.
+ * writer takes the folder's lock before it touches the registry) is never marked. Then the points
+ * the dead writer logged but had not flushed are read from its metrics.jsonl.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -413,6 +414,10 @@ static kiln_status mark_crashed(kiln_registry *reg) {
         sqlite3_finalize(st);
         s = s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
     }
+    /* The points a dead writer had not flushed yet: best effort (a folder that cannot be read
+     * now keeps the registry as it is; the run.json of a run that is resumed brings them). */
+    for (int i = 0; !s && i < n; i++)
+        if (kiln_reg_sync_run(reg, dead[i].id, NULL)) kiln_error_clear();
     for (int i = 0; i < n; i++) free(dead[i].id), free(dead[i].host);
     free(dead);
     return s;

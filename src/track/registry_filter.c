@@ -397,7 +397,10 @@ static int parse_operand(parser *p, reg_operand *o, const char *after) {
 static int parse_comparison(parser *p) {
     node n = {.kind = N_CMP, .a = -1, .b = -1};
     size_t lhs_pos = p->tok.pos;
-    if (parse_operand(p, &n.l, NULL)) return -1;
+    if (parse_operand(p, &n.l, NULL)) {
+        kiln_reg_operand_free(&n.l); /* taken, then the next token failed */
+        return -1;
+    }
     if (p->tok.kind != T_OP) {
         int len = (int)(p->tok.pos - lhs_pos);
         while (len > 0 && (p->src[lhs_pos + len - 1] == ' ' || p->src[lhs_pos + len - 1] == '\t'))
