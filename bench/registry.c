@@ -54,43 +54,46 @@ static int make_run(const char *runs, int i, int points) {
              sec / 3600, sec / 60 % 60, sec % 60);
     if (kiln_mkdirs(dir) != KILN_OK) return -1;
     snprintf(path, sizeof path, "%s/run.json", dir);
-    snprintf(text, sizeof text,
-             "{\"id\":\"%s\",\"experiment\":\"exp-%d\",\"name\":\"run-%05d\",\"status\":\"%s\","
-             "\"start_time\":\"2024-01-%02dT%02d:%02d:%02dZ\",\"end_time\":\"2024-01-%02dT23:59:59Z\","
-             "\"host\":\"bench\",\"pid\":1,\"kiln_version\":\"0.1.0\",\"seed\":%d,"
-             "\"config_hash\":\"%016x\",\"command\":\"kiln train cfg.yaml\",\"message\":null,"
-             "\"epochs_completed\":10,\"steps\":%d,\"final_metrics\":{},\"best_metrics\":{},"
-             "\"best_step\":null,\"checkpoint\":null}\n",
-             strrchr(dir, '/') + 1, e, i, i % 17 ? "finished" : "failed", day, sec / 3600,
-             sec / 60 % 60, sec % 60, day, i, (unsigned)i * 2654435761u, points * 10);
+    snprintf(
+        text, sizeof text,
+        "{\"id\":\"%s\",\"experiment\":\"exp-%d\",\"name\":\"run-%05d\",\"status\":\"%s\","
+        "\"start_time\":\"2024-01-%02dT%02d:%02d:%02dZ\",\"end_time\":\"2024-01-%02dT23:59:59Z\","
+        "\"host\":\"bench\",\"pid\":1,\"kiln_version\":\"0.1.0\",\"seed\":%d,"
+        "\"config_hash\":\"%016x\",\"command\":\"kiln train cfg.yaml\",\"message\":null,"
+        "\"epochs_completed\":10,\"steps\":%d,\"final_metrics\":{},\"best_metrics\":{},"
+        "\"best_step\":null,\"checkpoint\":null}\n",
+        strrchr(dir, '/') + 1, e, i, i % 17 ? "finished" : "failed", day, sec / 3600, sec / 60 % 60,
+        sec % 60, day, i, (unsigned)i * 2654435761u, points * 10);
     if (write_file(path, text)) return -1;
     snprintf(path, sizeof path, "%s/config.yaml", dir);
-    snprintf(text, sizeof text,
-             "experiment: exp-%d\nseed: %d\ndata:\n  source: idx\n  train:\n    images: /d/train-x\n"
-             "    labels: /d/train-y\n  test:\n    images: /d/test-x\n    labels: /d/test-y\n"
-             "  validation_split: 0.1\n  normalize:\n    scale: 0.00392156862745098\n"
-             "  batch_size: %d\n  shuffle: true\n  task: classification\nmodel:\n"
-             "  input: [1, 28, 28]\n  layers:\n    - flatten\n    - dense:\n        units: %d\n"
-             "        activation: relu\n        use_bias: true\n    - dropout:\n        rate: 0.25\n"
-             "    - dense:\n        units: 10\n        activation: none\n        use_bias: true\n"
-             "loss:\n  softmax_cross_entropy:\n    label_smoothing: 0\nmetrics: [accuracy]\n"
-             "optimizer:\n  adam:\n    learning_rate: %g\n    beta_1: 0.9\n    beta_2: 0.999\n"
-             "    epsilon: 1e-7\n    weight_decay: 0\nschedule:\n  cosine:\n    warmup_steps: 200\n"
-             "train:\n  epochs: 10\n  max_steps: 0\n  ema_decay: 0.999\n  clip_norm: 0\n"
-             "  early_stopping:\n    monitor: val_loss\n    patience: 3\n  checkpoint:\n"
-             "    every_steps: 500\n    every_epochs: 1\n    keep: 3\nlog:\n  every_steps: 50\n"
-             "  tensorboard: true\n",
-             e, i, 32 << (i % 3), 64 << (i % 4), lr);
+    snprintf(
+        text, sizeof text,
+        "experiment: exp-%d\nseed: %d\ndata:\n  source: idx\n  train:\n    images: /d/train-x\n"
+        "    labels: /d/train-y\n  test:\n    images: /d/test-x\n    labels: /d/test-y\n"
+        "  validation_split: 0.1\n  normalize:\n    scale: 0.00392156862745098\n"
+        "  batch_size: %d\n  shuffle: true\n  task: classification\nmodel:\n"
+        "  input: [1, 28, 28]\n  layers:\n    - flatten\n    - dense:\n        units: %d\n"
+        "        activation: relu\n        use_bias: true\n    - dropout:\n        rate: 0.25\n"
+        "    - dense:\n        units: 10\n        activation: none\n        use_bias: true\n"
+        "loss:\n  softmax_cross_entropy:\n    label_smoothing: 0\nmetrics: [accuracy]\n"
+        "optimizer:\n  adam:\n    learning_rate: %g\n    beta_1: 0.9\n    beta_2: 0.999\n"
+        "    epsilon: 1e-7\n    weight_decay: 0\nschedule:\n  cosine:\n    warmup_steps: 200\n"
+        "train:\n  epochs: 10\n  max_steps: 0\n  ema_decay: 0.999\n  clip_norm: 0\n"
+        "  early_stopping:\n    monitor: val_loss\n    patience: 3\n  checkpoint:\n"
+        "    every_steps: 500\n    every_epochs: 1\n    keep: 3\nlog:\n  every_steps: 50\n"
+        "  tensorboard: true\n",
+        e, i, 32 << (i % 3), 64 << (i % 4), lr);
     if (write_file(path, text)) return -1;
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     int train = points * 6 / 10, val = (points - train) / 2;
     for (int s = 1; s <= train; s++)
-        fprintf(f,
-                "{\"step\":%d,\"epoch\":%d,\"wall_time\":%d.5,\"split\":\"train\",\"name\":\"loss\","
-                "\"value\":%.6g}\n",
-                s * 50, s * 10 / train, 1700000000 + s, 2.3 / (1 + 0.05 * s) + 0.001 * (i % 13));
+        fprintf(
+            f,
+            "{\"step\":%d,\"epoch\":%d,\"wall_time\":%d.5,\"split\":\"train\",\"name\":\"loss\","
+            "\"value\":%.6g}\n",
+            s * 50, s * 10 / train, 1700000000 + s, 2.3 / (1 + 0.05 * s) + 0.001 * (i % 13));
     for (int s = 1; s <= val; s++)
         fprintf(f,
                 "{\"step\":%d,\"epoch\":%d,\"wall_time\":%d.5,\"split\":\"validation\","
@@ -215,16 +218,25 @@ int main(int argc, char **argv) {
     char db[PATH_MAX + 16];
     struct stat sb;
     snprintf(db, sizeof db, "%s/kiln.db", runs);
-    if (stat(db, &sb) == 0) printf("  kiln.db                                  %8.1f MB\n", sb.st_size / 1e6);
+    if (stat(db, &sb) == 0)
+        printf("  kiln.db                                  %8.1f MB\n", sb.st_size / 1e6);
 
     char *plain[] = {kiln, "runs", "list", "--runs-dir", runs, NULL};
     char *sorted[] = {kiln, "runs", "list", "--runs-dir", runs, "--sort", "val_accuracy", NULL};
-    char *filtered[] = {kiln,        "runs", "list", "--runs-dir", runs, "--filter",
-                        "metrics.val_accuracy > 0.9 and params.optimizer.adam.learning_rate < 0.005",
-                        "--sort",    "val_loss", NULL};
+    char *filtered[] = {
+        kiln,
+        "runs",
+        "list",
+        "--runs-dir",
+        runs,
+        "--filter",
+        "metrics.val_accuracy > 0.9 and params.optimizer.adam.learning_rate < 0.005",
+        "--sort",
+        "val_loss",
+        NULL};
     char *json[] = {kiln, "runs", "list", "--runs-dir", runs, "--json", NULL};
-    char *top[] = {kiln, "runs", "list", "--runs-dir", runs, "--sort", "val_accuracy", "--limit",
-                   "20", NULL};
+    char *top[] = {kiln,     "runs",         "list",    "--runs-dir", runs,
+                   "--sort", "val_accuracy", "--limit", "20",         NULL};
     struct {
         const char *what;
         char **args;

@@ -169,8 +169,8 @@ static void fake_run(const char *runs, const char *exp, const char *id, const ch
              "{\"id\":\"%s\",\"experiment\":\"%s\",\"name\":\"%s\",\"status\":\"%s\","
              "\"start_time\":\"2024-01-0%cT00:00:00Z\",\"end_time\":%s,\"host\":\"h\",\"pid\":1,"
              "\"config_hash\":\"hash-%s\",\"steps\":%d}",
-             id, exp, id, status, id[strlen(id) - 1], strcmp(status, "running") ? "\"2024-01-09T00:00:00Z\"" : "null",
-             lr, points);
+             id, exp, id, status, id[strlen(id) - 1],
+             strcmp(status, "running") ? "\"2024-01-09T00:00:00Z\"" : "null", lr, points);
     put(path, text);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     snprintf(text, sizeof text,
@@ -202,7 +202,8 @@ static void test_schema(void) {
     CHECK(q1(at("schema"), "PRAGMA user_version") == KILN_REGISTRY_SCHEMA);
     CHECK(q1(at("schema"), "PRAGMA application_id") == 0x6b696c6e);
     CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 8);
-    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE name = 'latest_by_name'") == 1);
+    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE name = 'latest_by_name'") ==
+          1);
     CHECK(reg && !strcmp(kiln_registry_path(reg), at("schema/kiln.db")));
     kiln_registry_close(reg);
     reg = NULL;
@@ -331,7 +332,8 @@ static void test_writer(void) {
     CHECK_OK(kiln_run_save(run));
     CHECK(q1(at("w"), "SELECT count(*) FROM runs WHERE status = 'running'") == 1);
     CHECK_OK(kiln_run_log_metric(run, 201, 0, KILN_SPLIT_TRAIN, "loss", 0.5));
-    CHECK_OK(kiln_run_log_metric(run, 200, 0, KILN_SPLIT_TRAIN, "loss", 0.25)); /* a re-logged step */
+    CHECK_OK(
+        kiln_run_log_metric(run, 200, 0, KILN_SPLIT_TRAIN, "loss", 0.25)); /* a re-logged step */
     kiln_run_close(run);
     CHECK(q1(at("w"), "SELECT count(*) FROM metrics WHERE name = 'loss'") == 201);
     CHECK(q1(at("w"), "SELECT value * 100 FROM metrics WHERE name = 'loss' AND step = 200") == 25);
@@ -380,11 +382,12 @@ static void test_killed_mid_transaction(void) {
         char path[1100];
         snprintf(path, sizeof path, "%s/kiln.db", at("tx"));
         if (sqlite3_open(path, &db) != SQLITE_OK ||
-            sqlite3_exec(db,
-                         "BEGIN IMMEDIATE; INSERT INTO experiments(name, created) VALUES ('x', 'y');"
-                         " INSERT INTO runs(id, eid, name, status, start_time) VALUES ('x/y',"
-                         " last_insert_rowid(), 'y', 'finished', 'z')",
-                         NULL, NULL, NULL) != SQLITE_OK)
+            sqlite3_exec(
+                db,
+                "BEGIN IMMEDIATE; INSERT INTO experiments(name, created) VALUES ('x', 'y');"
+                " INSERT INTO runs(id, eid, name, status, start_time) VALUES ('x/y',"
+                " last_insert_rowid(), 'y', 'finished', 'z')",
+                NULL, NULL, NULL) != SQLITE_OK)
             _exit(1);
         if (write(p[1], "k", 1) != 1) _exit(1);
         for (;;) pause();
@@ -566,7 +569,7 @@ static void test_import(void) {
     fake_run(runs, "cifar", "f-20240101-000006", "running", "0.1", 2); /* held: it runs */
     int held = open(at("old/cifar/f-20240101-000006"), O_RDONLY | O_DIRECTORY);
     CHECK(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0);
-    CHECK(kiln_mkdirs(at("old/mnist/d-20240101-000004")) == KILN_OK);   /* no run.json: not a run */
+    CHECK(kiln_mkdirs(at("old/mnist/d-20240101-000004")) == KILN_OK); /* no run.json: not a run */
     CHECK(kiln_mkdirs(at("old/mnist/e-20240101-000005")) == KILN_OK);
     put(at("old/mnist/e-20240101-000005/run.json"), "{\"id\": broken");
     append(at("old/mnist/a-20240101-000001/metrics.jsonl"), "not json\n");
@@ -814,10 +817,10 @@ static void test_filter_parse(void) {
     CHECK(kiln_registry_filter_parse(NULL, &f, &col) == KILN_ERR_INVALID);
 
     /* fuzz: random texts from the language's alphabet parse or fail with a column in range */
-    static const char *const pieces[] = {"metrics.a", "params.b", "status", "steps", " ", "(",
-                                         ")",         "and",      "or",     "not",   ">", "<=",
-                                         "=",         "!=",       "1",      "-2.5",  "'x'", "\"",
-                                         "`",         "1e",       "!",      ".",     "\\", "é"};
+    static const char *const pieces[] = {
+        "metrics.a", "params.b", "status", "steps", " ", "(",  ")",  "and",
+        "or",        "not",      ">",      "<=",    "=", "!=", "1",  "-2.5",
+        "'x'",       "\"",       "`",      "1e",    "!", ".",  "\\", "é"};
     uint64_t x = 88172645463325252ull;
     for (int iter = 0; iter < 3000; iter++) {
         char text[256] = "";
@@ -1042,7 +1045,8 @@ static void test_models(void) {
         {"models:/clf/1", KILN_OK, 1, NULL},
         {"models:/clf/latest", KILN_OK, 2, NULL},
         {"models:/clf", KILN_OK, 0, NULL},
-        {"models:/clf@staging", KILN_ERR_NOTFOUND, 0, "no alias 'staging' (aliases: production -> 2)"},
+        {"models:/clf@staging", KILN_ERR_NOTFOUND, 0,
+         "no alias 'staging' (aliases: production -> 2)"},
         {"models:/clf/3", KILN_ERR_NOTFOUND, 0, "no version 3 (versions: 1, 2)"},
         {"models:/other@production", KILN_ERR_NOTFOUND, 0, "no model named 'other'"},
         {"models:/clf/01", KILN_ERR_INVALID, 0, "not a version"},

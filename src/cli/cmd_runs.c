@@ -47,7 +47,8 @@ static const char *HELP =
     "                    attributes (id, name, experiment, status, start_time, end_time, host,\n"
     "                    steps, epochs_completed, duration, ...); = != < <= > >=, and/or/not,\n"
     "                    parentheses, numbers, 'strings'\n"
-    "  --sort KEY        a metric (best first), params.KEY, or an attribute; add ' asc' or ' desc'\n"
+    "  --sort KEY        a metric (best first), params.KEY, or an attribute; add ' asc' or ' "
+    "desc'\n"
     "  --metrics A,B     metric columns (default: val_accuracy, val_loss, loss where present,\n"
     "                    and the metrics of --sort and --filter)\n"
     "  --limit N         at most N runs\n"
@@ -164,12 +165,15 @@ static void print_list(lister *l) {
 }
 
 static int cmd_list(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"runs-dir", required_argument, 0, 'd'}, {"experiment", required_argument, 0, 'e'},
-        {"sort", required_argument, 0, 's'},     {"filter", required_argument, 0, 'f'},
-        {"metrics", required_argument, 0, 'm'},  {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"runs-dir", required_argument, 0, 'd'},
+                                         {"experiment", required_argument, 0, 'e'},
+                                         {"sort", required_argument, 0, 's'},
+                                         {"filter", required_argument, 0, 'f'},
+                                         {"metrics", required_argument, 0, 'm'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *runs_dir = "runs", *filter_text = NULL, *metrics = NULL;
     kiln_registry_query q = {0};
     int json = 0, c;
@@ -177,19 +181,33 @@ static int cmd_list(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end;
         switch (c) {
-        case 'd': runs_dir = optarg; break;
-        case 'e': q.experiment = optarg; break;
-        case 's': q.sort = optarg; break;
-        case 'f': filter_text = optarg; break;
-        case 'm': metrics = optarg; break;
+        case 'd':
+            runs_dir = optarg;
+            break;
+        case 'e':
+            q.experiment = optarg;
+            break;
+        case 's':
+            q.sort = optarg;
+            break;
+        case 'f':
+            filter_text = optarg;
+            break;
+        case 'm':
+            metrics = optarg;
+            break;
         case 'n':
             q.limit = strtoll(optarg, &end, 10);
             if (*end || q.limit <= 0)
                 return kiln_cli_usage_error("runs list", "--limit %s: expected a positive integer",
                                             optarg);
             break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("runs list", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -282,22 +300,29 @@ static int cmd_rm(int argc, char **argv) {
     optind = 1, opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': given = optarg; break;
-        case 'y': yes = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'd':
+            given = optarg;
+            break;
+        case 'y':
+            yes = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("runs rm", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
         }
     }
-    if (optind >= argc) return kiln_cli_usage_error("runs rm", "missing RUN (which runs to remove)");
+    if (optind >= argc)
+        return kiln_cli_usage_error("runs rm", "missing RUN (which runs to remove)");
     int n = argc - optind;
     char buf[4200];
     const char *runs_dir = kiln_cli_runs_dir(given, argv[optind], buf, sizeof buf);
     kiln_registry *reg = NULL;
     int code = kiln_cli_open_registry("runs rm", runs_dir, &reg);
     if (code) return code;
-    char (*ids)[1024] = calloc((size_t)n, sizeof *ids);
+    char(*ids)[1024] = calloc((size_t)n, sizeof *ids);
     if (!ids) {
         kiln_registry_close(reg);
         return KILN_EXIT_FAIL;

@@ -229,8 +229,12 @@ kiln_status kiln_reg_run_path(const kiln_registry *reg, const char *id, char *ou
     return kiln_run_join(out, cap, reg->runs_dir, id);
 }
 
-const char *kiln_registry_runs_dir(const kiln_registry *reg) { return reg->runs_dir; }
-const char *kiln_registry_path(const kiln_registry *reg) { return reg->path; }
+const char *kiln_registry_runs_dir(const kiln_registry *reg) {
+    return reg->runs_dir;
+}
+const char *kiln_registry_path(const kiln_registry *reg) {
+    return reg->path;
+}
 
 /* ---- a run's folder ---- */
 
@@ -357,9 +361,8 @@ typedef struct {
 /* Marks the runs whose process is gone failed (see the top of this file). */
 static kiln_status mark_crashed(kiln_registry *reg) {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(reg->db,
-                                "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1,
-                                &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        reg->db, "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1, &st, NULL);
     if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "looking for crashed runs");
     suspect *dead = NULL;
     int n = 0, cap = 0;
@@ -379,8 +382,8 @@ static kiln_status mark_crashed(kiln_registry *reg) {
             }
             dead = d;
         }
-        dead[n] = (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL,
-                            pid};
+        dead[n] =
+            (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL, pid};
         if (!dead[n].id || (host && !dead[n].host)) {
             free(dead[n].id), free(dead[n].host);
             s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
@@ -441,9 +444,9 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
         return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
     }
     sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
-    int rc = sqlite3_open_v2(reg->path, &reg->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc =
+        sqlite3_open_v2(reg->path, &reg->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     kiln_status s = KILN_OK;
     if (rc != SQLITE_OK) {
         s = kiln_reg_fail(reg, rc, "opening");
@@ -463,8 +466,9 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
         if (s == KILN_ERR_INVALID) {
             char why[1024];
             snprintf(why, sizeof why, "%s", kiln_last_error());
-            s = kiln_error(KILN_ERR_FORMAT, "%s (not a kiln registry, or a damaged one: move it "
-                                            "away and kiln rebuilds it from the run folders)",
+            s = kiln_error(KILN_ERR_FORMAT,
+                           "%s (not a kiln registry, or a damaged one: move it "
+                           "away and kiln rebuilds it from the run folders)",
                            why);
         }
     }
@@ -495,8 +499,8 @@ kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
         s = kiln_error(KILN_ERR_NOTFOUND, "no registry %s (kiln creates it with the first run)",
                        reg->path);
     } else {
-        int rc = sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                                 NULL);
+        int rc =
+            sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
             s = kiln_reg_fail(reg, rc, "opening");
         } else {

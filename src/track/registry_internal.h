@@ -132,11 +132,11 @@ typedef enum { REG_OP_METRIC, REG_OP_PARAM, REG_OP_ATTR, REG_OP_NUMBER, REG_OP_S
 
 typedef struct {
     reg_op_kind kind;
-    char *text;  /* metric or param name, string value; NULL for attributes and numbers */
-    int attr;    /* REG_OP_ATTR: index into the attribute table */
-    double num;  /* REG_OP_NUMBER */
-    int column;  /* where it started in the expression (1-based characters) */
-    size_t pos;  /* the same in bytes */
+    char *text; /* metric or param name, string value; NULL for attributes and numbers */
+    int attr;   /* REG_OP_ATTR: index into the attribute table */
+    double num; /* REG_OP_NUMBER */
+    int column; /* where it started in the expression (1-based characters) */
+    size_t pos; /* the same in bytes */
 } reg_operand;
 
 /* A run's duration in seconds (up to now while it runs), over `runs r`. */

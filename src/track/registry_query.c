@@ -51,7 +51,8 @@ static kiln_status prefetch_metrics(kiln_registry *reg, const kiln_registry_quer
     kiln_status s = prepare(reg, "SELECT max(rid), count(*) FROM runs", &st, "listing runs");
     if (s) return s;
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *max_rid = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
+    if (rc == SQLITE_ROW)
+        *max_rid = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) return kiln_reg_fail(reg, rc, "listing runs");
     if (*max_rid < 0 || *max_rid > 16 * count + 65536) return KILN_OK;
@@ -97,8 +98,9 @@ static kiln_status fetch_all_latest(kiln_registry *reg, all_latest *a) {
     memset(a, 0, sizeof *a);
     sqlite3_stmt *st = NULL;
     int64_t count = 0, bytes = 0;
-    kiln_status s = prepare(reg, "SELECT count(*), coalesce(sum(length(name) + 1), 0) FROM latest_metrics",
-                            &st, "listing runs");
+    kiln_status s =
+        prepare(reg, "SELECT count(*), coalesce(sum(length(name) + 1), 0) FROM latest_metrics", &st,
+                "listing runs");
     if (s) return s;
     if (sqlite3_step(st) == SQLITE_ROW)
         count = sqlite3_column_int64(st, 0), bytes = sqlite3_column_int64(st, 1);
@@ -194,7 +196,8 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
                                     kiln_registry_run_fn fn, void *ctx) {
     static const kiln_registry_query all = {0};
     if (!q) q = &all;
-    if (!reg || !fn) return kiln_error(KILN_ERR_INVALID, "registry list: NULL registry or callback");
+    if (!reg || !fn)
+        return kiln_error(KILN_ERR_INVALID, "registry list: NULL registry or callback");
     if (q->n_metrics < 0 || (q->n_metrics && !q->metrics))
         return kiln_error(KILN_ERR_INVALID, "registry list: bad metric columns");
     for (int i = 0; i < q->n_metrics; i++)
@@ -248,9 +251,10 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
             };
             int64_t rid = sqlite3_column_int64(st, 17);
             for (int i = 0; i < q->n_metrics; i++)
-                values[i] = probe                       ? col_double(st, N_RUN_COLUMNS + i)
-                            : rid >= 0 && rid <= max_rid ? table[(size_t)rid * (size_t)q->n_metrics + (size_t)i]
-                                                         : NAN;
+                values[i] = probe ? col_double(st, N_RUN_COLUMNS + i)
+                            : rid >= 0 && rid <= max_rid
+                                ? table[(size_t)rid * (size_t)q->n_metrics + (size_t)i]
+                                : NAN;
             for (int i = 0; i < q->n_params; i++)
                 params[i] = kiln_reg_col_text(st, N_RUN_COLUMNS + nm + i);
             if (q->all_metrics) {
@@ -330,8 +334,8 @@ static kiln_status folder_ref(kiln_registry *reg, const char *ref, char *id, siz
     if (strncmp(real, root, n) || *rest != '/' || !strchr(rest + 1, '/') ||
         strchr(strchr(rest + 1, '/') + 1, '/'))
         return kiln_error(KILN_ERR_INVALID,
-                          "run folder %s is not a run of the runs folder %s (pass --runs-dir)",
-                          ref, reg->runs_dir);
+                          "run folder %s is not a run of the runs folder %s (pass --runs-dir)", ref,
+                          reg->runs_dir);
     if (snprintf(id, cap, "%s", rest + 1) >= (int)cap)
         return kiln_error(KILN_ERR_INVALID, "run id %s is longer than %zu bytes", rest + 1,
                           cap - 1);
@@ -364,8 +368,8 @@ kiln_status kiln_registry_find_run(kiln_registry *reg, const char *ref, char *id
         if ((s = matches(reg, QUERIES[i], ref, id, cap, list, sizeof list, &n))) return s;
         if (n == 1) return KILN_OK;
         if (n > 1)
-            return kiln_error(KILN_ERR_INVALID, "'%s' matches %s runs: %s%s (give more of it)",
-                              ref, n > 5 ? "more than 5" : "several", list, n > 5 ? ", ..." : "");
+            return kiln_error(KILN_ERR_INVALID, "'%s' matches %s runs: %s%s (give more of it)", ref,
+                              n > 5 ? "more than 5" : "several", list, n > 5 ? ", ..." : "");
     }
     if (cap) id[0] = 0;
     return kiln_error(KILN_ERR_NOTFOUND,
@@ -413,9 +417,9 @@ kiln_status kiln_registry_run_metrics(kiln_registry *reg, const char *id,
     sqlite3_bind_int64(st, 1, rid);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0), sqlite3_column_int64(st, 1),
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0),    sqlite3_column_int64(st, 1),
                                   sqlite3_column_int64(st, 4), col_double(st, 5),
-                                  col_double(st, 2), col_double(st, 3)};
+                                  col_double(st, 2),           col_double(st, 3)};
         if (!m.name) continue;
         if (fn(&m, ctx)) break;
     }
@@ -432,12 +436,12 @@ kiln_status kiln_registry_latest_metrics(kiln_registry *reg, const char *id,
     kiln_reg_bind_text(st, 1, id);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1, sqlite3_column_int64(st, 1),
-                                  col_double(st, 2), NAN, NAN};
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1,   sqlite3_column_int64(st, 1),
+                                  col_double(st, 2),        NAN, NAN};
         if (m.name && fn(&m, ctx)) break;
     }
-    kiln_status s = rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK
-                                                           : kiln_reg_fail(reg, rc, "reading metrics");
+    kiln_status s =
+        rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading metrics");
     sqlite3_reset(st);
     return s;
 }
@@ -494,8 +498,7 @@ kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
         int e = errno;
         if (pfd >= 0) close(pfd);
         close(fd);
-        if (rm != 0)
-            return kiln_error(KILN_ERR_IO, "cannot remove %s: %s", path, strerror(e));
+        if (rm != 0) return kiln_error(KILN_ERR_IO, "cannot remove %s: %s", path, strerror(e));
     } else if (errno != ENOENT) {
         return kiln_error(KILN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }

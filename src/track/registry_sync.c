@@ -65,8 +65,8 @@ static kiln_status by_rid(kiln_registry *reg, int which, int64_t rid) {
 
 /* metrics.jsonl from offset on, CHUNK points per transaction; *moved when it read anything (or
  * started over). */
-static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *path,
-                                  int64_t offset, int64_t size, int *moved) {
+static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *path, int64_t offset,
+                                  int64_t size, int *moved) {
     kiln_status s;
     *moved = 0;
     if (size < offset) { /* the file was replaced: start again */
@@ -260,7 +260,8 @@ static kiln_status load_known(kiln_registry *reg, known_runs *k) {
                          .params_current = sqlite3_column_int(st, 3),
                          .sealed = sqlite3_column_int(st, 4)};
         const char *stamp = kiln_reg_col_text(st, 1);
-        if (!stamp || sscanf(stamp, "%llu:%llu.%llu:%llu", &r->ino, &r->sec, &r->nsec, &r->size) != 4)
+        if (!stamp ||
+            sscanf(stamp, "%llu:%llu.%llu:%llu", &r->ino, &r->sec, &r->nsec, &r->size) != 4)
             r->ino = r->sec = r->nsec = r->size = ~0ull; /* matches no file */
     }
     sqlite3_finalize(st);

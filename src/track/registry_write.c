@@ -219,7 +219,8 @@ static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name,
 
 kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l) {
     kiln_status s = KILN_OK;
-    for (int i = 0; !s && i < l->n; i++) s = latest_one(reg, rid, l->v[i].name, l->v[i].step, l->v[i].value);
+    for (int i = 0; !s && i < l->n; i++)
+        s = latest_one(reg, rid, l->v[i].name, l->v[i].step, l->v[i].value);
     l->n = 0;
     return s;
 }
