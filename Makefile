@@ -30,8 +30,10 @@ demo: build
 bench: build
 	KILN_WITH_BENCH=1 bash scripts/setup.sh
 	$(BUILD)/bench_ops
+	$(BUILD)/bench_registry
 	bash bench/train_vs_torch.sh
 	bash bench/serve_vs_python.sh
+	bash bench/logging_overhead.sh
 	bash bench/board.sh
 
 format:

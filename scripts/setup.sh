@@ -3,8 +3,8 @@
 # Idempotent: does nothing when all packages are present. Needs root (or sudo) for apt-get.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev
-      libstb-dev curl dataset-fashion-mnist
+      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
+      libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev curl dataset-fashion-mnist
       chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
 # The benchmarks compare against PyTorch (Debian's python3-torch); tests do not need it.
 if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy wrk); fi

@@ -19,6 +19,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +43,17 @@ static const char *at(const char *fmt, ...) {
     vsnprintf(buf[k] + n, sizeof buf[k] - (size_t)n, fmt, ap);
     va_end(ap);
     return buf[k];
+}
+
+/* fork() for a child that must not outlive this process (a failed test must not leave a
+ * child pausing forever). */
+static pid_t fork_child(void) {
+    pid_t parent = getpid(), pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
+    }
+    return pid;
 }
 
 static int exists(const char *path) {
@@ -107,6 +120,7 @@ typedef struct {
     char status[64][16];
     double values[64][4];
     int n;
+    int n_values; /* the query's n_metrics (up to 4) */
 } listing;
 
 static int collect(const kiln_registry_run *r, void *ctx) {
@@ -114,7 +128,7 @@ static int collect(const kiln_registry_run *r, void *ctx) {
     if (l->n == 64) return 1;
     snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s", r->name ? r->name : r->id);
     snprintf(l->status[l->n], sizeof l->status[l->n], "%s", r->status ? r->status : "");
-    for (int i = 0; i < 4; i++) l->values[l->n][i] = r->values ? r->values[i] : NAN;
+    for (int i = 0; i < 4; i++) l->values[l->n][i] = i < l->n_values ? r->values[i] : NAN;
     l->n++;
     return 0;
 }
@@ -155,8 +169,8 @@ static void fake_run(const char *runs, const char *exp, const char *id, const ch
              "{\"id\":\"%s\",\"experiment\":\"%s\",\"name\":\"%s\",\"status\":\"%s\","
              "\"start_time\":\"2024-01-0%cT00:00:00Z\",\"end_time\":%s,\"host\":\"h\",\"pid\":1,"
              "\"config_hash\":\"hash-%s\",\"steps\":%d}",
-             id, exp, id, status, id[strlen(id) - 1], strcmp(status, "running") ? "\"2024-01-09T00:00:00Z\"" : "null",
-             lr, points);
+             id, exp, id, status, id[strlen(id) - 1],
+             strcmp(status, "running") ? "\"2024-01-09T00:00:00Z\"" : "null", lr, points);
     put(path, text);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     snprintf(text, sizeof text,
@@ -188,7 +202,8 @@ static void test_schema(void) {
     CHECK(q1(at("schema"), "PRAGMA user_version") == KILN_REGISTRY_SCHEMA);
     CHECK(q1(at("schema"), "PRAGMA application_id") == 0x6b696c6e);
     CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 8);
-    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE name = 'latest_by_name'") == 1);
+    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE name = 'latest_by_name'") ==
+          1);
     CHECK(reg && !strcmp(kiln_registry_path(reg), at("schema/kiln.db")));
     kiln_registry_close(reg);
     reg = NULL;
@@ -290,7 +305,7 @@ static void test_writer(void) {
     char path[1200];
     kiln_registry *reg = NULL;
     CHECK_OK(kiln_registry_open(at("w"), &reg));
-    listing l = {.n = 0};
+    listing l = {.n = 0, .n_values = 4};
     const char *cols[] = {"val_accuracy", "loss", "test_loss", "nope"};
     kiln_registry_query q = {.metrics = cols, .n_metrics = 4};
     CHECK_OK(kiln_registry_list_runs(reg, &q, collect, &l));
@@ -317,7 +332,8 @@ static void test_writer(void) {
     CHECK_OK(kiln_run_save(run));
     CHECK(q1(at("w"), "SELECT count(*) FROM runs WHERE status = 'running'") == 1);
     CHECK_OK(kiln_run_log_metric(run, 201, 0, KILN_SPLIT_TRAIN, "loss", 0.5));
-    CHECK_OK(kiln_run_log_metric(run, 200, 0, KILN_SPLIT_TRAIN, "loss", 0.25)); /* a re-logged step */
+    CHECK_OK(
+        kiln_run_log_metric(run, 200, 0, KILN_SPLIT_TRAIN, "loss", 0.25)); /* a re-logged step */
     kiln_run_close(run);
     CHECK(q1(at("w"), "SELECT count(*) FROM metrics WHERE name = 'loss'") == 201);
     CHECK(q1(at("w"), "SELECT value * 100 FROM metrics WHERE name = 'loss' AND step = 200") == 25);
@@ -360,17 +376,18 @@ static void test_killed_mid_transaction(void) {
     kiln_registry_close(reg);
     int p[2];
     CHECK(pipe(p) == 0);
-    pid_t kid = fork();
+    pid_t kid = fork_child();
     if (kid == 0) {
         sqlite3 *db = NULL;
         char path[1100];
         snprintf(path, sizeof path, "%s/kiln.db", at("tx"));
         if (sqlite3_open(path, &db) != SQLITE_OK ||
-            sqlite3_exec(db,
-                         "BEGIN IMMEDIATE; INSERT INTO experiments(name, created) VALUES ('x', 'y');"
-                         " INSERT INTO runs(id, eid, name, status, start_time) VALUES ('x/y',"
-                         " last_insert_rowid(), 'y', 'finished', 'z')",
-                         NULL, NULL, NULL) != SQLITE_OK)
+            sqlite3_exec(
+                db,
+                "BEGIN IMMEDIATE; INSERT INTO experiments(name, created) VALUES ('x', 'y');"
+                " INSERT INTO runs(id, eid, name, status, start_time) VALUES ('x/y',"
+                " last_insert_rowid(), 'y', 'finished', 'z')",
+                NULL, NULL, NULL) != SQLITE_OK)
             _exit(1);
         if (write(p[1], "k", 1) != 1) _exit(1);
         for (;;) pause();
@@ -392,7 +409,7 @@ static void test_crash_marking(void) {
     CHECK(kiln_mkdirs(at("crash")) == KILN_OK);
     int p[2];
     CHECK(pipe(p) == 0);
-    pid_t kid = fork();
+    pid_t kid = fork_child();
     if (kid == 0) {
         kiln_rundir *run = NULL;
         if (kiln_run_create(at("crash"), "exp", "doomed", &run) != KILN_OK) _exit(1);
@@ -430,7 +447,7 @@ static void test_concurrent_writers(void) {
     CHECK(pipe(gate) == 0);
     pid_t kids[KIDS];
     for (int k = 0; k < KIDS; k++) {
-        kids[k] = fork();
+        kids[k] = fork_child();
         if (kids[k] == 0) {
             close(gate[1]);
             char c;
@@ -503,7 +520,7 @@ static void test_failures_do_not_stop_runs(void) {
     kiln_registry_close(reg);
     int p[2];
     CHECK(pipe(p) == 0);
-    pid_t kid = fork();
+    pid_t kid = fork_child();
     if (kid == 0) {
         sqlite3 *db = NULL;
         char path[1100];
@@ -549,11 +566,15 @@ static void test_import(void) {
     fake_run(runs, "mnist", "a-20240101-000001", "finished", "0.001", 5);
     fake_run(runs, "mnist", "b-20240101-000002", "finished", "0.01", 3);
     fake_run(runs, "cifar", "c-20240101-000003", "running", "0.1", 2); /* its process is gone */
-    CHECK(kiln_mkdirs(at("old/mnist/d-20240101-000004")) == KILN_OK);   /* no run.json: not a run */
+    fake_run(runs, "cifar", "f-20240101-000006", "running", "0.1", 2); /* held: it runs */
+    int held = open(at("old/cifar/f-20240101-000006"), O_RDONLY | O_DIRECTORY);
+    CHECK(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0);
+    CHECK(kiln_mkdirs(at("old/mnist/d-20240101-000004")) == KILN_OK); /* no run.json: not a run */
     CHECK(kiln_mkdirs(at("old/mnist/e-20240101-000005")) == KILN_OK);
     put(at("old/mnist/e-20240101-000005/run.json"), "{\"id\": broken");
-    append(at("old/mnist/a-20240101-000001/metrics.jsonl"),
-           "not json\n{\"step\":9,\"epoch\":1,\"wall_time\":1,\"split\":\"train\",\"name\":\"lo");
+    append(at("old/mnist/a-20240101-000001/metrics.jsonl"), "not json\n");
+    append(at("old/cifar/f-20240101-000006/metrics.jsonl"),
+           "{\"step\":9,\"epoch\":1,\"wall_time\":1,\"split\":\"train\",\"name\":\"lo");
     put(at("old/stray-file"), "x");
 
     kiln_registry *reg = NULL;
@@ -561,59 +582,71 @@ static void test_import(void) {
     CHECK_OK(kiln_registry_open(runs, &reg));
     if (!reg) return;
     CHECK_OK(kiln_registry_sync(reg, &stats));
-    CHECK_MSG(stats.imported == 3 && stats.skipped == 1 && stats.updated == 0,
+    CHECK_MSG(stats.imported == 4 && stats.skipped == 1 && stats.updated == 0,
               "imported %d skipped %d updated %d", stats.imported, stats.skipped, stats.updated);
     CHECK(strstr(stats.warning, "e-20240101-000005") != NULL);
     char names[512];
     CHECK_OK(names_of(reg, (kiln_registry_query){0}, names, sizeof names));
-    CHECK_MSG(!strcmp(names, "c-20240101-000003,b-20240101-000002,a-20240101-000001"), "%s",
-              names);
+    CHECK_MSG(!strcmp(names, "f-20240101-000006,c-20240101-000003,b-20240101-000002,"
+                             "a-20240101-000001"),
+              "%s", names);
     CHECK(q1(runs, "SELECT count(*) FROM runs WHERE name LIKE 'c-%' AND status = 'failed'") == 1);
+    CHECK(q1(runs, "SELECT count(*) FROM runs WHERE name LIKE 'f-%' AND status = 'running'") == 1);
     CHECK(q1(runs, "SELECT count(*) FROM metrics m JOIN runs r USING (rid) WHERE r.name LIKE"
-                   " 'a-%'") == 10); /* the torn and the bad line are not points */
+                   " 'a-%'") == 10); /* the bad line is no point */
+    CHECK(q1(runs, "SELECT count(*) FROM metrics m JOIN runs r USING (rid) WHERE r.name LIKE"
+                   " 'f-%'") == 4); /* nor the line still being written */
     CHECK(q1(runs, "SELECT count(*) FROM params WHERE key = 'model.input' AND value = '[1, 28,"
-                   " 28]'") == 3);
+                   " 28]'") == 4);
     CHECK(q1(runs, "SELECT count(*) FROM params WHERE key = 'model.layers[0]' AND value ="
-                   " 'flatten'") == 3);
+                   " 'flatten'") == 4);
     CHECK(q1(runs, "SELECT count(*) FROM params WHERE key = 'model.layers[1].dense.units' AND"
-                   " num = 10") == 3);
+                   " num = 10") == 4);
     CHECK(q1(runs, "SELECT count(*) FROM params WHERE key = 'name' AND value = 'quoted' AND num"
-                   " IS NULL") == 3);
+                   " IS NULL") == 4);
     CHECK_OK(kiln_registry_sync(reg, &stats)); /* nothing changed */
     CHECK(stats.imported == 0 && stats.updated == 0 && stats.skipped == 1);
 
-    /* the torn line completes; a new point comes */
-    append(at("old/mnist/a-20240101-000001/metrics.jsonl"),
+    /* the running one goes on: its torn line completes, a new point comes */
+    append(at("old/cifar/f-20240101-000006/metrics.jsonl"),
            "ss\",\"value\":0.125}\n{\"step\":10,\"epoch\":1,\"wall_time\":1,\"split\":\"train\","
            "\"name\":\"loss\",\"value\":0.0625}\n");
     CHECK_OK(kiln_registry_sync(reg, &stats));
     CHECK(stats.updated == 1);
     CHECK(q1(runs, "SELECT count(*) FROM metrics m JOIN runs r USING (rid) WHERE r.name LIKE"
-                   " 'a-%'") == 12);
+                   " 'f-%'") == 6);
     CHECK(q1(runs, "SELECT step FROM latest_metrics l JOIN runs r USING (rid) WHERE r.name LIKE"
-                   " 'a-%' AND l.name = 'loss'") == 10);
-    /* run.json rewritten (a resume elsewhere): the row follows */
+                   " 'f-%' AND l.name = 'loss'") == 10);
+    /* run.json rewritten (a resume elsewhere): the row follows, params too */
     fake_run(runs, "mnist", "b-20240101-000002", "stopped", "0.02", 3);
     CHECK_OK(kiln_registry_sync(reg, &stats));
     CHECK(stats.updated == 1);
     CHECK(q1(runs, "SELECT count(*) FROM runs WHERE name LIKE 'b-%' AND status = 'stopped'") == 1);
     CHECK(q1(runs, "SELECT count(*) FROM params p JOIN runs r USING (rid) WHERE r.name LIKE 'b-%'"
                    " AND key = 'optimizer.adam.learning_rate' AND num = 0.02") == 1);
-    /* metrics.jsonl replaced by a shorter one: read again from the start */
-    put(at("old/mnist/b-20240101-000002/metrics.jsonl"),
-        "{\"step\":1,\"epoch\":1,\"wall_time\":1,\"split\":\"train\",\"name\":\"loss\","
-        "\"value\":5}\n");
+    /* a shorter metrics.jsonl (the run started over): read again from the start */
+    fake_run(runs, "mnist", "b-20240101-000002", "finished", "0.02", 1);
     CHECK_OK(kiln_registry_sync(reg, &stats));
     CHECK(q1(runs, "SELECT count(*) FROM metrics m JOIN runs r USING (rid) WHERE r.name LIKE"
-                   " 'b-%'") == 1);
+                   " 'b-%'") == 2);
     /* a folder removed by hand: its rows go */
     kiln_run_rmtree(AT_FDCWD, at("old/cifar/c-20240101-000003"));
     CHECK_OK(kiln_registry_sync(reg, &stats));
     CHECK(stats.removed == 1);
-    CHECK(q1(runs, "SELECT count(*) FROM runs") == 2);
+    CHECK(q1(runs, "SELECT count(*) FROM runs") == 3);
     CHECK(q1(runs, "SELECT count(*) FROM metrics m LEFT JOIN runs r USING (rid) WHERE r.id IS"
                    " NULL") == 0);
     kiln_registry_close(reg);
+    /* the running one dies with a point it had not flushed: marked, and the point read */
+    append(at("old/cifar/f-20240101-000006/metrics.jsonl"),
+           "{\"step\":11,\"epoch\":1,\"wall_time\":1,\"split\":\"train\",\"name\":\"loss\","
+           "\"value\":0.03125}\n");
+    close(held);
+    CHECK_OK(kiln_registry_open(runs, &reg));
+    kiln_registry_close(reg);
+    CHECK(q1(runs, "SELECT count(*) FROM runs WHERE name LIKE 'f-%' AND status = 'failed'") == 1);
+    CHECK(q1(runs, "SELECT step FROM latest_metrics l JOIN runs r USING (rid) WHERE r.name LIKE"
+                   " 'f-%' AND l.name = 'loss'") == 11);
 }
 
 /* ---- finding and removing ---- */
@@ -784,10 +817,10 @@ static void test_filter_parse(void) {
     CHECK(kiln_registry_filter_parse(NULL, &f, &col) == KILN_ERR_INVALID);
 
     /* fuzz: random texts from the language's alphabet parse or fail with a column in range */
-    static const char *const pieces[] = {"metrics.a", "params.b", "status", "steps", " ", "(",
-                                         ")",         "and",      "or",     "not",   ">", "<=",
-                                         "=",         "!=",       "1",      "-2.5",  "'x'", "\"",
-                                         "`",         "1e",       "!",      ".",     "\\", "é"};
+    static const char *const pieces[] = {
+        "metrics.a", "params.b", "status", "steps", " ", "(",  ")",  "and",
+        "or",        "not",      ">",      "<=",    "=", "!=", "1",  "-2.5",
+        "'x'",       "\"",       "`",      "1e",    "!", ".",  "\\", "é"};
     uint64_t x = 88172645463325252ull;
     for (int iter = 0; iter < 3000; iter++) {
         char text[256] = "";
@@ -1012,7 +1045,8 @@ static void test_models(void) {
         {"models:/clf/1", KILN_OK, 1, NULL},
         {"models:/clf/latest", KILN_OK, 2, NULL},
         {"models:/clf", KILN_OK, 0, NULL},
-        {"models:/clf@staging", KILN_ERR_NOTFOUND, 0, "no alias 'staging' (aliases: production -> 2)"},
+        {"models:/clf@staging", KILN_ERR_NOTFOUND, 0,
+         "no alias 'staging' (aliases: production -> 2)"},
         {"models:/clf/3", KILN_ERR_NOTFOUND, 0, "no version 3 (versions: 1, 2)"},
         {"models:/other@production", KILN_ERR_NOTFOUND, 0, "no model named 'other'"},
         {"models:/clf/01", KILN_ERR_INVALID, 0, "not a version"},

@@ -19,5 +19,8 @@
 #include "kiln/data.h"
 #include "kiln/metrics.h"
 #include "kiln/run.h"
+#include "kiln/crc32c.h"
+#include "kiln/tfrecord.h"
+#include "kiln/tboard.h"
 
 #endif

@@ -75,11 +75,11 @@ const char *kiln_registry_runs_dir(const kiln_registry *reg);
 const char *kiln_registry_path(const kiln_registry *reg);
 
 typedef struct {
-    int imported; /* run folders the registry lacked */
-    int updated;  /* runs whose run.json, config.yaml or metrics.jsonl had changed */
-    int removed;  /* rows of run folders that are gone */
-    int skipped;  /* folders with a run.json that cannot be read (named in warning) */
-    int models;   /* model versions found under models/ that the registry lacked */
+    int imported;      /* run folders the registry lacked */
+    int updated;       /* runs whose run.json, config.yaml or metrics.jsonl had changed */
+    int removed;       /* rows of run folders that are gone */
+    int skipped;       /* folders with a run.json that cannot be read (named in warning) */
+    int models;        /* model versions found under models/ that the registry lacked */
     char warning[512]; /* the first unreadable run folder and why ("" when none) */
 } kiln_registry_sync_stats;
 
@@ -105,8 +105,12 @@ typedef struct {
     long pid;
     const char *kiln_version, *seed, *config_hash, *command, *checkpoint;
     int64_t epochs_completed, steps;
-    const double *values; /* [query's n_metrics]: latest values, NaN where the run has none */
+    const double *values;      /* [query's n_metrics]: latest values, NaN where the run has none */
     const char *const *params; /* [query's n_params]: values as text, NULL where it has none */
+    /* With the query's all_metrics: every metric's latest value, by name ([n_latest]). */
+    int n_latest;
+    const char *const *latest_names;
+    const double *latest_values;
 } kiln_registry_run;
 /* Return nonzero to stop. */
 typedef int (*kiln_registry_run_fn)(const kiln_registry_run *run, void *ctx);
@@ -153,7 +157,8 @@ typedef struct {
     int n_metrics;
     const char *const *params; /* [n_params] keys whose values fill run->params */
     int n_params;
-    int64_t limit; /* 0: no limit */
+    int all_metrics; /* fill run->latest_* with every metric's latest value */
+    int64_t limit;   /* 0: no limit */
 } kiln_registry_query;
 
 /* Calls fn for every run the query selects, in order. KILN_ERR_INVALID for a bad sort key. */

@@ -53,17 +53,29 @@ static int parse(const char *cmd, int argc, char **argv, models_opts *o) {
     optind = 1, opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': o->runs_dir = optarg; break;
-        case 'n': o->name = optarg; break;
-        case 'c': o->checkpoint = optarg; break;
+        case 'd':
+            o->runs_dir = optarg;
+            break;
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'c':
+            o->checkpoint = optarg;
+            break;
         case 'v':
             if (!kiln_export_parse_version(optarg, &o->version))
                 return kiln_cli_usage_error(
                     cmd, "--version %s: expected a positive integer without leading zeros", optarg);
             break;
-        case 'j': o->json = 1; break;
-        case 'x': o->del = 1; break;
-        case 'h': fputs(HELP, stdout); return -1;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'x':
+            o->del = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return -1;
         default:
             return kiln_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -124,7 +136,8 @@ static int list_version(const kiln_registry_model_version *v, void *ctx) {
         cJSON *aliases = cJSON_AddArrayToObject(o, "aliases");
         char copy[1024];
         snprintf(copy, sizeof copy, "%s", v->aliases);
-        for (char *save = NULL, *a = strtok_r(copy, ", ", &save); a; a = strtok_r(NULL, ", ", &save))
+        for (char *save = NULL, *a = strtok_r(copy, ", ", &save); a;
+             a = strtok_r(NULL, ", ", &save))
             cJSON_AddItemToArray(aliases, cJSON_CreateString(a));
         if (v->run)
             cJSON_AddStringToObject(o, "run", v->run);
@@ -224,8 +237,8 @@ static int cmd_resolve(int argc, char **argv) {
         return kiln_cli_usage_error("models resolve", "usage: URI (models:/NAME@ALIAS, ...)");
     char base[4200];
     int64_t version = 0;
-    kiln_status s = kiln_registry_resolve_model_uri(o.runs_dir ? o.runs_dir : "runs",
-                                                    argv[o.first], base, sizeof base, &version);
+    kiln_status s = kiln_registry_resolve_model_uri(o.runs_dir ? o.runs_dir : "runs", argv[o.first],
+                                                    base, sizeof base, &version);
     if (s) return kiln_cli_fail("models resolve", s);
     if (version)
         printf("%s/%lld\n", base, (long long)version);
@@ -245,7 +258,8 @@ int kiln_cmd_models(int argc, char **argv) {
     if (!strcmp(sub, "list") || !strcmp(sub, "ls")) return cmd_list(argc - 1, argv + 1);
     if (!strcmp(sub, "alias")) return cmd_alias(argc - 1, argv + 1);
     if (!strcmp(sub, "resolve")) return cmd_resolve(argc - 1, argv + 1);
-    return kiln_cli_usage_error("models", "unknown subcommand '%s' (register, list, alias or "
-                                          "resolve)",
+    return kiln_cli_usage_error("models",
+                                "unknown subcommand '%s' (register, list, alias or "
+                                "resolve)",
                                 sub);
 }

@@ -7,7 +7,6 @@
  * not parse, an unknown or ambiguous run, a runs folder that does not exist), 1 for failures on
  * the way (a damaged registry, a run that cannot be removed).
  */
-#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +47,8 @@ static const char *HELP =
     "                    attributes (id, name, experiment, status, start_time, end_time, host,\n"
     "                    steps, epochs_completed, duration, ...); = != < <= > >=, and/or/not,\n"
     "                    parentheses, numbers, 'strings'\n"
-    "  --sort KEY        a metric (best first), params.KEY, or an attribute; add ' asc' or ' desc'\n"
+    "  --sort KEY        a metric (best first), params.KEY, or an attribute; add ' asc' or ' "
+    "desc'\n"
     "  --metrics A,B     metric columns (default: val_accuracy, val_loss, loss where present,\n"
     "                    and the metrics of --sort and --filter)\n"
     "  --limit N         at most N runs\n"
@@ -67,7 +67,7 @@ typedef struct {
     int n_params;
     kiln_table table;
     kiln_registry *reg;
-    cJSON *json;
+    int json;
     int rows;
     kiln_status s;
 } lister;
@@ -91,46 +91,54 @@ static const char *folder_of(const char *id) {
     return slash ? slash + 1 : id;
 }
 
-static int add_latest(const kiln_registry_metric *m, void *ctx) {
-    cJSON_AddNumberToObject(ctx, m->name, m->last);
-    return 0;
-}
-
-static cJSON *run_json(const kiln_registry_run *r) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", r->id);
-    cJSON_AddStringToObject(o, "experiment", r->experiment ? r->experiment : "");
-    cJSON_AddStringToObject(o, "name", r->name ? r->name : "");
-    cJSON_AddStringToObject(o, "status", r->status ? r->status : "");
-    const char *strs[][2] = {{"message", r->message},         {"start_time", r->start_time},
-                             {"end_time", r->end_time},       {"host", r->host},
-                             {"kiln_version", r->kiln_version}, {"seed", r->seed},
-                             {"config_hash", r->config_hash}, {"command", r->command},
+/* One run as a JSON object on one line (the list streams, so 10,000 runs need no tree). */
+static void run_json(FILE *f, const kiln_registry_run *r, const lister *l) {
+    const char *strs[][2] = {{"id", r->id},
+                             {"experiment", r->experiment},
+                             {"name", r->name},
+                             {"status", r->status},
+                             {"message", r->message},
+                             {"start_time", r->start_time},
+                             {"end_time", r->end_time},
+                             {"host", r->host},
+                             {"kiln_version", r->kiln_version},
+                             {"seed", r->seed},
+                             {"config_hash", r->config_hash},
+                             {"command", r->command},
                              {"checkpoint", r->checkpoint}};
+    fputc('{', f);
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
-        if (strs[i][1])
-            cJSON_AddStringToObject(o, strs[i][0], strs[i][1]);
-        else
-            cJSON_AddNullToObject(o, strs[i][0]);
+        fprintf(f, "%s\"%s\": ", i ? ", " : "", strs[i][0]);
+        kiln_cli_json_string(f, strs[i][1]);
     }
-    cJSON_AddNumberToObject(o, "duration", r->duration);
-    cJSON_AddNumberToObject(o, "pid", (double)r->pid);
-    cJSON_AddNumberToObject(o, "epochs_completed", (double)r->epochs_completed);
-    cJSON_AddNumberToObject(o, "steps", (double)r->steps);
-    return o;
+    fputs(", \"duration\": ", f);
+    kiln_cli_json_number(f, r->duration);
+    fprintf(f, ", \"pid\": %ld, \"epochs_completed\": %lld, \"steps\": %lld, \"metrics\": {",
+            r->pid, (long long)r->epochs_completed, (long long)r->steps);
+    for (int i = 0; i < r->n_latest; i++) {
+        if (i) fputs(", ", f);
+        kiln_cli_json_string(f, r->latest_names[i]);
+        fputs(": ", f);
+        kiln_cli_json_number(f, r->latest_values[i]);
+    }
+    fputs("}, \"params\": {", f);
+    for (int i = 0, n = 0; i < l->n_params; i++) {
+        if (!r->params[i]) continue;
+        if (n++) fputs(", ", f);
+        kiln_cli_json_string(f, l->params[i]);
+        fputs(": ", f);
+        kiln_cli_json_string(f, r->params[i]);
+    }
+    fputs("}}", f);
 }
 
 static int list_row(const kiln_registry_run *r, void *ctx) {
     lister *l = ctx;
     l->rows++;
     if (l->json) {
-        cJSON *o = run_json(r), *m = cJSON_AddObjectToObject(o, "metrics"),
-              *p = cJSON_AddObjectToObject(o, "params");
-        l->s = kiln_registry_latest_metrics(l->reg, r->id, add_latest, m);
-        for (int i = 0; i < l->n_params; i++)
-            if (r->params[i]) cJSON_AddStringToObject(p, l->params[i], r->params[i]);
-        cJSON_AddItemToArray(l->json, o);
-        return l->s != KILN_OK;
+        fputs(l->rows == 1 ? "[\n  " : ",\n  ", stdout);
+        run_json(stdout, r, l);
+        return 0;
     }
     char started[32], took[32], values[MAX_COLUMNS][32];
     const char *cells[5 + 2 * MAX_COLUMNS];
@@ -151,32 +159,21 @@ static int list_row(const kiln_registry_run *r, void *ctx) {
 
 /* Prints the table without the default metric columns no listed run has. */
 static void print_list(lister *l) {
-    kiln_table out;
-    int keep[5 + 2 * MAX_COLUMNS], n = 0, cols = l->table.cols;
-    for (int c = 0; c < cols; c++) {
-        int m = c - 5;
-        if (m >= 0 && m < l->n_metrics && l->droppable[m] && !l->seen[m]) continue;
-        keep[n++] = c;
-    }
-    kiln_table_init(&out, n);
-    for (int c = 0; c < n; c++) out.right[c] = keep[c] >= 5 && keep[c] < 5 + l->n_metrics;
-    for (int r = 0; r < l->table.rows; r++) {
-        const char *cells[5 + 2 * MAX_COLUMNS];
-        for (int c = 0; c < n; c++) cells[c] = l->table.cells[r * cols + keep[c]];
-        kiln_table_add(&out, cells);
-    }
-    if (kiln_table_print(&out, stdout, 0) || l->table.failed)
+    for (int m = 0; m < l->n_metrics; m++) l->table.hidden[5 + m] = l->droppable[m] && !l->seen[m];
+    if (kiln_table_print(&l->table, stdout, 0))
         fprintf(stderr, "kiln runs list: out of memory: some runs are not shown\n");
-    kiln_table_free(&out);
 }
 
 static int cmd_list(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"runs-dir", required_argument, 0, 'd'}, {"experiment", required_argument, 0, 'e'},
-        {"sort", required_argument, 0, 's'},     {"filter", required_argument, 0, 'f'},
-        {"metrics", required_argument, 0, 'm'},  {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"runs-dir", required_argument, 0, 'd'},
+                                         {"experiment", required_argument, 0, 'e'},
+                                         {"sort", required_argument, 0, 's'},
+                                         {"filter", required_argument, 0, 'f'},
+                                         {"metrics", required_argument, 0, 'm'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *runs_dir = "runs", *filter_text = NULL, *metrics = NULL;
     kiln_registry_query q = {0};
     int json = 0, c;
@@ -184,19 +181,33 @@ static int cmd_list(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end;
         switch (c) {
-        case 'd': runs_dir = optarg; break;
-        case 'e': q.experiment = optarg; break;
-        case 's': q.sort = optarg; break;
-        case 'f': filter_text = optarg; break;
-        case 'm': metrics = optarg; break;
+        case 'd':
+            runs_dir = optarg;
+            break;
+        case 'e':
+            q.experiment = optarg;
+            break;
+        case 's':
+            q.sort = optarg;
+            break;
+        case 'f':
+            filter_text = optarg;
+            break;
+        case 'm':
+            metrics = optarg;
+            break;
         case 'n':
             q.limit = strtoll(optarg, &end, 10);
             if (*end || q.limit <= 0)
                 return kiln_cli_usage_error("runs list", "--limit %s: expected a positive integer",
                                             optarg);
             break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("runs list", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -246,10 +257,11 @@ static int cmd_list(int argc, char **argv) {
     q.filter = filter;
     q.metrics = l.metrics, q.n_metrics = l.n_metrics;
     q.params = l.params, q.n_params = l.n_params;
-    if (json) {
-        l.json = cJSON_CreateArray();
-    } else {
+    l.json = json;
+    q.all_metrics = json;
+    if (!json) {
         kiln_table_init(&l.table, 5 + l.n_metrics + l.n_params);
+        for (int i = 0; i < l.n_metrics; i++) l.table.right[5 + i] = 1;
         const char *head[5 + 2 * MAX_COLUMNS] = {"RUN", "EXPERIMENT", "STATUS", "STARTED",
                                                  "DURATION"};
         for (int i = 0; i < l.n_metrics; i++) head[5 + i] = l.metrics[i];
@@ -261,10 +273,7 @@ static int cmd_list(int argc, char **argv) {
     if (s) {
         code = kiln_cli_fail("runs list", s);
     } else if (json) {
-        char *text = cJSON_Print(l.json);
-        if (text) puts(text);
-        cJSON_free(text);
-        code = text ? KILN_EXIT_OK : KILN_EXIT_FAIL;
+        fputs(l.rows ? "\n]\n" : "[]\n", stdout);
     } else if (l.rows == 0) {
         fprintf(stderr, "kiln runs list: no %sruns in %s\n",
                 filter || q.experiment ? "matching " : "", runs_dir);
@@ -272,7 +281,6 @@ static int cmd_list(int argc, char **argv) {
         print_list(&l);
     }
 out:
-    cJSON_Delete(l.json);
     kiln_table_free(&l.table);
     kiln_registry_close(l.reg);
     kiln_registry_filter_free(filter);
@@ -292,22 +300,29 @@ static int cmd_rm(int argc, char **argv) {
     optind = 1, opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': given = optarg; break;
-        case 'y': yes = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'd':
+            given = optarg;
+            break;
+        case 'y':
+            yes = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("runs rm", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
         }
     }
-    if (optind >= argc) return kiln_cli_usage_error("runs rm", "missing RUN (which runs to remove)");
+    if (optind >= argc)
+        return kiln_cli_usage_error("runs rm", "missing RUN (which runs to remove)");
     int n = argc - optind;
     char buf[4200];
     const char *runs_dir = kiln_cli_runs_dir(given, argv[optind], buf, sizeof buf);
     kiln_registry *reg = NULL;
     int code = kiln_cli_open_registry("runs rm", runs_dir, &reg);
     if (code) return code;
-    char (*ids)[1024] = calloc((size_t)n, sizeof *ids);
+    char(*ids)[1024] = calloc((size_t)n, sizeof *ids);
     if (!ids) {
         kiln_registry_close(reg);
         return KILN_EXIT_FAIL;

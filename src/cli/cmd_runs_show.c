@@ -38,13 +38,19 @@ static int parse_opts(const char *cmd, int argc, char **argv, int with_all, show
     optind = 1, opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': o->runs_dir = optarg; break;
-        case 'j': o->json = 1; break;
+        case 'd':
+            o->runs_dir = optarg;
+            break;
+        case 'j':
+            o->json = 1;
+            break;
         case 'a':
             if (!with_all) return kiln_cli_usage_error(cmd, "unknown option '--all'");
             o->all = 1;
             break;
-        case 'h': fputs(help, stdout); return -1;
+        case 'h':
+            fputs(help, stdout);
+            return -1;
         default:
             return kiln_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -139,12 +145,18 @@ static int show_run(const kiln_registry_run *r, void *ctx) {
         cJSON *root = sh->out;
         cJSON_AddStringToObject(root, "id", r->id);
         cJSON_AddStringToObject(root, "path", path);
-        const char *strs[][2] = {{"experiment", r->experiment},     {"name", r->name},
-                                 {"status", r->status},             {"message", r->message},
-                                 {"start_time", r->start_time},     {"end_time", r->end_time},
-                                 {"host", r->host},                 {"kiln_version", r->kiln_version},
-                                 {"seed", r->seed},                 {"config_hash", r->config_hash},
-                                 {"command", r->command},           {"checkpoint", r->checkpoint}};
+        const char *strs[][2] = {{"experiment", r->experiment},
+                                 {"name", r->name},
+                                 {"status", r->status},
+                                 {"message", r->message},
+                                 {"start_time", r->start_time},
+                                 {"end_time", r->end_time},
+                                 {"host", r->host},
+                                 {"kiln_version", r->kiln_version},
+                                 {"seed", r->seed},
+                                 {"config_hash", r->config_hash},
+                                 {"command", r->command},
+                                 {"checkpoint", r->checkpoint}};
         for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
             if (strs[i][1])
                 cJSON_AddStringToObject(root, strs[i][0], strs[i][1]);
@@ -196,8 +208,10 @@ static int show_run(const kiln_registry_run *r, void *ctx) {
     printf("\nparams\n");
     kiln_table_init(&sh->table, 2);
     if ((s = kiln_registry_run_params(sh->reg, r->id, show_param, sh))) goto fail;
-    if (sh->table.rows) kiln_table_print(&sh->table, stdout, 2);
-    else printf("  (none: the run has no readable config.yaml)\n");
+    if (sh->table.rows)
+        kiln_table_print(&sh->table, stdout, 2);
+    else
+        printf("  (none: the run has no readable config.yaml)\n");
     kiln_table_free(&sh->table);
 
     printf("\nmetrics\n");
@@ -205,8 +219,10 @@ static int show_run(const kiln_registry_run *r, void *ctx) {
     for (int c = 1; c < 6; c++) sh->table.right[c] = 1;
     kiln_table_row(&sh->table, "NAME", "LAST", "STEP", "MIN", "MAX", "POINTS");
     if ((s = kiln_registry_run_metrics(sh->reg, r->id, show_metric, sh))) goto fail;
-    if (sh->table.rows > 1) kiln_table_print(&sh->table, stdout, 2);
-    else printf("  (none logged)\n");
+    if (sh->table.rows > 1)
+        kiln_table_print(&sh->table, stdout, 2);
+    else
+        printf("  (none logged)\n");
     kiln_table_free(&sh->table);
 
     kiln_table_init(&sh->table, 5);
@@ -230,8 +246,9 @@ int kiln_cmd_runs_show(int argc, char **argv) {
     if (code) return code < 0 ? KILN_EXIT_OK : code;
     if (o.first >= argc) return kiln_cli_usage_error("runs show", "missing RUN");
     if (o.first + 1 < argc)
-        return kiln_cli_usage_error("runs show", "unexpected argument '%s' (one RUN; to see "
-                                                 "several, kiln runs compare)",
+        return kiln_cli_usage_error("runs show",
+                                    "unexpected argument '%s' (one RUN; to see "
+                                    "several, kiln runs compare)",
                                     argv[o.first + 1]);
     char buf[4200], id[1024];
     const char *runs_dir = kiln_cli_runs_dir(o.runs_dir, argv[o.first], buf, sizeof buf);
@@ -298,7 +315,8 @@ static int grow(void **v, int *cap, int n, size_t size) {
 
 static int take_param(const kiln_registry_param *p, void *ctx) {
     crun *r = ctx;
-    if (grow((void **)&r->params, &r->cap_params, r->n_params, sizeof *r->params)) return r->oom = 1;
+    if (grow((void **)&r->params, &r->cap_params, r->n_params, sizeof *r->params))
+        return r->oom = 1;
     kv *x = &r->params[r->n_params];
     x->key = strdup(p->key), x->value = strdup(p->value);
     if (!x->key || !x->value) return free(x->key), free(x->value), r->oom = 1;
@@ -431,7 +449,8 @@ static int print_compare(crun *runs, int n, int all, int json) {
         cJSON *metrics = cJSON_AddObjectToObject(root, "metrics");
         for (int k = 0; k < nm; k++) {
             cJSON *m = cJSON_AddObjectToObject(metrics, names[k]);
-            cJSON *fin = cJSON_AddArrayToObject(m, "final"), *best = cJSON_AddArrayToObject(m, "best");
+            cJSON *fin = cJSON_AddArrayToObject(m, "final"),
+                  *best = cJSON_AddArrayToObject(m, "best");
             for (int i = 0; i < n; i++) {
                 const summary *s = metric_of(&runs[i], names[k]);
                 double f = s ? s->last : NAN, b = s ? best_of(s) : NAN;

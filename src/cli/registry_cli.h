@@ -4,6 +4,7 @@
 #define KILN_CLI_REGISTRY_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "kiln/registry.h"
 
@@ -28,6 +29,11 @@ void kiln_cli_duration(double seconds, char *out, size_t cap);
 /* A metric value for a table: 4 decimals, 1 above 1000, scientific when tiny or huge; "-" for
  * NaN. */
 void kiln_cli_value(double v, char *out, size_t cap);
+
+/* JSON output written as it goes: s as a JSON string (NULL: null; control characters escaped),
+ * v as a number that reads back exactly (NaN and infinities: null). */
+void kiln_cli_json_string(FILE *f, const char *s);
+void kiln_cli_json_number(FILE *f, double v);
 
 /* kiln runs show / kiln runs compare (cmd_runs_show.c); argv[0] is the subcommand. */
 int kiln_cmd_runs_show(int argc, char **argv);

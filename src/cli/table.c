@@ -56,13 +56,14 @@ int kiln_table_print(const kiln_table *t, FILE *f, int indent) {
             if (n > w[c]) w[c] = n;
         }
     int last = t->cols - 1;
-    while (last > 0 && w[last] == 0) last--; /* empty trailing columns print nothing */
+    while (last > 0 && (w[last] == 0 || t->hidden[last])) last--; /* nothing to print there */
     for (int r = 0; r < t->rows; r++) {
         char **row = t->cells + (size_t)r * (size_t)t->cols;
         int end = last; /* no padding after the row's last cell */
-        while (end > 0 && !row[end][0]) end--;
+        while (end > 0 && (!row[end][0] || t->hidden[end])) end--;
         fprintf(f, "%*s", indent, "");
         for (int c = 0; c <= end; c++) {
+            if (t->hidden[c]) continue;
             int pad = w[c] - width(row[c]);
             if (t->right[c]) fprintf(f, "%*s", pad, "");
             fputs(row[c], f);

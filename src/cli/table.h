@@ -16,7 +16,8 @@ typedef struct {
     int cols;
     char **cells; /* [rows * cols] */
     int rows, cap;
-    unsigned char right[KILN_TABLE_MAX_COLS]; /* right-aligned columns */
+    unsigned char right[KILN_TABLE_MAX_COLS];  /* right-aligned columns */
+    unsigned char hidden[KILN_TABLE_MAX_COLS]; /* columns left out when printing */
     int failed;
 } kiln_table;
 

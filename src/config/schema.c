@@ -154,7 +154,10 @@ static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 0, 1e9}, {"ma
                                {"export", T_MAP, NULL, EXPORT}, {"precision", T_ENUM, "fp32", NULL, PRECISIONS},
                                {"threads", T_INT, "0", NULL, NULL, 0, 4096}, END};
 static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, {"tensorboard", T_BOOL, "true"},
-                             {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9}, END};
+                             {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
+                             {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
+                             {"image_samples", T_INT, "16", NULL, NULL, 0, 1024},
+                             {"projector_samples", T_INT, "1000", NULL, NULL, 0, 100000}, END};
 static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", T_STR}, {"seed", T_INT, "1", NULL, NULL, 0, 1.8e19},
                               {"data", T_MAP, NULL, DATA, NULL, 0, 0, 1}, {"model", T_MAP, NULL, MODEL, NULL, 0, 0, 1},
                               {"loss", T_ONEOF, NULL, LOSSES, NULL, 0, 0, 1}, {"metrics", T_ONEOF_SEQ, "[]", METRICS},

@@ -114,6 +114,18 @@ static void put_tensor_v2(kiln_sbuf *b, const sig_tensor *t) {
     kiln_sbuf_puts(b, "]}");
 }
 
+/* The version a request names, referenced and counted; NULL after answering 404 or 503. */
+static served_version *acquire(served_model *m, const version_sel *sel, kiln_http_response *resp,
+                               counted *c) {
+    int code;
+    served_version *v = serve_repo_acquire(m, sel, &code);
+    if (!v)
+        kiln_http_json_error(resp, code, "%s", kiln_last_error());
+    else
+        c->version = v->version_str;
+    return v;
+}
+
 /* ---- TF Serving v1 ---- */
 
 static void v1_status(kiln_server *s, served_model *m, const version_sel *sel,
@@ -159,13 +171,8 @@ static void v1_status(kiln_server *s, served_model *m, const version_sel *sel,
 
 static void v1_metadata(kiln_server *s, served_model *m, const version_sel *sel,
                         kiln_http_response *resp, counted *c) {
-    int code;
-    served_version *v = serve_repo_acquire(m, sel, &code);
-    if (!v) {
-        kiln_http_json_error(resp, code, "%s", kiln_last_error());
-        return;
-    }
-    c->version = v->version_str;
+    served_version *v = acquire(m, sel, resp, c);
+    if (!v) return;
     sig_tensor in, outs[3];
     int n_out = signature(v, &in, outs);
     kiln_sbuf b = KILN_SBUF_INIT;
@@ -285,13 +292,8 @@ static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *
 
 static void v2_model_metadata(kiln_server *s, served_model *m, const version_sel *sel,
                               kiln_http_response *resp, counted *c) {
-    int code;
-    served_version *v = serve_repo_acquire(m, sel, &code);
-    if (!v) {
-        kiln_http_json_error(resp, code, "%s", kiln_last_error());
-        return;
-    }
-    c->version = v->version_str;
+    served_version *v = acquire(m, sel, resp, c);
+    if (!v) return;
     sig_tensor in, outs[3];
     int n_out = signature(v, &in, outs);
     int64_t loaded[64];

@@ -14,7 +14,8 @@
  *
  * Crashed runs: rows that say running are probed (kiln_reg_run_alive); the dead ones are marked
  * failed in one write transaction that probes each again, so a run resumed meanwhile (its new
- * writer takes the folder's lock before it touches the registry) is never marked.
+ * writer takes the folder's lock before it touches the registry) is never marked. Then the points
+ * the dead writer logged but had not flushed are read from its metrics.jsonl.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,8 +229,12 @@ kiln_status kiln_reg_run_path(const kiln_registry *reg, const char *id, char *ou
     return kiln_run_join(out, cap, reg->runs_dir, id);
 }
 
-const char *kiln_registry_runs_dir(const kiln_registry *reg) { return reg->runs_dir; }
-const char *kiln_registry_path(const kiln_registry *reg) { return reg->path; }
+const char *kiln_registry_runs_dir(const kiln_registry *reg) {
+    return reg->runs_dir;
+}
+const char *kiln_registry_path(const kiln_registry *reg) {
+    return reg->path;
+}
 
 /* ---- a run's folder ---- */
 
@@ -356,9 +361,8 @@ typedef struct {
 /* Marks the runs whose process is gone failed (see the top of this file). */
 static kiln_status mark_crashed(kiln_registry *reg) {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(reg->db,
-                                "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1,
-                                &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        reg->db, "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1, &st, NULL);
     if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "looking for crashed runs");
     suspect *dead = NULL;
     int n = 0, cap = 0;
@@ -378,8 +382,8 @@ static kiln_status mark_crashed(kiln_registry *reg) {
             }
             dead = d;
         }
-        dead[n] = (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL,
-                            pid};
+        dead[n] =
+            (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL, pid};
         if (!dead[n].id || (host && !dead[n].host)) {
             free(dead[n].id), free(dead[n].host);
             s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
@@ -413,6 +417,10 @@ static kiln_status mark_crashed(kiln_registry *reg) {
         sqlite3_finalize(st);
         s = s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
     }
+    /* The points a dead writer had not flushed yet: best effort (a folder that cannot be read
+     * now keeps the registry as it is; the run.json of a run that is resumed brings them). */
+    for (int i = 0; !s && i < n; i++)
+        if (kiln_reg_sync_run(reg, dead[i].id, NULL)) kiln_error_clear();
     for (int i = 0; i < n; i++) free(dead[i].id), free(dead[i].host);
     free(dead);
     return s;
@@ -436,9 +444,9 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
         return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
     }
     sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
-    int rc = sqlite3_open_v2(reg->path, &reg->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc =
+        sqlite3_open_v2(reg->path, &reg->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     kiln_status s = KILN_OK;
     if (rc != SQLITE_OK) {
         s = kiln_reg_fail(reg, rc, "opening");
@@ -458,8 +466,9 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
         if (s == KILN_ERR_INVALID) {
             char why[1024];
             snprintf(why, sizeof why, "%s", kiln_last_error());
-            s = kiln_error(KILN_ERR_FORMAT, "%s (not a kiln registry, or a damaged one: move it "
-                                            "away and kiln rebuilds it from the run folders)",
+            s = kiln_error(KILN_ERR_FORMAT,
+                           "%s (not a kiln registry, or a damaged one: move it "
+                           "away and kiln rebuilds it from the run folders)",
                            why);
         }
     }
@@ -490,8 +499,8 @@ kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
         s = kiln_error(KILN_ERR_NOTFOUND, "no registry %s (kiln creates it with the first run)",
                        reg->path);
     } else {
-        int rc = sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                                 NULL);
+        int rc =
+            sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
             s = kiln_reg_fail(reg, rc, "opening");
         } else {

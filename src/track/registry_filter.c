@@ -80,7 +80,18 @@ struct kiln_registry_filter {
 
 /* ---- lexing ---- */
 
-typedef enum { T_END, T_NAME, T_NUMBER, T_STRING, T_OP, T_LPAREN, T_RPAREN, T_AND, T_OR, T_NOT } tok_kind;
+typedef enum {
+    T_END,
+    T_NAME,
+    T_NUMBER,
+    T_STRING,
+    T_OP,
+    T_LPAREN,
+    T_RPAREN,
+    T_AND,
+    T_OR,
+    T_NOT
+} tok_kind;
 
 typedef struct {
     tok_kind kind;
@@ -338,17 +349,25 @@ static int has_text(const reg_operand *o) {
     return o->kind == REG_OP_STRING || o->kind == REG_OP_PARAM ||
            (o->kind == REG_OP_ATTR && !ATTRS[o->attr].numeric);
 }
-static int text_only(const reg_operand *o) { return !has_num(o); }
+static int text_only(const reg_operand *o) {
+    return !has_num(o);
+}
 
 static void describe(const reg_operand *o, char *out, size_t cap) {
     switch (o->kind) {
-    case REG_OP_METRIC: snprintf(out, cap, "metrics.%s is a number", o->text); break;
+    case REG_OP_METRIC:
+        snprintf(out, cap, "metrics.%s is a number", o->text);
+        break;
     case REG_OP_ATTR:
         snprintf(out, cap, "%s is %s", ATTRS[o->attr].name,
                  ATTRS[o->attr].numeric ? "a number" : "text");
         break;
-    case REG_OP_NUMBER: snprintf(out, cap, "%.15g is a number", o->num); break;
-    default: snprintf(out, cap, "this is text"); break;
+    case REG_OP_NUMBER:
+        snprintf(out, cap, "%.15g is a number", o->num);
+        break;
+    default:
+        snprintf(out, cap, "this is text");
+        break;
     }
 }
 
@@ -367,10 +386,10 @@ static int typecheck(parser *p, node *n) {
     for (int side = 0; side < 2; side++) {
         reg_operand *a = side ? r : l, *b = side ? l : r;
         if (a->kind == REG_OP_ATTR && !strcmp(ATTRS[a->attr].name, "status") &&
-            b->kind == REG_OP_STRING && strcmp(b->text, "running") &&
-            strcmp(b->text, "finished") && strcmp(b->text, "failed") && strcmp(b->text, "stopped"))
-            return fail(p, b->pos,
-                        "unknown status '%s' (running, finished, failed or stopped)", b->text);
+            b->kind == REG_OP_STRING && strcmp(b->text, "running") && strcmp(b->text, "finished") &&
+            strcmp(b->text, "failed") && strcmp(b->text, "stopped"))
+            return fail(p, b->pos, "unknown status '%s' (running, finished, failed or stopped)",
+                        b->text);
     }
     return 0;
 }
@@ -383,11 +402,14 @@ static int parse_operand(parser *p, reg_operand *o, const char *after) {
     case T_NAME:
         if (classify(p, t, o, 0)) return -1;
         break;
-    case T_NUMBER: o->kind = REG_OP_NUMBER, o->num = t->num; break;
-    case T_STRING: o->kind = REG_OP_STRING, o->text = t->text, t->text = NULL; break;
+    case T_NUMBER:
+        o->kind = REG_OP_NUMBER, o->num = t->num;
+        break;
+    case T_STRING:
+        o->kind = REG_OP_STRING, o->text = t->text, t->text = NULL;
+        break;
     default:
-        if (after)
-            return fail(p, t->pos, "expected a value or a name after '%s'", after);
+        if (after) return fail(p, t->pos, "expected a value or a name after '%s'", after);
         return fail(p, t->pos, "expected a comparison such as metrics.loss < 0.5%s",
                     t->kind == T_END ? "" : " here");
     }
@@ -397,7 +419,10 @@ static int parse_operand(parser *p, reg_operand *o, const char *after) {
 static int parse_comparison(parser *p) {
     node n = {.kind = N_CMP, .a = -1, .b = -1};
     size_t lhs_pos = p->tok.pos;
-    if (parse_operand(p, &n.l, NULL)) return -1;
+    if (parse_operand(p, &n.l, NULL)) {
+        kiln_reg_operand_free(&n.l); /* taken, then the next token failed */
+        return -1;
+    }
     if (p->tok.kind != T_OP) {
         int len = (int)(p->tok.pos - lhs_pos);
         while (len > 0 && (p->src[lhs_pos + len - 1] == ' ' || p->src[lhs_pos + len - 1] == '\t'))
@@ -520,9 +545,15 @@ static void put_name_part(FILE *o, const char *s) {
 
 static void put_operand(FILE *o, const reg_operand *x) {
     switch (x->kind) {
-    case REG_OP_METRIC: fputs("metrics.", o), put_name_part(o, x->text); break;
-    case REG_OP_PARAM: fputs("params.", o), put_name_part(o, x->text); break;
-    case REG_OP_ATTR: fputs(ATTRS[x->attr].name, o); break;
+    case REG_OP_METRIC:
+        fputs("metrics.", o), put_name_part(o, x->text);
+        break;
+    case REG_OP_PARAM:
+        fputs("params.", o), put_name_part(o, x->text);
+        break;
+    case REG_OP_ATTR:
+        fputs(ATTRS[x->attr].name, o);
+        break;
     case REG_OP_NUMBER: {
         char buf[32];
         for (int prec = 15; prec <= 17; prec++) {
@@ -572,7 +603,8 @@ kiln_status kiln_registry_filter_format(const kiln_registry_filter *f, char *out
     if (bad || !buf)
         s = kiln_error(KILN_ERR_NOMEM, "filter: out of memory");
     else if (len >= cap)
-        s = kiln_error(KILN_ERR_INVALID, "filter: its text needs %zu bytes, have %zu", len + 1, cap);
+        s = kiln_error(KILN_ERR_INVALID, "filter: its text needs %zu bytes, have %zu", len + 1,
+                       cap);
     else
         memcpy(out, buf, len + 1);
     free(buf);
@@ -620,7 +652,9 @@ static void operand_sql(const reg_operand *o, int want_text, FILE *sql, reg_bind
                 want_text ? "value" : "num");
         kiln_reg_binds_add_text(b, o->text);
         break;
-    case REG_OP_ATTR: fputs(ATTRS[o->attr].sql, sql); break;
+    case REG_OP_ATTR:
+        fputs(ATTRS[o->attr].sql, sql);
+        break;
     case REG_OP_NUMBER:
         fputc('?', sql);
         kiln_reg_binds_add_num(b, o->num);

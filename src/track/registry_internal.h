@@ -97,9 +97,21 @@ kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_
  * is not read again). */
 kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *config_path,
                                 const char *hash);
-/* One point (name already carries its split prefix); value NaN is stored as NULL. */
+/* One point (name already carries its split prefix); value NaN is stored as NULL. Its name's
+ * latest value is kept in `latest` (written by kiln_reg_put_latest, once per name for a batch of
+ * points instead of once per point); latest NULL writes it at once. */
+typedef struct {
+    struct {
+        char name[208];
+        int64_t step;
+        double value;
+    } v[16];
+    int n;
+} reg_latest;
 kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
-                               double wall_time, double value);
+                               double wall_time, double value, reg_latest *latest);
+/* Writes the latest points kept in l into latest_metrics and empties l. */
+kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l);
 /* Records that metrics.jsonl up to byte offset is in the registry (it never goes back). */
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset);
 
@@ -120,11 +132,11 @@ typedef enum { REG_OP_METRIC, REG_OP_PARAM, REG_OP_ATTR, REG_OP_NUMBER, REG_OP_S
 
 typedef struct {
     reg_op_kind kind;
-    char *text;  /* metric or param name, string value; NULL for attributes and numbers */
-    int attr;    /* REG_OP_ATTR: index into the attribute table */
-    double num;  /* REG_OP_NUMBER */
-    int column;  /* where it started in the expression (1-based characters) */
-    size_t pos;  /* the same in bytes */
+    char *text; /* metric or param name, string value; NULL for attributes and numbers */
+    int attr;   /* REG_OP_ATTR: index into the attribute table */
+    double num; /* REG_OP_NUMBER */
+    int column; /* where it started in the expression (1-based characters) */
+    size_t pos; /* the same in bytes */
 } reg_operand;
 
 /* A run's duration in seconds (up to now while it runs), over `runs r`. */

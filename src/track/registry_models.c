@@ -143,8 +143,8 @@ static kiln_status add_version(kiln_registry *reg, const char *name, int64_t ver
     kiln_run_iso_time((long long)time(NULL), now);
     snprintf(path, sizeof path, "models/%s/%lld", name, (long long)version);
     sqlite3_stmt *st = NULL;
-    kiln_status s = prepare(reg, "INSERT OR IGNORE INTO models(name, created) VALUES (?1, ?2)",
-                            &st, "adding a model");
+    kiln_status s = prepare(reg, "INSERT OR IGNORE INTO models(name, created) VALUES (?1, ?2)", &st,
+                            "adding a model");
     if (s) return s;
     kiln_reg_bind_text(st, 1, name);
     kiln_reg_bind_text(st, 2, now);
@@ -193,7 +193,8 @@ kiln_status kiln_registry_register_model(kiln_registry *reg, const char *id, con
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) kiln_run_sanitize(kiln_reg_col_text(st, 0), model);
     sqlite3_finalize(st);
-    if (rc == SQLITE_DONE) return kiln_error(KILN_ERR_NOTFOUND, "no run %s in %s", id, reg->runs_dir);
+    if (rc == SQLITE_DONE)
+        return kiln_error(KILN_ERR_NOTFOUND, "no run %s in %s", id, reg->runs_dir);
     if (rc != SQLITE_ROW) return kiln_reg_fail(reg, rc, "reading a run");
     if (name) {
         if (!kiln_registry_valid_name(name))
@@ -330,15 +331,14 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
 /* ---- aliases ---- */
 
 /* The model's mid, or KILN_ERR_NOTFOUND naming the models there are. */
-static kiln_status model_id(kiln_registry *reg, const char *name, const char *what,
-                            int64_t *mid) {
+static kiln_status model_id(kiln_registry *reg, const char *name, const char *what, int64_t *mid) {
     int found;
-    kiln_status s = query_int(reg, "SELECT mid FROM models WHERE name = ?1", name, 0, 0, mid,
-                              &found);
+    kiln_status s =
+        query_int(reg, "SELECT mid FROM models WHERE name = ?1", name, 0, 0, mid, &found);
     if (s || found) return s;
     char names[600];
-    if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name", "",
-                        ", ", names, sizeof names)))
+    if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name", "", ", ",
+                        names, sizeof names)))
         return s;
     return kiln_error(KILN_ERR_NOTFOUND, "%s: no model named '%s' in %s (%s%s)", what, name,
                       reg->path, names[0] ? "models: " : "no models registered", names);
@@ -428,8 +428,9 @@ kiln_status kiln_registry_resolve_model_uri(const char *runs_dir, const char *ur
     memcpy(name, p, n), name[n] = 0;
     char sep = p[n];
     if (sep && (strlen(p + n + 1) == 0 || strlen(p + n + 1) > KILN_REGISTRY_NAME_MAX))
-        return kiln_error(KILN_ERR_INVALID, "model URI '%s': nothing usable after '%c' (expected %s)",
-                          uri, sep, FORMS);
+        return kiln_error(KILN_ERR_INVALID,
+                          "model URI '%s': nothing usable after '%c' (expected %s)", uri, sep,
+                          FORMS);
     if (sep) snprintf(tail, sizeof tail, "%s", p + n + 1);
     int64_t want = 0;
     if (!kiln_registry_valid_name(name))

@@ -2,9 +2,11 @@
  * what a user's run reference means, a run's params, metric summaries and histories, and
  * removing a run.
  *
- * The list is one SELECT over runs joined with experiments. Metric columns, filters on metrics
- * and metric sort keys read latest_metrics by its primary key (run, name), one index probe per
- * run and name, so listing 10,000 runs stays in milliseconds without scanning the metrics table.
+ * The list is one SELECT over runs joined with experiments. Metric columns come from one pass
+ * over latest_metrics by name (its index latest_by_name), into a table indexed by the run's
+ * rowid, which is several times cheaper than a probe per run and name; filters on metrics and
+ * metric sort keys probe latest_metrics by its primary key (run, name). Neither reads the
+ * metrics table itself, so listing 10,000 runs stays in milliseconds whatever their history.
  * The SQL text is generated (filter.c), every value in it is a bound parameter.
  */
 #include <errno.h>
@@ -23,8 +25,8 @@
 #define RUN_COLUMNS                                                                                \
     "r.id, e.name, r.name, r.status, r.message, r.start_time, r.end_time, " REG_DURATION_SQL       \
     ", r.host, r.pid, r.kiln_version, r.seed, r.config_hash, r.command, r.checkpoint,"             \
-    " r.epochs_completed, r.steps"
-#define N_RUN_COLUMNS 17
+    " r.epochs_completed, r.steps, r.rid"
+#define N_RUN_COLUMNS 18
 
 static kiln_status prepare(kiln_registry *reg, const char *sql, sqlite3_stmt **st,
                            const char *what) {
@@ -38,13 +40,122 @@ static double col_double(sqlite3_stmt *st, int i) {
 
 /* ---- the list ---- */
 
-static kiln_status build_list_sql(const kiln_registry_query *q, const reg_operand *sort,
-                                  int desc, char **sql, reg_binds *b, char *exp_folder) {
+/* The latest values of the query's metric columns for every run: values[rid * n + i] (NaN where
+ * a run has none), rids up to *max_rid. Left NULL (the query then probes per run) when rowids are
+ * too sparse for a table indexed by them. */
+static kiln_status prefetch_metrics(kiln_registry *reg, const kiln_registry_query *q,
+                                    double **values, int64_t *max_rid) {
+    *values = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t count = 0;
+    kiln_status s = prepare(reg, "SELECT max(rid), count(*) FROM runs", &st, "listing runs");
+    if (s) return s;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *max_rid = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return kiln_reg_fail(reg, rc, "listing runs");
+    if (*max_rid < 0 || *max_rid > 16 * count + 65536) return KILN_OK;
+    size_t n = ((size_t)*max_rid + 1) * (size_t)q->n_metrics;
+    double *v = malloc(n * sizeof *v);
+    if (!v) return KILN_OK; /* probing instead needs no memory */
+    for (size_t i = 0; i < n; i++) v[i] = NAN;
+    for (int m = 0; m < q->n_metrics && !s; m++) {
+        if (!(s = prepare(reg, "SELECT rid, value FROM latest_metrics WHERE name = ?1", &st,
+                          "listing runs"))) {
+            kiln_reg_bind_text(st, 1, q->metrics[m]);
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                int64_t rid = sqlite3_column_int64(st, 0);
+                if (rid >= 0 && rid <= *max_rid)
+                    v[(size_t)rid * (size_t)q->n_metrics + (size_t)m] = col_double(st, 1);
+            }
+            if (rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
+            sqlite3_finalize(st);
+        }
+    }
+    if (s) {
+        free(v);
+        return s;
+    }
+    *values = v;
+    return KILN_OK;
+}
+
+/* Every run's latest metrics, from one pass over latest_metrics in its key order (run, name). */
+typedef struct {
+    int64_t *rid;  /* [n], ascending */
+    char **name;   /* [n], into names (sized once, so it never moves) */
+    double *value; /* [n] */
+    char *names;
+    size_t n;
+} all_latest;
+
+static void free_latest(all_latest *a) {
+    free(a->rid), free(a->name), free(a->value), free(a->names);
+}
+
+static kiln_status fetch_all_latest(kiln_registry *reg, all_latest *a) {
+    memset(a, 0, sizeof *a);
+    sqlite3_stmt *st = NULL;
+    int64_t count = 0, bytes = 0;
+    kiln_status s =
+        prepare(reg, "SELECT count(*), coalesce(sum(length(name) + 1), 0) FROM latest_metrics", &st,
+                "listing runs");
+    if (s) return s;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        count = sqlite3_column_int64(st, 0), bytes = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    a->rid = malloc(((size_t)count + 1) * sizeof *a->rid);
+    a->name = malloc(((size_t)count + 1) * sizeof *a->name);
+    a->value = malloc(((size_t)count + 1) * sizeof *a->value);
+    a->names = malloc((size_t)bytes + 1);
+    if (!a->rid || !a->name || !a->value || !a->names) {
+        free_latest(a);
+        return kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
+    }
+    if ((s = prepare(reg, "SELECT rid, name, value FROM latest_metrics ORDER BY rid, name", &st,
+                     "listing runs")))
+        return s;
+    size_t used = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && a->n < (size_t)count) {
+        const char *name = kiln_reg_col_text(st, 1);
+        size_t len = name ? strlen(name) + 1 : 1;
+        if (used + len > (size_t)bytes) break; /* written meanwhile: keep what fits */
+        memcpy(a->names + used, name ? name : "", len);
+        a->rid[a->n] = sqlite3_column_int64(st, 0);
+        a->name[a->n] = a->names + used;
+        a->value[a->n++] = col_double(st, 2);
+        used += len;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "listing runs");
+}
+
+/* The first entry of run rid (a->n when it has none) and how many there are. */
+static size_t latest_of(const all_latest *a, int64_t rid, int *count) {
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->rid[mid] < rid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = lo;
+    while (end < a->n && a->rid[end] == rid) end++;
+    *count = (int)(end - lo);
+    return lo;
+}
+
+static kiln_status build_list_sql(const kiln_registry_query *q, int probe_metrics,
+                                  const reg_operand *sort, int desc, char **sql, reg_binds *b,
+                                  char *exp_folder) {
     size_t len = 0;
     FILE *o = open_memstream(sql, &len);
     if (!o) return kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
     fputs("SELECT " RUN_COLUMNS, o);
-    for (int i = 0; i < q->n_metrics; i++) {
+    for (int i = 0; probe_metrics && i < q->n_metrics; i++) {
         fputs(", (SELECT value FROM latest_metrics WHERE rid = r.rid AND name = ?)", o);
         kiln_reg_binds_add_text(b, q->metrics[i]);
     }
@@ -85,7 +196,8 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
                                     kiln_registry_run_fn fn, void *ctx) {
     static const kiln_registry_query all = {0};
     if (!q) q = &all;
-    if (!reg || !fn) return kiln_error(KILN_ERR_INVALID, "registry list: NULL registry or callback");
+    if (!reg || !fn)
+        return kiln_error(KILN_ERR_INVALID, "registry list: NULL registry or callback");
     if (q->n_metrics < 0 || (q->n_metrics && !q->metrics))
         return kiln_error(KILN_ERR_INVALID, "registry list: bad metric columns");
     for (int i = 0; i < q->n_metrics; i++)
@@ -103,8 +215,14 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
     double *values = calloc((size_t)q->n_metrics + 1, sizeof *values);
     const char **params = calloc((size_t)q->n_params + 1, sizeof *params);
     sqlite3_stmt *st = NULL;
+    double *table = NULL;
+    int64_t max_rid = 0;
     if (!values || !params) s = kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
-    if (!s) s = build_list_sql(q, &sort, desc, &sql, &b, exp_folder);
+    all_latest every = {0};
+    if (!s && q->n_metrics) s = prefetch_metrics(reg, q, &table, &max_rid);
+    if (!s && q->all_metrics) s = fetch_all_latest(reg, &every);
+    int probe = table == NULL, nm = probe ? q->n_metrics : 0; /* metric columns in the SELECT */
+    if (!s) s = build_list_sql(q, probe, &sort, desc, &sql, &b, exp_folder);
     if (!s) s = prepare(reg, sql, &st, "listing runs");
     if (!s) {
         kiln_reg_binds_apply(&b, st);
@@ -131,15 +249,27 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
                 .values = values,
                 .params = params,
             };
-            for (int i = 0; i < q->n_metrics; i++) values[i] = col_double(st, N_RUN_COLUMNS + i);
+            int64_t rid = sqlite3_column_int64(st, 17);
+            for (int i = 0; i < q->n_metrics; i++)
+                values[i] = probe ? col_double(st, N_RUN_COLUMNS + i)
+                            : rid >= 0 && rid <= max_rid
+                                ? table[(size_t)rid * (size_t)q->n_metrics + (size_t)i]
+                                : NAN;
             for (int i = 0; i < q->n_params; i++)
-                params[i] = kiln_reg_col_text(st, N_RUN_COLUMNS + q->n_metrics + i);
+                params[i] = kiln_reg_col_text(st, N_RUN_COLUMNS + nm + i);
+            if (q->all_metrics) {
+                size_t at = latest_of(&every, rid, &r.n_latest);
+                r.latest_names = (const char *const *)every.name + at;
+                r.latest_values = every.value + at;
+            }
             if (fn(&r, ctx)) break;
         }
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
     }
     sqlite3_finalize(st);
     free(values);
+    free(table);
+    free_latest(&every);
     free(params);
     free(sql);
     free(b.v);
@@ -204,8 +334,8 @@ static kiln_status folder_ref(kiln_registry *reg, const char *ref, char *id, siz
     if (strncmp(real, root, n) || *rest != '/' || !strchr(rest + 1, '/') ||
         strchr(strchr(rest + 1, '/') + 1, '/'))
         return kiln_error(KILN_ERR_INVALID,
-                          "run folder %s is not a run of the runs folder %s (pass --runs-dir)",
-                          ref, reg->runs_dir);
+                          "run folder %s is not a run of the runs folder %s (pass --runs-dir)", ref,
+                          reg->runs_dir);
     if (snprintf(id, cap, "%s", rest + 1) >= (int)cap)
         return kiln_error(KILN_ERR_INVALID, "run id %s is longer than %zu bytes", rest + 1,
                           cap - 1);
@@ -238,8 +368,8 @@ kiln_status kiln_registry_find_run(kiln_registry *reg, const char *ref, char *id
         if ((s = matches(reg, QUERIES[i], ref, id, cap, list, sizeof list, &n))) return s;
         if (n == 1) return KILN_OK;
         if (n > 1)
-            return kiln_error(KILN_ERR_INVALID, "'%s' matches %s runs: %s%s (give more of it)",
-                              ref, n > 5 ? "more than 5" : "several", list, n > 5 ? ", ..." : "");
+            return kiln_error(KILN_ERR_INVALID, "'%s' matches %s runs: %s%s (give more of it)", ref,
+                              n > 5 ? "more than 5" : "several", list, n > 5 ? ", ..." : "");
     }
     if (cap) id[0] = 0;
     return kiln_error(KILN_ERR_NOTFOUND,
@@ -287,9 +417,9 @@ kiln_status kiln_registry_run_metrics(kiln_registry *reg, const char *id,
     sqlite3_bind_int64(st, 1, rid);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0), sqlite3_column_int64(st, 1),
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0),    sqlite3_column_int64(st, 1),
                                   sqlite3_column_int64(st, 4), col_double(st, 5),
-                                  col_double(st, 2), col_double(st, 3)};
+                                  col_double(st, 2),           col_double(st, 3)};
         if (!m.name) continue;
         if (fn(&m, ctx)) break;
     }
@@ -306,12 +436,12 @@ kiln_status kiln_registry_latest_metrics(kiln_registry *reg, const char *id,
     kiln_reg_bind_text(st, 1, id);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1, sqlite3_column_int64(st, 1),
-                                  col_double(st, 2), NAN, NAN};
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1,   sqlite3_column_int64(st, 1),
+                                  col_double(st, 2),        NAN, NAN};
         if (m.name && fn(&m, ctx)) break;
     }
-    kiln_status s = rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK
-                                                           : kiln_reg_fail(reg, rc, "reading metrics");
+    kiln_status s =
+        rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading metrics");
     sqlite3_reset(st);
     return s;
 }
@@ -368,8 +498,7 @@ kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
         int e = errno;
         if (pfd >= 0) close(pfd);
         close(fd);
-        if (rm != 0)
-            return kiln_error(KILN_ERR_IO, "cannot remove %s: %s", path, strerror(e));
+        if (rm != 0) return kiln_error(KILN_ERR_IO, "cannot remove %s: %s", path, strerror(e));
     } else if (errno != ENOENT) {
         return kiln_error(KILN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }

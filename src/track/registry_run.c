@@ -79,9 +79,11 @@ static void give_up(kiln_rundir *run, const char *when) {
 
 static kiln_status flush_points(kiln_run_reg *r) {
     kiln_status s = KILN_OK;
+    reg_latest latest = {.n = 0};
     for (int i = 0; !s && i < r->n; i++)
         s = kiln_reg_put_point(r->reg, r->rid, r->points[i].name, r->points[i].step,
-                               r->points[i].wall_time, r->points[i].value);
+                               r->points[i].wall_time, r->points[i].value, &latest);
+    if (!s) s = kiln_reg_put_latest(r->reg, r->rid, &latest);
     if (!s && r->n) s = kiln_reg_set_offset(r->reg, r->rid, r->end);
     return s;
 }

@@ -7,7 +7,11 @@
  * again; metrics.jsonl beyond metrics_offset is read from there (the reader keeps whole lines
  * only, so a line still being written is read next time); a shorter metrics.jsonl (replaced)
  * is read again from the start; a new config hash brings its params. An unchanged run costs
- * two fstatat() and no reading, which keeps `kiln runs list` fast on 10,000 runs.
+ * one fstatat() (run.json) when it has ended and two (metrics.jsonl too) while it runs, and no
+ * reading, which keeps `kiln runs list` fast on 10,000 runs. An ended run's metrics.jsonl is not
+ * looked at while its run.json stays the same: its writer logged every point before its last
+ * save (a resume rewrites run.json), and a writer that died gets its last points read when
+ * kiln_registry_open marks it failed.
  *
  * Points are upserted on (run, name, step), so reading a point twice (the run's writer and a
  * sync both saw it) changes nothing, and a later line for the same step wins, as it does for
@@ -38,13 +42,15 @@ typedef struct {
     int64_t rid;
     int64_t n;
     kiln_status s;
+    reg_latest latest;
 } importer;
 
 static int import_point(const kiln_metric_point *p, void *ctx) {
     importer *im = ctx;
     char name[256];
     kiln_reg_metric_name(p->split, p->name, name, sizeof name);
-    if ((im->s = kiln_reg_put_point(im->reg, im->rid, name, p->step, p->wall_time, p->value)))
+    if ((im->s = kiln_reg_put_point(im->reg, im->rid, name, p->step, p->wall_time, p->value,
+                                    &im->latest)))
         return 1;
     return ++im->n >= CHUNK;
 }
@@ -59,8 +65,8 @@ static kiln_status by_rid(kiln_registry *reg, int which, int64_t rid) {
 
 /* metrics.jsonl from offset on, CHUNK points per transaction; *moved when it read anything (or
  * started over). */
-static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *path,
-                                  int64_t offset, int64_t size, int *moved) {
+static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *path, int64_t offset,
+                                  int64_t size, int *moved) {
     kiln_status s;
     *moved = 0;
     if (size < offset) { /* the file was replaced: start again */
@@ -74,7 +80,7 @@ static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *p
         offset = 0, *moved = 1;
     }
     while (offset < size) {
-        importer im = {reg, rid, 0, KILN_OK};
+        importer im = {.reg = reg, .rid = rid};
         int64_t at = offset;
         if ((s = kiln_reg_begin(reg))) return s;
         s = kiln_run_read_metrics(path, &at, import_point, &im, NULL);
@@ -84,6 +90,7 @@ static kiln_status import_metrics(kiln_registry *reg, int64_t rid, const char *p
             return KILN_OK; /* removed meanwhile */
         }
         if (!s) s = im.s;
+        if (!s) s = kiln_reg_put_latest(reg, rid, &im.latest);
         if (!s && at > offset) s = kiln_reg_set_offset(reg, rid, at);
         if (s) {
             kiln_reg_rollback(reg);
@@ -183,41 +190,58 @@ kiln_status kiln_reg_sync_run(kiln_registry *reg, const char *id, int *changed) 
 
 /* ---- every run ---- */
 
+/* What the registry knows of a run, for the cheap test. Strings live in the list's arena. */
 typedef struct {
-    char *id, *stamp, *params_hash, *config_hash;
+    size_t id_at; /* where the id is in the arena while it grows */
+    const char *id;
+    unsigned long long ino, sec, nsec, size; /* json_stamp's fields ("ino:sec.nsec:size") */
     int64_t offset;
+    int params_current; /* params_hash is the config hash */
+    int sealed;         /* ended (not running): its writer flushed every point before its last
+                           save, so only a new run.json can bring more */
     int seen;
 } known_run;
 
 typedef struct {
     known_run *v;
     size_t n, cap;
+    char *arena; /* the strings, back to back */
+    size_t used, size;
 } known_runs;
 
 static void free_known(known_runs *k) {
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i].id), free(k->v[i].stamp), free(k->v[i].params_hash),
-            free(k->v[i].config_hash);
     free(k->v);
+    free(k->arena);
 }
 
-static char *dup_or_null(const char *s, int *oom) {
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d) *oom = 1;
-    return d;
+/* A copy of s in the arena; its offset there (-1 without memory). */
+static int64_t keep_str(known_runs *k, const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s) + 1;
+    if (k->used + n > k->size) {
+        size_t size = k->size ? 2 * k->size : 1 << 16;
+        while (size < k->used + n) size *= 2;
+        char *a = realloc(k->arena, size);
+        if (!a) return -1;
+        k->arena = a, k->size = size;
+    }
+    memcpy(k->arena + k->used, s, n);
+    k->used += n;
+    return (int64_t)(k->used - n);
 }
 
 static kiln_status load_known(kiln_registry *reg, known_runs *k) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(reg->db,
-                                "SELECT id, json_stamp, metrics_offset, params_hash,"
-                                " coalesce(config_hash, '') FROM runs ORDER BY id",
+                                "SELECT id, json_stamp, metrics_offset,"
+                                " coalesce(params_hash = coalesce(config_hash, ''), 0),"
+                                " status != 'running' FROM runs ORDER BY id",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "reading runs");
     int oom = 0;
     while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (k->n == k->cap) {
-            size_t cap = k->cap ? 2 * k->cap : 256;
+            size_t cap = k->cap ? 2 * k->cap : 1024;
             known_run *v = realloc(k->v, cap * sizeof *v);
             if (!v) {
                 oom = 1;
@@ -225,17 +249,26 @@ static kiln_status load_known(kiln_registry *reg, known_runs *k) {
             }
             k->v = v, k->cap = cap;
         }
+        int64_t id = keep_str(k, kiln_reg_col_text(st, 0));
+        if (id < 0) {
+            oom = 1;
+            break;
+        }
         known_run *r = &k->v[k->n++];
-        memset(r, 0, sizeof *r);
-        r->id = dup_or_null(kiln_reg_col_text(st, 0), &oom);
-        r->stamp = dup_or_null(kiln_reg_col_text(st, 1), &oom);
-        r->offset = sqlite3_column_int64(st, 2);
-        r->params_hash = dup_or_null(kiln_reg_col_text(st, 3), &oom);
-        r->config_hash = dup_or_null(kiln_reg_col_text(st, 4), &oom);
-        if (!r->id) oom = 1;
+        *r = (known_run){.id_at = (size_t)id,
+                         .offset = sqlite3_column_int64(st, 2),
+                         .params_current = sqlite3_column_int(st, 3),
+                         .sealed = sqlite3_column_int(st, 4)};
+        const char *stamp = kiln_reg_col_text(st, 1);
+        if (!stamp ||
+            sscanf(stamp, "%llu:%llu.%llu:%llu", &r->ino, &r->sec, &r->nsec, &r->size) != 4)
+            r->ino = r->sec = r->nsec = r->size = ~0ull; /* matches no file */
     }
     sqlite3_finalize(st);
     if (oom) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    for (size_t i = 0; i < k->n; i++) {
+        k->v[i].id = k->arena + k->v[i].id_at;
+    }
     return rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading runs");
 }
 
@@ -253,17 +286,20 @@ static known_run *find_known(known_runs *k, const char *id) {
     return NULL;
 }
 
-/* Whether a known run is exactly as its folder says (the cheap test). */
+/* Whether a known run is exactly as its folder says (the cheap test: one fstatat for an ended
+ * run, two for a running one; crashed runs got their last points when they were marked). */
 static int unchanged(const known_run *r, int dfd, const char *name) {
-    char rel[NAME_MAX + 32], stamp[64];
+    char rel[NAME_MAX + 32];
     struct stat st;
-    snprintf(rel, sizeof rel, "%s/run.json", name);
-    if (fstatat(dfd, rel, &st, 0) != 0) return 0;
-    snprintf(stamp, sizeof stamp, "%llu:%lld.%09ld:%lld", (unsigned long long)st.st_ino,
-             (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
-    if (!r->stamp || strcmp(stamp, r->stamp)) return 0;
-    if (!r->params_hash || strcmp(r->params_hash, r->config_hash)) return 0;
-    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
+    size_t n = strlen(name);
+    memcpy(rel, name, n), memcpy(rel + n, "/run.json", sizeof "/run.json");
+    if (fstatat(dfd, rel, &st, 0) != 0 || (unsigned long long)st.st_ino != r->ino ||
+        (unsigned long long)st.st_mtim.tv_sec != r->sec ||
+        (unsigned long long)st.st_mtim.tv_nsec != r->nsec ||
+        (unsigned long long)st.st_size != r->size || !r->params_current)
+        return 0;
+    if (r->sealed) return 1;
+    memcpy(rel + n, "/metrics.jsonl", sizeof "/metrics.jsonl");
     int64_t size = fstatat(dfd, rel, &st, 0) == 0 ? (int64_t)st.st_size : 0;
     return size == r->offset;
 }
@@ -303,7 +339,9 @@ static kiln_status scan_experiment(kiln_registry *reg, int rootfd, const char *e
     char id[2 * NAME_MAX + 2];
     for (struct dirent *e; !s && (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        snprintf(id, sizeof id, "%s/%s", exp, e->d_name);
+        size_t a = strlen(exp), b = strlen(e->d_name);
+        if (a + b + 2 > sizeof id) continue;
+        memcpy(id, exp, a), id[a] = '/', memcpy(id + a + 1, e->d_name, b + 1);
         known_run *r = find_known(k, id);
         if (r) {
             r->seen = 1;

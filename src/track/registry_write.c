@@ -203,8 +203,44 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
 
 /* ---- metrics ---- */
 
+static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
+                              double value) {
+    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_LATEST_ADD);
+    if (!st) return KILN_ERR_IO;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, step);
+    if (isnan(value))
+        sqlite3_bind_null(st, 4);
+    else
+        sqlite3_bind_double(st, 4, value);
+    return kiln_reg_step_done(reg, st, "recording a metric");
+}
+
+kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l) {
+    kiln_status s = KILN_OK;
+    for (int i = 0; !s && i < l->n; i++)
+        s = latest_one(reg, rid, l->v[i].name, l->v[i].step, l->v[i].value);
+    l->n = 0;
+    return s;
+}
+
+/* Keeps the point as its name's latest in l; 0, or -1 when l is full or the name too long. */
+static int keep_latest(reg_latest *l, const char *name, int64_t step, double value) {
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i].name, name)) {
+            if (step >= l->v[i].step) l->v[i].step = step, l->v[i].value = value;
+            return 0;
+        }
+    if (l->n == (int)(sizeof l->v / sizeof *l->v) || strlen(name) >= sizeof l->v[0].name) return -1;
+    strcpy(l->v[l->n].name, name);
+    l->v[l->n].step = step, l->v[l->n].value = value;
+    l->n++;
+    return 0;
+}
+
 kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
-                               double wall_time, double value) {
+                               double wall_time, double value, reg_latest *latest) {
     sqlite3_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
     if (!st) return KILN_ERR_IO;
     sqlite3_bind_int64(st, 1, rid);
@@ -216,15 +252,8 @@ kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name
     else
         sqlite3_bind_double(st, 5, value);
     kiln_status s = kiln_reg_step_done(reg, st, "recording a metric");
-    if (s || !(st = kiln_reg_stmt(reg, REG_LATEST_ADD))) return s ? s : KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, step);
-    if (isnan(value))
-        sqlite3_bind_null(st, 4);
-    else
-        sqlite3_bind_double(st, 4, value);
-    return kiln_reg_step_done(reg, st, "recording a metric");
+    if (s || (latest && keep_latest(latest, name, step, value) == 0)) return s;
+    return latest_one(reg, rid, name, step, value);
 }
 
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset) {

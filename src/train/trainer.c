@@ -33,6 +33,7 @@
 #include "train/evaluate.h"
 #include "train/profile.h"
 #include "train/progress.h"
+#include "train/tb_hooks.h"
 #include "train/train_state.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -53,6 +54,7 @@ typedef struct {
     kiln_loader *loader;
     kiln_metrics *train_mt, *val_mt;
     kiln_progress prog;
+    kiln_tb_hooks *tb; /* TensorBoard output (NULL: log.tensorboard off) */
     kiln_train_state s;
     float *best_params; /* restore_best: the weights that scored best */
     float *swap;        /* EMA evaluation: parameters set aside */
@@ -309,12 +311,19 @@ static kiln_status evaluate(trainer *t, const kiln_dataset *ds, kiln_metrics *mt
     return st;
 }
 
+/* One metric point: metrics.jsonl, and TensorBoard when it is on. per_batch: a running value of
+ * the step loop, else a value over a whole pass of the split. */
+static void log_point(trainer *t, kiln_split split, const char *name, double value, int per_batch) {
+    kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, split, name, value);
+    kiln_tb_hooks_scalar(t->tb, t->s.step, split, name, value, per_batch);
+}
+
 static void log_metrics(trainer *t, const kiln_metrics *mt, kiln_split split, char *summary, size_t cap) {
     static const char *prefix[] = {"", "val_", "test_"};
     for (int i = 0; i < kiln_metrics_count(mt); i++) {
         const char *name = kiln_metrics_name(mt, i);
         double v = kiln_metrics_value(mt, i);
-        kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, split, name, v);
+        log_point(t, split, name, v, 0);
         size_t used = strlen(summary);
         snprintf(summary + used, cap - used, "  %s%s %.4f", prefix[split], name, v);
     }
@@ -434,9 +443,9 @@ static int run_epoch(trainer *t, kiln_status *st) {
         t->loss_sum += loss, t->loss_n++;
         kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
         if (t->s.step % t->log_every == 0) {
-            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "loss", t->loss_sum / t->loss_n);
-            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "learning_rate", lr);
-            kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog));
+            log_point(t, KILN_SPLIT_TRAIN, "loss", t->loss_sum / t->loss_n, 1);
+            log_point(t, KILN_SPLIT_TRAIN, "learning_rate", lr, 1);
+            log_point(t, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog), 1);
             t->loss_sum = 0, t->loss_n = 0;
         }
         if (t->validate_every && t->s.step % t->validate_every == 0 && t->in.validation) {
@@ -477,6 +486,8 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         record_final(t, t->train_mt, "");
         stopped_early = validate(t, &st, summary, sizeof summary);
         if (st) return st;
+        kiln_tb_hooks_epoch_end(t->tb, &(kiln_tb_epoch){t->s.step, t->s.epoch, t->ema ? kiln_ema_weights(t->ema) : NULL,
+                                                       t->swap, t->in.validation ? t->val_mt : NULL});
         kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s)", (long long)t->s.epoch,
                            (long long)t->epochs, summary, kiln_now() - t0, train_rate);
         kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
@@ -512,7 +523,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         double rate = (double)kiln_dataset_rows(t->in.test) / (kiln_now() - t0);
         log_metrics(t, t->val_mt, KILN_SPLIT_TEST, summary, sizeof summary);
         record_final(t, t->val_mt, "test_");
-        kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, KILN_SPLIT_TEST, "samples_per_second", rate);
+        log_point(t, KILN_SPLIT_TEST, "samples_per_second", rate, 0);
         kiln_run_set_metric(t->run, KILN_RUN_FINAL, "test_samples_per_second", rate);
         kiln_progress_line(&t->prog, "test:%s  (%.0f samples/s)", summary, rate);
     }
@@ -566,6 +577,7 @@ static kiln_status write_config(trainer *t) {
 }
 
 static void trainer_free(trainer *t) {
+    kiln_tb_hooks_close(t->tb, NULL);
     kiln_loader_free(t->loader);
     kiln_plan_free(t->train);
     kiln_plan_free(t->train_tail);
@@ -657,6 +669,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
                            kiln_run_get_info(t.run).path, (long long)t.n_train, (long long)t.batches, (long long)t.B,
                            kiln_graph_trainable_size(t.m.graph));
+    kiln_tb_hooks_open(t.cfg, &t.m, &t.in, t.run, &t.prog, t.s.step, o->resume != NULL, &t.tb);
     t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
@@ -678,6 +691,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_run_set_status(t.run, stopped ? KILN_RUN_STOPPED : KILN_RUN_FINISHED, stopped ? "stopped by a signal" : NULL);
         kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_get_info(t.run).path);
     }
+    kiln_tb_hooks_close(t.tb, res->status);
+    t.tb = NULL;
     kiln_run_set_progress(t.run, t.s.epoch, t.s.step);
     kiln_status st2 = kiln_run_save(t.run);
     trainer_free(&t);

@@ -98,7 +98,11 @@ t_json() {
     check "one object" [ "$(grep -c '"id":' "$TMP/out")" = 1 ]
     check "its metrics" has '"val_accuracy":'
     check "test metrics too" has '"test_accuracy":'
-    check "status" has '"status":	"finished"'
+    check "status" has '"status": "finished"'
+    check "an array" [ "$(sed -n '1p;$p' "$TMP/out" | tr -d '\n')" = "[]" ]
+    check "of one object per line" [ "$(grep -c '^  {.*}$' "$TMP/out")" = 1 ]
+    k runs list --runs-dir "$R" --json --filter "name = 'none'"
+    check "empty: an empty array" [ "$(cat "$TMP/out")" = "[]" ]
 }
 
 t_show() {
@@ -141,7 +145,8 @@ t_models() {
     k models register lr-0.1 --name clf --runs-dir "$R"
     check "exit 0" [ $rc = 0 ]
     check "version 1" has "registered clf version 1 from run tiny/lr-0.1-"
-    check "a servable version" [ -f "$R/models/clf/1/model.json" ] && [ -f "$R/models/clf/1/weights.safetensors" ]
+    check "a servable version: model.json" [ -f "$R/models/clf/1/model.json" ]
+    check "a servable version: weights" [ -f "$R/models/clf/1/weights.safetensors" ]
     check "best checkpoint exported" grep -q '"checkpoint": "step-' "$R/models/clf/1/model.json"
     k models register "$(folder lr-0.01)" --name clf
     check "by folder: version 2" has "registered clf version 2"
@@ -234,7 +239,7 @@ t_two_trainings_at_once() {
     local c1=$?
     wait $p2
     local c2=$?
-    check "both finished ($c1 $c2)" [ $c1 = 0 ] && [ $c2 = 0 ]
+    check "both finished ($c1 $c2)" [ "$c1$c2" = 00 ]
     k runs list --runs-dir "$r4" --sort name
     check "both registered" [ "$(grep -Ec ' tiny +finished ' "$TMP/out")" = 2 ]
     k runs compare a b --runs-dir "$r4" --json

@@ -126,11 +126,13 @@ t_serve_registry_alias() {
     call POST /v1/models/fm:predict "$TMP/boot.json"
     check "predict on the aliased version: 200" [ "$code" = 200 ]
     stop_server
-    k serve --model_base_path models:/nope@production --runs-dir "$TMP/runs" --rest_api_port 0 --file_system_poll_wait_seconds 0 &
-    sleep 0.5
-    kill -TERM $! 2>/dev/null
-    wait
-    check "an unknown registered model is reported" grep -q "unknown model\|nope" "$TMP/out"
+    "$KILN" serve --model_base_path models:/nope@production --runs-dir "$TMP/runs" --rest_api_port 0 \
+        --file_system_poll_wait_seconds 0 >"$TMP/out" 2>&1 &
+    local pid=$!
+    for _ in $(seq 50); do grep -q "serving" "$TMP/out" && break; sleep 0.1; done
+    kill -TERM $pid 2>/dev/null
+    wait $pid
+    check "an unknown registered model is reported" grep -q "models:/nope@production: .*nope" "$TMP/out"
 }
 
 t_serve_errors() {
