@@ -18,6 +18,12 @@ static void test_status_messages(void) {
     CHECK(strncmp(kiln_last_error(), "ctx: xxx", 8) == 0);
     CHECK(strlen(kiln_last_error()) < 1024);
     CHECK(strcmp(kiln_status_name(KILN_ERR_NUMERIC), "KILN_ERR_NUMERIC") == 0);
+    /* re-raising the current message (its own argument) keeps it intact */
+    kiln_error(KILN_ERR_NOTFOUND, "a.yaml: no such file");
+    CHECK(kiln_error(KILN_ERR_IO, "%s", kiln_last_error()) == KILN_ERR_IO);
+    CHECK(strcmp(kiln_last_error(), "a.yaml: no such file") == 0);
+    kiln_error(KILN_ERR_IO, "while loading: %s (%d)", kiln_last_error(), 2);
+    CHECK(strcmp(kiln_last_error(), "while loading: a.yaml: no such file (2)") == 0);
 }
 
 static void test_philox_known_answers(void) {

@@ -19,10 +19,14 @@ const char *kiln_status_name(kiln_status s) {
 }
 
 kiln_status kiln_error(kiln_status code, const char *fmt, ...) {
+    /* Formatted aside first: an argument may be the current message itself
+     * (kiln_error(code, "%s", kiln_last_error())), and vsnprintf must not read what it writes. */
+    char msg[KILN_ERRBUF];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, msg, sizeof msg);
     return code;
 }
 
