@@ -192,7 +192,9 @@ t_board_follows_a_live_run() {
     n2=$(js_until_not 20 "$points" "$n1")
     check "the curve grows while it trains ($n1 -> $n2 points)" [ "${n2:-0}" -gt "${n1:-0}" ] 2>/dev/null
     stop_train
-    check "the table says stopped once training stops" [ "$(js_until_not 20 "$status" running)" = stopped ]
+    local final
+    final=$(js_until_not 30 "$status" running)
+    check "the table says stopped once training stops (it says: ${final:-nothing}; run.json: $(grep -o '"status":[^,]*' "$live"/small/*/run.json))" [ "$final" = stopped ]
     stop_driver
     stop_board
 }
