@@ -19,7 +19,7 @@ DEMO_TMP=$(mktemp -d /tmp/kiln-demo-XXXXXX)
 LOG=$DEMO_TMP/serve.log
 "$KILN" serve --model_base_path "$RUN/export" --model_name fmnist --host 127.0.0.1 --rest_api_port 0 2>"$LOG" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$DEMO_TMP"' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DEMO_TMP"' EXIT
 PORT=""
 for _ in $(seq 100); do
     PORT=$(sed -n 's/.*serving .* on http:\/\/[0-9.]*:\([0-9]*\) .*/\1/p' "$LOG")
