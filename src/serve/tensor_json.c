@@ -137,6 +137,12 @@ kiln_status tj_finish_all(tj_parse_ctx *x, kiln_tj_request *out) {
     return KILN_OK;
 }
 
+void tj_ctx_init(tj_parse_ctx *x, const kiln_tj_schema *schema) {
+    /* the builders past x->nb are never read: no need to clear 64 of them */
+    x->schema = schema, x->signature = NULL, x->nb = 0;
+    x->key = (kiln_sbuf)KILN_SBUF_INIT;
+}
+
 void tj_ctx_free(tj_parse_ctx *x) {
     for (int i = 0; i < x->nb; i++) tj_builder_free(&x->b[i]);
     x->nb = 0;
@@ -252,9 +258,8 @@ static kiln_status tf_columns(tj_parse_ctx *x, js_cur *c, kiln_tj_request *out) 
 kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema *schema,
                              kiln_tj_request *out) {
     memset(out, 0, sizeof *out);
-    tj_parse_ctx x; /* the builders past x.nb are never read: no need to clear 64 of them */
-    x.schema = schema, x.signature = NULL, x.nb = 0;
-    x.key = (kiln_sbuf)KILN_SBUF_INIT;
+    tj_parse_ctx x;
+    tj_ctx_init(&x, schema);
     js_cur c = {body, body, body + len};
     const char *rows = NULL, *cols = NULL;
     kiln_status st = KILN_OK;

@@ -205,9 +205,8 @@ kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema 
                              kiln_tj_request *out) {
     memset(out, 0, sizeof *out);
     out->format = KILN_TJ_V2;
-    tj_parse_ctx x; /* the builders past x.nb are never read: no need to clear 64 of them */
-    x.schema = schema, x.signature = NULL, x.nb = 0;
-    x.key = (kiln_sbuf)KILN_SBUF_INIT;
+    tj_parse_ctx x;
+    tj_ctx_init(&x, schema);
     js_cur c = {body, body, body + len};
     const char *inputs = NULL, *outputs = NULL;
     kiln_status st = KILN_OK;

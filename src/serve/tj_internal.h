@@ -84,6 +84,8 @@ kiln_status tj_add_builder(tj_parse_ctx *x, const char *name, const char *root, 
 int tj_find_builder(const tj_parse_ctx *x, const char *name);
 /* Moves every builder into out->inputs (all or nothing). */
 kiln_status tj_finish_all(tj_parse_ctx *x, kiln_tj_request *out);
+/* An empty context (builders past nb are left uninitialized: they are never read). */
+void tj_ctx_init(tj_parse_ctx *x, const kiln_tj_schema *schema);
 void tj_ctx_free(tj_parse_ctx *x);
 /* Nothing but whitespace follows the top-level value. */
 kiln_status tj_at_end(js_cur *c);
