@@ -232,7 +232,7 @@ kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema 
                 js_peek(&c);
                 *slot = c.p;
                 c.nonfinite_ok = 1; /* the walk names them, with their path */
-                st = js_skip_value(&c, 1);
+                st = js_skip_bracketed(&c); /* the walk checks what is inside */
                 c.nonfinite_ok = 0;
                 if (st) goto fail;
             } else if (tj_key_is(&x.key, "id")) {
