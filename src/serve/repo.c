@@ -312,19 +312,22 @@ served_model *serve_repo_find(kiln_server *s, const char *name) {
     return NULL;
 }
 
+int serve_repo_sel_version(const served_model *m, const version_sel *sel, int64_t *version) {
+    *version = sel->number;
+    if (sel->kind != SEL_LABEL) return 0;
+    for (int i = 0; i < m->n_labels; i++)
+        if (strcmp(m->label_names[i], sel->label) == 0) return *version = m->label_versions[i], 0;
+    kiln_error(KILN_ERR_NOTFOUND, "Unrecognized servable version label: %s (model %s)", sel->label,
+               m->name);
+    return -1;
+}
+
 served_version *serve_repo_acquire(served_model *m, const version_sel *sel, int *http_status) {
     served_version *v = NULL;
-    int64_t want = sel->number;
-    if (sel->kind == SEL_LABEL) {
-        int i = 0;
-        while (i < m->n_labels && strcmp(m->label_names[i], sel->label) != 0) i++;
-        if (i == m->n_labels) {
-            *http_status = 404;
-            kiln_error(KILN_ERR_NOTFOUND, "Unrecognized servable version label: %s (model %s)",
-                       sel->label, m->name);
-            return NULL;
-        }
-        want = m->label_versions[i];
+    int64_t want;
+    if (serve_repo_sel_version(m, sel, &want)) {
+        *http_status = 404;
+        return NULL;
     }
     pthread_mutex_lock(&m->mu);
     if (sel->kind == SEL_LATEST) {

@@ -130,16 +130,10 @@ static served_version *acquire(served_model *m, const version_sel *sel, kiln_htt
 
 static void v1_status(kiln_server *s, served_model *m, const version_sel *sel,
                       kiln_http_response *resp) {
-    int64_t want = sel->number;
-    if (sel->kind == SEL_LABEL) {
-        int i = 0;
-        while (i < m->n_labels && strcmp(m->label_names[i], sel->label) != 0) i++;
-        if (i == m->n_labels) {
-            kiln_http_json_error(resp, 404, "Unrecognized servable version label: %s (model %s)",
-                                 sel->label, m->name);
-            return;
-        }
-        want = m->label_versions[i];
+    int64_t want;
+    if (serve_repo_sel_version(m, sel, &want)) {
+        kiln_http_json_error(resp, 404, "%s", kiln_last_error());
+        return;
     }
     kiln_sbuf b = KILN_SBUF_INIT;
     kiln_sbuf_puts(&b, "{\"model_version_status\":[");

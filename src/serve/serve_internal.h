@@ -115,6 +115,9 @@ typedef struct {
     int64_t number;
     const char *label;
 } version_sel;
+/* The version number sel names (a label's version; sel->number otherwise; unused for latest):
+ * 0, or -1 with a message for an unknown label. */
+int serve_repo_sel_version(const served_model *m, const version_sel *sel, int64_t *version);
 /* A referenced version, or NULL with *http_status (404 unknown version or label, 503 no version
  * loaded yet) and a message (kiln_last_error). */
 served_version *serve_repo_acquire(served_model *m, const version_sel *sel, int *http_status);
