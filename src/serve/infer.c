@@ -62,8 +62,7 @@ kiln_status serve_infer(kiln_server *s, served_version *v, float *x, int64_t row
         off += n;
     }
     pthread_mutex_unlock(&sl->mu);
-    if (!st) kiln_prom_observe(kiln_prom_series_of(s->f_batch, (const char *[]){v->model->name}),
-                               (double)rows);
+    if (!st && v->model->batch_sizes) kiln_prom_observe(v->model->batch_sizes, (double)rows);
     return st;
 }
 

@@ -443,6 +443,7 @@ kiln_status serve_repo_init(kiln_server *s) {
             m->label_versions[k] = src->labels[k].version;
         }
         m->load_failures = kiln_prom_series_of(s->f_failures, (const char *[]){m->name});
+        m->batch_sizes = kiln_prom_series_of(s->f_batch, (const char *[]){m->name});
     }
     return KILN_OK;
 }

@@ -76,7 +76,7 @@ struct served_model {
     version_record *records;  /* [n_records], ascending versions */
     int n_records, cap_records;
     int warned_empty;         /* "no versions under base_path" logged (poller only) */
-    kiln_prom_series *load_failures;
+    kiln_prom_series *load_failures, *batch_sizes;
 };
 
 typedef struct batcher batcher;
