@@ -67,14 +67,11 @@ static kiln_status decode_images(serve_job *j, const kiln_tj_tensor *t) {
     int64_t rows = t->shape.dims[0];
     if (!(j->x_owned = malloc((size_t)(rows * v->in_row) * sizeof *j->x_owned)))
         return kiln_error(KILN_ERR_NOMEM, "out of memory decoding %lld images", (long long)rows);
-    kiln_shape row = kiln_servable_input(v->sv, 0)->shape; /* [C, H, W]: the batch dim off */
-    row.ndim--;
-    memmove(row.dims, row.dims + 1, (size_t)row.ndim * sizeof *row.dims);
     for (int64_t r = 0; r < rows; r++) {
         char where[48];
         snprintf(where, sizeof where, "%s[%lld]", what, (long long)r);
         kiln_status st = kiln_instances_image(where, (const unsigned char *)t->data + t->offsets[r],
-                                              (size_t)(t->offsets[r + 1] - t->offsets[r]), &row,
+                                              (size_t)(t->offsets[r + 1] - t->offsets[r]), &v->row,
                                               j->x_owned + r * v->in_row);
         if (st) return st;
     }
@@ -95,18 +92,15 @@ static kiln_status check_input(serve_job *j) {
         return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')",
                           t->name, v->model->name, in->name);
     if (t->type == KILN_TJ_BYTES) return decode_images(j, t);
-    char got[96], row[96];
-    kiln_shape r = in->shape;
-    r.ndim--;
-    memmove(r.dims, r.dims + 1, (size_t)r.ndim * sizeof *r.dims);
-    kiln_shape_str(&r, row, sizeof row);
-    kiln_shape_str(&t->shape, got, sizeof got);
     int ok = t->shape.ndim >= 1 && t->shape.dims[0] >= 1;
     if (ok && t->shape.ndim == in->shape.ndim)
         for (int d = 1; d < in->shape.ndim; d++) ok &= t->shape.dims[d] == in->shape.dims[d];
     else if (ok)
         ok = t->shape.ndim == 2 && t->shape.dims[1] == v->in_row;
     if (!ok) {
+        char got[96], row[96];
+        kiln_shape_str(&v->row, row, sizeof row);
+        kiln_shape_str(&t->shape, got, sizeof got);
         const char *what = j->api == API_V2                         ? "input 'input'"
                            : j->req.format == KILN_TJ_TF_ROW ? "instances"
                                                              : "inputs";

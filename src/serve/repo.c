@@ -104,6 +104,9 @@ static served_version *version_load(served_model *m, int64_t version, const char
     const kiln_servable_tensor *in = kiln_servable_input(v->sv, 0),
                                *out = kiln_servable_output(v->sv, 0);
     v->in_row = kiln_servable_row_size(in);
+    v->row = in->shape;
+    v->row.ndim--;
+    memmove(v->row.dims, v->row.dims + 1, (size_t)v->row.ndim * sizeof *v->row.dims);
     v->out_row = kiln_servable_row_size(out);
     v->has_probs = kiln_servable_output_count(v->sv) > 1;
     v->n_classes = kiln_servable_class_count(v->sv);

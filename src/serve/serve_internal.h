@@ -41,6 +41,7 @@ typedef struct served_version {
     char version_str[24];
     kiln_servable *sv;
     int64_t in_row, out_row; /* values per row of the input and of each output */
+    kiln_shape row;          /* one instance of the input: its shape without the batch dim */
     int has_probs, n_classes;
     int n_slots;
     exec_slot *slots; /* [n_slots] */
