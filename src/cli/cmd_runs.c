@@ -93,22 +93,12 @@ static const char *folder_of(const char *id) {
 
 /* One run as a JSON object on one line (the list streams, so 10,000 runs need no tree). */
 static void run_json(FILE *f, const kiln_registry_run *r, const lister *l) {
-    const char *strs[][2] = {{"id", r->id},
-                             {"experiment", r->experiment},
-                             {"name", r->name},
-                             {"status", r->status},
-                             {"message", r->message},
-                             {"start_time", r->start_time},
-                             {"end_time", r->end_time},
-                             {"host", r->host},
-                             {"kiln_version", r->kiln_version},
-                             {"seed", r->seed},
-                             {"config_hash", r->config_hash},
-                             {"command", r->command},
-                             {"checkpoint", r->checkpoint}};
-    fputc('{', f);
-    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
-        fprintf(f, "%s\"%s\": ", i ? ", " : "", strs[i][0]);
+    const char *strs[KILN_CLI_RUN_STRINGS][2];
+    int n_strs = kiln_cli_run_strings(r, strs);
+    fputs("{\"id\": ", f);
+    kiln_cli_json_string(f, r->id);
+    for (int i = 0; i < n_strs; i++) {
+        fprintf(f, ", \"%s\": ", strs[i][0]);
         kiln_cli_json_string(f, strs[i][1]);
     }
     fputs(", \"duration\": ", f);

@@ -145,19 +145,9 @@ static int show_run(const kiln_registry_run *r, void *ctx) {
         cJSON *root = sh->out;
         cJSON_AddStringToObject(root, "id", r->id);
         cJSON_AddStringToObject(root, "path", path);
-        const char *strs[][2] = {{"experiment", r->experiment},
-                                 {"name", r->name},
-                                 {"status", r->status},
-                                 {"message", r->message},
-                                 {"start_time", r->start_time},
-                                 {"end_time", r->end_time},
-                                 {"host", r->host},
-                                 {"kiln_version", r->kiln_version},
-                                 {"seed", r->seed},
-                                 {"config_hash", r->config_hash},
-                                 {"command", r->command},
-                                 {"checkpoint", r->checkpoint}};
-        for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        const char *strs[KILN_CLI_RUN_STRINGS][2];
+        int n_strs = kiln_cli_run_strings(r, strs);
+        for (int i = 0; i < n_strs; i++) {
             if (strs[i][1])
                 cJSON_AddStringToObject(root, strs[i][0], strs[i][1]);
             else

@@ -136,3 +136,20 @@ void kiln_cli_json_number(FILE *f, double v) {
     }
     fputs(buf, f);
 }
+
+int kiln_cli_run_strings(const kiln_registry_run *r, const char *out[KILN_CLI_RUN_STRINGS][2]) {
+    const char *f[KILN_CLI_RUN_STRINGS][2] = {{"experiment", r->experiment},
+                                              {"name", r->name},
+                                              {"status", r->status},
+                                              {"message", r->message},
+                                              {"start_time", r->start_time},
+                                              {"end_time", r->end_time},
+                                              {"host", r->host},
+                                              {"kiln_version", r->kiln_version},
+                                              {"seed", r->seed},
+                                              {"config_hash", r->config_hash},
+                                              {"command", r->command},
+                                              {"checkpoint", r->checkpoint}};
+    memcpy(out, f, sizeof f);
+    return KILN_CLI_RUN_STRINGS;
+}

@@ -35,6 +35,11 @@ void kiln_cli_value(double v, char *out, size_t cap);
 void kiln_cli_json_string(FILE *f, const char *s);
 void kiln_cli_json_number(FILE *f, double v);
 
+/* The text fields of a run (all but its id) as {name, value} pairs in the order JSON output
+ * writes them, values NULL where unknown; returns how many (KILN_CLI_RUN_STRINGS). */
+enum { KILN_CLI_RUN_STRINGS = 12 };
+int kiln_cli_run_strings(const kiln_registry_run *r, const char *out[KILN_CLI_RUN_STRINGS][2]);
+
 /* kiln runs show / kiln runs compare (cmd_runs_show.c); argv[0] is the subcommand. */
 int kiln_cmd_runs_show(int argc, char **argv);
 int kiln_cmd_runs_compare(int argc, char **argv);
