@@ -30,7 +30,7 @@
 
 #include "kiln/kiln.h"
 #include "kiln/registry.h"
-#include "track/run_internal.h" /* kiln_run_rmtree */
+#include "run/run_internal.h" /* kiln_run_rmtree */
 
 static double now(void) {
     struct timespec ts;

@@ -529,7 +529,7 @@ static void test_page(void) {
     CHECK(r.status == 200 && strstr(r.type, "text/html"));
     CHECK(strstr(r.body, "<title>kiln board</title>") && strstr(r.body, "app.js"));
     free(r.body);
-    /* the embedded files are the ones in board/, byte for byte */
+    /* the embedded files are the ones in src/board/web/, byte for byte */
     const char *names[] = {"index.html", "app.js", "style.css"};
     const char *types[] = {"text/html", "text/javascript", "text/css"};
     const char *src = getenv("KILN_SOURCE_DIR");
@@ -540,7 +540,7 @@ static void test_page(void) {
         CHECK_MSG(r.status == 200 && strstr(r.type, types[i]), "%s: %ld %s", path, r.status,
                   r.type);
         if (src) {
-            snprintf(path, sizeof path, "%s/board/%s", src, names[i]);
+            snprintf(path, sizeof path, "%s/src/board/web/%s", src, names[i]);
             void *want = NULL;
             size_t len = 0;
             CHECK_OK(kiln_file_read_all(path, &want, &len, 1u << 24));

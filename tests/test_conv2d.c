@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 typedef struct {
     int B, C, H, W, F;

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 static void set_id(void *ids, kiln_dtype dt, int64_t i, int64_t v) {
     if (dt == KILN_I64)

@@ -28,7 +28,7 @@
 
 #include "check.h"
 #include "kiln/registry.h"
-#include "track/run_internal.h" /* kiln_run_rmtree */
+#include "run/run_internal.h" /* kiln_run_rmtree */
 
 static char root[64];
 

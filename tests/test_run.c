@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "track/run_internal.h" /* kiln_run_rmtree */
+#include "run/run_internal.h" /* kiln_run_rmtree */
 
 static char root[64];
 

@@ -19,8 +19,8 @@
 #include "check.h"
 #include "kiln/tboard.h"
 #include "tb_events.h"
-#include "track/tb_internal.h"
-#include "track/tb_render.h"
+#include "tboard/tb_internal.h"
+#include "tboard/tb_render.h"
 
 static char root[64];
 

@@ -15,7 +15,7 @@
 #include "check.h"
 #include "kiln/sbuf.h"
 #include "kiln/tensor_json.h"
-#include "serve/json_scan.h"
+#include "net/json_scan.h"
 
 /* ---- float formatting ---- */
 

@@ -13,7 +13,7 @@
 #include "kiln/tfrecord.h"
 #include "kiln/tboard.h"
 #include "tb_events.h"
-#include "track/tb_internal.h"
+#include "tboard/tb_internal.h"
 
 static char dir[64];
 

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "track/board_internal.h"
+#include "board/board_internal.h"
 
 #define NAME_MAX_BYTES 255
 

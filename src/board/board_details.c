@@ -17,8 +17,8 @@
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
-#include "track/board_internal.h"
-#include "track/run_internal.h"
+#include "board/board_internal.h"
+#include "run/run_internal.h"
 
 #define RUN_JSON_MAX   (16u << 20)
 #define CONFIG_MAX     (1u << 20) /* config.yaml text sent; longer is cut (config_truncated) */

@@ -30,8 +30,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "track/board_internal.h"
-#include "track/run_internal.h"
+#include "board/board_internal.h"
+#include "run/run_internal.h"
 
 #define EXP_KEYS_MAX 32
 

@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "track/board_internal.h"
-#include "track/run_internal.h"
+#include "board/board_internal.h"
+#include "run/run_internal.h"
 
 #define SERIES_MAX 4096 /* (name, split) pairs kept per run; more are counted as skipped */
 

@@ -19,7 +19,7 @@
 #include "kiln/config.h"
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
-#include "track/board_internal.h"
+#include "board/board_internal.h"
 
 #define CONFIG_MAX   (4u << 20) /* bytes of config.yaml read; a resolved config is a few KiB */
 #define PARAMS_MAX   4096       /* params kept per run */

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "track/board_internal.h"
-#include "track/run_internal.h"
+#include "board/board_internal.h"
+#include "run/run_internal.h"
 
 int board_sig_of(const char *path, board_sig *sig) {
     return board_sig_at(AT_FDCWD, path, sig);

@@ -4,7 +4,7 @@
  * so they go out as decimal strings, as run.json writes its seed; whoever reads them back
  * (the servable loader, for "seed") turns that string into a plain scalar again.
  */
-#include "io/cfg_json.h"
+#include "config/cfg_json.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "io/cfg_json.h"
-#include "io/servable_internal.h"
+#include "config/cfg_json.h"
+#include "model/servable_internal.h"
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/kiln.h"

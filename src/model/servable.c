@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/cfg_json.h"
-#include "io/servable_internal.h"
+#include "config/cfg_json.h"
+#include "model/servable_internal.h"
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/mem.h"

@@ -21,7 +21,7 @@
 #include "core/json.h"
 #include "kiln/client.h"
 #include "kiln/sbuf.h"
-#include "serve/json_scan.h"
+#include "net/json_scan.h"
 
 struct kiln_client {
     CURL *curl;

@@ -6,7 +6,7 @@
  * to strtod on a copy of just the literal, so strtod never sees bytes past it and the body needs
  * no terminator. strtod follows LC_NUMERIC, which kiln leaves at "C".
  */
-#include "serve/json_scan.h"
+#include "net/json_scan.h"
 
 #include <stdio.h>
 #include <stdlib.h>

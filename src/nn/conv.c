@@ -11,8 +11,8 @@
  */
 #include <stdio.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 int64_t kiln_conv_out_size(int64_t in, int k, int stride, int dil, kiln_padding pad,
                            int explicit_pad, int64_t *pad_before, int64_t *pad_after) {

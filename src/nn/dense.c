@@ -1,8 +1,8 @@
 /* dense.c (nn) — the dense layer builder: creates kernel [in, units] and bias [units]. */
 #include <stdio.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 kiln_node *kiln_dense_ex(kiln_graph *g, kiln_node *x, const kiln_dense_opts *o) {
     if (!g || !x) return NULL;

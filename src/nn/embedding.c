@@ -7,8 +7,8 @@
  */
 #include <stdio.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 kiln_node *kiln_embedding(kiln_graph *g, kiln_node *ids, int vocab, int dim) {
     if (!g || !ids) return NULL;

@@ -13,8 +13,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 /* The next Keras-style name for kind into buf (96 bytes); 0 with message when out of memory. */
 static int auto_name(kiln_graph *g, const char *kind, char *buf) {

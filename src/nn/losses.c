@@ -10,8 +10,8 @@
  */
 #include <math.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 /* The name the op would get by default, taken now so that a builder error can name the node. */
 static const char *take_name(kiln_graph *g, const kiln_op *op, char *buf) {

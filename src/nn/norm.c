@@ -8,8 +8,8 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 static const kiln_init ones = {KILN_INIT_ONES, 0}, zeros = {KILN_INIT_ZEROS, 0};
 

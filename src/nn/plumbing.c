@@ -1,5 +1,5 @@
 /* plumbing.c (nn) — builders for add (residual joins). */
-#include "graph/ops.h"
+#include "backend/ops.h"
 
 kiln_node *kiln_add(kiln_graph *g, kiln_node *a, kiln_node *b) {
     kiln_node *in[2] = {a, b};

@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define APPLICATION_ID 0x6b696c6e /* "kiln" */
 #define BUSY_MS_CLI    10000

@@ -29,7 +29,7 @@
 #include <strings.h>
 
 #include "kiln/metrics.h"
-#include "track/registry_internal.h"
+#include "registry/registry_internal.h"
 
 #define MAX_DEPTH 64
 

@@ -28,8 +28,8 @@
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define MODEL_JSON_MAX (64u << 20)
 #define RETRIES        16

@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define RUN_COLUMNS                                                                                \
     "r.id, e.name, r.name, r.status, r.message, r.start_time, r.end_time, " REG_DURATION_SQL       \

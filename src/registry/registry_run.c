@@ -34,8 +34,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define BATCH     256
 #define BUSY_MS   2000

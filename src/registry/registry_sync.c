@@ -30,8 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define CHUNK 20000
 

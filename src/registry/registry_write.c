@@ -20,8 +20,8 @@
 #include <time.h>
 
 #include "kiln/config.h"
-#include "track/registry_internal.h"
-#include "track/run_internal.h"
+#include "registry/registry_internal.h"
+#include "run/run_internal.h"
 
 #define KEY_MAX 1024 /* longer key paths are not params anyone filters on; they are left out */
 

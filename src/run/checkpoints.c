@@ -34,7 +34,7 @@
 
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
-#include "track/run_internal.h"
+#include "run/run_internal.h"
 
 #define SYNC_DEPTH 16
 

@@ -18,7 +18,7 @@
 #include "kiln/inputs.h"
 #include "kiln/kiln.h"
 #include "kiln/run.h"
-#include "train/train_state.h"
+#include "run/train_state.h"
 
 /* "step-N" with N a plain decimal (no sign, no leading zeros but "step-0"). */
 static int is_step_name(const char *s) {

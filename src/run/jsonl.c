@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "track/run_internal.h"
+#include "run/run_internal.h"
 
 #define NAME_MAX_BYTES 200
 #define READ_BUF       (64 * 1024) /* also the longest line read */

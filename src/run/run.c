@@ -32,7 +32,7 @@
 
 #include "kiln/fileio.h"
 #include "kiln/kiln.h"
-#include "track/run_internal.h"
+#include "run/run_internal.h"
 
 #define MAX_CLASH    100000 /* -n suffixes tried before giving up */
 #define RMTREE_DEPTH 32

@@ -24,7 +24,7 @@
 
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
-#include "track/run_internal.h"
+#include "run/run_internal.h"
 
 #define RUN_JSON_MAX (16u << 20)        /* bytes; a run.json is a few KiB */
 #define EXACT_MAX    9007199254740992.0 /* 2^53: integers up to here are exact in a double */

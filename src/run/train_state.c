@@ -1,7 +1,7 @@
 /* train_state.c — state.json (see train_state.h), JSON via cJSON, written atomically. The best
  * value is stored as a decimal string with 17 significant digits so that it reads back bit for
  * bit (a double's exact round trip), which keeps resumed early stopping identical. */
-#include "train/train_state.h"
+#include "run/train_state.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

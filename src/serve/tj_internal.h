@@ -11,7 +11,7 @@
 #define KILN_TJ_INTERNAL_H
 
 #include "kiln/tensor_json.h"
-#include "serve/json_scan.h"
+#include "net/json_scan.h"
 
 /* A v2 datatype: what its data may hold. */
 typedef enum { TJ_BOOL, TJ_UINT, TJ_INT, TJ_FLOAT, TJ_BYTES_DT } tj_kind;

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "kiln/fileio.h"
-#include "track/tb_internal.h"
+#include "tboard/tb_internal.h"
 
 #define PREFIX "events.out.tfevents."
 #define SUFFIX ".experiment"

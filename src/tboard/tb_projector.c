@@ -19,7 +19,7 @@
 
 #include "kiln/fileio.h" /* kiln_mkdirs */
 #include "kiln/tboard.h"
-#include "track/tb_internal.h"
+#include "tboard/tb_internal.h"
 
 static const double POW10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "kiln/tfrecord.h"
-#include "track/tb_internal.h"
+#include "tboard/tb_internal.h"
 
 static kiln_status walk(kiln_tfrecord_reader *r, const char *name, kiln_tb_event_fn fn, void *ctx) {
     const void *data;

@@ -4,7 +4,7 @@
  * draw glyphs of a 3x5 bitmap font at an integer scale (each glyph row is 3 bits, high bit
  * left; glyphs advance 4 units). Sizes are computed first, so a picture is allocated once.
  */
-#include "track/tb_render.h"
+#include "tboard/tb_render.h"
 
 #include <math.h>
 #include <stdio.h>

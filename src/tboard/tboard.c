@@ -24,7 +24,7 @@
 #include "kiln/tfrecord.h"
 #include "tensorboard/hparams_plugin_data.pb-c.h"
 #include "tensorflow/event.pb-c.h"
-#include "track/tb_internal.h"
+#include "tboard/tb_internal.h"
 
 #define MAX_TAG 1024
 

@@ -14,7 +14,7 @@
 #include "kiln/run.h"
 #include "kiln/trainer.h"
 #include "train/evaluate.h"
-#include "train/train_state.h"
+#include "run/train_state.h"
 
 static kiln_status write_json(const char *dir, const char *split, const char *ckpt, const kiln_metrics *mt, int classes) {
     cJSON *o = cJSON_CreateObject(), *m = cJSON_CreateObject();

@@ -24,7 +24,7 @@
 #include "kiln/graph.h"
 #include "kiln/mem.h"
 #include "kiln/tboard.h"
-#include "track/tb_render.h"
+#include "tboard/tb_render.h"
 
 #define MAX_PROBE_BATCH 256
 #define LABEL_CHARS     64

@@ -34,7 +34,7 @@
 #include "train/profile.h"
 #include "train/progress.h"
 #include "train/tb_hooks.h"
-#include "train/train_state.h"
+#include "run/train_state.h"
 
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }

@@ -8,8 +8,8 @@
  * flip that sign.
  */
 #include "backend/cpu/act.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 static kiln_status activation_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                                     kiln_dtype *dt) {

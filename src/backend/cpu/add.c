@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "backend/cpu/vec.h"
-#include "graph/ops.h"
+#include "backend/ops.h"
 
 static kiln_status add_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out, kiln_dtype *dt) {
     char buf[512];

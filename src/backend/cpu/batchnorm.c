@@ -31,8 +31,8 @@
 
 #include "backend/cpu/dnnl_util.h"
 #include "backend/cpu/vec.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 typedef struct {
     int64_t B, C, S;

@@ -12,8 +12,8 @@
  */
 #include <string.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 static kiln_status concat_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                                 kiln_dtype *dt) {

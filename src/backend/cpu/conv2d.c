@@ -28,8 +28,8 @@
 #include "backend/cpu/act.h"
 #include "backend/cpu/dnnl_util.h"
 #include "backend/cpu/vec.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 /* What the forward and backward descriptors share (plain layouts and geometry). */
 typedef struct {

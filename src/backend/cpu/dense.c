@@ -15,8 +15,8 @@
 
 #include "backend/cpu/act.h"
 #include "backend/cpu/dnnl_util.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 typedef struct {
     int64_t M, K, N;

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/ops.h"
+#include "backend/ops.h"
 #include "kiln/rng.h"
-#include "nn/attrs.h"
+#include "backend/attrs.h"
 
 #define DROPOUT_PAR 16384 /* elements below which loops run on one thread */
 

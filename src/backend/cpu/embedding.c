@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 #define EMB_PAR  32768 /* elements below which loops run on one thread */
 #define EMB_COLS 64    /* columns per thread block in backward */

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 #define LN_PAR  32768 /* elements below which a loop runs on one thread */
 #define LN_COLS 64    /* columns per block in the dgamma/dbeta reduction */

@@ -28,8 +28,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 #define CHUNK 8192
 

@@ -20,8 +20,8 @@
 
 #include "backend/cpu/dnnl_util.h"
 #include "backend/cpu/vec.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 typedef struct {
     dnnl_alg_kind_t alg;

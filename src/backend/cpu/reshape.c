@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "backend/cpu/vec.h"
-#include "graph/ops.h"
-#include "nn/attrs.h"
+#include "backend/ops.h"
+#include "backend/attrs.h"
 
 /* "[4, -1]" for the attribute's dims (batch axis excluded). */
 static const char *dims_str(const kiln_reshape_attr *a, char *buf, size_t cap) {

@@ -8,7 +8,7 @@
  */
 #include <math.h>
 
-#include "graph/ops.h"
+#include "backend/ops.h"
 
 static kiln_status softmax_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                                  kiln_dtype *dt) {
