@@ -1,4 +1,4 @@
-/* test_registry.c — the run registry (src/track/registry*.c): schema and its version, refusing
+/* test_registry.c — the run registry (src/registry/): schema and its version, refusing
  * foreign, newer and garbage files; a run's writer keeping its rows current (run, params,
  * metrics, status), batching and the offset into metrics.jsonl; a writer killed in the middle of
  * a transaction; crashed runs marked failed; two processes writing one registry at once; a
@@ -271,6 +271,7 @@ static void write_config(kiln_rundir *run, const char *lr) {
 static void test_writer(void) {
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(at("w"), "exp", "first", &run));
+    kiln_registry_follow_run(run, 1);
     if (!run) return;
     CHECK(exists(at("w/kiln.db")));
     CHECK(q1(at("w"), "SELECT count(*) FROM runs WHERE status = 'running' AND name = 'first'") ==
@@ -328,6 +329,7 @@ static void test_writer(void) {
     snprintf(path, sizeof path, "%s/%s", at("w"), rid);
     run = NULL;
     CHECK_OK(kiln_run_open(path, KILN_RUN_WRITE, &run));
+    kiln_registry_follow_run(run, 0);
     CHECK_OK(kiln_run_set_status(run, KILN_RUN_RUNNING, NULL));
     CHECK_OK(kiln_run_save(run));
     CHECK(q1(at("w"), "SELECT count(*) FROM runs WHERE status = 'running'") == 1);
@@ -350,6 +352,7 @@ static void test_switched_off(void) {
     setenv("KILN_REGISTRY", "off", 1);
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(at("off"), "exp", NULL, &run));
+    kiln_registry_follow_run(run, 1);
     unsetenv("KILN_REGISTRY");
     if (!run) return;
     CHECK_OK(kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 1));
@@ -413,6 +416,7 @@ static void test_crash_marking(void) {
     if (kid == 0) {
         kiln_rundir *run = NULL;
         if (kiln_run_create(at("crash"), "exp", "doomed", &run) != KILN_OK) _exit(1);
+        kiln_registry_follow_run(run, 1);
         kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 3.0);
         kiln_run_save(run); /* the point goes in with the save */
         if (write(p[1], "k", 1) != 1) _exit(1);
@@ -457,6 +461,7 @@ static void test_concurrent_writers(void) {
             char name[16];
             snprintf(name, sizeof name, "kid%d", k);
             int bad = kiln_run_create(at("conc"), "race", name, &run) != KILN_OK;
+            if (!bad) kiln_registry_follow_run(run, 1);
             for (int s = 1; !bad && s <= POINTS; s++) {
                 bad |= kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", k + 1.0 / s) != 0;
                 if (s % 500 == 0) bad |= kiln_run_save(run) != KILN_OK;
@@ -502,6 +507,7 @@ static void test_failures_do_not_stop_runs(void) {
     kiln_rundir *run = NULL;
     fflush(stderr);
     CHECK_OK(kiln_run_create(at("broken"), "exp", NULL, &run));
+    kiln_registry_follow_run(run, 1);
     if (!run) return;
     for (int s = 1; s <= 300; s++)
         CHECK_OK(kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", 1.0));
@@ -536,6 +542,7 @@ static void test_failures_do_not_stop_runs(void) {
     close(p[0]), close(p[1]);
     run = NULL;
     CHECK_OK(kiln_run_create(at("locked"), "exp", NULL, &run)); /* waits ~2 s, then goes on */
+    kiln_registry_follow_run(run, 1);
     for (int s = 1; run && s <= 10; s++)
         CHECK_OK(kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", 1.0 / s));
     if (run) {
@@ -696,6 +703,7 @@ static void test_find_and_remove(void) {
     /* a run being written is not removed */
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(runs, "e3", "live", &run));
+    kiln_registry_follow_run(run, 1);
     CHECK_OK(kiln_registry_open(runs, &reg));
     if (run && reg) {
         char rid[256];

@@ -1,10 +1,11 @@
-/* test_run.c — the run folder (src/track): naming, sanitizing, clashes within one second (in one
+/* test_run.c — the run folder (src/run): naming, sanitizing, clashes within one second (in one
  * process and from forked processes at once), run.json (exact keys and order, round trip, status
  * transitions, NaN -> null, 64-bit seeds), the writer's lock and crash detection,
  * metrics.jsonl (every line parsed by cJSON here, torn and malformed lines, reading on from an
  * offset, a resumed run after a torn write), log.txt across reopening, the checkpoint folders
  * (begin/commit/abort/latest/list/prune, replacing a step, stale .tmp folders, latest pointing
- * at a deleted folder), find_latest, and what a run opened for reading refuses.
+ * at a deleted folder), find_latest, what a run opened for reading refuses, and the follower
+ * (what a higher layer such as the registry hears of a run, and when).
  *
  * Everything happens under a mkdtemp folder in /tmp, removed at the end.
  */
@@ -946,6 +947,69 @@ static void test_open_errors(void) {
     CHECK_ERR_HAS("\"id\" is missing");
 }
 
+/* A follower that records what it hears. */
+typedef struct {
+    int points, saves, closings;
+    int64_t step, end;
+    kiln_split split;
+    char name[32];
+    double value, wall_time;
+    int remove_on_save;
+} heard;
+
+static void f_point(void *ctx, kiln_rundir *run, int64_t step, double wall_time, kiln_split split,
+                    const char *name, double value, int64_t end) {
+    heard *h = ctx;
+    h->points++, h->step = step, h->wall_time = wall_time, h->split = split, h->value = value;
+    h->end = end;
+    snprintf(h->name, sizeof h->name, "%s", name);
+}
+static void f_saved(void *ctx, kiln_rundir *run) {
+    heard *h = ctx;
+    h->saves++;
+    if (h->remove_on_save) kiln_run_set_follower(run, NULL, NULL);
+}
+static void f_closing(void *ctx, kiln_rundir *run) { ((heard *)ctx)->closings++; }
+
+static void test_follower(void) {
+    static const kiln_run_follower f = {.point = f_point, .saved = f_saved, .closing = f_closing};
+    heard h = {0};
+    kiln_rundir *run = NULL;
+    CHECK_OK(kiln_run_create(at("follow"), "exp", NULL, &run));
+    char path[1024];
+    snprintf(path, sizeof path, "%s", kiln_run_get_info(run).path);
+    CHECK_OK(kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 2.0)); /* nobody listens */
+    CHECK_OK(kiln_run_set_follower(run, &f, &h));
+    double before = (double)time(NULL);
+    CHECK_OK(kiln_run_log_metric(run, 7, 0.5, KILN_SPLIT_VALIDATION, "accuracy", 0.75));
+    CHECK(h.points == 1 && h.step == 7 && h.split == KILN_SPLIT_VALIDATION && h.value == 0.75);
+    CHECK(!strcmp(h.name, "accuracy") && h.wall_time >= before - 1 && h.wall_time <= before + 2);
+    struct stat st;
+    char file[1100];
+    snprintf(file, sizeof file, "%s/metrics.jsonl", path);
+    CHECK(stat(file, &st) == 0 && h.end == (int64_t)st.st_size); /* the point is in the file */
+    CHECK_OK(kiln_run_save(run));
+    CHECK(h.saves == 1 && h.closings == 0);
+    kiln_run_close(run);
+    CHECK(h.points == 1 && h.saves == 1 && h.closings == 1);
+
+    /* a follower may leave from inside a callback; nothing is heard after that */
+    heard g = {.remove_on_save = 1};
+    CHECK_OK(kiln_run_open(path, KILN_RUN_WRITE, &run));
+    CHECK_OK(kiln_run_set_follower(run, &f, &g));
+    CHECK_OK(kiln_run_save(run));
+    CHECK_OK(kiln_run_log_metric(run, 8, 1, KILN_SPLIT_TRAIN, "loss", 1.0));
+    kiln_run_close(run);
+    CHECK(g.saves == 1 && g.points == 0 && g.closings == 0);
+
+    /* only a writer has followers */
+    CHECK_OK(kiln_run_open(path, KILN_RUN_READ, &run));
+    CHECK(kiln_run_set_follower(run, &f, &h) == KILN_ERR_INVALID);
+    CHECK(strstr(kiln_last_error(), "open for writing") != NULL);
+    kiln_run_close(run);
+    CHECK(h.closings == 1);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/kiln-test-run-XXXXXX");
     if (!mkdtemp(root)) {
@@ -965,6 +1029,7 @@ int main(void) {
     RUN(test_checkpoints);
     RUN(test_find_latest);
     RUN(test_open_errors);
+    RUN(test_follower);
     rm_rf(root);
     return kiln_test_summary();
 }

@@ -1,4 +1,4 @@
-/* test_tboard.c — the TensorBoard writer (src/track/tboard.c and friends), every field read
+/* test_tboard.c — the TensorBoard writer (src/tboard/), every field read
  * back with the tests' own reader (tests/util/tb_events.c: independent framing and CRC):
  * file names and the version record; scalars (rank-0 DT_FLOAT, plugin "scalars", metadata on a
  * tag's first value only); histogram buckets against TF2's definition and the [k, 3] DT_DOUBLE

@@ -102,15 +102,7 @@ typedef struct {
 kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_dir, int64_t version,
                               int64_t *version_out);
 
-/* Exports a checkpoint of a run folder: checkpoint NULL is the newest, "best" the one early
- * stopping kept, "step-N" that one. Uses the run's config.yaml and the checkpoint's EMA weights
- * when it has them (what evaluation used). base_dir NULL is <run_dir>/export. Preprocessing
- * comes from data.normalize; the training data is read only when the config needs it to
- * recompute what the loader applied (standardize: true) or to name the classes (CSV string
- * labels without model.class_names). KILN_ERR_NOTFOUND: no such run or checkpoint;
- * KILN_ERR_INVALID: a bad argument or config, an existing version. */
-kiln_status kiln_export_run(const char *run_dir, const char *checkpoint, const char *base_dir,
-                            int64_t version, int64_t *version_out);
+/* kiln_export_run (a run folder's checkpoint to a version) is in kiln/run.h. */
 
 /* ---- loading ---- */
 

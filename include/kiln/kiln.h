@@ -2,7 +2,7 @@
 #ifndef KILN_H
 #define KILN_H
 
-#define KILN_VERSION "0.1.0"
+#include "kiln/version.h"
 
 #include "kiln/status.h"
 #include "kiln/tensor.h"

@@ -15,21 +15,8 @@
 #ifndef KILN_NN_H
 #define KILN_NN_H
 
+#include "kiln/backend.h" /* kiln_act, kiln_padding */
 #include "kiln/graph.h"
-
-typedef enum {
-    KILN_ACT_NONE = 0,
-    KILN_ACT_RELU,
-    KILN_ACT_LEAKY_RELU, /* slope 0.01 when fused into a layer */
-    KILN_ACT_GELU,       /* exact (erf) form */
-    KILN_ACT_SIGMOID,
-    KILN_ACT_TANH,
-    KILN_ACT_COUNT
-} kiln_act;
-
-/* "relu" -> KILN_ACT_RELU; returns KILN_ACT_COUNT when unknown ("none"/"linear" are NONE). */
-kiln_act kiln_act_from_name(const char *name);
-const char *kiln_act_name(kiln_act a);
 
 /* ---- dense: y = act(x W + b) over the last axis; x [B, ..., in] -> [B, ..., units] ---- */
 typedef struct {
@@ -44,7 +31,6 @@ kiln_node *kiln_dense(kiln_graph *g, kiln_node *x, int units, kiln_act act);
 kiln_node *kiln_dense_ex(kiln_graph *g, kiln_node *x, const kiln_dense_opts *o);
 
 /* ---- conv2d: x [B, C, H, W] -> [B, filters, OH, OW] ---- */
-typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_padding;
 typedef struct {
     int filters;
     int kernel[2];   /* kh, kw */

@@ -53,6 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kiln/run.h"
 #include "kiln/status.h"
 
 #define KILN_REGISTRY_SCHEMA 1
@@ -61,6 +62,18 @@
 #define KILN_REGISTRY_NAME_MAX 128
 
 typedef struct kiln_registry kiln_registry;
+
+/* ---- following a run while it is written ---- */
+
+/* Keeps the registry of run's runs folder (<runs_dir>/<experiment>/<run-id>) current while run
+ * is written, as its kiln_run_follower (kiln/run.h): the run's row now (created: 1 right after
+ * kiln_run_create; 0 after kiln_run_open for writing, which first brings the registry up to date
+ * with the folder), metric points in batches of up to 256 or a second, run.json at every save,
+ * the last points at close. Never fails: the first registry error (a damaged or foreign kiln.db,
+ * a lock held too long, a full disk) is written to log.txt and stderr once and the run goes on
+ * without the registry; `kiln runs` later reads what it missed from the folder. KILN_REGISTRY=off
+ * in the environment, or a run opened for reading, makes it a no-op. */
+void kiln_registry_follow_run(kiln_rundir *run, int created);
 
 /* ---- opening ---- */
 

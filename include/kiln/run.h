@@ -114,6 +114,24 @@ kiln_status kiln_run_find_latest(const char *runs_dir, const char *experiment, c
 /* 1 when a process holds the run open for writing (this one included), 0 when none does. */
 int kiln_run_is_active(const kiln_rundir *run);
 
+/* ---- a follower ----
+ * A run open for writing tells one follower of each change once it is in the folder: the
+ * registry (kiln_registry_follow_run in kiln/registry.h) keeps runs/kiln.db current this way. A
+ * higher layer installs it after kiln_run_create or kiln_run_open (the trainer does), so the run
+ * folder knows nothing above it. A follower cannot fail the run; it may remove itself
+ * (kiln_run_set_follower(run, NULL, NULL)) from inside a callback. */
+typedef struct {
+    /* A point now in metrics.jsonl (wall_time as a reader of the line gets it back), whose size
+     * is now end. */
+    void (*point)(void *ctx, kiln_rundir *run, int64_t step, double wall_time, kiln_split split,
+                  const char *name, double value, int64_t end);
+    void (*saved)(void *ctx, kiln_rundir *run);   /* run.json was saved */
+    void (*closing)(void *ctx, kiln_rundir *run); /* first in kiln_run_close; releases ctx */
+} kiln_run_follower;
+/* Installs f with its ctx (replacing any follower without telling it); NULL removes it. Refused
+ * (KILN_ERR_INVALID) on a run opened for reading. */
+kiln_status kiln_run_set_follower(kiln_rundir *run, const kiln_run_follower *f, void *ctx);
+
 /* ---- run.json ---- */
 
 /* What run.json says. Strings are NULL where run.json has null, and stay valid until the next
@@ -230,5 +248,18 @@ kiln_status kiln_run_checkpoint_path(const kiln_rundir *run, const char *name, c
  * Also removes what crashed attempts left in checkpoints/ (.tmp-* entries), except the checkpoint
  * this process has begun and not yet committed. keep_last >= 0. */
 kiln_status kiln_run_checkpoint_prune(kiln_rundir *run, int keep_last, const char *protect);
+
+/* ---- export (src/run/export_run.c) ---- */
+
+/* Exports a checkpoint of a run folder: checkpoint NULL is the newest, "best" the one early
+ * stopping kept, "step-N" that one. Uses the run's config.yaml and the checkpoint's EMA weights
+ * when it has them (what evaluation used). base_dir NULL is <run_dir>/export. Preprocessing
+ * comes from data.normalize; the training data is read only when the config needs it to
+ * recompute what the loader applied (standardize: true) or to name the classes (CSV string
+ * labels without model.class_names). KILN_ERR_NOTFOUND: no such run or checkpoint;
+ * KILN_ERR_INVALID: a bad argument or config, an existing version. (Declared in kiln/export.h
+ * before the run folder and the servable package became layers of their own.) */
+kiln_status kiln_export_run(const char *run_dir, const char *checkpoint, const char *base_dir,
+                            int64_t version, int64_t *version_out);
 
 #endif

@@ -3,7 +3,10 @@
 #ifndef KILN_ATTRS_H
 #define KILN_ATTRS_H
 
-#include "kiln/nn.h"
+#include <stdint.h>
+
+#include "kiln/backend.h"
+#include "kiln/tensor.h" /* KILN_MAX_DIMS */
 
 typedef struct {
     int units;

@@ -1,10 +1,12 @@
 /* ops.h — the op table entries, one per op, each defined in its own file under src/backend/cpu/
- * (and later src/backend/cuda/). Builders in src/nn/ add nodes that point at them; the runner
- * looks them up by name through kiln_op_find. */
+ * (and later src/backend/cuda/), and the backends they name. Builders in src/nn/ add nodes that
+ * point at them; a plan makes the stream of its ops' backend. */
 #ifndef KILN_OPS_H
 #define KILN_OPS_H
 
 #include "graph/graph_internal.h"
+
+extern const kiln_backend kiln_backend_cpu; /* oneDNN + OpenMP (src/backend/cpu/) */
 
 extern const kiln_op kiln_op_dense;      /* x, kernel [, bias] */
 extern const kiln_op kiln_op_conv2d;     /* x, kernel [, bias] */

@@ -1,4 +1,9 @@
-/* board.c — kiln board's server: the routes of kiln/board.h on kiln/http.h's server.
+/* src/board/ — kiln board: a JSON API over the run folders (board_index.c,
+ * board_details.c, board_metrics.c, board_params.c) on src/net/'s HTTP server, and the page it
+ * serves (web/: HTML, JS, CSS, compiled into the library by cmake/embed_assets.cmake). An
+ * application at the top of the library, below only the CLI. Layers: docs/architecture.md.
+ *
+ * board.c — kiln board's server: the routes of kiln/board.h on kiln/http.h's server.
  *
  * Requests. The page is served from the arrays compiled into the library (board_assets.c); no
  * request ever opens a file named by the URL. API paths name runs by two path components,

@@ -4,7 +4,7 @@
  *   board_params.c   config.yaml flattened into key = value params, and the string tables
  *   board_metrics.c  per-run metric points, read incrementally, and their JSON
  *   board_details.c  one run's details (run.json, config, checkpoints, exports, log)
- *   board_assets.c   generated at build time from board/ (cmake/embed_assets.cmake)
+ *   board_assets.c   generated at build time from src/board/web/ (cmake/embed_assets.cmake)
  *
  * Locking. b->mu guards the runs table (runs, slots, exps, the string tables, gen) and every
  * board_run field outside .m; each run's metrics (.m) have their own mutex, taken without holding

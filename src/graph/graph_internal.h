@@ -22,13 +22,23 @@
 typedef struct kiln_inst kiln_inst;
 typedef struct kiln_op kiln_op;
 
+/* A backend, as a plan sees it: its ops' kernels are in the op entries; besides them a plan only
+ * needs the backend's execution stream, made once per plan (so plans on different threads never
+ * share one) and handed to every kernel in kiln_run.stream. The backends define these (CPU:
+ * src/backend/cpu/dnnl_util.c); the graph never names one, so it sits below all of them. */
+typedef struct {
+    const char *name;
+    void *(*stream_new)(void);         /* NULL with a message on failure */
+    void (*stream_free)(void *stream); /* accepts NULL */
+} kiln_backend;
+
 /* What a step needs besides the instance: read-only during the step. */
 typedef struct {
     int training;
     uint64_t seed; /* the graph's seed */
     uint64_t step; /* RNG counter base (kiln_plan_set_step) */
     void *scratch; /* shared temporary, c->scratch_bytes long (64-byte aligned) */
-    void *stream;  /* the plan's oneDNN stream (dnnl_stream_t) */
+    void *stream;  /* the plan's backend stream (CPU: a dnnl_stream_t) */
 } kiln_run;
 
 /* What compile may ask of the plan. */
@@ -40,6 +50,7 @@ typedef struct {
 
 struct kiln_op {
     const char *name;
+    const kiln_backend *backend; /* whose kernels these are; a plan runs on one backend */
     /* Output shape/dtype from input shapes (batch 1 at build time, the plan's batch at compile
      * time). Errors name the node, its inputs and their shapes. */
     kiln_status (*infer)(const kiln_node *n, const kiln_shape *in, kiln_shape *out,

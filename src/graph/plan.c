@@ -6,7 +6,8 @@
  * decide for each (consumer, input) pair whether the consumer's backward overwrites the input's
  * gradient (first writer) or adds to it; (4) memory plan: one arena, a fixed slice per value and
  * per gradient (parameters and their gradients live in the graph's flat buffers); (5) let each
- * op create its backend primitives and size the shared scratch.
+ * op create its backend primitives and size the shared scratch; (6) make the stream of the ops'
+ * backend (every op of a plan must name the same one).
  *
  * Run: forward walks fwd[], backward walks bwd[]; neither allocates nor looks anything up.
  */
@@ -15,7 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend/cpu/dnnl_util.h"
 #include "graph/graph_internal.h"
 #include "graph/memplan.h"
 
@@ -36,6 +36,7 @@ struct kiln_plan {
     kiln_arena arena;
     void *scratch;
     kiln_run run;
+    const kiln_backend *backend; /* the ops' backend, owner of run.stream (NULL without ops) */
     kiln_op_event *prof; /* per-op timing (kiln_plan_profile), NULL when off */
     int prof_cap, *prof_count;
 };
@@ -56,7 +57,7 @@ void kiln_plan_free(kiln_plan *p) {
     free(p->zero_grads), free(p->zero_sizes);
     kiln_arena_free(&p->arena);
     kiln_free(p->scratch);
-    kiln_dnnl_stream_free(p->run.stream);
+    if (p->backend) p->backend->stream_free(p->run.stream);
     free(p);
 }
 
@@ -286,7 +287,24 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     }
     if (ctx.scratch_bytes && !(p->scratch = kiln_alloc(ctx.scratch_bytes))) FAIL();
     p->run = (kiln_run){.training = o->training, .seed = kiln_graph_seed(g), .scratch = p->scratch};
-    if (!(p->run.stream = kiln_dnnl_stream_new())) FAIL();
+    /* (6) the backend's stream */
+    for (int i = 0; i < p->n_fwd; i++) {
+        const kiln_node *nd = p->fwd[i]->node;
+        if (!nd->op->backend) {
+            kiln_error(KILN_ERR_INVALID, "plan: op %s (of %s) names no backend", nd->op->name,
+                       nd->name);
+            FAIL();
+        } else if (!p->backend) {
+            p->backend = nd->op->backend;
+        } else if (nd->op->backend != p->backend) {
+            kiln_error(KILN_ERR_INVALID,
+                       "plan: %s (%s) runs on the %s backend, %s (%s) on %s: one backend per plan",
+                       p->fwd[0]->node->name, p->fwd[0]->node->op->name, p->backend->name, nd->name,
+                       nd->op->name, nd->op->backend->name);
+            FAIL();
+        }
+    }
+    if (p->backend && !(p->run.stream = p->backend->stream_new())) FAIL();
     free(need), free(to_loss), free(written), free(first_write);
     return p;
 #undef FAIL

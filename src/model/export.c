@@ -28,9 +28,10 @@
 
 #include "config/cfg_json.h"
 #include "model/servable_internal.h"
+#include "kiln/version.h"
+#include "kiln/mem.h"
 #include "kiln/export.h"
 #include "kiln/fileio.h"
-#include "kiln/kiln.h"
 #include "kiln/safetensors.h"
 
 /* ---- shared with the reader ---- */

@@ -1,4 +1,10 @@
-/* model.c — model.layers (a resolved config) into a graph (see kiln/model.h).
+/* src/model/ — a model as a config describes it, and its files: the graph built
+ * from model.layers (model.c), the data the config names (inputs.c), checkpoint weights with
+ * optimizer slots and EMA (checkpoint.c), and the servable package (export.c writes it,
+ * servable.c loads and runs it). It sits on the engine (graph, backend, nn, optim) and below the
+ * run folder, the trainer and the server, which all use it. Layers: docs/architecture.md.
+ *
+ * model.c — model.layers (a resolved config) into a graph (see kiln/model.h).
  *
  * Each list item is {kind: {params}} after resolve. The layer's inputs are its from: names, looked
  * up among the layers built so far (and "input"), or else the previous layer's output. Because

@@ -1,4 +1,10 @@
-/* http.c — the HTTP server on libmicrohttpd (behaviour in kiln/http.h).
+/* src/net/ — the network plumbing the applications share and no model knows about:
+ * the HTTP server on libmicrohttpd (http.c) and the REST client on libcurl (client.c), the
+ * growing string buffer with JSON escaping and shortest float formatting (sbuf.c, fmt_f32.c), a
+ * pull JSON scanner (json_scan.c) and the Prometheus registry (prom.c). Only this folder
+ * includes libmicrohttpd and libcurl. Layers: docs/architecture.md.
+ *
+ * http.c — the HTTP server on libmicrohttpd (behaviour in kiln/http.h).
  *
  * One rq per request, made by the URI log callback (the first callback MHD makes for a
  * request, which also gives the raw query string) and freed when its last reference goes:

@@ -1,4 +1,4 @@
-/* conv.c (nn) — builders for conv2d and the 2-D pools, and the padding rule they share.
+/* conv.c (nn) — builders for conv2d and the 2-D pools.
  *
  * A builder fills in defaults (stride 1 or = window, dilation 1, groups 1), validates the
  * options, and for conv2d creates the parameters "<name>.kernel" [filters, C / groups, kh, kw]
@@ -7,31 +7,14 @@
  * op's shape inference fail is checked before the parameters are created, so a failed builder
  * leaves no orphan parameters behind. Names follow Keras: conv2d_<n>, max_pooling2d_<n>,
  * average_pooling2d_<n>, global_average_pooling2d_<n> (the op names, so kiln_graph_add_op's
- * automatic naming gives them).
+ * automatic naming gives them). The padding rule itself (kiln_conv_out_size) is the ops' own, in
+ * src/backend/attrs.c.
  */
 #include <stdio.h>
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
-
-int64_t kiln_conv_out_size(int64_t in, int k, int stride, int dil, kiln_padding pad,
-                           int explicit_pad, int64_t *pad_before, int64_t *pad_after) {
-    *pad_before = *pad_after = 0;
-    if (in < 1 || k < 1 || stride < 1 || dil < 1 || explicit_pad < 0) return 0;
-    int64_t eff = (int64_t)(k - 1) * dil + 1; /* the dilated window's extent */
-    if (pad == KILN_PAD_SAME) {
-        int64_t out = (in + stride - 1) / stride;
-        int64_t total = (out - 1) * stride + eff - in;
-        if (total > 0) *pad_before = total / 2, *pad_after = total - total / 2;
-        return out;
-    }
-    if (pad == KILN_PAD_EXPLICIT)
-        *pad_before = *pad_after = explicit_pad;
-    else if (pad != KILN_PAD_VALID)
-        return 0;
-    int64_t span = in + *pad_before + *pad_after;
-    return span < eff ? 0 : (span - eff) / stride + 1;
-}
+#include "kiln/nn.h"
 
 static const char *pad_name(kiln_padding p) {
     return p == KILN_PAD_VALID ? "valid" : p == KILN_PAD_SAME ? "same" : "explicit";

@@ -3,6 +3,7 @@
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
+#include "kiln/nn.h"
 
 kiln_node *kiln_dense_ex(kiln_graph *g, kiln_node *x, const kiln_dense_opts *o) {
     if (!g || !x) return NULL;

@@ -9,6 +9,7 @@
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
+#include "kiln/nn.h"
 
 kiln_node *kiln_embedding(kiln_graph *g, kiln_node *ids, int vocab, int dim) {
     if (!g || !ids) return NULL;

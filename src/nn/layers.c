@@ -15,6 +15,7 @@
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
+#include "kiln/nn.h"
 
 /* The next Keras-style name for kind into buf (96 bytes); 0 with message when out of memory. */
 static int auto_name(kiln_graph *g, const char *kind, char *buf) {

@@ -12,6 +12,7 @@
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
+#include "kiln/nn.h"
 
 /* The name the op would get by default, taken now so that a builder error can name the node. */
 static const char *take_name(kiln_graph *g, const kiln_op *op, char *buf) {

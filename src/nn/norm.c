@@ -10,6 +10,7 @@
 
 #include "backend/ops.h"
 #include "backend/attrs.h"
+#include "kiln/nn.h"
 
 static const kiln_init ones = {KILN_INIT_ONES, 0}, zeros = {KILN_INIT_ZEROS, 0};
 

@@ -1,4 +1,11 @@
-/* registry.c — opening <runs_dir>/kiln.db: the connection, its settings, the schema and its
+/* src/registry/ — runs/kiln.db: opening and migrating it (registry.c), writing
+ * runs, params and metrics (registry_write.c), following a run while it trains
+ * (registry_run.c), indexing run folders it missed (registry_sync.c), queries and the filter
+ * language (registry_query.c, registry_filter.c), models and aliases (registry_models.c). It
+ * reads run folders (src/run/) and is read by the CLI, the server and the board; nothing below
+ * it knows it exists. Layers: docs/architecture.md.
+ *
+ * registry.c — opening <runs_dir>/kiln.db: the connection, its settings, the schema and its
  * migrations, marking crashed runs, and the small helpers every registry file uses.
  *
  * Settings, per connection: WAL journal (stored in the file: the first opener switches it),

@@ -1,17 +1,17 @@
-/* registry_run.c — a run's writer keeps its rows in <runs_dir>/kiln.db current (kiln/run.h calls
- * these from kiln_run_create, kiln_run_open for writing, kiln_run_log_metric, kiln_run_save and
- * kiln_run_close).
+/* registry_run.c — a run's writer keeps its rows in <runs_dir>/kiln.db current: the registry
+ * follows the run (kiln_registry_follow_run installs a kiln_run_follower, kiln/run.h), so the run
+ * folder below never calls up into the registry.
  *
- *   create            the run's row, as run.json says at creation
- *   open for writing  the run brought up to date with its folder first (a resume of a run the
+ *   follow, created   the run's row, as run.json says at creation
+ *   follow, resumed   the run brought up to date with its folder first (a resume of a run the
  *                     registry lacks, or lost points of a crash: kiln_reg_sync_run), then the
  *                     row with this process as its writer
- *   log_metric        the point joins a buffer; the buffer goes to the registry in one
+ *   point             the point joins a buffer; the buffer goes to the registry in one
  *                     transaction when it holds BATCH points or a second has passed since the
  *                     last flush (at the next point), and at every save and at close
- *   save              buffered points, the row from run.json and (once per config hash) the
+ *   saved             buffered points, the row from run.json and (once per config hash) the
  *                     params from config.yaml, in one transaction
- *   close             the buffered points
+ *   closing           the buffered points
  *
  * Cost in the training loop: a buffered point is a copy into the buffer; a flush is one
  * transaction with two prepared statements per point, in WAL mode with synchronous=NORMAL (no
@@ -47,7 +47,7 @@ typedef struct {
     char name[208]; /* "test_" + a metric name of at most 200 bytes */
 } pending;
 
-struct kiln_run_reg {
+typedef struct kiln_run_reg {
     kiln_registry *reg;
     int64_t rid;
     char id[2 * KILN_RUN_NAME_MAX + 64]; /* "<experiment>/<run-id>" */
@@ -55,7 +55,7 @@ struct kiln_run_reg {
     int n;
     int64_t end;       /* metrics.jsonl's size after the newest buffered point */
     double last_flush; /* wall time of the last flush */
-};
+} kiln_run_reg;
 
 static int disabled_by_env(void) {
     const char *v = getenv("KILN_REGISTRY");
@@ -63,8 +63,8 @@ static int disabled_by_env(void) {
                  !strcasecmp(v, "no"));
 }
 
-/* Gives the registry up for this run, saying why once. */
-static void give_up(kiln_rundir *run, const char *when) {
+/* Gives the registry up for this run, saying why once, and stops following it. */
+static void give_up(kiln_rundir *run, kiln_run_reg *r, const char *when) {
     char msg[1200];
     snprintf(msg, sizeof msg,
              "warning: run registry: %s: %s; the run goes on without it (its folder has "
@@ -72,9 +72,9 @@ static void give_up(kiln_rundir *run, const char *when) {
              when, kiln_last_error());
     fprintf(stderr, "kiln: %s\n", msg);
     if (run->log_fd >= 0) kiln_run_log(run, "%s", msg);
-    kiln_registry_close(run->reg->reg);
-    free(run->reg);
-    run->reg = NULL;
+    kiln_run_set_follower(run, NULL, NULL);
+    kiln_registry_close(r->reg);
+    free(r);
 }
 
 static kiln_status flush_points(kiln_run_reg *r) {
@@ -89,8 +89,7 @@ static kiln_status flush_points(kiln_run_reg *r) {
 }
 
 /* One transaction around the buffered points (and more when `save`). */
-static kiln_status write_out(kiln_rundir *run, int save) {
-    kiln_run_reg *r = run->reg;
+static kiln_status write_out(kiln_rundir *run, kiln_run_reg *r, int save) {
     kiln_status s = kiln_reg_begin(r->reg);
     if (s) return s;
     s = flush_points(r);
@@ -143,11 +142,46 @@ static kiln_status locate(const kiln_rundir *run, char *runs_dir, size_t cap, ch
     return KILN_OK;
 }
 
-void kiln_run_reg_attach(kiln_rundir *run, int created) {
-    if (disabled_by_env()) return;
+static void on_point(void *ctx, kiln_rundir *run, int64_t step, double wall_time,
+                     kiln_split split, const char *name, double value, int64_t end) {
+    kiln_run_reg *r = ctx;
+    pending *p = &r->points[r->n++];
+    p->step = step, p->wall_time = wall_time, p->value = value;
+    kiln_reg_metric_name(split, name, p->name, sizeof p->name);
+    r->end = end;
+    if (r->n < BATCH && wall_time - r->last_flush < FLUSH_SEC) return;
+    r->last_flush = wall_time;
+    if (write_out(run, r, 0)) give_up(run, r, "recording metrics");
+}
+
+static void on_saved(void *ctx, kiln_rundir *run) {
+    kiln_run_reg *r = ctx;
+    if (write_out(run, r, 1)) give_up(run, r, "recording the run");
+}
+
+/* Close runs on error paths too: the caller's message survives it. */
+static void on_closing(void *ctx, kiln_rundir *run) {
+    kiln_run_reg *r = ctx;
+    if (r->n) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", kiln_last_error());
+        int failed = write_out(run, r, 0) != KILN_OK;
+        if (failed) give_up(run, r, "recording the last metrics");
+        kiln_error(KILN_OK, "%s", keep);
+        if (failed) return; /* give_up released r */
+    }
+    kiln_registry_close(r->reg);
+    free(r);
+}
+
+static const kiln_run_follower follower = {
+    .point = on_point, .saved = on_saved, .closing = on_closing};
+
+void kiln_registry_follow_run(kiln_rundir *run, int created) {
+    if (disabled_by_env() || !run || !run->writable) return;
     kiln_run_reg *r = calloc(1, sizeof *r);
     if (!r) return; /* no memory for the buffer: the folder alone then */
-    run->reg = r;
+    kiln_run_set_follower(run, &follower, r);
     char runs_dir[PATH_MAX];
     kiln_status s = locate(run, runs_dir, sizeof runs_dir, r->id, sizeof r->id);
     if (!s) s = kiln_reg_open(runs_dir, BUSY_MS, &r->reg);
@@ -162,35 +196,5 @@ void kiln_run_reg_attach(kiln_rundir *run, int created) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     r->last_flush = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    if (s) give_up(run, created ? "registering the run" : "registering the resumed run");
-}
-
-void kiln_run_reg_point(kiln_rundir *run, int64_t step, double wall_time, kiln_split split,
-                        const char *name, double value, int64_t end) {
-    kiln_run_reg *r = run->reg;
-    if (!r) return;
-    pending *p = &r->points[r->n++];
-    p->step = step, p->wall_time = wall_time, p->value = value;
-    kiln_reg_metric_name(split, name, p->name, sizeof p->name);
-    r->end = end;
-    if (r->n < BATCH && wall_time - r->last_flush < FLUSH_SEC) return;
-    r->last_flush = wall_time;
-    if (write_out(run, 0)) give_up(run, "recording metrics");
-}
-
-void kiln_run_reg_saved(kiln_rundir *run) {
-    if (run->reg && write_out(run, 1)) give_up(run, "recording the run");
-}
-
-void kiln_run_reg_detach(kiln_rundir *run) {
-    if (!run->reg) return;
-    if (run->reg->n) {
-        char keep[1024];
-        snprintf(keep, sizeof keep, "%s", kiln_last_error());
-        if (write_out(run, 0)) give_up(run, "recording the last metrics");
-        kiln_error(KILN_OK, "%s", keep);
-    }
-    if (run->reg) kiln_registry_close(run->reg->reg);
-    free(run->reg);
-    run->reg = NULL;
+    if (s) give_up(run, r, created ? "registering the run" : "registering the resumed run");
 }

@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/mem.h"
+#include "kiln/checkpoint.h"
 #include "kiln/export.h"
 #include "kiln/inputs.h"
-#include "kiln/kiln.h"
 #include "kiln/run.h"
 #include "run/train_state.h"
 

@@ -86,9 +86,10 @@ kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, ki
         kiln_error_prefix("run %s", run->id);
         return s;
     }
-    if (run->reg) /* the point as a reader of the line gets it back (wall_time to the us) */
-        kiln_run_reg_point(run, step, (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) * 1e-6,
-                           split, name, value, (int64_t)lseek(run->metrics_fd, 0, SEEK_CUR));
+    if (run->follower) /* the point as a reader of the line gets it back (wall_time to the us) */
+        run->follower->point(run->follower_ctx, run, step,
+                             (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) * 1e-6, split,
+                             name, value, (int64_t)lseek(run->metrics_fd, 0, SEEK_CUR));
     return KILN_OK;
 }
 

@@ -1,4 +1,10 @@
-/* run.c — the run folder: naming and creating it, opening it, its writer's lock, finding the
+/* src/run/ — the run folder a training run leaves: run.json (runjson.c), metrics.jsonl
+ * (jsonl.c), log.txt, the checkpoint folders (checkpoints.c) and their state.json
+ * (train_state.c), and exporting one of its checkpoints (export_run.c). It sits above
+ * src/model/, whose graph building and export it uses, and knows nothing above it: the registry
+ * follows a run through kiln_run_follower (kiln/run.h). Layers: docs/architecture.md.
+ *
+ * run.c — the run folder: naming and creating it, opening it, its writer's lock, finding the
  * newest one, and log.txt.
  *
  * Claiming a name: mkdir(<experiment>/<name>-<stamp>) and on EEXIST the same with -2, -3, ...
@@ -31,7 +37,7 @@
 #include <unistd.h>
 
 #include "kiln/fileio.h"
-#include "kiln/kiln.h"
+#include "kiln/version.h"
 #include "run/run_internal.h"
 
 #define MAX_CLASH    100000 /* -n suffixes tried before giving up */
@@ -286,7 +292,6 @@ kiln_status kiln_run_create(const char *runs_dir, const char *experiment, const 
         if (dfd >= 0) kiln_run_rmtree(dfd, id), close(dfd);
         return s;
     }
-    kiln_run_reg_attach(run, 1);
     *out = run;
     return KILN_OK;
 }
@@ -312,14 +317,26 @@ kiln_status kiln_run_open(const char *path, kiln_run_mode mode, kiln_rundir **ou
         kiln_run_close(run);
         return s;
     }
-    if (mode == KILN_RUN_WRITE) kiln_run_reg_attach(run, 0);
     *out = run;
+    return KILN_OK;
+}
+
+kiln_status kiln_run_set_follower(kiln_rundir *run, const kiln_run_follower *f, void *ctx) {
+    if (f && !run->writable)
+        return kiln_error(KILN_ERR_INVALID, "run %s: a follower needs a run open for writing",
+                          run->path);
+    run->follower = f;
+    run->follower_ctx = f ? ctx : NULL;
     return KILN_OK;
 }
 
 void kiln_run_close(kiln_rundir *run) {
     if (!run) return;
-    kiln_run_reg_detach(run);
+    if (run->follower) {
+        const kiln_run_follower *f = run->follower;
+        run->follower = NULL;
+        f->closing(run->follower_ctx, run);
+    }
     if (run->metrics_fd >= 0) close(run->metrics_fd);
     if (run->log_fd >= 0) close(run->log_fd);
     if (run->dir_fd >= 0) close(run->dir_fd); /* releases the lock */

@@ -8,8 +8,8 @@
  *   - *_torn is set when the file's last line may lack its newline (a short write, or found so
  *     at open): the next append starts with '\n';
  *   - ckpt_tmp is the checkpoint folder begun and not yet committed or aborted (NULL if none);
- *   - reg is the run's link to <runs_dir>/kiln.db (registry_run.c), NULL when the run is read
- *     only, the registry is switched off, or it failed once.
+ *   - follower is NULL or was installed on a writable run (kiln_run_set_follower); it is told
+ *     of every point and save, and of the close before anything is released.
  */
 #ifndef KILN_TRACK_RUN_INTERNAL_H
 #define KILN_TRACK_RUN_INTERNAL_H
@@ -18,8 +18,6 @@
 #include <stdint.h>
 
 #include "kiln/run.h"
-
-typedef struct kiln_run_reg kiln_run_reg;
 
 typedef struct {
     char *name;
@@ -44,7 +42,8 @@ struct kiln_rundir {
     int dir_fd, metrics_fd, log_fd;
     int metrics_torn, log_torn;
     char *ckpt_tmp;
-    kiln_run_reg *reg;
+    const kiln_run_follower *follower;
+    void *follower_ctx;
 };
 
 /* "a/b" into out; KILN_ERR_INVALID naming both when it does not fit. */
@@ -73,17 +72,5 @@ void kiln_run_record_free(kiln_rundir *run);
 kiln_status kiln_run_record_load(kiln_rundir *run);
 /* Sets *s (malloc'ed copy of s, or NULL for NULL); KILN_ERR_NOMEM naming what. */
 kiln_status kiln_run_set_string(char **dst, const char *s, const char *what);
-
-/* registry_run.c: the run's rows in the registry, kept current by its writer. None of these
- * fails: a registry error is reported once (log.txt, stderr) and the run goes on without it. */
-/* After a successful create (created = 1) or open for writing (0). */
-void kiln_run_reg_attach(kiln_rundir *run, int created);
-/* After a point was appended to metrics.jsonl, whose size is now end. */
-void kiln_run_reg_point(kiln_rundir *run, int64_t step, double wall_time, kiln_split split,
-                        const char *name, double value, int64_t end);
-/* After run.json was saved. */
-void kiln_run_reg_saved(kiln_rundir *run);
-/* Before the run is closed: the last points, then the connection. */
-void kiln_run_reg_detach(kiln_rundir *run);
 
 #endif

@@ -315,7 +315,7 @@ kiln_status kiln_run_save(kiln_rundir *run) {
         kiln_error_prefix("run %s", run->id);
         return s;
     }
-    kiln_run_reg_saved(run);
+    if (run->follower) run->follower->saved(run->follower_ctx, run);
     return KILN_OK;
 }
 

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln/version.h"
 #include "kiln/fileio.h"
-#include "kiln/kiln.h"
+#include "kiln/mem.h"
 
 kiln_status kiln_train_state_write(const char *path, const kiln_train_state *s) {
     cJSON *o = cJSON_CreateObject();

@@ -12,7 +12,7 @@
  * Outputs written: "output" (the last layer), "probabilities" (classifiers) and "classes" (the
  * most probable class's name, when the classes are named); v2 requests may ask for a subset.
  * Without batching the job runs on the HTTP worker that parsed it; with batching it is parked
- * and a batch thread runs and answers it (serve_job_finish).
+ * and a batch thread runs it. Either way answer.c writes the answer (serve_job_finish).
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,28 +21,6 @@
 
 #include "serve/instances_internal.h"
 #include "serve/serve_internal.h"
-
-double serve_seconds_since(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
-}
-
-void serve_count(kiln_server *s, const char *model, const char *version, const char *api,
-                 int status, const struct timespec *start) {
-    char code[8];
-    snprintf(code, sizeof code, "%d", status);
-    kiln_prom_add(kiln_prom_series_of(s->f_requests,
-                                      (const char *[]){model, version, api, code}),
-                  1);
-    if (start)
-        kiln_prom_observe(kiln_prom_series_of(s->f_latency, (const char *[]){model, api}),
-                          serve_seconds_since(start));
-}
-
-static const char *api_name(serve_api api) {
-    return api == API_V1 ? "v1_predict" : "v2_infer";
-}
 
 /* The parser asks what each named input becomes: the model has one float input, read as bytes
  * (encoded images) when the body carries {"b64": ...} values. */
@@ -142,72 +120,6 @@ static kiln_status choose_outputs(serve_job *j) {
     return KILN_OK;
 }
 
-static void job_free(serve_job *j) {
-    kiln_tj_request_free(&j->req);
-    free(j->x_owned);
-    free(j->out);
-    free(j->probs);
-    free(j);
-}
-
-/* The answer body for a job whose outputs are computed. */
-static kiln_status write_answer(serve_job *j, kiln_sbuf *b) {
-    served_version *v = j->v;
-    kiln_tj_output outs[3];
-    int n = 0;
-    kiln_shape shape = kiln_servable_output(v->sv, 0)->shape;
-    shape.dims[0] = j->rows;
-    const char **classes = NULL;
-    if (j->want & OUT_LOGITS) outs[n++] = (kiln_tj_output){"output", KILN_TJ_F32, shape, j->out};
-    if (j->want & OUT_PROBS)
-        outs[n++] = (kiln_tj_output){"probabilities", KILN_TJ_F32, shape, j->probs};
-    if (j->want & OUT_CLASSES) {
-        if (!(classes = malloc((size_t)j->rows * sizeof *classes)))
-            return kiln_error(KILN_ERR_NOMEM, "out of memory");
-        int k = (int)v->out_row;
-        for (int64_t r = 0; r < j->rows; r++) {
-            const float *p = j->probs + r * v->out_row; /* [k] */
-            int best = 0;
-            if (k == 1) /* one sigmoid unit: class 1 when p > 0.5 */
-                best = p[0] > 0.5f;
-            else
-                for (int c = 1; c < k; c++)
-                    if (p[c] > p[best]) best = c;
-            const char *name = kiln_servable_class_name(v->sv, best);
-            classes[r] = name ? name : "";
-        }
-        outs[n++] = (kiln_tj_output){"classes", KILN_TJ_BYTES,
-                                     kiln_shape_make(1, (int64_t[]){j->rows}), classes};
-    }
-    kiln_status st;
-    if (j->api == API_V2)
-        st = kiln_tj_write_v2(b, v->model->name, v->version_str, j->req.id, outs, n);
-    else if (j->req.format == KILN_TJ_TF_ROW)
-        st = kiln_tj_write_tf_row(b, outs, n);
-    else
-        st = kiln_tj_write_tf_columnar(b, outs, n);
-    free(classes);
-    return st;
-}
-
-void serve_job_finish(serve_job *j, kiln_http_response *resp, int err_status, const char *err) {
-    kiln_server *s = j->srv;
-    if (err_status) {
-        kiln_http_json_error(resp, err_status, "%s", err);
-    } else {
-        kiln_sbuf b = KILN_SBUF_INIT;
-        if (write_answer(j, &b))
-            kiln_http_json_error(resp, 500, "%s", kiln_last_error());
-        else
-            kiln_http_body_sbuf(resp, &b);
-        kiln_sbuf_free(&b);
-    }
-    serve_count(s, j->v->model->name, j->v->version_str, api_name(j->api), resp->status,
-                &j->start);
-    serve_version_release(j->v);
-    job_free(j);
-}
-
 static int status_of(kiln_status st) {
     return st == KILN_ERR_NOMEM ? 500 : st == KILN_ERR_BACKEND ? 500 : 400;
 }
@@ -220,13 +132,13 @@ void serve_job_handle(kiln_server *s, served_model *m, const version_sel *sel, s
     served_version *v = serve_repo_acquire(m, sel, &code);
     if (!v) {
         kiln_http_json_error(resp, code, "%s", kiln_last_error());
-        serve_count(s, m->name, "", api_name(api), code, &start);
+        serve_count(s, m->name, "", serve_api_name(api), code, &start);
         return;
     }
     serve_job *j = calloc(1, sizeof *j);
     if (!j) {
         kiln_http_json_error(resp, 500, "out of memory");
-        serve_count(s, m->name, v->version_str, api_name(api), 500, &start);
+        serve_count(s, m->name, v->version_str, serve_api_name(api), 500, &start);
         serve_version_release(v);
         return;
     }

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kiln/kiln.h"
+#include "kiln/version.h"
 #include "serve/serve_internal.h"
 
 typedef struct {

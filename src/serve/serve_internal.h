@@ -2,9 +2,12 @@
  *   repo.c      models, versions, the poller, load / warm-up / swap, references
  *   infer.c     running rows through a version on the calling thread's execution slot
  *   batcher.c   the dynamic batching queue and its threads
- *   job.c       one prediction request: parse, run (directly or batched), answer
+ *   job.c       one prediction request: parse, run (directly or handed to the batcher)
+ *   answer.c    the end of a request: its answer, its metrics, the version released
  *   routes.c    URL dispatch, the status / metadata / health endpoints of both dialects
  *   server.c    start and stop, metrics families
+ *   log.c       the log line and the clock
+ * Each calls only those after it: server, routes, job, batcher, answer, repo, infer, log.
  * The design and the guarantees are in include/kiln/serve.h.
  */
 #ifndef KILN_SERVE_INTERNAL_H
@@ -166,12 +169,16 @@ enum { OUT_LOGITS = 1, OUT_PROBS = 2, OUT_CLASSES = 4 };
 /* Handles POST .../:predict (v1) and .../infer (v2) for model m. */
 void serve_job_handle(kiln_server *s, served_model *m, const version_sel *sel, serve_api api,
                       const kiln_http_request *req, kiln_http_response *resp);
+
+/* ---- answer.c ---- */
 /* Writes the job's answer (or err: an HTTP status and message, for a failed batch), counts it
  * in the metrics, releases the version and frees the job. */
 void serve_job_finish(serve_job *j, kiln_http_response *resp, int err_status, const char *err);
 /* Counts one answered request in the metrics. */
 void serve_count(kiln_server *s, const char *model, const char *version, const char *api,
                  int status, const struct timespec *start);
+/* "v1_predict" or "v2_infer": the api label of the metrics. */
+const char *serve_api_name(serve_api api);
 
 /* ---- batcher.c ---- */
 kiln_status serve_batcher_start(kiln_server *s);
@@ -187,6 +194,7 @@ void serve_batcher_stop(batcher *b);
 /* ---- routes.c ---- */
 void serve_route(void *ctx, const kiln_http_request *req, kiln_http_response *resp);
 
+/* ---- log.c ---- */
 double serve_seconds_since(const struct timespec *t0);
 /* Logs a line through the config's log callback. */
 void serve_log(kiln_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -15,18 +15,6 @@
 
 #include "serve/serve_internal.h"
 
-void serve_log(kiln_server *s, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (s->cfg.log)
-        s->cfg.log(s->cfg.log_ctx, line);
-    else
-        fprintf(stderr, "%s\n", line);
-}
-
 static void *poller_main(void *arg) {
     kiln_server *s = arg;
     serve_thread_setup(s);

@@ -1,4 +1,10 @@
-/* tboard.c — the TensorBoard event-file writer (see kiln/tboard.h).
+/* src/tboard/ — TensorBoard event files: the writer (tboard.c), hparams and the
+ * experiment summary (tb_hparams.c, tb_experiment.c), images rendered for the image tab
+ * (tb_render.c), the embedding projector's files (tb_projector.c) and a reader of event files
+ * (tb_read.c). It uses TFRecord framing (src/io/) and the protobuf-c messages under proto/; the
+ * trainer's hooks (src/train/tb_hooks.c) decide what to log. Layers: docs/architecture.md.
+ *
+ * tboard.c — the TensorBoard event-file writer (see kiln/tboard.h).
  *
  * Each call builds its protobuf-c message tree on the stack, packs it into the writer's scratch
  * buffer (grown as needed, kept between calls) and appends it as one TFRecord. The writer

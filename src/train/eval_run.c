@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kiln/kiln.h"
+#include "kiln/checkpoint.h"
+#include "kiln/fileio.h"
 #include "kiln/inputs.h"
 #include "kiln/run.h"
 #include "kiln/trainer.h"

@@ -25,7 +25,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kiln/kiln.h"
+#include "kiln/checkpoint.h"
+#include "kiln/fileio.h"
+#include "kiln/mem.h"
+#include "kiln/optim.h"
+#include "kiln/registry.h"
 #include "kiln/export.h"
 #include "kiln/inputs.h"
 #include "kiln/run.h"
@@ -546,6 +550,7 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
             snprintf(dir, sizeof dir, "%s", o->resume);
         }
         if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) return usage(res, st);
+        kiln_registry_follow_run(t->run, 0);
         char path[4200];
         snprintf(path, sizeof path, "%s/config.yaml", dir);
         if ((st = kiln_config_load(path, &t->cfg)) || (st = kiln_config_resolve(t->cfg))) return usage(res, st);
@@ -641,7 +646,9 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     /* the run folder */
     if (!o->resume) {
         const char *exp = kiln_cfg_str(t.cfg, "experiment", "default");
-        if ((st = kiln_run_create(o->runs_dir ? o->runs_dir : "runs", exp, o->name, &t.run)) || (st = write_config(&t))) {
+        if (!(st = kiln_run_create(o->runs_dir ? o->runs_dir : "runs", exp, o->name, &t.run)))
+            kiln_registry_follow_run(t.run, 1); /* runs/kiln.db follows the run folder */
+        if (st || (st = write_config(&t))) {
             trainer_free(&t);
             return st;
         }

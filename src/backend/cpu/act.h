@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "kiln/nn.h"
+#include "kiln/backend.h"
 
 /* y[i] = act(x[i]); y may alias x. */
 void kiln_act_forward(kiln_act a, float alpha, const float *x, float *y, int64_t n);

@@ -40,7 +40,7 @@ static void activation_backward(kiln_inst *x, const kiln_run *r) {
                       x->accum[0]);
 }
 
-const kiln_op kiln_op_activation = {.name = "activation",
+const kiln_op kiln_op_activation = {.name = "activation", .backend = &kiln_backend_cpu,
                                     .infer = activation_infer,
                                     .forward = activation_forward,
                                     .backward = activation_backward};

@@ -37,4 +37,8 @@ static void add_backward(kiln_inst *x, const kiln_run *r) {
 }
 
 const kiln_op kiln_op_add = {
-    .name = "add", .infer = add_infer, .forward = add_forward, .backward = add_backward};
+    .name = "add",
+    .backend = &kiln_backend_cpu,
+    .infer = add_infer,
+    .forward = add_forward,
+    .backward = add_backward};

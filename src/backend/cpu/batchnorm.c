@@ -203,6 +203,7 @@ static void bn_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_batchnorm = {
     .name = "batchnorm",
+    .backend = &kiln_backend_cpu,
     .infer = bn_infer,
     .compile = bn_compile,
     .forward = bn_forward,

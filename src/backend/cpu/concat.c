@@ -91,7 +91,7 @@ static void concat_backward(kiln_inst *x, const kiln_run *r) {
     }
 }
 
-const kiln_op kiln_op_concat = {.name = "concat",
+const kiln_op kiln_op_concat = {.name = "concat", .backend = &kiln_backend_cpu,
                                 .infer = concat_infer,
                                 .forward = concat_forward,
                                 .backward = concat_backward};

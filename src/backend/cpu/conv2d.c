@@ -336,6 +336,7 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_conv2d = {
     .name = "conv2d",
+    .backend = &kiln_backend_cpu,
     .infer = conv_infer,
     .choose_layout = conv_choose_layout,
     .compile = conv_compile,

@@ -172,6 +172,7 @@ static void dense_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_dense = {
     .name = "dense",
+    .backend = &kiln_backend_cpu,
     .infer = dense_infer,
     .compile = dense_compile,
     .forward = dense_forward,

@@ -1,10 +1,11 @@
 /* dnnl_util.c — see dnnl_util.h. */
 #include "backend/cpu/dnnl_util.h"
+#include "backend/ops.h"
 
 #include <pthread.h>
 #include <string.h>
 
-#include "kiln/nn.h"
+#include "kiln/backend.h"
 
 static dnnl_engine_t engine;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
@@ -18,7 +19,8 @@ dnnl_engine_t kiln_dnnl_engine(void) {
     return engine;
 }
 
-dnnl_stream_t kiln_dnnl_stream_new(void) {
+/* The CPU backend's stream (kiln_backend_cpu): one per plan. */
+static void *cpu_stream_new(void) {
     dnnl_stream_t s = NULL;
     dnnl_engine_t e = kiln_dnnl_engine();
     if (!e || dnnl_stream_create(&s, e, dnnl_stream_default_flags) != dnnl_success) {
@@ -28,9 +30,12 @@ dnnl_stream_t kiln_dnnl_stream_new(void) {
     return s;
 }
 
-void kiln_dnnl_stream_free(dnnl_stream_t s) {
-    if (s) dnnl_stream_destroy(s);
+static void cpu_stream_free(void *s) {
+    if (s) dnnl_stream_destroy((dnnl_stream_t)s);
 }
+
+const kiln_backend kiln_backend_cpu = {
+    .name = "cpu", .stream_new = cpu_stream_new, .stream_free = cpu_stream_free};
 
 dnnl_memory_desc_t kiln_dnnl_md(int ndim, const int64_t *dims, const int64_t *strides) {
     dnnl_memory_desc_t md;

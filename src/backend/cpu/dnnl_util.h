@@ -1,7 +1,8 @@
 /* dnnl_util.h — the oneDNN engine, plain memory descriptors and primitive helpers.
  *
  * One CPU engine per process (created on first use, thread-safe). Each plan owns a stream
- * (kiln_run.stream) so that plans on different threads never share one. Memory objects are
+ * (kiln_run.stream, made through kiln_backend_cpu) so that plans on different threads never
+ * share one. Memory objects are
  * created at compile time over the plan's fixed buffers, so executing a primitive costs no
  * allocation. CHECK_DNNL turns a oneDNN failure into a kiln_status with the call named.
  */
@@ -13,8 +14,6 @@
 #include "graph/graph_internal.h"
 
 dnnl_engine_t kiln_dnnl_engine(void);
-dnnl_stream_t kiln_dnnl_stream_new(void);
-void kiln_dnnl_stream_free(dnnl_stream_t s);
 
 /* A plain row-major f32 descriptor for dims[0..ndim); strides may be NULL (dense). */
 dnnl_memory_desc_t kiln_dnnl_md(int ndim, const int64_t *dims, const int64_t *strides);

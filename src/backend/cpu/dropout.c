@@ -120,6 +120,7 @@ static void dropout_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_dropout = {
     .name = "dropout",
+    .backend = &kiln_backend_cpu,
     .infer = dropout_infer,
     .compile = dropout_compile,
     .forward = dropout_forward,

@@ -105,6 +105,7 @@ static void emb_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_embedding = {
     .name = "embedding",
+    .backend = &kiln_backend_cpu,
     .infer = emb_infer,
     .forward = emb_forward,
     .backward = emb_backward,

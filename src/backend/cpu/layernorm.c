@@ -185,6 +185,7 @@ static void ln_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_layernorm = {
     .name = "layernorm",
+    .backend = &kiln_backend_cpu,
     .infer = ln_infer,
     .compile = ln_compile,
     .forward = ln_forward,

@@ -195,6 +195,7 @@ static void sce_backward(kiln_inst *x, const kiln_run *r) {
 }
 
 const kiln_op kiln_op_softmax_cross_entropy = {.name = "softmax_cross_entropy",
+                                               .backend = &kiln_backend_cpu,
                                                .infer = sce_infer,
                                                .compile = sce_compile,
                                                .forward = sce_forward,
@@ -318,6 +319,7 @@ static void pair_backward(kiln_inst *x, const kiln_run *r, pair_kind k) {
         pair_backward(x, r, kind);                                                                 \
     }                                                                                              \
     const kiln_op kiln_op_##var = {.name = opname,                                                 \
+                                   .backend = &kiln_backend_cpu,                                   \
                                    .infer = pair_infer,                                            \
                                    .compile = pair_compile,                                        \
                                    .forward = var##_forward,                                       \

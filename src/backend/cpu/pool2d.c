@@ -156,6 +156,7 @@ static void pool_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_maxpool2d = {
     .name = "max_pooling2d",
+    .backend = &kiln_backend_cpu,
     .infer = pool_infer,
     .choose_layout = maxpool_choose,
     .compile = pool_compile,
@@ -167,6 +168,7 @@ const kiln_op kiln_op_maxpool2d = {
 
 const kiln_op kiln_op_avgpool2d = {
     .name = "average_pooling2d",
+    .backend = &kiln_backend_cpu,
     .infer = pool_infer,
     .choose_layout = avgpool_choose,
     .compile = pool_compile,
@@ -232,6 +234,7 @@ static void gap_backward(kiln_inst *x, const kiln_run *r) {
 
 const kiln_op kiln_op_global_avgpool2d = {
     .name = "global_average_pooling2d",
+    .backend = &kiln_backend_cpu,
     .infer = gap_infer,
     .forward = gap_forward,
     .backward = gap_backward,

@@ -78,7 +78,7 @@ static void reshape_backward(kiln_inst *x, const kiln_run *r) {
     kiln_vec_put(dx, dy, n, x->accum[0]);
 }
 
-const kiln_op kiln_op_reshape = {.name = "reshape",
+const kiln_op kiln_op_reshape = {.name = "reshape", .backend = &kiln_backend_cpu,
                                  .infer = reshape_infer,
                                  .forward = reshape_forward,
                                  .backward = reshape_backward};

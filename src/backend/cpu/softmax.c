@@ -65,7 +65,7 @@ static void softmax_backward(kiln_inst *x, const kiln_run *r) {
     }
 }
 
-const kiln_op kiln_op_softmax = {.name = "softmax",
+const kiln_op kiln_op_softmax = {.name = "softmax", .backend = &kiln_backend_cpu,
                                  .infer = softmax_infer,
                                  .forward = softmax_forward,
                                  .backward = softmax_backward};

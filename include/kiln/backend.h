@@ -1,0 +1,25 @@
+/* kiln/backend.h — what every backend's kernels understand, below the layer builders of
+ * kiln/nn.h: the fusable activations and the padding modes of convolutions and pools.
+ * kiln/nn.h includes this header, so a program that uses the builders never names it.
+ */
+#ifndef KILN_BACKEND_H
+#define KILN_BACKEND_H
+
+typedef enum {
+    KILN_ACT_NONE = 0,
+    KILN_ACT_RELU,
+    KILN_ACT_LEAKY_RELU, /* slope 0.01 when fused into a layer */
+    KILN_ACT_GELU,       /* exact (erf) form */
+    KILN_ACT_SIGMOID,
+    KILN_ACT_TANH,
+    KILN_ACT_COUNT
+} kiln_act;
+
+/* "relu" -> KILN_ACT_RELU; returns KILN_ACT_COUNT when unknown ("none"/"linear" are NONE). */
+kiln_act kiln_act_from_name(const char *name);
+const char *kiln_act_name(kiln_act a);
+
+/* Convolution and pooling padding: TensorFlow's "valid" and "same", or explicit pads. */
+typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_padding;
+
+#endif

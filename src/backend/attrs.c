@@ -1,0 +1,23 @@
+/* attrs.c — the one rule shared by every backend's convolution and pooling ops and by their
+ * builders: output size and padding of one spatial axis (declared in attrs.h). It lives with the
+ * ops, below src/nn/, so that kernels never reach up into the builders. */
+#include "backend/attrs.h"
+
+int64_t kiln_conv_out_size(int64_t in, int k, int stride, int dil, kiln_padding pad,
+                           int explicit_pad, int64_t *pad_before, int64_t *pad_after) {
+    *pad_before = *pad_after = 0;
+    if (in < 1 || k < 1 || stride < 1 || dil < 1 || explicit_pad < 0) return 0;
+    int64_t eff = (int64_t)(k - 1) * dil + 1; /* the dilated window's extent */
+    if (pad == KILN_PAD_SAME) {
+        int64_t out = (in + stride - 1) / stride;
+        int64_t total = (out - 1) * stride + eff - in;
+        if (total > 0) *pad_before = total / 2, *pad_after = total - total / 2;
+        return out;
+    }
+    if (pad == KILN_PAD_EXPLICIT)
+        *pad_before = *pad_after = explicit_pad;
+    else if (pad != KILN_PAD_VALID)
+        return 0;
+    int64_t span = in + *pad_before + *pad_after;
+    return span < eff ? 0 : (span - eff) / stride + 1;
+}
