@@ -114,14 +114,17 @@ check_calls() {
     nm -u "$o" | awk -v f="$o" '{ print "U", $NF, f }'
   done | awk -v order="${LAYERS[*]}" '
     BEGIN { n = split(order, l, " "); for (i = 1; i <= n; i++) rank[l[i]] = i }
-    # src/<folder>/... -> folder; protoc-c output -> proto; the embedded page -> board
+    # <build>/CMakeFiles/kiln.dir/src/<folder>/... -> folder; protoc-c output -> proto; the
+    # embedded page -> board (paths are taken after the target folder, "<target>.dir/")
+    function rel(f) { sub(/^.*\.dir\//, "", f); return f }
     function folder(f,   p) {
-      if (match(f, /\/src\/[^\/]+\//)) return substr(f, RSTART + 5, RLENGTH - 6)
-      if (f ~ /\/proto\//) return "proto"
+      f = rel(f)
+      if (f ~ /^src\//) { split(f, p, "/"); return p[2] }
+      if (f ~ /proto\//) return "proto"
       if (f ~ /board_assets/) return "board"
       return ""
     }
-    function name(f) { sub(/^.*\/src\//, "src/", f); sub(/\.o$/, "", f); return f }
+    function name(f) { f = rel(f); sub(/\.o$/, "", f); return f }
     $1 == "D" { def[$2] = $3; next }
     { use[++m] = $3 " " $2 }
     END {
@@ -182,6 +185,25 @@ self_test() {
   expect "unqualified private header" "src/net/l.c:1: includes \"local.h\""
   rm "$tmp/src/net/l.c"
   expect "clean again" ""
+  # calls: core/a.c uses a function that serve/b.c defines (objects as CMake lays them out)
+  mkdir -p "$tmp/b/kiln.dir/src/core" "$tmp/b/kiln.dir/src/serve"
+  printf 'int serve_up(void);\nint core_down(void) { return serve_up(); }\n' > "$tmp/a.c"
+  printf 'int serve_up(void) { return 1; }\n' > "$tmp/b.c"
+  cc -c "$tmp/a.c" -o "$tmp/b/kiln.dir/src/core/a.c.o" &&
+    cc -c "$tmp/b.c" -o "$tmp/b/kiln.dir/src/serve/b.c.o" || echo "FAIL self-test: cc"
+  printf '%s;%s' "$tmp/b/kiln.dir/src/serve/b.c.o" "$tmp/b/kiln.dir/src/core/a.c.o" > "$tmp/objs"
+  out=$(check_calls "$tmp/objs"); rc=$?
+  if [[ $rc != 0 && $out == *"src/core/a.c: core calls serve_up of src/serve/b.c, a higher layer"* ]]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL self-test upward call: rc=$rc, output: $out"
+  fi
+  printf '%s' "$tmp/b/kiln.dir/src/serve/b.c.o" > "$tmp/objs" # the other way round is fine
+  mv "$tmp/b/kiln.dir/src/core/a.c.o" "$tmp/b/kiln.dir/src/serve/a.c.o"
+  printf ';%s' "$tmp/b/kiln.dir/src/serve/a.c.o" >> "$tmp/objs"
+  if out=$(check_calls "$tmp/objs"); then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL self-test call in the same folder: $out"
+  fi
   echo "layering self-test: $pass passed, $fail failed"
   return $((fail > 0))
 }
@@ -205,5 +227,5 @@ if (( n )); then
   echo "0 passed, 1 failed"
   exit 1
 fi
-echo "layering: $(cd "$root" && find src include/kiln -name '*.[ch]' | wc -l) files, every include in its layer"
+echo "layering: $(cd "$root" && find src include/kiln -name '*.[ch]' | wc -l) files, every include${2:+ and every call} in its layer"
 echo "1 passed, 0 failed"
