@@ -32,6 +32,7 @@ bench: build
 	$(BUILD)/bench_ops
 	$(BUILD)/bench_registry
 	bash bench/train_vs_torch.sh
+	bash bench/portable_vs_native.sh
 	bash bench/serve_vs_python.sh
 	bash bench/logging_overhead.sh
 	bash bench/board.sh

@@ -20,6 +20,8 @@ command -v wrk >/dev/null || { echo "serve_vs_python: needs wrk (apt-get install
 [ -x "$KILN" ] || { echo "serve_vs_python: build kiln first (make)" >&2; exit 2; }
 /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "serve_vs_python: needs python3-torch (KILN_WITH_BENCH=1 scripts/setup.sh)" >&2; exit 2; }
 
+/usr/bin/python3 "$ROOT/bench/peer_blas.py" || exit 2 # the peer at its best, and which BLAS it is
+grep -m1 'model name' /proc/cpuinfo | sed 's/^.*: /CPU: /'
 TMP=$(mktemp -d /tmp/kiln-bench-serve-XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }

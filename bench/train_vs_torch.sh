@@ -18,6 +18,8 @@ EC=${2:-1}
 THREADS=2
 [ -f "$PEER" ] || { echo "bench: the peer $PEER is missing" >&2; exit 2; }
 /usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "bench: needs python3-torch (KILN_WITH_BENCH=1 bash scripts/setup.sh)" >&2; exit 2; }
+/usr/bin/python3 "$ROOT/bench/peer_blas.py" || exit 2 # the peer at its best, and which BLAS it is
+grep -m1 'model name' /proc/cpuinfo | sed 's/^.*: /CPU: /'
 TMP=$(mktemp -d /tmp/kiln-bench-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 

@@ -1,7 +1,8 @@
 /* test_crc32c.c — CRC-32C: the standard test vectors (the "123456789" check value and the
  * iSCSI vectors of RFC 3720 B.4), the hardware and table versions against each other and
  * against a bit-by-bit reference at every length and alignment, extend() composing, and the
- * TFRecord mask (round trip, and rotate-and-add by hand). */
+ * TFRecord mask (round trip, and rotate-and-add by hand), and the run-time choice of the
+ * hardware version exactly when the CPU has SSE4.2 (kiln is built for the x86-64 baseline). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,7 +69,19 @@ static void test_mask(void) {
         CHECK(kiln_crc32c_unmask(kiln_crc32c_mask(x * 2654435761u)) == x * 2654435761u);
 }
 
+static void test_dispatch(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int has = __builtin_cpu_supports("sse4.2") != 0;
+    CHECK_MSG(kiln_crc32c_hardware() == has, "hardware %d, CPU has SSE4.2: %d",
+              kiln_crc32c_hardware(), has);
+#else
+    CHECK(kiln_crc32c_hardware() == 0);
+#endif
+}
+
 int main(void) {
+    RUN(test_dispatch);
     RUN(test_vectors);
     RUN(test_every_length_and_alignment);
     RUN(test_extend_composes);

@@ -5,7 +5,7 @@
  * extend(crc32c(a), b) == crc32c(a || b), which lets a writer checksum a message in pieces.
  *
  * Two implementations give identical results: the SSE4.2 crc32 instruction (8 bytes per
- * instruction) when the compiler targets it (-march=native on any x86-64 since 2008), otherwise
+ * instruction) when the CPU has it (checked at run time, once: any x86-64 since 2008), otherwise
  * slicing-by-8 over tables built once on first use (thread-safe). kiln_crc32c_portable is always
  * the table version, so tests can compare the two.
  *
@@ -22,6 +22,8 @@ uint32_t kiln_crc32c(const void *data, size_t n);
 uint32_t kiln_crc32c_extend(uint32_t crc, const void *data, size_t n);
 /* The table implementation (what kiln_crc32c_extend uses without SSE4.2). */
 uint32_t kiln_crc32c_portable(uint32_t crc, const void *data, size_t n);
+/* 1 when kiln_crc32c_extend runs on the crc32 instruction (this CPU has SSE4.2), else 0. */
+int kiln_crc32c_hardware(void);
 
 static inline uint32_t kiln_crc32c_mask(uint32_t crc) {
     return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;

@@ -5,14 +5,20 @@
  * The tables are built by pthread_once on first use. Hardware version: _mm_crc32_u64 over 8-byte
  * words (read with memcpy: any alignment), then single bytes. Both work on the inverted state
  * (~crc) and invert again at the end, which is what makes extend() compose.
+ *
+ * Dispatch: kiln is built for the x86-64 baseline, which lacks the crc32 instruction (SSE4.2).
+ * The hardware version is compiled for SSE4.2 alone (a target attribute; the suffix _sse42 marks
+ * it for tests/isa_baseline.sh) and chosen at run time when the CPU has it, once: the choice is a
+ * function pointer set under pthread_once. Elsewhere (other CPUs, other compilers) the tables.
  */
 #include "kiln/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>
 
-#if defined(__SSE4_2__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <nmmintrin.h>
+#define KILN_CRC32C_HW 1
 #endif
 
 #define POLY 0x82F63B78u /* 0x1EDC6F41 bit-reversed */
@@ -49,8 +55,9 @@ uint32_t kiln_crc32c_portable(uint32_t crc, const void *data, size_t n) {
     return ~c;
 }
 
-uint32_t kiln_crc32c_extend(uint32_t crc, const void *data, size_t n) {
-#if defined(__SSE4_2__)
+#ifdef KILN_CRC32C_HW
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
+                                                              size_t n) {
     const unsigned char *p = data;
     uint64_t c = ~crc;
     while (n >= 8) {
@@ -62,9 +69,27 @@ uint32_t kiln_crc32c_extend(uint32_t crc, const void *data, size_t n) {
     uint32_t c32 = (uint32_t)c;
     while (n--) c32 = _mm_crc32_u8(c32, *p++);
     return ~c32;
-#else
-    return kiln_crc32c_portable(crc, data, n);
+}
 #endif
+
+static uint32_t (*crc32c_impl)(uint32_t, const void *, size_t) = kiln_crc32c_portable;
+static pthread_once_t impl_once = PTHREAD_ONCE_INIT;
+
+static void choose_impl(void) {
+#ifdef KILN_CRC32C_HW
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("sse4.2")) crc32c_impl = crc32c_sse42;
+#endif
+}
+
+int kiln_crc32c_hardware(void) {
+    pthread_once(&impl_once, choose_impl);
+    return crc32c_impl != kiln_crc32c_portable;
+}
+
+uint32_t kiln_crc32c_extend(uint32_t crc, const void *data, size_t n) {
+    pthread_once(&impl_once, choose_impl);
+    return crc32c_impl(crc, data, n);
 }
 
 uint32_t kiln_crc32c(const void *data, size_t n) {
