@@ -323,10 +323,8 @@ static kiln_status parse_source(const char *path, const char *text, const char *
     return st;
 }
 
+/* The file is opened once: a named pipe or a <(...) can be read only once. */
 kiln_status kiln_config_load(const char *path, kiln_cfg **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln_error(KILN_ERR_IO, "%s: %s", path, strerror(errno));
-    fclose(f);
     return parse_source(path, NULL, path, out);
 }
 
