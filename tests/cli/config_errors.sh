@@ -104,6 +104,28 @@ YAML
     check "bad CSV: exit 2 (rc $rc)" [ $rc = 2 ]
     check "names line and column" has "t.csv:3"
 }
+t_billion_laughs() { # 342 bytes naming 387 million scalars through nested aliases
+    {
+        echo 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'
+        local prev=a l
+        for l in b c d e f g h i; do
+            echo "$l: &$l [*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev]"
+            prev=$l
+        done
+    } >"$TMP/laughs.yaml"
+    # Memory stays bounded: under a 1 GiB address-space limit (not with AddressSanitizer, which
+    # reserves terabytes of address space up front)
+    if ldd "$KILN" 2>/dev/null | grep -q libasan; then
+        k train "$TMP/laughs.yaml" --runs-dir "$TMP/runs"
+    else
+        (ulimit -v 1048576; "$KILN" train "$TMP/laughs.yaml" --runs-dir "$TMP/runs" >"$TMP/out" 2>&1)
+        rc=$?
+    fi
+    check "exit 2 (rc $rc)" [ $rc = 2 ]
+    check "message names the alias's place" has "laughs.yaml:6:"
+    check "message says why" has "expanding the aliases would make the config larger than 16 MiB"
+}
+
 # Feeds config $1 through the named pipe $2 to `kiln train $2 ARGS...` (exit code in $rc);
 # with strace there, the trace of openat calls goes to $TMP/trace.
 train_from_pipe() {
@@ -141,7 +163,7 @@ t_config_from_a_pipe() { # a named pipe or <(...) can be read once only
 
 for t in t_unknown_key t_wrong_type t_missing_config t_missing_data_file t_bad_shape_chain t_unknown_from t_cycle \
          t_yaml_syntax t_set_override_errors t_usage t_no_runs_left_behind_by_config_errors t_garbage_config t_garbage_data \
-         t_config_from_a_pipe; do
+         t_config_from_a_pipe t_billion_laughs; do
     run_test $t
 done
 finish
