@@ -108,6 +108,17 @@ static void test_schema_errors(void) {
     expect_error(with("every_steps: 500", "every_steps: .nan"), "expected an integer");
     expect_error(with("ema_decay: 0.999", "ema_decay: .nan"), "train.ema_decay: expected a finite number");
     expect_error(with("labels: b.gz}", "labels: [b.gz]}"), "data.train.labels: expected a string");
+    /* values that would train nothing or divide by zero */
+    expect_error(with("epochs: 10", "epochs: 0"), "t.yaml:23:3: train.epochs: 0 is out of range (1 .. 1e+09)");
+    expect_error(with("epochs: 10", "epochs: 10\n  max_steps: -1"),
+                 "t.yaml:24:3: train.max_steps: -1 is out of range (0 .. 1e+15)");
+    expect_error(with("{learning_rate: 0.001}", "{learning_rate: 0.001, epsilon: 0}"),
+                 "t.yaml:20:42: optimizer.adam.epsilon: 0 is out of range (above 0, up to 1)");
+    expect_error(with("{adam: {learning_rate: 0.001}}", "{rmsprop: {epsilon: -1e-8}}"),
+                 "optimizer.rmsprop.epsilon: -1e-8 is out of range (above 0, up to 1)");
+    kiln_cfg *c = parse_ok(with("{learning_rate: 0.001}", "{learning_rate: 0.001, epsilon: 1e-12}"));
+    if (c) CHECK_OK(kiln_config_resolve(c));
+    kiln_cfg_free(c);
 }
 
 static void test_overrides(void) {

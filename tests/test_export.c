@@ -986,6 +986,48 @@ static void test_threads(void) {
     kiln_servable_free(s);
 }
 
+/* ---- model.class_names, checked before training ---- */
+
+static void class_names_case(const char *loss, int units, const char *names, const char *want) {
+    char yaml[600];
+    snprintf(yaml, sizeof yaml,
+             "data: {source: npy, train: {x: a.npy, y: b.npy}, task: %s}\n"
+             "loss: %s\n"
+             "model:\n"
+             "  input: [4]\n"
+             "  class_names: %s\n"
+             "  layers: [{dense: {units: %d}}]\n",
+             strcmp(loss, "mse") ? "classification" : "regression", loss, names, units);
+    kiln_cfg *cfg = NULL;
+    kiln_model m;
+    CHECK_OK(build(yaml, &cfg, &m));
+    if (cfg && m.graph) {
+        kiln_status st = kiln_inputs_check_class_names(cfg, &m);
+        if (!want) CHECK_MSG(st == KILN_OK, "%s %d %s: %s", loss, units, names, kiln_last_error());
+        else CHECK_MSG(st == KILN_ERR_INVALID && strstr(kiln_last_error(), want), "%s %d %s: %s",
+                       loss, units, names, kiln_last_error());
+    }
+    kiln_model_free(&m);
+    kiln_cfg_free(cfg);
+}
+
+static void test_class_names_check(void) {
+    class_names_case("softmax_cross_entropy", 3, "[a, b, c]", NULL);
+    class_names_case("softmax_cross_entropy", 3, "[a, b]",
+                     "t.yaml:5:3: model.class_names: 2 names for a model with 3 outputs (the last "
+                     "layer's units): give one name per class");
+    class_names_case("softmax_cross_entropy", 2, "[a, b, c]", "3 names for a model with 2 outputs");
+    class_names_case("binary_cross_entropy", 1, "[no, yes]", NULL); /* negative, positive */
+    class_names_case("binary_cross_entropy", 1, "[yes]", NULL);
+    class_names_case("binary_cross_entropy", 1, "[a, b, c]",
+                     "3 names for a model with 1 output (the last layer's units): give one name "
+                     "per class (or two for one sigmoid output: negative, positive)");
+    class_names_case("binary_cross_entropy", 4, "[a, b, c, d]", NULL); /* multi-label */
+    class_names_case("binary_cross_entropy", 4, "[a, b]", "2 names for a model with 4 outputs");
+    class_names_case("mse", 2, "[a, b, c]", NULL); /* no probabilities: not used */
+    class_names_case("softmax_cross_entropy", 3, "[]", NULL);
+}
+
 int main(void) {
     if (!mkdtemp(root)) return 1;
     RUN(test_cnn_roundtrip_bitwise);
@@ -995,6 +1037,7 @@ int main(void) {
     RUN(test_bad_model_json);
     RUN(test_bad_weights);
     RUN(test_threads);
+    RUN(test_class_names_check);
     rm_rf(root);
     return kiln_test_summary();
 }

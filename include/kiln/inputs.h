@@ -21,5 +21,10 @@ kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
  * class count). Errors name the config key and the file. */
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
 void kiln_inputs_free(kiln_inputs *in);
+/* model.class_names against the model: one name per output of a classifier (a single sigmoid
+ * output may have two: negative, positive), as a servable package needs. KILN_ERR_INVALID with
+ * file:line:column: model.class_names: ... otherwise; OK when there are none or the loss gives
+ * no probabilities (they are not used then). Training checks it before the first step. */
+kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model *m);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kiln/inputs.h"
+#include "model/servable_internal.h"
 
 static const char *const FILE_KEYS[] = {"images", "labels", "path", "x", "y"};
 
@@ -159,6 +160,23 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     lc->norm.mean = in->mean;
     lc->norm.std = in->std;
     return KILN_OK;
+}
+
+kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model *m) {
+    const kiln_cfg *cn = kiln_cfg_at(cfg, "model.class_names"), *loss = kiln_cfg_child(cfg, "loss");
+    if (!cn || cn->type != KILN_CFG_SEQ || !cn->n_items || !loss || loss->type != KILN_CFG_MAP ||
+        loss->n_items != 1)
+        return KILN_OK;
+    const char *prob = kiln_servable_prob_kind(loss->items[0]->key);
+    if (!prob || kiln_servable_class_count_ok(prob, m->n_outputs, cn->n_items)) return KILN_OK;
+    char where[300];
+    int two = m->n_outputs == 1 && !strcmp(prob, "sigmoid");
+    return kiln_error(KILN_ERR_INVALID,
+                      "%s: model.class_names: %d names for a model with %lld output%s (the last "
+                      "layer's units): give one name per class%s",
+                      kiln_cfg_where(cn, where, sizeof where), cn->n_items,
+                      (long long)m->n_outputs, m->n_outputs == 1 ? "" : "s",
+                      two ? " (or two for one sigmoid output: negative, positive)" : "");
 }
 
 void kiln_inputs_free(kiln_inputs *in) {

@@ -615,7 +615,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
     if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
-        (st = kiln_inputs_load(t.cfg, &t.m, &t.in))) {
+        (st = kiln_inputs_load(t.cfg, &t.m, &t.in)) ||
+        (st = kiln_inputs_check_class_names(t.cfg, &t.m))) {
         res->usage_error = 1;
         trainer_free(&t);
         return st;

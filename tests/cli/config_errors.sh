@@ -104,6 +104,38 @@ YAML
     check "bad CSV: exit 2 (rc $rc)" [ $rc = 2 ]
     check "names line and column" has "t.csv:3"
 }
+t_ranges() { # values that would train nothing or divide by zero: rejected with the range
+    local c=$(base)
+    k train "$c" --set train.epochs=0 --runs-dir "$TMP/runs-range"
+    check "epochs=0: exit 2 (rc $rc)" [ $rc = 2 ]
+    check "epochs=0: message" has "--set: train.epochs: 0 is out of range (1 .. 1e+09)"
+    sed -i 's/epochs: 2/epochs: 0/' "$c"
+    k train "$c" --runs-dir "$TMP/runs-range"
+    check "epochs: 0 in the file: file:line" has "base.yaml:21:3: train.epochs: 0 is out of range (1 .. 1e+09)"
+    c=$(base)
+    k train "$c" --set train.max_steps=-1 --runs-dir "$TMP/runs-range"
+    check "max_steps=-1: exit 2 (rc $rc)" [ $rc = 2 ]
+    check "max_steps=-1: message" has "--set: train.max_steps: -1 is out of range (0 .. 1e+15)"
+    for o in adam adamw rmsprop; do
+        c=$(base); sed -i "s/optimizer: .*/optimizer: {$o: {epsilon: 0}}/" "$c"
+        k train "$c" --runs-dir "$TMP/runs-range"
+        check "$o epsilon 0: exit 2 (rc $rc)" [ $rc = 2 ]
+        check "$o epsilon 0: message" has "base.yaml:19:$((16 + ${#o})): optimizer.$o.epsilon: 0 is out of range (above 0, up to 1)"
+    done
+    k train "$(base)" --set optimizer.adam.epsilon=1e-9 --set train.max_steps=1 --runs-dir "$TMP/runs-range" --quiet
+    check "a small epsilon is fine (rc $rc)" [ $rc = 0 ]
+    check "no run folder for the rejected configs" [ "$(ls "$TMP/runs-range/small" | wc -l)" = 1 ]
+}
+t_class_names_count() { # checked before training, not at export
+    c=$(base); sed -i 's/^  input: \[1, 28, 28\]/  input: [1, 28, 28]\n  class_names: [a, b, c]/' "$c"
+    k train "$c" --runs-dir "$TMP/runs-names"
+    check "exit 2 (rc $rc)" [ $rc = 2 ]
+    check "message" has "base.yaml:12:3: model.class_names: 3 names for a model with 10 outputs (the last layer's units): give one name per class"
+    check "no run folder" [ ! -e "$TMP/runs-names" ]
+    c=$(base); sed -i 's/^  input: \[1, 28, 28\]/  input: [1, 28, 28]\n  class_names: [t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, boot]/' "$c"
+    k train "$c" --set train.max_steps=2 --runs-dir "$TMP/runs-names" --quiet
+    check "ten names: exit 0 (rc $rc)" [ $rc = 0 ]
+}
 t_billion_laughs() { # 342 bytes naming 387 million scalars through nested aliases
     {
         echo 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'
@@ -163,7 +195,7 @@ t_config_from_a_pipe() { # a named pipe or <(...) can be read once only
 
 for t in t_unknown_key t_wrong_type t_missing_config t_missing_data_file t_bad_shape_chain t_unknown_from t_cycle \
          t_yaml_syntax t_set_override_errors t_usage t_no_runs_left_behind_by_config_errors t_garbage_config t_garbage_data \
-         t_config_from_a_pipe t_billion_laughs; do
+         t_config_from_a_pipe t_billion_laughs t_ranges t_class_names_count; do
     run_test $t
 done
 finish
