@@ -14,7 +14,6 @@
  * monitored metric improves (that one is kept as "best"), on SIGINT/SIGTERM, and at the end.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <omp.h>
 #include <limits.h>
@@ -561,11 +560,7 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
     for (int i = 0; i < o->n_sets; i++)
         if ((st = kiln_config_set(t->cfg, o->sets[i]))) return usage(res, st);
     if ((st = kiln_config_resolve(t->cfg))) return usage(res, st);
-    char *copy = strdup(o->config_path);
-    if (!copy) return KILN_ERR_NOMEM;
-    st = kiln_inputs_resolve_paths(t->cfg, dirname(copy));
-    free(copy);
-    return st;
+    return kiln_inputs_resolve_paths(t->cfg, NULL); /* the config file's folder, or the cwd */
 }
 
 static kiln_status write_config(trainer *t) {

@@ -246,6 +246,42 @@ t_two_trainings_at_once() {
     check "both have their metrics" bash -c "grep -A3 '\"val_accuracy\"' '$TMP/out' | grep -q '\"final\"'"
 }
 
+# A run works from any directory: relative data paths are taken relative to the config file
+# (those given with --set relative to the current directory) and stored absolute.
+t_portable_run() {
+    local p=$TMP/project d n
+    mkdir -p "$p/data" "$TMP/elsewhere" "$TMP/other"
+    cp "$TMP/train.csv" "$TMP/test.csv" "$p/data/"
+    sed 's|path: train.csv|path: data/train.csv|; s|path: test.csv|path: ./data/test.csv|' "$TMP/tiny.yaml" >"$p/exp.yaml"
+    (cd "$TMP" && "$KILN" train project/exp.yaml --runs-dir project/runs --name from-parent --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "trained from the parent directory (exit $rc)" [ $rc = 0 ]
+    (cd "$p" && "$KILN" train exp.yaml --runs-dir runs --name from-inside --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "trained from the config's directory (exit $rc)" [ $rc = 0 ]
+    cp "$TMP/test.csv" "$TMP/other/t.csv"
+    (cd "$TMP" && "$KILN" train project/exp.yaml --runs-dir project/runs --name with-set --set train.epochs=1 \
+        --set data.test.path=other/t.csv --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "a --set path is relative to the current directory (exit $rc)" [ $rc = 0 ]
+    (cd "$p" && "$KILN" train <(cat exp.yaml) --runs-dir runs --name from-pipe --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "a config from a pipe: paths relative to the current directory (exit $rc)" [ $rc = 0 ]
+    for d in "$p"/runs/tiny/*; do
+        n=$(basename "$d")
+        check "$n: config.yaml holds the absolute train path" grep -q "path: $p/data/train.csv" "$d/config.yaml"
+        check "$n: no relative path left" bash -c "! grep -Eq 'path: [^/]' '$d/config.yaml'"
+        (cd "$TMP/elsewhere" && "$KILN" eval "$d" --quiet) >"$TMP/out" 2>&1
+        rc=$?
+        check "$n: eval from elsewhere (exit $rc)" [ $rc = 0 ]
+        (cd "$TMP/elsewhere" && "$KILN" export "$d" --to "$TMP/elsewhere/exp-$n") >"$TMP/out" 2>&1
+        rc=$?
+        check "$n: export from elsewhere (exit $rc)" [ $rc = 0 ]
+    done
+    check "four runs" [ "$(ls "$p"/runs/tiny | wc -l)" = 4 ]
+    check "the --set path" grep -q "path: $TMP/other/t.csv" "$p"/runs/tiny/with-set-*/config.yaml
+}
+
 run_test t_list
 run_test t_sort
 run_test t_filter
@@ -257,4 +293,5 @@ run_test t_rm
 run_test t_pre_registry_folders
 run_test t_garbage_registry
 run_test t_two_trainings_at_once
+run_test t_portable_run
 finish
