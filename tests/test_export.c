@@ -24,7 +24,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -986,6 +989,66 @@ static void test_threads(void) {
     kiln_servable_free(s);
 }
 
+/* ---- private folders left by a killed exporter ---- */
+
+/* A pid that was a process a moment ago and is none now. */
+static pid_t dead_pid(void) {
+    pid_t p = fork();
+    if (p == 0) _exit(0);
+    waitpid(p, NULL, 0);
+    return p;
+}
+
+static void test_stale_private_folders(void) {
+    mkdir(at("stale"), 0777);
+    /* a killed exporter's folder: no lock, its pid gone */
+    char stale[1100], locked[1100], fresh[1100];
+    snprintf(stale, sizeof stale, "%s", at("stale/.tmp-3-%d-00112233445566aa", (int)dead_pid()));
+    touch_version(stale);
+    /* a folder whose (other host's) exporter holds its lock: kept, whatever its pid */
+    snprintf(locked, sizeof locked, "%s", at("stale/.tmp-3-%d-00112233445566bb", (int)dead_pid()));
+    touch_version(locked);
+    int go[2], done[2];
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t child = fork();
+    if (child == 0) { /* holds the lock until told to go */
+        int fd = open(locked, O_RDONLY | O_DIRECTORY);
+        char c = fd >= 0 && flock(fd, LOCK_EX) == 0 ? 'y' : 'n';
+        if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) < 0) _exit(1);
+        _exit(0);
+    }
+    char c = 0;
+    CHECK(read(go[0], &c, 1) == 1 && c == 'y');
+    snprintf(fresh, sizeof fresh, "%s", at("stale/.tmp-3-%d-00112233445566cc", (int)getpid()));
+    touch_version(fresh); /* just made by a live exporter that has not locked it yet: kept */
+    touch_version(at("stale/.tmp-notes")); /* not a name kiln makes */
+
+    kiln_cfg *cfg = NULL;
+    kiln_model m;
+    CHECK_OK(build(MLP, &cfg, &m));
+    if (m.graph) {
+        kiln_export_source src = {.model = &m, .cfg = cfg};
+        int64_t v = 0;
+        CHECK_OK(kiln_export_graph(&src, at("stale"), 0, &v));
+        CHECK(v == 1);
+        CHECK_MSG(!exists(stale), "the killed exporter's %s is still there", stale);
+        CHECK(exists(locked) && exists(fresh) && exists(at("stale/.tmp-notes")));
+        CHECK(count_prefix(at("stale"), ".tmp-") == 3);
+        CHECK(write(done[1], "x", 1) == 1); /* the lock goes with its process */
+        waitpid(child, NULL, 0);
+        CHECK_OK(kiln_export_graph(&src, at("stale"), 0, &v));
+        CHECK(v == 2);
+        CHECK(!exists(locked));
+        CHECK(exists(fresh)); /* its pid (ours) is alive */
+    } else {
+        CHECK(write(done[1], "x", 1) == 1);
+        waitpid(child, NULL, 0);
+    }
+    close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+    kiln_model_free(&m);
+    kiln_cfg_free(cfg);
+}
+
 /* ---- model.class_names, checked before training ---- */
 
 static void class_names_case(const char *loss, int units, const char *names, const char *want) {
@@ -1038,6 +1101,7 @@ int main(void) {
     RUN(test_bad_weights);
     RUN(test_threads);
     RUN(test_class_names_check);
+    RUN(test_stale_private_folders);
     rm_rf(root);
     return kiln_test_summary();
 }
