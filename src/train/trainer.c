@@ -548,7 +548,11 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
         } else {
             snprintf(dir, sizeof dir, "%s", o->resume);
         }
-        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) return usage(res, st);
+        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) {
+            struct stat sb; /* no such run: usage; a run busy or read-only: a runtime failure */
+            int there = stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+            return st == KILN_ERR_NOTFOUND || !there ? usage(res, st) : st;
+        }
         kiln_registry_follow_run(t->run, 0);
         char path[4200];
         snprintf(path, sizeof path, "%s/config.yaml", dir);
