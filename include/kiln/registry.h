@@ -227,7 +227,7 @@ typedef int (*kiln_registry_point_fn)(const kiln_registry_point *p, void *ctx);
 kiln_status kiln_registry_metric_history(kiln_registry *reg, const char *id, const char *name,
                                          kiln_registry_point_fn fn, void *ctx);
 
-/* Removes the run's folder and its rows. KILN_ERR_INVALID when a process is writing the run
+/* Removes the run's folder and its rows. KILN_ERR_IO when a process is writing the run
  * (it holds the folder's lock); KILN_ERR_NOTFOUND when the registry has no such run. A model
  * version registered from the run stays (its folder is under models/), with its source run
  * recorded by id. */

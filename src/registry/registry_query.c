@@ -490,7 +490,7 @@ kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
         }
         if (r != 0 && errno == EWOULDBLOCK) {
             close(fd);
-            return kiln_error(KILN_ERR_INVALID,
+            return kiln_error(KILN_ERR_IO, /* a runtime condition, not a wrong argument */
                               "run %s is being written by another process: stop it first", id);
         }
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -317,6 +317,10 @@ t_read_only_runs() {
     rc=$?
     check "resume of a busy run: exit 1 (rc $rc)" [ $rc = 1 ]
     check "resume of a busy run: says so" has "open for writing in another process"
+    flock "$run" "$KILN" runs rm "$run" --yes >"$TMP/out" 2>&1
+    rc=$?
+    check "runs rm of a busy run: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "runs rm of a busy run: says so" has "being written by another process"
 }
 
 # A run works from any directory: relative data paths are taken relative to the config file
