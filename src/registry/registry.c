@@ -449,12 +449,13 @@ static kiln_status mark_crashed(kiln_registry *reg) {
     return s;
 }
 
-/* "file:" URI of path: '%', '?' and '#' are %-escaped (SQLite's URI rules). */
+/* "file:" URI of path with ?query: '%', '?' and '#' are %-escaped, and an absolute path gets an
+ * empty authority ("file:///x"), so that one starting with "//" is not read as a host name. */
 static char *file_uri(const char *path, const char *query) {
-    size_t n = strlen(path), cap = 3 * n + strlen(query) + 8;
+    size_t n = strlen(path), cap = 3 * n + strlen(query) + 16;
     char *u = malloc(cap), *o = u;
     if (!u) return NULL;
-    o += sprintf(o, "file:");
+    o += sprintf(o, path[0] == '/' ? "file://" : "file:");
     for (const char *p = path; *p; p++)
         if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
         else *o++ = *p;
