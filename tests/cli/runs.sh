@@ -298,6 +298,11 @@ t_read_only_runs() {
     check "eval: the metrics" has "accuracy"
     check "eval: a warning that they are not saved" has "warning: eval-test.json not written"
     check "eval: no eval-test.json" [ ! -e "$run/eval-test.json" ]
+    kro "$a" export "$run"
+    check "export into the read-only run: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "export: says where else" has "export elsewhere with --to DIR"
+    kro "$a" export "$run" --to "$TMP/exported"
+    check "export elsewhere: exit 0 (rc $rc)" [ $rc = 0 ]
     kro "$a" train --resume "$run" --quiet
     check "resume of a read-only run: a runtime failure, exit 1 (rc $rc)" [ $rc = 1 ]
     kro "$a" runs rm lr-0.1 --runs-dir "$a" --yes
