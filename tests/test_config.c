@@ -108,6 +108,17 @@ static void test_schema_errors(void) {
     expect_error(with("every_steps: 500", "every_steps: .nan"), "expected an integer");
     expect_error(with("ema_decay: 0.999", "ema_decay: .nan"), "train.ema_decay: expected a finite number");
     expect_error(with("labels: b.gz}", "labels: [b.gz]}"), "data.train.labels: expected a string");
+    /* values that would train nothing or divide by zero */
+    expect_error(with("epochs: 10", "epochs: 0"), "t.yaml:23:3: train.epochs: 0 is out of range (1 .. 1e+09)");
+    expect_error(with("epochs: 10", "epochs: 10\n  max_steps: -1"),
+                 "t.yaml:24:3: train.max_steps: -1 is out of range (0 .. 1e+15)");
+    expect_error(with("{learning_rate: 0.001}", "{learning_rate: 0.001, epsilon: 0}"),
+                 "t.yaml:20:42: optimizer.adam.epsilon: 0 is out of range (above 0, up to 1)");
+    expect_error(with("{adam: {learning_rate: 0.001}}", "{rmsprop: {epsilon: -1e-8}}"),
+                 "optimizer.rmsprop.epsilon: -1e-8 is out of range (above 0, up to 1)");
+    kiln_cfg *c = parse_ok(with("{learning_rate: 0.001}", "{learning_rate: 0.001, epsilon: 1e-12}"));
+    if (c) CHECK_OK(kiln_config_resolve(c));
+    kiln_cfg_free(c);
 }
 
 static void test_overrides(void) {
@@ -212,11 +223,89 @@ static void test_anchors_and_garbage(void) {
     CHECK_ERR_HAS("/nonexistent/x.yaml: No such file");
 }
 
+/* Text in a malloc'd buffer from printf pieces (tests build large YAML with it). */
+static char *build(FILE **f, char **buf, size_t *len) {
+    if (*f) fclose(*f), *f = NULL;
+    else *f = open_memstream(buf, len);
+    return *buf;
+}
+
+static void test_alias_limits(void) {
+    kiln_cfg *c = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+    /* a "billion laughs" of 6 levels: 10^6 scalars, tens of MB once expanded */
+    build(&f, &text, &len);
+    fprintf(f, "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (int i = 1; i < 6; i++) {
+        fprintf(f, "l%d: &l%d [", i, i);
+        for (int k = 0; k < 10; k++) fprintf(f, "%s*l%d", k ? ", " : "", i - 1);
+        fprintf(f, "]\n");
+    }
+    build(&f, &text, &len);
+    CHECK(kiln_config_parse(text, "bomb.yaml", &c) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("bomb.yaml:6:");
+    CHECK_ERR_HAS("alias *l4: expanding the aliases would make the config larger than 16 MiB");
+    kiln_cfg_free(c), c = NULL;
+    free(text), text = NULL;
+    /* the alias count: 10000 are fine, 10001 are not */
+    for (int n = 10000; n <= 10001; n++) {
+        build(&f, &text, &len);
+        fprintf(f, "a: &a x\nlist: [");
+        for (int k = 0; k < n; k++) fprintf(f, "%s*a", k ? ", " : "");
+        fprintf(f, "]\n");
+        build(&f, &text, &len);
+        kiln_status st = kiln_config_parse(text, "many.yaml", &c);
+        if (n == 10000) {
+            CHECK_OK(st);
+            if (c) CHECK(kiln_cfg_at(c, "list")->n_items == 10000);
+        } else {
+            CHECK(st == KILN_ERR_FORMAT);
+            CHECK_ERR_HAS("many.yaml:2:");
+            CHECK_ERR_HAS("alias *a: more than 10000 aliases in one config");
+        }
+        kiln_cfg_free(c), c = NULL;
+        free(text), text = NULL;
+    }
+    /* few aliases of one long string count its length */
+    build(&f, &text, &len);
+    fprintf(f, "s: &s ");
+    for (int k = 0; k < (1 << 20); k++) fputc('x', f);
+    fprintf(f, "\nlist: [");
+    for (int k = 0; k < 17; k++) fprintf(f, "%s*s", k ? ", " : "");
+    fprintf(f, "]\n");
+    build(&f, &text, &len);
+    CHECK(kiln_config_parse(text, "long.yaml", &c) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("long.yaml:2:");
+    CHECK_ERR_HAS("larger than 16 MiB");
+    kiln_cfg_free(c), c = NULL;
+    free(text), text = NULL;
+    /* an alias does not nest deeper than the nesting limit (the free and write recursions rely
+     * on it): 100 levels in the anchor, used 50 levels down */
+    build(&f, &text, &len);
+    fprintf(f, "a: &a ");
+    for (int k = 0; k < 100; k++) fputc('[', f);
+    for (int k = 0; k < 100; k++) fputc(']', f);
+    fprintf(f, "\nb: ");
+    for (int k = 0; k < 50; k++) fputc('[', f);
+    fprintf(f, "*a");
+    for (int k = 0; k < 50; k++) fputc(']', f);
+    fprintf(f, "\n");
+    build(&f, &text, &len);
+    CHECK(kiln_config_parse(text, "deep.yaml", &c) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("deep.yaml:2:");
+    CHECK_ERR_HAS("alias *a: nesting deeper than 128 levels");
+    kiln_cfg_free(c), c = NULL;
+    free(text), text = NULL;
+}
+
 int main(void) {
     RUN(test_parse_positions_and_lookup);
     RUN(test_schema_errors);
     RUN(test_overrides);
     RUN(test_write_roundtrip_and_hash);
     RUN(test_anchors_and_garbage);
+    RUN(test_alias_limits);
     return kiln_test_summary();
 }

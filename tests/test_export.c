@@ -24,7 +24,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -986,6 +989,108 @@ static void test_threads(void) {
     kiln_servable_free(s);
 }
 
+/* ---- private folders left by a killed exporter ---- */
+
+/* A pid that was a process a moment ago and is none now. */
+static pid_t dead_pid(void) {
+    pid_t p = fork();
+    if (p == 0) _exit(0);
+    waitpid(p, NULL, 0);
+    return p;
+}
+
+static void test_stale_private_folders(void) {
+    mkdir(at("stale"), 0777);
+    /* a killed exporter's folder: no lock, its pid gone */
+    char stale[1100], locked[1100], fresh[1100];
+    snprintf(stale, sizeof stale, "%s", at("stale/.tmp-3-%d-00112233445566aa", (int)dead_pid()));
+    touch_version(stale);
+    /* a folder whose (other host's) exporter holds its lock: kept, whatever its pid */
+    snprintf(locked, sizeof locked, "%s", at("stale/.tmp-3-%d-00112233445566bb", (int)dead_pid()));
+    touch_version(locked);
+    int go[2], done[2];
+    CHECK(pipe(go) == 0 && pipe(done) == 0);
+    pid_t child = fork();
+    if (child == 0) { /* holds the lock until told to go */
+        int fd = open(locked, O_RDONLY | O_DIRECTORY);
+        char c = fd >= 0 && flock(fd, LOCK_EX) == 0 ? 'y' : 'n';
+        if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) < 0) _exit(1);
+        _exit(0);
+    }
+    char c = 0;
+    CHECK(read(go[0], &c, 1) == 1 && c == 'y');
+    snprintf(fresh, sizeof fresh, "%s", at("stale/.tmp-3-%d-00112233445566cc", (int)getpid()));
+    touch_version(fresh); /* just made by a live exporter that has not locked it yet: kept */
+    touch_version(at("stale/.tmp-notes")); /* not a name kiln makes */
+
+    kiln_cfg *cfg = NULL;
+    kiln_model m;
+    CHECK_OK(build(MLP, &cfg, &m));
+    if (m.graph) {
+        kiln_export_source src = {.model = &m, .cfg = cfg};
+        int64_t v = 0;
+        CHECK_OK(kiln_export_graph(&src, at("stale"), 0, &v));
+        CHECK(v == 1);
+        CHECK_MSG(!exists(stale), "the killed exporter's %s is still there", stale);
+        CHECK(exists(locked) && exists(fresh) && exists(at("stale/.tmp-notes")));
+        CHECK(count_prefix(at("stale"), ".tmp-") == 3);
+        CHECK(write(done[1], "x", 1) == 1); /* the lock goes with its process */
+        waitpid(child, NULL, 0);
+        CHECK_OK(kiln_export_graph(&src, at("stale"), 0, &v));
+        CHECK(v == 2);
+        CHECK(!exists(locked));
+        CHECK(exists(fresh)); /* its pid (ours) is alive */
+    } else {
+        CHECK(write(done[1], "x", 1) == 1);
+        waitpid(child, NULL, 0);
+    }
+    close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+    kiln_model_free(&m);
+    kiln_cfg_free(cfg);
+}
+
+/* ---- model.class_names, checked before training ---- */
+
+static void class_names_case(const char *loss, int units, const char *names, const char *want) {
+    char yaml[600];
+    snprintf(yaml, sizeof yaml,
+             "data: {source: npy, train: {x: a.npy, y: b.npy}, task: %s}\n"
+             "loss: %s\n"
+             "model:\n"
+             "  input: [4]\n"
+             "  class_names: %s\n"
+             "  layers: [{dense: {units: %d}}]\n",
+             strcmp(loss, "mse") ? "classification" : "regression", loss, names, units);
+    kiln_cfg *cfg = NULL;
+    kiln_model m;
+    CHECK_OK(build(yaml, &cfg, &m));
+    if (cfg && m.graph) {
+        kiln_status st = kiln_inputs_check_class_names(cfg, &m);
+        if (!want) CHECK_MSG(st == KILN_OK, "%s %d %s: %s", loss, units, names, kiln_last_error());
+        else CHECK_MSG(st == KILN_ERR_INVALID && strstr(kiln_last_error(), want), "%s %d %s: %s",
+                       loss, units, names, kiln_last_error());
+    }
+    kiln_model_free(&m);
+    kiln_cfg_free(cfg);
+}
+
+static void test_class_names_check(void) {
+    class_names_case("softmax_cross_entropy", 3, "[a, b, c]", NULL);
+    class_names_case("softmax_cross_entropy", 3, "[a, b]",
+                     "t.yaml:5:3: model.class_names: 2 names for a model with 3 outputs (the last "
+                     "layer's units): give one name per class");
+    class_names_case("softmax_cross_entropy", 2, "[a, b, c]", "3 names for a model with 2 outputs");
+    class_names_case("binary_cross_entropy", 1, "[no, yes]", NULL); /* negative, positive */
+    class_names_case("binary_cross_entropy", 1, "[yes]", NULL);
+    class_names_case("binary_cross_entropy", 1, "[a, b, c]",
+                     "3 names for a model with 1 output (the last layer's units): give one name "
+                     "per class (or two for one sigmoid output: negative, positive)");
+    class_names_case("binary_cross_entropy", 4, "[a, b, c, d]", NULL); /* multi-label */
+    class_names_case("binary_cross_entropy", 4, "[a, b]", "2 names for a model with 4 outputs");
+    class_names_case("mse", 2, "[a, b, c]", NULL); /* no probabilities: not used */
+    class_names_case("softmax_cross_entropy", 3, "[]", NULL);
+}
+
 int main(void) {
     if (!mkdtemp(root)) return 1;
     RUN(test_cnn_roundtrip_bitwise);
@@ -995,6 +1100,8 @@ int main(void) {
     RUN(test_bad_model_json);
     RUN(test_bad_weights);
     RUN(test_threads);
+    RUN(test_class_names_check);
+    RUN(test_stale_private_folders);
     rm_rf(root);
     return kiln_test_summary();
 }

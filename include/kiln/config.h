@@ -33,8 +33,9 @@ struct kiln_cfg {
     int line, column; /* 1-based; of the key for map entries */
 };
 
-/* Parses a YAML file (one document). Syntax errors give file:line:column and exit code 2 at the
- * CLI (KILN_ERR_FORMAT); a missing file gives KILN_ERR_IO. */
+/* Parses a YAML file (one document), opening it once (a named pipe or <(...) works). Syntax
+ * errors give file:line:column and exit code 2 at the CLI (KILN_ERR_FORMAT); a missing file
+ * gives KILN_ERR_IO. */
 kiln_status kiln_config_load(const char *path, kiln_cfg **out);
 /* Parses YAML text (name is used in messages). */
 kiln_status kiln_config_parse(const char *text, const char *name, kiln_cfg **out);

@@ -1,6 +1,7 @@
 /* kiln/inputs.h — the data a config names: train / validation / test datasets and how to batch
  * them (DESIGN.md §4, data:). Relative file names are taken relative to the config file's folder
- * and written back as absolute paths, so a run folder's config.yaml works from anywhere. */
+ * and written back as absolute paths, so a run folder's config.yaml works from anywhere
+ * (kiln_inputs_resolve_paths). */
 #ifndef KILN_INPUTS_H
 #define KILN_INPUTS_H
 
@@ -15,11 +16,20 @@ typedef struct {
     int n_classes;                           /* classification: classes in the training data */
 } kiln_inputs;
 
-/* Rewrites relative data paths in cfg to absolute ones (relative to base_dir). */
+/* Rewrites the relative data paths of cfg's data: section (train/validation/test images,
+ * labels, path, x, y) to absolute ones, so that the config works from any directory: a path
+ * written in a config file is relative to that file's folder; one that came from no regular
+ * file (--set, a config read from a pipe) relative to base_dir, or the current directory when
+ * base_dir is NULL. Call it right after loading (file names are as they were given then). */
 kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
 /* Loads what cfg's data: section names and checks it against the model (row shape, label kind,
  * class count). Errors name the config key and the file. */
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
 void kiln_inputs_free(kiln_inputs *in);
+/* model.class_names against the model: one name per output of a classifier (a single sigmoid
+ * output may have two: negative, positive), as a servable package needs. KILN_ERR_INVALID with
+ * file:line:column: model.class_names: ... otherwise; OK when there are none or the loss gives
+ * no probabilities (they are not used then). Training checks it before the first step. */
+kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model *m);
 
 #endif

@@ -79,13 +79,21 @@ void kiln_registry_follow_run(kiln_rundir *run, int created);
 
 /* Opens <runs_dir>/kiln.db, creating it (and its schema) when missing, upgrading an older
  * schema, and marking crashed runs failed. runs_dir must exist (KILN_ERR_NOTFOUND otherwise).
- * Writers wait up to 10 s for each other. *out is NULL on failure. */
+ * Writers wait up to 10 s for each other. A runs folder that cannot be written is opened read-only
+ * (kiln_registry_read_only). *out is NULL on failure. */
 kiln_status kiln_registry_open(const char *runs_dir, kiln_registry **out);
 /* NULL is a no-op. */
 void kiln_registry_close(kiln_registry *reg);
 /* The runs folder as given to open (without trailing slashes), and the database file. */
 const char *kiln_registry_runs_dir(const kiln_registry *reg);
 const char *kiln_registry_path(const kiln_registry *reg);
+/* 1 when the runs folder (or its kiln.db) cannot be written (an archive, a read-only mount, a
+ * folder of another user): kiln_registry_open then works on a copy of kiln.db in memory (an
+ * empty one when there is none), and syncing, crashed-run marking and everything else that reads
+ * happens there, so listing and showing runs and models works and nothing is written. Changes
+ * (kiln_registry_remove_run, kiln_registry_register_model, kiln_registry_set_alias,
+ * kiln_registry_delete_alias) fail with KILN_ERR_IO. */
+int kiln_registry_read_only(const kiln_registry *reg);
 
 typedef struct {
     int imported;      /* run folders the registry lacked */
@@ -219,7 +227,7 @@ typedef int (*kiln_registry_point_fn)(const kiln_registry_point *p, void *ctx);
 kiln_status kiln_registry_metric_history(kiln_registry *reg, const char *id, const char *name,
                                          kiln_registry_point_fn fn, void *ctx);
 
-/* Removes the run's folder and its rows. KILN_ERR_INVALID when a process is writing the run
+/* Removes the run's folder and its rows. KILN_ERR_IO when a process is writing the run
  * (it holds the folder's lock); KILN_ERR_NOTFOUND when the registry has no such run. A model
  * version registered from the run stays (its folder is under models/), with its source run
  * recorded by id. */

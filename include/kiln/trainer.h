@@ -44,7 +44,8 @@ typedef struct {
 } kiln_eval_opts;
 
 /* Prints the metrics (and a confusion matrix for classifiers) and writes eval-<split>.json into
- * the run folder. */
+ * the run folder; where that cannot be written (a read-only run folder), a warning on stderr
+ * instead: the evaluation itself succeeded. */
 kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error);
 
 #endif

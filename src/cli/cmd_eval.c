@@ -12,7 +12,7 @@ static const char *HELP =
     "\n"
     "Evaluates a run's weights (EMA weights when the run kept them) on a split of its data:\n"
     "prints the loss and the run's metrics, a confusion matrix for classifiers, and writes\n"
-    "RUN/eval-<split>.json.\n"
+    "RUN/eval-<split>.json (a warning instead where the run folder is read-only).\n"
     "\n"
     "options:\n"
     "  --split test|validation|train   which data (default: test)\n"

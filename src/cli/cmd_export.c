@@ -1,9 +1,11 @@
 /* cmd_export.c — kiln export. Exit 2 for what the user can fix by asking differently (options,
  * a run or checkpoint that does not exist, a bad config, a version that is taken), 1 for
  * failures on the way (unreadable or corrupt files, a full disk). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "kiln/export.h"
@@ -64,7 +66,11 @@ int kiln_cmd_export(int argc, char **argv) {
     int64_t written = 0;
     kiln_status st = kiln_export_run(run, ckpt, to, version, &written);
     if (st != KILN_OK) {
-        fprintf(stderr, "kiln export: %s\n", kiln_last_error());
+        char probe[4200];
+        int ro = !to && snprintf(probe, sizeof probe, "%s", run) < (int)sizeof probe &&
+                 access(probe, W_OK) != 0 && (errno == EROFS || errno == EACCES);
+        fprintf(stderr, "kiln export: %s%s\n", kiln_last_error(),
+                ro ? " (the run folder is read-only: export elsewhere with --to DIR)" : "");
         return st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
     }
     const char *base = to ? to : run;

@@ -51,6 +51,11 @@ int kiln_cli_open_registry(const char *cmd, const char *runs_dir, kiln_registry 
         *out = NULL;
         return kiln_cli_fail(cmd, s);
     }
+    if (kiln_registry_read_only(*out))
+        fprintf(stderr,
+                "kiln %s: note: %s is read-only: reading its run folders and kiln.db without "
+                "changing them\n",
+                cmd, kiln_registry_runs_dir(*out));
     if (stats.skipped)
         fprintf(stderr, "kiln %s: warning: %d run folder%s could not be read (%s)\n", cmd,
                 stats.skipped, stats.skipped == 1 ? "" : "s", stats.warning);

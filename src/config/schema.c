@@ -37,9 +37,10 @@ struct schema {
     const char *const *choices; /* T_ENUM */
     double lo, hi;              /* numeric bounds when lo < hi (inclusive lo, hi) */
     int required;
+    int lo_open;                /* lo itself is out of range (epsilon: above 0) */
 };
 
-#define END {NULL, 0, NULL, NULL, NULL, 0, 0, 0}
+#define END {NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0}
 #define ANYSIGN -1e300, 1e300
 
 static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", NULL};
@@ -105,7 +106,7 @@ static const schema METRICS[] = {{"accuracy", T_MAP, NULL, NOARGS}, {"top_k_accu
                                  {"mae", T_MAP, NULL, NOARGS},       {"r2", T_MAP, NULL, NOARGS}, END};
 #define LR(d) {"learning_rate", T_NUM, d, NULL, NULL, 0, 1e6}
 #define WD(d) {"weight_decay", T_NUM, d, NULL, NULL, 0, 1e6}
-#define EPS {"epsilon", T_NUM, "1e-7", NULL, NULL, 0, 1}
+#define EPS {"epsilon", T_NUM, "1e-7", NULL, NULL, 0, 1, 0, 1} /* added to a divisor: not 0 */
 static const schema O_SGD[] = {LR("0.01"), {"momentum", T_NUM, "0", NULL, NULL, 0, 0.999999}, {"nesterov", T_BOOL, "false"}, WD("0"), END};
 static const schema O_ADAM[] = {LR("0.001"), {"beta_1", T_NUM, "0.9", NULL, NULL, 0, 0.999999},
                                 {"beta_2", T_NUM, "0.999", NULL, NULL, 0, 0.999999}, EPS, WD("0"), END};
@@ -147,7 +148,7 @@ static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, 
 static const schema CKPT[] = {{"every_steps", T_INT, "0", NULL, NULL, 0, 1e15}, {"every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                               {"keep", T_INT, "3", NULL, NULL, 1, 1e6}, END};
 static const schema EXPORT[] = {{"every_steps", T_INT, "0", NULL, NULL, 0, 1e15}, {"every_epochs", T_INT, "1", NULL, NULL, 0, 1e9}, END};
-static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 0, 1e9}, {"max_steps", T_INT, "0", NULL, NULL, 0, 1e15},
+static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"max_steps", T_INT, "0", NULL, NULL, 0, 1e15},
                                {"validate_every_steps", T_INT, "0", NULL, NULL, 0, 1e15},
                                {"ema_decay", T_NUM, "0", NULL, NULL, 0, 0.999999999}, {"clip_norm", T_NUM, "0", NULL, NULL, 0, 1e12},
                                {"early_stopping", T_MAP, NULL, EARLY}, {"checkpoint", T_MAP, "{}", CKPT},
@@ -232,9 +233,10 @@ static kiln_status check_number(const kiln_cfg *c, const schema *s, const char *
         return err_at(c, path, "expected %s, got '%s'", integer ? "an integer" : "a number", got);
     if (integer) v = (double)iv;
     if (!integer && !isfinite(v)) return err_at(c, path, "expected a finite number, got '%s'%s", got, "");
-    if (s->lo < s->hi && (v < s->lo || v > s->hi)) {
+    if (s->lo < s->hi && (v < s->lo || v > s->hi || (s->lo_open && v == s->lo))) {
         char range[128];
-        snprintf(range, sizeof range, "%g .. %g", s->lo, s->hi);
+        if (s->lo_open) snprintf(range, sizeof range, "above %g, up to %g", s->lo, s->hi);
+        else snprintf(range, sizeof range, "%g .. %g", s->lo, s->hi);
         return err_at(c, path, "%s is out of range (%s)", got, range);
     }
     return KILN_OK;

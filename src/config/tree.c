@@ -4,6 +4,10 @@
  * sequences included) where the document API of libfyaml 0.7 gives them only for scalars. A stack
  * of open collections turns the event stream into the tree; anchors are remembered and aliases
  * are deep copies of what they name (so the tree stays a tree). Duplicate keys are errors.
+ * Copies are bounded, since nested aliases grow exponentially (a 350-byte "billion laughs" names
+ * 387 million scalars): at most CFG_MAX_ALIASES aliases, copying at most CFG_MAX_COPIED bytes of
+ * nodes and text in all, and no deeper than the nesting limit; the alias that would pass a limit
+ * is an error at its file:line:column, found before anything is copied.
  * Positions are stored 1-based. File names are interned in a small process-wide list so that
  * nodes can point at them for their whole life.
  */
@@ -109,11 +113,17 @@ typedef struct {
     kiln_cfg *node;
 } anchor;
 
+#define CFG_MAX_DEPTH   128        /* open collections */
+#define CFG_MAX_ALIASES 10000      /* aliases in one document */
+#define CFG_MAX_COPIED  (16u << 20) /* bytes that aliases copy, in all (the file limit too) */
+
 typedef struct {
-    kiln_cfg *stack[128];
-    char *pending_key[128]; /* the key waiting for its value, per open map */
-    int pk_line[128], pk_col[128];
+    kiln_cfg *stack[CFG_MAX_DEPTH];
+    char *pending_key[CFG_MAX_DEPTH]; /* the key waiting for its value, per open map */
+    int pk_line[CFG_MAX_DEPTH], pk_col[CFG_MAX_DEPTH];
     int depth;
+    int n_aliases;  /* aliases expanded so far */
+    size_t copied;  /* bytes they copied */
     kiln_cfg *root;
     anchor *anchors;
     int n_anchors;
@@ -177,6 +187,48 @@ static kiln_status remember_anchor(builder *b, struct fy_token *tok, kiln_cfg *n
     return KILN_OK;
 }
 
+/* Bytes of the nodes and text of c's tree (a node counts its struct, key and text), counting
+ * no further than past limit; its height (0 for a scalar) into *height. Trees in the builder are
+ * at most CFG_MAX_DEPTH deep (aliases are checked), so the recursion is bounded. */
+static size_t tree_bytes(const kiln_cfg *c, size_t limit, int *height) {
+    size_t n = sizeof *c + (c->key ? strlen(c->key) + 1 : 0) + (c->text ? strlen(c->text) + 1 : 0);
+    *height = 0;
+    for (int i = 0; i < c->n_items && n <= limit; i++) {
+        int h;
+        n += tree_bytes(c->items[i], limit - n, &h);
+        if (h + 1 > *height) *height = h + 1;
+    }
+    return n;
+}
+
+/* Whether one more copy of node (named by alias name[len]) stays within the limits. */
+static kiln_status check_alias(builder *b, const kiln_cfg *node, const char *name, size_t len,
+                               int line, int col) {
+    char m[400];
+    int shown = (int)(len > 100 ? 100 : len);
+    if (++b->n_aliases > CFG_MAX_ALIASES) {
+        snprintf(m, sizeof m, "alias *%.*s: more than %d aliases in one config", shown, name,
+                 CFG_MAX_ALIASES);
+        return fail_at(b->file, line, col, m);
+    }
+    int height;
+    size_t room = CFG_MAX_COPIED - b->copied, n = tree_bytes(node, room, &height);
+    if (n > room) {
+        snprintf(m, sizeof m,
+                 "alias *%.*s: expanding the aliases would make the config larger than %u MiB "
+                 "(nested aliases grow exponentially: a \"billion laughs\"?)",
+                 shown, name, CFG_MAX_COPIED >> 20);
+        return fail_at(b->file, line, col, m);
+    }
+    if (b->depth + height > CFG_MAX_DEPTH) {
+        snprintf(m, sizeof m, "alias *%.*s: nesting deeper than %d levels", shown, name,
+                 CFG_MAX_DEPTH);
+        return fail_at(b->file, line, col, m);
+    }
+    b->copied += n;
+    return KILN_OK;
+}
+
 static kiln_status handle(builder *b, struct fy_event *e) {
     const struct fy_mark *m = fy_event_start_mark(e);
     int line = m ? m->line + 1 : 0, col = m ? m->column + 1 : 0;
@@ -196,7 +248,8 @@ static kiln_status handle(builder *b, struct fy_event *e) {
     }
     case FYET_MAPPING_START:
     case FYET_SEQUENCE_START: {
-        if (b->depth == 128) return fail_at(b->file, line, col, "nesting deeper than 128 levels");
+        if (b->depth == CFG_MAX_DEPTH)
+            return fail_at(b->file, line, col, "nesting deeper than 128 levels");
         kiln_cfg *n = node_new(e->type == FYET_MAPPING_START ? KILN_CFG_MAP : KILN_CFG_SEQ, b->file, line, col);
         if (!n) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
         kiln_status st = remember_anchor(b, e->type == FYET_MAPPING_START ? e->mapping_start.anchor
@@ -217,6 +270,8 @@ static kiln_status handle(builder *b, struct fy_event *e) {
         const char *t = fy_token_get_text(e->alias.anchor, &len);
         for (int i = b->n_anchors - 1; i >= 0; i--)
             if (strlen(b->anchors[i].name) == len && memcmp(b->anchors[i].name, t, len) == 0) {
+                kiln_status st = check_alias(b, b->anchors[i].node, t, len, line, col);
+                if (st) return st;
                 kiln_cfg *n = kiln_cfg_clone(b->anchors[i].node);
                 if (!n) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
                 return attach(b, n, line, col);
@@ -323,10 +378,8 @@ static kiln_status parse_source(const char *path, const char *text, const char *
     return st;
 }
 
+/* The file is opened once: a named pipe or a <(...) can be read only once. */
 kiln_status kiln_config_load(const char *path, kiln_cfg **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln_error(KILN_ERR_IO, "%s: %s", path, strerror(errno));
-    fclose(f);
     return parse_source(path, NULL, path, out);
 }
 

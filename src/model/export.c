@@ -13,7 +13,14 @@
  * like a version counts, complete or not, so a half-copied folder is not claimed); when the
  * rename loses a race to another exporter, model.json is rewritten with the next number and the
  * rename tried again. Any failure removes the private folder.
+ *
+ * The exporter holds an flock on its private folder from just after creating it until the
+ * rename, so a folder that a killed exporter left behind can be told from one being written:
+ * each export first removes the .tmp-<v>-<pid>-<16 hex> folders of its base that no process has
+ * locked and whose pid is not a live process here (a folder just made, not yet locked, belongs
+ * to a live pid; a lock held from another host keeps its folder too). Other names are left alone.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -400,7 +409,51 @@ static void remove_flat(const char *dir) {
     rmdir(dir);
 }
 
-static kiln_status make_private_dir(const char *base, int64_t v, char *out, size_t cap) {
+/* Whether name is a private folder's name: .tmp-<digits>-<digits>-<16 hex digits>; its pid. */
+static int private_name(const char *name, long *pid) {
+    const char *p = name;
+    if (strncmp(p, ".tmp-", 5)) return 0;
+    p += 5;
+    if (!isdigit((unsigned char)*p)) return 0;
+    while (isdigit((unsigned char)*p)) p++;
+    if (*p++ != '-' || !isdigit((unsigned char)*p)) return 0;
+    char *end;
+    errno = 0;
+    *pid = strtol(p, &end, 10);
+    if (errno || *pid <= 0 || *end != '-') return 0;
+    p = end + 1;
+    for (int i = 0; i < 16; i++)
+        if (!isxdigit((unsigned char)p[i])) return 0;
+    return p[16] == 0;
+}
+
+/* Removes the private folders under base that their exporter left when it was killed (see the
+ * top of this file). Best effort: what cannot be removed stays, and the export goes on. */
+static void remove_stale(const char *base) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long pid;
+        char path[4400];
+        if (!private_name(e->d_name, &pid) ||
+            kiln_servable_join(path, sizeof path, base, e->d_name) != KILN_OK)
+            continue;
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        int r;
+        while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+        }
+        int locked_by_other = r != 0 && errno == EWOULDBLOCK; /* other errors: no flock here */
+        int pid_alive = kill((pid_t)pid, 0) == 0 || errno == EPERM;
+        if (!locked_by_other && !pid_alive) remove_flat(path);
+        close(fd); /* drops our lock, if we took it */
+    }
+    closedir(d);
+}
+
+/* Creates the private folder and locks it; the lock's descriptor goes to *lock_fd. */
+static kiln_status make_private_dir(const char *base, int64_t v, char *out, size_t cap,
+                                    int *lock_fd) {
     for (int tries = 0; tries < 100; tries++) {
         uint64_t r = 0;
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
@@ -409,7 +462,11 @@ static kiln_status make_private_dir(const char *base, int64_t v, char *out, size
                          (unsigned long long)r);
         if (n < 0 || (size_t)n >= cap)
             return kiln_error(KILN_ERR_INVALID, "export: path under %s is too long", base);
-        if (mkdir(out, 0777) == 0) return KILN_OK;
+        if (mkdir(out, 0777) == 0) {
+            *lock_fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (*lock_fd >= 0) flock(*lock_fd, LOCK_EX); /* new and ours: never waits */
+            return KILN_OK;
+        }
         if (errno != EEXIST)
             return kiln_error(KILN_ERR_IO, "export: cannot create %s: %s", out, strerror(errno));
     }
@@ -452,7 +509,9 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
 
     char tmp[4096], final[4096], path[4200], name[24];
     int64_t v = version;
+    int lock_fd = -1;
     if (!(st = kiln_mkdirs(base_dir))) {
+        remove_stale(base_dir);
         if (v == 0) st = next_version(base_dir, &v);
         snprintf(name, sizeof name, "%lld", (long long)v);
         struct stat sb;
@@ -460,7 +519,7 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
             lstat(final, &sb) == 0)
             st = exists_error(final);
     }
-    if (!st) st = make_private_dir(base_dir, v, tmp, sizeof tmp);
+    if (!st) st = make_private_dir(base_dir, v, tmp, sizeof tmp, &lock_fd);
     if (st) {
         free(cfg_names);
         return st;
@@ -493,10 +552,9 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
         st = kiln_servable_join(final, sizeof final, base_dir, name);
     }
     free(cfg_names);
-    if (st) {
-        remove_flat(tmp);
-        return st;
-    }
+    if (st) remove_flat(tmp);
+    if (lock_fd >= 0) close(lock_fd); /* the folder is renamed or removed: its lock can go */
+    if (st) return st;
     if ((st = fsync_dir(base_dir))) return st;
     if (version_out) *version_out = v;
     return KILN_OK;

@@ -6,14 +6,41 @@
  * of the training data with the seed. data.normalize gives scale, per-channel mean/std, or
  * standardize: true (mean/std measured on the training split).
  */
+#include <errno.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kiln/inputs.h"
+#include "model/servable_internal.h"
 
 static const char *const FILE_KEYS[] = {"images", "labels", "path", "x", "y"};
+
+/* The absolute folder that node f's relative paths are relative to: the folder of the config
+ * file it was read from, when that is a regular file; otherwise (--set, a pipe, text parsed
+ * from memory) fallback, and without one the current directory. */
+static kiln_status base_of(const kiln_cfg *f, const char *fallback, char *out) {
+    struct stat sb;
+    char dir[PATH_MAX];
+    const char *from = fallback;
+    if (f->file && strcmp(f->file, "--set") && strcmp(f->file, "default") &&
+        stat(f->file, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        if (snprintf(dir, sizeof dir, "%s", f->file) >= (int)sizeof dir)
+            return kiln_error(KILN_ERR_INVALID, "%s: path too long", f->file);
+        from = dirname(dir);
+    }
+    if (from && realpath(from, out)) return KILN_OK;
+    if (from)
+        return kiln_error(KILN_ERR_IO, "data paths: cannot resolve the folder %s: %s", from,
+                          strerror(errno));
+    if (getcwd(out, PATH_MAX)) return KILN_OK;
+    return kiln_error(KILN_ERR_IO, "data paths: cannot read the current directory: %s",
+                      strerror(errno));
+}
 
 kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir) {
     static const char *const splits[] = {"data.train", "data.validation", "data.test"};
@@ -22,10 +49,17 @@ kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir) {
         for (int k = 0; sp && k < 5; k++) {
             kiln_cfg *f = kiln_cfg_child(sp, FILE_KEYS[k]);
             if (!f || f->type != KILN_CFG_SCALAR || !f->text[0] || f->text[0] == '/') continue;
-            size_t n = strlen(base_dir) + strlen(f->text) + 2;
+            char base[PATH_MAX];
+            kiln_status st = base_of(f, base_dir, base);
+            if (st) return st;
+            const char *rel = f->text;
+            while (rel[0] == '.' && rel[1] == '/') /* "./x" */
+                for (rel += 2; *rel == '/'; rel++) {
+                }
+            size_t n = strlen(base) + strlen(rel) + 2;
             char *abs = malloc(n);
             if (!abs) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
-            snprintf(abs, n, "%s/%s", base_dir, f->text);
+            snprintf(abs, n, "%s%s%s", base, strcmp(base, "/") ? "/" : "", rel);
             free(f->text);
             f->text = abs;
         }
@@ -159,6 +193,23 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     lc->norm.mean = in->mean;
     lc->norm.std = in->std;
     return KILN_OK;
+}
+
+kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model *m) {
+    const kiln_cfg *cn = kiln_cfg_at(cfg, "model.class_names"), *loss = kiln_cfg_child(cfg, "loss");
+    if (!cn || cn->type != KILN_CFG_SEQ || !cn->n_items || !loss || loss->type != KILN_CFG_MAP ||
+        loss->n_items != 1)
+        return KILN_OK;
+    const char *prob = kiln_servable_prob_kind(loss->items[0]->key);
+    if (!prob || kiln_servable_class_count_ok(prob, m->n_outputs, cn->n_items)) return KILN_OK;
+    char where[300];
+    int two = m->n_outputs == 1 && !strcmp(prob, "sigmoid");
+    return kiln_error(KILN_ERR_INVALID,
+                      "%s: model.class_names: %d names for a model with %lld output%s (the last "
+                      "layer's units): give one name per class%s",
+                      kiln_cfg_where(cn, where, sizeof where), cn->n_items,
+                      (long long)m->n_outputs, m->n_outputs == 1 ? "" : "s",
+                      two ? " (or two for one sigmoid output: negative, positive)" : "");
 }
 
 void kiln_inputs_free(kiln_inputs *in) {

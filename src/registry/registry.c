@@ -19,6 +19,13 @@
  * whose application_id is not kiln's, while it holds tables or a version, belongs to another
  * program and is refused; so is a version above KILN_REGISTRY_SCHEMA (a newer kiln wrote it).
  *
+ * Read-only folders (an archive, a read-only mount, another user's runs): when the runs folder
+ * or kiln.db cannot be written, the connection is to an in-memory database that starts as a copy
+ * of kiln.db (SQLite's backup API; kiln_reg_open_file reads it, with immutable=1 where a WAL file
+ * cannot be read otherwise) or empty when there is none. Everything that reads works there, the
+ * sync from the folders included (so the answer is current even when kiln.db is old or missing);
+ * the public calls that change something refuse (kiln_reg_writable). Nothing touches the folder.
+ *
  * Crashed runs: rows that say running are probed (kiln_reg_run_alive); the dead ones are marked
  * failed in one write transaction that probes each again, so a run resumed meanwhile (its new
  * writer takes the folder's lock before it touches the registry) is never marked. Then the points
@@ -236,6 +243,15 @@ kiln_status kiln_reg_run_path(const kiln_registry *reg, const char *id, char *ou
     return kiln_run_join(out, cap, reg->runs_dir, id);
 }
 
+int kiln_registry_read_only(const kiln_registry *reg) {
+    return reg && reg->read_only;
+}
+
+kiln_status kiln_reg_writable(const kiln_registry *reg, const char *what) {
+    if (!reg->read_only) return KILN_OK;
+    return kiln_error(KILN_ERR_IO, "%s is read-only: cannot %s", reg->runs_dir, what);
+}
+
 const char *kiln_registry_runs_dir(const kiln_registry *reg) {
     return reg->runs_dir;
 }
@@ -433,6 +449,87 @@ static kiln_status mark_crashed(kiln_registry *reg) {
     return s;
 }
 
+/* "file:" URI of path with ?query: '%', '?' and '#' are %-escaped, and an absolute path gets an
+ * empty authority ("file:///x"), so that one starting with "//" is not read as a host name. */
+static char *file_uri(const char *path, const char *query) {
+    size_t n = strlen(path), cap = 3 * n + strlen(query) + 16;
+    char *u = malloc(cap), *o = u;
+    if (!u) return NULL;
+    o += sprintf(o, path[0] == '/' ? "file://" : "file:");
+    for (const char *p = path; *p; p++)
+        if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else *o++ = *p;
+    sprintf(o, "?%s", query);
+    return u;
+}
+
+/* Opens path with uri query q for reading and reads its header, which is where SQLite finds out
+ * whether it can read a WAL-mode file at all. */
+static int open_file_as(const char *path, const char *q, int busy_ms, sqlite3 **db) {
+    *db = NULL;
+    char *uri = file_uri(path, q);
+    if (!uri) return SQLITE_NOMEM;
+    int rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    free(uri);
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(*db, 1);
+        sqlite3_busy_timeout(*db, busy_ms);
+        rc = sqlite3_exec(*db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+int kiln_reg_open_file(const char *path, int busy_ms, sqlite3 **db) {
+    int rc = open_file_as(path, "mode=ro", busy_ms, db);
+    int e = rc & 0xff;
+    if (e != SQLITE_CANTOPEN && e != SQLITE_READONLY && e != SQLITE_IOERR) return rc;
+    sqlite3_close_v2(*db);
+    rc = open_file_as(path, "immutable=1", busy_ms, db);
+    return rc;
+}
+
+/* The in-memory copy of a registry that cannot be written (see the top of this file). */
+static kiln_status open_snapshot(kiln_registry *reg, int busy_ms) {
+    reg->read_only = 1;
+    int rc = sqlite3_open_v2(":memory:", &reg->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "opening a copy in memory");
+    sqlite3_extended_result_codes(reg->db, 1);
+    struct stat st;
+    if (stat(reg->path, &st) != 0) return KILN_OK; /* folders only: the sync fills the copy */
+    sqlite3 *file = NULL;
+    rc = kiln_reg_open_file(reg->path, busy_ms, &file);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *b = sqlite3_backup_init(reg->db, "main", file, "main");
+        if (!b) {
+            rc = sqlite3_errcode(reg->db);
+        } else {
+            rc = sqlite3_backup_step(b, -1);
+            int rc2 = sqlite3_backup_finish(b);
+            rc = rc == SQLITE_DONE ? rc2 : rc;
+        }
+    }
+    kiln_status s = KILN_OK;
+    if (rc != SQLITE_OK) {
+        const char *msg = file ? sqlite3_errmsg(file) : sqlite3_errstr(rc);
+        s = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
+                ? kiln_error(KILN_ERR_FORMAT,
+                             "%s: reading it: %s (not a kiln registry, or a damaged one)",
+                             reg->path, msg)
+                : kiln_error(KILN_ERR_IO, "%s: reading it: %s", reg->path, msg);
+    }
+    sqlite3_close_v2(file);
+    return s;
+}
+
+/* Whether kiln.db in the runs folder cannot be written (and so is opened as a copy): the folder
+ * or the file refuse writing (a read-only mount: EROFS; permissions: EACCES). */
+static int cannot_write(const kiln_registry *reg) {
+    if (access(reg->runs_dir, W_OK) != 0) return errno == EROFS || errno == EACCES;
+    return access(reg->path, W_OK) != 0 && (errno == EROFS || errno == EACCES);
+}
+
 kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out) {
     *out = NULL;
     if (!runs_dir || !*runs_dir) return kiln_error(KILN_ERR_INVALID, "registry: empty runs folder");
@@ -451,13 +548,15 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
         return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
     }
     sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
-    int rc =
-        sqlite3_open_v2(reg->path, &reg->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     kiln_status s = KILN_OK;
-    if (rc != SQLITE_OK) {
+    int rc;
+    if (cannot_write(reg))
+        s = open_snapshot(reg, busy_ms);
+    else if ((rc = sqlite3_open_v2(reg->path, &reg->db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                   NULL)) != SQLITE_OK)
         s = kiln_reg_fail(reg, rc, "opening");
-    } else {
+    if (!s) {
         sqlite3_extended_result_codes(reg->db, 1);
         sqlite3_busy_timeout(reg->db, busy_ms);
         int64_t ignored;
@@ -465,7 +564,7 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
          * database's magic but a header it cannot use with a plain error: that is the file's
          * fault too. */
         if (!(s = pragma_int(reg, "PRAGMA application_id", &ignored)) &&
-            !(s = use_wal(reg, busy_ms)) &&
+            !(s = reg->read_only ? KILN_OK : use_wal(reg, busy_ms)) &&
             !(s = kiln_reg_exec(reg, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
                                 "setting it up")) &&
             !(s = migrate(reg)))
@@ -506,13 +605,10 @@ kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
         s = kiln_error(KILN_ERR_NOTFOUND, "no registry %s (kiln creates it with the first run)",
                        reg->path);
     } else {
-        int rc =
-            sqlite3_open_v2(reg->path, &reg->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-        if (rc != SQLITE_OK) {
+        int rc = kiln_reg_open_file(reg->path, BUSY_MS_CLI, &reg->db);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_NOTADB) {
             s = kiln_reg_fail(reg, rc, "opening");
         } else {
-            sqlite3_extended_result_codes(reg->db, 1);
-            sqlite3_busy_timeout(reg->db, BUSY_MS_CLI);
             if (!(s = pragma_int(reg, "PRAGMA application_id", &app)) &&
                 !(s = pragma_int(reg, "PRAGMA user_version", &version)) &&
                 !(s = check_owner(reg, app, version)) && version < KILN_REGISTRY_SCHEMA)

@@ -43,14 +43,23 @@ struct kiln_registry {
     sqlite3 *db;
     char *runs_dir; /* as given, trailing slashes removed */
     char *path;     /* <runs_dir>/kiln.db */
+    int read_only;  /* db is a copy in memory of a kiln.db that cannot be written */
     sqlite3_stmt *stmts[REG_N_STMTS];
 };
 
 /* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI). */
 kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out);
 /* Opens an existing registry for reading only: no schema changes, no crashed-run marking.
- * KILN_ERR_NOTFOUND when there is no kiln.db or it holds no (current) schema. */
+ * KILN_ERR_NOTFOUND when there is no kiln.db or it holds no (current) schema. Works on a
+ * read-only folder too (see kiln_reg_open_file). */
 kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out);
+/* Opens the file at path for reading only, into *db: "file:<path>?mode=ro", which sees a
+ * writer's latest commits (and waits for its locks); where SQLite cannot read the file that way
+ * (a WAL-mode file in a folder it cannot create kiln.db-shm in: a read-only mount or archive),
+ * "file:<path>?immutable=1", which reads the file as it is, without locks. */
+int kiln_reg_open_file(const char *path, int busy_ms, sqlite3 **db);
+/* KILN_OK when reg may be written; else KILN_ERR_IO "<runs_dir> is read-only: cannot <what>". */
+kiln_status kiln_reg_writable(const kiln_registry *reg, const char *what);
 /* The statement, prepared on first use; NULL (with the error set) on failure. */
 sqlite3_stmt *kiln_reg_stmt(kiln_registry *reg, int which);
 /* Maps an SQLite result code to a kiln_status with "<db>: <what>: <sqlite's message>". */

@@ -183,7 +183,9 @@ kiln_status kiln_registry_register_model(kiln_registry *reg, const char *id, con
     if (!reg || !id) return kiln_error(KILN_ERR_INVALID, "register model: NULL argument");
     if (version < 0) return kiln_error(KILN_ERR_INVALID, "register model: negative version");
     sqlite3_stmt *st = NULL;
-    kiln_status s = prepare(reg,
+    kiln_status s = kiln_reg_writable(reg, "register models");
+    if (s) return s;
+    s = prepare(reg,
                             "SELECT e.name FROM runs r JOIN experiments e ON e.eid = r.eid"
                             " WHERE r.id = ?1",
                             &st, "reading a run");
@@ -366,8 +368,8 @@ kiln_status kiln_registry_set_alias(kiln_registry *reg, const char *name, int64_
                           alias, KILN_REGISTRY_NAME_MAX);
     int64_t mid, one;
     int found;
-    kiln_status s = kiln_reg_begin(reg);
-    if (s) return s;
+    kiln_status s = kiln_reg_writable(reg, "set aliases");
+    if (s || (s = kiln_reg_begin(reg))) return s;
     if (!(s = model_id(reg, name, "alias", &mid)) &&
         !(s = query_int(reg,
                         "SELECT 1 FROM model_versions v JOIN models m ON m.mid = v.mid"
@@ -392,8 +394,8 @@ kiln_status kiln_registry_set_alias(kiln_registry *reg, const char *name, int64_
 kiln_status kiln_registry_delete_alias(kiln_registry *reg, const char *name, const char *alias) {
     if (!reg || !name || !alias) return kiln_error(KILN_ERR_INVALID, "alias: NULL argument");
     int64_t mid;
-    kiln_status s = kiln_reg_begin(reg);
-    if (s) return s;
+    kiln_status s = kiln_reg_writable(reg, "remove aliases");
+    if (s || (s = kiln_reg_begin(reg))) return s;
     sqlite3_stmt *st = NULL;
     if (!(s = model_id(reg, name, "alias", &mid)) &&
         !(s = prepare(reg, "DELETE FROM aliases WHERE mid = ?1 AND alias = ?2", &st,

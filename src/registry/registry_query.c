@@ -475,8 +475,8 @@ kiln_status kiln_registry_metric_history(kiln_registry *reg, const char *id, con
 
 kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
     int64_t rid;
-    kiln_status s = rid_of(reg, id, &rid);
-    if (s) return s;
+    kiln_status s = kiln_reg_writable(reg, "remove runs");
+    if (s || (s = rid_of(reg, id, &rid))) return s;
     char path[4200], parent[4200];
     if ((s = kiln_reg_run_path(reg, id, path, sizeof path))) return s;
     snprintf(parent, sizeof parent, "%s", path);
@@ -490,7 +490,7 @@ kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
         }
         if (r != 0 && errno == EWOULDBLOCK) {
             close(fd);
-            return kiln_error(KILN_ERR_INVALID,
+            return kiln_error(KILN_ERR_IO, /* a runtime condition, not a wrong argument */
                               "run %s is being written by another process: stop it first", id);
         }
         int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

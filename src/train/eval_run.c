@@ -2,7 +2,8 @@
  *
  * Uses the run's own config.yaml (absolute data paths), the newest checkpoint (or the named one,
  * or "best"), and its EMA weights when it has them (what training evaluated). Prints the metrics
- * and, for classifiers, the confusion matrix; writes eval-<split>.json into the run folder.
+ * and, for classifiers, the confusion matrix; writes eval-<split>.json into the run folder (a
+ * warning on stderr, not a failure, when it cannot: a read-only run folder).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -123,7 +124,14 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
                 }
                 kiln_metrics_print_confusion(mt, named && classes <= 1024 ? cn : NULL, stdout);
             }
-            st = write_json(kiln_run_get_info(run).path, split, ckpt, mt, classes);
+            /* The metrics are out: a run folder that cannot take the file (read-only, full)
+             * gets a warning, not a failure. */
+            if (write_json(kiln_run_get_info(run).path, split, ckpt, mt, classes)) {
+                fflush(stdout);
+                fprintf(stderr, "warning: eval-%s.json not written (%s): the metrics above are "
+                                "not saved in the run folder\n", split, kiln_last_error());
+                kiln_error_clear();
+            }
         }
     }
     kiln_evaluator_free(&ev);

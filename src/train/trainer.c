@@ -14,7 +14,6 @@
  * monitored metric improves (that one is kept as "best"), on SIGINT/SIGTERM, and at the end.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <omp.h>
 #include <limits.h>
@@ -549,7 +548,11 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
         } else {
             snprintf(dir, sizeof dir, "%s", o->resume);
         }
-        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) return usage(res, st);
+        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) {
+            struct stat sb; /* no such run: usage; a run busy or read-only: a runtime failure */
+            int there = stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+            return st == KILN_ERR_NOTFOUND || !there ? usage(res, st) : st;
+        }
         kiln_registry_follow_run(t->run, 0);
         char path[4200];
         snprintf(path, sizeof path, "%s/config.yaml", dir);
@@ -561,11 +564,7 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
     for (int i = 0; i < o->n_sets; i++)
         if ((st = kiln_config_set(t->cfg, o->sets[i]))) return usage(res, st);
     if ((st = kiln_config_resolve(t->cfg))) return usage(res, st);
-    char *copy = strdup(o->config_path);
-    if (!copy) return KILN_ERR_NOMEM;
-    st = kiln_inputs_resolve_paths(t->cfg, dirname(copy));
-    free(copy);
-    return st;
+    return kiln_inputs_resolve_paths(t->cfg, NULL); /* the config file's folder, or the cwd */
 }
 
 static kiln_status write_config(trainer *t) {
@@ -615,7 +614,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
     if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
-        (st = kiln_inputs_load(t.cfg, &t.m, &t.in))) {
+        (st = kiln_inputs_load(t.cfg, &t.m, &t.in)) ||
+        (st = kiln_inputs_check_class_names(t.cfg, &t.m))) {
         res->usage_error = 1;
         trainer_free(&t);
         return st;

@@ -104,9 +104,108 @@ YAML
     check "bad CSV: exit 2 (rc $rc)" [ $rc = 2 ]
     check "names line and column" has "t.csv:3"
 }
+t_ranges() { # values that would train nothing or divide by zero: rejected with the range
+    local c=$(base)
+    k train "$c" --set train.epochs=0 --runs-dir "$TMP/runs-range"
+    check "epochs=0: exit 2 (rc $rc)" [ $rc = 2 ]
+    check "epochs=0: message" has "--set: train.epochs: 0 is out of range (1 .. 1e+09)"
+    sed -i 's/epochs: 2/epochs: 0/' "$c"
+    k train "$c" --runs-dir "$TMP/runs-range"
+    check "epochs: 0 in the file: file:line" has "base.yaml:21:3: train.epochs: 0 is out of range (1 .. 1e+09)"
+    c=$(base)
+    k train "$c" --set train.max_steps=-1 --runs-dir "$TMP/runs-range"
+    check "max_steps=-1: exit 2 (rc $rc)" [ $rc = 2 ]
+    check "max_steps=-1: message" has "--set: train.max_steps: -1 is out of range (0 .. 1e+15)"
+    for o in adam adamw rmsprop; do
+        c=$(base); sed -i "s/optimizer: .*/optimizer: {$o: {epsilon: 0}}/" "$c"
+        k train "$c" --runs-dir "$TMP/runs-range"
+        check "$o epsilon 0: exit 2 (rc $rc)" [ $rc = 2 ]
+        check "$o epsilon 0: message" has "base.yaml:19:$((16 + ${#o})): optimizer.$o.epsilon: 0 is out of range (above 0, up to 1)"
+    done
+    k train "$(base)" --set optimizer.adam.epsilon=1e-9 --set train.max_steps=1 --runs-dir "$TMP/runs-range" --quiet
+    check "a small epsilon is fine (rc $rc)" [ $rc = 0 ]
+    check "no run folder for the rejected configs" [ "$(ls "$TMP/runs-range/small" | wc -l)" = 1 ]
+}
+t_class_names_count() { # checked before training, not at export
+    c=$(base); sed -i 's/^  input: \[1, 28, 28\]/  input: [1, 28, 28]\n  class_names: [a, b, c]/' "$c"
+    k train "$c" --runs-dir "$TMP/runs-names"
+    check "exit 2 (rc $rc)" [ $rc = 2 ]
+    check "message" has "base.yaml:12:3: model.class_names: 3 names for a model with 10 outputs (the last layer's units): give one name per class"
+    check "no run folder" [ ! -e "$TMP/runs-names" ]
+    c=$(base); sed -i 's/^  input: \[1, 28, 28\]/  input: [1, 28, 28]\n  class_names: [t-shirt, trouser, pullover, dress, coat, sandal, shirt, sneaker, bag, boot]/' "$c"
+    k train "$c" --set train.max_steps=2 --runs-dir "$TMP/runs-names" --quiet
+    check "ten names: exit 0 (rc $rc)" [ $rc = 0 ]
+}
+t_billion_laughs() { # 342 bytes naming 387 million scalars through nested aliases
+    {
+        echo 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'
+        local prev=a l
+        for l in b c d e f g h i; do
+            echo "$l: &$l [*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev,*$prev]"
+            prev=$l
+        done
+    } >"$TMP/laughs.yaml"
+    # Memory stays bounded: under a 1 GiB address-space limit (not with AddressSanitizer, which
+    # reserves terabytes of address space up front)
+    if ldd "$KILN" 2>/dev/null | grep -q libasan; then
+        k train "$TMP/laughs.yaml" --runs-dir "$TMP/runs"
+    else
+        (ulimit -v 1048576; "$KILN" train "$TMP/laughs.yaml" --runs-dir "$TMP/runs" >"$TMP/out" 2>&1)
+        rc=$?
+    fi
+    check "exit 2 (rc $rc)" [ $rc = 2 ]
+    check "message names the alias's place" has "laughs.yaml:6:"
+    check "message says why" has "expanding the aliases would make the config larger than 16 MiB"
+}
+
+# Feeds config $1 through the named pipe $2 to `kiln train $2 ARGS...` (exit code in $rc);
+# with strace there, the trace of openat calls goes to $TMP/trace.
+train_from_pipe() {
+    local c=$1 fifo=$2
+    shift 2
+    rm -f "$fifo" && mkfifo "$fifo"
+    cat "$c" >"$fifo" 2>/dev/null &
+    local writer=$!
+    if command -v strace >/dev/null; then
+        # (LeakSanitizer cannot run under ptrace: leaks are checked by the run without strace)
+        ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+            timeout 120 strace -f -qq -e trace=openat -o "$TMP/trace" "$KILN" train "$fifo" "$@" >"$TMP/out" 2>&1
+    else
+        timeout 120 "$KILN" train "$fifo" "$@" >"$TMP/out" 2>&1
+    fi
+    rc=$?
+    kill $writer 2>/dev/null
+    wait $writer 2>/dev/null
+}
+t_config_from_a_pipe() { # a named pipe or <(...) can be read once only
+    local c=$(base)
+    # Over 64 KiB (a pipe's buffer), so the writer is still writing when kiln first opens the
+    # pipe: a reader that opened it twice would make the writer fail and then wait forever.
+    awk 'BEGIN { for (i = 0; i < 2000; i++) printf "# comment line %d, long enough to fill a pipe buffer\n", i }' >>"$c"
+    train_from_pipe "$c" "$TMP/cfg.fifo" --set train.max_steps=3 --runs-dir "$TMP/runs-fifo" --quiet
+    check "config from a named pipe: exit 0, no hang (rc $rc)" [ $rc = 0 ]
+    check "the run's config.yaml holds it" grep -q 'experiment: small' "$TMP"/runs-fifo/small/*/config.yaml
+    if command -v strace >/dev/null; then # whether a writer is fast enough to lose is a race: count
+        check "the pipe is opened once" [ "$(grep -c 'openat(.*cfg\.fifo' "$TMP/trace")" = 1 ]
+    else
+        echo "  (no strace here: the count of opens is not checked)"
+    fi
+    timeout 120 "$KILN" train <(cat "$c") --set train.max_steps=3 --runs-dir "$TMP/runs-fifo" --quiet >"$TMP/out" 2>&1
+    rc=$?
+    check "config from <(...): exit 0 (rc $rc)" [ $rc = 0 ]
+    rm -f "$TMP/cfg.fifo" && mkfifo "$TMP/cfg.fifo"
+    cat "$c" >"$TMP/cfg.fifo" 2>/dev/null &
+    local writer=$!
+    timeout 120 "$KILN" train "$TMP/cfg.fifo" --set train.max_steps=3 --runs-dir "$TMP/runs-fifo" --quiet >"$TMP/out" 2>&1
+    rc=$?
+    kill $writer 2>/dev/null
+    wait $writer 2>/dev/null
+    check "config from a named pipe, without strace: exit 0 (rc $rc)" [ $rc = 0 ]
+}
 
 for t in t_unknown_key t_wrong_type t_missing_config t_missing_data_file t_bad_shape_chain t_unknown_from t_cycle \
-         t_yaml_syntax t_set_override_errors t_usage t_no_runs_left_behind_by_config_errors t_garbage_config t_garbage_data; do
+         t_yaml_syntax t_set_override_errors t_usage t_no_runs_left_behind_by_config_errors t_garbage_config t_garbage_data \
+         t_config_from_a_pipe t_billion_laughs t_ranges t_class_names_count; do
     run_test $t
 done
 finish

@@ -246,6 +246,124 @@ t_two_trainings_at_once() {
     check "both have their metrics" bash -c "grep -A3 '\"val_accuracy\"' '$TMP/out' | grep -q '\"final\"'"
 }
 
+# How to make a folder read-only for a command (an archive, a read-only mount): chmod -R a-w
+# does not stop root, so as root a read-only bind mount in a private mount namespace
+# (unshare -m), which the kernel enforces for everyone; chmod for anyone else.
+ro_mode=
+if [ "$(id -u)" != 0 ]; then
+    ro_mode=chmod
+elif mkdir -p "$TMP/ro-probe" && unshare -m sh -c 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" &&
+        ! touch "$0/x" 2>/dev/null' "$TMP/ro-probe" 2>/dev/null; then
+    ro_mode=mount
+fi
+ro() { # ro DIR COMMAND...: runs COMMAND with DIR (and all below it) read-only
+    local d=$1 r
+    shift
+    case $ro_mode in
+    mount) unshare -m sh -c 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"' "$d" "$@" ;;
+    chmod) chmod -R a-w "$d"; "$@"; r=$?; chmod -R u+w "$d"; return $r ;;
+    esac
+}
+kro() { ro "$1" "$KILN" "${@:2}" >"$TMP/out" 2>&1; rc=$?; } # kro DIR kiln-args...
+
+t_read_only_runs() {
+    if [ -z "$ro_mode" ]; then
+        echo "  SKIPPED: root without unshare -m / mount here: no way to make a folder read-only"
+        return
+    fi
+    local a=$TMP/archive run
+    mkdir -p "$a" && cp -a "$R/." "$a/"
+    run=$(ls -d "$a"/tiny/lr-0.1-* | head -1)
+    rm -f "$run"/eval-*.json
+    local before
+    before=$(cat "$a/kiln.db"* | md5sum)
+    kro "$a" runs list --runs-dir "$a"
+    check "runs list: exit 0 (rc $rc)" [ $rc = 0 ]
+    check "runs list: the run" has "lr-0.1-"
+    check "runs list: says the folder is read-only" has "is read-only"
+    kro "$a" runs show lr-0.1 --runs-dir "$a"
+    check "runs show: exit 0 (rc $rc)" [ $rc = 0 ]
+    check "runs show: params" has "optimizer.adam.learning_rate"
+    kro "$a" runs show "$run"
+    check "runs show by folder: exit 0 (rc $rc)" [ $rc = 0 ]
+    kro "$a" runs compare lr-0.1 lr-0.1 --runs-dir "$a"
+    check "runs compare: exit 0 (rc $rc)" [ $rc = 0 ]
+    kro "$a" models list --runs-dir "$a"
+    check "models list: exit 0 (rc $rc)" [ $rc = 0 ]
+    check "models list: the model" has "clf"
+    kro "$a" models resolve models:/clf@production --runs-dir "$a"
+    check "models resolve: exit 0 (rc $rc)" [ $rc = 0 ]
+    kro "$a" eval "$run"
+    check "eval: exit 0 (rc $rc)" [ $rc = 0 ]
+    check "eval: the metrics" has "accuracy"
+    check "eval: a warning that they are not saved" has "warning: eval-test.json not written"
+    check "eval: no eval-test.json" [ ! -e "$run/eval-test.json" ]
+    kro "$a" export "$run"
+    check "export into the read-only run: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "export: says where else" has "export elsewhere with --to DIR"
+    kro "$a" export "$run" --to "$TMP/exported"
+    check "export elsewhere: exit 0 (rc $rc)" [ $rc = 0 ]
+    kro "$a" train --resume "$run" --quiet
+    check "resume of a read-only run: a runtime failure, exit 1 (rc $rc)" [ $rc = 1 ]
+    kro "$a" runs rm lr-0.1 --runs-dir "$a" --yes
+    check "runs rm: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "runs rm: says why" has "is read-only"
+    check "runs rm: the folder stays" [ -d "$run" ]
+    kro "$a" models alias clf 1 staging --runs-dir "$a"
+    check "models alias: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "kiln.db unchanged" [ "$(cat "$a/kiln.db"* | md5sum)" = "$before" ]
+    rm -f "$a"/kiln.db*
+    kro "$a" runs list --runs-dir "$a"
+    check "run folders without a kiln.db: exit 0 (rc $rc)" [ $rc = 0 ]
+    check "run folders without a kiln.db: the run" has "lr-0.1-"
+    check "no kiln.db made" [ ! -e "$a/kiln.db" ]
+    # busy: another process holds the run's writer lock (flock(1) on the folder, as kiln does)
+    flock "$run" "$KILN" train --resume "$run" --quiet >"$TMP/out" 2>&1
+    rc=$?
+    check "resume of a busy run: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "resume of a busy run: says so" has "open for writing in another process"
+    flock "$run" "$KILN" runs rm "$run" --yes >"$TMP/out" 2>&1
+    rc=$?
+    check "runs rm of a busy run: exit 1 (rc $rc)" [ $rc = 1 ]
+    check "runs rm of a busy run: says so" has "being written by another process"
+}
+
+# A run works from any directory: relative data paths are taken relative to the config file
+# (those given with --set relative to the current directory) and stored absolute.
+t_portable_run() {
+    local p=$TMP/project d n
+    mkdir -p "$p/data" "$TMP/elsewhere" "$TMP/other"
+    cp "$TMP/train.csv" "$TMP/test.csv" "$p/data/"
+    sed 's|path: train.csv|path: data/train.csv|; s|path: test.csv|path: ./data/test.csv|' "$TMP/tiny.yaml" >"$p/exp.yaml"
+    (cd "$TMP" && "$KILN" train project/exp.yaml --runs-dir project/runs --name from-parent --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "trained from the parent directory (exit $rc)" [ $rc = 0 ]
+    (cd "$p" && "$KILN" train exp.yaml --runs-dir runs --name from-inside --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "trained from the config's directory (exit $rc)" [ $rc = 0 ]
+    cp "$TMP/test.csv" "$TMP/other/t.csv"
+    (cd "$TMP" && "$KILN" train project/exp.yaml --runs-dir project/runs --name with-set --set train.epochs=1 \
+        --set data.test.path=other/t.csv --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "a --set path is relative to the current directory (exit $rc)" [ $rc = 0 ]
+    (cd "$p" && "$KILN" train <(cat exp.yaml) --runs-dir runs --name from-pipe --set train.epochs=1 --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "a config from a pipe: paths relative to the current directory (exit $rc)" [ $rc = 0 ]
+    for d in "$p"/runs/tiny/*; do
+        n=$(basename "$d")
+        check "$n: config.yaml holds the absolute train path" grep -q "path: $p/data/train.csv" "$d/config.yaml"
+        check "$n: no relative path left" bash -c "! grep -Eq 'path: [^/]' '$d/config.yaml'"
+        (cd "$TMP/elsewhere" && "$KILN" eval "$d" --quiet) >"$TMP/out" 2>&1
+        rc=$?
+        check "$n: eval from elsewhere (exit $rc)" [ $rc = 0 ]
+        (cd "$TMP/elsewhere" && "$KILN" export "$d" --to "$TMP/elsewhere/exp-$n") >"$TMP/out" 2>&1
+        rc=$?
+        check "$n: export from elsewhere (exit $rc)" [ $rc = 0 ]
+    done
+    check "four runs" [ "$(ls "$p"/runs/tiny | wc -l)" = 4 ]
+    check "the --set path" grep -q "path: $TMP/other/t.csv" "$p"/runs/tiny/with-set-*/config.yaml
+}
+
 run_test t_list
 run_test t_sort
 run_test t_filter
@@ -257,4 +375,6 @@ run_test t_rm
 run_test t_pre_registry_folders
 run_test t_garbage_registry
 run_test t_two_trainings_at_once
+run_test t_portable_run
+run_test t_read_only_runs
 finish
