@@ -290,6 +290,16 @@ static void test_v1(void) {
                    "\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}");
     req(&c, "GET", "/v1/models/m/labels/canary", NULL);
     CHECK_HAS(&c, "{\"version\":\"2\"");
+    /* "01" is version 1, as in TF Serving (\d+ read by SimpleAtoi) */
+    req(&c, "GET", "/v1/models/m/versions/001", NULL);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, "{\"model_version_status\":[{\"version\":\"1\",\"state\":\"AVAILABLE\","
+                   "\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}");
+    /* an unknown label is a bad request (TF Serving: INVALID_ARGUMENT), naming the known ones */
+    req(&c, "GET", "/v1/models/m/labels/stabel", NULL);
+    CHECK_STATUS(&c, 400);
+    CHECK_BODY(&c, "{\"error\": \"Unrecognized servable version label: stabel (model m has labels "
+                   "stable, canary)\"}");
 
     req(&c, "GET", "/v1/models/m/versions/1/metadata", NULL);
     CHECK_STATUS(&c, 200);
@@ -318,6 +328,9 @@ static void test_v1(void) {
     req(&c, "POST", "/v1/models/m/labels/stable:predict", body);
     CHECK_BODY(&c, want);
     req(&c, "POST", "/v1/models/m/versions/1:predict", body);
+    CHECK_BODY(&c, want);
+    req(&c, "POST", "/v1/models/m/versions/01:predict", body);
+    CHECK_STATUS(&c, 200);
     CHECK_BODY(&c, want);
     free(want);
     free(body);
@@ -393,9 +406,14 @@ static void test_v2(void) {
     CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
     req(&c, "GET", "/v2/models/m/versions/4/ready", NULL);
     CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
+    req(&c, "GET", "/v2/models/m/versions/04/ready", NULL); /* "04" is version 4 (Triton) */
+    CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
+    req(&c, "GET", "/v2/models/m/versions/004", NULL);
+    CHECK_BODY(&c, meta);
+    /* a version never seen is unknown, as for the other routes: 404 {"error"} */
     req(&c, "GET", "/v2/models/m/versions/5/ready", NULL);
-    CHECK_STATUS(&c, 503);
-    CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":false}");
+    CHECK_STATUS(&c, 404);
+    CHECK_BODY(&c, "{\"error\": \"Servable not found for request: Specific(m, 5)\"}");
 
     /* infer with every datatype, flat and nested data, an id, requested outputs */
     float x[2 * ROW];
@@ -482,13 +500,26 @@ static void test_errors(void) {
         {"POST", "/v1/models/nope:predict", "{\"instances\": [[1]]}", 404, "nope"},
         {"POST", "/v1/models/m/versions/9:predict", "{\"instances\": [[1]]}", 404,
          "Specific(m, 9)"},
-        {"POST", "/v1/models/m/versions/01:predict", "{}", 400, "not a positive integer"},
-        {"POST", "/v1/models/m/labels/prod:predict", "{}", 404, "label: prod"},
+        /* TF Serving's codes and words (http_rest_api_handler.cc, server_core.cc) */
+        {"POST", "/v1/models/m/versions/x1:predict", "{}", 400,
+         "Malformed request: POST /v1/models/m/versions/x1:predict"},
+        {"GET", "/v1/models/m/versions/99999999999999999999", NULL, 400,
+         "Failed to convert version: 99999999999999999999 to numeric."},
+        {"POST", "/v1/models/m/labels/prod:predict", "{}", 400,
+         "Unrecognized servable version label: prod (model m has no labels)"},
+        {"GET", "/v1/models/m/labels/prod", NULL, 400, "Unrecognized servable version label"},
+        {"GET", "/v1/models/m/labels/prod/metadata", NULL, 400, "version label: prod"},
+        {"GET", "/v1/models", NULL, 400, "Missing model name in request."},
+        {"GET", "/v1/models/", NULL, 400, "Malformed request: GET /v1/models/"},
+        {"GET", "/v1/models/m/versions/0", NULL, 404, "Could not find version 0 of model m"},
         {"GET", "/v1/models/m/versions/9", NULL, 404, "Could not find version 9 of model m"},
+        {"GET", "/v2/models/m/versions/9/ready", NULL, 404, "Specific(m, 9)"},
+        {"GET", "/v2/models/m/versions/x/ready", NULL, 400, "version 'x'"},
         {"GET", "/v1/models/m:predict", NULL, 405, "use POST"},
         {"POST", "/v1/models/m", "{}", 405, "use GET"},
         {"POST", "/v1/models/m:classify", "{}", 400, "use :predict"},
-        {"GET", "/v1/other", NULL, 404, "no route"},
+        {"GET", "/v1/other", NULL, 400, "Malformed request: GET /v1/other"},
+        {"GET", "/v2/other", NULL, 404, "no route"},
         {"GET", "/v2/models/nope", NULL, 404, "Model nope not found"},
         {"POST", "/v2/models/m/infer", "{\"inputs\": [{\"name\": \"input\", \"shape\": [1, 16], "
                                        "\"datatype\": \"FP16\", \"data\": [1]}]}",
@@ -552,7 +583,10 @@ static void test_errors(void) {
     req(&c, "GET", "/monitoring/prometheus/metrics", NULL);
     CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"1\",api=\"v1_predict\",code=\"400\"} ");
     CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"1\",api=\"v1_predict\",code=\"200\"} 1\n");
-    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\",code=\"404\"} 2\n");
+    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\","
+                  "code=\"404\"} 1\n");
+    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\","
+                  "code=\"400\"} 1\n"); /* the unknown label */
     CHECK_HAS(&c, "kiln_model_version_loaded{model=\"m\",version=\"1\"} 1\n");
     CHECK_HAS(&c, "kiln_request_duration_seconds_bucket{model=\"m\",api=\"v1_predict\",le=\"+Inf\"}");
     CHECK_HAS(&c, "kiln_batch_size_bucket{model=\"m\",le=\"1\"} 1\n");
