@@ -345,6 +345,25 @@ static void test_formats(void) {
     kiln_shape one = kiln_shape_make(1, (int64_t[]){1});
     CHECK(kiln_instances_fits(NULL, 0, &one));
 
+    /* the batch rule kiln serve shares: [N, ...instance], the message names both shapes */
+    kiln_shape t = kiln_shape_make(3, (int64_t[]){5, 28, 28});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(2, (int64_t[]){5, 784});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(4, (int64_t[]){2, 1, 28, 28});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(3, (int64_t[]){1, 28, 27});
+    CHECK(kiln_instances_check_batch("instances", &t, &row, "m") == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("instances: each instance has shape [28, 27], but model m's input row is "
+                  "[1, 28, 28] (784 values): give instances in that shape or flat lists of 784 "
+                  "numbers");
+    t = kiln_shape_make(1, (int64_t[]){784});
+    CHECK(kiln_instances_check_batch("x", &t, &row, NULL) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("x: each instance has shape [], but the model's input row is [1, 28, 28]");
+    t = kiln_shape_make(0, NULL);
+    CHECK(kiln_instances_check_batch("x", &t, &row, NULL) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("x: expected a list of instances, got a number");
+
     /* sniffing in read_data: the same instance as CSV, JSON, PGM */
     kiln_instances_spec sp = spec_of(2, (int64_t[]){1, 2});
     kiln_instances in = {0};

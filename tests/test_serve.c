@@ -350,6 +350,22 @@ static void test_v1(void) {
     CHECK_BODY(&c, want);
     free(want);
 
+    /* the same instance without its leading 1: [4, 4] for the row [1, 4, 4] (the rule of
+     * kiln predict: dims of size 1 come and go) */
+    kiln_sbuf_clear(&b);
+    kiln_sbuf_puts(&b, "{\"instances\": [[");
+    for (int i = 0; i < 4; i++) {
+        kiln_sbuf_puts(&b, i ? ",[" : "[");
+        for (int j = 0; j < 4; j++) kiln_sbuf_printf(&b, "%s%g", j ? "," : "", x[i * 4 + j]);
+        kiln_sbuf_putc(&b, ']');
+    }
+    kiln_sbuf_puts(&b, "]]}");
+    want = expected_tf_row(base, 2, x, 1);
+    req(&c, "POST", "/v1/models/m:predict", b.data);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, want);
+    free(want);
+
     /* columnar: {"inputs": [[...]]} answers {"outputs": {...}} */
     kiln_sbuf_clear(&b);
     kiln_sbuf_puts(&b, "{\"inputs\": [[");
@@ -439,6 +455,20 @@ static void test_v2(void) {
         free(want);
         kiln_sbuf_free(&b);
     }
+    /* instances of shape [4, 4] for the row [1, 4, 4]: [2, 4, 4] */
+    {
+        kiln_sbuf b = KILN_SBUF_INIT;
+        kiln_sbuf_puts(&b, "{\"inputs\": [{\"name\": \"input\", \"shape\": [2, 4, 4], "
+                           "\"datatype\": \"FP32\", \"data\": [");
+        for (int i = 0; i < 2 * ROW; i++) kiln_sbuf_printf(&b, "%s%g", i ? "," : "", x[i]);
+        kiln_sbuf_puts(&b, "]}]}");
+        char *want = expected_v2(base, 4, x, 2, NULL, 7);
+        req(&c, "POST", "/v2/models/m/infer", b.data);
+        CHECK_STATUS(&c, 200);
+        CHECK_BODY(&c, want);
+        free(want);
+        kiln_sbuf_free(&b);
+    }
     /* BOOL values (0/1 pixels) and a requested subset, flat [1, 16] */
     float ones[ROW];
     kiln_sbuf b = KILN_SBUF_INIT;
@@ -487,7 +517,17 @@ static void test_errors(void) {
         {"POST", "/v1/models/m:predict", "{\"instances\": [[1, 2,", 400, "line 1"},
         {"POST", "/v1/models/m:predict", "", 400, "\"error\""},
         {"POST", "/v1/models/m:predict", "{\"instances\": [[1, 2, 3]]}", 400,
-         "each instance must have shape [1, 4, 4] (or be 16 flat values)"},
+         "instances: each instance has shape [3], but model m's input row is [1, 4, 4] (16 "
+         "values): give instances in that shape or flat lists of 16 numbers"},
+        {"POST", "/v1/models/m:predict", "{\"instances\": [[[1, 2], [3, 4]]]}", 400,
+         "instances: each instance has shape [2, 2], but model m's input row is [1, 4, 4]"},
+        {"POST", "/v1/models/m:predict", "{\"inputs\": [[[1, 2], [3, 4]]]}", 400,
+         "inputs: each instance has shape [2, 2], but"},
+        {"POST", "/v2/models/m/infer", "{\"inputs\": [{\"name\": \"input\", \"shape\": [4, 4], "
+                                       "\"datatype\": \"FP32\", \"data\": [0,0,0,0,0,0,0,0,0,0,0,"
+                                       "0,0,0,0,0]}]}",
+         400, "input 'input' (shape [4, 4]: the instances along the first dim): each instance has "
+              "shape [4], but model m's input row is [1, 4, 4]"},
         {"POST", "/v1/models/m:predict", "{\"instances\": []}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict", "{\"instances\": [[\"a\", 1]]}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict",

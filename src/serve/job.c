@@ -70,25 +70,16 @@ static kiln_status check_input(serve_job *j) {
         return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')",
                           t->name, v->model->name, in->name);
     if (t->type == KILN_TJ_BYTES) return decode_images(j, t);
-    int ok = t->shape.ndim >= 1 && t->shape.dims[0] >= 1;
-    if (ok && t->shape.ndim == in->shape.ndim)
-        for (int d = 1; d < in->shape.ndim; d++) ok &= t->shape.dims[d] == in->shape.dims[d];
-    else if (ok)
-        ok = t->shape.ndim == 2 && t->shape.dims[1] == v->in_row;
-    if (!ok) {
-        char got[96], row[96];
-        kiln_shape_str(&v->row, row, sizeof row);
-        kiln_shape_str(&t->shape, got, sizeof got);
-        const char *what = j->api == API_V2                         ? "input 'input'"
-                           : j->req.format == KILN_TJ_TF_ROW ? "instances"
-                                                             : "inputs";
-        if (t->shape.ndim >= 1 && t->shape.dims[0] == 0)
-            return kiln_error(KILN_ERR_INVALID, "%s: no instances (shape %s)", what, got);
-        return kiln_error(KILN_ERR_INVALID,
-                          "%s: shape %s does not fit model %s: each instance must have shape %s "
-                          "(or be %lld flat values), with the instances along the first dim",
-                          what, got, v->model->name, row, (long long)v->in_row);
-    }
+    /* the rule `kiln predict` applies to the same instances */
+    char what[200], s[96];
+    if (j->api == API_V2)
+        snprintf(what, sizeof what, "input '%s' (shape %s: the instances along the first dim)",
+                 in->name, kiln_shape_str(&t->shape, s, sizeof s));
+    else
+        snprintf(what, sizeof what, "%s",
+                 j->req.format == KILN_TJ_TF_ROW ? "instances" : "inputs");
+    kiln_status st = kiln_instances_check_batch(what, &t->shape, &v->row, v->model->name);
+    if (st) return st;
     j->rows = t->shape.dims[0];
     j->x = t->data;
     return KILN_OK;

@@ -105,6 +105,33 @@ EOF
     stop_server
 }
 
+# One rule for the shape of an instance in kiln serve and kiln predict: [28, 28] fits the model's
+# [1, 28, 28] in both, and a misfit names the instance's shape and the row.
+t_serve_instance_shapes() {
+    [ -d "$TMP/fm-export" ] || { echo "  (needs t_serve_exports_while_training)" >&2; test_failed=1; return; }
+    python3 -c '
+import json, sys
+px = json.load(open(sys.argv[1]))["instances"][0]
+rows = [px[i * 28:(i + 1) * 28] for i in range(28)]
+json.dump({"instances": [rows]}, open(sys.argv[2], "w"))
+json.dump({"instances": [[r[:27] for r in rows]]}, open(sys.argv[3], "w"))
+' "$TMP/boot.json" "$TMP/boot28.json" "$TMP/boot27.json"
+    serve --model_base_path "$TMP/fm-export" --model_name fmnist || { test_failed=1; return; }
+    call POST /v1/models/fmnist:predict "$TMP/boot.json"
+    cp "$TMP/body" "$TMP/flat.answer"
+    call POST /v1/models/fmnist:predict "$TMP/boot28.json"
+    check "serve: a [28, 28] instance for [1, 28, 28]: 200" [ "$code" = 200 ]
+    check "serve: the same answer as 784 flat values" cmp -s "$TMP/body" "$TMP/flat.answer"
+    call POST /v1/models/fmnist:predict "$TMP/boot27.json"
+    check "serve: [28, 27]: 400" [ "$code" = 400 ]
+    check "serve: names the instance's shape and the row" body_has "instances: each instance has shape [28, 27], but model fmnist's input row is [1, 28, 28] (784 values)"
+    k predict --server "http://127.0.0.1:$PORT" --model fmnist --json "$TMP/boot28.json"
+    check "predict --server: the [28, 28] instance, exit 0" [ $rc = 0 ] && check "predict: the boot" has '"class": "Ankle boot"'
+    k predict --model_dir "$TMP/fm-export" "$TMP/boot27.json"
+    check "predict: [28, 27] exits 2" [ $rc = 2 ] && check "predict: the same words" has "instances: each instance has shape [28, 27], but the model's input row is [1, 28, 28] (784 values)"
+    stop_server
+}
+
 t_serve_registry_alias() {
     local run
     run=$(ls -d "$TMP"/runs/small/*/ 2>/dev/null | head -1)
@@ -156,6 +183,7 @@ t_serve_errors() {
 
 run_test t_serve_exports_while_training
 run_test t_serve_config_file_and_batching
+run_test t_serve_instance_shapes
 run_test t_serve_registry_alias
 run_test t_serve_errors
 finish
