@@ -350,6 +350,32 @@ static void test_v1(void) {
     CHECK_BODY(&c, want);
     free(want);
 
+    /* NaN, Infinity and -Infinity in a request, as TF Serving takes them (api_rest.md, "JSON
+     * conformance"); the answer is what the model makes of them, written the same way */
+    {
+        float nf[2 * ROW];
+        memcpy(nf, x, sizeof nf);
+        nf[3] = NAN, nf[ROW + 5] = INFINITY, nf[ROW + 6] = -INFINITY;
+        kiln_sbuf_clear(&b);
+        kiln_sbuf_puts(&b, "{\"instances\": [");
+        for (int i = 0; i < 2 * ROW; i++) {
+            kiln_sbuf_puts(&b, i % ROW ? "," : i ? "],[" : "[");
+            if (isnan(nf[i]))
+                kiln_sbuf_puts(&b, "NaN");
+            else if (isinf(nf[i]))
+                kiln_sbuf_puts(&b, nf[i] > 0 ? "Infinity" : "-Infinity");
+            else
+                kiln_sbuf_printf(&b, "%g", nf[i]);
+        }
+        kiln_sbuf_puts(&b, "]]}");
+        want = expected_tf_row(base, 2, nf, 2);
+        req(&c, "POST", "/v1/models/m:predict", b.data);
+        CHECK_STATUS(&c, 200);
+        CHECK_BODY(&c, want);
+        CHECK_HAS(&c, "NaN"); /* a NaN pixel makes NaN logits */
+        free(want);
+    }
+
     /* the same instance without its leading 1: [4, 4] for the row [1, 4, 4] (the rule of
      * kiln predict: dims of size 1 come and go) */
     kiln_sbuf_clear(&b);
@@ -531,7 +557,11 @@ static void test_errors(void) {
         {"POST", "/v1/models/m:predict", "{\"instances\": []}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict", "{\"instances\": [[\"a\", 1]]}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict",
-         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}", 400, "\"error\""},
+         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,\"0\"]]}", 400,
+         "instances[0][15]: expected a number, got a string"},
+        {"POST", "/v1/models/m:predict",
+         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,Nan]]}", 400,
+         "invalid JSON at line 1, column 49"},
         {"POST", "/v1/models/m:predict",
          "{\"signature_name\": \"other\", \"instances\": [[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}",
          400, "Serving signature name: \\\"other\\\" not found"},

@@ -438,15 +438,9 @@ static void test_tf_errors(void) {
                  "instances[0][1]: expected a string or {\"b64\": ...}, got a number");
     CHECK_TF_ERR("{\"instances\": [[1, null]]}", "instances[0][1]: expected a number, got null");
     CHECK_TF_ERR("{\"instances\": [[1, true]]}", "instances[0][1]: expected a number, got true");
-    CHECK_TF_ERR("{\"instances\": [[1, NaN]]}",
-                 "instances[0][1]: NaN and Infinity are not accepted as inputs (JSON has no such "
-                 "numbers); send finite numbers");
-    CHECK_TF_ERR("{\"instances\": [[1, -Infinity]]}",
-                 "instances[0][1]: NaN and Infinity are not accepted as inputs (JSON has no such "
-                 "numbers); send finite numbers");
-    CHECK_TF_ERR(
-        "{\"instances\": [[1, \"NaN\"]]}",
-        "instances[0][1]: NaN and Infinity are not accepted as inputs; send finite numbers");
+    CHECK_TF_ERR("{\"instances\": [[1, \"NaN\"]]}",
+                 "instances[0][1]: expected a number, got a string (NaN, Infinity and -Infinity go "
+                 "without quotes)");
     CHECK_TF_ERR("{\"instances\": [1e39]}", "instances[0]: 1e39 is out of float32 range");
     CHECK_TF_ERR("{\"instances\": []}", "instances: empty list");
     CHECK_TF_ERR("{\"instances\": [[]]}",
@@ -505,6 +499,54 @@ static void test_tf_errors(void) {
                  "instances[0]: b64: invalid base64 length 5");
     CHECK_TF_ERR("{\"instances\": [{\"b64\": \"ab=\"}]}",
                  "instances[0]: b64: invalid base64 length 3");
+}
+
+/* TF Serving's "JSON conformance" (api_rest.md): NaN, Infinity and -Infinity stand for numbers
+ * in requests (rapidjson's kParseNanAndInfFlag, which also takes -NaN, Inf and -Inf), as in
+ * Triton; float inputs take them, integer ones refuse them, and answers write them back. */
+static void test_nonfinite(void) {
+    kiln_tj_request r;
+    CHECK_OK(tf("{\"instances\": [[1.0, -3.14, NaN, Infinity, -Infinity, Inf, -Inf, -NaN]],"
+                " \"other\": {\"x\": [NaN, -Infinity]}}",
+                &r));
+    const float *f = r.n_inputs == 1 ? r.inputs[0].data : NULL;
+    CHECK(f && shape_is(&r.inputs[0], 2, (int64_t[]){1, 8}));
+    if (f) {
+        CHECK(f[0] == 1.0f && f[1] == -3.14f && isnan(f[2]) && isnan(f[7]));
+        CHECK(f[3] == INFINITY && f[4] == -INFINITY && f[5] == INFINITY && f[6] == -INFINITY);
+    }
+    kiln_tj_request_free(&r);
+    CHECK_OK(tf("{\"inputs\": {\"a\": [NaN], \"b\": [[Infinity,1],[2,-Infinity]]}}", &r));
+    CHECK(r.n_inputs == 2 && isnan(((float *)r.inputs[0].data)[0]));
+    CHECK(r.n_inputs == 2 && ((float *)r.inputs[1].data)[3] == -INFINITY);
+    kiln_tj_request_free(&r);
+    CHECK_OK(v2("{\"inputs\": [{\"name\": \"x\", \"shape\": [3], \"datatype\": \"FP64\", "
+                "\"data\": [NaN, Infinity, -Infinity]}]}",
+                &r));
+    f = r.n_inputs == 1 ? r.inputs[0].data : NULL;
+    CHECK(f && isnan(f[0]) && f[1] == INFINITY && f[2] == -INFINITY);
+    kiln_tj_request_free(&r);
+    /* a literal beyond the range is still an error (rapidjson: "Number too big") */
+    CHECK_TF_ERR("{\"instances\": [1e400]}", "instances[0]: 1e400 is out of float32 range");
+    CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [2], \"datatype\": \"INT32\", "
+                 "\"data\": [1, NaN]}]}",
+                 "input 'x' data[1]: NaN is not an integer (datatype INT32)");
+    CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [NaN], \"datatype\": \"FP32\", "
+                 "\"data\": [1]}]}",
+                 "input 'x' shape: expected a number, got NaN or Infinity");
+#define NOT_A_TOKEN "expected a value (NaN, Infinity or -Infinity?)"
+    CHECK_TF_ERR("{\"instances\": [Nan]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [NaNa]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [Infinit]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [1], \"x\": -Infinityy}",
+                 "invalid JSON at line 1, column 25: " NOT_A_TOKEN);
+    /* written back as TF Serving and Triton write them */
+    kiln_sbuf b = KILN_SBUF_INIT;
+    float odd[3] = {NAN, INFINITY, -INFINITY};
+    kiln_tj_output o = {"y", KILN_TJ_F32, kiln_shape_make(1, (int64_t[]){3}), odd};
+    CHECK_OK(kiln_tj_write_v2(&b, "m", NULL, NULL, &o, 1));
+    CHECK(b.data && strstr(b.data, "\"data\":[NaN,Infinity,-Infinity]"));
+    kiln_sbuf_free(&b);
 }
 
 static void test_v2_requests(void) {
@@ -829,6 +871,7 @@ int main(void) {
     RUN(test_tf_columns);
     RUN(test_schema_types);
     RUN(test_tf_errors);
+    RUN(test_nonfinite);
     RUN(test_v2_requests);
     RUN(test_writers);
     RUN(test_integer_fast_path);

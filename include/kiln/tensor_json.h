@@ -34,11 +34,14 @@
  * Bytes inputs: a JSON string gives its UTF-8 bytes; {"b64": "..."} gives the decoded bytes
  * (standard or URL-safe alphabet, padding optional).
  *
- * NaN and Infinity: JSON has no such numbers. TF Serving accepts the bare tokens NaN, Infinity
- * and -Infinity; kiln refuses them in requests (and strings such as "NaN" where numbers belong)
- * with a 400 message naming the position: a non-finite input is almost always a client bug, and
- * saying so beats answering NaN. Outputs are written as the model produced them: a non-finite
- * float becomes NaN, Infinity or -Infinity, as TF Serving writes them (Python's json reads them).
+ * NaN and Infinity: JSON has no such numbers, but TF Serving (api_rest.md, "JSON conformance")
+ * and Triton read the bare tokens NaN, Infinity and -Infinity (rapidjson's kParseNanAndInfFlag,
+ * which also takes -NaN, Inf and -Inf) wherever a number may stand, and so does kiln: float
+ * inputs (FP32, FP64, and the float32 the schema asks for) take them; integer and BOOL inputs,
+ * shapes and strings refuse them ("NaN is not an integer (datatype INT32)"; "NaN" in quotes is a
+ * string). A literal too large for the type (1e400) is still an error. Outputs are written as
+ * the model produced them: a non-finite float becomes NaN, Infinity or -Infinity, as both write
+ * them (Python's json reads them).
  *
  * Errors name where in the body: "instances[3][1]: expected 28 values, got 27",
  * "inputs.image[0][2]: expected a number, got a string", "input 'x' data[5]: 1.5 is not an

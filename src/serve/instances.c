@@ -240,7 +240,7 @@ static kiln_status json_instances(const char *text, size_t len, const kiln_insta
                                   int one_only, kiln_tj_tensor *t, int64_t *n) {
     memset(t, 0, sizeof *t);
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) text += 3, len -= 3; /* a UTF-8 BOM */
-    js_cur c = {text, text, text + len, 0};
+    js_cur c = {text, text, text + len};
     int ch = js_peek(&c);
     kiln_status st;
     char a[96], b[160];

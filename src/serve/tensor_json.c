@@ -288,9 +288,7 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
                 }
                 js_peek(&c);
                 *slot = c.p;
-                c.nonfinite_ok = 1; /* the walk names them, with their path */
                 st = js_skip_bracketed(&c); /* the walk checks what is inside */
-                c.nonfinite_ok = 0;
                 if (st) goto fail;
             } else if (tj_key_is(&x.key, "signature_name")) {
                 if (out->signature_name) {

@@ -101,9 +101,7 @@ static kiln_status v2_input(tj_parse_ctx *x, js_cur *c, int idx) {
                 if (!(dup = data != NULL)) {
                     js_peek(c);
                     data = c->p;
-                    c->nonfinite_ok = 1;
                     st = js_skip_value(c, 3);
-                    c->nonfinite_ok = 0;
                     if (st) goto out;
                     data_end = c->p;
                 }
@@ -140,7 +138,7 @@ static kiln_status v2_input(tj_parse_ctx *x, js_cur *c, int idx) {
     if ((st = tj_add_builder(x, name, root, 0, 0, decl, where, &b))) goto out;
     int64_t numel = kiln_shape_numel(&shape), room = (data_end - data) / 2 + 1;
     if ((st = tj_builder_reserve(b, numel < room ? numel : room))) goto out;
-    js_cur dc = {c->base, data, c->end, 0};
+    js_cur dc = {c->base, data, c->end};
     if ((st = tj_walk(b, &dc, 0))) goto out;
     if (b->count != numel) {
         char s[96];
@@ -231,9 +229,7 @@ kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema 
                 }
                 js_peek(&c);
                 *slot = c.p;
-                c.nonfinite_ok = 1; /* the walk names them, with their path */
                 st = js_skip_bracketed(&c); /* the walk checks what is inside */
-                c.nonfinite_ok = 0;
                 if (st) goto fail;
             } else if (tj_key_is(&x.key, "id")) {
                 if (out->id) {

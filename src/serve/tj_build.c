@@ -1,7 +1,8 @@
 /* tj_build.c — tensor builders: nested JSON lists into typed buffers (tj_internal.h).
  *
  * Leaves are converted on the spot: numbers to the target type with range checks (float32
- * range; integers must be integral and fit), strings and {"b64": ...} objects to bytes. v2
+ * range, though the NaN and Infinity tokens pass into float inputs as TF Serving and Triton let
+ * them; integers must be integral and fit), strings and {"b64": ...} objects to bytes. v2
  * leaves are first checked against the declared datatype (tj_dtype). Buffers grow by doubling,
  * so a body of n values costs O(n) time and about one value's size per value in memory.
  */
@@ -198,7 +199,7 @@ static kiln_status put_number(tj_builder *b, const js_num *n, int depth) {
         if ((t->kind == TJ_INT || t->kind == TJ_UINT) &&
             (n->is_int ? ((double)n->i < t->lo || (double)n->i > t->hi) : (d < t->lo || d > t->hi)))
             return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
-        if (t->kind == TJ_FLOAT && !isfinite(d))
+        if (t->kind == TJ_FLOAT && !isfinite(d) && !n->nonfinite) /* 1e999, not Infinity */
             return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
     }
     kiln_status st = grow(b, 8);
@@ -207,7 +208,8 @@ static kiln_status put_number(tj_builder *b, const js_num *n, int depth) {
     switch (b->type) {
     case KILN_TJ_F32: {
         float f = (float)d;
-        if (!isfinite(f)) return at(b, depth, "%.*s is out of float32 range", tl, n->text);
+        if (!isfinite(f) && !n->nonfinite)
+            return at(b, depth, "%.*s is out of float32 range", tl, n->text);
         memcpy(o, &f, 4);
         b->len += 4;
         return KILN_OK;
@@ -251,12 +253,13 @@ static kiln_status put_bool(tj_builder *b, int v, int depth) {
 /* One leaf at the cursor, of kind k. */
 static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
     kiln_status st;
-    if (b->auto_type && (k == JS_NUMBER || k == JS_STRING || k == JS_OBJECT)) {
-        b->type = k == JS_NUMBER ? KILN_TJ_F32 : KILN_TJ_BYTES;
+    if (b->auto_type && (k == JS_NUMBER || k == JS_NONFINITE || k == JS_STRING || k == JS_OBJECT)) {
+        b->type = k == JS_NUMBER || k == JS_NONFINITE ? KILN_TJ_F32 : KILN_TJ_BYTES;
         b->auto_type = 0;
     }
     switch (k) {
-    case JS_NUMBER: {
+    case JS_NUMBER:
+    case JS_NONFINITE: { /* NaN and Infinity as TF Serving and Triton take them */
         js_num n;
         if ((st = js_number(c, &n))) return st;
         st = put_number(b, &n, depth);
@@ -265,8 +268,8 @@ static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
     case JS_STRING:
         if (b->type != KILN_TJ_BYTES || (b->decl && b->decl->kind != TJ_BYTES_DT)) {
             if (spells_nonfinite(c))
-                return at(b, depth,
-                          "NaN and Infinity are not accepted as inputs; send finite numbers");
+                return at(b, depth, "expected %s, got a string (NaN, Infinity and -Infinity go "
+                          "without quotes)", want(b));
             return at(b, depth, "expected %s, got a string", want(b));
         }
         if ((st = js_string(c, &b->scratch))) return st; /* decoded, then appended */
@@ -289,10 +292,6 @@ static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
         break;
     case JS_NULL:
         return at(b, depth, "expected %s, got null", want(b));
-    case JS_NONFINITE:
-        return at(b, depth,
-                  "NaN and Infinity are not accepted as inputs (JSON has no such "
-                  "numbers); send finite numbers");
     default:
         return js_syntax(c, "expected a value");
     }
