@@ -428,7 +428,8 @@ static void test_v2(void) {
     client c;
     client_init(&c, kiln_serve_port(s));
     req(&c, "GET", "/v2", NULL);
-    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION "\",\"extensions\":[]}");
+    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
+                   "\",\"extensions\":[\"binary_tensor_data\"]}");
     req(&c, "GET", "/v2/health/live", NULL);
     CHECK_STATUS(&c, 200);
     CHECK_BODY(&c, "{\"live\":true}");
@@ -912,6 +913,260 @@ static void test_batching_queue(void) {
     free(w3), free(w1), free(b3), free(b2), free(b1);
 }
 
+/* ---- Triton's binary tensor data extension ---- */
+
+typedef struct {
+    long status;
+    kiln_sbuf body, headers;
+} bin_answer;
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    kiln_sbuf_put(ud, p, sz * n);
+    return sz * n;
+}
+
+/* POST body (len bytes, any content) with "Inference-Header-Content-Length: header_len" when
+ * header_len >= 0; the answer's status, body and raw headers into a (freed by the caller). */
+static void post_bin(int port, const char *path, const void *body, size_t len, long header_len,
+                     bin_answer *a) {
+    char url[256], h[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    memset(a, 0, sizeof *a);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    if (header_len >= 0) {
+        snprintf(h, sizeof h, "Inference-Header-Content-Length: %ld", header_len);
+        hs = curl_slist_append(hs, h);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+}
+
+static void bin_answer_free(bin_answer *a) {
+    kiln_sbuf_free(&a->body);
+    kiln_sbuf_free(&a->headers);
+}
+
+/* The answer kiln must give, byte for byte: outputs of version v for rows x [rows, ROW], those
+ * in want (bits 1 output, 2 probabilities, 4 classes), those in binary as binary data. */
+static void expected_v2_bin(const char *base, int64_t v, const float *x, int rows, unsigned want,
+                            unsigned binary, kiln_sbuf *b, size_t *json_len) {
+    float out[64 * K], probs[64 * K];
+    const char *names[64];
+    expect(base, v, x, rows, out, probs);
+    classes_of(probs, rows, names);
+    kiln_tj_output all[3] =
+        {{"output", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){rows, K}), out, 0},
+         {"probabilities", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){rows, K}), probs, 0},
+         {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){rows}), names, 0}},
+                   o[3];
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (want & (1u << i)) o[n] = all[i], o[n++].binary = (binary >> i) & 1;
+    char vs[24];
+    snprintf(vs, sizeof vs, "%lld", (long long)v);
+    CHECK_OK(kiln_tj_write_v2_binary(b, "m", vs, NULL, o, n, json_len));
+}
+
+/* Little-endian bytes of float32 values (the wire order, whatever the host's). */
+static void put_le_f32(kiln_sbuf *b, const float *x, int n) {
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        char v[4] = {(char)u, (char)(u >> 8), (char)(u >> 16), (char)(u >> 24)};
+        kiln_sbuf_put(b, v, 4);
+    }
+}
+
+#define CHECK_SAME_BYTES(a, want)                                                                  \
+    CHECK_MSG((a)->body.len == (want)->len &&                                                      \
+                  memcmp((a)->body.data, (want)->data, (want)->len) == 0,                          \
+              "answer (%zu bytes) differs from the expected (%zu bytes): %.*s", (a)->body.len,     \
+              (want)->len, (int)(a)->body.len, (a)->body.data ? (a)->body.data : "")
+
+static void test_binary_tensor_data(void) {
+    const char *base = at("bin");
+    export_version(base, 1);
+    kiln_serve_model m = {.name = "m", .base_path = base};
+    kiln_server *s = start(&m, 1, 0, (kiln_serve_batching){0});
+    if (!s) return;
+    int port = kiln_serve_port(s);
+    client c;
+    client_init(&c, port);
+    req(&c, "GET", "/v2", NULL);
+    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
+                   "\",\"extensions\":[\"binary_tensor_data\"]}");
+    float x[2 * ROW];
+    instances(x, 2, 11);
+    x[5] = 0.5f; /* a value no integer datatype could carry */
+
+    /* what tritonclient sends by default: FP32 input as binary data, no outputs named, so
+     * "binary_data_output": true; every output comes back as binary data after the JSON */
+    kiln_sbuf body = KILN_SBUF_INIT, want = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,1,4,4],\"datatype\":"
+                          "\"FP32\",\"parameters\":{\"binary_data_size\":128}}],"
+                          "\"parameters\":{\"binary_data_output\":true}}");
+    long hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    bin_answer a;
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, hl, &a);
+    size_t json_len = 0;
+    expected_v2_bin(base, 1, x, 2, 7, 7, &want, &json_len);
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    char h[64];
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK_MSG(a.headers.data && strstr(a.headers.data, h), "headers lack %s: %s", h,
+              a.headers.data ? a.headers.data : "");
+    CHECK(a.headers.data && strstr(a.headers.data, "Content-Type: application/octet-stream\r\n"));
+    /* the binary outputs hold what the JSON answer says, to the bit */
+    CHECK(json_len > 0 && strstr(want.data, "\"binary_data_size\":24}"));
+    bin_answer_free(&a);
+
+    /* outputs named: probabilities as binary data, classes as JSON; UINT8 input, binary */
+    float px[ROW];
+    instances(px, 1, 12);
+    unsigned char u8[ROW];
+    for (int i = 0; i < ROW; i++) u8[i] = (unsigned char)px[i];
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    kiln_sbuf_puts(&body,
+                   "{\"id\":\"7\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],"
+                   "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":16}}],"
+                   "\"outputs\":[{\"name\":\"classes\",\"parameters\":{\"binary_data\":false}},"
+                   "{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":true}}]}");
+    hl = (long)body.len;
+    kiln_sbuf_put(&body, (const char *)u8, ROW);
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, hl, &a);
+    {
+        float out[K], probs[K];
+        const char *names[1];
+        expect(base, 1, px, 1, out, probs);
+        classes_of(probs, 1, names);
+        kiln_tj_output o[2] = {
+            {"probabilities", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){1, K}), probs, 1},
+            {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){1}), names, 0}};
+        CHECK_OK(kiln_tj_write_v2_binary(&want, "m", "1", "7", o, 2, &json_len));
+    }
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK(a.headers.data && strstr(a.headers.data, h));
+    bin_answer_free(&a);
+
+    /* the header with JSON alone (nothing binary either way): a plain JSON answer */
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":"
+                          "\"FP32\",\"data\":[");
+    for (int i = 0; i < ROW; i++) kiln_sbuf_printf(&body, "%s%g", i ? "," : "", x[i]);
+    kiln_sbuf_puts(&body, "]}]}");
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, (long)body.len, &a);
+    expected_v2_bin(base, 1, x, 1, 7, 0, &want, &json_len);
+    CHECK(a.status == 200);
+    CHECK_SAME_BYTES(&a, &want);
+    CHECK(a.headers.data && !strstr(a.headers.data, "Inference-Header-Content-Length") &&
+          strstr(a.headers.data, "Content-Type: application/json"));
+    bin_answer_free(&a);
+
+    /* a raw binary request (header 0): the body is one FP32 instance; outputs binary */
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    put_le_f32(&body, x + ROW, ROW);
+    post_bin(port, "/v2/models/m/versions/1/infer", body.data, body.len, 0, &a);
+    expected_v2_bin(base, 1, x + ROW, 1, 7, 7, &want, &json_len);
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    bin_answer_free(&a);
+
+    /* refusals: 400 {"error"}, naming what was wrong */
+    struct {
+        const char *json;
+        size_t extra; /* binary bytes after the JSON */
+        long header;  /* -2: the JSON's length; -1: no header */
+        const char *has;
+    } bad[] = {
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         64, -1, "(binary tensor data after it needs the Inference-Header-Content-Length header)"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         0, -1,
+         "binary_data_size\\\" is given, but the request has no Inference-Header-Content-Length"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         60, -2, "binary_data_size is 64, but only 60 bytes"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         68, -2, "4 bytes of binary data after the JSON belong to no input"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         64, 100000, "Inference-Header-Content-Length: '100000' is not a length from 0 to"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"data\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}",
+         8, -1, "unexpected data after the JSON object (binary tensor data after it needs"},
+        {"", 60, 0, "raw binary request: input 'input': 16 FP32 values take 64 bytes, got 60"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        kiln_sbuf_clear(&body);
+        kiln_sbuf_puts(&body, bad[i].json);
+        long hdr = bad[i].header == -2 ? (long)body.len : bad[i].header;
+        for (size_t k = 0; k < bad[i].extra; k++) kiln_sbuf_putc(&body, 0);
+        post_bin(port, "/v2/models/m/infer", body.data, body.len, hdr, &a);
+        CHECK_MSG(a.status == 400 && a.body.data && strstr(a.body.data, bad[i].has) &&
+                      strncmp(a.body.data, "{\"error\"", 8) == 0,
+                  "case %zu: %ld %s (wanted 400 with '%s')", i, a.status,
+                  a.body.data ? a.body.data : "", bad[i].has);
+        bin_answer_free(&a);
+    }
+    kiln_sbuf_free(&body);
+    kiln_sbuf_free(&want);
+    client_free(&c);
+    kiln_serve_stop(s);
+
+    /* the same through the batcher (the answer is written on a batch thread) */
+    s = start(&m, 1, 0,
+              (kiln_serve_batching){.enabled = 1,
+                                    .max_batch_size = 8,
+                                    .batch_timeout_micros = 100,
+                                    .num_batch_threads = 1,
+                                    .max_enqueued_batches = 4});
+    if (!s) return;
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,16],\"datatype\":"
+                          "\"FP32\",\"parameters\":{\"binary_data_size\":128}}]}");
+    hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    post_bin(kiln_serve_port(s), "/v2/models/m/infer", body.data, body.len, hl, &a);
+    expected_v2_bin(base, 1, x, 2, 7, 0, &want, &json_len); /* no binary outputs asked */
+    CHECK(a.status == 200 && a.body.data && same_answer(a.body.data, want.data));
+    bin_answer_free(&a);
+    kiln_sbuf_clear(&body);
+    kiln_sbuf_puts(&body,
+                   "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,16],\"datatype\":"
+                   "\"FP32\",\"parameters\":{\"binary_data_size\":128}}],"
+                   "\"outputs\":[{\"name\":\"classes\",\"parameters\":{\"binary_data\":true}}]}");
+    hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    post_bin(kiln_serve_port(s), "/v2/models/m/infer", body.data, body.len, hl, &a);
+    kiln_sbuf_clear(&want);
+    expected_v2_bin(base, 1, x, 2, 4, 4, &want, &json_len); /* classes: no float rounding */
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK(a.headers.data && strstr(a.headers.data, h));
+    bin_answer_free(&a);
+    kiln_sbuf_free(&body);
+    kiln_sbuf_free(&want);
+    kiln_serve_stop(s);
+}
+
 /* ---- encoded images: {"b64": ...} instances ---- */
 
 static void png_collect(void *ctx, void *data, int size) {
@@ -1103,6 +1358,7 @@ int main(void) {
     RUN(test_hot_reload_under_load);
     RUN(test_hot_reload_batched);
     RUN(test_batching_queue);
+    RUN(test_binary_tensor_data);
     RUN(test_images);
     RUN(test_config_files);
     RUN(test_bad_config);

@@ -438,7 +438,7 @@ void serve_route(void *ctx, const kiln_http_request *req, kiln_http_response *re
         c.api = "v2_server";
         if (!wrong_method(resp, req, 0))
             kiln_http_body_static(resp, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
-                                        "\",\"extensions\":[]}");
+                                        "\",\"extensions\":[\"binary_tensor_data\"]}");
     } else if (strcmp(p, "/v2/health/live") == 0) {
         c.api = "v2_health";
         if (!wrong_method(resp, req, 0)) kiln_http_body_static(resp, "{\"live\":true}");

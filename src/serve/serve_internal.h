@@ -160,6 +160,7 @@ typedef struct serve_job {
     int64_t rows;
     float *out, *probs; /* [rows, out_row] each; probs NULL without probabilities */
     unsigned want;      /* which outputs to write: bits OUT_* */
+    unsigned binary;    /* v2: which of them go as binary tensor data: bits OUT_* */
     struct timespec start;
     kiln_http_deferred *token; /* batched: the parked request */
     struct timespec queued;

@@ -34,6 +34,7 @@ void kiln_tj_request_free(kiln_tj_request *r) {
     free(r->inputs);
     for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i]);
     free(r->outputs);
+    free(r->outputs_binary);
     free(r->signature_name);
     free(r->id);
     memset(r, 0, sizeof *r);
@@ -141,6 +142,7 @@ void tj_ctx_init(tj_parse_ctx *x, const kiln_tj_schema *schema) {
     /* the builders past x->nb are never read: no need to clear 64 of them */
     x->schema = schema, x->signature = NULL, x->nb = 0;
     x->key = (kiln_sbuf)KILN_SBUF_INIT;
+    x->bin = NULL, x->bin_len = x->bin_off = 0, x->has_bin = 0;
 }
 
 void tj_ctx_free(tj_parse_ctx *x) {
