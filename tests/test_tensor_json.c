@@ -711,6 +711,33 @@ static void test_v2_binary(void) {
           KILN_ERR_INVALID);
     CHECK_ERR_HAS("raw binary request: input 'in': 2 FP32 values take 8 bytes, got 4");
 
+    /* noise as binary data of every datatype: refused or read, never read past the body */
+    static const char *dts[] = {"BOOL", "UINT8", "INT16", "UINT32", "INT64",
+                                "FP32", "FP64",  "BYTES", "UINT64"};
+    uint64_t rnd = 0x2545f4914f6cdd1dull;
+    for (int it = 0; it < 3000; it++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        const char *dt = dts[rnd % 9];
+        size_t n = (size_t)(rnd >> 8) % 40, numel = 1 + (size_t)(rnd >> 20) % 6;
+        size_t claim = (rnd >> 30) % 4 ? n : (size_t)(rnd >> 40) % 48;
+        char json[256];
+        int jl = snprintf(json, sizeof json,
+                          "{\"inputs\":[{\"name\":\"x\",\"shape\":[%zu],\"datatype\":\"%s\","
+                          "\"parameters\":{\"binary_data_size\":%zu}}]}",
+                          numel, dt, claim);
+        char *body = malloc((size_t)jl + n);
+        memcpy(body, json, (size_t)jl);
+        for (size_t k = 0; k < n; k++) {
+            rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+            body[jl + k] = (char)(k % 4 == 1 ? 0 : rnd); /* small BYTES lengths now and then */
+        }
+        if (kiln_tj_parse_v2_binary(body, (size_t)jl + n, (size_t)jl, NULL, &r) == KILN_OK) {
+            CHECK(r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == (int64_t)numel);
+            kiln_tj_request_free(&r);
+        }
+        free(body);
+    }
+
     /* answers: binary outputs after the JSON, in order; the JSON's length for the header */
     float probs[2] = {0.25f, -1.0f};
     const char *cls[2] = {"ant", ""};
