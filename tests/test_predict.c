@@ -142,7 +142,7 @@ static void test_json(void) {
         {"{\"instances\": [[0,1,2,3,4]]}", "each instance has shape [5]"},
         {"{\"instances\": [[0,1,2,3,4,5], [0,1]]}", "instances[1]: expected 6 values, got 2"},
         {"[[0,1,2,3,4,5], [0,1,2,3,4,\"x\"]]", "[1][5]: expected a number, got a string"},
-        {"[[0,1,2,3,4,5], [0,1,2,3,4,NaN]]", "NaN"},
+        {"[[0,1,2,3,4,5], [0,1,2,3,4,\"NaN\"]]", "got a string (NaN, Infinity and -Infinity go"},
         {"[[0,1,2],\n [3,4,5]", "line 2"},
         {"{\"instances\": [{\"image\": [0,1,2,3,4,5]}]}", "input 'image' is not the model's"},
         {"{\"inputs\": {\"input\": [[0,1,2,3,4,5]], \"x\": [[1,2,3,4,5,6]]}}", "2 named inputs"},
@@ -345,6 +345,25 @@ static void test_formats(void) {
     kiln_shape one = kiln_shape_make(1, (int64_t[]){1});
     CHECK(kiln_instances_fits(NULL, 0, &one));
 
+    /* the batch rule kiln serve shares: [N, ...instance], the message names both shapes */
+    kiln_shape t = kiln_shape_make(3, (int64_t[]){5, 28, 28});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(2, (int64_t[]){5, 784});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(4, (int64_t[]){2, 1, 28, 28});
+    CHECK_OK(kiln_instances_check_batch("instances", &t, &row, "m"));
+    t = kiln_shape_make(3, (int64_t[]){1, 28, 27});
+    CHECK(kiln_instances_check_batch("instances", &t, &row, "m") == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("instances: each instance has shape [28, 27], but model m's input row is "
+                  "[1, 28, 28] (784 values): give instances in that shape or flat lists of 784 "
+                  "numbers");
+    t = kiln_shape_make(1, (int64_t[]){784});
+    CHECK(kiln_instances_check_batch("x", &t, &row, NULL) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("x: each instance has shape [], but the model's input row is [1, 28, 28]");
+    t = kiln_shape_make(0, NULL);
+    CHECK(kiln_instances_check_batch("x", &t, &row, NULL) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("x: expected a list of instances, got a number");
+
     /* sniffing in read_data: the same instance as CSV, JSON, PGM */
     kiln_instances_spec sp = spec_of(2, (int64_t[]){1, 2});
     kiln_instances in = {0};
@@ -434,6 +453,10 @@ static size_t batter(const char *name, const unsigned char *data, size_t len,
     return shortest_ok;
 }
 
+/* Note (issue 11): Debian's libstb is built with assertions, and on some of the corrupt JPEGs
+ * below its Huffman decoder reads memory whose contents depend on the heap's past, then asserts
+ * (abort): one more JSON file read in test_json before this test was enough to make it abort
+ * here (MALLOC_PERTURB_=1 made it pass again). Left as it was found: reported, not fixed. */
 static void test_garbage(void) {
     enum { W = 6, H = 5 };
     unsigned char px[W * H * 3];
@@ -478,6 +501,25 @@ static void test_garbage(void) {
     }
 }
 
+
+/* A predict body that TF Serving takes is read, NaN and Infinity tokens included (its
+ * api_rest.md, "JSON conformance"): the JSON reader is the server's. (Run after test_garbage:
+ * see the note there.) */
+static void test_nonfinite_json(void) {
+    kiln_instances_spec sp = spec_of(3, (int64_t[]){1, 2, 3}); /* row of 6 */
+    kiln_instances nf = {0};
+    write_text(at("nonfinite.json"), "{\"instances\": [[0, 1, NaN, Infinity, -Infinity, 5]]}");
+    CHECK_OK(kiln_instances_read(&nf, at("nonfinite.json"), &sp));
+    CHECK(nf.n == 1 && nf.x[1] == 1 && isnan(nf.x[2]) && nf.x[3] == INFINITY && nf.x[5] == 5);
+    kiln_instances_free(&nf);
+    write_text(at("nonfinite.json"), "[0, 1, NaN, -Inf, Inf, -NaN]");
+    CHECK_OK(kiln_instances_read(&nf, at("nonfinite.json"), &sp));
+    CHECK(nf.n == 1 && isnan(nf.x[2]) && nf.x[3] == -INFINITY && isnan(nf.x[5]));
+    kiln_instances_free(&nf);
+    float x[6];
+    CHECK_OK(kiln_instances_parse_line("[1, 2, 3, 4, 5, NaN]", 20, &sp, x));
+    CHECK(x[4] == 5 && isnan(x[5]));
+}
 /* ---- the client, against canned answers ---- */
 
 typedef enum {
@@ -696,6 +738,7 @@ int main(void) {
     RUN(test_formats);
     RUN(test_lines);
     RUN(test_garbage);
+    RUN(test_nonfinite_json);
     RUN(test_client);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -290,6 +290,16 @@ static void test_v1(void) {
                    "\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}");
     req(&c, "GET", "/v1/models/m/labels/canary", NULL);
     CHECK_HAS(&c, "{\"version\":\"2\"");
+    /* "01" is version 1, as in TF Serving (\d+ read by SimpleAtoi) */
+    req(&c, "GET", "/v1/models/m/versions/001", NULL);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, "{\"model_version_status\":[{\"version\":\"1\",\"state\":\"AVAILABLE\","
+                   "\"status\":{\"error_code\":\"OK\",\"error_message\":\"\"}}]}");
+    /* an unknown label is a bad request (TF Serving: INVALID_ARGUMENT), naming the known ones */
+    req(&c, "GET", "/v1/models/m/labels/stabel", NULL);
+    CHECK_STATUS(&c, 400);
+    CHECK_BODY(&c, "{\"error\": \"Unrecognized servable version label: stabel (model m has labels "
+                   "stable, canary)\"}");
 
     req(&c, "GET", "/v1/models/m/versions/1/metadata", NULL);
     CHECK_STATUS(&c, 200);
@@ -319,6 +329,9 @@ static void test_v1(void) {
     CHECK_BODY(&c, want);
     req(&c, "POST", "/v1/models/m/versions/1:predict", body);
     CHECK_BODY(&c, want);
+    req(&c, "POST", "/v1/models/m/versions/01:predict", body);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, want);
     free(want);
     free(body);
 
@@ -331,6 +344,48 @@ static void test_v1(void) {
         kiln_sbuf_putc(&b, ']');
     }
     kiln_sbuf_puts(&b, "]]}]}");
+    want = expected_tf_row(base, 2, x, 1);
+    req(&c, "POST", "/v1/models/m:predict", b.data);
+    CHECK_STATUS(&c, 200);
+    CHECK_BODY(&c, want);
+    free(want);
+
+    /* NaN, Infinity and -Infinity in a request, as TF Serving takes them (api_rest.md, "JSON
+     * conformance"); the answer is what the model makes of them, written the same way */
+    {
+        float nf[2 * ROW];
+        memcpy(nf, x, sizeof nf);
+        nf[3] = NAN, nf[ROW + 5] = INFINITY, nf[ROW + 6] = -INFINITY;
+        kiln_sbuf_clear(&b);
+        kiln_sbuf_puts(&b, "{\"instances\": [");
+        for (int i = 0; i < 2 * ROW; i++) {
+            kiln_sbuf_puts(&b, i % ROW ? "," : i ? "],[" : "[");
+            if (isnan(nf[i]))
+                kiln_sbuf_puts(&b, "NaN");
+            else if (isinf(nf[i]))
+                kiln_sbuf_puts(&b, nf[i] > 0 ? "Infinity" : "-Infinity");
+            else
+                kiln_sbuf_printf(&b, "%g", nf[i]);
+        }
+        kiln_sbuf_puts(&b, "]]}");
+        want = expected_tf_row(base, 2, nf, 2);
+        req(&c, "POST", "/v1/models/m:predict", b.data);
+        CHECK_STATUS(&c, 200);
+        CHECK_BODY(&c, want);
+        CHECK_HAS(&c, "NaN"); /* a NaN pixel makes NaN logits */
+        free(want);
+    }
+
+    /* the same instance without its leading 1: [4, 4] for the row [1, 4, 4] (the rule of
+     * kiln predict: dims of size 1 come and go) */
+    kiln_sbuf_clear(&b);
+    kiln_sbuf_puts(&b, "{\"instances\": [[");
+    for (int i = 0; i < 4; i++) {
+        kiln_sbuf_puts(&b, i ? ",[" : "[");
+        for (int j = 0; j < 4; j++) kiln_sbuf_printf(&b, "%s%g", j ? "," : "", x[i * 4 + j]);
+        kiln_sbuf_putc(&b, ']');
+    }
+    kiln_sbuf_puts(&b, "]]}");
     want = expected_tf_row(base, 2, x, 1);
     req(&c, "POST", "/v1/models/m:predict", b.data);
     CHECK_STATUS(&c, 200);
@@ -373,7 +428,8 @@ static void test_v2(void) {
     client c;
     client_init(&c, kiln_serve_port(s));
     req(&c, "GET", "/v2", NULL);
-    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION "\",\"extensions\":[]}");
+    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
+                   "\",\"extensions\":[\"binary_tensor_data\"]}");
     req(&c, "GET", "/v2/health/live", NULL);
     CHECK_STATUS(&c, 200);
     CHECK_BODY(&c, "{\"live\":true}");
@@ -393,9 +449,14 @@ static void test_v2(void) {
     CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
     req(&c, "GET", "/v2/models/m/versions/4/ready", NULL);
     CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
+    req(&c, "GET", "/v2/models/m/versions/04/ready", NULL); /* "04" is version 4 (Triton) */
+    CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":true}");
+    req(&c, "GET", "/v2/models/m/versions/004", NULL);
+    CHECK_BODY(&c, meta);
+    /* a version never seen is unknown, as for the other routes: 404 {"error"} */
     req(&c, "GET", "/v2/models/m/versions/5/ready", NULL);
-    CHECK_STATUS(&c, 503);
-    CHECK_BODY(&c, "{\"name\":\"m\",\"ready\":false}");
+    CHECK_STATUS(&c, 404);
+    CHECK_BODY(&c, "{\"error\": \"Servable not found for request: Specific(m, 5)\"}");
 
     /* infer with every datatype, flat and nested data, an id, requested outputs */
     float x[2 * ROW];
@@ -415,6 +476,20 @@ static void test_v2(void) {
         char id[16];
         snprintf(id, sizeof id, "req-%d", t);
         char *want = expected_v2(base, 4, x, 2, id, 7);
+        req(&c, "POST", "/v2/models/m/infer", b.data);
+        CHECK_STATUS(&c, 200);
+        CHECK_BODY(&c, want);
+        free(want);
+        kiln_sbuf_free(&b);
+    }
+    /* instances of shape [4, 4] for the row [1, 4, 4]: [2, 4, 4] */
+    {
+        kiln_sbuf b = KILN_SBUF_INIT;
+        kiln_sbuf_puts(&b, "{\"inputs\": [{\"name\": \"input\", \"shape\": [2, 4, 4], "
+                           "\"datatype\": \"FP32\", \"data\": [");
+        for (int i = 0; i < 2 * ROW; i++) kiln_sbuf_printf(&b, "%s%g", i ? "," : "", x[i]);
+        kiln_sbuf_puts(&b, "]}]}");
+        char *want = expected_v2(base, 4, x, 2, NULL, 7);
         req(&c, "POST", "/v2/models/m/infer", b.data);
         CHECK_STATUS(&c, 200);
         CHECK_BODY(&c, want);
@@ -469,11 +544,25 @@ static void test_errors(void) {
         {"POST", "/v1/models/m:predict", "{\"instances\": [[1, 2,", 400, "line 1"},
         {"POST", "/v1/models/m:predict", "", 400, "\"error\""},
         {"POST", "/v1/models/m:predict", "{\"instances\": [[1, 2, 3]]}", 400,
-         "each instance must have shape [1, 4, 4] (or be 16 flat values)"},
+         "instances: each instance has shape [3], but model m's input row is [1, 4, 4] (16 "
+         "values): give instances in that shape or flat lists of 16 numbers"},
+        {"POST", "/v1/models/m:predict", "{\"instances\": [[[1, 2], [3, 4]]]}", 400,
+         "instances: each instance has shape [2, 2], but model m's input row is [1, 4, 4]"},
+        {"POST", "/v1/models/m:predict", "{\"inputs\": [[[1, 2], [3, 4]]]}", 400,
+         "inputs: each instance has shape [2, 2], but"},
+        {"POST", "/v2/models/m/infer", "{\"inputs\": [{\"name\": \"input\", \"shape\": [4, 4], "
+                                       "\"datatype\": \"FP32\", \"data\": [0,0,0,0,0,0,0,0,0,0,0,"
+                                       "0,0,0,0,0]}]}",
+         400, "input 'input' (shape [4, 4]: the instances along the first dim): each instance has "
+              "shape [4], but model m's input row is [1, 4, 4]"},
         {"POST", "/v1/models/m:predict", "{\"instances\": []}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict", "{\"instances\": [[\"a\", 1]]}", 400, "\"error\""},
         {"POST", "/v1/models/m:predict",
-         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}", 400, "\"error\""},
+         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,\"0\"]]}", 400,
+         "instances[0][15]: expected a number, got a string"},
+        {"POST", "/v1/models/m:predict",
+         "{\"instances\": [[NaN,0,0,0,0,0,0,0,0,0,0,0,0,0,0,Nan]]}", 400,
+         "invalid JSON at line 1, column 49"},
         {"POST", "/v1/models/m:predict",
          "{\"signature_name\": \"other\", \"instances\": [[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}",
          400, "Serving signature name: \\\"other\\\" not found"},
@@ -482,13 +571,26 @@ static void test_errors(void) {
         {"POST", "/v1/models/nope:predict", "{\"instances\": [[1]]}", 404, "nope"},
         {"POST", "/v1/models/m/versions/9:predict", "{\"instances\": [[1]]}", 404,
          "Specific(m, 9)"},
-        {"POST", "/v1/models/m/versions/01:predict", "{}", 400, "not a positive integer"},
-        {"POST", "/v1/models/m/labels/prod:predict", "{}", 404, "label: prod"},
+        /* TF Serving's codes and words (http_rest_api_handler.cc, server_core.cc) */
+        {"POST", "/v1/models/m/versions/x1:predict", "{}", 400,
+         "Malformed request: POST /v1/models/m/versions/x1:predict"},
+        {"GET", "/v1/models/m/versions/99999999999999999999", NULL, 400,
+         "Failed to convert version: 99999999999999999999 to numeric."},
+        {"POST", "/v1/models/m/labels/prod:predict", "{}", 400,
+         "Unrecognized servable version label: prod (model m has no labels)"},
+        {"GET", "/v1/models/m/labels/prod", NULL, 400, "Unrecognized servable version label"},
+        {"GET", "/v1/models/m/labels/prod/metadata", NULL, 400, "version label: prod"},
+        {"GET", "/v1/models", NULL, 400, "Missing model name in request."},
+        {"GET", "/v1/models/", NULL, 400, "Malformed request: GET /v1/models/"},
+        {"GET", "/v1/models/m/versions/0", NULL, 404, "Could not find version 0 of model m"},
         {"GET", "/v1/models/m/versions/9", NULL, 404, "Could not find version 9 of model m"},
+        {"GET", "/v2/models/m/versions/9/ready", NULL, 404, "Specific(m, 9)"},
+        {"GET", "/v2/models/m/versions/x/ready", NULL, 400, "version 'x'"},
         {"GET", "/v1/models/m:predict", NULL, 405, "use POST"},
         {"POST", "/v1/models/m", "{}", 405, "use GET"},
         {"POST", "/v1/models/m:classify", "{}", 400, "use :predict"},
-        {"GET", "/v1/other", NULL, 404, "no route"},
+        {"GET", "/v1/other", NULL, 400, "Malformed request: GET /v1/other"},
+        {"GET", "/v2/other", NULL, 404, "no route"},
         {"GET", "/v2/models/nope", NULL, 404, "Model nope not found"},
         {"POST", "/v2/models/m/infer", "{\"inputs\": [{\"name\": \"input\", \"shape\": [1, 16], "
                                        "\"datatype\": \"FP16\", \"data\": [1]}]}",
@@ -552,7 +654,10 @@ static void test_errors(void) {
     req(&c, "GET", "/monitoring/prometheus/metrics", NULL);
     CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"1\",api=\"v1_predict\",code=\"400\"} ");
     CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"1\",api=\"v1_predict\",code=\"200\"} 1\n");
-    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\",code=\"404\"} 2\n");
+    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\","
+                  "code=\"404\"} 1\n");
+    CHECK_HAS(&c, "kiln_requests_total{model=\"m\",version=\"\",api=\"v1_predict\","
+                  "code=\"400\"} 1\n"); /* the unknown label */
     CHECK_HAS(&c, "kiln_model_version_loaded{model=\"m\",version=\"1\"} 1\n");
     CHECK_HAS(&c, "kiln_request_duration_seconds_bucket{model=\"m\",api=\"v1_predict\",le=\"+Inf\"}");
     CHECK_HAS(&c, "kiln_batch_size_bucket{model=\"m\",le=\"1\"} 1\n");
@@ -808,6 +913,260 @@ static void test_batching_queue(void) {
     free(w3), free(w1), free(b3), free(b2), free(b1);
 }
 
+/* ---- Triton's binary tensor data extension ---- */
+
+typedef struct {
+    long status;
+    kiln_sbuf body, headers;
+} bin_answer;
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    kiln_sbuf_put(ud, p, sz * n);
+    return sz * n;
+}
+
+/* POST body (len bytes, any content) with "Inference-Header-Content-Length: header_len" when
+ * header_len >= 0; the answer's status, body and raw headers into a (freed by the caller). */
+static void post_bin(int port, const char *path, const void *body, size_t len, long header_len,
+                     bin_answer *a) {
+    char url[256], h[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    memset(a, 0, sizeof *a);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    if (header_len >= 0) {
+        snprintf(h, sizeof h, "Inference-Header-Content-Length: %ld", header_len);
+        hs = curl_slist_append(hs, h);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &a->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+}
+
+static void bin_answer_free(bin_answer *a) {
+    kiln_sbuf_free(&a->body);
+    kiln_sbuf_free(&a->headers);
+}
+
+/* The answer kiln must give, byte for byte: outputs of version v for rows x [rows, ROW], those
+ * in want (bits 1 output, 2 probabilities, 4 classes), those in binary as binary data. */
+static void expected_v2_bin(const char *base, int64_t v, const float *x, int rows, unsigned want,
+                            unsigned binary, kiln_sbuf *b, size_t *json_len) {
+    float out[64 * K], probs[64 * K];
+    const char *names[64];
+    expect(base, v, x, rows, out, probs);
+    classes_of(probs, rows, names);
+    kiln_tj_output all[3] =
+        {{"output", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){rows, K}), out, 0},
+         {"probabilities", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){rows, K}), probs, 0},
+         {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){rows}), names, 0}},
+                   o[3];
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (want & (1u << i)) o[n] = all[i], o[n++].binary = (binary >> i) & 1;
+    char vs[24];
+    snprintf(vs, sizeof vs, "%lld", (long long)v);
+    CHECK_OK(kiln_tj_write_v2_binary(b, "m", vs, NULL, o, n, json_len));
+}
+
+/* Little-endian bytes of float32 values (the wire order, whatever the host's). */
+static void put_le_f32(kiln_sbuf *b, const float *x, int n) {
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        char v[4] = {(char)u, (char)(u >> 8), (char)(u >> 16), (char)(u >> 24)};
+        kiln_sbuf_put(b, v, 4);
+    }
+}
+
+#define CHECK_SAME_BYTES(a, want)                                                                  \
+    CHECK_MSG((a)->body.len == (want)->len &&                                                      \
+                  memcmp((a)->body.data, (want)->data, (want)->len) == 0,                          \
+              "answer (%zu bytes) differs from the expected (%zu bytes): %.*s", (a)->body.len,     \
+              (want)->len, (int)(a)->body.len, (a)->body.data ? (a)->body.data : "")
+
+static void test_binary_tensor_data(void) {
+    const char *base = at("bin");
+    export_version(base, 1);
+    kiln_serve_model m = {.name = "m", .base_path = base};
+    kiln_server *s = start(&m, 1, 0, (kiln_serve_batching){0});
+    if (!s) return;
+    int port = kiln_serve_port(s);
+    client c;
+    client_init(&c, port);
+    req(&c, "GET", "/v2", NULL);
+    CHECK_BODY(&c, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
+                   "\",\"extensions\":[\"binary_tensor_data\"]}");
+    float x[2 * ROW];
+    instances(x, 2, 11);
+    x[5] = 0.5f; /* a value no integer datatype could carry */
+
+    /* what tritonclient sends by default: FP32 input as binary data, no outputs named, so
+     * "binary_data_output": true; every output comes back as binary data after the JSON */
+    kiln_sbuf body = KILN_SBUF_INIT, want = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,1,4,4],\"datatype\":"
+                          "\"FP32\",\"parameters\":{\"binary_data_size\":128}}],"
+                          "\"parameters\":{\"binary_data_output\":true}}");
+    long hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    bin_answer a;
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, hl, &a);
+    size_t json_len = 0;
+    expected_v2_bin(base, 1, x, 2, 7, 7, &want, &json_len);
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    char h[64];
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK_MSG(a.headers.data && strstr(a.headers.data, h), "headers lack %s: %s", h,
+              a.headers.data ? a.headers.data : "");
+    CHECK(a.headers.data && strstr(a.headers.data, "Content-Type: application/octet-stream\r\n"));
+    /* the binary outputs hold what the JSON answer says, to the bit */
+    CHECK(json_len > 0 && strstr(want.data, "\"binary_data_size\":24}"));
+    bin_answer_free(&a);
+
+    /* outputs named: probabilities as binary data, classes as JSON; UINT8 input, binary */
+    float px[ROW];
+    instances(px, 1, 12);
+    unsigned char u8[ROW];
+    for (int i = 0; i < ROW; i++) u8[i] = (unsigned char)px[i];
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    kiln_sbuf_puts(&body,
+                   "{\"id\":\"7\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],"
+                   "\"datatype\":\"UINT8\",\"parameters\":{\"binary_data_size\":16}}],"
+                   "\"outputs\":[{\"name\":\"classes\",\"parameters\":{\"binary_data\":false}},"
+                   "{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":true}}]}");
+    hl = (long)body.len;
+    kiln_sbuf_put(&body, (const char *)u8, ROW);
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, hl, &a);
+    {
+        float out[K], probs[K];
+        const char *names[1];
+        expect(base, 1, px, 1, out, probs);
+        classes_of(probs, 1, names);
+        kiln_tj_output o[2] = {
+            {"probabilities", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){1, K}), probs, 1},
+            {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){1}), names, 0}};
+        CHECK_OK(kiln_tj_write_v2_binary(&want, "m", "1", "7", o, 2, &json_len));
+    }
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK(a.headers.data && strstr(a.headers.data, h));
+    bin_answer_free(&a);
+
+    /* the header with JSON alone (nothing binary either way): a plain JSON answer */
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":"
+                          "\"FP32\",\"data\":[");
+    for (int i = 0; i < ROW; i++) kiln_sbuf_printf(&body, "%s%g", i ? "," : "", x[i]);
+    kiln_sbuf_puts(&body, "]}]}");
+    post_bin(port, "/v2/models/m/infer", body.data, body.len, (long)body.len, &a);
+    expected_v2_bin(base, 1, x, 1, 7, 0, &want, &json_len);
+    CHECK(a.status == 200);
+    CHECK_SAME_BYTES(&a, &want);
+    CHECK(a.headers.data && !strstr(a.headers.data, "Inference-Header-Content-Length") &&
+          strstr(a.headers.data, "Content-Type: application/json"));
+    bin_answer_free(&a);
+
+    /* a raw binary request (header 0): the body is one FP32 instance; outputs binary */
+    kiln_sbuf_clear(&body), kiln_sbuf_clear(&want);
+    put_le_f32(&body, x + ROW, ROW);
+    post_bin(port, "/v2/models/m/versions/1/infer", body.data, body.len, 0, &a);
+    expected_v2_bin(base, 1, x + ROW, 1, 7, 7, &want, &json_len);
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    bin_answer_free(&a);
+
+    /* refusals: 400 {"error"}, naming what was wrong */
+    struct {
+        const char *json;
+        size_t extra; /* binary bytes after the JSON */
+        long header;  /* -2: the JSON's length; -1: no header */
+        const char *has;
+    } bad[] = {
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         64, -1, "(binary tensor data after it needs the Inference-Header-Content-Length header)"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         0, -1,
+         "binary_data_size\\\" is given, but the request has no Inference-Header-Content-Length"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         60, -2, "binary_data_size is 64, but only 60 bytes"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         68, -2, "4 bytes of binary data after the JSON belong to no input"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"parameters\":{\"binary_data_size\":64}}]}",
+         64, 100000, "Inference-Header-Content-Length: '100000' is not a length from 0 to"},
+        {"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,16],\"datatype\":\"FP32\","
+         "\"data\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}",
+         8, -1, "unexpected data after the JSON object (binary tensor data after it needs"},
+        {"", 60, 0, "raw binary request: input 'input': 16 FP32 values take 64 bytes, got 60"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        kiln_sbuf_clear(&body);
+        kiln_sbuf_puts(&body, bad[i].json);
+        long hdr = bad[i].header == -2 ? (long)body.len : bad[i].header;
+        for (size_t k = 0; k < bad[i].extra; k++) kiln_sbuf_putc(&body, 0);
+        post_bin(port, "/v2/models/m/infer", body.data, body.len, hdr, &a);
+        CHECK_MSG(a.status == 400 && a.body.data && strstr(a.body.data, bad[i].has) &&
+                      strncmp(a.body.data, "{\"error\"", 8) == 0,
+                  "case %zu: %ld %s (wanted 400 with '%s')", i, a.status,
+                  a.body.data ? a.body.data : "", bad[i].has);
+        bin_answer_free(&a);
+    }
+    kiln_sbuf_free(&body);
+    kiln_sbuf_free(&want);
+    client_free(&c);
+    kiln_serve_stop(s);
+
+    /* the same through the batcher (the answer is written on a batch thread) */
+    s = start(&m, 1, 0,
+              (kiln_serve_batching){.enabled = 1,
+                                    .max_batch_size = 8,
+                                    .batch_timeout_micros = 100,
+                                    .num_batch_threads = 1,
+                                    .max_enqueued_batches = 4});
+    if (!s) return;
+    kiln_sbuf_puts(&body, "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,16],\"datatype\":"
+                          "\"FP32\",\"parameters\":{\"binary_data_size\":128}}]}");
+    hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    post_bin(kiln_serve_port(s), "/v2/models/m/infer", body.data, body.len, hl, &a);
+    expected_v2_bin(base, 1, x, 2, 7, 0, &want, &json_len); /* no binary outputs asked */
+    CHECK(a.status == 200 && a.body.data && same_answer(a.body.data, want.data));
+    bin_answer_free(&a);
+    kiln_sbuf_clear(&body);
+    kiln_sbuf_puts(&body,
+                   "{\"inputs\":[{\"name\":\"input\",\"shape\":[2,16],\"datatype\":"
+                   "\"FP32\",\"parameters\":{\"binary_data_size\":128}}],"
+                   "\"outputs\":[{\"name\":\"classes\",\"parameters\":{\"binary_data\":true}}]}");
+    hl = (long)body.len;
+    put_le_f32(&body, x, 2 * ROW);
+    post_bin(kiln_serve_port(s), "/v2/models/m/infer", body.data, body.len, hl, &a);
+    kiln_sbuf_clear(&want);
+    expected_v2_bin(base, 1, x, 2, 4, 4, &want, &json_len); /* classes: no float rounding */
+    CHECK_MSG(a.status == 200, "status %ld: %s", a.status, a.body.data ? a.body.data : "");
+    CHECK_SAME_BYTES(&a, &want);
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu\r\n", json_len);
+    CHECK(a.headers.data && strstr(a.headers.data, h));
+    bin_answer_free(&a);
+    kiln_sbuf_free(&body);
+    kiln_sbuf_free(&want);
+    kiln_serve_stop(s);
+}
+
 /* ---- encoded images: {"b64": ...} instances ---- */
 
 static void png_collect(void *ctx, void *data, int size) {
@@ -999,6 +1358,7 @@ int main(void) {
     RUN(test_hot_reload_under_load);
     RUN(test_hot_reload_batched);
     RUN(test_batching_queue);
+    RUN(test_binary_tensor_data);
     RUN(test_images);
     RUN(test_config_files);
     RUN(test_bad_config);

@@ -438,15 +438,9 @@ static void test_tf_errors(void) {
                  "instances[0][1]: expected a string or {\"b64\": ...}, got a number");
     CHECK_TF_ERR("{\"instances\": [[1, null]]}", "instances[0][1]: expected a number, got null");
     CHECK_TF_ERR("{\"instances\": [[1, true]]}", "instances[0][1]: expected a number, got true");
-    CHECK_TF_ERR("{\"instances\": [[1, NaN]]}",
-                 "instances[0][1]: NaN and Infinity are not accepted as inputs (JSON has no such "
-                 "numbers); send finite numbers");
-    CHECK_TF_ERR("{\"instances\": [[1, -Infinity]]}",
-                 "instances[0][1]: NaN and Infinity are not accepted as inputs (JSON has no such "
-                 "numbers); send finite numbers");
-    CHECK_TF_ERR(
-        "{\"instances\": [[1, \"NaN\"]]}",
-        "instances[0][1]: NaN and Infinity are not accepted as inputs; send finite numbers");
+    CHECK_TF_ERR("{\"instances\": [[1, \"NaN\"]]}",
+                 "instances[0][1]: expected a number, got a string (NaN, Infinity and -Infinity go "
+                 "without quotes)");
     CHECK_TF_ERR("{\"instances\": [1e39]}", "instances[0]: 1e39 is out of float32 range");
     CHECK_TF_ERR("{\"instances\": []}", "instances: empty list");
     CHECK_TF_ERR("{\"instances\": [[]]}",
@@ -505,6 +499,269 @@ static void test_tf_errors(void) {
                  "instances[0]: b64: invalid base64 length 5");
     CHECK_TF_ERR("{\"instances\": [{\"b64\": \"ab=\"}]}",
                  "instances[0]: b64: invalid base64 length 3");
+}
+
+/* TF Serving's "JSON conformance" (api_rest.md): NaN, Infinity and -Infinity stand for numbers
+ * in requests (rapidjson's kParseNanAndInfFlag, which also takes -NaN, Inf and -Inf), as in
+ * Triton; float inputs take them, integer ones refuse them, and answers write them back. */
+static void test_nonfinite(void) {
+    kiln_tj_request r;
+    CHECK_OK(tf("{\"instances\": [[1.0, -3.14, NaN, Infinity, -Infinity, Inf, -Inf, -NaN]],"
+                " \"other\": {\"x\": [NaN, -Infinity]}}",
+                &r));
+    const float *f = r.n_inputs == 1 ? r.inputs[0].data : NULL;
+    CHECK(f && shape_is(&r.inputs[0], 2, (int64_t[]){1, 8}));
+    if (f) {
+        CHECK(f[0] == 1.0f && f[1] == -3.14f && isnan(f[2]) && isnan(f[7]));
+        CHECK(f[3] == INFINITY && f[4] == -INFINITY && f[5] == INFINITY && f[6] == -INFINITY);
+    }
+    kiln_tj_request_free(&r);
+    CHECK_OK(tf("{\"inputs\": {\"a\": [NaN], \"b\": [[Infinity,1],[2,-Infinity]]}}", &r));
+    CHECK(r.n_inputs == 2 && isnan(((float *)r.inputs[0].data)[0]));
+    CHECK(r.n_inputs == 2 && ((float *)r.inputs[1].data)[3] == -INFINITY);
+    kiln_tj_request_free(&r);
+    CHECK_OK(v2("{\"inputs\": [{\"name\": \"x\", \"shape\": [3], \"datatype\": \"FP64\", "
+                "\"data\": [NaN, Infinity, -Infinity]}]}",
+                &r));
+    f = r.n_inputs == 1 ? r.inputs[0].data : NULL;
+    CHECK(f && isnan(f[0]) && f[1] == INFINITY && f[2] == -INFINITY);
+    kiln_tj_request_free(&r);
+    /* a literal beyond the range is still an error (rapidjson: "Number too big") */
+    CHECK_TF_ERR("{\"instances\": [1e400]}", "instances[0]: 1e400 is out of float32 range");
+    CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [2], \"datatype\": \"INT32\", "
+                 "\"data\": [1, NaN]}]}",
+                 "input 'x' data[1]: NaN is not an integer (datatype INT32)");
+    CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [NaN], \"datatype\": \"FP32\", "
+                 "\"data\": [1]}]}",
+                 "input 'x' shape: expected a number, got NaN or Infinity");
+#define NOT_A_TOKEN "expected a value (NaN, Infinity or -Infinity?)"
+    CHECK_TF_ERR("{\"instances\": [Nan]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [NaNa]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [Infinit]}", "invalid JSON at line 1, column 16: " NOT_A_TOKEN);
+    CHECK_TF_ERR("{\"instances\": [1], \"x\": -Infinityy}",
+                 "invalid JSON at line 1, column 25: " NOT_A_TOKEN);
+    /* written back as TF Serving and Triton write them */
+    kiln_sbuf b = KILN_SBUF_INIT;
+    float odd[3] = {NAN, INFINITY, -INFINITY};
+    kiln_tj_output o = {"y", KILN_TJ_F32, kiln_shape_make(1, (int64_t[]){3}), odd};
+    CHECK_OK(kiln_tj_write_v2(&b, "m", NULL, NULL, &o, 1));
+    CHECK(b.data && strstr(b.data, "\"data\":[NaN,Infinity,-Infinity]"));
+    kiln_sbuf_free(&b);
+}
+
+/* ---- Triton's binary tensor data extension ---- */
+
+/* body = json + bin (bin_len bytes); parses with the JSON's length as the header says. */
+static kiln_status v2_bin(const char *json, const void *bin, size_t bin_len, kiln_tj_request *r,
+                          const kiln_tj_schema *schema) {
+    static char body[4096];
+    size_t n = strlen(json);
+    memcpy(body, json, n);
+    memcpy(body + n, bin, bin_len);
+    return kiln_tj_parse_v2_binary(body, n + bin_len, n, schema, r);
+}
+
+#define CHECK_BIN_ERR(json, bin, bin_len, want)                                                    \
+    do {                                                                                           \
+        kiln_tj_request r_;                                                                        \
+        kiln_status s_ = v2_bin(json, bin, bin_len, &r_, NULL);                                    \
+        CHECK_MSG(s_ != KILN_OK && strstr(kiln_last_error(), want),                                \
+                  "%s\n    got:  %s\n    want: %s", json, s_ ? kiln_last_error() : "(accepted)",   \
+                  want);                                                                           \
+        if (!s_) kiln_tj_request_free(&r_);                                                        \
+    } while (0)
+
+static void test_v2_binary(void) {
+    kiln_tj_request r;
+    /* the spec's example: UINT32 [2, 2] and BOOL [3] as binary data, output0 asked as binary */
+    const unsigned char ex[19] = {1, 0, 0,    0,    2,    0,    0, 0, 0, 1,
+                                  0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0, 1};
+    CHECK_OK(
+        v2_bin("{\"model_name\": \"mymodel\", \"inputs\": [{\"name\": \"input0\", "
+               "\"shape\": [2, 2], \"datatype\": \"UINT32\", \"parameters\": "
+               "{\"binary_data_size\": 16}}, {\"name\": \"input1\", \"shape\": [3], "
+               "\"datatype\": \"BOOL\", \"parameters\": {\"binary_data_size\": 3}}], "
+               "\"outputs\": [{\"name\": \"output0\", \"parameters\": {\"binary_data\": true}}]}",
+               ex, sizeof ex, &r, NULL));
+    CHECK(r.n_inputs == 2 && shape_is(&r.inputs[0], 2, (int64_t[]){2, 2}));
+    CHECK(r.n_inputs == 2 && floats_are(&r.inputs[0], (float[]){1, 2, 256, 4294967295.0f}, 4));
+    CHECK(r.n_inputs == 2 && floats_are(&r.inputs[1], (float[]){1, 0, 1}, 3));
+    CHECK(r.n_outputs == 1 && r.outputs_binary && r.outputs_binary[0] == 1);
+    kiln_tj_request_free(&r);
+
+    /* FP32 (little-endian, NaN kept), FP64, INT8, INT64, a JSON input between binary ones */
+    const unsigned char f32[8] = {0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0xc0, 0x7f}; /* 1.5, NaN */
+    unsigned char mix[8 + 8 + 2 + 8];
+    memcpy(mix, f32, 8);
+    const double d = -0.25;
+    uint64_t du;
+    memcpy(&du, &d, 8);
+    for (int k = 0; k < 8; k++) mix[8 + k] = (unsigned char)(du >> (8 * k));
+    mix[16] = 0x80, mix[17] = 0x7f; /* INT8 -128, 127 */
+    const unsigned char i64[8] = {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* -2 */
+    memcpy(mix + 18, i64, 8);
+    CHECK_OK(v2_bin("{\"inputs\": ["
+                    "{\"name\": \"a\", \"shape\": [2], \"datatype\": \"FP32\", "
+                    "\"parameters\": {\"binary_data_size\": 8, \"other\": [1]}},"
+                    "{\"name\": \"j\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [7]},"
+                    "{\"name\": \"b\", \"shape\": [1], \"datatype\": \"FP64\", "
+                    "\"parameters\": {\"binary_data_size\": 8}},"
+                    "{\"parameters\": {\"binary_data_size\": 2}, \"name\": \"c\", \"shape\": [2], "
+                    "\"datatype\": \"INT8\"},"
+                    "{\"name\": \"e\", \"shape\": [1, 1], \"datatype\": \"INT64\", "
+                    "\"parameters\": {\"binary_data_size\": 8}}],"
+                    "\"parameters\": {\"binary_data_output\": true}}",
+                    mix, sizeof mix, &r, NULL));
+    const float *a = r.n_inputs == 5 ? r.inputs[0].data : NULL;
+    CHECK(a && a[0] == 1.5f && isnan(a[1]));
+    CHECK(r.n_inputs == 5 && floats_are(&r.inputs[1], (float[]){7}, 1));
+    CHECK(r.n_inputs == 5 && floats_are(&r.inputs[2], (float[]){-0.25f}, 1));
+    CHECK(r.n_inputs == 5 && floats_are(&r.inputs[3], (float[]){-128, 127}, 2));
+    CHECK(r.n_inputs == 5 && floats_are(&r.inputs[4], (float[]){-2}, 1) &&
+          shape_is(&r.inputs[4], 2, (int64_t[]){1, 1}));
+    CHECK(r.binary_data_output == 1 && r.n_outputs == 0);
+    kiln_tj_request_free(&r);
+
+    /* BYTES: a 4-byte length before each element */
+    const unsigned char bytes[4 + 2 + 4 + 4] = {2, 0, 0, 0, 'h', 'i', 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_OK(v2_bin("{\"inputs\": [{\"name\": \"s\", \"shape\": [3], \"datatype\": \"BYTES\", "
+                    "\"parameters\": {\"binary_data_size\": 14}}]}",
+                    bytes, sizeof bytes, &r, NULL));
+    CHECK(r.n_inputs == 1 && r.inputs[0].type == KILN_TJ_BYTES && r.inputs[0].data_bytes == 2);
+    CHECK(r.n_inputs == 1 && r.inputs[0].offsets[1] == 2 && r.inputs[0].offsets[3] == 2);
+    kiln_tj_request_free(&r);
+
+    /* the schema's types: binary INT64 into int32 with its range check */
+    kiln_tj_schema ids = {ids_schema, NULL};
+    const unsigned char big[8] = {0, 0, 0, 0x80, 0, 0, 0, 0}; /* 2^31 */
+    CHECK(v2_bin("{\"inputs\": [{\"name\": \"ids\", \"shape\": [1], \"datatype\": \"INT64\", "
+                 "\"parameters\": {\"binary_data_size\": 8}}]}",
+                 big, 8, &r, &ids) == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("input 'ids' binary data[0]: 2147483648 is out of range for INT32");
+
+    /* output choices: binary_data on an output wins over binary_data_output */
+    CHECK_OK(
+        v2_bin("{\"parameters\": {\"binary_data_output\": true}, \"outputs\": ["
+               "{\"name\": \"p\"}, {\"name\": \"q\", \"parameters\": {\"binary_data\": false}},"
+               "{\"name\": \"r\", \"parameters\": {\"binary_data\": true}}],"
+               "\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+               "\"data\": [1]}]}",
+               "", 0, &r, NULL));
+    CHECK(r.n_outputs == 3 && r.outputs_binary[0] == 1 && r.outputs_binary[1] == 0 &&
+          r.outputs_binary[2] == 1);
+    kiln_tj_request_free(&r);
+
+    /* refusals */
+    const unsigned char four[4] = {0, 0, 0x80, 0x3f};
+    const char *one_bin = "{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": "
+                          "\"FP32\", \"parameters\": {\"binary_data_size\": 4}}]}";
+    CHECK_BIN_ERR(one_bin, four, 3,
+                  "input 'x': binary_data_size is 4, but only 3 bytes of binary data are left");
+    unsigned char five[5] = {0, 0, 0x80, 0x3f, 9};
+    CHECK_BIN_ERR(one_bin, five, 5, "1 bytes of binary data after the JSON belong to no input");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [2], \"datatype\": \"FP32\", "
+                  "\"parameters\": {\"binary_data_size\": 4}}]}",
+                  four, 4, "input 'x' binary data: 2 FP32 values take 8 bytes, got 4");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                  "\"data\": [1], \"parameters\": {\"binary_data_size\": 4}}]}",
+                  four, 4, "input 'x': both \"data\" and \"parameters\": {\"binary_data_size\"}");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                  "\"parameters\": {\"binary_data_size\": -4}}]}",
+                  four, 4, "input 'x' parameters: \"binary_data_size\" must be a byte count");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                  "\"parameters\": {}}]}",
+                  "", 0,
+                  "input 'x': missing \"data\" (or \"parameters\": {\"binary_data_size\": N} "
+                  "for binary tensor data)");
+    const unsigned char two = 2;
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"BOOL\", "
+                  "\"parameters\": {\"binary_data_size\": 1}}]}",
+                  &two, 1, "input 'x' binary data[0]: BOOL byte 2 (1 is true, 0 is false)");
+    const unsigned char cut[6] = {5, 0, 0, 0, 'a', 'b'};
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"s\", \"shape\": [1], \"datatype\": \"BYTES\", "
+                  "\"parameters\": {\"binary_data_size\": 6}}]}",
+                  cut, 6,
+                  "input 's' binary data[0]: an element of 5 bytes, but only 2 bytes are left");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                  "\"data\": [1]}], \"outputs\": [{\"name\": \"y\", \"parameters\": "
+                  "{\"binary_data\": 1}}]}",
+                  "", 0,
+                  "outputs[0] parameters: \"binary_data\" must be true or false, got a number");
+    CHECK_BIN_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                  "\"data\": [1]}]} x",
+                  "", 0,
+                  "unexpected data after the JSON object (the Inference-Header-Content-Length");
+    /* without the header, binary data is refused by name */
+    CHECK_V2_ERR(one_bin, "input 'x': \"binary_data_size\" is given, but the request has no "
+                          "Inference-Header-Content-Length header to say where its JSON ends and "
+                          "the binary data begins");
+    CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", "
+                 "\"data\": [1]}]}\x01\x02",
+                 "invalid JSON at line 1, column 75: unexpected data after the JSON object (binary "
+                 "tensor data after it needs the Inference-Header-Content-Length header)");
+    CHECK(kiln_tj_parse_v2_binary("{}", 2, 3, NULL, &r) == KILN_ERR_INVALID);
+
+    /* a raw binary request: the whole body is the input */
+    kiln_shape sh = kiln_shape_make(2, (int64_t[]){1, 2});
+    CHECK_OK(kiln_tj_parse_v2_raw((const char *)f32, 8, "in", "FP32", &sh, NULL, &r));
+    CHECK(r.n_inputs == 1 && strcmp(r.inputs[0].name, "in") == 0 &&
+          shape_is(&r.inputs[0], 2, (int64_t[]){1, 2}) && r.binary_data_output == 1);
+    kiln_tj_request_free(&r);
+    CHECK(kiln_tj_parse_v2_raw((const char *)f32, 4, "in", "FP32", &sh, NULL, &r) ==
+          KILN_ERR_INVALID);
+    CHECK_ERR_HAS("raw binary request: input 'in': 2 FP32 values take 8 bytes, got 4");
+
+    /* noise as binary data of every datatype: refused or read, never read past the body */
+    static const char *dts[] = {"BOOL", "UINT8", "INT16", "UINT32", "INT64",
+                                "FP32", "FP64",  "BYTES", "UINT64"};
+    uint64_t rnd = 0x2545f4914f6cdd1dull;
+    for (int it = 0; it < 3000; it++) {
+        rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+        const char *dt = dts[rnd % 9];
+        size_t n = (size_t)(rnd >> 8) % 40, numel = 1 + (size_t)(rnd >> 20) % 6;
+        size_t claim = (rnd >> 30) % 4 ? n : (size_t)(rnd >> 40) % 48;
+        char json[256];
+        int jl = snprintf(json, sizeof json,
+                          "{\"inputs\":[{\"name\":\"x\",\"shape\":[%zu],\"datatype\":\"%s\","
+                          "\"parameters\":{\"binary_data_size\":%zu}}]}",
+                          numel, dt, claim);
+        char *body = malloc((size_t)jl + n);
+        memcpy(body, json, (size_t)jl);
+        for (size_t k = 0; k < n; k++) {
+            rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+            body[jl + k] = (char)(k % 4 == 1 ? 0 : rnd); /* small BYTES lengths now and then */
+        }
+        if (kiln_tj_parse_v2_binary(body, (size_t)jl + n, (size_t)jl, NULL, &r) == KILN_OK) {
+            CHECK(r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == (int64_t)numel);
+            kiln_tj_request_free(&r);
+        }
+        free(body);
+    }
+
+    /* answers: binary outputs after the JSON, in order; the JSON's length for the header */
+    float probs[2] = {0.25f, -1.0f};
+    const char *cls[2] = {"ant", ""};
+    int64_t ids64[1] = {-2};
+    kiln_tj_output outs[3] = {
+        {"probs", KILN_TJ_F32, kiln_shape_make(2, (int64_t[]){1, 2}), probs, 1},
+        {"id", KILN_TJ_I64, kiln_shape_make(1, (int64_t[]){1}), ids64, 0},
+        {"classes", KILN_TJ_BYTES, kiln_shape_make(1, (int64_t[]){2}), cls, 1}};
+    kiln_sbuf b = KILN_SBUF_INIT;
+    size_t json_len = 0;
+    CHECK_OK(kiln_tj_write_v2_binary(&b, "m", "1", NULL, outs, 3, &json_len));
+    const char *want_json =
+        "{\"model_name\":\"m\",\"model_version\":\"1\",\"outputs\":["
+        "{\"name\":\"probs\",\"shape\":[1,2],\"datatype\":\"FP32\",\"parameters\":"
+        "{\"binary_data_size\":8}},"
+        "{\"name\":\"id\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[-2]},"
+        "{\"name\":\"classes\",\"shape\":[2],\"datatype\":\"BYTES\",\"parameters\":"
+        "{\"binary_data_size\":11}}]}";
+    const unsigned char want_bin[8 + 11] = {0, 0, 0x80, 0x3e, 0,   0, 0x80, 0xbf, 3, 0,
+                                            0, 0, 'a',  'n',  't', 0, 0,    0,    0};
+    CHECK(json_len == strlen(want_json) && b.len == json_len + sizeof want_bin);
+    CHECK(b.len == json_len + sizeof want_bin && memcmp(b.data, want_json, json_len) == 0 &&
+          memcmp(b.data + json_len, want_bin, sizeof want_bin) == 0);
+    kiln_sbuf_free(&b);
 }
 
 static void test_v2_requests(void) {
@@ -579,7 +836,8 @@ static void test_v2_requests(void) {
                  "\"data\": []}]}",
                  "input 'x' shape: dims must be integers >= 1, got 0");
     CHECK_V2_ERR("{\"inputs\": [{\"name\": \"x\", \"shape\": [2], \"datatype\": \"FP32\"}]}",
-                 "input 'x': missing \"data\"");
+                 "input 'x': missing \"data\" (or \"parameters\": {\"binary_data_size\": N} for "
+                 "binary tensor data)");
     CHECK_V2_ERR("{\"inputs\": [{\"shape\": [2], \"datatype\": \"FP32\", \"data\": [1, 2]}]}",
                  "inputs[0]: missing \"name\"");
     CHECK_V2_ERR(
@@ -829,7 +1087,9 @@ int main(void) {
     RUN(test_tf_columns);
     RUN(test_schema_types);
     RUN(test_tf_errors);
+    RUN(test_nonfinite);
     RUN(test_v2_requests);
+    RUN(test_v2_binary);
     RUN(test_writers);
     RUN(test_integer_fast_path);
     RUN(test_round_trip);

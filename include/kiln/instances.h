@@ -25,7 +25,8 @@
  * Shapes. "Fits the row" means: the same dims as the row once dims of size 1 are dropped from
  * both (so [28, 28] fits [1, 28, 28]), or a flat list of row-size values. A JSON body or NPY
  * array of shape [N, ...] whose trailing dims fit the row is N instances; a bare JSON list or
- * NPY array that as a whole fits the row is one instance.
+ * NPY array that as a whole fits the row is one instance. `kiln serve` applies the same rule to
+ * the instances of a request (kiln_instances_check_batch), so both accept the same instances.
  *
  * Errors (KILN_ERR_FORMAT for bad content, KILN_ERR_IO / KILN_ERR_NOTFOUND for files that cannot
  * be read, KILN_ERR_NOMEM) name the file and where in it: "x.csv:7: column 3: 'abc' is not a
@@ -94,5 +95,14 @@ void kiln_instances_free(kiln_instances *in); /* empties in (it may be reused) *
 
 /* Whether shape (ndim dims) fits the row (see the top of this file). */
 int kiln_instances_fits(const int64_t *dims, int ndim, const kiln_shape *row);
+
+/* The one rule for a batch of instances, shared by `kiln serve` and `kiln predict`: t is
+ * [N, ...instance] with N >= 1, and each instance fits the row (kiln_instances_fits: the row's
+ * shape, the same once dims of size 1 are dropped, or row-size flat values). Otherwise
+ * KILN_ERR_FORMAT with a message that starts with what and names the instance's shape and the
+ * row ("instances: each instance has shape [28, 27], but model m's input row is [1, 28, 28] (784
+ * values): ..."); model NULL says "the model's". */
+kiln_status kiln_instances_check_batch(const char *what, const kiln_shape *t,
+                                      const kiln_shape *row, const char *model);
 
 #endif

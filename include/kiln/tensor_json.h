@@ -24,6 +24,10 @@
  *   "parameters"}], "outputs": [{"name", "parameters"}]}; data is a flat or nested list in
  *   row-major order with prod(shape) elements. Responses:
  *   {"model_name", "model_version", "id", "outputs": [{"name", "shape", "datatype", "data"}]}.
+ *   Triton's binary tensor data extension (server/docs/protocol/extension_binary_data.md), which
+ *   tritonclient uses by default, is read and written too: tensors as little-endian bytes after
+ *   the JSON, named by "binary_data_size", "binary_data" and "binary_data_output" parameters
+ *   (kiln_tj_parse_v2_binary, kiln_tj_write_v2_binary).
  *
  * Element types. What an input becomes (float32, int32, int64 or bytes) is the model's call: the
  * caller passes a kiln_tj_schema whose callback answers per input name (and rejects unknown
@@ -34,11 +38,14 @@
  * Bytes inputs: a JSON string gives its UTF-8 bytes; {"b64": "..."} gives the decoded bytes
  * (standard or URL-safe alphabet, padding optional).
  *
- * NaN and Infinity: JSON has no such numbers. TF Serving accepts the bare tokens NaN, Infinity
- * and -Infinity; kiln refuses them in requests (and strings such as "NaN" where numbers belong)
- * with a 400 message naming the position: a non-finite input is almost always a client bug, and
- * saying so beats answering NaN. Outputs are written as the model produced them: a non-finite
- * float becomes NaN, Infinity or -Infinity, as TF Serving writes them (Python's json reads them).
+ * NaN and Infinity: JSON has no such numbers, but TF Serving (api_rest.md, "JSON conformance")
+ * and Triton read the bare tokens NaN, Infinity and -Infinity (rapidjson's kParseNanAndInfFlag,
+ * which also takes -NaN, Inf and -Inf) wherever a number may stand, and so does kiln: float
+ * inputs (FP32, FP64, and the float32 the schema asks for) take them; integer and BOOL inputs,
+ * shapes and strings refuse them ("NaN is not an integer (datatype INT32)"; "NaN" in quotes is a
+ * string). A literal too large for the type (1e400) is still an error. Outputs are written as
+ * the model produced them: a non-finite float becomes NaN, Infinity or -Infinity, as both write
+ * them (Python's json reads them).
  *
  * Errors name where in the body: "instances[3][1]: expected 28 values, got 27",
  * "inputs.image[0][2]: expected a number, got a string", "input 'x' data[5]: 1.5 is not an
@@ -88,6 +95,12 @@ typedef struct {
     kiln_tj_tensor *inputs;
     int n_outputs; /* v2: the outputs asked for; 0 = all */
     char **outputs;
+    /* v2, binary tensor data extension: which outputs to answer as binary data.
+     * outputs_binary[i] for outputs[i]: its "parameters": {"binary_data": b}, else
+     * binary_data_output (the request's "parameters": {"binary_data_output": b}), which is
+     * also the choice for every output when none is asked for by name. */
+    unsigned char *outputs_binary; /* [n_outputs] */
+    int binary_data_output;
 } kiln_tj_request;
 
 /* What the model wants for an input. Called once per input name, after signature_name (TF;
@@ -106,16 +119,32 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
                              kiln_tj_request *out);
 kiln_status kiln_tj_parse_v2(const char *body, size_t len, const kiln_tj_schema *schema,
                              kiln_tj_request *out);
+/* A v2 request with Triton's binary tensor data extension: the JSON is body[0, json_len) (the
+ * Inference-Header-Content-Length header), and body[json_len, len) holds, in the order of
+ * "inputs", the data of each input whose "parameters" has "binary_data_size": n (n bytes,
+ * little-endian, row-major, no padding; BOOL one byte 0 or 1; BYTES elements each a 4-byte
+ * little-endian length and the bytes; FP16/BF16 refused as in JSON). Every byte must belong to
+ * an input. (kiln_tj_parse_v2, for a request without the header, refuses binary_data_size.) */
+kiln_status kiln_tj_parse_v2_binary(const char *body, size_t len, size_t json_len,
+                                    const kiln_tj_schema *schema, kiln_tj_request *out);
+/* Triton's raw binary request (Inference-Header-Content-Length: 0): the whole body is the data
+ * of the model's one input, of datatype dtype ("FP32", ...) and the given full shape (batch
+ * included); every output is answered as binary data (binary_data_output set). */
+kiln_status kiln_tj_parse_v2_raw(const char *body, size_t len, const char *input_name,
+                                 const char *dtype, const kiln_shape *shape,
+                                 const kiln_tj_schema *schema, kiln_tj_request *out);
 void kiln_tj_request_free(kiln_tj_request *r);
 
 /* One model output to write. data holds numel(shape) values of type F32, I32 or I64; for BYTES,
  * numel(shape) pointers to NUL-terminated strings (const char *const *), written as JSON
- * strings (bytes that are not UTF-8 become U+FFFD). */
+ * strings (bytes that are not UTF-8 become U+FFFD). binary (v2 only): written as binary tensor
+ * data after the JSON instead of "data" (see kiln_tj_write_v2_binary). */
 typedef struct {
     const char *name;
     kiln_tj_type type;
     kiln_shape shape;
     const void *data;
+    int binary;
 } kiln_tj_output;
 
 /* {"predictions": ...}: every output needs a leading batch dim, the same for all. */
@@ -126,5 +155,14 @@ kiln_status kiln_tj_write_tf_columnar(kiln_sbuf *b, const kiln_tj_output *outs, 
  * are left out when NULL. */
 kiln_status kiln_tj_write_v2(kiln_sbuf *b, const char *model_name, const char *model_version,
                              const char *id, const kiln_tj_output *outs, int n);
+/* The same with Triton's binary tensor data extension: an output with .binary set carries
+ * "parameters": {"binary_data_size": n} instead of "data", and its n bytes (little-endian,
+ * row-major; BYTES elements each a 4-byte little-endian length and the bytes) follow the JSON,
+ * in the order of the outputs. *json_len gets the JSON's length: the answer's
+ * Inference-Header-Content-Length when it is less than what was written (b->len grew by
+ * more), and its Content-Type is then application/octet-stream. */
+kiln_status kiln_tj_write_v2_binary(kiln_sbuf *b, const char *model_name, const char *model_version,
+                                    const char *id, const kiln_tj_output *outs, int n,
+                                    size_t *json_len);
 
 #endif

@@ -430,20 +430,10 @@ static kiln_status read_numbers(js_cur *c, const resp_pos *p, float *dst, int64_
                                 int64_t *got, int depth) {
     kiln_status st;
     js_kind k = js_kind_at(c);
-    if (k == JS_NUMBER || k == JS_NONFINITE) {
-        float v;
-        if (k == JS_NUMBER) {
-            js_num n;
-            if ((st = js_number(c, &n))) return st;
-            v = (float)n.d;
-        } else {
-            int neg = *c->p == '-';
-            v = *c->p == 'N' ? NAN : neg ? -INFINITY : INFINITY;
-            c->nonfinite_ok = 1;
-            st = js_skip_value(c, depth);
-            c->nonfinite_ok = 0;
-            if (st) return st;
-        }
+    if (k == JS_NUMBER || k == JS_NONFINITE) { /* servers write NaN and Infinity as tokens */
+        js_num n;
+        if ((st = js_number(c, &n))) return st;
+        float v = (float)n.d;
         if (*got >= want) {
             char msg[96];
             snprintf(msg, sizeof msg, "more than the %lld values the output has", (long long)want);
@@ -495,10 +485,7 @@ static kiln_status read_key(js_cur *c, kiln_sbuf *key) {
 }
 
 static kiln_status skip_value(js_cur *c, int depth) {
-    c->nonfinite_ok = 1;
-    kiln_status st = js_skip_value(c, depth);
-    c->nonfinite_ok = 0;
-    return st;
+    return js_skip_value(c, depth);
 }
 
 /* One prediction that is an object {"output name": row, ...}. */
@@ -581,7 +568,7 @@ static kiln_status read_predictions(js_cur *c, const char *url, const kiln_clien
 /* {"predictions": [...], other keys skipped} */
 static kiln_status parse_predict(kiln_client *c, const char *url, int64_t rows,
                                  float *const *outs) {
-    js_cur cur = {c->resp.data, c->resp.data, c->resp.data + c->resp.len, 0};
+    js_cur cur = {c->resp.data, c->resp.data, c->resp.data + c->resp.len};
     kiln_sbuf key = KILN_SBUF_INIT;
     kiln_status st = KILN_OK;
     int found = 0;

@@ -1,5 +1,9 @@
 /* json_scan.c — strings, numbers, literals and skipping for the request parsers (json_scan.h).
  *
+ * NaN and Infinity tokens read as numbers (js_number, js_skip_value) wherever they stand, as
+ * rapidjson reads them for TF Serving and Triton; whoever converts a value decides whether a
+ * non-finite one is welcome (a float tensor takes it, an integer or a shape refuses it).
+ *
  * Numbers: the literal is checked against JSON's grammar first. When its digits fit 2^53 and
  * its decimal exponent is within ±22, value = digits · 10^exp or digits / 10^-exp is one
  * correctly rounded double operation on exact operands (Clinger's fast path); other literals go
@@ -8,6 +12,7 @@
  */
 #include "net/json_scan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +70,7 @@ js_kind js_kind_at(js_cur *c) {
     case 'I':
         return JS_NONFINITE;
     case '-':
-        if (c->p + 1 < c->end && c->p[1] == 'I') return JS_NONFINITE;
+        if (c->p + 1 < c->end && (c->p[1] == 'I' || c->p[1] == 'N')) return JS_NONFINITE;
         return JS_NUMBER;
     default:
         return ch >= '0' && ch <= '9' ? JS_NUMBER : JS_BAD;
@@ -292,6 +297,29 @@ static kiln_status number(js_cur *c, js_num *n, int convert) {
     return KILN_OK;
 }
 
+/* NaN, Infinity, -Infinity at the cursor, and what rapidjson's kParseNanAndInfFlag also takes:
+ * -NaN, Inf, -Inf. The token must end there (a letter after it is a syntax error). */
+static kiln_status nonfinite(js_cur *c, js_num *n) {
+    static const struct {
+        const char *word;
+        double sign; /* 0: NaN */
+    } words[] = {{"-Infinity", -1}, {"Infinity", 1}, {"-Inf", -1}, {"Inf", 1},
+                 {"-NaN", 0},       {"NaN", 0}};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t len = strlen(words[i].word);
+        if ((size_t)(c->end - c->p) < len || memcmp(c->p, words[i].word, len) != 0) continue;
+        const char *after = c->p + len;
+        int letter = after < c->end && ((*after | 0x20) >= 'a' && (*after | 0x20) <= 'z');
+        if (letter) break;
+        n->d = words[i].sign == 0 ? NAN : words[i].sign * INFINITY;
+        n->i = 0, n->is_int = 0, n->nonfinite = 1;
+        n->text = c->p, n->text_len = (int)len;
+        c->p = after;
+        return KILN_OK;
+    }
+    return js_syntax(c, "expected a value (NaN, Infinity or -Infinity?)");
+}
+
 kiln_status js_number(js_cur *c, js_num *n) {
     /* Fast path: a plain integer of 1 to 9 digits (pixels, class ids), the bulk of request
      * bodies. Anything else, and every error, takes the general path. */
@@ -299,6 +327,8 @@ kiln_status js_number(js_cur *c, js_num *n) {
     const char *p = c->p, *end = c->end;
     int neg = p < end && *p == '-';
     p += neg;
+    n->nonfinite = 0;
+    if (p < end && (*p == 'N' || *p == 'I')) return nonfinite(c, n);
     if (p < end && *p >= '1' && *p <= '9') {
         const char *d0 = p;
         uint32_t v = 0;
@@ -390,15 +420,8 @@ kiln_status js_skip_value(js_cur *c, int depth) {
         }
     }
     case JS_NONFINITE: {
-        static const char *words[] = {"NaN", "Infinity", "-Infinity"};
-        for (int i = 0; c->nonfinite_ok && i < 3; i++) {
-            size_t n = strlen(words[i]);
-            if ((size_t)(c->end - c->p) >= n && memcmp(c->p, words[i], n) == 0) {
-                c->p += n;
-                return KILN_OK;
-            }
-        }
-        return js_syntax(c, "NaN and Infinity are not JSON numbers");
+        js_num n;
+        return nonfinite(c, &n);
     }
     case JS_END:
         return js_syntax(c, "expected a value");

@@ -3,9 +3,12 @@
  * A js_cur walks a body [base, end) that need not be NUL-terminated; every read is bounds-checked.
  * Functions return KILN_OK with the cursor past what they read, or KILN_ERR_FORMAT with a
  * message naming line and column ("invalid JSON at line 3, column 14: expected ',' or ']'").
- * The grammar is RFC 8259's, strictly: no comments, trailing commas, leading zeros, NaN or
- * Infinity tokens, raw control characters in strings or lone \u surrogates. Nesting deeper than
- * JS_MAX_DEPTH is refused, which bounds the recursion of js_skip_value.
+ * The grammar is RFC 8259's plus the tokens NaN, Infinity and -Infinity (and rapidjson's -NaN,
+ * Inf, -Inf) wherever a number may stand, as TF Serving and Triton parse requests (rapidjson's
+ * kParseNanAndInfFlag; TF Serving's api_rest.md, "JSON conformance"). Otherwise strict: no
+ * comments, trailing commas, leading zeros, raw control characters in strings or lone \u
+ * surrogates. Nesting deeper than JS_MAX_DEPTH is refused, which bounds the recursion of
+ * js_skip_value.
  */
 #ifndef KILN_JSON_SCAN_H
 #define KILN_JSON_SCAN_H
@@ -20,8 +23,6 @@
 
 typedef struct {
     const char *base, *p, *end;
-    int nonfinite_ok; /* js_skip_value passes NaN/Infinity tokens (for values walked later,
-                         whose walker names them with their path) */
 } js_cur;
 
 static inline int js_ws_char(char ch) {
@@ -52,7 +53,9 @@ typedef struct {
     int is_int;       /* written without fraction or exponent, and fits int64 */
     const char *text; /* the literal as written, for messages */
     int text_len;
+    int nonfinite; /* a NaN or Infinity token (d is NaN or ±inf), not an overflowing literal */
 } js_num;
+/* A number at the cursor: a JSON number, or a NaN / Infinity token (kind JS_NONFINITE). */
 kiln_status js_number(js_cur *c, js_num *n);
 
 /* What the value at the cursor is, from its first byte (after whitespace). */
@@ -65,7 +68,7 @@ typedef enum {
     JS_TRUE,
     JS_FALSE,
     JS_NULL,
-    JS_NONFINITE, /* NaN, Infinity, -Infinity: not JSON, named in messages */
+    JS_NONFINITE, /* NaN, Infinity, -Infinity (not RFC 8259 JSON; read by js_number) */
     JS_BAD,
 } js_kind;
 js_kind js_kind_at(js_cur *c);

@@ -4,6 +4,7 @@
  * the batch thread that ran it in a batch (batcher.c); keeping it apart from job.c is what lets
  * job.c hand jobs to the batcher without the batcher calling back into job.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "serve/serve_internal.h"
@@ -32,8 +33,9 @@ static void job_free(serve_job *j) {
     free(j);
 }
 
-/* The answer body for a job whose outputs are computed. */
-static kiln_status write_answer(serve_job *j, kiln_sbuf *b) {
+/* The answer body for a job whose outputs are computed; *json_len: the JSON's length (less
+ * than b's when binary tensor data follows it). */
+static kiln_status write_answer(serve_job *j, kiln_sbuf *b, size_t *json_len) {
     served_version *v = j->v;
     kiln_tj_output outs[3];
     int n = 0;
@@ -62,8 +64,13 @@ static kiln_status write_answer(serve_job *j, kiln_sbuf *b) {
                                      kiln_shape_make(1, (int64_t[]){j->rows}), classes};
     }
     kiln_status st;
+    static const unsigned bits[3] = {OUT_LOGITS, OUT_PROBS, OUT_CLASSES};
+    for (int i = 0, k = 0; i < 3; i++)
+        if (j->want & bits[i]) outs[k++].binary = (j->binary & bits[i]) != 0;
+    *json_len = 0;
     if (j->api == API_V2)
-        st = kiln_tj_write_v2(b, v->model->name, v->version_str, j->req.id, outs, n);
+        st = kiln_tj_write_v2_binary(b, v->model->name, v->version_str, j->req.id, outs, n,
+                                     json_len);
     else if (j->req.format == KILN_TJ_TF_ROW)
         st = kiln_tj_write_tf_row(b, outs, n);
     else
@@ -78,10 +85,18 @@ void serve_job_finish(serve_job *j, kiln_http_response *resp, int err_status, co
         kiln_http_json_error(resp, err_status, "%s", err);
     } else {
         kiln_sbuf b = KILN_SBUF_INIT;
-        if (write_answer(j, &b))
+        size_t json_len = 0;
+        if (write_answer(j, &b, &json_len)) {
             kiln_http_json_error(resp, 500, "%s", kiln_last_error());
-        else
+        } else {
+            if (json_len && json_len < b.len) { /* binary tensor data follows the JSON */
+                char n[24];
+                snprintf(n, sizeof n, "%zu", json_len);
+                resp->content_type = "application/octet-stream";
+                kiln_http_add_header(resp, "Inference-Header-Content-Length", n);
+            }
             kiln_http_body_sbuf(resp, &b);
+        }
         kiln_sbuf_free(&b);
     }
     serve_count(s, j->v->model->name, j->v->version_str, serve_api_name(j->api), resp->status,

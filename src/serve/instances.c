@@ -110,6 +110,27 @@ static const char *row_str(const kiln_shape *row, char *buf, size_t cap) {
     return buf;
 }
 
+kiln_status kiln_instances_check_batch(const char *what, const kiln_shape *t,
+                                      const kiln_shape *row, const char *model) {
+    char a[96], b[96], whose[160];
+    if (t->ndim < 1)
+        return kiln_error(KILN_ERR_FORMAT, "%s: expected a list of instances, got a number", what);
+    if (t->dims[0] < 1)
+        return kiln_error(KILN_ERR_FORMAT, "%s: no instances (shape %s)", what,
+                          kiln_shape_str(t, a, sizeof a));
+    if (kiln_instances_fits(t->dims + 1, t->ndim - 1, row)) return KILN_OK;
+    if (model)
+        snprintf(whose, sizeof whose, "model %s's", model);
+    else
+        snprintf(whose, sizeof whose, "the model's");
+    return kiln_error(KILN_ERR_FORMAT,
+                      "%s: each instance has shape %s, but %s input row is %s (%lld values): give "
+                      "instances in that shape or flat lists of %lld numbers",
+                      what, dims_str(t->dims + 1, t->ndim - 1, a, sizeof a), whose,
+                      kiln_shape_str(row, b, sizeof b), (long long)kiln_shape_numel(row),
+                      (long long)kiln_shape_numel(row));
+}
+
 /* ---- appending ---- */
 
 static kiln_status reserve(kiln_instances *in, int64_t more) {
@@ -219,22 +240,15 @@ static kiln_status json_instances(const char *text, size_t len, const kiln_insta
                                   int one_only, kiln_tj_tensor *t, int64_t *n) {
     memset(t, 0, sizeof *t);
     if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) text += 3, len -= 3; /* a UTF-8 BOM */
-    js_cur c = {text, text, text + len, 0};
+    js_cur c = {text, text, text + len};
     int ch = js_peek(&c);
     kiln_status st;
     char a[96], b[160];
     if (ch == '{') {
         const char *key;
         if ((st = json_body(text, len, spec, t, &key))) return st;
-        const kiln_shape *s = &t->shape;
-        if (!kiln_instances_fits(s->dims + 1, s->ndim - 1, &spec->row))
-            return kiln_error(KILN_ERR_FORMAT,
-                              "%s: each instance has shape %s, but %s: give instances in that "
-                              "shape or flat lists of %lld numbers",
-                              key, dims_str(s->dims + 1, s->ndim - 1, a, sizeof a),
-                              row_str(&spec->row, b, sizeof b),
-                              (long long)kiln_shape_numel(&spec->row));
-        *n = s->dims[0];
+        if ((st = kiln_instances_check_batch(key, &t->shape, &spec->row, NULL))) return st;
+        *n = t->shape.dims[0];
     } else if (ch == '[') {
         if ((st = json_list(&c, t))) return st;
         const kiln_shape *s = &t->shape;

@@ -11,6 +11,10 @@
  * (kiln_instances_image: size checked before any pixel is decoded, never resized).
  * Outputs written: "output" (the last layer), "probabilities" (classifiers) and "classes" (the
  * most probable class's name, when the classes are named); v2 requests may ask for a subset.
+ * v2 requests may carry tensors as binary data after the JSON and ask for outputs that way
+ * (Triton's binary tensor data extension, which tritonclient uses by default): the
+ * Inference-Header-Content-Length header says where the JSON ends (0: the whole body is one
+ * raw FP32 instance, Triton's raw binary request).
  * Without batching the job runs on the HTTP worker that parsed it; with batching it is parked
  * and a batch thread runs it. Either way answer.c writes the answer (serve_job_finish).
  */
@@ -70,40 +74,32 @@ static kiln_status check_input(serve_job *j) {
         return kiln_error(KILN_ERR_INVALID, "unknown input '%.64s' (model %s takes '%s')",
                           t->name, v->model->name, in->name);
     if (t->type == KILN_TJ_BYTES) return decode_images(j, t);
-    int ok = t->shape.ndim >= 1 && t->shape.dims[0] >= 1;
-    if (ok && t->shape.ndim == in->shape.ndim)
-        for (int d = 1; d < in->shape.ndim; d++) ok &= t->shape.dims[d] == in->shape.dims[d];
-    else if (ok)
-        ok = t->shape.ndim == 2 && t->shape.dims[1] == v->in_row;
-    if (!ok) {
-        char got[96], row[96];
-        kiln_shape_str(&v->row, row, sizeof row);
-        kiln_shape_str(&t->shape, got, sizeof got);
-        const char *what = j->api == API_V2                         ? "input 'input'"
-                           : j->req.format == KILN_TJ_TF_ROW ? "instances"
-                                                             : "inputs";
-        if (t->shape.ndim >= 1 && t->shape.dims[0] == 0)
-            return kiln_error(KILN_ERR_INVALID, "%s: no instances (shape %s)", what, got);
-        return kiln_error(KILN_ERR_INVALID,
-                          "%s: shape %s does not fit model %s: each instance must have shape %s "
-                          "(or be %lld flat values), with the instances along the first dim",
-                          what, got, v->model->name, row, (long long)v->in_row);
-    }
+    /* the rule `kiln predict` applies to the same instances */
+    char what[200], s[96];
+    if (j->api == API_V2)
+        snprintf(what, sizeof what, "input '%s' (shape %s: the instances along the first dim)",
+                 in->name, kiln_shape_str(&t->shape, s, sizeof s));
+    else
+        snprintf(what, sizeof what, "%s",
+                 j->req.format == KILN_TJ_TF_ROW ? "instances" : "inputs");
+    kiln_status st = kiln_instances_check_batch(what, &t->shape, &v->row, v->model->name);
+    if (st) return st;
     j->rows = t->shape.dims[0];
     j->x = t->data;
     return KILN_OK;
 }
 
-/* Which outputs the request wants (v2 may name them). */
+/* Which outputs the request wants (v2 may name them), and which go as binary data (v2). */
 static kiln_status choose_outputs(serve_job *j) {
     served_version *v = j->v;
     unsigned all = OUT_LOGITS | (v->has_probs ? OUT_PROBS : 0) |
                    (v->has_probs && v->n_classes ? OUT_CLASSES : 0);
     if (j->api == API_V1 || j->req.n_outputs == 0) {
         j->want = all;
+        j->binary = j->api == API_V2 && j->req.binary_data_output ? all : 0;
         return KILN_OK;
     }
-    j->want = 0;
+    j->want = 0, j->binary = 0;
     for (int i = 0; i < j->req.n_outputs; i++) {
         const char *n = j->req.outputs[i];
         unsigned bit = strcmp(n, "output") == 0          ? OUT_LOGITS
@@ -116,8 +112,50 @@ static kiln_status choose_outputs(serve_job *j) {
                               all & OUT_PROBS ? ", probabilities" : "",
                               all & OUT_CLASSES ? ", classes" : "");
         j->want |= bit;
+        if (j->req.outputs_binary && j->req.outputs_binary[i]) j->binary |= bit;
     }
     return KILN_OK;
+}
+
+/* Triton's Inference-Header-Content-Length: the JSON's length when binary tensor data follows
+ * it; *json_len stays the body's length without the header. 0 is a raw binary request. */
+static kiln_status header_length(const kiln_http_request *req, size_t *json_len, int *given) {
+    const char *h = kiln_http_header(req, "Inference-Header-Content-Length");
+    *json_len = req->body_len, *given = h != NULL;
+    if (!h) return KILN_OK;
+    uint64_t v = 0;
+    const char *p = h;
+    while (*p == ' ' || *p == '\t') p++;
+    const char *digits = p;
+    while (*p >= '0' && *p <= '9' && v <= req->body_len) v = v * 10 + (uint64_t)(*p++ - '0');
+    while (*p == ' ' || *p == '\t') p++;
+    if (p == digits || *p || v > req->body_len)
+        return kiln_error(KILN_ERR_INVALID,
+                          "Inference-Header-Content-Length: '%.32s' is not a "
+                          "length from 0 to the body's %zu bytes",
+                          h, req->body_len);
+    *json_len = (size_t)v;
+    return KILN_OK;
+}
+
+/* Parses the body in the request's dialect (v2: with binary tensor data, or a raw binary
+ * request, when Inference-Header-Content-Length says so). */
+static kiln_status parse_body(serve_job *j, const kiln_http_request *req,
+                              const kiln_tj_schema *schema) {
+    if (j->api == API_V1) return kiln_tj_parse_tf(req->body, req->body_len, schema, &j->req);
+    size_t json_len;
+    int given;
+    kiln_status st = header_length(req, &json_len, &given);
+    if (st) return st;
+    if (!given) return kiln_tj_parse_v2(req->body, req->body_len, schema, &j->req);
+    if (json_len > 0)
+        return kiln_tj_parse_v2_binary(req->body, req->body_len, json_len, schema, &j->req);
+    /* raw: the body is one instance of the model's input (Triton: a batch-1 request) */
+    const kiln_servable_tensor *in = kiln_servable_input(j->v->sv, 0);
+    kiln_shape shape = in->shape;
+    shape.dims[0] = 1;
+    return kiln_tj_parse_v2_raw(req->body, req->body_len, in->name, "FP32", &shape, schema,
+                                &j->req);
 }
 
 static int status_of(kiln_status st) {
@@ -146,8 +184,7 @@ void serve_job_handle(kiln_server *s, served_model *m, const version_sel *sel, s
     /* TF bodies with {"b64": ...} values carry encoded images (v2 has no such form). */
     j->images = api == API_V1 && memmem(req->body, req->body_len, "\"b64\"", 5) != NULL;
     kiln_tj_schema schema = {input_type, j};
-    kiln_status st = api == API_V1 ? kiln_tj_parse_tf(req->body, req->body_len, &schema, &j->req)
-                                   : kiln_tj_parse_v2(req->body, req->body_len, &schema, &j->req);
+    kiln_status st = parse_body(j, req, &schema);
     if (!st && api == API_V1 && j->req.signature_name && *j->req.signature_name &&
         strcmp(j->req.signature_name, "serving_default") != 0)
         st = kiln_error(KILN_ERR_INVALID,

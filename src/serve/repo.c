@@ -320,8 +320,14 @@ int serve_repo_sel_version(const served_model *m, const version_sel *sel, int64_
     if (sel->kind != SEL_LABEL) return 0;
     for (int i = 0; i < m->n_labels; i++)
         if (strcmp(m->label_names[i], sel->label) == 0) return *version = m->label_versions[i], 0;
-    kiln_error(KILN_ERR_NOTFOUND, "Unrecognized servable version label: %s (model %s)", sel->label,
-               m->name);
+    /* TF Serving's words and code (INVALID_ARGUMENT: 400), and the labels there are */
+    char known[256] = "";
+    size_t n = 0;
+    for (int i = 0; i < m->n_labels && n < sizeof known; i++)
+        n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", i ? ", " : "",
+                              m->label_names[i]);
+    kiln_error(KILN_ERR_INVALID, "Unrecognized servable version label: %.64s (model %s has %s%s)",
+               sel->label, m->name, m->n_labels ? "labels " : "no labels", known);
     return -1;
 }
 
@@ -329,7 +335,7 @@ served_version *serve_repo_acquire(served_model *m, const version_sel *sel, int 
     served_version *v = NULL;
     int64_t want;
     if (serve_repo_sel_version(m, sel, &want)) {
-        *http_status = 404;
+        *http_status = 400;
         return NULL;
     }
     pthread_mutex_lock(&m->mu);
@@ -361,6 +367,13 @@ int serve_repo_loaded(served_model *m, int64_t *out, int cap) {
     for (int i = 0; i < n; i++) out[i] = m->loaded[i]->version;
     pthread_mutex_unlock(&m->mu);
     return n;
+}
+
+int serve_repo_seen(served_model *m, int64_t version) {
+    pthread_mutex_lock(&m->mu);
+    int seen = record_of(m, version, 0) != NULL;
+    pthread_mutex_unlock(&m->mu);
+    return seen;
 }
 
 int serve_repo_ready(kiln_server *s) {

@@ -38,13 +38,21 @@ static int wrong_method(kiln_http_response *resp, const kiln_http_request *req, 
     return 1;
 }
 
-/* Reads a version number from "123..." up to a '/', ':' or the end; *end after it. */
+/* Reads a version number, the digits at p up to a '/', ':' or the end; *end after them. As in
+ * TF Serving (regex \d+, then SimpleAtoi) and Triton ([0-9]+, then stol), leading zeros are
+ * fine ("01" is version 1). 0: not digits (a malformed path); -1: digits beyond int64. */
 static int read_version(const char *p, int64_t *v, const char **end) {
-    int64_t x = 0;
+    uint64_t x = 0;
+    int over = 0;
     const char *q = p;
-    while (*q >= '0' && *q <= '9' && q - p < 18) x = x * 10 + (*q++ - '0');
-    if (q == p || *p == '0' || (*q && *q != '/' && *q != ':')) return 0;
-    *v = x, *end = q;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (x > ((uint64_t)INT64_MAX - (uint64_t)(*q - '0')) / 10) over = 1;
+        x = over ? 0 : x * 10 + (uint64_t)(*q - '0');
+    }
+    if (q == p || (*q && *q != '/' && *q != ':')) return 0;
+    *end = q;
+    if (over) return -1;
+    *v = (int64_t)x;
     return 1;
 }
 
@@ -132,7 +140,7 @@ static void v1_status(kiln_server *s, served_model *m, const version_sel *sel,
                       kiln_http_response *resp) {
     int64_t want;
     if (serve_repo_sel_version(m, sel, &want)) {
-        kiln_http_json_error(resp, 404, "%s", kiln_last_error());
+        kiln_http_json_error(resp, 400, "%s", kiln_last_error());
         return;
     }
     kiln_sbuf b = KILN_SBUF_INIT;
@@ -213,13 +221,34 @@ static void v1_metadata(kiln_server *s, served_model *m, const version_sel *sel,
     kiln_http_body_sbuf(resp, &b);
 }
 
+/* TF Serving's answer to a /v1/ path that is none of its routes: 400 INVALID_ARGUMENT. */
+static void v1_malformed(const kiln_http_request *req, kiln_http_response *resp, counted *c) {
+    c->api = "v1_unknown";
+    kiln_http_json_error(resp, 400, "Malformed request: %s %s", req->method_name, req->path);
+}
+
+/* /v1/models/<rest>, as TF Serving's two patterns read it:
+ *   GET   /v1/models[/NAME[/versions/DIGITS|/labels/LABEL][/metadata]]
+ *   POST  /v1/models/NAME[/versions/DIGITS|/labels/LABEL]:(predict|classify|regress)
+ * Anything else under /v1/ is 400 "Malformed request" (TF Serving's code for it), a known route
+ * with the other method 405. */
 static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *req,
                      kiln_http_response *resp, counted *c) {
     char name[256];
+    if (!*rest) { /* GET /v1/models: TF Serving has no list of models */
+        c->api = "v1_status";
+        if (!wrong_method(resp, req, 0))
+            kiln_http_json_error(resp, 400, "Missing model name in request.");
+        return;
+    }
+    if (*rest != '/') {
+        v1_malformed(req, resp, c);
+        return;
+    }
+    rest++;
     size_t n = strcspn(rest, "/:");
     if (n == 0 || n >= sizeof name) {
-        c->api = "v1_unknown";
-        kiln_http_json_error(resp, 404, "Malformed request: %s %s", req->method_name, req->path);
+        v1_malformed(req, resp, c);
         return;
     }
     memcpy(name, rest, n);
@@ -228,19 +257,22 @@ static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *
     version_sel sel = {SEL_LATEST, 0, NULL};
     char label[256];
     if (strncmp(p, "/versions/", 10) == 0) {
-        if (!read_version(p + 10, &sel.number, &p)) {
+        int r = read_version(p + 10, &sel.number, &p);
+        if (r == 0) {
+            v1_malformed(req, resp, c);
+            return;
+        }
+        if (r < 0) {
             c->api = "v1_unknown";
-            kiln_http_json_error(resp, 400,
-                                 "Malformed request: version '%.32s' is not a positive integer",
-                                 p + 10);
+            kiln_http_json_error(resp, 400, "Failed to convert version: %.*s to numeric.",
+                                 (int)(p - (rest + n) - 10), rest + n + 10);
             return;
         }
         sel.kind = SEL_NUMBER;
     } else if (strncmp(p, "/labels/", 8) == 0) {
         size_t k = strcspn(p + 8, "/:");
         if (k == 0 || k >= sizeof label) {
-            c->api = "v1_unknown";
-            kiln_http_json_error(resp, 400, "Malformed request: empty or long version label");
+            v1_malformed(req, resp, c);
             return;
         }
         memcpy(label, p + 8, k);
@@ -260,8 +292,7 @@ static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *
                                  "use :predict",
                                  action + 1);
         else
-            kiln_http_json_error(resp, 404, "Malformed request: %s %s", req->method_name,
-                                 req->path);
+            v1_malformed(req, resp, c);
         return;
     }
     served_model *m = serve_repo_find(s, name);
@@ -310,11 +341,19 @@ static void v2_model_metadata(kiln_server *s, served_model *m, const version_sel
     kiln_http_body_sbuf(resp, &b);
 }
 
+/* 200 {"name", "ready": true}; 503 with false while the version (or, without one, the model)
+ * has nothing loaded; a version this model has never seen is unknown: 404 {"error"}, as the
+ * metadata and infer routes answer it. */
 static void v2_model_ready(served_model *m, const version_sel *sel, kiln_http_response *resp,
                            counted *c) {
     int code;
     served_version *v = serve_repo_acquire(m, sel, &code);
-    if (v) c->version = v->version_str;
+    if (v) {
+        c->version = v->version_str;
+    } else if (sel->kind == SEL_NUMBER && !serve_repo_seen(m, sel->number)) {
+        kiln_http_json_error(resp, 404, "%s", kiln_last_error());
+        return;
+    }
     kiln_sbuf b = KILN_SBUF_INIT;
     kiln_sbuf_puts(&b, "{\"name\":");
     kiln_sbuf_json_str(&b, m->name);
@@ -338,8 +377,10 @@ static void route_v2_model(kiln_server *s, const char *rest, const kiln_http_req
     const char *p = rest + n;
     version_sel sel = {SEL_LATEST, 0, NULL};
     if (strncmp(p, "/versions/", 10) == 0) {
-        if (!read_version(p + 10, &sel.number, &p) || *p == ':') {
-            kiln_http_json_error(resp, 400, "version '%.32s' is not a positive integer", p + 10);
+        const char *v = p + 10;
+        if (read_version(v, &sel.number, &p) != 1 || *p == ':') {
+            kiln_http_json_error(resp, 400, "version '%.*s' is not an integer version number",
+                                 (int)strcspn(v, "/"), v);
             return;
         }
         sel.kind = SEL_NUMBER;
@@ -387,15 +428,17 @@ void serve_route(void *ctx, const kiln_http_request *req, kiln_http_response *re
     serve_thread_setup(s);
     const char *p = req->path;
     counted c = {"other", NULL, NULL};
-    if (strncmp(p, "/v1/models/", 11) == 0) {
-        route_v1(s, p + 11, req, resp, &c);
+    if (strncmp(p, "/v1/models", 10) == 0) {
+        route_v1(s, p + 10, req, resp, &c);
+    } else if (strncmp(p, "/v1/", 4) == 0) {
+        v1_malformed(req, resp, &c);
     } else if (strncmp(p, "/v2/models/", 11) == 0) {
         route_v2_model(s, p + 11, req, resp, &c);
     } else if (strcmp(p, "/v2") == 0 || strcmp(p, "/v2/") == 0) {
         c.api = "v2_server";
         if (!wrong_method(resp, req, 0))
             kiln_http_body_static(resp, "{\"name\":\"kiln\",\"version\":\"" KILN_VERSION
-                                        "\",\"extensions\":[]}");
+                                        "\",\"extensions\":[\"binary_tensor_data\"]}");
     } else if (strcmp(p, "/v2/health/live") == 0) {
         c.api = "v2_health";
         if (!wrong_method(resp, req, 0)) kiln_http_body_static(resp, "{\"live\":true}");

@@ -120,12 +120,14 @@ typedef struct {
     const char *label;
 } version_sel;
 /* The version number sel names (a label's version; sel->number otherwise; unused for latest):
- * 0, or -1 with a message for an unknown label. */
+ * 0, or -1 with a message for an unknown label (a bad request: 400, as in TF Serving). */
 int serve_repo_sel_version(const served_model *m, const version_sel *sel, int64_t *version);
-/* A referenced version, or NULL with *http_status (404 unknown version or label, 503 no version
- * loaded yet) and a message (kiln_last_error). */
+/* A referenced version, or NULL with *http_status (400 unknown label, 404 unknown version, 503
+ * no version loaded yet) and a message (kiln_last_error). */
 served_version *serve_repo_acquire(served_model *m, const version_sel *sel, int *http_status);
 void serve_version_release(served_version *v);
+/* 1 when the model has a record of this version (loading, loaded, unloaded or failed). */
+int serve_repo_seen(served_model *m, int64_t version);
 /* 1 when every model has at least one version loaded. */
 int serve_repo_ready(kiln_server *s);
 /* The version numbers loaded now (ascending) into out (cap entries); returns how many. */
@@ -158,6 +160,7 @@ typedef struct serve_job {
     int64_t rows;
     float *out, *probs; /* [rows, out_row] each; probs NULL without probabilities */
     unsigned want;      /* which outputs to write: bits OUT_* */
+    unsigned binary;    /* v2: which of them go as binary tensor data: bits OUT_* */
     struct timespec start;
     kiln_http_deferred *token; /* batched: the parked request */
     struct timespec queued;

@@ -34,6 +34,7 @@ void kiln_tj_request_free(kiln_tj_request *r) {
     free(r->inputs);
     for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i]);
     free(r->outputs);
+    free(r->outputs_binary);
     free(r->signature_name);
     free(r->id);
     memset(r, 0, sizeof *r);
@@ -141,6 +142,7 @@ void tj_ctx_init(tj_parse_ctx *x, const kiln_tj_schema *schema) {
     /* the builders past x->nb are never read: no need to clear 64 of them */
     x->schema = schema, x->signature = NULL, x->nb = 0;
     x->key = (kiln_sbuf)KILN_SBUF_INIT;
+    x->bin = NULL, x->bin_len = x->bin_off = 0, x->has_bin = 0;
 }
 
 void tj_ctx_free(tj_parse_ctx *x) {
@@ -288,9 +290,7 @@ kiln_status kiln_tj_parse_tf(const char *body, size_t len, const kiln_tj_schema 
                 }
                 js_peek(&c);
                 *slot = c.p;
-                c.nonfinite_ok = 1; /* the walk names them, with their path */
                 st = js_skip_bracketed(&c); /* the walk checks what is inside */
-                c.nonfinite_ok = 0;
                 if (st) goto fail;
             } else if (tj_key_is(&x.key, "signature_name")) {
                 if (out->signature_name) {

@@ -6,6 +6,7 @@
  * (12 bytes) reserved up front, so the hot loop is number formatting and stores. Outputs are
  * checked before anything is written: a bad output leaves the buffer as it was.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,10 +130,49 @@ kiln_status kiln_tj_write_tf_columnar(kiln_sbuf *b, const kiln_tj_output *outs, 
     return done(b);
 }
 
+/* The bytes of output o as binary tensor data: little-endian values, or for BYTES each
+ * string's 4-byte little-endian length and its bytes. NULL b: only counts them. */
+static size_t put_binary(kiln_sbuf *b, const kiln_tj_output *o) {
+    int64_t numel = kiln_shape_numel(&o->shape);
+    size_t total = 0;
+    for (int64_t i = 0; i < numel; i++) {
+        unsigned char v[8];
+        uint64_t u = 0;
+        int size = 4;
+        const char *str = NULL;
+        if (o->type == KILN_TJ_BYTES) {
+            str = ((const char *const *)o->data)[i];
+            u = strlen(str);
+        } else if (o->type == KILN_TJ_F32) {
+            uint32_t u32;
+            memcpy(&u32, (const float *)o->data + i, 4);
+            u = u32;
+        } else if (o->type == KILN_TJ_I32) {
+            u = (uint32_t)((const int32_t *)o->data)[i];
+        } else {
+            u = (uint64_t)((const int64_t *)o->data)[i], size = 8;
+        }
+        for (int k = 0; k < size; k++) v[k] = (unsigned char)(u >> (8 * k));
+        total += (size_t)size + (str ? (size_t)u : 0);
+        if (!b) continue;
+        kiln_sbuf_put(b, (const char *)v, (size_t)size);
+        if (str) kiln_sbuf_put(b, str, (size_t)u);
+    }
+    return total;
+}
+
 kiln_status kiln_tj_write_v2(kiln_sbuf *b, const char *model_name, const char *model_version,
                              const char *id, const kiln_tj_output *outs, int n) {
+    size_t json_len;
+    return kiln_tj_write_v2_binary(b, model_name, model_version, id, outs, n, &json_len);
+}
+
+kiln_status kiln_tj_write_v2_binary(kiln_sbuf *b, const char *model_name, const char *model_version,
+                                    const char *id, const kiln_tj_output *outs, int n,
+                                    size_t *json_len) {
     kiln_status st = check_outputs(outs, n, 0);
     if (st) return st;
+    size_t start = b->len;
     kiln_sbuf_puts(b, "{\"model_name\":");
     kiln_sbuf_json_str(b, model_name ? model_name : "");
     if (model_version) {
@@ -156,11 +196,20 @@ kiln_status kiln_tj_write_v2(kiln_sbuf *b, const char *model_name, const char *m
         }
         kiln_sbuf_puts(b, "],\"datatype\":");
         kiln_sbuf_json_str(b, kiln_tj_type_name(o->type));
+        if (o->binary) {
+            kiln_sbuf_puts(b, ",\"parameters\":{\"binary_data_size\":");
+            kiln_sbuf_i64(b, (int64_t)put_binary(NULL, o));
+            kiln_sbuf_puts(b, "}}");
+            continue;
+        }
         kiln_sbuf_puts(b, ",\"data\":");
         int64_t numel = kiln_shape_numel(&o->shape);
         put_nested(b, o->type, o->data, 0, &numel, 1);
         kiln_sbuf_putc(b, '}');
     }
     kiln_sbuf_puts(b, "]}");
+    *json_len = b->len - start;
+    for (int i = 0; i < n; i++)
+        if (outs[i].binary) put_binary(b, &outs[i]);
     return done(b);
 }

@@ -1,7 +1,8 @@
 /* tj_build.c — tensor builders: nested JSON lists into typed buffers (tj_internal.h).
  *
  * Leaves are converted on the spot: numbers to the target type with range checks (float32
- * range; integers must be integral and fit), strings and {"b64": ...} objects to bytes. v2
+ * range, though the NaN and Infinity tokens pass into float inputs as TF Serving and Triton let
+ * them; integers must be integral and fit), strings and {"b64": ...} objects to bytes. v2
  * leaves are first checked against the declared datatype (tj_dtype). Buffers grow by doubling,
  * so a body of n values costs O(n) time and about one value's size per value in memory.
  */
@@ -198,7 +199,7 @@ static kiln_status put_number(tj_builder *b, const js_num *n, int depth) {
         if ((t->kind == TJ_INT || t->kind == TJ_UINT) &&
             (n->is_int ? ((double)n->i < t->lo || (double)n->i > t->hi) : (d < t->lo || d > t->hi)))
             return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
-        if (t->kind == TJ_FLOAT && !isfinite(d))
+        if (t->kind == TJ_FLOAT && !isfinite(d) && !n->nonfinite) /* 1e999, not Infinity */
             return at(b, depth, "%.*s is out of range for %s", tl, n->text, t->name);
     }
     kiln_status st = grow(b, 8);
@@ -207,7 +208,8 @@ static kiln_status put_number(tj_builder *b, const js_num *n, int depth) {
     switch (b->type) {
     case KILN_TJ_F32: {
         float f = (float)d;
-        if (!isfinite(f)) return at(b, depth, "%.*s is out of float32 range", tl, n->text);
+        if (!isfinite(f) && !n->nonfinite)
+            return at(b, depth, "%.*s is out of float32 range", tl, n->text);
         memcpy(o, &f, 4);
         b->len += 4;
         return KILN_OK;
@@ -251,12 +253,13 @@ static kiln_status put_bool(tj_builder *b, int v, int depth) {
 /* One leaf at the cursor, of kind k. */
 static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
     kiln_status st;
-    if (b->auto_type && (k == JS_NUMBER || k == JS_STRING || k == JS_OBJECT)) {
-        b->type = k == JS_NUMBER ? KILN_TJ_F32 : KILN_TJ_BYTES;
+    if (b->auto_type && (k == JS_NUMBER || k == JS_NONFINITE || k == JS_STRING || k == JS_OBJECT)) {
+        b->type = k == JS_NUMBER || k == JS_NONFINITE ? KILN_TJ_F32 : KILN_TJ_BYTES;
         b->auto_type = 0;
     }
     switch (k) {
-    case JS_NUMBER: {
+    case JS_NUMBER:
+    case JS_NONFINITE: { /* NaN and Infinity as TF Serving and Triton take them */
         js_num n;
         if ((st = js_number(c, &n))) return st;
         st = put_number(b, &n, depth);
@@ -265,8 +268,8 @@ static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
     case JS_STRING:
         if (b->type != KILN_TJ_BYTES || (b->decl && b->decl->kind != TJ_BYTES_DT)) {
             if (spells_nonfinite(c))
-                return at(b, depth,
-                          "NaN and Infinity are not accepted as inputs; send finite numbers");
+                return at(b, depth, "expected %s, got a string (NaN, Infinity and -Infinity go "
+                          "without quotes)", want(b));
             return at(b, depth, "expected %s, got a string", want(b));
         }
         if ((st = js_string(c, &b->scratch))) return st; /* decoded, then appended */
@@ -289,15 +292,117 @@ static kiln_status put_leaf(tj_builder *b, js_cur *c, js_kind k, int depth) {
         break;
     case JS_NULL:
         return at(b, depth, "expected %s, got null", want(b));
-    case JS_NONFINITE:
-        return at(b, depth,
-                  "NaN and Infinity are not accepted as inputs (JSON has no such "
-                  "numbers); send finite numbers");
     default:
         return js_syntax(c, "expected a value");
     }
     if (st) return st;
     b->count++;
+    return KILN_OK;
+}
+
+/* ---- binary tensor data (Triton's extension): little-endian, row-major, no padding ---- */
+
+static uint64_t load_le(const unsigned char *p, int size) {
+    uint64_t v = 0;
+    for (int k = size - 1; k >= 0; k--) v = v << 8 | p[k];
+    return v;
+}
+
+/* Bytes per element of a fixed-size datatype. */
+static int dtype_size(const tj_dtype *t) {
+    if (t->kind == TJ_BOOL) return 1;
+    if (t->kind == TJ_FLOAT) return strcmp(t->name, "FP64") == 0 ? 8 : 4;
+    return t->hi <= 255 ? 1 : t->hi <= 65535 ? 2 : t->hi <= 4294967295.0 ? 4 : 8;
+}
+
+/* Element i of a fixed-size datatype as a number, as if it had been written in JSON. */
+static void binary_number(const tj_dtype *t, int size, const unsigned char *p, js_num *n) {
+    uint64_t u = load_le(p, size);
+    memset(n, 0, sizeof *n);
+    n->text = "";
+    if (t->kind == TJ_FLOAT) {
+        if (size == 4) {
+            uint32_t u32 = (uint32_t)u;
+            float f;
+            memcpy(&f, &u32, 4);
+            n->d = f;
+        } else {
+            memcpy(&n->d, &u, 8);
+        }
+        n->nonfinite = !isfinite(n->d); /* NaN and infinities are values here, as in JSON */
+    } else if (t->kind == TJ_INT) {
+        int shift = 64 - 8 * size; /* sign-extend */
+        n->i = (int64_t)(u << shift) >> shift;
+        n->d = (double)n->i, n->is_int = 1;
+    } else if (u <= (uint64_t)INT64_MAX) { /* BOOL, UINT */
+        n->i = (int64_t)u, n->d = (double)u, n->is_int = 1;
+    } else {
+        n->d = (double)u; /* a UINT64 past INT64_MAX: converts like a large literal */
+    }
+}
+
+kiln_status tj_put_binary(tj_builder *b, const unsigned char *p, size_t len, int64_t numel) {
+    const tj_dtype *t = b->decl;
+    kiln_status st;
+    if (t->kind == TJ_BYTES_DT) { /* each element: a 4-byte length, then its bytes */
+        size_t off = 0;
+        for (int64_t i = 0; off < len; i++) {
+            b->idx[0] = i;
+            if (len - off < 4)
+                return at(b, 1, "%zu bytes left, too few for an element's 4-byte length",
+                          len - off);
+            uint64_t n = load_le(p + off, 4);
+            off += 4;
+            if (n > len - off)
+                return at(b, 1, "an element of %llu bytes, but only %zu bytes are left",
+                          (unsigned long long)n, len - off);
+            if (b->type != KILN_TJ_BYTES) return at(b, 1, "expected %s, got bytes", want(b));
+            if ((st = grow(b, (size_t)n + 1))) return st;
+            memcpy(b->data + b->len, p + off, (size_t)n);
+            b->len += (size_t)n, off += (size_t)n;
+            if ((st = push_offset(b))) return st;
+            b->count++;
+        }
+        return KILN_OK;
+    }
+    int size = dtype_size(t);
+    if ((uint64_t)numel > len / (uint64_t)size || len != (size_t)numel * (size_t)size)
+        return kiln_error(KILN_ERR_INVALID, "%s: %lld %s values take %lld bytes, got %zu", b->root,
+                          (long long)numel, t->name, (long long)numel * size, len);
+    if (t->kind == TJ_FLOAT && size == 4 && b->type == KILN_TJ_F32) { /* the common case */
+        if ((st = grow(b, len))) return st;
+        for (int64_t i = 0; i < numel; i++) {
+            uint32_t u = (uint32_t)load_le(p + 4 * i, 4);
+            memcpy(b->data + b->len + 4 * i, &u, 4);
+        }
+        b->len += len, b->count += numel;
+        return KILN_OK;
+    }
+    /* the JSON path's checks, one element at a time: bool and integer elements as numbers */
+    const tj_dtype *decl = b->decl;
+    if (t->kind == TJ_BOOL) b->decl = NULL;
+    for (int64_t i = 0; i < numel; i++) {
+        js_num n;
+        b->idx[0] = i;
+        binary_number(t, size, p + (size_t)i * (size_t)size, &n);
+        if (t->kind == TJ_BOOL && n.i > 1) {
+            b->decl = decl;
+            return at(b, 1, "BOOL byte %lld (1 is true, 0 is false)", (long long)n.i);
+        }
+        if ((st = put_number(b, &n, 1))) { /* again, with the value in the message */
+            char text[40];
+            if (n.is_int)
+                snprintf(text, sizeof text, "%lld", (long long)n.i);
+            else
+                snprintf(text, sizeof text, "%.9g", n.d);
+            n.text = text, n.text_len = (int)strlen(text);
+            st = put_number(b, &n, 1);
+            b->decl = decl;
+            return st;
+        }
+        b->count++;
+    }
+    b->decl = decl;
     return KILN_OK;
 }
 

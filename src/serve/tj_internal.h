@@ -51,6 +51,11 @@ kiln_status tj_builder_init(tj_builder *b, const char *name, kiln_tj_type type, 
 kiln_status tj_builder_reserve(tj_builder *b, int64_t n);
 /* Reads the value at the cursor (a leaf or a list) at the given depth. */
 kiln_status tj_walk(tj_builder *b, js_cur *c, int depth);
+/* Reads len bytes of binary tensor data (Triton's extension: little-endian, row-major; BYTES
+ * elements each a 4-byte length and the bytes) of the builder's declared datatype (b->decl, set)
+ * for a tensor of numel elements; paths read root[i]. Fixed-size datatypes must fill len exactly.
+ */
+kiln_status tj_put_binary(tj_builder *b, const unsigned char *p, size_t len, int64_t numel);
 /* Moves the builder's values into t (shape from the nesting); the builder is freed. */
 kiln_status tj_finish(tj_builder *b, kiln_tj_tensor *t);
 void tj_builder_free(tj_builder *b);
@@ -67,6 +72,10 @@ typedef struct {
     kiln_sbuf key;         /* the current object key */
     tj_builder b[KILN_TJ_MAX_INPUTS];
     int nb;
+    /* v2: the binary tensor data after the JSON (has_bin: the request said where it starts) */
+    const unsigned char *bin;
+    size_t bin_len, bin_off;
+    int has_bin;
 } tj_parse_ctx;
 
 /* The key in k is exactly s. */

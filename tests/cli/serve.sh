@@ -105,6 +105,92 @@ EOF
     stop_server
 }
 
+# One rule for the shape of an instance in kiln serve and kiln predict: [28, 28] fits the model's
+# [1, 28, 28] in both, and a misfit names the instance's shape and the row.
+t_serve_instance_shapes() {
+    [ -d "$TMP/fm-export" ] || { echo "  (needs t_serve_exports_while_training)" >&2; test_failed=1; return; }
+    python3 -c '
+import json, sys
+px = json.load(open(sys.argv[1]))["instances"][0]
+rows = [px[i * 28:(i + 1) * 28] for i in range(28)]
+json.dump({"instances": [rows]}, open(sys.argv[2], "w"))
+json.dump({"instances": [[r[:27] for r in rows]]}, open(sys.argv[3], "w"))
+' "$TMP/boot.json" "$TMP/boot28.json" "$TMP/boot27.json"
+    serve --model_base_path "$TMP/fm-export" --model_name fmnist || { test_failed=1; return; }
+    call POST /v1/models/fmnist:predict "$TMP/boot.json"
+    cp "$TMP/body" "$TMP/flat.answer"
+    call POST /v1/models/fmnist:predict "$TMP/boot28.json"
+    check "serve: a [28, 28] instance for [1, 28, 28]: 200" [ "$code" = 200 ]
+    check "serve: the same answer as 784 flat values" cmp -s "$TMP/body" "$TMP/flat.answer"
+    call POST /v1/models/fmnist:predict "$TMP/boot27.json"
+    check "serve: [28, 27]: 400" [ "$code" = 400 ]
+    check "serve: names the instance's shape and the row" body_has "instances: each instance has shape [28, 27], but model fmnist's input row is [1, 28, 28] (784 values)"
+    k predict --server "http://127.0.0.1:$PORT" --model fmnist --json "$TMP/boot28.json"
+    check "predict --server: the [28, 28] instance, exit 0" [ $rc = 0 ] && check "predict: the boot" has '"class": "Ankle boot"'
+    k predict --model_dir "$TMP/fm-export" "$TMP/boot27.json"
+    check "predict: [28, 27] exits 2" [ $rc = 2 ] && check "predict: the same words" has "instances: each instance has shape [28, 27], but the model's input row is [1, 28, 28] (784 values)"
+    stop_server
+}
+
+# What tritonclient sends by default (the binary tensor data extension), built here with
+# python3's struct: the binary answer must hold, byte for byte, the values of the JSON answer to
+# the same instance. And NaN / Infinity in a TF Serving body (its "JSON conformance").
+t_serve_binary_tensor_data_and_nan() {
+    [ -d "$TMP/fm-export" ] || { echo "  (needs t_serve_exports_while_training)" >&2; test_failed=1; return; }
+    serve --model_base_path "$TMP/fm-export" --model_name fmnist || { test_failed=1; return; }
+    cat >"$TMP/triton.py" <<'PY'
+import json, struct, sys, urllib.request
+port, boot = sys.argv[1], sys.argv[2]
+url = "http://127.0.0.1:%s/v2/models/fmnist/infer" % port
+px = json.load(open(boot))["instances"][0]
+
+def post(url, body, headers={}):
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers)) as r:
+        return r.read(), r.headers
+
+meta = json.loads(post("http://127.0.0.1:%s/v2" % port, None)[0])
+assert "binary_tensor_data" in meta["extensions"], meta
+head = json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                               "parameters": {"binary_data_size": 784 * 4}}],
+                   "parameters": {"binary_data_output": True}}).encode()
+raw, h = post(url, head + struct.pack("<784f", *px),
+              {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(head))})
+assert h["Content-Type"] == "application/octet-stream", h["Content-Type"]
+hl = int(h["Inference-Header-Content-Length"])
+answer, data = json.loads(raw[:hl]), raw[hl:]
+plain = json.loads(post(url, json.dumps({"inputs": [{"name": "input", "shape": [1, 784],
+                                                     "datatype": "FP32", "data": px}]}).encode())[0])
+off = 0
+for o in answer["outputs"]:
+    n = o["parameters"]["binary_data_size"]
+    got, off = data[off:off + n], off + n
+    j = next(x for x in plain["outputs"] if x["name"] == o["name"])
+    assert (o["shape"], o["datatype"]) == (j["shape"], j["datatype"]), (o, j)
+    if o["datatype"] == "FP32":
+        want = struct.pack("<%df" % len(j["data"]), *j["data"])
+    else:
+        want = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in j["data"])
+    assert got == want, o["name"]
+assert off == len(data) and len(answer["outputs"]) == 3
+print("classes", data[-14:].decode(errors="replace"))
+
+# TF Serving's JSON conformance: NaN and Infinity tokens are numbers (what the model makes of
+# them is its business: a ReLU may turn NaN into 0)
+body = json.dumps({"instances": [[float("nan"), float("inf"), -float("inf")] + px[3:]]}).encode()
+assert b"NaN, Infinity, -Infinity" in body
+ans = json.loads(post("http://127.0.0.1:%s/v1/models/fmnist:predict" % port, body)[0])
+assert len(ans["predictions"][0]["output"]) == 10, ans
+print("nan ok")
+PY
+    python3 "$TMP/triton.py" "$PORT" "$TMP/boot.json" >"$TMP/out" 2>&1
+    rc=$?
+    check "binary tensor data: the same bytes as the JSON answer" [ $rc = 0 ] || sed 's/^/    | /' "$TMP/out" >&2
+    check "binary classes: the boot" has "Ankle boot"
+    check "NaN and Infinity in a TF Serving body: 200" has "nan ok"
+    stop_server
+}
+
 t_serve_registry_alias() {
     local run
     run=$(ls -d "$TMP"/runs/small/*/ 2>/dev/null | head -1)
@@ -156,6 +242,8 @@ t_serve_errors() {
 
 run_test t_serve_exports_while_training
 run_test t_serve_config_file_and_batching
+run_test t_serve_instance_shapes
+run_test t_serve_binary_tensor_data_and_nan
 run_test t_serve_registry_alias
 run_test t_serve_errors
 finish
