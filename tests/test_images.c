@@ -455,6 +455,57 @@ static void test_bad_files(void) {
     kiln_image_decoder_free(d);
 }
 
+/* Mutated files (bytes flipped, cut, repeated) through every decoder: errors are fine, crashes
+ * and reads outside the data are not (run under ASan to see those). */
+static void test_fuzz_decoders(void) {
+    kiln_image_decoder *d = NULL;
+    CHECK_OK(kiln_image_decoder_new(&d));
+    if (!d) return;
+    int h = 19, w = 23;
+    uint8_t *rgb = pattern(h, w, 3, 12), *g = pattern(h, w, 1, 12);
+    size_t n[5];
+    uint8_t *f[5] = {jpeg_encode(rgb, h, w, 3, 80, &n[0]), png_encode(rgb, h, w, 3, &n[1]),
+                     bmp_encode(rgb, h, w, 3, &n[2]), gif_encode(g, h, w, &n[3]),
+                     jpeg_encode(g, h, w, 1, 80, &n[4])};
+    int ok = 0, failed = 0;
+    for (int k = 0; k < 5; k++) {
+        uint8_t *m = malloc(n[k] * 2 + 16);
+        for (uint64_t it = 0; it < 300; it++) {
+            memcpy(m, f[k], n[k]);
+            size_t len = n[k];
+            int edits = 1 + (int)kiln_rng_below(5, k, it * 8, 6);
+            for (int e = 0; e < edits; e++) {
+                size_t at = kiln_rng_below(5, k, it * 8 + 1 + e, (uint32_t)len);
+                switch (kiln_rng_below(6, k, it * 8 + e, 4)) {
+                case 0: m[at] ^= (uint8_t)(1u << kiln_rng_below(7, k, it * 8 + e, 8)); break;
+                case 1: m[at] = (uint8_t)kiln_rng_below(8, k, it * 8 + e, 256); break;
+                case 2: len = at > 2 ? at : len; break; /* cut */
+                default: /* repeat a stretch */
+                    if (len + 16 <= n[k] * 2 + 16 && at + 16 <= len) {
+                        memmove(m + at + 16, m + at, len - at);
+                        len += 16;
+                    }
+                }
+            }
+            kiln_image img;
+            kiln_image_decode_opts o = {.channels = 1 + 2 * (int)(it % 2), .min_short = (int)(it % 3) * 4};
+            if (kiln_image_decode(d, m, len, "fuzz", &o, &img) == KILN_OK) {
+                ok++;
+                CHECK(img.h >= 1 && img.w >= 1 && img.h <= KILN_IMAGE_MAX_SIDE);
+                CHECK((int64_t)img.h * img.w <= KILN_IMAGE_MAX_PIXELS);
+            } else {
+                failed++;
+                CHECK(strstr(kiln_last_error(), "fuzz") != NULL);
+            }
+            CHECK(kiln_image_exif_orientation(m, len) >= 1);
+        }
+        free(m), free(f[k]);
+    }
+    CHECK(ok > 0 && failed > 0);
+    free(rgb), free(g);
+    kiln_image_decoder_free(d);
+}
+
 /* ---- geometry ---- */
 
 static double ref_filter(int area, double x) {
@@ -954,6 +1005,7 @@ int main(void) {
     RUN(test_decode_jpeg);
     RUN(test_exif_orientation);
     RUN(test_bad_files);
+    RUN(test_fuzz_decoders);
     RUN(test_resize);
     RUN(test_crop_and_chw);
     RUN(test_pipeline);
