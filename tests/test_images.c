@@ -44,7 +44,8 @@ static uint8_t *pattern(int h, int w, int c, int seed) {
         for (int x = 0; x < w; x++)
             for (int k = 0; k < c; k++) {
                 int v = (x * 255 / (w > 1 ? w - 1 : 1) + y * 97 / (h > 1 ? h - 1 : 1) + k * 60 +
-                         seed * 13 + ((x / 5 + y / 7) % 2) * 40) % 256;
+                         seed * 13 + ((x / 5 + y / 7) % 2) * 40) %
+                        256;
                 p[((size_t)y * w + x) * c + k] = (uint8_t)v;
             }
     return p;
@@ -178,12 +179,13 @@ static void test_decode_png_bmp_gif(void) {
                     for (int x = 0; x < w; x++) {
                         const uint8_t *s = src + ((size_t)y * w + x) * c;
                         const uint8_t *g = img.data + y * img.stride + x * want;
-                        if (want == 1) bad += g[0] != (c == 1 ? s[0] : luma(s));
+                        if (want == 1)
+                            bad += g[0] != (c == 1 ? s[0] : luma(s));
                         else
                             for (int k = 0; k < 3; k++) bad += g[k] != (c == 1 ? s[0] : s[k]);
                     }
-                CHECK_MSG(bad == 0, "%s c=%d -> %d: %d wrong values", fmt ? "bmp" : "png", c,
-                          want, bad);
+                CHECK_MSG(bad == 0, "%s c=%d -> %d: %d wrong values", fmt ? "bmp" : "png", c, want,
+                          bad);
             }
             free(enc);
         }
@@ -196,7 +198,8 @@ static void test_decode_png_bmp_gif(void) {
     CHECK(img.h == h && img.w == w && img.c == 1);
     if (img.h == h && img.w == w) {
         int bad = 0;
-        for (int y = 0; y < h; y++) bad += memcmp(img.data + y * img.stride, gray + y * w, (size_t)w) != 0;
+        for (int y = 0; y < h; y++)
+            bad += memcmp(img.data + y * img.stride, gray + y * w, (size_t)w) != 0;
         CHECK_MSG(bad == 0, "gif: %d rows differ", bad);
     }
     free(gif), free(rgb), free(gray), free(rgba);
@@ -274,17 +277,20 @@ static void test_decode_jpeg(void) {
 static size_t app1(uint8_t *out, int o, int little) {
     uint8_t t[64];
     size_t n = 0;
-#define W16(v) (little ? (t[n] = (uint8_t)(v), t[n + 1] = (uint8_t)((v) >> 8)) \
-                       : (t[n] = (uint8_t)((v) >> 8), t[n + 1] = (uint8_t)(v))), n += 2
-#define W32(v) (little ? (W16((v) & 0xFFFF), W16((uint32_t)(v) >> 16)) \
-                       : (W16((uint32_t)(v) >> 16), W16((v) & 0xFFFF)))
+#define W16(v)                                                                                     \
+    (little ? (t[n] = (uint8_t)(v), t[n + 1] = (uint8_t)((v) >> 8))                                \
+            : (t[n] = (uint8_t)((v) >> 8), t[n + 1] = (uint8_t)(v))),                              \
+        n += 2
+#define W32(v)                                                                                     \
+    (little ? (W16((v)&0xFFFF), W16((uint32_t)(v) >> 16))                                          \
+            : (W16((uint32_t)(v) >> 16), W16((v)&0xFFFF)))
     t[n++] = little ? 'I' : 'M', t[n++] = little ? 'I' : 'M';
     W16(42);
     W32(8);
-    W16(2);                           /* entries */
-    W16(0x0100), W16(4), W32(1), W32(77); /* ImageWidth, LONG */
+    W16(2);                                      /* entries */
+    W16(0x0100), W16(4), W32(1), W32(77);        /* ImageWidth, LONG */
     W16(0x0112), W16(3), W32(1), W16(o), W16(0); /* Orientation, SHORT, value then padding */
-    W32(0);                           /* next IFD */
+    W32(0);                                      /* next IFD */
 #undef W16
 #undef W32
     size_t seg = 2 + 6 + n;
@@ -298,15 +304,18 @@ static size_t app1(uint8_t *out, int o, int little) {
 static uint8_t *ref_mirror(const uint8_t *s, int h, int w, int c) {
     uint8_t *d = malloc((size_t)h * w * c);
     for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) memcpy(d + (y * w + x) * c, s + (y * w + (w - 1 - x)) * c, (size_t)c);
+        for (int x = 0; x < w; x++)
+            memcpy(d + (y * w + x) * c, s + (y * w + (w - 1 - x)) * c, (size_t)c);
     return d;
 }
 static uint8_t *ref_cw(const uint8_t *s, int *h, int *w, int c) { /* new h = old w */
     int oh = *h, ow = *w;
     uint8_t *d = malloc((size_t)oh * ow * c);
-    /* the clockwise turn puts the old bottom-left at the new top-left: new (y, x) = old (oh-1-x, y) */
+    /* the clockwise turn puts the old bottom-left at the new top-left: new (y, x) = old (oh-1-x, y)
+     */
     for (int y = 0; y < ow; y++)
-        for (int x = 0; x < oh; x++) memcpy(d + (y * oh + x) * c, s + ((oh - 1 - x) * ow + y) * c, (size_t)c);
+        for (int x = 0; x < oh; x++)
+            memcpy(d + (y * oh + x) * c, s + ((oh - 1 - x) * ow + y) * c, (size_t)c);
     *h = ow, *w = oh;
     return d;
 }
@@ -337,9 +346,13 @@ static void test_exif_orientation(void) {
             int eh = h, ew = w;
             uint8_t *e = malloc((size_t)h * w * 3), *t;
             memcpy(e, plain, (size_t)h * w * 3);
-            int turns = ori == 3 || ori == 4 ? 2 : ori == 5 || ori == 6 ? 1 : ori == 7 || ori == 8 ? 3 : 0;
+            int turns = ori == 3 || ori == 4   ? 2
+                        : ori == 5 || ori == 6 ? 1
+                        : ori == 7 || ori == 8 ? 3
+                                               : 0;
             for (int r = 0; r < turns; r++) t = ref_cw(e, &eh, &ew, 3), free(e), e = t;
-            if (ori == 2 || ori == 4 || ori == 5 || ori == 7) t = ref_mirror(e, eh, ew, 3), free(e), e = t;
+            if (ori == 2 || ori == 4 || ori == 5 || ori == 7)
+                t = ref_mirror(e, eh, ew, 3), free(e), e = t;
             kiln_image img;
             CHECK_OK(kiln_image_decode(d, with, m, "o.jpg", &o, &img));
             CHECK_MSG(img.h == eh && img.w == ew, "orientation %d: %d x %d, want %d x %d", ori,
@@ -391,7 +404,8 @@ static void test_bad_files(void) {
         const char *name;
         uint8_t *data;
         size_t n;
-    } f[] = {{"cut.jpg", jpg, nj}, {"cut.png", png, np}, {"cut.bmp", bmp, nb}, {"cut.gif", gif, ng}};
+    } f[] = {
+        {"cut.jpg", jpg, nj}, {"cut.png", png, np}, {"cut.bmp", bmp, nb}, {"cut.gif", gif, ng}};
     kiln_image_decode_opts o = {.channels = 3};
     kiln_image img;
     for (int i = 0; i < 4; i++) {
@@ -408,7 +422,8 @@ static void test_bad_files(void) {
     /* stray markers in the middle of the JPEG's entropy-coded data, and a bad Huffman table */
     uint8_t *bad = malloc(nj);
     memcpy(bad, jpg, nj);
-    for (size_t j = 0; j < 16; j += 2) bad[nj / 2 + j] = 0xFF, bad[nj / 2 + j + 1] = (uint8_t)(0xD0 + j / 2);
+    for (size_t j = 0; j < 16; j += 2)
+        bad[nj / 2 + j] = 0xFF, bad[nj / 2 + j + 1] = (uint8_t)(0xD0 + j / 2);
     kiln_status st = kiln_image_decode(d, bad, nj, "garbled.jpg", &o, &img);
     CHECK_MSG(st == KILN_ERR_FORMAT, "garbled: %s", kiln_status_name(st));
     CHECK_ERR_HAS("garbled.jpg: corrupt or truncated JPEG");
@@ -477,10 +492,16 @@ static void test_fuzz_decoders(void) {
             for (int e = 0; e < edits; e++) {
                 size_t at = kiln_rng_below(5, k, it * 8 + 1 + e, (uint32_t)len);
                 switch (kiln_rng_below(6, k, it * 8 + e, 4)) {
-                case 0: m[at] ^= (uint8_t)(1u << kiln_rng_below(7, k, it * 8 + e, 8)); break;
-                case 1: m[at] = (uint8_t)kiln_rng_below(8, k, it * 8 + e, 256); break;
-                case 2: len = at > 2 ? at : len; break; /* cut */
-                default: /* repeat a stretch */
+                case 0:
+                    m[at] ^= (uint8_t)(1u << kiln_rng_below(7, k, it * 8 + e, 8));
+                    break;
+                case 1:
+                    m[at] = (uint8_t)kiln_rng_below(8, k, it * 8 + e, 256);
+                    break;
+                case 2:
+                    len = at > 2 ? at : len;
+                    break; /* cut */
+                default:   /* repeat a stretch */
                     if (len + 16 <= n[k] * 2 + 16 && at + 16 <= len) {
                         memmove(m + at + 16, m + at, len - at);
                         len += 16;
@@ -488,7 +509,8 @@ static void test_fuzz_decoders(void) {
                 }
             }
             kiln_image img;
-            kiln_image_decode_opts o = {.channels = 1 + 2 * (int)(it % 2), .min_short = (int)(it % 3) * 4};
+            kiln_image_decode_opts o = {.channels = 1 + 2 * (int)(it % 2),
+                                        .min_short = (int)(it % 3) * 4};
             if (kiln_image_decode(d, m, len, "fuzz", &o, &img) == KILN_OK) {
                 ok++;
                 CHECK(img.h >= 1 && img.w >= 1 && img.h <= KILN_IMAGE_MAX_SIDE);
@@ -538,7 +560,8 @@ static uint8_t *ref_resize(const uint8_t *src, int h, int w, int c, int oh, int 
             for (int k = 0; k < c; k++) {
                 double acc = 0;
                 for (int j = 0; j < h; j++)
-                    for (int i = 0; i < w; i++) acc += wy[j] * wx[i] * src[((size_t)j * w + i) * c + k];
+                    for (int i = 0; i < w; i++)
+                        acc += wy[j] * wx[i] * src[((size_t)j * w + i) * c + k];
                 acc = acc < 0 ? 0 : acc > 255 ? 255 : acc;
                 d[((size_t)y * ow + x) * c + k] = (uint8_t)(acc + 0.5);
             }
@@ -552,14 +575,15 @@ static void test_resize(void) {
     struct {
         int h, w, oh, ow;
     } cases[] = {{20, 30, 10, 15}, {20, 30, 7, 11}, {9, 13, 20, 27}, {31, 17, 31, 5},
-                 {28, 28, 14, 14}, {40, 25, 9, 25}, {5, 6, 12, 3},    {64, 48, 8, 6}};
+                 {28, 28, 14, 14}, {40, 25, 9, 25}, {5, 6, 12, 3},   {64, 48, 8, 6}};
     for (int cse = 0; cse < (int)(sizeof cases / sizeof *cases); cse++)
         for (int c = 1; c <= 3; c += 2)
             for (int area = 0; area < 2; area++) {
                 int h = cases[cse].h, w = cases[cse].w, oh = cases[cse].oh, ow = cases[cse].ow;
                 uint8_t *src = pattern(h, w, c, cse), *out = malloc((size_t)oh * ow * c);
                 kiln_image s = {h, w, c, (ptrdiff_t)w * c, src}, dd = {oh, ow, 0, 0, out};
-                CHECK_OK(kiln_image_resize(&s, &dd, area ? KILN_INTERP_AREA : KILN_INTERP_BILINEAR));
+                CHECK_OK(
+                    kiln_image_resize(&s, &dd, area ? KILN_INTERP_AREA : KILN_INTERP_BILINEAR));
                 uint8_t *ref = ref_resize(src, h, w, c, oh, ow, area);
                 int md = max_diff(out, ref, (size_t)oh * ow * c);
                 CHECK_MSG(md <= 1, "%dx%dx%d -> %dx%d %s: max diff %d", h, w, c, oh, ow,
@@ -617,8 +641,13 @@ static void test_pipeline(void) {
     for (int i = 0; i < h * w; i++) gray[i] = luma(rgb + 3 * i);
     size_t n;
     uint8_t *png = png_encode(rgb, h, w, 3, &n);
-    kiln_image_spec s = {.channels = 1, .resize_short = 12, .interp = KILN_INTERP_AREA,
-                         .crop_h = 10, .crop_w = 10, .out_h = 10, .out_w = 10};
+    kiln_image_spec s = {.channels = 1,
+                         .resize_short = 12,
+                         .interp = KILN_INTERP_AREA,
+                         .crop_h = 10,
+                         .crop_w = 10,
+                         .out_h = 10,
+                         .out_w = 10};
     CHECK_OK(kiln_image_spec_check(&s));
     uint8_t out[100];
     CHECK_OK(kiln_image_process(d, png, n, "p.png", &s, out));
@@ -651,8 +680,8 @@ static void test_pipeline(void) {
     /* specs that cannot give the output size */
     kiln_image_spec bad = {.channels = 1, .crop_h = 12, .crop_w = 12, .out_h = 10, .out_w = 10};
     CHECK(kiln_image_spec_check(&bad) == KILN_ERR_SHAPE);
-    bad = (kiln_image_spec){.channels = 1, .resize_short = 8, .crop_h = 10, .crop_w = 10,
-                            .out_h = 10, .out_w = 10};
+    bad = (kiln_image_spec){
+        .channels = 1, .resize_short = 8, .crop_h = 10, .crop_w = 10, .out_h = 10, .out_w = 10};
     CHECK(kiln_image_spec_check(&bad) == KILN_ERR_SHAPE);
     bad = (kiln_image_spec){.channels = 2, .out_h = 10, .out_w = 10};
     CHECK(kiln_image_spec_check(&bad) == KILN_ERR_INVALID);
@@ -674,7 +703,7 @@ static void put_image(const char *rel, uint8_t v) {
     memset(pix, v, 16);
     size_t n = 0;
     const char *dot = strrchr(rel, '.');
-    uint8_t *b = !strcasecmp(dot, ".png")  ? png_encode(pix, 4, 4, 1, &n)
+    uint8_t *b = !strcasecmp(dot, ".png")   ? png_encode(pix, 4, 4, 1, &n)
                  : !strcasecmp(dot, ".bmp") ? bmp_encode(pix, 4, 4, 1, &n)
                  : !strcasecmp(dot, ".gif") ? gif_encode(pix, 4, 4, &n)
                                             : jpeg_encode(pix, 4, 4, 1, 100, &n);
@@ -793,7 +822,8 @@ static void test_manifests(void) {
         kiln_dataset_free(ds);
     }
     /* JSONL, integer labels: bare ids */
-    const char *jl = "{\"path\": \"img/a.png\", \"label\": 3}\n\n{\"label\": 0, \"path\": \"img/b.png\"}\n";
+    const char *jl =
+        "{\"path\": \"img/a.png\", \"label\": 3}\n\n{\"label\": 0, \"path\": \"img/b.png\"}\n";
     path_of(p, sizeof p, "man/list.jsonl");
     write_file(p, jl, strlen(jl));
     o.manifest = p;
@@ -808,7 +838,8 @@ static void test_manifests(void) {
     }
     /* JSONL string labels mapped onto given classes; an unknown one names the line */
     const char *cls[] = {"cat", "dog"};
-    const char *jl2 = "{\"path\": \"img/a.png\", \"label\": \"dog\"}\n{\"path\": \"img/b.png\", \"label\": \"cow\"}\n";
+    const char *jl2 = "{\"path\": \"img/a.png\", \"label\": \"dog\"}\n{\"path\": \"img/b.png\", "
+                      "\"label\": \"cow\"}\n";
     write_file(p, jl2, strlen(jl2));
     o.classes = cls, o.num_classes = 2;
     CHECK(kiln_data_load_images(&o, &ds) == KILN_ERR_FORMAT);
@@ -945,7 +976,8 @@ static void test_threads_cache_and_stats(void) {
     path_of(root, sizeof root, "many");
     for (int cache = 0; cache < 2; cache++) {
         /* a cache of 25 rows: some rows cached, the rest decoded every time */
-        kiln_image_source_options o = {.root = root, .spec = SPEC4, .cache_bytes = cache ? 25 * 16 : 0};
+        kiln_image_source_options o = {
+            .root = root, .spec = SPEC4, .cache_bytes = cache ? 25 * 16 : 0};
         kiln_dataset *ds = NULL;
         CHECK_OK(kiln_data_load_images(&o, &ds));
         if (!ds) continue;
@@ -968,17 +1000,20 @@ static void test_threads_cache_and_stats(void) {
         CHECK_OK(kiln_dataset_channel_stats(ds, 1.0f / 255, &m1, &s1));
         int32_t y[60];
         for (int i = 0; i < 60; i++) CHECK_OK(kiln_dataset_get(ds, i, NULL, &y[i]));
-        kiln_dataset_desc d = {.rows = 60, .x_dtype = KILN_U8,
-                               .x_shape = kiln_dataset_x_shape(ds), .x = serial,
-                               .y_kind = KILN_LABEL_CLASS, .y = y};
+        kiln_dataset_desc d = {.rows = 60,
+                               .x_dtype = KILN_U8,
+                               .x_shape = kiln_dataset_x_shape(ds),
+                               .x = serial,
+                               .y_kind = KILN_LABEL_CLASS,
+                               .y = y};
         kiln_dataset *mem = NULL;
         CHECK_OK(kiln_dataset_new(&d, &mem));
         CHECK_OK(kiln_dataset_channel_stats(mem, 1.0f / 255, &m2, &s2));
         CHECK_NEAR(m1, m2, 1e-6);
         CHECK_NEAR(s1, s2, 1e-6);
         /* and batches through the loader equal those of the in-memory copy */
-        kiln_loader_config c = {.batch_size = 7, .shuffle = 1, .seed = 3, .prefetch = 1,
-                                .norm = {.scale = 1.0f / 255}};
+        kiln_loader_config c = {
+            .batch_size = 7, .shuffle = 1, .seed = 3, .prefetch = 1, .norm = {.scale = 1.0f / 255}};
         kiln_loader *a = NULL, *b = NULL;
         CHECK_OK(kiln_loader_new(ds, &c, &a));
         CHECK_OK(kiln_loader_new(mem, &c, &b));
@@ -988,7 +1023,8 @@ static void test_threads_cache_and_stats(void) {
         for (int k = 0; k < 20 && a && b; k++) {
             int na = kiln_loader_next(a, xa, ya, &ra_), nb = kiln_loader_next(b, xb, yb, &rb_);
             diff += na != nb || ra_ != rb_ ||
-                    (na == 1 && (memcmp(xa, xb, (size_t)ra_ * 16 * 4) || memcmp(ya, yb, (size_t)ra_ * 4)));
+                    (na == 1 &&
+                     (memcmp(xa, xb, (size_t)ra_ * 16 * 4) || memcmp(ya, yb, (size_t)ra_ * 4)));
         }
         CHECK(diff == 0);
         kiln_loader_free(a), kiln_loader_free(b);

@@ -139,9 +139,10 @@ kiln_status kiln_data_load_npy(const char *features, const char *labels, kiln_la
  * kiln_image_load with spec), labelled by class:
  *   root:     root/<class>/[...]/NAME.{jpg,jpeg,png,bmp,gif} (extensions in any case; names
  *             starting with '.' and other files are ignored; subfolders of a class folder are
- *             searched, at most 16 deep). Classes are the folder names in byte order, ids 0, 1, ... in that
- *             order, an empty class folder included; rows go class by class, each folder's
- *             entries in byte order of their names (subfolders where their names fall).
+ *             searched, at most 16 deep). Classes are the folder names in byte order, ids
+ *             0, 1, ... in that order, an empty class folder included; rows go class by class,
+ *             each folder's entries in byte order of their names (subfolders where their names
+ *             fall).
  *   manifest: a CSV file with a header naming columns "path" and "label" (others ignored), or a
  *             JSONL file (name ending .jsonl or .json, or first byte '{'), one object a line
  *             with "path" (string) and "label" (string or integer). Paths are relative to the

@@ -41,9 +41,9 @@
 
 #include "kiln/status.h"
 
-#define KILN_IMAGE_MAX_SIDE   65535                 /* pixels per side */
-#define KILN_IMAGE_MAX_PIXELS ((int64_t)1 << 27)    /* 134M pixels: a decompression bomb beyond */
-#define KILN_IMAGE_MAX_BYTES  ((int64_t)256 << 20)  /* bytes of an encoded image file */
+#define KILN_IMAGE_MAX_SIDE   65535                /* pixels per side */
+#define KILN_IMAGE_MAX_PIXELS ((int64_t)1 << 27)   /* 134M pixels: a decompression bomb beyond */
+#define KILN_IMAGE_MAX_BYTES  ((int64_t)256 << 20) /* bytes of an encoded image file */
 
 /* An 8-bit image, interleaved (HWC): pixel (y, x) channel k is data[y * stride + x * c + k]. */
 typedef struct {

@@ -164,7 +164,8 @@ int kiln_image_exif_orientation(const void *data, size_t len) {
 }
 
 kiln_status kiln_image_orient(const kiln_image *src, int o, kiln_image *dst) {
-    if (o < 1 || o > 8) return kiln_error(KILN_ERR_INVALID, "image orientation %d is not 1 to 8", o);
+    if (o < 1 || o > 8)
+        return kiln_error(KILN_ERR_INVALID, "image orientation %d is not 1 to 8", o);
     int h = src->h, w = src->w, c = src->c, swap = o >= 5;
     dst->h = swap ? w : h, dst->w = swap ? h : w, dst->c = c;
     dst->stride = (ptrdiff_t)dst->w * c;
@@ -173,14 +174,30 @@ kiln_status kiln_image_orient(const kiln_image *src, int o, kiln_image *dst) {
         for (int x = 0; x < dst->w; x++) {
             int sx, sy; /* the source pixel shown at (y, x) */
             switch (o) {
-            case 2: sx = w - 1 - x, sy = y; break;
-            case 3: sx = w - 1 - x, sy = h - 1 - y; break;
-            case 4: sx = x, sy = h - 1 - y; break;
-            case 5: sx = y, sy = x; break;
-            case 6: sx = y, sy = h - 1 - x; break;
-            case 7: sx = w - 1 - y, sy = h - 1 - x; break;
-            case 8: sx = w - 1 - y, sy = x; break;
-            default: sx = x, sy = y; break;
+            case 2:
+                sx = w - 1 - x, sy = y;
+                break;
+            case 3:
+                sx = w - 1 - x, sy = h - 1 - y;
+                break;
+            case 4:
+                sx = x, sy = h - 1 - y;
+                break;
+            case 5:
+                sx = y, sy = x;
+                break;
+            case 6:
+                sx = y, sy = h - 1 - x;
+                break;
+            case 7:
+                sx = w - 1 - y, sy = h - 1 - x;
+                break;
+            case 8:
+                sx = w - 1 - y, sy = x;
+                break;
+            default:
+                sx = x, sy = y;
+                break;
             }
             memcpy(d + (ptrdiff_t)x * c, src->data + sy * src->stride + (ptrdiff_t)sx * c,
                    (size_t)c);
@@ -217,16 +234,15 @@ kiln_status kiln_image_convert(const kiln_image *src, int channels, kiln_image *
 /* The error, and a fresh handle: after a failed call TurboJPEG 2.1 can leave the handle in a
  * state where the next header read fails with the old message. */
 static kiln_status tj_fail(kiln_image_decoder *d, const char *name, const char *what) {
-    kiln_status st = kiln_error(KILN_ERR_FORMAT, "%s: %s JPEG: %s", name, what,
-                                tjGetErrorStr2(d->tj));
+    kiln_status st =
+        kiln_error(KILN_ERR_FORMAT, "%s: %s JPEG: %s", name, what, tjGetErrorStr2(d->tj));
     tjhandle fresh = tjInitDecompress();
     if (fresh) tjDestroy(d->tj), d->tj = fresh;
     return st;
 }
 
 static kiln_status decode_jpeg(kiln_image_decoder *d, const uint8_t *data, size_t len,
-                               const char *name, const kiln_image_decode_opts *o,
-                               kiln_image *out) {
+                               const char *name, const kiln_image_decode_opts *o, kiln_image *out) {
     int w, h, sub, cs;
     if (tjDecompressHeader3(d->tj, data, (unsigned long)len, &w, &h, &sub, &cs) != 0)
         return tj_fail(d, name, "not a readable");
@@ -250,7 +266,8 @@ static kiln_status decode_jpeg(kiln_image_decoder *d, const uint8_t *data, size_
     int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
     int pf = cmyk ? TJPF_CMYK : o->channels == 1 ? TJPF_GRAY : TJPF_RGB, pc = tjPixelSize[pf];
     uint8_t *pix = scratch(d, BUF_PIX, (size_t)sw * sh * pc);
-    if (!pix) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for %d x %d pixels", name, sw, sh);
+    if (!pix)
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory for %d x %d pixels", name, sw, sh);
     if (tjDecompress2(d->tj, data, (unsigned long)len, pix, sw, sw * pc, sh, pf,
                       TJFLAG_LIMITSCANS) != 0) {
         const char *msg = tjGetErrorStr2(d->tj);
@@ -305,7 +322,7 @@ static int mr_read(void *u, char *buf, int size) {
 }
 static void mr_skip(void *u, int n) {
     mem_reader *r = u;
-    if (n < 0 && (size_t)-(int64_t)n > r->pos) n = -(int)r->pos;
+    if (n < 0 && (size_t) - (int64_t)n > r->pos) n = -(int)r->pos;
     if (n > 0 && (size_t)n > r->len - r->pos) {
         r->overrun = 1;
         r->pos = r->len;
@@ -380,16 +397,19 @@ kiln_status kiln_image_decode(kiln_image_decoder *d, const void *data, size_t le
                               const kiln_image_decode_opts *o, kiln_image *out) {
     if (!name) name = "image";
     if (o->channels != 1 && o->channels != 3)
-        return kiln_error(KILN_ERR_INVALID, "%s: decode to %d channels (1 or 3)", name, o->channels);
+        return kiln_error(KILN_ERR_INVALID, "%s: decode to %d channels (1 or 3)", name,
+                          o->channels);
     kiln_image_format f = kiln_image_sniff(data, len);
     if (len > (size_t)KILN_IMAGE_MAX_BYTES)
         return kiln_error(KILN_ERR_FORMAT, "%s: %zu bytes is over the limit of %lld for an image",
                           name, len, (long long)KILN_IMAGE_MAX_BYTES);
     switch (f) {
-    case KILN_IMAGE_JPEG: return decode_jpeg(d, data, len, name, o, out);
+    case KILN_IMAGE_JPEG:
+        return decode_jpeg(d, data, len, name, o, out);
     case KILN_IMAGE_PNG:
     case KILN_IMAGE_BMP:
-    case KILN_IMAGE_GIF: return decode_stb(d, data, len, name, f, o, out);
+    case KILN_IMAGE_GIF:
+        return decode_stb(d, data, len, name, f, o, out);
     default:
         return kiln_error(KILN_ERR_FORMAT, "%s: not a JPEG, PNG, BMP or GIF image (%s)", name,
                           len ? "unknown first bytes" : "empty file");
@@ -401,7 +421,8 @@ kiln_status kiln_image_decode(kiln_image_decoder *d, const void *data, size_t le
 kiln_status kiln_image_spec_check(const kiln_image_spec *s) {
     int big = KILN_IMAGE_MAX_SIDE;
     if (s->channels != 1 && s->channels != 3)
-        return kiln_error(KILN_ERR_INVALID, "image channels %d (1 grayscale or 3 rgb)", s->channels);
+        return kiln_error(KILN_ERR_INVALID, "image channels %d (1 grayscale or 3 rgb)",
+                          s->channels);
     if (s->out_h < 1 || s->out_w < 1 || s->out_h > big || s->out_w > big)
         return kiln_error(KILN_ERR_INVALID, "image size %d x %d (1 to %d a side)", s->out_h,
                           s->out_w, big);
@@ -417,12 +438,13 @@ kiln_status kiln_image_spec_check(const kiln_image_spec *s) {
         return kiln_error(KILN_ERR_INVALID, "image interpolation %d", (int)s->interp);
     int h = s->crop_h ? s->crop_h : s->resize_h, w = s->crop_w ? s->crop_w : s->resize_w;
     if (h && (h != s->out_h || w != s->out_w))
-        return kiln_error(KILN_ERR_SHAPE, "images come out %d x %d (%s) but must be %d x %d", h,
-                          w, s->crop_h ? "center_crop" : "resize", s->out_h, s->out_w);
+        return kiln_error(KILN_ERR_SHAPE, "images come out %d x %d (%s) but must be %d x %d", h, w,
+                          s->crop_h ? "center_crop" : "resize", s->out_h, s->out_w);
     if (s->crop_h && s->resize_h && (s->resize_h < s->crop_h || s->resize_w < s->crop_w))
         return kiln_error(KILN_ERR_SHAPE, "center_crop %d x %d is larger than resize %d x %d",
                           s->crop_h, s->crop_w, s->resize_h, s->resize_w);
-    if (s->crop_h && s->resize_short && s->resize_short < (s->crop_h < s->crop_w ? s->crop_h : s->crop_w))
+    if (s->crop_h && s->resize_short &&
+        s->resize_short < (s->crop_h < s->crop_w ? s->crop_h : s->crop_w))
         return kiln_error(KILN_ERR_SHAPE, "center_crop %d x %d is larger than resize %d allows",
                           s->crop_h, s->crop_w, s->resize_short);
     return KILN_OK;
@@ -443,9 +465,10 @@ kiln_status kiln_image_process(kiln_image_decoder *d, const void *data, size_t l
         int64_t lng = (int64_t)s->resize_short * (sh ? img.w : img.h) / (sh ? img.h : img.w);
         if (lng < 1) lng = 1;
         if (lng > KILN_IMAGE_MAX_SIDE)
-            return kiln_error(KILN_ERR_FORMAT, "%s: a %d x %d image resized to a shorter side of "
-                              "%d would be %lld pixels long", name, img.h, img.w,
-                              s->resize_short, (long long)lng);
+            return kiln_error(KILN_ERR_FORMAT,
+                              "%s: a %d x %d image resized to a shorter side of "
+                              "%d would be %lld pixels long",
+                              name, img.h, img.w, s->resize_short, (long long)lng);
         nh = sh ? s->resize_short : (int)lng, nw = sh ? (int)lng : s->resize_short;
     } else if (s->resize_h) {
         nh = s->resize_h, nw = s->resize_w;

@@ -124,8 +124,9 @@ static int cmp_str(const void *a, const void *b) {
 static kiln_status list_dir(const char *dir, char ***names, int64_t *n) {
     *names = NULL, *n = 0;
     DIR *dp = opendir(dir);
-    if (!dp) return kiln_error(errno == ENOENT ? KILN_ERR_NOTFOUND : KILN_ERR_IO,
-                               "%s: cannot open the folder: %s", dir, strerror(errno));
+    if (!dp)
+        return kiln_error(errno == ENOENT ? KILN_ERR_NOTFOUND : KILN_ERR_IO,
+                          "%s: cannot open the folder: %s", dir, strerror(errno));
     char **v = NULL;
     int64_t cap = 0;
     kiln_status st = KILN_OK;
@@ -175,8 +176,10 @@ static kiln_status walk(const char *dir, int depth, strlist *out) {
         if (stat(path, &sb) != 0) continue; /* a dangling link */
         if (S_ISDIR(sb.st_mode)) {
             if (depth >= MAX_DEPTH)
-                st = kiln_error(KILN_ERR_FORMAT, "%s: folders nested more than %d deep (a link "
-                                "loop?)", path, MAX_DEPTH);
+                st = kiln_error(KILN_ERR_FORMAT,
+                                "%s: folders nested more than %d deep (a link "
+                                "loop?)",
+                                path, MAX_DEPTH);
             else
                 st = walk(path, depth + 1, out);
         } else if (S_ISREG(sb.st_mode) && kiln_image_has_extension(names[i])) {
@@ -361,7 +364,8 @@ static kiln_status read_manifest(const char *path, strlist *paths, char ***lab, 
                 const cJSON *lv = o ? cJSON_GetObjectItemCaseSensitive(o, "label") : NULL;
                 char num[32];
                 const char *ls = NULL;
-                if (cJSON_IsString(lv)) ls = lv->valuestring;
+                if (cJSON_IsString(lv))
+                    ls = lv->valuestring;
                 else if (cJSON_IsNumber(lv) && lv->valuedouble == (double)(int64_t)lv->valuedouble)
                     snprintf(num, sizeof num, "%lld", (long long)lv->valuedouble), ls = num;
                 if (!cJSON_IsObject(o))
@@ -391,8 +395,10 @@ static kiln_status read_manifest(const char *path, strlist *paths, char ***lab, 
             if (!strcmp(c.field[j], "path")) pc = j;
             if (!strcmp(c.field[j], "label")) lc = j;
         }
-        if (r < 0) st = c.err;
-        else if (r == 0) st = kiln_error(KILN_ERR_FORMAT, "%s: empty manifest (no header)", path);
+        if (r < 0)
+            st = c.err;
+        else if (r == 0)
+            st = kiln_error(KILN_ERR_FORMAT, "%s: empty manifest (no header)", path);
         else if (pc < 0 || lc < 0)
             st = kiln_error(KILN_ERR_FORMAT,
                             "%s:1: the header must name the columns 'path' and 'label'", path);

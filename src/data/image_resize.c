@@ -19,9 +19,9 @@
 #include "kiln/image.h"
 
 typedef struct {
-    int *lo, *n;  /* [out] first input index and count */
-    float *w;     /* [out, k] weights */
-    int k;        /* the widest span */
+    int *lo, *n; /* [out] first input index and count */
+    float *w;    /* [out, k] weights */
+    int k;       /* the widest span */
 } taps;
 
 static double triangle(double x) {
@@ -136,7 +136,8 @@ kiln_status kiln_image_center_crop(const kiln_image *src, int h, int w, kiln_ima
 void kiln_image_to_chw(const kiln_image *src, uint8_t *dst) {
     int h = src->h, w = src->w, c = src->c;
     if (c == 1) {
-        for (int y = 0; y < h; y++) memcpy(dst + (size_t)y * w, src->data + y * src->stride, (size_t)w);
+        for (int y = 0; y < h; y++)
+            memcpy(dst + (size_t)y * w, src->data + y * src->stride, (size_t)w);
         return;
     }
     for (int y = 0; y < h; y++) {

@@ -79,8 +79,8 @@ static kiln_status make_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_imag
         return kiln_error(KILN_ERR_INVALID,
                           "%s: data.image.%s gives %d x %d images (height x width), but "
                           "model.input is %s",
-                          kiln_cfg_where(fix, where, sizeof where),
-                          cc ? "center_crop" : "resize", fh, fw, sh);
+                          kiln_cfg_where(fix, where, sizeof where), cc ? "center_crop" : "resize",
+                          fh, fw, sh);
     kiln_status st = kiln_image_spec_check(s);
     if (st) {
         kiln_error_prefix("%s: data.image", kiln_cfg_where(img ? img : cfg, where, sizeof where));
@@ -132,7 +132,8 @@ kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, con
         st = kiln_data_drop_unreadable(ds, &good, &skipped, first, sizeof first);
         kiln_dataset_free(ds);
         if (st) return st;
-        if (skipped && !in->skipped) snprintf(in->skipped_first, sizeof in->skipped_first, "%s", first);
+        if (skipped && !in->skipped)
+            snprintf(in->skipped_first, sizeof in->skipped_first, "%s", first);
         in->skipped += skipped;
         ds = good;
     }
