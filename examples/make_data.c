@@ -87,13 +87,16 @@ static int write_fashion_split(const char *dir, const char *split, const char *i
     if (limit > 0 && limit < n) n = limit;
     tjhandle tj = tjInitCompress();
     float x[28 * 28];
-    unsigned char pix[28 * 28], *jpg = NULL;
+    unsigned long cap = tjBufSize(28, 28, TJSAMP_GRAY);
+    unsigned char pix[28 * 28], *jpg = tjAlloc((int)cap);
+    if (!tj || !jpg) fprintf(stderr, "kiln_example_data: out of memory\n"), rc = 1;
     for (int64_t i = 0; i < n && !rc; i++) {
         int32_t y;
         kiln_dataset_get(ds, i, x, &y);
         for (int k = 0; k < 28 * 28; k++) pix[k] = (unsigned char)x[k];
-        unsigned long len = 0;
-        if (tjCompress2(tj, pix, 28, 28, 28, TJPF_GRAY, &jpg, &len, TJSAMP_GRAY, 95, 0) != 0) {
+        unsigned long len = cap; /* the buffer's size in, the JPEG's out */
+        if (tjCompress2(tj, pix, 28, 28, 28, TJPF_GRAY, &jpg, &len, TJSAMP_GRAY, 95,
+                        TJFLAG_NOREALLOC) != 0) {
             fprintf(stderr, "kiln_example_data: JPEG encoding failed: %s\n", tjGetErrorStr2(tj));
             rc = 1;
             break;
