@@ -2,16 +2,29 @@
  *
  *   kiln_example_data examples/regression   -> curve_train.csv (2000 rows), curve_test.csv (500)
  *   kiln_example_data examples/tabular      -> wine_train.csv (1500 rows), wine_test.csv (500)
+ *   kiln_example_data --fashion-jpeg DIR [--limit N]
+ *       -> Fashion-MNIST (the Debian package's IDX files) as JPEG class folders:
+ *          DIR/{train,test}/<class>/<index>.jpg, grayscale, quality 95 (TurboJPEG), the first N
+ *          images of each split with --limit (all 60000 + 10000 without). Class folders are the
+ *          class names ("T-shirt/top" becomes T-shirt_top), so their sorted order is not the
+ *          IDX label order: kiln numbers classes by folder name, and exports those names.
  *
  * The folder's name picks the set. Curve: x ~ U(-1, 1), y = sin(2 pi x) + x / 2 + N(0, 0.1^2).
  * Wine: three quality classes; each of 11 measurements is a class-dependent mean plus noise,
  * with overlapping classes so that accuracy tops out near 0.9 (the Bayes rate), not at 1.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <turbojpeg.h>
 
+#include "kiln/data.h"
 #include "kiln/rng.h"
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
 
 static int write_curve(const char *path, int rows, uint64_t stream) {
     FILE *f = fopen(path, "w");
@@ -47,9 +60,93 @@ static int write_wine(const char *path, int rows, uint64_t stream) {
     return fclose(f) != 0;
 }
 
+static int make_dir(const char *p) {
+    if (mkdir(p, 0755) == 0 || errno == EEXIST) return 0;
+    perror(p);
+    return 1;
+}
+
+/* One split of Fashion-MNIST (IDX files images, labels) as DIR/split/<class>/<i>.jpg. */
+static int write_fashion_split(const char *dir, const char *split, const char *images,
+                               const char *labels, long limit) {
+    static const char *classes[10] = {"T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
+                                      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle_boot"};
+    kiln_dataset *ds = NULL;
+    if (kiln_data_load_idx(images, labels, 0, &ds)) {
+        fprintf(stderr, "kiln_example_data: %s\n", kiln_last_error());
+        return 1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, split);
+    int rc = make_dir(path);
+    for (int c = 0; c < 10 && !rc; c++) {
+        snprintf(path, sizeof path, "%s/%s/%s", dir, split, classes[c]);
+        rc = make_dir(path);
+    }
+    int64_t n = kiln_dataset_rows(ds);
+    if (limit > 0 && limit < n) n = limit;
+    tjhandle tj = tjInitCompress();
+    float x[28 * 28];
+    unsigned long cap = tjBufSize(28, 28, TJSAMP_GRAY);
+    unsigned char pix[28 * 28], *jpg = tjAlloc((int)cap);
+    if (!tj || !jpg) fprintf(stderr, "kiln_example_data: out of memory\n"), rc = 1;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        int32_t y;
+        kiln_dataset_get(ds, i, x, &y);
+        for (int k = 0; k < 28 * 28; k++) pix[k] = (unsigned char)x[k];
+        unsigned long len = cap; /* the buffer's size in, the JPEG's out */
+        if (tjCompress2(tj, pix, 28, 28, 28, TJPF_GRAY, &jpg, &len, TJSAMP_GRAY, 95,
+                        TJFLAG_NOREALLOC) != 0) {
+            fprintf(stderr, "kiln_example_data: JPEG encoding failed: %s\n", tjGetErrorStr2(tj));
+            rc = 1;
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%s/%s/%05lld.jpg", dir, split, classes[y], (long long)i);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(jpg, 1, len, f) != len) perror(path), rc = 1;
+        if (f && fclose(f) != 0) perror(path), rc = 1;
+    }
+    tjFree(jpg);
+    tjDestroy(tj);
+    kiln_dataset_free(ds);
+    if (!rc) printf("%s/%s: %lld JPEG images in 10 class folders\n", dir, split, (long long)n);
+    return rc;
+}
+
+static int write_fashion_jpeg(int argc, char **argv) {
+    const char *dir = NULL;
+    long limit = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            char *end;
+            limit = strtol(argv[++i], &end, 10);
+            if (*end || limit < 1) {
+                fprintf(stderr, "kiln_example_data: --limit needs a positive integer\n");
+                return 2;
+            }
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            fprintf(stderr, "kiln_example_data: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "usage: kiln_example_data --fashion-jpeg DIR [--limit N]\n");
+        return 2;
+    }
+    if (make_dir(dir)) return 1;
+    return write_fashion_split(dir, "train", FMNIST "/train-images-idx3-ubyte.gz",
+                               FMNIST "/train-labels-idx1-ubyte.gz", limit) ||
+           write_fashion_split(dir, "test", FMNIST "/t10k-images-idx3-ubyte.gz",
+                               FMNIST "/t10k-labels-idx1-ubyte.gz", limit);
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "--fashion-jpeg")) return write_fashion_jpeg(argc, argv);
     if (argc != 2) {
-        fprintf(stderr, "usage: kiln_example_data examples/regression|examples/tabular\n");
+        fprintf(stderr, "usage: kiln_example_data examples/regression|examples/tabular\n"
+                        "       kiln_example_data --fashion-jpeg DIR [--limit N]\n");
         return 2;
     }
     char a[4096], b[4096];

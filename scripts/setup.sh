@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
-      libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev curl dataset-fashion-mnist
+      libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl dataset-fashion-mnist
       chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
 # The benchmarks compare against PyTorch (Debian's python3-torch) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks). Tests do not need it.

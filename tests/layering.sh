@@ -30,7 +30,7 @@ LAYERS=(core proto tensor config io data graph backend nn optim model net run tb
 # Public headers -> the folder that implements them.
 declare -A PUBLIC=(
   [status]=core [version]=core [mem]=core [rng]=core [fileio]=core [crc32c]=core
-  [tensor]=tensor [config]=config [safetensors]=io [tfrecord]=io [data]=data
+  [tensor]=tensor [config]=config [safetensors]=io [tfrecord]=io [data]=data [image]=data
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model
   [sbuf]=net [http]=net [client]=net [prom]=net
@@ -43,7 +43,7 @@ declare -A PUBLIC=(
 declare -A ENGINE=(
   [oneapi/dnnl/]=backend [cuda]=backend [cublas]=backend [cudnn]=backend [nccl]=backend
   [microhttpd.h]=net [curl/]=net [sqlite3.h]=registry [libpq-fe.h]=registry
-  [libfyaml.h]=config [mpi.h]=dist [getopt.h]=cli
+  [libfyaml.h]=config [mpi.h]=dist [getopt.h]=cli [turbojpeg.h]=data
 )
 
 declare -A RANK

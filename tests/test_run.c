@@ -299,6 +299,7 @@ static void test_runjson_roundtrip(void) {
     CHECK_OK(kiln_run_set_metric(run, KILN_RUN_BEST, "val_loss", 1.0 / 3.0));
     CHECK_OK(kiln_run_set_metric(run, KILN_RUN_BEST, "sum", 0.1 + 0.2)); /* 15 digits: 0.3 */
     kiln_run_set_best_step(run, 1000);
+    kiln_run_set_data_skipped(run, 4);
     CHECK(kiln_run_set_metric(run, KILN_RUN_FINAL, "", 1) == KILN_ERR_INVALID);
     CHECK_OK(kiln_run_set_status(run, KILN_RUN_FINISHED, NULL));
     CHECK_OK(kiln_run_save(run));
@@ -320,11 +321,12 @@ static void test_runjson_roundtrip(void) {
                           "message",      "epochs_completed",
                           "steps",        "final_metrics",
                           "best_metrics", "best_step",
-                          "checkpoint"};
+                          "checkpoint",   "data_skipped"};
     int k = 0;
     for (cJSON *c = j->child; c; c = c->next, k++)
-        CHECK_MSG(k < 19 && !strcmp(c->string, keys[k]), "key %d is %s", k, c->string);
-    CHECK(k == 19);
+        CHECK_MSG(k < 20 && !strcmp(c->string, keys[k]), "key %d is %s", k, c->string);
+    CHECK(k == 20);
+    CHECK(cJSON_GetObjectItem(j, "data_skipped")->valuedouble == 4);
     CHECK(!strcmp(cJSON_GetObjectItem(j, "name")->valuestring, "r\"1"));
     CHECK(!strcmp(cJSON_GetObjectItem(j, "status")->valuestring, "finished"));
     CHECK(is_iso(cJSON_GetObjectItem(j, "end_time")->valuestring));
@@ -353,6 +355,7 @@ static void test_runjson_roundtrip(void) {
     CHECK(in.status == KILN_RUN_FINISHED && in.end_time && in.has_seed && in.seed == 42);
     CHECK(!strcmp(in.config_hash, "0123456789abcdef"));
     CHECK(in.epochs_completed == 3 && in.steps == 1500 && in.best_step == 1000);
+    CHECK(in.data_skipped == 4);
     double v = 0;
     CHECK_OK(kiln_run_get_metric(run, KILN_RUN_FINAL, "loss", &v));
     CHECK(v == 0.125);

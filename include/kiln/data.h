@@ -1,5 +1,6 @@
-/* kiln/data.h — in-memory datasets from IDX, CSV and NPY files, a seeded validation split, and a
- * batch loader (per-epoch seeded shuffle, normalization, final partial batch, prefetch thread).
+/* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders (read on
+ * demand), a seeded validation split, and a batch loader (per-epoch seeded shuffle,
+ * normalization, final partial batch, prefetch thread).
  *
  * A kiln_dataset is n rows. One row's features have shape x_shape (IDX images [1, rows, cols],
  * CSV [num_features], NPY the array's trailing dims); labels are int32 class ids [n], float32
@@ -10,7 +11,8 @@
  * Ownership: a dataset is reference-counted. kiln_data_split and kiln_dataset_subset return
  * views (a list of row indices into the same storage, in file order) that stay valid after
  * their parent is freed; a loader holds a reference too. Free everything with kiln_dataset_free.
- * Datasets are immutable once made, so any number of threads may read one.
+ * Datasets are immutable once made (a source's decoded cache only fills in, under atomics), so
+ * any number of threads may read one.
  *
  * Determinism: every random choice is kiln_rng_below(seed, stream, counter) with the streams
  * below. The split depends only on (seed, n, fraction); epoch e's order only on (seed, e, n), so
@@ -26,6 +28,7 @@
 
 #include <stdint.h>
 
+#include "kiln/image.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
 
@@ -59,6 +62,51 @@ typedef struct {
 } kiln_dataset_desc;
 kiln_status kiln_dataset_new(const kiln_dataset_desc *d, kiln_dataset **out);
 
+/* Rows read on demand: a source (image files now; TFRecord records, ... later) that decodes
+ * storage row r when asked, so that memory stays bounded whatever the data set's size. The
+ * dataset keeps in memory only the labels (4 bytes a class label: every source lists them when
+ * it opens, to count the classes and check the ids) and, optionally, a cache of decoded rows.
+ * Everything that works on a dataset (views, kiln_dataset_get, channel stats, the loader) works
+ * on one of these unchanged.
+ *
+ * read() is called by any number of threads at once (the loader's prefetch thread, later the
+ * decode workers), so it must be reentrant: per-call or per-thread state only, or state behind
+ * a lock (the image source keeps a mutex-guarded pool of decoders). It writes the row in the
+ * dataset's x_dtype (images: u8 [C, H, W]) and fails with a message that names the file (and
+ * the record) of row r. close() frees ctx once the last reference to the dataset is gone. */
+typedef struct {
+    const char *kind; /* "images", for messages */
+    kiln_status (*read)(void *ctx, int64_t r, void *x);
+    const char *(*name)(void *ctx, int64_t r); /* the file behind row r (may be NULL) */
+    void (*close)(void *ctx);
+} kiln_source_ops;
+
+typedef struct {
+    int64_t rows;
+    kiln_dtype x_dtype; /* KILN_U8 or KILN_F32 */
+    kiln_shape x_shape;
+    kiln_label_kind y_kind;
+    int64_t y_width;
+    const void *y; /* int32 [rows] or float [rows, k] (copied); NULL when y_kind is NONE */
+    int num_classes;
+    const char *const *class_names; /* [num_classes] or NULL (copied) */
+    const kiln_source_ops *ops;
+    void *ctx;
+    /* data.cache: decoded: keep decoded rows in memory, at most this many bytes (rows past the
+     * budget are decoded every time); 0: no cache. The memory is reserved but pages are touched
+     * only as rows are first read. */
+    int64_t cache_bytes;
+} kiln_source_desc;
+/* Takes ownership of ctx: on failure ops->close(ctx) has been called. */
+kiln_status kiln_dataset_from_source(const kiln_source_desc *d, kiln_dataset **out);
+
+/* data.on_error: skip. Reads every row of ds once (filling the decoded cache, if any) and returns
+ * a view of the rows that read (in order) in *good, the number left out in *skipped and the
+ * first failure's message in first [cap] (may be NULL). Only KILN_ERR_FORMAT and KILN_ERR_IO
+ * count as unreadable; other failures (out of memory) stop it. Fails when no row reads. */
+kiln_status kiln_data_drop_unreadable(const kiln_dataset *ds, kiln_dataset **good,
+                                      int64_t *skipped, char *first, size_t cap);
+
 /* IDX (the MNIST family): images u8 [n, rows, cols] (magic 0x00000803) and labels u8 [n]
  * (0x00000801) as class ids. labels may be NULL (unlabeled). Features are [1, rows, cols]
  * (NCHW with one channel), or [rows * cols] when flat. */
@@ -87,6 +135,34 @@ kiln_status kiln_data_load_csv(const char *path, const kiln_csv_options *opt, ki
 kiln_status kiln_data_load_npy(const char *features, const char *labels, kiln_label_kind kind,
                                kiln_dataset **out);
 
+/* Image files as a source (rows read on demand, u8 [channels, out_h, out_w] through
+ * kiln_image_load with spec), labelled by class:
+ *   root:     root/<class>/[...]/NAME.{jpg,jpeg,png,bmp,gif} (extensions in any case; names
+ *             starting with '.' and other files are ignored; subfolders of a class folder are
+ *             searched, at most 16 deep). Classes are the folder names in byte order, ids
+ *             0, 1, ... in that order, an empty class folder included; rows go class by class,
+ *             each folder's entries in byte order of their names (subfolders where their names
+ *             fall).
+ *   manifest: a CSV file with a header naming columns "path" and "label" (others ignored), or a
+ *             JSONL file (name ending .jsonl or .json, or first byte '{'), one object a line
+ *             with "path" (string) and "label" (string or integer). Paths are relative to the
+ *             manifest's folder unless absolute. Labels: when every one is a non-negative
+ *             integer those are the ids (no names), else each distinct string is a class, ids in
+ *             byte order of the names (as kiln_data_load_csv does).
+ * classes: when given (a validation or test split takes the training split's names), class
+ * folders and label strings are mapped onto those ids, and one that is not among them is an
+ * error. Nothing is decoded here: a bad image is found when its row is read (or by
+ * kiln_data_drop_unreadable). Errors name the folder or manifest:line. */
+typedef struct {
+    const char *root;     /* a folder of class folders, or NULL */
+    const char *manifest; /* or a manifest file */
+    kiln_image_spec spec;
+    const char *const *classes; /* [num_classes] or NULL */
+    int num_classes;
+    int64_t cache_bytes; /* kiln_source_desc.cache_bytes */
+} kiln_image_source_options;
+kiln_status kiln_data_load_images(const kiln_image_source_options *o, kiln_dataset **out);
+
 /* ---- inspecting datasets ---- */
 
 void kiln_dataset_free(kiln_dataset *ds); /* drops one reference; NULL is ignored */
@@ -101,6 +177,12 @@ const char *kiln_dataset_class_name(const kiln_dataset *ds, int i);
 /* Row i as float32 (u8 converted, not normalized): x [...x_shape]; y (may be NULL) int32 [1] or
  * float [k]. */
 kiln_status kiln_dataset_get(const kiln_dataset *ds, int64_t i, float *x, void *y);
+/* Row i in its storage dtype (u8 stays u8): x [x_numel] of kiln_dataset_x_dtype. */
+kiln_status kiln_dataset_read(const kiln_dataset *ds, int64_t i, void *x);
+/* The file behind row i of a source dataset (NULL for in-memory data or out of range). */
+const char *kiln_dataset_row_name(const kiln_dataset *ds, int64_t i);
+/* 1 when ds reads its rows on demand (kiln_dataset_from_source). */
+int kiln_dataset_is_source(const kiln_dataset *ds);
 /* Which row of the file row i of ds is (views map through to the file; -1 when out of range). */
 int64_t kiln_dataset_source_row(const kiln_dataset *ds, int64_t i);
 /* Per-channel mean and (population) standard deviation of x * scale (scale 0 means 1) over all
@@ -154,7 +236,8 @@ int64_t kiln_loader_batches(const kiln_loader *l); /* per epoch */
 /* Writes the next batch into x float [batch_size, ...x_shape] and y (int32 [batch_size] or
  * float [batch_size, k]; NULL skips labels) and its row count into *rows; returns 1. At the end
  * of an epoch it writes nothing, sets *rows = 0, moves to the next epoch and returns 0.
- * Returns -1 (with a message) on bad arguments. */
+ * Returns -1 (with a message) on bad arguments or a row that cannot be read (a source's file;
+ * the position does not move, so the batch is made again on the next call). */
 int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows);
 /* Makes batch `batch` of epoch `epoch` the next one delivered (0 <= batch <= batches per
  * epoch; batch == batches per epoch means the end of that epoch). */

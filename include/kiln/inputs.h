@@ -14,6 +14,9 @@ typedef struct {
     kiln_loader_config loader;               /* batch size, shuffle, seed, normalization */
     float mean[256], std[256];               /* storage behind loader.norm */
     int n_classes;                           /* classification: classes in the training data */
+    int64_t skipped;        /* data.on_error: skip: unreadable samples left out, all splits */
+    char skipped_first[512]; /* the first one's message */
+    int64_t cache_left;      /* data.cache: decoded: bytes not yet given to a split (-1: unset) */
 } kiln_inputs;
 
 /* Rewrites the relative data paths of cfg's data: section (train/validation/test images,

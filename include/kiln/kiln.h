@@ -17,6 +17,7 @@
 #include "kiln/fileio.h"
 #include "kiln/safetensors.h"
 #include "kiln/data.h"
+#include "kiln/image.h"
 #include "kiln/metrics.h"
 #include "kiln/run.h"
 #include "kiln/crc32c.h"

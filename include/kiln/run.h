@@ -154,6 +154,7 @@ typedef struct {
     int64_t epochs_completed, steps;
     int64_t best_step;      /* -1: null */
     const char *checkpoint; /* name of the newest checkpoint ("step-500") */
+    int64_t data_skipped;   /* samples data.on_error: skip left out (0 when none) */
 } kiln_run_info;
 kiln_run_info kiln_run_get_info(const kiln_rundir *run);
 
@@ -176,6 +177,8 @@ kiln_status kiln_run_set_metric(kiln_rundir *run, kiln_run_which which, const ch
 void kiln_run_clear_metrics(kiln_rundir *run, kiln_run_which which);
 /* step < 0 writes null. */
 void kiln_run_set_best_step(kiln_rundir *run, int64_t step);
+/* Unreadable samples that data.on_error: skip left out of the data (run.json data_skipped). */
+void kiln_run_set_data_skipped(kiln_rundir *run, int64_t n);
 /* Writes run.json atomically (KILN_ERR_INVALID on a run opened for reading). */
 kiln_status kiln_run_save(kiln_rundir *run);
 

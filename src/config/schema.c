@@ -47,7 +47,7 @@ static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu
 static const char *const INITS[] = {"zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform",
                                     "he_normal", NULL};
 static const char *const PADS[] = {"valid", "same", NULL};
-static const char *const SOURCES[] = {"idx", "csv", "npy", NULL};
+static const char *const SOURCES[] = {"idx", "csv", "npy", "images", NULL};
 static const char *const TASKS[] = {"classification", "regression", NULL};
 static const char *const MODES[] = {"auto", "min", "max", NULL};
 static const char *const PRECISIONS[] = {"fp32", NULL}; /* bf16 mixed precision: not built yet */
@@ -130,7 +130,19 @@ static const schema SCHEDULES[] = {{"constant", T_MAP, NULL, S_CONST}, {"step", 
                                    {"one_cycle", T_MAP, NULL, S_ONE}, END};
 
 /* ---- data, train, log ---- */
-static const schema FILES[] = {{"images", T_STR}, {"labels", T_STR}, {"path", T_STR}, {"x", T_STR}, {"y", T_STR}, END};
+static const schema FILES[] = {{"images", T_STR}, {"labels", T_STR}, {"path", T_STR}, {"x", T_STR}, {"y", T_STR},
+                               {"manifest", T_STR}, END};
+/* data.source: images (src/model/inputs_images.c reads these; docs/data.md) */
+static const char *const IMG_CHANNELS[] = {"grayscale", "rgb", NULL};
+static const char *const IMG_INTERP[] = {"bilinear", "area", NULL};
+static const char *const ON_ERROR[] = {"error", "skip", NULL};
+static const char *const DATA_CACHE[] = {"none", "decoded", NULL};
+static const schema IMAGE[] = {{"channels", T_ENUM, NULL, NULL, IMG_CHANNELS},
+                               {"resize", T_INT_PAIR, NULL, NULL, NULL, 1, 65535},
+                               {"interpolation", T_ENUM, "bilinear", NULL, IMG_INTERP},
+                               {"center_crop", T_INT_PAIR, NULL, NULL, NULL, 1, 65535}, END};
+#define DATA_IMAGE_KEYS {"image", T_MAP, NULL, IMAGE}, {"on_error", T_ENUM, "error", NULL, ON_ERROR}, \
+                        {"cache", T_ENUM, "none", NULL, DATA_CACHE}
 static const schema NORMALIZE[] = {{"scale", T_NUM, "1.0", NULL, NULL, ANYSIGN}, {"mean", T_SEQ_NUM, NULL, NULL, NULL, ANYSIGN},
                                    {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12},
                                    {"standardize", T_BOOL, "false"}, END};
@@ -139,7 +151,7 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"validation_split", T_NUM, "0", NULL, NULL, 0, 0.99},
                               {"normalize", T_MAP, NULL, NORMALIZE}, {"batch_size", T_INT, "32", NULL, NULL, 1, 1e7},
                               {"shuffle", T_BOOL, "true"}, {"label", T_STR, "label"}, {"features", T_SEQ_STR},
-                              {"task", T_ENUM, "classification", NULL, TASKS}, END};
+                              {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
                                {"class_names", T_SEQ_STR}, END};
 static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, "auto", NULL, MODES},

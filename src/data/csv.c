@@ -19,16 +19,7 @@
 
 #include "data/data_internal.h"
 
-typedef struct {
-    const char *path;
-    char *p, *end; /* unread text; *end == 0 */
-    int64_t line;  /* line of p, from 1 */
-    char delim;
-    char **field;   /* the current record: [nfield] NUL-terminated values */
-    int64_t *fline; /* [nfield] the line each field starts on */
-    int nfield, cap;
-    kiln_status err; /* why next_record returned -1 */
-} csv;
+typedef kiln_csv_tok csv;
 
 static int is_blank(char c) {
     return c == ' ' || c == '\t';
@@ -48,8 +39,7 @@ static kiln_status push_field(csv *c, char *v, int64_t line) {
     return KILN_OK;
 }
 
-/* The next record into c->field. Returns 1 for a record, 0 at the end, -1 on error (c->err). */
-static int next_record(csv *c) {
+int kiln_csv_next(csv *c) {
     c->nfield = 0;
     for (;;) { /* skip blank lines */
         char *q = c->p;
@@ -169,9 +159,7 @@ static int32_t parse_id(const char *s) {
     return (int32_t)v;
 }
 
-/* Turns label strings [n] into ids [n]: integers as they are, or names in byte order (*names
- * [*num] malloc'd). */
-static kiln_status label_ids(const csv *c, char **lab, const int64_t *lline, int64_t n,
+kiln_status kiln_csv_label_ids(const csv *c, char **lab, const int64_t *lline, int64_t n,
                              int32_t *ids, char ***names, int *num) {
     *names = NULL, *num = 0;
     int64_t i = 0;
@@ -270,7 +258,7 @@ kiln_status kiln_data_load_csv(const char *path, const kiln_csv_options *opt, ki
     int64_t *lline = NULL, n = 0, xcap = 0, lcap = 0, llcap = 0, yfcap = 0;
     int ncls = 0;
 
-    int r = next_record(&c);
+    int r = kiln_csv_next(&c);
     if (r <= 0) {
         st = r < 0 ? c.err : kiln_error(KILN_ERR_FORMAT, "%s: empty file (no header)", path);
         goto done;
@@ -312,7 +300,7 @@ kiln_status kiln_data_load_csv(const char *path, const kiln_csv_options *opt, ki
         goto done;
     }
 
-    while ((r = next_record(&c)) > 0) {
+    while ((r = kiln_csv_next(&c)) > 0) {
         int64_t line = c.fline[0];
         if (c.nfield != ncol) {
             st = kiln_error(KILN_ERR_FORMAT, "%s:%lld: %d field%s, but the header has %d columns",
@@ -347,7 +335,7 @@ kiln_status kiln_data_load_csv(const char *path, const kiln_csv_options *opt, ki
             st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", path);
             goto done;
         }
-        if ((st = label_ids(&c, lab, lline, n, yi, &cnames, &ncls)) != KILN_OK) goto done;
+        if ((st = kiln_csv_label_ids(&c, lab, lline, n, yi, &cnames, &ncls)) != KILN_OK) goto done;
     }
     st = kiln_ds_adopt(out, path, n, KILN_F32, kiln_shape_make(1, (const int64_t[]){nf}), x, kind,
                        1, kind == KILN_LABEL_CLASS ? (void *)yi : (void *)yf, ncls, cnames);

@@ -1,9 +1,11 @@
 /* data_internal.h — the dataset struct and the file reader shared by the format parsers.
  *
- * A root dataset owns its arrays (malloc'd, freed with free()); a view owns only its row list
- * and holds a reference to its root. Views copy the root's metadata and point at its arrays, so
- * code reading a dataset never needs to know which kind it has: row i's storage row is
- * rows ? rows[i] : i.
+ * Two kinds of root: an in-memory root owns its arrays (malloc'd, freed with free()); a source
+ * root (kiln_dataset_from_source) has x == NULL and reads features through its ops, keeping
+ * only the labels and an optional cache of decoded rows in memory. A view owns only its row list
+ * and holds a reference to its root. Views copy the root's metadata and point at its arrays (and
+ * ops), so code reading a dataset needs to know only whether x is NULL: row i's storage row is
+ * rows ? rows[i] : i, and kiln_ds_read reads any storage row of either kind.
  */
 #ifndef KILN_DATA_INTERNAL_H
 #define KILN_DATA_INTERNAL_H
@@ -30,7 +32,18 @@ struct kiln_dataset {
     void *y;         /* int32 [storage rows] or float [storage rows, k]; NULL when none */
     int num_classes;
     char **class_names; /* [num_classes] or NULL */
+
+    /* source roots (x == NULL); views copy ops and ctx, the cache is the root's alone */
+    const kiln_source_ops *ops;
+    void *ctx;
+    int64_t row_bytes;         /* x_numel * dtype size */
+    int64_t cache_rows;        /* storage rows [0, cache_rows) are cached once read */
+    uint8_t *cache;            /* [cache_rows, row_bytes] */
+    _Atomic uint8_t *cache_st; /* [cache_rows] 0 empty, 1 being filled, 2 filled */
 };
+
+/* Storage row r of ds (any kind) in its storage dtype into x [row_bytes]. Thread-safe. */
+kiln_status kiln_ds_read(const kiln_dataset *ds, int64_t r, void *x);
 
 /* Storage row of row i. */
 static inline int64_t kiln_ds_row(const kiln_dataset *ds, int64_t i) {
@@ -44,6 +57,26 @@ static inline int64_t kiln_ds_row(const kiln_dataset *ds, int64_t i) {
 kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_dtype x_dtype,
                           kiln_shape x_shape, void *x, kiln_label_kind y_kind, int64_t y_width,
                           void *y, int num_classes, char **names);
+
+/* ---- CSV tokenizing (csv.c), shared with the image manifest reader ---- */
+
+typedef struct {
+    const char *path;
+    char *p, *end; /* unread text; *end == 0 */
+    int64_t line;  /* line of p, from 1 */
+    char delim;
+    char **field;   /* the current record: [nfield] NUL-terminated values */
+    int64_t *fline; /* [nfield] the line each field starts on */
+    int nfield, cap;
+    kiln_status err; /* why kiln_csv_next returned -1 */
+} kiln_csv_tok;
+/* The next record into c->field, tokenized in place (see csv.c). Returns 1 for a record, 0 at
+ * the end, -1 on error (c->err). Free c->field and c->fline when done. */
+int kiln_csv_next(kiln_csv_tok *c);
+/* Turns label strings [n] (lline: their lines) into ids [n]: integers as they are when all are,
+ * else names in byte order (*names [*num] malloc'd). */
+kiln_status kiln_csv_label_ids(const kiln_csv_tok *c, char **lab, const int64_t *lline, int64_t n,
+                               int32_t *ids, char ***names, int *num);
 
 /* ---- reading files: raw or gzip, told apart by the first two bytes ---- */
 

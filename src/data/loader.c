@@ -9,7 +9,11 @@
  *
  * Every batch is made by fill(), the one function that gathers, converts and normalizes; with
  * prefetch it runs on the worker thread into the loader's slot, and next copies the slot out.
- * Same code, same inputs: batches are byte-identical with prefetch on or off.
+ * Same code, same inputs: batches are byte-identical with prefetch on or off. In-memory rows are
+ * read where they lie; a source's rows (kiln_dataset_from_source) are read one at a time into
+ * the loader's row buffer first. A row that cannot be read fails the batch: the worker keeps the
+ * status and message (messages are per thread) and next() reports them on the caller's thread,
+ * returning -1 without moving.
  *
  * Threading (prefetch): one worker, one slot, one job at a time. The worker touches the slot
  * and the permutation cache only between taking a job (job = 1 -> busy = 1) and finishing it
@@ -18,6 +22,7 @@
  * without it. The caller's position (epoch, batch) is the caller's alone.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +39,7 @@ struct kiln_loader {
     int64_t inner;        /* elements per channel in one row: x_numel / channels */
     int64_t epoch, batch; /* the next batch to deliver */
     int64_t *perm;        /* [n] the order of epoch perm_epoch (shuffle only) */
+    void *row;            /* [row_bytes] a source's row as read (sources only) */
     int64_t perm_epoch;   /* -1: none yet */
 
     int prefetch;
@@ -44,6 +50,8 @@ struct kiln_loader {
     int64_t job_epoch, job_batch;   /* the pending job */
     int64_t slot_epoch, slot_batch; /* what the slot holds when ready */
     int slot_rows;
+    kiln_status slot_st; /* why the slot's batch failed, with its message */
+    char slot_err[1024];
     float *slot_x; /* [bs, x_numel] */
     void *slot_y;  /* [bs, y_width] int32 or float; NULL when unlabeled */
 };
@@ -58,25 +66,32 @@ static const int64_t *order_of(kiln_loader *l, int64_t epoch) {
     return l->perm;
 }
 
-/* Writes batch b of epoch `epoch` into x [bs, m] and y [bs, y_width] (may be NULL); returns its
- * row count. x = (v * scale - mean[c]) / std[c] for channel c, or v * scale without mean/std. */
-static int fill(kiln_loader *l, int64_t epoch, int64_t b, float *x, void *y) {
+/* Writes batch b of epoch `epoch` into x [bs, m] and y [bs, y_width] (may be NULL) and its row
+ * count into *rows. x = (v * scale - mean[c]) / std[c] for channel c, or v * scale without
+ * mean/std. Fails only when a source row cannot be read. */
+static kiln_status fill(kiln_loader *l, int64_t epoch, int64_t b, float *x, void *y, int *rows) {
     const kiln_dataset *ds = l->ds;
     const int64_t *order = order_of(l, epoch);
-    int64_t start = b * l->bs, rows = ds->n - start < l->bs ? ds->n - start : l->bs;
+    int64_t start = b * l->bs, n = ds->n - start < l->bs ? ds->n - start : l->bs;
     int64_t m = ds->x_numel, w = ds->y_width;
     float sc = l->scale;
-    for (int64_t k = 0; k < rows; k++) {
+    *rows = 0;
+    for (int64_t k = 0; k < n; k++) {
         int64_t r = kiln_ds_row(ds, order ? order[start + k] : start + k);
         float *dx = x + k * m; /* [m] */
+        const void *src = ds->x ? (const char *)ds->x + r * ds->row_bytes : l->row;
+        if (!ds->x) {
+            kiln_status st = kiln_ds_read(ds, r, l->row);
+            if (st) return st;
+        }
         if (ds->x_dtype == KILN_U8) {
-            const uint8_t *sx = (const uint8_t *)ds->x + r * m;
+            const uint8_t *sx = src;
             for (int64_t j = 0; j < m; j++) dx[j] = (float)sx[j] * sc;
         } else if (sc != 1.0f) {
-            const float *sx = (const float *)ds->x + r * m;
+            const float *sx = src;
             for (int64_t j = 0; j < m; j++) dx[j] = sx[j] * sc;
         } else {
-            memcpy(dx, (const float *)ds->x + r * m, (size_t)m * sizeof *dx);
+            memcpy(dx, src, (size_t)m * sizeof *dx);
         }
         for (int c = 0; c < l->channels; c++) {
             float mu = l->mean[c], sd = l->std[c], *p = dx + c * l->inner;
@@ -85,7 +100,8 @@ static int fill(kiln_loader *l, int64_t epoch, int64_t b, float *x, void *y) {
         if (y && ds->y)
             memcpy((char *)y + k * w * 4, (const char *)ds->y + r * w * 4, (size_t)w * 4);
     }
-    return (int)rows;
+    *rows = (int)n;
+    return KILN_OK;
 }
 
 static void *worker(void *arg) {
@@ -97,10 +113,12 @@ static void *worker(void *arg) {
         int64_t e = l->job_epoch, b = l->job_batch;
         l->job = 0, l->busy = 1, l->ready = 0;
         pthread_mutex_unlock(&l->mu);
-        int rows = fill(l, e, b, l->slot_x, l->slot_y);
+        int rows;
+        kiln_status st = fill(l, e, b, l->slot_x, l->slot_y, &rows);
+        if (st) snprintf(l->slot_err, sizeof l->slot_err, "%s", kiln_last_error());
         pthread_mutex_lock(&l->mu);
         l->busy = 0, l->ready = 1;
-        l->slot_epoch = e, l->slot_batch = b, l->slot_rows = rows;
+        l->slot_epoch = e, l->slot_batch = b, l->slot_rows = rows, l->slot_st = st;
         pthread_cond_signal(&l->done);
     }
     pthread_mutex_unlock(&l->mu);
@@ -177,6 +195,7 @@ kiln_status kiln_loader_new(const kiln_dataset *ds, const kiln_loader_config *c,
         }
     }
     if (ok && l->shuffle) ok = (l->perm = malloc((size_t)n * sizeof *l->perm)) != NULL;
+    if (ok && !ds->x) ok = (l->row = malloc((size_t)ds->row_bytes)) != NULL;
     if (ok && c->prefetch) {
         ok = (l->slot_x = malloc((size_t)(bs * m) * sizeof *l->slot_x)) != NULL;
         if (ok && ds->y) ok = (l->slot_y = malloc((size_t)(bs * ds->y_width) * 4)) != NULL;
@@ -215,7 +234,7 @@ void kiln_loader_free(kiln_loader *l) {
         pthread_cond_destroy(&l->done), pthread_cond_destroy(&l->wake);
         pthread_mutex_destroy(&l->mu);
     }
-    free(l->slot_x), free(l->slot_y), free(l->perm), free(l->mean), free(l->std);
+    free(l->slot_x), free(l->slot_y), free(l->perm), free(l->row), free(l->mean), free(l->std);
     kiln_dataset_free(l->ds);
     free(l);
 }
@@ -239,19 +258,25 @@ int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows) {
         *rows = 0;
         return 0;
     }
+    kiln_status st;
     if (!l->prefetch) {
-        *rows = fill(l, l->epoch, l->batch, x, y);
+        if ((st = fill(l, l->epoch, l->batch, x, y, rows))) return -1;
         l->batch++;
         return 1;
     }
     wait_idle(l);
     if (l->ready && l->slot_epoch == l->epoch && l->slot_batch == l->batch) {
         const kiln_dataset *ds = l->ds;
+        if (l->slot_st) {
+            l->ready = 0; /* a retry makes the batch again */
+            kiln_error(l->slot_st, "%s", l->slot_err);
+            return -1;
+        }
         *rows = l->slot_rows;
         memcpy(x, l->slot_x, (size_t)(*rows * ds->x_numel) * sizeof *x);
         if (y && ds->y) memcpy(y, l->slot_y, (size_t)(*rows * ds->y_width) * 4);
-    } else { /* not expected (every move posts its batch), but correct: make it here */
-        *rows = fill(l, l->epoch, l->batch, x, y);
+    } else if ((st = fill(l, l->epoch, l->batch, x, y, rows))) { /* not expected, but correct */
+        return -1;
     }
     l->batch++;
     post_next(l);

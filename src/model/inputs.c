@@ -16,9 +16,10 @@
 #include <unistd.h>
 
 #include "kiln/inputs.h"
+#include "model/inputs_images.h"
 #include "model/servable_internal.h"
 
-static const char *const FILE_KEYS[] = {"images", "labels", "path", "x", "y"};
+static const char *const FILE_KEYS[] = {"images", "labels", "path", "x", "y", "manifest"};
 
 /* The absolute folder that node f's relative paths are relative to: the folder of the config
  * file it was read from, when that is a regular file; otherwise (--set, a pipe, text parsed
@@ -46,7 +47,7 @@ kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir) {
     static const char *const splits[] = {"data.train", "data.validation", "data.test"};
     for (int s = 0; s < 3; s++) {
         kiln_cfg *sp = kiln_cfg_at(cfg, splits[s]);
-        for (int k = 0; sp && k < 5; k++) {
+        for (int k = 0; sp && k < 6; k++) {
             kiln_cfg *f = kiln_cfg_child(sp, FILE_KEYS[k]);
             if (!f || f->type != KILN_CFG_SCALAR || !f->text[0] || f->text[0] == '/') continue;
             char base[PATH_MAX];
@@ -78,7 +79,9 @@ static kiln_status need(const kiln_cfg *sp, const char *split, const char *key, 
     return KILN_OK;
 }
 
-static kiln_status load_split(const kiln_cfg *cfg, const char *split, kiln_task task, kiln_dataset **out) {
+static kiln_status load_split(const kiln_cfg *cfg, const char *split, const kiln_model *m, kiln_inputs *in,
+                              kiln_dataset **out) {
+    kiln_task task = m->task;
     char path[64];
     snprintf(path, sizeof path, "data.%s", split);
     const kiln_cfg *sp = kiln_cfg_at(cfg, path);
@@ -86,7 +89,11 @@ static kiln_status load_split(const kiln_cfg *cfg, const char *split, kiln_task 
     const char *a = NULL, *b = NULL;
     kiln_status st;
     kiln_label_kind kind = task == KILN_TASK_CLASSIFICATION ? KILN_LABEL_CLASS : KILN_LABEL_FLOAT;
-    if (!strcmp(source, "idx")) {
+    if (!strcmp(source, "images")) {
+        if (kind != KILN_LABEL_CLASS)
+            return kiln_error(KILN_ERR_INVALID, "data.task: image folders are labelled by class; use task: classification");
+        st = kiln_inputs_images_split(cfg, split, sp, m, in, out);
+    } else if (!strcmp(source, "idx")) {
         if ((st = need(sp, split, "images", source, &a)) || (st = need(sp, split, "labels", source, &b))) return st;
         if (kind != KILN_LABEL_CLASS)
             return kiln_error(KILN_ERR_INVALID, "data.task: IDX labels are class ids; use task: classification");
@@ -132,12 +139,13 @@ static kiln_status check_fit(const kiln_dataset *ds, const char *split, const ki
 
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in) {
     memset(in, 0, sizeof *in);
+    in->cache_left = -1;
     kiln_status st;
     kiln_dataset *all = NULL;
-    if ((st = load_split(cfg, "train", m->task, &all))) return st;
+    if ((st = load_split(cfg, "train", m, in, &all))) return st;
     if (kiln_cfg_at(cfg, "data.validation")) {
         in->train = all;
-        st = load_split(cfg, "validation", m->task, &in->validation);
+        st = load_split(cfg, "validation", m, in, &in->validation);
     } else {
         double frac = kiln_cfg_num(cfg, "data.validation_split", 0);
         if (frac > 0) {
@@ -147,7 +155,7 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
             in->train = all;
         }
     }
-    if (!st && kiln_cfg_at(cfg, "data.test")) st = load_split(cfg, "test", m->task, &in->test);
+    if (!st && kiln_cfg_at(cfg, "data.test")) st = load_split(cfg, "test", m, in, &in->test);
     if (!st) st = check_fit(in->train, "train", m);
     if (!st && in->validation) st = check_fit(in->validation, "validation", m);
     if (!st && in->test) st = check_fit(in->test, "test", m);

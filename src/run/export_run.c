@@ -5,9 +5,9 @@
  * and the checkpoint's weights (its EMA copy when there is one) are loaded into it; then
  * kiln_export_graph writes the package. What the loader applied to the data is recovered from
  * the config: scale, mean and std are in data.normalize; only `standardize: true` (statistics
- * measured on the training split) and CSV string labels (the class names) need the training
- * data itself, which is then loaded through the same code as training (kiln_inputs_load), so
- * the numbers are the ones training used, bit for bit.
+ * measured on the training split) and CSV string labels or image class folders (the class names)
+ * need the training data itself, which is then loaded through the same code as training
+ * (kiln_inputs_load), so the numbers are the ones training used, bit for bit.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -84,7 +84,8 @@ static kiln_status recover_data(const kiln_cfg *cfg, const kiln_model *m, data_f
     kiln_normalize *nm = &src->preprocessing;
     int standardize = kiln_cfg_bool(cfg, "data.normalize.standardize", 0);
     int names = m->task == KILN_TASK_CLASSIFICATION && !kiln_cfg_at(cfg, "model.class_names") &&
-                !strcmp(kiln_cfg_str(cfg, "data.source", "idx"), "csv");
+                (!strcmp(kiln_cfg_str(cfg, "data.source", "idx"), "csv") ||
+                 !strcmp(kiln_cfg_str(cfg, "data.source", "idx"), "images"));
     if (standardize || names) {
         kiln_status st = kiln_inputs_load(cfg, m, &d->in);
         if (st) {

@@ -3,7 +3,7 @@
  * run.json is an object with exactly these keys, in this order (cJSON's pretty printing):
  *   id, experiment, name, status, start_time, end_time, host, pid, kiln_version, seed,
  *   config_hash, command, message, epochs_completed, steps, final_metrics, best_metrics,
- *   best_step, checkpoint
+ *   best_step, checkpoint, data_skipped
  * Strings that are not set are null; metric maps are objects of name -> number (null for a value
  * that is not finite); best_step is null until set. The seed is a number up to 2^53 (every JSON
  * reader holds it exactly) and a decimal string above.
@@ -82,7 +82,8 @@ kiln_run_info kiln_run_get_info(const kiln_rundir *run) {
                            .epochs_completed = run->epochs_completed,
                            .steps = run->steps,
                            .best_step = run->best_step,
-                           .checkpoint = run->checkpoint};
+                           .checkpoint = run->checkpoint,
+                           .data_skipped = run->data_skipped};
 }
 
 kiln_status kiln_run_set_status(kiln_rundir *run, kiln_run_state status, const char *message) {
@@ -161,6 +162,10 @@ kiln_status kiln_run_set_command(kiln_rundir *run, int argc, const char *const *
 
 void kiln_run_set_progress(kiln_rundir *run, int64_t epochs_completed, int64_t steps) {
     run->epochs_completed = epochs_completed, run->steps = steps;
+}
+
+void kiln_run_set_data_skipped(kiln_rundir *run, int64_t n) {
+    run->data_skipped = n < 0 ? 0 : n;
 }
 
 void kiln_run_set_best_step(kiln_rundir *run, int64_t step) {
@@ -285,6 +290,7 @@ static char *render(const kiln_rundir *run) {
         {"best_metrics", metrics_json(run, KILN_RUN_BEST)},
         {"best_step", run->best_step < 0 ? cJSON_CreateNull() : integer(run->best_step)},
         {"checkpoint", str_or_null(run->checkpoint)},
+        {"data_skipped", integer(run->data_skipped)},
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof kv / sizeof *kv; i++) {
@@ -437,7 +443,8 @@ static kiln_status parse_record(const reader *r, kiln_rundir *run) {
         (s = get_metrics(r, "final_metrics", run, KILN_RUN_FINAL)) ||
         (s = get_metrics(r, "best_metrics", run, KILN_RUN_BEST)) ||
         (s = get_int(r, "best_step", 1, 0, -1, &run->best_step)) ||
-        (s = get_str(r, "checkpoint", 0, &run->checkpoint)))
+        (s = get_str(r, "checkpoint", 0, &run->checkpoint)) ||
+        (s = get_int(r, "data_skipped", 0, 0, 0, &run->data_skipped)))
         return s;
     run->pid = (long)pid;
     return KILN_OK;

@@ -672,6 +672,12 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         trainer_free(&t);
         return st;
     }
+    if (t.in.skipped) { /* data.on_error: skip */
+        kiln_progress_line(&t.prog, "data: skipped %lld unreadable sample%s (data.on_error: skip); the first: %s",
+                           (long long)t.in.skipped, t.in.skipped == 1 ? "" : "s", t.in.skipped_first);
+        kiln_run_set_data_skipped(t.run, t.in.skipped);
+        kiln_run_save(t.run);
+    }
     if (!o->resume)
         kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
                            kiln_run_get_info(t.run).path, (long long)t.n_train, (long long)t.batches, (long long)t.B,
