@@ -1,4 +1,10 @@
-/* instances_image.c — an image file as one instance (kiln/instances.h), decoded by stb_image.
+/* instances_image.c — an image file as one instance (kiln/instances.h).
+ *
+ * JPEG goes through kiln/image.h's decoder (libjpeg-turbo, EXIF orientation applied): the one
+ * that reads training images (data.source: images), so a served JPEG becomes the same pixels a
+ * trained one did, and corrupt JPEG bytes from a client never reach stb's JPEG decoder, which
+ * Debian builds with assertions that abort the process on some corrupt files. Everything else
+ * (PNG, BMP, GIF, PGM/PPM, ...) is decoded by stb_image as follows.
  *
  * The header is read first (stbi_info_from_memory) and the size compared with the input's, so a
  * huge or wrong-sized image is refused before any pixel memory is allocated; stb then decodes
@@ -13,7 +19,35 @@
 #include <stb_image.h>
 #include <stdint.h>
 
+#include "kiln/image.h"
 #include "serve/instances_internal.h"
+
+/* A JPEG as x [C, H, W] (C 1, 3 or 4: alpha 255), its oriented size exactly H x W. */
+static kiln_status jpeg_instance(const char *name, const unsigned char *data, size_t len,
+                                 int64_t C, int64_t H, int64_t W, float *x) {
+    kiln_image_decoder *d = NULL;
+    kiln_status st = kiln_image_decoder_new(&d);
+    if (st) return st;
+    kiln_image im;
+    kiln_image_decode_opts o = {.channels = C == 1 ? 1 : 3};
+    st = kiln_image_decode(d, data, len, name, &o, &im);
+    if (!st && (im.w != W || im.h != H))
+        st = kiln_error(KILN_ERR_FORMAT,
+                        "%s: the image is %dx%d (width x height), the model's input is "
+                        "%lldx%lld; resize it first",
+                        name, im.w, im.h, (long long)W, (long long)H);
+    if (!st) {
+        int64_t plane = H * W;
+        for (int64_t y = 0; y < H; y++) /* x [C, H, W] <- im [H, W, c] */
+            for (int64_t i = 0; i < W; i++) {
+                const uint8_t *p = im.data + y * im.stride + i * im.c;
+                for (int64_t c = 0; c < C; c++)
+                    x[c * plane + y * W + i] = c < im.c ? (float)p[c] : 255.0f;
+            }
+    }
+    kiln_image_decoder_free(d);
+    return st;
+}
 
 /* For a binary PGM/PPM ("P5"/"P6", width, height, maxval, one whitespace byte, the raster):
  * the raster bytes the header promises (*need) and those present (*have); 0 when the data is
@@ -63,6 +97,8 @@ kiln_status kiln_instances_image(const char *name, const unsigned char *data, si
     if (len > INT_MAX)
         return kiln_error(KILN_ERR_FORMAT, "%s: an image file of %zu bytes is too large", name,
                           len);
+    if (kiln_image_sniff(data, len) == KILN_IMAGE_JPEG)
+        return jpeg_instance(name, data, len, C, H, W, x);
     int w, h, comp;
     if (!stbi_info_from_memory(data, (int)len, &w, &h, &comp))
         return kiln_error(KILN_ERR_FORMAT, "%s: not a readable image (%s)", name,
