@@ -36,6 +36,7 @@ struct kiln_tb_hooks {
     int off;            /* a write failed: no more output */
     int64_t purge_from; /* > 0: resumed; SessionLog START at this step in every new file */
     int64_t hist_every, images_every, n_images, n_proj;
+    int deterministic;  /* train.deterministic: the probe's plan too */
     double spent; /* seconds inside these hooks (the closing line reports it) */
     kiln_model *m;
     int classes;        /* 0: regression */
@@ -205,6 +206,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     h->images_every = kiln_cfg_int(cfg, "log.images_every_epochs", 1);
     h->n_images = kiln_cfg_int(cfg, "log.image_samples", 16);
     h->n_proj = kiln_cfg_int(cfg, "log.projector_samples", 1000);
+    h->deterministic = kiln_cfg_bool(cfg, "train.deterministic", 1);
     h->classes =
         m->task == KILN_TASK_CLASSIFICATION ? (int)(m->n_outputs > 1 ? m->n_outputs : 2) : 0;
     if (kiln_tb_open(h->run_dir, &h->root) ||
@@ -305,8 +307,10 @@ static kiln_status probe(kiln_tb_hooks *h) {
     kiln_model *m = h->m;
     if (!h->plan) {
         kiln_node *outs[2] = {m->output, m->penultimate};
-        kiln_plan_opts po = {
-            .outputs = outs, .n_outputs = m->penultimate ? 2 : 1, .batch = h->batch};
+        kiln_plan_opts po = {.outputs = outs,
+                             .n_outputs = m->penultimate ? 2 : 1,
+                             .batch = h->batch,
+                             .deterministic = h->deterministic};
         if (!(h->plan = kiln_plan_new(m->graph, &po))) return KILN_ERR_INVALID;
     }
     kiln_loader *l;

@@ -205,7 +205,9 @@ static kiln_status read_settings(trainer *t) {
 
 static kiln_status make_plans(trainer *t) {
     kiln_node *outs[2] = {t->m.loss, t->m.output};
-    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1};
+    int det = kiln_cfg_bool(t->cfg, "train.deterministic", 1);
+    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1,
+                         .deterministic = det};
     if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
     int tail = (int)(t->n_train % t->B);
     if (tail) {
@@ -213,6 +215,7 @@ static kiln_status make_plans(trainer *t) {
         if (!(t->train_tail = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
     }
     t->ev.m = &t->m;
+    t->ev.fast = !det;
     return KILN_OK;
 }
 
