@@ -3,7 +3,11 @@
  *  - the layout: <run>/ (config text, hparams), train/, validation/, test/, the projector's
  *    files, and the experiment summary in the runs folder;
  *  - every scalar matches metrics.jsonl one to one (split = folder, "batch_"/"epoch_" + name,
- *    step, float value, wall time), metadata on each tag's first value only;
+ *    metrics.jsonl's batch_loss being the tag batch_loss; step, float value, wall time),
+ *    metadata on each tag's first value only;
+ *  - no two points of metrics.jsonl share (step, split, name): running values are logged every
+ *    9 steps and an epoch has 63, so the running loss falls on each epoch's last step, where the
+ *    epoch's mean loss is logged too (as batch_loss and loss);
  *  - histograms of every parameter and gradient at each epoch end, counts adding up to the
  *    parameter's size; sample and confusion-matrix PNGs that decode to their declared sizes;
  *    the config text equal to config.yaml; hparams start (values of the config) and end;
@@ -55,7 +59,7 @@ static const char *CONFIG =
     "  epochs: %d\n"
     "  ema_decay: 0.9\n"
     "  checkpoint: {every_steps: 20, keep: 100}\n"
-    "log: {every_steps: 10, image_samples: 8, projector_samples: 100}\n";
+    "log: {every_steps: 9, image_samples: 8, projector_samples: 100}\n";
 
 /* Trains in a child process; returns its exit status (0: kiln_train returned KILN_OK). */
 static int train_child(const char *config, const char *resume, char *run_dir, size_t cap) {
@@ -151,7 +155,7 @@ static void add_file(scalars *s, int split, const tb_events *e) {
         memset(p, 0, sizeof *p);
         p->split = split, p->per_batch = v->tag[0] == 'b', p->step = ev->step,
         p->value = t->float_val[0], p->wall = ev->wall_time;
-        snprintf(p->name, sizeof p->name, "%s", v->tag + 6);
+        snprintf(p->name, sizeof p->name, "%s", p->per_batch && !strcmp(v->tag, "batch_loss") ? "batch_loss" : v->tag + 6);
     }
 }
 
@@ -241,6 +245,40 @@ static int lines(const char *text) {
     int n = 0;
     for (; text && *text; text++) n += *text == '\n';
     return n;
+}
+
+/* Every line of metrics.jsonl as it is (no last-line-per-key folding): no (step, split, name)
+ * twice. */
+typedef struct {
+    int64_t step[4096];
+    int split[4096];
+    char name[4096][48];
+    int n, dup;
+} raw_points;
+
+static int on_raw(const kiln_metric_point *m, void *ctx) {
+    raw_points *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        if (r->step[i] == m->step && r->split[i] == (int)m->split && !strcmp(r->name[i], m->name)) {
+            if (r->dup++ < 3)
+                fprintf(stderr, "  metrics.jsonl: step %lld, %s, %s twice\n", (long long)m->step,
+                        SPLITS[m->split], m->name);
+            return 0;
+        }
+    if (r->n < 4096) {
+        r->step[r->n] = m->step, r->split[r->n] = (int)m->split;
+        snprintf(r->name[r->n++], sizeof r->name[0], "%s", m->name);
+    }
+    return 0;
+}
+
+static void check_unique_points(const char *run) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    static raw_points r;
+    memset(&r, 0, sizeof r);
+    CHECK_OK(kiln_run_read_metrics(path, NULL, on_raw, &r, NULL));
+    CHECK_MSG(r.n > 40 && r.dup == 0, "%d points, %d repeated (step, split, name)", r.n, r.dup);
 }
 
 /* ---- the fresh run ---- */
@@ -369,9 +407,11 @@ static void test_fresh_run(void) {
     }
     CHECK(s.metadata_ok);
     match_scalars(run, &s);
-    /* 8000 training rows: 63 steps per epoch; running values every 10 steps */
-    CHECK(count(&s, 0, "loss", 1) == 12 && count(&s, 0, "learning_rate", 1) == 12 &&
-          count(&s, 0, "samples_per_second", 1) == 12);
+    /* 8000 training rows: 63 steps per epoch; running values every 9 steps */
+    CHECK(count(&s, 0, "batch_loss", 1) == 14 && count(&s, 0, "learning_rate", 1) == 14 &&
+          count(&s, 0, "samples_per_second", 1) == 14);
+    CHECK(count(&s, 0, "loss", 1) == 0);
+    check_unique_points(run);
     CHECK(count(&s, 0, "loss", 0) == 2 && count(&s, 0, "accuracy", 0) == 2);
     CHECK(count(&s, 1, "loss", 0) == 2 && count(&s, 1, "accuracy", 0) == 2);
     CHECK(count(&s, 2, "loss", 0) == 1 && count(&s, 2, "accuracy", 0) == 1 &&

@@ -261,7 +261,8 @@ void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, cons
     if (!h || h->off) return;
     double t0 = kiln_now();
     kiln_tb_writer *w = split_writer(h, split);
-    char tag[256];
+    char tag[256]; /* batch_<name>, epoch_<name>; batch_loss keeps its name */
+    if (per_batch && !strncmp(name, "batch_", 6)) name += 6;
     snprintf(tag, sizeof tag, "%s_%s", per_batch ? "batch" : "epoch", name);
     if (w && kiln_tb_scalar(w, tag, step, (float)value)) fail(h, tag);
     h->spent += kiln_now() - t0;
