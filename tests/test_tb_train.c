@@ -389,11 +389,82 @@ static void check_histograms(const tb_events *e, int epochs, const int64_t *step
     }
 }
 
+/* The experiment summary's domains after the fresh run (runs = 1: epochs 2) and after the
+ * resumed test's run too (runs = 2: epochs 3; everything else the same). */
+static void check_domains(const Tensorboard__Hparams__Experiment *x, int runs) {
+    const Tensorboard__Hparams__HParamInfo *lr = NULL, *ep = NULL, *opt = NULL, *seed = NULL;
+    for (size_t i = 0; i < x->n_hparam_infos; i++) {
+        const Tensorboard__Hparams__HParamInfo *h = x->hparam_infos[i];
+        if (!strcmp(h->name, "optimizer.adam.learning_rate")) lr = h;
+        if (!strcmp(h->name, "train.epochs")) ep = h;
+        if (!strcmp(h->name, "optimizer")) opt = h;
+        if (!strcmp(h->name, "seed")) seed = h;
+    }
+    CHECK(lr && lr->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL &&
+          lr->domain_interval->min_value == 0.001 && lr->domain_interval->max_value == 0.001 &&
+          !lr->differs);
+    CHECK(seed && !seed->differs);
+    CHECK(opt && opt->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_DISCRETE &&
+          opt->domain_discrete->n_values == 1 &&
+          !strcmp(opt->domain_discrete->values[0]->string_value, "adam") && !opt->differs);
+    CHECK_MSG(ep && ep->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL &&
+                  ep->domain_interval->min_value == 2 &&
+                  ep->domain_interval->max_value == (runs == 1 ? 2 : 3) && ep->differs == (runs > 1),
+              "train.epochs after %d runs", runs);
+    size_t differ = 0;
+    for (size_t i = 0; i < x->n_hparam_infos; i++) differ += x->hparam_infos[i]->differs != 0;
+    CHECK_MSG(differ == (runs > 1 ? 1u : 0u), "%zu hyperparameters differ after %d runs", differ, runs);
+}
+
+/* The experiment summary of the runs folder. */
+static Tensorboard__Hparams__Experiment *experiment(void) {
+    char dir[256], *names[8];
+    snprintf(dir, sizeof dir, "%s/runs", root);
+    int n = tb_event_files(dir, names, 8);
+    Tensorboard__Hparams__Experiment *x = NULL;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(names[i]);
+        tb_events e;
+        char err[512];
+        int at = -1;
+        if (!x && l > 11 && !strcmp(names[i] + l - 11, ".experiment") &&
+            tb_events_load(names[i], &e, err, sizeof err) == 0) {
+            if (tb_count_tag(&e, "_hparams_/experiment", &at) == 1) {
+                Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e, at));
+                if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT)
+                    x = pd->experiment, pd->experiment = NULL,
+                    pd->data_case = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA__NOT_SET;
+                if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+            }
+            tb_events_free(&e);
+        }
+        free(names[i]);
+    }
+    return x;
+}
+
+/* The session group a run's root event file names. */
+static void group_of(const char *run, char *out, size_t cap) {
+    tb_events e[4];
+    int n = load_dir(run, e, 4), at = -1;
+    out[0] = 0;
+    if (n >= 1 && tb_count_tag(&e[0], "_hparams_/session_start_info", &at) == 1) {
+        Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e[0], at));
+        if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO)
+            snprintf(out, cap, "%s", pd->session_start_info->group_name);
+        if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+    }
+    for (int i = 0; i < n; i++) tb_events_free(&e[i]);
+}
+
+static char fresh_run[4096]; /* the fresh run's folder, for the resumed test */
+
 static void test_fresh_run(void) {
     char run[4096];
     int rc = train_child(write_config(2), NULL, run, sizeof run);
     CHECK(rc == 0);
     if (rc) return;
+    snprintf(fresh_run, sizeof fresh_run, "%s", run);
     check_root(run, 1);
     scalars s = {.metadata_ok = 1};
     tb_events split[3][4];
@@ -468,6 +539,7 @@ static void test_fresh_run(void) {
                                    !strcmp(x->metric_infos[m]->name->tag, "epoch_accuracy") &&
                                    !strcmp(x->metric_infos[m]->display_name, "val_accuracy");
                     CHECK(val_acc == 1);
+                    check_domains(x, 1);
                 }
                 if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
                 tb_events_free(&e);
@@ -527,6 +599,27 @@ static void test_resumed_run(void) {
     CHECK(count(&s, 0, "loss", 0) == 3 && count(&s, 1, "loss", 0) == 3 &&
           count(&s, 2, "loss", 0) == 1);
     free(s.p);
+    /* the HParams summary now knows two values of train.epochs; the runs are two groups, and the
+     * resumed attempt stays in its run's group */
+    Tensorboard__Hparams__Experiment *x = experiment();
+    CHECK(x != NULL);
+    if (x) check_domains(x, 2), tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    char g1[64], g2[64];
+    group_of(fresh_run, g1, sizeof g1);
+    group_of(run, g2, sizeof g2);
+    CHECK_MSG(strlen(g1) == 32 && strlen(g2) == 32 && strcmp(g1, g2) != 0, "groups '%s' and '%s'", g1, g2);
+    tb_events e[4];
+    int n = load_dir(run, e, 4), groups = 0;
+    for (int f = 0; f < n; f++) {
+        int at = -1;
+        if (tb_count_tag(&e[f], "_hparams_/session_start_info", &at) == 1) {
+            Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e[f], at));
+            groups += pd && !strcmp(pd->session_start_info->group_name, g2);
+            if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+        }
+        tb_events_free(&e[f]);
+    }
+    CHECK_MSG(groups == 2, "%d of the run's 2 session starts name its group", groups);
 }
 
 int main(void) {

@@ -223,7 +223,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     free(md);
     kiln_tb_hparams hp;
     if (kiln_tb_hparams_from_config(cfg, &hp) ||
-        kiln_tb_hparams_start(h->root, &hp, h->run_dir, wall_now())) {
+        kiln_tb_hparams_start(h->root, &hp, h->run_dir, NULL, wall_now())) {
         kiln_tb_hparams_free(&hp);
         fail(h, "hparams");
         return;
