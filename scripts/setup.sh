@@ -5,9 +5,10 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
       libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev curl dataset-fashion-mnist
-      chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
-# The benchmarks compare against PyTorch (Debian's python3-torch); tests do not need it.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy wrk); fi
+      chromium chromium-driver  # the kiln board test loads the page in headless Chromium
+      python3-torch python3-numpy)  # formats_torch runs docs/formats.md's example in PyTorch
+# The benchmarks also compare against PyTorch (the same packages) and need wrk.
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
