@@ -4,11 +4,13 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
-      libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl dataset-fashion-mnist
-      chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
-# The benchmarks compare against PyTorch (Debian's python3-torch) at its best: without OpenBLAS it
-# silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks). Tests do not need it.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy libopenblas0-pthread wrk); fi
+      libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl
+      dataset-fashion-mnist
+      chromium chromium-driver  # the kiln board test loads the page in headless Chromium
+      python3-torch python3-numpy)  # formats_torch runs docs/formats.md's example in PyTorch
+# The benchmarks compare against PyTorch (the same packages) at its best: without OpenBLAS it
+# silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks); and need wrk.
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

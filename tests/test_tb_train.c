@@ -3,7 +3,11 @@
  *  - the layout: <run>/ (config text, hparams), train/, validation/, test/, the projector's
  *    files, and the experiment summary in the runs folder;
  *  - every scalar matches metrics.jsonl one to one (split = folder, "batch_"/"epoch_" + name,
- *    step, float value, wall time), metadata on each tag's first value only;
+ *    metrics.jsonl's batch_loss being the tag batch_loss; step, float value, wall time),
+ *    metadata on each tag's first value only;
+ *  - no two points of metrics.jsonl share (step, split, name): running values are logged every
+ *    9 steps and an epoch has 63, so the running loss falls on each epoch's last step, where the
+ *    epoch's mean loss is logged too (as batch_loss and loss);
  *  - histograms of every parameter and gradient at each epoch end, counts adding up to the
  *    parameter's size; sample and confusion-matrix PNGs that decode to their declared sizes;
  *    the config text equal to config.yaml; hparams start (values of the config) and end;
@@ -55,7 +59,7 @@ static const char *CONFIG =
     "  epochs: %d\n"
     "  ema_decay: 0.9\n"
     "  checkpoint: {every_steps: 20, keep: 100}\n"
-    "log: {every_steps: 10, image_samples: 8, projector_samples: 100}\n";
+    "log: {every_steps: 9, image_samples: 8, projector_samples: 100}\n";
 
 /* Trains in a child process; returns its exit status (0: kiln_train returned KILN_OK). */
 static int train_child(const char *config, const char *resume, char *run_dir, size_t cap) {
@@ -151,7 +155,7 @@ static void add_file(scalars *s, int split, const tb_events *e) {
         memset(p, 0, sizeof *p);
         p->split = split, p->per_batch = v->tag[0] == 'b', p->step = ev->step,
         p->value = t->float_val[0], p->wall = ev->wall_time;
-        snprintf(p->name, sizeof p->name, "%s", v->tag + 6);
+        snprintf(p->name, sizeof p->name, "%s", p->per_batch && !strcmp(v->tag, "batch_loss") ? "batch_loss" : v->tag + 6);
     }
 }
 
@@ -241,6 +245,40 @@ static int lines(const char *text) {
     int n = 0;
     for (; text && *text; text++) n += *text == '\n';
     return n;
+}
+
+/* Every line of metrics.jsonl as it is (no last-line-per-key folding): no (step, split, name)
+ * twice. */
+typedef struct {
+    int64_t step[4096];
+    int split[4096];
+    char name[4096][48];
+    int n, dup;
+} raw_points;
+
+static int on_raw(const kiln_metric_point *m, void *ctx) {
+    raw_points *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        if (r->step[i] == m->step && r->split[i] == (int)m->split && !strcmp(r->name[i], m->name)) {
+            if (r->dup++ < 3)
+                fprintf(stderr, "  metrics.jsonl: step %lld, %s, %s twice\n", (long long)m->step,
+                        SPLITS[m->split], m->name);
+            return 0;
+        }
+    if (r->n < 4096) {
+        r->step[r->n] = m->step, r->split[r->n] = (int)m->split;
+        snprintf(r->name[r->n++], sizeof r->name[0], "%s", m->name);
+    }
+    return 0;
+}
+
+static void check_unique_points(const char *run) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    static raw_points r;
+    memset(&r, 0, sizeof r);
+    CHECK_OK(kiln_run_read_metrics(path, NULL, on_raw, &r, NULL));
+    CHECK_MSG(r.n > 40 && r.dup == 0, "%d points, %d repeated (step, split, name)", r.n, r.dup);
 }
 
 /* ---- the fresh run ---- */
@@ -351,11 +389,82 @@ static void check_histograms(const tb_events *e, int epochs, const int64_t *step
     }
 }
 
+/* The experiment summary's domains after the fresh run (runs = 1: epochs 2) and after the
+ * resumed test's run too (runs = 2: epochs 3; everything else the same). */
+static void check_domains(const Tensorboard__Hparams__Experiment *x, int runs) {
+    const Tensorboard__Hparams__HParamInfo *lr = NULL, *ep = NULL, *opt = NULL, *seed = NULL;
+    for (size_t i = 0; i < x->n_hparam_infos; i++) {
+        const Tensorboard__Hparams__HParamInfo *h = x->hparam_infos[i];
+        if (!strcmp(h->name, "optimizer.adam.learning_rate")) lr = h;
+        if (!strcmp(h->name, "train.epochs")) ep = h;
+        if (!strcmp(h->name, "optimizer")) opt = h;
+        if (!strcmp(h->name, "seed")) seed = h;
+    }
+    CHECK(lr && lr->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL &&
+          lr->domain_interval->min_value == 0.001 && lr->domain_interval->max_value == 0.001 &&
+          !lr->differs);
+    CHECK(seed && !seed->differs);
+    CHECK(opt && opt->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_DISCRETE &&
+          opt->domain_discrete->n_values == 1 &&
+          !strcmp(opt->domain_discrete->values[0]->string_value, "adam") && !opt->differs);
+    CHECK_MSG(ep && ep->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL &&
+                  ep->domain_interval->min_value == 2 &&
+                  ep->domain_interval->max_value == (runs == 1 ? 2 : 3) && ep->differs == (runs > 1),
+              "train.epochs after %d runs", runs);
+    size_t differ = 0;
+    for (size_t i = 0; i < x->n_hparam_infos; i++) differ += x->hparam_infos[i]->differs != 0;
+    CHECK_MSG(differ == (runs > 1 ? 1u : 0u), "%zu hyperparameters differ after %d runs", differ, runs);
+}
+
+/* The experiment summary of the runs folder. */
+static Tensorboard__Hparams__Experiment *experiment(void) {
+    char dir[256], *names[8];
+    snprintf(dir, sizeof dir, "%s/runs", root);
+    int n = tb_event_files(dir, names, 8);
+    Tensorboard__Hparams__Experiment *x = NULL;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(names[i]);
+        tb_events e;
+        char err[512];
+        int at = -1;
+        if (!x && l > 11 && !strcmp(names[i] + l - 11, ".experiment") &&
+            tb_events_load(names[i], &e, err, sizeof err) == 0) {
+            if (tb_count_tag(&e, "_hparams_/experiment", &at) == 1) {
+                Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e, at));
+                if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_EXPERIMENT)
+                    x = pd->experiment, pd->experiment = NULL,
+                    pd->data_case = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA__NOT_SET;
+                if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+            }
+            tb_events_free(&e);
+        }
+        free(names[i]);
+    }
+    return x;
+}
+
+/* The session group a run's root event file names. */
+static void group_of(const char *run, char *out, size_t cap) {
+    tb_events e[4];
+    int n = load_dir(run, e, 4), at = -1;
+    out[0] = 0;
+    if (n >= 1 && tb_count_tag(&e[0], "_hparams_/session_start_info", &at) == 1) {
+        Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e[0], at));
+        if (pd && pd->data_case == TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO)
+            snprintf(out, cap, "%s", pd->session_start_info->group_name);
+        if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+    }
+    for (int i = 0; i < n; i++) tb_events_free(&e[i]);
+}
+
+static char fresh_run[4096]; /* the fresh run's folder, for the resumed test */
+
 static void test_fresh_run(void) {
     char run[4096];
     int rc = train_child(write_config(2), NULL, run, sizeof run);
     CHECK(rc == 0);
     if (rc) return;
+    snprintf(fresh_run, sizeof fresh_run, "%s", run);
     check_root(run, 1);
     scalars s = {.metadata_ok = 1};
     tb_events split[3][4];
@@ -369,9 +478,11 @@ static void test_fresh_run(void) {
     }
     CHECK(s.metadata_ok);
     match_scalars(run, &s);
-    /* 8000 training rows: 63 steps per epoch; running values every 10 steps */
-    CHECK(count(&s, 0, "loss", 1) == 12 && count(&s, 0, "learning_rate", 1) == 12 &&
-          count(&s, 0, "samples_per_second", 1) == 12);
+    /* 8000 training rows: 63 steps per epoch; running values every 9 steps */
+    CHECK(count(&s, 0, "batch_loss", 1) == 14 && count(&s, 0, "learning_rate", 1) == 14 &&
+          count(&s, 0, "samples_per_second", 1) == 14);
+    CHECK(count(&s, 0, "loss", 1) == 0);
+    check_unique_points(run);
     CHECK(count(&s, 0, "loss", 0) == 2 && count(&s, 0, "accuracy", 0) == 2);
     CHECK(count(&s, 1, "loss", 0) == 2 && count(&s, 1, "accuracy", 0) == 2);
     CHECK(count(&s, 2, "loss", 0) == 1 && count(&s, 2, "accuracy", 0) == 1 &&
@@ -428,6 +539,7 @@ static void test_fresh_run(void) {
                                    !strcmp(x->metric_infos[m]->name->tag, "epoch_accuracy") &&
                                    !strcmp(x->metric_infos[m]->display_name, "val_accuracy");
                     CHECK(val_acc == 1);
+                    check_domains(x, 1);
                 }
                 if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
                 tb_events_free(&e);
@@ -487,6 +599,27 @@ static void test_resumed_run(void) {
     CHECK(count(&s, 0, "loss", 0) == 3 && count(&s, 1, "loss", 0) == 3 &&
           count(&s, 2, "loss", 0) == 1);
     free(s.p);
+    /* the HParams summary now knows two values of train.epochs; the runs are two groups, and the
+     * resumed attempt stays in its run's group */
+    Tensorboard__Hparams__Experiment *x = experiment();
+    CHECK(x != NULL);
+    if (x) check_domains(x, 2), tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    char g1[64], g2[64];
+    group_of(fresh_run, g1, sizeof g1);
+    group_of(run, g2, sizeof g2);
+    CHECK_MSG(strlen(g1) == 32 && strlen(g2) == 32 && strcmp(g1, g2) != 0, "groups '%s' and '%s'", g1, g2);
+    tb_events e[4];
+    int n = load_dir(run, e, 4), groups = 0;
+    for (int f = 0; f < n; f++) {
+        int at = -1;
+        if (tb_count_tag(&e[f], "_hparams_/session_start_info", &at) == 1) {
+            Tensorboard__Hparams__HParamsPluginData *pd = tb_hparams_content(tb_value(&e[f], at));
+            groups += pd && !strcmp(pd->session_start_info->group_name, g2);
+            if (pd) tensorboard__hparams__hparams_plugin_data__free_unpacked(pd, NULL);
+        }
+        tb_events_free(&e[f]);
+    }
+    CHECK_MSG(groups == 2, "%d of the run's 2 session starts name its group", groups);
 }
 
 int main(void) {

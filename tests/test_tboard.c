@@ -311,7 +311,7 @@ static void test_hparams_from_config(void) {
     kiln_tb_writer *w;
     CHECK_OK(kiln_tb_open(sub("hparams"), &w));
     if (w) {
-        CHECK_OK(kiln_tb_hparams_start(w, &h, "/runs/fm/run-1", 1700000000.5));
+        CHECK_OK(kiln_tb_hparams_start(w, &h, "/runs/fm/run-1", NULL, 1700000000.5));
         CHECK_OK(kiln_tb_hparams_end(w, KILN_TB_STATUS_SUCCESS, 1700000100.25));
         tb_events e;
         if (!load(w, &e)) {
@@ -333,6 +333,10 @@ static void test_hparams_from_config(void) {
                     const Tensorboard__Hparams__SessionStartInfo *si = pd->session_start_info;
                     CHECK(strcmp(si->model_uri, "/runs/fm/run-1") == 0 &&
                           si->start_time_secs == 1700000000.5);
+                    char group[33];
+                    CHECK_OK(kiln_tb_hparams_group(&h, group));
+                    CHECK_MSG(strlen(si->group_name) == 32 && strcmp(si->group_name, group) == 0,
+                              "group_name '%s', want '%s'", si->group_name, group);
                     CHECK(si->n_hparams == (size_t)h.n);
                     for (size_t i = 0; i < si->n_hparams && i < (size_t)h.n; i++) {
                         const kiln_tb_hparam *hp = &h.items[i];
@@ -479,6 +483,135 @@ static void test_experiment_summary(void) {
     if (x) tensorboard__hparams__experiment__free_unpacked(x, NULL);
 }
 
+/* The hyperparameter of an experiment by name. */
+static const Tensorboard__Hparams__HParamInfo *info(const Tensorboard__Hparams__Experiment *x,
+                                                    const char *name) {
+    for (size_t i = 0; x && i < x->n_hparam_infos; i++)
+        if (!strcmp(x->hparam_infos[i]->name, name)) return x->hparam_infos[i];
+    return NULL;
+}
+
+static int has_interval(const Tensorboard__Hparams__HParamInfo *h, double lo, double hi) {
+    return h && h->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL &&
+           h->domain_interval->min_value == lo && h->domain_interval->max_value == hi;
+}
+
+/* The discrete domain as text: "s:adam s:sgd b:0 b:1". */
+static void discrete(const Tensorboard__Hparams__HParamInfo *h, char *out, size_t cap) {
+    out[0] = 0;
+    if (!h || h->domain_case != TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_DISCRETE) return;
+    for (size_t i = 0; i < h->domain_discrete->n_values; i++) {
+        const Google__Protobuf__Value *v = h->domain_discrete->values[i];
+        size_t n = strlen(out);
+        if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE)
+            snprintf(out + n, cap - n, "%ss:%s", n ? " " : "", v->string_value);
+        else if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE)
+            snprintf(out + n, cap - n, "%sb:%d", n ? " " : "", v->bool_value);
+        else
+            snprintf(out + n, cap - n, "%s?", n ? " " : "");
+    }
+}
+
+/* Domains and differs over several runs, as TensorBoard computes them from session infos. */
+static void test_experiment_domains(void) {
+    const char *dir = sub("exp-domains");
+    kiln_tb_hparams h = {0};
+    hp_add(&h, "optimizer", KILN_TB_HP_STRING);
+    hp_add(&h, "optimizer.adam.learning_rate", KILN_TB_HP_NUMBER);
+    hp_add(&h, "data.shuffle", KILN_TB_HP_BOOL);
+    hp_add(&h, "train.ema_decay", KILN_TB_HP_NUMBER);
+    free(h.items[0].string), h.items[0].string = strdup("adam");
+    h.items[1].number = 0.01, h.items[2].boolean = 1, h.items[3].number = NAN;
+    int changed = -1, files;
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &h, NULL, 0, &changed));
+    Tensorboard__Hparams__Experiment *x = read_experiment(dir, &files);
+    char d[256];
+    discrete(info(x, "optimizer"), d, sizeof d);
+    CHECK_MSG(!strcmp(d, "s:adam") && !info(x, "optimizer")->differs, "optimizer: %s", d);
+    CHECK(has_interval(info(x, "optimizer.adam.learning_rate"), 0.01, 0.01) &&
+          !info(x, "optimizer.adam.learning_rate")->differs);
+    discrete(info(x, "data.shuffle"), d, sizeof d);
+    CHECK_MSG(!strcmp(d, "b:1") && !info(x, "data.shuffle")->differs, "data.shuffle: %s", d);
+    const Tensorboard__Hparams__HParamInfo *ema = info(x, "train.ema_decay"); /* NaN: no domain */
+    CHECK(ema && ema->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN__NOT_SET && !ema->differs);
+    if (x) tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    /* a second run with the same values: nothing new */
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &h, NULL, 0, &changed));
+    CHECK(changed == 0);
+    /* a third with another learning rate: the interval widens, the learning rate differs */
+    h.items[1].number = 0.001;
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &h, NULL, 0, &changed));
+    CHECK(changed == 1);
+    x = read_experiment(dir, &files);
+    CHECK(files == 1 && has_interval(info(x, "optimizer.adam.learning_rate"), 0.001, 0.01) &&
+          info(x, "optimizer.adam.learning_rate")->differs && !info(x, "optimizer")->differs &&
+          !info(x, "data.shuffle")->differs);
+    if (x) tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    /* a value inside the interval changes nothing; other optimizer and shuffle values do */
+    h.items[1].number = 0.005;
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &h, NULL, 0, &changed));
+    CHECK(changed == 0);
+    free(h.items[0].string), h.items[0].string = strdup("sgd");
+    h.items[2].boolean = 0;
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &h, NULL, 0, &changed));
+    CHECK(changed == 1);
+    x = read_experiment(dir, &files);
+    discrete(info(x, "optimizer"), d, sizeof d);
+    CHECK_MSG(!strcmp(d, "s:adam s:sgd") && info(x, "optimizer")->differs, "optimizer: %s", d);
+    discrete(info(x, "data.shuffle"), d, sizeof d);
+    CHECK_MSG(!strcmp(d, "b:0 b:1") && info(x, "data.shuffle")->differs, "data.shuffle: %s", d);
+    if (x) tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    /* a value of another type (a string where numbers were) marks it as differing */
+    kiln_tb_hparams other = {0};
+    hp_add(&other, "train.ema_decay", KILN_TB_HP_STRING);
+    CHECK_OK(kiln_tb_experiment_update(dir, "d", &other, NULL, 0, &changed));
+    CHECK(changed == 1);
+    x = read_experiment(dir, &files);
+    ema = info(x, "train.ema_decay");
+    CHECK(ema && ema->differs && ema->type == TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64);
+    if (x) tensorboard__hparams__experiment__free_unpacked(x, NULL);
+    kiln_tb_hparams_free(&other);
+    kiln_tb_hparams_free(&h);
+}
+
+/* Trials of the same hyperparameters share a group; seed, threads and logging do not count. */
+static void test_hparams_group(void) {
+    kiln_cfg *a, *b;
+    CHECK_OK(kiln_config_parse(CONFIG, "a.yaml", &a));
+    CHECK_OK(kiln_config_parse(CONFIG, "b.yaml", &b));
+    if (!a || !b) return;
+    char ga[33], gb[33];
+    kiln_tb_hparams ha, hb;
+    const char *same[] = {"seed=8", "train.threads=4", "log.every_steps=10", "train.checkpoint.keep=9",
+                          "train.export.every_epochs=2"};
+    const char *other[] = {"optimizer.adam.learning_rate=0.002", "data.batch_size=64",
+                           "model.layers[1].dense.activation=tanh", "data.shuffle=false"};
+    CHECK_OK(kiln_tb_hparams_from_config(a, &ha));
+    CHECK_OK(kiln_tb_hparams_group(&ha, ga));
+    CHECK(strlen(ga) == 32 && strspn(ga, "0123456789abcdef") == 32);
+    for (size_t i = 0; i < sizeof same / sizeof *same + sizeof other / sizeof *other; i++) {
+        int is_same = i < sizeof same / sizeof *same;
+        const char *set = is_same ? same[i] : other[i - sizeof same / sizeof *same];
+        kiln_cfg *c;
+        CHECK_OK(kiln_config_parse(CONFIG, "c.yaml", &c));
+        if (!c) continue;
+        CHECK_OK(kiln_config_set(c, set));
+        CHECK_OK(kiln_tb_hparams_from_config(c, &hb));
+        CHECK_OK(kiln_tb_hparams_group(&hb, gb));
+        CHECK_MSG((strcmp(ga, gb) == 0) == is_same, "--set %s: group %s, first %s", set, gb, ga);
+        kiln_tb_hparams_free(&hb);
+        kiln_cfg_free(c);
+    }
+    /* the order of the keys in the file does not matter */
+    CHECK_OK(kiln_tb_hparams_from_config(b, &hb));
+    kiln_tb_hparam t = hb.items[0];
+    hb.items[0] = hb.items[hb.n - 1], hb.items[hb.n - 1] = t;
+    CHECK_OK(kiln_tb_hparams_group(&hb, gb));
+    CHECK(strcmp(ga, gb) == 0);
+    kiln_tb_hparams_free(&ha), kiln_tb_hparams_free(&hb);
+    kiln_cfg_free(a), kiln_cfg_free(b);
+}
+
 static char *slurp(const char *path) {
     void *b;
     size_t n;
@@ -609,6 +742,8 @@ int main(void) {
     RUN(test_images_and_text);
     RUN(test_hparams_from_config);
     RUN(test_experiment_summary);
+    RUN(test_experiment_domains);
+    RUN(test_hparams_group);
     RUN(test_projector);
     RUN(test_format_g6);
     RUN(test_render);

@@ -104,6 +104,10 @@ typedef struct {
     int batch;       /* batch size this plan runs at */
     int training;    /* 1: dropout active, batch norm uses batch statistics and updates running ones */
     int plain_layouts; /* 1: every value in plain row-major layout (slower; for debugging) */
+    /* 1: results do not depend on the number of OpenMP threads: every reduction over the batch
+     * (convolution and dense weight gradients, batch-norm statistics) and every matmul runs in
+     * fixed chunks of rows summed in a fixed order, at most 16 chunks at once (docs/engine.md) */
+    int deterministic;
 } kiln_plan_opts;
 
 kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o);

@@ -102,10 +102,18 @@ typedef enum {
     KILN_TB_STATUS_RUNNING = 3,
 } kiln_tb_status;
 
+/* The session group of a run with these hyperparameters (32 hex digits): a hash of every
+ * hyperparameter but those that do not change what a run learns or that repeated trials vary
+ * (seed, train.threads, log.*, train.checkpoint.*, train.export.*), in name order. Runs with the
+ * same group are trials of the same hyperparameters: TensorBoard's HParams tab shows them as one
+ * row (their metrics aggregated) with the sessions inside. */
+kiln_status kiln_tb_hparams_group(const kiln_tb_hparams *hp, char out[33]);
+
 /* "_hparams_/session_start_info": this run's hyperparameters. model_uri (may be NULL): where
- * its checkpoints are; start_time: seconds since the Unix epoch. */
+ * its checkpoints are; group_name: its session group (NULL: kiln_tb_hparams_group of hp);
+ * start_time: seconds since the Unix epoch. */
 kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp,
-                                  const char *model_uri, double start_time);
+                                  const char *model_uri, const char *group_name, double start_time);
 /* "_hparams_/session_end_info". */
 kiln_status kiln_tb_hparams_end(kiln_tb_writer *w, kiln_tb_status status, double end_time);
 
@@ -125,8 +133,11 @@ typedef struct {
 /* Keeps the HParams experiment summary ("_hparams_/experiment") of the TensorBoard log folder
  * dir (kiln's runs folder) up to date: the union of the hyperparameters and metrics of
  * every run that called it. The summary lives in dir/events.out.tfevents.<time>.<host>.experiment;
- * this reads the newest such file, and when hp or metrics add anything, writes a new file with
- * the union (named so that it sorts last) and removes the older ones. Callers in several
+ * this reads the newest such file, and when hp or metrics add anything (a hyperparameter, a
+ * value that widens one's domain, a metric), writes a new file with the union (named so that it
+ * sorts last) and removes the older ones. Each hyperparameter has its domain over those runs (an
+ * interval [min, max] for numbers, the discrete set of values seen for strings and bools) and
+ * `differs` when it has had two or more values. Callers in several
  * processes are serialized by an exclusive flock on dir. A damaged summary file counts as
  * absent. *changed (may be NULL) says whether a new file was written. */
 kiln_status kiln_tb_experiment_update(const char *dir, const char *name, const kiln_tb_hparams *hp,

@@ -165,7 +165,7 @@ static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"ma
                                {"ema_decay", T_NUM, "0", NULL, NULL, 0, 0.999999999}, {"clip_norm", T_NUM, "0", NULL, NULL, 0, 1e12},
                                {"early_stopping", T_MAP, NULL, EARLY}, {"checkpoint", T_MAP, "{}", CKPT},
                                {"export", T_MAP, NULL, EXPORT}, {"precision", T_ENUM, "fp32", NULL, PRECISIONS},
-                               {"threads", T_INT, "0", NULL, NULL, 0, 4096}, END};
+                               {"threads", T_INT, "0", NULL, NULL, 0, 4096}, {"deterministic", T_BOOL, "true"}, END};
 static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, {"tensorboard", T_BOOL, "true"},
                              {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},

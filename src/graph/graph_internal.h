@@ -45,6 +45,7 @@ typedef struct {
 typedef struct {
     int training;
     int has_backward;     /* the plan will run backward */
+    int deterministic;    /* results must not depend on the number of threads (kiln_plan_opts) */
     size_t scratch_bytes; /* raise to the most this op needs as temporary */
 } kiln_compile_ctx;
 

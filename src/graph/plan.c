@@ -246,7 +246,8 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     }
     /* (3c) layouts: a value stays plain when anything but input 0 of a layout-aware op reads
      * it, or the caller does; producers then choose, in forward order */
-    kiln_compile_ctx ctx = {.training = o->training, .has_backward = o->loss != NULL};
+    kiln_compile_ctx ctx = {
+        .training = o->training, .has_backward = o->loss != NULL, .deterministic = o->deterministic};
     for (int i = 0; i < p->n_inst && o->plain_layouts; i++) p->insts[i].plain_out = 1;
     for (int i = 0; i < o->n_outputs; i++) p->by_id[o->outputs[i]->id]->plain_out = 1;
     if (p->loss) p->loss->plain_out = 1;

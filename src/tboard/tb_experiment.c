@@ -5,10 +5,17 @@
  * and, per tag, the first metadata it sees, so the summary must be one file that always holds
  * the union of every run's hyperparameters and metrics. Under an exclusive flock on the folder:
  * read the newest dir/events.out.tfevents.<t>.<host>.experiment, merge (existing entries keep
- * their order and types, new ones are appended), and if anything was added create a new file
+ * their order and types, new ones are appended), and if anything changed create a new file
  * whose name sorts after it (its <t> is at least the old one's + 1), then unlink the older ones.
  * The new file is complete before the old is removed, so there is always a summary on disk; a
  * TensorBoard already running keeps the one it loaded first (restart it to see new columns).
+ *
+ * Each hyperparameter carries its domain over every run that called this, as TensorBoard computes
+ * it when it builds a summary itself from session infos (backend_context.py): numbers an interval
+ * [min, max] (NaN left out), strings and bools the discrete set of values seen (bools false then
+ * true, strings in order of appearance); and `differs` when it has had two or more values. A value
+ * of another type than the entry's first marks it as differing and leaves the domain as it is.
+ * A run that brings a new value (or a new hyperparameter or metric) changes the summary.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -88,39 +95,156 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-/* Builds the merged experiment and writes it to a new file at path. */
+/* ---- hyperparameters: types, domains, differs ---- */
+
+/* One hyperparameter of the merged summary: what the old summary said plus this run's value. */
+typedef struct {
+    const Tensorboard__Hparams__HParamInfo *old; /* NULL: new in this run */
+    const char *name;
+    Tensorboard__Hparams__DataType type;
+    int differs;
+    int interval;      /* FLOAT64: [lo, hi] holds every known value */
+    double lo, hi;
+    int bools;         /* BOOL: bit 0 false seen, bit 1 true seen */
+    const char **strs; /* STRING: the distinct values, in order of appearance (borrowed) */
+    int n_strs, cap_strs;
+    int changed;
+} hp_entry;
+
+static Tensorboard__Hparams__DataType hp_type(kiln_tb_hp_type t) {
+    return t == KILN_TB_HP_NUMBER ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64
+           : t == KILN_TB_HP_BOOL ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_BOOL
+                                  : TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_STRING;
+}
+
+static int add_string(hp_entry *e, const char *v) {
+    for (int i = 0; i < e->n_strs; i++)
+        if (!strcmp(e->strs[i], v)) return 0;
+    if (e->n_strs == e->cap_strs) {
+        int cap = e->cap_strs ? 2 * e->cap_strs : 4;
+        const char **t = realloc(e->strs, (size_t)cap * sizeof *t);
+        if (!t) return -1;
+        e->strs = t, e->cap_strs = cap;
+    }
+    e->strs[e->n_strs++] = v;
+    return 1;
+}
+
+static void add_number(hp_entry *e, double v) {
+    if (v != v) return; /* NaN: not a point of any interval */
+    if (!e->interval) e->interval = 1, e->lo = e->hi = v, e->changed = 1;
+    if (v < e->lo) e->lo = v, e->changed = 1;
+    if (v > e->hi) e->hi = v, e->changed = 1;
+}
+
+/* The entry as the old summary describes it (a summary from before domains has none). */
+static int entry_from_old(hp_entry *e, const Tensorboard__Hparams__HParamInfo *o) {
+    memset(e, 0, sizeof *e);
+    e->old = o, e->name = o->name, e->type = o->type, e->differs = o->differs;
+    if (o->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL && o->domain_interval)
+        e->interval = 1, e->lo = o->domain_interval->min_value, e->hi = o->domain_interval->max_value;
+    if (o->domain_case == TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_DISCRETE && o->domain_discrete)
+        for (size_t i = 0; i < o->domain_discrete->n_values; i++) {
+            const Google__Protobuf__Value *v = o->domain_discrete->values[i];
+            if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE && add_string(e, v->string_value) < 0) return -1;
+            if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE) e->bools |= v->bool_value ? 2 : 1;
+            if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE) add_number(e, v->number_value);
+        }
+    e->changed = 0;
+    return 0;
+}
+
+/* Adds this run's value; a value of another type than the entry's only marks it as differing. */
+static int entry_add(hp_entry *e, const kiln_tb_hparam *h) {
+    if (hp_type(h->type) != e->type) {
+        e->changed |= !e->differs;
+        e->differs = 1;
+        return 0;
+    }
+    if (h->type == KILN_TB_HP_NUMBER) add_number(e, h->number);
+    else if (h->type == KILN_TB_HP_BOOL) {
+        int bit = h->boolean ? 2 : 1;
+        e->changed |= !(e->bools & bit);
+        e->bools |= bit;
+    } else {
+        int r = add_string(e, h->string ? h->string : "");
+        if (r < 0) return -1;
+        e->changed |= r;
+    }
+    int differs = e->differs || (e->interval && e->lo < e->hi) || e->bools == 3 || e->n_strs > 1;
+    e->changed |= differs != e->differs;
+    e->differs = differs;
+    return 0;
+}
+
+/* Builds the merged experiment and writes it to a new file at path; *changed: whether it says
+ * anything the old one did not (then the file is written). */
 static kiln_status write_summary(const char *path, const char *name,
                                  const Tensorboard__Hparams__Experiment *old,
                                  const kiln_tb_hparams *hp, const kiln_tb_metric_info *mi, int n_mi,
-                                 int *added) {
+                                 int *changed) {
     size_t n_old_h = old ? old->n_hparam_infos : 0, n_old_m = old ? old->n_metric_infos : 0;
     size_t cap_h = n_old_h + (size_t)(hp ? hp->n : 0), cap_m = n_old_m + (size_t)n_mi;
+    hp_entry *ent = calloc(cap_h + 1, sizeof *ent);
     Tensorboard__Hparams__HParamInfo *hi = calloc(cap_h + 1, sizeof *hi),
                                      **hptr = calloc(cap_h + 1, sizeof *hptr);
+    Tensorboard__Hparams__Interval *iv = calloc(cap_h + 1, sizeof *iv);
+    Google__Protobuf__ListValue *lv = calloc(cap_h + 1, sizeof *lv);
     Tensorboard__Hparams__MetricInfo *mv = calloc(cap_m + 1, sizeof *mv),
                                      **mptr = calloc(cap_m + 1, sizeof *mptr);
     Tensorboard__Hparams__MetricName *mn = calloc(cap_m + 1, sizeof *mn);
-    kiln_status st = KILN_OK;
-    if (!hi || !hptr || !mv || !mptr || !mn) {
-        st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
+    Google__Protobuf__Value *vals = NULL, **vptr = NULL;
     size_t nh = 0, nm = 0;
-    *added = 0;
-    for (size_t i = 0; i < n_old_h; i++) hptr[nh++] = old->hparam_infos[i];
+    kiln_status st = KILN_OK;
+    *changed = 0;
+    if (!ent || !hi || !hptr || !iv || !lv || !mv || !mptr || !mn) goto nomem;
+    for (size_t i = 0; i < n_old_h; i++)
+        if (entry_from_old(&ent[nh++], old->hparam_infos[i])) goto nomem;
     for (int i = 0; hp && i < hp->n; i++) {
-        int dup = 0;
-        for (size_t j = 0; j < nh && !dup; j++) dup = !strcmp(hptr[j]->name, hp->items[i].name);
-        if (dup) continue;
+        const kiln_tb_hparam *h = &hp->items[i];
+        hp_entry *e = NULL;
+        for (size_t j = 0; j < nh && !e; j++)
+            if (!strcmp(ent[j].name, h->name)) e = &ent[j];
+        if (!e) {
+            e = &ent[nh++];
+            e->name = h->name, e->type = hp_type(h->type), e->changed = 1;
+        }
+        if (entry_add(e, h)) goto nomem;
+    }
+    size_t n_vals = 0;
+    for (size_t i = 0; i < nh; i++) {
+        *changed |= ent[i].changed;
+        n_vals += (size_t)ent[i].n_strs + 2;
+    }
+    if (!(vals = calloc(n_vals, sizeof *vals)) || !(vptr = calloc(n_vals, sizeof *vptr))) goto nomem;
+    size_t k = 0;
+    for (size_t i = 0; i < nh; i++) {
+        const hp_entry *e = &ent[i];
         Tensorboard__Hparams__HParamInfo *h = &hi[i];
         tensorboard__hparams__hparam_info__init(h);
-        h->name = hp->items[i].name;
-        h->type = hp->items[i].type == KILN_TB_HP_NUMBER
-                      ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64
-                  : hp->items[i].type == KILN_TB_HP_BOOL
-                      ? TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_BOOL
-                      : TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_STRING;
-        hptr[nh++] = h, (*added)++;
+        h->name = (char *)e->name, h->type = e->type, h->differs = e->differs;
+        if (e->old) h->display_name = e->old->display_name, h->description = e->old->description;
+        if (e->type == TENSORBOARD__HPARAMS__DATA_TYPE__DATA_TYPE_FLOAT64 && e->interval) {
+            tensorboard__hparams__interval__init(&iv[i]);
+            iv[i].min_value = e->lo, iv[i].max_value = e->hi;
+            h->domain_case = TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_INTERVAL, h->domain_interval = &iv[i];
+        } else if (e->n_strs || e->bools) {
+            google__protobuf__list_value__init(&lv[i]);
+            lv[i].values = vptr + k;
+            for (int b = 0; b < 2; b++) /* false, then true */
+                if (e->bools & (1 << b)) {
+                    google__protobuf__value__init(&vals[k]);
+                    vals[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE, vals[k].bool_value = b;
+                    vptr[k] = &vals[k], k++, lv[i].n_values++;
+                }
+            for (int j = 0; j < e->n_strs; j++) {
+                google__protobuf__value__init(&vals[k]);
+                vals[k].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE, vals[k].string_value = (char *)e->strs[j];
+                vptr[k] = &vals[k], k++, lv[i].n_values++;
+            }
+            h->domain_case = TENSORBOARD__HPARAMS__HPARAM_INFO__DOMAIN_DOMAIN_DISCRETE, h->domain_discrete = &lv[i];
+        }
+        hptr[i] = h;
     }
     for (size_t i = 0; i < n_old_m; i++) mptr[nm++] = old->metric_infos[i];
     for (int i = 0; i < n_mi; i++) {
@@ -137,9 +261,9 @@ static kiln_status write_summary(const char *path, const char *name,
         m->name = &mn[i];
         if (mi[i].display_name) m->display_name = (char *)mi[i].display_name;
         m->dataset_type = (Tensorboard__Hparams__DatasetType)mi[i].dataset;
-        mptr[nm++] = m, (*added)++;
+        mptr[nm++] = m, *changed = 1;
     }
-    if (!*added && old) goto done;
+    if (!*changed && old) goto done;
     Tensorboard__Hparams__Experiment e = TENSORBOARD__HPARAMS__EXPERIMENT__INIT;
     if (name) e.name = (char *)name;
     e.time_created_secs = old ? old->time_created_secs : (double)time(NULL);
@@ -154,9 +278,14 @@ static kiln_status write_summary(const char *path, const char *name,
         kiln_tb_close(w);
         if (st) unlink(path);
     }
-    *added += !old; /* a first summary is a change even when it is empty */
+    *changed = 1; /* a first summary is a change even when it is empty */
+    goto done;
+nomem:
+    st = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", path);
 done:
-    free(hi), free(hptr), free(mv), free(mptr), free(mn);
+    for (size_t i = 0; ent && i < cap_h; i++) free(ent[i].strs);
+    free(ent), free(hi), free(hptr), free(iv), free(lv), free(vals), free(vptr);
+    free(mv), free(mptr), free(mn);
     return st;
 }
 

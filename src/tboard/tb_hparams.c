@@ -6,6 +6,7 @@
  * cut, which can only make two such keys collide, never overflow.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,4 +99,55 @@ void kiln_tb_hparams_free(kiln_tb_hparams *h) {
     for (int i = 0; i < h->n; i++) free(h->items[i].name), free(h->items[i].string);
     free(h->items);
     memset(h, 0, sizeof *h);
+}
+
+/* ---- the session group ---- */
+
+/* Keys that do not change what a run learns (threads: train.deterministic), or that repeated
+ * trials are meant to vary (seed). */
+static int outside_group(const char *name) {
+    static const char *const EXACT[] = {"seed", "train.threads"};
+    static const char *const UNDER[] = {"log", "train.checkpoint", "train.export"};
+    for (size_t i = 0; i < sizeof EXACT / sizeof *EXACT; i++)
+        if (!strcmp(name, EXACT[i])) return 1;
+    for (size_t i = 0; i < sizeof UNDER / sizeof *UNDER; i++) {
+        size_t n = strlen(UNDER[i]);
+        if (!strncmp(name, UNDER[i], n) && (name[n] == 0 || name[n] == '.')) return 1;
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const kiln_tb_hparam *const *)a)->name, (*(const kiln_tb_hparam *const *)b)->name);
+}
+
+static void fnv(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ c[i]) * 0x100000001b3ull;
+}
+
+kiln_status kiln_tb_hparams_group(const kiln_tb_hparams *hp, char out[33]) {
+    const kiln_tb_hparam **v = malloc(((size_t)hp->n + 1) * sizeof *v);
+    if (!v) return kiln_error(KILN_ERR_NOMEM, "hparams: out of memory");
+    int n = 0;
+    for (int i = 0; i < hp->n; i++)
+        if (!outside_group(hp->items[i].name)) v[n++] = &hp->items[i];
+    qsort(v, (size_t)n, sizeof *v, by_name);
+    /* two FNV-1a 64 hashes (different offsets) of "name \x1f type value \x1e" lines */
+    uint64_t h[2] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
+    for (int i = 0; i < n; i++) {
+        char val[64];
+        const char *s = val;
+        if (v[i]->type == KILN_TB_HP_NUMBER) snprintf(val, sizeof val, "n%.17g", v[i]->number);
+        else if (v[i]->type == KILN_TB_HP_BOOL) snprintf(val, sizeof val, "b%d", v[i]->boolean != 0);
+        else s = v[i]->string ? v[i]->string : "";
+        for (int k = 0; k < 2; k++) {
+            fnv(&h[k], v[i]->name, strlen(v[i]->name) + 1);
+            if (v[i]->type == KILN_TB_HP_STRING) fnv(&h[k], "s", 1);
+            fnv(&h[k], s, strlen(s) + 1);
+        }
+    }
+    free(v);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h[0], (unsigned long long)h[1]);
+    return KILN_OK;
 }

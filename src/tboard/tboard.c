@@ -380,8 +380,14 @@ kiln_status kiln_tb_write_hparams(kiln_tb_writer *w, const char *tag,
 }
 
 kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp,
-                                  const char *model_uri, double start_time) {
+                                  const char *model_uri, const char *group_name, double start_time) {
     int n = hp ? hp->n : 0;
+    char group[33] = "";
+    if (!group_name && hp) {
+        kiln_status gs = kiln_tb_hparams_group(hp, group);
+        if (gs) return gs;
+        group_name = group;
+    }
     Google__Protobuf__Value *vals = calloc((size_t)n + 1, sizeof *vals);
     Tensorboard__Hparams__SessionStartInfo__HparamsEntry *ents =
         calloc((size_t)n + 1, sizeof *ents);
@@ -416,6 +422,7 @@ kiln_status kiln_tb_hparams_start(kiln_tb_writer *w, const kiln_tb_hparams *hp,
     Tensorboard__Hparams__SessionStartInfo si = TENSORBOARD__HPARAMS__SESSION_START_INFO__INIT;
     si.n_hparams = (size_t)n, si.hparams = eptr;
     if (model_uri) si.model_uri = (char *)model_uri;
+    if (group_name) si.group_name = (char *)group_name;
     si.start_time_secs = start_time;
     Tensorboard__Hparams__HParamsPluginData pd = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__INIT;
     pd.data_case = TENSORBOARD__HPARAMS__HPARAMS_PLUGIN_DATA__DATA_SESSION_START_INFO;

@@ -14,7 +14,8 @@ kiln_plan *kiln_evaluator_plan(kiln_evaluator *e, int batch) {
         return NULL;
     }
     kiln_node *outs[2] = {e->m->output, e->m->loss};
-    e->plan[free_slot] = kiln_plan_new(e->m->graph, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch});
+    e->plan[free_slot] = kiln_plan_new(e->m->graph, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .batch = batch,
+                                                                       .deterministic = !e->fast});
     e->batch[free_slot] = batch;
     return e->plan[free_slot];
 }

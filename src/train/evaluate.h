@@ -12,6 +12,7 @@
 
 typedef struct {
     kiln_model *m;
+    int fast; /* 1: ordinary plans; 0 (the default, and kiln eval's): deterministic plans */
     int batch[KILN_EVAL_PLANS];
     kiln_plan *plan[KILN_EVAL_PLANS];
 } kiln_evaluator;

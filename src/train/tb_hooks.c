@@ -36,6 +36,7 @@ struct kiln_tb_hooks {
     int off;            /* a write failed: no more output */
     int64_t purge_from; /* > 0: resumed; SessionLog START at this step in every new file */
     int64_t hist_every, images_every, n_images, n_proj;
+    int deterministic;  /* train.deterministic: the probe's plan too */
     double spent; /* seconds inside these hooks (the closing line reports it) */
     kiln_model *m;
     int classes;        /* 0: regression */
@@ -205,6 +206,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     h->images_every = kiln_cfg_int(cfg, "log.images_every_epochs", 1);
     h->n_images = kiln_cfg_int(cfg, "log.image_samples", 16);
     h->n_proj = kiln_cfg_int(cfg, "log.projector_samples", 1000);
+    h->deterministic = kiln_cfg_bool(cfg, "train.deterministic", 1);
     h->classes =
         m->task == KILN_TASK_CLASSIFICATION ? (int)(m->n_outputs > 1 ? m->n_outputs : 2) : 0;
     if (kiln_tb_open(h->run_dir, &h->root) ||
@@ -221,7 +223,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     free(md);
     kiln_tb_hparams hp;
     if (kiln_tb_hparams_from_config(cfg, &hp) ||
-        kiln_tb_hparams_start(h->root, &hp, h->run_dir, wall_now())) {
+        kiln_tb_hparams_start(h->root, &hp, h->run_dir, NULL, wall_now())) {
         kiln_tb_hparams_free(&hp);
         fail(h, "hparams");
         return;
@@ -259,7 +261,8 @@ void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, cons
     if (!h || h->off) return;
     double t0 = kiln_now();
     kiln_tb_writer *w = split_writer(h, split);
-    char tag[256];
+    char tag[256]; /* batch_<name>, epoch_<name>; batch_loss keeps its name */
+    if (per_batch && !strncmp(name, "batch_", 6)) name += 6;
     snprintf(tag, sizeof tag, "%s_%s", per_batch ? "batch" : "epoch", name);
     if (w && kiln_tb_scalar(w, tag, step, (float)value)) fail(h, tag);
     h->spent += kiln_now() - t0;
@@ -305,8 +308,10 @@ static kiln_status probe(kiln_tb_hooks *h) {
     kiln_model *m = h->m;
     if (!h->plan) {
         kiln_node *outs[2] = {m->output, m->penultimate};
-        kiln_plan_opts po = {
-            .outputs = outs, .n_outputs = m->penultimate ? 2 : 1, .batch = h->batch};
+        kiln_plan_opts po = {.outputs = outs,
+                             .n_outputs = m->penultimate ? 2 : 1,
+                             .batch = h->batch,
+                             .deterministic = h->deterministic};
         if (!(h->plan = kiln_plan_new(m->graph, &po))) return KILN_ERR_INVALID;
     }
     kiln_loader *l;

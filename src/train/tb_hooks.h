@@ -40,7 +40,8 @@ void kiln_tb_hooks_open(const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *i
                         kiln_progress *prog, int64_t step, int resumed, kiln_tb_hooks **out);
 
 /* One metric point, as kiln_run_log_metric got it. per_batch: a running value of the step loop
- * ("batch_" tag), else a value over a whole pass of the split ("epoch_"). */
+ * (tag "batch_<name>"; metrics.jsonl's batch_loss is the tag batch_loss), else a value over a
+ * whole pass of the split ("epoch_<name>"). */
 void kiln_tb_hooks_scalar(kiln_tb_hooks *h, int64_t step, kiln_split split, const char *name,
                           double value, int per_batch);
 

@@ -204,7 +204,9 @@ static kiln_status read_settings(trainer *t) {
 
 static kiln_status make_plans(trainer *t) {
     kiln_node *outs[2] = {t->m.loss, t->m.output};
-    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1};
+    int det = kiln_cfg_bool(t->cfg, "train.deterministic", 1);
+    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1,
+                         .deterministic = det};
     if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
     int tail = (int)(t->n_train % t->B);
     if (tail) {
@@ -212,6 +214,7 @@ static kiln_status make_plans(trainer *t) {
         if (!(t->train_tail = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
     }
     t->ev.m = &t->m;
+    t->ev.fast = !det;
     return KILN_OK;
 }
 
@@ -315,7 +318,10 @@ static kiln_status evaluate(trainer *t, const kiln_dataset *ds, kiln_metrics *mt
 }
 
 /* One metric point: metrics.jsonl, and TensorBoard when it is on. per_batch: a running value of
- * the step loop, else a value over a whole pass of the split. */
+ * the step loop (batch_loss, learning_rate, samples_per_second), else a value over a whole pass
+ * of the split (loss, accuracy, ...: what the metrics compute). The two kinds never share a name,
+ * so (step, split, name) is unique in metrics.jsonl: the running loss logged at an epoch's last
+ * step and that epoch's mean loss are two points, batch_loss and loss. */
 static void log_point(trainer *t, kiln_split split, const char *name, double value, int per_batch) {
     kiln_run_log_metric(t->run, t->s.step, (double)t->s.epoch, split, name, value);
     kiln_tb_hooks_scalar(t->tb, t->s.step, split, name, value, per_batch);
@@ -446,7 +452,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
         t->loss_sum += loss, t->loss_n++;
         kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
         if (t->s.step % t->log_every == 0) {
-            log_point(t, KILN_SPLIT_TRAIN, "loss", t->loss_sum / t->loss_n, 1);
+            log_point(t, KILN_SPLIT_TRAIN, "batch_loss", t->loss_sum / t->loss_n, 1);
             log_point(t, KILN_SPLIT_TRAIN, "learning_rate", lr, 1);
             log_point(t, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog), 1);
             t->loss_sum = 0, t->loss_n = 0;

@@ -84,7 +84,8 @@ t_board_api() {
     key=$(grep -o '"key":"small/lr0.01-[^"]*"' "$TMP/body" | head -1 | sed 's/"key":"//; s/"$//')
     get "/api/runs/$key/metrics"
     check "metrics: 200" [ "$code" = 200 ]
-    check "metrics: training loss" body_has '{"name":"loss","split":"train","step":[25,50,'
+    check "metrics: running training loss" body_has '{"name":"batch_loss","split":"train","step":[25,50,'
+    check "metrics: the epoch's training loss, once" body_has '{"name":"loss","split":"train","step":[422],'
     check "metrics: validation points" body_has '"split":"validation"'
     get "/api/runs/$key"
     check "details: the checkpoint latest names" body_has '"latest_checkpoint":"step-422"'
@@ -109,7 +110,7 @@ t_board_in_chromium() {
     check "three rows in the runs table" [ "$(grep -o '<tr data-run="small/[^"]*"' "$TMP/dom.html" | sort -u | wc -l)" = 3 ]
     for key in $keys; do
         check "$key: a row" grep -qF "<tr data-run=\"$key\"" "$TMP/dom.html"
-        check "$key: a drawn loss curve" grep -qE "<path class=\"line\" data-run=\"$key\" data-metric=\"loss\" data-split=\"train\" d=\"M[0-9.]+,[0-9.]+L" "$TMP/dom.html"
+        check "$key: a drawn running-loss curve" grep -qE "<path class=\"line\" data-run=\"$key\" data-metric=\"batch_loss\" data-split=\"train\" d=\"M[0-9.]+,[0-9.]+L" "$TMP/dom.html"
         check "$key: a drawn validation accuracy curve" grep -qE "<path class=\"line\" data-run=\"$key\" data-metric=\"accuracy\" data-split=\"validation\" d=\"M[0-9.]+,[0-9.]+L" "$TMP/dom.html"
     done
     check "one chart per metric" [ "$(grep -o '<div class="chart" data-metric="[^"]*"' "$TMP/dom.html" | sort -u | wc -l)" -ge 3 ]
@@ -184,9 +185,9 @@ t_board_follows_a_live_run() {
     RUNS=$live start_board || { test_failed=1; return; }
     start_browser || { test_failed=1; return; }
     wd POST "/session/$SESSION/url" "{\"url\": \"$URL\"}" >/dev/null
-    local points="const p = document.querySelector('path.line[data-metric=loss][data-split=train]'); return p ? p.getAttribute('d').split('L').length : 0;"
+    local points="const p = document.querySelector('path.line[data-metric=batch_loss][data-split=train]'); return p ? p.getAttribute('d').split('L').length : 0;"
     n1=$(js_until_not 20 "$points" 0)
-    check "the live run's loss curve is drawn ($n1 points)" [ "${n1:-0}" -gt 1 ] 2>/dev/null
+    check "the live run's running-loss curve is drawn ($n1 points)" [ "${n1:-0}" -gt 1 ] 2>/dev/null
     status="return document.querySelector('#runs tbody tr .status').textContent;"
     check "the table says it is running" [ "$(js "$status")" = running ]
     n2=$(js_until_not 20 "$points" "$n1")

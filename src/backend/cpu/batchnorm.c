@@ -25,7 +25,13 @@
  * plan says overwrite; when it says accumulate (or x takes no gradient at all) it goes into
  * r->scratch, whose handle is set at each backward (a pointer store, no allocation), and is
  * added from there.
+ *
+ * Deterministic plans (kiln_plan_opts.deterministic) use the loops at the end of this file
+ * instead of oneDNN, whose statistics and dgamma/dbeta sum over the batch in an order that
+ * depends on the thread count: each channel's sums are taken by one thread in a fixed order
+ * (batch row by row, in double), everything else is elementwise.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +52,12 @@ typedef struct {
     dnnl_memory_t src, dst, scale, shift, mean_m, var_m;      /* forward */
     dnnl_memory_t diff_dst, diff_src, diff_scale, diff_shift; /* backward */
     int dx_direct; /* diff_src is x's gradient itself (overwrite); else r->scratch */
+    int det;       /* deterministic plan: own loops (bn_det_forward / bn_det_backward) */
+    float eps;
 } bn_state;
+
+static kiln_status bn_det_forward(kiln_inst *x);
+static void bn_det_backward(kiln_inst *x, const kiln_run *r);
 
 static kiln_status bn_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                             kiln_dtype *dt) {
@@ -101,6 +112,8 @@ static kiln_status bn_compile(kiln_inst *x, kiln_compile_ctx *c) {
     s->vi = k;
     s->training = c->training;
     s->momentum = a->momentum;
+    s->det = c->deterministic;
+    s->eps = a->epsilon;
     if (!(s->buf = kiln_alloc(4 * (size_t)s->C * sizeof(float)))) return KILN_ERR_NOMEM;
     s->mean = s->buf, s->var = s->buf + s->C;
     s->dscale = s->buf + 2 * s->C, s->dshift = s->buf + 3 * s->C;
@@ -155,8 +168,11 @@ static kiln_status bn_compile(kiln_inst *x, kiln_compile_ctx *c) {
     return KILN_OK;
 }
 
+static void bn_update_running(kiln_inst *x);
+
 static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
+    if (s->det) return bn_det_forward(x);
     dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, s->src},
                                {DNNL_ARG_DST, s->dst},
                                {DNNL_ARG_MEAN, s->mean_m},
@@ -166,7 +182,13 @@ static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
     if (s->shift) args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, s->shift};
     kiln_status st = kiln_dnnl_exec(s->fwd, r->stream, n, args);
     if (st != KILN_OK || !s->training) return st;
-    /* running statistics: exponential moving average, unbiased variance */
+    bn_update_running(x);
+    return KILN_OK;
+}
+
+/* running statistics: exponential moving average, unbiased variance */
+static void bn_update_running(kiln_inst *x) {
+    bn_state *s = x->state;
     float *mm = x->in[s->mi]->val, *mv = x->in[s->vi]->val; /* [C] each */
     int64_t cnt = s->B * s->S;
     float m = s->momentum, corr = cnt > 1 ? (float)((double)cnt / (double)(cnt - 1)) : 1.0f;
@@ -174,12 +196,12 @@ static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
         mm[ch] = m * mm[ch] + (1.0f - m) * s->mean[ch];
         mv[ch] = m * mv[ch] + (1.0f - m) * (s->var[ch] * corr);
     }
-    return KILN_OK;
 }
 
 /* dst [n] = src (accum == 0) or dst += src (accum == 1) */
 static void bn_backward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
+    if (s->det) return bn_det_backward(x, r);
     if (!s->dx_direct) dnnl_memory_set_data_handle(s->diff_src, r->scratch);
     dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, s->src},
                                {DNNL_ARG_MEAN, s->mean_m},
@@ -197,6 +219,84 @@ static void bn_backward(kiln_inst *x, const kiln_run *r) {
     }
     kiln_dnnl_exec(s->bwd, r->stream, n, args); /* shapes were checked at compile */
     if (x->in[0]->grad && !s->dx_direct) kiln_vec_put(x->in[0]->grad, r->scratch, x->numel, 1);
+    if (s->gi >= 0 && x->in[s->gi]->grad) kiln_vec_put(x->in[s->gi]->grad, s->dscale, s->C, x->accum[s->gi]);
+    if (s->bi >= 0 && x->in[s->bi]->grad) kiln_vec_put(x->in[s->bi]->grad, s->dshift, s->C, x->accum[s->bi]);
+}
+
+/* ---- deterministic plans ---- */
+
+/* x [B, C, S]: channel c of row b is x + (b * C + c) * S */
+static kiln_status bn_det_forward(kiln_inst *x) {
+    bn_state *s = x->state;
+    const float *in = x->in[0]->val;
+    float *out = x->val;
+    int64_t B = s->B, C = s->C, S = s->S;
+    const float *mean = s->training ? s->mean : x->in[s->mi]->val;
+    const float *var = s->training ? s->var : x->in[s->vi]->val;
+    if (s->training) {
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+        for (int64_t c = 0; c < C; c++) {
+            double sum = 0, ss = 0;
+            for (int64_t b = 0; b < B; b++) {
+                const float *p = in + (b * C + c) * S;
+                for (int64_t i = 0; i < S; i++) sum += p[i];
+            }
+            double m = sum / (double)(B * S);
+            for (int64_t b = 0; b < B; b++) {
+                const float *p = in + (b * C + c) * S;
+                for (int64_t i = 0; i < S; i++) ss += (p[i] - m) * (p[i] - m);
+            }
+            s->mean[c] = (float)m;
+            s->var[c] = (float)(ss / (double)(B * S));
+        }
+    }
+    const float *gamma = s->gi >= 0 ? x->in[s->gi]->val : NULL, *beta = s->bi >= 0 ? x->in[s->bi]->val : NULL;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t bc = 0; bc < B * C; bc++) {
+        int64_t c = bc % C;
+        float k = (gamma ? gamma[c] : 1.0f) / sqrtf(var[c] + s->eps), m = mean[c], o = beta ? beta[c] : 0.0f;
+        const float *p = in + bc * S;
+        float *q = out + bc * S;
+        for (int64_t i = 0; i < S; i++) q[i] = (p[i] - m) * k + o;
+    }
+    if (s->training) bn_update_running(x);
+    return KILN_OK;
+}
+
+/* training: dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat),
+ * dbeta = sum(dy); with the moving statistics: dx = gamma * rstd * dy */
+static void bn_det_backward(kiln_inst *x, const kiln_run *r) {
+    bn_state *s = x->state;
+    const float *in = x->in[0]->val, *dy = x->grad;
+    int64_t B = s->B, C = s->C, S = s->S;
+    const float *mean = s->training ? s->mean : x->in[s->mi]->val;
+    const float *var = s->training ? s->var : x->in[s->vi]->val;
+    const float *gamma = s->gi >= 0 ? x->in[s->gi]->val : NULL;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        float rstd = 1.0f / sqrtf(var[c] + s->eps), m = mean[c];
+        for (int64_t b = 0; b < B; b++) {
+            const float *p = in + (b * C + c) * S, *g = dy + (b * C + c) * S;
+            for (int64_t i = 0; i < S; i++) sdy += g[i], sdyx += g[i] * ((p[i] - m) * rstd);
+        }
+        s->dshift[c] = (float)sdy;
+        s->dscale[c] = (float)sdyx;
+    }
+    if (x->in[0]->grad) {
+        float *dx = s->dx_direct ? x->in[0]->grad : r->scratch;
+        double n = (double)(B * S);
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+        for (int64_t bc = 0; bc < B * C; bc++) {
+            int64_t c = bc % C;
+            float rstd = 1.0f / sqrtf(var[c] + s->eps), m = mean[c], k = (gamma ? gamma[c] : 1.0f) * rstd;
+            float a = s->training ? (float)(s->dshift[c] / n) : 0.0f, d = s->training ? (float)(s->dscale[c] / n) : 0.0f;
+            const float *p = in + bc * S, *g = dy + bc * S;
+            float *q = dx + bc * S;
+            for (int64_t i = 0; i < S; i++) q[i] = k * (g[i] - a - (p[i] - m) * rstd * d);
+        }
+        if (!s->dx_direct) kiln_vec_put(x->in[0]->grad, r->scratch, x->numel, 1);
+    }
     if (s->gi >= 0 && x->in[s->gi]->grad) kiln_vec_put(x->in[s->gi]->grad, s->dscale, s->C, x->accum[s->gi]);
     if (s->bi >= 0 && x->in[s->bi]->grad) kiln_vec_put(x->in[s->bi]->grad, s->dshift, s->C, x->accum[s->bi]);
 }

@@ -22,6 +22,7 @@
  * not wanted (a frozen kernel beside a trainable bias) is written into the plan's scratch and
  * added (or dropped). Inputs are handled in index order: x, kernel, bias.
  */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,10 @@ typedef struct {
     int64_t nx_floats, nw, nb;
     dnnl_primitive_t fwd, bwd_x, bwd_w;
     dnnl_memory_t b, y, db;
+    int det;                        /* deterministic plan: the three splits below run instead */
+    dnnl_prop_kind_t prop;          /* the forward's */
+    dnnl_alg_kind_t elt;            /* the fused activation (0: none) */
+    kiln_dnnl_split d_fwd, d_bx, d_bw;
 } conv_state;
 
 static const char *pad_name(kiln_padding p) {
@@ -119,6 +124,9 @@ static void conv_release(kiln_inst *x) {
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     for (size_t i = 0; i < sizeof ports / sizeof *ports; i++) kiln_dnnl_port_release(ports[i]);
     if (s->fwd_pd) dnnl_primitive_desc_destroy(s->fwd_pd);
+    kiln_dnnl_split_release(&s->d_fwd);
+    kiln_dnnl_split_release(&s->d_bx);
+    kiln_dnnl_split_release(&s->d_bw);
     kiln_dnnl_edge_release(&s->out);
     kiln_free(s->pre);
     kiln_free(s->dz);
@@ -164,8 +172,11 @@ static kiln_status conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
     int fuse = s->act != KILN_ACT_GELU;
     dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
     dnnl_convolution_desc_t fd;
+    s->prop = x->grad ? dnnl_forward_training : dnnl_forward_inference;
+    s->elt = elt;
+    s->det = c->deterministic;
     CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-                   &fd, x->grad ? dnnl_forward_training : dnnl_forward_inference, dnnl_convolution_direct,
+                   &fd, s->prop, dnnl_convolution_direct,
                    &x_want, &w_any, x->n_in > 2 ? &q->b : NULL, &y_any, q->stride, q->dil, q->pad_l, q->pad_r),
                "convolution forward desc");
     dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
@@ -173,8 +184,81 @@ static kiln_status conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
     if (attr) dnnl_primitive_attr_destroy(attr);
     CHECK_DNNL(ds, "convolution forward primitive descriptor");
     kiln_dnnl_edge_choose(&s->out, x, dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_dst_md, 0));
-    (void)c;
     return KILN_OK;
+}
+
+/* ---- deterministic plans: each primitive split into chunks of the batch (dnnl_util.h) ---- */
+
+typedef struct {
+    const conv_state *s;
+    int kind; /* 0 forward, 1 backward-data, 2 backward-weights */
+    int bias;
+    dnnl_memory_desc_t src, w, dst; /* the full batch's layouts (src, weights, dst or their diffs) */
+} conv_split_ctx;
+
+static kiln_status conv_split_make(void *vc, int64_t rows, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd) {
+    const conv_split_ctx *k = vc;
+    const conv_state *s = k->s;
+    const conv_geom *q = &s->q;
+    dnnl_memory_desc_t src = kiln_dnnl_md_rows(&k->src, 0, rows), dst = kiln_dnnl_md_rows(&k->dst, 0, rows);
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), dst_any = kiln_dnnl_md_any(4, dst.dims);
+    dnnl_convolution_desc_t fd, bd;
+    int fwd = k->kind == 0;
+    CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd, fwd ? s->prop : dnnl_forward_training,
+                                                          dnnl_convolution_direct, &src, fwd ? &k->w : &w_any,
+                                                          k->bias ? &q->b : NULL, fwd ? &dst : &dst_any, q->stride,
+                                                          q->dil, q->pad_l, q->pad_r),
+               "convolution forward desc (a chunk)");
+    if (fwd) {
+        kiln_dnnl_attr_post_ops(attr, s->elt, s->alpha, 0);
+        CHECK_DNNL(dnnl_primitive_desc_create(pd, &fd, attr, kiln_dnnl_engine(), NULL), "convolution forward (a chunk)");
+        return KILN_OK;
+    }
+    dnnl_primitive_desc_t hint;
+    CHECK_DNNL(dnnl_primitive_desc_create(&hint, &fd, NULL, kiln_dnnl_engine(), NULL), "convolution forward (a hint)");
+    dnnl_status_t ds =
+        k->kind == 1 ? dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &src, &k->w, &dst,
+                                                                       q->stride, q->dil, q->pad_l, q->pad_r)
+                     : dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src, &k->w,
+                                                                          k->bias ? &q->b : NULL, &dst, q->stride,
+                                                                          q->dil, q->pad_l, q->pad_r);
+    if (ds == dnnl_success) ds = dnnl_primitive_desc_create(pd, &bd, attr, kiln_dnnl_engine(), hint);
+    dnnl_primitive_desc_destroy(hint);
+    CHECK_DNNL(ds, k->kind == 1 ? "convolution backward-data (a chunk)" : "convolution backward-weights (a chunk)");
+    return KILN_OK;
+}
+
+static kiln_status conv_split(conv_state *s, kiln_dnnl_split *sp, int kind, int bias, int64_t B,
+                              const_dnnl_primitive_desc_t pd, const char *what) {
+    const conv_geom *q = &s->q;
+    static const dnnl_query_t Q[3][3] = {{dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+                                         {dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
+                                         {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
+    conv_split_ctx k = {.s = s, .kind = kind, .bias = bias,
+                        .src = *dnnl_primitive_desc_query_md(pd, Q[kind][0], 0),
+                        .w = *dnnl_primitive_desc_query_md(pd, Q[kind][1], 0),
+                        .dst = *dnnl_primitive_desc_query_md(pd, Q[kind][2], 0)};
+    kiln_dnnl_split_arg a[4];
+    int n = 0;
+    if (kind == 0) {
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_SRC, KILN_SPLIT_ROWS, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_WEIGHTS, KILN_SPLIT_WHOLE, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DST, KILN_SPLIT_ROWS, 0};
+        if (bias) a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_BIAS, KILN_SPLIT_WHOLE, 0};
+    } else if (kind == 1) {
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_DST, KILN_SPLIT_ROWS, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_WEIGHTS, KILN_SPLIT_WHOLE, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_SRC, KILN_SPLIT_ROWS, 0};
+    } else {
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_SRC, KILN_SPLIT_ROWS, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_DST, KILN_SPLIT_ROWS, 0};
+        a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_WEIGHTS, KILN_SPLIT_SUM, 0};
+        if (bias) a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_BIAS, KILN_SPLIT_SUM, 0};
+    }
+    /* multiply-adds per image: output pixels x filters x (input channels / groups) x kernel */
+    double work = (double)q->y.dims[1] * q->y.dims[2] * q->y.dims[3] * (q->x.dims[1] / (q->w.ndims == 5 ? q->w.dims[0] : 1)) *
+                  q->w.dims[q->w.ndims - 1] * q->w.dims[q->w.ndims - 2];
+    return kiln_dnnl_split_init(sp, B, work, omp_get_max_threads(), a, n, conv_split_make, &k, what);
 }
 
 /* A backward primitive descriptor, first with the layouts we already have (no reorders), and
@@ -237,6 +321,7 @@ static kiln_status compile_backward(kiln_inst *x, conv_state *s, kiln_compile_ct
             !(st = kiln_dnnl_port_init(&s->bd_w, fw_md, fw->buf ? (void *)fw->buf : x->in[1]->val,
                                        Q(dnnl_query_weights_md), 0)))
             st = kiln_dnnl_port_init(&s->bd_dx, &s->xmd, s->dx_tmp ? NULL : x->in[0]->grad, Q(dnnl_query_diff_src_md), 1);
+        if (!st && s->det) st = conv_split(s, &s->d_bx, 1, 0, q->x.dims[0], pd, "convolution backward-data");
         dnnl_primitive_desc_destroy(pd);
         if (st) return st;
         if (s->dx_tmp) scratch = x->in[0]->bytes;
@@ -253,6 +338,7 @@ static kiln_status compile_backward(kiln_inst *x, conv_state *s, kiln_compile_ct
                                        Q(dnnl_query_src_md), 0)) &&
             !(st = kiln_dnnl_port_init(&s->bw_dy, &s->out.md, dz, Q(dnnl_query_diff_dst_md), 0)))
             st = kiln_dnnl_port_init(&s->bw_dw, &q->w, s->dw_tmp ? NULL : x->in[1]->grad, Q(dnnl_query_diff_weights_md), 1);
+        if (!st && s->det) st = conv_split(s, &s->d_bw, 2, want_b, q->x.dims[0], pd, "convolution backward-weights");
         dnnl_primitive_desc_destroy(pd);
         if (st) return st;
         if (want_b && mem(&s->db, &q->b, s->db_tmp ? NULL : x->in[2]->grad)) return KILN_ERR_BACKEND;
@@ -283,6 +369,8 @@ static kiln_status conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
     if (mem(&s->y, &s->out.md, s->pre ? s->pre : kiln_dnnl_edge_val(&s->out, x)) ||
         (x->n_in > 2 && mem(&s->b, &q->b, x->in[2]->val)))
         return KILN_ERR_BACKEND;
+    if (s->det && (st = conv_split(s, &s->d_fwd, 0, x->n_in > 2, q->x.dims[0], s->fwd_pd, "convolution forward")))
+        return st;
     return x->grad ? compile_backward(x, s, c) : KILN_OK;
 }
 
@@ -294,7 +382,13 @@ static kiln_status conv_forward(kiln_inst *x, const kiln_run *r) {
                                {DNNL_ARG_WEIGHTS, kiln_dnnl_port_mem(&s->w)},
                                {DNNL_ARG_DST, s->y},
                                {DNNL_ARG_BIAS, s->b}};
-    if (!st) st = kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
+    if (!st && s->det) {
+        void *p[4] = {kiln_dnnl_mem_ptr(args[0].memory), kiln_dnnl_mem_ptr(args[1].memory), kiln_dnnl_mem_ptr(s->y),
+                      s->b ? kiln_dnnl_mem_ptr(s->b) : NULL};
+        st = kiln_dnnl_split_exec(&s->d_fwd, p, NULL);
+    } else if (!st) {
+        st = kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
+    }
     if (!st && s->pre) kiln_act_forward(s->act, s->alpha, s->pre, kiln_dnnl_edge_val(&s->out, x), s->ny);
     if (!st) st = kiln_dnnl_edge_forward(&s->out, r->stream);
     return st;
@@ -314,7 +408,13 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, kiln_dnnl_port_mem(&s->bd_dy)},
                                    {DNNL_ARG_WEIGHTS, kiln_dnnl_port_mem(&s->bd_w)},
                                    {DNNL_ARG_DIFF_SRC, kiln_dnnl_port_mem(&s->bd_dx)}};
-        kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
+        if (s->det) {
+            void *p[3] = {kiln_dnnl_mem_ptr(args[0].memory), kiln_dnnl_mem_ptr(args[1].memory),
+                          kiln_dnnl_mem_ptr(args[2].memory)};
+            kiln_dnnl_split_exec(&s->d_bx, p, NULL);
+        } else {
+            kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
+        }
         kiln_dnnl_port_sync(&s->bd_dx, r->stream);
         if (s->dx_tmp) kiln_vec_add(x->in[0]->grad, (const float *)scratch, s->nx_floats);
     }
@@ -327,7 +427,13 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
                                    {DNNL_ARG_DIFF_DST, kiln_dnnl_port_mem(&s->bw_dy)},
                                    {DNNL_ARG_DIFF_WEIGHTS, kiln_dnnl_port_mem(&s->bw_dw)},
                                    {DNNL_ARG_DIFF_BIAS, s->db}};
-        kiln_dnnl_exec(s->bwd_w, r->stream, s->db ? 4 : 3, args);
+        if (s->det) {
+            void *p[4] = {kiln_dnnl_mem_ptr(args[0].memory), kiln_dnnl_mem_ptr(args[1].memory),
+                          kiln_dnnl_mem_ptr(args[2].memory), s->db ? kiln_dnnl_mem_ptr(s->db) : NULL};
+            kiln_dnnl_split_exec(&s->d_bw, p, NULL);
+        } else {
+            kiln_dnnl_exec(s->bwd_w, r->stream, s->db ? 4 : 3, args);
+        }
         if (x->in[1]->grad) kiln_dnnl_port_sync(&s->bw_dw, r->stream);
         if (s->dw_tmp && x->in[1]->grad) kiln_vec_add(x->in[1]->grad, (const float *)scratch, s->nw);
         if (s->db_tmp) kiln_vec_add(x->in[2]->grad, (const float *)(scratch + s->db_off), s->nb);

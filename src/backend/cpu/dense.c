@@ -10,6 +10,7 @@
  * Each matmul adds into its destination with a sum post-op when the plan says the gradient
  * accumulates (the same tensor feeds several ops).
  */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ typedef struct {
     float *dz;  /* [M, N] backward temporary when act != none */
     dnnl_primitive_t fwd, bwd_w, bwd_x;
     dnnl_memory_t x, w, b, y, dz_m, dw, dx, xt, wt;
+    int det; /* deterministic plan: the splits below run instead of the three primitives */
+    kiln_dnnl_split d_fwd, d_bx, d_bw;
 } dense_state;
 
 static kiln_status dense_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
@@ -56,6 +59,9 @@ static void dense_release(kiln_inst *x) {
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
+    kiln_dnnl_split_release(&s->d_fwd);
+    kiln_dnnl_split_release(&s->d_bx);
+    kiln_dnnl_split_release(&s->d_bw);
     kiln_free(s->pre);
     kiln_free(s->dz);
     free(s);
@@ -80,6 +86,50 @@ static kiln_status make_matmul(int64_t m, int64_t k, int64_t n, const int64_t *s
     return st;
 }
 
+/* ---- deterministic plans: each matmul cut into chunks of its output's rows (dnnl_util.h) ----
+ * No chunk sums over another's rows: the forward and dx are cut along the batch rows M, dW
+ * [K, N] along its rows K (x^T's rows), so every value is one single-threaded matmul's. */
+typedef struct {
+    dnnl_memory_desc_t src, wei, dst; /* the whole matmul's; src and dst are cut along axis 0 */
+    int bias, sum;
+    dnnl_alg_kind_t elt;
+    float alpha;
+} dense_split_ctx;
+
+static kiln_status dense_split_make(void *vc, int64_t rows, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd) {
+    const dense_split_ctx *k = vc;
+    dnnl_memory_desc_t src = kiln_dnnl_md_rows(&k->src, 0, rows), dst = kiln_dnnl_md_rows(&k->dst, 0, rows);
+    int64_t bd[2] = {1, k->dst.dims[1]};
+    dnnl_memory_desc_t bmd = kiln_dnnl_md(2, bd, NULL);
+    dnnl_matmul_desc_t md;
+    CHECK_DNNL(dnnl_matmul_desc_init(&md, &src, &k->wei, k->bias ? &bmd : NULL, &dst), "matmul desc (a chunk)");
+    kiln_dnnl_attr_post_ops(attr, k->elt, k->alpha, k->sum);
+    CHECK_DNNL(dnnl_primitive_desc_create(pd, &md, attr, kiln_dnnl_engine(), NULL), "matmul (a chunk)");
+    return KILN_OK;
+}
+
+/* dst [m, n] (+)= src [m, k] . wei [k, n] (strides as make_matmul) in chunks of rows of m. */
+static kiln_status dense_split(kiln_dnnl_split *sp, int64_t m, int64_t k, int64_t n, const int64_t *src_st,
+                               const int64_t *wei_st, int bias, dnnl_alg_kind_t elt, float alpha, int sum,
+                               const char *what) {
+    int64_t sd[2] = {m, k}, wd[2] = {k, n}, dd[2] = {m, n};
+    dense_split_ctx c = {kiln_dnnl_md(2, sd, src_st), kiln_dnnl_md(2, wd, wei_st), kiln_dnnl_md(2, dd, NULL),
+                         bias, sum, elt, alpha};
+    kiln_dnnl_split_arg a[4] = {{DNNL_ARG_SRC, KILN_SPLIT_ROWS, 0},
+                                {DNNL_ARG_WEIGHTS, KILN_SPLIT_WHOLE, 0},
+                                {DNNL_ARG_DST, KILN_SPLIT_ROWS, 0},
+                                {DNNL_ARG_BIAS, KILN_SPLIT_WHOLE, 0}};
+    return kiln_dnnl_split_init(sp, m, (double)k * (double)n, omp_get_max_threads(), a, bias ? 4 : 3,
+                                dense_split_make, &c, what);
+}
+
+static kiln_status dense_split_exec(kiln_dnnl_split *sp, dnnl_memory_t src, dnnl_memory_t wei, dnnl_memory_t dst,
+                                    dnnl_memory_t bias) {
+    void *p[4] = {kiln_dnnl_mem_ptr(src), kiln_dnnl_mem_ptr(wei), kiln_dnnl_mem_ptr(dst),
+                  bias ? kiln_dnnl_mem_ptr(bias) : NULL};
+    return kiln_dnnl_split_exec(sp, p, NULL);
+}
+
 static kiln_status dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
     const kiln_dense_attr *a = KILN_ATTR(x->node, kiln_dense_attr);
     dense_state *s = calloc(1, sizeof *s);
@@ -102,6 +152,10 @@ static kiln_status dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
         !(s->y = kiln_dnnl_mem(&ymd, fuse ? x->val : s->pre)) ||
         (has_bias && !(s->b = kiln_dnnl_mem(&bmd, x->in[2]->val))))
         return KILN_ERR_BACKEND;
+    s->det = c->deterministic;
+    if (s->det && (st = dense_split(&s->d_fwd, s->M, s->K, s->N, NULL, NULL, has_bias, elt, s->alpha, 0,
+                                    "dense forward")))
+        return st;
     if (!x->grad) return KILN_OK;
 
     float *dz = x->grad;
@@ -115,6 +169,8 @@ static kiln_status dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
         int64_t xt_st[2] = {1, s->K};
         dnnl_memory_desc_t smd, dmd;
         st = make_matmul(s->K, s->M, s->N, xt_st, NULL, NULL, 0, 0, x->accum[1], &s->bwd_w, &smd, &dmd);
+        if (!st && s->det)
+            st = dense_split(&s->d_bw, s->K, s->M, s->N, xt_st, NULL, 0, 0, 0, x->accum[1], "dense backward-weights");
         if (st) return st;
         int64_t wd[2] = {s->K, s->N};
         dnnl_memory_desc_t dwmd = kiln_dnnl_md(2, wd, NULL);
@@ -125,6 +181,8 @@ static kiln_status dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
         int64_t wt_st[2] = {1, s->N};
         dnnl_memory_desc_t smd, wtmd;
         st = make_matmul(s->M, s->N, s->K, NULL, wt_st, NULL, 0, 0, x->accum[0], &s->bwd_x, &smd, &wtmd);
+        if (!st && s->det)
+            st = dense_split(&s->d_bx, s->M, s->N, s->K, NULL, wt_st, 0, 0, 0, x->accum[0], "dense backward-data");
         if (st) return st;
         int64_t xd[2] = {s->M, s->K};
         dnnl_memory_desc_t dxmd = kiln_dnnl_md(2, xd, NULL);
@@ -139,7 +197,8 @@ static kiln_status dense_forward(kiln_inst *x, const kiln_run *r) {
     dense_state *s = x->state;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->x}, {DNNL_ARG_WEIGHTS, s->w}, {DNNL_ARG_DST, s->y},
                                {DNNL_ARG_BIAS, s->b}};
-    kiln_status st = kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
+    kiln_status st = s->det ? dense_split_exec(&s->d_fwd, s->x, s->w, s->y, s->b)
+                            : kiln_dnnl_exec(s->fwd, r->stream, s->b ? 4 : 3, args);
     if (st == KILN_OK && s->pre) kiln_act_forward(s->act, s->alpha, s->pre, x->val, x->numel);
     return st;
 }
@@ -153,11 +212,13 @@ static void dense_backward(kiln_inst *x, const kiln_run *r) {
     }
     if (s->bwd_x) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->dz_m}, {DNNL_ARG_WEIGHTS, s->wt}, {DNNL_ARG_DST, s->dx}};
-        kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
+        if (s->det) dense_split_exec(&s->d_bx, s->dz_m, s->wt, s->dx, NULL);
+        else kiln_dnnl_exec(s->bwd_x, r->stream, 3, args);
     }
     if (s->bwd_w) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->xt}, {DNNL_ARG_WEIGHTS, s->dz_m}, {DNNL_ARG_DST, s->dw}};
-        kiln_dnnl_exec(s->bwd_w, r->stream, 3, args);
+        if (s->det) dense_split_exec(&s->d_bw, s->xt, s->dz_m, s->dw, NULL);
+        else kiln_dnnl_exec(s->bwd_w, r->stream, 3, args);
     }
     if (x->n_in > 2 && x->in[2]->grad) { /* db [N] = sum_m dz [m, :] */
         float *db = x->in[2]->grad;

@@ -92,6 +92,70 @@ void kiln_dnnl_port_release(kiln_dnnl_port *p);
 /* 1 when oneDNN picked a reference (slow) implementation for pd. */
 int kiln_dnnl_is_reference(const_dnnl_primitive_desc_t pd);
 
+/* ---- deterministic execution: batch chunks with a fixed reduction order ----
+ *
+ * oneDNN splits its reductions (a convolution's weight gradient over the batch, a matmul's inner
+ * dimension) according to the number of threads, so its results change in the last bits with
+ * the thread count. A split executor runs one primitive over a batch in a way that does not
+ * depend on it: the rows are cut into chunks whose size depends only on the shapes (at most
+ * KILN_SPLIT_CHUNKS chunks, each of at least about KILN_SPLIT_MIN_WORK multiply-adds);
+ * each chunk runs on one thread with a primitive made for one thread (a fixed computation);
+ * results that sum over the batch (SUM arguments) are computed per chunk into private buffers
+ * and added in chunk order, each element always as ((c0 + c1) + c2) + ...; row-wise results
+ * (ROWS arguments) are written in place. Up to `workers` chunks run at once.
+ *
+ * ROWS arguments are views of a tensor whose `axis` runs over the rows and is not blocked in
+ * the layout (any oneDNN layout with that axis outside its inner blocks, e.g. nchw, nChw8c);
+ * WHOLE arguments (weights, bias) are the same for every chunk. The primitive descriptor of a
+ * chunk comes from the op (make), called with one OpenMP thread and an attribute in user
+ * scratchpad mode that it may add post-ops to. Every SUM result must have the same layout in
+ * the chunk and the tail primitive. */
+typedef enum { KILN_SPLIT_WHOLE, KILN_SPLIT_ROWS, KILN_SPLIT_SUM } kiln_split_role;
+
+#define KILN_SPLIT_MAX_ARGS 6
+#define KILN_SPLIT_CHUNKS   16      /* at most this many chunks (so at most this many threads) */
+#define KILN_SPLIT_MIN_WORK 2097152 /* multiply-adds a chunk should have at least (~0.2 ms) */
+
+typedef struct {
+    int arg;              /* DNNL_ARG_SRC, ... */
+    kiln_split_role role;
+    int axis;             /* ROWS: the dimension that runs over the rows */
+} kiln_dnnl_split_arg;
+
+/* The primitive descriptor for `rows` rows; attr is the caller's to extend, not to destroy. */
+typedef kiln_status (*kiln_dnnl_split_make)(void *ctx, int64_t rows, dnnl_primitive_attr_t attr,
+                                            dnnl_primitive_desc_t *pd);
+
+typedef struct {
+    int n_args, workers, n_chunks;
+    kiln_dnnl_split_arg args[KILN_SPLIT_MAX_ARGS];
+    int64_t rows, chunk;                   /* rows per chunk; the last one may have fewer */
+    int64_t stride[KILN_SPLIT_MAX_ARGS];   /* ROWS: bytes from one row to the next */
+    size_t sum_off[KILN_SPLIT_MAX_ARGS];   /* SUM: byte offset in a worker's partial buffer */
+    size_t sum_floats[KILN_SPLIT_MAX_ARGS]; /* SUM: floats of the result (padding included) */
+    size_t partial_bytes, scratch_bytes;   /* per worker */
+    dnnl_primitive_t prim[2];              /* full chunks, the tail chunk (NULL when none) */
+    dnnl_memory_t *mem;                    /* [workers][2][n_args + 1] (last: scratchpad) */
+    dnnl_stream_t *streams;                /* [workers] */
+    char *partial, *scratch;               /* [workers][partial_bytes], [workers][scratch_bytes] */
+} kiln_dnnl_split;
+
+/* Cuts `rows` rows (row_work multiply-adds each) into chunks and makes the chunk primitives
+ * for up to `workers` threads. */
+kiln_status kiln_dnnl_split_init(kiln_dnnl_split *s, int64_t rows, double row_work, int workers,
+                                 const kiln_dnnl_split_arg *args, int n_args,
+                                 kiln_dnnl_split_make make, void *ctx, const char *what);
+/* Runs it: ptr[i] is argument i's whole tensor (ROWS: its first row); a SUM result is
+ * overwritten, or added to when add[i] (add may be NULL). */
+kiln_status kiln_dnnl_split_exec(kiln_dnnl_split *s, void *const *ptr, const unsigned char *add);
+void kiln_dnnl_split_release(kiln_dnnl_split *s);
+/* md with dims[axis] (and its padded size) set to rows; strides unchanged. */
+dnnl_memory_desc_t kiln_dnnl_md_rows(const dnnl_memory_desc_t *md, int axis, int64_t rows);
+/* Appends post-ops (as kiln_dnnl_attr) to an existing attribute. */
+void kiln_dnnl_attr_post_ops(dnnl_primitive_attr_t attr, dnnl_alg_kind_t eltwise, float alpha, int sum);
+/* The data handle of a memory object. */
+void *kiln_dnnl_mem_ptr(dnnl_memory_t m);
+
 #define CHECK_DNNL(call, what)                                                                     \
     do {                                                                                           \
         dnnl_status_t s_ = (call);                                                                 \

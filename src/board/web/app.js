@@ -470,7 +470,8 @@ function scheduleDraw() {
 }
 
 function chartOrder(a, b) {
-  const rank = (n) => (n === 'loss' ? 0 : n === 'learning_rate' ? 3 : n.includes('samples_per_second') ? 4 : n === 'accuracy' ? 1 : 2);
+  /* loss (epoch means and validation) first, then the running batch_loss beside it */
+  const rank = (n) => (n === 'loss' ? 0 : n === 'batch_loss' ? 0.5 : n === 'learning_rate' ? 3 : n.includes('samples_per_second') ? 4 : n === 'accuracy' ? 1 : 2);
   return rank(a) - rank(b) || a.localeCompare(b);
 }
 
