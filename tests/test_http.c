@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -656,17 +657,40 @@ static void test_descriptor_limit(void) {
             "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
             "GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHo",
         };
-        for (int i = 0; i < 400; i++) {
-            int fd = socket(AF_INET, SOCK_STREAM, 0);
-            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
-            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-                const char *s = partial[i % 4];
-                (void)!send(fd, s, strlen(s), MSG_NOSIGNAL);
-                shutdown(fd, SHUT_WR);
+        /* in waves of 16 (half of what the server may hold), each waiting for the server to
+         * close its connections: before the fix they stayed until the 60 s idle timeout */
+        int not_closed = 0;
+        for (int wave = 0; wave < 25; wave++) {
+            int fds[16];
+            for (int i = 0; i < 16; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                if (connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0) {
+                    const char *p = partial[(wave * 16 + i) % 4];
+                    (void)!send(fds[i], p, strlen(p), MSG_NOSIGNAL);
+                    shutdown(fds[i], SHUT_WR);
+                }
             }
-            close(fd);
+            /* up to 3 s for the wave: read each until the server closes it */
+            struct pollfd pf[16];
+            int open_n = 16;
+            for (int i = 0; i < 16; i++) pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (t = t0; open_n && t.tv_sec - t0.tv_sec < 3 && poll(pf, 16, 100) >= 0;
+                 clock_gettime(CLOCK_MONOTONIC, &t))
+                for (int i = 0; i < 16; i++) {
+                    char buf[512];
+                    if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                    ssize_t got = recv(fds[i], buf, sizeof buf, MSG_DONTWAIT);
+                    if (got == 0 || (got < 0 && errno != EAGAIN)) pf[i].fd = -1, open_n--;
+                }
+            not_closed += open_n;
+            for (int i = 0; i < 16; i++) close(fds[i]);
         }
+        CHECK_MSG(not_closed == 0, "%d of 400 half-closed connections kept by the server",
+                  not_closed);
         CURL *c = curl_easy_init();
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
         reply r = request(c, "GET", "/echo?y=alive", NULL, 0, 0, NULL);
@@ -674,6 +698,33 @@ static void test_descriptor_limit(void) {
                   "after 400 half-closed requests: curl %s, status %ld", curl_easy_strerror(r.rc),
                   r.status);
         reply_free(&r);
+        /* 100 idle connections: past the descriptors the server can spare (32 of 64), a new
+         * one is told so at once instead of waiting in the backlog */
+        int idle[100], n_idle = 0;
+        for (int i = 0; i < 100; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+                idle[n_idle++] = fd;
+            else
+                close(fd);
+        }
+        char out[2048];
+        int closed = 0;
+        const char *get = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+        raw_talk(get, strlen(get), 0, 5000, out, sizeof out, &closed);
+        CHECK(is_json_error(out, 503, "too many connections") && closed);
+        for (int i = 0; i < n_idle; i++) close(idle[i]);
+        /* the server sees those closes a moment later: it answers 200 again soon */
+        long status = 0;
+        for (int i = 0; i < 100 && status != 200; i++) {
+            if (i) sleep_ms(50);
+            r = request(c, "GET", "/echo?y=again", NULL, 0, 0, NULL);
+            status = r.rc == CURLE_OK ? r.status : 0;
+            reply_free(&r);
+        }
+        CHECK_MSG(status == 200, "after the idle connections left: status %ld", status);
         curl_easy_cleanup(c);
         g_port = saved;
     }

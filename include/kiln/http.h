@@ -74,7 +74,8 @@ typedef struct {
     int threads;                 /* worker threads; 0 = the number of CPUs */
     size_t max_body_bytes;       /* 0 = 64 MiB */
     int request_timeout_seconds; /* idle connections close after this; 0 = 30 */
-    int max_connections;         /* 0 = 1024 */
+    int max_connections;         /* 0 = 1024; never more than RLIMIT_NOFILE - 64 (half the
+                                    limit below 256), so the process keeps descriptors */
     const char *cors_allowed_origins; /* NULL or "" = no CORS; "*"; or a comma-separated list
                                          of origins (scheme://host[:port]); see above */
 } kiln_http_config;

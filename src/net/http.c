@@ -55,6 +55,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -663,9 +664,9 @@ static int step_head(conn *c) {
                                          (c->in[c->in_pos] == '\r' && c->in_pos + 1 < c->in_len &&
                                           c->in[c->in_pos + 1] == '\n')))
             c->in_pos += c->in[c->in_pos] == '\r' ? 2 : 1, c->scan = 0;
-        const char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
         if (avail) {
+            const char *p = c->in + c->in_pos;
             size_t end = http_head_end(p, avail, &c->scan);
             char msg[512];
             int rc = http_check_request_line(p, end ? end : avail, msg, sizeof msg);
@@ -761,12 +762,13 @@ static int step_body(conn *c) {
                     return 1;
                 }
                 if (size > s->max_body - r->len) {
-                    char n[32] = "2^60 or more";
-                    if (size != UINT64_MAX) snprintf(n, sizeof n, "%llu", (unsigned long long)size);
+                    char num[32] = "2^60 or more";
+                    if (size != UINT64_MAX)
+                        snprintf(num, sizeof num, "%llu", (unsigned long long)size);
                     start_error(c, 413, 1,
                                 "request body is over the limit of %zu bytes (a chunk of %s "
                                 "bytes after %zu)",
-                                s->max_body, n, r->len);
+                                s->max_body, num, r->len);
                     return 1;
                 }
                 c->in_pos += used;
@@ -1324,6 +1326,11 @@ kiln_http_server *kiln_http_start(const kiln_http_config *c, kiln_http_handler f
     if (s->max_body > SIZE_MAX / 4) s->max_body = SIZE_MAX / 4;
     s->timeout_s = cfg.request_timeout_seconds ? cfg.request_timeout_seconds : 30;
     s->max_conns = cfg.max_connections ? cfg.max_connections : 1024;
+    struct rlimit rl; /* leave the process descriptors of its own (model files, the poller) */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t room = rl.rlim_cur >= 256 ? rl.rlim_cur - 64 : rl.rlim_cur / 2;
+        if ((rlim_t)s->max_conns > room) s->max_conns = room > 4 ? (int)room : 4;
+    }
     s->listen_fd = -1;
     s->accepting = 1;
     pthread_mutex_init(&s->mu, NULL);
