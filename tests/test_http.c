@@ -1,17 +1,25 @@
-/* test_http.c — the HTTP server, driven by libcurl from test threads: GET/POST/HEAD, query and
- * path decoding, headers both ways, keep-alive, 405 for other methods, 413 for bodies over the
- * limit (announced or chunked) with the server healthy afterwards, 400 from the JSON codec, 8
- * concurrent clients, deferred responses (resumed by a worker thread, or at once), raw garbage
- * and giant headers, a port already taken, and graceful stop: a slow request in flight
- * finishes, new connections are refused, a deferred request nobody answers gets 503, and its
- * token resumed after the stop is harmless. */
+/* test_http.c — the HTTP server, driven by libcurl and raw sockets from test threads:
+ * GET/POST/HEAD, query and path decoding, headers both ways, keep-alive, 405 for other methods,
+ * 413 for bodies over the limit (announced, chunked, one huge chunk) with the server healthy
+ * afterwards, 400 from the JSON codec, 8 concurrent clients, deferred responses (resumed by a
+ * worker thread, or at once), raw garbage and giant headers; RFC 9112 at the edges, every error
+ * a {"error"} JSON body (a NUL in the target, absolute-form targets, conflicting
+ * Content-Length, Content-Length with chunked, gzip, HTTP/2.5, 414, 431, missing Host);
+ * half-closed partial requests closed at once, also 400 of them against a child server limited
+ * to 64 descriptors; OPTIONS and CORS ("*" and a list); a port already taken, and graceful stop:
+ * a slow request in flight finishes, new connections are refused, a deferred request nobody
+ * answers gets 503, and its token resumed after the stop is harmless. */
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -239,7 +247,7 @@ static void test_get_post_head(void) {
     reply_free(&r);
 
     r = request(c, "PUT", "/echo", "x", 1, 0, NULL);
-    CHECK(r.status == 405 && strstr(r.headers.data, "Allow: GET, HEAD, POST\r\n"));
+    CHECK(r.status == 405 && strstr(r.headers.data, "Allow: GET, HEAD, POST, OPTIONS\r\n"));
     CHECK(strcmp(r.body.data, "{\"error\": \"method PUT is not allowed\"}") == 0);
     reply_free(&r);
     r = request(c, "DELETE", "/echo", NULL, 0, 0, NULL);
@@ -362,44 +370,74 @@ static void test_deferred(void) {
     curl_easy_cleanup(c);
 }
 
-/* Bytes straight to the socket, then half-close; returns what came back within 0.5 s (up to
- * cap - 1). libmicrohttpd may keep a half-closed connection with a partial request open until
- * its timeout, hence the bound. */
-static size_t raw_exchange(const char *data, size_t len, char *out, size_t cap) {
+/* Raw bytes to a fresh connection: sends data, half-closes when half_close (shutdown SHUT_WR,
+ * as a client that has nothing more to say), then reads until the server closes (*closed = 1)
+ * or wait_ms pass without it (*closed = 0); returns what came back (up to cap - 1). */
+static size_t raw_talk(const char *data, size_t len, int half_close, int wait_ms, char *out,
+                       size_t cap, int *closed) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     size_t got = 0;
+    int eof = 0;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
-        struct timeval tv = {0, 500000};
+        struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         for (size_t off = 0; off < len;) {
             ssize_t w = send(fd, data + off, len - off, MSG_NOSIGNAL);
             if (w <= 0) break;
             off += (size_t)w;
         }
-        shutdown(fd, SHUT_WR);
-        ssize_t k;
-        while (got + 1 < cap && (k = recv(fd, out + got, cap - 1 - got, 0)) > 0) got += (size_t)k;
+        if (half_close) shutdown(fd, SHUT_WR);
+        for (;;) {
+            char sink[4096];
+            char *dst = got + 1 < cap ? out + got : sink;
+            size_t room = got + 1 < cap ? cap - 1 - got : sizeof sink;
+            ssize_t k = recv(fd, dst, room, 0);
+            if (k == 0 || (k < 0 && errno == ECONNRESET)) eof = 1;
+            if (k <= 0) break;
+            if (dst == out + got) got += (size_t)k;
+        }
     }
     out[got] = 0;
+    if (closed) *closed = eof;
     close(fd);
     return got;
+}
+
+/* Bytes straight to the socket, then half-close; returns what came back within 2 s. */
+static size_t raw_exchange(const char *data, size_t len, char *out, size_t cap) {
+    return raw_talk(data, len, 1, 2000, out, cap, NULL);
 }
 
 static size_t raw_str(const char *s, char *out, size_t cap) {
     return raw_exchange(s, strlen(s), out, cap);
 }
 
+/* out is one HTTP response with the status, Content-Type application/json and a body
+ * {"error": "..."} that contains want (NULL: any message). */
+static int is_json_error(const char *out, int status, const char *want) {
+    char line[32];
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+    const char *body = strstr(out, "\r\n\r\n");
+    int ok = strncmp(out, line, strlen(line)) == 0 && body &&
+             strstr(out, "Content-Type: application/json\r\n") &&
+             strncmp(body + 4, "{\"error\": \"", 11) == 0 && out[strlen(out) - 1] == '}' &&
+             (!want || strstr(body, want));
+    if (!ok)
+        fprintf(stderr, "  want %d {\"error\"...%s}, got: %.300s\n", status, want ? want : "", out);
+    return ok;
+}
+
 static void test_garbage(void) {
     char out[4096];
     raw_str("GARBAGE\r\n\r\n", out, sizeof out);
-    CHECK(out[0] == 0 || strncmp(out, "HTTP/1.1 400", 12) == 0);
+    CHECK(is_json_error(out, 400, "malformed request line"));
     raw_str("GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: banana\r\n\r\n", out, sizeof out);
-    CHECK(strncmp(out, "HTTP/1.1 400", 12) == 0);
+    CHECK(is_json_error(out, 400, "Content-Length"));
     raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", out,
             sizeof out);
-    CHECK(strncmp(out, "HTTP/1.1 400", 12) == 0);
+    CHECK(is_json_error(out, 400, "chunk"));
     /* a 100 KB header: over the 64 KiB header memory */
     size_t hn = 100000;
     char *huge = malloc(hn + 64);
@@ -407,9 +445,7 @@ static void test_garbage(void) {
     memset(huge + p, 'a', hn);
     memcpy(huge + p + hn, "\r\n\r\n", 4);
     raw_exchange(huge, (size_t)p + hn + 4, out, sizeof out);
-    CHECK_MSG(out[0] == 0 || strncmp(out, "HTTP/1.1 431", 12) == 0 ||
-                  strncmp(out, "HTTP/1.1 413", 12) == 0,
-              "%.40s", out);
+    CHECK(is_json_error(out, 431, NULL));
     free(huge);
     uint64_t x = 0x1234567;
     for (int i = 0; i < 50; i++) {
@@ -420,10 +456,416 @@ static void test_garbage(void) {
         }
         if (i % 2) memcpy(junk, "POST /echo HTTP/1.1\r\n", 21);
         raw_exchange(junk, sizeof junk, out, sizeof out);
+        CHECK_MSG(out[0] == 0 || strncmp(out, "HTTP/1.1 4", 10) == 0, "%.60s", out);
     }
     raw_str("GET /echo?y=%zz%00 HTTP/1.0\r\n\r\n", out, sizeof out);
-    CHECK(strncmp(out, "HTTP/1.", 7) == 0);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0, "%.60s", out);
     CHECK(healthy());
+}
+
+/* Every error the HTTP layer answers itself is {"error": "..."} (issue 11, item 3). */
+static void test_errors_are_json(void) {
+    char out[8192];
+    raw_str("hello world foo bar\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "malformed request line"));
+    raw_str("GET /echo\r\n\r\n", out, sizeof out); /* no version */
+    CHECK(is_json_error(out, 400, "malformed request line"));
+    raw_str("GET  /echo HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out); /* two spaces */
+    CHECK(is_json_error(out, 400, "malformed request line"));
+    raw_str("GET /echo HTTP/2.5\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 505, "HTTP/2.5"));
+    raw_str("GET /echo HTTP/0.9\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 505, "HTTP/0.9"));
+    raw_str("GET /echo HTTP/1.1\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "Host"));
+    raw_str("GET /echo HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "Host"));
+    raw_str("GET /echo HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "folding"));
+    raw_str("GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "header field"));
+    raw_str("GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "header field"));
+    /* a 70 KB target: over the head limit before the line ends */
+    size_t n = 70000;
+    char *big = malloc(n + 64);
+    memcpy(big, "GET /", 5);
+    memset(big + 5, 'a', n);
+    memcpy(big + 5 + n, " HTTP/1.1\r\nHost: x\r\n\r\n", 22);
+    raw_exchange(big, n + 27, out, sizeof out);
+    CHECK(is_json_error(out, 414, NULL));
+    /* 300 small header fields */
+    size_t k = (size_t)snprintf(big, 64, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 300; i++) k += (size_t)sprintf(big + k, "X-%d: y\r\n", i);
+    k += (size_t)sprintf(big + k, "\r\n");
+    raw_exchange(big, k, out, sizeof out);
+    CHECK(is_json_error(out, 431, "header fields"));
+    free(big);
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", out,
+            sizeof out);
+    CHECK(is_json_error(out, 501, "gzip"));
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            out, sizeof out);
+    CHECK(is_json_error(out, 501, "gzip"));
+    raw_str(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        out, sizeof out);
+    CHECK(is_json_error(out, 400, "chunked"));
+    raw_str("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "HTTP/1.0"));
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", out,
+            sizeof out);
+    CHECK(is_json_error(out, 417, "Expect"));
+    /* a chunk that alone is over the body limit (1 MiB): 413 at once, the data never sent, and
+     * the connection closed; likewise a chunk size too long to be a number */
+    int closed = 0;
+    const char *huge_chunk =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\nab";
+    raw_talk(huge_chunk, strlen(huge_chunk), 0, 5000, out, sizeof out, &closed);
+    CHECK(is_json_error(out, 413, "limit of 1048576 bytes") && closed);
+    const char *long_chunk = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "1234567890abcdef0\r\n";
+    raw_talk(long_chunk, strlen(long_chunk), 0, 5000, out, sizeof out, &closed);
+    CHECK(is_json_error(out, 413, "limit of 1048576 bytes") && closed);
+    /* chunks that add up past the limit: 413 once the sum passes it, without the rest */
+    char *chunks = malloc(700000 * 2 + 256);
+    k = (size_t)sprintf(chunks, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                                "\r\n\r\n");
+    for (int i = 0; i < 2; i++) {
+        k += (size_t)sprintf(chunks + k, "%x\r\n", 700000);
+        memset(chunks + k, 'z', 700000);
+        k += 700000;
+        k += (size_t)sprintf(chunks + k, "\r\n");
+    }
+    raw_talk(chunks, k, 0, 5000, out, sizeof out, &closed);
+    CHECK(is_json_error(out, 413, "limit of 1048576 bytes") && closed);
+    free(chunks);
+    CHECK(healthy());
+}
+
+/* The request target: a NUL byte (raw or %00) is 400, never a shorter path; the absolute form
+ * (RFC 9112 §3.2.2) is served by its path. */
+static void test_request_target(void) {
+    char out[4096];
+    static const char nul_req[] = "GET /echo\0/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_exchange(nul_req, sizeof nul_req - 1, out, sizeof out);
+    CHECK(is_json_error(out, 400, "control character"));
+    raw_str("GET /echo%00/x HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "NUL"));
+    raw_str("GET /echo\t/x HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, NULL));
+    raw_str("GET echo HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "request target"));
+    raw_str("GET * HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, "request target"));
+    raw_str("GET http://example.com/echo?y=abs HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"path\":\"/echo\"") &&
+                  strstr(out, "\"query\":\"y=abs\",\"y\":\"abs\""),
+              "%.300s", out);
+    raw_str("GET HTTPS://example.com:8080 HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 404, "no route for /\""));
+    raw_str("GET http://example.com?y=1 HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 404, "no route for /\""));
+}
+
+/* RFC 9112 §6.3: different Content-Length values are 400 and the connection closes (nothing
+ * after them is read as a request); equal ones are one length. §6.1: Content-Length together
+ * with chunked is read as chunked, and the connection closes after the answer. */
+static void test_content_length(void) {
+    char out[4096];
+    int closed = 0;
+    const char *two = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5"
+                      "\r\n\r\nabcdeGET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_talk(two, strlen(two), 0, 5000, out, sizeof out, &closed);
+    CHECK(is_json_error(out, 400, "Content-Length") && closed);
+    CHECK(!strstr(out + 1, "HTTP/1.1 ")); /* one answer only */
+    const char *list = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 5\r\n\r\nabcde";
+    raw_talk(list, strlen(list), 0, 5000, out, sizeof out, &closed);
+    CHECK(is_json_error(out, 400, "Content-Length") && closed);
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nabcde",
+            out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"len\":5,"), "%.300s", out);
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nabcde", out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"len\":5,"), "%.300s", out);
+    const char *both = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                       "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_talk(both, strlen(both), 0, 5000, out, sizeof out, &closed);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 && strstr(out, "\"len\":3,") &&
+                  strstr(out, "Connection: close\r\n") && closed,
+              "closed %d: %.300s", closed, out);
+    CHECK(!strstr(out + 1, "HTTP/1.1 ")); /* the request after it is not served */
+    /* the control: an ordinary connection with two requests stays open after both */
+    const char *two_gets = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?y=2 HTTP/1.1\r\n"
+                           "Host: x\r\n\r\n";
+    raw_talk(two_gets, strlen(two_gets), 0, 300, out, sizeof out, &closed);
+    CHECK_MSG(strstr(out, "\"y\":\"2\"") && !closed, "closed %d: %.300s", closed, out);
+}
+
+/* A client that sends part of a request and closes its side: the server closes at once
+ * instead of holding the socket until the idle timeout (30 s here). */
+static void test_half_close(void) {
+    static const char *partial[] = {
+        "GET /ec",                                                         /* request line */
+        "GET /echo HTTP/1.1\r\nHost: x\r\n",                               /* header fields */
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", /* body */
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", /* chunk */
+        "GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHo", /* one and a part */
+    };
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof partial / sizeof *partial; i++) {
+            char out[4096];
+            int closed = 0;
+            raw_talk(partial[i], strlen(partial[i]), 1, 5000, out, sizeof out, &closed);
+            CHECK_MSG(closed, "partial request %zu: the server kept the connection", i);
+            if (i == 4)
+                CHECK(strncmp(out, "HTTP/1.1 200", 12) == 0 && !strstr(out + 1, "HTTP/1"));
+            else
+                CHECK_MSG(out[0] == 0, "%.100s", out);
+        }
+}
+
+/* Several hundred half-closed partial requests against a server limited to 64 descriptors
+ * (a child process: test_http --fd-child), which must still answer afterwards. */
+static void test_descriptor_limit(void) {
+    int to_child[2], from_child[2];
+    if (pipe(to_child) || pipe(from_child)) {
+        CHECK(0);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(to_child[0], 0);
+        dup2(from_child[1], 1);
+        close(to_child[1]);
+        close(from_child[0]);
+        execl("/proc/self/exe", "test_http", "--fd-child", (char *)NULL);
+        _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    char line[64] = {0};
+    ssize_t k = read(from_child[0], line, sizeof line - 1);
+    int child_port = k > 0 ? atoi(line) : 0;
+    CHECK_MSG(child_port > 0, "the child server did not start: %s", k > 0 ? line : "no output");
+    if (child_port > 0) {
+        int saved = g_port;
+        g_port = child_port;
+        static const char *partial[] = {
+            "GET /echo HTTP/1.1\r\nHost: x\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            "GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHo",
+        };
+        /* in waves of 16 (half of what the server may hold), each waiting for the server to
+         * close its connections: before the fix they stayed until the 60 s idle timeout */
+        int not_closed = 0;
+        for (int wave = 0; wave < 25; wave++) {
+            int fds[16];
+            for (int i = 0; i < 16; i++) {
+                fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+                struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                if (connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0) {
+                    const char *p = partial[(wave * 16 + i) % 4];
+                    (void)!send(fds[i], p, strlen(p), MSG_NOSIGNAL);
+                    shutdown(fds[i], SHUT_WR);
+                }
+            }
+            /* up to 3 s for the wave: read each until the server closes it */
+            struct pollfd pf[16];
+            int open_n = 16;
+            for (int i = 0; i < 16; i++) pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (t = t0; open_n && t.tv_sec - t0.tv_sec < 3 && poll(pf, 16, 100) >= 0;
+                 clock_gettime(CLOCK_MONOTONIC, &t))
+                for (int i = 0; i < 16; i++) {
+                    char buf[512];
+                    if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                    ssize_t got = recv(fds[i], buf, sizeof buf, MSG_DONTWAIT);
+                    if (got == 0 || (got < 0 && errno != EAGAIN)) pf[i].fd = -1, open_n--;
+                }
+            not_closed += open_n;
+            for (int i = 0; i < 16; i++) close(fds[i]);
+        }
+        CHECK_MSG(not_closed == 0, "%d of 400 half-closed connections kept by the server",
+                  not_closed);
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        reply r = request(c, "GET", "/echo?y=alive", NULL, 0, 0, NULL);
+        CHECK_MSG(r.rc == CURLE_OK && r.status == 200 && strstr(r.body.data, "\"y\":\"alive\""),
+                  "after 400 half-closed requests: curl %s, status %ld", curl_easy_strerror(r.rc),
+                  r.status);
+        reply_free(&r);
+        /* 100 idle connections: past the descriptors the server can spare (32 of 64), a new
+         * one is told so at once instead of waiting in the backlog */
+        int idle[100], n_idle = 0;
+        for (int i = 0; i < 100; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+                idle[n_idle++] = fd;
+            else
+                close(fd);
+        }
+        char out[2048];
+        int closed = 0;
+        const char *get = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+        raw_talk(get, strlen(get), 0, 5000, out, sizeof out, &closed);
+        CHECK(is_json_error(out, 503, "too many connections") && closed);
+        for (int i = 0; i < n_idle; i++) close(idle[i]);
+        /* the server sees those closes a moment later: it answers 200 again soon */
+        long status = 0;
+        for (int i = 0; i < 100 && status != 200; i++) {
+            if (i) sleep_ms(50);
+            r = request(c, "GET", "/echo?y=again", NULL, 0, 0, NULL);
+            status = r.rc == CURLE_OK ? r.status : 0;
+            reply_free(&r);
+        }
+        CHECK_MSG(status == 200, "after the idle connections left: status %ld", status);
+        curl_easy_cleanup(c);
+        g_port = saved;
+    }
+    close(to_child[1]); /* the child stops at EOF on its stdin */
+    close(from_child[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+
+/* The child of test_descriptor_limit: a server under RLIMIT_NOFILE 64 that prints its port and
+ * stops when its stdin closes. */
+static int fd_child_main(void) {
+    struct rlimit rl = {64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) return 2;
+    kiln_http_config cfg = {.threads = 2, .request_timeout_seconds = 60};
+    kiln_http_server *s = kiln_http_start(&cfg, handler, NULL);
+    if (!s) {
+        printf("cannot start: %s\n", kiln_last_error());
+        return 1;
+    }
+    printf("%d\n", kiln_http_port(s));
+    fflush(stdout);
+    char b;
+    while (read(0, &b, 1) > 0) {
+    }
+    kiln_http_stop(s, 0);
+    return 0;
+}
+
+/* OPTIONS: 204 with Allow, for a path and for "*" (no CORS headers: this server has none). */
+static void test_options(void) {
+    char out[4096];
+    raw_str("OPTIONS /echo HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0 &&
+                  strstr(out, "Allow: GET, HEAD, POST, OPTIONS\r\n") &&
+                  !strstr(out, "Content-Length") && strstr(out, "\r\n\r\n")[4] == 0,
+              "%.300s", out);
+    raw_str("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0, "%.300s", out);
+    raw_str("OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n"
+            "Access-Control-Request-Method: POST\r\n\r\n",
+            out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0 && !strstr(out, "Access-Control"), "%.300s",
+              out);
+}
+
+/* raw_talk to another server's port (half-closing, 2 s). */
+static size_t raw_at(int port, const char *s, char *out, size_t cap) {
+    int saved = g_port;
+    g_port = port;
+    size_t n = raw_exchange(s, strlen(s), out, cap);
+    g_port = saved;
+    return n;
+}
+
+/* CORS: "*" (TF Serving's --rest_api_enable_cors_support) and a list of origins. */
+static void test_cors(void) {
+    char out[4096];
+    kiln_http_config any_cfg = {.threads = 1, .max_body_bytes = 1024, .cors_allowed_origins = "*"};
+    kiln_http_server *any = kiln_http_start(&any_cfg, handler, NULL);
+    kiln_http_config list_cfg = {
+        .threads = 1, .cors_allowed_origins = "http://a.example, https://b.example:8443"};
+    kiln_http_server *list = kiln_http_start(&list_cfg, handler, NULL);
+    CHECK(any && list);
+    if (!any || !list) {
+        kiln_http_stop(any, 0);
+        kiln_http_stop(list, 0);
+        return;
+    }
+    int pa = kiln_http_port(any), pl = kiln_http_port(list);
+
+    raw_at(pa, "GET /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://x.example\r\n\r\n", out,
+           sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 &&
+                  strstr(out, "\r\nAccess-Control-Allow-Origin: *\r\n"),
+              "%.300s", out);
+    raw_at(pa, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 404, NULL) && strstr(out, "\r\nAccess-Control-Allow-Origin: *\r\n"));
+    raw_at(pa,
+           "POST /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://x.example\r\nContent-Length: 5000"
+           "\r\n\r\n",
+           out, sizeof out);
+    CHECK(is_json_error(out, 413, NULL) && strstr(out, "\r\nAccess-Control-Allow-Origin: *\r\n"));
+    raw_at(pa, "GARBAGE\r\n\r\n", out, sizeof out);
+    CHECK(is_json_error(out, 400, NULL) && strstr(out, "\r\nAccess-Control-Allow-Origin: *\r\n"));
+    /* a browser's preflight before a JSON POST */
+    raw_at(pa,
+           "OPTIONS /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nOrigin: http://x.example\r\n"
+           "Access-Control-Request-Method: POST\r\n"
+           "Access-Control-Request-Headers: content-type, x-custom\r\n\r\n",
+           out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0 &&
+                  strstr(out, "\r\nAccess-Control-Allow-Origin: *\r\n") &&
+                  strstr(out, "\r\nAccess-Control-Allow-Methods: GET, HEAD, POST, OPTIONS\r\n") &&
+                  strstr(out, "\r\nAccess-Control-Allow-Headers: content-type, x-custom\r\n") &&
+                  strstr(out, "\r\nAccess-Control-Max-Age: 600\r\n") &&
+                  !strstr(out, "Content-Length") && strstr(out, "\r\n\r\n")[4] == 0,
+              "%.400s", out);
+    raw_at(pa,
+           "OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://x.example\r\n"
+           "Access-Control-Request-Method: GET\r\n\r\n",
+           out, sizeof out);
+    CHECK_MSG(strstr(out, "\r\nAccess-Control-Allow-Headers: Content-Type\r\n"), "%.400s", out);
+
+    raw_at(pl, "GET /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n\r\n", out,
+           sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 &&
+                  strstr(out, "\r\nAccess-Control-Allow-Origin: http://a.example\r\n") &&
+                  strstr(out, "\r\nVary: Origin\r\n"),
+              "%.300s", out);
+    raw_at(pl, "GET /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n", out,
+           sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 200", 12) == 0 && !strstr(out, "Access-Control") &&
+                  strstr(out, "\r\nVary: Origin\r\n"),
+              "%.300s", out);
+    raw_at(pl,
+           "OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: https://b.example:8443\r\n"
+           "Access-Control-Request-Method: POST\r\n\r\n",
+           out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0 &&
+                  strstr(out, "\r\nAccess-Control-Allow-Origin: https://b.example:8443\r\n") &&
+                  strstr(out, "\r\nAccess-Control-Allow-Methods: "),
+              "%.300s", out);
+    raw_at(pl,
+           "OPTIONS /echo HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n"
+           "Access-Control-Request-Method: POST\r\n\r\n",
+           out, sizeof out);
+    CHECK_MSG(strncmp(out, "HTTP/1.1 204", 12) == 0 && !strstr(out, "Access-Control"), "%.300s",
+              out);
+    kiln_http_stop(any, 0);
+    kiln_http_stop(list, 0);
+
+    CHECK(kiln_http_check_cors_origins(NULL) == KILN_OK);
+    CHECK(kiln_http_check_cors_origins("http://localhost:8080,https://[::1]:1") == KILN_OK);
+    CHECK(kiln_http_check_cors_origins("http://a.example/") == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("'http://a.example/' is not an origin");
+    CHECK(kiln_http_check_cors_origins("*, http://a.example") == KILN_ERR_INVALID);
+    kiln_http_config bad = {.cors_allowed_origins = "a.example"};
+    CHECK(kiln_http_start(&bad, handler, NULL) == NULL);
+    CHECK_ERR_HAS("'a.example' is not an origin");
 }
 
 /* 100 MB announced, nothing sent: the answer comes at once, from the headers alone. */
@@ -537,7 +979,8 @@ static void test_quick_stop(void) {
     CHECK(took < 15); /* it did not wait out the 30 s drain */
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--fd-child")) return fd_child_main();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_t w;
     pthread_create(&w, NULL, worker_main, NULL);
@@ -555,6 +998,13 @@ int main(void) {
     RUN(test_concurrent_clients);
     RUN(test_deferred);
     RUN(test_garbage);
+    RUN(test_errors_are_json);
+    RUN(test_request_target);
+    RUN(test_content_length);
+    RUN(test_half_close);
+    RUN(test_descriptor_limit);
+    RUN(test_options);
+    RUN(test_cors);
     RUN(test_announced_huge_body);
     RUN(test_port_taken);
     RUN(test_graceful_stop);

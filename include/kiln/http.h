@@ -1,23 +1,48 @@
-/* kiln/http.h — a small HTTP/1.1 server for `kiln serve`, on libmicrohttpd.
+/* kiln/http.h — a small HTTP/1.1 server for `kiln serve` and `kiln board` (src/net/http.c).
  *
  * One handler sees every request, complete: kiln_http_start's fn is called once per request,
- * after the whole body has arrived, on one of the server's worker threads (a libmicrohttpd
- * thread pool, epoll where available), so handlers run concurrently and must be thread-safe.
- * The handler fills a kiln_http_response; the server sends it with Content-Length set, and
- * keeps the connection open for the next request (HTTP/1.1 keep-alive).
+ * after the whole body has arrived, on one of the server's worker threads (each an epoll loop
+ * over its own connections), so handlers run concurrently and must be thread-safe. The handler
+ * fills a kiln_http_response; the server sends it with Content-Length set, and keeps the
+ * connection open for the next request (HTTP/1.1 keep-alive, pipelined requests in order).
  *
- * What the server answers itself, without calling the handler:
- *   - 405 {"error": ...} with Allow: GET, HEAD, POST for any other method;
- *   - 413 {"error": ...} for a body over max_body_bytes: at once when Content-Length says so
- *     (the body is never read and the connection closes after the answer; a client that sends
- *     the body without waiting for "100 Continue" may then see the connection reset before it
- *     reads the answer, as with most servers), else (chunked) once the whole body has passed,
- *     read and dropped past the limit, never stored;
- *   - 500 {"error": ...} when memory for the request runs out;
- *   - malformed requests and oversized headers (over 64 KiB together) are libmicrohttpd's:
- *     400, 413, 431 or a closed connection.
+ * What the server answers itself, without calling the handler. Every error body is
+ * {"error": "<what was wrong>"} (application/json):
+ *   - 400 for a request that breaks RFC 9112: a malformed request line, a control character
+ *     (a NUL included) in it, a path with an encoded NUL (%00), a target that is neither a
+ *     path nor an absolute http(s) URI, a malformed header field (whitespace before the colon,
+ *     line folding, a bare CR), no Host or two in HTTP/1.1, Content-Length values that differ
+ *     or are not numbers, chunked not last (or twice), Transfer-Encoding in HTTP/1.0, a
+ *     malformed chunk; the connection closes after the answer;
+ *   - 405 with Allow: GET, HEAD, POST, OPTIONS for any other method;
+ *   - OPTIONS: 204 with Allow (and the CORS preflight headers, below); "OPTIONS *" too;
+ *   - 413 for a body over max_body_bytes: at once when Content-Length says so, or when a chunk
+ *     size takes the body over the limit (the body is never read; the connection closes after
+ *     the answer, and what the client still sends is read and dropped for up to 2 s so that
+ *     it reads the answer rather than a reset);
+ *   - 414 for a request line over 64 KiB, 431 for header fields over 64 KiB (or over 128);
+ *   - 417 for an Expect other than 100-continue (which gets its 100 Continue);
+ *   - 501 for a Transfer-Encoding other than chunked (gzip, ...);
+ *   - 505 for an HTTP major version other than 1;
+ *   - 503 when max_connections are open (the new connection is answered and closed);
+ *   - 500 when memory for the request runs out.
+ * Content-Length together with Transfer-Encoding: chunked is read as chunked and the
+ * connection closes after the answer (RFC 9112 §6.1). An absolute-form target
+ * ("GET http://host/v1/models/m") is served by its path (§3.2.2). A client that closes its
+ * side with a request incomplete (part of the head or of the body) is closed at once; one
+ * that sends nothing is closed after request_timeout_seconds.
  * HEAD requests reach the handler as KILN_HTTP_HEAD; the response's headers (Content-Length
- * included) are sent without its body.
+ * included) are sent without its body. A 204 or 304 answer has neither body nor length.
+ *
+ * CORS (cors_allowed_origins). NULL or "": no CORS headers (TF Serving's default: its
+ * --rest_api_enable_cors_support is off). "*": every answer carries
+ * Access-Control-Allow-Origin: * (what TF Serving sends when CORS is on). A list
+ * ("https://a.example, http://localhost:8080"): an answer to a request whose Origin is in the
+ * list carries Access-Control-Allow-Origin: <that origin>, and every answer Vary: Origin. A
+ * preflight from an allowed origin (OPTIONS with Origin and Access-Control-Request-Method)
+ * gets 204 with Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS,
+ * Access-Control-Allow-Headers (the requested ones, else Content-Type) and
+ * Access-Control-Max-Age: 600. Errors the server answers itself carry the same headers.
  *
  * Deferred responses. Each worker thread serves many connections, so a handler that blocks holds
  * up the other connections of its worker. A handler that waits (on a batching queue, on I/O)
@@ -49,8 +74,14 @@ typedef struct {
     int threads;                 /* worker threads; 0 = the number of CPUs */
     size_t max_body_bytes;       /* 0 = 64 MiB */
     int request_timeout_seconds; /* idle connections close after this; 0 = 30 */
-    int max_connections;         /* 0 = 1024 */
+    int max_connections;         /* 0 = 1024; never more than RLIMIT_NOFILE - 64 (half the
+                                    limit below 256), so the process keeps descriptors */
+    const char *cors_allowed_origins; /* NULL or "" = no CORS; "*"; or a comma-separated list
+                                         of origins (scheme://host[:port]); see above */
 } kiln_http_config;
+
+/* Checks a cors_allowed_origins value: KILN_OK, or KILN_ERR_INVALID naming the bad origin. */
+kiln_status kiln_http_check_cors_origins(const char *list);
 
 typedef enum { KILN_HTTP_GET = 0, KILN_HTTP_HEAD, KILN_HTTP_POST } kiln_http_method;
 
@@ -93,7 +124,8 @@ void kiln_http_body_owned(kiln_http_response *resp, char *s, size_t len);
  * 500 {"error": "out of memory"} instead. */
 void kiln_http_body_sbuf(kiln_http_response *resp, kiln_sbuf *b);
 /* Adds a header (copied). KILN_ERR_INVALID for CR/LF in either string, a full table or
- * buffer. Content-Type and Content-Length are the server's. */
+ * buffer. Content-Type, Content-Length, Connection, Transfer-Encoding and Date are the
+ * server's. */
 kiln_status kiln_http_add_header(kiln_http_response *resp, const char *name, const char *value);
 /* status and body {"error": "<message>"}; the message is formatted like printf. */
 void kiln_http_json_error(kiln_http_response *resp, int status, const char *fmt, ...)
@@ -102,8 +134,8 @@ void kiln_http_json_error(kiln_http_response *resp, int status, const char *fmt,
 typedef void (*kiln_http_handler)(void *ctx, const kiln_http_request *req,
                                   kiln_http_response *resp);
 
-/* Binds, listens and starts the workers. NULL (with message) when the address cannot be bound
- * or libmicrohttpd refuses to start. */
+/* Binds, listens and starts the workers. NULL (with message) when the address cannot be bound,
+ * cors_allowed_origins is not valid or a worker cannot start. */
 kiln_http_server *kiln_http_start(const kiln_http_config *c, kiln_http_handler fn, void *ctx);
 /* The port bound (useful with port 0). */
 int kiln_http_port(const kiln_http_server *s);

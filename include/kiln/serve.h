@@ -92,6 +92,10 @@ typedef struct {
     double poll_wait_seconds;        /* 0 = poll once at start only; < 0 = 1 */
     int max_rows;                    /* largest plan batch; 0 = max(64, max_batch_size) */
     double drain_seconds;            /* kiln_serve_stop waits this long for requests in flight */
+    /* CORS for browser clients (kiln/http.h): NULL = off (TF Serving's default), "*" = any
+     * origin (TF Serving's --rest_api_enable_cors_support), or a comma-separated list of
+     * origins. */
+    const char *cors_allowed_origins;
     const kiln_serve_model *models; /* [n_models], names distinct */
     int n_models;
     kiln_serve_batching batching;

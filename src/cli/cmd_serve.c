@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "kiln/kiln.h"
 #include "kiln/export.h"
+#include "kiln/http.h"
 #include "kiln/serve.h"
 
 static const char *HELP =
@@ -44,6 +45,9 @@ static const char *HELP =
     "  --enable_batching[=true|false]          dynamic batching (default off)\n"
     "  --batching_parameters_file FILE         max_batch_size { value: 128 } ... (text format)\n"
     "  --tensorflow_intra_op_parallelism N     threads per inference (default 1)\n"
+    "  --rest_api_enable_cors_support[=B]      CORS for browser clients: every answer carries\n"
+    "                                          Access-Control-Allow-Origin: * and preflights\n"
+    "                                          (OPTIONS) are answered (default off)\n"
     "kiln's own:\n"
     "  --model_version_policy P                latest (default), latest=N, all, specific=V[,V...]\n"
     "  --max_batch_size N                      rows per batch (default 128)\n"
@@ -52,6 +56,8 @@ static const char *HELP =
     "  --max_enqueued_batches N                queue capacity in batches; beyond it 429 (default 64)\n"
     "  --max_body_bytes N                      larger request bodies get 413 (default 67108864)\n"
     "  --host ADDR                             the address to listen on (default 0.0.0.0)\n"
+    "  --cors_allowed_origins LIST             CORS for these origins only (comma-separated,\n"
+    "                                          scheme://host[:port]), or * for any\n"
     "  --runs-dir DIR                          where models:/ URIs are registered (default runs)\n"
     "  --drain_seconds S                       how long a stop waits for requests (default 10)\n"
     "  --help                                  this text\n";
@@ -59,7 +65,7 @@ static const char *HELP =
 enum {
     O_BASE = 256, O_NAME, O_CONFIG, O_PORT, O_GRPC_PORT, O_THREADS, O_TIMEOUT, O_POLL, O_BATCHING,
     O_BATCH_FILE, O_INTRA, O_POLICY, O_MAX_BATCH, O_BATCH_TIMEOUT, O_BATCH_THREADS, O_ENQUEUED,
-    O_BODY, O_HOST, O_DRAIN, O_RUNS, O_HELP
+    O_BODY, O_HOST, O_DRAIN, O_RUNS, O_CORS, O_CORS_ORIGINS, O_HELP
 };
 
 static int parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out) {
@@ -139,6 +145,7 @@ int kiln_cmd_serve(int argc, char **argv) {
         {"enable_batching", optional_argument, 0, O_BATCHING},
         {"batching_parameters_file", required_argument, 0, O_BATCH_FILE},
         {"tensorflow_intra_op_parallelism", required_argument, 0, O_INTRA},
+        {"rest_api_enable_cors_support", optional_argument, 0, O_CORS},
         {"model_version_policy", required_argument, 0, O_POLICY},
         {"max_batch_size", required_argument, 0, O_MAX_BATCH},
         {"batch_timeout_micros", required_argument, 0, O_BATCH_TIMEOUT},
@@ -146,6 +153,7 @@ int kiln_cmd_serve(int argc, char **argv) {
         {"max_enqueued_batches", required_argument, 0, O_ENQUEUED},
         {"max_body_bytes", required_argument, 0, O_BODY},
         {"host", required_argument, 0, O_HOST},
+        {"cors_allowed_origins", required_argument, 0, O_CORS_ORIGINS},
         {"drain_seconds", required_argument, 0, O_DRAIN},
         {"runs-dir", required_argument, 0, O_RUNS},
         {"help", no_argument, 0, O_HELP},
@@ -156,7 +164,7 @@ int kiln_cmd_serve(int argc, char **argv) {
     int64_t specific[256];
     const char *config_file = NULL, *batch_file = NULL, *runs_dir = "runs";
     kiln_serve_batching flags_batching = {.batch_timeout_micros = -1};
-    int name_given = 0, policy_given = 0, c, li = 0;
+    int name_given = 0, policy_given = 0, cors_any = 0, c, li = 0;
     long long v;
     optind = 1;
     opterr = 0;
@@ -218,6 +226,15 @@ int kiln_cmd_serve(int argc, char **argv) {
             cfg.max_body_bytes = (size_t)v;
             break;
         case O_HOST: cfg.host = optarg; break;
+        case O_CORS:
+            if (parse_bool(name, optarg, &cors_any)) return KILN_EXIT_USAGE;
+            break;
+        case O_CORS_ORIGINS:
+            if (kiln_http_check_cors_origins(optarg))
+                return kiln_cli_usage_error("serve", "--cors_allowed_origins: %s",
+                                            kiln_last_error());
+            cfg.cors_allowed_origins = optarg;
+            break;
         case O_RUNS: runs_dir = optarg; break;
         case O_DRAIN:
             if (parse_int(name, optarg, 0, 3600, &v)) return KILN_EXIT_USAGE;
@@ -230,6 +247,11 @@ int kiln_cmd_serve(int argc, char **argv) {
         }
     }
     if (optind < argc) return kiln_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (cors_any && cfg.cors_allowed_origins && strcmp(cfg.cors_allowed_origins, "*"))
+        return kiln_cli_usage_error("serve", "--rest_api_enable_cors_support allows any origin; "
+                                             "--cors_allowed_origins %s names some: give one",
+                                    cfg.cors_allowed_origins);
+    if (cors_any) cfg.cors_allowed_origins = "*";
     if (!config_file == !one.base_path)
         return kiln_cli_usage_error("serve", config_file ? "give --model_config_file or "
                                                            "--model_base_path, not both"

@@ -137,7 +137,8 @@ kiln_server *kiln_serve_start(const kiln_serve_config *c) {
                            .port = s->cfg.port,
                            .threads = s->cfg.http_threads,
                            .max_body_bytes = s->cfg.max_body_bytes,
-                           .request_timeout_seconds = s->cfg.request_timeout_seconds};
+                           .request_timeout_seconds = s->cfg.request_timeout_seconds,
+                           .cors_allowed_origins = s->cfg.cors_allowed_origins};
     s->http = kiln_http_start(&hc, serve_route, s);
     if (!s->http) {
         serve_batcher_stop(s->batcher);

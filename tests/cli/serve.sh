@@ -240,10 +240,49 @@ t_serve_errors() {
     check "--help: exit 0" [ $rc = 0 ] && check "lists TF Serving's flags" has "--file_system_poll_wait_seconds"
 }
 
+# CORS: off by default (TF Serving's default), any origin with TF Serving's flag, or a list.
+t_serve_cors() {
+    mkdir -p "$TMP/empty-models"
+    local url pre
+    pre=(-X OPTIONS -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: content-type')
+    hdr_has() { grep -qiF -- "$1" "$TMP/hdr" || { echo "  headers lack: $1" >&2; sed 's/^/    | /' "$TMP/hdr" >&2; return 1; }; }
+    hdr_lacks() { ! grep -qiF -- "$1" "$TMP/hdr" || { echo "  headers have: $1" >&2; return 1; }; }
+    serve --model_base_path "$TMP/empty-models" --model_name m || { test_failed=1; return; }
+    url="http://127.0.0.1:$PORT/v1/models/m:predict"
+    curl -s -o /dev/null -D "$TMP/hdr" "${pre[@]}" -H 'Origin: http://app.example' "$url"
+    check "default: a preflight is answered 204" hdr_has "HTTP/1.1 204"
+    check "default: no CORS headers" hdr_lacks "Access-Control-Allow-Origin"
+    stop_server
+    serve --model_base_path "$TMP/empty-models" --model_name m --rest_api_enable_cors_support || { test_failed=1; return; }
+    url="http://127.0.0.1:$PORT/v1/models/m:predict"
+    curl -s -o /dev/null -D "$TMP/hdr" "${pre[@]}" -H 'Origin: http://app.example' "$url"
+    check "any origin: preflight 204" hdr_has "HTTP/1.1 204"
+    check "any origin: Allow-Origin *" hdr_has "Access-Control-Allow-Origin: *"
+    check "any origin: POST allowed" hdr_has "Access-Control-Allow-Methods: GET, HEAD, POST, OPTIONS"
+    check "any origin: the requested header allowed" hdr_has "Access-Control-Allow-Headers: content-type"
+    check "any origin: Max-Age" hdr_has "Access-Control-Max-Age: 600"
+    curl -s -o "$TMP/body" -D "$TMP/hdr" -H 'Origin: http://app.example' "http://127.0.0.1:$PORT/v1/models/nope"
+    check "any origin: an error answer carries Allow-Origin too" hdr_has "Access-Control-Allow-Origin: *"
+    check "any origin: the error is JSON" body_has '{"error": '
+    stop_server
+    serve --model_base_path "$TMP/empty-models" --model_name m --cors_allowed_origins "http://app.example, https://other.example" || { test_failed=1; return; }
+    curl -s -o /dev/null -D "$TMP/hdr" -H 'Origin: http://app.example' "http://127.0.0.1:$PORT/v1/models/m"
+    check "listed origin: echoed" hdr_has "Access-Control-Allow-Origin: http://app.example"
+    check "listed origin: Vary" hdr_has "Vary: Origin"
+    curl -s -o /dev/null -D "$TMP/hdr" -H 'Origin: http://evil.example' "http://127.0.0.1:$PORT/v1/models/m"
+    check "unlisted origin: no Allow-Origin" hdr_lacks "Access-Control-Allow-Origin"
+    stop_server
+    k serve --model_base_path /x --cors_allowed_origins app.example
+    check "a bad origin: exit 2" [ $rc = 2 ] && check "names it" has "'app.example' is not an origin"
+    k serve --model_base_path /x --rest_api_enable_cors_support --cors_allowed_origins http://a.example
+    check "both CORS flags: exit 2" [ $rc = 2 ]
+}
+
 run_test t_serve_exports_while_training
 run_test t_serve_config_file_and_batching
 run_test t_serve_instance_shapes
 run_test t_serve_binary_tensor_data_and_nan
 run_test t_serve_registry_alias
 run_test t_serve_errors
+run_test t_serve_cors
 finish
