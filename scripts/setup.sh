@@ -3,7 +3,7 @@
 # Idempotent: does nothing when all packages are present. Needs root (or sudo) for apt-get.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
+      libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libcurl4-openssl-dev
       libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl
       dataset-fashion-mnist
       chromium chromium-driver  # the kiln board test loads the page in headless Chromium

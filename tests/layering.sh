@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # layering.sh — keeps kiln's folders in layers: a folder under src/ includes only itself and the
-# folders below it, and the big engines (oneDNN, SQLite, libmicrohttpd, ...) only from the folder
+# folders below it, and the big engines (oneDNN, SQLite, libcurl, ...) only from the folder
 # that owns them. docs/architecture.md explains the order; this file is its executable form.
 #
 #   bash tests/layering.sh [ROOT [OBJLIST]] check ROOT (default: the repository), exit 1 on a
@@ -42,7 +42,7 @@ declare -A PUBLIC=(
 # Library headers that only their owner may include (a prefix of the path in <...>).
 declare -A ENGINE=(
   [oneapi/dnnl/]=backend [cuda]=backend [cublas]=backend [cudnn]=backend [nccl]=backend
-  [microhttpd.h]=net [curl/]=net [sqlite3.h]=registry [libpq-fe.h]=registry
+  [sys/epoll.h]=net [curl/]=net [sqlite3.h]=registry [libpq-fe.h]=registry
   [libfyaml.h]=config [mpi.h]=dist [getopt.h]=cli [turbojpeg.h]=data
 )
 
@@ -169,8 +169,8 @@ self_test() {
   printf '#include "kiln/serve.h"\n' > "$tmp/include/kiln/graph.h"
   expect "public header upward" "include/kiln/graph.h:1: graph includes \"kiln/serve.h\""
   printf '#include "kiln/status.h"\n' > "$tmp/include/kiln/graph.h"
-  printf '  #  include <microhttpd.h>\n' > "$tmp/src/serve/mhd.c"
-  expect "engine outside its owner" "src/serve/mhd.c:1: serve includes <microhttpd.h>, which only src/net/ may use"
+  printf '  #  include <curl/curl.h>\n' > "$tmp/src/serve/mhd.c"
+  expect "engine outside its owner" "src/serve/mhd.c:1: serve includes <curl/curl.h>, which only src/net/ may use"
   rm "$tmp/src/serve/mhd.c"
   mkdir -p "$tmp/src/newthing" && printf '\n' > "$tmp/src/newthing/a.c"
   expect "unplaced folder" "src/newthing/a.c:1: folder src/newthing/ has no layer"
