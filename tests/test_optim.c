@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "kiln/cpu.h"
 
 /* ---- the reference: one step in double, p/s0/s1 [n], t counted from 1 ---- */
 
@@ -599,7 +600,41 @@ static void test_ema_bad(void) {
     CHECK_ERR_HAS("got nan");
 }
 
+/* Adam's loop runs in a baseline and an AVX2 build of the same code (kiln/cpu.h): the CPU's own
+ * level is detected, and both give the same bits (over odd sizes, so the vector tails run too,
+ * with clipping and weight decay). */
+static void test_adam_variants_agree(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    CHECK_MSG((kiln_cpu_level_get() >= KILN_CPU_AVX2) == avx2, "level %s, CPU avx2+fma %d",
+              kiln_cpu_level_name(kiln_cpu_level_get()), avx2);
+#endif
+    const size_t sizes[] = {1, 7, 8, 9, 1000, 100003};
+    for (int k = 0; k < 6; k++) {
+        size_t n = sizes[k];
+        float *p[2], *g = malloc(n * sizeof *g);
+        for (int v = 0; v < 2; v++) {
+            p[v] = malloc(n * sizeof *p[v]);
+            kiln_cpu_cap(v ? KILN_CPU_AVX512 : KILN_CPU_BASELINE);
+            kiln_optim_config c = {KILN_OPT_ADAMW, .weight_decay = 0.01f, .clip_norm = 0.5f};
+            kiln_optim *o = kiln_optim_new(&c, n);
+            for (size_t i = 0; i < n; i++) p[v][i] = 0.01f * (float)((i * 37) % 101) - 0.5f;
+            for (int step = 0; o && step < 5; step++) {
+                for (size_t i = 0; i < n; i++)
+                    g[i] = 0.003f * (float)(((i + 11 * (size_t)step) * 53) % 97) - 0.14f;
+                CHECK_OK(kiln_optim_step(o, p[v], g, 1e-3f));
+            }
+            kiln_optim_free(o);
+        }
+        CHECK_MSG(memcmp(p[0], p[1], n * sizeof(float)) == 0, "n = %zu", n);
+        free(p[0]), free(p[1]), free(g);
+    }
+    kiln_cpu_cap(KILN_CPU_AVX512);
+}
+
 int main(void) {
+    RUN(test_adam_variants_agree);
     RUN(test_optimizers_vs_reference);
     RUN(test_sgd_momentum_by_hand);
     RUN(test_adam_first_step_by_hand);

@@ -3,6 +3,7 @@
 #define KILN_H
 
 #include "kiln/version.h"
+#include "kiln/cpu.h"
 
 #include "kiln/status.h"
 #include "kiln/tensor.h"

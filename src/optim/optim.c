@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kiln/mem.h"
+#include "kiln/cpu.h"
 #include "kiln/optim.h"
 
 #define MAX_SLOTS 2
@@ -208,21 +209,38 @@ static void sgd_momentum(float *restrict p, float *restrict g, float *restrict v
 /* Adam and AdamW: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
  * p = keep p - step m / (sqrt(v) c2 + eps) with step = lr / (1 - b1^t), c2 = 1 / sqrt(1 - b2^t);
  * Adam: l2 = wd, keep = 1; AdamW: l2 = 0, keep = 1 - lr wd. */
-static void adam(float *restrict p, float *restrict g, float *restrict m, float *restrict v,
-                 size_t n, float b1, float b2, float eps, float step, float c2, float l2,
-                 float keep, float scale, int clip) {
-    float a1 = 1 - b1, a2 = 1 - b2;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gg = g[i] * scale;
-        if (clip) g[i] = gg;
-        gg += l2 * p[i];
-        float mi = b1 * m[i] + a1 * gg;
-        float vi = b2 * v[i] + a2 * gg * gg;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = keep * p[i] - step * mi / (sqrtf(vi) * c2 + eps);
+/* The loop is written once (ADAM_LOOP) and compiled twice: for the x86-64 baseline and for AVX2
+ * (kiln/cpu.h). Element-wise IEEE operations in the same order, so both give the same bits; the
+ * AVX2 one does 8 lanes where the baseline does 4 (it was 18% of a 1-thread MLP step). */
+#define ADAM_LOOP                                                                                  \
+    float a1 = 1 - b1, a2 = 1 - b2;                                                                \
+    _Pragma("omp parallel for simd schedule(static)") for (size_t i = 0; i < n; i++) {             \
+        float gg = g[i] * scale;                                                                   \
+        if (clip) g[i] = gg;                                                                       \
+        gg += l2 * p[i];                                                                           \
+        float mi = b1 * m[i] + a1 * gg;                                                            \
+        float vi = b2 * v[i] + a2 * gg * gg;                                                       \
+        m[i] = mi;                                                                                 \
+        v[i] = vi;                                                                                 \
+        p[i] = keep * p[i] - step * mi / (sqrtf(vi) * c2 + eps);                                   \
     }
+#define ADAM_ARGS                                                                                  \
+    float *restrict p, float *restrict g, float *restrict m, float *restrict v, size_t n, float b1, \
+        float b2, float eps, float step, float c2, float l2, float keep, float scale, int clip
+
+static void adam_baseline(ADAM_ARGS) { ADAM_LOOP }
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static void adam_avx2(ADAM_ARGS) { ADAM_LOOP }
+#endif
+
+static void adam(ADAM_ARGS) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (kiln_cpu_level_get() >= KILN_CPU_AVX2) {
+        adam_avx2(p, g, m, v, n, b1, b2, eps, step, c2, l2, keep, scale, clip);
+        return;
+    }
+#endif
+    adam_baseline(p, g, m, v, n, b1, b2, eps, step, c2, l2, keep, scale, clip);
 }
 
 /* RMSprop: s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps). */
