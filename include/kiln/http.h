@@ -13,14 +13,16 @@
  *     path nor an absolute http(s) URI, a malformed header field (whitespace before the colon,
  *     line folding, a bare CR), no Host or two in HTTP/1.1, Content-Length values that differ
  *     or are not numbers, chunked not last (or twice), Transfer-Encoding in HTTP/1.0, a
- *     malformed chunk; the connection closes after the answer;
+ *     malformed chunk or a chunk-size line over 4 KiB; the connection closes after the answer;
+ *     also 400 (the connection stays) for a query argument with an encoded NUL;
  *   - 405 with Allow: GET, HEAD, POST, OPTIONS for any other method;
  *   - OPTIONS: 204 with Allow (and the CORS preflight headers, below); "OPTIONS *" too;
  *   - 413 for a body over max_body_bytes: at once when Content-Length says so, or when a chunk
  *     size takes the body over the limit (the body is never read; the connection closes after
  *     the answer, and what the client still sends is read and dropped for up to 2 s so that
  *     it reads the answer rather than a reset);
- *   - 414 for a request line over 64 KiB, 431 for header fields over 64 KiB (or over 128);
+ *   - 414 for a request line over 64 KiB, 431 for header fields over 64 KiB (or over 128) and
+ *     for a chunked body's trailer fields over 64 KiB;
  *   - 417 for an Expect other than 100-continue (which gets its 100 Continue);
  *   - 501 for a Transfer-Encoding other than chunked (gzip, ...);
  *   - 505 for an HTTP major version other than 1;
