@@ -128,7 +128,8 @@ struct worker {
     int started;
     int ep, wake;
     conn *conns, *graveyard;
-    int listening;       /* the listening socket is in ep (srv->mu) */
+    atomic_int listening; /* the listening socket is in ep (set under srv->mu; the worker
+                             reads it without) */
     double listen_again; /* after EMFILE: when to take it back */
     double now;
     time_t date_t;
@@ -1284,15 +1285,19 @@ kiln_http_server *kiln_http_start(const kiln_http_config *c, kiln_http_handler f
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->wake};
-        if (w->ep < 0 || w->wake < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &e) ||
-            listen_add(w) || pthread_create(&w->th, NULL, worker_main, w)) {
+        int ok = w->ep >= 0 && w->wake >= 0 && !epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &e) &&
+                 !listen_add(w);
+        if (ok) {
+            w->listening = 1; /* before its thread reads it */
+            ok = !pthread_create(&w->th, NULL, worker_main, w);
+        }
+        if (!ok) {
             kiln_error(KILN_ERR_IO, "http: cannot start worker %d: %s", i, strerror(errno));
             stop_workers(s);
             close(s->listen_fd);
             server_release(s);
             return NULL;
         }
-        w->listening = 1;
         w->started = 1;
     }
     return s;
