@@ -251,6 +251,45 @@ static void test_query_nul(void) {
     kiln_http_stop(s, 0);
 }
 
+/* A head sent a byte at a time kept its connection for ever: each byte reset the idle timeout
+ * (a few hundred such clients hold every connection the server allows). The head must come
+ * whole within request_timeout_seconds of its first byte: 408. Empty lines count too. */
+static void test_slow_head(void) {
+    kiln_http_config cfg = {.threads = 1, .request_timeout_seconds = 1};
+    kiln_http_server *s = kiln_http_start(&cfg, echo, NULL);
+    CHECK(s != NULL);
+    if (!s) return;
+    static const char *const drips[] = {"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-B: 2\r\n",
+                                        "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n"};
+    for (int d = 0; d < 2; d++) {
+        int fd = dial(kiln_http_port(s));
+        CHECK(fd >= 0);
+        if (fd < 0) continue;
+        kiln_sbuf out = KILN_SBUF_INIT;
+        int closed = 0;
+        /* a byte every 250 ms, up to 10 s of it, reading what comes back meanwhile */
+        for (size_t i = 0; i < 40 && !closed; i++) {
+            const char *p = drips[d];
+            (void)!send(fd, p + i % strlen(p), 1, MSG_NOSIGNAL);
+            sleep_us(250000);
+            for (;;) {
+                char buf[1024];
+                ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+                if (k > 0) kiln_sbuf_put(&out, buf, (size_t)k);
+                if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) closed = 1;
+                if (k <= 0) break;
+            }
+        }
+        kiln_sbuf_putc(&out, 0);
+        CHECK_MSG(closed && starts(out.data, "HTTP/1.1 408 ") &&
+                      strstr(out.data, "the request head did not come whole within 1 s"),
+                  "drip %d: closed %d, %.300s", d, closed, out.data);
+        kiln_sbuf_free(&out);
+        close(fd);
+    }
+    kiln_http_stop(s, 0);
+}
+
 /* ---- in-process regressions ---- */
 
 /* Inputs libFuzzer crashed on (first byte: the harness's mode), run as the harness runs them. */
@@ -291,7 +330,8 @@ typedef struct {
     const char *s;
     size_t n;
 } bytes;
-#define B(lit) {lit, sizeof lit - 1}
+#define B(lit)                                                                                     \
+    { lit, sizeof lit - 1 }
 
 /* Streams of requests: what a client may send on one connection. */
 static const bytes corpus[] = {
@@ -371,8 +411,8 @@ static int random_cuts(size_t n, size_t *cuts, int max_cuts) {
     return k;
 }
 
-static int same_when_cut(const char *s, size_t n, const size_t *cuts, int n_cuts,
-                         uint64_t max_body, const char *whole) {
+static int same_when_cut(const char *s, size_t n, const size_t *cuts, int n_cuts, uint64_t max_body,
+                         const char *whole) {
     hs_text t = {0};
     hs_run(s, n, cuts, n_cuts, max_body, &t);
     int same = !strcmp(t.data, whole);
@@ -415,7 +455,8 @@ static char *big_stream(int which, size_t *n) {
         kiln_sbuf_puts(&b, "\r\n");
     } else { /* just under every limit, and a body of many small chunks */
         kiln_sbuf_puts(&b, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
-        for (int i = 0; i < 300; i++) kiln_sbuf_printf(&b, "%x\r\n%0*d\r\n", i % 7 + 1, i % 7 + 1, 0);
+        for (int i = 0; i < 300; i++)
+            kiln_sbuf_printf(&b, "%x\r\n%0*d\r\n", i % 7 + 1, i % 7 + 1, 0);
         kiln_sbuf_puts(&b, "1;");
         for (int i = 0; i < HTTP_CHUNK_LINE_MAX - 3; i++) kiln_sbuf_putc(&b, 'e');
         kiln_sbuf_puts(&b, "\r\nX\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -460,7 +501,7 @@ static void test_split_invariance(void) {
         char *s = big_stream(which, &n);
         hs_text whole = {0};
         hs_run(s, n, NULL, 0, max_body, &whole);
-        static const char *const want[] = {"error 414 ", "error 431 ", "error 431 ",
+        static const char *const want[] = {"error 414 ",      "error 431 ",      "error 431 ",
                                            "body error 400 ", "body error 431 ", "body 1198 "};
         CHECK_MSG(strstr(whole.data, want[which]), "big stream %d: %.300s", which, whole.data);
         for (int r = 0; r < 30 && failed < 3; r++, checked++) {
@@ -490,11 +531,34 @@ static void test_split_invariance(void) {
 
 /* ---- (b) mutations ---- */
 
-static const char *const inserts[] = {"\r", "\n", "\r\n", "\r\n\r\n", " ", "\t", ":", ";", ",",
-                                      "%", "%00", "\0", "0", "f", "ffffffffffffffffff", "?",
-                                      "/", "chunked", "Content-Length: 5\r\n",
-                                      "Transfer-Encoding: chunked\r\n", "HTTP/1.1", "\x7f",
-                                      "\xff", "=", "&", "+", "*", "http://"};
+static const char *const inserts[] = {"\r",
+                                      "\n",
+                                      "\r\n",
+                                      "\r\n\r\n",
+                                      " ",
+                                      "\t",
+                                      ":",
+                                      ";",
+                                      ",",
+                                      "%",
+                                      "%00",
+                                      "\0",
+                                      "0",
+                                      "f",
+                                      "ffffffffffffffffff",
+                                      "?",
+                                      "/",
+                                      "chunked",
+                                      "Content-Length: 5\r\n",
+                                      "Transfer-Encoding: chunked\r\n",
+                                      "HTTP/1.1",
+                                      "\x7f",
+                                      "\xff",
+                                      "=",
+                                      "&",
+                                      "+",
+                                      "*",
+                                      "http://"};
 
 static size_t mutate(const bytes *src, char *out, size_t cap) {
     size_t n = src->n < cap ? src->n : cap;
@@ -839,8 +903,7 @@ static void test_soak(void) {
     int fds_before = count_fds();
     pthread_t resumer;
     pthread_create(&resumer, NULL, resumer_main, NULL);
-    kiln_http_config cfg = {.threads = 3, .max_body_bytes = 1u << 16,
-                            .request_timeout_seconds = 3};
+    kiln_http_config cfg = {.threads = 3, .max_body_bytes = 1u << 16, .request_timeout_seconds = 3};
     kiln_http_server *s = kiln_http_start(&cfg, soak_handler, NULL);
     CHECK(s != NULL);
     if (!s) return;
@@ -975,5 +1038,6 @@ int main(void) {
     RUN(test_chunk_line_and_trailer_limits);
     RUN(test_query_nul);
     RUN(test_small_body_limit_chunked);
+    RUN(test_slow_head);
     return kiln_test_summary();
 }

@@ -32,7 +32,9 @@
  * connection closes after the answer (RFC 9112 §6.1). An absolute-form target
  * ("GET http://host/v1/models/m") is served by its path (§3.2.2). A client that closes its
  * side with a request incomplete (part of the head or of the body) is closed at once; one
- * that sends nothing is closed after request_timeout_seconds.
+ * that sends nothing is closed after request_timeout_seconds, and one whose head has not come
+ * whole within request_timeout_seconds of its first byte gets 408 and is closed (a byte now
+ * and then keeps no connection for ever).
  * HEAD requests reach the handler as KILN_HTTP_HEAD; the response's headers (Content-Length
  * included) are sent without its body. A 204 or 304 answer has neither body nor length.
  *
@@ -75,7 +77,8 @@ typedef struct {
     int port;                    /* 0 = any free port (see kiln_http_port) */
     int threads;                 /* worker threads; 0 = the number of CPUs */
     size_t max_body_bytes;       /* 0 = 64 MiB */
-    int request_timeout_seconds; /* idle connections close after this; 0 = 30 */
+    int request_timeout_seconds; /* idle connections close after this, and a head must
+                                    come whole within it (else 408); 0 = 30 */
     int max_connections;         /* 0 = 1024; never more than RLIMIT_NOFILE - 64 (half the
                                     limit below 256), so the process keeps descriptors */
     const char *cors_allowed_origins; /* NULL or "" = no CORS; "*"; or a comma-separated list

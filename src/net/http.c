@@ -108,7 +108,8 @@ struct conn {
     int in_epoll; /* the fd is in the worker's set */
     uint32_t events;
     double last_active, linger_until;
-    char *in; /* [in_cap]; unparsed bytes are in[in_pos .. in_len) */
+    double head_since; /* when the first byte of the head being read came; 0: none yet */
+    char *in;          /* [in_cap]; unparsed bytes are in[in_pos .. in_len) */
     size_t in_len, in_pos, in_cap;
     http_head_reader hr; /* the head being read (http_parse.c) */
     rq *r;               /* the request being read, handled or answered */
@@ -130,7 +131,7 @@ struct worker {
     conn *conns, *graveyard;
     atomic_int listening; /* the listening socket is in ep (set under srv->mu; the worker
                              reads it without) */
-    double listen_again; /* after EMFILE: when to take it back */
+    double listen_again;  /* after EMFILE: when to take it back */
     double now;
     time_t date_t;
     char date[40];
@@ -619,6 +620,7 @@ static void begin_request(conn *c, size_t end) {
     head[end] = 0;
     c->in_pos += end;
     memset(&c->hr, 0, sizeof c->hr);
+    c->head_since = 0;
     r->srv = s, r->w = c->w, r->c = c, r->head = head;
     atomic_init(&r->refs, 1);
     resp_init(&r->pending);
@@ -667,6 +669,7 @@ static int step_head(conn *c) {
         size_t avail = c->in_len - c->in_pos, skip, end;
         if (avail) {
             char msg[512];
+            if (!c->head_since) c->head_since = c->w->now;
             int rc = http_head_feed(&c->hr, c->in + c->in_pos, avail, &skip, &end, msg, sizeof msg);
             c->in_pos += skip;
             if (rc) {
@@ -716,8 +719,8 @@ static int step_body(conn *c) {
         } else {
             const char *data;
             size_t used, n;
-            int rc = http_chunked_feed(&c->ck, p, avail, s->max_body, &used, &data, &n, msg,
-                                       sizeof msg);
+            int rc =
+                http_chunked_feed(&c->ck, p, avail, s->max_body, &used, &data, &n, msg, sizeof msg);
             c->in_pos += used;
             if (rc == HTTP_CK_OUT) {
                 if (body_reserve(r, n, s->max_body)) {
@@ -1111,13 +1114,22 @@ static int on_wake(worker *w) {
     return quit;
 }
 
+/* Closes connections idle for the timeout (lingering ones at their end) and answers 408 to
+ * heads that have not come whole within it: a client that sends a byte now and then (or empty
+ * lines) holds a connection no longer than one that sends nothing. */
 static void sweep(worker *w) {
-    double idle = w->srv->timeout_s;
+    double limit = w->srv->timeout_s;
     for (conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == C_LINGER ? w->now >= c->linger_until
-                                 : c->state != C_PARKED && w->now - c->last_active > idle)
+        if (c->state == C_HEAD && c->head_since && w->now - c->head_since > limit) {
+            c->in_pos = c->in_len;
+            start_error(c, 408, 1, "the request head did not come whole within %d s",
+                        w->srv->timeout_s);
+            drive(c);
+        } else if (c->state == C_LINGER ? w->now >= c->linger_until
+                                        : c->state != C_PARKED && w->now - c->last_active > limit) {
             conn_close(c);
+        }
     }
 }
 

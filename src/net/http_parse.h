@@ -109,8 +109,13 @@ int http_parse_chunk_size(const char *line, size_t len, uint64_t *size, char *ms
 int http_check_trailer_line(const char *line, size_t len, char *msg, size_t msg_cap);
 
 /* Decoding a chunked body as its bytes arrive (all zero before the body's first byte). */
-typedef enum { HTTP_CK_SIZE = 0, HTTP_CK_DATA, HTTP_CK_DATA_END, HTTP_CK_TRAILER, HTTP_CK_DONE }
-    http_ck_state;
+typedef enum {
+    HTTP_CK_SIZE = 0,
+    HTTP_CK_DATA,
+    HTTP_CK_DATA_END,
+    HTTP_CK_TRAILER,
+    HTTP_CK_DONE
+} http_ck_state;
 typedef struct {
     http_ck_state state;
     uint64_t remaining;   /* bytes of the current chunk still to come */

@@ -76,8 +76,7 @@ static void check_head(const uint8_t *d, size_t n) {
             if (!head.method_name[0]) abort();
             for (const char *p = head.method_name; *p; p++)
                 if (!is_tchar((unsigned char)*p)) abort();
-            if (head.path[0] != '/' && !(head.asterisk && head.method == HTTP_M_OPTIONS))
-                abort();
+            if (head.path[0] != '/' && !(head.asterisk && head.method == HTTP_M_OPTIONS)) abort();
             if (head.minor != 0 && head.minor != 1) abort();
             if (head.chunked && (head.minor != 1 || head.length)) abort();
             for (int i = 0; i < head.n_fields; i++) {
@@ -143,8 +142,8 @@ static void check_chunked(const uint8_t *d, size_t n, uint64_t max_body) {
             char *w = hs_window((const char *)d, pos, have), msg[512] = "";
             const char *data;
             size_t used, dl;
-            int rc = http_chunked_feed(&ck, w, have - pos, max_body, &used, &data, &dl, msg,
-                                       sizeof msg);
+            int rc =
+                http_chunked_feed(&ck, w, have - pos, max_body, &used, &data, &dl, msg, sizeof msg);
             if (used > have - pos) abort();
             if (rc == HTTP_CK_OUT) {
                 if (!dl || data < w || data + dl > w + (have - pos)) abort();

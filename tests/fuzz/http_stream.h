@@ -93,8 +93,8 @@ static char *hs_window(const char *data, size_t from, size_t to) {
 }
 
 /* See the top of the file. cuts: n_cuts increasing offsets in (0, len). */
-static void hs_run(const char *data, size_t len, const size_t *cuts, int n_cuts,
-                   uint64_t max_body, hs_text *t) {
+static void hs_run(const char *data, size_t len, const size_t *cuts, int n_cuts, uint64_t max_body,
+                   hs_text *t) {
     size_t pos = 0, have = n_cuts ? cuts[0] : len;
     int piece = 0;
     char msg[512];
