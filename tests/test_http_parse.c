@@ -290,6 +290,29 @@ static void test_slow_head(void) {
     kiln_http_stop(s, 0);
 }
 
+/* Expect: 100-continue. A 100 goes out when the head came alone, and not once body bytes have
+ * come: a chunked body whose "0" line came with the head (its last CRLF later) got a 100 after
+ * the whole body had been sent. */
+static void test_expect_continue(void) {
+    kiln_http_server *s = server_start(0);
+    if (!s) return;
+    int port = kiln_http_port(s);
+    const char *head = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    kiln_sbuf b = KILN_SBUF_INIT;
+    kiln_sbuf_printf(&b, "%s0\r\n\r\n", head);
+    size_t cut = strlen(head) + 3; /* after "0\r\n" */
+    char *out = talk(port, b.data, b.len, &cut, 1, NULL, NULL);
+    CHECK_MSG(starts(out, "HTTP/1.1 200 ") && !strstr(out, "100 Continue"), "%.300s", out);
+    free(out);
+    cut = strlen(head); /* the head alone: 100 first */
+    out = talk(port, b.data, b.len, &cut, 1, NULL, NULL);
+    CHECK_MSG(starts(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "), "%.300s", out);
+    free(out);
+    kiln_sbuf_free(&b);
+    kiln_http_stop(s, 0);
+}
+
 /* ---- in-process regressions ---- */
 
 /* Inputs libFuzzer crashed on (first byte: the harness's mode), run as the harness runs them. */
@@ -1039,5 +1062,6 @@ int main(void) {
     RUN(test_query_nul);
     RUN(test_small_body_limit_chunked);
     RUN(test_slow_head);
+    RUN(test_expect_continue);
     return kiln_test_summary();
 }

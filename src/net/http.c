@@ -116,7 +116,8 @@ struct conn {
     int chunked;         /* the body: chunked (ck) or remaining bytes of a Content-Length */
     http_chunked ck;
     uint64_t remaining;
-    int continue_sent, close_after, counted;
+    int continue_done; /* a 100 Continue went out, or needs not (body bytes have come) */
+    int close_after, counted;
     kiln_sbuf out_head; /* the answer's head */
     size_t head_sent, body_sent, body_len;
     const char *body;
@@ -628,7 +629,7 @@ static void begin_request(conn *c, size_t end) {
     c->counted = 1;
     atomic_fetch_add(&s->in_flight, 1);
     c->close_after = 0;
-    c->continue_sent = 0;
+    c->continue_done = 0;
     char msg[512];
     int rc = http_parse_head(head, end, &r->h, msg, sizeof msg);
     if (rc) {
@@ -699,6 +700,7 @@ static int step_body(conn *c) {
     for (;;) {
         const char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
+        c->continue_done |= avail > 0;
         if (!c->chunked) {
             size_t take = avail < c->remaining ? avail : (size_t)c->remaining;
             if (take) {
@@ -745,9 +747,9 @@ static int step_body(conn *c) {
             conn_close(c);
             return 0;
         }
-        if (r->h.expect_continue && !c->continue_sent && !r->len && c->in_pos == c->in_len) {
+        if (r->h.expect_continue && !c->continue_done) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            c->continue_sent = 1;
+            c->continue_done = 1;
             if (send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL) != (ssize_t)sizeof cont - 1) {
                 conn_close(c);
                 return 0;
@@ -765,6 +767,7 @@ static int step_body(conn *c) {
                 r->len += (size_t)k;
                 r->body[r->len] = 0;
                 c->remaining -= (uint64_t)k;
+                c->continue_done = 1;
                 c->last_active = c->w->now;
             } else if (k == 0) {
                 c->eof = 1;
