@@ -305,10 +305,25 @@ static void test_expect_continue(void) {
     char *out = talk(port, b.data, b.len, &cut, 1, NULL, NULL);
     CHECK_MSG(starts(out, "HTTP/1.1 200 ") && !strstr(out, "100 Continue"), "%.300s", out);
     free(out);
-    cut = strlen(head); /* the head alone: 100 first */
-    out = talk(port, b.data, b.len, &cut, 1, NULL, NULL);
-    CHECK_MSG(starts(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "), "%.300s", out);
-    free(out);
+    /* the head alone: a 100, then (the body sent only after it) the answer */
+    int fd = dial(port);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        (void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
+        char got[512] = "";
+        size_t n = 0;
+        while (n < 25) {
+            ssize_t k = recv(fd, got + n, 25 - n, 0);
+            if (k <= 0) break;
+            n += (size_t)k;
+        }
+        CHECK_MSG(!strcmp(got, "HTTP/1.1 100 Continue\r\n\r\n"), "%s", got);
+        (void)!send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+        ssize_t k = recv(fd, got, sizeof got - 1, 0);
+        got[k > 0 ? k : 0] = 0;
+        CHECK_MSG(starts(got, "HTTP/1.1 200 "), "%s", got);
+        close(fd);
+    }
     kiln_sbuf_free(&b);
     kiln_http_stop(s, 0);
 }
@@ -1048,7 +1063,7 @@ static void test_stop_under_load(void) {
     pthread_mutex_lock(&dq.mu); /* park some: the stop answers them 503 */
     dq.hold = 1;
     pthread_mutex_unlock(&dq.mu);
-    for (int i = 0, n = 0; i < 50 && n < 6; i++) {
+    for (int i = 0, n = 0; i < 500 && n < 6; i++) { /* up to 10 s */
         sleep_us(20000);
         pthread_mutex_lock(&dq.mu);
         n = dq.n;
