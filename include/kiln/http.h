@@ -13,14 +13,16 @@
  *     path nor an absolute http(s) URI, a malformed header field (whitespace before the colon,
  *     line folding, a bare CR), no Host or two in HTTP/1.1, Content-Length values that differ
  *     or are not numbers, chunked not last (or twice), Transfer-Encoding in HTTP/1.0, a
- *     malformed chunk; the connection closes after the answer;
+ *     malformed chunk or a chunk-size line over 4 KiB; the connection closes after the answer;
+ *     also 400 (the connection stays) for a query argument with an encoded NUL;
  *   - 405 with Allow: GET, HEAD, POST, OPTIONS for any other method;
  *   - OPTIONS: 204 with Allow (and the CORS preflight headers, below); "OPTIONS *" too;
  *   - 413 for a body over max_body_bytes: at once when Content-Length says so, or when a chunk
  *     size takes the body over the limit (the body is never read; the connection closes after
  *     the answer, and what the client still sends is read and dropped for up to 2 s so that
  *     it reads the answer rather than a reset);
- *   - 414 for a request line over 64 KiB, 431 for header fields over 64 KiB (or over 128);
+ *   - 414 for a request line over 64 KiB, 431 for header fields over 64 KiB (or over 128) and
+ *     for a chunked body's trailer fields over 64 KiB;
  *   - 417 for an Expect other than 100-continue (which gets its 100 Continue);
  *   - 501 for a Transfer-Encoding other than chunked (gzip, ...);
  *   - 505 for an HTTP major version other than 1;
@@ -30,7 +32,9 @@
  * connection closes after the answer (RFC 9112 §6.1). An absolute-form target
  * ("GET http://host/v1/models/m") is served by its path (§3.2.2). A client that closes its
  * side with a request incomplete (part of the head or of the body) is closed at once; one
- * that sends nothing is closed after request_timeout_seconds.
+ * that sends nothing is closed after request_timeout_seconds, and one whose head has not come
+ * whole within request_timeout_seconds of its first byte gets 408 and is closed (a byte now
+ * and then keeps no connection for ever).
  * HEAD requests reach the handler as KILN_HTTP_HEAD; the response's headers (Content-Length
  * included) are sent without its body. A 204 or 304 answer has neither body nor length.
  *
@@ -73,7 +77,8 @@ typedef struct {
     int port;                    /* 0 = any free port (see kiln_http_port) */
     int threads;                 /* worker threads; 0 = the number of CPUs */
     size_t max_body_bytes;       /* 0 = 64 MiB */
-    int request_timeout_seconds; /* idle connections close after this; 0 = 30 */
+    int request_timeout_seconds; /* idle connections close after this, and a head must
+                                    come whole within it (else 408); 0 = 30 */
     int max_connections;         /* 0 = 1024; never more than RLIMIT_NOFILE - 64 (half the
                                     limit below 256), so the process keeps descriptors */
     const char *cors_allowed_origins; /* NULL or "" = no CORS; "*"; or a comma-separated list

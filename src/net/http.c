@@ -21,7 +21,8 @@
  * an eventfd to be woken by other threads. The listening socket is in every worker's set
  * (EPOLLEXCLUSIVE); whoever accepts hands the connection round-robin to a worker, which keeps
  * it for life, so only its thread touches it. A connection reads a head (request line and
- * fields, http_parse.c), then the body (Content-Length or chunked) into the request, calls the
+ * fields: the framing, incremental, is http_parse.c's), then the body (Content-Length here,
+ * chunked by http_chunked_feed) into the request, calls the
  * handler on the worker thread, and writes the answer (head and body in one sendmsg), then
  * reads the next request from what is already buffered (pipelining). End-of-file with a
  * request incomplete closes at once; after a last answer (an error, Connection: close) the
@@ -72,7 +73,6 @@
 
 typedef enum { RQ_READING = 0, RQ_DEFERRED, RQ_RESUMED, RQ_ANSWERED } rq_phase;
 typedef enum { C_HEAD = 0, C_BODY, C_PARKED, C_WRITING, C_LINGER } conn_state;
-typedef enum { B_LENGTH = 0, B_CHUNK_SIZE, B_CHUNK_DATA, B_CHUNK_END, B_TRAILER } body_mode;
 
 typedef struct worker worker;
 typedef struct conn conn;
@@ -108,13 +108,16 @@ struct conn {
     int in_epoll; /* the fd is in the worker's set */
     uint32_t events;
     double last_active, linger_until;
-    char *in; /* [in_cap]; unparsed bytes are in[in_pos .. in_len) */
-    size_t in_len, in_pos, in_cap, scan;
-    rq *r; /* the request being read, handled or answered */
-    body_mode bm;
+    double head_since; /* when the first byte of the head being read came; 0: none yet */
+    char *in;          /* [in_cap]; unparsed bytes are in[in_pos .. in_len) */
+    size_t in_len, in_pos, in_cap;
+    http_head_reader hr; /* the head being read (http_parse.c) */
+    rq *r;               /* the request being read, handled or answered */
+    int chunked;         /* the body: chunked (ck) or remaining bytes of a Content-Length */
+    http_chunked ck;
     uint64_t remaining;
-    size_t trailer_bytes;
-    int continue_sent, close_after, counted;
+    int continue_done; /* a 100 Continue went out, or needs not (body bytes have come) */
+    int close_after, counted;
     kiln_sbuf out_head; /* the answer's head */
     size_t head_sent, body_sent, body_len;
     const char *body;
@@ -127,8 +130,9 @@ struct worker {
     int started;
     int ep, wake;
     conn *conns, *graveyard;
-    int listening;       /* the listening socket is in ep (srv->mu) */
-    double listen_again; /* after EMFILE: when to take it back */
+    atomic_int listening; /* the listening socket is in ep (set under srv->mu; the worker
+                             reads it without) */
+    double listen_again;  /* after EMFILE: when to take it back */
     double now;
     time_t date_t;
     char date[40];
@@ -433,11 +437,13 @@ static void rq_release(rq *r) {
     free(r);
 }
 
-/* Room for n more body bytes and the NUL. */
+/* Room for n more body bytes and the NUL; the body never passes max (checked before). */
 static int body_reserve(rq *r, size_t n, size_t max) {
-    if (r->len + n + 1 <= r->cap) return 0;
+    size_t need = r->len + n + 1;
+    if (need <= r->cap) return 0;
+    if (n > max || r->len > max - n) return -1;
     size_t cap = r->cap ? r->cap : 4096;
-    while (cap < r->len + n + 1) cap = cap > max / 2 ? max + 1 : cap * 2;
+    while (cap < need) cap = cap > max / 2 ? max + 1 : cap * 2;
     char *p = realloc(r->body, cap);
     if (!p) return -1;
     r->body = p, r->cap = cap;
@@ -614,7 +620,8 @@ static void begin_request(conn *c, size_t end) {
     memcpy(head, c->in + c->in_pos, end);
     head[end] = 0;
     c->in_pos += end;
-    c->scan = 0;
+    memset(&c->hr, 0, sizeof c->hr);
+    c->head_since = 0;
     r->srv = s, r->w = c->w, r->c = c, r->head = head;
     atomic_init(&r->refs, 1);
     resp_init(&r->pending);
@@ -622,7 +629,7 @@ static void begin_request(conn *c, size_t end) {
     c->counted = 1;
     atomic_fetch_add(&s->in_flight, 1);
     c->close_after = 0;
-    c->continue_sent = 0;
+    c->continue_done = 0;
     char msg[512];
     int rc = http_parse_head(head, end, &r->h, msg, sizeof msg);
     if (rc) {
@@ -645,44 +652,30 @@ static void begin_request(conn *c, size_t end) {
     }
     size_t want = r->h.chunked ? 4096 : (size_t)r->h.length;
     if (want > ((size_t)1 << 20)) want = (size_t)1 << 20; /* more when the bytes come */
+    if (want > s->max_body) want = s->max_body;
     if (body_reserve(r, want, s->max_body)) {
         start_error(c, 500, 1, "out of memory for the body");
         return;
     }
     r->body[0] = 0;
-    c->bm = r->h.chunked ? B_CHUNK_SIZE : B_LENGTH;
+    c->chunked = r->h.chunked;
+    memset(&c->ck, 0, sizeof c->ck);
     c->remaining = r->h.length;
-    c->trailer_bytes = 0;
     c->state = C_BODY;
 }
 
 /* One step of reading a head: 1 to go on, 0 to wait for the socket. */
 static int step_head(conn *c) {
     for (;;) {
-        /* empty lines before a request line are skipped (RFC 9112 §2.2) */
-        while (c->in_pos < c->in_len && (c->in[c->in_pos] == '\n' ||
-                                         (c->in[c->in_pos] == '\r' && c->in_pos + 1 < c->in_len &&
-                                          c->in[c->in_pos + 1] == '\n')))
-            c->in_pos += c->in[c->in_pos] == '\r' ? 2 : 1, c->scan = 0;
-        size_t avail = c->in_len - c->in_pos;
+        size_t avail = c->in_len - c->in_pos, skip, end;
         if (avail) {
-            const char *p = c->in + c->in_pos;
-            size_t end = http_head_end(p, avail, &c->scan);
             char msg[512];
-            int rc = http_check_request_line(p, end ? end : avail, msg, sizeof msg);
+            if (!c->head_since) c->head_since = c->w->now;
+            int rc = http_head_feed(&c->hr, c->in + c->in_pos, avail, &skip, &end, msg, sizeof msg);
+            c->in_pos += skip;
             if (rc) {
                 c->in_pos = c->in_len;
                 start_error(c, rc, 1, "%s", msg);
-                return 1;
-            }
-            if ((end && end > HTTP_HEAD_MAX) || (!end && avail >= HTTP_HEAD_MAX)) {
-                int line_done = memchr(p, '\n', HTTP_HEAD_MAX) != NULL;
-                c->in_pos = c->in_len;
-                if (line_done)
-                    start_error(c, 431, 1, "request header fields are over %d bytes",
-                                HTTP_HEAD_MAX);
-                else
-                    start_error(c, 414, 1, "request line is over %d bytes", HTTP_HEAD_MAX);
                 return 1;
             }
             if (end) {
@@ -707,10 +700,8 @@ static int step_body(conn *c) {
     for (;;) {
         const char *p = c->in + c->in_pos;
         size_t avail = c->in_len - c->in_pos;
-        int need_more = 0;
-        switch (c->bm) {
-        case B_LENGTH:
-        case B_CHUNK_DATA: {
+        c->continue_done |= avail > 0;
+        if (!c->chunked) {
             size_t take = avail < c->remaining ? avail : (size_t)c->remaining;
             if (take) {
                 if (body_reserve(r, take, s->max_body)) {
@@ -724,103 +715,47 @@ static int step_body(conn *c) {
                 c->remaining -= take;
             }
             if (!c->remaining) {
-                if (c->bm == B_LENGTH) {
-                    dispatch(c);
+                dispatch(c);
+                return 1;
+            }
+        } else {
+            const char *data;
+            size_t used, n;
+            int rc =
+                http_chunked_feed(&c->ck, p, avail, s->max_body, &used, &data, &n, msg, sizeof msg);
+            c->in_pos += used;
+            if (rc == HTTP_CK_OUT) {
+                if (body_reserve(r, n, s->max_body)) {
+                    start_error(c, 500, 1, "out of memory for the body");
                     return 1;
                 }
-                c->bm = B_CHUNK_END;
+                memcpy(r->body + r->len, data, n);
+                r->len += n;
+                r->body[r->len] = 0;
                 continue;
             }
-            need_more = 1;
-            break;
-        }
-        case B_CHUNK_SIZE:
-        case B_TRAILER: {
-            const char *nl = memchr(p, '\n', avail);
-            size_t limit =
-                c->bm == B_CHUNK_SIZE ? HTTP_CHUNK_LINE_MAX : HTTP_HEAD_MAX - c->trailer_bytes;
-            if (!nl) {
-                if (avail > limit) {
-                    if (c->bm == B_CHUNK_SIZE)
-                        start_error(c, 400, 1, "chunk size line is over %d bytes",
-                                    HTTP_CHUNK_LINE_MAX);
-                    else
-                        start_error(c, 431, 1, "trailer fields are over %d bytes", HTTP_HEAD_MAX);
-                    return 1;
-                }
-                need_more = 1;
-                break;
-            }
-            size_t n = (size_t)(nl - p), used = n + 1;
-            if (n && p[n - 1] == '\r') n--;
-            int rc = 0;
-            if (c->bm == B_CHUNK_SIZE) {
-                uint64_t size = 0;
-                rc = http_parse_chunk_size(p, n, &size, msg, sizeof msg);
-                if (rc) {
-                    start_error(c, rc, 1, "%s", msg);
-                    return 1;
-                }
-                if (size > s->max_body - r->len) {
-                    char num[32] = "2^60 or more";
-                    if (size != UINT64_MAX)
-                        snprintf(num, sizeof num, "%llu", (unsigned long long)size);
-                    start_error(c, 413, 1,
-                                "request body is over the limit of %zu bytes (a chunk of %s "
-                                "bytes after %zu)",
-                                s->max_body, num, r->len);
-                    return 1;
-                }
-                c->in_pos += used;
-                if (size) {
-                    c->remaining = size;
-                    c->bm = B_CHUNK_DATA;
-                } else {
-                    c->bm = B_TRAILER;
-                }
-            } else {
-                c->in_pos += used;
-                c->trailer_bytes += used;
-                if (!n) {
-                    dispatch(c);
-                    return 1;
-                }
-                if ((rc = http_check_trailer_line(p, n, msg, sizeof msg))) {
-                    start_error(c, rc, 1, "%s", msg);
-                    return 1;
-                }
-            }
-            continue;
-        }
-        case B_CHUNK_END:
-            if (avail && p[0] == '\n') {
-                c->in_pos += 1;
-            } else if (avail >= 2 && p[0] == '\r' && p[1] == '\n') {
-                c->in_pos += 2;
-            } else if (avail && !(avail == 1 && p[0] == '\r')) {
-                start_error(c, 400, 1, "chunk data is not followed by CRLF");
+            if (rc == HTTP_CK_END) {
+                dispatch(c);
                 return 1;
-            } else {
-                need_more = 1;
-                break;
             }
-            c->bm = B_CHUNK_SIZE;
-            continue;
+            if (rc != HTTP_CK_MORE) {
+                start_error(c, rc, 1, "%s", msg);
+                return 1;
+            }
         }
-        if (!need_more) continue;
         if (c->eof) { /* the body will never be complete */
             conn_close(c);
             return 0;
         }
-        if (r->h.expect_continue && !c->continue_sent && !r->len && c->in_pos == c->in_len) {
+        if (r->h.expect_continue && !c->continue_done) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            c->continue_sent = 1;
+            c->continue_done = 1;
             if (send(c->fd, cont, sizeof cont - 1, MSG_NOSIGNAL) != (ssize_t)sizeof cont - 1) {
                 conn_close(c);
                 return 0;
             }
         }
-        if (c->bm == B_LENGTH) { /* straight into the body, no copy */
+        if (!c->chunked) { /* straight into the body, no copy */
             size_t want =
                 c->remaining < ((uint64_t)1 << 20) ? (size_t)c->remaining : (size_t)1 << 20;
             if (body_reserve(r, want, s->max_body)) {
@@ -832,6 +767,7 @@ static int step_body(conn *c) {
                 r->len += (size_t)k;
                 r->body[r->len] = 0;
                 c->remaining -= (uint64_t)k;
+                c->continue_done = 1;
                 c->last_active = c->w->now;
             } else if (k == 0) {
                 c->eof = 1;
@@ -875,6 +811,11 @@ static void dispatch(conn *c) {
             return;
         }
         r->n_args = http_parse_query(r->h.query, r->argmem, r->args, MAX_ARGS);
+        if (r->n_args < 0) {
+            r->n_args = 0;
+            start_error(c, 400, 0, "query argument contains an encoded NUL (%%00)");
+            return;
+        }
     }
     s->fn(s->ctx, &r->req, &resp);
     c->w->now = now_seconds();
@@ -1176,13 +1117,22 @@ static int on_wake(worker *w) {
     return quit;
 }
 
+/* Closes connections idle for the timeout (lingering ones at their end) and answers 408 to
+ * heads that have not come whole within it: a client that sends a byte now and then (or empty
+ * lines) holds a connection no longer than one that sends nothing. */
 static void sweep(worker *w) {
-    double idle = w->srv->timeout_s;
+    double limit = w->srv->timeout_s;
     for (conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == C_LINGER ? w->now >= c->linger_until
-                                 : c->state != C_PARKED && w->now - c->last_active > idle)
+        if (c->state == C_HEAD && c->head_since && w->now - c->head_since > limit) {
+            c->in_pos = c->in_len;
+            start_error(c, 408, 1, "the request head did not come whole within %d s",
+                        w->srv->timeout_s);
+            drive(c);
+        } else if (c->state == C_LINGER ? w->now >= c->linger_until
+                                        : c->state != C_PARKED && w->now - c->last_active > limit) {
             conn_close(c);
+        }
     }
 }
 
@@ -1350,15 +1300,19 @@ kiln_http_server *kiln_http_start(const kiln_http_config *c, kiln_http_handler f
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->wake};
-        if (w->ep < 0 || w->wake < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &e) ||
-            listen_add(w) || pthread_create(&w->th, NULL, worker_main, w)) {
+        int ok = w->ep >= 0 && w->wake >= 0 && !epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &e) &&
+                 !listen_add(w);
+        if (ok) {
+            w->listening = 1; /* before its thread reads it */
+            ok = !pthread_create(&w->th, NULL, worker_main, w);
+        }
+        if (!ok) {
             kiln_error(KILN_ERR_IO, "http: cannot start worker %d: %s", i, strerror(errno));
             stop_workers(s);
             close(s->listen_fd);
             server_release(s);
             return NULL;
         }
-        w->listening = 1;
         w->started = 1;
     }
     return s;

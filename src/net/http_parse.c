@@ -1,4 +1,4 @@
-/* http_parse.c — request heads and chunk lines for the HTTP server (http_parse.h).
+/* http_parse.c — request heads and chunked bodies for the HTTP server (http_parse.h).
  *
  * RFC 9112 where it binds a server: a request line of exactly METHOD SP TARGET SP HTTP/d.d
  * (no control character anywhere: a NUL in a path is never silently a shorter path), header
@@ -8,6 +8,11 @@
  * the connection closes after the answer (§6.1). A bare LF ends a line as CRLF does (§2.2).
  * Targets in origin form ("/path?query"), absolute form ("http://host/path?query", §3.2.2: the
  * path is served, the authority ignored) and "*" (OPTIONS only).
+ *
+ * Split invariance. The incremental readers decide only what every longer input would decide
+ * too: a CR at the end of what has come waits for its next byte (CRLF, or a bare CR), a line
+ * with no end yet is refused for its length only when its length so far already passes the
+ * limit, and only the first HTTP_HEAD_MAX bytes of a head decide between 400, 414 and 431.
  */
 #include "net/http_parse.h"
 
@@ -54,70 +59,95 @@ size_t http_head_end(const char *buf, size_t len, size_t *scan) {
 
 #define MALFORMED "malformed request line (expected METHOD SP TARGET SP HTTP/1.1)"
 
-int http_check_request_line(const char *buf, size_t len, char *msg, size_t cap) {
-    const char *nl = memchr(buf, '\n', len);
+/* The request line's automaton, resumed where the last call stopped: method (tchars), one SP,
+ * target (no control character), one SP, exactly HTTP/d.d, the end of the line. buf[0..len) is
+ * what has come of the request; a CR that ends what has come is left for the next call (the
+ * start of CRLF, or a bare CR: what follows decides), so the outcome does not depend on where
+ * the bytes were split. */
+static int line_step(http_head_reader *r, const char *buf, size_t len, char *msg, size_t cap) {
+    if (r->line_done || r->line_pos > len) return 0;
+    const char *nl = memchr(buf + r->line_pos, '\n', len - r->line_pos);
     int complete = nl != NULL;
     size_t n = complete ? (size_t)(nl - buf) : len;
-    if (complete && n && buf[n - 1] == '\r') n--;
-    size_t i = 0;
-    /* method */
-    while (i < n && is_tchar((unsigned char)buf[i])) i++;
-    if (i == n && !complete) return 0;
-    if (i == n || i == 0 || buf[i] != ' ') {
-        unsigned char c = i < n ? (unsigned char)buf[i] : 0;
-        if (i < n && c == '\r')
+    if (n > r->line_pos && buf[n - 1] == '\r') n--; /* the line's CR, or maybe its CR */
+    static const char pat[] = "HTTP/0.0";
+    for (size_t i = r->line_pos; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        r->examined++;
+        if (!r->sp1) { /* the method */
+            if (is_tchar(c)) continue;
+            if (c == ' ' && i) {
+                r->sp1 = i;
+                continue;
+            }
+        } else if (!r->sp2) { /* the target */
+            if (c == ' ' && i > r->sp1 + 1) {
+                r->sp2 = i;
+                continue;
+            }
+            if (c != ' ' && !is_ctl(c)) continue;
+            if (c != ' ' && c != '\r') {
+                snprintf(msg, cap, "request target contains a control character (0x%02x)", c);
+                return 400;
+            }
+        } else { /* the version */
+            size_t k = i - r->sp2 - 1;
+            if (k < 8 && (pat[k] == '0' ? c >= '0' && c <= '9' : c == (unsigned char)pat[k]))
+                continue;
+        }
+        if (c == '\r')
             snprintf(msg, cap, "bare CR in the request line");
-        else if (i < n && is_ctl(c))
+        else if (is_ctl(c))
             snprintf(msg, cap, "request line contains a control character (0x%02x)", c);
         else
             snprintf(msg, cap, MALFORMED);
         return 400;
     }
-    /* target */
-    size_t t0 = ++i;
-    while (i < n && buf[i] != ' ') {
-        unsigned char c = (unsigned char)buf[i];
-        if (c == '\r' && complete) {
-            snprintf(msg, cap, "bare CR in the request line");
-            return 400;
-        }
-        if (is_ctl(c) && !(c == '\r' && !complete && i + 1 == n)) {
-            snprintf(msg, cap, "request target contains a control character (0x%02x)", c);
-            return 400;
-        }
-        i++;
-    }
-    if (i == n && !complete) return 0;
-    if (i == t0 || i == n) {
-        snprintf(msg, cap, MALFORMED);
-        return 400;
-    }
-    /* version: exactly HTTP/d.d, then the end of the line */
-    const char *v = buf + i + 1;
-    size_t vn = n - i - 1;
-    static const char pat[] = "HTTP/0.0";
-    for (size_t k = 0; k < vn; k++) {
-        unsigned char c = (unsigned char)v[k];
-        int ok = k < 8 && (pat[k] == '0' ? c >= '0' && c <= '9' : c == (unsigned char)pat[k]);
-        if (!ok && !(c == '\r' && !complete && k + 1 == vn)) {
-            if (c == '\r')
-                snprintf(msg, cap, "bare CR in the request line");
-            else if (is_ctl(c))
-                snprintf(msg, cap, "request line contains a control character (0x%02x)", c);
-            else
-                snprintf(msg, cap, MALFORMED);
-            return 400;
-        }
-    }
+    r->line_pos = n;
     if (!complete) return 0;
-    if (vn != 8) {
+    if (!r->sp2 || n - r->sp2 - 1 != 8) {
         snprintf(msg, cap, MALFORMED);
         return 400;
     }
-    if (v[5] != '1') {
-        snprintf(msg, cap, "HTTP version %.8s is not supported (use HTTP/1.1)", v);
+    if (buf[r->sp2 + 6] != '1') {
+        snprintf(msg, cap, "HTTP version %.8s is not supported (use HTTP/1.1)", buf + r->sp2 + 1);
         return 505;
     }
+    r->line_done = 1;
+    return 0;
+}
+
+int http_check_request_line(const char *buf, size_t len, char *msg, size_t cap) {
+    http_head_reader r = {0};
+    return line_step(&r, buf, len, msg, cap);
+}
+
+int http_head_feed(http_head_reader *r, const char *buf, size_t len, size_t *skip, size_t *end,
+                   char *msg, size_t cap) {
+    size_t s = 0;
+    *skip = 0, *end = 0;
+    if (!r->line_pos && !r->scan) { /* nothing of the request line yet: empty lines go */
+        while (s < len && (buf[s] == '\n' || (buf[s] == '\r' && s + 1 < len && buf[s + 1] == '\n')))
+            s += buf[s] == '\r' ? 2 : 1;
+        *skip = s;
+        if (s + 1 == len && buf[s] == '\r') return 0; /* a CR alone: an empty line, maybe */
+    }
+    buf += s, len -= s;
+    if (!len) return 0;
+    size_t e = http_head_end(buf, len, &r->scan);
+    /* only the first HTTP_HEAD_MAX bytes decide, however many have come */
+    size_t look = e ? e : len;
+    int rc = line_step(r, buf, look < HTTP_HEAD_MAX ? look : HTTP_HEAD_MAX, msg, cap);
+    if (rc) return rc;
+    if ((e && e > HTTP_HEAD_MAX) || (!e && len >= HTTP_HEAD_MAX)) {
+        if (r->line_done) {
+            snprintf(msg, cap, "request header fields are over %d bytes", HTTP_HEAD_MAX);
+            return 431;
+        }
+        snprintf(msg, cap, "request line is over %d bytes", HTTP_HEAD_MAX);
+        return 414;
+    }
+    *end = e;
     return 0;
 }
 
@@ -200,6 +230,10 @@ static int elem_is(const char *a, const char *b, const char *word) {
 static int check_field(char *p, size_t l, int line, int trailer, http_field *out, char *msg,
                        size_t cap) {
     const char *what = trailer ? "trailer field" : "header field";
+    if (!l) {
+        snprintf(msg, cap, "empty %s line %d", what, line);
+        return 400;
+    }
     if (p[0] == ' ' || p[0] == '\t') {
         snprintf(msg, cap, "obsolete line folding in %s line %d (RFC 9112 §5.2)", what, line);
         return 400;
@@ -373,6 +407,10 @@ int http_parse_head(char *buf, size_t len, http_head *h, char *msg, size_t cap) 
     int rc = http_check_request_line(buf, len, msg, cap);
     if (rc) return rc;
     char *nl = memchr(buf, '\n', len);
+    if (!nl) { /* cannot happen with a head from http_head_feed */
+        snprintf(msg, cap, "incomplete request head");
+        return 400;
+    }
     char *sp1 = strchr(buf, ' '), *sp2 = strchr(sp1 + 1, ' ');
     *sp1 = 0, *sp2 = 0;
     h->minor = sp2[8] >= '1' ? 1 : 0; /* HTTP/1.2 .. HTTP/1.9 read as 1.1 */
@@ -386,7 +424,10 @@ int http_parse_head(char *buf, size_t len, http_head *h, char *msg, size_t cap) 
     char *p = nl + 1, *end = buf + len;
     for (int line = 2;; line++) {
         char *e = memchr(p, '\n', (size_t)(end - p));
-        if (!e) break; /* cannot happen in a complete head */
+        if (!e) { /* cannot happen with a head from http_head_feed */
+            snprintf(msg, cap, "incomplete request head (no empty line after the fields)");
+            return 400;
+        }
         size_t l = (size_t)(e - p);
         if (l && p[l - 1] == '\r') l--;
         if (!l) break;
@@ -421,8 +462,7 @@ int http_parse_query(const char *query, char *mem, http_arg *args, int cap) {
         if (*p) {
             char *eq = strchr(p, '=');
             if (eq) *eq = 0;
-            decode(p, 1);
-            if (eq) decode(eq + 1, 1);
+            if (decode(p, 1) || (eq && decode(eq + 1, 1))) return -1;
             args[n].name = p;
             args[n].value = eq ? eq + 1 : NULL;
             n++;
@@ -440,13 +480,14 @@ int http_parse_chunk_size(const char *line, size_t len, uint64_t *size, char *ms
         if (++digits <= 15) v = v * 16 + (uint64_t)hexval((unsigned char)line[i]);
         i++;
     }
+    int shown = len > 32 ? 32 : (int)len; /* line is not NUL-terminated */
     if (i == 0) {
-        snprintf(msg, cap, "malformed chunk size '%.32s'", line);
+        snprintf(msg, cap, "malformed chunk size '%.*s'", shown, line);
         return 400;
     }
     while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
     if (i < len && line[i] != ';') {
-        snprintf(msg, cap, "malformed chunk size '%.32s'", line);
+        snprintf(msg, cap, "malformed chunk size '%.*s'", shown, line);
         return 400;
     }
     for (; i < len; i++)
@@ -457,4 +498,90 @@ int http_parse_chunk_size(const char *line, size_t len, uint64_t *size, char *ms
         }
     *size = digits > 15 ? UINT64_MAX : v;
     return 0;
+}
+
+int http_chunked_feed(http_chunked *c, const char *in, size_t len, uint64_t max_body, size_t *used,
+                      const char **data, size_t *data_len, char *msg, size_t cap) {
+    size_t pos = 0;
+    *data = NULL, *data_len = 0;
+    for (;;) {
+        const char *p = in + pos;
+        size_t avail = len - pos;
+        *used = pos;
+        switch (c->state) {
+        case HTTP_CK_DATA: {
+            if (!avail) return HTTP_CK_MORE;
+            size_t take = avail < c->remaining ? avail : (size_t)c->remaining;
+            *data = p, *data_len = take;
+            *used = pos + take;
+            c->remaining -= take;
+            c->total += take;
+            if (!c->remaining) c->state = HTTP_CK_DATA_END;
+            return HTTP_CK_OUT;
+        }
+        case HTTP_CK_DATA_END:
+            if (avail && p[0] == '\n') {
+                pos += 1;
+            } else if (avail >= 2 && p[0] == '\r' && p[1] == '\n') {
+                pos += 2;
+            } else if (avail && !(avail == 1 && p[0] == '\r')) {
+                snprintf(msg, cap, "chunk data is not followed by CRLF");
+                return 400;
+            } else {
+                return HTTP_CK_MORE;
+            }
+            c->state = HTTP_CK_SIZE;
+            continue;
+        case HTTP_CK_SIZE:
+        case HTTP_CK_TRAILER: {
+            /* a line: its length (line end excluded) bounds it whether or not its end has
+             * come, so that the same bytes get the same answer however they are split */
+            const char *nl = memchr(p, '\n', avail);
+            size_t raw = nl ? (size_t)(nl - p) : avail; /* the line's bytes before any LF */
+            size_t n = raw && p[raw - 1] == '\r' ? raw - 1 : raw; /* its content, at least */
+            if (c->state == HTTP_CK_SIZE) {
+                if (n > HTTP_CHUNK_LINE_MAX) {
+                    snprintf(msg, cap, "chunk size line is over %d bytes", HTTP_CHUNK_LINE_MAX);
+                    return 400;
+                }
+                if (!nl) return HTTP_CK_MORE;
+                uint64_t size = 0;
+                int rc = http_parse_chunk_size(p, n, &size, msg, cap);
+                if (rc) return rc;
+                if (size > max_body - c->total) {
+                    char num[32] = "2^60 or more";
+                    if (size != UINT64_MAX)
+                        snprintf(num, sizeof num, "%llu", (unsigned long long)size);
+                    snprintf(msg, cap,
+                             "request body is over the limit of %llu bytes (a chunk of %s bytes "
+                             "after %llu)",
+                             (unsigned long long)max_body, num, (unsigned long long)c->total);
+                    return 413;
+                }
+                pos += raw + 1;
+                c->remaining = size;
+                c->state = size ? HTTP_CK_DATA : HTTP_CK_TRAILER;
+            } else {
+                /* the section so far with this line and its LF, at least */
+                if (c->trailer_bytes + raw + 1 > HTTP_HEAD_MAX) {
+                    snprintf(msg, cap, "trailer fields are over %d bytes", HTTP_HEAD_MAX);
+                    return 431;
+                }
+                if (!nl) return HTTP_CK_MORE;
+                pos += raw + 1;
+                c->trailer_bytes += raw + 1;
+                if (!n) {
+                    c->state = HTTP_CK_DONE;
+                    *used = pos;
+                    return HTTP_CK_END;
+                }
+                int rc = http_check_trailer_line(p, n, msg, cap);
+                if (rc) return rc;
+            }
+            continue;
+        }
+        case HTTP_CK_DONE:
+            return HTTP_CK_END;
+        }
+    }
 }

@@ -5,6 +5,15 @@
  * A head (request line, header fields and the blank line) is parsed in place in a buffer the
  * caller owns: the strings of http_head point into it. Errors are an HTTP status (400, 405 is
  * decided by the caller, 413, 414, 431, 417, 501, 505) and a message for {"error": ...}.
+ *
+ * The framing of a request as its bytes arrive is here too, in two readers that the server
+ * feeds with whatever it has read: http_head_feed (empty lines before a request, the request
+ * line checked as it comes, the end of the head, the head limits) and http_chunked_feed (chunk
+ * sizes, data, trailer fields, their limits). Invariants: their answers depend only on the
+ * bytes, never on how reads split them; their work is linear in the bytes; they never read
+ * outside the buffer they are given (no NUL terminator needed). tests/test_http_parse.c checks
+ * the first and last by feeding the same bytes whole and in random pieces, and
+ * tests/fuzz/http_parse_fuzz.c under libFuzzer.
  */
 #ifndef KILN_NET_HTTP_PARSE_H
 #define KILN_NET_HTTP_PARSE_H
@@ -12,9 +21,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_HEAD_MAX       (64 * 1024) /* request line + header fields + blank line */
-#define HTTP_MAX_FIELDS     128
+/* The limits; the fuzz harness builds the parser with smaller ones (-D) to reach them. */
+#ifndef HTTP_HEAD_MAX
+#define HTTP_HEAD_MAX (64 * 1024) /* request line + header fields + blank line */
+#endif
+#ifndef HTTP_MAX_FIELDS
+#define HTTP_MAX_FIELDS 128
+#endif
+#ifndef HTTP_CHUNK_LINE_MAX
 #define HTTP_CHUNK_LINE_MAX 4096 /* a chunk-size line with its extensions */
+#endif
 
 typedef struct {
     const char *name, *value; /* value without leading and trailing whitespace */
@@ -48,20 +64,41 @@ typedef struct {
  * arrive): the head's length with its blank line, or 0 when it is not complete yet. */
 size_t http_head_end(const char *buf, size_t len, size_t *scan);
 
-/* Checks the request line as far as it has arrived (line[0..len), complete when a '\n' is in
- * it): 0 when nothing is wrong so far, else 400 or 505 with msg. Lets a garbage line get its
- * answer before the rest of a head that may never come. */
+/* Reading a head as its bytes arrive (all zero before the first byte of each request). */
+typedef struct {
+    size_t scan;     /* http_head_end's */
+    size_t line_pos; /* bytes of the request line checked (a CR at the end of what came: not) */
+    size_t sp1, sp2; /* where the spaces after the method and after the target are; 0: not yet */
+    int line_done;   /* the request line is complete and sound */
+    size_t examined; /* request-line bytes looked at, over all calls (stays linear) */
+} http_head_reader;
+
+/* The bytes of the next request that have arrived so far, buf[0..len) (the same bytes and more
+ * at each call): drops empty lines before the request line (*skip bytes, RFC 9112 §2.2; the
+ * caller removes them and passes the rest next time), checks the request line as far as it has
+ * come (a garbage line gets its answer before the rest of a head that may never come), and finds
+ * the end of the head: *end is its length after the skipped bytes, 0 while it is incomplete.
+ * Returns 0, or 400 / 505 (the request line), 414 (a request line over HTTP_HEAD_MAX), 431 (a
+ * head over HTTP_HEAD_MAX) with msg. The outcome depends only on the bytes, never on how they
+ * were split between calls; the work is linear in the bytes over all calls. */
+int http_head_feed(http_head_reader *r, const char *buf, size_t len, size_t *skip, size_t *end,
+                   char *msg, size_t msg_cap);
+
+/* Checks the request line as far as it has arrived (buf[0..len), complete when a '\n' is in
+ * it): 0 when nothing is wrong so far, else 400 or 505 with msg. */
 int http_check_request_line(const char *buf, size_t len, char *msg, size_t msg_cap);
 
 /* Parses a complete head, buf[0..len) NUL-terminated at len, in place. 0 or an HTTP status
- * with msg; h->close is set whenever the framing of what follows cannot be trusted. */
+ * with msg (400 for a head that is not complete); h->close is set whenever the framing of what
+ * follows cannot be trusted. */
 int http_parse_head(char *buf, size_t len, http_head *h, char *msg, size_t msg_cap);
 
 /* The field's value (first of that name, case-insensitive), NULL when absent. */
 const char *http_head_field(const http_head *h, const char *name);
 
 /* Splits a raw query into decoded arguments, written into mem (at least strlen(query) + 1
- * bytes); at most cap arguments. Returns how many. */
+ * bytes); at most cap arguments. Returns how many, or -1 when a name or value has an encoded
+ * NUL (%00), which no C string can hold. */
 int http_parse_query(const char *query, char *mem, http_arg *args, int cap);
 
 /* A chunk-size line: line[0..len) without its line end. 0 with *size, or 400 / 413 with msg
@@ -70,5 +107,32 @@ int http_parse_chunk_size(const char *line, size_t len, uint64_t *size, char *ms
 
 /* A header field line of a chunked body's trailer section (without its line end): 0 or 400. */
 int http_check_trailer_line(const char *line, size_t len, char *msg, size_t msg_cap);
+
+/* Decoding a chunked body as its bytes arrive (all zero before the body's first byte). */
+typedef enum {
+    HTTP_CK_SIZE = 0,
+    HTTP_CK_DATA,
+    HTTP_CK_DATA_END,
+    HTTP_CK_TRAILER,
+    HTTP_CK_DONE
+} http_ck_state;
+typedef struct {
+    http_ck_state state;
+    uint64_t remaining;   /* bytes of the current chunk still to come */
+    uint64_t total;       /* body bytes so far */
+    size_t trailer_bytes; /* of the trailer section so far, line ends included */
+} http_chunked;
+
+enum { HTTP_CK_MORE = 0, HTTP_CK_OUT = 1, HTTP_CK_END = 2 };
+
+/* One step over in[0..len) (the bytes after those consumed so far): HTTP_CK_OUT with body bytes
+ * *data[0..*data_len) (pointing into in), HTTP_CK_MORE when it needs more bytes, HTTP_CK_END
+ * when the body and its trailer section are complete, or 400 (malformed framing, a chunk-size
+ * line over HTTP_CHUNK_LINE_MAX), 413 (the body would pass max_body) or 431 (a trailer section
+ * over HTTP_HEAD_MAX) with msg. *used: bytes of in consumed (the data included); the caller
+ * drops them and calls again. The outcome depends only on the bytes, never on how they were
+ * split between calls. */
+int http_chunked_feed(http_chunked *c, const char *in, size_t len, uint64_t max_body, size_t *used,
+                      const char **data, size_t *data_len, char *msg, size_t msg_cap);
 
 #endif
