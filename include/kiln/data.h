@@ -201,6 +201,9 @@ typedef struct {
     const char *label_key;      /* NULL when unlabeled */
     kiln_label_kind label_kind; /* CLASS: one int64; FLOAT: a float (or int64) list */
     const char *text_key;       /* class names, or NULL */
+    const char *const *class_names; /* [num_class_names] names to use (a validation or test
+                                       split takes the training split's), or NULL */
+    int num_class_names;
     int num_classes;            /* 0: the largest id + 1; else ids must be below it */
     int skip_bad;
     int64_t cache_bytes; /* kiln_source_desc.cache_bytes */

@@ -644,12 +644,17 @@ kiln_status kiln_data_load_tfrecord(const kiln_tfrecord_source_options *o, kiln_
     if (o->label_kind == KILN_LABEL_CLASS && !nclass)
         for (int64_t i = 0; i < s->rows; i++) nclass = ix.y[i] + 1 > nclass ? ix.y[i] + 1 : nclass;
     char **names = NULL;
-    if (ix.nnames && o->label_kind == KILN_LABEL_CLASS) {
+    int given = o->class_names && o->label_kind == KILN_LABEL_CLASS ? o->num_class_names : 0;
+    if (given > nclass && !o->num_classes) nclass = given;
+    if ((ix.nnames || given) && o->label_kind == KILN_LABEL_CLASS) {
         names = calloc((size_t)nclass, sizeof *names);
         for (int i = 0; names && i < nclass; i++) {
             char num[16];
             snprintf(num, sizeof num, "%d", i);
-            names[i] = i < ix.nnames && ix.names[i] ? strdup(ix.names[i]) : strdup(num);
+            const char *nm = i < given && o->class_names[i] ? o->class_names[i]
+                             : i < ix.nnames && ix.names[i] ? ix.names[i]
+                                                            : num;
+            names[i] = strdup(nm);
         }
     }
     for (int i = 0; i < ix.nnames; i++) free(ix.names[i]);

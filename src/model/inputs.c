@@ -171,7 +171,9 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     if (!st && in->validation) st = check_fit(in->validation, "validation", m);
     if (!st && in->test) st = check_fit(in->test, "test", m);
     if (st) {
+        int data_error = in->data_error;
         kiln_inputs_free(in);
+        in->data_error = data_error;
         return st;
     }
     in->n_classes = kiln_dataset_num_classes(in->train);

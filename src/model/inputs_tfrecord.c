@@ -162,13 +162,25 @@ kiln_status kiln_inputs_tfrecord_split(const kiln_cfg *cfg, const char *split, c
     o.label_key = s.label_key;
     o.label_kind = cls ? KILN_LABEL_CLASS : KILN_LABEL_FLOAT;
     o.text_key = cls ? s.names_key : NULL;
+    /* validation and test take the training split's class names */
+    const char *names[4096];
+    int k = in->train && cls ? kiln_dataset_num_classes(in->train) : 0;
+    if (k > 0 && k <= 4096 && kiln_dataset_class_name(in->train, 0)) {
+        for (int i = 0; i < k; i++) names[i] = kiln_dataset_class_name(in->train, i);
+        o.class_names = names, o.num_class_names = k;
+    }
     o.skip_bad = !strcmp(kiln_cfg_str(cfg, "data.on_error", "error"), "skip");
     o.cache_bytes = kiln_inputs_cache_budget(cfg, in);
     kiln_tfrecord_source_result res;
     kiln_dataset *ds = NULL;
     st = kiln_data_load_tfrecord(&o, &ds, &res);
     kiln_data_free_files(files, nfiles);
-    if (st) return st;
+    if (st) {
+        /* damaged records (a checksum, a missing feature, a wrong type): a runtime failure, as
+         * a damaged image met while training is; the same for unreadable files */
+        in->data_error = st == KILN_ERR_FORMAT || st == KILN_ERR_IO;
+        return st;
+    }
     kiln_shape xs = kiln_dataset_x_shape(ds);
     int64_t rb = kiln_shape_numel(&xs) * (kiln_dataset_x_dtype(ds) == KILN_U8 ? 1 : 4);
     kiln_inputs_cache_used(in, o.cache_bytes, kiln_dataset_rows(ds), rb);
