@@ -1,6 +1,6 @@
-/* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders (read on
- * demand), a seeded validation split, and a batch loader (per-epoch seeded shuffle,
- * normalization, final partial batch, prefetch thread).
+/* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders and
+ * TFRecord shards (read on demand), a seeded validation split, and a batch loader (per-epoch
+ * seeded shuffle, normalization, final partial batch, prefetch thread).
  *
  * A kiln_dataset is n rows. One row's features have shape x_shape (IDX images [1, rows, cols],
  * CSV [num_features], NPY the array's trailing dims); labels are int32 class ids [n], float32

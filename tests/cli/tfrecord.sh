@@ -119,6 +119,62 @@ YAML
     check "names the feature and both sizes" has "feature 'x' has 3 values (expected 4)"
 }
 
+t_regression() {
+    { echo "a,b,y"; for i in $(seq 0 99); do echo "$((i % 10)),$((i % 4)),$((i % 10 * 2 + i % 4)).5"; done; } >"$TMP/reg.csv"
+    k data convert "$TMP/reg.csv" --label-column y --regression --to "$TMP/creg" --compression gzip
+    check "csv with float targets: exit 0" [ $rc = 0 ]
+    cat >"$TMP/reg.yaml" <<YAML
+seed: 1
+data:
+  source: tfrecord
+  train: {path: $TMP/creg}
+  features: {x: {dtype: float, shape: [2]}, label: {key: label, dtype: float}}
+  task: regression
+  batch_size: 10
+model: {input: [2], layers: [{dense: {units: 1}}]}
+loss: mse
+optimizer: {adam: {learning_rate: 0.05}}
+train: {epochs: 2}
+YAML
+    k train "$TMP/reg.yaml" --runs-dir "$TMP/rr" --quiet
+    check "regression from tf.Example float targets: exit 0" [ $rc = 0 ]
+    check "100 rows" grep -q '100 training rows' "$(run_dir "$TMP/rr")/log.txt"
+}
+
+latest_step() { sed -n 's/^step-//p' "$1/checkpoints/latest" 2>/dev/null; }
+wait_for_step() { # up to 60 s until run folder pattern $1 has a checkpoint at step >= $2
+    local i d
+    for i in $(seq 1 6000); do
+        d=$(ls -d "$1"/*/* 2>/dev/null | head -1)
+        if [ -n "$d" ] && [ -f "$d/checkpoints/latest" ] && [ "$(latest_step "$d")" -ge "$2" ] 2>/dev/null; then return 0; fi
+        sleep 0.01
+    done
+    return 1
+}
+
+# GZIP shards (the decompressed copy is made again on resume): killed with -9 after a checkpoint,
+# resumed, the final weights are those of the run that was never interrupted.
+t_resume_exact() {
+    local S=(--set "data.train.path=$D/py-train-*" --set "data.test.path=$D/py-test-*"
+             --set data.compression=auto --set data.batch_size=16 --set train.epochs=3
+             --set 'train.checkpoint={every_steps: 5, every_epochs: 1, keep: 2}'
+             --set 'train.early_stopping={monitor: val_loss, patience: 100}' --quiet)
+    "$KILN" train "$CFG" "${S[@]}" --runs-dir "$TMP/ka" >/dev/null 2>&1
+    "$KILN" train "$CFG" "${S[@]}" --runs-dir "$TMP/kb" >/dev/null 2>&1 &
+    local pid=$!
+    check "a checkpoint appeared" wait_for_step "$TMP/kb" 5
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    local a=$(run_dir "$TMP/ka") b=$(run_dir "$TMP/kb")
+    local at=$(latest_step "$b")
+    check "killed mid-run (latest step $at < 51)" [ "$at" -lt 51 ]
+    k train --resume "$b" --quiet
+    check "resume: exit 0" [ $rc = 0 ]
+    check "the uninterrupted run reached step 51" [ -f "$a/checkpoints/step-51/weights.safetensors" ]
+    check "final weights bitwise equal to the uninterrupted run's" \
+        cmp -s "$a/checkpoints/step-51/weights.safetensors" "$b/checkpoints/step-51/weights.safetensors"
+}
+
 t_inspect() {
     k data inspect "$D/py-train-*" --records 1
     check "inspect: exit 0" [ $rc = 0 ]
@@ -227,6 +283,8 @@ t_convert_atomic() {
 run_test t_convert_idx_read_back
 run_test t_convert_folder_and_csv
 run_test t_python_written_trains
+run_test t_resume_exact
+run_test t_regression
 run_test t_inspect
 run_test t_bad_records_train
 run_test t_config_errors
