@@ -38,8 +38,8 @@ static void test_builder_bytes(void) {
     float f = 1.0f;
     CHECK_OK(kiln_example_add_float(b, "b", &f, 1));
     CHECK_OK(kiln_example_serialize(b, &d, &n));
-    const unsigned char want2[] = {0x0a, 0x0f, 0x0a, 0x0d, 0x0a, 0x01, 'b',  0x12, 0x08, 0x12,
-                                   0x06, 0x0a, 0x04, 0x00, 0x00, 0x80, 0x3f};
+    const unsigned char want2[] = {0x0a, 0x0f, 0x0a, 0x0d, 0x0a, 0x01, 'b',  0x12, 0x08,
+                                   0x12, 0x06, 0x0a, 0x04, 0x00, 0x00, 0x80, 0x3f};
     CHECK(n == sizeof want2 && !memcmp(d, want2, n));
     /* bytes: bytes_list(1){value(1) "xy"}; keys sorted; a key added twice is replaced */
     kiln_example_builder_reset(b);
@@ -47,9 +47,9 @@ static void test_builder_bytes(void) {
     CHECK_OK(kiln_example_add_bytes(b, "c", "xy", 2));
     CHECK_OK(kiln_example_add_bytes(b, "z", "", 0));
     CHECK_OK(kiln_example_serialize(b, &d, &n));
-    const unsigned char want3[] = {0x0a, 0x18, 0x0a, 0x0b, 0x0a, 0x01, 'c',  0x12, 0x06, 0x0a,
-                                   0x04, 0x0a, 0x02, 'x',  'y',  0x0a, 0x09, 0x0a, 0x01, 'z',
-                                   0x12, 0x04, 0x0a, 0x02, 0x0a, 0x00};
+    const unsigned char want3[] = {0x0a, 0x18, 0x0a, 0x0b, 0x0a, 0x01, 'c',  0x12, 0x06,
+                                   0x0a, 0x04, 0x0a, 0x02, 'x',  'y',  0x0a, 0x09, 0x0a,
+                                   0x01, 'z',  0x12, 0x04, 0x0a, 0x02, 0x0a, 0x00};
     CHECK_MSG(n == sizeof want3 && !memcmp(d, want3, n), "%zu bytes", n);
     kiln_example_builder_free(b);
 }
@@ -85,13 +85,12 @@ static void test_parse(void) {
         CHECK(!kiln_example_find(e, "k/none", &f) && !kiln_example_find(e, "", &f));
     }
     /* two entries with one key: the last wins (protobuf's map rule) */
-    const unsigned char dup[] = {0x0a, 0x1a, 0x0a, 0x0b, 0x0a, 0x01, 'a', 0x12, 0x06,
-                                 0x1a, 0x04, 0x0a, 0x02, 0x01, 0x02, 0x0a, 0x0b, 0x0a,
-                                 0x01, 'a',  0x12, 0x06, 0x1a, 0x04, 0x0a, 0x02, 0x07, 0x08};
+    const unsigned char dup[] = {0x0a, 0x1a, 0x0a, 0x0b, 0x0a, 0x01, 'a',  0x12, 0x06, 0x1a,
+                                 0x04, 0x0a, 0x02, 0x01, 0x02, 0x0a, 0x0b, 0x0a, 0x01, 'a',
+                                 0x12, 0x06, 0x1a, 0x04, 0x0a, 0x02, 0x07, 0x08};
     CHECK_OK(kiln_example_parse(e, dup, sizeof dup));
     kiln_feature f;
-    CHECK(kiln_example_size(e) == 1 && kiln_example_find(e, "a", &f) && f.n == 2 &&
-          f.i[0] == 7);
+    CHECK(kiln_example_size(e) == 1 && kiln_example_find(e, "a", &f) && f.n == 2 && f.i[0] == 7);
     /* an empty message is an Example with no features; garbage is an error */
     CHECK_OK(kiln_example_parse(e, "", 0));
     CHECK(kiln_example_size(e) == 0);
@@ -452,17 +451,17 @@ static void test_images(void) {
     kiln_example_builder_free(b);
     const kiln_tfrecord_feature img[] = {{"image/encoded", KILN_TFR_IMAGE, 0, {0}}};
     char *files[1] = {path};
-    kiln_tfrecord_source_options o = {.files = (const char *const *)files,
-                                      .num_files = 1,
-                                      .compression = KILN_TFRECORD_GZIP,
-                                      .features = img,
-                                      .num_features = 1,
-                                      .spec = {.channels = 1, .resize_h = 4, .resize_w = 4,
-                                               .out_h = 4, .out_w = 4},
-                                      .label_key = "image/class/label",
-                                      .label_kind = KILN_LABEL_CLASS,
-                                      .text_key = "image/class/text",
-                                      .tmp_dir = dir};
+    kiln_tfrecord_source_options o = {
+        .files = (const char *const *)files,
+        .num_files = 1,
+        .compression = KILN_TFRECORD_GZIP,
+        .features = img,
+        .num_features = 1,
+        .spec = {.channels = 1, .resize_h = 4, .resize_w = 4, .out_h = 4, .out_w = 4},
+        .label_key = "image/class/label",
+        .label_kind = KILN_LABEL_CLASS,
+        .text_key = "image/class/text",
+        .tmp_dir = dir};
     kiln_dataset *ds;
     CHECK_OK(kiln_data_load_tfrecord(&o, &ds, NULL));
     if (!ds) return;

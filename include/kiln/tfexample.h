@@ -42,10 +42,10 @@ const char *kiln_feat_kind_name(kiln_feat_kind k);
 typedef struct {
     const char *key;
     kiln_feat_kind kind;
-    size_t n;           /* values in the list */
-    const float *f;     /* KILN_FEAT_FLOAT: [n] */
-    const int64_t *i;   /* KILN_FEAT_INT64: [n] */
-    const void *bytes;  /* KILN_FEAT_BYTES: read with kiln_feature_bytes */
+    size_t n;          /* values in the list */
+    const float *f;    /* KILN_FEAT_FLOAT: [n] */
+    const int64_t *i;  /* KILN_FEAT_INT64: [n] */
+    const void *bytes; /* KILN_FEAT_BYTES: read with kiln_feature_bytes */
 } kiln_feature;
 
 /* Value i (< f->n) of a bytes feature: its data and *len. */
@@ -65,7 +65,7 @@ int kiln_example_find(const kiln_example *e, const char *key, kiln_feature *f);
 
 typedef struct kiln_example_builder kiln_example_builder;
 kiln_status kiln_example_builder_new(kiln_example_builder **out);
-void kiln_example_builder_free(kiln_example_builder *b); /* NULL is ignored */
+void kiln_example_builder_free(kiln_example_builder *b);  /* NULL is ignored */
 void kiln_example_builder_reset(kiln_example_builder *b); /* no features; memory kept */
 /* Adds a feature (the key and values are copied). A key already added is replaced. */
 kiln_status kiln_example_add_bytes(kiln_example_builder *b, const char *key, const void *data,
@@ -89,20 +89,20 @@ typedef enum {
 } kiln_convert_from;
 
 typedef struct {
-    const char *src;                /* the data set (see from) */
-    const char *labels;             /* IDX or NPY labels file (NULL: no labels) */
+    const char *src;    /* the data set (see from) */
+    const char *labels; /* IDX or NPY labels file (NULL: no labels) */
     kiln_convert_from from;
     const char *label_column;       /* CSV: the label column (NULL: "label") */
     int regression;                 /* CSV, NPY: float targets instead of class ids */
     const char *const *class_names; /* [num_class_names] names of class ids 0.. (IDX, NPY) */
     int num_class_names;
-    const char *to;         /* the folder for the shards (made when missing) */
-    const char *name;       /* shard names NAME.tfrecord-00000-of-0000N (NULL: "train") */
-    int shards;             /* >= 1 */
-    int compression;        /* kiln_tfrecord_compression: NONE, GZIP or ZLIB */
-    int shuffle;            /* 1: records in a seeded random order (else the source's) */
+    const char *to;   /* the folder for the shards (made when missing) */
+    const char *name; /* shard names NAME.tfrecord-00000-of-0000N (NULL: "train") */
+    int shards;       /* >= 1 */
+    int compression;  /* kiln_tfrecord_compression: NONE, GZIP or ZLIB */
+    int shuffle;      /* 1: records in a seeded random order (else the source's) */
     uint64_t seed;
-    int force;              /* replace shards NAME.tfrecord-* already in `to` */
+    int force; /* replace shards NAME.tfrecord-* already in `to` */
     /* progress: called every record or so from the converting thread (may be NULL) */
     void (*progress)(void *ctx, int64_t done, int64_t total, int64_t bytes);
     void *progress_ctx;
@@ -110,10 +110,10 @@ typedef struct {
 
 typedef struct {
     int64_t records;
-    int64_t bytes;   /* written, all shards */
+    int64_t bytes; /* written, all shards */
     int shards;
     char first[4096], last[4096]; /* the first and last shard's paths */
-    int num_classes; /* 0 unless class labels */
+    int num_classes;              /* 0 unless class labels */
 } kiln_convert_result;
 
 /* Writes the data set as o->shards TFRecord files of tf.train.Example records, each written
@@ -136,26 +136,26 @@ kiln_status kiln_data_convert(const kiln_convert_options *o, kiln_convert_result
 
 typedef struct {
     char key[256];
-    kiln_feat_kind kind;    /* of its first appearance */
-    int mixed;              /* other records give it another kind */
-    int64_t records;        /* records holding it */
-    int64_t min_n, max_n;   /* values per record (bytes: strings per record) */
+    kiln_feat_kind kind;          /* of its first appearance */
+    int mixed;                    /* other records give it another kind */
+    int64_t records;              /* records holding it */
+    int64_t min_n, max_n;         /* values per record (bytes: strings per record) */
     int64_t min_bytes, max_bytes; /* bytes features: the first string's length */
-    char format[8];         /* bytes features: the image format of the first value, or "" */
+    char format[8];               /* bytes features: the image format of the first value, or "" */
 } kiln_inspect_feature;
 
 typedef struct {
-    int64_t records;         /* intact records */
-    int64_t bad;             /* damaged records (checksums, framing, not an Example) */
+    int64_t records; /* intact records */
+    int64_t bad;     /* damaged records (checksums, framing, not an Example) */
     int files;
     kiln_inspect_feature *features; /* [num_features], by key (malloc'd) */
     int num_features;
-    int truncated_features;  /* more distinct keys than listed (at most 1024) */
-    int64_t *histogram;      /* [num_classes] records per class id of label_key (malloc'd) */
+    int truncated_features; /* more distinct keys than listed (at most 1024) */
+    int64_t *histogram;     /* [num_classes] records per class id of label_key (malloc'd) */
     int num_classes;
-    int64_t out_of_range;    /* label values < 0 or >= 65536, not in the histogram */
-    char **class_text;       /* [num_classes] the first name seen per class (text_key), or NULL */
-    const char *label_key;   /* the label key used (static or the caller's), or NULL */
+    int64_t out_of_range;  /* label values < 0 or >= 65536, not in the histogram */
+    char **class_text;     /* [num_classes] the first name seen per class (text_key), or NULL */
+    const char *label_key; /* the label key used (static or the caller's), or NULL */
 } kiln_inspect_result;
 
 /* Called for every intact record among the first `first` of each call, and for every bad one

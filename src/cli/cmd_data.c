@@ -102,8 +102,9 @@ static void on_progress(void *ctx, int64_t done, int64_t total, int64_t bytes) {
     double t = now();
     if (!p->on || (done < total && t - p->last < 0.1)) return;
     p->last = t;
-    fprintf(stderr, "\rkiln data convert: %lld/%lld records (%d%%), %.1f MB written", (long long)done,
-            (long long)total, (int)(100 * done / (total ? total : 1)), (double)bytes / 1e6);
+    fprintf(stderr, "\rkiln data convert: %lld/%lld records (%d%%), %.1f MB written",
+            (long long)done, (long long)total, (int)(100 * done / (total ? total : 1)),
+            (double)bytes / 1e6);
     if (done == total) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -119,22 +120,15 @@ static int parse_from(const char *s, kiln_convert_from *f) {
 }
 
 static int data_convert(int argc, char **argv) {
-    static const struct option opts[] = {{"to", required_argument, 0, 't'},
-                                         {"format", required_argument, 0, 'F'},
-                                         {"shards", required_argument, 0, 's'},
-                                         {"compression", required_argument, 0, 'c'},
-                                         {"name", required_argument, 0, 'n'},
-                                         {"from", required_argument, 0, 'f'},
-                                         {"labels", required_argument, 0, 'l'},
-                                         {"label-column", required_argument, 0, 'L'},
-                                         {"regression", no_argument, 0, 'r'},
-                                         {"class-names", required_argument, 0, 'C'},
-                                         {"no-shuffle", no_argument, 0, 'N'},
-                                         {"seed", required_argument, 0, 'S'},
-                                         {"force", no_argument, 0, 'x'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"to", required_argument, 0, 't'},     {"format", required_argument, 0, 'F'},
+        {"shards", required_argument, 0, 's'}, {"compression", required_argument, 0, 'c'},
+        {"name", required_argument, 0, 'n'},   {"from", required_argument, 0, 'f'},
+        {"labels", required_argument, 0, 'l'}, {"label-column", required_argument, 0, 'L'},
+        {"regression", no_argument, 0, 'r'},   {"class-names", required_argument, 0, 'C'},
+        {"no-shuffle", no_argument, 0, 'N'},   {"seed", required_argument, 0, 'S'},
+        {"force", no_argument, 0, 'x'},        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     kiln_convert_options o = {.shards = 1, .shuffle = 1, .seed = 1};
     const char *names_arg = NULL;
     int quiet = 0;
@@ -144,7 +138,9 @@ static int data_convert(int argc, char **argv) {
     char *end;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 't': o.to = optarg; break;
+        case 't':
+            o.to = optarg;
+            break;
         case 'F':
             if (strcmp(optarg, "tfrecord"))
                 return kiln_cli_usage_error("data convert",
@@ -161,24 +157,35 @@ static int data_convert(int argc, char **argv) {
         case 'c': {
             kiln_tfrecord_compression cc;
             if (kiln_tfrecord_compression_parse(optarg, &cc) || cc == KILN_TFRECORD_AUTO)
-                return kiln_cli_usage_error("data convert",
-                                            "--compression %s: expected none, gzip or zlib",
-                                            optarg);
+                return kiln_cli_usage_error(
+                    "data convert", "--compression %s: expected none, gzip or zlib", optarg);
             o.compression = (int)cc;
             break;
         }
-        case 'n': o.name = optarg; break;
+        case 'n':
+            o.name = optarg;
+            break;
         case 'f':
             if (parse_from(optarg, &o.from))
-                return kiln_cli_usage_error(
-                    "data convert", "--from %s: expected images, manifest, idx, csv or npy",
-                    optarg);
+                return kiln_cli_usage_error("data convert",
+                                            "--from %s: expected images, manifest, idx, csv or npy",
+                                            optarg);
             break;
-        case 'l': o.labels = optarg; break;
-        case 'L': o.label_column = optarg; break;
-        case 'r': o.regression = 1; break;
-        case 'C': names_arg = optarg; break;
-        case 'N': o.shuffle = 0; break;
+        case 'l':
+            o.labels = optarg;
+            break;
+        case 'L':
+            o.label_column = optarg;
+            break;
+        case 'r':
+            o.regression = 1;
+            break;
+        case 'C':
+            names_arg = optarg;
+            break;
+        case 'N':
+            o.shuffle = 0;
+            break;
         case 'S': {
             unsigned long long v = strtoull(optarg, &end, 10);
             if (*end || end == optarg || optarg[0] == '-')
@@ -187,9 +194,15 @@ static int data_convert(int argc, char **argv) {
             o.seed = v;
             break;
         }
-        case 'x': o.force = 1; break;
-        case 'q': quiet = 1; break;
-        case 'h': fputs(CONVERT_HELP, stdout); return KILN_EXIT_OK;
+        case 'x':
+            o.force = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            fputs(CONVERT_HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("data convert", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -221,9 +234,8 @@ static int data_convert(int argc, char **argv) {
         fprintf(stderr, "kiln data convert: %s\n", kiln_last_error());
         return st == KILN_ERR_INVALID ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
     }
-    printf("wrote %lld records in %d shard%s (%.1f MB%s%s): %s", (long long)res.records,
-           res.shards, res.shards == 1 ? "" : "s", (double)res.bytes / 1e6,
-           o.compression ? ", " : "",
+    printf("wrote %lld records in %d shard%s (%.1f MB%s%s): %s", (long long)res.records, res.shards,
+           res.shards == 1 ? "" : "s", (double)res.bytes / 1e6, o.compression ? ", " : "",
            o.compression ? kiln_tfrecord_compression_name(o.compression) : "", res.first);
     if (res.shards > 1) printf(" .. %s", res.last);
     printf("\n");
@@ -303,19 +315,24 @@ static int data_inspect(int argc, char **argv) {
         switch (c) {
         case 'c':
             if (kiln_tfrecord_compression_parse(optarg, &comp))
-                return kiln_cli_usage_error("data inspect",
-                                            "--compression %s: expected auto, none, gzip or zlib",
-                                            optarg);
+                return kiln_cli_usage_error(
+                    "data inspect", "--compression %s: expected auto, none, gzip or zlib", optarg);
             break;
-        case 'l': label = optarg; break;
-        case 'T': text = optarg; break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'T':
+            text = optarg;
+            break;
         case 'r':
             first = strtol(optarg, &end, 10);
             if (*end || end == optarg || first < 0)
                 return kiln_cli_usage_error("data inspect", "--records %s: expected N >= 0",
                                             optarg);
             break;
-        case 'h': fputs(INSPECT_HELP, stdout); return KILN_EXIT_OK;
+        case 'h':
+            fputs(INSPECT_HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("data inspect", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -348,8 +365,8 @@ static int data_inspect(int argc, char **argv) {
     size_t shown_len = 0;
     inspect_ctx ctx = {.first = first, .out = open_memstream(&shown, &shown_len)};
     kiln_inspect_result r;
-    kiln_status st = kiln_tfrecord_inspect((const char *const *)files, n, comp, label, text,
-                                           first, on_record, &ctx, &r);
+    kiln_status st = kiln_tfrecord_inspect((const char *const *)files, n, comp, label, text, first,
+                                           on_record, &ctx, &r);
     if (ctx.out) fclose(ctx.out);
     if (st) {
         fprintf(stderr, "kiln data inspect: %s\n", kiln_last_error());
@@ -358,27 +375,26 @@ static int data_inspect(int argc, char **argv) {
         kiln_data_free_files(files, n);
         return KILN_EXIT_FAIL;
     }
-    printf("files: %d (%s%s%s)\n", r.files, files[0], n > 1 ? " .. " : "", n > 1 ? files[n - 1] : "");
+    printf("files: %d (%s%s%s)\n", r.files, files[0], n > 1 ? " .. " : "",
+           n > 1 ? files[n - 1] : "");
     kiln_data_free_files(files, n);
     printf("records: %lld", (long long)r.records);
     if (r.bad)
         printf(", and %lld damaged\n", (long long)r.bad);
     else
         printf(" (every checksum intact)\n");
-    printf("features (%d keys%s):\n", r.num_features, r.truncated_features ? ", more not listed"
-                                                                           : "");
+    printf("features (%d keys%s):\n", r.num_features,
+           r.truncated_features ? ", more not listed" : "");
     for (int i = 0; i < r.num_features; i++) {
         const kiln_inspect_feature *f = &r.features[i];
         char vals[64];
         if (f->min_n == f->max_n)
             snprintf(vals, sizeof vals, "[%lld]", (long long)f->min_n);
         else
-            snprintf(vals, sizeof vals, "[%lld..%lld]", (long long)f->min_n,
-                     (long long)f->max_n);
+            snprintf(vals, sizeof vals, "[%lld..%lld]", (long long)f->min_n, (long long)f->max_n);
         printf("  %-28s %-5s %-12s", f->key, f->mixed ? "mixed" : kiln_feat_kind_name(f->kind),
                vals);
-        if (f->records != r.records)
-            printf(" in %lld of the records", (long long)f->records);
+        if (f->records != r.records) printf(" in %lld of the records", (long long)f->records);
         if (f->kind == KILN_FEAT_BYTES && f->max_bytes >= 0) {
             if (f->min_bytes == f->max_bytes)
                 printf(" %lld bytes", (long long)f->min_bytes);

@@ -165,7 +165,8 @@ static void fill(const Tensorflow__Features__FeatureEntry *en, kiln_feature *f) 
         f->n = v->int64_list ? v->int64_list->n_value : 0;
         f->i = v->int64_list ? v->int64_list->value : NULL;
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -203,7 +204,7 @@ const uint8_t *kiln_feature_bytes(const kiln_feature *f, size_t i, size_t *len) 
 /* ---- building ---- */
 
 typedef struct {
-    size_t key;   /* offset of the NUL-terminated key in store */
+    size_t key; /* offset of the NUL-terminated key in store */
     kiln_feat_kind kind;
     size_t off, n; /* values at store + off: n floats, n int64, or n bytes (one value) */
 } bentry;
@@ -258,8 +259,8 @@ static int put(kiln_example_builder *b, const void *p, size_t n, size_t *off) {
     return 0;
 }
 
-static kiln_status add(kiln_example_builder *b, const char *key, kiln_feat_kind kind,
-                       const void *v, size_t n, size_t bytes) {
+static kiln_status add(kiln_example_builder *b, const char *key, kiln_feat_kind kind, const void *v,
+                       size_t n, size_t bytes) {
     int slot = b->n;
     for (int i = 0; i < b->n; i++)
         if (!strcmp((const char *)b->store + b->e[i].key, key)) slot = i;

@@ -132,13 +132,16 @@ kiln_status kiln_data_glob(const char *pattern, char ***files, int *n) {
 
 /* The type a decode wants from the Example. */
 static kiln_feat_kind wants(kiln_tfr_decode d) {
-    return d == KILN_TFR_FLOAT ? KILN_FEAT_FLOAT : d == KILN_TFR_INT64 ? KILN_FEAT_INT64
-                                                                        : KILN_FEAT_BYTES;
+    return d == KILN_TFR_FLOAT   ? KILN_FEAT_FLOAT
+           : d == KILN_TFR_INT64 ? KILN_FEAT_INT64
+                                 : KILN_FEAT_BYTES;
 }
 
 static const char *decode_name(kiln_tfr_decode d) {
-    return d == KILN_TFR_IMAGE ? "an encoded image (bytes)" : d == KILN_TFR_RAW ? "raw bytes"
-                             : d == KILN_TFR_FLOAT ? "float" : "int64";
+    return d == KILN_TFR_IMAGE   ? "an encoded image (bytes)"
+           : d == KILN_TFR_RAW   ? "raw bytes"
+           : d == KILN_TFR_FLOAT ? "float"
+                                 : "int64";
 }
 
 /* Feature i of the spec in ex: found and of the right kind and size (numel[i] 0: any, the
@@ -162,8 +165,8 @@ static kiln_status check_feature(const kiln_tfrecord_feature *sp, int64_t *numel
     }
     if (*numel == 0 && have > 0) *numel = have;
     if (have != *numel)
-        return kiln_error(KILN_ERR_FORMAT, "feature '%s' has %lld values (expected %lld)",
-                          sp->key, (long long)have, (long long)*numel);
+        return kiln_error(KILN_ERR_FORMAT, "feature '%s' has %lld values (expected %lld)", sp->key,
+                          (long long)have, (long long)*numel);
     return KILN_OK;
 }
 
@@ -319,15 +322,15 @@ static const kiln_source_ops TFRECORD_OPS = {"tfrecord", src_read, src_name, src
 typedef struct {
     const kiln_tfrecord_source_options *o;
     tfr_src *s;
-    int64_t cap;           /* of off, len, rec, y */
-    int32_t *y;            /* class ids */
-    float *yf;             /* float targets [cap, width] */
-    int64_t width;         /* float label width (0: not known yet) */
-    char **names;          /* [nnames] class names seen (text_key) */
+    int64_t cap;   /* of off, len, rec, y */
+    int32_t *y;    /* class ids */
+    float *yf;     /* float targets [cap, width] */
+    int64_t width; /* float label width (0: not known yet) */
+    char **names;  /* [nnames] class names seen (text_key) */
     int nnames;
-    unsigned char *cbuf;   /* the decompressed copy's write buffer */
+    unsigned char *cbuf; /* the decompressed copy's write buffer */
     size_t cused;
-    int64_t cend;          /* bytes in the copy (written or buffered) */
+    int64_t cend; /* bytes in the copy (written or buffered) */
     kiln_tfrecord_source_result *res;
 } indexer;
 
@@ -456,8 +459,7 @@ static kiln_status take_label(indexer *ix, const kiln_example *ex, int64_t row) 
                 return kiln_error(KILN_ERR_FORMAT,
                                   "class %lld is named '%.*s' (%s) here, but '%s' in an earlier "
                                   "record",
-                                  (long long)id, (int)(tl > 200 ? 200 : tl), tb, o->text_key,
-                                  have);
+                                  (long long)id, (int)(tl > 200 ? 200 : tl), tb, o->text_key, have);
             }
         }
         return KILN_OK;
@@ -531,8 +533,8 @@ static kiln_status index_shard(indexer *ix, int si, kiln_example *ex) {
         if (sh->cached)
             snprintf(where, sizeof where, "%s: record %lld", sh->path, (long long)rec);
         else
-            snprintf(where, sizeof where, "%s: record %lld (offset %lld)", sh->path,
-                     (long long)rec, (long long)at);
+            snprintf(where, sizeof where, "%s: record %lld (offset %lld)", sh->path, (long long)rec,
+                     (long long)at);
         if ((st = grow_rows(ix))) break;
         kiln_status fs = kiln_example_parse(ex, data, len);
         for (int i = 0; !fs && i < s->nfeat; i++) {
@@ -617,16 +619,18 @@ kiln_status kiln_data_load_tfrecord(const kiln_tfrecord_source_options *o, kiln_
     kiln_shape shape;
     if (images) {
         s->x_dtype = KILN_U8;
-        shape = kiln_shape_make(3, (const int64_t[]){o->spec.channels, o->spec.out_h,
-                                                     o->spec.out_w});
+        shape =
+            kiln_shape_make(3, (const int64_t[]){o->spec.channels, o->spec.out_h, o->spec.out_w});
     } else {
         s->x_dtype = s->nfeat == 1 && s->feat[0].decode == KILN_TFR_RAW ? KILN_U8 : KILN_F32;
         shape = kiln_shape_make(1, (const int64_t[]){numel});
         if (s->nfeat == 1 && o->features[0].shape.ndim > 0) shape = o->features[0].shape;
         if (!st && kiln_shape_numel(&shape) != numel) {
             char b[96];
-            st = kiln_error(KILN_ERR_FORMAT, "%s: feature '%s' has %lld values, but its shape %s "
-                            "holds %lld", o->files[0], s->feat[0].key, (long long)numel,
+            st = kiln_error(KILN_ERR_FORMAT,
+                            "%s: feature '%s' has %lld values, but its shape %s "
+                            "holds %lld",
+                            o->files[0], s->feat[0].key, (long long)numel,
                             kiln_shape_str(&shape, b, sizeof b),
                             (long long)kiln_shape_numel(&shape));
         }

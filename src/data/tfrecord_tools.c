@@ -110,8 +110,8 @@ typedef struct {
     kiln_example_builder *b;
     kiln_image_decoder *dec;
     membuf png;
-    float *xf;      /* a row as float32 */
-    uint8_t *xu;    /* a row as u8 */
+    float *xf;       /* a row as float32 */
+    uint8_t *xu;     /* a row as u8 */
     size_t root_len; /* images: strip this much of a path for image/filename */
 } conv;
 
@@ -187,8 +187,8 @@ static kiln_status open_source(conv *c) {
     case KILN_CONVERT_MANIFEST: {
         if (o->regression)
             return kiln_error(KILN_ERR_INVALID, "%s: images are labelled by class", o->src);
-        kiln_image_source_options io = {.spec = {.channels = 1, .resize_h = 1, .resize_w = 1,
-                                                 .out_h = 1, .out_w = 1}};
+        kiln_image_source_options io = {
+            .spec = {.channels = 1, .resize_h = 1, .resize_w = 1, .out_h = 1, .out_w = 1}};
         if (c->from == KILN_CONVERT_IMAGES)
             io.root = o->src, c->root_len = strlen(o->src);
         else
@@ -246,8 +246,7 @@ kiln_status kiln_data_convert(const kiln_convert_options *o, kiln_convert_result
     c.xf = malloc((size_t)c.ds->x_numel * sizeof *c.xf);
     c.xu = malloc((size_t)c.ds->x_numel);
     done = calloc((size_t)o->shards, sizeof *done);
-    if (!perm || !c.xf || !c.xu || !done)
-        st = kiln_error(KILN_ERR_NOMEM, "convert: out of memory");
+    if (!perm || !c.xf || !c.xu || !done) st = kiln_error(KILN_ERR_NOMEM, "convert: out of memory");
     if (!st) st = kiln_example_builder_new(&c.b);
     if (!st) st = kiln_image_decoder_new(&c.dec);
     if (!st) st = kiln_mkdirs(o->to);
@@ -396,8 +395,7 @@ static kiln_status add_label(inspector *in, const kiln_example *ex, const char *
                              const char *text_key) {
     kiln_inspect_result *r = in->res;
     kiln_feature f;
-    if (!label_key || !kiln_example_find(ex, label_key, &f) || f.kind != KILN_FEAT_INT64 ||
-        f.n < 1)
+    if (!label_key || !kiln_example_find(ex, label_key, &f) || f.kind != KILN_FEAT_INT64 || f.n < 1)
         return KILN_OK;
     int64_t id = f.i[0];
     if (id < 0 || id >= MAX_HIST) {
@@ -415,8 +413,7 @@ static kiln_status add_label(inspector *in, const kiln_example *ex, const char *
             if (!h || !t) return kiln_error(KILN_ERR_NOMEM, "inspect: out of memory");
             in->hist_cap = c;
         }
-        for (int64_t k = r->num_classes; k <= id; k++)
-            r->histogram[k] = 0, r->class_text[k] = NULL;
+        for (int64_t k = r->num_classes; k <= id; k++) r->histogram[k] = 0, r->class_text[k] = NULL;
         r->num_classes = (int)id + 1;
     }
     r->histogram[id]++;

@@ -99,8 +99,7 @@ int kiln_tfrecord_compression_parse(const char *s, kiln_tfrecord_compression *c)
 
 kiln_tfrecord_compression kiln_tfrecord_detect(const void *head, size_t n) {
     const unsigned char *p = head;
-    if (n >= KILN_TFRECORD_HEADER &&
-        kiln_crc32c_mask(kiln_crc32c(p, 8)) == get_u32(p + 8))
+    if (n >= KILN_TFRECORD_HEADER && kiln_crc32c_mask(kiln_crc32c(p, 8)) == get_u32(p + 8))
         return KILN_TFRECORD_NONE;
     if (n >= 3 && p[0] == 0x1f && p[1] == 0x8b && p[2] == 8) return KILN_TFRECORD_GZIP;
     if (n >= 2 && (p[0] & 0x0f) == 8 && (p[0] >> 4) <= 7 && ((p[0] << 8) | p[1]) % 31 == 0)
@@ -122,17 +121,17 @@ struct kiln_tfrecord_reader {
     kiln_status err; /* sticky */
     char *err_msg;
     int truncated;
-    int skippable;      /* the error was a data checksum: the framing is intact */
-    int64_t skip_to;    /* then: where the next record starts */
+    int skippable;   /* the error was a data checksum: the framing is intact */
+    int64_t skip_to; /* then: where the next record starts */
     kiln_tfrecord_compression comp;
     /* compressed input */
     z_stream zs;
-    int zinit;             /* zs was initialized (inflateEnd needed) */
-    unsigned char *zin;    /* [ZCHUNK] compressed bytes not yet inflated: zs.next_in */
-    int zdone;             /* the stream ended, checksum checked */
-    int zeof;              /* the raw input has no more bytes */
-    int64_t zin_total;     /* compressed bytes taken from the input */
-    char zmsg[160];        /* why the compressed stream is corrupt ("" when it is not) */
+    int zinit;          /* zs was initialized (inflateEnd needed) */
+    unsigned char *zin; /* [ZCHUNK] compressed bytes not yet inflated: zs.next_in */
+    int zdone;          /* the stream ended, checksum checked */
+    int zeof;           /* the raw input has no more bytes */
+    int64_t zin_total;  /* compressed bytes taken from the input */
+    char zmsg[160];     /* why the compressed stream is corrupt ("" when it is not) */
 };
 
 /* Copies up to n raw (file) bytes into dst; returns how many (< n only at the end or on a read
@@ -164,8 +163,9 @@ static size_t z_take(kiln_tfrecord_reader *r, unsigned char *dst, size_t n) {
         if (r->zdone) { /* a finished stream: another gzip member, or the end */
             if (!z_fill(r)) break;
             if (r->comp != KILN_TFRECORD_GZIP) {
-                snprintf(r->zmsg, sizeof r->zmsg, "unexpected bytes after the end of the zlib "
-                                                  "stream");
+                snprintf(r->zmsg, sizeof r->zmsg,
+                         "unexpected bytes after the end of the zlib "
+                         "stream");
                 break;
             }
             inflateReset(&r->zs);
@@ -182,7 +182,9 @@ static size_t z_take(kiln_tfrecord_reader *r, unsigned char *dst, size_t n) {
             int64_t at = r->zin_total - (int64_t)r->zs.avail_in;
             snprintf(r->zmsg, sizeof r->zmsg, "corrupt %s data near compressed byte %lld: %s",
                      r->comp == KILN_TFRECORD_GZIP ? "gzip" : "zlib", (long long)at,
-                     r->zs.msg ? r->zs.msg : z == Z_MEM_ERROR ? "out of memory" : "inflate");
+                     r->zs.msg          ? r->zs.msg
+                     : z == Z_MEM_ERROR ? "out of memory"
+                                        : "inflate");
         }
     }
     return done;
@@ -211,8 +213,8 @@ static kiln_status reader_start(kiln_tfrecord_reader *r, kiln_tfrecord_compressi
     size_t n = 0;
     if (r->f) {
         n = fread(head, 1, sizeof head, r->f);
-        if (ferror(r->f)) return kiln_error(KILN_ERR_IO, "%s: read error: %s", r->name,
-                                            strerror(errno));
+        if (ferror(r->f))
+            return kiln_error(KILN_ERR_IO, "%s: read error: %s", r->name, strerror(errno));
         rewind(r->f);
     } else {
         n = r->mem_len < sizeof head ? r->mem_len : sizeof head;
@@ -225,8 +227,7 @@ static kiln_status reader_start(kiln_tfrecord_reader *r, kiln_tfrecord_compressi
         r->zeof = 1, r->zdone = 1;
         return KILN_OK;
     }
-    if (!(r->zin = malloc(ZCHUNK)))
-        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", r->name);
+    if (!(r->zin = malloc(ZCHUNK))) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", r->name);
     if (inflateInit2(&r->zs, c == KILN_TFRECORD_GZIP ? 15 + 16 : 15) != Z_OK)
         return kiln_error(KILN_ERR_NOMEM, "%s: cannot start inflating (out of memory)", r->name);
     r->zinit = 1;
@@ -347,8 +348,7 @@ kiln_status kiln_tfrecord_next(kiln_tfrecord_reader *r, const void **data, size_
     }
     got = take(r, r->buf, need);
     if (got < need)
-        return short_read(r, "truncated record: %zu of its %zu bytes after the header", got,
-                          need);
+        return short_read(r, "truncated record: %zu of its %zu bytes after the header", got, need);
     if (kiln_crc32c_mask(kiln_crc32c(r->buf, (size_t)n)) != get_u32(r->buf + n)) {
         kiln_status st = fail(r, KILN_ERR_FORMAT, 0,
                               "corrupt record: the checksum of its %llu data bytes does not match",
@@ -446,8 +446,7 @@ static kiln_status w_emit(kiln_tfrecord_writer *w, const unsigned char *p, size_
     for (;;) {
         w->zs.next_out = w->zout, w->zs.avail_out = (uInt)WBUF;
         int z = deflate(&w->zs, flush);
-        if (z == Z_STREAM_ERROR)
-            return kiln_error(KILN_ERR_IO, "%s: deflate failed", w->path);
+        if (z == Z_STREAM_ERROR) return kiln_error(KILN_ERR_IO, "%s: deflate failed", w->path);
         size_t out = WBUF - w->zs.avail_out;
         if (out) {
             kiln_status st = kiln_atomic_write(w->f, w->zout, out);
@@ -473,8 +472,7 @@ kiln_status kiln_tfrecord_writer_open(const char *path, kiln_tfrecord_compressio
     w->comp = c;
     if (c != KILN_TFRECORD_NONE) {
         if (deflateInit2(&w->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-                         c == KILN_TFRECORD_GZIP ? 15 + 16 : 15, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
+                         c == KILN_TFRECORD_GZIP ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
             kiln_tfrecord_writer_abort(w);
             return kiln_error(KILN_ERR_NOMEM, "%s: cannot start deflating (out of memory)", path);
         }

@@ -42,14 +42,17 @@ static kiln_status add_entry(const kiln_cfg *e, spec *sp) {
     const kiln_cfg *nk = kiln_cfg_child(e, "names_key");
     const char *key = k && k->text && k->text[0] ? k->text : e->key;
     if (!strcmp(e->key, "label")) {
-        if (dec) return bad(dec, "data.features.label: a label is not decoded (no 'decode')%s%s",
-                            "", "");
+        if (dec)
+            return bad(dec, "data.features.label: a label is not decoded (no 'decode')%s%s", "",
+                       "");
         if (dt && !strcmp(dt->text, "bytes"))
-            return bad(dt, "data.features.label.dtype: a label is int64 (class ids) or float "
-                           "(regression targets), not %s%s",
+            return bad(dt,
+                       "data.features.label.dtype: a label is int64 (class ids) or float "
+                       "(regression targets), not %s%s",
                        dt->text, "");
-        if (sh) return bad(sh, "data.features.label: no 'shape' (the model's outputs decide)%s%s",
-                           "", "");
+        if (sh)
+            return bad(sh, "data.features.label: no 'shape' (the model's outputs decide)%s%s", "",
+                       "");
         sp->label_key = key, sp->label_at = e;
         sp->label_dtype = dt ? dt->text : NULL;
         sp->names_key = nk && nk->text[0] ? nk->text : "image/class/text";
@@ -74,8 +77,9 @@ static kiln_status add_entry(const kiln_cfg *e, spec *sp) {
         return KILN_OK;
     }
     const char *d = dt ? dt->text : "float";
-    f->decode = !strcmp(d, "int64") ? KILN_TFR_INT64 : !strcmp(d, "bytes") ? KILN_TFR_RAW
-                                                                             : KILN_TFR_FLOAT;
+    f->decode = !strcmp(d, "int64")   ? KILN_TFR_INT64
+                : !strcmp(d, "bytes") ? KILN_TFR_RAW
+                                      : KILN_TFR_FLOAT;
     if (sh) {
         if (sh->n_items < 1 || sh->n_items > KILN_MAX_DIMS - 1)
             return bad(sh, "data.features.%s.shape: 1 to 7 dimensions%s", e->key, "");
@@ -135,8 +139,7 @@ static kiln_status read_spec(const kiln_cfg *cfg, const kiln_model *m, spec *sp)
 }
 
 kiln_status kiln_inputs_tfrecord_split(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
-                                       const kiln_model *m, kiln_inputs *in,
-                                       kiln_dataset **out) {
+                                       const kiln_model *m, kiln_inputs *in, kiln_dataset **out) {
     *out = NULL;
     char where[300];
     const kiln_cfg *pat = sp ? kiln_cfg_child(sp, "path") : NULL;
