@@ -327,6 +327,9 @@ static void test_shards(void) {
     snprintf(path, sizeof path, "%s/nothing-*", sub);
     CHECK(kiln_data_glob(path, &files, &nf) == KILN_ERR_NOTFOUND);
     CHECK_ERR_HAS("nothing-*");
+    snprintf(path, sizeof path, "%s/no-such-folder/x-*", sub); /* not "unreadable" */
+    CHECK(kiln_data_glob(path, &files, &nf) == KILN_ERR_NOTFOUND);
+    CHECK_ERR_HAS("no such file");
 }
 
 /* One shard of 10 good records with record 4 made bad by `how`; the source must fail naming

@@ -87,6 +87,13 @@ void kiln_data_free_files(char **files, int n) {
     free(files);
 }
 
+/* glob's error callback: a folder that is not there matches nothing; one that cannot be read
+ * stops the listing (so a permission problem is not mistaken for "no files"). */
+static int glob_err(const char *path, int err) {
+    (void)path;
+    return err != ENOENT && err != ENOTDIR;
+}
+
 kiln_status kiln_data_glob(const char *pattern, char ***files, int *n) {
     *files = NULL, *n = 0;
     if (!pattern || !*pattern) return kiln_error(KILN_ERR_INVALID, "no file name or pattern");
@@ -101,7 +108,7 @@ kiln_status kiln_data_glob(const char *pattern, char ***files, int *n) {
         pattern = pat;
     }
     glob_t g;
-    int rc = glob(pattern, GLOB_ERR, NULL, &g);
+    int rc = glob(pattern, 0, glob_err, &g);
     if (rc == GLOB_NOMATCH)
         return kiln_error(KILN_ERR_NOTFOUND, "%s: no such file (or no file matches)", pattern);
     if (rc != 0) {

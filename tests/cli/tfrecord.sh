@@ -246,6 +246,12 @@ t_config_errors() {
     check "a glob that matches nothing: exit 2" [ $rc = 2 ] && check "names it" has "nowhere/*.tfrecord"
     train_small "$TMP/c6" "${base[@]}" --set 'data.features.image.decoder=image'
     check "an unknown key: exit 2" [ $rc = 2 ] && check "suggests decode" has "did you mean 'decode'"
+    train_small "$TMP/c8" "${base[@]}" --set data.features=5
+    check "features neither a list nor a map: exit 2" [ $rc = 2 ] && check "says what it takes" has "expected a list of names or a map of named entries"
+    printf 'a,b,label\n1,2,0\n3,4,1\n' >"$TMP/two.csv"
+    k train "$CFG" --set data.source=csv --set "data.train={path: $TMP/two.csv}" --set 'data.test={path: '"$TMP"'/two.csv}' \
+        --set 'model.input=[2]' --set 'model.layers=[{dense: {units: 2}}]' --quiet --runs-dir "$TMP/c9"
+    check "csv with a map of features: exit 2" [ $rc = 2 ] && check "says a list" has "source csv takes a list of column names"
     train_small "$TMP/c7" "${base[@]}" --set data.compression=gzip
     check "compression gzip for plain shards: exit 1 naming a shard" [ $rc = 1 ] && check "named" has "train.tfrecord-00000-of-00003"
 }
