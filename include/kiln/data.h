@@ -1,6 +1,6 @@
-/* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders (read on
- * demand), a seeded validation split, and a batch loader (per-epoch seeded shuffle,
- * normalization, final partial batch, prefetch thread).
+/* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders and
+ * TFRecord shards (read on demand), a seeded validation split, and a batch loader (per-epoch
+ * seeded shuffle, normalization, final partial batch, prefetch thread).
  *
  * A kiln_dataset is n rows. One row's features have shape x_shape (IDX images [1, rows, cols],
  * CSV [num_features], NPY the array's trailing dims); labels are int32 class ids [n], float32
@@ -162,6 +162,71 @@ typedef struct {
     int64_t cache_bytes; /* kiln_source_desc.cache_bytes */
 } kiln_image_source_options;
 kiln_status kiln_data_load_images(const kiln_image_source_options *o, kiln_dataset **out);
+
+/* TFRecord files of tf.train.Example records as a source (rows read on demand; see
+ * src/data/tfrecord_source.c and docs/data.md). Opening reads every file once, in the order
+ * given, checking every record's checksums, that each feature below is present with its type
+ * and size, and the label; it keeps only each record's place (16 bytes) and label. Compressed
+ * files (GZIP, ZLIB) are decompressed once into an unlinked temporary file in tmp_dir (NULL:
+ * $TMPDIR, else /tmp), since they cannot be read at random. A row is the features in the order
+ * given: one image feature (decoded with spec, u8 [C, H, W]; it must be the only one), or raw
+ * features concatenated into float32 [sum of their sizes] (a single feature keeps its shape; a
+ * single raw-bytes feature stays u8). Class labels are one int64 each; class names come from
+ * text_key (a bytes feature; ids no record names are named by their number). Errors name the
+ * file and the record (index and byte offset). skip_bad: a record that fails any of these
+ * checks is left out and counted in res instead (a damaged length or a truncated file loses the
+ * rest of that file, counted as one); images are only decoded when read, so bad image bytes
+ * are found later (kiln_data_drop_unreadable). */
+typedef enum {
+    KILN_TFR_IMAGE = 0, /* one bytes value: an encoded image, decoded with the spec */
+    KILN_TFR_FLOAT,     /* a float list */
+    KILN_TFR_INT64,     /* an int64 list (converted to float32) */
+    KILN_TFR_RAW,       /* one bytes value of numel bytes, each a u8 feature */
+} kiln_tfr_decode;
+
+typedef struct {
+    const char *key; /* the tf.train.Example feature key */
+    kiln_tfr_decode decode;
+    int64_t numel;    /* values per record (RAW: bytes); 0: what the first record has */
+    kiln_shape shape; /* a single non-image feature's row shape (ndim 0: [numel]) */
+} kiln_tfrecord_feature;
+
+typedef struct {
+    const char *const *files; /* in reading order (kiln_data_glob sorts them) */
+    int num_files;
+    int compression; /* kiln_tfrecord_compression (kiln/tfrecord.h); AUTO: told per file */
+    const kiln_tfrecord_feature *features;
+    int num_features;
+    kiln_image_spec spec;       /* for an image feature */
+    const char *label_key;      /* NULL when unlabeled */
+    kiln_label_kind label_kind; /* CLASS: one int64; FLOAT: a float (or int64) list */
+    const char *text_key;       /* class names, or NULL */
+    const char *const *class_names; /* [num_class_names] names to use (a validation or test
+                                       split takes the training split's), or NULL */
+    int num_class_names;
+    int num_classes;            /* 0: the largest id + 1; else ids must be below it */
+    int skip_bad;
+    int64_t cache_bytes; /* kiln_source_desc.cache_bytes */
+    const char *tmp_dir;
+} kiln_tfrecord_source_options;
+
+typedef struct {
+    int64_t rows;    /* records indexed */
+    int64_t records; /* records read (with their checksums intact) */
+    int files;
+    int compressed;  /* a decompressed copy was made */
+    int64_t skipped; /* skip_bad: records left out */
+    char first[512]; /* the first one's message */
+} kiln_tfrecord_source_result;
+
+kiln_status kiln_data_load_tfrecord(const kiln_tfrecord_source_options *o, kiln_dataset **out,
+                                    kiln_tfrecord_source_result *res);
+
+/* The regular files a pattern names, in byte order of their paths: a glob ('*', '?', '[...]'),
+ * a folder (every file in it not starting with '.'), or a file. KILN_ERR_NOTFOUND when none.
+ * Free with kiln_data_free_files. */
+kiln_status kiln_data_glob(const char *pattern, char ***files, int *n);
+void kiln_data_free_files(char **files, int n);
 
 /* ---- inspecting datasets ---- */
 

@@ -17,6 +17,8 @@ typedef struct {
     int64_t skipped;        /* data.on_error: skip: unreadable samples left out, all splits */
     char skipped_first[512]; /* the first one's message */
     int64_t cache_left;      /* data.cache: decoded: bytes not yet given to a split (-1: unset) */
+    int data_error; /* set when kiln_inputs_load failed on damaged records in the files (a
+                       runtime failure, exit 1) rather than on the config or what it names */
 } kiln_inputs;
 
 /* Rewrites the relative data paths of cfg's data: section (train/validation/test images,
@@ -26,7 +28,8 @@ typedef struct {
  * base_dir is NULL. Call it right after loading (file names are as they were given then). */
 kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
 /* Loads what cfg's data: section names and checks it against the model (row shape, label kind,
- * class count). Errors name the config key and the file. */
+ * class count). Errors name the config key and the file; on failure in is empty except for
+ * in->data_error. */
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
 void kiln_inputs_free(kiln_inputs *in);
 /* model.class_names against the model: one name per output of a classifier (a single sigmoid

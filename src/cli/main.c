@@ -28,6 +28,8 @@ static const char *HELP =
     "                      the model registry: named, versioned, aliased servable models\n"
     "  board [--runs-dir D] [--port 6006] [--host ADDR]\n"
     "                      web dashboard: runs table, live metric curves, run comparison\n"
+    "  data [convert|inspect] ...\n"
+    "                      data set tools: write TFRecord shards, inspect and check them\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -47,6 +49,7 @@ static const command COMMANDS[] = {
     {"runs", kiln_cmd_runs},
     {"models", kiln_cmd_models},
     {"board", kiln_cmd_board},
+    {"data", kiln_cmd_data},
 };
 
 static const command *find_command(const char *name) {

@@ -26,6 +26,7 @@ typedef enum {
     T_ONEOF,      /* one of sub, by name */
     T_ONEOF_SEQ,  /* a list of T_ONEOF items (layers, metrics) */
     T_ANY,        /* checked elsewhere (stages) */
+    T_STRS_OR_MAPS, /* a list of strings, or a map of user-named entries each a T_MAP of sub */
 } type;
 
 typedef struct schema schema;
@@ -47,7 +48,7 @@ static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu
 static const char *const INITS[] = {"zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform",
                                     "he_normal", NULL};
 static const char *const PADS[] = {"valid", "same", NULL};
-static const char *const SOURCES[] = {"idx", "csv", "npy", "images", NULL};
+static const char *const SOURCES[] = {"idx", "csv", "npy", "images", "tfrecord", NULL};
 static const char *const TASKS[] = {"classification", "regression", NULL};
 static const char *const MODES[] = {"auto", "min", "max", NULL};
 static const char *const PRECISIONS[] = {"fp32", NULL}; /* bf16 mixed precision: not built yet */
@@ -143,6 +144,14 @@ static const schema IMAGE[] = {{"channels", T_ENUM, NULL, NULL, IMG_CHANNELS},
                                {"center_crop", T_INT_PAIR, NULL, NULL, NULL, 1, 65535}, END};
 #define DATA_IMAGE_KEYS {"image", T_MAP, NULL, IMAGE}, {"on_error", T_ENUM, "error", NULL, ON_ERROR}, \
                         {"cache", T_ENUM, "none", NULL, DATA_CACHE}
+/* data.source: tfrecord (src/model/inputs_tfrecord.c reads these; docs/data.md) */
+static const char *const COMPRESSIONS[] = {"auto", "none", "gzip", "zlib", NULL};
+static const char *const FEAT_DECODE[] = {"image", NULL};
+static const char *const FEAT_DTYPE[] = {"float", "int64", "bytes", NULL};
+static const schema FEATURE[] = {{"key", T_STR}, {"decode", T_ENUM, NULL, NULL, FEAT_DECODE},
+                                 {"dtype", T_ENUM, NULL, NULL, FEAT_DTYPE},
+                                 {"shape", T_SEQ_INT, NULL, NULL, NULL, 1, 1e9},
+                                 {"names_key", T_STR}, END};
 static const schema NORMALIZE[] = {{"scale", T_NUM, "1.0", NULL, NULL, ANYSIGN}, {"mean", T_SEQ_NUM, NULL, NULL, NULL, ANYSIGN},
                                    {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12},
                                    {"standardize", T_BOOL, "false"}, END};
@@ -150,7 +159,9 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"validation", T_MAP, NULL, FILES}, {"test", T_MAP, NULL, FILES},
                               {"validation_split", T_NUM, "0", NULL, NULL, 0, 0.99},
                               {"normalize", T_MAP, NULL, NORMALIZE}, {"batch_size", T_INT, "32", NULL, NULL, 1, 1e7},
-                              {"shuffle", T_BOOL, "true"}, {"label", T_STR, "label"}, {"features", T_SEQ_STR},
+                              {"shuffle", T_BOOL, "true"}, {"label", T_STR, "label"},
+                              {"features", T_STRS_OR_MAPS, NULL, FEATURE},
+                              {"compression", T_ENUM, "auto", NULL, COMPRESSIONS},
                               {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
                                {"class_names", T_SEQ_STR}, END};
@@ -229,6 +240,7 @@ static const char *type_name(type t) {
     case T_SEQ_NUM: return "a list of numbers";
     case T_SEQ_STR: return "a list of strings";
     case T_STRS: return "a name or a list of names";
+    case T_STRS_OR_MAPS: return "a list of names or a map of named entries";
     case T_INT_PAIR: return "an integer or [h, w]";
     default: return "a value";
     }
@@ -370,6 +382,22 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
             if (st) return st;
         }
         return fill_defaults(c, s->sub, path);
+    case T_STRS_OR_MAPS:
+        if (c->type == KILN_CFG_MAP) {
+            const schema entry = {s->key, T_MAP, NULL, s->sub};
+            for (int i = 0; i < c->n_items; i++) {
+                snprintf(p, sizeof p, "%s.%s", path, c->items[i]->key);
+                kiln_status st = check(c->items[i], &entry, p);
+                if (st) return st;
+            }
+            return KILN_OK;
+        } else {
+            schema strs = *s;
+            strs.t = T_SEQ_STR;
+            if (c->type != KILN_CFG_SEQ)
+                return err_at(c, path, "expected %s%s", type_name(s->t), "");
+            return check(c, &strs, path);
+        }
     case T_ONEOF: return check_oneof(c, s->sub, path, s->key);
     case T_ONEOF_SEQ:
         if (c->type == KILN_CFG_SCALAR && !c->text[0]) c->type = KILN_CFG_SEQ;

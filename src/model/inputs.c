@@ -1,7 +1,8 @@
 /* inputs.c — config data: section into datasets and a loader configuration (see kiln/inputs.h).
  *
  * Sources: idx (train.images + train.labels), csv (train.path; data.label names the label
- * column, data.features optionally the feature columns), npy (train.x + train.y). The same keys
+ * column, data.features optionally the feature columns), npy (train.x + train.y), images
+ * (inputs_images.c), tfrecord (inputs_tfrecord.c: train.path a file, folder or glob). The same keys
  * under validation: and test:. Without a validation: entry, data.validation_split carves one out
  * of the training data with the seed. data.normalize gives scale, per-channel mean/std, or
  * standardize: true (mean/std measured on the training split).
@@ -17,6 +18,7 @@
 
 #include "kiln/inputs.h"
 #include "model/inputs_images.h"
+#include "model/inputs_tfrecord.h"
 #include "model/servable_internal.h"
 
 static const char *const FILE_KEYS[] = {"images", "labels", "path", "x", "y", "manifest"};
@@ -93,6 +95,8 @@ static kiln_status load_split(const kiln_cfg *cfg, const char *split, const kiln
         if (kind != KILN_LABEL_CLASS)
             return kiln_error(KILN_ERR_INVALID, "data.task: image folders are labelled by class; use task: classification");
         st = kiln_inputs_images_split(cfg, split, sp, m, in, out);
+    } else if (!strcmp(source, "tfrecord")) {
+        st = kiln_inputs_tfrecord_split(cfg, split, sp, m, in, out);
     } else if (!strcmp(source, "idx")) {
         if ((st = need(sp, split, "images", source, &a)) || (st = need(sp, split, "labels", source, &b))) return st;
         if (kind != KILN_LABEL_CLASS)
@@ -101,6 +105,13 @@ static kiln_status load_split(const kiln_cfg *cfg, const char *split, const kiln
     } else if (!strcmp(source, "csv")) {
         if ((st = need(sp, split, "path", source, &a))) return st;
         kiln_cfg *feats = kiln_cfg_at(cfg, "data.features");
+        if (feats && feats->type != KILN_CFG_SEQ) {
+            char where[300];
+            return kiln_error(KILN_ERR_INVALID,
+                              "%s: data.features: source csv takes a list of column names (a map "
+                              "of features is for source tfrecord)",
+                              kiln_cfg_where(feats, where, sizeof where));
+        }
         const char *names[4096];
         int nf = 0;
         for (int i = 0; feats && i < feats->n_items && i < 4096; i++) names[nf++] = feats->items[i]->text;
@@ -160,7 +171,9 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     if (!st && in->validation) st = check_fit(in->validation, "validation", m);
     if (!st && in->test) st = check_fit(in->test, "test", m);
     if (st) {
+        int data_error = in->data_error;
         kiln_inputs_free(in);
+        in->data_error = data_error;
         return st;
     }
     in->n_classes = kiln_dataset_num_classes(in->train);

@@ -36,7 +36,7 @@ static const char *shape_text(const kiln_model *m, char *buf, size_t cap) {
 }
 
 /* The spec from data.image and model.input; config errors carry the key's position. */
-static kiln_status make_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_image_spec *s) {
+kiln_status kiln_inputs_image_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_image_spec *s) {
     kiln_shape in = kiln_node_shape(m->input); /* [B, C, H, W] */
     char where[300], sh[128];
     const kiln_cfg *img = kiln_cfg_at(cfg, "data.image");
@@ -44,9 +44,9 @@ static kiln_status make_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_imag
     shape_text(m, sh, sizeof sh);
     if (in.ndim != 4 || (in.dims[1] != 1 && in.dims[1] != 3))
         return kiln_error(KILN_ERR_INVALID,
-                          "data.source images: model.input must be [C, H, W] with C = 1 "
+                          "data.source %s: model.input must be [C, H, W] with C = 1 "
                           "(grayscale) or 3 (rgb), not %s",
-                          sh);
+                          kiln_cfg_str(cfg, "data.source", "images"), sh);
     int C = (int)in.dims[1];
     s->out_h = (int)in.dims[2], s->out_w = (int)in.dims[3];
     const kiln_cfg *ch = img ? kiln_cfg_child(img, "channels") : NULL;
@@ -89,12 +89,27 @@ static kiln_status make_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_imag
     return KILN_OK;
 }
 
+int64_t kiln_inputs_cache_budget(const kiln_cfg *cfg, kiln_inputs *in) {
+    if (strcmp(kiln_cfg_str(cfg, "data.cache", "none"), "decoded")) return 0;
+    if (in->cache_left < 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        in->cache_left = pages > 0 && psize > 0 ? (int64_t)pages * psize / 2 : 0;
+    }
+    return in->cache_left;
+}
+
+void kiln_inputs_cache_used(kiln_inputs *in, int64_t given, int64_t rows, int64_t row_bytes) {
+    if (!given) return;
+    int64_t used = rows * row_bytes;
+    in->cache_left -= used < given ? used : given;
+}
+
 kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
                                      const kiln_model *m, kiln_inputs *in, kiln_dataset **out) {
     *out = NULL;
     char where[300];
     kiln_image_source_options o = {0};
-    kiln_status st = make_spec(cfg, m, &o.spec);
+    kiln_status st = kiln_inputs_image_spec(cfg, m, &o.spec);
     if (st) return st;
     const kiln_cfg *dir = sp ? kiln_cfg_child(sp, "path") : NULL;
     const kiln_cfg *man = sp ? kiln_cfg_child(sp, "manifest") : NULL;
@@ -111,20 +126,11 @@ kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, con
         for (int c = 0; c < k; c++) names[c] = kiln_dataset_class_name(in->train, c);
         o.classes = names, o.num_classes = k;
     }
-    if (!strcmp(kiln_cfg_str(cfg, "data.cache", "none"), "decoded")) {
-        if (in->cache_left < 0) {
-            long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-            in->cache_left = pages > 0 && psize > 0 ? (int64_t)pages * psize / 2 : 0;
-        }
-        o.cache_bytes = in->cache_left;
-    }
+    o.cache_bytes = kiln_inputs_cache_budget(cfg, in);
     kiln_dataset *ds = NULL;
     if ((st = kiln_data_load_images(&o, &ds))) return st;
-    if (o.cache_bytes) {
-        int64_t rb = (int64_t)o.spec.channels * o.spec.out_h * o.spec.out_w;
-        int64_t used = kiln_dataset_rows(ds) * rb;
-        in->cache_left -= used < o.cache_bytes ? used : o.cache_bytes;
-    }
+    kiln_inputs_cache_used(in, o.cache_bytes, kiln_dataset_rows(ds),
+                           (int64_t)o.spec.channels * o.spec.out_h * o.spec.out_w);
     if (!strcmp(kiln_cfg_str(cfg, "data.on_error", "error"), "skip")) {
         kiln_dataset *good = NULL;
         int64_t skipped = 0;

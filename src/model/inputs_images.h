@@ -11,4 +11,13 @@
 kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
                                      const kiln_model *m, kiln_inputs *in, kiln_dataset **out);
 
+/* The image geometry of data.image for model.input [C, H, W] (also the tfrecord source's image
+ * feature): config errors (KILN_ERR_INVALID) name the keys and their positions. */
+kiln_status kiln_inputs_image_spec(const kiln_cfg *cfg, const kiln_model *m, kiln_image_spec *s);
+/* data.cache: decoded's budget for one more split of row_bytes-byte rows (in->cache_left keeps
+ * what is left; half of the machine's memory to start with): 0 when the cache is off. */
+int64_t kiln_inputs_cache_budget(const kiln_cfg *cfg, kiln_inputs *in);
+/* After a split of rows rows of row_bytes bytes took a budget of given bytes: the rest. */
+void kiln_inputs_cache_used(kiln_inputs *in, int64_t given, int64_t rows, int64_t row_bytes);
+
 #endif

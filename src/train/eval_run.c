@@ -67,7 +67,7 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     }
     if (!st) st = kiln_config_resolve(cfg);
     if (!st) st = kiln_model_build(cfg, &m);
-    if (!st) st = kiln_inputs_load(cfg, &m, &in);
+    if (!st && (st = kiln_inputs_load(cfg, &m, &in)) && in.data_error) *usage_error = 0;
     const kiln_dataset *ds = NULL;
     if (!st) {
         ds = !strcmp(split, "test") ? in.test : !strcmp(split, "validation") ? in.validation : in.train;

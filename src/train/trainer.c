@@ -622,7 +622,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
         (st = kiln_inputs_load(t.cfg, &t.m, &t.in)) ||
         (st = kiln_inputs_check_class_names(t.cfg, &t.m))) {
-        res->usage_error = 1;
+        res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
         trainer_free(&t);
         return st;
     }
