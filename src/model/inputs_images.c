@@ -104,6 +104,19 @@ void kiln_inputs_cache_used(kiln_inputs *in, int64_t given, int64_t rows, int64_
     in->cache_left -= used < given ? used : given;
 }
 
+kiln_status kiln_inputs_drop_unreadable(kiln_inputs *in, kiln_dataset **ds) {
+    kiln_dataset *good = NULL;
+    int64_t skipped = 0;
+    char first[sizeof in->skipped_first];
+    kiln_status st = kiln_data_drop_unreadable(*ds, &good, &skipped, first, sizeof first);
+    kiln_dataset_free(*ds);
+    *ds = good;
+    if (st) return st;
+    if (skipped && !in->skipped) snprintf(in->skipped_first, sizeof in->skipped_first, "%s", first);
+    in->skipped += skipped;
+    return KILN_OK;
+}
+
 kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
                                      const kiln_model *m, kiln_inputs *in, kiln_dataset **out) {
     *out = NULL;
@@ -132,16 +145,7 @@ kiln_status kiln_inputs_images_split(const kiln_cfg *cfg, const char *split, con
     kiln_inputs_cache_used(in, o.cache_bytes, kiln_dataset_rows(ds),
                            (int64_t)o.spec.channels * o.spec.out_h * o.spec.out_w);
     if (!strcmp(kiln_cfg_str(cfg, "data.on_error", "error"), "skip")) {
-        kiln_dataset *good = NULL;
-        int64_t skipped = 0;
-        char first[sizeof in->skipped_first];
-        st = kiln_data_drop_unreadable(ds, &good, &skipped, first, sizeof first);
-        kiln_dataset_free(ds);
-        if (st) return st;
-        if (skipped && !in->skipped)
-            snprintf(in->skipped_first, sizeof in->skipped_first, "%s", first);
-        in->skipped += skipped;
-        ds = good;
+        if ((st = kiln_inputs_drop_unreadable(in, &ds))) return st;
     }
     *out = ds;
     return KILN_OK;

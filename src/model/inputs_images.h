@@ -18,6 +18,9 @@ kiln_status kiln_inputs_image_spec(const kiln_cfg *cfg, const kiln_model *m, kil
  * what is left; half of the machine's memory to start with): 0 when the cache is off. */
 int64_t kiln_inputs_cache_budget(const kiln_cfg *cfg, kiln_inputs *in);
 /* After a split of rows rows of row_bytes bytes took a budget of given bytes: the rest. */
+/* data.on_error: skip: *ds without the rows that cannot be read (each decoded once), counted in
+ * in->skipped (the first one named in in->skipped_first). *ds is replaced, NULL on failure. */
+kiln_status kiln_inputs_drop_unreadable(kiln_inputs *in, kiln_dataset **ds);
 void kiln_inputs_cache_used(kiln_inputs *in, int64_t given, int64_t rows, int64_t row_bytes);
 
 #endif

@@ -192,16 +192,7 @@ kiln_status kiln_inputs_tfrecord_split(const kiln_cfg *cfg, const char *split, c
         in->skipped += res.skipped;
     }
     if (o.skip_bad && s.images) { /* image bytes are only checked by decoding them */
-        kiln_dataset *good = NULL;
-        int64_t skipped = 0;
-        char first[sizeof in->skipped_first];
-        st = kiln_data_drop_unreadable(ds, &good, &skipped, first, sizeof first);
-        kiln_dataset_free(ds);
-        if (st) return st;
-        if (skipped && !in->skipped)
-            snprintf(in->skipped_first, sizeof in->skipped_first, "%s", first);
-        in->skipped += skipped;
-        ds = good;
+        if ((st = kiln_inputs_drop_unreadable(in, &ds))) return st;
     }
     *out = ds;
     return KILN_OK;
