@@ -257,6 +257,14 @@ double kiln_loader_wait_seconds(const kiln_loader *l);
  * Returns -1 (with a message) on bad arguments or a row that cannot be read (a source's file;
  * the position does not move, so the batch is made again on the next call). */
 int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows);
+/* What training sees: the first n samples of epoch `epoch` of a loader over ds with config c
+ * (its batch size, seed, shuffle, augmentation and mixing, so a sample and its mixing partner
+ * are those of the training batch), before normalization: x [n, ...x_shape] in the data's units
+ * (0..bound: 255 for u8 data, 1 for float), malloc'd. Labels as probabilities probs [n, *k]
+ * (one-hot unless mixed; NULL and *k = 0 when unlabeled). For `kiln data preview` and the
+ * TensorBoard image of augmented samples. */
+kiln_status kiln_loader_preview(const kiln_dataset *ds, const kiln_loader_config *c, int n,
+                                int64_t epoch, float **x, float **probs, int *k, float *bound);
 /* Makes batch `batch` of epoch `epoch` the next one delivered (0 <= batch <= batches per
  * epoch; batch == batches per epoch means the end of that epoch). */
 kiln_status kiln_loader_seek(kiln_loader *l, int64_t epoch, int64_t batch);

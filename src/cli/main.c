@@ -28,6 +28,8 @@ static const char *HELP =
     "                      the model registry: named, versioned, aliased servable models\n"
     "  board [--runs-dir D] [--port 6006] [--host ADDR]\n"
     "                      web dashboard: runs table, live metric curves, run comparison\n"
+    "  data preview CONFIG --out GRID.png [--n 16]\n"
+    "                      a grid of augmented training samples, as training sees them\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -47,6 +49,7 @@ static const command COMMANDS[] = {
     {"runs", kiln_cmd_runs},
     {"models", kiln_cmd_models},
     {"board", kiln_cmd_board},
+    {"data", kiln_cmd_data},
 };
 
 static const command *find_command(const char *name) {

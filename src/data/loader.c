@@ -585,3 +585,48 @@ kiln_status kiln_loader_seek(kiln_loader *l, int64_t epoch, int64_t batch) {
     }
     return KILN_OK;
 }
+
+kiln_status kiln_loader_preview(const kiln_dataset *ds, const kiln_loader_config *c, int n,
+                                int64_t epoch, float **x, float **probs, int *k, float *bound) {
+    *x = NULL, *probs = NULL, *k = 0, *bound = 0;
+    if (n < 1 || n > 4096)
+        return kiln_error(KILN_ERR_INVALID, "preview: %d samples (1 to 4096)", n);
+    kiln_loader_config pc = *c;
+    memset(&pc.norm, 0, sizeof pc.norm); /* pixel values, as augmentation sees them */
+    kiln_loader *l = NULL;
+    kiln_status st = kiln_loader_new(ds, &pc, &l);
+    if (st) return st;
+    int64_t m = ds->x_numel, bs = l->bs;
+    int kk = l->soft ? l->soft : ds->y_kind == KILN_LABEL_CLASS ? ds->num_classes : 0;
+    float *bx = malloc((size_t)(bs * m) * sizeof *bx);
+    void *by = l->ywidth ? malloc((size_t)(bs * l->ywidth) * 4) : NULL;
+    float *ox = malloc((size_t)n * (size_t)m * sizeof *ox);
+    float *op = kk ? calloc((size_t)n * (size_t)kk, sizeof *op) : NULL;
+    if (!bx || (l->ywidth && !by) || !ox || (kk && !op))
+        st = kiln_error(KILN_ERR_NOMEM, "preview: out of memory");
+    if (!st) st = kiln_loader_seek(l, epoch, 0);
+    int got = 0, rows, r = 1;
+    while (!st && got < n && (r = kiln_loader_next(l, bx, by, &rows)) == 1) {
+        int take = rows < n - got ? rows : n - got;
+        memcpy(ox + (size_t)got * m, bx, (size_t)(take * m) * sizeof *bx);
+        for (int i = 0; kk && by && i < take; i++) {
+            float *dst = op + (size_t)(got + i) * kk;
+            if (l->soft)
+                memcpy(dst, (float *)by + (size_t)i * kk, (size_t)kk * sizeof *dst);
+            else
+                dst[((int32_t *)by)[i]] = 1;
+        }
+        got += take;
+    }
+    if (!st && r < 0) st = KILN_ERR_INVALID; /* the message is next()'s */
+    if (!st && got < n) st = kiln_error(KILN_ERR_INVALID, "preview: the data has %d rows", got);
+    *bound = l->bound;
+    kiln_loader_free(l);
+    free(bx), free(by);
+    if (st) {
+        free(ox), free(op);
+        return st;
+    }
+    *x = ox, *probs = op, *k = kk;
+    return KILN_OK;
+}
