@@ -209,51 +209,54 @@ void kiln_aug_rotate(const float *src, float *dst, int c, int h, int w, float de
 
 /* ---- color ---- */
 
+/* Two selects the compiler turns into maxss / minss (and vectorizes), unlike a nested ?:. */
 static inline float clampf(float v, float hi) {
-    return v < 0 ? 0 : v > hi ? hi : v;
+    v = v > 0 ? v : 0;
+    return v < hi ? v : hi;
 }
 
 static inline float gray_of(const float *x, size_t hw, size_t i) {
     return 0.2989f * x[i] + 0.587f * x[hw + i] + 0.114f * x[2 * hw + i];
 }
 
-/* torchvision's _rgb2hsv / _hsv2rgb on values in [0, 1]; hue shifted by f. */
-static void hue_shift(float *r, float *g, float *b, float f) {
-    float maxc = fmaxf(*r, fmaxf(*g, *b)), minc = fminf(*r, fminf(*g, *b));
-    int eqc = maxc == minc;
-    float cr = maxc - minc, s = cr / (eqc ? 1.0f : maxc), div = eqc ? 1.0f : cr;
-    float rc = (maxc - *r) / div, gc = (maxc - *g) / div, bc = (maxc - *b) / div, hh;
-    if (maxc == *r)
-        hh = bc - gc;
-    else if (maxc == *g)
-        hh = 2.0f + rc - bc;
-    else
-        hh = 4.0f + gc - rc;
-    hh = fmodf(hh / 6.0f + 1.0f, 1.0f);
-    hh += f;
-    hh -= floorf(hh); /* Python's % 1.0 */
-    float v = maxc, i = floorf(hh * 6.0f), fr = hh * 6.0f - i;
-    float p = fminf(fmaxf(v * (1 - s), 0), 1), q = fminf(fmaxf(v * (1 - s * fr), 0), 1);
-    float t = fminf(fmaxf(v * (1 - s * (1 - fr)), 0), 1);
-    switch (((int)i % 6 + 6) % 6) {
-    case 0:
-        *r = v, *g = t, *b = p;
-        break;
-    case 1:
-        *r = q, *g = v, *b = p;
-        break;
-    case 2:
-        *r = p, *g = v, *b = t;
-        break;
-    case 3:
-        *r = p, *g = q, *b = v;
-        break;
-    case 4:
-        *r = t, *g = p, *b = v;
-        break;
-    default:
-        *r = v, *g = p, *b = q;
-        break;
+/* Hue: torchvision's _rgb2hsv, h + f (mod 1), _hsv2rgb on r, g, b [n] in [0, bound], in place.
+ * Branch-free (every choice a select) so that it vectorizes, and without libm calls (fmodf,
+ * floorf are calls at the x86-64 baseline): the ranges are known, so each remainder is one
+ * conditional subtraction, exact as fmod's is. A gray pixel (max == min) gets s = 0 and so
+ * p = q = t = v: it comes back unchanged. */
+static void hue_rows(float *restrict r, float *restrict g, float *restrict b, size_t n, float f,
+                     float bound) {
+    const float inb = 1.0f / bound;
+    for (size_t i = 0; i < n; i++) {
+        float R = r[i] * inb, G = g[i] * inb, B = b[i] * inb;
+        float mx = R > G ? R : G, mn = R < G ? R : G;
+        mx = mx > B ? mx : B, mn = mn < B ? mn : B;
+        float cr = mx - mn, gray = cr == 0 ? 1.0f : 0.0f;
+        float s = cr / (mx + gray), inv = 1.0f / (cr + gray); /* (gray: s = 0) */
+        float rc = (mx - R) * inv, gc = (mx - G) * inv, bc = (mx - B) * inv;
+        /* one-hot selects as products (x * 1 + y * 0 is exactly x): no multi-way branch */
+        float isr = (float)(mx == R), isg = (float)(mx == G) * (1 - isr), isb = 1 - isr - isg;
+        float hh = isr * (bc - gc) + isg * (2.0f + rc - bc) + isb * (4.0f + gc - rc);
+        /* (a conditional add of a constant, x + 0 being exact: arithmetic only inside a select
+         * would not be if-converted under -ftrapping-math) */
+        hh = hh / 6.0f + 1.0f; /* [5/6, 11/6]: fmod(hh, 1) */
+        hh -= hh >= 1.0f ? 1.0f : 0.0f;
+        hh += f; /* f in [-0.5, 0.5]: Python's % 1.0 */
+        hh += hh < 0.0f ? 1.0f : 0.0f;
+        hh -= hh >= 1.0f ? 1.0f : 0.0f;
+        float h6 = hh * 6.0f;
+        float k = (float)(int)h6; /* h6 >= 0: truncation is floor; k in 0..5 */
+        float fr = h6 - k, v = mx;
+        float p = v * (1 - s), q = v * (1 - s * fr), t = v * (1 - s * (1 - fr));
+        p = p > 0 ? p : 0, q = q > 0 ? q : 0, t = t > 0 ? t : 0;
+        p = p < 1 ? p : 1, q = q < 1 ? q : 1, t = t < 1 ? t : 1;
+        /* k: 0 (v t p) 1 (q v p) 2 (p v t) 3 (p q v) 4 (t p v) 5 (v p q) */
+        float k0 = (float)(k == 0), k1 = (float)(k == 1), k2 = (float)(k == 2);
+        float k3 = (float)(k == 3), k4 = (float)(k == 4), k5 = (float)(k == 5);
+        float ro = (k0 + k5) * v + k1 * q + k4 * t + (k2 + k3) * p;
+        float go = (k1 + k2) * v + k0 * t + k3 * q + (k4 + k5) * p;
+        float bo = (k3 + k4) * v + k2 * t + k5 * q + (k0 + k1) * p;
+        r[i] = ro * bound, g[i] = go * bound, b[i] = bo * bound;
     }
 }
 
@@ -277,18 +280,19 @@ void kiln_aug_jitter(float *x, int c, int h, int w, float bound, const float fac
             for (size_t i = 0; i < n; i++) x[i] = clampf(f * x[i] + off, bound);
             break;
         }
-        case 2: /* saturation: blend with the gray image */
-            for (size_t i = 0; i < hw; i++) {
-                float gy = (1 - f) * gray_of(x, hw, i);
-                for (int k = 0; k < 3; k++) x[k * hw + i] = clampf(f * x[k * hw + i] + gy, bound);
+        case 2: /* saturation: blend with the gray image (in chunks, so the loops vectorize) */
+            for (size_t i0 = 0; i0 < hw; i0 += 256) {
+                float gy[256];
+                size_t m = hw - i0 < 256 ? hw - i0 : 256;
+                for (size_t i = 0; i < m; i++) gy[i] = (1 - f) * gray_of(x, hw, i0 + i);
+                for (int k = 0; k < 3; k++) {
+                    float *p = x + k * hw + i0;
+                    for (size_t i = 0; i < m; i++) p[i] = clampf(f * p[i] + gy[i], bound);
+                }
             }
             break;
         default: /* hue */
-            for (size_t i = 0; i < hw; i++) {
-                float r = x[i] / bound, g = x[hw + i] / bound, b = x[2 * hw + i] / bound;
-                hue_shift(&r, &g, &b, f);
-                x[i] = r * bound, x[hw + i] = g * bound, x[2 * hw + i] = b * bound;
-            }
+            hue_rows(x, x + hw, x + 2 * hw, hw, f, bound);
             break;
         }
     }
