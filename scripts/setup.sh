@@ -8,7 +8,7 @@ PKGS=(build-essential cmake pkg-config
       chromium chromium-driver)  # the kiln board test loads the page in headless Chromium
 # The benchmarks compare against PyTorch (Debian's python3-torch) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks). Tests do not need it.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-numpy libopenblas0-pthread wrk); fi
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torch python3-torchvision python3-numpy libopenblas0-pthread wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,8 @@
 #include <turbojpeg.h>
 
 #include "check.h"
+#include "data/data_internal.h"
+#include "kiln/inputs.h"
 
 static char tmpdir[256];
 
@@ -929,6 +931,61 @@ static void test_bad_file_with_workers(void) {
     kiln_dataset_free(ds);
 }
 
+/* data.cache_mb caps the decoded cache's budget (half the machine's memory otherwise). */
+static void test_cache_budget(void) {
+    make_tree("cache", 6, 40, 40, 0);
+    for (int mb = 0; mb <= 1; mb++) {
+        char text[2048];
+        snprintf(text, sizeof text,
+                 "data: {source: images, train: {path: %s/cache}, cache: decoded, cache_mb: %d,\n"
+                 "       image: {channels: rgb}}\n"
+                 "loss: softmax_cross_entropy\n"
+                 "model: {input: [3, 256, 256], layers: [flatten, {dense: {units: 2}}]}\n",
+                 tmpdir, mb);
+        kiln_cfg *c = NULL;
+        kiln_model m = {0};
+        kiln_inputs in = {0};
+        CHECK_OK(kiln_config_parse(text, "c.yaml", &c));
+        CHECK_OK(kiln_config_resolve(c));
+        CHECK_OK(kiln_config_set(c, "data.image.resize=[256, 256]"));
+        CHECK_OK(kiln_model_build(c, &m));
+        CHECK_OK(kiln_inputs_load(c, &m, &in));
+        if (in.train) { /* rows of 3 x 256 x 256 = 192 KiB: 1 MiB holds 5 of the 12 */
+            const kiln_dataset *root = in.train->root ? in.train->root : in.train;
+            CHECK_MSG(root->cache_rows == (mb ? 5 : 12), "cache_mb %d: %lld rows cached", mb,
+                      (long long)root->cache_rows);
+        }
+        kiln_inputs_free(&in);
+        kiln_model_free(&m);
+        kiln_cfg_free(c);
+    }
+}
+
+/* Augmenting samples that are not images [C, H, W] is a config error naming data.augment. */
+static void test_config_errors(void) {
+    char csv[600], text[2048];
+    snprintf(csv, sizeof csv, "%s/t.csv", tmpdir);
+    FILE *f = fopen(csv, "w");
+    fputs("a,b,label\n1,2,0\n3,4,1\n", f);
+    fclose(f);
+    snprintf(text, sizeof text,
+             "data: {source: csv, train: {path: %s}, augment: [horizontal_flip]}\n"
+             "loss: softmax_cross_entropy\n"
+             "model: {input: [2], layers: [{dense: {units: 2}}]}\n",
+             csv);
+    kiln_cfg *c = NULL;
+    kiln_model m = {0};
+    kiln_inputs in = {0};
+    CHECK_OK(kiln_config_parse(text, "c.yaml", &c));
+    CHECK_OK(kiln_config_resolve(c));
+    CHECK_OK(kiln_model_build(c, &m));
+    CHECK(kiln_inputs_load(c, &m, &in) == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("data.augment: the training samples must be images [C, H, W]");
+    kiln_inputs_free(&in);
+    kiln_model_free(&m);
+    kiln_cfg_free(c);
+}
+
 static void test_grid(void) {
     float x[5 * 3 * 4 * 6];
     for (int i = 0; i < 5 * 72; i++) x[i] = (float)(i % 72) / 71.0f;
@@ -959,6 +1016,8 @@ int main(void) {
     RUN(test_image_source_crop);
     RUN(test_dct_scaled_crop);
     RUN(test_bad_file_with_workers);
+    RUN(test_cache_budget);
+    RUN(test_config_errors);
     RUN(test_grid);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

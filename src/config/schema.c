@@ -168,8 +168,10 @@ static const schema AUGMENTS[] = {{"random_resized_crop", T_MAP, NULL, A_RRC}, {
                                   {"rotation", T_MAP, NULL, A_ROT},             {"color_jitter", T_MAP, NULL, A_JITTER},
                                   {"gaussian_noise", T_MAP, NULL, A_NOISE},     {"random_erasing", T_MAP, NULL, A_ERASE},
                                   {"mixup", T_MAP, NULL, A_MIX},                {"cutmix", T_MAP, NULL, A_MIX}, END};
-/* data.workers (0: one per core), data.prefetch (batches made ahead), data.augment */
+/* data.workers (0: one per core), data.prefetch (batches made ahead), data.cache_mb (the decoded
+ * cache's budget; 0: half the memory), data.augment */
 #define DATA_PIPELINE_KEYS {"workers", T_INT, "0", NULL, NULL, 0, 1024}, {"prefetch", T_INT, "2", NULL, NULL, 0, 64}, \
+                           {"cache_mb", T_INT, "0", NULL, NULL, 0, 1e9}, \
                            {"augment", T_ONEOF_SEQ, NULL, AUGMENTS}
 static const schema NORMALIZE[] = {{"scale", T_NUM, "1.0", NULL, NULL, ANYSIGN}, {"mean", T_SEQ_NUM, NULL, NULL, NULL, ANYSIGN},
                                    {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12},

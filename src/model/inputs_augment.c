@@ -121,6 +121,19 @@ kiln_status kiln_inputs_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_i
             return st;
         }
     }
+    kiln_shape xs = kiln_dataset_x_shape(in->train);
+    char sb[96];
+    if (xs.ndim != 3)
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: data.augment: the training samples must be images [C, H, W] to "
+                          "augment, but they are %s",
+                          kiln_cfg_where(list, where, sizeof where),
+                          kiln_shape_str(&xs, sb, sizeof sb));
+    kiln_status st = kiln_augment_check_shape(a, (int)xs.dims[0], (int)xs.dims[1], (int)xs.dims[2]);
+    if (st) {
+        kiln_error_prefix("%s", kiln_cfg_where(list, where, sizeof where));
+        return st;
+    }
     if (kiln_augment_mixes(a) && !m->soft_target)
         return kiln_error(KILN_ERR_INVALID,
                           "%s: data.augment: mixup and cutmix mix the labels: they need a "
