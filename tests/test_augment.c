@@ -637,7 +637,7 @@ static int collect(kiln_dataset *ds, kiln_loader_config c, int e0, int b0, int e
     CHECK_OK(kiln_loader_new(ds, &c, &l));
     if (!l) return 0;
     if (e0 || b0) CHECK_OK(kiln_loader_seek(l, e0, b0));
-    int m = LC * LH * LW, total = 0, rows, r;
+    int m = LC * LH * LW, total = 0, rows, r = 0;
     float bx[BS * LC * LH * LW], by[BS * SOFT];
     for (int e = e0; e < e0 + epochs; e++)
         while ((r = kiln_loader_next(l, bx, by, &rows)) == 1) {
