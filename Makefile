@@ -36,6 +36,7 @@ bench: build
 	bash bench/serve_vs_python.sh
 	bash bench/logging_overhead.sh
 	bash bench/board.sh
+	bash bench/data_vs_torch.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

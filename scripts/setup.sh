@@ -10,7 +10,7 @@ PKGS=(build-essential cmake pkg-config
       python3-torch python3-numpy)  # formats_torch runs docs/formats.md's example in PyTorch
 # The benchmarks compare against PyTorch (the same packages) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks); and need wrk.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk); fi
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torchvision libopenblas0-pthread wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

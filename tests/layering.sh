@@ -31,6 +31,7 @@ LAYERS=(core proto tensor config io data graph backend nn optim model net run tb
 declare -A PUBLIC=(
   [status]=core [version]=core [cpu]=core [mem]=core [rng]=core [fileio]=core [crc32c]=core
   [tensor]=tensor [config]=config [safetensors]=io [tfrecord]=io [data]=data [image]=data [tfexample]=data
+  [augment]=data
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model
   [sbuf]=net [http]=net [client]=net [prom]=net

@@ -78,9 +78,60 @@ static void test_config_errors(void) {
     expect("    - flatten\n    - dense: {units: 4, from: [input, input]}\n", "dense takes one input, got 2");
 }
 
+/* data.augment with mixup: the model gets F32 soft labels [B, classes] and a training loss on
+ * them. Mixed one-hot labels give exactly the mixed loss, lambda L(a) + (1 - lambda) L(b) (label
+ * smoothing is linear in the target too), and the gradient matches finite differences. */
+static void test_mixup_soft_labels(void) {
+    const char *text = "seed: 3\n"
+                       "data: {source: idx, train: {images: a, labels: b},\n"
+                       "       augment: [horizontal_flip, {mixup: {alpha: 0.4}}]}\n"
+                       "loss: {softmax_cross_entropy: {label_smoothing: 0.1}}\n"
+                       "model: {input: [6], layers: [{dense: {units: 8, activation: tanh}},\n"
+                       "                             {dense: {units: 4}}]}\n";
+    kiln_cfg *c = NULL;
+    kiln_model m = {0};
+    CHECK_OK(kiln_config_parse(text, "m.yaml", &c));
+    CHECK_OK(kiln_config_resolve(c));
+    CHECK_OK(kiln_model_build(c, &m));
+    kiln_cfg_free(c);
+    if (!m.graph) return;
+    CHECK(m.soft_target && m.soft_loss);
+    if (!m.soft_loss) return kiln_model_free(&m);
+    kiln_shape ts = kiln_node_shape(m.soft_target);
+    CHECK(kiln_node_dtype(m.soft_target) == KILN_F32 && ts.ndim == 2 && ts.dims[1] == 4);
+    CHECK(kiln_node_dtype(m.target) == KILN_I32); /* evaluation keeps class ids */
+    CHECK_OK(kiln_graph_init_params(m.graph));
+    kiln_node *outs[2] = {m.loss, m.soft_loss};
+    kiln_plan *p = kiln_plan_new(
+        m.graph, &(kiln_plan_opts){.outputs = outs, .n_outputs = 2, .loss = m.soft_loss,
+                                   .batch = 3, .training = 1});
+    CHECK(p != NULL);
+    if (!p) return kiln_model_free(&m);
+    kiln_test_fill(kiln_plan_data(p, m.input), 18, -1, 1, 4);
+    const int32_t a[3] = {0, 3, 2}, b[3] = {1, 3, 0};
+    const float lam = 0.3f;
+    int32_t *ids = kiln_plan_data(p, m.target);
+    float *soft = kiln_plan_data(p, m.soft_target);
+    memset(soft, 0, 12 * sizeof *soft);
+    for (int r = 0; r < 3; r++) soft[r * 4 + a[r]] += lam, soft[r * 4 + b[r]] += 1 - lam;
+    double la, lb;
+    memcpy(ids, a, sizeof a);
+    CHECK_OK(kiln_plan_forward(p));
+    la = *(float *)kiln_plan_data(p, m.loss);
+    memcpy(ids, b, sizeof b);
+    CHECK_OK(kiln_plan_forward(p));
+    lb = *(float *)kiln_plan_data(p, m.loss);
+    double mixed = *(float *)kiln_plan_data(p, m.soft_loss);
+    CHECK_NEAR(mixed, lam * la + (1 - lam) * lb, 1e-5 * fabs(mixed) + 1e-6);
+    CHECK(kiln_test_gradcheck(m.graph, p, m.soft_loss, 1e-3, 1e-3, 3e-3, 100) == 0);
+    kiln_plan_free(p);
+    kiln_model_free(&m);
+}
+
 int main(void) {
     RUN(test_sequential_cnn);
     RUN(test_residual_with_names);
     RUN(test_config_errors);
+    RUN(test_mixup_soft_labels);
     return kiln_test_summary();
 }

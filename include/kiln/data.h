@@ -1,6 +1,7 @@
 /* kiln/data.h — datasets from IDX, CSV and NPY files (in memory) and from image folders and
  * TFRecord shards (read on demand), a seeded validation split, and a batch loader (per-epoch
- * seeded shuffle, normalization, final partial batch, prefetch thread).
+ * seeded shuffle, normalization, final partial batch, a pool of worker threads that make
+ * batches ahead, and augmentation of the training split (kiln/augment.h)).
  *
  * A kiln_dataset is n rows. One row's features have shape x_shape (IDX images [1, rows, cols],
  * CSV [num_features], NPY the array's trailing dims); labels are int32 class ids [n], float32
@@ -28,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "kiln/augment.h"
 #include "kiln/image.h"
 #include "kiln/status.h"
 #include "kiln/tensor.h"
@@ -69,8 +71,8 @@ kiln_status kiln_dataset_new(const kiln_dataset_desc *d, kiln_dataset **out);
  * Everything that works on a dataset (views, kiln_dataset_get, channel stats, the loader) works
  * on one of these unchanged.
  *
- * read() is called by any number of threads at once (the loader's prefetch thread, later the
- * decode workers), so it must be reentrant: per-call or per-thread state only, or state behind
+ * read() is called by any number of threads at once (the loader's worker threads, channel
+ * statistics), so it must be reentrant: per-call or per-thread state only, or state behind
  * a lock (the image source keeps a mutex-guarded pool of decoders). It writes the row in the
  * dataset's x_dtype (images: u8 [C, H, W]) and fails with a message that names the file (and
  * the record) of row r. close() frees ctx once the last reference to the dataset is gone. */
@@ -79,6 +81,13 @@ typedef struct {
     kiln_status (*read)(void *ctx, int64_t r, void *x);
     const char *(*name)(void *ctx, int64_t r); /* the file behind row r (may be NULL) */
     void (*close)(void *ctx);
+    /* Optional, for image sources: row r's encoded image (JPEG, PNG, ... bytes) read into d's
+     * buffer (kiln_image_read_file), *data [*len] valid until d's next use. The loader decodes
+     * it itself when data.augment starts with random_resized_crop, which crops the source image
+     * rather than the row read() makes (read()'s geometry is then not used for that split).
+     * Reentrant like read(); the caller owns d (one per thread). */
+    kiln_status (*encoded)(void *ctx, int64_t r, kiln_image_decoder *d, const void **data,
+                           size_t *len);
 } kiln_source_ops;
 
 typedef struct {
@@ -285,25 +294,42 @@ typedef struct {
     int64_t batch_size;
     int shuffle;   /* epoch e visits rows in kiln_data_permutation(n, seed, SHUFFLE + e) */
     int drop_last; /* 0: the final partial batch comes with its real row count */
-    int prefetch;  /* 1: a background thread prepares the next batch while the caller
-                      trains (the batches are byte-identical either way) */
+    int prefetch;  /* batches made ahead by worker threads while the caller trains (0: none,
+                      the caller makes each batch itself; the bytes are the same either way) */
+    int workers;   /* worker threads that decode and augment when prefetch > 0 (0 means 1); they
+                      share the batches being made sample by sample */
     uint64_t seed;
     kiln_normalize norm;
+    const kiln_augment *augment; /* NULL or no ops: none (copied; see kiln/augment.h) */
+    int soft_labels; /* K > 0: class labels come as float [batch, K] probabilities (one-hot,
+                        mixed by mixup / cutmix), for a soft-label loss */
 } kiln_loader_config;
 
 typedef struct kiln_loader kiln_loader;
 
-/* The loader holds a reference to ds. One thread at a time drives a loader (its prefetch
- * thread is its own business). */
+/* The loader holds a reference to ds. One thread at a time drives a loader (its worker threads
+ * are its own business). Memory: prefetch batches of x and y, plus each worker's scratch (one
+ * row, one decoder, augmentation buffers), whatever the data set's size. */
 kiln_status kiln_loader_new(const kiln_dataset *ds, const kiln_loader_config *c, kiln_loader **out);
-void kiln_loader_free(kiln_loader *l); /* stops and joins the prefetch thread; NULL is ignored */
+void kiln_loader_free(kiln_loader *l); /* stops and joins the workers; NULL is ignored */
 int64_t kiln_loader_batches(const kiln_loader *l); /* per epoch */
+/* Seconds kiln_loader_next has spent waiting for batches (or making them itself, without
+ * prefetch) since the loader was made: the time a training loop lost to data. */
+double kiln_loader_wait_seconds(const kiln_loader *l);
 /* Writes the next batch into x float [batch_size, ...x_shape] and y (int32 [batch_size] or
  * float [batch_size, k]; NULL skips labels) and its row count into *rows; returns 1. At the end
  * of an epoch it writes nothing, sets *rows = 0, moves to the next epoch and returns 0.
  * Returns -1 (with a message) on bad arguments or a row that cannot be read (a source's file;
  * the position does not move, so the batch is made again on the next call). */
 int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows);
+/* What training sees: the first n samples of epoch `epoch` of a loader over ds with config c
+ * (its batch size, seed, shuffle, augmentation and mixing, so a sample and its mixing partner
+ * are those of the training batch), before normalization: x [n, ...x_shape] in the data's units
+ * (0..bound: 255 for u8 data, 1 for float), malloc'd. Labels as probabilities probs [n, *k]
+ * (one-hot unless mixed; NULL and *k = 0 when unlabeled). For `kiln data preview` and the
+ * TensorBoard image of augmented samples. */
+kiln_status kiln_loader_preview(const kiln_dataset *ds, const kiln_loader_config *c, int n,
+                                int64_t epoch, float **x, float **probs, int *k, float *bound);
 /* Makes batch `batch` of epoch `epoch` the next one delivered (0 <= batch <= batches per
  * epoch; batch == batches per epoch means the end of that epoch). */
 kiln_status kiln_loader_seek(kiln_loader *l, int64_t epoch, int64_t batch);

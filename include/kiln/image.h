@@ -128,5 +128,13 @@ kiln_status kiln_image_process(kiln_image_decoder *d, const void *data, size_t l
 /* kiln_image_process of a file's bytes (at most KILN_IMAGE_MAX_BYTES), read with d's buffer. */
 kiln_status kiln_image_load(kiln_image_decoder *d, const char *path, const kiln_image_spec *s,
                             uint8_t *chw);
+/* A file's bytes (at most KILN_IMAGE_MAX_BYTES) into d's buffer: *data [*len] stays valid until
+ * d's next read_file or load. KILN_ERR_IO when it cannot be read, naming the path. */
+kiln_status kiln_image_read_file(kiln_image_decoder *d, const char *path, const void **data,
+                                 size_t *len);
+/* The height and width data [len] decodes to, as shown (after the EXIF orientation), from its
+ * header alone; checked against the limits like kiln_image_decode. */
+kiln_status kiln_image_info(kiln_image_decoder *d, const void *data, size_t len, const char *name,
+                            int *h, int *w);
 
 #endif

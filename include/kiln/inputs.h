@@ -12,6 +12,9 @@
 typedef struct {
     kiln_dataset *train, *validation, *test; /* validation and test may be NULL */
     kiln_loader_config loader;               /* batch size, shuffle, seed, normalization */
+    kiln_loader_config train_loader;         /* loader plus data.augment and soft labels: for
+                                                the training split only */
+    kiln_augment augment;                    /* storage behind train_loader.augment */
     float mean[256], std[256];               /* storage behind loader.norm */
     int n_classes;                           /* classification: classes in the training data */
     int64_t skipped;        /* data.on_error: skip: unreadable samples left out, all splits */

@@ -19,6 +19,7 @@
 #include "kiln/safetensors.h"
 #include "kiln/data.h"
 #include "kiln/image.h"
+#include "kiln/augment.h"
 #include "kiln/metrics.h"
 #include "kiln/run.h"
 #include "kiln/crc32c.h"

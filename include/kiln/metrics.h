@@ -84,6 +84,10 @@ void kiln_metrics_reset(kiln_metrics *m);
  * and the label; on any error nothing of the batch is added. */
 kiln_status kiln_metrics_add(kiln_metrics *m, const float *pred, const void *labels, int rows,
                              float mean_loss);
+/* The same for a classifier trained on probability labels probs [rows, n_outputs] (mixup,
+ * cutmix): each row counts as its most probable class (the first on a tie). */
+kiln_status kiln_metrics_add_probs(kiln_metrics *m, const float *pred, const float *probs,
+                                   int rows, float mean_loss);
 
 /* Reported values: "loss", then the configured names in order. */
 int kiln_metrics_count(const kiln_metrics *m);

@@ -17,6 +17,10 @@ typedef struct {
     kiln_node *output;      /* the last layer: logits or predictions */
     kiln_node *penultimate; /* the layer before the last (embeddings for the projector) */
     kiln_node *loss;        /* scalar */
+    /* data.augment with mixup or cutmix: soft labels F32 [B, classes] and the training loss on
+     * them (softmax cross-entropy with probability targets); NULL otherwise. Evaluation keeps
+     * target and loss. */
+    kiln_node *soft_target, *soft_loss;
     kiln_task task;
     int64_t n_outputs;      /* features of output per row (classes for classifiers) */
 } kiln_model;

@@ -13,7 +13,8 @@ int kiln_cmd_predict(int argc, char **argv);
 int kiln_cmd_runs(int argc, char **argv);
 int kiln_cmd_models(int argc, char **argv);
 int kiln_cmd_board(int argc, char **argv);
-int kiln_cmd_data(int argc, char **argv);
+int kiln_cmd_data(int argc, char **argv);         /* cmd_data.c: dispatches to the ones below */
+int kiln_cmd_data_preview(int argc, char **argv); /* kiln data preview */
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The whole command line (recorded in run.json). */

@@ -3,7 +3,7 @@
  * shards back (kiln_tfrecord_inspect) and checks every record. Each subcommand is one entry of
  * SUBCOMMANDS. Exit codes: 2 for usage errors (options, a source kiln cannot take, shards in
  * the way), 1 for failures on the way (unreadable or bad input, a full disk) and for damaged
- * records found by inspect.
+ * records found by inspect. `preview` (augmented samples as a grid) is in cmd_data_preview.c.
  */
 #include <ctype.h>
 #include <getopt.h>
@@ -29,6 +29,8 @@ static const char *HELP =
     "                      shards of tf.train.Example records\n"
     "  inspect PATH...     count, schema, class histogram and first records of TFRecord files\n"
     "                      (files, folders or globs); checks every record's checksums\n"
+    "  preview CONFIG --out GRID.png [--n 16]\n"
+    "                      a grid of augmented training samples, as training sees them\n"
     "\n"
     "Each command takes --help. docs/data.md has the details.\n";
 
@@ -431,6 +433,7 @@ typedef struct {
 static const subcommand SUBCOMMANDS[] = {
     {"convert", data_convert},
     {"inspect", data_inspect},
+    {"preview", kiln_cmd_data_preview}, /* cmd_data_preview.c */
 };
 
 int kiln_cmd_data(int argc, char **argv) {
@@ -445,5 +448,5 @@ int kiln_cmd_data(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof SUBCOMMANDS / sizeof *SUBCOMMANDS; i++)
         if (!strcmp(SUBCOMMANDS[i].name, sub)) return SUBCOMMANDS[i].run(argc - 1, argv + 1);
-    return kiln_cli_usage_error("data", "unknown command '%s' (convert or inspect)", sub);
+    return kiln_cli_usage_error("data", "unknown command '%s' (convert, inspect or preview)", sub);
 }

@@ -152,6 +152,36 @@ static const schema FEATURE[] = {{"key", T_STR}, {"decode", T_ENUM, NULL, NULL, 
                                  {"dtype", T_ENUM, NULL, NULL, FEAT_DTYPE},
                                  {"shape", T_SEQ_INT, NULL, NULL, NULL, 1, 1e9},
                                  {"names_key", T_STR}, END};
+/* data.augment (the definitions: kiln/augment.h; src/model/inputs_augment.c reads these) */
+static const char *const PAD_MODES[] = {"constant", "reflect", NULL};
+#define AUG_P(d) {"p", T_NUM, d, NULL, NULL, 0, 1}
+#define AUG_PAIR(k, d, hi) {k, T_SEQ_NUM, d, NULL, NULL, 0, hi, 0, 1}
+static const schema A_RRC[] = {AUG_PAIR("scale", "[0.08, 1.0]", 1), AUG_PAIR("ratio", "[0.75, 1.3333333333333333]", 1e6),
+                               {"interpolation", T_ENUM, "bilinear", NULL, IMG_INTERP}, AUG_P("1"), END};
+static const schema A_CROP[] = {{"padding", T_INT, "4", NULL, NULL, 0, 65535},
+                                {"padding_mode", T_ENUM, "constant", NULL, PAD_MODES},
+                                {"fill", T_NUM, "0", NULL, NULL, 0, 1}, AUG_P("1"), END};
+static const schema A_FLIP[] = {AUG_P("0.5"), END};
+static const schema A_ROT[] = {{"degrees", T_NUM, NULL, NULL, NULL, 0, 180, 1}, {"fill", T_NUM, "0", NULL, NULL, 0, 1},
+                               AUG_P("1"), END};
+static const schema A_JITTER[] = {{"brightness", T_NUM, "0", NULL, NULL, 0, 1e6}, {"contrast", T_NUM, "0", NULL, NULL, 0, 1e6},
+                                  {"saturation", T_NUM, "0", NULL, NULL, 0, 1e6}, {"hue", T_NUM, "0", NULL, NULL, 0, 0.5},
+                                  AUG_P("1"), END};
+static const schema A_NOISE[] = {{"std", T_NUM, "0.1", NULL, NULL, 0, 1e6}, {"mean", T_NUM, "0", NULL, NULL, ANYSIGN},
+                                 {"clip", T_BOOL, "true"}, AUG_P("1"), END};
+static const schema A_ERASE[] = {AUG_P("0.5"), AUG_PAIR("scale", "[0.02, 0.33]", 1), AUG_PAIR("ratio", "[0.3, 3.3]", 1e6),
+                                 {"value", T_STR, "0"}, END};
+static const schema A_MIX[] = {{"alpha", T_NUM, "1.0", NULL, NULL, 0, 1e6, 0, 1}, AUG_P("1"), END};
+static const schema AUGMENTS[] = {{"random_resized_crop", T_MAP, NULL, A_RRC}, {"random_crop", T_MAP, NULL, A_CROP},
+                                  {"horizontal_flip", T_MAP, NULL, A_FLIP},     {"vertical_flip", T_MAP, NULL, A_FLIP},
+                                  {"rotation", T_MAP, NULL, A_ROT},             {"color_jitter", T_MAP, NULL, A_JITTER},
+                                  {"gaussian_noise", T_MAP, NULL, A_NOISE},     {"random_erasing", T_MAP, NULL, A_ERASE},
+                                  {"mixup", T_MAP, NULL, A_MIX},                {"cutmix", T_MAP, NULL, A_MIX}, END};
+/* data.workers (0: one per core), data.prefetch (batches made ahead), data.cache_mb (the decoded
+ * cache's budget; 0: half the memory), data.augment */
+#define DATA_PIPELINE_KEYS {"workers", T_INT, "0", NULL, NULL, 0, 1024}, {"prefetch", T_INT, "2", NULL, NULL, 0, 64}, \
+                           {"cache_mb", T_INT, "0", NULL, NULL, 0, 1e9}, \
+                           {"augment", T_ONEOF_SEQ, NULL, AUGMENTS}
 static const schema NORMALIZE[] = {{"scale", T_NUM, "1.0", NULL, NULL, ANYSIGN}, {"mean", T_SEQ_NUM, NULL, NULL, NULL, ANYSIGN},
                                    {"std", T_SEQ_NUM, NULL, NULL, NULL, 1e-12, 1e12},
                                    {"standardize", T_BOOL, "false"}, END};
@@ -162,7 +192,8 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"shuffle", T_BOOL, "true"}, {"label", T_STR, "label"},
                               {"features", T_STRS_OR_MAPS, NULL, FEATURE},
                               {"compression", T_ENUM, "auto", NULL, COMPRESSIONS},
-                              {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS, END};
+                              {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS,
+                              DATA_PIPELINE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
                                {"class_names", T_SEQ_STR}, END};
 static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, "auto", NULL, MODES},
@@ -404,7 +435,10 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
         if (c->type != KILN_CFG_SEQ) return err_at(c, path, "expected a list%s%s", "", "");
         for (int i = 0; i < c->n_items; i++) {
             snprintf(p, sizeof p, "%s[%d]", path, i);
-            kiln_status st = check_oneof(c->items[i], s->sub, p, strcmp(s->key, "layers") == 0 ? "layer" : "metric");
+            kiln_status st = check_oneof(c->items[i], s->sub, p,
+                                         !strcmp(s->key, "layers")    ? "layer"
+                                         : !strcmp(s->key, "augment") ? "augmentation"
+                                                                      : "metric");
             if (st) return st;
         }
         return KILN_OK;

@@ -500,8 +500,9 @@ kiln_status kiln_image_process(kiln_image_decoder *d, const void *data, size_t l
     return KILN_OK;
 }
 
-kiln_status kiln_image_load(kiln_image_decoder *d, const char *path, const kiln_image_spec *s,
-                            uint8_t *chw) {
+kiln_status kiln_image_read_file(kiln_image_decoder *d, const char *path, const void **data,
+                                 size_t *len) {
+    *data = NULL, *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return kiln_error(KILN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
@@ -525,5 +526,42 @@ kiln_status kiln_image_load(kiln_image_decoder *d, const char *path, const kiln_
         n += (size_t)got;
     }
     close(fd);
-    return st ? st : kiln_image_process(d, buf, n, path, s, chw);
+    if (!st) *data = buf, *len = n;
+    return st;
+}
+
+kiln_status kiln_image_load(kiln_image_decoder *d, const char *path, const kiln_image_spec *s,
+                            uint8_t *chw) {
+    const void *data;
+    size_t n;
+    kiln_status st = kiln_image_read_file(d, path, &data, &n);
+    return st ? st : kiln_image_process(d, data, n, path, s, chw);
+}
+
+kiln_status kiln_image_info(kiln_image_decoder *d, const void *data, size_t len, const char *name,
+                            int *h, int *w) {
+    *h = *w = 0;
+    if (!name) name = "image";
+    kiln_image_format f = kiln_image_sniff(data, len);
+    int64_t hw = 0, hh = 0;
+    if (f == KILN_IMAGE_JPEG) {
+        int jw, jh, sub, cs;
+        if (tjDecompressHeader3(d->tj, data, (unsigned long)len, &jw, &jh, &sub, &cs) != 0)
+            return tj_fail(d, name, "not a readable");
+        int o = kiln_image_exif_orientation(data, len);
+        hw = o >= 5 ? jh : jw, hh = o >= 5 ? jw : jh;
+    } else if (f != KILN_IMAGE_UNKNOWN) {
+        int sw, sh, comp;
+        if (len > INT32_MAX || !stbi_info_from_memory(data, (int)len, &sw, &sh, &comp))
+            return kiln_error(KILN_ERR_FORMAT, "%s: not a readable %s image: %s", name,
+                              kiln_image_format_name(f), stbi_failure_reason());
+        hw = sw, hh = sh;
+    } else {
+        return kiln_error(KILN_ERR_FORMAT, "%s: not a JPEG, PNG, BMP or GIF image (%s)", name,
+                          len ? "unknown first bytes" : "empty file");
+    }
+    kiln_status st = check_size(name, kiln_image_format_name(f), hw, hh);
+    if (st) return st;
+    *h = (int)hh, *w = (int)hw;
+    return KILN_OK;
 }

@@ -112,7 +112,13 @@ static void src_close(void *ctx) {
     free(s);
 }
 
-static const kiln_source_ops IMAGE_OPS = {"images", src_read, src_name, src_close};
+static kiln_status src_encoded(void *ctx, int64_t r, kiln_image_decoder *d, const void **data,
+                               size_t *len) {
+    img_src *s = ctx;
+    return kiln_image_read_file(d, sl_at(&s->paths, r), data, len);
+}
+
+static const kiln_source_ops IMAGE_OPS = {"images", src_read, src_name, src_close, src_encoded};
 
 /* ---- listing class folders ---- */
 

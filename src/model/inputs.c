@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "kiln/inputs.h"
+#include "model/inputs_augment.h"
 #include "model/inputs_images.h"
 #include "model/inputs_tfrecord.h"
 #include "model/servable_internal.h"
@@ -181,7 +182,8 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     lc->batch_size = kiln_cfg_int(cfg, "data.batch_size", 32);
     lc->shuffle = kiln_cfg_bool(cfg, "data.shuffle", 1);
     lc->seed = (uint64_t)kiln_cfg_int(cfg, "seed", 1);
-    lc->prefetch = 1;
+    lc->prefetch = (int)kiln_cfg_int(cfg, "data.prefetch", 2);
+    lc->workers = kiln_inputs_workers(cfg);
     lc->norm.scale = (float)kiln_cfg_num(cfg, "data.normalize.scale", 1.0);
     kiln_shape xs = kiln_dataset_x_shape(in->train);
     int channels = (int)xs.dims[0];
@@ -213,7 +215,8 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     }
     lc->norm.mean = in->mean;
     lc->norm.std = in->std;
-    return KILN_OK;
+    if ((st = kiln_inputs_augment(cfg, m, in))) kiln_inputs_free(in);
+    return st;
 }
 
 kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model *m) {

@@ -8,7 +8,7 @@
  * out H x W is an error naming its file.
  *
  * data.cache: decoded gives each split a decoded cache out of one budget, half of the machine's
- * memory, train first (kiln_inputs.cache_left keeps what is left).
+ * memory or data.cache_mb when smaller, train first (kiln_inputs.cache_left keeps what is left).
  */
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +94,8 @@ int64_t kiln_inputs_cache_budget(const kiln_cfg *cfg, kiln_inputs *in) {
     if (in->cache_left < 0) {
         long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
         in->cache_left = pages > 0 && psize > 0 ? (int64_t)pages * psize / 2 : 0;
+        int64_t mb = kiln_cfg_int(cfg, "data.cache_mb", 0); /* 0: half the memory */
+        if (mb > 0 && (mb << 20) < in->cache_left) in->cache_left = mb << 20;
     }
     return in->cache_left;
 }

@@ -162,6 +162,17 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
     return y;
 }
 
+/* 1 when data.augment lists mixup or cutmix (training then feeds soft labels). */
+static int augment_mixes(const kiln_cfg *cfg) {
+    const kiln_cfg *aug = kiln_cfg_at(cfg, "data.augment");
+    for (int i = 0; aug && aug->type == KILN_CFG_SEQ && i < aug->n_items; i++) {
+        const kiln_cfg *it = aug->items[i];
+        const char *k = it->type == KILN_CFG_MAP && it->n_items == 1 ? it->items[0]->key : it->text;
+        if (k && (!strcmp(k, "mixup") || !strcmp(k, "cutmix"))) return 1;
+    }
+    return 0;
+}
+
 static kiln_status build_loss(const kiln_cfg *cfg, kiln_model *m) {
     kiln_cfg *loss = kiln_cfg_child(cfg, "loss");
     const kiln_cfg *lc = loss->items[0];
@@ -175,8 +186,19 @@ static kiln_status build_loss(const kiln_cfg *cfg, kiln_model *m) {
                           kind, m->task == KILN_TASK_CLASSIFICATION ? "classification (use softmax_cross_entropy)" : "regression");
     }
     if (classify) {
+        float smooth = (float)kiln_cfg_num(lc, "label_smoothing", 0);
         m->target = kiln_input(g, "labels", KILN_I32, os.ndim - 2, os.dims + 1);
-        m->loss = kiln_softmax_cross_entropy(g, m->output, m->target, (float)kiln_cfg_num(lc, "label_smoothing", 0));
+        m->loss = kiln_softmax_cross_entropy(g, m->output, m->target, smooth);
+        if (m->loss && augment_mixes(cfg)) { /* made last: the other nodes keep their ids */
+            if (os.ndim != 2) {
+                char where[300];
+                return kiln_error(KILN_ERR_INVALID, "%s: data.augment: mixup and cutmix need a model output [batch, classes]",
+                                  kiln_cfg_where(kiln_cfg_at(cfg, "data.augment"), where, sizeof where));
+            }
+            m->soft_target = kiln_input(g, "soft_labels", KILN_F32, 1, os.dims + 1);
+            m->soft_loss = kiln_softmax_cross_entropy(g, m->output, m->soft_target, smooth);
+            if (!m->soft_loss) return layer_err(lc, "loss");
+        }
     } else {
         m->target = kiln_input(g, "targets", KILN_F32, os.ndim - 1, os.dims + 1);
         if (!strcmp(kind, "binary_cross_entropy")) m->loss = kiln_binary_cross_entropy(g, m->output, m->target);

@@ -285,6 +285,27 @@ kiln_status kiln_metrics_add(kiln_metrics *m, const float *pred, const void *lab
     return KILN_OK;
 }
 
+kiln_status kiln_metrics_add_probs(kiln_metrics *m, const float *pred, const float *probs,
+                                   int rows, float mean_loss) {
+    if (!m) return kiln_error(KILN_ERR_INVALID, "metrics: add to NULL metrics");
+    if (m->n_classes <= 0)
+        return kiln_error(KILN_ERR_INVALID, "metrics: probability labels need a classifier");
+    if (rows < 0) return kiln_error(KILN_ERR_INVALID, "metrics: rows must be >= 0, got %d", rows);
+    if (rows == 0) return KILN_OK;
+    if (!pred || !probs)
+        return kiln_error(KILN_ERR_INVALID, "metrics: %d rows with NULL %s", rows,
+                          !pred ? "predictions" : "labels");
+    int64_t w = m->n_outputs;
+    for (int r = 0; r < rows; r++) {
+        int32_t y = (int32_t)argmax(probs + (int64_t)r * w, w);
+        kiln_status s = add_classes(m, pred + (int64_t)r * w, &y, 1);
+        if (s != KILN_OK) return s;
+    }
+    m->loss_sum += (double)mean_loss * rows;
+    m->rows += rows;
+    return KILN_OK;
+}
+
 /* ---- values ---- */
 
 /* Macro precision, recall or f1 over the classes seen in labels or predictions. */

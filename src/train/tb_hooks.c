@@ -197,6 +197,33 @@ static kiln_status probe_setup(kiln_tb_hooks *h, const kiln_inputs *in) {
                : KILN_OK;
 }
 
+/* data.augment: the first training samples as training sees them (kiln_loader_preview: augmented,
+ * mixed, before normalization), once, at the start of a new run. */
+static void augmented_samples(kiln_tb_hooks *h, const kiln_cfg *cfg, const kiln_inputs *in,
+                              int64_t step) {
+    const kiln_augment *a = in->train_loader.augment;
+    kiln_shape s = kiln_dataset_x_shape(in->train);
+    int64_t n = kiln_cfg_int(cfg, "log.image_samples", 16), rows = kiln_dataset_rows(in->train);
+    if (!a || a->n == 0 || n <= 0 || s.ndim != 3 || (s.dims[0] != 1 && s.dims[0] != 3)) return;
+    n = n < rows ? n : rows;
+    float *x = NULL, *probs = NULL, bound;
+    int k, iw, ih;
+    unsigned char *rgb = NULL;
+    kiln_tb_writer *w = split_writer(h, KILN_SPLIT_TRAIN);
+    if (!w) return;
+    if (kiln_loader_preview(in->train, &in->train_loader, (int)n, 0, &x, &probs, &k, &bound) ||
+        !(rgb = kiln_aug_grid(x, (int)n, (int)s.dims[0], (int)s.dims[1], (int)s.dims[2], bound,
+                              &iw, &ih)))
+        kiln_progress_line(h->prog, "warning: TensorBoard: augmented_samples: %s",
+                           kiln_last_error());
+    else if (kiln_tb_image(w, "augmented_samples",
+                           "The first training samples of epoch 1 as data.augment makes them "
+                           "(before normalization); `kiln data preview` draws the same grid.",
+                           step, rgb, iw, ih))
+        fail(h, "augmented_samples");
+    free(x), free(probs), free(rgb);
+}
+
 static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const kiln_inputs *in,
                   kiln_rundir *run, kiln_progress *prog, int64_t step, int resumed) {
     snprintf(h->run_dir, sizeof h->run_dir, "%s", kiln_run_get_info(run).path);
@@ -230,6 +257,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     }
     experiment_summary(h, cfg, &hp, in);
     kiln_tb_hparams_free(&hp);
+    if (!resumed) augmented_samples(h, cfg, in, step);
     if (load_names(h, cfg, in) || (in->validation && probe_setup(h, in))) {
         kiln_progress_line(prog,
                            "warning: TensorBoard: %s; no sample images or projector for this run",

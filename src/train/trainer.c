@@ -53,6 +53,8 @@ typedef struct {
     kiln_schedule sched;
     float base_lr;
     kiln_plan *train, *train_tail; /* batch B, and the final partial batch (NULL when none) */
+    kiln_node *tloss, *ttarget;    /* what training minimizes and feeds: the soft-label pair with
+                                      mixup / cutmix, else the model's loss and target */
     kiln_evaluator ev;
     kiln_loader *loader;
     kiln_metrics *train_mt, *val_mt;
@@ -203,9 +205,11 @@ static kiln_status read_settings(trainer *t) {
 }
 
 static kiln_status make_plans(trainer *t) {
-    kiln_node *outs[2] = {t->m.loss, t->m.output};
+    t->tloss = t->m.soft_loss ? t->m.soft_loss : t->m.loss;
+    t->ttarget = t->m.soft_target ? t->m.soft_target : t->m.target;
+    kiln_node *outs[2] = {t->tloss, t->m.output};
     int det = kiln_cfg_bool(t->cfg, "train.deterministic", 1);
-    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->m.loss, .batch = (int)t->B, .training = 1,
+    kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->tloss, .batch = (int)t->B, .training = 1,
                          .deterministic = det};
     if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
     int tail = (int)(t->n_train % t->B);
@@ -409,28 +413,31 @@ static kiln_status finish_profile(trainer *t) {
 static int run_epoch(trainer *t, kiln_status *st) {
     kiln_graph *g = t->m.graph;
     float *x = kiln_plan_data(t->train, t->m.input);
-    void *y = kiln_plan_data(t->train, t->m.target);
-    kiln_shape xs = kiln_plan_shape(t->train, t->m.input), ys = kiln_plan_shape(t->train, t->m.target);
+    void *y = kiln_plan_data(t->train, t->ttarget);
+    kiln_shape xs = kiln_plan_shape(t->train, t->m.input), ys = kiln_plan_shape(t->train, t->ttarget);
     size_t xrow = (size_t)(kiln_shape_numel(&xs) / t->B) * sizeof(float);
-    size_t yrow = (size_t)(kiln_shape_numel(&ys) / t->B) * kiln_dtype_size(kiln_node_dtype(t->m.target));
+    size_t yrow = (size_t)(kiln_shape_numel(&ys) / t->B) * kiln_dtype_size(kiln_node_dtype(t->ttarget));
     int rows, r;
     while ((r = kiln_loader_next(t->loader, x, y, &rows)) == 1) {
         kiln_plan *p = t->train;
         if (rows < t->B) {
             p = t->train_tail;
             memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
-            memcpy(kiln_plan_data(p, t->m.target), y, (size_t)rows * yrow);
+            memcpy(kiln_plan_data(p, t->ttarget), y, (size_t)rows * yrow);
         }
         kiln_plan_set_step(p, (uint64_t)t->s.step);
         int profiling = t->events && !t->prof_done && t->s.step >= t->prof_from;
         if (profiling) kiln_plan_profile(p, t->events, t->cap_events, &t->n_events);
         if ((*st = kiln_plan_forward(p))) return 0;
-        float loss = *(const float *)kiln_plan_data(p, t->m.loss);
+        float loss = *(const float *)kiln_plan_data(p, t->tloss);
         if (!isfinite(loss)) {
             *st = fail_numeric(t, isnan(loss) ? "the loss is NaN" : "the loss is infinite");
             return 0;
         }
-        kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->m.target), rows, loss);
+        if (t->m.soft_target) /* mixed labels: each row counts as its most probable class */
+            kiln_metrics_add_probs(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->ttarget), rows, loss);
+        else
+            kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->ttarget), rows, loss);
         if ((*st = kiln_plan_backward(p))) return 0;
         float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step);
         double u0 = profiling ? kiln_time_us() : 0;
@@ -477,9 +484,11 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
     while (t->s.epoch < t->epochs && !(t->max_steps && t->s.step >= t->max_steps) && !stopped_early) {
         kiln_progress_epoch_start(&t->prog);
         if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
-        double t0 = kiln_now();
+        double t0 = kiln_now(), w0 = kiln_loader_wait_seconds(t->loader);
         int ended = run_epoch(t, &st);
         double train_rate = kiln_progress_rate(&t->prog); /* before validation */
+        double train_s = kiln_now() - t0, waited = kiln_loader_wait_seconds(t->loader) - w0;
+        double wait_frac = train_s > 0 ? waited / train_s : 0; /* of the step loop's time */
         if (st) return st;
         if (stop_signal) {
             if ((st = checkpoint(t, 0))) return st;
@@ -497,9 +506,10 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
         if (st) return st;
         kiln_tb_hooks_epoch_end(t->tb, &(kiln_tb_epoch){t->s.step, t->s.epoch, t->ema ? kiln_ema_weights(t->ema) : NULL,
                                                        t->swap, t->in.validation ? t->val_mt : NULL});
-        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s)", (long long)t->s.epoch,
-                           (long long)t->epochs, summary, kiln_now() - t0, train_rate);
+        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s, waiting for data %.1f%%)",
+                           (long long)t->s.epoch, (long long)t->epochs, summary, kiln_now() - t0, train_rate, 100 * wait_frac);
         kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
+        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_data_wait_fraction", wait_frac);
         int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
         if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
             if ((st = checkpoint(t, is_best))) return st;
@@ -673,7 +683,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     }
     kiln_run_set_status(t.run, KILN_RUN_RUNNING, NULL);
     kiln_run_save(t.run);
-    if ((st = kiln_loader_new(t.in.train, &t.in.loader, &t.loader)) ||
+    if ((st = kiln_loader_new(t.in.train, &t.in.train_loader, &t.loader)) ||
         (st = kiln_loader_seek(t.loader, t.s.epoch, t.s.batch))) {
         trainer_free(&t);
         return st;
