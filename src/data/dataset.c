@@ -29,9 +29,11 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_dtype x_dtype,
-                          kiln_shape x_shape, void *x, kiln_label_kind y_kind, int64_t y_width,
-                          void *y, int num_classes, char **names) {
+/* kiln_ds_adopt, and the root of a dataset read on demand (from_source: x is NULL, the rows
+ * come from ops; see kiln_dataset_from_source). */
+static kiln_status adopt(kiln_dataset **out, const char *what, int64_t n, kiln_dtype x_dtype,
+                         kiln_shape x_shape, void *x, int from_source, kiln_label_kind y_kind,
+                         int64_t y_width, void *y, int num_classes, char **names) {
     kiln_status st = KILN_OK;
     char sbuf[96];
     *out = NULL;
@@ -47,8 +49,9 @@ kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_
     else if (x_shape.ndim < 1 || x_shape.ndim > KILN_MAX_DIMS - 1 || numel <= 0)
         st = kiln_error(KILN_ERR_SHAPE, "%s: bad feature shape %s (1 to %d dims, each > 0)", what,
                         kiln_shape_str(&x_shape, sbuf, sizeof sbuf), KILN_MAX_DIMS - 1);
-    else if (!x || (y_kind != KILN_LABEL_NONE && !y))
-        st = kiln_error(KILN_ERR_INVALID, "%s: missing %s data", what, x ? "label" : "feature");
+    else if ((!x && !from_source) || (y_kind != KILN_LABEL_NONE && !y))
+        st = kiln_error(KILN_ERR_INVALID, "%s: missing %s data", what,
+                        x || from_source ? "label" : "feature");
     else if (y_kind == KILN_LABEL_FLOAT && y_width <= 0)
         st = kiln_error(KILN_ERR_SHAPE, "%s: float labels need a width > 0, got %lld", what,
                         (long long)y_width);
@@ -86,6 +89,12 @@ kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_
     ds->y = y, ds->num_classes = num_classes, ds->class_names = names;
     *out = ds;
     return KILN_OK;
+}
+
+kiln_status kiln_ds_adopt(kiln_dataset **out, const char *what, int64_t n, kiln_dtype x_dtype,
+                          kiln_shape x_shape, void *x, kiln_label_kind y_kind, int64_t y_width,
+                          void *y, int num_classes, char **names) {
+    return adopt(out, what, n, x_dtype, x_shape, x, 0, y_kind, y_width, y, num_classes, names);
 }
 
 kiln_status kiln_dataset_new(const kiln_dataset_desc *d, kiln_dataset **out) {
@@ -169,20 +178,13 @@ kiln_status kiln_dataset_from_source(const kiln_source_desc *d, kiln_dataset **o
         return st;
     }
     if (yb) memcpy(y, d->y, yb);
-    /* kiln_ds_adopt checks the rest; it wants a feature array, so give it a placeholder */
-    void *placeholder = malloc(1);
-    kiln_dataset *ds = NULL;
-    st = placeholder ? kiln_ds_adopt(&ds, what, n, d->x_dtype, d->x_shape, placeholder, d->y_kind,
-                                     yw, y, d->y_kind == KILN_LABEL_CLASS ? d->num_classes : 0,
-                                     names)
-                     : kiln_error(KILN_ERR_NOMEM, "%s: out of memory", what);
-    if (!placeholder) free(y), free_names(names, d->num_classes);
+    kiln_dataset *ds = NULL; /* adopt checks the rest (and frees y and names on failure) */
+    st = adopt(&ds, what, n, d->x_dtype, d->x_shape, NULL, 1, d->y_kind, yw, y,
+               d->y_kind == KILN_LABEL_CLASS ? d->num_classes : 0, names);
     if (st) {
         if (d->ops->close) d->ops->close(d->ctx);
         return st;
     }
-    free(ds->x);
-    ds->x = NULL;
     ds->ops = d->ops, ds->ctx = d->ctx;
     if (d->cache_bytes > 0) {
         int64_t rows = d->cache_bytes / ds->row_bytes;
