@@ -7,16 +7,28 @@ PKGS=(build-essential cmake pkg-config
       libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl
       dataset-fashion-mnist
       chromium chromium-driver  # the kiln board test loads the page in headless Chromium
-      python3-torch python3-numpy)  # formats_torch runs docs/formats.md's example in PyTorch
+      python3-torch python3-numpy   # formats_torch runs docs/formats.md's example in PyTorch
+      python3-torchvision python3-onnx)  # ONNX parity tests: torchvision models, onnx's checker
+# ONNX Runtime (npm onnxruntime-node) runs kiln's ONNX exports in the tests: Debian's nodejs and
+# npm unless a Node.js with its own npm is installed already (NodeSource's package bundles npm).
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The benchmarks compare against PyTorch (the same packages) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks); and need wrk.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(python3-torchvision libopenblas0-pthread wrk); fi
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-echo "setup: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Test oracles from npm (tests/oracles/package.json): ONNX Runtime's CPU library ships inside
+# the package, so --ignore-scripts installs it without any download at test time.
+ORACLES="$(cd "$(dirname "$0")/../tests/oracles" && pwd)"
+if [ ! -f "$ORACLES/node_modules/onnxruntime-node/package.json" ]; then
+    echo "setup: npm install onnxruntime-node (tests/oracles)"
+    (cd "$ORACLES" && npm install --ignore-scripts --no-audit --no-fund --silent)
+fi
