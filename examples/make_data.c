@@ -2,10 +2,12 @@
  *
  *   kiln_example_data examples/regression   -> curve_train.csv (2000 rows), curve_test.csv (500)
  *   kiln_example_data examples/tabular      -> wine_train.csv (1500 rows), wine_test.csv (500)
- *   kiln_example_data --fashion-jpeg DIR [--limit N]
+ *   kiln_example_data --fashion-jpeg DIR [--limit N] [--classes 5,6,7]
  *       -> Fashion-MNIST (the Debian package's IDX files) as JPEG class folders:
  *          DIR/{train,test}/<class>/<index>.jpg, grayscale, quality 95 (TurboJPEG), the first N
- *          images of each split with --limit (all 60000 + 10000 without). Class folders are the
+ *          images of each split with --limit (all 60000 + 10000 without), only the images of
+ *          the listed IDX labels (and only their folders) with --classes (examples/transfer
+ *          pretrains on five classes and fine-tunes on the other five). Class folders are the
  *          class names ("T-shirt/top" becomes T-shirt_top), so their sorted order is not the
  *          IDX label order: kiln numbers classes by folder name, and exports those names.
  *
@@ -68,7 +70,7 @@ static int make_dir(const char *p) {
 
 /* One split of Fashion-MNIST (IDX files images, labels) as DIR/split/<class>/<i>.jpg. */
 static int write_fashion_split(const char *dir, const char *split, const char *images,
-                               const char *labels, long limit) {
+                               const char *labels, long limit, unsigned keep) {
     static const char *classes[10] = {"T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
                                       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle_boot"};
     kiln_dataset *ds = NULL;
@@ -80,11 +82,13 @@ static int write_fashion_split(const char *dir, const char *split, const char *i
     snprintf(path, sizeof path, "%s/%s", dir, split);
     int rc = make_dir(path);
     for (int c = 0; c < 10 && !rc; c++) {
+        if (!(keep >> c & 1)) continue;
         snprintf(path, sizeof path, "%s/%s/%s", dir, split, classes[c]);
         rc = make_dir(path);
     }
     int64_t n = kiln_dataset_rows(ds);
     if (limit > 0 && limit < n) n = limit;
+    int64_t written = 0;
     tjhandle tj = tjInitCompress();
     float x[28 * 28];
     unsigned long cap = tjBufSize(28, 28, TJSAMP_GRAY);
@@ -93,6 +97,8 @@ static int write_fashion_split(const char *dir, const char *split, const char *i
     for (int64_t i = 0; i < n && !rc; i++) {
         int32_t y;
         kiln_dataset_get(ds, i, x, &y);
+        if (!(keep >> y & 1)) continue;
+        written++;
         for (int k = 0; k < 28 * 28; k++) pix[k] = (unsigned char)x[k];
         unsigned long len = cap; /* the buffer's size in, the JPEG's out */
         if (tjCompress2(tj, pix, 28, 28, 28, TJPF_GRAY, &jpg, &len, TJSAMP_GRAY, 95,
@@ -109,14 +115,31 @@ static int write_fashion_split(const char *dir, const char *split, const char *i
     tjFree(jpg);
     tjDestroy(tj);
     kiln_dataset_free(ds);
-    if (!rc) printf("%s/%s: %lld JPEG images in 10 class folders\n", dir, split, (long long)n);
+    int n_classes = __builtin_popcount(keep);
+    if (!rc)
+        printf("%s/%s: %lld JPEG images in %d class folders\n", dir, split, (long long)written,
+               n_classes);
     return rc;
 }
 
 static int write_fashion_jpeg(int argc, char **argv) {
     const char *dir = NULL;
     long limit = 0;
+    unsigned keep = 0x3ff; /* IDX labels to write, one bit each */
     for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--classes") && i + 1 < argc) {
+            keep = 0;
+            for (char *p = argv[++i], *end; *p; p = *end ? end + 1 : end) {
+                long c = strtol(p, &end, 10);
+                if (end == p || c < 0 || c > 9 || (*end && *end != ',')) {
+                    fprintf(stderr, "kiln_example_data: --classes needs IDX labels 0-9 "
+                                    "separated by commas\n");
+                    return 2;
+                }
+                keep |= 1u << c;
+            }
+            continue;
+        }
         if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
             char *end;
             limit = strtol(argv[++i], &end, 10);
@@ -132,21 +155,21 @@ static int write_fashion_jpeg(int argc, char **argv) {
         }
     }
     if (!dir) {
-        fprintf(stderr, "usage: kiln_example_data --fashion-jpeg DIR [--limit N]\n");
+        fprintf(stderr, "usage: kiln_example_data --fashion-jpeg DIR [--limit N] [--classes 0,1,...]\n");
         return 2;
     }
     if (make_dir(dir)) return 1;
     return write_fashion_split(dir, "train", FMNIST "/train-images-idx3-ubyte.gz",
-                               FMNIST "/train-labels-idx1-ubyte.gz", limit) ||
+                               FMNIST "/train-labels-idx1-ubyte.gz", limit, keep) ||
            write_fashion_split(dir, "test", FMNIST "/t10k-images-idx3-ubyte.gz",
-                               FMNIST "/t10k-labels-idx1-ubyte.gz", limit);
+                               FMNIST "/t10k-labels-idx1-ubyte.gz", limit, keep);
 }
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "--fashion-jpeg")) return write_fashion_jpeg(argc, argv);
     if (argc != 2) {
         fprintf(stderr, "usage: kiln_example_data examples/regression|examples/tabular\n"
-                        "       kiln_example_data --fashion-jpeg DIR [--limit N]\n");
+                        "       kiln_example_data --fashion-jpeg DIR [--limit N] [--classes 0,1,...]\n");
         return 2;
     }
     char a[4096], b[4096];
