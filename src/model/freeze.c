@@ -2,9 +2,9 @@
  *
  * A freeze glob (fnmatch(3) syntax, where '*' also crosses '/' and '.') freezes a parameter when
  * it matches the parameter's name ("dense_1.kernel"), its layer's name ("dense_1") or one of the
- * layer's scopes ("backbone" and "backbone/block1" of "backbone/block1/conv1"), so a glob such as backbone/ followed by *,
- * "backbone", "dense_1" and "*.bias" all do what they look like. A glob that matches nothing is
- * an error (a typo would otherwise train what was meant to be frozen).
+ * layer's scopes ("backbone" and "backbone/block1" of "backbone/block1/conv1"); so "backbone",
+ * "dense_1", "*.bias" and backbone/ followed by a star all do what they look like. A glob that
+ * matches nothing is an error (a typo would otherwise train what was meant to be frozen).
  *
  * Invariants: kiln_model_apply_freeze sets every parameter's frozen flag from scratch (so a
  * stage that freezes less unfreezes the rest) and every batch norm's inference flag: a batch
