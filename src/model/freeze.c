@@ -112,7 +112,7 @@ kiln_status kiln_model_summary(kiln_model *m, FILE *f) {
     }
     const char *rule = "----------------------------------------------------------------------"
                        "--------------------------";
-    fprintf(f, "%-36s %-18s %-22s %10s  %s\n", "Layer", "Kind", "Output shape", "Param #",
+    fprintf(f, "%-36s %-24s %-22s %10s  %s\n", "Layer", "Kind", "Output shape", "Param #",
             "Trainable");
     fprintf(f, "%s\n", rule);
     for (int i = 0; i < n; i++) {
@@ -135,7 +135,7 @@ kiln_status kiln_model_summary(kiln_model *m, FILE *f) {
                             : trainable         ? "yes"
                             : frozen            ? "frozen"
                                                 : "-";
-        fprintf(f, "%-36s %-18s %-22s %10zu  %s%s\n", kiln_node_name(nd), kind, sh, count, state,
+        fprintf(f, "%-36s %-24s %-22s %10zu  %s%s\n", kiln_node_name(nd), kind, sh, count, state,
                 kiln_node_inference(nd) ? " (inference mode)" : "");
     }
     free(need);
