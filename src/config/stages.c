@@ -223,9 +223,26 @@ kiln_status kiln_config_stages_check(const kiln_cfg *root) {
     if (stages->type != KILN_CFG_SEQ || stages->n_items == 0)
         return kiln_error(KILN_ERR_INVALID, "%s: stages: expected a list of stages, each a map of "
                           "what it changes", kiln_cfg_where(stages, where, sizeof where));
-    kiln_cfg *eff = NULL;
-    /* the last stage's config merges (and so checks) every stage before it */
-    kiln_status st = kiln_config_stage(root, stages->n_items - 1, &eff);
-    kiln_cfg_free(eff);
+    kiln_cfg *prev = NULL, *eff = NULL;
+    kiln_status st = KILN_OK;
+    for (int k = 0; k < stages->n_items && !st; k++) {
+        if ((st = kiln_config_stage(root, k, &eff))) break;
+        /* optimizer_state: keep carries slots over: the same kind with the same slots */
+        const kiln_cfg *keep = kiln_cfg_at(eff, "train.optimizer_state");
+        if (k > 0 && keep && !strcmp(keep->text, "keep")) {
+            const kiln_cfg *a = kiln_cfg_at(prev, "optimizer")->items[0];
+            const kiln_cfg *b = kiln_cfg_at(eff, "optimizer")->items[0];
+            int ma = kiln_cfg_num(a, "momentum", 0) > 0, mb = kiln_cfg_num(b, "momentum", 0) > 0;
+            if (strcmp(a->key, b->key) != 0 || ma != mb)
+                st = kiln_error(KILN_ERR_INVALID, "%s: stages[%d].optimizer_state: keep needs the "
+                                "optimizer state of the previous stage, but it was %s%s and this "
+                                "stage uses %s%s", kiln_cfg_where(keep, where, sizeof where), k,
+                                a->key, ma ? " with momentum" : "", b->key,
+                                mb ? " with momentum" : "");
+        }
+        kiln_cfg_free(prev);
+        prev = eff, eff = NULL;
+    }
+    kiln_cfg_free(prev);
     return st;
 }
