@@ -67,4 +67,23 @@ const char *kiln_cfg_where(const kiln_cfg *c, char *buf, size_t cap);
 /* A stable 64-bit hash of the tree (FNV-1a over a canonical rendering); 16 hex digits. */
 void kiln_cfg_hash(const kiln_cfg *root, char out[17]);
 
+/* ---- stages (src/config/stages.c; docs/models.md "Stages") ----
+ * stages: is a list of partial configs applied in turn: stage k's effective config is the base
+ * config (without stages:) with stages[0..k] merged into it (maps key by key; lists and scalars
+ * replaced; a null value removes a key; optimizer/schedule/loss merge when they name the same
+ * kind, else are replaced). A stage may say: optimizer, schedule, loss, metrics, train (not
+ * ema_decay, threads, precision), data.augment, and freeze / optimizer_state (short for
+ * train.freeze / train.optimizer_state; optimizer_state is not inherited). Anything else
+ * (model, data source and files, seed, log, ...) is fixed for the run: an error. */
+/* Stages in a resolved config (0 when it has none). */
+int kiln_config_stage_count(const kiln_cfg *root);
+/* Stage k's (0-based) effective config, resolved; the caller frees it. Errors name
+ * file:line:column and the key path, "stages[1].optimizer.adam.learning_rate". */
+kiln_status kiln_config_stage(const kiln_cfg *root, int k, kiln_cfg **out);
+/* Builds every stage's effective config once (kiln_config_resolve calls it). */
+kiln_status kiln_config_stages_check(const kiln_cfg *root);
+/* Checks c (a stage's map) against the root schema without defaults or required keys; path
+ * prefixes the key paths of messages ("stages[1]"). Rewrites bare names into maps as resolve. */
+kiln_status kiln_config_check_partial(kiln_cfg *c, const char *path);
+
 #endif

@@ -83,6 +83,7 @@ typedef struct {
     size_t offset; /* in floats, into kiln_graph_params() (and grads if trainable) */
     size_t numel;
     int trainable;
+    int frozen; /* trainable, frozen for now (kiln_graph_set_frozen): no gradient, no update */
 } kiln_param_info;
 
 /* Lays out the flat buffers and runs every initializer (idempotent; plans call it). After
@@ -95,6 +96,27 @@ float *kiln_graph_params(kiln_graph *g);
 float *kiln_graph_grads(kiln_graph *g);
 size_t kiln_graph_params_size(const kiln_graph *g);
 size_t kiln_graph_trainable_size(const kiln_graph *g);
+
+/* ---- freezing (fine-tuning: docs/models.md "Freezing") ----
+ * A frozen trainable parameter keeps its slice of the flat buffers (layouts, checkpoints and
+ * optimizer slots do not move) but takes no gradient: plans compiled afterwards compute none for
+ * it, nor for anything that only a frozen parameter feeds (a conv whose kernel is frozen skips
+ * dW), and its gradient slice is zeroed so that norms and updates over the flat buffer see 0.
+ * Frozen-ness may change between plans (stages): free the plans and compile new ones after a
+ * change. Parameter i out of range, or not trainable while frozen is asked: KILN_ERR_INVALID. */
+kiln_status kiln_graph_set_frozen(kiln_graph *g, int i, int frozen);
+/* An op node that runs in inference mode inside training plans (batch norm: normalizes with its
+ * moving statistics and leaves them alone); applies to plans compiled afterwards. */
+void kiln_graph_set_inference(kiln_graph *g, kiln_node *n, int on);
+int kiln_node_inference(const kiln_node *n);
+/* The parameter index of a parameter node, -1 for any other node. */
+int kiln_node_param_index(const kiln_node *n);
+/* Inputs of an op node (parameters included), in order. */
+int kiln_node_input_count(const kiln_node *n);
+kiln_node *kiln_node_input(const kiln_node *n, int i);
+/* [offset, length) ranges of the trainable buffer that are not frozen, merged where adjacent;
+ * returns how many (at most cap are written to off/len). */
+int kiln_graph_active_ranges(const kiln_graph *g, size_t *off, size_t *len, int cap);
 
 /* ---- plans ---- */
 typedef struct {

@@ -35,6 +35,9 @@ kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
  * in->data_error. */
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
 void kiln_inputs_free(kiln_inputs *in);
+/* stages: re-reads data.augment of cfg (a stage's config) into in->augment and in->train_loader
+ * for model m (mixup and cutmix need its soft labels); make a new training loader after. */
+kiln_status kiln_inputs_set_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
 /* model.class_names against the model: one name per output of a classifier (a single sigmoid
  * output may have two: negative, positive), as a servable package needs. KILN_ERR_INVALID with
  * file:line:column: model.class_names: ... otherwise; OK when there are none or the loss gives

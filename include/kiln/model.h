@@ -5,6 +5,8 @@
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
+#include <stdio.h>
+
 #include "kiln/config.h"
 #include "kiln/graph.h"
 
@@ -29,5 +31,15 @@ typedef struct {
  * layer's key path: "cnn.yaml:15:7: model.layers[3].dense: <what was wrong>". */
 kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m);
 void kiln_model_free(kiln_model *m);
+
+/* train.freeze of cfg (a resolved config, or a stage's effective one) on m's graph: sets every
+ * parameter's frozen flag (globs on parameter, layer and scope names: docs/models.md
+ * "Freezing") and runs batch norms whose parameters are all frozen in inference mode when
+ * train.freeze_batchnorm (default true). A glob matching nothing, or nothing left to train, is
+ * KILN_ERR_INVALID with file:line. Plans compiled afterwards follow it. */
+kiln_status kiln_model_apply_freeze(kiln_model *m, const kiln_cfg *cfg);
+/* Keras-style model.summary(): every layer (name, kind, output shape, parameter count,
+ * trainable / frozen), then the totals (trainable, frozen, non-trainable). */
+kiln_status kiln_model_summary(kiln_model *m, FILE *f);
 
 #endif

@@ -58,6 +58,12 @@ kiln_status kiln_optim_step(kiln_optim *o, float *params, float *grads, float lr
 /* The gradient norm measured by the last step (before clipping), also when that step failed
  * with KILN_ERR_NUMERIC; 0 before the first step. */
 float kiln_optim_last_grad_norm(const kiln_optim *o);
+/* Restricts later steps to n [off[i], off[i] + len[i]) ranges of the n floats (frozen
+ * parameters: the ranges between get no update, no slot update and no weight decay; their
+ * gradients should be 0, which the graph sees to, so the clipping norm is unchanged). n < 0:
+ * the whole buffer again (the default). Ranges must be in bounds and not overlap; the arrays are
+ * copied. KILN_ERR_INVALID otherwise. */
+kiln_status kiln_optim_set_ranges(kiln_optim *o, const size_t *off, const size_t *len, int n);
 int64_t kiln_optim_iterations(const kiln_optim *o);
 /* When restoring a checkpoint; Adam's next step uses t + 1. A negative t is ignored (and leaves
  * a message). */

@@ -193,6 +193,8 @@ const char *kiln_run_metric_at(const kiln_rundir *run, kiln_run_which which, int
 
 /* Appends one point. epoch is the caller's count (it may be fractional); name is 1 to 200 bytes.
  * A value or epoch that is not finite is written as null. */
+/* stages: metric points logged from now on carry "stage": stage (1-based); 0: none (default). */
+void kiln_run_set_stage(kiln_rundir *run, int stage);
 kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, kiln_split split,
                                 const char *name, double value);
 

@@ -24,6 +24,8 @@ typedef struct {
     int quiet;                /* no progress on the terminal */
     int profile_steps;        /* > 0: time every op for this many steps (after 5 warm-up steps):
                                  RUN/trace.json (Chrome trace) and a per-op table (RUN/profile.txt) */
+    int dry_run;              /* build the model (each stage's) without reading any data,
+                                 print its summary on stdout, and return: no run folder */
     int argc;                 /* the command line, recorded in run.json (argc 0: none) */
     const char *const *argv;
 } kiln_train_opts;

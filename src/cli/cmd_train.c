@@ -19,6 +19,8 @@ static const char *HELP =
     "  --set KEY=VALUE    override a config key (repeatable): --set train.epochs=3\n"
     "  --name NAME        run name (default: the experiment)\n"
     "  --runs-dir DIR     where runs go (default: runs)\n"
+    "  --dry-run          build the model (each stage's) without reading any data, print its\n"
+    "                     summary (layers, output shapes, parameters, trainable or frozen), exit\n"
     "  --resume RUN       continue RUN (a run folder, or 'latest') from its newest checkpoint\n"
     "  --threads N        compute threads (default: train.threads, else all cores)\n"
     "  --quiet            no progress output (log.txt still records it)\n"
@@ -35,7 +37,7 @@ int kiln_cmd_train(int argc, char **argv) {
                                          {"runs-dir", required_argument, 0, 'd'}, {"resume", required_argument, 0, 'r'},
                                          {"threads", required_argument, 0, 't'},  {"quiet", no_argument, 0, 'q'},
                                          {"profile", optional_argument, 0, 'p'},  {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         {"dry-run", no_argument, 0, 'D'}, {0, 0, 0, 0}};
     kiln_train_opts o = {.argc = kiln_cli_argc(), .argv = kiln_cli_argv()};
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
     if (!sets) return KILN_EXIT_FAIL;
@@ -49,6 +51,7 @@ int kiln_cmd_train(int argc, char **argv) {
         case 'd': o.runs_dir = optarg; break;
         case 'r': o.resume = optarg; break;
         case 'q': o.quiet = 1; break;
+        case 'D': o.dry_run = 1; break;
         case 'p': {
             char *end;
             long v = optarg ? strtol(optarg, &end, 10) : 20;

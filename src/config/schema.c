@@ -196,6 +196,7 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               DATA_PIPELINE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
                                {"class_names", T_SEQ_STR}, END};
+static const char *const OPT_STATES[] = {"reset", "keep", NULL};
 static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, "auto", NULL, MODES},
                                {"patience", T_INT, "3", NULL, NULL, 0, 1e9}, {"min_delta", T_NUM, "0", NULL, NULL, 0, 1e300},
                                {"restore_best", T_BOOL, "true"}, END};
@@ -207,7 +208,10 @@ static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"ma
                                {"ema_decay", T_NUM, "0", NULL, NULL, 0, 0.999999999}, {"clip_norm", T_NUM, "0", NULL, NULL, 0, 1e12},
                                {"early_stopping", T_MAP, NULL, EARLY}, {"checkpoint", T_MAP, "{}", CKPT},
                                {"export", T_MAP, NULL, EXPORT}, {"precision", T_ENUM, "fp32", NULL, PRECISIONS},
-                               {"threads", T_INT, "0", NULL, NULL, 0, 4096}, {"deterministic", T_BOOL, "true"}, END};
+                               {"threads", T_INT, "0", NULL, NULL, 0, 4096}, {"deterministic", T_BOOL, "true"},
+                               /* freezing and stages (src/config/stages.c, docs/models.md) */
+                               {"freeze", T_SEQ_STR}, {"freeze_batchnorm", T_BOOL, "true"},
+                               {"optimizer_state", T_ENUM, "reset", NULL, OPT_STATES}, END};
 static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, {"tensorboard", T_BOOL, "true"},
                              {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
@@ -217,7 +221,8 @@ static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", 
                               {"data", T_MAP, NULL, DATA, NULL, 0, 0, 1}, {"model", T_MAP, NULL, MODEL, NULL, 0, 0, 1},
                               {"loss", T_ONEOF, NULL, LOSSES, NULL, 0, 0, 1}, {"metrics", T_ONEOF_SEQ, "[]", METRICS},
                               {"optimizer", T_ONEOF, "adam", OPTIMIZERS}, {"schedule", T_ONEOF, "constant", SCHEDULES},
-                              {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG}, END};
+                              {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG},
+                              {"stages", T_ANY}, END};
 
 /* ---- checking ---- */
 
@@ -297,7 +302,12 @@ static kiln_status check_number(const kiln_cfg *c, const schema *s, const char *
     return KILN_OK;
 }
 
+/* Checking one stage of stages: (kiln_config_check_partial): types and names only, no
+ * defaults and no required keys, since a stage says only what changes. */
+static _Thread_local int partial;
+
 static kiln_status fill_defaults(kiln_cfg *map, const schema *sub, const char *path) {
+    if (partial) return KILN_OK;
     for (int i = 0; sub[i].key; i++) {
         if (kiln_cfg_child(map, sub[i].key)) continue;
         char p[512];
@@ -448,5 +458,15 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
 
 kiln_status kiln_config_resolve(kiln_cfg *root) {
     static const schema root_schema = {"", T_MAP, NULL, ROOT};
-    return check(root, &root_schema, "");
+    kiln_status st = check(root, &root_schema, "");
+    if (!st && kiln_cfg_child(root, "stages")) st = kiln_config_stages_check(root);
+    return st;
+}
+
+kiln_status kiln_config_check_partial(kiln_cfg *c, const char *path) {
+    static const schema root_schema = {"", T_MAP, NULL, ROOT};
+    partial = 1;
+    kiln_status st = check(c, &root_schema, path);
+    partial = 0;
+    return st;
 }

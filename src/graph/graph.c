@@ -357,6 +357,7 @@ kiln_status kiln_graph_init_params(kiln_graph *g) {
         g->param_buf = g->grad_buf = NULL;
         return kiln_error(KILN_ERR_NOMEM, "graph: no memory for %zu parameters", off);
     }
+    memset(g->grad_buf, 0, (g->n_trainable ? g->n_trainable : 16) * sizeof(float));
     for (int i = 0; i < g->n_params; i++)
         init_param(g, i, &g->params[i], g->param_buf + g->params[i].info.offset);
     g->finalized = 1;
@@ -378,7 +379,82 @@ float *kiln_node_param_data(kiln_graph *g, const kiln_node *n) {
 }
 
 float *kiln_node_param_grad(kiln_graph *g, const kiln_node *n) {
-    if (n->kind != KILN_NODE_PARAM || !g->grad_buf || !g->params[n->param_index].info.trainable)
+    if (n->kind != KILN_NODE_PARAM || !g->grad_buf || !g->params[n->param_index].info.trainable ||
+        g->params[n->param_index].info.frozen)
         return NULL;
     return g->grad_buf + g->params[n->param_index].info.offset;
+}
+
+/* ---- freezing ---- */
+
+/* requires_grad again from the parameters' trainable and frozen flags (creation order is
+ * topological, so one forward pass settles it). */
+static void refresh_requires_grad(kiln_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        kiln_node *n = g->nodes[i];
+        if (n->kind == KILN_NODE_PARAM) {
+            const kiln_param_info *p = &g->params[n->param_index].info;
+            n->requires_grad = p->trainable && !p->frozen;
+        } else if (n->kind == KILN_NODE_OP) {
+            n->requires_grad = 0;
+            for (int j = 0; j < n->n_in; j++) n->requires_grad |= n->in[j]->requires_grad;
+        }
+    }
+}
+
+kiln_status kiln_graph_set_frozen(kiln_graph *g, int i, int frozen) {
+    if (!g || i < 0 || i >= g->n_params)
+        return kiln_error(KILN_ERR_INVALID, "graph: no parameter %d to freeze", i);
+    kiln_param_info *p = &g->params[i].info;
+    if (!p->trainable) return KILN_OK; /* state such as moving statistics: never updated by steps */
+    if (p->frozen == (frozen != 0)) return KILN_OK;
+    p->frozen = frozen != 0;
+    if (g->grad_buf) memset(g->grad_buf + p->offset, 0, p->numel * sizeof(float));
+    refresh_requires_grad(g);
+    return KILN_OK;
+}
+
+void kiln_graph_set_inference(kiln_graph *g, kiln_node *n, int on) {
+    (void)g;
+    if (n && n->kind == KILN_NODE_OP) n->inference = on != 0;
+}
+int kiln_node_inference(const kiln_node *n) { return n && n->inference; }
+int kiln_node_param_index(const kiln_node *n) {
+    return n && n->kind == KILN_NODE_PARAM ? n->param_index : -1;
+}
+int kiln_node_input_count(const kiln_node *n) { return n ? n->n_in : 0; }
+kiln_node *kiln_node_input(const kiln_node *n, int i) {
+    return n && i >= 0 && i < n->n_in ? n->in[i] : NULL;
+}
+
+int kiln_graph_active_ranges(const kiln_graph *g, size_t *off, size_t *len, int cap) {
+    int n = 0;
+    size_t start = 0, end = 0;
+    int open = 0;
+    /* walk the trainable slices in buffer order (offsets increase with index among trainable) */
+    for (int i = 0; i < g->n_params; i++) {
+        const kiln_param_info *p = &g->params[i].info;
+        if (!p->trainable) continue;
+        size_t a = p->offset, b = p->offset + ((p->numel + 15) & ~(size_t)15);
+        if (p->frozen) {
+            if (open) {
+                if (n < cap) off[n] = start, len[n] = end - start;
+                n++, open = 0;
+            }
+            continue;
+        }
+        if (open && a == end) end = b;
+        else {
+            if (open) {
+                if (n < cap) off[n] = start, len[n] = end - start;
+                n++;
+            }
+            start = a, end = b, open = 1;
+        }
+    }
+    if (open) {
+        if (n < cap) off[n] = start, len[n] = end - start;
+        n++;
+    }
+    return n;
 }

@@ -78,7 +78,10 @@ struct kiln_node {
     kiln_dtype dtype;
     void *attr;       /* op attributes (malloc'd copy, owned by the graph) */
     int param_index;  /* KILN_NODE_PARAM: index into g->params */
-    int requires_grad; /* a trainable parameter is upstream (or this is one) */
+    int requires_grad; /* a trainable, unfrozen parameter is upstream (or this is one) */
+    /* Runs as in inference even in training plans (kiln_graph_set_inference: a batch norm under
+     * a frozen scope uses and keeps its moving statistics); plans read it when compiled. */
+    unsigned char inference;
 };
 
 struct kiln_inst {

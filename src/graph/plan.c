@@ -256,6 +256,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (!(j == 0 && p->fwd[i]->node->op->accepts_layout)) p->fwd[i]->in[j]->plain_out = 1;
     for (int i = 0; i < p->n_fwd; i++) {
         kiln_inst *x = p->fwd[i];
+        ctx.training = o->training && !x->node->inference; /* a frozen batch norm: inference */
         if (x->node->op->choose_layout && x->node->op->choose_layout(x, &ctx) != KILN_OK) {
             kiln_error_prefix("plan: compiling %s (%s)", x->node->name, x->node->op->name);
             FAIL();
@@ -281,6 +282,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     /* (5) backend primitives, created once */
     for (int i = 0; i < p->n_fwd; i++) {
         kiln_inst *x = p->fwd[i];
+        ctx.training = o->training && !x->node->inference;
         if (x->node->op->compile && x->node->op->compile(x, &ctx) != KILN_OK) {
             kiln_error_prefix("plan: compiling %s (%s)", x->node->name, x->node->op->name);
             FAIL();

@@ -143,3 +143,7 @@ kiln_status kiln_inputs_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_i
     in->train_loader.soft_labels = m->soft_target ? (int)m->n_outputs : 0;
     return KILN_OK;
 }
+
+kiln_status kiln_inputs_set_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in) {
+    return kiln_inputs_augment(cfg, m, in);
+}

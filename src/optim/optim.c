@@ -29,6 +29,8 @@ struct kiln_optim {
     int n_slots;
     const char *slot_names[MAX_SLOTS];
     float *slots[MAX_SLOTS]; /* [n] each */
+    int n_ranges;            /* -1: all of [0, n); else the ranges updated (frozen in between) */
+    size_t *r_off, *r_len;
 };
 
 static const char *kind_names[KILN_OPT_COUNT] = {"sgd", "adam", "adamw", "rmsprop"};
@@ -139,6 +141,7 @@ kiln_optim *kiln_optim_new(const kiln_optim_config *c, size_t n) {
         return NULL;
     }
     o->n = n;
+    o->n_ranges = -1;
     if (config_resolve(c, &o->c) != KILN_OK) {
         free(o);
         return NULL;
@@ -172,6 +175,7 @@ kiln_optim *kiln_optim_new(const kiln_optim_config *c, size_t n) {
 void kiln_optim_free(kiln_optim *o) {
     if (!o) return;
     for (int i = 0; i < o->n_slots; i++) kiln_free(o->slots[i]);
+    free(o->r_off), free(o->r_len);
     free(o);
 }
 
@@ -276,12 +280,12 @@ static void rmsprop_momentum(float *restrict p, float *restrict g, float *restri
     }
 }
 
-kiln_status kiln_optim_step(kiln_optim *o, float *params, float *grads, float lr) {
-    if (!o || !params || !grads)
+kiln_status kiln_optim_step(kiln_optim *o, float *params_all, float *grads_all, float lr) {
+    if (!o || !params_all || !grads_all)
         return kiln_error(KILN_ERR_INVALID,
                           "optim: step needs an optimizer, params and grads "
                           "(got %p, %p, %p)",
-                          (void *)o, (void *)params, (void *)grads);
+                          (void *)o, (void *)params_all, (void *)grads_all);
     const kiln_optim_config *c = &o->c;
     const char *k = kind_names[c->kind];
     if (!(lr >= 0) || isinf(lr))
@@ -289,7 +293,7 @@ kiln_status kiln_optim_step(kiln_optim *o, float *params, float *grads, float lr
                           "optim: %s: learning rate must be finite and >= 0, "
                           "got %g at iteration %lld",
                           k, (double)lr, (long long)o->t);
-    float norm = kiln_clip_global_norm(grads, o->n, 0); /* measure only */
+    float norm = kiln_clip_global_norm(grads_all, o->n, 0); /* measure only */
     o->last_norm = norm;
     if (!isfinite(norm))
         return kiln_error(KILN_ERR_NUMERIC,
@@ -298,33 +302,40 @@ kiln_status kiln_optim_step(kiln_optim *o, float *params, float *grads, float lr
                           k, (double)norm, (long long)o->t, o->n);
     int clip = c->clip_norm > 0 && norm > c->clip_norm;
     float scale = clip ? c->clip_norm / norm : 1.0f;
-    size_t n = o->n;
     float wd = c->weight_decay;
-    switch (c->kind) {
-    case KILN_OPT_SGD:
-        if (c->momentum > 0)
-            sgd_momentum(params, grads, o->slots[0], n, lr, wd, c->momentum, c->nesterov != 0,
-                         scale, clip);
-        else
-            sgd_plain(params, grads, n, lr, wd, scale, clip);
-        break;
-    case KILN_OPT_ADAM:
-    case KILN_OPT_ADAMW: {
-        double t = (double)(o->t + 1);
-        double bc1 = 1 - pow(c->beta1, t), bc2 = 1 - pow(c->beta2, t);
-        int decoupled = c->kind == KILN_OPT_ADAMW;
-        adam(params, grads, o->slots[0], o->slots[1], n, c->beta1, c->beta2, c->epsilon,
-             (float)(lr / bc1), (float)(1 / sqrt(bc2)), decoupled ? 0.0f : wd,
-             decoupled ? (float)(1 - (double)lr * wd) : 1.0f, scale, clip);
-        break;
-    }
-    default: /* RMSprop */
-        if (c->momentum > 0)
-            rmsprop_momentum(params, grads, o->slots[0], o->slots[1], n, lr, c->rho, c->epsilon, wd,
-                             c->momentum, scale, clip);
-        else
-            rmsprop_plain(params, grads, o->slots[0], n, lr, c->rho, c->epsilon, wd, scale, clip);
-        break;
+    int nr = o->n_ranges < 0 ? 1 : o->n_ranges;
+    for (int r = 0; r < nr; r++) {
+        /* one pass per range of unfrozen parameters (the whole buffer by default) */
+        size_t base = o->n_ranges < 0 ? 0 : o->r_off[r], n = o->n_ranges < 0 ? o->n : o->r_len[r];
+        float *params = params_all + base, *grads = grads_all + base;
+        float *s0 = o->slots[0] ? o->slots[0] + base : NULL;
+        float *s1 = o->slots[1] ? o->slots[1] + base : NULL;
+        switch (c->kind) {
+        case KILN_OPT_SGD:
+            if (c->momentum > 0)
+                sgd_momentum(params, grads, s0, n, lr, wd, c->momentum, c->nesterov != 0,
+                             scale, clip);
+            else
+                sgd_plain(params, grads, n, lr, wd, scale, clip);
+            break;
+        case KILN_OPT_ADAM:
+        case KILN_OPT_ADAMW: {
+            double t = (double)(o->t + 1);
+            double bc1 = 1 - pow(c->beta1, t), bc2 = 1 - pow(c->beta2, t);
+            int decoupled = c->kind == KILN_OPT_ADAMW;
+            adam(params, grads, s0, s1, n, c->beta1, c->beta2, c->epsilon,
+                 (float)(lr / bc1), (float)(1 / sqrt(bc2)), decoupled ? 0.0f : wd,
+                 decoupled ? (float)(1 - (double)lr * wd) : 1.0f, scale, clip);
+            break;
+        }
+        default: /* RMSprop */
+            if (c->momentum > 0)
+                rmsprop_momentum(params, grads, s0, s1, n, lr, c->rho, c->epsilon, wd,
+                                 c->momentum, scale, clip);
+            else
+                rmsprop_plain(params, grads, s0, n, lr, c->rho, c->epsilon, wd, scale, clip);
+            break;
+        }
     }
     o->t++;
     return KILN_OK;
@@ -358,4 +369,30 @@ const char *kiln_optim_slot_name(const kiln_optim *o, int i) {
 
 float *kiln_optim_slot(kiln_optim *o, int i) {
     return o && i >= 0 && i < o->n_slots ? o->slots[i] : NULL;
+}
+
+kiln_status kiln_optim_set_ranges(kiln_optim *o, const size_t *off, const size_t *len, int n) {
+    if (!o) return kiln_error(KILN_ERR_INVALID, "optim: no optimizer");
+    size_t *no = NULL, *nl = NULL;
+    if (n >= 0) {
+        no = malloc((size_t)(n ? n : 1) * sizeof *no);
+        nl = malloc((size_t)(n ? n : 1) * sizeof *nl);
+        if (!no || !nl) {
+            free(no), free(nl);
+            return kiln_error(KILN_ERR_NOMEM, "optim: out of memory");
+        }
+        size_t end = 0;
+        for (int i = 0; i < n; i++) {
+            if (off[i] < end || off[i] > o->n || len[i] > o->n - off[i]) {
+                free(no), free(nl);
+                return kiln_error(KILN_ERR_INVALID,
+                                  "optim: range %d [%zu, +%zu) out of order or out of %zu floats", i,
+                                  off[i], len[i], o->n);
+            }
+            no[i] = off[i], nl[i] = len[i], end = off[i] + len[i];
+        }
+    }
+    free(o->r_off), free(o->r_len);
+    o->r_off = no, o->r_len = nl, o->n_ranges = n < 0 ? -1 : n;
+    return KILN_OK;
 }

@@ -80,6 +80,7 @@ kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, ki
     n += put_escaped(line + n, name);
     n += (size_t)snprintf(line + n, sizeof line - n, "\",\"value\":");
     n += (size_t)kiln_run_format_number(line + n, sizeof line - n, value);
+    if (run->stage > 0) n += (size_t)snprintf(line + n, sizeof line - n, ",\"stage\":%d", run->stage);
     n += (size_t)snprintf(line + n, sizeof line - n, "}\n");
     s = kiln_run_append_line(run->metrics_fd, &run->metrics_torn, line, n, "metrics.jsonl");
     if (s) {
@@ -193,4 +194,8 @@ kiln_status kiln_run_read_metrics(const char *path, int64_t *offset, kiln_metric
     if (offset && !s) *offset = line_start;
     if (skipped) *skipped = bad;
     return s;
+}
+
+void kiln_run_set_stage(kiln_rundir *run, int stage) {
+    if (run) run->stage = stage > 0 ? stage : 0;
 }

@@ -36,6 +36,7 @@ struct kiln_rundir {
     char *config_hash, *command, *message, *checkpoint;
     int64_t epochs_completed, steps, best_step;
     int64_t data_skipped; /* data.on_error: skip: samples left out */
+    int stage;            /* kiln_run_set_stage: metric points carry "stage" when > 0 */
     kiln_run_metric *metrics[2]; /* [KILN_RUN_FINAL], [KILN_RUN_BEST] */
     int n_metrics[2], cap_metrics[2];
 

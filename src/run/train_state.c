@@ -22,7 +22,11 @@ kiln_status kiln_train_state_write(const char *path, const kiln_train_state *s) 
         !cJSON_AddNumberToObject(o, "wait", (double)s->wait) ||
         !cJSON_AddStringToObject(o, "best_checkpoint", s->best_checkpoint) ||
         !cJSON_AddStringToObject(o, "config_hash", s->config_hash) ||
-        !cJSON_AddStringToObject(o, "kiln_version", KILN_VERSION)) {
+        !cJSON_AddStringToObject(o, "kiln_version", KILN_VERSION) ||
+        (s->stage_step + s->stage + s->stage_epoch > 0 &&
+         (!cJSON_AddNumberToObject(o, "stage", (double)s->stage) ||
+          !cJSON_AddNumberToObject(o, "stage_step", (double)s->stage_step) ||
+          !cJSON_AddNumberToObject(o, "stage_epoch", (double)s->stage_epoch)))) {
         cJSON_Delete(o);
         return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -64,6 +68,12 @@ kiln_status kiln_train_state_read(const char *path, kiln_train_state *s) {
         get_str(o, "config_hash", s->config_hash, sizeof s->config_hash)) {
         cJSON_Delete(o);
         return kiln_error(KILN_ERR_FORMAT, "%s: not a kiln training state (missing or malformed fields)", path);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(o, "stage") &&
+        (get_int(o, "stage", &s->stage) || get_int(o, "stage_step", &s->stage_step) ||
+         get_int(o, "stage_epoch", &s->stage_epoch))) {
+        cJSON_Delete(o);
+        return kiln_error(KILN_ERR_FORMAT, "%s: malformed stage fields", path);
     }
     s->has_best = cJSON_IsTrue(hb);
     s->best = strtod(best, NULL);

@@ -16,6 +16,10 @@ typedef struct {
     int64_t wait;           /* evaluations without improvement */
     char best_checkpoint[64]; /* "step-N" holding the best weights, or "" */
     char config_hash[17];
+    /* stages: (absent from state.json without them, read back as 0) */
+    int64_t stage;       /* the stage in progress (0-based) */
+    int64_t stage_step;  /* step at which it began (its schedule counts from there) */
+    int64_t stage_epoch; /* epoch at which it began */
 } kiln_train_state;
 
 kiln_status kiln_train_state_write(const char *path, const kiln_train_state *s);

@@ -15,6 +15,7 @@ typedef struct {
     double t_start;  /* of this epoch */
     int64_t rows;    /* samples seen this epoch */
     int line_open;   /* a \r line is on screen */
+    int stage, n_stages; /* stages: "stage 2/3" leads the step line when n_stages > 0 */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
 } kiln_progress;

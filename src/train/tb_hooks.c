@@ -518,3 +518,9 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
         free(h->output), free(h->y);
     free(h);
 }
+
+void kiln_tb_hooks_model_changed(kiln_tb_hooks *h) {
+    if (!h) return;
+    kiln_plan_free(h->plan); /* compiled on the old graph; the next probe compiles anew */
+    h->plan = NULL;
+}

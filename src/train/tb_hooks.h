@@ -62,4 +62,7 @@ void kiln_tb_hooks_epoch_end(kiln_tb_hooks *h, const kiln_tb_epoch *e);
  * as the run may be resumed) and frees everything. NULL is a no-op. */
 void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status);
 
+/* The model's graph was replaced (a new stage): drops what was compiled on the old one. */
+void kiln_tb_hooks_model_changed(kiln_tb_hooks *h);
+
 #endif

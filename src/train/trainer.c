@@ -43,7 +43,10 @@ static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
 typedef struct {
-    kiln_cfg *cfg;
+    kiln_cfg *cfg;  /* the run's config (stages: included): hashed, written to config.yaml */
+    kiln_cfg *scfg; /* stages: the current stage's effective config (NULL: none, cfg is it) */
+    int n_stages;   /* 0 without stages: */
+    int64_t total_epochs; /* over all stages (progress lines) */
     char hash[17];
     kiln_model m;
     kiln_inputs in;
@@ -79,6 +82,8 @@ typedef struct {
 
 /* ---- setup ---- */
 
+#define CFG(t) ((t)->scfg ? (t)->scfg : (t)->cfg) /* what this stage trains with */
+
 static kiln_status usage(kiln_train_result *r, kiln_status st) {
     r->usage_error = 1;
     return st;
@@ -87,11 +92,11 @@ static kiln_status usage(kiln_train_result *r, kiln_status st) {
 static void log_line(void *ctx, const char *line) { kiln_run_log(ctx, "%s", line); }
 
 static kiln_status build_optimizer(trainer *t) {
-    const kiln_cfg *oc = kiln_cfg_at(t->cfg, "optimizer")->items[0];
+    const kiln_cfg *oc = kiln_cfg_at(CFG(t), "optimizer")->items[0];
     kiln_optim_config c = {.kind = kiln_optim_kind_from_name(oc->key)};
     t->base_lr = (float)kiln_cfg_num(oc, "learning_rate", 0.001);
     c.weight_decay = (float)kiln_cfg_num(oc, "weight_decay", 0);
-    c.clip_norm = (float)kiln_cfg_num(t->cfg, "train.clip_norm", 0);
+    c.clip_norm = (float)kiln_cfg_num(CFG(t), "train.clip_norm", 0);
     switch (c.kind) {
     case KILN_OPT_SGD:
         c.momentum = (float)kiln_cfg_num(oc, "momentum", 0);
@@ -115,7 +120,7 @@ static kiln_status build_optimizer(trainer *t) {
         return KILN_ERR_INVALID;
     }
     /* schedule */
-    const kiln_cfg *sc = kiln_cfg_at(t->cfg, "schedule")->items[0];
+    const kiln_cfg *sc = kiln_cfg_at(CFG(t), "schedule")->items[0];
     kiln_schedule *s = &t->sched;
     memset(s, 0, sizeof *s);
     s->kind = kiln_schedule_kind_from_name(sc->key);
@@ -148,14 +153,14 @@ static kiln_status build_optimizer(trainer *t) {
         return KILN_ERR_INVALID;
     }
     float decay = (float)kiln_cfg_num(t->cfg, "train.ema_decay", 0);
-    if (decay > 0 && !(t->ema = kiln_ema_new(kiln_graph_params_size(t->m.graph), decay, kiln_graph_params(t->m.graph))))
+    if (decay > 0 && !t->ema && !(t->ema = kiln_ema_new(kiln_graph_params_size(t->m.graph), decay, kiln_graph_params(t->m.graph))))
         return KILN_ERR_NOMEM;
     return KILN_OK;
 }
 
 /* The metric names of the config: "accuracy", "top_k_accuracy", ... */
 static kiln_metrics *new_metrics(trainer *t) {
-    const kiln_cfg *ms = kiln_cfg_at(t->cfg, "metrics");
+    const kiln_cfg *ms = kiln_cfg_at(CFG(t), "metrics");
     const char *names[32];
     int n = 0, k = 5;
     for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
@@ -168,7 +173,7 @@ static kiln_metrics *new_metrics(trainer *t) {
 }
 
 static kiln_status read_settings(trainer *t) {
-    const kiln_cfg *c = t->cfg;
+    const kiln_cfg *c = CFG(t);
     t->epochs = kiln_cfg_int(c, "train.epochs", 10);
     t->max_steps = kiln_cfg_int(c, "train.max_steps", 0);
     t->every_steps = kiln_cfg_int(c, "train.checkpoint.every_steps", 0);
@@ -208,7 +213,7 @@ static kiln_status make_plans(trainer *t) {
     t->tloss = t->m.soft_loss ? t->m.soft_loss : t->m.loss;
     t->ttarget = t->m.soft_target ? t->m.soft_target : t->m.target;
     kiln_node *outs[2] = {t->tloss, t->m.output};
-    int det = kiln_cfg_bool(t->cfg, "train.deterministic", 1);
+    int det = kiln_cfg_bool(CFG(t), "train.deterministic", 1);
     kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->tloss, .batch = (int)t->B, .training = 1,
                          .deterministic = det};
     if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
@@ -233,8 +238,10 @@ static kiln_status checkpoint(trainer *t, int is_best) {
     snprintf(path, sizeof path, "%s/weights.safetensors", tmp);
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%lld", (long long)t->s.step);
-    const char *meta[] = {"kiln.step", step_s, "kiln.config_hash", t->hash};
-    if (!(st = kiln_checkpoint_save(path, t->m.graph, t->opt, t->ema, meta, 2))) {
+    char stage_s[32];
+    snprintf(stage_s, sizeof stage_s, "%lld", (long long)t->s.stage + 1);
+    const char *meta[] = {"kiln.step", step_s, "kiln.config_hash", t->hash, "kiln.stage", stage_s};
+    if (!(st = kiln_checkpoint_save(path, t->m.graph, t->opt, t->ema, meta, t->n_stages ? 3 : 2))) {
         snprintf(path, sizeof path, "%s/state.json", tmp);
         st = kiln_train_state_write(path, &t->s);
     }
@@ -259,7 +266,7 @@ static kiln_status export_version(trainer *t) {
     for (int c = 0; c < k && c < 256; c++) named |= (names[c] = kiln_dataset_class_name(t->in.train, c)) != NULL;
     const char *rp = realpath(run, real);
     kiln_export_source src = {.model = &t->m,
-                              .cfg = t->cfg,
+                              .cfg = CFG(t),
                               .weights = t->ema ? kiln_ema_weights(t->ema) : NULL,
                               .preprocessing = t->in.loader.norm,
                               .class_names = named && k <= 256 && !kiln_cfg_at(t->cfg, "model.class_names") ? names : NULL,
@@ -280,6 +287,8 @@ static kiln_status export_version(trainer *t) {
     return KILN_OK;
 }
 
+static kiln_status enter_stage(trainer *t, int k);
+
 static kiln_status restore(trainer *t) {
     char name[256], dir[4200], path[4300], warning[512] = "";
     kiln_status st = kiln_run_checkpoint_latest(t->run, name, sizeof name, warning, sizeof warning);
@@ -290,6 +299,14 @@ static kiln_status restore(trainer *t) {
     if ((st = kiln_train_state_read(path, &t->s))) return st;
     if (strcmp(t->s.config_hash, t->hash) != 0)
         return kiln_error(KILN_ERR_FORMAT, "%s: written for config %s, the run's config.yaml is %s", path, t->s.config_hash, t->hash);
+    if (t->s.stage && t->s.stage >= t->n_stages)
+        return kiln_error(KILN_ERR_FORMAT, "%s: stage %lld, but the config has %d stages", path, (long long)t->s.stage + 1,
+                          t->n_stages);
+    if (t->s.stage) { /* that stage's model, optimizer and plans, before its weights and slots */
+        int64_t k = t->s.stage;
+        t->s.stage = 0;
+        if ((st = enter_stage(t, (int)k))) return st;
+    }
     snprintf(path, sizeof path, "%s/weights.safetensors", dir);
     if ((st = kiln_checkpoint_load(path, t->m.graph, t->opt, t->ema))) return st;
     if (t->restore_best && t->s.best_checkpoint[0]) { /* the best weights, for the end */
@@ -439,7 +456,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
         else
             kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->ttarget), rows, loss);
         if ((*st = kiln_plan_backward(p))) return 0;
-        float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step);
+        float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step - t->s.stage_step);
         double u0 = profiling ? kiln_time_us() : 0;
         *st = kiln_optim_step(t->opt, kiln_graph_params(g), kiln_graph_grads(g), lr);
         if (*st == KILN_ERR_NUMERIC) {
@@ -457,11 +474,12 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         t->s.step++, t->s.batch++;
         t->loss_sum += loss, t->loss_n++;
-        kiln_progress_step(&t->prog, t->s.epoch, t->epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
+        kiln_progress_step(&t->prog, t->s.epoch, t->total_epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
         if (t->s.step % t->log_every == 0) {
             log_point(t, KILN_SPLIT_TRAIN, "batch_loss", t->loss_sum / t->loss_n, 1);
             log_point(t, KILN_SPLIT_TRAIN, "learning_rate", lr, 1);
             log_point(t, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog), 1);
+            if (t->n_stages) kiln_tb_hooks_scalar(t->tb, t->s.step, KILN_SPLIT_TRAIN, "stage", (double)t->s.stage + 1, 1);
             t->loss_sum = 0, t->loss_n = 0;
         }
         if (t->validate_every && t->s.step % t->validate_every == 0 && t->in.validation) {
@@ -472,52 +490,202 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         if (t->every_steps && t->s.step % t->every_steps == 0 && (*st = checkpoint(t, 0))) return 0;
         if (t->export_steps && t->s.step % t->export_steps == 0 && (*st = export_version(t))) return 0;
-        if (stop_signal || (t->max_steps && t->s.step >= t->max_steps)) return 0;
+        if (stop_signal || (t->max_steps && t->s.step - t->s.stage_step >= t->max_steps)) return 0;
     }
     if (r < 0) *st = KILN_ERR_INVALID;
     return r == 0;
 }
 
+/* ---- stages ---- */
+
+/* Hands the optimizer's update ranges the parameters that are not frozen. */
+static kiln_status set_ranges(trainer *t) {
+    kiln_graph *g = t->m.graph;
+    int n = kiln_graph_active_ranges(g, NULL, NULL, 0);
+    size_t *off = malloc((size_t)(n + 1) * sizeof *off), *len = malloc((size_t)(n + 1) * sizeof *len);
+    kiln_status st = KILN_ERR_NOMEM;
+    if (off && len) {
+        kiln_graph_active_ranges(g, off, len, n);
+        st = kiln_optim_set_ranges(t->opt, off, len, n);
+    }
+    free(off), free(len);
+    return st;
+}
+
+/* Logs the model summary (stage k of the run) into log.txt and summary.txt of the run folder. */
+static void log_summary(trainer *t) {
+    char *buf = NULL, path[4200];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return;
+    if (t->n_stages) fprintf(f, "stage %lld/%d\n", (long long)t->s.stage + 1, t->n_stages);
+    kiln_model_summary(&t->m, f);
+    fclose(f);
+    for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        if ((nl = strchr(line, '\n'))) *nl = 0;
+        kiln_run_log(t->run, "%s", line);
+        if (nl) *nl = '\n';
+    }
+    snprintf(path, sizeof path, "%s/summary.txt", kiln_run_get_info(t->run).path);
+    if (t->s.stage == 0 || !t->n_stages) kiln_file_write_atomic(path, buf, len);
+    else { /* one section per stage */
+        void *old = NULL;
+        size_t olen = 0;
+        if (kiln_file_read_all(path, &old, &olen, 1 << 24) == KILN_OK) {
+            char *all = malloc(olen + len + 1);
+            if (all) {
+                memcpy(all, old, olen), memcpy(all + olen, buf, len);
+                kiln_file_write_atomic(path, all, olen + len);
+                free(all);
+            }
+            kiln_free(old);
+        }
+    }
+    free(buf);
+}
+
+/* Switches to stage k (0-based): its config, a model built from it carrying the current
+ * parameters over (same layout: the model cannot change between stages), its freeze, data
+ * augmentation, metrics, settings, optimizer (fresh slots unless train.optimizer_state: keep),
+ * schedule and plans. The caller sets the stage's start (stage_step, stage_epoch). */
+static kiln_status enter_stage(trainer *t, int k) {
+    kiln_cfg *c = NULL;
+    kiln_model m2;
+    memset(&m2, 0, sizeof m2);
+    kiln_status st = kiln_config_stage(t->cfg, k, &c);
+    if (!st) st = kiln_model_build(c, &m2);
+    if (!st) st = kiln_graph_init_params(m2.graph);
+    if (!st && kiln_graph_params_size(m2.graph) != kiln_graph_params_size(t->m.graph))
+        st = kiln_error(KILN_ERR_INVALID, "stages[%d]: the model differs from the previous stage's", k);
+    if (st) {
+        kiln_model_free(&m2);
+        kiln_cfg_free(c);
+        return st;
+    }
+    memcpy(kiln_graph_params(m2.graph), kiln_graph_params(t->m.graph),
+           kiln_graph_params_size(m2.graph) * sizeof(float));
+    kiln_plan_free(t->train), kiln_plan_free(t->train_tail);
+    t->train = t->train_tail = NULL;
+    kiln_evaluator_free(&t->ev);
+    memset(&t->ev, 0, sizeof t->ev);
+    kiln_tb_hooks_model_changed(t->tb);
+    kiln_model_free(&t->m);
+    t->m = m2;
+    kiln_cfg_free(t->scfg);
+    t->scfg = c;
+    kiln_metrics_free(t->train_mt), kiln_metrics_free(t->val_mt);
+    t->train_mt = new_metrics(t), t->val_mt = new_metrics(t);
+    kiln_optim *old = t->opt;
+    t->opt = NULL;
+    int keep = !strcmp(kiln_cfg_str(c, "train.optimizer_state", "reset"), "keep");
+    if (!t->train_mt || !t->val_mt) st = KILN_ERR_NOMEM;
+    if (!st) st = kiln_model_apply_freeze(&t->m, c);
+    if (!st) st = kiln_inputs_set_augment(c, &t->m, &t->in);
+    if (!st) st = read_settings(t);
+    if (!st) st = build_optimizer(t);
+    if (!st && keep && old) { /* the same kind's slots and step count carry over */
+        int same = kiln_optim_slot_count(old) == kiln_optim_slot_count(t->opt);
+        for (int i = 0; same && i < kiln_optim_slot_count(old); i++)
+            same = !strcmp(kiln_optim_slot_name(old, i), kiln_optim_slot_name(t->opt, i));
+        if (!same) {
+            char where[300];
+            kiln_cfg *at = kiln_cfg_at(c, "train.optimizer_state");
+            st = kiln_error(KILN_ERR_INVALID, "%s: stages[%d].optimizer_state: keep needs the "
+                            "optimizer state of the previous stage, but it was %s and this stage "
+                            "uses %s", at ? kiln_cfg_where(at, where, sizeof where) : "config", k,
+                            kiln_optim_kind_name(kiln_optim_get_config(old)->kind),
+                            kiln_optim_kind_name(kiln_optim_get_config(t->opt)->kind));
+        }
+        for (int i = 0; !st && i < kiln_optim_slot_count(old); i++)
+            memcpy(kiln_optim_slot(t->opt, i), kiln_optim_slot(old, i),
+                   kiln_graph_trainable_size(t->m.graph) * sizeof(float));
+        if (!st) kiln_optim_set_iterations(t->opt, kiln_optim_iterations(old));
+    }
+    kiln_optim_free(old);
+    if (!st) st = set_ranges(t);
+    if (!st) st = make_plans(t);
+    if (!st && t->loader) {
+        kiln_loader_free(t->loader);
+        t->loader = NULL;
+        if (!(st = kiln_loader_new(t->in.train, &t->in.train_loader, &t->loader)))
+            st = kiln_loader_seek(t->loader, t->s.epoch, t->s.batch);
+    }
+    if (st) return st;
+    t->s.stage = k;
+    t->prog.stage = k + 1;
+    kiln_run_set_stage(t->run, k + 1);
+    return KILN_OK;
+}
+
+/* The end of a stage that is not the last: its best weights (early stopping's restore_best),
+ * then the next stage from the next epoch's start, with early stopping starting over, and a
+ * checkpoint there (a resume from it starts the new stage). */
+static kiln_status next_stage(trainer *t) {
+    if (t->restore_best && t->s.has_best) {
+        size_t n = kiln_graph_params_size(t->m.graph) * sizeof(float);
+        memcpy(kiln_graph_params(t->m.graph), t->best_params, n);
+        if (t->ema) memcpy(kiln_ema_weights(t->ema), t->best_params, n);
+    }
+    if (t->s.batch) t->s.epoch++, t->s.batch = 0; /* a stage cut short by train.max_steps */
+    kiln_status st = enter_stage(t, (int)t->s.stage + 1);
+    if (st) return st;
+    t->s.stage_step = t->s.step, t->s.stage_epoch = t->s.epoch;
+    t->s.has_best = 0, t->s.best = 0, t->s.best_step = 0, t->s.wait = 0;
+    t->s.best_checkpoint[0] = 0;
+    kiln_progress_line(&t->prog, "stage %lld/%d from epoch %lld, step %lld", (long long)t->s.stage + 1,
+                       t->n_stages, (long long)t->s.epoch + 1, (long long)t->s.step);
+    kiln_tb_hooks_scalar(t->tb, t->s.step, KILN_SPLIT_TRAIN, "stage", (double)t->s.stage + 1, 1);
+    log_summary(t);
+    return checkpoint(t, 0);
+}
+
 static kiln_status train_loop(trainer *t, kiln_train_result *res) {
     kiln_status st = KILN_OK;
     int stopped_early = 0;
-    while (t->s.epoch < t->epochs && !(t->max_steps && t->s.step >= t->max_steps) && !stopped_early) {
-        kiln_progress_epoch_start(&t->prog);
-        if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
-        double t0 = kiln_now(), w0 = kiln_loader_wait_seconds(t->loader);
-        int ended = run_epoch(t, &st);
-        double train_rate = kiln_progress_rate(&t->prog); /* before validation */
-        double train_s = kiln_now() - t0, waited = kiln_loader_wait_seconds(t->loader) - w0;
-        double wait_frac = train_s > 0 ? waited / train_s : 0; /* of the step loop's time */
-        if (st) return st;
-        if (stop_signal) {
-            if ((st = checkpoint(t, 0))) return st;
-            kiln_progress_line(&t->prog, "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
-                               (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
-            res->status = "stopped";
-            return KILN_OK;
+    for (;;) { /* each stage (one without stages:) */
+        /* resumed after an early stop but before what followed it: stop again */
+        stopped_early = t->early && t->s.has_best && t->s.wait >= t->patience;
+        while (t->s.epoch < t->s.stage_epoch + t->epochs &&
+               !(t->max_steps && t->s.step - t->s.stage_step >= t->max_steps) && !stopped_early) {
+            kiln_progress_epoch_start(&t->prog);
+            if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
+            double t0 = kiln_now(), w0 = kiln_loader_wait_seconds(t->loader);
+            int ended = run_epoch(t, &st);
+            double train_rate = kiln_progress_rate(&t->prog); /* before validation */
+            double train_s = kiln_now() - t0, waited = kiln_loader_wait_seconds(t->loader) - w0;
+            double wait_frac = train_s > 0 ? waited / train_s : 0; /* of the step loop's time */
+            if (st) return st;
+            if (stop_signal) {
+                if ((st = checkpoint(t, 0))) return st;
+                kiln_progress_line(&t->prog, "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
+                                   (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
+                res->status = "stopped";
+                return KILN_OK;
+            }
+            if (!ended) break; /* max_steps */
+            t->s.epoch++, t->s.batch = 0;
+            char summary[2048] = "";
+            log_metrics(t, t->train_mt, KILN_SPLIT_TRAIN, summary, sizeof summary);
+            record_final(t, t->train_mt, "");
+            stopped_early = validate(t, &st, summary, sizeof summary);
+            if (st) return st;
+            kiln_tb_hooks_epoch_end(t->tb, &(kiln_tb_epoch){t->s.step, t->s.epoch, t->ema ? kiln_ema_weights(t->ema) : NULL,
+                                                           t->swap, t->in.validation ? t->val_mt : NULL});
+            kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s, waiting for data %.1f%%)",
+                               (long long)t->s.epoch, (long long)t->total_epochs, summary, kiln_now() - t0, train_rate, 100 * wait_frac);
+            kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
+            kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_data_wait_fraction", wait_frac);
+            int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
+            if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
+                if ((st = checkpoint(t, is_best))) return st;
+            if (t->export_epochs && t->s.epoch % t->export_epochs == 0 && (st = export_version(t))) return st;
         }
-        if (!ended) break; /* max_steps */
-        t->s.epoch++, t->s.batch = 0;
-        char summary[2048] = "";
-        log_metrics(t, t->train_mt, KILN_SPLIT_TRAIN, summary, sizeof summary);
-        record_final(t, t->train_mt, "");
-        stopped_early = validate(t, &st, summary, sizeof summary);
-        if (st) return st;
-        kiln_tb_hooks_epoch_end(t->tb, &(kiln_tb_epoch){t->s.step, t->s.epoch, t->ema ? kiln_ema_weights(t->ema) : NULL,
-                                                       t->swap, t->in.validation ? t->val_mt : NULL});
-        kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s, waiting for data %.1f%%)",
-                           (long long)t->s.epoch, (long long)t->epochs, summary, kiln_now() - t0, train_rate, 100 * wait_frac);
-        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
-        kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_data_wait_fraction", wait_frac);
-        int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
-        if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
-            if ((st = checkpoint(t, is_best))) return st;
-        if (t->export_epochs && t->s.epoch % t->export_epochs == 0 && (st = export_version(t))) return st;
+        if (stopped_early)
+            kiln_progress_line(&t->prog, "early stopping: %s%s did not improve for %lld evaluations (best %.4f at step %lld)",
+                               t->monitor_val ? "val_" : "", t->monitor, (long long)t->s.wait, t->s.best, (long long)t->s.best_step);
+        if (t->s.stage + 1 >= t->n_stages) break;
+        if ((st = next_stage(t))) return st;
     }
-    if (stopped_early)
-        kiln_progress_line(&t->prog, "early stopping: %s%s did not improve for %lld evaluations (best %.4f at step %lld)",
-                           t->monitor_val ? "val_" : "", t->monitor, (long long)t->s.wait, t->s.best, (long long)t->s.best_step);
     if (t->restore_best && t->s.has_best) {
         size_t n = kiln_graph_params_size(t->m.graph) * sizeof(float);
         memcpy(kiln_graph_params(t->m.graph), t->best_params, n);
@@ -612,7 +780,37 @@ static void trainer_free(trainer *t) {
     kiln_inputs_free(&t->in);
     kiln_model_free(&t->m);
     kiln_run_close(t->run);
+    kiln_cfg_free(t->scfg);
     kiln_cfg_free(t->cfg);
+}
+
+/* kiln train --dry-run: every stage's model, frozen parameters and summary; no data read. */
+static kiln_status dry_run(trainer *t) {
+    int n = t->n_stages ? t->n_stages : 1;
+    for (int k = 0; k < n; k++) {
+        kiln_cfg *c = NULL;
+        kiln_model m;
+        memset(&m, 0, sizeof m);
+        kiln_status st = t->n_stages ? kiln_config_stage(t->cfg, k, &c) : KILN_OK;
+        const kiln_cfg *use = c ? c : t->cfg;
+        if (!st) st = kiln_model_build(use, &m);
+        if (!st) st = kiln_graph_init_params(m.graph);
+        if (!st) st = kiln_model_apply_freeze(&m, use);
+        if (!st) {
+            const kiln_cfg *oc = kiln_cfg_at(use, "optimizer")->items[0];
+            if (t->n_stages) printf("%sstage %d/%d: ", k ? "\n" : "", k + 1, t->n_stages);
+            printf("%lld epochs, %s (learning rate %g), optimizer state %s\n",
+                   (long long)kiln_cfg_int(use, "train.epochs", 10), oc->key,
+                   kiln_cfg_num(oc, "learning_rate", 0.001),
+                   k ? kiln_cfg_str(use, "train.optimizer_state", "reset") : "new");
+            st = kiln_model_summary(&m, stdout);
+        }
+        kiln_model_free(&m);
+        kiln_cfg_free(c);
+        if (st) return st;
+    }
+    fflush(stdout);
+    return KILN_OK;
 }
 
 kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
@@ -625,13 +823,33 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         trainer_free(&t);
         return st;
     }
-    kiln_cfg_hash(t.cfg, t.hash);
+    kiln_cfg_hash(t.cfg, t.hash); /* stages: included */
+    t.n_stages = kiln_config_stage_count(t.cfg);
+    t.total_epochs = kiln_cfg_int(t.cfg, "train.epochs", 10);
+    for (int k = 0; k < t.n_stages; k++) { /* stage 1's config now; every stage's epochs */
+        kiln_cfg *c = NULL;
+        if ((st = kiln_config_stage(t.cfg, k, &c))) {
+            res->usage_error = 1;
+            trainer_free(&t);
+            return st;
+        }
+        t.total_epochs = (k ? t.total_epochs : 0) + kiln_cfg_int(c, "train.epochs", 10);
+        if (k == 0) t.scfg = c;
+        else kiln_cfg_free(c);
+    }
+    if (o->dry_run) {
+        st = dry_run(&t);
+        res->usage_error = st != KILN_OK;
+        res->status = st ? "failed" : "finished";
+        trainer_free(&t);
+        return st;
+    }
     int threads = o->threads ? o->threads : (int)kiln_cfg_int(t.cfg, "train.threads", 0);
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
-    if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
-        (st = kiln_inputs_load(t.cfg, &t.m, &t.in)) ||
-        (st = kiln_inputs_check_class_names(t.cfg, &t.m))) {
+    if ((st = kiln_model_build(CFG(&t), &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
+        (st = kiln_model_apply_freeze(&t.m, CFG(&t))) || (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
+        (st = kiln_inputs_check_class_names(CFG(&t), &t.m))) {
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
         trainer_free(&t);
         return st;
@@ -641,7 +859,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     t.batches = (t.n_train + t.B - 1) / t.B;
     t.train_mt = new_metrics(&t);
     t.val_mt = new_metrics(&t);
-    if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) || (st = make_plans(&t))) {
+    if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) || (st = set_ranges(&t)) ||
+        (st = make_plans(&t))) {
         res->usage_error = 1;
         trainer_free(&t);
         return st ? st : KILN_ERR_INVALID;
@@ -674,13 +893,15 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     }
     snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_get_info(t.run).path);
     t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
-                             .log = log_line, .log_ctx = t.run};
+                             .log = log_line, .log_ctx = t.run, .stage = 1, .n_stages = t.n_stages};
+    if (t.n_stages) kiln_run_set_stage(t.run, 1);
     snprintf(t.s.config_hash, sizeof t.s.config_hash, "%s", t.hash);
     if (o->resume && (st = restore(&t))) {
         kiln_progress_line(&t.prog, "error: %s", kiln_last_error());
         trainer_free(&t);
         return st;
     }
+    log_summary(&t);
     kiln_run_set_status(t.run, KILN_RUN_RUNNING, NULL);
     kiln_run_save(t.run);
     if ((st = kiln_loader_new(t.in.train, &t.in.train_loader, &t.loader)) ||
