@@ -278,32 +278,48 @@ static void test_residual_batchnorm_concat(void) {
                          "residual.yaml", at("residual"));
 }
 
-/* Every other op and variant kiln maps; sigmoid probabilities. */
+/* Every other op and variant kiln maps, each on a branch of its own from the input, all
+ * flattened and concatenated into the output, so no later op can squash an error away; sigmoid
+ * probabilities. */
 static void test_every_op(void) {
     export_and_roundtrip(
         HEAD("[4, 9, 7]", "binary_cross_entropy")
         "    - conv2d: {filters: 6, kernel: [3, 2], strides: 2, dilation: [1, 2], padding: same,\n"
-        "               groups: 2, activation: leaky_relu}\n"
-        "    - batchnorm: {scale: false, center: false, epsilon: 0.01}\n"
-        "    - maxpool2d: {size: 3, strides: 1, padding: same}\n"
-        "    - avgpool2d: {size: [2, 3], strides: 1, padding: same, name: avg}\n"
-        "    - conv2d: {filters: 4, kernel: 2, activation: sigmoid, use_bias: false}\n"
-        "    - global_avgpool2d: {from: avg}\n"
-        "    - reshape: {shape: [2, -1]}\n"
-        "    - dense: {units: 5, activation: tanh}\n"
+        "               groups: 2, activation: leaky_relu, from: input}\n"
+        "    - flatten: {name: f_conv}\n"
+        "    - conv2d: {filters: 4, kernel: 2, activation: sigmoid, use_bias: false, from: input}\n"
+        "    - flatten: {name: f_conv_nobias}\n"
+        "    - conv2d: {filters: 3, kernel: 4, strides: [2, 3], padding: same, activation: gelu,\n"
+        "               from: input}\n"
+        "    - flatten: {name: f_conv_gelu}\n"
+        "    - batchnorm: {scale: false, center: false, epsilon: 0.01, from: input}\n"
+        "    - flatten: {name: f_bn}\n"
+        "    - maxpool2d: {size: 3, strides: 2, padding: same, from: input}\n"
+        "    - flatten: {name: f_max}\n"
+        "    - avgpool2d: {size: [2, 3], strides: 1, padding: same, from: input}\n"
+        "    - flatten: {name: f_avg}\n"
+        "    - avgpool2d: {size: 2, from: input}\n"
+        "    - flatten: {name: f_avg_valid}\n"
+        "    - global_avgpool2d: {from: input, name: f_gap}\n"
+        "    - reshape: {shape: [4, -1], from: input}\n"
+        "    - dense: {units: 5, activation: tanh, name: d3}\n"
         "    - layernorm: {scale: false, center: false}\n"
-        "    - dense: {units: 4, use_bias: false, activation: gelu}\n"
+        "    - flatten: {name: f_ln_plain}\n"
+        "    - dense: {units: 4, use_bias: false, activation: gelu, from: d3}\n"
         "    - layernorm: {epsilon: 0.001}\n"
-        "    - leaky_relu: {alpha: 0.2}\n"
-        "    - gelu\n"
-        "    - tanh\n"
-        "    - sigmoid\n"
-        "    - activation: {activation: relu}\n"
-        "    - softmax\n"
-        "    - flatten\n"
-        "    - batchnorm\n"
-        "    - dense: {units: 6, use_bias: false}\n"
-        "    - dense: {units: 3}\n",
+        "    - flatten: {name: f_ln}\n"
+        "    - flatten: {from: input}\n"
+        "    - dense: {units: 12, name: v}\n"
+        "    - leaky_relu: {alpha: 0.2, from: v, name: a_leaky}\n"
+        "    - gelu: {from: v, name: a_gelu}\n"
+        "    - tanh: {from: v, name: a_tanh}\n"
+        "    - sigmoid: {from: v, name: a_sigmoid}\n"
+        "    - activation: {activation: relu, from: v, name: a_relu}\n"
+        "    - softmax: {from: v, name: a_softmax}\n"
+        "    - dense: {units: 6, use_bias: false, activation: leaky_relu, from: v, name: d_nb}\n"
+        "    - concat: {from: [f_conv, f_conv_nobias, f_conv_gelu, f_bn, f_max, f_avg,\n"
+        "                      f_avg_valid, f_gap, f_ln_plain, f_ln, a_leaky, a_gelu, a_tanh,\n"
+        "                      a_sigmoid, a_relu, a_softmax, d_nb, v]}\n",
         "every_op.yaml", at("every_op"));
 }
 
