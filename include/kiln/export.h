@@ -21,7 +21,8 @@
  *    "class_names": ["T-shirt/top", "Trouser", ...],             (or null)
  *    "preprocessing": {"scale": 0.003921569, "mean": null, "std": null},
  *    "config": {"seed": 1, "model": {"input": [1, 28, 28], "layers": [...]},
- *               "loss": {"softmax_cross_entropy": {"label_smoothing": 0}}}}
+ *               "loss": {"softmax_cross_entropy": {"label_smoothing": 0}}},
+ *    "onnx": {"file": "model.onnx", "opset": 17, "ir_version": 8}}   (only with model.onnx)
  *
  *  - shape: -1 is the batch dimension (any size); the rest is one row.
  *  - outputs: "output" is the last layer's value (logits for a classifier, predictions for a
