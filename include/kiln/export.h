@@ -21,7 +21,8 @@
  *    "class_names": ["T-shirt/top", "Trouser", ...],             (or null)
  *    "preprocessing": {"scale": 0.003921569, "mean": null, "std": null},
  *    "config": {"seed": 1, "model": {"input": [1, 28, 28], "layers": [...]},
- *               "loss": {"softmax_cross_entropy": {"label_smoothing": 0}}}}
+ *               "loss": {"softmax_cross_entropy": {"label_smoothing": 0}}},
+ *    "onnx": {"file": "model.onnx", "opset": 17, "ir_version": 8}}   (only with model.onnx)
  *
  *  - shape: -1 is the batch dimension (any size); the rest is one row.
  *  - outputs: "output" is the last layer's value (logits for a classifier, predictions for a
@@ -88,6 +89,7 @@ typedef struct {
     const char *name;              /* the model's name; NULL: cfg's experiment */
     const char *source_run;        /* recorded in model.json's source; NULL: null */
     const char *source_checkpoint; /* "step-N"; NULL: null */
+    int onnx; /* 1: also model.onnx (kiln_onnx_export), written before the version appears */
 } kiln_export_source;
 
 /* Writes src as version `version` of base_dir (created with its parents when missing); version
@@ -103,6 +105,32 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
                               int64_t *version_out);
 
 /* kiln_export_run (a run folder's checkpoint to a version) is in kiln/run.h. */
+
+/* ---- ONNX (src/model/onnx_export*.c) ----
+ * With src.onnx, the version folder also holds model.onnx: the same graph and weights as an
+ * ONNX model (ir_version 8, opset 17) with the signature of model.json (input "input", outputs
+ * "output" and, for classifiers, "probabilities"; the batch dimension is the symbolic "batch"),
+ * the parameters as initializers named as in weights.safetensors. It is written inside the
+ * private folder before the rename, so a version never appears without it, and model.json then
+ * carries "onnx": {"file": "model.onnx", "opset": 17, "ir_version": 8}. The preprocessing is not
+ * part of the graph: ONNX consumers apply model.json's (also in the model's doc_string and its
+ * metadata "kiln.preprocessing"). A model with an op that has no ONNX form fails the export
+ * (KILN_ERR_FORMAT naming the layer and the op) before anything is written. */
+#define KILN_ONNX_FILE "model.onnx"
+#define KILN_ONNX_OPSET 17
+#define KILN_ONNX_IR_VERSION 8
+
+typedef struct {
+    const char *name;                    /* the graph's name (NULL: "kiln") */
+    const char *probabilities;           /* "softmax", "sigmoid", or NULL: no such output */
+    const kiln_normalize *preprocessing; /* recorded in the metadata (NULL: scale 1) */
+    const float *weights;                /* NULL: the graph's parameters */
+} kiln_onnx_opts;
+
+/* The model m (its output and what it depends on) as a serialized ONNX ModelProto in a new
+ * buffer *bytes of *len bytes (free it with free()). o may be NULL. */
+kiln_status kiln_onnx_export(const kiln_model *m, const kiln_onnx_opts *o, void **bytes,
+                             size_t *len);
 
 /* ---- loading ---- */
 

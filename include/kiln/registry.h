@@ -250,6 +250,11 @@ int kiln_registry_valid_name(const char *name);
 kiln_status kiln_registry_register_model(kiln_registry *reg, const char *id, const char *name,
                                          const char *checkpoint, int64_t version,
                                          int64_t *version_out, char *model_name, size_t cap);
+/* The same with export options (o->onnx: the version also holds model.onnx); o may be NULL. */
+kiln_status kiln_registry_register_model_ex(kiln_registry *reg, const char *id, const char *name,
+                                            const char *checkpoint, int64_t version,
+                                            const kiln_export_run_opts *o, int64_t *version_out,
+                                            char *model_name, size_t cap);
 
 typedef struct {
     const char *model;

@@ -266,5 +266,13 @@ kiln_status kiln_run_checkpoint_prune(kiln_rundir *run, int keep_last, const cha
  * before the run folder and the servable package became layers of their own.) */
 kiln_status kiln_export_run(const char *run_dir, const char *checkpoint, const char *base_dir,
                             int64_t version, int64_t *version_out);
+/* kiln_export_run with options: onnx 1 also writes model.onnx in the version (kiln/export.h,
+ * "ONNX"). o NULL is all defaults (kiln_export_run). */
+typedef struct {
+    int onnx;
+} kiln_export_run_opts;
+kiln_status kiln_export_run_ex(const char *run_dir, const char *checkpoint, const char *base_dir,
+                               int64_t version, const kiln_export_run_opts *o,
+                               int64_t *version_out);
 
 #endif

@@ -17,6 +17,8 @@ int kiln_cmd_data(int argc, char **argv);         /* cmd_data.c: dispatches to t
 int kiln_cmd_data_preview(int argc, char **argv); /* kiln data preview */
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --format of export and models register: "kiln" (*onnx = 0) or "onnx" (*onnx = 1); -1 else. */
+int kiln_cli_export_format(const char *value, int *onnx);
 /* The whole command line (recorded in run.json). */
 void kiln_cli_set_command_line(int argc, char **argv);
 int kiln_cli_argc(void);

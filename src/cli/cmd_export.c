@@ -16,23 +16,35 @@ static const char *HELP =
     "\n"
     "Writes a servable version of a run's weights (EMA weights when the run kept them):\n"
     "DIR/<version>/model.json and DIR/<version>/weights.safetensors, the folder kiln serve (and\n"
-    "TF Serving-style tools) load. The folder appears only when complete; an existing version is\n"
-    "never replaced. Prints the folder written.\n"
+    "TF Serving-style tools) load; with --format onnx also DIR/<version>/model.onnx (ONNX opset\n"
+    "17, for ONNX Runtime, TensorRT, OpenVINO; apply model.json's preprocessing to its input).\n"
+    "The folder appears only when complete; an existing version is never replaced. Prints the\n"
+    "folder written.\n"
     "\n"
     "options:\n"
     "  --to DIR                        where versions go (default: RUN/export)\n"
     "  --checkpoint step-N|best        which checkpoint (default: the newest)\n"
     "  --version N                     the version number (default: the next after the highest)\n"
+    "  --format kiln|onnx              onnx: model.onnx too, beside the kiln files\n"
+    "                                  (default: kiln)\n"
     "  --help                          this text\n";
+
+int kiln_cli_export_format(const char *value, int *onnx) {
+    if (strcmp(value, "kiln") && strcmp(value, "onnx")) return -1;
+    *onnx = !strcmp(value, "onnx");
+    return 0;
+}
 
 int kiln_cmd_export(int argc, char **argv) {
     static const struct option opts[] = {{"to", required_argument, 0, 't'},
                                          {"checkpoint", required_argument, 0, 'c'},
                                          {"version", required_argument, 0, 'v'},
+                                         {"format", required_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *to = NULL, *ckpt = NULL;
     int64_t version = 0;
+    kiln_export_run_opts eo = {0};
     optind = 1;
     opterr = 0;
     int c;
@@ -50,6 +62,10 @@ int kiln_cmd_export(int argc, char **argv) {
                     "export", "--version %s: expected a positive integer without leading zeros",
                     optarg);
             break;
+        case 'f':
+            if (kiln_cli_export_format(optarg, &eo.onnx))
+                return kiln_cli_usage_error("export", "--format %s: expected kiln or onnx", optarg);
+            break;
         case 'h':
             fputs(HELP, stdout);
             return KILN_EXIT_OK;
@@ -64,7 +80,7 @@ int kiln_cmd_export(int argc, char **argv) {
         return kiln_cli_usage_error("export", "unexpected argument '%s'", argv[optind]);
     if (to && !to[0]) return kiln_cli_usage_error("export", "--to: empty folder name");
     int64_t written = 0;
-    kiln_status st = kiln_export_run(run, ckpt, to, version, &written);
+    kiln_status st = kiln_export_run_ex(run, ckpt, to, version, &eo, &written);
     if (st != KILN_OK) {
         char probe[4200];
         int ro = !to && snprintf(probe, sizeof probe, "%s", run) < (int)sizeof probe &&

@@ -22,8 +22,10 @@ static const char *HELP =
     "kiln serve --model_base_path serves as is.\n"
     "\n"
     "  kiln models register RUN [--name N] [--version V] [--checkpoint step-N|best]\n"
+    "                      [--format kiln|onnx]\n"
     "      export the run's best checkpoint (its newest when it kept no best) as the next\n"
-    "      version of model N (default: the run's experiment) and record it\n"
+    "      version of model N (default: the run's experiment) and record it; --format onnx\n"
+    "      also writes model.onnx (ONNX opset 17) in the version\n"
     "  kiln models list [NAME] [--json]      every version, with its source run and aliases\n"
     "  kiln models alias NAME VERSION ALIAS  point ALIAS (e.g. production) at a version\n"
     "  kiln models alias --delete NAME ALIAS remove an alias\n"
@@ -39,6 +41,7 @@ typedef struct {
     const char *runs_dir, *name, *checkpoint;
     int64_t version;
     int json, del;
+    int onnx; /* --format onnx */
     int first;
 } models_opts;
 
@@ -47,7 +50,8 @@ static int parse(const char *cmd, int argc, char **argv, models_opts *o) {
         {"runs-dir", required_argument, 0, 'd'}, {"name", required_argument, 0, 'n'},
         {"version", required_argument, 0, 'v'},  {"checkpoint", required_argument, 0, 'c'},
         {"json", no_argument, 0, 'j'},           {"delete", no_argument, 0, 'x'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},           {"format", required_argument, 0, 'f'},
+        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     int c;
     optind = 1, opterr = 0;
@@ -66,6 +70,10 @@ static int parse(const char *cmd, int argc, char **argv, models_opts *o) {
             if (!kiln_export_parse_version(optarg, &o->version))
                 return kiln_cli_usage_error(
                     cmd, "--version %s: expected a positive integer without leading zeros", optarg);
+            break;
+        case 'f':
+            if (kiln_cli_export_format(optarg, &o->onnx))
+                return kiln_cli_usage_error(cmd, "--format %s: expected kiln or onnx", optarg);
             break;
         case 'j':
             o->json = 1;
@@ -106,8 +114,9 @@ static int cmd_register(int argc, char **argv) {
     int64_t version = 0;
     kiln_status s = kiln_registry_find_run(reg, argv[o.first], id, sizeof id);
     if (!s)
-        s = kiln_registry_register_model(reg, id, o.name, o.checkpoint, o.version, &version, model,
-                                         sizeof model);
+        s = kiln_registry_register_model_ex(reg, id, o.name, o.checkpoint, o.version,
+                                            &(kiln_export_run_opts){o.onnx}, &version, model,
+                                            sizeof model);
     if (s) {
         code = kiln_cli_fail("models register", s);
     } else {

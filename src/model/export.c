@@ -1,8 +1,9 @@
 /* export.c — writing servable packages and listing their versions (see kiln/export.h).
  *
  * A version is written in three moves: (1) a private folder <base>/.tmp-<v>-<pid>-<random>
- * (mkdir, so it is ours alone), (2) weights.safetensors and model.json inside it, each written
- * atomically (temporary file, fsync, rename, fsync of the folder), (3) renameat2 with
+ * (mkdir, so it is ours alone), (2) model.onnx when asked for (serialized before (1), so an op
+ * ONNX lacks fails before any file exists), weights.safetensors and model.json inside it, each
+ * written atomically (temporary file, fsync, rename, fsync of the folder), (3) renameat2 with
  * RENAME_NOREPLACE to <base>/<v>, then fsync of <base>. Until (3) no reader can see the version;
  * after it the folder is complete and durable. RENAME_NOREPLACE is what makes "never
  * overwritten" hold against another exporter too: rename(2) alone would silently replace an
@@ -275,9 +276,18 @@ static char *render(const kiln_export_source *src, const manifest *mf, int64_t v
         if (c) cJSON_AddItemToObject(config, keys[i], kiln_cfg_to_json(c)), n_config++;
     }
     cJSON_AddItemToObject(o, "config", config);
+    cJSON *onnx = src->onnx ? cJSON_CreateObject() : NULL;
+    if (onnx) {
+        cJSON_AddItemToObject(onnx, "file", cJSON_CreateString(KILN_ONNX_FILE));
+        cJSON_AddItemToObject(onnx, "opset", cJSON_CreateNumber(KILN_ONNX_OPSET));
+        cJSON_AddItemToObject(onnx, "ir_version", cJSON_CreateNumber(KILN_ONNX_IR_VERSION));
+        cJSON_AddItemToObject(o, "onnx", onnx);
+    }
     /* A failed allocation anywhere above left a NULL that the Add calls refused; cJSON_Print
      * then still succeeds, so count what must be there. */
-    int complete = cJSON_GetArraySize(o) == 13 && source && ins && outs && pre && config &&
+    int complete = cJSON_GetArraySize(o) == 13 + !!src->onnx &&
+                   (!src->onnx || cJSON_GetArraySize(onnx) == 3) && source && ins && outs &&
+                   pre && config &&
                    cJSON_GetArraySize(config) == n_config && cJSON_GetArraySize(pre) == 3;
     char *text = complete ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
@@ -501,7 +511,13 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
     kiln_status st = check_source(src, &mf);
     const char **cfg_names = NULL;
     if (!st) st = config_class_names(src, &mf, &cfg_names);
-    if (st) return st;
+    void *onnx = NULL; /* model.onnx, made before any file: an op ONNX lacks fails here */
+    size_t onnx_len = 0;
+    if (!st && src->onnx) {
+        kiln_onnx_opts oo = {mf.name, mf.prob, &mf.norm, src->weights};
+        st = kiln_onnx_export(src->model, &oo, &onnx, &onnx_len);
+    }
+    if (st) return free(cfg_names), st;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -521,10 +537,13 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
     }
     if (!st) st = make_private_dir(base_dir, v, tmp, sizeof tmp, &lock_fd);
     if (st) {
-        free(cfg_names);
+        free(cfg_names), free(onnx);
         return st;
     }
-    if (!(st = kiln_servable_join(path, sizeof path, tmp, KILN_SERVABLE_WEIGHTS)))
+    if (onnx && !(st = kiln_servable_join(path, sizeof path, tmp, KILN_ONNX_FILE)))
+        st = kiln_file_write_atomic(path, onnx, onnx_len);
+    free(onnx);
+    if (!st && !(st = kiln_servable_join(path, sizeof path, tmp, KILN_SERVABLE_WEIGHTS)))
         st = write_weights(src, path);
     for (int tries = 0; !st; tries++) {
         char *text = render(src, &mf, v);

@@ -178,6 +178,14 @@ static int folder_exists(const char *path) {
 kiln_status kiln_registry_register_model(kiln_registry *reg, const char *id, const char *name,
                                          const char *checkpoint, int64_t version,
                                          int64_t *version_out, char *model_name, size_t cap) {
+    return kiln_registry_register_model_ex(reg, id, name, checkpoint, version, NULL, version_out,
+                                           model_name, cap);
+}
+
+kiln_status kiln_registry_register_model_ex(kiln_registry *reg, const char *id, const char *name,
+                                            const char *checkpoint, int64_t version,
+                                            const kiln_export_run_opts *o, int64_t *version_out,
+                                            char *model_name, size_t cap) {
     if (version_out) *version_out = 0;
     if (model_name && cap) model_name[0] = 0;
     if (!reg || !id) return kiln_error(KILN_ERR_INVALID, "register model: NULL argument");
@@ -244,10 +252,10 @@ kiln_status kiln_registry_register_model(kiln_registry *reg, const char *id, con
         snprintf(vdir, sizeof vdir, "%s/%lld", base, (long long)v);
         if (!version && folder_exists(vdir) && attempt < RETRIES) continue;
         if (checkpoint) {
-            s = kiln_export_run(run_dir, checkpoint, base, v, &written);
+            s = kiln_export_run_ex(run_dir, checkpoint, base, v, o, &written);
         } else {
-            s = kiln_export_run(run_dir, "best", base, v, &written);
-            if (s == KILN_ERR_NOTFOUND) s = kiln_export_run(run_dir, NULL, base, v, &written);
+            s = kiln_export_run_ex(run_dir, "best", base, v, o, &written);
+            if (s == KILN_ERR_NOTFOUND) s = kiln_export_run_ex(run_dir, NULL, base, v, o, &written);
         }
         if (s == KILN_ERR_INVALID && !version && attempt < RETRIES && folder_exists(vdir))
             continue; /* another process took this number */

@@ -131,6 +131,12 @@ static kiln_status recover_data(const kiln_cfg *cfg, const kiln_model *m, data_f
 
 kiln_status kiln_export_run(const char *run_dir, const char *checkpoint, const char *base_dir,
                             int64_t version, int64_t *version_out) {
+    return kiln_export_run_ex(run_dir, checkpoint, base_dir, version, NULL, version_out);
+}
+
+kiln_status kiln_export_run_ex(const char *run_dir, const char *checkpoint, const char *base_dir,
+                               int64_t version, const kiln_export_run_opts *o,
+                               int64_t *version_out) {
     if (!run_dir || !run_dir[0]) return kiln_error(KILN_ERR_INVALID, "export: no run folder");
     kiln_rundir *run = NULL;
     kiln_cfg *cfg = NULL;
@@ -156,6 +162,7 @@ kiln_status kiln_export_run(const char *run_dir, const char *checkpoint, const c
         src.model = &m, src.cfg = cfg;
         src.source_run = rp ? rp : kiln_run_get_info(run).path;
         src.source_checkpoint = ckpt;
+        src.onnx = o && o->onnx;
         if (!base_dir && snprintf(base, sizeof base, "%s/export", kiln_run_get_info(run).path) >=
                              (int)sizeof base)
             st = kiln_error(KILN_ERR_INVALID, "export: run path %s is too long",
