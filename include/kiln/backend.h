@@ -12,6 +12,9 @@ typedef enum {
     KILN_ACT_GELU,       /* exact (erf) form */
     KILN_ACT_SIGMOID,
     KILN_ACT_TANH,
+    KILN_ACT_RELU6,        /* min(max(x, 0), 6) (PyTorch ReLU6) */
+    KILN_ACT_HARD_SIGMOID, /* relu6(x + 3) / 6 (PyTorch Hardsigmoid, ONNX alpha 1/6 beta 0.5) */
+    KILN_ACT_HARD_SWISH,   /* x * relu6(x + 3) / 6 (PyTorch Hardswish, ONNX HardSwish) */
     KILN_ACT_COUNT
 } kiln_act;
 

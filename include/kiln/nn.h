@@ -108,6 +108,10 @@ kiln_node *kiln_gelu(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_sigmoid(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_softmax(kiln_graph *g, kiln_node *x);
+/* PyTorch's ReLU6, Hardsigmoid, Hardswish (also fusable into dense/conv as KILN_ACT_*). */
+kiln_node *kiln_relu6(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_hard_sigmoid(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_hard_swish(kiln_graph *g, kiln_node *x);
 
 /* ---- embedding: ids (I32 or I64) [B, ...] -> [B, ..., dim]; an id outside [0, vocab) makes
  * kiln_plan_forward fail with KILN_ERR_INVALID naming the node and the id. ---- */

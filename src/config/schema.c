@@ -44,7 +44,8 @@ struct schema {
 #define END {NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0}
 #define ANYSIGN -1e300, 1e300
 
-static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", NULL};
+static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh",
+                                   "relu6", "hard_sigmoid", "hard_swish", NULL};
 static const char *const INITS[] = {"zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform",
                                     "he_normal", NULL};
 static const char *const PADS[] = {"valid", "same", NULL};
