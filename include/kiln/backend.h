@@ -25,4 +25,7 @@ const char *kiln_act_name(kiln_act a);
 /* Convolution and pooling padding: TensorFlow's "valid" and "same", or explicit pads. */
 typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_padding;
 
+/* Upsampling: nearest neighbour, or (bi/tri)linear with half-pixel centres. */
+typedef enum { KILN_UPSAMPLE_NEAREST = 0, KILN_UPSAMPLE_LINEAR } kiln_upsample_mode;
+
 #endif
