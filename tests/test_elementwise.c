@@ -86,7 +86,7 @@ static void test_hard_activations(void) {
                     double v = xv[i], s = HARD[k] == KILN_ACT_RELU6 ? (v > 0 && v < 6)
                                         : HARD[k] == KILN_ACT_HARD_SIGMOID
                                             ? (v > -3 && v < 3) / 6.0
-                                            : (v < -3 ? 0 : v <= 3 ? v / 3 + 0.5 : 1);
+                                            : (v < -3 ? 0 : v < 3 ? v / 3 + 0.5 : 1);
                     bad += fabs(dx[i] - s) > 1e-6;
                 }
                 CHECK_MSG(bad == 0, "%s: %d slopes wrong", kiln_act_name(HARD[k]), bad);

@@ -3,9 +3,11 @@
  * The hard activations follow PyTorch's CPU kernels operation for operation, derivatives at the
  * kinks included: relu6 (hardtanh(0, 6)) passes the gradient only strictly inside (0, 6);
  * hard_sigmoid = min(max(x + 3, 0), 6) / 6 has slope 1/6 strictly inside (-3, 3), else 0;
- * hard_swish = x * min(max(x + 3, 0), 6) / 6 has slope 0 below -3, x / 3 + 1/2 on [-3, 3]
- * (so -1/2 at -3 and 3/2 at 3), 1 above. relu6's slope is read from y (0 < y < 6 exactly when
- * 0 < x < 6); the other two need x (hard_sigmoid's y rounds to 1 just below x = 3). */
+ * hard_swish = x * min(max(x + 3, 0), 6) / 6 has slope 0 below -3, x / 3 + 1/2 on [-3, 3),
+ * 1 from 3 on (so -1/2 at -3 and 1 at 3: PyTorch 1.13's vectorized kernel, which does all but
+ * the last few elements of a tensor; its scalar tail loop gives 3/2 at exactly 3). relu6's
+ * slope is read from y (0 < y < 6 exactly when 0 < x < 6); the other two need x
+ * (hard_sigmoid's y rounds to 1 just below x = 3). */
 #include "backend/cpu/act.h"
 
 #include <math.h>
@@ -87,7 +89,7 @@ static inline float dact(kiln_act a, float alpha, const float *x, const float *y
     case KILN_ACT_HARD_SIGMOID: return x[i] > -3.0f && x[i] < 3.0f ? 1.0f / 6.0f : 0.0f;
     case KILN_ACT_HARD_SWISH: {
         float v = x[i];
-        return v < -3.0f ? 0.0f : v <= 3.0f ? v / 3.0f + 0.5f : 1.0f;
+        return v < -3.0f ? 0.0f : v < 3.0f ? v / 3.0f + 0.5f : 1.0f;
     }
     case KILN_ACT_GELU: {
         float v = x[i];
