@@ -20,6 +20,12 @@ static double ref_act(kiln_act a, double alpha, double x) {
         return 1 / (1 + exp(-x));
     case KILN_ACT_TANH:
         return tanh(x);
+    case KILN_ACT_RELU6:
+        return fmin(fmax(x, 0), 6);
+    case KILN_ACT_HARD_SIGMOID:
+        return fmin(fmax(x + 3, 0), 6) / 6;
+    case KILN_ACT_HARD_SWISH:
+        return x * fmin(fmax(x + 3, 0), 6) / 6;
     default:
         return x;
     }
@@ -51,6 +57,12 @@ static kiln_node *build(kiln_graph *g, kiln_node *x, kiln_act a, float alpha) {
         return kiln_sigmoid(g, x);
     case KILN_ACT_TANH:
         return kiln_tanh(g, x);
+    case KILN_ACT_RELU6:
+        return kiln_relu6(g, x);
+    case KILN_ACT_HARD_SIGMOID:
+        return kiln_hard_sigmoid(g, x);
+    case KILN_ACT_HARD_SWISH:
+        return kiln_hard_swish(g, x);
     default:
         return kiln_activation(g, x, a);
     }

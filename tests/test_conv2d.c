@@ -45,6 +45,12 @@ static double act_ref(kiln_act act, double z) {
         return tanh(z);
     case KILN_ACT_GELU:
         return 0.5 * z * (1 + erf(z / sqrt(2.0)));
+    case KILN_ACT_RELU6:
+        return fmin(fmax(z, 0), 6);
+    case KILN_ACT_HARD_SIGMOID:
+        return fmin(fmax(z + 3, 0), 6) / 6;
+    case KILN_ACT_HARD_SWISH:
+        return z * fmin(fmax(z + 3, 0), 6) / 6;
     default:
         return z;
     }

@@ -19,6 +19,9 @@ static void ref_dense(const float *x, const float *w, const float *b, float *y, 
             case KILN_ACT_SIGMOID: z = 1 / (1 + exp(-z)); break;
             case KILN_ACT_TANH: z = tanh(z); break;
             case KILN_ACT_GELU: z = 0.5 * z * (1 + erf(z / sqrt(2.0))); break;
+            case KILN_ACT_RELU6: z = fmin(fmax(z, 0), 6); break;
+            case KILN_ACT_HARD_SIGMOID: z = fmin(fmax(z + 3, 0), 6) / 6; break;
+            case KILN_ACT_HARD_SWISH: z = z * fmin(fmax(z + 3, 0), 6) / 6; break;
             default: break;
             }
             y[m * N + n] = (float)z;

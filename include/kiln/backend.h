@@ -12,6 +12,9 @@ typedef enum {
     KILN_ACT_GELU,       /* exact (erf) form */
     KILN_ACT_SIGMOID,
     KILN_ACT_TANH,
+    KILN_ACT_RELU6,        /* min(max(x, 0), 6) (PyTorch ReLU6) */
+    KILN_ACT_HARD_SIGMOID, /* relu6(x + 3) / 6 (PyTorch Hardsigmoid, ONNX alpha 1/6 beta 0.5) */
+    KILN_ACT_HARD_SWISH,   /* x * relu6(x + 3) / 6 (PyTorch Hardswish, ONNX HardSwish) */
     KILN_ACT_COUNT
 } kiln_act;
 
@@ -21,5 +24,8 @@ const char *kiln_act_name(kiln_act a);
 
 /* Convolution and pooling padding: TensorFlow's "valid" and "same", or explicit pads. */
 typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_padding;
+
+/* Upsampling: nearest neighbour, or (bi/tri)linear with half-pixel centres. */
+typedef enum { KILN_UPSAMPLE_NEAREST = 0, KILN_UPSAMPLE_LINEAR } kiln_upsample_mode;
 
 #endif

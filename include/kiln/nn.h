@@ -95,7 +95,8 @@ kiln_node *kiln_dropout(kiln_graph *g, kiln_node *x, float rate);
 kiln_node *kiln_flatten(kiln_graph *g, kiln_node *x);
 /* dims exclude the batch dimension; one of them may be -1 (inferred). */
 kiln_node *kiln_reshape(kiln_graph *g, kiln_node *x, int ndim, const int64_t *dims);
-/* Elementwise sum of two tensors of the same shape (residual connections). */
+/* Elementwise sum of two tensors (residual connections). Same rank; on each axis the sizes are
+ * equal or one is 1 and broadcasts ([B, C, 1, 1] against [B, C, H, W]). */
 kiln_node *kiln_add(kiln_graph *g, kiln_node *a, kiln_node *b);
 /* Joins n tensors along axis (1 .. ndim-1, or negative from the end; never the batch axis). */
 kiln_node *kiln_concat(kiln_graph *g, kiln_node *const *xs, int n, int axis);
@@ -108,6 +109,10 @@ kiln_node *kiln_gelu(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_sigmoid(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_softmax(kiln_graph *g, kiln_node *x);
+/* PyTorch's ReLU6, Hardsigmoid, Hardswish (also fusable into dense/conv as KILN_ACT_*). */
+kiln_node *kiln_relu6(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_hard_sigmoid(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_hard_swish(kiln_graph *g, kiln_node *x);
 
 /* ---- embedding: ids (I32 or I64) [B, ...] -> [B, ..., dim]; an id outside [0, vocab) makes
  * kiln_plan_forward fail with KILN_ERR_INVALID naming the node and the id. ---- */
@@ -124,5 +129,33 @@ kiln_node *kiln_mse(kiln_graph *g, kiln_node *pred, kiln_node *target);
 kiln_node *kiln_mae(kiln_graph *g, kiln_node *pred, kiln_node *target);
 /* 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta) (Keras Huber, default delta 1). */
 kiln_node *kiln_huber(kiln_graph *g, kiln_node *pred, kiln_node *target, float delta);
+
+/* ---- elementwise and resampling (issue 13) ---- */
+/* Elementwise product, with kiln_add's broadcast rule (squeeze-and-excite). Name multiply_<n>. */
+kiln_node *kiln_multiply(kiln_graph *g, kiln_node *a, kiln_node *b);
+/* y = min(max(x, lo), hi) (ONNX Clip); -INFINITY / INFINITY for an absent bound; neither NaN.
+ * Gradient passes where lo <= x <= hi (PyTorch clamp). Name clip_<n>. */
+kiln_node *kiln_clip(kiln_graph *g, kiln_node *x, float lo, float hi);
+
+typedef struct {
+    int nsp;     /* spatial axes: 1, 2 or 3 (input [B, C, spatial...]) */
+    int size[3]; /* factor per spatial axis, >= 1 (0 means 2) */
+    /* nearest (default) or linear: half-pixel centres, as PyTorch align_corners=False and TF's
+     * UpSampling2D bilinear */
+    kiln_upsample_mode interpolation;
+    const char *name;          /* default up_sampling<d>d_<n> (Keras) */
+} kiln_upsampling_opts;
+kiln_node *kiln_upsampling_ex(kiln_graph *g, kiln_node *x, const kiln_upsampling_opts *o);
+/* [B, C, H, W] -> [B, C, H * size, W * size] */
+kiln_node *kiln_upsampling2d(kiln_graph *g, kiln_node *x, int size,
+                             kiln_upsample_mode interpolation);
+
+/* [B, C, spatial...] -> [B, C]; max: the gradient goes to the first maximum (PyTorch). Names
+ * global_max_pooling<d>d_<n>, global_average_pooling<d>d_<n> (Keras). */
+kiln_node *kiln_global_maxpool1d(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_global_maxpool2d(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_global_maxpool3d(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_global_avgpool1d(kiln_graph *g, kiln_node *x);
+kiln_node *kiln_global_avgpool3d(kiln_graph *g, kiln_node *x);
 
 #endif

@@ -68,6 +68,21 @@ typedef struct {
     float delta;           /* huber */
 } kiln_loss_attr;
 
+/* ---- elementwise and resampling ops (issue 13) ---- */
+typedef struct {
+    float min, max; /* y = min(max(x, min), max); -inf / +inf when a bound is absent */
+} kiln_clip_attr;
+
+typedef struct {
+    int nsp;      /* spatial axes: 1, 2 or 3 (input [B, C, spatial...]) */
+    int size[3];  /* integer scale per spatial axis, >= 1 */
+    kiln_upsample_mode mode;
+} kiln_upsample_attr;
+
+typedef struct {
+    int nsp; /* spatial axes reduced: 1, 2 or 3 (input [B, C, spatial...] -> [B, C]) */
+} kiln_global_pool_attr;
+
 /* "same"/"valid"/explicit padding for one spatial axis: output size and (before, after) pads.
  * TF's rule for same: total = max((ceil(in / stride) - 1) * stride + (k - 1) * dil + 1 - in, 0),
  * before = total / 2, after = total - before. Returns the output size (< 1 when impossible). */

@@ -17,7 +17,7 @@ extern const kiln_op kiln_op_batchnorm;  /* x, [gamma], [beta], moving_mean, mov
 extern const kiln_op kiln_op_layernorm;  /* x, [gamma], [beta] */
 extern const kiln_op kiln_op_dropout;    /* x */
 extern const kiln_op kiln_op_reshape;    /* x (flatten is a reshape) */
-extern const kiln_op kiln_op_add;        /* a, b */
+extern const kiln_op kiln_op_add;        /* a, b (b or a may broadcast: binary.c) */
 extern const kiln_op kiln_op_concat;     /* x0 .. xn-1 */
 extern const kiln_op kiln_op_activation; /* x */
 extern const kiln_op kiln_op_softmax;    /* x */
@@ -27,5 +27,11 @@ extern const kiln_op kiln_op_binary_cross_entropy;  /* logits, targets */
 extern const kiln_op kiln_op_mse;        /* pred, target */
 extern const kiln_op kiln_op_mae;        /* pred, target */
 extern const kiln_op kiln_op_huber;      /* pred, target */
+/* issue 13: elementwise and resampling ops */
+extern const kiln_op kiln_op_multiply;   /* a, b (add's broadcast rule) */
+extern const kiln_op kiln_op_clip;       /* x */
+extern const kiln_op kiln_op_upsample;   /* x [B, C, spatial...] */
+extern const kiln_op kiln_op_global_maxpool; /* x [B, C, spatial...] -> [B, C] */
+extern const kiln_op kiln_op_global_avgpool; /* x [B, C, spatial...] -> [B, C] */
 
 #endif

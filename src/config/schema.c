@@ -44,7 +44,8 @@ struct schema {
 #define END {NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0}
 #define ANYSIGN -1e300, 1e300
 
-static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh", NULL};
+static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu", "sigmoid", "tanh",
+                                   "relu6", "hard_sigmoid", "hard_swish", NULL};
 static const char *const INITS[] = {"zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform",
                                     "he_normal", NULL};
 static const char *const PADS[] = {"valid", "same", NULL};
@@ -78,6 +79,14 @@ static const schema L_LEAKY[] = {{"alpha", T_NUM, "0.01", NULL, NULL, 0, 1e6}, C
 static const schema L_EMBED[] = {{"input_dim", T_INT, NULL, NULL, NULL, 1, 1e12, 1},
                                  {"output_dim", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, COMMON, END};
 static const schema L_PLAIN[] = {COMMON, END};
+/* issue 13: clip, upsampling (size of upsampling3d: an int or [d, h, w], checked in model.c) */
+static const char *const UP1[] = {"nearest", "linear", NULL}, *const UP2[] = {"nearest", "bilinear", NULL},
+                  *const UP3[] = {"nearest", "trilinear", NULL};
+static const schema L_CLIP[] = {{"min", T_NUM, NULL, NULL, NULL, ANYSIGN}, {"max", T_NUM, NULL, NULL, NULL, ANYSIGN}, COMMON, END};
+static const schema L_UP1[] = {{"size", T_INT, "2", NULL, NULL, 1, 65536}, {"interpolation", T_ENUM, "nearest", NULL, UP1}, COMMON, END};
+static const schema L_UP2[] = {{"size", T_INT_PAIR, "2", NULL, NULL, 1, 65536}, {"interpolation", T_ENUM, "nearest", NULL, UP2},
+                               COMMON, END};
+static const schema L_UP3[] = {{"size", T_ANY, "2"}, {"interpolation", T_ENUM, "nearest", NULL, UP3}, COMMON, END};
 
 static const schema LAYERS[] = {
     {"dense", T_MAP, NULL, L_DENSE},        {"conv2d", T_MAP, NULL, L_CONV},
@@ -90,6 +99,13 @@ static const schema LAYERS[] = {
     {"leaky_relu", T_MAP, NULL, L_LEAKY},   {"gelu", T_MAP, NULL, L_PLAIN},
     {"sigmoid", T_MAP, NULL, L_PLAIN},      {"tanh", T_MAP, NULL, L_PLAIN},
     {"softmax", T_MAP, NULL, L_PLAIN},      {"embedding", T_MAP, NULL, L_EMBED},
+    {"relu6", T_MAP, NULL, L_PLAIN},        {"hard_sigmoid", T_MAP, NULL, L_PLAIN},
+    {"hard_swish", T_MAP, NULL, L_PLAIN},   {"clip", T_MAP, NULL, L_CLIP},
+    {"multiply", T_MAP, NULL, L_PLAIN},     {"upsampling1d", T_MAP, NULL, L_UP1},
+    {"upsampling2d", T_MAP, NULL, L_UP2},   {"upsampling3d", T_MAP, NULL, L_UP3},
+    {"global_maxpool1d", T_MAP, NULL, L_PLAIN}, {"global_maxpool2d", T_MAP, NULL, L_PLAIN},
+    {"global_maxpool3d", T_MAP, NULL, L_PLAIN}, {"global_avgpool1d", T_MAP, NULL, L_PLAIN},
+    {"global_avgpool3d", T_MAP, NULL, L_PLAIN},
     END};
 
 /* ---- losses, metrics, optimizers, schedules ---- */

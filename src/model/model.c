@@ -12,6 +12,7 @@
  * later in the list (or is the layer itself) is reported as the cycle it would make. Builder
  * errors (shape mismatches) are prefixed with the layer's position and key path.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +91,59 @@ static kiln_status layer_inputs(const kiln_cfg *layers, int li, const kiln_cfg *
     return KILN_OK;
 }
 
+/* Issue 13's elementwise and resampling layers: 1 when kind is one of them (*y is the node, or
+ * NULL with the error set). upsampling3d's size (an int or [d, h, w]) is checked here. */
+static int build_elem(kiln_graph *g, const char *kind, const kiln_cfg *a, kiln_node **in,
+                      int n_in, const char *path, const kiln_cfg *at, kiln_node **y) {
+    kiln_node *x = in[0];
+    char where[300];
+    if (!strcmp(kind, "relu6")) *y = kiln_relu6(g, x);
+    else if (!strcmp(kind, "hard_sigmoid")) *y = kiln_hard_sigmoid(g, x);
+    else if (!strcmp(kind, "hard_swish")) *y = kiln_hard_swish(g, x);
+    else if (!strcmp(kind, "clip"))
+        *y = kiln_clip(g, x, (float)kiln_cfg_num(a, "min", -INFINITY),
+                       (float)kiln_cfg_num(a, "max", INFINITY));
+    else if (!strcmp(kind, "multiply")) {
+        if (n_in < 2) {
+            kiln_error(KILN_ERR_INVALID, "%s: %s: multiply needs at least two inputs in from:",
+                       kiln_cfg_where(at, where, sizeof where), path);
+            return 1;
+        }
+        *y = kiln_multiply(g, in[0], in[1]);
+        for (int i = 2; i < n_in && *y; i++) *y = kiln_multiply(g, *y, in[i]);
+    } else if (!strncmp(kind, "upsampling", 10) && kind[10] >= '1' && kind[10] <= '3') {
+        kiln_upsampling_opts o = {.nsp = kind[10] - '0'};
+        o.interpolation = strcmp(kiln_cfg_str(a, "interpolation", "nearest"), "nearest")
+                              ? KILN_UPSAMPLE_LINEAR
+                              : KILN_UPSAMPLE_NEAREST;
+        const kiln_cfg *s = kiln_cfg_child(a, "size");
+        int64_t v[3] = {2, 2, 2};
+        int n = s && s->type == KILN_CFG_SEQ ? s->n_items : 1, ok = n == 1 || n == o.nsp;
+        for (int i = 0; ok && s && i < n; i++)
+            ok = !kiln_cfg_parse_int(s->type == KILN_CFG_SEQ ? s->items[i] : s, &v[i]) &&
+                 v[i] >= 1 && v[i] <= 65536;
+        if (!ok) {
+            kiln_error(KILN_ERR_INVALID,
+                       "%s: %s.size: expected an integer 1 .. 65536 or a list of %d of them",
+                       kiln_cfg_where(s, where, sizeof where), path, o.nsp);
+            return 1;
+        }
+        for (int i = 0; i < o.nsp; i++) o.size[i] = (int)v[n == 1 ? 0 : i];
+        *y = kiln_upsampling_ex(g, x, &o);
+    } else if (!strcmp(kind, "global_maxpool1d")) *y = kiln_global_maxpool1d(g, x);
+    else if (!strcmp(kind, "global_maxpool2d")) *y = kiln_global_maxpool2d(g, x);
+    else if (!strcmp(kind, "global_maxpool3d")) *y = kiln_global_maxpool3d(g, x);
+    else if (!strcmp(kind, "global_avgpool1d")) *y = kiln_global_avgpool1d(g, x);
+    else if (!strcmp(kind, "global_avgpool3d")) *y = kiln_global_avgpool3d(g, x);
+    else return 0;
+    return 1;
+}
+
 static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a, const char *name,
                               kiln_node **in, int n_in, const char *path, const kiln_cfg *at) {
     kiln_node *x = in[0];
-    int single = strcmp(kind, "add") != 0 && strcmp(kind, "concat") != 0;
+    int single = strcmp(kind, "add") != 0 && strcmp(kind, "concat") != 0 &&
+                 strcmp(kind, "multiply") != 0;
     if (single && n_in != 1) {
         char where[300];
         kiln_error(KILN_ERR_INVALID, "%s: %s.from: %s takes one input, got %d", kiln_cfg_where(at, where, sizeof where), path, kind, n_in);
@@ -130,7 +180,8 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
         return kiln_layernorm_ex(g, x, &o);
     }
     kiln_node *y = NULL;
-    if (!strcmp(kind, "global_avgpool2d")) y = kiln_global_avgpool2d(g, x);
+    if (build_elem(g, kind, a, in, n_in, path, at, &y)) { /* issue 13's elementwise layers */
+    } else if (!strcmp(kind, "global_avgpool2d")) y = kiln_global_avgpool2d(g, x);
     else if (!strcmp(kind, "dropout")) y = kiln_dropout(g, x, (float)kiln_cfg_num(a, "rate", 0));
     else if (!strcmp(kind, "flatten")) y = kiln_flatten(g, x);
     else if (!strcmp(kind, "reshape")) {

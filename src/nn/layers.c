@@ -7,6 +7,8 @@
  *   kiln_concat  -> concatenate_<n>    kiln_activation (any act) -> activation_<n>
  *   kiln_relu -> relu_<n>   kiln_leaky_relu -> leaky_re_lu_<n>   kiln_gelu -> gelu_<n>
  *   kiln_sigmoid -> sigmoid_<n>   kiln_tanh -> tanh_<n>   kiln_softmax -> softmax_<n>
+ *   kiln_relu6 -> relu6_<n>   kiln_hard_sigmoid -> hard_sigmoid_<n>
+ *   kiln_hard_swish -> hard_swish_<n>
  * kiln_activation with KILN_ACT_LEAKY_RELU uses slope 0.01, as a fused activation does;
  * kiln_leaky_relu takes the slope (finite, >= 0; Keras's LeakyReLU default is 0.3).
  */
@@ -120,6 +122,16 @@ kiln_node *kiln_sigmoid(kiln_graph *g, kiln_node *x) {
 }
 kiln_node *kiln_tanh(kiln_graph *g, kiln_node *x) {
     return act_node(g, x, KILN_ACT_TANH, 0, "tanh");
+}
+
+kiln_node *kiln_relu6(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_RELU6, 0, "relu6");
+}
+kiln_node *kiln_hard_sigmoid(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_HARD_SIGMOID, 0, "hard_sigmoid");
+}
+kiln_node *kiln_hard_swish(kiln_graph *g, kiln_node *x) {
+    return act_node(g, x, KILN_ACT_HARD_SWISH, 0, "hard_swish");
 }
 
 kiln_node *kiln_softmax(kiln_graph *g, kiln_node *x) {

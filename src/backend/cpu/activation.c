@@ -1,8 +1,8 @@
 /* activation.c — a standalone elementwise activation: y = act(x), any shape, F32.
  *
  * The math lives in act.[ch], shared with the layers that fuse an activation. Backward reads
- * the output y (relu, leaky relu, sigmoid, tanh) or the input x (GELU) — both stay in the plan's
- * buffers after forward — so the op keeps no state. KILN_ACT_NONE is the identity (Keras's
+ * the output y (relu, leaky relu, sigmoid, tanh, relu6) or the input x (GELU, hard_sigmoid,
+ * hard_swish) — both stay in the plan's buffers after forward — so the op keeps no state. KILN_ACT_NONE is the identity (Keras's
  * Activation("linear")). Leaky relu's slope is the attribute alpha, which must be >= 0 (the
  * builder checks): its derivative is recovered from the sign of y, and a negative slope would
  * flip that sign.

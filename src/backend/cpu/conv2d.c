@@ -46,7 +46,7 @@ typedef struct {
     dnnl_primitive_desc_t fwd_pd; /* from choose_layout to compile */
     kiln_dnnl_edge out;           /* output layout and edge reorders */
     int64_t ny;                   /* floats in the output buffer (padded layouts included) */
-    float *pre;                   /* [out] z, kept only for GELU */
+    float *pre;                   /* [out] z, kept when act' needs it (GELU, hard_*) */
     float *dz;                    /* [out] backward temporary when act != none */
     kiln_dnnl_port src, w;        /* forward: x and the kernel in the primitive's layouts */
     kiln_dnnl_port bd_dy, bd_w, bd_dx; /* backward-data */
@@ -169,7 +169,7 @@ static kiln_status conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
     s->xmd = *kiln_dnnl_layout_of(x->in[0], &plain);
     dnnl_memory_desc_t x_want = is_plain(&s->xmd, &q->x) ? kiln_dnnl_md_any(4, xs->dims) : s->xmd;
     dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), y_any = kiln_dnnl_md_any(4, x->shape.dims);
-    int fuse = s->act != KILN_ACT_GELU;
+    int fuse = kiln_act_grad_from_output(s->act); /* else own loop over z */
     dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
     dnnl_convolution_desc_t fd;
     s->prop = x->grad ? dnnl_forward_training : dnnl_forward_inference;
@@ -360,7 +360,7 @@ static kiln_status conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
     s->ny = (int64_t)(kiln_dnnl_md_bytes(&s->out.md) / sizeof(float));
     kiln_status st = kiln_dnnl_edge_compile(&s->out, x);
     if (st) return st;
-    if (s->act == KILN_ACT_GELU && !(s->pre = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
+    if (!kiln_act_grad_from_output(s->act) && !(s->pre = kiln_alloc((size_t)s->ny * sizeof(float)))) return KILN_ERR_NOMEM;
     if ((st = kiln_dnnl_primitive_from_pd(s->fwd_pd, &s->fwd, "convolution forward"))) return st;
     const_dnnl_primitive_desc_t pd = s->fwd_pd;
     if ((st = kiln_dnnl_port_init(&s->src, &s->xmd, x->in[0]->val, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), 0)) ||

@@ -2,7 +2,8 @@
  *
  * Shapes: x [M, K] (all leading axes of x folded into M), W [K, N] (Keras layout), b [N],
  * y [M, N]. Forward is one matmul primitive with bias and the activation fused as a post-op
- * (GELU, whose derivative needs the pre-activation z, is applied by our own loop over z).
+ * (GELU, hard_sigmoid and hard_swish, whose derivatives need the pre-activation z, are applied
+ * by our own loop over z).
  * Backward, with dz = dy * act'(.) ([M, N]):
  *   dW [K, N] = x^T dz   (matmul reading x through transposed strides; no copy)
  *   db [N]    = sum over M of dz
@@ -23,7 +24,7 @@ typedef struct {
     int64_t M, K, N;
     kiln_act act;
     float alpha;
-    float *pre; /* [M, N] z, kept only for GELU */
+    float *pre; /* [M, N] z, kept only when act' needs it (kiln_act_grad_from_output) */
     float *dz;  /* [M, N] backward temporary when act != none */
     dnnl_primitive_t fwd, bwd_w, bwd_x;
     dnnl_memory_t x, w, b, y, dz_m, dw, dx, xt, wt;
@@ -139,7 +140,7 @@ static kiln_status dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
     s->N = a->units;
     s->M = x->numel / s->N;
     s->act = a->act;
-    int fuse = s->act != KILN_ACT_GELU;
+    int fuse = kiln_act_grad_from_output(s->act); /* else own loop over z */
     dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
     if (!fuse && !(s->pre = kiln_alloc((size_t)x->numel * sizeof(float)))) return KILN_ERR_NOMEM;
     int64_t yd[2] = {s->M, s->N}, bd[2] = {1, s->N};

@@ -117,6 +117,7 @@ dnnl_alg_kind_t kiln_dnnl_act_alg(int act, float *alpha) {
     case KILN_ACT_SIGMOID: return dnnl_eltwise_logistic;
     case KILN_ACT_TANH: return dnnl_eltwise_tanh;
     case KILN_ACT_GELU: return dnnl_eltwise_gelu_erf;
+    case KILN_ACT_RELU6: *alpha = 6.0f; return dnnl_eltwise_bounded_relu; /* min(max(x, 0), 6) */
     default: return (dnnl_alg_kind_t)0;
     }
 }
