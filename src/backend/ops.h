@@ -27,5 +27,9 @@ extern const kiln_op kiln_op_binary_cross_entropy;  /* logits, targets */
 extern const kiln_op kiln_op_mse;        /* pred, target */
 extern const kiln_op kiln_op_mae;        /* pred, target */
 extern const kiln_op kiln_op_huber;      /* pred, target */
+/* 1-D and 3-D convolutions and pools, transposed conv (conv.c, pool.c: kiln_conv_attr, kiln_pool_attr) */
+extern const kiln_op kiln_op_conv1d, kiln_op_conv3d; /* x, kernel [, bias] */
+extern const kiln_op kiln_op_conv2d_transpose;       /* x, kernel [C, filters/groups, kh, kw] [, bias] */
+extern const kiln_op kiln_op_maxpool1d, kiln_op_maxpool3d, kiln_op_avgpool1d, kiln_op_avgpool3d; /* x */
 
 #endif
