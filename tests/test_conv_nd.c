@@ -1,7 +1,8 @@
 /* test_conv_nd.c — the convolution family beyond conv2d: conv1d and conv3d, the transposed
  * conv2d and the depthwise conv2d, and max/avg pooling of 1 and 3 axes, each forward against a
  * direct loop in double (strides, dilation, groups, valid/same/explicit pads including
- * asymmetric ones, output_padding, ceil_mode) and backward against finite differences; also the
+ * asymmetric ones, output_padding, ceil_mode) and backward against finite differences, the
+ * convolutions also in deterministic plans; also the
  * padding rule's new cases and the builders' errors. A 1-D or 2-D case is the 3-D loop with
  * leading extents 1. */
 #include <stdlib.h>
@@ -99,6 +100,8 @@ static void ref_conv(const conv_case *c, int F, int G, const int *I, const int *
     free(z);
 }
 
+static int det; /* plans in deterministic mode (the split executor, dnnl_util.h) */
+
 static void check_conv(conv_case c, int grad) {
     int nd = c.nd, G = c.kind == DEPTHWISE ? c.C : c.groups ? c.groups : 1;
     int F = c.kind == DEPTHWISE ? c.C * c.F : c.F;
@@ -145,7 +148,8 @@ static void check_conv(conv_case c, int grad) {
     CHECK_MSG(y != NULL, "%s: %s", what, kiln_last_error());
     if (!y) return kiln_graph_free(g);
     CHECK_MSG(strcmp(kiln_node_name(y), name) == 0, "%s: %s", what, kiln_node_name(y));
-    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = grad ? y : NULL, .batch = c.B});
+    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = grad ? y : NULL, .batch = c.B,
+                                                      .deterministic = det});
     CHECK_MSG(p != NULL, "%s: %s", what, kiln_last_error());
     if (!p) return kiln_graph_free(g);
     long nx = (long)c.B * c.C * I[0] * I[1] * I[2], ny = (long)c.B * F * O[0] * O[1] * O[2];
@@ -216,6 +220,13 @@ static void test_conv_forward(void) {
 
 static void test_conv_gradients(void) {
     for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) check_conv(CASES[i], 1);
+}
+
+/* The same cases in deterministic plans (each primitive cut into batch chunks). */
+static void test_conv_deterministic(void) {
+    det = 1;
+    for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) check_conv(CASES[i], 0), check_conv(CASES[i], 1);
+    det = 0;
 }
 
 /* ---- pooling ---- */
@@ -384,6 +395,7 @@ int main(void) {
     RUN(test_padding_rule);
     RUN(test_conv_forward);
     RUN(test_conv_gradients);
+    RUN(test_conv_deterministic);
     RUN(test_pool);
     RUN(test_errors);
     return kiln_test_summary();

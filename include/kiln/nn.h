@@ -7,7 +7,8 @@
  *   x = kiln_dense(g, x, 10, KILN_ACT_NONE);
  *
  * Layouts: activations are NCHW ([batch, channels, height, width]); a dense kernel is
- * [in, units] (Keras), a conv kernel is [filters, in_channels / groups, kh, kw] (PyTorch/oneDNN).
+ * [in, units] (Keras), a conv kernel is [filters, in_channels / groups, kh, kw] (PyTorch/oneDNN;
+ * conv1d/conv3d drop or add an axis; transposed: [in_channels, filters / groups, kh, kw]).
  * Parameter names are "<layer>.<param>" with Keras-style layer names: dense_1, conv2d_2,
  * batch_normalization_1 (kernel, bias, gamma, beta, moving_mean, moving_variance, embeddings).
  * Each *_ex variant takes an options struct: zero fields mean the documented default.
