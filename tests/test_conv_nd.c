@@ -374,6 +374,8 @@ static void test_errors(void) {
     CHECK(kiln_depthwise_conv2d_ex(g, x2, &(kiln_depthwise_conv2d_opts){.kernel = {3, 3},
                                                                        .depth_multiplier = -1}) == NULL);
     CHECK_ERR_HAS("depth_multiplier > 0");
+    CHECK(kiln_depthwise_conv2d_ex(g, x1, &(kiln_depthwise_conv2d_opts){.kernel = {3, 3}}) == NULL);
+    CHECK_ERR_HAS("depthwise_conv2d_2 (depthwise_conv2d): input sig has shape [1, 3, 8]; need [batch, channels, height, width]");
     CHECK(kiln_maxpool1d_ex(g, x1, &(kiln_pool_opts){.size = {3}, .padding = KILN_PAD_EXPLICIT,
                                                     .pad = {0}, .pad_end = {3}, .asymmetric = 1}) == NULL);
     CHECK_ERR_HAS("max_pooling1d: explicit pads 0x3 must be >= 0 and smaller than the window 3");

@@ -97,7 +97,10 @@ static kiln_node *conv_nd(kiln_graph *g, kiln_node *x, int nd, const kiln_conv_o
         /* PyTorch's rule: the extra cells must be fewer than the stride or the dilation */
         bad |= a.output_padding[i] >= a.stride[i] && a.output_padding[i] >= a.dilation[i];
     }
-    if (kind == CONV_DEPTHWISE) a.groups = (int)C, a.filters = (int)C * dm;
+    if (kind == CONV_DEPTHWISE) { /* filters and groups come from the input's channels */
+        if (check_ncs(name, k, x, nd)) return NULL;
+        a.groups = (int)C, a.filters = (int)C * dm;
+    }
     if (bad || a.filters <= 0 || a.groups <= 0 || dm <= 0) {
         kiln_error(KILN_ERR_INVALID,
                    "%s (%s): need filters > 0 and kernel > 0, non-negative stride, dilation, "
