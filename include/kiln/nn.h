@@ -7,7 +7,8 @@
  *   x = kiln_dense(g, x, 10, KILN_ACT_NONE);
  *
  * Layouts: activations are NCHW ([batch, channels, height, width]); a dense kernel is
- * [in, units] (Keras), a conv kernel is [filters, in_channels / groups, kh, kw] (PyTorch/oneDNN).
+ * [in, units] (Keras), a conv kernel is [filters, in_channels / groups, kh, kw] (PyTorch/oneDNN;
+ * conv1d/conv3d drop or add an axis; transposed: [in_channels, filters / groups, kh, kw]).
  * Parameter names are "<layer>.<param>" with Keras-style layer names: dense_1, conv2d_2,
  * batch_normalization_1 (kernel, bias, gamma, beta, moving_mean, moving_variance, embeddings).
  * Each *_ex variant takes an options struct: zero fields mean the documented default.
@@ -44,6 +45,8 @@ typedef struct {
     kiln_init kernel_init; /* default glorot_uniform */
     kiln_init bias_init;
     const char *name; /* default conv2d_<n> */
+    int pad_end[2];   /* KILN_PAD_EXPLICIT with asymmetric: pads after (pad[]: before) */
+    int asymmetric;
 } kiln_conv2d_opts;
 kiln_node *kiln_conv2d(kiln_graph *g, kiln_node *x, int filters, int kernel, int stride,
                        kiln_padding padding, kiln_act act);
@@ -56,6 +59,9 @@ typedef struct {
     kiln_padding padding;
     int pad[2];
     const char *name;
+    int pad_end[2]; /* KILN_PAD_EXPLICIT with asymmetric: pads after (pad[]: before) */
+    int asymmetric;
+    int ceil_mode; /* PyTorch's: round the output size up */
 } kiln_pool2d_opts;
 kiln_node *kiln_maxpool2d(kiln_graph *g, kiln_node *x, int size);
 kiln_node *kiln_maxpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o);
@@ -64,6 +70,68 @@ kiln_node *kiln_avgpool2d(kiln_graph *g, kiln_node *x, int size);
 kiln_node *kiln_avgpool2d_ex(kiln_graph *g, kiln_node *x, const kiln_pool2d_opts *o);
 /* [B, C, H, W] -> [B, C] */
 kiln_node *kiln_global_avgpool2d(kiln_graph *g, kiln_node *x);
+
+/* ---- convolutions of any axis count: conv1d [B, C, W], conv3d [B, C, D, H, W] (conv2d as
+ * above), the transposed conv2d and the depthwise conv2d; kernel[], stride[], dilation[], pad[]
+ * hold one entry per spatial axis (outer first), zeros meaning the defaults as for conv2d ---- */
+typedef struct {
+    int filters;
+    int kernel[3];
+    int stride[3];   /* default 1 */
+    int dilation[3]; /* default 1 */
+    kiln_padding padding;
+    int pad[3];     /* KILN_PAD_EXPLICIT: before each axis (and after, unless asymmetric) */
+    int pad_end[3]; /* KILN_PAD_EXPLICIT with asymmetric: after each axis */
+    int asymmetric;
+    int groups; /* default 1 */
+    kiln_act act;
+    int no_bias;
+    kiln_init kernel_init; /* default glorot_uniform */
+    kiln_init bias_init;   /* default zeros */
+    const char *name;      /* default conv1d_<n>, conv3d_<n>, conv2d_transpose_<n> */
+    int output_padding[3]; /* transposed: cells added after each axis (< stride or dilation) */
+} kiln_conv_opts;
+kiln_node *kiln_conv1d_ex(kiln_graph *g, kiln_node *x, const kiln_conv_opts *o);
+kiln_node *kiln_conv3d_ex(kiln_graph *g, kiln_node *x, const kiln_conv_opts *o);
+/* Transposed (Keras Conv2DTranspose, ONNX ConvTranspose): x [B, C, H, W] -> [B, filters, OH,
+ * OW], OH = (H - 1) * stride + (kh - 1) * dilation + 1 + output_padding - pads ("same": H *
+ * stride); kernel [C, filters / groups, kh, kw] (PyTorch's). */
+kiln_node *kiln_conv2d_transpose_ex(kiln_graph *g, kiln_node *x, const kiln_conv_opts *o);
+
+/* Depthwise (Keras DepthwiseConv2D): each of the C channels convolved with depth_multiplier
+ * kernels of its own: x [B, C, H, W] -> [B, C * depth_multiplier, OH, OW], kernel
+ * [C * depth_multiplier, 1, kh, kw] (a grouped conv2d with groups = C); initializer fans as
+ * Keras's (fan_in = C kh kw, fan_out = depth_multiplier kh kw). */
+typedef struct {
+    int kernel[2];
+    int stride[2];
+    int dilation[2];
+    kiln_padding padding;
+    int pad[2], pad_end[2];
+    int asymmetric;
+    int depth_multiplier; /* default 1 */
+    kiln_act act;
+    int no_bias;
+    kiln_init kernel_init; /* default glorot_uniform */
+    kiln_init bias_init;   /* default zeros */
+    const char *name;      /* default depthwise_conv2d_<n> */
+} kiln_depthwise_conv2d_opts;
+kiln_node *kiln_depthwise_conv2d_ex(kiln_graph *g, kiln_node *x, const kiln_depthwise_conv2d_opts *o);
+
+/* ---- pooling of 1 or 3 axes: [B, C, W] / [B, C, D, H, W] (fields as kiln_pool2d_opts) ---- */
+typedef struct {
+    int size[3];
+    int stride[3]; /* default = size */
+    kiln_padding padding;
+    int pad[3], pad_end[3];
+    int asymmetric;
+    int ceil_mode;
+    const char *name;
+} kiln_pool_opts;
+kiln_node *kiln_maxpool1d_ex(kiln_graph *g, kiln_node *x, const kiln_pool_opts *o);
+kiln_node *kiln_maxpool3d_ex(kiln_graph *g, kiln_node *x, const kiln_pool_opts *o);
+kiln_node *kiln_avgpool1d_ex(kiln_graph *g, kiln_node *x, const kiln_pool_opts *o);
+kiln_node *kiln_avgpool3d_ex(kiln_graph *g, kiln_node *x, const kiln_pool_opts *o);
 
 /* ---- normalization ---- */
 typedef struct {

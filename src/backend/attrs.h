@@ -13,20 +13,37 @@ typedef struct {
     kiln_act act;
 } kiln_dense_attr;
 
+/* Convolution of 1 to 3 spatial axes (conv1d/2d/3d, depthwise as groups = C) and transposed
+ * convolution. nd 0 means 2 (callers written for conv2d). Explicit pads: pad[] before each axis,
+ * pad_end[] after it when asym (else pad[] on both sides). Transposed: kernel [C, filters / G,
+ * k...] and output_padding[] extra cells after each axis. */
 typedef struct {
     int filters;
-    int kernel[2], stride[2], dilation[2];
+    int kernel[3], stride[3], dilation[3];
     kiln_padding padding;
-    int pad[2]; /* KILN_PAD_EXPLICIT */
+    int pad[3]; /* KILN_PAD_EXPLICIT */
     int groups;
     kiln_act act;
-} kiln_conv2d_attr;
+    int nd;
+    int pad_end[3];
+    int asym;
+    int transpose;
+    int output_padding[3];
+} kiln_conv_attr;
+typedef kiln_conv_attr kiln_conv2d_attr;
 
+/* Pooling of 1 to 3 spatial axes (nd 0 means 2); pads as kiln_conv_attr; ceil_mode: PyTorch's
+ * (the last window may run past the end if it starts inside the input or the pad before). */
 typedef struct {
-    int size[2], stride[2];
+    int size[3], stride[3];
     kiln_padding padding;
-    int pad[2];
-} kiln_pool2d_attr;
+    int pad[3];
+    int nd;
+    int pad_end[3];
+    int asym;
+    int ceil_mode;
+} kiln_pool_attr;
+typedef kiln_pool_attr kiln_pool2d_attr;
 
 /* Batch norm inputs: x, [gamma unless no_scale], [beta unless no_center], moving_mean,
  * moving_variance (the moving statistics are always the last two). */
@@ -88,5 +105,20 @@ typedef struct {
  * before = total / 2, after = total - before. Returns the output size (< 1 when impossible). */
 int64_t kiln_conv_out_size(int64_t in, int k, int stride, int dil, kiln_padding pad, int explicit_pad,
                            int64_t *pad_before, int64_t *pad_after);
+
+/* The same rule with explicit pads (before, after) that may differ, and PyTorch's ceil_mode for
+ * pools: the output rounds up, keeping only windows that start inside the input or the pad
+ * before; *pad_after then grows so that the last window fits (oneDNN reads it as padding). */
+int64_t kiln_conv_axis(int64_t in, int k, int stride, int dil, kiln_padding pad, int explicit_before,
+                       int explicit_after, int ceil_mode, int64_t *pad_before, int64_t *pad_after);
+/* Transposed convolution, one axis: out = (in - 1) * stride + (k - 1) * dil + 1 + output_padding
+ * - before - after. "same" gives out = in * stride with total = (k - 1) * dil + 1 + output_padding
+ * - stride split as before = total / 2 (ONNX SAME_UPPER, TF's conv2d_transpose); *pad_after
+ * comes back less output_padding (what oneDNN reads) and may be negative. < 1 when impossible. */
+int64_t kiln_deconv_axis(int64_t in, int k, int stride, int dil, kiln_padding pad,
+                         int explicit_before, int explicit_after, int output_padding,
+                         int64_t *pad_before, int64_t *pad_after);
+/* A conv or pool attribute's spatial axis count (nd 0 means 2). */
+static inline int kiln_attr_nd(int nd) { return nd ? nd : 2; }
 
 #endif

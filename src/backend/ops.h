@@ -33,5 +33,9 @@ extern const kiln_op kiln_op_clip;       /* x */
 extern const kiln_op kiln_op_upsample;   /* x [B, C, spatial...] */
 extern const kiln_op kiln_op_global_maxpool; /* x [B, C, spatial...] -> [B, C] */
 extern const kiln_op kiln_op_global_avgpool; /* x [B, C, spatial...] -> [B, C] */
+/* 1-D and 3-D convolutions and pools, transposed conv (conv.c, pool.c: kiln_conv_attr, kiln_pool_attr) */
+extern const kiln_op kiln_op_conv1d, kiln_op_conv3d; /* x, kernel [, bias] */
+extern const kiln_op kiln_op_conv2d_transpose;       /* x, kernel [C, filters/groups, kh, kw] [, bias] */
+extern const kiln_op kiln_op_maxpool1d, kiln_op_maxpool3d, kiln_op_avgpool1d, kiln_op_avgpool3d; /* x */
 
 #endif

@@ -27,6 +27,8 @@ typedef enum {
     T_ONEOF_SEQ,  /* a list of T_ONEOF items (layers, metrics) */
     T_ANY,        /* checked elsewhere (stages) */
     T_STRS_OR_MAPS, /* a list of strings, or a map of user-named entries each a T_MAP of sub */
+    T_INTS,       /* an int or a list of nd ints (kernel sizes of an nd-axis conv) */
+    T_PADDING,    /* valid | same | an int | a list of nd ints | a list of 2 nd ints (ONNX order) */
 } type;
 
 typedef struct schema schema;
@@ -39,6 +41,7 @@ struct schema {
     double lo, hi;              /* numeric bounds when lo < hi (inclusive lo, hi) */
     int required;
     int lo_open;                /* lo itself is out of range (epsilon: above 0) */
+    int nd;                     /* T_INTS, T_PADDING: spatial axes */
 };
 
 #define END {NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0}
@@ -56,17 +59,21 @@ static const char *const PRECISIONS[] = {"fp32", NULL}; /* bf16 mixed precision:
 
 /* ---- layers ---- */
 #define COMMON {"name", T_STR}, {"from", T_STRS}
+/* conv and pool padding (valid | same | N | d ints | 2d ints), pools' ceil_mode, d-axis sizes */
+#define PADDING(d) {.key = "padding", .t = T_PADDING, .def = "valid", .choices = PADS, .lo = 0, .hi = 1e6, .nd = d}
+#define CEIL {"ceil_mode", T_BOOL, "false"}
+#define INTS(k, d, n, req) {.key = k, .t = T_INTS, .def = d, .lo = 1, .hi = 1e6, .required = req, .nd = n}
 #define INIT(k, d) {k, T_ENUM, d, NULL, INITS}
 static const schema L_DENSE[] = {{"units", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, {"activation", T_ENUM, "none", NULL, ACTS},
                                  {"use_bias", T_BOOL, "true"}, INIT("kernel_initializer", "glorot_uniform"),
                                  INIT("bias_initializer", "zeros"), COMMON, END};
 static const schema L_CONV[] = {{"filters", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, {"kernel", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6, 1},
-                                {"strides", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, {"padding", T_ENUM, "valid", NULL, PADS},
+                                {"strides", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, PADDING(2),
                                 {"dilation", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, {"groups", T_INT, "1", NULL, NULL, 1, 1e9},
                                 {"activation", T_ENUM, "none", NULL, ACTS}, {"use_bias", T_BOOL, "true"},
                                 INIT("kernel_initializer", "glorot_uniform"), INIT("bias_initializer", "zeros"), COMMON, END};
 static const schema L_POOL[] = {{"size", T_INT_PAIR, "2", NULL, NULL, 1, 1e6}, {"strides", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6},
-                                {"padding", T_ENUM, "valid", NULL, PADS}, COMMON, END};
+                                PADDING(2), CEIL, COMMON, END};
 static const schema L_BN[] = {{"momentum", T_NUM, "0.99", NULL, NULL, 0, 1}, {"epsilon", T_NUM, "0.001", NULL, NULL, 1e-12, 1},
                               {"scale", T_BOOL, "true"}, {"center", T_BOOL, "true"}, COMMON, END};
 static const schema L_LN[] = {{"epsilon", T_NUM, "0.00001", NULL, NULL, 1e-12, 1}, {"scale", T_BOOL, "true"},
@@ -87,6 +94,19 @@ static const schema L_UP1[] = {{"size", T_INT, "2", NULL, NULL, 1, 65536}, {"int
 static const schema L_UP2[] = {{"size", T_INT_PAIR, "2", NULL, NULL, 1, 65536}, {"interpolation", T_ENUM, "nearest", NULL, UP2},
                                COMMON, END};
 static const schema L_UP3[] = {{"size", T_ANY, "2"}, {"interpolation", T_ENUM, "nearest", NULL, UP3}, COMMON, END};
+/* conv1d / conv3d / conv2d_transpose / depthwise_conv2d, 1-D and 3-D pools (src/model/model_conv.c) */
+#define CONV_TAIL(d) PADDING(d), {"activation", T_ENUM, "none", NULL, ACTS}, {"use_bias", T_BOOL, "true"}, \
+                     INIT("kernel_initializer", "glorot_uniform"), INIT("bias_initializer", "zeros"), COMMON
+#define CONV_ND(d) {"filters", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, INTS("kernel", NULL, d, 1), INTS("strides", "1", d, 0), \
+                   INTS("dilation", "1", d, 0), {"groups", T_INT, "1", NULL, NULL, 1, 1e9}, CONV_TAIL(d), END
+static const schema L_CONV1[] = {CONV_ND(1)};
+static const schema L_CONV3[] = {CONV_ND(3)};
+static const schema L_CONV_T[] = {{"output_padding", T_INT_PAIR, "0", NULL, NULL, 0, 1e6}, CONV_ND(2)};
+static const schema L_DWCONV[] = {{"kernel", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6, 1}, {"strides", T_INT_PAIR, "1", NULL, NULL, 1, 1e6},
+                                  {"depth_multiplier", T_INT, "1", NULL, NULL, 1, 1e6},
+                                  {"dilation", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, CONV_TAIL(2), END};
+static const schema L_POOL1[] = {INTS("size", "2", 1, 0), INTS("strides", NULL, 1, 0), PADDING(1), CEIL, COMMON, END};
+static const schema L_POOL3[] = {INTS("size", "2", 3, 0), INTS("strides", NULL, 3, 0), PADDING(3), CEIL, COMMON, END};
 
 static const schema LAYERS[] = {
     {"dense", T_MAP, NULL, L_DENSE},        {"conv2d", T_MAP, NULL, L_CONV},
@@ -106,6 +126,10 @@ static const schema LAYERS[] = {
     {"global_maxpool1d", T_MAP, NULL, L_PLAIN}, {"global_maxpool2d", T_MAP, NULL, L_PLAIN},
     {"global_maxpool3d", T_MAP, NULL, L_PLAIN}, {"global_avgpool1d", T_MAP, NULL, L_PLAIN},
     {"global_avgpool3d", T_MAP, NULL, L_PLAIN},
+    {"conv1d", T_MAP, NULL, L_CONV1},       {"conv3d", T_MAP, NULL, L_CONV3},
+    {"conv2d_transpose", T_MAP, NULL, L_CONV_T}, {"depthwise_conv2d", T_MAP, NULL, L_DWCONV},
+    {"maxpool1d", T_MAP, NULL, L_POOL1},    {"maxpool3d", T_MAP, NULL, L_POOL3},
+    {"avgpool1d", T_MAP, NULL, L_POOL1},    {"avgpool3d", T_MAP, NULL, L_POOL3},
     END};
 
 /* ---- losses, metrics, optimizers, schedules ---- */
@@ -300,6 +324,45 @@ static const char *type_name(type t) {
 
 static kiln_status check(kiln_cfg *c, const schema *s, const char *path);
 
+/* T_INTS and T_PADDING: an int (T_PADDING: or valid / same), or a list of nd ints (T_PADDING:
+ * or 2 nd, ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end]); each int within s's bounds. */
+static kiln_status check_ints(kiln_cfg *c, const schema *s, const char *path) {
+    static const char *const AX[3] = {"[w]", "[h, w]", "[d, h, w]"};
+    schema one = *s;
+    one.t = T_INT;
+    int pad = s->t == T_PADDING, nd = s->nd;
+    char msg[400], p[512];
+    if (pad && c->type == KILN_CFG_SCALAR && (!strcmp(c->text, "valid") || !strcmp(c->text, "same")))
+        return KILN_OK;
+    if (c->type == KILN_CFG_SCALAR) {
+        int64_t v;
+        if (pad && kiln_cfg_parse_int(c, &v)) {
+            char sug[128];
+            snprintf(msg, sizeof msg, "expected valid, same, an integer or a list of integers; got '%.80s'%s", c->text,
+                     suggest(c->text, NULL, s->choices, sug, sizeof sug));
+            return err_at(c, path, "%s%s", msg, "");
+        }
+        return check(c, &one, path);
+    }
+    if (c->type != KILN_CFG_SEQ || (c->n_items != nd && !(pad && c->n_items == 2 * nd))) {
+        int n = c->type == KILN_CFG_SEQ ? c->n_items : -1;
+        if (pad)
+            snprintf(msg, sizeof msg,
+                     "expected valid, same, an integer, a list of %d (one per axis) or of %d integers (ONNX order: "
+                     "the %d begins, then the %d ends)", nd, 2 * nd, nd, nd);
+        else
+            snprintf(msg, sizeof msg, "expected an integer or a list of %d (%s)", nd, AX[nd - 1]);
+        if (n >= 0) snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; got a list of %d", n);
+        return err_at(c, path, "%s%s", msg, "");
+    }
+    for (int i = 0; i < c->n_items; i++) {
+        snprintf(p, sizeof p, "%s[%d]", path, i);
+        kiln_status st = check(c->items[i], &one, p);
+        if (st) return st;
+    }
+    return KILN_OK;
+}
+
 static kiln_status check_number(const kiln_cfg *c, const schema *s, const char *path, int integer) {
     double v;
     int64_t iv;
@@ -455,6 +518,8 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
                 return err_at(c, path, "expected %s%s", type_name(s->t), "");
             return check(c, &strs, path);
         }
+    case T_INTS:
+    case T_PADDING: return check_ints(c, s, path);
     case T_ONEOF: return check_oneof(c, s->sub, path, s->key);
     case T_ONEOF_SEQ:
         if (c->type == KILN_CFG_SCALAR && !c->text[0]) c->type = KILN_CFG_SEQ;

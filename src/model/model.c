@@ -19,6 +19,7 @@
 
 #include "kiln/model.h"
 #include "kiln/nn.h"
+#include "model/model_conv.h"
 
 typedef struct {
     const char *name; /* user name (from config) or the graph's name */
@@ -31,7 +32,8 @@ static kiln_status layer_err(const kiln_cfg *at, const char *path) {
     return KILN_ERR_INVALID;
 }
 
-static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
+/* [h, w] or one int for both (kept for layers that take a pair; convs and pools: model_conv.c) */
+__attribute__((unused)) static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
     kiln_cfg *c = kiln_cfg_child(args, key);
     out[0] = out[1] = def;
     if (!c) return 0;
@@ -155,20 +157,8 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
                              .kernel_init = init_of(a, "kernel_initializer"), .bias_init = init_of(a, "bias_initializer"), .name = name};
         return kiln_dense_ex(g, x, &o);
     }
-    if (!strcmp(kind, "conv2d")) {
-        kiln_conv2d_opts o = {.filters = (int)kiln_cfg_int(a, "filters", 0), .act = act, .no_bias = !kiln_cfg_bool(a, "use_bias", 1),
-                              .groups = (int)kiln_cfg_int(a, "groups", 1), .kernel_init = init_of(a, "kernel_initializer"),
-                              .bias_init = init_of(a, "bias_initializer"), .name = name,
-                              .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
-        pair(a, "kernel", o.kernel, 1), pair(a, "strides", o.stride, 1), pair(a, "dilation", o.dilation, 1);
-        return kiln_conv2d_ex(g, x, &o);
-    }
-    if (!strcmp(kind, "maxpool2d") || !strcmp(kind, "avgpool2d")) {
-        kiln_pool2d_opts o = {.name = name, .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
-        pair(a, "size", o.size, 2);
-        if (!pair(a, "strides", o.stride, 0)) o.stride[0] = o.stride[1] = 0;
-        return kind[0] == 'm' ? kiln_maxpool2d_ex(g, x, &o) : kiln_avgpool2d_ex(g, x, &o);
-    }
+    kiln_node *conv = NULL; /* convolutions and pools: model_conv.c */
+    if (kiln_model_conv_layer(g, kind, a, name, x, act, &conv)) return conv;
     if (!strcmp(kind, "batchnorm")) {
         kiln_batchnorm_opts o = {.momentum = (float)kiln_cfg_num(a, "momentum", 0.99), .epsilon = (float)kiln_cfg_num(a, "epsilon", 1e-3),
                                  .no_scale = !kiln_cfg_bool(a, "scale", 1), .no_center = !kiln_cfg_bool(a, "center", 1), .name = name};

@@ -1,9 +1,15 @@
-/* conv2d.c — 2-D convolution on oneDNN: y = act(conv(x, W) + b), NCHW.
+/* conv.c — convolution of 1, 2 or 3 spatial axes and transposed convolution on oneDNN:
+ * y = act(conv(x, W) + b), N C spatial... One op implementation, several table entries
+ * (conv1d, conv2d, conv3d, conv2d_transpose); the attribute (kiln_conv_attr) says nd and whether
+ * it is transposed, and the entry's name must agree (checked in infer).
  *
- * Shapes: x [B, C, H, W], kernel W [F, C/G, KH, KW] (G groups; read by oneDNN as goihw
- * [G, F/G, C/G, KH, KW], the same bytes), bias b [F], y [B, F, OH, OW]. Padding follows
- * kiln_conv_out_size (TF's "same" may pad one more after than before: oneDNN's padding_l /
- * padding_r); oneDNN counts dilation from 0, ours from 1.
+ * Shapes (2-D shown; 1-D drops H, 3-D adds D before H): x [B, C, H, W], kernel W [F, C/G, KH,
+ * KW] (G groups; read by oneDNN as goihw [G, F/G, C/G, KH, KW], the same bytes), bias b [F],
+ * y [B, F, OH, OW]. Transposed: W [C, F/G, KH, KW] (PyTorch's ConvTranspose), which oneDNN's
+ * deconvolution reads as the same logical goihw through strides (giohw bytes). Padding follows
+ * kiln_conv_axis / kiln_deconv_axis (before and after may differ: oneDNN's padding_l /
+ * padding_r; a transposed conv's output_padding is taken off padding_r); oneDNN counts
+ * dilation from 0, ours from 1.
  *
  * Layouts. Parameters stay plain (oihw/goihw) in the graph's flat buffer. Activations are not
  * forced plain: the forward primitive is created with "any" for weights and output, so oneDNN
@@ -23,6 +29,7 @@
  * added (or dropped). Inputs are handled in index order: x, kernel, bias.
  */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +43,36 @@
 typedef struct {
     dnnl_memory_desc_t x, w, b, y; /* plain nchw, (g)oihw, [F], nchw */
     dnnl_dims_t stride, dil, pad_l, pad_r;
+    int nd, tr; /* spatial axes; transposed (deconvolution) */
 } conv_geom;
+
+/* The descriptors of either kind: convolution, or deconvolution when q->tr. */
+static dnnl_status_t fwd_desc(dnnl_convolution_desc_t *d, const conv_geom *q, dnnl_prop_kind_t prop,
+                              const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *w,
+                              const dnnl_memory_desc_t *b, const dnnl_memory_desc_t *dst) {
+    if (q->tr)
+        return dnnl_dilated_deconvolution_forward_desc_init(d, prop, dnnl_deconvolution_direct, src, w, b, dst,
+                                                            q->stride, q->dil, q->pad_l, q->pad_r);
+    return dnnl_dilated_convolution_forward_desc_init(d, prop, dnnl_convolution_direct, src, w, b, dst, q->stride,
+                                                      q->dil, q->pad_l, q->pad_r);
+}
+static dnnl_status_t bwd_data_desc(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *dx,
+                                   const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *dy) {
+    if (q->tr)
+        return dnnl_dilated_deconvolution_backward_data_desc_init(d, dnnl_deconvolution_direct, dx, w, dy, q->stride,
+                                                                  q->dil, q->pad_l, q->pad_r);
+    return dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, dx, w, dy, q->stride, q->dil,
+                                                            q->pad_l, q->pad_r);
+}
+static dnnl_status_t bwd_weights_desc(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *x,
+                                      const dnnl_memory_desc_t *dw, const dnnl_memory_desc_t *db,
+                                      const dnnl_memory_desc_t *dy) {
+    if (q->tr)
+        return dnnl_dilated_deconvolution_backward_weights_desc_init(d, dnnl_deconvolution_direct, x, dw, db, dy,
+                                                                     q->stride, q->dil, q->pad_l, q->pad_r);
+    return dnnl_dilated_convolution_backward_weights_desc_init(d, dnnl_convolution_direct, x, dw, db, dy, q->stride,
+                                                               q->dil, q->pad_l, q->pad_r);
+}
 
 typedef struct {
     kiln_act act;
@@ -66,48 +102,74 @@ static const char *pad_name(kiln_padding p) {
     return p == KILN_PAD_VALID ? "valid" : p == KILN_PAD_SAME ? "same" : "explicit";
 }
 
+/* The op entry's spatial axes and kind, which the attribute must match. */
+static int op_nd(const kiln_op *op) {
+    return op == &kiln_op_conv1d ? 1 : op == &kiln_op_conv3d ? 3 : 2;
+}
+
+static const char *const AXES[3][3] = {{"width"}, {"height", "width"}, {"depth", "height", "width"}};
+
 static kiln_status conv_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                               kiln_dtype *dt) {
-    const kiln_conv2d_attr *a = KILN_ATTR(n, kiln_conv2d_attr);
-    char buf[512];
+    const kiln_conv_attr *a = KILN_ATTR(n, kiln_conv_attr);
+    char buf[512], ks[64] = "", ss[64] = "", ds[64] = "", want[128];
     const kiln_shape *x = &in[0], *w = &in[1];
+    int nd = kiln_attr_nd(a->nd), tr = n->op == &kiln_op_conv2d_transpose;
     if (n->in[0]->dtype != KILN_F32)
         return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
                           kiln_node_describe(n, in, buf, sizeof buf),
                           kiln_dtype_name(n->in[0]->dtype));
-    if (a->filters <= 0 || a->groups <= 0 || a->filters % a->groups || a->stride[0] <= 0 ||
-        a->stride[1] <= 0 || a->dilation[0] <= 0 || a->dilation[1] <= 0)
-        return kiln_error(
-            KILN_ERR_INVALID,
-            "%s: bad attributes (filters %d, groups %d, stride %dx%d, dilation %dx%d)",
-            kiln_node_describe(n, in, buf, sizeof buf), a->filters, a->groups, a->stride[0],
-            a->stride[1], a->dilation[0], a->dilation[1]);
-    if (x->ndim != 4)
-        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
-                          kiln_node_describe(n, in, buf, sizeof buf));
+    int bad = a->nd < 0 || a->nd > 3 || nd != op_nd(n->op) || a->transpose != tr ||
+              a->filters <= 0 || a->groups <= 0 || a->filters % a->groups;
+    for (int i = 0; i < nd; i++) {
+        bad |= a->stride[i] <= 0 || a->dilation[i] <= 0 || a->kernel[i] <= 0;
+        snprintf(ks + strlen(ks), sizeof ks - strlen(ks), "%s%d", i ? "x" : "", a->kernel[i]);
+        snprintf(ss + strlen(ss), sizeof ss - strlen(ss), "%s%d", i ? "x" : "", a->stride[i]);
+        snprintf(ds + strlen(ds), sizeof ds - strlen(ds), "%s%d", i ? "x" : "", a->dilation[i]);
+    }
+    if (bad)
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: bad attributes (%d-D%s for %s, filters %d, groups %d, stride %s, "
+                          "dilation %s)",
+                          kiln_node_describe(n, in, buf, sizeof buf), a->nd ? a->nd : 2,
+                          a->transpose ? " transposed" : "", n->op->name, a->filters, a->groups,
+                          ss, ds);
+    if (x->ndim != nd + 2) {
+        char axes[64] = "";
+        for (int i = 0; i < nd; i++)
+            snprintf(axes + strlen(axes), sizeof axes - strlen(axes), ", %s", AXES[nd - 1][i]);
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels%s]",
+                          kiln_node_describe(n, in, buf, sizeof buf), axes);
+    }
     if (x->dims[1] % a->groups)
         return kiln_error(
             KILN_ERR_SHAPE, "%s: %lld input channels are not a multiple of groups = %d",
             kiln_node_describe(n, in, buf, sizeof buf), (long long)x->dims[1], a->groups);
-    if (w->ndim != 4 || w->dims[0] != a->filters || w->dims[1] != x->dims[1] / a->groups ||
-        w->dims[2] != a->kernel[0] || w->dims[3] != a->kernel[1] ||
-        (n->n_in > 2 && (in[2].ndim != 1 || in[2].dims[0] != a->filters)))
-        return kiln_error(KILN_ERR_SHAPE, "%s: need kernel [%d, %lld, %d, %d] and bias [%d]",
-                          kiln_node_describe(n, in, buf, sizeof buf), a->filters,
-                          (long long)(x->dims[1] / a->groups), a->kernel[0], a->kernel[1],
-                          a->filters);
+    int64_t w0 = tr ? x->dims[1] : a->filters, w1 = tr ? a->filters / a->groups : x->dims[1] / a->groups;
+    int wbad = w->ndim != nd + 2 || w->dims[0] != w0 || w->dims[1] != w1;
+    snprintf(want, sizeof want, "[%lld, %lld", (long long)w0, (long long)w1);
+    for (int i = 0; i < nd; i++) {
+        wbad |= w->ndim == nd + 2 && w->dims[2 + i] != a->kernel[i];
+        snprintf(want + strlen(want), sizeof want - strlen(want), ", %d", a->kernel[i]);
+    }
+    if (wbad || (n->n_in > 2 && (in[2].ndim != 1 || in[2].dims[0] != a->filters)))
+        return kiln_error(KILN_ERR_SHAPE, "%s: need kernel %s] and bias [%d]",
+                          kiln_node_describe(n, in, buf, sizeof buf), want, a->filters);
     *out = *x;
     out->dims[1] = a->filters;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < nd; i++) {
         int64_t pb, pa;
-        out->dims[2 + i] = kiln_conv_out_size(x->dims[2 + i], a->kernel[i], a->stride[i],
-                                              a->dilation[i], a->padding, a->pad[i], &pb, &pa);
+        out->dims[2 + i] =
+            tr ? kiln_deconv_axis(x->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i],
+                                  a->padding, a->pad[i], a->asym ? a->pad_end[i] : a->pad[i],
+                                  a->output_padding[i], &pb, &pa)
+               : kiln_conv_axis(x->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i],
+                                a->padding, a->pad[i], a->asym ? a->pad_end[i] : a->pad[i], 0, &pb,
+                                &pa);
         if (out->dims[2 + i] < 1)
             return kiln_error(
-                KILN_ERR_SHAPE,
-                "%s: kernel %dx%d (dilation %dx%d) is larger than the %s-padded input",
-                kiln_node_describe(n, in, buf, sizeof buf), a->kernel[0], a->kernel[1],
-                a->dilation[0], a->dilation[1], pad_name(a->padding));
+                KILN_ERR_SHAPE, "%s: kernel %s (dilation %s) is larger than the %s-padded input",
+                kiln_node_describe(n, in, buf, sizeof buf), ks, ds, pad_name(a->padding));
     }
     *dt = KILN_F32;
     return KILN_OK;
@@ -146,38 +208,50 @@ static int is_plain(const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plai
  * weights, of the output and (for a plain input) of the input; a blocked input from the
  * previous layer is taken as it is. The output's layout becomes the value's (see the edge). */
 static kiln_status conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
-    const kiln_conv2d_attr *a = KILN_ATTR(x->node, kiln_conv2d_attr);
+    const kiln_conv_attr *a = KILN_ATTR(x->node, kiln_conv_attr);
     conv_state *s = calloc(1, sizeof *s);
-    if (!s) return kiln_error(KILN_ERR_NOMEM, "conv2d: out of memory");
+    if (!s) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", x->node->op->name);
     x->state = s;
     const kiln_shape *xs = &x->in[0]->shape;
     int64_t C = xs->dims[1], F = a->filters, G = a->groups;
     s->act = a->act;
     conv_geom *q = &s->q;
-    for (int i = 0; i < 2; i++) {
+    int nd = q->nd = kiln_attr_nd(a->nd), nx = nd + 2;
+    q->tr = a->transpose;
+    int64_t wd[6] = {G, F / G, C / G}, ws[6], K = 1;
+    for (int i = 0; i < nd; i++) {
+        int pe = a->asym ? a->pad_end[i] : a->pad[i];
         q->stride[i] = a->stride[i];
         q->dil[i] = a->dilation[i] - 1;
-        kiln_conv_out_size(xs->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i], a->padding,
-                           a->pad[i], &q->pad_l[i], &q->pad_r[i]);
+        if (q->tr)
+            kiln_deconv_axis(xs->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i], a->padding,
+                             a->pad[i], pe, a->output_padding[i], &q->pad_l[i], &q->pad_r[i]);
+        else
+            kiln_conv_axis(xs->dims[2 + i], a->kernel[i], a->stride[i], a->dilation[i], a->padding,
+                           a->pad[i], pe, 0, &q->pad_l[i], &q->pad_r[i]);
+        wd[3 + i] = a->kernel[i];
+        K *= a->kernel[i];
     }
-    int64_t wd[5] = {G, F / G, C / G, a->kernel[0], a->kernel[1]};
-    q->x = kiln_dnnl_md(4, xs->dims, NULL);
-    q->y = kiln_dnnl_md(4, x->shape.dims, NULL);
-    q->w = G > 1 ? kiln_dnnl_md(5, wd, NULL) : kiln_dnnl_md(4, wd + 1, NULL);
+    for (int i = nd - 1, acc = 1; i >= 0; i--) ws[3 + i] = acc, acc *= a->kernel[i];
+    /* strides of [G, F/G, C/G, k...]: goihw bytes, or giohw for the transposed kernel */
+    ws[0] = F / G * (C / G) * K;
+    ws[1] = q->tr ? K : C / G * K;
+    ws[2] = q->tr ? F / G * K : K;
+    q->x = kiln_dnnl_md(nx, xs->dims, NULL);
+    q->y = kiln_dnnl_md(nx, x->shape.dims, NULL);
+    q->w = G > 1 ? kiln_dnnl_md(nx + 1, wd, ws) : kiln_dnnl_md(nx, wd + 1, ws + 1);
     q->b = kiln_dnnl_md(1, &F, NULL);
     dnnl_memory_desc_t plain;
     s->xmd = *kiln_dnnl_layout_of(x->in[0], &plain);
-    dnnl_memory_desc_t x_want = is_plain(&s->xmd, &q->x) ? kiln_dnnl_md_any(4, xs->dims) : s->xmd;
-    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), y_any = kiln_dnnl_md_any(4, x->shape.dims);
+    dnnl_memory_desc_t x_want = is_plain(&s->xmd, &q->x) ? kiln_dnnl_md_any(nx, xs->dims) : s->xmd;
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), y_any = kiln_dnnl_md_any(nx, x->shape.dims);
     int fuse = kiln_act_grad_from_output(s->act); /* else own loop over z */
     dnnl_alg_kind_t elt = fuse ? kiln_dnnl_act_alg(s->act, &s->alpha) : (dnnl_alg_kind_t)0;
     dnnl_convolution_desc_t fd;
     s->prop = x->grad ? dnnl_forward_training : dnnl_forward_inference;
     s->elt = elt;
     s->det = c->deterministic;
-    CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-                   &fd, s->prop, dnnl_convolution_direct,
-                   &x_want, &w_any, x->n_in > 2 ? &q->b : NULL, &y_any, q->stride, q->dil, q->pad_l, q->pad_r),
+    CHECK_DNNL(fwd_desc(&fd, q, s->prop, &x_want, &w_any, x->n_in > 2 ? &q->b : NULL, &y_any),
                "convolution forward desc");
     dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
     dnnl_status_t ds = dnnl_primitive_desc_create(&s->fwd_pd, &fd, attr, kiln_dnnl_engine(), NULL);
@@ -201,13 +275,12 @@ static kiln_status conv_split_make(void *vc, int64_t rows, dnnl_primitive_attr_t
     const conv_state *s = k->s;
     const conv_geom *q = &s->q;
     dnnl_memory_desc_t src = kiln_dnnl_md_rows(&k->src, 0, rows), dst = kiln_dnnl_md_rows(&k->dst, 0, rows);
-    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims), dst_any = kiln_dnnl_md_any(4, dst.dims);
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims),
+                       dst_any = kiln_dnnl_md_any(dst.ndims, dst.dims);
     dnnl_convolution_desc_t fd, bd;
     int fwd = k->kind == 0;
-    CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd, fwd ? s->prop : dnnl_forward_training,
-                                                          dnnl_convolution_direct, &src, fwd ? &k->w : &w_any,
-                                                          k->bias ? &q->b : NULL, fwd ? &dst : &dst_any, q->stride,
-                                                          q->dil, q->pad_l, q->pad_r),
+    CHECK_DNNL(fwd_desc(&fd, q, fwd ? s->prop : dnnl_forward_training, &src, fwd ? &k->w : &w_any,
+                        k->bias ? &q->b : NULL, fwd ? &dst : &dst_any),
                "convolution forward desc (a chunk)");
     if (fwd) {
         kiln_dnnl_attr_post_ops(attr, s->elt, s->alpha, 0);
@@ -216,12 +289,8 @@ static kiln_status conv_split_make(void *vc, int64_t rows, dnnl_primitive_attr_t
     }
     dnnl_primitive_desc_t hint;
     CHECK_DNNL(dnnl_primitive_desc_create(&hint, &fd, NULL, kiln_dnnl_engine(), NULL), "convolution forward (a hint)");
-    dnnl_status_t ds =
-        k->kind == 1 ? dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &src, &k->w, &dst,
-                                                                       q->stride, q->dil, q->pad_l, q->pad_r)
-                     : dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src, &k->w,
-                                                                          k->bias ? &q->b : NULL, &dst, q->stride,
-                                                                          q->dil, q->pad_l, q->pad_r);
+    dnnl_status_t ds = k->kind == 1 ? bwd_data_desc(&bd, q, &src, &k->w, &dst)
+                                    : bwd_weights_desc(&bd, q, &src, &k->w, k->bias ? &q->b : NULL, &dst);
     if (ds == dnnl_success) ds = dnnl_primitive_desc_create(pd, &bd, attr, kiln_dnnl_engine(), hint);
     dnnl_primitive_desc_destroy(hint);
     CHECK_DNNL(ds, k->kind == 1 ? "convolution backward-data (a chunk)" : "convolution backward-weights (a chunk)");
@@ -256,8 +325,9 @@ static kiln_status conv_split(conv_state *s, kiln_dnnl_split *sp, int kind, int 
         if (bias) a[n++] = (kiln_dnnl_split_arg){DNNL_ARG_DIFF_BIAS, KILN_SPLIT_SUM, 0};
     }
     /* multiply-adds per image: output pixels x filters x (input channels / groups) x kernel */
-    double work = (double)q->y.dims[1] * q->y.dims[2] * q->y.dims[3] * (q->x.dims[1] / (q->w.ndims == 5 ? q->w.dims[0] : 1)) *
-                  q->w.dims[q->w.ndims - 1] * q->w.dims[q->w.ndims - 2];
+    int G = q->w.ndims == q->nd + 3;
+    double work = (double)q->y.dims[1] * (double)(q->x.dims[1] / (G ? q->w.dims[0] : 1));
+    for (int i = 0; i < q->nd; i++) work *= (double)q->y.dims[2 + i] * (double)q->w.dims[q->w.ndims - 1 - i];
     return kiln_dnnl_split_init(sp, B, work, omp_get_max_threads(), a, n, conv_split_make, &k, what);
 }
 
@@ -267,13 +337,11 @@ typedef dnnl_status_t (*bwd_init)(dnnl_convolution_desc_t *, const conv_geom *, 
                                   const dnnl_memory_desc_t *, const dnnl_memory_desc_t *, int);
 static dnnl_status_t init_bwd_data(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *a,
                                    const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *dy, int bias) {
-    return dnnl_dilated_convolution_backward_data_desc_init(d, dnnl_convolution_direct, a, w, dy, q->stride, q->dil,
-                                                            q->pad_l, q->pad_r);
+    return bwd_data_desc(d, q, a, w, dy);
 }
 static dnnl_status_t init_bwd_weights(dnnl_convolution_desc_t *d, const conv_geom *q, const dnnl_memory_desc_t *a,
                                       const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *dy, int bias) {
-    return dnnl_dilated_convolution_backward_weights_desc_init(d, dnnl_convolution_direct, a, w, bias ? &q->b : NULL,
-                                                               dy, q->stride, q->dil, q->pad_l, q->pad_r);
+    return bwd_weights_desc(d, q, a, w, bias ? &q->b : NULL, dy);
 }
 
 /* Tries, in order: the layouts we have (no reorders), ours for the activation and oneDNN's
@@ -283,7 +351,7 @@ static kiln_status make_bwd(conv_state *s, bwd_init init, const dnnl_memory_desc
                             dnnl_primitive_desc_t *pd, const char *what) {
     const conv_geom *q = &s->q;
     dnnl_memory_desc_t w_any = kiln_dnnl_md_any(q->w.ndims, q->w.dims);
-    dnnl_memory_desc_t x_any = kiln_dnnl_md_any(4, q->x.dims), y_any = kiln_dnnl_md_any(4, q->y.dims);
+    dnnl_memory_desc_t x_any = kiln_dnnl_md_any(q->x.ndims, q->x.dims), y_any = kiln_dnnl_md_any(q->y.ndims, q->y.dims);
     const dnnl_memory_desc_t *acts[3] = {act_md, act_md, &x_any}, *dys[3] = {&s->out.md, &y_any, &y_any};
     for (int attempt = 0; attempt < 3; attempt++) {
         dnnl_convolution_desc_t d;
@@ -440,14 +508,17 @@ static void conv_backward(kiln_inst *x, const kiln_run *r) {
     }
 }
 
-const kiln_op kiln_op_conv2d = {
-    .name = "conv2d",
-    .backend = &kiln_backend_cpu,
-    .infer = conv_infer,
-    .choose_layout = conv_choose_layout,
-    .compile = conv_compile,
-    .forward = conv_forward,
-    .backward = conv_backward,
-    .release = conv_release,
-    .accepts_layout = 1,
-};
+#define CONV_OP(var, opname)                                                                       \
+    const kiln_op var = {.name = opname,                                                           \
+                         .backend = &kiln_backend_cpu,                                             \
+                         .infer = conv_infer,                                                      \
+                         .choose_layout = conv_choose_layout,                                      \
+                         .compile = conv_compile,                                                  \
+                         .forward = conv_forward,                                                  \
+                         .backward = conv_backward,                                                \
+                         .release = conv_release,                                                  \
+                         .accepts_layout = 1}
+CONV_OP(kiln_op_conv1d, "conv1d");
+CONV_OP(kiln_op_conv2d, "conv2d");
+CONV_OP(kiln_op_conv3d, "conv3d");
+CONV_OP(kiln_op_conv2d_transpose, "conv2d_transpose");

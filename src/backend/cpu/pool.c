@@ -1,9 +1,14 @@
-/* pool2d.c — 2-D max and average pooling on oneDNN, and global average pooling, NCHW.
+/* pool.c — max and average pooling of 1, 2 or 3 spatial axes on oneDNN, and global average
+ * pooling, N C spatial... One implementation, one table entry per kind and axis count
+ * (max_pooling1d .. average_pooling3d); the attribute's nd must match the entry (infer).
  *
- * Shapes: x [B, C, H, W] -> y [B, C, OH, OW] with OH, OW and the (possibly asymmetric) pads from
- * kiln_conv_out_size (dilation 1). Max pooling never picks a padded cell; average pooling divides
- * by the number of real cells in the window (oneDNN's pooling_avg_exclude_padding; Keras). The
- * builder keeps explicit pads smaller than the window, so every window holds a real cell.
+ * Shapes: x [B, C, H, W] -> y [B, C, OH, OW] (1-D drops H, 3-D adds D) with the output sizes and
+ * the (possibly asymmetric) pads from kiln_conv_axis (dilation 1; ceil_mode rounds up and pads
+ * after as needed). Max pooling never picks a padded cell; average pooling divides by the
+ * number of real cells in the window (oneDNN's pooling_avg_exclude_padding; Keras, PyTorch's
+ * count_include_pad=False). The builder keeps explicit pads smaller than the window, and
+ * ceil_mode only keeps windows that start inside the input or the pad before, so every window
+ * holds a real cell.
  *
  * When the plan runs backward through the pool, forward runs as forward_training and max pooling
  * records the argmax of each window in a workspace kept in op state; backward scatters dy through
@@ -15,6 +20,7 @@
  *
  * Global average pooling, y [B, C] = mean over H, W of x [B, C, H, W], is a plain OpenMP loop.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,29 +42,53 @@ typedef struct {
     dnnl_memory_t x, y, ws, dy, dx;
 } pool_state;
 
+static int op_nd(const kiln_op *op) {
+    return op == &kiln_op_maxpool1d || op == &kiln_op_avgpool1d   ? 1
+           : op == &kiln_op_maxpool3d || op == &kiln_op_avgpool3d ? 3
+                                                                  : 2;
+}
+
+/* Pads of axis i (explicit before and after). */
+static void pads_of(const kiln_pool_attr *a, int i, int *pb, int *pe) {
+    *pb = a->padding == KILN_PAD_EXPLICIT ? a->pad[i] : 0;
+    *pe = a->padding == KILN_PAD_EXPLICIT ? (a->asym ? a->pad_end[i] : a->pad[i]) : 0;
+}
+
 static kiln_status pool_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                               kiln_dtype *dt) {
-    const kiln_pool2d_attr *a = KILN_ATTR(n, kiln_pool2d_attr);
+    const kiln_pool_attr *a = KILN_ATTR(n, kiln_pool_attr);
     char buf[512];
+    int nd = kiln_attr_nd(a->nd);
     if (n->in[0]->dtype != KILN_F32)
         return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
                           kiln_node_describe(n, in, buf, sizeof buf),
                           kiln_dtype_name(n->in[0]->dtype));
-    if (in[0].ndim != 4)
-        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
-                          kiln_node_describe(n, in, buf, sizeof buf));
+    if (a->nd < 0 || a->nd > 3 || nd != op_nd(n->op))
+        return kiln_error(KILN_ERR_INVALID, "%s: a %d-D attribute for %s",
+                          kiln_node_describe(n, in, buf, sizeof buf), nd, n->op->name);
+    if (in[0].ndim != nd + 2)
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels%s]",
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          nd == 1 ? ", width" : nd == 2 ? ", height, width" : ", depth, height, width");
     *out = in[0];
-    for (int i = 0; i < 2; i++) {
+    int bad = 0;
+    char sz[48] = "", st[48] = "", pd[96] = "";
+    for (int i = 0; i < nd; i++) {
         int64_t pb, pa;
-        out->dims[2 + i] = kiln_conv_out_size(in[0].dims[2 + i], a->size[i], a->stride[i], 1,
-                                              a->padding, a->pad[i], &pb, &pa);
-        if (out->dims[2 + i] < 1 || (a->padding == KILN_PAD_EXPLICIT && a->pad[i] >= a->size[i]))
-            return kiln_error(
-                KILN_ERR_SHAPE,
-                "%s: pool window %dx%d (stride %dx%d, pads %dx%d) does not fit the input",
-                kiln_node_describe(n, in, buf, sizeof buf), a->size[0], a->size[1], a->stride[0],
-                a->stride[1], a->pad[0], a->pad[1]);
+        int eb, ee;
+        pads_of(a, i, &eb, &ee);
+        out->dims[2 + i] = kiln_conv_axis(in[0].dims[2 + i], a->size[i], a->stride[i], 1,
+                                          a->padding, eb, ee, a->ceil_mode, &pb, &pa);
+        bad |= out->dims[2 + i] < 1 || eb >= a->size[i] || ee >= a->size[i];
+        snprintf(sz + strlen(sz), sizeof sz - strlen(sz), "%s%d", i ? "x" : "", a->size[i]);
+        snprintf(st + strlen(st), sizeof st - strlen(st), "%s%d", i ? "x" : "", a->stride[i]);
+        if (eb == ee) snprintf(pd + strlen(pd), sizeof pd - strlen(pd), "%s%d", i ? "x" : "", eb);
+        else snprintf(pd + strlen(pd), sizeof pd - strlen(pd), "%s%d+%d", i ? "x" : "", eb, ee);
     }
+    if (bad)
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: pool window %s (stride %s, pads %s) does not fit the input",
+                          kiln_node_describe(n, in, buf, sizeof buf), sz, st, pd);
     *dt = KILN_F32;
     return KILN_OK;
 }
@@ -80,18 +110,21 @@ static void pool_release(kiln_inst *x) {
 /* Before the memory plan: the forward descriptor over the input's layout, output "any" (the
  * pooling kernels keep the input's blocked layout). */
 static kiln_status pool_choose(kiln_inst *x, dnnl_alg_kind_t alg) {
-    const kiln_pool2d_attr *a = KILN_ATTR(x->node, kiln_pool2d_attr);
+    const kiln_pool_attr *a = KILN_ATTR(x->node, kiln_pool_attr);
     pool_state *s = calloc(1, sizeof *s);
     if (!s) return kiln_error(KILN_ERR_NOMEM, "pooling: out of memory");
     x->state = s;
     s->alg = alg;
-    for (int i = 0; i < 2; i++) {
+    int nd = kiln_attr_nd(a->nd);
+    for (int i = 0; i < nd; i++) {
+        int eb, ee;
+        pads_of(a, i, &eb, &ee);
         s->geom[0][i] = a->stride[i];
         s->geom[1][i] = a->size[i];
-        kiln_conv_out_size(x->in[0]->shape.dims[2 + i], a->size[i], a->stride[i], 1, a->padding, a->pad[i],
-                           &s->geom[2][i], &s->geom[3][i]);
+        kiln_conv_axis(x->in[0]->shape.dims[2 + i], a->size[i], a->stride[i], 1, a->padding, eb, ee,
+                       a->ceil_mode, &s->geom[2][i], &s->geom[3][i]);
     }
-    dnnl_memory_desc_t plain, y_any = kiln_dnnl_md_any(4, x->shape.dims);
+    dnnl_memory_desc_t plain, y_any = kiln_dnnl_md_any(nd + 2, x->shape.dims);
     s->xmd = *kiln_dnnl_layout_of(x->in[0], &plain);
     int backward = x->grad && x->in[0]->grad;
     dnnl_pooling_desc_t d;
@@ -154,29 +187,22 @@ static void pool_backward(kiln_inst *x, const kiln_run *r) {
     if (s->dx_tmp) kiln_vec_add(x->in[0]->grad, r->scratch, s->nx_floats);
 }
 
-const kiln_op kiln_op_maxpool2d = {
-    .name = "max_pooling2d",
-    .backend = &kiln_backend_cpu,
-    .infer = pool_infer,
-    .choose_layout = maxpool_choose,
-    .compile = pool_compile,
-    .forward = pool_forward,
-    .backward = pool_backward,
-    .release = pool_release,
-    .accepts_layout = 1,
-};
-
-const kiln_op kiln_op_avgpool2d = {
-    .name = "average_pooling2d",
-    .backend = &kiln_backend_cpu,
-    .infer = pool_infer,
-    .choose_layout = avgpool_choose,
-    .compile = pool_compile,
-    .forward = pool_forward,
-    .backward = pool_backward,
-    .release = pool_release,
-    .accepts_layout = 1,
-};
+#define POOL_OP(var, opname, choose)                                                               \
+    const kiln_op var = {.name = opname,                                                           \
+                         .backend = &kiln_backend_cpu,                                             \
+                         .infer = pool_infer,                                                      \
+                         .choose_layout = choose,                                                  \
+                         .compile = pool_compile,                                                  \
+                         .forward = pool_forward,                                                  \
+                         .backward = pool_backward,                                                \
+                         .release = pool_release,                                                  \
+                         .accepts_layout = 1}
+POOL_OP(kiln_op_maxpool1d, "max_pooling1d", maxpool_choose);
+POOL_OP(kiln_op_maxpool2d, "max_pooling2d", maxpool_choose);
+POOL_OP(kiln_op_maxpool3d, "max_pooling3d", maxpool_choose);
+POOL_OP(kiln_op_avgpool1d, "average_pooling1d", avgpool_choose);
+POOL_OP(kiln_op_avgpool2d, "average_pooling2d", avgpool_choose);
+POOL_OP(kiln_op_avgpool3d, "average_pooling3d", avgpool_choose);
 
 /* ---- global average pooling: [B, C, H, W] -> [B, C] ---- */
 
