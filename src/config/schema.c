@@ -27,6 +27,7 @@ typedef enum {
     T_ONEOF_SEQ,  /* a list of T_ONEOF items (layers, metrics) */
     T_ANY,        /* checked elsewhere (stages) */
     T_STRS_OR_MAPS, /* a list of strings, or a map of user-named entries each a T_MAP of sub */
+    T_PAD,        /* conv/pool padding: valid | same | an int | a list of ints (explicit pads) */
 } type;
 
 typedef struct schema schema;
@@ -60,12 +61,12 @@ static const schema L_DENSE[] = {{"units", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, 
                                  {"use_bias", T_BOOL, "true"}, INIT("kernel_initializer", "glorot_uniform"),
                                  INIT("bias_initializer", "zeros"), COMMON, END};
 static const schema L_CONV[] = {{"filters", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, {"kernel", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6, 1},
-                                {"strides", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, {"padding", T_ENUM, "valid", NULL, PADS},
+                                {"strides", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, {"padding", T_PAD, "valid", NULL, PADS, 0, 1e6},
                                 {"dilation", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, {"groups", T_INT, "1", NULL, NULL, 1, 1e9},
                                 {"activation", T_ENUM, "none", NULL, ACTS}, {"use_bias", T_BOOL, "true"},
                                 INIT("kernel_initializer", "glorot_uniform"), INIT("bias_initializer", "zeros"), COMMON, END};
 static const schema L_POOL[] = {{"size", T_INT_PAIR, "2", NULL, NULL, 1, 1e6}, {"strides", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6},
-                                {"padding", T_ENUM, "valid", NULL, PADS}, COMMON, END};
+                                {"padding", T_PAD, "valid", NULL, PADS, 0, 1e6}, COMMON, END};
 static const schema L_BN[] = {{"momentum", T_NUM, "0.99", NULL, NULL, 0, 1}, {"epsilon", T_NUM, "0.001", NULL, NULL, 1e-12, 1},
                               {"scale", T_BOOL, "true"}, {"center", T_BOOL, "true"}, COMMON, END};
 static const schema L_LN[] = {{"epsilon", T_NUM, "0.00001", NULL, NULL, 1e-12, 1}, {"scale", T_BOOL, "true"},
@@ -78,6 +79,18 @@ static const schema L_LEAKY[] = {{"alpha", T_NUM, "0.01", NULL, NULL, 0, 1e6}, C
 static const schema L_EMBED[] = {{"input_dim", T_INT, NULL, NULL, NULL, 1, 1e12, 1},
                                  {"output_dim", T_INT, NULL, NULL, NULL, 1, 1e9, 1}, COMMON, END};
 static const schema L_PLAIN[] = {COMMON, END};
+/* blocks and built-in backbones (src/model/blocks.c expands them; a block's parameters are its
+ * own, checked after substitution) */
+static const char *const POOLINGS[] = {"avg", "max", "none", NULL};
+#define BACKBONE {"include_top", T_BOOL, "true"}, {"pooling", T_ENUM, "none", NULL, POOLINGS}, \
+                 {"classes", T_INT, "1000", NULL, NULL, 1, 1e9}, COMMON
+static const char *const RESNET_DEPTHS[] = {"18", "34", "50", NULL};
+static const char *const VGG_DEPTHS[] = {"11", "16", NULL};
+static const schema L_RESNET[] = {{"depth", T_ENUM, "18", NULL, RESNET_DEPTHS}, BACKBONE, END};
+static const schema L_VGG[] = {{"depth", T_ENUM, "16", NULL, VGG_DEPTHS}, BACKBONE, END};
+static const schema L_MOBILENET_V2[] = {{"alpha", T_NUM, "1.0", NULL, NULL, 0, 100, 0, 1},
+                                        {"dropout", T_NUM, "0.2", NULL, NULL, 0, 0.999999}, BACKBONE, END};
+static const schema L_ADAPTIVE[] = {{"size", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6, 1}, COMMON, END};
 
 static const schema LAYERS[] = {
     {"dense", T_MAP, NULL, L_DENSE},        {"conv2d", T_MAP, NULL, L_CONV},
@@ -90,6 +103,9 @@ static const schema LAYERS[] = {
     {"leaky_relu", T_MAP, NULL, L_LEAKY},   {"gelu", T_MAP, NULL, L_PLAIN},
     {"sigmoid", T_MAP, NULL, L_PLAIN},      {"tanh", T_MAP, NULL, L_PLAIN},
     {"softmax", T_MAP, NULL, L_PLAIN},      {"embedding", T_MAP, NULL, L_EMBED},
+    {"block", T_ANY},                       {"resnet", T_MAP, NULL, L_RESNET},
+    {"vgg", T_MAP, NULL, L_VGG},            {"mobilenet_v2", T_MAP, NULL, L_MOBILENET_V2},
+    {"adaptive_avgpool2d", T_MAP, NULL, L_ADAPTIVE},
     END};
 
 /* ---- losses, metrics, optimizers, schedules ---- */
@@ -195,7 +211,9 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS,
                               DATA_PIPELINE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
-                               {"class_names", T_SEQ_STR}, END};
+                               {"class_names", T_SEQ_STR},
+                               {"blocks", T_ANY}, {"init_from", T_ANY}, /* src/model/blocks.c, init_from.c */
+                               END};
 static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, "auto", NULL, MODES},
                                {"patience", T_INT, "3", NULL, NULL, 0, 1e9}, {"min_delta", T_NUM, "0", NULL, NULL, 0, 1e300},
                                {"restore_best", T_BOOL, "true"}, END};
@@ -429,6 +447,18 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
                 return err_at(c, path, "expected %s%s", type_name(s->t), "");
             return check(c, &strs, path);
         }
+    case T_PAD: {
+        if (c->type == KILN_CFG_SCALAR)
+            for (int i = 0; s->choices[i]; i++)
+                if (strcmp(c->text, s->choices[i]) == 0) return KILN_OK;
+        schema n = *s;
+        n.t = c->type == KILN_CFG_SEQ ? T_SEQ_INT : T_INT;
+        if (c->type == KILN_CFG_SEQ && (c->n_items < 1 || c->n_items > 6))
+            return err_at(c, path, "expected padding valid, same, an integer or a list of integers%s%s", "", "");
+        if (c->type == KILN_CFG_SCALAR && kiln_cfg_parse_int(c, &(int64_t){0}))
+            return err_at(c, path, "got '%.80s'; expected valid, same, an integer or a list of integers%s", c->text, "");
+        return check(c, &n, path);
+    }
     case T_ONEOF: return check_oneof(c, s->sub, path, s->key);
     case T_ONEOF_SEQ:
         if (c->type == KILN_CFG_SCALAR && !c->text[0]) c->type = KILN_CFG_SEQ;
@@ -449,4 +479,8 @@ static kiln_status check(kiln_cfg *c, const schema *s, const char *path) {
 kiln_status kiln_config_resolve(kiln_cfg *root) {
     static const schema root_schema = {"", T_MAP, NULL, ROOT};
     return check(root, &root_schema, "");
+}
+
+kiln_status kiln_config_check_layer(kiln_cfg *item, const char *path) {
+    return check_oneof(item, LAYERS, path, "layer");
 }

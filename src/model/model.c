@@ -18,6 +18,7 @@
 
 #include "kiln/model.h"
 #include "kiln/nn.h"
+#include "model/blocks.h"
 
 typedef struct {
     const char *name; /* user name (from config) or the graph's name */
@@ -43,6 +44,28 @@ static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
     return 1;
 }
 
+/* padding: valid | same | N (every side) | [ph, pw] (symmetric per axis) | [h0, w0, h1, w1]
+ * (ONNX order; only symmetric pads are built here). 1 with *err set for an asymmetric list. */
+static kiln_padding padding_of(const kiln_cfg *args, int pad[2], int *asym) {
+    kiln_cfg *c = kiln_cfg_child(args, "padding");
+    *asym = 0;
+    pad[0] = pad[1] = 0;
+    if (!c || (c->type == KILN_CFG_SCALAR && !strcmp(c->text, "valid"))) return KILN_PAD_VALID;
+    if (c->type == KILN_CFG_SCALAR && !strcmp(c->text, "same")) return KILN_PAD_SAME;
+    int64_t v[4] = {0};
+    if (c->type == KILN_CFG_SCALAR) {
+        kiln_cfg_parse_int(c, &v[0]);
+        pad[0] = pad[1] = (int)v[0];
+    } else {
+        for (int i = 0; i < c->n_items && i < 4; i++) kiln_cfg_parse_int(c->items[i], &v[i]);
+        if (c->n_items == 1) pad[0] = pad[1] = (int)v[0];
+        else if (c->n_items == 2) pad[0] = (int)v[0], pad[1] = (int)v[1];
+        else if (c->n_items == 4 && v[0] == v[2] && v[1] == v[3]) pad[0] = (int)v[0], pad[1] = (int)v[1];
+        else *asym = 1;
+    }
+    return KILN_PAD_EXPLICIT;
+}
+
 static kiln_init init_of(const kiln_cfg *args, const char *key) {
     kiln_init i = {kiln_init_from_name(kiln_cfg_str(args, key, "default"))};
     if (i.kind == KILN_INIT_COUNT) i.kind = KILN_INIT_DEFAULT;
@@ -66,6 +89,10 @@ static kiln_status layer_inputs(const kiln_cfg *layers, int li, const kiln_cfg *
         const kiln_cfg *c = from->type == KILN_CFG_SEQ ? from->items[k] : from;
         const char *want = c->text;
         kiln_node *found = NULL;
+        if (want[0] == '@') { /* "@<i>": flat layer i, written by block expansion (blocks.c) */
+            int at = atoi(want + 1);
+            if (at >= 0 && at + 1 < n_built) found = built[at + 1].node;
+        }
         for (int b = 0; b < n_built && !found; b++)
             if (strcmp(built[b].name, want) == 0) found = built[b].node;
         if (!found) {
@@ -100,6 +127,14 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
         return NULL;
     }
     kiln_act act = kiln_act_from_name(kiln_cfg_str(a, "activation", "none"));
+    int pad[2], asym = 0;
+    kiln_padding padding = padding_of(a, pad, &asym);
+    if (asym) {
+        char where[300];
+        kiln_error(KILN_ERR_INVALID, "%s: %s.padding: asymmetric pads are not supported by %s",
+                   kiln_cfg_where(kiln_cfg_child(a, "padding"), where, sizeof where), path, kind);
+        return NULL;
+    }
     if (!strcmp(kind, "dense")) {
         kiln_dense_opts o = {.units = (int)kiln_cfg_int(a, "units", 0), .act = act, .no_bias = !kiln_cfg_bool(a, "use_bias", 1),
                              .kernel_init = init_of(a, "kernel_initializer"), .bias_init = init_of(a, "bias_initializer"), .name = name};
@@ -109,12 +144,12 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
         kiln_conv2d_opts o = {.filters = (int)kiln_cfg_int(a, "filters", 0), .act = act, .no_bias = !kiln_cfg_bool(a, "use_bias", 1),
                               .groups = (int)kiln_cfg_int(a, "groups", 1), .kernel_init = init_of(a, "kernel_initializer"),
                               .bias_init = init_of(a, "bias_initializer"), .name = name,
-                              .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
+                              .padding = padding, .pad = {pad[0], pad[1]}};
         pair(a, "kernel", o.kernel, 1), pair(a, "strides", o.stride, 1), pair(a, "dilation", o.dilation, 1);
         return kiln_conv2d_ex(g, x, &o);
     }
     if (!strcmp(kind, "maxpool2d") || !strcmp(kind, "avgpool2d")) {
-        kiln_pool2d_opts o = {.name = name, .padding = strcmp(kiln_cfg_str(a, "padding", "valid"), "same") ? KILN_PAD_VALID : KILN_PAD_SAME};
+        kiln_pool2d_opts o = {.name = name, .padding = padding, .pad = {pad[0], pad[1]}};
         pair(a, "size", o.size, 2);
         if (!pair(a, "strides", o.stride, 0)) o.stride[0] = o.stride[1] = 0;
         return kind[0] == 'm' ? kiln_maxpool2d_ex(g, x, &o) : kiln_avgpool2d_ex(g, x, &o);
@@ -130,6 +165,11 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
         return kiln_layernorm_ex(g, x, &o);
     }
     kiln_node *y = NULL;
+    if (!strcmp(kind, "adaptive_avgpool2d")) {
+        int size[2];
+        pair(a, "size", size, 1);
+        return kiln_model_adaptive_avgpool2d(g, x, size, name);
+    }
     if (!strcmp(kind, "global_avgpool2d")) y = kiln_global_avgpool2d(g, x);
     else if (!strcmp(kind, "dropout")) y = kiln_dropout(g, x, (float)kiln_cfg_num(a, "rate", 0));
     else if (!strcmp(kind, "flatten")) y = kiln_flatten(g, x);
@@ -218,8 +258,12 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
     if (!m->graph) return KILN_ERR_NOMEM;
     kiln_cfg *inp = kiln_cfg_at(cfg, "model.input"), *layers = kiln_cfg_at(cfg, "model.layers");
     char where[300];
+    kiln_flat_layers flat = {0}; /* model.blocks and backbones expanded (blocks.c) */
+    kiln_status st = kiln_blocks_expand(cfg, &flat);
+    if (st) return kiln_model_free(m), st;
+    if (layers) layers = flat.layers;
     if (!inp || inp->n_items < 1 || inp->n_items > KILN_MAX_DIMS - 1) {
-        kiln_model_free(m);
+        kiln_blocks_free(&flat), kiln_model_free(m);
         return kiln_error(KILN_ERR_INVALID, "%s: model.input: expected 1 to %d dimensions (without the batch)",
                           inp ? kiln_cfg_where(inp, where, sizeof where) : "config", KILN_MAX_DIMS - 1);
     }
@@ -227,20 +271,19 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
     for (int i = 0; i < inp->n_items; i++) kiln_cfg_parse_int(inp->items[i], &dims[i]);
     m->input = kiln_input(m->graph, "input", KILN_F32, inp->n_items, dims);
     if (!layers || layers->n_items == 0) {
-        kiln_model_free(m);
+        kiln_blocks_free(&flat), kiln_model_free(m);
         return kiln_error(KILN_ERR_INVALID, "%s: model.layers: the model has no layers",
                           layers ? kiln_cfg_where(layers, where, sizeof where) : "config");
     }
     named *built = calloc((size_t)layers->n_items + 1, sizeof *built);
-    if (!built) return kiln_model_free(m), KILN_ERR_NOMEM;
+    if (!built) return kiln_blocks_free(&flat), kiln_model_free(m), KILN_ERR_NOMEM;
     built[0] = (named){"input", m->input};
     int n_built = 1;
     kiln_node *prev = m->input, *before = NULL;
-    kiln_status st = KILN_OK;
     for (int i = 0; i < layers->n_items && st == KILN_OK; i++) {
         const kiln_cfg *item = layers->items[i], *args = item->items[0];
-        char path[128];
-        snprintf(path, sizeof path, "model.layers[%d].%s", i, args->key);
+        char path[1600];
+        snprintf(path, sizeof path, "%s", flat.paths[i]);
         const char *name = kiln_cfg_str(args, "name", NULL);
         if (name)
             for (int b = 0; b < n_built; b++)
@@ -263,6 +306,7 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
         prev = y;
     }
     free(built);
+    kiln_blocks_free(&flat);
     if (st != KILN_OK) return kiln_model_free(m), st;
     m->output = prev;
     m->penultimate = before;
