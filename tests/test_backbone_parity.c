@@ -22,8 +22,10 @@ static char dir[64];
 
 static kiln_status build(const char *model, kiln_model *m) {
     char text[4096];
-    snprintf(text, sizeof text, "data: {source: idx, train: {images: a, labels: b}}\n"
-             "loss: softmax_cross_entropy\nmodel:\n%s", model);
+    snprintf(text, sizeof text,
+             "data: {source: idx, train: {images: a, labels: b}}\n"
+             "loss: softmax_cross_entropy\nmodel:\n%s",
+             model);
     kiln_cfg *c = NULL;
     memset(m, 0, sizeof *m);
     kiln_status st = kiln_config_parse(text, "m.yaml", &c);
@@ -40,7 +42,8 @@ static kiln_status build(const char *model, kiln_model *m) {
 
 static void parity(const char *name, const char *layer, int size) {
     char model[1024], path[256];
-    snprintf(model, sizeof model, "  input: [3, %d, %d]\n  layers:\n    - %s\n"
+    snprintf(model, sizeof model,
+             "  input: [3, %d, %d]\n  layers:\n    - %s\n"
              "  init_from: {path: %s/%s.safetensors, convention: torchvision, strict: true}\n",
              size, size, layer, dir, name);
     kiln_model m;
@@ -53,15 +56,17 @@ static void parity(const char *name, const char *layer, int size) {
     CHECK_OK(kiln_safetensors_open(path, &w));
     int64_t n = 0;
     for (int p = 0; p < kiln_graph_param_count(m.graph); p++)
-        if (kiln_graph_param_info(m.graph, p)->trainable) n += (int64_t)kiln_graph_param_info(m.graph, p)->numel;
+        if (kiln_graph_param_info(m.graph, p)->trainable)
+            n += (int64_t)kiln_graph_param_info(m.graph, p)->numel;
     const char *want = w ? kiln_st_meta(w, "parameters") : NULL;
-    CHECK_MSG(want && n == atoll(want), "%s: kiln %lld parameters, torchvision %s", name, (long long)n,
-              want ? want : "?");
+    CHECK_MSG(want && n == atoll(want), "%s: kiln %lld parameters, torchvision %s", name,
+              (long long)n, want ? want : "?");
     kiln_st_close(w);
     /* outputs on the same 16 inputs */
     snprintf(path, sizeof path, "%s/%s.io.safetensors", dir, name);
     CHECK_OK(kiln_safetensors_open(path, &io));
-    const kiln_st_entry *x = io ? kiln_st_find(io, "x") : NULL, *y = io ? kiln_st_find(io, "y") : NULL;
+    const kiln_st_entry *x = io ? kiln_st_find(io, "x") : NULL,
+                        *y = io ? kiln_st_find(io, "y") : NULL;
     CHECK(x && y && x->shape.dims[0] == 16);
     kiln_node *outs[] = {m.output};
     kiln_plan_opts o = {.outputs = outs, .n_outputs = 1, .batch = 16};
@@ -76,7 +81,8 @@ static void parity(const char *name, const char *layer, int size) {
         CHECK((size_t)kiln_shape_numel(&os) == k);
         double big = 0, worst = 0;
         for (size_t i = 0; i < k; i++) big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
-        for (size_t i = 0; i < k; i++) worst = fabs(got[i] - ref[i]) > worst ? fabs(got[i] - ref[i]) : worst;
+        for (size_t i = 0; i < k; i++)
+            worst = fabs(got[i] - ref[i]) > worst ? fabs(got[i] - ref[i]) : worst;
         fprintf(stderr, "  %s: max |kiln - torch| = %.3g, max |logit| = %.3g\n", name, worst, big);
         CHECK_MSG(worst <= 1e-4 * big, "%s: max difference %g > 1e-4 x %g", name, worst, big);
     }
@@ -85,11 +91,17 @@ static void parity(const char *name, const char *layer, int size) {
     kiln_model_free(&m);
 }
 
-static void test_resnet18(void) { parity("resnet18", "resnet: {depth: 18}", 64); }
-static void test_vgg11(void) { parity("vgg11", "vgg: {depth: 11, classes: 10}", 32); }
+static void test_resnet18(void) {
+    parity("resnet18", "resnet: {depth: 18}", 64);
+}
+static void test_vgg11(void) {
+    parity("vgg11", "vgg: {depth: 11, classes: 10}", 32);
+}
 static void test_mobilenet_v2(void) {
     if (kiln_act_from_name("relu6") == KILN_ACT_COUNT) {
-        fprintf(stderr, "  mobilenet_v2: this build has no relu6 activation yet (branch i13-elem): not run\n");
+        fprintf(
+            stderr,
+            "  mobilenet_v2: this build has no relu6 activation yet (branch i13-elem): not run\n");
         return;
     }
     parity("mobilenet_v2", "mobilenet_v2: {}", 64);
@@ -98,10 +110,12 @@ static void test_mobilenet_v2(void) {
 /* A new head of another size keeps its initial values; the report names it; strict refuses. */
 static void test_report_and_strict(void) {
     char model[1024];
-    snprintf(model, sizeof model, "  input: [3, 32, 32]\n  layers:\n    - resnet: {depth: 18, name: backbone, "
+    snprintf(model, sizeof model,
+             "  input: [3, 32, 32]\n  layers:\n    - resnet: {depth: 18, name: backbone, "
              "include_top: false, pooling: avg}\n    - dense: {units: 5, name: fc}\n"
              "  init_from: {path: %s/resnet18.safetensors, convention: torchvision,\n"
-             "              map: {\"\": backbone/}}\n", dir);
+             "              map: {\"\": backbone/}}\n",
+             dir);
     kiln_model m, fresh;
     CHECK_OK(build(model, &m));
     /* the same model without init_from: what "initialised" means */
@@ -124,20 +138,26 @@ static void test_report_and_strict(void) {
     kiln_model_free(&m), kiln_model_free(&fresh);
     /* the report: the head is missing from the file (its name maps to backbone/fc) and the
      * file's fc is unexpected */
-    snprintf(model, sizeof model, "  input: [3, 32, 32]\n  layers:\n    - resnet: {depth: 18, classes: 10}\n"
-             "  init_from: {path: %s/resnet18.safetensors, convention: torchvision}\n", dir);
+    snprintf(model, sizeof model,
+             "  input: [3, 32, 32]\n  layers:\n    - resnet: {depth: 18, classes: 10}\n"
+             "  init_from: {path: %s/resnet18.safetensors, convention: torchvision}\n",
+             dir);
     kiln_cfg *c = NULL;
     char text[2048], *report = NULL;
-    snprintf(text, sizeof text, "data: {source: idx, train: {images: a, labels: b}}\nloss: softmax_cross_entropy\n"
-             "model:\n%s", model);
+    snprintf(text, sizeof text,
+             "data: {source: idx, train: {images: a, labels: b}}\nloss: softmax_cross_entropy\n"
+             "model:\n%s",
+             model);
     CHECK_OK(kiln_config_parse(text, "m.yaml", &c));
     CHECK_OK(kiln_config_resolve(c));
     CHECK_OK(kiln_model_build(c, &m));
     CHECK_OK(kiln_model_init_from(c, m.graph, &report));
-    CHECK_MSG(report && strstr(report, "loaded 100 of 102 parameters") &&
-                  strstr(report, "shape mismatch (2, left as initialized):\n    fc.kernel: file F32 [1000, 512], "
-                                 "model [10, 512] (transposed)\n    fc.bias: file F32 [1000], model [10]"),
-              "%s", report ? report : "(none)");
+    CHECK_MSG(
+        report && strstr(report, "loaded 100 of 102 parameters") &&
+            strstr(report,
+                   "shape mismatch (2, left as initialized):\n    fc.kernel: file F32 [1000, 512], "
+                   "model [10, 512] (transposed)\n    fc.bias: file F32 [1000], model [10]"),
+        "%s", report ? report : "(none)");
     free(report);
     kiln_model_free(&m);
     kiln_cfg_free(c);
@@ -148,12 +168,14 @@ static void test_report_and_strict(void) {
     CHECK_ERR_HAS("shape mismatch (2, refused):\n    fc.kernel: file F32 [1000, 512]");
     kiln_model_free(&m);
     /* a path that is nothing */
-    CHECK(build("  input: [4]\n  layers: [dense: {units: 2}]\n  init_from: /nonexistent/w.safetensors\n", &m) ==
-          KILN_ERR_INVALID);
+    CHECK(build("  input: [4]\n  layers: [dense: {units: 2}]\n  init_from: "
+                "/nonexistent/w.safetensors\n",
+                &m) == KILN_ERR_INVALID);
     CHECK_ERR_HAS("model.init_from: /nonexistent/w.safetensors: no such file or folder");
     kiln_model_free(&m);
-    CHECK(build("  input: [4]\n  layers: [dense: {units: 2}]\n  init_from: {path: x, convention: keras}\n", &m) ==
-          KILN_ERR_INVALID);
+    CHECK(build("  input: [4]\n  layers: [dense: {units: 2}]\n  init_from: {path: x, convention: "
+                "keras}\n",
+                &m) == KILN_ERR_INVALID);
     CHECK_ERR_HAS("m.yaml:6:24: model.init_from.convention: expected kiln or torchvision");
     kiln_model_free(&m);
 }
@@ -163,8 +185,11 @@ int main(void) {
     snprintf(dir, sizeof dir, "/tmp/kiln-parity-XXXXXX");
     if (!mkdtemp(dir)) return perror("mkdtemp"), 1;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/oracles/torchvision_backbones.py %s resnet18:64 vgg11:32:10%s",
-             src ? src : ".", dir, kiln_act_from_name("relu6") == KILN_ACT_COUNT ? "" : " mobilenet_v2:64");
+    snprintf(
+        cmd, sizeof cmd,
+        "/usr/bin/python3 %s/tests/oracles/torchvision_backbones.py %s resnet18:64 vgg11:32:10%s",
+        src ? src : ".", dir,
+        kiln_act_from_name("relu6") == KILN_ACT_COUNT ? "" : " mobilenet_v2:64");
     if (system(cmd) != 0) {
         fprintf(stderr, "the PyTorch oracle failed: %s\n", cmd);
         return 1;

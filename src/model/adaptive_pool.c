@@ -13,21 +13,27 @@
 #include "kiln/nn.h"
 #include "model/blocks.h"
 
-kiln_node *kiln_model_adaptive_avgpool2d(kiln_graph *g, kiln_node *x, const int size[2], const char *name) {
+kiln_node *kiln_model_adaptive_avgpool2d(kiln_graph *g, kiln_node *x, const int size[2],
+                                         const char *name) {
     kiln_shape s = kiln_node_shape(x);
     if (s.ndim != 4) {
-        kiln_error(KILN_ERR_INVALID, "adaptive_avgpool2d: expected an input [batch, channels, height, width], got %d dims",
-                   s.ndim);
+        kiln_error(
+            KILN_ERR_INVALID,
+            "adaptive_avgpool2d: expected an input [batch, channels, height, width], got %d dims",
+            s.ndim);
         return NULL;
     }
     int win[2] = {1, 1}, rep[2] = {1, 1};
     for (int i = 0; i < 2; i++) {
         int64_t in = s.dims[2 + i], out = size[i];
         if (in == out) continue;
-        if (in % out == 0) win[i] = (int)(in / out);
-        else if (in == 1 && out <= 64) rep[i] = (int)out;
+        if (in % out == 0)
+            win[i] = (int)(in / out);
+        else if (in == 1 && out <= 64)
+            rep[i] = (int)out;
         else {
-            kiln_error(KILN_ERR_INVALID, "adaptive_avgpool2d: input %lldx%lld to %dx%d is not supported (each input "
+            kiln_error(KILN_ERR_INVALID,
+                       "adaptive_avgpool2d: input %lldx%lld to %dx%d is not supported (each input "
                        "side must equal the output side, be a multiple of it, or be 1)",
                        (long long)s.dims[2], (long long)s.dims[3], size[0], size[1]);
             return NULL;
@@ -35,7 +41,8 @@ kiln_node *kiln_model_adaptive_avgpool2d(kiln_graph *g, kiln_node *x, const int 
     }
     kiln_node *y = x;
     if (win[0] > 1 || win[1] > 1) {
-        kiln_pool2d_opts o = {.size = {win[0], win[1]}, .stride = {win[0], win[1]}, .padding = KILN_PAD_VALID};
+        kiln_pool2d_opts o = {
+            .size = {win[0], win[1]}, .stride = {win[0], win[1]}, .padding = KILN_PAD_VALID};
         y = kiln_avgpool2d_ex(g, y, &o);
     }
     for (int i = 0; i < 2 && y; i++)

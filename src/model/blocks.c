@@ -48,28 +48,34 @@ typedef struct {
 typedef struct scope scope;
 struct scope {
     scope *up;
-    char *prefix;         /* "" or "stage2/block1" */
-    char **inputs;        /* flat references of the instance's inputs */
+    char *prefix;  /* "" or "stage2/block1" */
+    char **inputs; /* flat references of the instance's inputs */
     int n_inputs;
     const kiln_cfg *params; /* map: parameter -> value (NULL at the top) */
-    const char *block;    /* the block's name (NULL at the top) */
-    char *use_at;         /* "m.yaml:30:7: model.layers[3].block" of the use */
+    const char *block;      /* the block's name (NULL at the top) */
+    char *use_at;           /* "m.yaml:30:7: model.layers[3].block" of the use */
     alias *names;
     int n_names;
-    int n_emitted;        /* layers (and uses) expanded in this scope so far */
-    struct { char kind[40]; int n; } auto_n[24];
+    int n_emitted; /* layers (and uses) expanded in this scope so far */
+    struct {
+        char kind[40];
+        int n;
+    } auto_n[24];
     int n_auto;
 };
 
 typedef struct {
     kiln_flat_layers *out;
     int cap;
-    const kiln_cfg *user;   /* model.blocks */
-    kiln_cfg *lib[8];       /* the built-in files, parsed */
+    const kiln_cfg *user; /* model.blocks */
+    kiln_cfg *lib[8];     /* the built-in files, parsed */
     int n_lib;
     const char *stack[MAX_DEPTH];
     int depth;
-    struct { char name[64]; int n; } uses[64];
+    struct {
+        char name[64];
+        int n;
+    } uses[64];
     int n_uses;
 } expander;
 
@@ -89,14 +95,17 @@ static char *fmt(const char *f, ...) {
     return s;
 }
 
-static const char *where(const kiln_cfg *c, char *buf, size_t cap) { return kiln_cfg_where(c, buf, cap); }
+static const char *where(const kiln_cfg *c, char *buf, size_t cap) {
+    return kiln_cfg_where(c, buf, cap);
+}
 
 /* " (in block 'b' used at m.yaml:3:7: model.layers[3].block, in block ...)" */
 static void chain(const scope *s, char *buf, size_t cap) {
     buf[0] = 0;
     for (; s && s->block; s = s->up) {
         size_t n = strlen(buf);
-        snprintf(buf + n, cap - n, "%s block '%s' used at %s", n ? "," : " (in", s->block, s->use_at);
+        snprintf(buf + n, cap - n, "%s block '%s' used at %s", n ? "," : " (in", s->block,
+                 s->use_at);
     }
     if (buf[0]) snprintf(buf + strlen(buf), cap - strlen(buf), ")");
 }
@@ -128,7 +137,8 @@ static int edit_distance(const char *a, const char *b) {
 }
 
 /* Keys of a map as "a, b, c" and the closest one to got as " (did you mean 'x'?)". */
-static void keys_of(const kiln_cfg *map, const char *got, char *list, size_t cap, char *sug, size_t scap) {
+static void keys_of(const kiln_cfg *map, const char *got, char *list, size_t cap, char *sug,
+                    size_t scap) {
     list[0] = sug[0] = 0;
     int best = 99;
     for (int i = 0; map && map->type == KILN_CFG_MAP && i < map->n_items; i++) {
@@ -150,7 +160,8 @@ static kiln_cfg *node(kiln_cfg_type t, const kiln_cfg *pos) {
 }
 
 static int push(kiln_cfg *parent, kiln_cfg *child) {
-    kiln_cfg **ni = child ? realloc(parent->items, (size_t)(parent->n_items + 1) * sizeof *ni) : NULL;
+    kiln_cfg **ni =
+        child ? realloc(parent->items, (size_t)(parent->n_items + 1) * sizeof *ni) : NULL;
     if (!ni) return kiln_cfg_free(child), -1;
     parent->items = ni;
     parent->items[parent->n_items++] = child;
@@ -177,7 +188,9 @@ static int set_child(kiln_cfg *map, const char *key, kiln_cfg *v) {
     return push(map, v);
 }
 
-static int is_null(const kiln_cfg *c) { return c->type == KILN_CFG_SCALAR && !c->quoted && !c->text[0]; }
+static int is_null(const kiln_cfg *c) {
+    return c->type == KILN_CFG_SCALAR && !c->quoted && !c->text[0];
+}
 
 /* A layer item as {kind: {args}}: bare names and "kind:" with nothing get an empty map. */
 static int normalize(kiln_cfg *c) {
@@ -220,7 +233,8 @@ static char *ref_of(expander *e, int i) {
 }
 
 /* What a from: name means in scope s: a flat reference (malloc'ed), or NULL with an error. */
-static char *resolve_name(expander *e, scope *s, const kiln_cfg *at, const char *path, const char *want) {
+static char *resolve_name(expander *e, scope *s, const kiln_cfg *at, const char *path,
+                          const char *want) {
     (void)e;
     const char *a = find_alias(s, want);
     if (a) return strdup(a);
@@ -230,15 +244,17 @@ static char *resolve_name(expander *e, scope *s, const kiln_cfg *at, const char 
         char *end;
         long k = strtol(want + 6, &end, 10);
         if (!*end && k >= 0 && k < s->n_inputs) return strdup(s->inputs[k]);
-        fail(s, at, path, "'%s': block '%s' has %d input%s (input, input_0 .. input_%d)", want, s->block,
-             s->n_inputs, s->n_inputs == 1 ? "" : "s", s->n_inputs - 1);
+        fail(s, at, path, "'%s': block '%s' has %d input%s (input, input_0 .. input_%d)", want,
+             s->block, s->n_inputs, s->n_inputs == 1 ? "" : "s", s->n_inputs - 1);
         return NULL;
     }
     char known[600] = "input";
     for (int i = 0; i < s->n_names; i++)
         snprintf(known + strlen(known), sizeof known - strlen(known), ", %s", s->names[i].local);
-    fail(s, at, path, "unknown layer '%s' in block '%s' (a layer of a block may take the block's inputs and "
-         "its own earlier layers: %s)", want, s->block, known);
+    fail(s, at, path,
+         "unknown layer '%s' in block '%s' (a layer of a block may take the block's inputs and "
+         "its own earlier layers: %s)",
+         want, s->block, known);
     return NULL;
 }
 
@@ -267,8 +283,10 @@ static kiln_status subst(scope *s, kiln_cfg *c, const char *path) {
     if (c->type != KILN_CFG_SCALAR) {
         for (int i = 0; i < c->n_items; i++) {
             char p[800];
-            if (c->type == KILN_CFG_MAP) snprintf(p, sizeof p, "%s.%s", path, c->items[i]->key);
-            else snprintf(p, sizeof p, "%s[%d]", path, i);
+            if (c->type == KILN_CFG_MAP)
+                snprintf(p, sizeof p, "%s.%s", path, c->items[i]->key);
+            else
+                snprintf(p, sizeof p, "%s[%d]", path, i);
             kiln_status st = subst(s, c->items[i], p);
             if (st) return st;
         }
@@ -294,8 +312,8 @@ static kiln_status subst(scope *s, kiln_cfg *c, const char *path) {
         if (!v) {
             char list[600], sug[128];
             keys_of(s->params, name, list, sizeof list, sug, sizeof sug);
-            return fail(s, c, path, "unknown block parameter '${%s}'%s (block '%s' declares: %s)", name, sug,
-                        s->block ? s->block : "-", list);
+            return fail(s, c, path, "unknown block parameter '${%s}'%s (block '%s' declares: %s)",
+                        name, sug, s->block ? s->block : "-", list);
         }
         if (b == c->text && !end[1]) { /* the whole scalar: take the value as it is */
             kiln_cfg *copy = kiln_cfg_clone(v);
@@ -308,8 +326,9 @@ static kiln_status subst(scope *s, kiln_cfg *c, const char *path) {
             return KILN_OK;
         }
         if (v->type != KILN_CFG_SCALAR)
-            return fail(s, c, path, "'%s': parameter '%s' is a list or map and cannot be part of a string", c->text,
-                        name);
+            return fail(s, c, path,
+                        "'%s': parameter '%s' is a list or map and cannot be part of a string",
+                        c->text, name);
         snprintf(out + n, sizeof out - n, "%.*s%s", (int)(b - p), p, v->text);
         n = strlen(out);
         p = end + 1;
@@ -324,7 +343,8 @@ static kiln_status subst(scope *s, kiln_cfg *c, const char *path) {
 
 /* ---- expansion ---- */
 
-static kiln_status expand_list(expander *e, scope *s, const kiln_cfg *layers, const char *list_path);
+static kiln_status expand_list(expander *e, scope *s, const kiln_cfg *layers,
+                               const char *list_path);
 
 static int auto_count(scope *s, const char *kind) {
     for (int i = 0; i < s->n_auto; i++)
@@ -341,7 +361,8 @@ static kiln_status emit(expander *e, scope *s, kiln_cfg *c, const char *path) {
     const char *kind = args->key;
     kiln_cfg *nm = kiln_cfg_child(args, "name");
     char *local = NULL;
-    if (nm && nm->type != KILN_CFG_SCALAR) return kiln_cfg_free(c), fail(s, nm, path, "name: expected a string");
+    if (nm && nm->type != KILN_CFG_SCALAR)
+        return kiln_cfg_free(c), fail(s, nm, path, "name: expected a string");
     if (s->block) {
         local = nm ? strdup(nm->text) : fmt("%s_%d", kind, auto_count(s, kind));
         char *flat = local ? (s->prefix[0] ? fmt("%s/%s", s->prefix, local) : strdup(local)) : NULL;
@@ -401,7 +422,8 @@ static const kiln_cfg *find_block(expander *e, const char *name, char *path, siz
     return NULL;
 }
 
-static void known_blocks(expander *e, const char *got, char *list, size_t cap, char *sug, size_t scap) {
+static void known_blocks(expander *e, const char *got, char *list, size_t cap, char *sug,
+                         size_t scap) {
     char a[800], b[1600], s1[128], s2[128];
     keys_of(e->user, got, a, sizeof a, s1, sizeof s1);
     b[0] = 0;
@@ -426,51 +448,67 @@ static int make_divisible(double v, int d) {
 
 /* The head a backbone's options ask for, as YAML layers appended to its body. */
 static char *backbone_text(const char *kind, const kiln_cfg *args, char *body, size_t cap) {
-    int top = kiln_cfg_bool(args, "include_top", 1), classes = (int)kiln_cfg_int(args, "classes", 1000);
+    int top = kiln_cfg_bool(args, "include_top", 1),
+        classes = (int)kiln_cfg_int(args, "classes", 1000);
     const char *pool = kiln_cfg_str(args, "pooling", "none");
     char head[1024] = "";
     if (!strcmp(kind, "mobilenet_v2")) {
         double alpha = kiln_cfg_num(args, "alpha", 1.0);
-        static const int T[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+        static const int T[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                                     {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
-        int in = make_divisible(32 * alpha, 8), last = make_divisible(1280 * (alpha > 1 ? alpha : 1.0), 8), f = 1;
-        size_t n = (size_t)snprintf(body, cap, "layers:\n  - block: {use: conv_bn_relu6, name: features/0, filters: %d, "
-                                    "kernel: 3, strides: 2, pad: 1}\n", in);
+        int in = make_divisible(32 * alpha, 8),
+            last = make_divisible(1280 * (alpha > 1 ? alpha : 1.0), 8), f = 1;
+        size_t n = (size_t)snprintf(
+            body, cap,
+            "layers:\n  - block: {use: conv_bn_relu6, name: features/0, filters: %d, "
+            "kernel: 3, strides: 2, pad: 1}\n",
+            in);
         for (int r = 0; r < 7; r++) {
             int out = make_divisible(T[r][1] * alpha, 8);
             for (int i = 0; i < T[r][2]; i++, f++) {
                 int stride = i ? 1 : T[r][3], hidden = in * T[r][0], res = stride == 1 && in == out;
-                n += (size_t)snprintf(body + n, n < cap ? cap - n : 0,
-                                      "  - block: {use: inverted_residual%s%s, name: features/%d, hidden: %d, "
-                                      "out: %d, strides: %d}\n", T[r][0] == 1 ? "_t1" : "", res ? "_add" : "",
-                                      f, hidden, out, stride);
+                n += (size_t)snprintf(
+                    body + n, n < cap ? cap - n : 0,
+                    "  - block: {use: inverted_residual%s%s, name: features/%d, hidden: %d, "
+                    "out: %d, strides: %d}\n",
+                    T[r][0] == 1 ? "_t1" : "", res ? "_add" : "", f, hidden, out, stride);
                 in = out;
             }
         }
-        n += (size_t)snprintf(body + n, n < cap ? cap - n : 0, "  - block: {use: conv_bn_relu6, name: features/%d, "
-                              "filters: %d, kernel: 1, strides: 1, pad: 0}\n", f, last);
+        n += (size_t)snprintf(body + n, n < cap ? cap - n : 0,
+                              "  - block: {use: conv_bn_relu6, name: features/%d, "
+                              "filters: %d, kernel: 1, strides: 1, pad: 0}\n",
+                              f, last);
         if (top)
-            snprintf(head, sizeof head, "  - global_avgpool2d: {name: avgpool}\n  - dropout: {name: classifier/0, rate: %.17g}\n"
-                     "  - dense: {name: classifier/1, units: %d}\n", kiln_cfg_num(args, "dropout", 0.2), classes);
+            snprintf(head, sizeof head,
+                     "  - global_avgpool2d: {name: avgpool}\n  - dropout: {name: classifier/0, "
+                     "rate: %.17g}\n"
+                     "  - dense: {name: classifier/1, units: %d}\n",
+                     kiln_cfg_num(args, "dropout", 0.2), classes);
         if (n >= cap) return NULL;
     } else if (!strcmp(kind, "vgg")) {
         snprintf(body, cap, "layers:\n");
         if (top)
-            snprintf(head, sizeof head,
-                     "  - adaptive_avgpool2d: {name: avgpool, size: 7}\n  - flatten: {name: flatten}\n"
-                     "  - dense: {name: classifier/0, units: 4096, activation: relu}\n"
-                     "  - dropout: {name: classifier/2, rate: 0.5}\n"
-                     "  - dense: {name: classifier/3, units: 4096, activation: relu}\n"
-                     "  - dropout: {name: classifier/5, rate: 0.5}\n  - dense: {name: classifier/6, units: %d}\n",
-                     classes);
+            snprintf(
+                head, sizeof head,
+                "  - adaptive_avgpool2d: {name: avgpool, size: 7}\n  - flatten: {name: flatten}\n"
+                "  - dense: {name: classifier/0, units: 4096, activation: relu}\n"
+                "  - dropout: {name: classifier/2, rate: 0.5}\n"
+                "  - dense: {name: classifier/3, units: 4096, activation: relu}\n"
+                "  - dropout: {name: classifier/5, rate: 0.5}\n  - dense: {name: classifier/6, "
+                "units: %d}\n",
+                classes);
     } else {
         snprintf(body, cap, "layers:\n");
         if (top)
-            snprintf(head, sizeof head, "  - global_avgpool2d: {name: avgpool}\n  - dense: {name: fc, units: %d}\n",
+            snprintf(head, sizeof head,
+                     "  - global_avgpool2d: {name: avgpool}\n  - dense: {name: fc, units: %d}\n",
                      classes);
     }
-    if (!top && !strcmp(pool, "avg")) snprintf(head, sizeof head, "  - global_avgpool2d: {name: avgpool}\n");
-    if (!top && !strcmp(pool, "max")) snprintf(head, sizeof head, "  - global_maxpool2d: {name: global_maxpool}\n");
+    if (!top && !strcmp(pool, "avg"))
+        snprintf(head, sizeof head, "  - global_avgpool2d: {name: avgpool}\n");
+    if (!top && !strcmp(pool, "max"))
+        snprintf(head, sizeof head, "  - global_maxpool2d: {name: global_maxpool}\n");
     if (strlen(body) + strlen(head) + 8 > cap) return NULL;
     strcat(body, head);
     if (!strcmp(body, "layers:\n")) strcat(body, "  []\n");
@@ -493,24 +531,29 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
         if ((st = kiln_config_check_layer(c, ip))) goto out; /* its options, defaults filled */
         char label[64], *text = malloc(16384);
         snprintf(label, sizeof label, "%s (built in)", kind);
-        int bad = !text || !backbone_text(kind, args, text, 16384) || kiln_config_parse(text, label, &made);
+        int bad = !text || !backbone_text(kind, args, text, 16384) ||
+                  kiln_config_parse(text, label, &made);
         free(text);
         if (bad) {
-            st = kiln_error(KILN_ERR_INVALID, "%s: %s: internal error making the backbone", where(c, uw, sizeof uw), path);
+            st = kiln_error(KILN_ERR_INVALID, "%s: %s: internal error making the backbone",
+                            where(c, uw, sizeof uw), path);
             goto out;
         }
-        if (strcmp(kind, "mobilenet_v2")) { /* resnet<depth>, vgg<depth>: the file's body, then the head */
+        if (strcmp(
+                kind,
+                "mobilenet_v2")) { /* resnet<depth>, vgg<depth>: the file's body, then the head */
             char bname[32];
             snprintf(bname, sizeof bname, "%s%s", kind, kiln_cfg_str(args, "depth", ""));
             const kiln_cfg *b = NULL, *head = kiln_cfg_child(made, "layers");
-            for (int i = 0; i < e->n_lib && !b; i++) b = kiln_cfg_child(kiln_cfg_child(e->lib[i], "blocks"), bname);
+            for (int i = 0; i < e->n_lib && !b; i++)
+                b = kiln_cfg_child(kiln_cfg_child(e->lib[i], "blocks"), bname);
             b = b ? kiln_cfg_child(b, "layers") : NULL;
             kiln_cfg *all = b ? kiln_cfg_clone(b) : NULL;
             for (int i = 0; all && head && i < head->n_items; i++)
                 if (push(all, kiln_cfg_clone(head->items[i]))) kiln_cfg_free(all), all = NULL;
             if (!all || set_child(made, "layers", all)) {
-                st = kiln_error(KILN_ERR_INVALID, "%s: %s: internal error: no built-in block %s", where(c, uw, sizeof uw),
-                                path, bname);
+                st = kiln_error(KILN_ERR_INVALID, "%s: %s: internal error: no built-in block %s",
+                                where(c, uw, sizeof uw), path, bname);
                 goto out;
             }
         }
@@ -533,7 +576,8 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
     for (int i = 0; i < e->depth; i++)
         if (!strcmp(e->stack[i], use)) {
             char cyc[600] = "";
-            for (int k = i; k < e->depth; k++) snprintf(cyc + strlen(cyc), sizeof cyc - strlen(cyc), "%s -> ", e->stack[k]);
+            for (int k = i; k < e->depth; k++)
+                snprintf(cyc + strlen(cyc), sizeof cyc - strlen(cyc), "%s -> ", e->stack[k]);
             st = fail(s, args, path, "block '%s' uses itself (%s%s)", use, cyc, use);
             goto out;
         }
@@ -544,15 +588,18 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
     where(def, where_def, sizeof where_def);
     for (int i = 0; def->type == KILN_CFG_MAP && i < def->n_items; i++)
         if (strcmp(def->items[i]->key, "layers") && strcmp(def->items[i]->key, "params")) {
-            st = kiln_error(KILN_ERR_INVALID, "%s: %s: unknown key '%s' (a block has params: and layers:)",
+            st = kiln_error(KILN_ERR_INVALID,
+                            "%s: %s: unknown key '%s' (a block has params: and layers:)",
                             where(def->items[i], uw, sizeof uw), def_path, def->items[i]->key);
             goto out;
         }
     const kiln_cfg *dl = kiln_cfg_child(def, "layers"), *dp = kiln_cfg_child(def, "params");
     if (def->type != KILN_CFG_MAP || !dl || dl->type != KILN_CFG_SEQ || dl->n_items == 0 ||
         (dp && dp->type != KILN_CFG_MAP && !is_null(dp))) {
-        st = kiln_error(KILN_ERR_INVALID, "%s: %s: a block is {params: {name: default, ...}, layers: [at least one layer]}",
-                        where_def, def_path);
+        st = kiln_error(
+            KILN_ERR_INVALID,
+            "%s: %s: a block is {params: {name: default, ...}, layers: [at least one layer]}",
+            where_def, def_path);
         goto out;
     }
     scope ns = {.up = s, .block = use};
@@ -565,8 +612,8 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
     for (int i = 0; dp && dp->type == KILN_CFG_MAP && i < dp->n_items && !st; i++) {
         const kiln_cfg *given = kiln_cfg_child(args, dp->items[i]->key);
         if (!given && is_null(dp->items[i]))
-            st = fail(s, args, path, "block '%s' needs parameter '%s' (defined at %s)", use, dp->items[i]->key,
-                      where(dp->items[i], uw, sizeof uw));
+            st = fail(s, args, path, "block '%s' needs parameter '%s' (defined at %s)", use,
+                      dp->items[i]->key, where(dp->items[i], uw, sizeof uw));
         else if (push(params, kiln_cfg_clone(given ? given : dp->items[i])))
             st = KILN_ERR_NOMEM;
     }
@@ -576,8 +623,9 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
         if (!dp || !kiln_cfg_child(dp, k)) {
             char list[600], sug[128];
             keys_of(dp, k, list, sizeof list, sug, sizeof sug);
-            st = fail(s, args->items[i], path, "block '%s' has no parameter '%s'%s (its parameters: %s; defined at %s)",
-                      use, k, sug, list, where_def);
+            st = fail(s, args->items[i], path,
+                      "block '%s' has no parameter '%s'%s (its parameters: %s; defined at %s)", use,
+                      k, sug, list, where_def);
         }
     }
     /* inputs: the use's from:, else the layer before it */
@@ -588,17 +636,23 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
         ns.inputs = calloc((size_t)(n > 0 ? n : 1), sizeof *ns.inputs);
         for (int k = 0; !st && k < n && ns.inputs; k++) {
             const kiln_cfg *fc = from->type == KILN_CFG_SEQ ? from->items[k] : from;
-            if (fc->type != KILN_CFG_SCALAR) st = fail(s, fc, path, "from: expected layer names");
-            else if (!(ns.inputs[k] = resolve_name(e, s, fc, path, fc->text))) st = KILN_ERR_INVALID;
-            else ns.n_inputs++;
+            if (fc->type != KILN_CFG_SCALAR)
+                st = fail(s, fc, path, "from: expected layer names");
+            else if (!(ns.inputs[k] = resolve_name(e, s, fc, path, fc->text)))
+                st = KILN_ERR_INVALID;
+            else
+                ns.n_inputs++;
         }
         if (!ns.inputs) st = KILN_ERR_NOMEM;
     } else if (!st) {
-        ns.inputs = calloc(s->block && s->n_emitted == 0 ? (size_t)s->n_inputs : 1, sizeof *ns.inputs);
-        if (!ns.inputs) st = KILN_ERR_NOMEM;
+        ns.inputs =
+            calloc(s->block && s->n_emitted == 0 ? (size_t)s->n_inputs : 1, sizeof *ns.inputs);
+        if (!ns.inputs)
+            st = KILN_ERR_NOMEM;
         else if (s->block && s->n_emitted == 0)
             for (int k = 0; k < s->n_inputs; k++) ns.inputs[ns.n_inputs++] = strdup(s->inputs[k]);
-        else ns.inputs[ns.n_inputs++] = e->out->n ? ref_of(e, e->out->n - 1) : strdup("input");
+        else
+            ns.inputs[ns.n_inputs++] = e->out->n ? ref_of(e, e->out->n - 1) : strdup("input");
         for (int k = 0; !st && k < ns.n_inputs; k++)
             if (!ns.inputs[k]) st = KILN_ERR_NOMEM;
     }
@@ -606,19 +660,24 @@ static kiln_status expand_use(expander *e, scope *s, kiln_cfg *c, const char *pa
     const kiln_cfg *nm = kiln_cfg_child(args, "name");
     char *local = NULL;
     if (!st) {
-        if (nm && nm->type == KILN_CFG_SCALAR && nm->text[0]) local = strdup(nm->text);
-        else if (nm) st = fail(s, nm, path, "name: expected a non-empty string");
+        if (nm && nm->type == KILN_CFG_SCALAR && nm->text[0])
+            local = strdup(nm->text);
+        else if (nm)
+            st = fail(s, nm, path, "name: expected a non-empty string");
         else if (!backbone) {
             int k = 0;
             for (int i = 0; i < e->n_uses && !k; i++)
                 if (!strcmp(e->uses[i].name, use)) k = ++e->uses[i].n;
-            if (!k && e->n_uses < 64) snprintf(e->uses[e->n_uses].name, 64, "%s", use), e->uses[e->n_uses++].n = k = 1;
+            if (!k && e->n_uses < 64)
+                snprintf(e->uses[e->n_uses].name, 64, "%s", use), e->uses[e->n_uses++].n = k = 1;
             local = fmt("%s_%d", use, k ? k : 1);
-        } else local = strdup("");
+        } else
+            local = strdup("");
         if (!st && !local) st = KILN_ERR_NOMEM;
     }
     if (!st) {
-        ns.prefix = s->prefix[0] && local[0] ? fmt("%s/%s", s->prefix, local) : strdup(local[0] ? local : s->prefix);
+        ns.prefix = s->prefix[0] && local[0] ? fmt("%s/%s", s->prefix, local)
+                                             : strdup(local[0] ? local : s->prefix);
         ns.use_at = fmt("%s: %s", where(args, uw, sizeof uw), path);
         ns.params = params;
         if (!ns.prefix || !ns.use_at) st = KILN_ERR_NOMEM;
@@ -650,9 +709,12 @@ out:
     return st;
 }
 
-static int is_backbone(const char *k) { return !strcmp(k, "resnet") || !strcmp(k, "vgg") || !strcmp(k, "mobilenet_v2"); }
+static int is_backbone(const char *k) {
+    return !strcmp(k, "resnet") || !strcmp(k, "vgg") || !strcmp(k, "mobilenet_v2");
+}
 
-static kiln_status expand_list(expander *e, scope *s, const kiln_cfg *layers, const char *list_path) {
+static kiln_status expand_list(expander *e, scope *s, const kiln_cfg *layers,
+                               const char *list_path) {
     for (int i = 0; i < layers->n_items; i++) {
         char path[600], w[300];
         kiln_cfg *c = kiln_cfg_clone(layers->items[i]);
@@ -661,15 +723,18 @@ static kiln_status expand_list(expander *e, scope *s, const kiln_cfg *layers, co
         if (bad) {
             kiln_cfg_free(c);
             if (bad < 0) return KILN_ERR_NOMEM;
-            return fail(s, layers->items[i], list_path, "item %d: expected a layer: a name or a map with one key "
-                        "(dense: {...})", i);
+            return fail(s, layers->items[i], list_path,
+                        "item %d: expected a layer: a name or a map with one key "
+                        "(dense: {...})",
+                        i);
         }
         snprintf(path, sizeof path, "%s[%d].%s", list_path, i, c->items[0]->key);
         (void)w;
         kiln_status st = s->block ? subst(s, c->items[0], path) : KILN_OK;
         if (st) return kiln_cfg_free(c), st;
         const char *kind = c->items[0]->key;
-        st = !strcmp(kind, "block") || is_backbone(kind) ? expand_use(e, s, c, path) : emit(e, s, c, path);
+        st = !strcmp(kind, "block") || is_backbone(kind) ? expand_use(e, s, c, path)
+                                                         : emit(e, s, c, path);
         if (st) return st;
     }
     return KILN_OK;
@@ -690,7 +755,8 @@ kiln_status kiln_blocks_expand(const kiln_cfg *cfg, kiln_flat_layers *out) {
     char w[300];
     if (e.user && is_null(e.user)) e.user = NULL;
     if (e.user && e.user->type != KILN_CFG_MAP)
-        return kiln_error(KILN_ERR_INVALID, "%s: model.blocks: expected a map of block name -> {params, layers}",
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: model.blocks: expected a map of block name -> {params, layers}",
                           where(e.user, w, sizeof w));
     if (!(out->layers = node(KILN_CFG_SEQ, layers))) return KILN_ERR_NOMEM;
     if (!layers || layers->type != KILN_CFG_SEQ) return KILN_OK; /* model.c reports it */

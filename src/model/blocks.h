@@ -23,7 +23,8 @@ void kiln_blocks_free(kiln_flat_layers *f);
  * ops: per axis, in == out (nothing), in a multiple of out (an average pool of in / out), or
  * in == 1 (the value repeated out times, as PyTorch does). Other sizes are an error naming them.
  * (src/model/adaptive_pool.c) */
-kiln_node *kiln_model_adaptive_avgpool2d(kiln_graph *g, kiln_node *x, const int size[2], const char *name);
+kiln_node *kiln_model_adaptive_avgpool2d(kiln_graph *g, kiln_node *x, const int size[2],
+                                         const char *name);
 
 /* The built-in backbone files (the .yaml files of src/model/backbones/), compiled in by CMake
  * (cmake/embed_backbones.cmake): names ("resnet.yaml") and NUL-terminated texts. */

@@ -83,9 +83,11 @@ static int ends_with(const char *s, const char *suf) {
  * safetensors-like set of tensors. Until it is merged, a clear error. */
 static kiln_status onnx_weights(const char *path, kiln_st_file **out) {
     *out = NULL;
-    return kiln_error(KILN_ERR_INVALID,
-                      "model.init_from: %s: reading weights from an ONNX file needs the ONNX importer "
-                      "(`kiln import model.onnx --to DIR`, then init_from: DIR/weights.safetensors)", path);
+    return kiln_error(
+        KILN_ERR_INVALID,
+        "model.init_from: %s: reading weights from an ONNX file needs the ONNX importer "
+        "(`kiln import model.onnx --to DIR`, then init_from: DIR/weights.safetensors)",
+        path);
 }
 
 /* The weights file a path means (see the top of the file) into out. */
@@ -94,7 +96,8 @@ static kiln_status locate(const char *path, char *out, size_t cap) {
         snprintf(out, cap, "%s", path);
         return KILN_OK;
     }
-    if (!is_dir(path)) return kiln_error(KILN_ERR_INVALID, "model.init_from: %s: no such file or folder", path);
+    if (!is_dir(path))
+        return kiln_error(KILN_ERR_INVALID, "model.init_from: %s: no such file or folder", path);
     char p[4400];
     snprintf(p, sizeof p, "%s/weights.safetensors", path); /* a checkpoint or an export version */
     if (is_file(p)) return snprintf(out, cap, "%s", p), KILN_OK;
@@ -106,9 +109,12 @@ static kiln_status locate(const char *path, char *out, size_t cap) {
         fclose(f);
         name[strcspn(name, "\r\n")] = 0;
         snprintf(p, sizeof p, "%s/checkpoints/%s/weights.safetensors", path, name);
-        if (name[0] && !strchr(name, '/') && is_file(p)) return snprintf(out, cap, "%s", p), KILN_OK;
-        return kiln_error(KILN_ERR_INVALID, "model.init_from: %s: checkpoints/latest names '%s', which has no "
-                          "weights.safetensors", path, name);
+        if (name[0] && !strchr(name, '/') && is_file(p))
+            return snprintf(out, cap, "%s", p), KILN_OK;
+        return kiln_error(KILN_ERR_INVALID,
+                          "model.init_from: %s: checkpoints/latest names '%s', which has no "
+                          "weights.safetensors",
+                          path, name);
     }
     DIR *d = opendir(path); /* an export base folder: its highest version */
     long best = -1;
@@ -121,8 +127,10 @@ static kiln_status locate(const char *path, char *out, size_t cap) {
     }
     if (d) closedir(d);
     if (best >= 0) return snprintf(out, cap, "%s/%ld/weights.safetensors", path, best), KILN_OK;
-    return kiln_error(KILN_ERR_INVALID, "model.init_from: %s: not a run, checkpoint or export folder (no "
-                      "weights.safetensors, checkpoints/latest or numbered version in it)", path);
+    return kiln_error(KILN_ERR_INVALID,
+                      "model.init_from: %s: not a run, checkpoint or export folder (no "
+                      "weights.safetensors, checkpoints/latest or numbered version in it)",
+                      path);
 }
 
 static kiln_status read_spec(const kiln_cfg *c, spec *s) {
@@ -130,37 +138,45 @@ static kiln_status read_spec(const kiln_cfg *c, spec *s) {
     memset(s, 0, sizeof *s);
     if (c->type == KILN_CFG_SCALAR) {
         s->path = c->text, s->convention = "kiln";
-        return c->text[0] ? KILN_OK : kiln_error(KILN_ERR_INVALID, "%s: model.init_from: expected a path",
-                                                 kiln_cfg_where(c, w, sizeof w));
+        return c->text[0] ? KILN_OK
+                          : kiln_error(KILN_ERR_INVALID, "%s: model.init_from: expected a path",
+                                       kiln_cfg_where(c, w, sizeof w));
     }
     if (c->type != KILN_CFG_MAP)
-        return kiln_error(KILN_ERR_INVALID, "%s: model.init_from: expected a path or {path, map, strict, convention}",
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: model.init_from: expected a path or {path, map, strict, convention}",
                           kiln_cfg_where(c, w, sizeof w));
     s->convention = "kiln";
     for (int i = 0; i < c->n_items; i++) {
         const kiln_cfg *v = c->items[i];
         const char *k = v->key;
         kiln_cfg_where(v, w, sizeof w);
-        if (!strcmp(k, "path") && v->type == KILN_CFG_SCALAR && v->text[0]) s->path = v->text;
-        else if (!strcmp(k, "strict") && !kiln_cfg_parse_bool(v, &s->strict)) continue;
+        if (!strcmp(k, "path") && v->type == KILN_CFG_SCALAR && v->text[0])
+            s->path = v->text;
+        else if (!strcmp(k, "strict") && !kiln_cfg_parse_bool(v, &s->strict))
+            continue;
         else if (!strcmp(k, "convention") && v->type == KILN_CFG_SCALAR &&
                  (!strcmp(v->text, "kiln") || !strcmp(v->text, "torchvision")))
             s->convention = v->text;
         else if (!strcmp(k, "map") && v->type == KILN_CFG_MAP) {
             for (int j = 0; j < v->n_items; j++)
                 if (v->items[j]->type != KILN_CFG_SCALAR)
-                    return kiln_error(KILN_ERR_INVALID, "%s: model.init_from.map.%s: expected a prefix (a string)",
+                    return kiln_error(KILN_ERR_INVALID,
+                                      "%s: model.init_from.map.%s: expected a prefix (a string)",
                                       kiln_cfg_where(v->items[j], w, sizeof w), v->items[j]->key);
             s->map = v;
-        } else if (!strcmp(k, "path") || !strcmp(k, "strict") || !strcmp(k, "convention") || !strcmp(k, "map"))
+        } else if (!strcmp(k, "path") || !strcmp(k, "strict") || !strcmp(k, "convention") ||
+                   !strcmp(k, "map"))
             return kiln_error(KILN_ERR_INVALID, "%s: model.init_from.%s: expected %s", w, k,
                               !strcmp(k, "path")     ? "a path"
                               : !strcmp(k, "strict") ? "true or false"
                               : !strcmp(k, "map")    ? "a map {old_prefix: new_prefix}"
                                                      : "kiln or torchvision");
         else
-            return kiln_error(KILN_ERR_INVALID, "%s: model.init_from: unknown key '%s' (expected path, map, strict, "
-                              "convention)", w, k);
+            return kiln_error(KILN_ERR_INVALID,
+                              "%s: model.init_from: unknown key '%s' (expected path, map, strict, "
+                              "convention)",
+                              w, k);
     }
     if (!s->path)
         return kiln_error(KILN_ERR_INVALID, "%s: model.init_from: missing required key 'path'",
@@ -188,9 +204,12 @@ static void source_name(const spec *s, const char *k, char *out, size_t cap) {
     if (dot) *dot = 0;
     for (char *p = mapped; *p; p++)
         if (*p == '/') *p = '.';
-    static const char *const T[][2] = {{"kernel", "weight"},          {"gamma", "weight"},
-                                       {"beta", "bias"},              {"moving_mean", "running_mean"},
-                                       {"moving_variance", "running_var"}, {"embeddings", "weight"}};
+    static const char *const T[][2] = {{"kernel", "weight"},
+                                       {"gamma", "weight"},
+                                       {"beta", "bias"},
+                                       {"moving_mean", "running_mean"},
+                                       {"moving_variance", "running_var"},
+                                       {"embeddings", "weight"}};
     for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
         if (!strcmp(suffix, T[i][0])) suffix = T[i][1];
     snprintf(out, cap, dot ? "%s.%s" : "%s", mapped, suffix);
@@ -211,7 +230,8 @@ static void shape_text(const kiln_shape *s, int transposed, char *buf, size_t ca
     snprintf(buf, cap, "[");
     for (int d = 0; d < s->ndim; d++) {
         int dd = transposed ? s->ndim - 1 - d : d;
-        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%lld", d ? ", " : "", (long long)s->dims[dd]);
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%s%lld", d ? ", " : "",
+                 (long long)s->dims[dd]);
     }
     snprintf(buf + strlen(buf), cap - strlen(buf), "]");
 }
@@ -229,7 +249,8 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
     kiln_st_file *f = NULL;
     st = ends_with(file, ".onnx") ? onnx_weights(file, &f) : kiln_safetensors_open(file, &f);
     if (st) return st;
-    int np = kiln_graph_param_count(g), nt = kiln_st_count(f), torch = !strcmp(s.convention, "torchvision");
+    int np = kiln_graph_param_count(g), nt = kiln_st_count(f),
+        torch = !strcmp(s.convention, "torchvision");
     const kiln_st_entry **src = calloc((size_t)np + 1, sizeof *src);
     char *used = calloc((size_t)nt + 1, 1);
     text missing = {0}, mism = {0}, unexp = {0}, out = {0};
@@ -261,8 +282,8 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
             char a[128], b[128];
             shape_text(&t->shape, 0, a, sizeof a);
             shape_text(&pi->shape, transpose, b, sizeof b);
-            add(&mism, "    %s: file %s %s, model %s%s\n", pi->name, kiln_dtype_name(t->dtype), a, b,
-                transpose ? " (transposed)" : "");
+            add(&mism, "    %s: file %s %s, model %s%s\n", pi->name, kiln_dtype_name(t->dtype), a,
+                b, transpose ? " (transposed)" : "");
             n_mism++;
             continue;
         }
@@ -271,16 +292,18 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
     }
     for (int k = 0; k < nt; k++)
         if (!used[k]) add(&unexp, "%s%s", n_unexp++ ? ", " : "", kiln_st_get(f, k)->name);
-    add(&out, "init_from %s (convention %s): loaded %d of %d parameters", file, s.convention, n_loaded, np);
+    add(&out, "init_from %s (convention %s): loaded %d of %d parameters", file, s.convention,
+        n_loaded, np);
     const char *kept = s.strict ? "refused" : "left as initialized";
     if (n_missing) add(&out, "\n  missing in the file (%d, %s): %s", n_missing, kept, missing.buf);
-    if (n_mism) add(&out, "\n  shape mismatch (%d, %s):\n%.*s", n_mism, kept, (int)mism.len - 1, mism.buf);
+    if (n_mism)
+        add(&out, "\n  shape mismatch (%d, %s):\n%.*s", n_mism, kept, (int)mism.len - 1, mism.buf);
     if (n_unexp) add(&out, "\n  unexpected in the file (%d, not used): %s", n_unexp, unexp.buf);
     add(&out, "\n");
     if (s.strict && (n_missing || n_mism || n_unexp)) {
         char w[300];
-        st = kiln_error(KILN_ERR_INVALID, "%s: model.init_from: strict: %s", kiln_cfg_where(c, w, sizeof w),
-                        out.buf ? out.buf : "");
+        st = kiln_error(KILN_ERR_INVALID, "%s: model.init_from: strict: %s",
+                        kiln_cfg_where(c, w, sizeof w), out.buf ? out.buf : "");
     } else {
         float *params = kiln_graph_params(g);
         for (int i = 0; i < np; i++) {
@@ -288,11 +311,13 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
             const float *x = src[i] ? src[i]->data : NULL;
             if (!x) continue;
             float *y = params + pi->offset;
-            if (torch && pi->shape.ndim == 2 && ends_with(pi->name, ".kernel")) { /* [out, in] -> [in, out] */
+            if (torch && pi->shape.ndim == 2 &&
+                ends_with(pi->name, ".kernel")) { /* [out, in] -> [in, out] */
                 int64_t in = pi->shape.dims[0], units = pi->shape.dims[1];
                 for (int64_t o = 0; o < units; o++)
                     for (int64_t j = 0; j < in; j++) y[j * units + o] = x[o * in + j];
-            } else memcpy(y, x, pi->numel * sizeof *y);
+            } else
+                memcpy(y, x, pi->numel * sizeof *y);
         }
         *report = out.buf, out.buf = NULL;
     }

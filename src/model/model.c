@@ -45,7 +45,7 @@ static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
 }
 
 /* padding: valid | same | N (every side) | [ph, pw] (symmetric per axis) | [h0, w0, h1, w1]
- * (ONNX order; only symmetric pads are built here). 1 with *err set for an asymmetric list. */
+ * (ONNX order; only symmetric pads are built here). *asym is set for an asymmetric list. */
 static kiln_padding padding_of(const kiln_cfg *args, int pad[2], int *asym) {
     kiln_cfg *c = kiln_cfg_child(args, "padding");
     *asym = 0;
@@ -60,7 +60,8 @@ static kiln_padding padding_of(const kiln_cfg *args, int pad[2], int *asym) {
         for (int i = 0; i < c->n_items && i < 4; i++) kiln_cfg_parse_int(c->items[i], &v[i]);
         if (c->n_items == 1) pad[0] = pad[1] = (int)v[0];
         else if (c->n_items == 2) pad[0] = (int)v[0], pad[1] = (int)v[1];
-        else if (c->n_items == 4 && v[0] == v[2] && v[1] == v[3]) pad[0] = (int)v[0], pad[1] = (int)v[1];
+        else if (c->n_items == 4 && v[0] == v[2] && v[1] == v[3])
+            pad[0] = (int)v[0], pad[1] = (int)v[1];
         else *asym = 1;
     }
     return KILN_PAD_EXPLICIT;

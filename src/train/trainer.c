@@ -632,7 +632,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
     if ((st = kiln_model_build(t.cfg, &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
-        (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) || /* not on resume */
+        /* model.init_from: not on --resume, which takes the run's own checkpoint */
+        (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_inputs_load(t.cfg, &t.m, &t.in)) ||
         (st = kiln_inputs_check_class_names(t.cfg, &t.m))) {
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
@@ -676,7 +677,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         if (o->argc) kiln_run_set_command(t.run, o->argc, o->argv);
     }
     if (t.init_report) /* model.init_from */
-        kiln_run_log(t.run, "%.*s", (int)strlen(t.init_report) - 1, t.init_report), fputs(t.init_report, stderr);
+        kiln_run_log(t.run, "%.*s", (int)strlen(t.init_report) - 1, t.init_report),
+            fputs(t.init_report, stderr);
     snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_get_info(t.run).path);
     t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
                              .log = log_line, .log_ctx = t.run};
