@@ -45,6 +45,9 @@ kiln_status kiln_config_parse(const char *text, const char *name, kiln_cfg **out
 kiln_status kiln_config_set(kiln_cfg *root, const char *assignment);
 /* Validates against kiln's schema and fills defaults (see docs/config.md). */
 kiln_status kiln_config_resolve(kiln_cfg *root);
+/* Checks one model.layers item against the layer schema and fills its defaults, as resolve does
+ * (blocks are expanded after resolve, then each expanded layer goes through this). */
+kiln_status kiln_config_check_layer(kiln_cfg *item, const char *path);
 /* Writes the tree as block YAML. */
 kiln_status kiln_config_write(const kiln_cfg *root, FILE *f);
 kiln_cfg *kiln_cfg_clone(const kiln_cfg *c);

@@ -25,7 +25,8 @@ typedef struct {
 } kiln_inputs;
 
 /* Rewrites the relative data paths of cfg's data: section (train/validation/test images,
- * labels, path, x, y) to absolute ones, so that the config works from any directory: a path
+ * labels, path, x, y) and model.init_from's path to absolute ones, so that the config works
+ * from any directory: a path
  * written in a config file is relative to that file's folder; one that came from no regular
  * file (--set, a config read from a pipe) relative to base_dir, or the current directory when
  * base_dir is NULL. Call it right after loading (file names are as they were given then). */

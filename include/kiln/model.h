@@ -41,5 +41,12 @@ kiln_status kiln_model_apply_freeze(kiln_model *m, const kiln_cfg *cfg);
 /* Keras-style model.summary(): every layer (name, kind, output shape, parameter count,
  * trainable / frozen), then the totals (trainable, frozen, non-trainable). */
 kiln_status kiln_model_summary(kiln_model *m, FILE *f);
+/* model.init_from (docs/models.md): loads the parameters of g, by name, from the weights the
+ * config names (a run, checkpoint or export folder, or a .safetensors file; convention kiln or
+ * torchvision; a prefix map), checking shapes. *report (malloc'ed, several lines; NULL when the
+ * config has no init_from) lists loaded / missing / unexpected / shape-mismatched names, like
+ * PyTorch's load_state_dict(strict=False). With strict: true any of those is KILN_ERR_INVALID
+ * naming them, and nothing is changed. Relative paths: see kiln_inputs_resolve_paths. */
+kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **report);
 
 #endif

@@ -107,6 +107,18 @@ static const schema L_DWCONV[] = {{"kernel", T_INT_PAIR, NULL, NULL, NULL, 1, 1e
                                   {"dilation", T_INT_PAIR, "1", NULL, NULL, 1, 1e6}, CONV_TAIL(2), END};
 static const schema L_POOL1[] = {INTS("size", "2", 1, 0), INTS("strides", NULL, 1, 0), PADDING(1), CEIL, COMMON, END};
 static const schema L_POOL3[] = {INTS("size", "2", 3, 0), INTS("strides", NULL, 3, 0), PADDING(3), CEIL, COMMON, END};
+/* blocks and built-in backbones (src/model/blocks.c expands them; a block's parameters are its
+ * own, checked after substitution) */
+static const char *const POOLINGS[] = {"avg", "max", "none", NULL};
+#define BACKBONE {"include_top", T_BOOL, "true"}, {"pooling", T_ENUM, "none", NULL, POOLINGS}, \
+                 {"classes", T_INT, "1000", NULL, NULL, 1, 1e9}, COMMON
+static const char *const RESNET_DEPTHS[] = {"18", "34", "50", NULL};
+static const char *const VGG_DEPTHS[] = {"11", "16", NULL};
+static const schema L_RESNET[] = {{"depth", T_ENUM, "18", NULL, RESNET_DEPTHS}, BACKBONE, END};
+static const schema L_VGG[] = {{"depth", T_ENUM, "16", NULL, VGG_DEPTHS}, BACKBONE, END};
+static const schema L_MOBILENET_V2[] = {{"alpha", T_NUM, "1.0", NULL, NULL, 0, 100, 0, 1},
+                                        {"dropout", T_NUM, "0.2", NULL, NULL, 0, 0.999999}, BACKBONE, END};
+static const schema L_ADAPTIVE[] = {{"size", T_INT_PAIR, NULL, NULL, NULL, 1, 1e6, 1}, COMMON, END};
 
 static const schema LAYERS[] = {
     {"dense", T_MAP, NULL, L_DENSE},        {"conv2d", T_MAP, NULL, L_CONV},
@@ -130,6 +142,9 @@ static const schema LAYERS[] = {
     {"conv2d_transpose", T_MAP, NULL, L_CONV_T}, {"depthwise_conv2d", T_MAP, NULL, L_DWCONV},
     {"maxpool1d", T_MAP, NULL, L_POOL1},    {"maxpool3d", T_MAP, NULL, L_POOL3},
     {"avgpool1d", T_MAP, NULL, L_POOL1},    {"avgpool3d", T_MAP, NULL, L_POOL3},
+    {"block", T_ANY},                       {"resnet", T_MAP, NULL, L_RESNET},
+    {"vgg", T_MAP, NULL, L_VGG},            {"mobilenet_v2", T_MAP, NULL, L_MOBILENET_V2},
+    {"adaptive_avgpool2d", T_MAP, NULL, L_ADAPTIVE},
     END};
 
 /* ---- losses, metrics, optimizers, schedules ---- */
@@ -235,7 +250,9 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS,
                               DATA_PIPELINE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},
-                               {"class_names", T_SEQ_STR}, END};
+                               {"class_names", T_SEQ_STR},
+                               {"blocks", T_ANY}, {"init_from", T_ANY}, /* src/model/blocks.c, init_from.c */
+                               END};
 static const char *const OPT_STATES[] = {"reset", "keep", NULL};
 static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, "auto", NULL, MODES},
                                {"patience", T_INT, "3", NULL, NULL, 0, 1e9}, {"min_delta", T_NUM, "0", NULL, NULL, 0, 1e300},
@@ -550,4 +567,8 @@ kiln_status kiln_config_check_partial(kiln_cfg *c, const char *path) {
     kiln_status st = check(c, &root_schema, path);
     partial = 0;
     return st;
+}
+
+kiln_status kiln_config_check_layer(kiln_cfg *item, const char *path) {
+    return check_oneof(item, LAYERS, path, "layer");
 }

@@ -20,6 +20,7 @@
 #include "kiln/model.h"
 #include "kiln/nn.h"
 #include "model/model_conv.h"
+#include "model/blocks.h"
 
 typedef struct {
     const char *name; /* user name (from config) or the graph's name */
@@ -33,7 +34,7 @@ static kiln_status layer_err(const kiln_cfg *at, const char *path) {
 }
 
 /* [h, w] or one int for both (kept for layers that take a pair; convs and pools: model_conv.c) */
-__attribute__((unused)) static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
+static int pair(const kiln_cfg *args, const char *key, int out[2], int def) {
     kiln_cfg *c = kiln_cfg_child(args, key);
     out[0] = out[1] = def;
     if (!c) return 0;
@@ -69,6 +70,10 @@ static kiln_status layer_inputs(const kiln_cfg *layers, int li, const kiln_cfg *
         const kiln_cfg *c = from->type == KILN_CFG_SEQ ? from->items[k] : from;
         const char *want = c->text;
         kiln_node *found = NULL;
+        if (want[0] == '@') { /* "@<i>": flat layer i, written by block expansion (blocks.c) */
+            int at = atoi(want + 1);
+            if (at >= 0 && at + 1 < n_built) found = built[at + 1].node;
+        }
         for (int b = 0; b < n_built && !found; b++)
             if (strcmp(built[b].name, want) == 0) found = built[b].node;
         if (!found) {
@@ -170,6 +175,11 @@ static kiln_node *build_layer(kiln_graph *g, const char *kind, const kiln_cfg *a
         return kiln_layernorm_ex(g, x, &o);
     }
     kiln_node *y = NULL;
+    if (!strcmp(kind, "adaptive_avgpool2d")) {
+        int size[2];
+        pair(a, "size", size, 1);
+        return kiln_model_adaptive_avgpool2d(g, x, size, name);
+    }
     if (build_elem(g, kind, a, in, n_in, path, at, &y)) { /* issue 13's elementwise layers */
     } else if (!strcmp(kind, "global_avgpool2d")) y = kiln_global_avgpool2d(g, x);
     else if (!strcmp(kind, "dropout")) y = kiln_dropout(g, x, (float)kiln_cfg_num(a, "rate", 0));
@@ -259,8 +269,12 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
     if (!m->graph) return KILN_ERR_NOMEM;
     kiln_cfg *inp = kiln_cfg_at(cfg, "model.input"), *layers = kiln_cfg_at(cfg, "model.layers");
     char where[300];
+    kiln_flat_layers flat = {0}; /* model.blocks and backbones expanded (blocks.c) */
+    kiln_status st = kiln_blocks_expand(cfg, &flat);
+    if (st) return kiln_model_free(m), st;
+    if (layers) layers = flat.layers;
     if (!inp || inp->n_items < 1 || inp->n_items > KILN_MAX_DIMS - 1) {
-        kiln_model_free(m);
+        kiln_blocks_free(&flat), kiln_model_free(m);
         return kiln_error(KILN_ERR_INVALID, "%s: model.input: expected 1 to %d dimensions (without the batch)",
                           inp ? kiln_cfg_where(inp, where, sizeof where) : "config", KILN_MAX_DIMS - 1);
     }
@@ -268,20 +282,19 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
     for (int i = 0; i < inp->n_items; i++) kiln_cfg_parse_int(inp->items[i], &dims[i]);
     m->input = kiln_input(m->graph, "input", KILN_F32, inp->n_items, dims);
     if (!layers || layers->n_items == 0) {
-        kiln_model_free(m);
+        kiln_blocks_free(&flat), kiln_model_free(m);
         return kiln_error(KILN_ERR_INVALID, "%s: model.layers: the model has no layers",
                           layers ? kiln_cfg_where(layers, where, sizeof where) : "config");
     }
     named *built = calloc((size_t)layers->n_items + 1, sizeof *built);
-    if (!built) return kiln_model_free(m), KILN_ERR_NOMEM;
+    if (!built) return kiln_blocks_free(&flat), kiln_model_free(m), KILN_ERR_NOMEM;
     built[0] = (named){"input", m->input};
     int n_built = 1;
     kiln_node *prev = m->input, *before = NULL;
-    kiln_status st = KILN_OK;
     for (int i = 0; i < layers->n_items && st == KILN_OK; i++) {
         const kiln_cfg *item = layers->items[i], *args = item->items[0];
-        char path[128];
-        snprintf(path, sizeof path, "model.layers[%d].%s", i, args->key);
+        char path[1600];
+        snprintf(path, sizeof path, "%s", flat.paths[i]);
         const char *name = kiln_cfg_str(args, "name", NULL);
         if (name)
             for (int b = 0; b < n_built; b++)
@@ -304,6 +317,7 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
         prev = y;
     }
     free(built);
+    kiln_blocks_free(&flat);
     if (st != KILN_OK) return kiln_model_free(m), st;
     m->output = prev;
     m->penultimate = before;

@@ -78,6 +78,7 @@ typedef struct {
     kiln_op_event *events;
     int n_events, cap_events, prof_steps, prof_done;
     int64_t prof_from; /* first profiled step */
+    char *init_report; /* model.init_from's report, logged once the run folder exists */
 } trainer;
 
 /* ---- setup ---- */
@@ -782,6 +783,7 @@ static void trainer_free(trainer *t) {
     kiln_run_close(t->run);
     kiln_cfg_free(t->scfg);
     kiln_cfg_free(t->cfg);
+    free(t->init_report);
 }
 
 /* kiln train --dry-run: every stage's model, frozen parameters and summary; no data read. */
@@ -848,6 +850,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
     if ((st = kiln_model_build(CFG(&t), &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
+        /* model.init_from: not on --resume, which takes the run's own checkpoint */
+        (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) || (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
         (st = kiln_inputs_check_class_names(CFG(&t), &t.m))) {
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
@@ -891,6 +895,9 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_run_set_config_hash(t.run, t.hash);
         if (o->argc) kiln_run_set_command(t.run, o->argc, o->argv);
     }
+    if (t.init_report) /* model.init_from */
+        kiln_run_log(t.run, "%.*s", (int)strlen(t.init_report) - 1, t.init_report),
+            fputs(t.init_report, stderr);
     snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_get_info(t.run).path);
     t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
                              .log = log_line, .log_ctx = t.run, .stage = 1, .n_stages = t.n_stages};
