@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "onnx_import_internal.h"
+#include "model/onnx_import_internal.h"
 
 #define OX_MAX_NAME 60 /* kiln node names hold 63 characters and leave room for suffixes */
 

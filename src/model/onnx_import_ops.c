@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "onnx_import_internal.h"
+#include "model/onnx_import_internal.h"
 
 static const char *op(ox_ctx *c) { return c->n->op_type; }
 

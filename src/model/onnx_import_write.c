@@ -18,7 +18,7 @@
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/model.h"
-#include "onnx_import_internal.h"
+#include "model/onnx_import_internal.h"
 
 typedef struct {
     char *s;
