@@ -41,9 +41,11 @@ int kiln_onnx_layer_count(const kiln_onnx_model *m);
 int kiln_onnx_node_count(const kiln_onnx_model *m);
 
 /* Writes dir/model.yaml, dir/weights.safetensors and the servable version dir/servable/1/
- * (dir is created when missing; an existing dir/servable/1 is an error). The servable is built
- * from the config with kiln_model_build, loaded with the weights (every name and shape must
- * match) and exported with kiln_export_graph. */
+ * (dir is created when missing; an existing dir/servable/1 is an error and nothing is written).
+ * The two files come first; then the servable is built from the config with kiln_model_build,
+ * given the weights (every name and shape must match) and exported with kiln_export_graph. A
+ * config this kiln cannot build (a layer kind it does not have) fails there, naming the
+ * model.yaml line, and leaves the two files. */
 kiln_status kiln_onnx_write(const kiln_onnx_model *m, const char *dir);
 
 void kiln_onnx_free(kiln_onnx_model *m); /* NULL is a no-op */

@@ -209,27 +209,35 @@ kiln_status kiln_onnx_write(const kiln_onnx_model *m, const char *dir) {
                           "import: %s already exists; import into a new folder (or remove it)",
                           path);
     }
-    /* build first: nothing is written for a model kiln cannot build */
+    /* model.yaml and the weights first: a config kiln cannot build yet (a layer kind of a newer
+     * kiln) is still there to read and edit, and the build error points into it */
     kiln_cfg *cfg = NULL;
     kiln_model km = {0};
     char label[4300];
     snprintf(label, sizeof label, "%s/model.yaml", dir);
-    st = kiln_config_parse(m->yaml_serve, label, &cfg);
-    if (!st) st = kiln_config_resolve(cfg);
-    if (!st && !(st = kiln_model_build(cfg, &km))) st = kiln_graph_init_params(km.graph);
-    if (!st) st = fill(m, km.graph);
-    if (!st) st = kiln_file_write_atomic(label, m->yaml_full, strlen(m->yaml_full));
+    st = kiln_file_write_atomic(label, m->yaml_full, strlen(m->yaml_full));
     if (!st) {
         static const char *const meta[] = {"kiln.format", "1"};
         snprintf(path, sizeof path, "%s/weights.safetensors", dir);
         st = kiln_safetensors_write(path, m->entries, m->ne, meta, 1);
     }
+    if (st) return st;
+    st = kiln_config_parse(m->yaml_serve, label, &cfg);
+    if (!st) st = kiln_config_resolve(cfg);
+    if (!st && !(st = kiln_model_build(cfg, &km))) st = kiln_graph_init_params(km.graph);
+    if (!st) st = fill(m, km.graph);
     if (!st) {
         char base[4300], exp[80];
         snprintf(base, sizeof base, "%s/servable", dir);
         experiment_name(m, exp, sizeof exp);
         kiln_export_source src = {.model = &km, .cfg = cfg, .name = exp};
         st = kiln_export_graph(&src, base, 1, NULL);
+    }
+    if (st && st != KILN_ERR_NOMEM) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        st = kiln_error(st, "%s (%s and weights.safetensors are written, no servable)", msg,
+                        label);
     }
     kiln_model_free(&km);
     kiln_cfg_free(cfg);
