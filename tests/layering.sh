@@ -33,7 +33,7 @@ declare -A PUBLIC=(
   [tensor]=tensor [config]=config [safetensors]=io [tfrecord]=io [data]=data [image]=data [tfexample]=data
   [augment]=data
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
-  [model]=model [inputs]=model [export]=model [checkpoint]=model
+  [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
   [sbuf]=net [http]=net [client]=net [prom]=net
   [run]=run [tboard]=tboard [registry]=registry [trainer]=train
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board

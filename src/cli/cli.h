@@ -8,6 +8,7 @@ enum { KILN_EXIT_OK = 0, KILN_EXIT_FAIL = 1, KILN_EXIT_USAGE = 2 };
 int kiln_cmd_train(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_export(int argc, char **argv);
+int kiln_cmd_import(int argc, char **argv); /* cmd_import.c: ONNX -> kiln */
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
 int kiln_cmd_runs(int argc, char **argv);

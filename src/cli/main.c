@@ -18,6 +18,8 @@ static const char *HELP =
     "                      evaluate a run's weights; prints metrics and a confusion matrix\n"
     "  export RUN [--to DIR] [--checkpoint step-N|best] [--version N]\n"
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
+    "  import MODEL.onnx --to DIR\n"
+    "                      convert an ONNX model into a kiln config, weights and a servable\n"
     "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
     "                      serve exported versions over TF Serving's REST API and KServe v2\n"
     "  predict (--server URL --model NAME | --model_dir DIR) [FILE...] [--stream] [--json]\n"
@@ -45,6 +47,7 @@ static const command COMMANDS[] = {
     {"train", kiln_cmd_train},
     {"eval", kiln_cmd_eval},
     {"export", kiln_cmd_export},
+    {"import", kiln_cmd_import},
     {"serve", kiln_cmd_serve},
     {"predict", kiln_cmd_predict},
     {"runs", kiln_cmd_runs},
