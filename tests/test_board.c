@@ -10,7 +10,8 @@
  * earlier step that resets); a live run appended to by another thread while the client follows
  * it, then dies (failed, crashed); mangled run.json, config.yaml and metrics.jsonl; bad queries;
  * path escapes (../, percent-encoded, double-encoded, backslashes, hidden names) that must never
- * reach the run planted outside the runs folder; the embedded page.
+ * reach the run planted outside the runs folder; the embedded page; the model summary
+ * (summary.txt) and the stages of a run trained in stages (mnist/a: stage 1 then 2).
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -168,11 +169,23 @@ static void checkpoint(kiln_rundir *run, int64_t step) {
     CHECK_OK(kiln_run_checkpoint_commit(run, step, tmp));
 }
 
+/* as the trainer writes it (kiln_model_summary, one section per stage) */
+#define SUMMARY_A                                                                                  \
+    "stage 1/2\n"                                                                                  \
+    "Layer     Kind     Output shape   Param #  Trainable\n"                                       \
+    "dense_1   dense    (None, 32)       25120  frozen\n"                                          \
+    "Total params: 25120\nTrainable params: 0\nFrozen params: 25120\n"                             \
+    "stage 2/2\n"                                                                                  \
+    "dense_1   dense    (None, 32)       25120  yes\n"
+
 static void make_runs(void) {
     kiln_rundir *a = make_run("mnist", "a", key_a);
     write_config(a, "0.01", 32);
-    for (int step = 10; step <= 50; step += 10)
+    write_file(kiln_run_get_info(a).path, "summary.txt", SUMMARY_A);
+    for (int step = 10; step <= 50; step += 10) {
+        kiln_run_set_stage(a, step <= 30 ? 1 : 2); /* trained in two stages */
         CHECK_OK(kiln_run_log_metric(a, step, step / 50.0, KILN_SPLIT_TRAIN, "loss", 1.0 / step));
+    }
     CHECK_OK(kiln_run_log_metric(a, 50, 1, KILN_SPLIT_VALIDATION, "accuracy", 0.9));
     CHECK_OK(kiln_run_log(a, "epoch 1/1: loss 0.02"));
     checkpoint(a, 20);
@@ -486,6 +499,69 @@ static void test_details(void) {
     cJSON_Delete(j);
 }
 
+/* The model summary and the stages, in the details and in the metrics. */
+static void test_stages(void) {
+    char path[512];
+    snprintf(path, sizeof path, "/api/runs/%s", key_a);
+    cJSON *j = get_json(path, 200);
+    CHECK(str(j, "summary") && !strcmp(str(j, "summary"), SUMMARY_A));
+    CHECK(cJSON_IsFalse(item(j, "summary_truncated")) && !item(j, "summary_error"));
+    CHECK(num(j, "stage") == 2);
+    const cJSON *st = item(j, "stages");
+    CHECK_MSG(cJSON_GetArraySize(st) == 2, "stages: %d", cJSON_GetArraySize(st));
+    if (cJSON_GetArraySize(st) == 2) {
+        const cJSON *s1 = cJSON_GetArrayItem(st, 0), *s2 = cJSON_GetArrayItem(st, 1);
+        CHECK(num(s1, "stage") == 1 && num(s1, "first_step") == 10 && num(s1, "last_step") == 30);
+        CHECK(num(s1, "first_epoch") == 0.2 && num(s1, "last_epoch") == 0.6);
+        CHECK(num(s2, "stage") == 2 && num(s2, "first_step") == 40 && num(s2, "last_step") == 50);
+        CHECK(num(s2, "first_epoch") == 0.8 && num(s2, "last_epoch") == 1);
+    }
+    cJSON_Delete(j);
+    /* each point's stage, in the metrics; the same stages */
+    j = metrics(key_a, NULL);
+    const cJSON *loss = find_series(j, "loss", "train");
+    const cJSON *stage = item(loss, "stage");
+    CHECK(cJSON_GetArraySize(stage) == 5);
+    for (int i = 0; i < 5 && i < cJSON_GetArraySize(stage); i++)
+        CHECK(cJSON_GetArrayItem(stage, i)->valuedouble == (i < 3 ? 1 : 2));
+    CHECK(num(j, "stage") == 2 && cJSON_GetArraySize(item(j, "stages")) == 2);
+    cJSON_Delete(j);
+    /* a run without stages or summary: none of it */
+    snprintf(path, sizeof path, "/api/runs/%s", key_b);
+    j = get_json(path, 200);
+    CHECK(cJSON_IsNull(item(j, "summary")) && !item(j, "summary_error"));
+    CHECK(cJSON_IsNull(item(j, "stage")) && cJSON_GetArraySize(item(j, "stages")) == 0);
+    cJSON_Delete(j);
+    j = metrics(key_b, NULL);
+    loss = find_series(j, "loss", "train");
+    CHECK(loss && !item(loss, "stage") && cJSON_IsNull(item(j, "stage")));
+    cJSON_Delete(j);
+    /* a summary.txt that cannot be read: null and why */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s/summary.txt", runs_dir, key_c);
+    CHECK(mkdir(dir, 0755) == 0);
+    snprintf(path, sizeof path, "/api/runs/%s", key_c);
+    j = get_json(path, 200);
+    CHECK(cJSON_IsNull(item(j, "summary")) && str(j, "summary_error") &&
+          strstr(str(j, "summary_error"), "summary.txt"));
+    cJSON_Delete(j);
+    rmdir(dir);
+    /* a live run enters a stage: the next points carry it, and it is the current one */
+    cJSON *m = metrics(key_l, NULL);
+    kiln_run_set_stage(live, 3);
+    CHECK_OK(kiln_run_log_metric(live, 45, 0, KILN_SPLIT_TRAIN, "loss", 2.0));
+    kiln_run_set_stage(live, 0);
+    cJSON *n = metrics(key_l, m);
+    loss = find_series(n, "loss", "train");
+    CHECK(cJSON_IsFalse(item(n, "reset")) && num(n, "stage") == 3);
+    CHECK(loss && cJSON_GetArraySize(item(loss, "stage")) == 1 &&
+          cJSON_GetArrayItem(item(loss, "stage"), 0)->valuedouble == 3);
+    st = item(n, "stages");
+    CHECK(cJSON_GetArraySize(st) == 1 && num(cJSON_GetArrayItem(st, 0), "first_step") == 45);
+    cJSON_Delete(m);
+    cJSON_Delete(n);
+}
+
 static void test_path_escapes(void) {
     const char *paths[] = {
         "/api/runs/../outside/x",
@@ -697,6 +773,7 @@ int main(void) {
     RUN(test_metrics_incremental);
     RUN(test_bad_queries);
     RUN(test_details);
+    RUN(test_stages);
     RUN(test_path_escapes);
     RUN(test_page);
     RUN(test_follow_live_run);

@@ -623,6 +623,40 @@ static void test_metrics_log(void) {
     kiln_run_close(run);
 }
 
+/* Points logged after kiln_run_set_stage carry "stage", and the reader gives it back (0 for a
+ * line without one); a "stage" that is not a whole number >= 1 makes the line not a point. */
+static void test_metrics_stage(void) {
+    kiln_rundir *run = NULL;
+    CHECK_OK(kiln_run_create(at("ms"), "exp", NULL, &run));
+    if (!run) return;
+    CHECK_OK(kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 1));
+    kiln_run_set_stage(run, 2);
+    CHECK_OK(kiln_run_log_metric(run, 2, 1, KILN_SPLIT_TRAIN, "loss", 0.5));
+    kiln_run_set_stage(run, 0);
+    CHECK_OK(kiln_run_log_metric(run, 3, 1, KILN_SPLIT_TRAIN, "loss", 0.25));
+    char file[1300];
+    snprintf(file, sizeof file, "%s/metrics.jsonl", kiln_run_get_info(run).path);
+    kiln_run_close(run);
+    char *text = slurp(file, NULL);
+    CHECK(text && strstr(text, "\"value\":0.5,\"stage\":2}\n") && !strstr(text, "\"stage\":0"));
+    kiln_free(text);
+    const char *bad[] = {"0", "-1", "1.5", "\"2\"", "null", "3e9"};
+    for (int i = 0; i < 6; i++) {
+        char line[200];
+        snprintf(line, sizeof line,
+                 "{\"step\":4,\"epoch\":1,\"wall_time\":1,\"split\":\"train\",\"name\":\"l\","
+                 "\"value\":1,\"stage\":%s}\n",
+                 bad[i]);
+        put(file, line);
+    }
+    points *ps = calloc(1, sizeof *ps);
+    int64_t skipped = -1;
+    CHECK_OK(kiln_run_read_metrics(file, NULL, collect, ps, &skipped));
+    CHECK_MSG(ps->n == 3 && skipped == 6, "%d points, %lld skipped", ps->n, (long long)skipped);
+    CHECK(ps->p[0].stage == 0 && ps->p[1].stage == 2 && ps->p[2].stage == 0);
+    free(ps);
+}
+
 static void test_log_txt(void) {
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(at("log"), "exp", NULL, &run));
@@ -1027,6 +1061,7 @@ int main(void) {
     RUN(test_status_transitions);
     RUN(test_nan_is_null);
     RUN(test_metrics_log);
+    RUN(test_metrics_stage);
     RUN(test_log_txt);
     RUN(test_lock);
     RUN(test_checkpoints);

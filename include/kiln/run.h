@@ -191,10 +191,10 @@ const char *kiln_run_metric_at(const kiln_rundir *run, kiln_run_which which, int
 
 /* ---- metrics.jsonl and log.txt ---- */
 
-/* Appends one point. epoch is the caller's count (it may be fractional); name is 1 to 200 bytes.
- * A value or epoch that is not finite is written as null. */
 /* stages: metric points logged from now on carry "stage": stage (1-based); 0: none (default). */
 void kiln_run_set_stage(kiln_rundir *run, int stage);
+/* Appends one point. epoch is the caller's count (it may be fractional); name is 1 to 200 bytes.
+ * A value or epoch that is not finite is written as null. */
 kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, kiln_split split,
                                 const char *name, double value);
 
@@ -206,6 +206,7 @@ typedef struct {
     kiln_split split;
     const char *name;
     double value; /* NaN for null */
+    int stage;    /* "stage" of the line (1-based, kiln_run_set_stage); 0 when it has none */
 } kiln_metric_point;
 /* Return nonzero to stop reading. */
 typedef int (*kiln_metric_fn)(const kiln_metric_point *p, void *ctx);

@@ -138,8 +138,16 @@ static void api_details(kiln_board *b, kiln_http_response *resp, const char *exp
         kiln_http_json_error(resp, 404, "no run '%s/%s' in %s", exp, run, b->runs_dir);
         return;
     }
-    kiln_sbuf s = KILN_SBUF_INIT;
-    board_render_details(r->key, r->dir, status, crashed, &s);
+    /* the stages come from the metric points (read up to date here, as for /metrics) */
+    kiln_sbuf stages = KILN_SBUF_INIT, s = KILN_SBUF_INIT;
+    pthread_mutex_lock(&r->m.mu);
+    if (board_metrics_update(&r->m, r->dir))
+        kiln_error_clear(); /* details without stages rather than none */
+    else
+        board_metrics_render_stages(&r->m, &stages);
+    pthread_mutex_unlock(&r->m.mu);
+    board_render_details(r->key, r->dir, status, crashed, stages.failed ? NULL : stages.data, &s);
+    kiln_sbuf_free(&stages);
     no_store(resp);
     kiln_http_body_sbuf(resp, &s);
 }

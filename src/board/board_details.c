@@ -2,7 +2,9 @@
  *   run.json (as the file has it), config.yaml (text, and flattened into params),
  *   checkpoints/step-<N>/ (size, time, which one latest names), export/<version>/ (size, time,
  *   and from model.json: when it was made, from which checkpoint, its input and output
- *   signature), and the end of log.txt.
+ *   signature), the model summary (summary.txt, written by the trainer: every layer, its output
+ *   shape, parameter count, trainable or frozen; one section per stage), the run's stages (from
+ *   its metric points, given by the caller) and the end of log.txt.
  * It only reads the folder, with bounded reads, and any part it cannot read becomes null (with
  * a "<part>_error" message) instead of failing the whole answer: a run being written, or a
  * folder a user tidied by hand, still shows what it has.
@@ -24,6 +26,7 @@
 #define CONFIG_MAX     (1u << 20) /* config.yaml text sent; longer is cut (config_truncated) */
 #define MODEL_JSON_MAX (16u << 20)
 #define LOG_TAIL       (16 * 1024) /* bytes from the end of log.txt */
+#define SUMMARY_MAX    (1u << 20)  /* summary.txt text sent; longer is cut (summary_truncated) */
 
 /* A JSON file re-printed compactly as the value of a member, or null and "<what>_error". */
 static void put_json_file(kiln_sbuf *s, const char *path, const char *what, size_t max) {
@@ -76,6 +79,28 @@ static void put_config(kiln_sbuf *s, const char *dir) {
     kiln_error_clear();
     board_params_free(kv, n);
     kiln_sbuf_putc(s, '}');
+}
+
+/* summary.txt as text; null when the run has none (runs from before it, or not trained yet), and
+ * "summary_error" when it is there but cannot be read. */
+static void put_summary(kiln_sbuf *s, const char *dir) {
+    char path[4096];
+    void *text = NULL;
+    size_t len = 0;
+    if (kiln_run_join(path, sizeof path, dir, "summary.txt")) return;
+    kiln_sbuf_puts(s, ",\"summary\":");
+    kiln_status st = kiln_file_read_all(path, &text, &len, 16u << 20);
+    if (st == KILN_ERR_NOTFOUND) {
+        kiln_sbuf_puts(s, "null");
+    } else if (st) {
+        kiln_sbuf_puts(s, "null,\"summary_error\":");
+        kiln_sbuf_json_str(s, kiln_last_error());
+    } else {
+        kiln_sbuf_json_strn(s, text, len < SUMMARY_MAX ? len : SUMMARY_MAX);
+        kiln_sbuf_printf(s, ",\"summary_truncated\":%s", len > SUMMARY_MAX ? "true" : "false");
+    }
+    kiln_error_clear();
+    kiln_free(text);
 }
 
 /* Bytes and newest modification time of the files directly in a folder. */
@@ -234,7 +259,7 @@ static void put_log_tail(kiln_sbuf *s, const char *dir) {
 }
 
 void board_render_details(const char *key, const char *dir, const char *status, int crashed,
-                          kiln_sbuf *s) {
+                          const char *stages, kiln_sbuf *s) {
     char path[4096];
     kiln_sbuf_puts(s, "{\"key\":");
     kiln_sbuf_json_str(s, key);
@@ -248,6 +273,8 @@ void board_render_details(const char *key, const char *dir, const char *status, 
     put_config(s, dir);
     put_checkpoints(s, dir);
     put_exports(s, dir);
+    put_summary(s, dir);
+    if (stages) kiln_sbuf_puts(s, stages);
     put_log_tail(s, dir);
     kiln_sbuf_putc(s, '}');
 }

@@ -86,8 +86,16 @@ typedef struct {
     kiln_split split;
     int64_t *step, *seq; /* [n]: step ascending; seq: when the point was read (see below) */
     double *value, *wall, *epoch;
+    int *stage; /* [n]: the point's "stage" (0: none) */
     int n, cap;
 } board_series;
+
+/* The points of one stage of a run (stages:): the range of steps and epochs they cover. */
+typedef struct {
+    int stage; /* 1-based */
+    int64_t first_step, last_step;
+    double first_epoch, last_epoch; /* NaN until a point with a finite epoch */
+} board_stage;
 
 /* A run's points, as metrics.jsonl holds them (the last line for a (step, split, name) wins).
  * seq numbers the points in the order they were read; rev changes whenever points a client may
@@ -102,7 +110,10 @@ typedef struct {
     int64_t offset; /* bytes of complete lines read */
     int64_t seq;    /* points read since the last reset */
     int64_t rev;
-    int64_t skipped; /* lines that were not points */
+    int64_t skipped;     /* lines that were not points */
+    board_stage *stages; /* [n_stages] by stage, from the points that carry one */
+    int n_stages, cap_stages;
+    int stage; /* the stage of the last point read (the current one of a live run); 0: none */
 } board_metrics;
 
 void board_metrics_init(board_metrics *m, int64_t rev);
@@ -111,8 +122,10 @@ kiln_status board_metrics_update(board_metrics *m, const char *dir);
 /* Drops every point (the run is gone); the next update reads the file from the start. */
 void board_metrics_reset(board_metrics *m);
 /* The points with seq > after, or all (reset = 1) into out: "rev", "next", "reset", "skipped",
- * "series" members, without the braces. */
+ * "series", "stage" and "stages" members, without the braces. */
 void board_metrics_render(const board_metrics *m, int64_t after, int reset, kiln_sbuf *out);
+/* ,"stage":N|null,"stages":[{"stage","first_step","last_step","first_epoch","last_epoch"}...] */
+void board_metrics_render_stages(const board_metrics *m, kiln_sbuf *out);
 void board_metrics_free(board_metrics *m);
 
 /* ---- the runs table ---- */
@@ -177,9 +190,10 @@ board_run *board_find(kiln_board *b, const char *exp, const char *run);
 void board_render_runs(kiln_board *b, uint64_t since, kiln_sbuf *out);
 void board_index_free(kiln_board *b);
 
-/* Everything about one run for /api/runs/EXP/RUN (no lock needed: reads the folder). */
+/* Everything about one run for /api/runs/EXP/RUN (no lock needed: reads the folder); stages
+ * (may be NULL) is put in as it is: members for the run's stages (board_metrics_render_stages). */
 void board_render_details(const char *key, const char *dir, const char *status, int crashed,
-                          kiln_sbuf *out);
+                          const char *stages, kiln_sbuf *out);
 
 /* Small JSON helpers shared by the renderers. */
 void board_json_number(kiln_sbuf *b, double v); /* shortest exact form; null when not finite */

@@ -17,6 +17,11 @@
  * rev change, so such points are exactly the tails of the series, found by walking back from
  * each end. (A step is not a usable cursor: the validation points of an epoch are logged at the
  * same step as its last training points, after an evaluation that takes a while.)
+ *
+ * Stages. Points of a run with stages: carry "stage"; each series keeps it per point (sent as a
+ * "stage" array only when the run has any), and the run keeps, per stage, the steps and epochs
+ * its points cover (the stage boundaries) and the stage of the last point read (the current one),
+ * sent whole with every answer: they are small.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -37,10 +42,14 @@ static void free_points(board_metrics *m) {
     for (int i = 0; i < m->n_series; i++) {
         board_series *s = &m->series[i];
         free(s->name), free(s->step), free(s->seq), free(s->value), free(s->wall), free(s->epoch);
+        free(s->stage);
     }
     free(m->series);
     m->series = NULL;
     m->n_series = m->cap_series = 0;
+    free(m->stages);
+    m->stages = NULL;
+    m->n_stages = m->cap_stages = m->stage = 0;
     m->offset = m->seq = m->skipped = 0;
     memset(&m->sig, 0, sizeof m->sig);
 }
@@ -98,8 +107,36 @@ static int grow(board_series *s) {
     if (wall) s->wall = wall;
     double *epoch = realloc(s->epoch, (size_t)cap * sizeof *epoch);
     if (epoch) s->epoch = epoch;
-    if (!step || !seq || !value || !wall || !epoch) return -1;
+    int *stage = realloc(s->stage, (size_t)cap * sizeof *stage);
+    if (stage) s->stage = stage;
+    if (!step || !seq || !value || !wall || !epoch || !stage) return -1;
     s->cap = cap;
+    return 0;
+}
+
+/* Widens the steps and epochs of p's stage to cover p. */
+static int note_stage(ingest_ctx *c, const kiln_metric_point *p) {
+    board_metrics *m = c->m;
+    int k = m->n_stages;
+    while (k > 0 && m->stages[k - 1].stage > p->stage) k--; /* stages come mostly in order */
+    if (k == 0 || m->stages[k - 1].stage != p->stage) {     /* a new stage: insert at k */
+        if (m->n_stages == m->cap_stages) {
+            int cap = m->cap_stages ? 2 * m->cap_stages : 4;
+            board_stage *more = realloc(m->stages, (size_t)cap * sizeof *more);
+            if (!more) return c->oom = 1;
+            m->stages = more, m->cap_stages = cap;
+        }
+        memmove(m->stages + k + 1, m->stages + k, (size_t)(m->n_stages - k) * sizeof *m->stages);
+        m->n_stages++;
+        m->stages[k] = (board_stage){p->stage, p->step, p->step, NAN, NAN};
+    } else {
+        k--;
+    }
+    board_stage *g = &m->stages[k];
+    if (p->step < g->first_step) g->first_step = p->step;
+    if (p->step > g->last_step) g->last_step = p->step;
+    if (isfinite(p->epoch) && !(p->epoch >= g->first_epoch)) g->first_epoch = p->epoch;
+    if (isfinite(p->epoch) && !(p->epoch <= g->last_epoch)) g->last_epoch = p->epoch;
     return 0;
 }
 
@@ -132,6 +169,7 @@ static int ingest(const kiln_metric_point *p, void *ctx) {
         memmove(s->value + at + 1, s->value + at, tail * sizeof *s->value);
         memmove(s->wall + at + 1, s->wall + at, tail * sizeof *s->wall);
         memmove(s->epoch + at + 1, s->epoch + at, tail * sizeof *s->epoch);
+        memmove(s->stage + at + 1, s->stage + at, tail * sizeof *s->stage);
         s->n++;
     }
     s->step[at] = p->step;
@@ -139,7 +177,9 @@ static int ingest(const kiln_metric_point *p, void *ctx) {
     s->value[at] = p->value;
     s->wall[at] = p->wall_time;
     s->epoch[at] = p->epoch;
-    return 0;
+    s->stage[at] = p->stage;
+    m->stage = p->stage;
+    return p->stage > 0 ? note_stage(c, p) : 0;
 }
 
 kiln_status board_metrics_update(board_metrics *m, const char *dir) {
@@ -212,7 +252,33 @@ void board_metrics_render(const board_metrics *m, int64_t after, int reset, kiln
         }
         kiln_sbuf_puts(out, "],\"epoch\":[");
         put_numbers(out, s->epoch, from, s->n);
+        if (m->n_stages) {
+            kiln_sbuf_puts(out, "],\"stage\":[");
+            for (int i = from; i < s->n; i++) {
+                if (i > from) kiln_sbuf_putc(out, ',');
+                kiln_sbuf_printf(out, "%d", s->stage[i]);
+            }
+        }
         kiln_sbuf_puts(out, "]}");
+    }
+    kiln_sbuf_putc(out, ']');
+    board_metrics_render_stages(m, out);
+}
+
+void board_metrics_render_stages(const board_metrics *m, kiln_sbuf *out) {
+    if (m->stage > 0)
+        kiln_sbuf_printf(out, ",\"stage\":%d,\"stages\":[", m->stage);
+    else
+        kiln_sbuf_puts(out, ",\"stage\":null,\"stages\":[");
+    for (int k = 0; k < m->n_stages; k++) {
+        const board_stage *g = &m->stages[k];
+        kiln_sbuf_printf(out, "%s{\"stage\":%d,\"first_step\":%lld,\"last_step\":%lld",
+                         k ? "," : "", g->stage, (long long)g->first_step, (long long)g->last_step);
+        kiln_sbuf_puts(out, ",\"first_epoch\":");
+        board_json_number(out, g->first_epoch);
+        kiln_sbuf_puts(out, ",\"last_epoch\":");
+        board_json_number(out, g->last_epoch);
+        kiln_sbuf_putc(out, '}');
     }
     kiln_sbuf_putc(out, ']');
 }

@@ -116,9 +116,10 @@ static kiln_status check_stage(const kiln_cfg *item, int k, kiln_cfg **out) {
     for (int i = 0; i < item->n_items; i++) {
         const kiln_cfg *c = item->items[i];
         if (!in_list(CHANGEABLE, c->key))
-            return fixed(c, k, c->key, "a stage may change optimizer, schedule, loss, metrics, "
-                                       "train, data.augment, freeze and optimizer_state; the model, "
-                                       "the data and the seed are fixed for the run");
+            return fixed(c, k, c->key,
+                         "a stage may change optimizer, schedule, loss, metrics, "
+                         "train, data.augment, freeze and optimizer_state; the model, "
+                         "the data and the seed are fixed for the run");
         if (!strcmp(c->key, "data") && c->type == KILN_CFG_MAP)
             for (int j = 0; j < c->n_items; j++)
                 if (strcmp(c->items[j]->key, "augment") != 0) {
@@ -202,7 +203,8 @@ kiln_status kiln_config_stage(const kiln_cfg *root, int k, kiln_cfg **out) {
             int oneof = !strcmp(c->key, "optimizer") || !strcmp(c->key, "schedule") ||
                         !strcmp(c->key, "loss");
             if (is_null(c)) remove_child(eff, c->key);
-            else if (d && d->type == KILN_CFG_MAP && c->type == KILN_CFG_MAP) st = merge(d, c, oneof);
+            else if (d && d->type == KILN_CFG_MAP && c->type == KILN_CFG_MAP)
+                st = merge(d, c, oneof);
             else st = put(eff, c->key, c);
         }
         kiln_cfg_free(s);

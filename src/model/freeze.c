@@ -80,8 +80,10 @@ kiln_status kiln_model_apply_freeze(kiln_model *m, const kiln_cfg *cfg) {
     }
     free(hit);
     if (nglobs && active == 0)
-        return kiln_error(KILN_ERR_INVALID, "%s: train.freeze: every trainable parameter is frozen: "
-                          "nothing left to train", kiln_cfg_where(list, where, sizeof where));
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s: train.freeze: every trainable parameter is frozen: "
+                          "nothing left to train",
+                          kiln_cfg_where(list, where, sizeof where));
     return KILN_OK;
 }
 

@@ -386,8 +386,8 @@ kiln_status kiln_optim_set_ranges(kiln_optim *o, const size_t *off, const size_t
             if (off[i] < end || off[i] > o->n || len[i] > o->n - off[i]) {
                 free(no), free(nl);
                 return kiln_error(KILN_ERR_INVALID,
-                                  "optim: range %d [%zu, +%zu) out of order or out of %zu floats", i,
-                                  off[i], len[i], o->n);
+                                  "optim: range %d [%zu, +%zu) out of order or out of %zu floats",
+                                  i, off[i], len[i], o->n);
             }
             no[i] = off[i], nl[i] = len[i], end = off[i] + len[i];
         }

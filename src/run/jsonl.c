@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,8 @@ kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, ki
     n += put_escaped(line + n, name);
     n += (size_t)snprintf(line + n, sizeof line - n, "\",\"value\":");
     n += (size_t)kiln_run_format_number(line + n, sizeof line - n, value);
-    if (run->stage > 0) n += (size_t)snprintf(line + n, sizeof line - n, ",\"stage\":%d", run->stage);
+    if (run->stage > 0)
+        n += (size_t)snprintf(line + n, sizeof line - n, ",\"stage\":%d", run->stage);
     n += (size_t)snprintf(line + n, sizeof line - n, "}\n");
     s = kiln_run_append_line(run->metrics_fd, &run->metrics_torn, line, n, "metrics.jsonl");
     if (s) {
@@ -126,6 +128,15 @@ static int parse_point(char *line, size_t len, kiln_metric_point *p, cJSON **jso
     int k = 0;
     while (k < 3 && strcmp(split->valuestring, SPLIT_NAMES[k])) k++;
     if (k == 3) return -1;
+    /* "stage" is optional; when there, a whole number from 1 to INT_MAX */
+    const cJSON *stage = cJSON_GetObjectItemCaseSensitive(o, "stage");
+    p->stage = 0;
+    if (stage) {
+        if (!cJSON_IsNumber(stage) || stage->valuedouble != floor(stage->valuedouble) ||
+            stage->valuedouble < 1 || stage->valuedouble > INT_MAX)
+            return -1;
+        p->stage = (int)stage->valuedouble;
+    }
     p->step = (int64_t)step;
     p->split = (kiln_split)k;
     p->name = name->valuestring;

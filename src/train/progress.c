@@ -42,9 +42,11 @@ void kiln_progress_step(kiln_progress *p, int64_t e, int64_t E, int64_t b, int64
     double rate = kiln_progress_rate(p), eta = rate > 0 ? (double)(nb - b) * (double)p->rows / (double)b / rate : 0;
     char line[256], st[32] = "";
     if (p->n_stages > 0) snprintf(st, sizeof st, "stage %d/%d  ", p->stage, p->n_stages);
-    snprintf(line, sizeof line, "%sepoch %lld/%lld  step %lld  batch %lld/%lld  loss %.4f  lr %.3g  %.0f samples/s  ETA %d:%02d", st,
-             (long long)e + 1, (long long)E, (long long)step, (long long)b, (long long)nb, loss, lr, rate,
-             (int)(eta / 60), (int)eta % 60);
+    snprintf(line, sizeof line,
+             "%sepoch %lld/%lld  step %lld  batch %lld/%lld  loss %.4f  lr %.3g  %.0f samples/s  "
+             "ETA %d:%02d",
+             st, (long long)e + 1, (long long)E, (long long)step, (long long)b, (long long)nb, loss,
+             lr, rate, (int)(eta / 60), (int)eta % 60);
     if (p->tty) emit(p, line, 1);
     if (p->every > 0 && step % p->every == 0) {
         if (p->tty) { /* log.txt still gets the plain line */

@@ -154,7 +154,9 @@ static kiln_status build_optimizer(trainer *t) {
         return KILN_ERR_INVALID;
     }
     float decay = (float)kiln_cfg_num(t->cfg, "train.ema_decay", 0);
-    if (decay > 0 && !t->ema && !(t->ema = kiln_ema_new(kiln_graph_params_size(t->m.graph), decay, kiln_graph_params(t->m.graph))))
+    if (decay > 0 && !t->ema &&
+        !(t->ema = kiln_ema_new(kiln_graph_params_size(t->m.graph), decay,
+                                kiln_graph_params(t->m.graph))))
         return KILN_ERR_NOMEM;
     return KILN_OK;
 }
@@ -301,8 +303,8 @@ static kiln_status restore(trainer *t) {
     if (strcmp(t->s.config_hash, t->hash) != 0)
         return kiln_error(KILN_ERR_FORMAT, "%s: written for config %s, the run's config.yaml is %s", path, t->s.config_hash, t->hash);
     if (t->s.stage && t->s.stage >= t->n_stages)
-        return kiln_error(KILN_ERR_FORMAT, "%s: stage %lld, but the config has %d stages", path, (long long)t->s.stage + 1,
-                          t->n_stages);
+        return kiln_error(KILN_ERR_FORMAT, "%s: stage %lld, but the config has %d stages", path,
+                          (long long)t->s.stage + 1, t->n_stages);
     if (t->s.stage) { /* that stage's model, optimizer and plans, before its weights and slots */
         int64_t k = t->s.stage;
         t->s.stage = 0;
@@ -475,12 +477,15 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         t->s.step++, t->s.batch++;
         t->loss_sum += loss, t->loss_n++;
-        kiln_progress_step(&t->prog, t->s.epoch, t->total_epochs, t->s.batch, t->batches, t->s.step, t->loss_sum / t->loss_n, lr, rows);
+        kiln_progress_step(&t->prog, t->s.epoch, t->total_epochs, t->s.batch, t->batches, t->s.step,
+                           t->loss_sum / t->loss_n, lr, rows);
         if (t->s.step % t->log_every == 0) {
             log_point(t, KILN_SPLIT_TRAIN, "batch_loss", t->loss_sum / t->loss_n, 1);
             log_point(t, KILN_SPLIT_TRAIN, "learning_rate", lr, 1);
             log_point(t, KILN_SPLIT_TRAIN, "samples_per_second", kiln_progress_rate(&t->prog), 1);
-            if (t->n_stages) kiln_tb_hooks_scalar(t->tb, t->s.step, KILN_SPLIT_TRAIN, "stage", (double)t->s.stage + 1, 1);
+            if (t->n_stages)
+                kiln_tb_hooks_scalar(t->tb, t->s.step, KILN_SPLIT_TRAIN, "stage",
+                                     (double)t->s.stage + 1, 1);
             t->loss_sum = 0, t->loss_n = 0;
         }
         if (t->validate_every && t->s.step % t->validate_every == 0 && t->in.validation) {
@@ -503,7 +508,8 @@ static int run_epoch(trainer *t, kiln_status *st) {
 static kiln_status set_ranges(trainer *t) {
     kiln_graph *g = t->m.graph;
     int n = kiln_graph_active_ranges(g, NULL, NULL, 0);
-    size_t *off = malloc((size_t)(n + 1) * sizeof *off), *len = malloc((size_t)(n + 1) * sizeof *len);
+    size_t *off = malloc((size_t)(n + 1) * sizeof *off);
+    size_t *len = malloc((size_t)(n + 1) * sizeof *len);
     kiln_status st = KILN_ERR_NOMEM;
     if (off && len) {
         kiln_graph_active_ranges(g, off, len, n);
@@ -557,7 +563,8 @@ static kiln_status enter_stage(trainer *t, int k) {
     if (!st) st = kiln_model_build(c, &m2);
     if (!st) st = kiln_graph_init_params(m2.graph);
     if (!st && kiln_graph_params_size(m2.graph) != kiln_graph_params_size(t->m.graph))
-        st = kiln_error(KILN_ERR_INVALID, "stages[%d]: the model differs from the previous stage's", k);
+        st = kiln_error(KILN_ERR_INVALID,
+                        "stages[%d]: the model differs from the previous stage's", k);
     if (st) {
         kiln_model_free(&m2);
         kiln_cfg_free(c);
@@ -633,8 +640,9 @@ static kiln_status next_stage(trainer *t) {
     t->s.stage_step = t->s.step, t->s.stage_epoch = t->s.epoch;
     t->s.has_best = 0, t->s.best = 0, t->s.best_step = 0, t->s.wait = 0;
     t->s.best_checkpoint[0] = 0;
-    kiln_progress_line(&t->prog, "stage %lld/%d from epoch %lld, step %lld", (long long)t->s.stage + 1,
-                       t->n_stages, (long long)t->s.epoch + 1, (long long)t->s.step);
+    kiln_progress_line(&t->prog, "stage %lld/%d from epoch %lld, step %lld",
+                       (long long)t->s.stage + 1, t->n_stages, (long long)t->s.epoch + 1,
+                       (long long)t->s.step);
     kiln_tb_hooks_scalar(t->tb, t->s.step, KILN_SPLIT_TRAIN, "stage", (double)t->s.stage + 1, 1);
     log_summary(t);
     return checkpoint(t, 0);
@@ -658,8 +666,10 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
             if (st) return st;
             if (stop_signal) {
                 if ((st = checkpoint(t, 0))) return st;
-                kiln_progress_line(&t->prog, "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
-                                   (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
+                kiln_progress_line(
+                    &t->prog,
+                    "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
+                    (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
                 res->status = "stopped";
                 return KILN_OK;
             }
@@ -670,20 +680,29 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
             record_final(t, t->train_mt, "");
             stopped_early = validate(t, &st, summary, sizeof summary);
             if (st) return st;
-            kiln_tb_hooks_epoch_end(t->tb, &(kiln_tb_epoch){t->s.step, t->s.epoch, t->ema ? kiln_ema_weights(t->ema) : NULL,
-                                                           t->swap, t->in.validation ? t->val_mt : NULL});
-            kiln_progress_line(&t->prog, "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s, waiting for data %.1f%%)",
-                               (long long)t->s.epoch, (long long)t->total_epochs, summary, kiln_now() - t0, train_rate, 100 * wait_frac);
+            kiln_tb_hooks_epoch_end(t->tb,
+                                    &(kiln_tb_epoch){t->s.step, t->s.epoch,
+                                                     t->ema ? kiln_ema_weights(t->ema) : NULL,
+                                                     t->swap, t->in.validation ? t->val_mt : NULL});
+            kiln_progress_line(
+                &t->prog,
+                "epoch %lld/%lld:%s  (%.1f s, training %.0f samples/s, waiting for data %.1f%%)",
+                (long long)t->s.epoch, (long long)t->total_epochs, summary, kiln_now() - t0,
+                train_rate, 100 * wait_frac);
             kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_samples_per_second", train_rate);
             kiln_run_set_metric(t->run, KILN_RUN_FINAL, "train_data_wait_fraction", wait_frac);
             int is_best = t->early && t->s.best_step == t->s.step && t->s.wait == 0;
             if (is_best || (t->every_epochs && t->s.epoch % t->every_epochs == 0))
                 if ((st = checkpoint(t, is_best))) return st;
-            if (t->export_epochs && t->s.epoch % t->export_epochs == 0 && (st = export_version(t))) return st;
+            if (t->export_epochs && t->s.epoch % t->export_epochs == 0 && (st = export_version(t)))
+                return st;
         }
         if (stopped_early)
-            kiln_progress_line(&t->prog, "early stopping: %s%s did not improve for %lld evaluations (best %.4f at step %lld)",
-                               t->monitor_val ? "val_" : "", t->monitor, (long long)t->s.wait, t->s.best, (long long)t->s.best_step);
+            kiln_progress_line(&t->prog,
+                               "early stopping: %s%s did not improve for %lld evaluations "
+                               "(best %.4f at step %lld)",
+                               t->monitor_val ? "val_" : "", t->monitor, (long long)t->s.wait,
+                               t->s.best, (long long)t->s.best_step);
         if (t->s.stage + 1 >= t->n_stages) break;
         if ((st = next_stage(t))) return st;
     }
@@ -852,7 +871,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     if ((st = kiln_model_build(CFG(&t), &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
         /* model.init_from: not on --resume, which takes the run's own checkpoint */
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
-        (st = kiln_model_apply_freeze(&t.m, CFG(&t))) || (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
+        (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
+        (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
         (st = kiln_inputs_check_class_names(CFG(&t), &t.m))) {
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
         trainer_free(&t);
@@ -863,8 +883,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     t.batches = (t.n_train + t.B - 1) / t.B;
     t.train_mt = new_metrics(&t);
     t.val_mt = new_metrics(&t);
-    if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) || (st = set_ranges(&t)) ||
-        (st = make_plans(&t))) {
+    if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) ||
+        (st = set_ranges(&t)) || (st = make_plans(&t))) {
         res->usage_error = 1;
         trainer_free(&t);
         return st ? st : KILN_ERR_INVALID;

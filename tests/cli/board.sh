@@ -5,7 +5,9 @@
 # must be drawn (SVG paths with data-run and data-metric). A screenshot is saved in
 # <build>/test-output/board.png. Then a run trains while the page is open (Chromium driven by
 # chromedriver over WebDriver, with curl): its curve must grow, and its status turn from running
-# to stopped. (Endpoint shapes, incremental metrics and path escapes are tested in detail in
+# to stopped. A run trained in two stages (the first with a frozen layer): its details serve and
+# show the model summary (summary.txt) and the stages, and its curves mark where stage 2 starts.
+# (Endpoint shapes, incremental metrics and path escapes are tested in detail in
 # tests/test_board.c.)
 . "$(dirname "$0")/lib.sh"
 OUT_DIR=$(dirname "$KILN")/test-output
@@ -226,5 +228,59 @@ run_test t_train_three_runs
 run_test t_board_api
 run_test t_board_in_chromium
 run_test t_board_follows_a_live_run
+# A small MLP on generated NPY data, trained in two stages: stage 1 with dense_1 frozen.
+t_board_stages() {
+    local runs=$TMP/stage-runs key
+    /usr/bin/python3 -c "
+import numpy as np
+r = np.random.default_rng(0)
+y = r.integers(0, 3, size=96).astype(np.int64)
+x = (r.normal(size=(96, 6)) + y[:, None]).astype(np.float32)
+np.save('$TMP/sx.npy', x); np.save('$TMP/sy.npy', y)" || { test_failed=1; return; }
+    cat >"$TMP/staged.yaml" <<YAML
+experiment: staged
+seed: 2
+data: {source: npy, train: {x: $TMP/sx.npy, y: $TMP/sy.npy}, validation_split: 0.25, batch_size: 24}
+model:
+  input: [6]
+  layers:
+    - dense: {name: dense_1, units: 8, activation: relu}
+    - dense: {name: head, units: 3}
+loss: softmax_cross_entropy
+metrics: [accuracy]
+optimizer: {adam: {learning_rate: 0.01}}
+train: {epochs: 1}
+log: {tensorboard: false, every_steps: 1}
+stages:
+  - freeze: [dense_1]
+  - freeze: []
+YAML
+    k train "$TMP/staged.yaml" --runs-dir "$runs" --quiet
+    check "staged run: exit 0" [ $rc = 0 ] || { sed 's/^/    | /' "$TMP/out" >&2; return; }
+    key=$(cd "$runs" && ls -d staged/* | head -1)
+    RUNS=$runs start_board || { test_failed=1; return; }
+    get "/api/runs/$key"
+    check "details: 200" [ "$code" = 200 ]
+    check "details: the model summary" body_has '"summary":"stage 1/2\nLayer'
+    check "details: the summary's totals" body_has 'Frozen params: 56\n'
+    check "details: the current stage" body_has '"stage":2,"stages":[{"stage":1,"first_step":1,'
+    get "/api/runs/$key/metrics"
+    check "metrics: each point's stage" grep -qE '"name":"batch_loss","split":"train","step":\[1,2,3,4,5,6\],.*"stage":\[1,1,1,2,2,2\]' "$TMP/body"
+    if [ -x "$CHROMIUM" ]; then
+        browser --dump-dom "${URL}#tab=details&run=$key" >"$TMP/details.html"
+        check "page: the summary is shown" grep -qE '<pre class="summary">stage 1/2' "$TMP/details.html"
+        check "page: a frozen layer in it" grep -qE '^dense_1 +dense +\(None, 8\) +56 +frozen' "$TMP/details.html"
+        check "page: both stages listed" [ "$(grep -o '<tr data-stage="[12]"' "$TMP/details.html" | wc -l)" = 2 ]
+        check "page: the current stage" grep -qF '<p class="stage-now">last: <b>stage 2 of 2</b></p>' "$TMP/details.html"
+        browser --dump-dom "$URL" >"$TMP/curves.html"
+        check "page: the curves mark where stage 2 starts" grep -qF "<line class=\"stage-line\" data-run=\"$key\" data-stage=\"2\"" "$TMP/curves.html"
+    else
+        echo "  (needs chromium)" >&2
+        test_failed=1
+    fi
+    stop_board
+}
+
+run_test t_board_stages
 run_test t_board_errors
 finish

@@ -13,6 +13,8 @@
  * Charts: one per metric name; runs are colors (kept per run while it is selected), splits are
  * line styles (train solid, validation dashed, test dotted). Each curve is an SVG path with
  * data-run, data-metric and data-split attributes. Hovering shows the values nearest the cursor.
+ * Runs with stages (points that carry "stage"): a dotted line where each later stage starts
+ * (x axis step or epoch), and the stage of each point in the tooltip.
  */
 'use strict';
 
@@ -427,7 +429,7 @@ function renderTable() {
 
 async function fetchMetrics(key) {
   let m = S.metrics.get(key);
-  if (!m) S.metrics.set(key, m = {rev: null, next: 0, status: null, series: new Map(), busy: false});
+  if (!m) S.metrics.set(key, m = {rev: null, next: 0, status: null, series: new Map(), busy: false, stages: []});
   if (m.busy || (m.rev !== null && m.status !== 'running')) return false;
   m.busy = true;
   try {
@@ -437,14 +439,17 @@ async function fetchMetrics(key) {
     for (const s of j.series) {
       const id = s.name + '|' + s.split;
       const t = m.series.get(id);
+      const stage = s.stage || s.step.map(() => 0); // only runs with stages send it
       if (!t) {
         m.series.set(id, {name: s.name, split: s.split, step: s.step, value: s.value,
-                          wall: s.wall_time, epoch: s.epoch});
+                          wall: s.wall_time, epoch: s.epoch, stage});
       } else {
         t.step = t.step.concat(s.step), t.value = t.value.concat(s.value);
         t.wall = t.wall.concat(s.wall_time), t.epoch = t.epoch.concat(s.epoch);
+        t.stage = t.stage.concat(stage);
       }
     }
+    m.stages = j.stages || [];
     const changed = j.reset || j.series.length > 0 || m.status !== j.status;
     m.rev = j.rev, m.next = j.next, m.status = j.status, m.error = null;
     return changed;
@@ -637,6 +642,7 @@ function drawChart(card, name, entries) {
   }
   axis.append(svgEl('path', {d: `M${M.l},${M.t}V${H - M.b}H${W - M.r}`, fill: 'none'}));
   svg.append(grid, axis);
+  if (S.xaxis !== 'time') svg.append(stageLines(entries, x0, x1, sx, M, H));
 
   const path = (xs, ys) => {
     let d = '', pen = false;
@@ -665,6 +671,26 @@ function drawChart(card, name, entries) {
   const cursor = svgEl('g', {visibility: 'hidden'});
   svg.append(cursor);
   card._plot = {lines, sx, sy, x0, x1, W, M, H, cursor, ok, name};
+}
+
+/* Where each stage after the first starts, for the runs drawn: a dotted line in the run's color,
+ * labelled with the stage's number. */
+function stageLines(entries, x0, x1, sx, M, H) {
+  const g = svgEl('g', {class: 'stages'});
+  for (const key of new Set(entries.map((e) => e.key))) {
+    const stages = S.metrics.get(key)?.stages || [];
+    for (const st of stages.slice(1)) {
+      const x = S.xaxis === 'epoch' ? st.first_epoch : st.first_step;
+      if (!isNum(x) || x < x0 || x > x1) continue;
+      const px = sx(x).toFixed(1);
+      g.append(svgEl('line', {class: 'stage-line', 'data-run': key, 'data-stage': st.stage, x1: px, x2: px,
+                              y1: M.t, y2: H - M.b, stroke: S.color.get(key) || '#888'}));
+      const label = svgEl('text', {x: +px + 3, y: M.t + 9});
+      label.textContent = `stage ${st.stage}`;
+      g.append(label);
+    }
+  }
+  return g;
 }
 
 /* The mark of a lone point: a dot for train, a ring for validation, a hollow square for test. */
@@ -716,7 +742,7 @@ function hover(card, ev) {
     sw.style.background = color;
     table.append(el('tr', {},
       el('td', {}, sw), el('td', {text: splitKey(l.key)[1]}), el('td', {text: l.split}),
-      el('td', {class: 'num', text: `step ${l.s.step[i]}`}),
+      el('td', {class: 'num', text: `step ${l.s.step[i]}` + (l.s.stage[i] ? ` · stage ${l.s.stage[i]}` : '')}),
       el('td', {class: 'num', text: fmt(l.ys[i]) + (S.smooth ? ` (${fmt(l.raw[i])})` : '')})));
   }
   tip.replaceChildren(el('div', {text: p.name}), table);
@@ -897,6 +923,25 @@ function kvTable(pairs) {
     el('tr', {}, el('td', {text: k}), el('td', {text: v == null ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v)}))));
 }
 
+/* The run's stages: which one it is in (of how many the config has) and, per stage, the steps and
+ * epochs its metric points cover. */
+function stagesView(d) {
+  const total = new Set(Object.keys(d.params || {}).map((k) => (k.match(/^stages\[(\d+)\]/) || [])[1])
+    .filter((i) => i != null)).size;
+  const range = (a, b) => (a === b || !isNum(b) ? fmt(a) : `${fmt(a)}–${fmt(b)}`);
+  const now = d.stage ? `stage ${d.stage}${total ? ` of ${total}` : ''}` : '—';
+  const running = d.status === 'running';
+  return [
+    el('h3', {text: 'stages'}),
+    el('p', {class: 'stage-now'}, running ? 'now in ' : 'last: ', el('b', {text: now})),
+    el('table', {class: 'stages'},
+      el('tr', {}, ...['stage', 'steps', 'epochs'].map((h) => el('th', {text: h}))),
+      ...d.stages.map((st) => el('tr', {'data-stage': st.stage, class: st.stage === d.stage ? 'current' : null},
+        el('td', {class: 'num', text: st.stage}), el('td', {class: 'num', text: range(st.first_step, st.last_step)}),
+        el('td', {class: 'num', text: isNum(st.first_epoch) ? range(st.first_epoch, st.last_epoch) : '—'})))),
+  ];
+}
+
 async function showDetails(key) {
   S.detailsKey = key;
   setTab('details');
@@ -928,6 +973,8 @@ async function renderDetails() {
     if (map && Object.keys(map).length)
       kids.push(el('h3', {text: title}), kvTable(Object.entries(map).map(([k, v]) => [k, fmt(v)])));
 
+  if (d.stages?.length) kids.push(...stagesView(d));
+
   kids.push(el('h3', {text: `checkpoints (${(d.checkpoints || []).length})`}));
   if (d.checkpoints?.length) {
     kids.push(el('table', {}, el('tr', {}, ...['name', 'step', 'size', 'written', 'latest'].map((h) => el('th', {text: h}))),
@@ -946,6 +993,12 @@ async function renderDetails() {
     const base = d.exports[0].path.replace(/\/[^/]*$/, '');
     kids.push(el('p', {}, 'Serve them: ', el('code', {text: `kiln serve --model_base_path ${base} --model_name ${splitKey(key)[0]}`})));
   } else kids.push(el('p', {class: 'muted', text: 'none'}));
+
+  kids.push(el('h3', {text: 'model summary'}));
+  if (d.summary != null) {
+    kids.push(el('pre', {class: 'summary', text: d.summary}));
+    if (d.summary_truncated) kids.push(el('p', {class: 'muted', text: '(cut: summary.txt is longer)'}));
+  } else kids.push(el('p', {class: d.summary_error ? 'error' : 'muted', text: d.summary_error || 'none (summary.txt is written when training starts)'}));
 
   kids.push(el('h3', {text: 'config.yaml'}));
   kids.push(d.config != null ? el('pre', {text: d.config}) : el('p', {class: 'error', text: d.config_error || 'missing'}));
