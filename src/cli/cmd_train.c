@@ -117,6 +117,12 @@ int kiln_cmd_train(int argc, char **argv) {
                            : strcmp(r.status, "finished") == 0 ? KILN_EXIT_OK : KILN_EXIT_FAIL;
     if (st != KILN_OK && w.size > 1) fprintf(stderr, "kiln train: rank %d: %s\n", w.rank, kiln_last_error());
     else if (st != KILN_OK) fprintf(stderr, "kiln train: %s\n", kiln_last_error());
+    if (hooks && w.rank == 0 && !o.quiet) {
+        kiln_dist_stats ds = kiln_dist_get_stats(hooks);
+        if (ds.steps > 0 && ds.step_s > 0)
+            printf("dist: %lld steps on %d ranks, %.1f%% of the step time waiting for gradient reductions "
+                   "(%lld buckets)\n", ds.steps, w.size, 100 * ds.wait_s / ds.step_s, ds.buckets);
+    }
     int agreed = !hooks || st == KILN_OK || kiln_dist_failed_together(hooks);
     kiln_dist_hooks_free(hooks);
     kiln_dist_finalize(&w, agreed ? 0 : rc); /* a failure of this rank alone ends the job */

@@ -55,6 +55,7 @@ typedef struct {
     int together; /* the last failure was seen by every rank */
     double t_first;
     kiln_dist_stats stats;
+    double waited; /* seconds the last wait_all took */
 } dp;
 
 static double now_s(void) {
@@ -142,7 +143,7 @@ static kiln_status wait_all(dp *d, MPI_Request *r, int n, const char *what) {
         }
     }
     if (d->marked) d->marked = 0; /* it finished after all: a job-wide stop, not a death */
-    d->stats.wait_s += now_s() - t0;
+    d->waited = now_s() - t0;
     return KILN_OK;
 }
 
@@ -454,6 +455,7 @@ static kiln_status step_end(void *ctx, float *grads, float *loss, int *rows, int
     /* the buckets were started in place; the requests array is [0, nb) then the two controls */
     kiln_status st = wait_all(d, d->req, d->nb + 2, "the gradient reduction");
     if (st) return st;
+    d->stats.wait_s += d->waited;
     for (int k = 0; d->bf16 && k < d->nb; k++)
         for (size_t i = d->b[k].lo; i < d->b[k].hi; i++) d->grads[i] = from_bf16(d->b[k].packed[i - d->b[k].lo]);
     *loss = d->ctrl_sum[1] > 0 ? (float)(d->ctrl_sum[0] / d->ctrl_sum[1]) : *loss;
