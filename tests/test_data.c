@@ -291,6 +291,43 @@ out:
     kiln_dataset_free(ds);
 }
 
+/* Data parallel: part r of N of every batch, concatenated over r, is the batch (with and without
+ * prefetch), and each part has kiln_loader_shard_rows rows. */
+static void test_loader_shards(void) {
+    const int64_t n = 37, bs = 8;
+    kiln_dataset *ds = counting(n, 0);
+    for (int N = 1; N <= 3; N++)
+        for (int pf = 0; pf <= 2; pf += 2) {
+            kiln_loader_config c = {.batch_size = bs, .shuffle = 1, .seed = 99, .prefetch = pf};
+            kiln_loader *whole = NULL, *part[3] = {0};
+            CHECK_OK(kiln_loader_new(ds, &c, &whole));
+            for (int r = 0; r < N; r++) {
+                kiln_loader_config cr = c;
+                cr.shard_rank = r, cr.shard_count = N;
+                CHECK_OK(kiln_loader_new(ds, &cr, &part[r]));
+            }
+            float xw[16], xp[16];
+            int rows, prow;
+            for (int64_t b = 0; whole && kiln_loader_next(whole, xw, NULL, &rows) == 1; b++) {
+                int at = 0;
+                for (int r = 0; r < N; r++) {
+                    CHECK(part[r] && kiln_loader_next(part[r], xp, NULL, &prow) == 1);
+                    CHECK_MSG(prow == kiln_loader_shard_rows(n, bs, b, r, N), "N %d batch %lld part %d: %d rows", N,
+                              (long long)b, r, prow);
+                    CHECK(at + prow <= rows && memcmp(xp, xw + 2 * at, (size_t)prow * 2 * sizeof(float)) == 0);
+                    at += prow;
+                }
+                CHECK_MSG(at == rows, "N %d batch %lld: parts hold %d of %d rows", N, (long long)b, at, rows);
+            }
+            kiln_loader_free(whole);
+            for (int r = 0; r < N; r++) kiln_loader_free(part[r]);
+        }
+    kiln_loader_config bad = {.batch_size = 2, .shard_rank = 0, .shard_count = 3};
+    kiln_loader *l = NULL;
+    CHECK(kiln_loader_new(ds, &bad, &l) == KILN_ERR_INVALID && l == NULL);
+    kiln_dataset_free(ds);
+}
+
 typedef struct {
     int rows;
     float x[8 * 2];
@@ -553,6 +590,7 @@ int main(void) {
     RUN(test_subset);
     RUN(test_loader_order);
     RUN(test_loader_shuffle);
+    RUN(test_loader_shards);
     RUN(test_loader_seek);
     RUN(test_normalize);
     RUN(test_channel_stats);

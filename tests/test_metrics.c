@@ -5,6 +5,7 @@
  * matrix for batches of 1, 7 and all rows) and regression against a two-pass double reference,
  * the confusion matrix and its printed table, reset, bad labels (nothing of the batch added),
  * rejected configurations with their messages, and the metric-name helpers. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -507,7 +508,44 @@ static void test_names(void) {
     CHECK(strcmp(kiln_metric_base_name("accuracy"), "accuracy") == 0);
 }
 
+/* Shards of a split (data parallel): each shard's packed state, added element by element and
+ * unpacked, gives the values of one pass over all the rows. */
+static void test_shards_add_up(void) {
+    const char *cn[] = {"accuracy", "top_k_accuracy", "precision", "recall", "f1"};
+    const char *rn[] = {"mse", "mae", "r2"};
+    for (int reg = 0; reg < 2; reg++) {
+        int k = reg ? 0 : 4, w = reg ? 2 : 4;
+        kiln_metrics *all = make(k, w, reg ? rn : cn, reg ? 3 : 5, 2), *a = make(k, w, reg ? rn : cn, reg ? 3 : 5, 2),
+                     *b = make(k, w, reg ? rn : cn, reg ? 3 : 5, 2), *sum = make(k, w, reg ? rn : cn, reg ? 3 : 5, 2);
+        if (!all || !a || !b || !sum) return;
+        float pred[40 * 4], tgt[40 * 2];
+        int32_t lab[40];
+        kiln_test_fill(pred, 160, -2, 2, 11);
+        kiln_test_fill(tgt, 80, -3, 3, 12);
+        for (int i = 0; i < 40; i++) lab[i] = (i * 7) % 4;
+        const void *y = reg ? (const void *)tgt : (const void *)lab;
+        CHECK_OK(kiln_metrics_add(all, pred, y, 40, 0.75f));
+        CHECK_OK(kiln_metrics_add(a, pred, y, 13, 0.75f));
+        CHECK_OK(kiln_metrics_add(b, pred + 13 * w, reg ? (const void *)(tgt + 26) : (const void *)(lab + 13), 27, 0.75f));
+        size_t n = kiln_metrics_packed_size(a);
+        double *va = calloc(n, sizeof *va), *vb = calloc(n, sizeof *vb);
+        kiln_metrics_pack(a, va);
+        kiln_metrics_pack(b, vb);
+        for (size_t i = 0; i < n; i++) va[i] += vb[i];
+        kiln_metrics_unpack(sum, va);
+        CHECK(kiln_metrics_rows(sum) == 40);
+        for (int i = 0; i < kiln_metrics_count(all); i++)
+            CHECK_MSG(fabs(kiln_metrics_value(all, i) - kiln_metrics_value(sum, i)) <= 1e-12 * (1 + fabs(kiln_metrics_value(all, i))),
+                      "%s: %.17g in one pass, %.17g from shards", kiln_metrics_name(all, i), kiln_metrics_value(all, i),
+                      kiln_metrics_value(sum, i));
+        if (!reg) CHECK(memcmp(kiln_metrics_confusion(all), kiln_metrics_confusion(sum), 16 * sizeof(int64_t)) == 0);
+        free(va), free(vb);
+        kiln_metrics_free(all), kiln_metrics_free(a), kiln_metrics_free(b), kiln_metrics_free(sum);
+    }
+}
+
 int main(void) {
+    RUN(test_shards_add_up);
     RUN(test_classification_by_hand);
     RUN(test_class_only_predicted);
     RUN(test_f1_is_mean_of_f1s);

@@ -303,6 +303,11 @@ typedef struct {
     const kiln_augment *augment; /* NULL or no ops: none (copied; see kiln/augment.h) */
     int soft_labels; /* K > 0: class labels come as float [batch, K] probabilities (one-hot,
                         mixed by mixup / cutmix), for a soft-label loss */
+    /* Data parallel: shard_count > 1 makes the loader deliver only part shard_rank of every
+     * batch: of a batch's n rows (in the epoch's order), rows [n r / N, n (r + 1) / N). So the
+     * global batch order is the single process's whatever N is; mixup / cutmix mix within a
+     * part. 0 or 1: the whole batch. */
+    int shard_rank, shard_count;
 } kiln_loader_config;
 
 typedef struct kiln_loader kiln_loader;
@@ -330,6 +335,9 @@ int kiln_loader_next(kiln_loader *l, float *x, void *y, int *rows);
  * TensorBoard image of augmented samples. */
 kiln_status kiln_loader_preview(const kiln_dataset *ds, const kiln_loader_config *c, int n,
                                 int64_t epoch, float **x, float **probs, int *k, float *bound);
+/* Rows that part `shard` of `shards` gets of batch b of an epoch of n rows in batches of
+ * batch_size (kiln_loader_config.shard_count; shards <= 1: the whole batch's rows). */
+int64_t kiln_loader_shard_rows(int64_t n, int64_t batch_size, int64_t b, int shard, int shards);
 /* Makes batch `batch` of epoch `epoch` the next one delivered (0 <= batch <= batches per
  * epoch; batch == batches per epoch means the end of that epoch). */
 kiln_status kiln_loader_seek(kiln_loader *l, int64_t epoch, int64_t batch);

@@ -148,6 +148,11 @@ kiln_status kiln_plan_forward(kiln_plan *p);
 /* Fills parameter gradients (overwriting them). A scalar loss is seeded with dL/dloss = 1; a
  * non-scalar root uses whatever the caller wrote into kiln_plan_grad(p, loss). */
 kiln_status kiln_plan_backward(kiln_plan *p);
+/* Tells fn during kiln_plan_backward which gradients are final: fn(ctx, from) means gradients
+ * [from, kiln_graph_trainable_size) of the flat buffer will not change again in this backward
+ * (from only decreases; the last call of a backward has from = 0). Data parallel training starts
+ * reducing those while backward goes on. fn NULL: no calls. Cost: one comparison per op. */
+void kiln_plan_on_grads(kiln_plan *p, void (*fn)(void *ctx, size_t from), void *ctx);
 /* Per-op timing. With a buffer set, forward and backward record one event per op (start and
  * duration in microseconds on a monotonic clock) until cap events are there; the buffer is the
  * caller's, so a profiled step still allocates nothing. kiln_plan_profile(p, NULL, 0, NULL) stops. */

@@ -116,4 +116,12 @@ int kiln_metric_higher_is_better(const char *name);
 /* name without its "train_", "val_" or "test_" prefix (a pointer into name). */
 const char *kiln_metric_base_name(const char *name);
 
+/* Shards of one split (data parallel evaluation): pack each shard's state into
+ * kiln_metrics_packed_size doubles, add the vectors element by element over the shards, and
+ * unpack the sum: the values are those of one pass over all the rows (counts exactly; sums up
+ * to rounding). */
+size_t kiln_metrics_packed_size(const kiln_metrics *m);
+void kiln_metrics_pack(const kiln_metrics *m, double *v);
+void kiln_metrics_unpack(kiln_metrics *m, const double *v);
+
 #endif

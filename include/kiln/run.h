@@ -156,6 +156,9 @@ typedef struct {
     const char *checkpoint; /* name of the newest checkpoint ("step-500") */
     int64_t data_skipped;   /* samples data.on_error: skip left out (0 when none) */
 } kiln_run_info;
+/* A NULL run: the info of none (empty strings). The setters, kiln_run_save, kiln_run_log and
+ * kiln_run_log_metric accept a NULL run too and do nothing: the trainer of a data-parallel
+ * rank other than 0, which writes no run folder (docs/distributed.md). */
 kiln_run_info kiln_run_get_info(const kiln_rundir *run);
 
 /* Setters change the run in memory; kiln_run_save writes run.json (atomically). */

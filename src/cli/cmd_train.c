@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "kiln/kiln.h"
+#include "kiln/dist.h"
 #include "kiln/trainer.h"
 
 static const char *HELP =
@@ -30,7 +31,10 @@ static const char *HELP =
     "  --help             this text\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and stops (status \"stopped\", exit 1);\n"
-    "resume with --resume. Exit codes: 0 finished, 1 failed or stopped, 2 usage/config error.\n";
+    "resume with --resume. Exit codes: 0 finished, 1 failed or stopped, 2 usage/config error.\n"
+    "\n"
+    "Data parallel: `mpirun -np N kiln train CONFIG` or `srun --mpi=pmix -n N kiln train CONFIG`\n"
+    "runs N ranks; data.batch_size is the global batch (docs/distributed.md).\n";
 
 int kiln_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {{"set", required_argument, 0, 's'},      {"name", required_argument, 0, 'n'},
@@ -90,11 +94,46 @@ int kiln_cmd_train(int argc, char **argv) {
         return kiln_cli_usage_error("train", o.resume ? "give either CONFIG or --resume, not both" : "missing CONFIG");
     }
     kiln_train_result r;
-    kiln_status st = kiln_train(&o, &r);
-    free(sets);
-    if (st != KILN_OK) {
+    kiln_dist_world w; /* launched by mpirun / srun: one rank of a data-parallel job */
+    kiln_status st = kiln_dist_init(&w);
+    if (st) {
+        free(sets);
         fprintf(stderr, "kiln train: %s\n", kiln_last_error());
-        return r.usage_error ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
+        return KILN_EXIT_USAGE;
     }
-    return strcmp(r.status, "finished") == 0 ? KILN_EXIT_OK : KILN_EXIT_FAIL;
+    kiln_train_hooks *hooks = NULL;
+    if (w.size > 1) {
+        if (!(hooks = kiln_dist_hooks(&w))) {
+            free(sets);
+            kiln_dist_finalize(&w, KILN_EXIT_FAIL);
+            return KILN_EXIT_FAIL;
+        }
+        o.hooks = hooks;
+        if (w.rank > 0) o.quiet = 1; /* rank K logs to RUN/log.rank-K.txt */
+        if (!o.threads && !getenv("OMP_NUM_THREADS")) o.threads = w.threads;
+        if (kiln_dist_describe(&w, o.quiet ? NULL : stdout)) /* a collective: every rank */
+            fprintf(stderr, "kiln train: %s\n", kiln_last_error());
+    }
+    if (o.dry_run && w.rank > 0) { /* rank 0 prints the world (above) and the model */
+        free(sets);
+        kiln_dist_hooks_free(hooks);
+        kiln_dist_finalize(&w, 0);
+        return KILN_EXIT_OK;
+    }
+    st = kiln_train(&o, &r);
+    free(sets);
+    rc = st != KILN_OK ? (r.usage_error ? KILN_EXIT_USAGE : KILN_EXIT_FAIL)
+                           : strcmp(r.status, "finished") == 0 ? KILN_EXIT_OK : KILN_EXIT_FAIL;
+    if (st != KILN_OK && w.size > 1) fprintf(stderr, "kiln train: rank %d: %s\n", w.rank, kiln_last_error());
+    else if (st != KILN_OK) fprintf(stderr, "kiln train: %s\n", kiln_last_error());
+    if (hooks && w.rank == 0 && !o.quiet) {
+        kiln_dist_stats ds = kiln_dist_get_stats(hooks);
+        if (ds.steps > 0 && ds.step_s > 0)
+            printf("dist: %lld steps on %d ranks, %.1f%% of the step time waiting for gradient reductions "
+                   "(%lld buckets)\n", ds.steps, w.size, 100 * ds.wait_s / ds.step_s, ds.buckets);
+    }
+    int agreed = !hooks || st == KILN_OK || kiln_dist_failed_together(hooks);
+    kiln_dist_hooks_free(hooks);
+    kiln_dist_finalize(&w, agreed ? 0 : rc); /* a failure of this rank alone ends the job */
+    return rc;
 }

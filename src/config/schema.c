@@ -274,12 +274,18 @@ static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, 
                              {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"image_samples", T_INT, "16", NULL, NULL, 0, 1024},
                              {"projector_samples", T_INT, "1000", NULL, NULL, 0, 100000}, END};
+/* dist: data-parallel training (src/dist/; docs/distributed.md). No default: a config without it
+ * resolves (and hashes) as before. */
+static const char *const DIST_COMPRESS[] = {"none", "bf16", NULL};
+static const schema DIST[] = {{"compress", T_ENUM, "none", NULL, DIST_COMPRESS},
+                              {"bucket_mb", T_NUM, "4", NULL, NULL, 0.001, 4096},
+                              {"sync_batchnorm", T_BOOL, "false"}, END};
 static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", T_STR}, {"seed", T_INT, "1", NULL, NULL, 0, 1.8e19},
                               {"data", T_MAP, NULL, DATA, NULL, 0, 0, 1}, {"model", T_MAP, NULL, MODEL, NULL, 0, 0, 1},
                               {"loss", T_ONEOF, NULL, LOSSES, NULL, 0, 0, 1}, {"metrics", T_ONEOF_SEQ, "[]", METRICS},
                               {"optimizer", T_ONEOF, "adam", OPTIMIZERS}, {"schedule", T_ONEOF, "constant", SCHEDULES},
                               {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG},
-                              {"stages", T_ANY}, END};
+                              {"stages", T_ANY}, {"dist", T_MAP, NULL, DIST}, END};
 
 /* ---- checking ---- */
 

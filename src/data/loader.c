@@ -70,6 +70,7 @@ typedef struct {
 struct kiln_loader {
     kiln_dataset *ds; /* one reference held */
     int64_t bs, nb;   /* batch size, batches per epoch */
+    int shard, shards; /* shards > 1: deliver part `shard` of every batch (data parallel) */
     int shuffle;
     uint64_t seed;
     float scale;
@@ -121,8 +122,19 @@ static const int64_t *order_of(kiln_loader *l, int64_t epoch) {
 static int batch_rows(kiln_loader *l, int64_t epoch, int64_t b, int64_t *idx) {
     const int64_t *order = order_of(l, epoch);
     int64_t start = b * l->bs, n = l->ds->n - start < l->bs ? l->ds->n - start : l->bs;
+    if (l->shards > 1) { /* this shard's part of the global batch */
+        int64_t lo = n * l->shard / l->shards, hi = n * (l->shard + 1) / l->shards;
+        start += lo, n = hi - lo;
+    }
     for (int64_t k = 0; k < n; k++) idx[k] = order ? order[start + k] : start + k;
     return (int)n;
+}
+
+int64_t kiln_loader_shard_rows(int64_t n, int64_t batch_size, int64_t b, int shard, int shards) {
+    int64_t start = b * batch_size, rows = n - start < batch_size ? n - start : batch_size;
+    if (rows < 0) rows = 0;
+    if (shards <= 1) return rows;
+    return rows * (shard + 1) / shards - rows * shard / shards;
 }
 
 /* random_resized_crop of row i's source image: decodes it (with DCT scaling when the crop box
@@ -356,6 +368,11 @@ kiln_status kiln_loader_new(const kiln_dataset *ds, const kiln_loader_config *c,
     if (bs < 1 || bs > (int64_t)1 << 30)
         return kiln_error(KILN_ERR_INVALID, "loader: batch_size %lld is not in [1, 2^30]",
                           (long long)bs);
+    if (c->shard_count > 1 && (c->shard_rank < 0 || c->shard_rank >= c->shard_count ||
+                               bs < c->shard_count))
+        return kiln_error(KILN_ERR_INVALID,
+                          "loader: shard %d of %d with batch_size %lld (each shard needs a row)",
+                          c->shard_rank, c->shard_count, (long long)bs);
     if (c->drop_last && n < bs)
         return kiln_error(KILN_ERR_INVALID,
                           "loader: drop_last with %lld rows and batch_size %lld leaves no batch",
@@ -413,6 +430,7 @@ kiln_status kiln_loader_new(const kiln_dataset *ds, const kiln_loader_config *c,
     l->ds = (kiln_dataset *)ds; /* the reference count is mutable */
     atomic_fetch_add(&l->ds->refs, 1);
     l->bs = bs;
+    if (c->shard_count > 1) l->shard = c->shard_rank, l->shards = c->shard_count;
     l->nb = c->drop_last ? n / bs : (n + bs - 1) / bs;
     l->shuffle = c->shuffle, l->seed = c->seed;
     l->scale = nm->scale != 0 ? nm->scale : 1.0f;

@@ -39,6 +39,11 @@ struct kiln_plan {
     const kiln_backend *backend; /* the ops' backend, owner of run.stream (NULL without ops) */
     kiln_op_event *prof; /* per-op timing (kiln_plan_profile), NULL when off */
     int prof_cap, *prof_count;
+    /* kiln_plan_on_grads: after backward op k, gradients [ready_from[k], n_trainable) of the
+     * flat buffer are final (every op writing to them has run); ready_start before the first */
+    size_t *ready_from, ready_start;
+    void (*grads_fn)(void *ctx, size_t from);
+    void *grads_ctx;
 };
 
 static void plan_release(kiln_plan *p) {
@@ -54,7 +59,7 @@ void kiln_plan_free(kiln_plan *p) {
     if (!p) return;
     if (p->insts) plan_release(p);
     free(p->by_id), free(p->insts), free(p->fwd), free(p->bwd);
-    free(p->zero_grads), free(p->zero_sizes);
+    free(p->zero_grads), free(p->zero_sizes), free(p->ready_from);
     kiln_arena_free(&p->arena);
     kiln_free(p->scratch);
     if (p->backend) p->backend->stream_free(p->run.stream);
@@ -120,6 +125,53 @@ static kiln_status memory_plan(kiln_plan *p, const kiln_plan_opts *o, const char
 static kiln_plan *fail(kiln_plan *p) {
     kiln_plan_free(p);
     return NULL;
+}
+
+/* The gradient watermarks of kiln_plan_on_grads: a trainable parameter's gradient is final after
+ * the last backward op that writes it (none: zeroed before the first). Walking the parameters
+ * from the highest offset down, the watermark after op k is the lowest offset above which every
+ * gradient is final. */
+typedef struct {
+    size_t off;
+    int last;
+} grad_mark;
+
+static int by_offset_desc(const void *a, const void *b) {
+    size_t x = ((const grad_mark *)a)->off, y = ((const grad_mark *)b)->off;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static kiln_status ready_marks(kiln_plan *p, kiln_graph *g) {
+    int n = kiln_graph_node_count(g), np = 0;
+    float *base = kiln_graph_grads(g);
+    size_t nt = kiln_graph_trainable_size(g);
+    grad_mark *m = calloc((size_t)n + 1, sizeof *m);
+    int *last = malloc(((size_t)n + 1) * sizeof *last);
+    p->ready_from = malloc(((size_t)p->n_bwd + 1) * sizeof *p->ready_from);
+    if (!m || !last || !p->ready_from) {
+        free(m), free(last);
+        return kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
+    }
+    for (int i = 0; i < n; i++) last[i] = -1;
+    for (int k = 0; k < p->n_bwd; k++)
+        for (int j = 0; j < p->bwd[k]->n_in; j++)
+            if (p->bwd[k]->in[j]->grad && p->bwd[k]->in[j]->node->kind == KILN_NODE_PARAM)
+                last[p->bwd[k]->in[j]->node->id] = k;
+    for (int i = 0; i < n; i++) {
+        kiln_node *nd = kiln_graph_node(g, i);
+        float *gr = kiln_node_param_grad(g, nd);
+        if (gr) m[np++] = (grad_mark){(size_t)(gr - base), last[i]};
+    }
+    qsort(m, (size_t)np, sizeof *m, by_offset_desc);
+    int at = 0;
+    size_t mark = nt;
+    for (int k = -1; k < p->n_bwd; k++) {
+        while (at < np && m[at].last <= k) mark = m[at++].off;
+        if (k < 0) p->ready_start = mark;
+        else p->ready_from[k] = mark;
+    }
+    free(m), free(last);
+    return KILN_OK;
 }
 
 kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
@@ -244,6 +296,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (!written[id]) written[id] = (char)1, first_write[id] = p->n_bwd - 1;
         }
     }
+    if (o->loss && ready_marks(p, g) != KILN_OK) FAIL();
     /* (3c) layouts: a value stays plain when anything but input 0 of a layout-aware op reads
      * it, or the caller does; producers then choose, in forward order */
     kiln_compile_ctx ctx = {
@@ -371,10 +424,19 @@ kiln_status kiln_plan_backward(kiln_plan *p) {
     if (!p->loss) return kiln_error(KILN_ERR_INVALID, "plan: backward on a plan without a loss");
     for (int i = 0; i < p->n_zero; i++) memset(p->zero_grads[i], 0, p->zero_sizes[i]);
     if (p->loss->numel == 1) p->loss->grad[0] = 1.0f;
+    size_t told = (size_t)-1;
+    if (p->grads_fn && p->ready_start < told) p->grads_fn(p->grads_ctx, told = p->ready_start);
     for (int i = 0; i < p->n_bwd; i++) {
         double t0 = p->prof ? kiln_time_us() : 0;
         p->bwd[i]->node->op->backward(p->bwd[i], &p->run);
         if (p->prof) record(p, p->bwd[i], "backward", t0);
+        if (p->grads_fn && p->ready_from[i] < told) p->grads_fn(p->grads_ctx, told = p->ready_from[i]);
     }
+    if (p->grads_fn && told != 0) p->grads_fn(p->grads_ctx, 0);
     return KILN_OK;
+}
+
+void kiln_plan_on_grads(kiln_plan *p, void (*fn)(void *ctx, size_t from), void *ctx) {
+    p->grads_fn = p->ready_from ? fn : NULL;
+    p->grads_ctx = ctx;
 }

@@ -102,7 +102,14 @@ static kiln_status parse_op(const kiln_cfg *item, kiln_aug_op *o) {
 }
 
 kiln_status kiln_inputs_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in) {
+    /* a stage switch makes the training loader's config again: this process's part of every
+     * batch (data parallel: kiln_loader_config.shard_*) stays what it was */
+    int rank = in->train_loader.shard_rank, count = in->train_loader.shard_count;
+    int drop_last = in->train_loader.drop_last;
     in->train_loader = in->loader;
+    if (count > 1)
+        in->train_loader.shard_rank = rank, in->train_loader.shard_count = count,
+        in->train_loader.drop_last = drop_last;
     memset(&in->augment, 0, sizeof in->augment);
     const kiln_cfg *list = kiln_cfg_at(cfg, "data.augment");
     if (!list || list->type != KILN_CFG_SEQ || list->n_items == 0) return KILN_OK;

@@ -483,3 +483,47 @@ int kiln_metric_higher_is_better(const char *name) {
     int k = find_kind(base);
     return k < 0 ? -1 : METRIC[k].higher_is_better;
 }
+
+/* ---- combining shards (data parallel evaluation) ---- */
+
+size_t kiln_metrics_packed_size(const kiln_metrics *m) {
+    size_t c = (size_t)m->n_classes, n = (size_t)m->n_outputs;
+    return 7 + (m->tp ? 3 * c : 0) + (m->confusion ? c * c : 0) + (m->ss_res ? 4 * n : 0);
+}
+
+/* Counts and sums as they are; the Welford pair (mean, m2) of each output as the plain sums
+ * n mean and m2 + n mean^2, which add across shards. */
+void kiln_metrics_pack(const kiln_metrics *m, double *v) {
+    size_t c = (size_t)m->n_classes, n = (size_t)m->n_outputs, k = 0;
+    double rows = (double)m->rows;
+    v[k++] = rows, v[k++] = (double)m->nonfinite_rows, v[k++] = m->loss_sum;
+    v[k++] = (double)m->correct, v[k++] = (double)m->topk_correct, v[k++] = m->se, v[k++] = m->ae;
+    for (size_t i = 0; m->tp && i < 3 * c; i++) v[k++] = (double)m->tp[i];
+    for (size_t i = 0; m->confusion && i < c * c; i++) v[k++] = (double)m->confusion[i];
+    for (size_t j = 0; m->ss_res && j < n; j++) {
+        v[k++] = m->ss_res[j];
+        v[k++] = rows * m->mean[j];
+        v[k++] = m->m2[j] + rows * m->mean[j] * m->mean[j];
+        v[k++] = m->varies[j];
+    }
+}
+
+void kiln_metrics_unpack(kiln_metrics *m, const double *v) {
+    size_t c = (size_t)m->n_classes, n = (size_t)m->n_outputs, k = 0;
+    m->rows = (int64_t)v[k++], m->nonfinite_rows = (int64_t)v[k++], m->loss_sum = v[k++];
+    m->correct = (int64_t)v[k++], m->topk_correct = (int64_t)v[k++], m->se = v[k++];
+    m->ae = v[k++];
+    for (size_t i = 0; m->tp && i < 3 * c; i++) m->tp[i] = (int64_t)v[k++];
+    for (size_t i = 0; m->confusion && i < c * c; i++) m->confusion[i] = (int64_t)v[k++];
+    double rows = (double)m->rows;
+    for (size_t j = 0; m->ss_res && j < n; j++) {
+        m->ss_res[j] = v[k++];
+        double s1 = v[k++], s2 = v[k++], varies = v[k++];
+        m->mean[j] = rows > 0 ? s1 / rows : 0;
+        m->m2[j] = s2 - rows * m->mean[j] * m->mean[j];
+        /* a constant target leaves only rounding in m2; shards whose first targets differ
+         * show it in m2 */
+        if (!(m->m2[j] > 1e-12 * fabs(s2))) m->m2[j] = 0;
+        m->varies[j] = varies > 0 || m->m2[j] > 0;
+    }
+}

@@ -59,6 +59,7 @@ static size_t put_escaped(char *out, const char *s) {
 
 kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, kiln_split split,
                                 const char *name, double value) {
+    if (!run) return KILN_OK; /* a process that does not write the run (a rank other than 0) */
     kiln_status s = kiln_run_need_write(run, "log_metric");
     if (s) return s;
     if ((unsigned)split > KILN_SPLIT_TEST)

@@ -435,6 +435,7 @@ kiln_status kiln_run_find_latest(const char *runs_dir, const char *experiment, c
 /* ---- log.txt ---- */
 
 kiln_status kiln_run_log(kiln_rundir *run, const char *fmt, ...) {
+    if (!run) return KILN_OK;
     kiln_status s = kiln_run_need_write(run, "log");
     if (s) return s;
     char small[1024], *line = small;

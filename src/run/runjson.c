@@ -64,6 +64,7 @@ void kiln_run_record_free(kiln_rundir *run) {
 /* ---- getters and setters ---- */
 
 kiln_run_info kiln_run_get_info(const kiln_rundir *run) {
+    if (!run) return (kiln_run_info){.path = "", .id = "", .experiment = "", .name = ""};
     return (kiln_run_info){.path = run->path,
                            .id = run->id,
                            .experiment = run->experiment,
@@ -87,6 +88,7 @@ kiln_run_info kiln_run_get_info(const kiln_rundir *run) {
 }
 
 kiln_status kiln_run_set_status(kiln_rundir *run, kiln_run_state status, const char *message) {
+    if (!run) return KILN_OK;
     if ((unsigned)status > KILN_RUN_STOPPED)
         return kiln_error(KILN_ERR_INVALID, "run %s: unknown status %d", run->id, (int)status);
     if (status == KILN_RUN_RUNNING) {
@@ -161,14 +163,17 @@ kiln_status kiln_run_set_command(kiln_rundir *run, int argc, const char *const *
 }
 
 void kiln_run_set_progress(kiln_rundir *run, int64_t epochs_completed, int64_t steps) {
+    if (!run) return;
     run->epochs_completed = epochs_completed, run->steps = steps;
 }
 
 void kiln_run_set_data_skipped(kiln_rundir *run, int64_t n) {
+    if (!run) return;
     run->data_skipped = n < 0 ? 0 : n;
 }
 
 void kiln_run_set_best_step(kiln_rundir *run, int64_t step) {
+    if (!run) return;
     run->best_step = step < 0 ? -1 : step;
 }
 
@@ -180,6 +185,7 @@ static int find_metric(const kiln_rundir *run, kiln_run_which w, const char *nam
 
 kiln_status kiln_run_set_metric(kiln_rundir *run, kiln_run_which which, const char *name,
                                 double value) {
+    if (!run) return KILN_OK;
     if ((unsigned)which > KILN_RUN_BEST)
         return kiln_error(KILN_ERR_INVALID, "run %s: unknown metric map %d", run->id, (int)which);
     if (!name || !*name) return kiln_error(KILN_ERR_INVALID, "run %s: empty metric name", run->id);
@@ -309,6 +315,7 @@ static char *render(const kiln_rundir *run) {
 }
 
 kiln_status kiln_run_save(kiln_rundir *run) {
+    if (!run) return KILN_OK;
     kiln_status s = kiln_run_need_write(run, "save");
     if (s) return s;
     char path[4096];

@@ -79,7 +79,12 @@ typedef struct {
     int n_events, cap_events, prof_steps, prof_done;
     int64_t prof_from; /* first profiled step */
     char *init_report; /* model.init_from's report, logged once the run folder exists */
+    const kiln_train_hooks *hooks; /* NULL: a plain single process (see kiln/trainer.h) */
+    int stop;                      /* with hooks: the signal every process stops on */
 } trainer;
+
+/* The signal training stops on: with hooks, the one every process agreed on at the last step. */
+static int stopping(const trainer *t) { return t->hooks ? t->stop : stop_signal; }
 
 /* ---- setup ---- */
 
@@ -220,10 +225,16 @@ static kiln_status make_plans(trainer *t) {
     kiln_plan_opts po = {.outputs = outs, .n_outputs = 2, .loss = t->tloss, .batch = (int)t->B, .training = 1,
                          .deterministic = det};
     if (!(t->train = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
-    int tail = (int)(t->n_train % t->B);
+    const kiln_loader_config *lc = &t->in.train_loader; /* this process's rows of the last batch */
+    int tail = (int)kiln_loader_shard_rows(t->n_train, lc->batch_size, t->batches - 1, lc->shard_rank, lc->shard_count);
+    if (tail == t->B) tail = 0;
     if (tail) {
         po.batch = tail;
         if (!(t->train_tail = kiln_plan_new(t->m.graph, &po))) return KILN_ERR_INVALID;
+    }
+    if (t->hooks) { /* gradients reduced while backward goes on */
+        kiln_plan_on_grads(t->train, t->hooks->grads_ready, t->hooks->ctx);
+        if (t->train_tail) kiln_plan_on_grads(t->train_tail, t->hooks->grads_ready, t->hooks->ctx);
     }
     t->ev.m = &t->m;
     t->ev.fast = !det;
@@ -232,9 +243,21 @@ static kiln_status make_plans(trainer *t) {
 
 /* ---- checkpoints ---- */
 
+/* With hooks: non-trainable state (batch-norm statistics, and their EMA) made equal on every
+ * process before it is evaluated or saved. */
+static kiln_status sync_buffers(trainer *t) {
+    if (!t->hooks) return KILN_OK;
+    size_t nt = kiln_graph_trainable_size(t->m.graph), n = kiln_graph_params_size(t->m.graph);
+    kiln_status st = t->hooks->sync_buffers(t->hooks->ctx, kiln_graph_params(t->m.graph) + nt, n - nt);
+    if (!st && t->ema) st = t->hooks->sync_buffers(t->hooks->ctx, kiln_ema_weights(t->ema) + nt, n - nt);
+    return st;
+}
+
 static kiln_status checkpoint(trainer *t, int is_best) {
     char tmp[4096], path[4200], name[64];
-    kiln_status st = kiln_run_checkpoint_begin(t->run, t->s.step, tmp, sizeof tmp);
+    kiln_status st = sync_buffers(t);
+    if (st || !t->run) return st; /* only the writer writes checkpoints */
+    st = kiln_run_checkpoint_begin(t->run, t->s.step, tmp, sizeof tmp);
     if (st) return st;
     snprintf(name, sizeof name, "step-%lld", (long long)t->s.step);
     if (is_best) snprintf(t->s.best_checkpoint, sizeof t->s.best_checkpoint, "%s", name);
@@ -260,6 +283,7 @@ static kiln_status checkpoint(trainer *t, int is_best) {
 /* train.export: a new servable version under <run>/export/ with the weights evaluation uses
  * (EMA when kept), so a server polling that folder picks it up while training goes on. */
 static kiln_status export_version(trainer *t) {
+    if (!t->run) return KILN_OK; /* only the writer exports */
     const char *run = kiln_run_get_info(t->run).path;
     char base[4200], real[PATH_MAX];
     if (snprintf(base, sizeof base, "%s/export", run) >= (int)sizeof base)
@@ -335,9 +359,12 @@ static kiln_status restore(trainer *t) {
 static kiln_status evaluate(trainer *t, const kiln_dataset *ds, kiln_metrics *mt) {
     size_t n = kiln_graph_params_size(t->m.graph) * sizeof(float);
     float *p = kiln_graph_params(t->m.graph);
+    kiln_status st = sync_buffers(t);
+    if (st) return st;
     if (t->ema) memcpy(t->swap, p, n), memcpy(p, kiln_ema_weights(t->ema), n);
-    kiln_status st = kiln_evaluate(&t->ev, ds, &t->in.loader, mt);
+    st = kiln_evaluate(&t->ev, ds, &t->in.loader, mt);
     if (t->ema) memcpy(p, t->swap, n);
+    if (!st && t->hooks) st = t->hooks->reduce_metrics(t->hooks->ctx, mt); /* the whole split's */
     return st;
 }
 
@@ -399,7 +426,7 @@ static int validate(trainer *t, kiln_status *st, char *summary, size_t cap) {
 
 static kiln_status fail_numeric(trainer *t, const char *what) {
     char last[256] = "none";
-    kiln_run_checkpoint_latest(t->run, last, sizeof last, NULL, 0);
+    if (t->run) kiln_run_checkpoint_latest(t->run, last, sizeof last, NULL, 0);
     return kiln_error(KILN_ERR_NUMERIC, "step %lld: %s; stopping (the last good checkpoint, %s, is intact)",
                       (long long)t->s.step + 1, what, last);
 }
@@ -408,6 +435,7 @@ static kiln_status fail_numeric(trainer *t, const char *what) {
 static kiln_status finish_profile(trainer *t) {
     if (!t->events || t->prof_done) return KILN_OK;
     t->prof_done = 1;
+    if (!t->run) return KILN_OK;
     int steps = 0;
     for (int i = 0; i < t->n_events; i++) steps += strcmp(t->events[i].phase, "update") == 0;
     char path[4200];
@@ -445,6 +473,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
             memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
             memcpy(kiln_plan_data(p, t->ttarget), y, (size_t)rows * yrow);
         }
+        if (t->hooks) t->hooks->step_begin(t->hooks->ctx, t->s.batch, rows, kiln_graph_grads(g));
         kiln_plan_set_step(p, (uint64_t)t->s.step);
         int profiling = t->events && !t->prof_done && t->s.step >= t->prof_from;
         if (profiling) kiln_plan_profile(p, t->events, t->cap_events, &t->n_events);
@@ -459,6 +488,10 @@ static int run_epoch(trainer *t, kiln_status *st) {
         else
             kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->ttarget), rows, loss);
         if ((*st = kiln_plan_backward(p))) return 0;
+        if (t->hooks) { /* the global batch's gradients, loss and rows, and the agreed stop */
+            t->stop = stop_signal;
+            if ((*st = t->hooks->step_end(t->hooks->ctx, kiln_graph_grads(g), &loss, &rows, &t->stop))) return 0;
+        }
         float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step - t->s.stage_step);
         double u0 = profiling ? kiln_time_us() : 0;
         *st = kiln_optim_step(t->opt, kiln_graph_params(g), kiln_graph_grads(g), lr);
@@ -496,7 +529,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         if (t->every_steps && t->s.step % t->every_steps == 0 && (*st = checkpoint(t, 0))) return 0;
         if (t->export_steps && t->s.step % t->export_steps == 0 && (*st = export_version(t))) return 0;
-        if (stop_signal || (t->max_steps && t->s.step - t->s.stage_step >= t->max_steps)) return 0;
+        if (stopping(t) || (t->max_steps && t->s.step - t->s.stage_step >= t->max_steps)) return 0;
     }
     if (r < 0) *st = KILN_ERR_INVALID;
     return r == 0;
@@ -523,6 +556,7 @@ static kiln_status set_ranges(trainer *t) {
 static void log_summary(trainer *t) {
     char *buf = NULL, path[4200];
     size_t len = 0;
+    if (!t->run) return; /* a process that does not write (data parallel, rank > 0) */
     FILE *f = open_memstream(&buf, &len);
     if (!f) return;
     if (t->n_stages) fprintf(f, "stage %lld/%d\n", (long long)t->s.stage + 1, t->n_stages);
@@ -664,17 +698,18 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
             double train_s = kiln_now() - t0, waited = kiln_loader_wait_seconds(t->loader) - w0;
             double wait_frac = train_s > 0 ? waited / train_s : 0; /* of the step loop's time */
             if (st) return st;
-            if (stop_signal) {
+            if (stopping(t)) {
                 if ((st = checkpoint(t, 0))) return st;
                 kiln_progress_line(
                     &t->prog,
                     "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
-                    (int)stop_signal, (long long)t->s.step, kiln_run_get_info(t->run).path);
+                    stopping(t), (long long)t->s.step, kiln_run_get_info(t->run).path);
                 res->status = "stopped";
                 return KILN_OK;
             }
             if (!ended) break; /* max_steps */
             t->s.epoch++, t->s.batch = 0;
+            if (t->hooks && (st = t->hooks->reduce_metrics(t->hooks->ctx, t->train_mt))) return st;
             char summary[2048] = "";
             log_metrics(t, t->train_mt, KILN_SPLIT_TRAIN, summary, sizeof summary);
             record_final(t, t->train_mt, "");
@@ -752,12 +787,12 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
         } else {
             snprintf(dir, sizeof dir, "%s", o->resume);
         }
-        if ((st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) {
+        if ((!o->hooks || o->hooks->writer) && (st = kiln_run_open(dir, KILN_RUN_WRITE, &t->run))) {
             struct stat sb; /* no such run: usage; a run busy or read-only: a runtime failure */
             int there = stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode);
             return st == KILN_ERR_NOTFOUND || !there ? usage(res, st) : st;
         }
-        kiln_registry_follow_run(t->run, 0);
+        if (t->run) kiln_registry_follow_run(t->run, 0);
         char path[4200];
         snprintf(path, sizeof path, "%s/config.yaml", dir);
         if ((st = kiln_config_load(path, &t->cfg)) || (st = kiln_config_resolve(t->cfg))) return usage(res, st);
@@ -834,13 +869,26 @@ static kiln_status dry_run(trainer *t) {
     return KILN_OK;
 }
 
+/* With hooks: every process's setup outcome combined (kiln_train_hooks.setup). */
+static kiln_status hook_setup(trainer *t, const kiln_train_opts *o, kiln_status st, kiln_train_result *res) {
+    if (!o->hooks) return st;
+    int usage = res->usage_error;
+    kiln_status all = o->hooks->setup(o->hooks->ctx, st, &usage, st ? "" : t->hash, st ? NULL : t->cfg,
+                                       st ? NULL : &t->in);
+    if (all) res->usage_error = usage;
+    return all;
+}
+
 kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     trainer t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     res->status = "failed";
+    t.hooks = o->hooks;
+    int writer = !o->hooks || o->hooks->writer;
     kiln_status st = open_config(o, &t, res);
     if (st) {
+        st = hook_setup(&t, o, st, res);
         trainer_free(&t);
         return st;
     }
@@ -873,14 +921,16 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
         (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
-        (st = kiln_inputs_check_class_names(CFG(&t), &t.m))) {
+        (st = kiln_inputs_check_class_names(CFG(&t), &t.m)))
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
+    if ((st = hook_setup(&t, o, st, res))) { /* data parallel: shards the loaders */
         trainer_free(&t);
         return st;
     }
-    t.B = t.in.loader.batch_size;
+    int64_t G = t.in.train_loader.batch_size; /* the global batch; B: this process's part */
+    t.B = t.in.train_loader.shard_count > 1 ? G / t.in.train_loader.shard_count : G;
     t.n_train = kiln_dataset_rows(t.in.train);
-    t.batches = (t.n_train + t.B - 1) / t.B;
+    t.batches = t.in.train_loader.drop_last ? t.n_train / G : (t.n_train + G - 1) / G;
     t.train_mt = new_metrics(&t);
     t.val_mt = new_metrics(&t);
     if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) ||
@@ -903,27 +953,39 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         return KILN_ERR_NOMEM;
     }
     /* the run folder */
-    if (!o->resume) {
+    if (!o->resume && writer) {
         const char *exp = kiln_cfg_str(t.cfg, "experiment", "default");
         if (!(st = kiln_run_create(o->runs_dir ? o->runs_dir : "runs", exp, o->name, &t.run)))
             kiln_registry_follow_run(t.run, 1); /* runs/kiln.db follows the run folder */
-        if (st || (st = write_config(&t))) {
-            trainer_free(&t);
-            return st;
+        if (!st) st = write_config(&t);
+        if (!st) {
+            kiln_run_set_seed(t.run, (uint64_t)kiln_cfg_int(t.cfg, "seed", 1));
+            kiln_run_set_config_hash(t.run, t.hash);
+            if (o->argc) kiln_run_set_command(t.run, o->argc, o->argv);
         }
-        kiln_run_set_seed(t.run, (uint64_t)kiln_cfg_int(t.cfg, "seed", 1));
-        kiln_run_set_config_hash(t.run, t.hash);
-        if (o->argc) kiln_run_set_command(t.run, o->argc, o->argv);
     }
     if (t.init_report) /* model.init_from */
         kiln_run_log(t.run, "%.*s", (int)strlen(t.init_report) - 1, t.init_report),
             fputs(t.init_report, stderr);
     snprintf(res->run_dir, sizeof res->run_dir, "%s", kiln_run_get_info(t.run).path);
+    if (o->hooks) st = o->hooks->run_folder(o->hooks->ctx, st, res->run_dir, sizeof res->run_dir);
+    if (st) {
+        trainer_free(&t);
+        return st;
+    }
     t.prog = (kiln_progress){.out = stdout, .tty = isatty(1), .quiet = o->quiet, .every = t.log_every,
-                             .log = log_line, .log_ctx = t.run, .stage = 1, .n_stages = t.n_stages};
-    if (t.n_stages) kiln_run_set_stage(t.run, 1);
+                             .log = writer ? log_line : o->hooks->log,
+                             .log_ctx = writer ? (void *)t.run : o->hooks->ctx, .stage = 1,
+                             .n_stages = t.n_stages};
+    if (t.n_stages && t.run) kiln_run_set_stage(t.run, 1);
     snprintf(t.s.config_hash, sizeof t.s.config_hash, "%s", t.hash);
-    if (o->resume && (st = restore(&t))) {
+    if (o->resume && writer) st = restore(&t);
+    if (o->hooks) { /* every process starts from the writer's state */
+        kiln_train_sync sy = {.graph = t.m.graph, .opt = t.opt, .ema = t.ema, .state = &t.s, .state_size = sizeof t.s,
+                              .best = t.restore_best ? t.best_params : NULL, .run = t.run, .signal = &stop_signal};
+        st = o->hooks->begin(o->hooks->ctx, st, &sy);
+    }
+    if (st) {
         kiln_progress_line(&t.prog, "error: %s", kiln_last_error());
         trainer_free(&t);
         return st;
@@ -944,9 +1006,9 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     }
     if (!o->resume)
         kiln_progress_line(&t.prog, "run %s: %lld training rows, %lld batches of %lld per epoch, %zu parameters",
-                           kiln_run_get_info(t.run).path, (long long)t.n_train, (long long)t.batches, (long long)t.B,
+                           res->run_dir, (long long)t.n_train, (long long)t.batches, (long long)t.B,
                            kiln_graph_trainable_size(t.m.graph));
-    kiln_tb_hooks_open(t.cfg, &t.m, &t.in, t.run, &t.prog, t.s.step, o->resume != NULL, &t.tb);
+    if (t.run) kiln_tb_hooks_open(t.cfg, &t.m, &t.in, t.run, &t.prog, t.s.step, o->resume != NULL, &t.tb);
     t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
