@@ -17,7 +17,8 @@ imported by
 probabilities, which the servable computes from the logits).
 Then model.yaml with `init_from:` pointing at the .onnx itself (instead of
 weights.safetensors) is built by `RUNNER --config`: every parameter must load, and its outputs
-must equal the imported servable's exactly.
+must equal the imported servable's exactly (for resnet18, also kiln's built-in `resnet`
+backbone scoped as `backbone` with init_from {path: the .onnx, map: {"": backbone/}}).
 Prints the numbers; exit 0 on pass, 1 on a mismatch, 2 when a step fails.
 """
 import json
@@ -134,6 +135,28 @@ def main():
         return 1
     print("init_from %s.onnx: %s parameters loaded, same outputs as weights.safetensors" %
           (net, loaded.group(1)))
+    if net == "resnet18" and "--fold-bn" not in args:
+        # the built-in backbone (torchvision's names, scoped) from the same .onnx
+        with open(os.path.join(work, "backbone.yaml"), "w") as f:
+            f.write("data: {source: npy, train: {}, task: classification}\n"
+                    "loss: softmax_cross_entropy\nmodel:\n  input: [3, %d, %d]\n"
+                    "  init_from: {path: %s, map: {\"\": backbone/}}\n  layers:\n"
+                    "    - resnet: {depth: 18, classes: 10, name: backbone}\n"
+                    % (size, size, onnx_path))
+        r = subprocess.run([runner, "--config", os.path.join(work, "backbone.yaml"),
+                            os.path.join(work, "backbone")], capture_output=True, text=True)
+        print(r.stderr.strip())
+        r2 = subprocess.run([runner, os.path.join(work, "backbone", "1"), "16",
+                             os.path.join(work, "x.f32"), os.path.join(work, "y3.f32")],
+                            capture_output=True, text=True, env=env)
+        y3 = np.fromfile(os.path.join(work, "y3.f32"), dtype="<f4").reshape(16, -1) \
+            if r.returncode == 0 and r2.returncode == 0 else None
+        if "loaded 102 of 102 parameters" not in r.stderr or y3 is None or \
+                not np.array_equal(y3, logits):
+            print(r2.stderr)
+            print("init_from resnet18.onnx into the resnet backbone: not the same model")
+            return 1
+        print("init_from resnet18.onnx into `- resnet: {name: backbone}`: same outputs")
     np.save(os.path.join(work, "x.npy"), x.numpy())
     r = subprocess.run([kiln, "predict", "--model_dir", version, "--json", "--batch", "16",
                         os.path.join(work, "x.npy")], capture_output=True, text=True, env=env)
