@@ -98,6 +98,11 @@ tr = helper.make_node("Transpose", ["c"], ["t"], name="/perm/Transpose", perm=[0
 refused("transpose_moving_data", model([conv, tr, helper.make_node("Flatten", ["t"], ["y"])],
                                        [w("w", 4, 3, 3, 3)]),
         "node 1 '/perm/Transpose' (Transpose)", "attribute 'perm'")
+pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+refused("pad_nonzero", model([helper.make_node("Pad", ["x", "pads"], ["xp"], name="zp"),
+                              helper.make_node("Conv", ["xp", "w"], ["c"], name="/stem/Conv"),
+                              gap, flat], [pads, w("w", 4, 3, 3, 3)]),
+        "node 0 'zp' (Pad)", "attribute 'pads'", "non-zero padding")
 refused("missing_initializer", model([conv, gap, flat], []), "node 0 '/stem/Conv' (Conv)",
         "'w' is missing")
 refused("non_float_weights", model([conv, gap, flat], [w("w", 4, 3, 3, 3, dtype=np.float64)]),
