@@ -8,7 +8,9 @@
  *   - a checkpoint or export version folder (its weights.safetensors);
  *   - a run folder (the checkpoint checkpoints/latest names);
  *   - an export base folder (its highest numbered version);
- *   - a .onnx file: not readable here yet (onnx_weights() is the hook the ONNX import fills).
+ *   - a .onnx file: converted by the ONNX importer (kiln/onnx.h), whose weights carry kiln's
+ *     names and layouts, exactly what `kiln import` writes to weights.safetensors (so the
+ *     convention is kiln; torchvision is refused for it, its names are already mapped).
  * For each model parameter K the name looked up in the file is: K with the first map entry
  * whose new_prefix starts K turned back into its old_prefix (map speaks kiln names, "/" and
  * all), then, with convention torchvision, "/" -> "." and the parameter's suffix as PyTorch names
@@ -32,6 +34,7 @@
 #include <sys/stat.h>
 
 #include "kiln/model.h"
+#include "kiln/onnx.h"
 #include "kiln/safetensors.h"
 
 typedef struct {
@@ -79,15 +82,45 @@ static int ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* The hook of the ONNX import (branch i13-import): an .onnx file's initializers as a
- * safetensors-like set of tensors. Until it is merged, a clear error. */
-static kiln_status onnx_weights(const char *path, kiln_st_file **out) {
-    *out = NULL;
-    return kiln_error(
-        KILN_ERR_INVALID,
-        "model.init_from: %s: reading weights from an ONNX file needs the ONNX importer "
-        "(`kiln import model.onnx --to DIR`, then init_from: DIR/weights.safetensors)",
-        path);
+/* The tensors init_from reads: a safetensors file, or an ONNX model's converted weights. */
+typedef struct {
+    kiln_st_file *st;
+    kiln_onnx_model *ox;
+    const kiln_st_entry *e; /* ox's entries */
+    int n;
+} wsrc;
+
+static int w_count(const wsrc *f) { return f->st ? kiln_st_count(f->st) : f->n; }
+static const kiln_st_entry *w_get(const wsrc *f, int i) {
+    return f->st ? kiln_st_get(f->st, i) : &f->e[i];
+}
+static const kiln_st_entry *w_find(const wsrc *f, const char *name) {
+    if (f->st) return kiln_st_find(f->st, name);
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->e[i].name, name)) return &f->e[i];
+    return NULL;
+}
+static void w_close(wsrc *f) { kiln_st_close(f->st), kiln_onnx_free(f->ox); }
+
+/* An .onnx file's weights through the importer: kiln names and layouts, as `kiln import`
+ * writes them (docs/models.md "Importing ONNX"). */
+static kiln_status onnx_weights(const char *path, const char *convention, wsrc *f) {
+    if (strcmp(convention, "kiln"))
+        return kiln_error(KILN_ERR_INVALID,
+                          "model.init_from: %s: convention %s does not apply to an ONNX file: "
+                          "its weights are read under the names `kiln import` gives them "
+                          "(torch's layer1.0.conv1.weight is layer1/0/conv1.kernel); leave "
+                          "convention out",
+                          path, convention);
+    kiln_status st = kiln_onnx_load(path, &f->ox);
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        return kiln_error(st == KILN_ERR_NOMEM ? st : KILN_ERR_INVALID,
+                          "model.init_from: %s", msg);
+    }
+    f->e = kiln_onnx_weights(f->ox, &f->n);
+    return KILN_OK;
 }
 
 /* The weights file a path means (see the top of the file) into out. */
@@ -217,13 +250,13 @@ static void source_name(const spec *s, const char *k, char *out, size_t cap) {
 
 /* 1 when entry i of f is an optimizer slot or EMA copy of another entry ("<param>.<slot>"), or
  * a torchvision counter: not a parameter. */
-static int not_a_param(const kiln_st_file *f, const char *name) {
+static int not_a_param(const wsrc *f, const char *name) {
     if (ends_with(name, ".num_batches_tracked")) return 1;
     const char *dot = strrchr(name, '.');
     if (!dot || dot == name) return 0;
     char base[600];
     snprintf(base, sizeof base, "%.*s", (int)(dot - name), name);
-    return kiln_st_find(f, base) != NULL && strchr(base, '.') != NULL;
+    return w_find(f, base) != NULL && strchr(base, '.') != NULL;
 }
 
 static void shape_text(const kiln_shape *s, int transposed, char *buf, size_t cap) {
@@ -246,34 +279,35 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
     if (!st) st = kiln_graph_init_params(g);
     if (!st) st = locate(s.path, file, sizeof file);
     if (st) return st;
-    kiln_st_file *f = NULL;
-    st = ends_with(file, ".onnx") ? onnx_weights(file, &f) : kiln_safetensors_open(file, &f);
-    if (st) return st;
-    int np = kiln_graph_param_count(g), nt = kiln_st_count(f),
+    wsrc wf = {0}, *f = &wf;
+    st = ends_with(file, ".onnx") ? onnx_weights(file, s.convention, f)
+                                  : kiln_safetensors_open(file, &f->st);
+    if (st) return w_close(f), st;
+    int np = kiln_graph_param_count(g), nt = w_count(f),
         torch = !strcmp(s.convention, "torchvision");
     const kiln_st_entry **src = calloc((size_t)np + 1, sizeof *src);
     char *used = calloc((size_t)nt + 1, 1);
     text missing = {0}, mism = {0}, unexp = {0}, out = {0};
     int n_loaded = 0, n_missing = 0, n_mism = 0, n_unexp = 0;
     if (!src || !used) {
-        free(src), free(used), kiln_st_close(f);
+        free(src), free(used), w_close(f);
         return KILN_ERR_NOMEM;
     }
     for (int i = 0; i < nt; i++) /* entries that are not parameters count as used */
-        used[i] = (char)not_a_param(f, kiln_st_get(f, i)->name);
+        used[i] = (char)not_a_param(f, w_get(f, i)->name);
     for (int i = 0; i < np; i++) {
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
         char name[700], ema[720];
         source_name(&s, pi->name, name, sizeof name);
         snprintf(ema, sizeof ema, "%s.ema", name);
-        const kiln_st_entry *t = kiln_st_find(f, ema);
-        if (!t) t = kiln_st_find(f, name);
+        const kiln_st_entry *t = w_find(f, ema);
+        if (!t) t = w_find(f, name);
         if (!t) {
             add(&missing, "%s%s", n_missing++ ? ", " : "", pi->name);
             continue;
         }
         for (int k = 0; k < nt; k++)
-            if (kiln_st_get(f, k) == t || !strcmp(kiln_st_get(f, k)->name, name)) used[k] = 1;
+            if (w_get(f, k) == t || !strcmp(w_get(f, k)->name, name)) used[k] = 1;
         int transpose = torch && pi->shape.ndim == 2 && ends_with(pi->name, ".kernel");
         int same = t->dtype == KILN_F32 && t->shape.ndim == pi->shape.ndim;
         for (int d = 0; same && d < t->shape.ndim; d++)
@@ -291,7 +325,7 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
         n_loaded++;
     }
     for (int k = 0; k < nt; k++)
-        if (!used[k]) add(&unexp, "%s%s", n_unexp++ ? ", " : "", kiln_st_get(f, k)->name);
+        if (!used[k]) add(&unexp, "%s%s", n_unexp++ ? ", " : "", w_get(f, k)->name);
     add(&out, "init_from %s (convention %s): loaded %d of %d parameters", file, s.convention,
         n_loaded, np);
     const char *kept = s.strict ? "refused" : "left as initialized";
@@ -323,6 +357,6 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
     }
     free(out.buf), free(missing.buf), free(mism.buf), free(unexp.buf);
     free(src), free(used);
-    kiln_st_close(f);
+    w_close(f);
     return st;
 }

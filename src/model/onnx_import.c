@@ -394,6 +394,16 @@ kiln_status ox_exact(ox_ctx *c, int v, int *out) {
     kiln_status st = ox_layer_new(c, "reshape", &v, 1, &li);
     if (st) return st;
     char buf[200];
+    /* named after the layer it reshapes, so the node's own name stays for the node's layer */
+    int pl = x->layer;
+    char base[160];
+    snprintf(base, sizeof base, "%.120s/reshape", pl >= 0 ? c->m->layers[pl].name : "input");
+    snprintf(buf, sizeof buf, "%s", base);
+    for (int k = 1; name_taken(c->m, buf); k++) snprintf(buf, sizeof buf, "%s_%d", base, k);
+    char *nm = strdup(buf);
+    if (!nm) return kiln_error(KILN_ERR_NOMEM, "onnx import: out of memory");
+    free(c->m->layers[li].name);
+    c->m->layers[li].name = nm;
     ox_fmt_ints(buf, sizeof buf, x->dims + 1, x->nd - 1, 0);
     if (x->nd == 2) snprintf(buf, sizeof buf, "[%lld]", (long long)x->dims[1]);
     if ((st = ox_kv_add(c, li, "shape", "%s", buf))) return st;

@@ -104,7 +104,7 @@ static kiln_status simple(ox_ctx *c, const char *kind, int *li_out) {
     return ox_def_act(c, 0, li, v->nd, v->dims, v->knd, v->kdims);
 }
 
-/* relu / relu6: folded into the conv or dense before it when it is that layer's only reader. */
+/* relu, relu6, hard_swish, hard_sigmoid: folded into the conv or dense before it when it is that layer's only reader. */
 static kiln_status act_layer(ox_ctx *c, const char *act) {
     int x;
     kiln_status st = ox_act_in(c, 0, &x);
@@ -274,16 +274,20 @@ static kiln_status map_conv(ox_ctx *c, int transpose) {
     int64_t out[3];
     if ((st = geometry(c, X, &g, transpose, 0, out))) return st;
     char kind[32];
-    snprintf(kind, sizeof kind, transpose ? "conv2d_transpose" : "conv%dd", g.d);
+    /* one group per input channel: Keras's DepthwiseConv2D (the same kernel layout) */
+    int dw = !transpose && g.d == 2 && group == C && C > 1;
+    snprintf(kind, sizeof kind, transpose ? "conv2d_transpose" : dw ? "depthwise_conv2d"
+                                                                     : "conv%dd", g.d);
     int li;
     if ((st = ox_layer_new(c, kind, &x, 1, &li))) return st;
-    st = ox_kv_add(c, li, "filters", "%lld", (long long)F);
+    if (dw && F != C) st = ox_kv_add(c, li, "depth_multiplier", "%lld", (long long)(F / C));
+    else if (!dw) st = ox_kv_add(c, li, "filters", "%lld", (long long)F);
     if (!st) st = kv_ints(c, li, "kernel", g.k, g.d, -1);
     if (!st) st = kv_ints(c, li, "strides", g.s, g.d, 1);
     if (!st && strcmp(g.pad_text, "valid")) st = ox_kv_add(c, li, "padding", "%s", g.pad_text);
     if (!st && transpose) st = kv_ints(c, li, "output_padding", g.op, g.d, 0);
     if (!st) st = kv_ints(c, li, "dilation", g.dil, g.d, 1);
-    if (!st && group != 1) st = ox_kv_add(c, li, "groups", "%lld", (long long)group);
+    if (!st && group != 1 && !dw) st = ox_kv_add(c, li, "groups", "%lld", (long long)group);
     if (!st && b < 0) st = ox_kv_add(c, li, "use_bias", "false");
     if (st) return st;
     float *kd = copy_f(W->f, W->n);
@@ -839,6 +843,43 @@ static kiln_status map_dropout(ox_ctx *c) {
     return ox_kv_add(c, li, "rate", "%s", r);
 }
 
+/* Pad: only the no-op form (every pad 0), which torch emits before an AveragePool with
+ * count_include_pad; kiln has no pad layer, so real padding is refused. */
+static kiln_status map_pad(ox_ctx *c) {
+    char mode[16];
+    int x, pv = -1, cv = -1, av = -1;
+    int64_t pads[2 * OX_MAXD];
+    int np = 0;
+    kiln_status st = only_first_output(c);
+    if (!st) st = ox_act_in(c, 0, &x);
+    if (!st && c->opset < 11) {
+        st = ox_attrs_only(c, (const char *const[]){"mode", "pads", "value", NULL});
+        if (!st) st = ox_attr_ints(c, "pads", pads, 2 * OX_MAXD, &np);
+        if (!st && np < 0) return ox_err(c, KILN_ERR_FORMAT, "pads", "is missing");
+    } else if (!st) {
+        st = ox_attrs_only(c, (const char *const[]){"mode", NULL});
+        if (!st) st = ox_const_in(c, 1, "pads", &pv);
+        if (!st) st = ox_const_in(c, 2, "constant_value", &cv);
+        if (!st) st = ox_const_in(c, 3, "axes", &av);
+        if (!st && (pv < 0 || !c->vals[pv].i64))
+            return ox_err(c, KILN_ERR_INVALID, NULL, "input 1 (pads) must be int64 constants");
+        if (!st && av >= 0)
+            return ox_err(c, KILN_ERR_INVALID, NULL, "input 3 (axes) is not supported");
+        for (int64_t i = 0; !st && i < c->vals[pv].n && i < 2 * OX_MAXD; i++)
+            pads[np++] = c->vals[pv].i64[i];
+    }
+    if (!st) st = ox_attr_str(c, "mode", "constant", mode, sizeof mode);
+    if (st) return st;
+    (void)cv; /* the value does not matter when nothing is padded */
+    for (int i = 0; i < np; i++)
+        if (pads[i])
+            return ox_err(c, KILN_ERR_INVALID, "pads",
+                          "non-zero padding (%lld at %d) is not supported: kiln has no pad "
+                          "layer (give the following Conv or pool its pads)",
+                          (long long)pads[i], i);
+    return ox_alias(c, 0, x);
+}
+
 static kiln_status map_constant(ox_ctx *c) {
     if (c->n->n_attribute != 1 || !c->n->attribute[0] || !c->n->attribute[0]->name)
         return ox_err(c, KILN_ERR_FORMAT, NULL, "needs exactly one attribute");
@@ -986,7 +1027,7 @@ static kiln_status map_hard_sigmoid(ox_ctx *c) {
     if (b != 0.5f)
         return ox_err(c, KILN_ERR_INVALID, "beta", "value %g: kiln's hard_sigmoid has beta 0.5",
                       (double)b);
-    return simple(c, "hard_sigmoid", NULL);
+    return act_layer(c, "hard_sigmoid");
 }
 
 static kiln_status map_leaky(ox_ctx *c) {
@@ -1031,7 +1072,10 @@ kiln_status ox_map_node(ox_ctx *c) {
         return st ? st : simple(c, "sigmoid", NULL);
     }
     if (!strcmp(o, "Tanh")) return plain(c, "tanh");
-    if (!strcmp(o, "HardSwish")) return plain(c, "hard_swish");
+    if (!strcmp(o, "HardSwish")) {
+        kiln_status st = ox_attrs_only(c, (const char *const[]){NULL});
+        return st ? st : act_layer(c, "hard_swish");
+    }
     if (!strcmp(o, "HardSigmoid")) return map_hard_sigmoid(c);
     if (!strcmp(o, "Add")) return map_binary(c, "add");
     if (!strcmp(o, "Mul")) return map_binary(c, "multiply");
@@ -1051,6 +1095,7 @@ kiln_status ox_map_node(ox_ctx *c) {
         return ox_alias(c, 0, v);
     }
     if (!strcmp(o, "Constant")) return map_constant(c);
+    if (!strcmp(o, "Pad")) return map_pad(c);
     if (!strcmp(o, "Resize")) return map_resize(c, 0);
     if (!strcmp(o, "Upsample")) return map_resize(c, 1);
     return ox_err(c, KILN_ERR_INVALID, NULL,

@@ -8,7 +8,8 @@ where there is one): bytes that are not a model, an unsupported op, attribute an
 value, a missing initializer, non-float weights, a dynamic spatial dimension, usage errors, an
 existing servable; and the mappings a torchvision export does not reach, against numpy:
 Gemm with transB=0, alpha and beta; Clip with opset-10 attributes (-> relu); Reshape with a
-constant shape; a layout no-op Transpose; Identity; a chain gets no from:, a branch does.
+constant shape; a layout no-op Transpose; Identity; a chain gets no from:, a branch does;
+model.init_from with an .onnx file (its report, convention torchvision and bad models refused).
 Prints "N passed, N failed".
 """
 import os
@@ -97,6 +98,11 @@ tr = helper.make_node("Transpose", ["c"], ["t"], name="/perm/Transpose", perm=[0
 refused("transpose_moving_data", model([conv, tr, helper.make_node("Flatten", ["t"], ["y"])],
                                        [w("w", 4, 3, 3, 3)]),
         "node 1 '/perm/Transpose' (Transpose)", "attribute 'perm'")
+pads = numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads")
+refused("pad_nonzero", model([helper.make_node("Pad", ["x", "pads"], ["xp"], name="zp"),
+                              helper.make_node("Conv", ["xp", "w"], ["c"], name="/stem/Conv"),
+                              gap, flat], [pads, w("w", 4, 3, 3, 3)]),
+        "node 0 'zp' (Pad)", "attribute 'pads'", "non-zero padding")
 refused("missing_initializer", model([conv, gap, flat], []), "node 0 '/stem/Conv' (Conv)",
         "'w' is missing")
 refused("non_float_weights", model([conv, gap, flat], [w("w", 4, 3, 3, 3, dtype=np.float64)]),
@@ -132,6 +138,31 @@ check("good_files", all(os.path.exists(os.path.join(out, p)) for p in
                          "servable/1/weights.safetensors"]))
 r, _ = run_import("good", good)
 check("existing_servable_refused", r.returncode == 2 and "already exists" in r.stderr, r.stderr)
+
+# ---- model.init_from with an .onnx file (RUNNER --config builds a config and applies it) ----
+def init_from(name, spec):
+    cfg = os.path.join(WORK, name + ".yaml")
+    with open(cfg, "w") as f:
+        f.write("data: {source: npy, train: {}, task: classification}\nloss: softmax_cross_entropy\nmodel:\n"
+                "  input: [3, 8, 8]\n  init_from: %s\n  layers:\n"
+                "    - conv2d: {name: stem, filters: 4, kernel: 3, padding: same, use_bias: false}\n"
+                "    - global_avgpool2d: {name: gap}\n    - dense: {name: head, units: 2}\n"
+                % spec)
+    return subprocess.run([RUNNER, "--config", cfg, os.path.join(WORK, name + "-out")],
+                          capture_output=True, text=True)
+
+
+good_onnx = os.path.join(WORK, "good.onnx")
+r = init_from("init_onnx", good_onnx)
+check("init_from_onnx_report", r.returncode == 0 and "good.onnx (convention kiln): loaded 1 of 3 "
+      "parameters\n  missing in the file (2, left as initialized): head.kernel, head.bias" in
+      r.stderr, r.stderr)
+r = init_from("init_onnx_torch", "{path: %s, convention: torchvision}" % good_onnx)
+check("init_from_onnx_torchvision_refused", r.returncode == 2 and "convention torchvision does "
+      "not apply to an ONNX file" in r.stderr, r.stderr)
+r = init_from("init_onnx_bad", os.path.join(WORK, "unsupported_op.onnx"))
+check("init_from_onnx_unsupported", r.returncode == 2 and "model.init_from: " in r.stderr and
+      "(Erf)" in r.stderr, r.stderr)
 
 # ---- mappings against numpy ----
 rng = np.random.default_rng(3)

@@ -15,10 +15,15 @@ imported by
 --model_dir ... --json` (its "probabilities"). Passes when max |kiln - torch| <= 1e-4 * max
 |torch logit| (for keras_cnn, whose final Softmax kiln drops into the loss, on the
 probabilities, which the servable computes from the logits).
+Then model.yaml with `init_from:` pointing at the .onnx itself (instead of
+weights.safetensors) is built by `RUNNER --config`: every parameter must load, and its outputs
+must equal the imported servable's exactly (for resnet18, also kiln's built-in `resnet`
+backbone scoped as `backbone` with init_from {path: the .onnx, map: {"": backbone/}}).
 Prints the numbers; exit 0 on pass, 1 on a mismatch, 2 when a step fails.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +109,54 @@ def main():
         print("run_servable failed with exit %d" % r.returncode)
         return 2
     logits = np.fromfile(os.path.join(work, "y.f32"), dtype="<f4").reshape(16, -1)
+    # model.init_from: the .onnx itself instead of weights.safetensors gives the same model
+    cfg = open(os.path.join(out, "model.yaml")).read()
+    cfg = cfg.replace("init_from: weights.safetensors", "init_from: " + onnx_path, 1)
+    cfg = cfg.replace("# data:\n", "data: {source: npy, train: {}, task: classification}\n", 1)
+    with open(os.path.join(work, "from_onnx.yaml"), "w") as f:
+        f.write(cfg)
+    r = subprocess.run([runner, "--config", os.path.join(work, "from_onnx.yaml"),
+                        os.path.join(work, "from_onnx")], capture_output=True, text=True, env=env)
+    print(r.stderr.strip())
+    loaded = re.search(r"init_from \S+\.onnx \(convention kiln\): loaded (\d+) of (\d+) "
+                       r"parameters\n?$", r.stderr)
+    if r.returncode != 0 or not loaded or loaded.group(1) != loaded.group(2):
+        print("init_from %s.onnx: not every parameter loaded (exit %d)" % (net, r.returncode))
+        return 1
+    r = subprocess.run([runner, os.path.join(work, "from_onnx", "1"), "16",
+                        os.path.join(work, "x.f32"), os.path.join(work, "y2.f32")],
+                       capture_output=True, text=True, env=env)
+    y2 = np.fromfile(os.path.join(work, "y2.f32"), dtype="<f4").reshape(16, -1) \
+        if r.returncode == 0 else None
+    if y2 is None or not np.array_equal(y2, logits):
+        print(r.stderr)
+        print("init_from %s.onnx: outputs differ from the imported weights' (%s)" %
+              (net, "failed" if y2 is None else "max diff %g" % np.abs(y2 - logits).max()))
+        return 1
+    print("init_from %s.onnx: %s parameters loaded, same outputs as weights.safetensors" %
+          (net, loaded.group(1)))
+    if net == "resnet18" and "--fold-bn" not in args:
+        # the built-in backbone (torchvision's names, scoped) from the same .onnx
+        with open(os.path.join(work, "backbone.yaml"), "w") as f:
+            f.write("data: {source: npy, train: {}, task: classification}\n"
+                    "loss: softmax_cross_entropy\nmodel:\n  input: [3, %d, %d]\n"
+                    "  init_from: {path: %s, map: {\"\": backbone/}}\n  layers:\n"
+                    "    - resnet: {depth: 18, classes: 10, name: backbone}\n"
+                    % (size, size, onnx_path))
+        r = subprocess.run([runner, "--config", os.path.join(work, "backbone.yaml"),
+                            os.path.join(work, "backbone")], capture_output=True, text=True)
+        print(r.stderr.strip())
+        r2 = subprocess.run([runner, os.path.join(work, "backbone", "1"), "16",
+                             os.path.join(work, "x.f32"), os.path.join(work, "y3.f32")],
+                            capture_output=True, text=True, env=env)
+        y3 = np.fromfile(os.path.join(work, "y3.f32"), dtype="<f4").reshape(16, -1) \
+            if r.returncode == 0 and r2.returncode == 0 else None
+        if "loaded 102 of 102 parameters" not in r.stderr or y3 is None or \
+                not np.array_equal(y3, logits):
+            print(r2.stderr)
+            print("init_from resnet18.onnx into the resnet backbone: not the same model")
+            return 1
+        print("init_from resnet18.onnx into `- resnet: {name: backbone}`: same outputs")
     np.save(os.path.join(work, "x.npy"), x.numpy())
     r = subprocess.run([kiln, "predict", "--model_dir", version, "--json", "--batch", "16",
                         os.path.join(work, "x.npy")], capture_output=True, text=True, env=env)

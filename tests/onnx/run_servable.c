@@ -3,14 +3,41 @@
  *
  * usage: onnx_run_servable VERSION_DIR ROWS IN.f32 OUT.f32
  * IN.f32 holds ROWS x (input row size) floats, already preprocessed (an imported servable has
- * none); OUT.f32 receives ROWS x (output row size) floats. Exit 0, or 1 with the error. */
+ * none); OUT.f32 receives ROWS x (output row size) floats. Exit 0, or 1 with the error.
+ *
+ * usage: onnx_run_servable --config CONFIG.yaml BASE_DIR
+ * builds the model of a kiln config, applies its model.init_from (the report goes to stderr)
+ * and exports it as version 1 of BASE_DIR, for the first form to run. Exit 0, or 2 with the
+ * error (as kiln train exits on a config error). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kiln/export.h"
 #include "kiln/kiln.h"
 
+static int from_config(const char *path, const char *base) {
+    kiln_cfg *cfg = NULL;
+    kiln_model km = {0};
+    char *report = NULL;
+    kiln_status st = kiln_config_load(path, &cfg);
+    if (!st) st = kiln_config_resolve(cfg);
+    if (!st) st = kiln_model_build(cfg, &km);
+    if (!st) st = kiln_model_init_from(cfg, km.graph, &report);
+    if (report) fputs(report, stderr);
+    if (!st) {
+        kiln_export_source src = {.model = &km, .cfg = cfg};
+        st = kiln_export_graph(&src, base, 1, NULL);
+    }
+    if (st) fprintf(stderr, "run_servable --config: %s\n", kiln_last_error());
+    free(report);
+    kiln_model_free(&km);
+    kiln_cfg_free(cfg);
+    return st ? 2 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "--config")) return from_config(argv[2], argv[3]);
     if (argc != 5) {
         fprintf(stderr, "usage: %s VERSION_DIR ROWS IN.f32 OUT.f32\n", argv[0]);
         return 2;
