@@ -19,7 +19,8 @@
  * scale or center, reshape, each activation, softmax, sigmoid probabilities; issue 13's ops:
  * fused relu6 / hard_swish / hard_sigmoid, depthwise and transposed convs, asymmetric pads,
  * ceil_mode, upsampling, global max pooling, adaptive average pooling, clip, broadcasting add and
- * multiply); 1-D and 3-D models of the same kinds; a regression whose last layer is dropout (the output is an Identity) and whose inner layer is named "output".
+ * multiply); 1-D and 3-D models of the same kinds; a regression whose last layer is dropout
+ * (the output is an Identity) and whose inner layer is named "output".
  * Errors: an op with no ONNX form fails the export naming the layer and op, with no version and
  * no temporary folder left; the same op off the output's path does not matter.
  */

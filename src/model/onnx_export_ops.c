@@ -70,7 +70,8 @@ kiln_status kiln_onnx_act(kiln_onnx_builder *b, kiln_act act, float alpha, const
                *c_h = kiln_onnx_const_f(b, "kiln.gelu.half", 0, NULL, &half);
     const char *t1 = kiln_onnx_str(b, "%s/gelu_scaled", out),
                *t2 = kiln_onnx_str(b, "%s/gelu_erf", out),
-               *t3 = kiln_onnx_str(b, "%s/gelu_1p", out), *t4 = kiln_onnx_str(b, "%s/gelu_x1p", out);
+               *t3 = kiln_onnx_str(b, "%s/gelu_1p", out),
+               *t4 = kiln_onnx_str(b, "%s/gelu_x1p", out);
     if (!c_r || !c_1 || !c_h || !t1 || !t2 || !t3 || !t4) return KILN_OK; /* b->oom says it */
     kiln_onnx_node(b, "Mul", (const char *[]){x, c_r}, 2, t1);
     kiln_onnx_node(b, "Erf", &t1, 1, t2);
