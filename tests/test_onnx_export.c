@@ -9,14 +9,18 @@
  *
  *   test_onnx_export                      the built-in cases below
  *   test_onnx_export --config A.yaml ...  each config's model (random weights) round-trips
- *                                         (resnet18 once the backbones are in)
+ *                                         (ctest: tests/onnx/export_resnet18.yaml and
+ *                                         export_mobilenet_v2.yaml, kiln's own backbones)
  *   test_onnx_export --version-dir DIR    an exported version folder round-trips (the CLI test
  *                                         uses it on trained runs)
  * Built-in: an MLP, a CNN, a residual CNN with batch norm, concat, average pooling, dropout,
  * GELU and layer norm; every other op and variant (dense on 3-D inputs as MatMul + Add, conv with
  * stride, dilation, groups and odd "same" pads, pools with "same", batch and layer norm without
- * scale or center, reshape, each activation, softmax, sigmoid probabilities); a regression whose
- * last layer is dropout (the output is an Identity) and whose inner layer is named "output".
+ * scale or center, reshape, each activation, softmax, sigmoid probabilities; issue 13's ops:
+ * fused relu6 / hard_swish / hard_sigmoid, depthwise and transposed convs, asymmetric pads,
+ * ceil_mode, upsampling, global max pooling, adaptive average pooling, clip, broadcasting add and
+ * multiply); 1-D and 3-D models of the same kinds; a regression whose last layer is dropout
+ * (the output is an Identity) and whose inner layer is named "output".
  * Errors: an op with no ONNX form fails the export naming the layer and op, with no version and
  * no temporary folder left; the same op off the output's path does not matter.
  */
@@ -134,6 +138,11 @@ static int roundtrip(const char *vdir, const char *work) {
         CHECK_MSG(read_bin(path, got, (size_t)(B * orow)), "%s: not %lld floats", path,
                   (long long)(B * orow));
         CHECK(close_to("output", B, out, got, (size_t)(B * orow)));
+        if (B > 1) { /* a comparison of constants would prove little: the rows must differ */
+            int varies = 0;
+            for (int64_t j = orow; j < B * orow && !varies; j++) varies = out[j] != out[j % orow];
+            CHECK_MSG(varies, "%s: kiln's output is the same for every input", vdir);
+        }
         snprintf(path, sizeof path, "%s/ort_probabilities.bin", work);
         CHECK(exists(path) == has_prob);
         if (has_prob) {
@@ -317,10 +326,133 @@ static void test_every_op(void) {
         "    - activation: {activation: relu, from: v, name: a_relu}\n"
         "    - softmax: {from: v, name: a_softmax}\n"
         "    - dense: {units: 6, use_bias: false, activation: leaky_relu, from: v, name: d_nb}\n"
+        /* issue 13's ops: fused relu6 / hard_swish / hard_sigmoid, asymmetric pads */
+        "    - conv2d: {filters: 3, kernel: [2, 3], padding: [0, 1, 1, 2], activation: relu6,\n"
+        "               from: input}\n"
+        "    - flatten: {name: f_conv_asym}\n"
+        "    - conv2d: {filters: 3, kernel: 3, padding: 1, activation: hard_swish, from: input}\n"
+        "    - flatten: {name: f_conv_hswish}\n"
+        "    - conv2d: {filters: 3, kernel: 1, activation: hard_sigmoid, from: input}\n"
+        "    - flatten: {name: f_conv_hsig}\n"
+        "    - depthwise_conv2d: {kernel: 3, depth_multiplier: 2, strides: 2, padding: same,\n"
+        "                         activation: relu6, from: input}\n"
+        "    - flatten: {name: f_dw}\n"
+        "    - conv2d_transpose: {filters: 6, kernel: [3, 2], strides: 2, dilation: [1, 2],\n"
+        "                         output_padding: 1, groups: 2, activation: tanh, from: input}\n"
+        "    - flatten: {name: f_convt}\n"
+        /* "same" with stride > window: kiln's pad after is negative (ONNX: output_padding) */
+        "    - conv2d_transpose: {filters: 3, kernel: 2, strides: 3, padding: same,\n"
+        "                         use_bias: false, from: input}\n"
+        "    - flatten: {name: f_convt_same}\n"
+        "    - conv2d_transpose: {filters: 2, kernel: 3, strides: [2, 1], padding: [1, 0, 0, 2],\n"
+        "                         activation: hard_swish, from: input}\n"
+        "    - flatten: {name: f_convt_asym}\n"
+        "    - maxpool2d: {size: 3, strides: 2, padding: [1, 0, 0, 1], ceil_mode: true,\n"
+        "                  from: input}\n"
+        "    - flatten: {name: f_max_ceil}\n"
+        "    - avgpool2d: {size: 2, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_avg_ceil}\n"
+        "    - avgpool2d: {size: 3, strides: 2, padding: 1, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_avg_ceil_pad}\n"
+        "    - avgpool2d: {size: [2, 3], strides: [1, 2], padding: [1, 0, 0, 2], from: input}\n"
+        "    - flatten: {name: f_avg_asym}\n"
+        "    - global_maxpool2d: {from: input, name: f_gmp}\n"
+        "    - upsampling2d: {size: [2, 3], from: input}\n"
+        "    - flatten: {name: f_up_nearest}\n"
+        "    - upsampling2d: {size: 2, interpolation: bilinear, from: input, name: up_bl}\n"
+        "    - flatten: {name: f_up_bilinear}\n"
+        "    - adaptive_avgpool2d: {size: [9, 7], from: up_bl}\n"
+        "    - flatten: {name: f_adaptive}\n"
+        /* squeeze-and-excite broadcasting: [B, 4, 1, 1] against [B, 4, 9, 7] */
+        "    - global_avgpool2d: {from: input}\n"
+        "    - reshape: {shape: [4, 1, 1], name: se}\n"
+        "    - multiply: {from: [input, se]}\n"
+        "    - flatten: {name: f_mul_bcast}\n"
+        "    - add: {from: [se, input]}\n"
+        "    - flatten: {name: f_add_bcast}\n"
+        "    - adaptive_avgpool2d: {size: [2, 3], from: se}\n"
+        "    - flatten: {name: f_adaptive_rep}\n"
+        "    - relu6: {from: v, name: a_relu6}\n"
+        "    - hard_swish: {from: v, name: a_hswish}\n"
+        "    - hard_sigmoid: {from: v, name: a_hsig}\n"
+        "    - clip: {min: -0.3, max: 0.4, from: v, name: a_clip}\n"
+        "    - clip: {max: 0.2, from: v, name: a_clip_max}\n"
+        "    - clip: {min: 0.1, from: v, name: a_clip_min}\n"
+        "    - clip: {from: v, name: a_clip_none}\n"
+        "    - multiply: {from: [v, a_tanh, a_sigmoid], name: a_mul}\n"
+        "    - dense: {units: 5, activation: hard_sigmoid, from: v, name: d_hsig}\n"
+        "    - dense: {units: 5, activation: relu6, from: v, name: d_relu6}\n"
         "    - concat: {from: [f_conv, f_conv_nobias, f_conv_gelu, f_bn, f_max, f_avg,\n"
         "                      f_avg_valid, f_gap, f_ln_plain, f_ln, a_leaky, a_gelu, a_tanh,\n"
-        "                      a_sigmoid, a_relu, a_softmax, d_nb, v]}\n",
+        "                      a_sigmoid, a_relu, a_softmax, d_nb, v, f_conv_asym,\n"
+        "                      f_conv_hswish, f_conv_hsig, f_dw, f_convt, f_convt_same,\n"
+        "                      f_convt_asym, f_max_ceil, f_avg_ceil, f_avg_ceil_pad, f_avg_asym,\n"
+        "                      f_gmp, f_up_nearest, f_up_bilinear, f_adaptive, f_mul_bcast,\n"
+        "                      f_add_bcast, f_adaptive_rep, a_relu6, a_hswish, a_hsig, a_clip,\n"
+        "                      a_clip_max, a_clip_min, a_clip_none, a_mul, d_hsig, d_relu6]}\n",
         "every_op.yaml", at("every_op"));
+}
+
+/* 1-D signals: conv1d (dilated "same", grouped with asymmetric pads), 1-D pools with pads and
+ * ceil_mode, upsampling (nearest, linear), global pools, broadcasting multiply. */
+static void test_1d(void) {
+    export_and_roundtrip(
+        HEAD("[3, 20]", "binary_cross_entropy")
+        "    - conv1d: {filters: 4, kernel: 3, strides: 2, dilation: 2, padding: same,\n"
+        "               activation: hard_swish, from: input}\n"
+        "    - flatten: {name: f_c}\n"
+        "    - conv1d: {filters: 6, kernel: 2, padding: [1, 2], groups: 3, activation: relu6,\n"
+        "               from: input}\n"
+        "    - flatten: {name: f_c_asym}\n"
+        "    - maxpool1d: {size: 3, strides: 2, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_max}\n"
+        "    - avgpool1d: {size: 4, strides: 3, padding: [1, 2], from: input}\n"
+        "    - flatten: {name: f_avg}\n"
+        "    - avgpool1d: {size: 3, strides: 2, padding: 1, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_avg_ceil}\n"
+        "    - upsampling1d: {size: 3, from: input}\n"
+        "    - flatten: {name: f_up}\n"
+        "    - upsampling1d: {size: 2, interpolation: linear, from: input}\n"
+        "    - flatten: {name: f_up_linear}\n"
+        "    - global_maxpool1d: {from: input, name: f_gmp}\n"
+        "    - global_avgpool1d: {from: input, name: f_gap}\n"
+        "    - reshape: {shape: [3, 1], name: se}\n"
+        "    - multiply: {from: [input, se]}\n"
+        "    - flatten: {name: f_mul}\n"
+        "    - concat: {from: [f_c, f_c_asym, f_max, f_avg, f_avg_ceil, f_up, f_up_linear,\n"
+        "                      f_gmp, f_gap, f_mul]}\n",
+        "conv1d.yaml", at("conv1d"));
+}
+
+/* 3-D volumes: conv3d ("same" with strides, dilated and grouped with asymmetric pads), 3-D
+ * pools, upsampling (nearest, trilinear), global pools, broadcasting add. */
+static void test_3d(void) {
+    export_and_roundtrip(
+        HEAD("[2, 6, 7, 5]", "binary_cross_entropy")
+        "    - conv3d: {filters: 4, kernel: [3, 2, 3], strides: [1, 2, 1], padding: same,\n"
+        "               activation: relu6, from: input}\n"
+        "    - flatten: {name: f_c}\n"
+        "    - conv3d: {filters: 4, kernel: 2, dilation: [2, 1, 1], groups: 2,\n"
+        "               padding: [0, 1, 0, 1, 0, 1], activation: hard_sigmoid, from: input}\n"
+        "    - flatten: {name: f_c_asym}\n"
+        "    - maxpool3d: {size: [2, 3, 2], strides: 2, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_max}\n"
+        "    - avgpool3d: {size: 3, strides: [1, 2, 2], padding: 1, from: input}\n"
+        "    - flatten: {name: f_avg}\n"
+        "    - avgpool3d: {size: 2, ceil_mode: true, from: input}\n"
+        "    - flatten: {name: f_avg_ceil}\n"
+        "    - upsampling3d: {size: [1, 2, 3], from: input}\n"
+        "    - flatten: {name: f_up}\n"
+        "    - upsampling3d: {size: 2, interpolation: trilinear, from: input}\n"
+        "    - flatten: {name: f_up_linear}\n"
+        "    - global_maxpool3d: {from: input, name: f_gmp}\n"
+        "    - global_avgpool3d: {from: input, name: f_gap}\n"
+        "    - reshape: {shape: [2, 1, 1, 1], name: se}\n"
+        "    - add: {from: [input, se]}\n"
+        "    - flatten: {name: f_add}\n"
+        "    - concat: {from: [f_c, f_c_asym, f_max, f_avg, f_avg_ceil, f_up, f_up_linear,\n"
+        "                      f_gmp, f_gap, f_add]}\n",
+        "conv3d.yaml", at("conv3d"));
 }
 
 /* A regression (no probabilities) ending in dropout, with a layer named "output" inside. */
@@ -438,6 +570,8 @@ int main(int argc, char **argv) {
         RUN(test_cnn);
         RUN(test_residual_batchnorm_concat);
         RUN(test_every_op);
+        RUN(test_1d);
+        RUN(test_3d);
         RUN(test_regression_dropout_last);
         RUN(test_unknown_op);
         RUN(test_bytes);

@@ -71,7 +71,10 @@ static int parse(const char *cmd, int argc, char **argv, models_opts *o) {
                 return kiln_cli_usage_error(
                     cmd, "--version %s: expected a positive integer without leading zeros", optarg);
             break;
-        case 'f':
+        case 'f': /* only register exports; elsewhere it would be silently ignored */
+            if (strcmp(cmd, "models register"))
+                return kiln_cli_usage_error(cmd, "--format applies to 'kiln models register' "
+                                                 "only (it chooses what the export writes)");
             if (kiln_cli_export_format(optarg, &o->onnx))
                 return kiln_cli_usage_error(cmd, "--format %s: expected kiln or onnx", optarg);
             break;

@@ -112,6 +112,12 @@ void kiln_onnx_attr_float(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *
     if (a) a->has_f = 1, a->f = v;
 }
 
+void kiln_onnx_attr_str(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name,
+                        const char *v) {
+    Onnx__AttributeProto *a = attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    if (a) a->has_s = 1, a->s.len = strlen(v), a->s.data = (uint8_t *)v;
+}
+
 void kiln_onnx_attr_ints(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name, int count,
                          const int64_t *v) {
     Onnx__AttributeProto *a = attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);

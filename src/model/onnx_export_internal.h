@@ -53,6 +53,8 @@ Onnx__NodeProto *kiln_onnx_node(kiln_onnx_builder *b, const char *op_type, const
                                 int n_in, const char *out);
 void kiln_onnx_attr_int(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name, int64_t v);
 void kiln_onnx_attr_float(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name, float v);
+void kiln_onnx_attr_str(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name,
+                        const char *v); /* v must outlive the packing (a literal) */
 void kiln_onnx_attr_ints(kiln_onnx_builder *b, Onnx__NodeProto *n, const char *name, int count,
                          const int64_t *v);
 /* The value name of input i of n: a parameter becomes an initializer (once) holding its values. */

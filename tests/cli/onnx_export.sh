@@ -4,7 +4,8 @@
 # exported with model.onnx, and each version round-trips (test_onnx_export --version-dir: kiln's
 # servable and ONNX Runtime agree on both outputs at batch 1 and 5 within 1e-5, and python3-onnx's
 # checker with strict shape inference accepts the file). The default format writes no
-# model.onnx; a bad --format exits 2; an export killed while writing model.onnx (SIGXFSZ from a
+# model.onnx; a bad --format exits 2, and so does --format on models list/alias/resolve (it
+# means nothing there); an export killed while writing model.onnx (SIGXFSZ from a
 # file size limit) leaves no version, and the next export cleans up and writes version 1.
 . "$(dirname "$0")/lib.sh"
 ROUNDTRIP=$(dirname "$KILN")/test_onnx_export
@@ -104,6 +105,25 @@ t_register_onnx() {
     check "default: no model.onnx" [ -e "$TMP/runs/models/cnn-onnx/2/model.json" -a ! -e "$TMP/runs/models/cnn-onnx/2/model.onnx" ]
 }
 
+# --format only means something to register: list, alias and resolve refuse it (exit 2)
+# rather than ignore it.
+t_format_elsewhere() {
+    k models register "$MLP" --name mlp-fmt --runs-dir "$TMP/runs"
+    check "registered (exit 0)" [ $rc = 0 ]
+    k models list mlp-fmt --format onnx --runs-dir "$TMP/runs"
+    check "list: exit 2" [ $rc = 2 ]
+    check "list: says why" has "--format applies to 'kiln models register' only"
+    k models alias mlp-fmt 1 production --format onnx --runs-dir "$TMP/runs"
+    check "alias: exit 2" [ $rc = 2 ]
+    check "alias: says why" has "--format applies to 'kiln models register' only"
+    k models resolve models:/mlp-fmt/1 --format kiln --runs-dir "$TMP/runs"
+    check "resolve: exit 2" [ $rc = 2 ]
+    check "resolve: says why" has "--format applies to 'kiln models register' only"
+    k models list mlp-fmt --runs-dir "$TMP/runs"
+    check "list without it: exit 0, no alias was set" [ $rc = 0 ]
+    check "no alias was set" bash -c "! grep -q production '$TMP/out'"
+}
+
 # The file size limit kills kiln (SIGXFSZ) in the middle of writing model.onnx, the first file
 # of the version: nothing may appear under a version's name.
 t_interrupted_export() {
@@ -127,6 +147,7 @@ if setup; then
     run_test t_default_format_is_kiln
     run_test t_bad_format
     run_test t_register_onnx
+    run_test t_format_elsewhere
     run_test t_interrupted_export
 else
     echo "FAIL setup"

@@ -6,7 +6,8 @@ Checks VERSION_DIR/model.onnx: onnx.checker.check_model(full_check=True); ir_ver
 opset 17; the graph's input and outputs are model.json's (names, float32, the batch a symbolic
 "batch", the other dims equal); strict shape inference passes; and, with the outputs' declared
 shapes taken away, inference alone derives the same output shapes (so the declared ones are not
-just asserted). Exit 0 when all hold, 1 with the reason otherwise.
+just asserted); every pads attribute is >= 0 (the spec's "pixels added"; ONNX Runtime happens to
+accept negative ones, other runtimes need not) and a pool's pads are below its window. Exit 0 when all hold, 1 with the reason otherwise.
 """
 import json
 import os
@@ -37,6 +38,14 @@ def main(vdir):
             assert v.type.tensor_type.elem_type == TensorProto.FLOAT, f"{v.name}: not float"
             expect = ["batch"] + t["shape"][1:]
             assert dims(v) == expect, f"{v.name}: shape {dims(v)} vs model.json {expect}"
+    for n in g.node:
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+        pads = list(a.get("pads", []))
+        assert all(p >= 0 for p in pads), f"node {n.name} ({n.op_type}): negative pads {pads}"
+        if n.op_type in ("MaxPool", "AveragePool"):
+            k = list(a["kernel_shape"])
+            assert all(p < k[i % len(k)] for i, p in enumerate(pads)), \
+                f"node {n.name} ({n.op_type}): pads {pads} not below the window {k}"
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     bare = onnx.ModelProto()
     bare.CopyFrom(model)
