@@ -112,9 +112,11 @@ static int is_loss_op(const char *op) {
 /* Calibration data: --data, else the run's config.yaml. */
 static kiln_status load_data(const kiln_optimize_opts *o, const char *run_dir, kiln_model *m, kiln_cfg **dcfg,
                              kiln_inputs *in, const kiln_dataset **ds, kiln_optimize_report *r) {
-    char path[4300];
+    char path[4400];
+    if ((o->data && strlen(o->data) >= 4300) || (run_dir && strlen(run_dir) >= 4300))
+        return kiln_error(KILN_ERR_INVALID, "optimize: the data config's path is too long");
     if (o->data) snprintf(path, sizeof path, "%s", o->data);
-    else if (run_dir) snprintf(path, sizeof path, "%s/config.yaml", run_dir);
+    else if (run_dir) snprintf(path, sizeof path, "%.4300s/config.yaml", run_dir);
     else
         return kiln_error(KILN_ERR_INVALID,
                           "optimize: int8 calibration needs data: the source names no run whose config.yaml "
