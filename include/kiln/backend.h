@@ -28,4 +28,10 @@ typedef enum { KILN_PAD_VALID = 0, KILN_PAD_SAME, KILN_PAD_EXPLICIT } kiln_paddi
 /* Upsampling: nearest neighbour, or (bi/tri)linear with half-pixel centres. */
 typedef enum { KILN_UPSAMPLE_NEAREST = 0, KILN_UPSAMPLE_LINEAR } kiln_upsample_mode;
 
+/* The CPU backend as kiln optimize reports it (src/backend/cpu/lowp.c): the instruction set
+ * oneDNN dispatches to on this CPU ("avx2", "avx512_core_vnni", "avx512_core_amx", ...), and the
+ * bits int8 weights keep here (8 with VNNI or AMX, else 7: docs/optimize.md). */
+const char *kiln_backend_cpu_isa(void);
+int kiln_backend_int8_weight_bits(void);
+
 #endif

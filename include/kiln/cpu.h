@@ -26,4 +26,17 @@ void kiln_cpu_cap(kiln_cpu_level max);
 /* "baseline", "avx2", "avx512". */
 const char *kiln_cpu_level_name(kiln_cpu_level l);
 
+/* ---- low-precision inference features (kiln optimize), found at run time from CPUID and the
+ * register state the OS saves (XGETBV); never from how kiln was built. ---- */
+typedef struct {
+    int avx512_vnni, avx_vnni;  /* int8 dot products without the 16-bit intermediate */
+    int avx512_bf16;            /* bf16 dot products (Cooper Lake, Zen 4) */
+    int amx_tile, amx_int8, amx_bf16; /* Sapphire Rapids and later */
+} kiln_cpu_features;
+kiln_cpu_features kiln_cpu_features_get(void);
+/* 1 when int8 dot products run without saturating 16-bit sums (VNNI or AMX int8). */
+int kiln_cpu_has_int8_dot(void);
+/* 1 when bf16 matmuls have hardware support (AVX512-BF16 or AMX-BF16). */
+int kiln_cpu_has_bf16(void);
+
 #endif

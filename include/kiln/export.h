@@ -90,6 +90,9 @@ typedef struct {
     const char *source_run;        /* recorded in model.json's source; NULL: null */
     const char *source_checkpoint; /* "step-N"; NULL: null */
     int onnx; /* 1: also model.onnx (kiln_onnx_export), written before the version appears */
+    /* NULL, or a JSON object whose members are added to model.json after the standard ones
+     * (kiln optimize: "optimizations", "quantization"; docs/optimize.md) */
+    const char *extra_json;
 } kiln_export_source;
 
 /* Writes src as version `version` of base_dir (created with its parents when missing); version
@@ -150,6 +153,10 @@ typedef struct {
     const char *probabilities; /* "softmax", "sigmoid", or NULL when there is no such output */
     const char *kiln_version, *created;
     const char *source_run, *source_checkpoint; /* NULL when model.json has null */
+    /* what dense and conv layers run in: "fp32", "int8", "bf16", or for a bf16 version on a CPU
+     * without AVX512-BF16 / AMX-BF16 "fp32 (bf16 version; ...)" (model.json "quantization",
+     * kiln optimize: docs/optimize.md) */
+    const char *precision;
 } kiln_servable_info;
 
 /* Reads <version_dir>/model.json (strictly, see above), rebuilds the graph from its config,

@@ -22,6 +22,7 @@
 #include "kiln/augment.h"
 #include "kiln/metrics.h"
 #include "kiln/run.h"
+#include "kiln/optimize.h"
 #include "kiln/crc32c.h"
 #include "kiln/tfrecord.h"
 #include "kiln/tboard.h"

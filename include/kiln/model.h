@@ -25,6 +25,10 @@ typedef struct {
     kiln_node *soft_target, *soft_loss;
     kiln_task task;
     int64_t n_outputs;      /* features of output per row (classes for classifiers) */
+    /* the output node of each layer of the flat list (model.blocks and backbones expanded, as
+     * src/model/blocks.h's kiln_blocks_expand gives it), in order; kiln optimize reads it */
+    kiln_node **layer_outputs;
+    int n_layers;
 } kiln_model;
 
 /* Builds the graph of cfg (resolved) with the given seed. Errors name file:line:column and the

@@ -226,4 +226,21 @@ kiln_node *kiln_global_maxpool3d(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_global_avgpool1d(kiln_graph *g, kiln_node *x);
 kiln_node *kiln_global_avgpool3d(kiln_graph *g, kiln_node *x);
 
+/* ---- low-precision inference (kiln optimize; src/nn/lowp.c, docs/optimize.md) ---- */
+typedef enum { KILN_PRECISION_INT8 = 1, KILN_PRECISION_BF16 = 2 } kiln_precision;
+typedef struct {
+    kiln_precision precision;
+    float in_scale; /* int8: the input's quantization step (x_q = round(x / in_scale)) */
+    int in_signed;  /* int8: 0 -> u8 (the input is never negative), 1 -> s8 */
+} kiln_lowp_opts;
+/* 1 when node n has a low-precision form: dense, conv1d, conv2d, conv3d (depthwise and grouped
+ * too; not conv2d_transpose). */
+int kiln_lowp_supported(const kiln_node *n);
+/* Runs node n in int8 or bf16 in plans compiled afterwards: same inputs, parameters and shape,
+ * no gradient. KILN_ERR_INVALID (naming the node) when it has no such form or in_scale is not a
+ * positive finite number. */
+kiln_status kiln_lowp_convert(kiln_graph *g, kiln_node *n, const kiln_lowp_opts *o);
+/* 1 (and *o) when n was converted. */
+int kiln_lowp_get(const kiln_node *n, kiln_lowp_opts *o);
+
 #endif

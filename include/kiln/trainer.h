@@ -99,6 +99,10 @@ typedef struct {
     const char *split;        /* "test" (default), "validation", "train" */
     const char *checkpoint;   /* NULL: the newest; or "step-N" / "best" */
     int quiet;
+    /* run may also be an export version folder (holding model.json; int8 and bf16 versions of
+     * kiln optimize included): its data comes from data (an experiment config), else from the
+     * config.yaml of the run model.json names as its source; nothing is written */
+    const char *data;
 } kiln_eval_opts;
 
 /* Prints the metrics (and a confusion matrix for classifiers) and writes eval-<split>.json into

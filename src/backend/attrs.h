@@ -121,4 +121,23 @@ int64_t kiln_deconv_axis(int64_t in, int k, int stride, int dil, kiln_padding pa
 /* A conv or pool attribute's spatial axis count (nd 0 means 2). */
 static inline int kiln_attr_nd(int nd) { return nd ? nd : 2; }
 
+
+/* ---- low-precision inference (kiln optimize; src/backend/cpu/lowp*.c) ----
+ * A conv (not transposed) or dense node switched to int8 or bf16 (kiln_lowp_convert): same
+ * inputs (x, kernel [, bias]) and shape; fp32 in, fp32 out. base is the node's original
+ * attribute (kiln_conv_attr or kiln_dense_attr, first so that the original infer reads it) and
+ * base_op its original op. int8: x is quantized as q = round(x / in_scale) to u8 (in_signed 0:
+ * 0..255) or s8 (-128..127); weights per output channel, symmetric, when the plan is compiled. */
+typedef enum { KILN_LOWP_INT8 = 1, KILN_LOWP_BF16 = 2 } kiln_lowp_dtype;
+typedef struct {
+    union {
+        kiln_conv_attr conv;
+        kiln_dense_attr dense;
+    } base;
+    const void *base_op; /* const kiln_op * */
+    kiln_lowp_dtype dtype;
+    float in_scale;
+    int in_signed;
+} kiln_lowp_attr;
+
 #endif

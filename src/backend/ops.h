@@ -38,4 +38,8 @@ extern const kiln_op kiln_op_conv1d, kiln_op_conv3d; /* x, kernel [, bias] */
 extern const kiln_op kiln_op_conv2d_transpose;       /* x, kernel [C, filters/groups, kh, kw] [, bias] */
 extern const kiln_op kiln_op_maxpool1d, kiln_op_maxpool3d, kiln_op_avgpool1d, kiln_op_avgpool3d; /* x */
 
+/* low precision (kiln optimize): kiln_lowp_attr; fp32 in and out, int8 or bf16 inside */
+extern const kiln_op kiln_op_conv_lowp;  /* x, kernel [, bias] (lowp_conv.c) */
+extern const kiln_op kiln_op_dense_lowp; /* x, kernel [, bias] (lowp_dense.c) */
+
 #endif

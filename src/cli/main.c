@@ -18,6 +18,8 @@ static const char *HELP =
     "                      evaluate a run's weights; prints metrics and a confusion matrix\n"
     "  export RUN [--to DIR] [--checkpoint step-N|best] [--version N]\n"
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
+    "  optimize EXPORT|RUN [--fold] [--quantize int8|bf16] [--calibrate N] --to BASE\n"
+    "                      a new servable version: batch norm folded, int8 or bf16 inference\n"
     "  import MODEL.onnx --to DIR\n"
     "                      convert an ONNX model into a kiln config, weights and a servable\n"
     "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
@@ -48,6 +50,7 @@ static const command COMMANDS[] = {
     {"eval", kiln_cmd_eval},
     {"export", kiln_cmd_export},
     {"import", kiln_cmd_import},
+    {"optimize", kiln_cmd_optimize},
     {"serve", kiln_cmd_serve},
     {"predict", kiln_cmd_predict},
     {"runs", kiln_cmd_runs},

@@ -283,9 +283,20 @@ static char *render(const kiln_export_source *src, const manifest *mf, int64_t v
         cJSON_AddItemToObject(onnx, "ir_version", cJSON_CreateNumber(KILN_ONNX_IR_VERSION));
         cJSON_AddItemToObject(o, "onnx", onnx);
     }
+    int n_extra = 0, extra_ok = 1;
+    if (src->extra_json) { /* kiln optimize's record: its members move into model.json */
+        cJSON *x = cJSON_Parse(src->extra_json);
+        extra_ok = cJSON_IsObject(x);
+        while (extra_ok && x->child) {
+            cJSON *it = cJSON_DetachItemViaPointer(x, x->child);
+            cJSON_AddItemToObject(o, it->string, it);
+            n_extra++;
+        }
+        cJSON_Delete(x);
+    }
     /* A failed allocation anywhere above left a NULL that the Add calls refused; cJSON_Print
      * then still succeeds, so count what must be there. */
-    int complete = cJSON_GetArraySize(o) == 13 + !!src->onnx &&
+    int complete = extra_ok && cJSON_GetArraySize(o) == 13 + !!src->onnx + n_extra &&
                    (!src->onnx || cJSON_GetArraySize(onnx) == 3) && source && ins && outs &&
                    pre && config &&
                    cJSON_GetArraySize(config) == n_config && cJSON_GetArraySize(pre) == 3;

@@ -316,8 +316,11 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
         before = prev;
         prev = y;
     }
+    if (st == KILN_OK && (m->layer_outputs = malloc((size_t)(n_built - 1 + 1) * sizeof *m->layer_outputs)))
+        for (int i = 1; i < n_built; i++) m->layer_outputs[m->n_layers++] = built[i].node;
     free(built);
     kiln_blocks_free(&flat);
+    if (st == KILN_OK && !m->layer_outputs) st = KILN_ERR_NOMEM;
     if (st != KILN_OK) return kiln_model_free(m), st;
     m->output = prev;
     m->penultimate = before;
@@ -329,5 +332,6 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
 
 void kiln_model_free(kiln_model *m) {
     kiln_graph_free(m->graph);
+    free(m->layer_outputs);
     memset(m, 0, sizeof *m);
 }

@@ -46,6 +46,7 @@ struct kiln_servable {
     int64_t version;
     kiln_task task;
     const char *prob; /* "softmax", "sigmoid" or NULL */
+    const char *precision; /* what the layers run in (servable_lowp.c) */
     kiln_model m;
     kiln_node *probs; /* prob(m.output), or NULL */
     kiln_servable_tensor input, outputs[2];
@@ -428,6 +429,9 @@ kiln_status kiln_servable_load(const char *version_dir, kiln_servable **out) {
     }
     if (!st) st = read_header(s, root);
     if (!st) st = build_graph(s, cJSON_GetObjectItemCaseSensitive(root, "config"));
+    if (!st)
+        st = kiln_servable_apply_lowp(cJSON_GetObjectItemCaseSensitive(root, "quantization"), &s->m,
+                                      s->json_path, &s->precision);
     if (!st) st = check_signature(s, root);
     if (!st) st = read_class_names(s, root);
     if (!st) st = read_preprocessing(s, root);
@@ -468,7 +472,8 @@ kiln_servable_info kiln_servable_get_info(const kiln_servable *s) {
                                 .kiln_version = s->kiln_version,
                                 .created = s->created,
                                 .source_run = s->source_run,
-                                .source_checkpoint = s->source_checkpoint};
+                                .source_checkpoint = s->source_checkpoint,
+                                .precision = s->precision ? s->precision : "fp32"};
 }
 int kiln_servable_input_count(const kiln_servable *s) {
     return 1;

@@ -5,6 +5,9 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
+#include "kiln/model.h"
 #include "kiln/status.h"
 
 #define KILN_SERVABLE_FORMAT   "kiln-servable"
@@ -20,5 +23,10 @@ const char *kiln_servable_prob_kind(const char *loss);
 int kiln_servable_class_count_ok(const char *prob, int64_t n_outputs, int64_t n);
 /* "<a>/<b>" into out; KILN_ERR_INVALID naming both when it does not fit. */
 kiln_status kiln_servable_join(char *out, size_t cap, const char *a, const char *b);
+
+/* model.json's "quantization" section (servable_lowp.c) applied to m's graph; *precision is
+ * what the layers run in here ("fp32", "int8", "bf16", or the fp32 fallback of a bf16 version). */
+kiln_status kiln_servable_apply_lowp(const cJSON *q, kiln_model *m, const char *json_path,
+                                     const char **precision);
 
 #endif

@@ -53,6 +53,7 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
     *usage_error = 1;
     if (strcmp(split, "test") && strcmp(split, "validation") && strcmp(split, "train"))
         return kiln_error(KILN_ERR_INVALID, "--split %s: expected test, validation or train", split);
+    if (kiln_eval_is_export(o->run)) return kiln_eval_export(o, split, usage_error);
     kiln_rundir *run = NULL;
     kiln_cfg *cfg = NULL;
     kiln_model m = {0};

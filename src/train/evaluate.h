@@ -23,4 +23,8 @@ kiln_plan *kiln_evaluator_plan(kiln_evaluator *e, int batch);
 kiln_status kiln_evaluate(kiln_evaluator *e, const kiln_dataset *ds, const kiln_loader_config *lc, kiln_metrics *mt);
 void kiln_evaluator_free(kiln_evaluator *e);
 
+/* kiln eval of an export version (eval_export.c): 1 when dir holds model.json. */
+#include "kiln/trainer.h"
+int kiln_eval_is_export(const char *dir);
+kiln_status kiln_eval_export(const kiln_eval_opts *o, const char *split, int *usage_error);
 #endif

@@ -1,0 +1,51 @@
+/* kiln/optimize.h — deployment transformations of a servable version (kiln optimize,
+ * docs/optimize.md): fold and fuse, int8 post-training quantization, bf16. The result is a new
+ * servable version written like kiln export's (atomic, never replacing one), whose model.json
+ * records every transformation and its parameters:
+ *   "optimizations": [{"fold": {...}}, {"quantize": {"dtype": "int8", ...}}]
+ *   "quantization": {"dtype": "int8", "layers": {name: {"input_scale", "input_signed"}}, ...}
+ * (kiln/export.h has the rest of the format; the servable loader applies "quantization").
+ */
+#ifndef KILN_OPTIMIZE_H
+#define KILN_OPTIMIZE_H
+
+#include <stdint.h>
+
+#include "kiln/status.h"
+
+typedef struct {
+    const char *source;     /* an export version folder (holding model.json) or a run folder */
+    const char *checkpoint; /* a run's checkpoint (NULL: the newest; "best"; "step-N") */
+    const char *to;         /* the base folder of the new version */
+    int fold;               /* fold batch norms, drop dropouts, fuse activations */
+    const char *quantize;   /* NULL, "int8" or "bf16" */
+    int calibrate;          /* int8: batches of calibration data (0: 8) */
+    const char *calibration; /* "minmax" (NULL) or "percentile" */
+    double percentile;       /* percentile calibration: 0 means 99.99 */
+    const char *data;        /* an experiment config whose data: names the calibration data
+                                (NULL: the source run's config.yaml) */
+} kiln_optimize_opts;
+
+#define KILN_OPTIMIZE_MAX_LAYERS 512
+
+typedef struct {
+    int64_t version;        /* written */
+    char dir[4200];         /* <to>/<version> */
+    int bn_folded, dropout_removed, act_fused;
+    int n_lowp, n_fp32;     /* conv/dense layers run in int8 (or bf16) / left in fp32 */
+    char lowp_layers[4096]; /* "conv2d_1, conv2d_2, dense_1" */
+    char fp32_ops[1024];    /* kinds of ops that stay fp32: "maxpool2d, add, ..." */
+    const char *isa;        /* oneDNN's instruction set here */
+    int weight_bits;        /* int8 weights: 8 (VNNI/AMX) or 7 */
+    const char *precision;  /* what the new version runs in on this CPU */
+    char warning[512];      /* "" or what the caller should print (bf16 without hardware) */
+    int calibration_rows;
+    char calibration_split[32];
+} kiln_optimize_report;
+
+/* Runs the transformations o asks for and writes the version. KILN_ERR_INVALID for bad options
+ * or a source that cannot be optimized as asked (naming what and where), KILN_ERR_NOTFOUND for
+ * a missing source, KILN_ERR_FORMAT for a damaged one; on any failure no version appears. */
+kiln_status kiln_optimize(const kiln_optimize_opts *o, kiln_optimize_report *r);
+
+#endif

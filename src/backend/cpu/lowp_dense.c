@@ -1,0 +1,135 @@
+/* lowp_dense.c — a dense layer run in int8 or bf16 for inference: the op kiln_lowp_convert puts
+ * in place of dense.
+ *
+ * Shapes are the fp32 op's (dense.c): x [M, K] (leading axes folded into M), kernel [K, N],
+ * bias [N], y [M, N], plain f32 in the plan. Forward: x -> u8/s8 (x / in_scale) or bf16 by a
+ * reorder (lowp.c), then one oneDNN matmul (int8: s8 weights quantized per output column when
+ * the plan is compiled, s32 accumulation, output scales in_scale * w_scale[n]; bf16: f32
+ * accumulation) writing f32 y with the bias and (where oneDNN has it) the activation fused;
+ * hard_sigmoid / hard_swish run as our own loop. No backward: inference plans only. The weights
+ * are read when the plan is compiled.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/act.h"
+#include "backend/cpu/lowp.h"
+#include "backend/ops.h"
+#include "kiln/mem.h"
+
+typedef struct {
+    int64_t M, K, N;
+    kiln_act act;
+    float alpha;
+    int own_act;
+    kiln_lowp_conv src;
+    void *wq;
+    float *bias, *wscale; /* [N] */
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t m_w, m_b, m_y;
+} lowp_dense_state;
+
+static kiln_status lowp_dense_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                                    kiln_dtype *dt) {
+    kiln_node base = *n;
+    base.op = (const kiln_op *)KILN_ATTR(n, kiln_lowp_attr)->base_op;
+    if (!base.op || !base.op->infer)
+        return kiln_error(KILN_ERR_INVALID, "%s: low-precision dense without a base op", n->name);
+    return base.op->infer(&base, in, out, dt);
+}
+
+static void lowp_dense_release(kiln_inst *x) {
+    lowp_dense_state *s = x->state;
+    if (!s) return;
+    if (s->prim) dnnl_primitive_destroy(s->prim);
+    if (s->pd) dnnl_primitive_desc_destroy(s->pd);
+    dnnl_memory_t mems[] = {s->m_w, s->m_b, s->m_y};
+    for (size_t i = 0; i < 3; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    kiln_lowp_conv_release(&s->src);
+    kiln_free(s->wq);
+    kiln_free(s->bias);
+    kiln_free(s->wscale);
+    free(s);
+    x->state = NULL;
+}
+
+static kiln_status lowp_dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
+    (void)c;
+    const kiln_lowp_attr *la = KILN_ATTR(x->node, kiln_lowp_attr);
+    lowp_dense_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", x->node->name);
+    x->state = s;
+    int int8 = la->dtype == KILN_LOWP_INT8;
+    s->K = x->in[1]->shape.dims[0];
+    s->N = la->base.dense.units;
+    s->M = x->numel / s->N;
+    s->act = la->base.dense.act;
+    dnnl_alg_kind_t elt = kiln_dnnl_act_alg(s->act, &s->alpha);
+    s->own_act = s->act != KILN_ACT_NONE && !elt;
+    const float *w = x->in[1]->val;
+    if (!(s->wscale = kiln_alloc((size_t)s->N * sizeof(float))) || !(s->bias = kiln_alloc((size_t)s->N * sizeof(float))))
+        return KILN_ERR_NOMEM;
+    for (int64_t n = 0; n < s->N; n++) s->bias[n] = x->n_in > 2 ? ((const float *)x->in[2]->val)[n] : 0.0f;
+    if (int8) { /* oneDNN 2.x adds the bias to the s32 sum before the output scale */
+        kiln_lowp_channel_scales(w, s->N, s->K, 1, s->N, kiln_lowp_weight_qmax(), s->wscale);
+        for (int64_t n = 0; n < s->N; n++) s->bias[n] /= la->in_scale * s->wscale[n];
+    }
+
+    int64_t xd[2] = {s->M, s->K}, wd[2] = {s->K, s->N}, yd[2] = {s->M, s->N}, bd[2] = {1, s->N};
+    dnnl_memory_desc_t xf = kiln_dnnl_md(2, xd, NULL), wf = kiln_dnnl_md(2, wd, NULL);
+    dnnl_memory_desc_t xq = kiln_lowp_md_dt(&xf, kiln_lowp_src_dt(la));
+    dnnl_memory_desc_t w_any = kiln_dnnl_md_any(2, wd), y = kiln_dnnl_md(2, yd, NULL), b = kiln_dnnl_md(2, bd, NULL);
+    w_any.data_type = int8 ? dnnl_s8 : dnnl_bf16;
+    dnnl_matmul_desc_t md;
+    CHECK_DNNL(dnnl_matmul_desc_init(&md, &xq, &w_any, &b, &y), "low-precision matmul desc");
+    dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
+    if (!attr) CHECK_DNNL(dnnl_primitive_attr_create(&attr), "attribute");
+    float *osc = NULL, *winv = NULL;
+    if (int8) {
+        if (!(osc = malloc((size_t)s->N * sizeof *osc)) || !(winv = malloc((size_t)s->N * sizeof *winv))) {
+            free(osc), dnnl_primitive_attr_destroy(attr);
+            return KILN_ERR_NOMEM;
+        }
+        for (int64_t n = 0; n < s->N; n++) osc[n] = la->in_scale * s->wscale[n], winv[n] = 1.0f / s->wscale[n];
+        dnnl_primitive_attr_set_output_scales(attr, s->N, 1 << 1, osc);
+    }
+    dnnl_status_t ds = dnnl_primitive_desc_create(&s->pd, &md, attr, kiln_dnnl_engine(), NULL);
+    dnnl_primitive_attr_destroy(attr);
+    free(osc);
+    kiln_status st = KILN_OK;
+    if (ds != dnnl_success)
+        st = kiln_error(KILN_ERR_BACKEND, "%s: oneDNN has no %s matmul for these shapes (status %d)", x->node->name,
+                        int8 ? "int8" : "bf16", (int)ds);
+    const dnnl_memory_desc_t *wmd = st ? NULL : dnnl_primitive_desc_query_md(s->pd, dnnl_query_weights_md, 0);
+    if (!st) st = kiln_lowp_convert_now(&wf, w, wmd, int8 ? (int)s->N : 0, 1 << 1, winv, &s->wq);
+    free(winv);
+    if (st) return st;
+    float in_inv = 1.0f / la->in_scale;
+    if ((st = kiln_lowp_conv_init(&s->src, &xf, x->in[0]->val, &xq, int8, 0, &in_inv))) return st;
+    if (!(s->m_w = kiln_dnnl_mem(wmd, s->wq)) || !(s->m_b = kiln_dnnl_mem(&b, s->bias)) ||
+        !(s->m_y = kiln_dnnl_mem(&y, x->val)))
+        return KILN_ERR_BACKEND;
+    return kiln_dnnl_primitive_from_pd(s->pd, &s->prim, "low-precision matmul");
+}
+
+static kiln_status lowp_dense_forward(kiln_inst *x, const kiln_run *r) {
+    lowp_dense_state *s = x->state;
+    kiln_status st = kiln_lowp_conv_run(&s->src, r->stream);
+    if (st) return st;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->src.to}, {DNNL_ARG_WEIGHTS, s->m_w},
+                               {DNNL_ARG_BIAS, s->m_b}, {DNNL_ARG_DST, s->m_y}};
+    if ((st = kiln_dnnl_exec(s->prim, r->stream, 4, args))) return st;
+    if (s->own_act) kiln_act_forward(s->act, s->alpha, x->val, x->val, x->numel);
+    return KILN_OK;
+}
+
+const kiln_op kiln_op_dense_lowp = {
+    .name = "dense_lowp",
+    .backend = &kiln_backend_cpu,
+    .infer = lowp_dense_infer,
+    .compile = lowp_dense_compile,
+    .forward = lowp_dense_forward,
+    .release = lowp_dense_release,
+};
