@@ -56,7 +56,7 @@ typedef struct {
     int uses;
     char name[32];
     int np;
-    char pname[MAX_PARAMS][48];
+    char pname[MAX_PARAMS][64];
     int pj[MAX_PARAMS], pk[MAX_PARAMS]; /* where each parameter was first lifted */
     int *pidx;                          /* [member * OX_MAXKV + kv]: parameter, -1: literal */
 } blk;
@@ -211,7 +211,7 @@ static int lift(plan *p, int bi) {
                 differs = p->g[gi].block == bi &&
                           strcmp(kv_text(p, gi, j, k), kv_text(p, B->rep, j, k));
             if (!differs) continue;
-            char nm[48], base[48];
+            char nm[64], base[48];
             snprintf(base, sizeof base, "%s", L->kv[k].key);
             int q = param_named(B, base);
             if (q >= 0 && same_values(p, bi, j, k, B->pj[q], B->pk[q])) {
@@ -318,7 +318,7 @@ static void render_block(const plan *p, int bi, ox_buf *b) {
         int i = R->first + j;
         const ox_layer *L = &p->m->layers[i];
         const char *refs[OX_MAXIN], *val[OX_MAXKV];
-        char vbuf[OX_MAXKV][64];
+        char vbuf[OX_MAXKV][80];
         for (int k = 0; k < L->nfrom; k++)
             refs[k] = in_group(p, B->rep, L->from[k]) ? p->local[L->from[k]] : "input";
         int implicit = L->nfrom == 1 && (j == 0 ? !in_group(p, B->rep, L->from[0])
