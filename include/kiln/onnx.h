@@ -7,8 +7,9 @@
  * kiln's parameter names and layouts. Sub-graphs that repeat (same-shaped scopes such as torch's
  * layer1/0, layer1/1) become model.blocks with their differing values as block parameters, the
  * instance named after the scope, so the parameter names equal those of the flat form (every
- * layer written out), which kiln_onnx_set_flat selects. kiln_onnx_write puts both into a folder together with a
- * servable version built from them through kiln's own config, builder and export code.
+ * layer written out), which kiln_onnx_set_flat selects. kiln_onnx_write puts both into a
+ * folder together with a servable version built from them through kiln's own config, builder
+ * and export code.
  *
  * Nothing in the bytes can crash the converter: every field is checked before use, and every
  * refusal is KILN_ERR_FORMAT (a malformed protobuf, a missing or non-float initializer, a

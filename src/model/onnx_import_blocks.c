@@ -282,7 +282,8 @@ static int plan_build(const kiln_onnx_model *m, int d, plan *p) {
         /* residual: the block's input is read by two layers or more (a skip connection) */
         int reads = 0;
         for (int i = G->first; i < G->first + G->n; i++)
-            for (int k = 0; k < m->layers[i].nfrom; k++) reads += !in_group(p, gi, m->layers[i].from[k]);
+            for (int k = 0; k < m->layers[i].nfrom; k++)
+                reads += !in_group(p, gi, m->layers[i].from[k]);
         int n = reads > 1 ? ++nres : ++nplain;
         snprintf(B->name, sizeof B->name, "%s", reads > 1 ? "residual" : "block");
         if (n > 1) snprintf(B->name + strlen(B->name), 12, "_%d", n % 100000);
