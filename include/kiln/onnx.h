@@ -4,8 +4,12 @@
  * maps its graph, node by node, onto kiln layers (docs/models.md "Importing ONNX" lists the ops
  * and the rules). The result is a kiln model config (YAML text, readable: layer names come
  * from the ONNX node names, `from:` only where the graph is not a chain) and its weights under
- * kiln's parameter names and layouts. kiln_onnx_write puts both into a folder together with a
- * servable version built from them through kiln's own config, builder and export code.
+ * kiln's parameter names and layouts. Sub-graphs that repeat (same-shaped scopes such as torch's
+ * layer1/0, layer1/1) become model.blocks with their differing values as block parameters, the
+ * instance named after the scope, so the parameter names equal those of the flat form (every
+ * layer written out), which kiln_onnx_set_flat selects. kiln_onnx_write puts both into a
+ * folder together with a servable version built from them through kiln's own config, builder
+ * and export code.
  *
  * Nothing in the bytes can crash the converter: every field is checked before use, and every
  * refusal is KILN_ERR_FORMAT (a malformed protobuf, a missing or non-float initializer, a
@@ -34,6 +38,11 @@ kiln_status kiln_onnx_load(const char *path, kiln_onnx_model **out);
  * 0 gives the same model with a placeholder data: section and no init_from, which kiln's
  * schema resolves as it is (what the servable is built from). */
 const char *kiln_onnx_yaml(const kiln_onnx_model *m, int with_data_comment);
+/* flat 1: every layer written out, no model.blocks; 0 (the default): blocks where a sub-graph
+ * repeats and the text gets shorter. Renders kiln_onnx_yaml again. */
+kiln_status kiln_onnx_set_flat(kiln_onnx_model *m, int flat);
+/* Block definitions in the YAML (0: the flat form). */
+int kiln_onnx_block_count(const kiln_onnx_model *m);
 /* The weights: n entries (F32, kiln names and layouts), valid until kiln_onnx_free. */
 const kiln_st_entry *kiln_onnx_weights(const kiln_onnx_model *m, int *n);
 /* Layers in the config, and ONNX nodes read. */

@@ -12,12 +12,13 @@
 #include "kiln/onnx.h"
 
 static const char *HELP =
-    "usage: kiln import MODEL.onnx --to DIR\n"
+    "usage: kiln import MODEL.onnx --to DIR [--flat]\n"
     "\n"
     "Converts an ONNX model (opsets 11 to 18; torch.onnx.export, tf2onnx) into kiln's terms:\n"
     "  DIR/model.yaml           the model config: model.input, model.layers named after the ONNX\n"
-    "                           nodes, the loss, model.init_from: weights.safetensors, and a\n"
-    "                           commented data: section to fill in before `kiln train`\n"
+    "                           nodes (sub-graphs that repeat, such as residual blocks, as\n"
+    "                           model.blocks), the loss, model.init_from: weights.safetensors,\n"
+    "                           and a commented data: section to fill in before `kiln train`\n"
     "  DIR/weights.safetensors  the weights under kiln's parameter names (batch-norm statistics\n"
     "                           included)\n"
     "  DIR/servable/1/          a servable version: `kiln serve --model_base_path DIR/servable`,\n"
@@ -27,13 +28,16 @@ static const char *HELP =
     "\n"
     "options:\n"
     "  --to DIR   where the files go (created; DIR/servable/1 must not exist yet)\n"
+    "  --flat     every layer written out, no model.blocks (the parameter names are the same)\n"
     "  --help     this text\n";
 
 int kiln_cmd_import(int argc, char **argv) {
     static const struct option opts[] = {{"to", required_argument, 0, 't'},
+                                         {"flat", no_argument, 0, 'f'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *to = NULL;
+    int flat = 0;
     optind = 1;
     opterr = 0;
     int c;
@@ -41,6 +45,9 @@ int kiln_cmd_import(int argc, char **argv) {
         switch (c) {
         case 't':
             to = optarg;
+            break;
+        case 'f':
+            flat = 1;
             break;
         case 'h':
             fputs(HELP, stdout);
@@ -61,7 +68,8 @@ int kiln_cmd_import(int argc, char **argv) {
         fprintf(stderr, "kiln import: %s\n", kiln_last_error());
         return st == KILN_ERR_IO || st == KILN_ERR_NOMEM ? KILN_EXIT_FAIL : KILN_EXIT_USAGE;
     }
-    st = kiln_onnx_write(m, to);
+    if (flat) st = kiln_onnx_set_flat(m, 1);
+    if (st == KILN_OK) st = kiln_onnx_write(m, to);
     if (st != KILN_OK) {
         fprintf(stderr, "kiln import: %s\n", kiln_last_error());
         kiln_onnx_free(m);
@@ -69,9 +77,12 @@ int kiln_cmd_import(int argc, char **argv) {
                    ? KILN_EXIT_USAGE
                    : KILN_EXIT_FAIL;
     }
-    fprintf(stderr, "kiln import: %d ONNX nodes -> %d layers, %s/model.yaml, "
+    int nb = kiln_onnx_block_count(m);
+    char blocks[64] = "";
+    if (nb) snprintf(blocks, sizeof blocks, " (in %d block%s)", nb, nb == 1 ? "" : "s");
+    fprintf(stderr, "kiln import: %d ONNX nodes -> %d layers%s, %s/model.yaml, "
                     "%s/weights.safetensors, %s/servable/1\n",
-            kiln_onnx_node_count(m), kiln_onnx_layer_count(m), to, to, to);
+            kiln_onnx_node_count(m), kiln_onnx_layer_count(m), blocks, to, to, to);
     printf("%s\n", to);
     kiln_onnx_free(m);
     return KILN_EXIT_OK;

@@ -74,6 +74,9 @@ struct kiln_onnx_model {
     char loss[32];   /* softmax_cross_entropy, binary_cross_entropy, mse */
     char dropped[16]; /* "Softmax" / "Sigmoid" when the final op was dropped, else "" */
     char *yaml_full, *yaml_serve;
+    int flat;        /* 1: every layer written out (kiln import --flat) */
+    int block_depth; /* scope depth the blocks were found at; 0: the flat form was written */
+    int n_blocks;    /* block definitions written */
     kiln_st_entry *entries;
     char **entry_names;
     int ne;
@@ -144,5 +147,25 @@ void ox_free_layer(ox_layer *L);
 
 /* ---- onnx_import_write.c ---- */
 kiln_status ox_render(kiln_onnx_model *m);
+/* A growing string; oom is set (and the text dropped) on a failed allocation. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} ox_buf;
+void ox_put(ox_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ox_put_name(ox_buf *b, const char *s); /* a name as a YAML flow scalar */
+/* One layer as a flow-style line at indent ind; refs[k] names from[k] (NULL: the chain, no
+ * from:); val[k] replaces kv[k]'s text when not NULL. */
+void ox_put_layer(ox_buf *b, int ind, const ox_layer *L, const char *name,
+                  const char *const *refs, int nref, const char *const *val);
+
+/* ---- onnx_import_blocks.c ---- */
+/* The scope depth whose block form is the shortest text, or 0 when no depth has a sub-graph
+ * that repeats or the flat form is as short (-1: out of memory). */
+int ox_blocks_choose(const kiln_onnx_model *m);
+/* model.blocks and model.layers (from "  blocks:" on) of the block form at depth; returns the
+ * number of blocks (0: nothing written; -1: out of memory). */
+int ox_blocks_render(const kiln_onnx_model *m, int depth, ox_buf *b);
 
 #endif

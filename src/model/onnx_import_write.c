@@ -20,14 +20,7 @@
 #include "kiln/model.h"
 #include "model/onnx_import_internal.h"
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(sbuf *b, const char *fmt, ...) {
+void ox_put(ox_buf *b, const char *fmt, ...) {
     va_list ap;
     for (int tries = 0; tries < 2 && !b->oom; tries++) {
         va_start(ap, fmt);
@@ -52,33 +45,42 @@ static void put(sbuf *b, const char *fmt, ...) {
 }
 
 /* A name as a YAML flow scalar (quoted when it could read as something else). */
-static void put_name(sbuf *b, const char *s) {
+void ox_put_name(ox_buf *b, const char *s) {
     int plain = isalpha((unsigned char)s[0]) || s[0] == '_';
     static const char *const words[] = {"true", "false", "null", "yes", "no", "on", "off", NULL};
     for (int i = 0; words[i] && plain; i++) plain = strcasecmp(s, words[i]) != 0;
-    put(b, plain ? "%s" : "\"%s\"", s);
+    ox_put(b, plain ? "%s" : "\"%s\"", s);
+}
+
+void ox_put_layer(ox_buf *b, int ind, const ox_layer *L, const char *name,
+                  const char *const *refs, int nref, const char *const *val) {
+    ox_put(b, "%*s- %s: {name: ", ind, "", L->kind);
+    ox_put_name(b, name);
+    if (refs) {
+        ox_put(b, ", from: %s", nref > 1 ? "[" : "");
+        for (int k = 0; k < nref; k++) {
+            if (k) ox_put(b, ", ");
+            ox_put_name(b, refs[k]);
+        }
+        ox_put(b, "%s", nref > 1 ? "]" : "");
+    }
+    for (int k = 0; k < L->nkv; k++)
+        ox_put(b, ", %s: %s", L->kv[k].key, val && val[k] ? val[k] : L->kv[k].text);
+    ox_put(b, "}\n");
 }
 
 static const char *from_name(const kiln_onnx_model *m, int li) {
     return li < 0 ? "input" : m->layers[li].name;
 }
 
-static void render_layers(const kiln_onnx_model *m, sbuf *b) {
+static void render_layers(const kiln_onnx_model *m, ox_buf *b) {
+    ox_put(b, "  layers:\n");
     for (int i = 0; i < m->nl; i++) {
         const ox_layer *L = &m->layers[i];
-        put(b, "    - %s: {name: ", L->kind);
-        put_name(b, L->name);
+        const char *refs[OX_MAXIN];
+        for (int k = 0; k < L->nfrom; k++) refs[k] = from_name(m, L->from[k]);
         int chain = L->nfrom == 1 && L->from[0] == i - 1;
-        if (!chain) {
-            put(b, ", from: %s", L->nfrom > 1 ? "[" : "");
-            for (int k = 0; k < L->nfrom; k++) {
-                if (k) put(b, ", ");
-                put_name(b, from_name(m, L->from[k]));
-            }
-            put(b, "%s", L->nfrom > 1 ? "]" : "");
-        }
-        for (int k = 0; k < L->nkv; k++) put(b, ", %s: %s", L->kv[k].key, L->kv[k].text);
-        put(b, "}\n");
+        ox_put_layer(b, 4, L, L->name, chain ? NULL : refs, L->nfrom, NULL);
     }
 }
 
@@ -94,52 +96,69 @@ static void experiment_name(const kiln_onnx_model *m, char *out, size_t cap) {
     if (!o || !isalpha((unsigned char)out[0])) snprintf(out, cap, "imported");
 }
 
-static char *render(const kiln_onnx_model *m, int full) {
-    sbuf b = {0};
+static char *render(kiln_onnx_model *m, int full) {
+    ox_buf b = {0};
     char exp[80], inp[200];
     experiment_name(m, exp, sizeof exp);
     ox_fmt_ints(inp, sizeof inp, m->in_dims, m->in_nd, 0);
     if (m->in_nd == 1) snprintf(inp, sizeof inp, "[%lld]", (long long)m->in_dims[0]);
     int regression = !strcmp(m->loss, "mse");
     /* both forms have the same lines, so the servable's config errors point into model.yaml */
-    put(&b, "# A kiln model imported by `kiln import` from %s\n", m->label);
-    put(&b, "# (producer: %s; opset %d): %d ONNX nodes -> %d kiln layers.\n",
+    ox_put(&b, "# A kiln model imported by `kiln import` from %s\n", m->label);
+    ox_put(&b, "# (producer: %s; opset %d): %d ONNX nodes -> %d kiln layers.\n",
         m->producer ? m->producer : "unknown", m->opset, m->n_nodes, m->nl);
-    put(&b, "# Layer names come from the ONNX node names; a parameter is \"<layer>.<param>\""
+    ox_put(&b, "# Layer names come from the ONNX node names; a parameter is \"<layer>.<param>\""
             " (for a torch\n# export, \"layer1/0/conv1.kernel\" is torch's "
             "\"layer1.0.conv1.weight\").\n");
+    if (m->block_depth > 0)
+        ox_put(&b, "# Sub-graphs that repeat are model.blocks; an instance's name scopes its "
+                   "layers' names, so\n# the parameters are named as in `kiln import --flat`, "
+                   "which writes every layer out.\n");
     if (m->dropped[0])
-        put(&b, "# The graph ended in %s, which is left out here: the loss below applies it "
+        ox_put(&b, "# The graph ended in %s, which is left out here: the loss below applies it "
                 "in training,\n# and the servable's `probabilities` output is that %s.\n",
             m->dropped, m->dropped[1] == 'o' ? "softmax" : "sigmoid");
-    put(&b, "# Loss rule: a final Softmax -> softmax_cross_entropy, a final Sigmoid -> "
+    ox_put(&b, "# Loss rule: a final Softmax -> softmax_cross_entropy, a final Sigmoid -> "
             "binary_cross_entropy,\n# an output [batch, n >= 2] (logits) -> "
             "softmax_cross_entropy, anything else -> mse (regression).\n");
-    put(&b, "experiment: %s\nseed: 1\n", exp);
-    put(&b, "# data: what to train or fine-tune on (required by `kiln train`; docs/data.md)."
+    ox_put(&b, "experiment: %s\nseed: 1\n", exp);
+    ox_put(&b, "# data: what to train or fine-tune on (required by `kiln train`; docs/data.md)."
             " For example:\n");
-    if (full) put(&b, "# data:\n");
-    else put(&b, "data: {source: npy, train: {}, task: %s}\n",
+    if (full) ox_put(&b, "# data:\n");
+    else ox_put(&b, "data: {source: npy, train: {}, task: %s}\n",
              regression ? "regression" : "classification");
-    put(&b, "#   source: images\n#   train: {path: data/train}\n"
+    ox_put(&b, "#   source: images\n#   train: {path: data/train}\n"
             "#   validation: {path: data/validation}\n");
     if (m->in_nd == 3)
-        put(&b, "#   image: {channels: %s, resize: [%lld, %lld]}\n",
+        ox_put(&b, "#   image: {channels: %s, resize: [%lld, %lld]}\n",
             m->in_dims[0] == 1 ? "grayscale" : "rgb", (long long)m->in_dims[1],
             (long long)m->in_dims[2]);
-    put(&b, "#   normalize: {scale: 0.00392156862745098}   # and mean/std as the model was "
+    ox_put(&b, "#   normalize: {scale: 0.00392156862745098}   # and mean/std as the model was "
             "trained with\n#   batch_size: 32\n");
-    if (regression) put(&b, "#   task: regression\n");
-    put(&b, "model:\n  input: %s\n", inp);
-    put(&b, "  %sinit_from: weights.safetensors\n", full ? "" : "# ");
-    put(&b, "  layers:\n");
-    render_layers(m, &b);
-    put(&b, "loss:\n  %s: {}\n", m->loss);
+    if (regression) ox_put(&b, "#   task: regression\n");
+    ox_put(&b, "model:\n  input: %s\n", inp);
+    ox_put(&b, "  %sinit_from: weights.safetensors\n", full ? "" : "# ");
+    int nb = m->block_depth > 0 ? ox_blocks_render(m, m->block_depth, &b) : 0;
+    if (nb <= 0) render_layers(m, &b);
+    m->n_blocks = nb > 0 ? nb : 0;
+    ox_put(&b, "loss:\n  %s: {}\n", m->loss);
     if (b.oom) {
         free(b.s);
         return NULL;
     }
     return b.s;
+}
+
+/* Both YAML forms, in the block form unless m->flat or nothing repeats. */
+static kiln_status render_yaml(kiln_onnx_model *m) {
+    m->block_depth = m->flat ? 0 : ox_blocks_choose(m);
+    if (m->block_depth >= 0) {
+        m->yaml_full = render(m, 1);
+        m->yaml_serve = render(m, 0);
+    }
+    if (!m->yaml_full || !m->yaml_serve)
+        return kiln_error(KILN_ERR_NOMEM, "onnx import: out of memory");
+    return KILN_OK;
 }
 
 kiln_status ox_render(kiln_onnx_model *m) {
@@ -163,12 +182,17 @@ kiln_status ox_render(kiln_onnx_model *m) {
             for (int d = 0; d < w->nd; d++) e->shape.dims[d] = w->dims[d];
             e->data = w->data;
         }
-    m->yaml_full = render(m, 1);
-    m->yaml_serve = render(m, 0);
-    if (!m->yaml_full || !m->yaml_serve)
-        return kiln_error(KILN_ERR_NOMEM, "onnx import: out of memory");
-    return KILN_OK;
+    return render_yaml(m);
 }
+
+kiln_status kiln_onnx_set_flat(kiln_onnx_model *m, int flat) {
+    m->flat = flat != 0;
+    free(m->yaml_full), free(m->yaml_serve);
+    m->yaml_full = m->yaml_serve = NULL;
+    return render_yaml(m);
+}
+
+int kiln_onnx_block_count(const kiln_onnx_model *m) { return m->n_blocks; }
 
 /* Copies the weights into the built graph: the same names, every shape equal. */
 static kiln_status fill(const kiln_onnx_model *m, kiln_graph *g) {

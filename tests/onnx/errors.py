@@ -9,9 +9,12 @@ value, a missing initializer, non-float weights, a dynamic spatial dimension, us
 existing servable; and the mappings a torchvision export does not reach, against numpy:
 Gemm with transB=0, alpha and beta; Clip with opset-10 attributes (-> relu); Reshape with a
 constant shape; a layout no-op Transpose; Identity; a chain gets no from:, a branch does;
-model.init_from with an .onnx file (its report, convention torchvision and bad models refused).
+model.init_from with an .onnx file (its report, convention torchvision and bad models refused);
+repeated scopes become model.blocks (a differing value a block parameter; a unit whose inner
+layer is read from outside stays flat), with --flat's parameter names and outputs.
 Prints "N passed, N failed".
 """
+import json
 import os
 import shutil
 import subprocess
@@ -216,6 +219,59 @@ ar = np.maximum(conv_np(x, wa), 0)
 want = (conv_np(ar, wb) + ar).mean(axis=(2, 3))
 check("branch_values", got is not None and np.abs(got - want).max() <= 1e-4 * np.abs(want).max(),
       "" if got is None else "max diff %g" % np.abs(got - want).max())
+
+
+# blocks: units s/0 .. s/2 repeat (LeakyRelu's alpha differs: a block parameter); s/3's inner
+# layer is also read after it (two outputs), so it stays flat
+def st_names(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return [k for k in json.loads(f.read(n).decode()) if k != "__metadata__"]
+
+
+nodes, inits, prev = [helper.make_node("Conv", ["x", "w"], ["h"], name="/stem/Conv")], \
+    [w("w", 4, 3, 1, 1, seed=3)], "h"
+for u, alpha in enumerate([0.1, 0.2, 0.1, 0.3]):
+    p = "/s/s.%d/" % u
+    nodes += [helper.make_node("Conv", [prev, "w1_%d" % u], [p + "c1"], name=p + "conv1/Conv",
+                               pads=[1, 1, 1, 1]),
+              helper.make_node("LeakyRelu", [p + "c1"], [p + "a"], name=p + "act/LeakyRelu",
+                               alpha=alpha),
+              helper.make_node("Conv", [p + "a", "w2_%d" % u], [p + "c2"], name=p + "conv2/Conv",
+                               pads=[1, 1, 1, 1]),
+              helper.make_node("Add", [p + "c2", prev], [p + "s"], name=p + "Add"),
+              helper.make_node("Relu", [p + "s"], [p + "r"], name=p + "relu/Relu")]
+    inits += [w("w1_%d" % u, 4, 4, 3, 3, seed=10 + u), w("w2_%d" % u, 4, 4, 3, 3, seed=20 + u)]
+    prev = p + "r"
+nodes += [helper.make_node("Add", [prev, "/s/s.3/a"], ["t"], name="/tail/Add"),
+          helper.make_node("GlobalAveragePool", ["t"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])]
+m = model(nodes, inits, out_shape=["N", 4])
+r, out = run_import("blocks", m)
+rf, out_flat = run_import("blocks_flat", m, extra=["--flat"])
+yaml = open(os.path.join(out, "model.yaml")).read() if r.returncode == 0 else r.stderr
+yflat = open(os.path.join(out_flat, "model.yaml")).read() if rf.returncode == 0 else rf.stderr
+check("blocks_import", r.returncode == 0 and rf.returncode == 0 and "(in 1 block)" in r.stderr,
+      r.stderr + rf.stderr)
+check("blocks_definition", "  blocks:\n    residual:   # 5 layers, 3 uses\n      params: {alpha: null}\n"
+      "      layers:\n" in yaml and "- leaky_relu: {name: act, alpha: \"${alpha}\"}" in yaml and
+      "- add: {name: add, from: [conv2, input]}" in yaml, yaml)
+check("blocks_uses", "- block: {use: residual, name: s/0, alpha: 0.1}\n"
+      "    - block: {use: residual, name: s/1, alpha: 0.2}\n"
+      "    - block: {use: residual, name: s/2, alpha: 0.1}\n"
+      "    - conv2d: {name: s/3/conv1, " in yaml, yaml)
+check("blocks_flat_form", "blocks:" not in yflat and "- leaky_relu: {name: s/0/act, alpha: 0.1}" in yflat,
+      yflat)
+sv = lambda o: os.path.join(o, "servable", "1", "weights.safetensors")
+check("blocks_same_parameters", r.returncode == 0 and rf.returncode == 0 and
+      st_names(sv(out)) == st_names(sv(out_flat)) and len(st_names(sv(out))) == 9)
+gb = predict(out, x) if r.returncode == 0 else None
+gf = predict(out_flat, x) if rf.returncode == 0 else None
+check("blocks_same_outputs", gb is not None and gf is not None and np.array_equal(gb, gf))
+r = subprocess.run([KILN, "import", os.path.join(WORK, "good.onnx"), "--to",
+                    os.path.join(WORK, "good_flat"), "--flat"], capture_output=True, text=True)
+check("flat_when_nothing_repeats", r.returncode == 0 and "block" not in r.stderr and
+      open(os.path.join(WORK, "good_flat", "model.yaml")).read() ==
+      open(os.path.join(WORK, "good", "model.yaml")).read(), r.stderr)
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -15,6 +15,10 @@ imported by
 --model_dir ... --json` (its "probabilities"). Passes when max |kiln - torch| <= 1e-4 * max
 |torch logit| (for keras_cnn, whose final Softmax kiln drops into the loss, on the
 probabilities, which the servable computes from the logits).
+The import writes repeated sub-graphs as model.blocks: for resnet18 (its basic blocks) and
+mobilenet_v2 (its inverted residuals, Add inside) model.yaml must use them and be shorter than
+`kiln import --flat`'s; for the others (nothing repeats) it must equal the flat one. Either
+way the two servables have the same parameter names (and bytes) and give identical outputs.
 Then model.yaml with `init_from:` pointing at the .onnx itself (instead of
 weights.safetensors) is built by `RUNNER --config`: every parameter must load, and its outputs
 must equal the imported servable's exactly (for resnet18, also kiln's built-in `resnet`
@@ -68,6 +72,60 @@ def build(net, size):
     return m.eval()
 
 
+def st_header(path):
+    """The safetensors header (name -> dtype, shape, offsets), names in file order."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n).decode())
+
+
+def check_blocks(net, kiln, runner, onnx_path, out, work, logits, env):
+    """The block form against `kiln import --flat`; returns an exit code (0: pass)."""
+    flat = os.path.join(work, "imported_flat")
+    r = subprocess.run([kiln, "import", onnx_path, "--to", flat, "--flat"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        print(r.stderr)
+        print("kiln import --flat failed with exit %d" % r.returncode)
+        return 2
+    yb = open(os.path.join(out, "model.yaml")).read()
+    yf = open(os.path.join(flat, "model.yaml")).read()
+    hb = st_header(os.path.join(out, "servable", "1", "weights.safetensors"))
+    hf = st_header(os.path.join(flat, "servable", "1", "weights.safetensors"))
+    hb.pop("__metadata__", None), hf.pop("__metadata__", None)
+    if list(hb) != list(hf) or hb != hf:
+        print("servable parameters differ: block form %d names, --flat %d; only in one: %s" %
+              (len(hb), len(hf), sorted(set(hb) ^ set(hf))[:8]))
+        return 1
+    if "blocks:" in yf:
+        print("kiln import --flat wrote model.blocks")
+        return 1
+    uses = yb.count("- block: {use: ")
+    if net in ("resnet18", "mobilenet_v2"):
+        need = {"resnet18": "- block: {use: residual, name: layer1/0, filters: 64}",
+                "mobilenet_v2": "- add: {name: add, from: [input, conv/3]}"}[net]
+        if "\n  blocks:\n" not in yb or need not in yb or len(yb) >= len(yf):
+            print(yb)
+            print("%s: model.yaml should use model.blocks (with '%s') and be shorter than the "
+                  "flat one (%d vs %d bytes)" % (net, need, len(yb), len(yf)))
+            return 1
+    elif yb != yf:
+        print(yb)
+        print("%s: nothing repeats, so model.yaml should be the flat one" % net)
+        return 1
+    xp, yp = os.path.join(work, "x.f32"), os.path.join(work, "y_flat.f32")
+    r = subprocess.run([runner, os.path.join(flat, "servable", "1"), "16", xp, yp],
+                       capture_output=True, text=True, env=env)
+    yflat = np.fromfile(yp, dtype="<f4").reshape(16, -1) if r.returncode == 0 else None
+    if yflat is None or not np.array_equal(yflat, logits):
+        print(r.stderr)
+        print("the --flat servable's outputs differ from the block form's")
+        return 1
+    print("model.yaml: %d block uses, %d bytes (--flat: %d bytes); the same %d parameters and "
+          "outputs" % (uses, len(yb), len(yf), len(hb)))
+    return 0
+
+
 def main():
     args = sys.argv[1:]
     if len(args) < 4:
@@ -109,6 +167,9 @@ def main():
         print("run_servable failed with exit %d" % r.returncode)
         return 2
     logits = np.fromfile(os.path.join(work, "y.f32"), dtype="<f4").reshape(16, -1)
+    rc = check_blocks(net, kiln, runner, onnx_path, out, work, logits, env)
+    if rc:
+        return rc
     # model.init_from: the .onnx itself instead of weights.safetensors gives the same model
     cfg = open(os.path.join(out, "model.yaml")).read()
     cfg = cfg.replace("init_from: weights.safetensors", "init_from: " + onnx_path, 1)
