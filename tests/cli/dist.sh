@@ -9,6 +9,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 # 2 ranks on a machine that may have fewer free cores
 MPI=(timeout 120 mpirun --oversubscribe -np 2)
+. "$SRC/tests/dist/asan_env.sh" # Open MPI's own leaks suppressed under make asan
 
 run_dir() { ls -d "$1"/*/* | head -1; }
 json() { grep -o "\"$2\":[[:space:]]*[^,}]*" "$1/run.json" | head -1 | sed 's/.*:[[:space:]]*//; s/"//g'; }
@@ -244,6 +245,24 @@ YAML
     check "stage 2 reached on 2 ranks" grep -q '"stage":2' "$b/metrics.jsonl"
 }
 
+# One short job for the quick suite (ctest cli_dist_quick, not labelled long, so `make asan`
+# runs it too: the MPI path under ASan/LSan): the world line and 3 steps of a CNN with
+# synchronized batch norm (the reductions inside forward and backward).
+t_quick_sync_batchnorm_steps() {
+    local c=$(bn_config quick)
+    km train "$c" --set train.max_steps=3 --set dist.sync_batchnorm=true --runs-dir "$TMP/q"
+    check "exit 0" [ $rc = 0 ]
+    check "the world" has "world: 2 ranks on 1 host (launcher: mpirun)"
+    local d=$(run_dir "$TMP/q")
+    check "finished" [ "$(json "$d" status)" = finished ]
+    check "rank 1 finished too" grep -q "finished" "$d/log.rank-1.txt"
+}
+
+if [ "${DIST_QUICK:-0}" = 1 ]; then
+    run_test t_quick_sync_batchnorm_steps
+    finish
+    exit
+fi
 run_test t_world_line
 run_test t_stages_match_one_process
 run_test t_equivalent_to_one_process
