@@ -2,7 +2,11 @@
  * and inference batch norm, odd shapes, batch 1, ranks 2 to 6, without scale or center),
  * backward against finite differences in both plan modes, accumulation (x feeding the norm
  * and a residual add), the running statistics after several training steps against a hand
- * computation, layer norm on rows with a large offset, and builder errors. */
+ * computation, layer norm on rows with a large offset, and builder errors. Synchronized batch
+ * norm (kiln_plan_on_reduce): two "processes" on two threads, each with half of a batch (split
+ * unevenly) and a reduce callback that adds their sums, against one plan over the whole batch;
+ * inference-mode batch norm never calls the callback. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +237,183 @@ static void test_batchnorm_input_x(void) {
     }
 }
 
+/* ---- synchronized batch norm ---- */
+
+/* Two peers exchange through a barrier: each reduce call returns slot 0 + slot 1 (the same order
+ * on both), as MPI_Allreduce(SUM) does. The global loss is L_0 + L_1 (weights 1), so KILN_REDUCE_GRAD
+ * is the plain sum as well. */
+typedef struct {
+    pthread_barrier_t bar;
+    double *slot[2];
+    int n[2], calls[2][2]; /* [peer][kind] */
+} sbn_link;
+
+typedef struct {
+    sbn_link *link;
+    int rank, det;
+    int64_t row0, rows; /* this peer's rows of the global batch */
+    const float *X, *DY; /* global batch [B, C, S] and dL/dy */
+    int64_t CS;
+    float *y, *dx, *dgamma, *dbeta, *mm, *mv; /* out: y and dx rows, [C] vectors */
+    kiln_status st;
+} sbn_peer;
+
+static kiln_status sbn_reduce(void *ctx, double *v, int n, kiln_reduce_kind kind) {
+    sbn_peer *p = ctx;
+    sbn_link *l = p->link;
+    double tmp[64];
+    if (n > 64) return kiln_error(KILN_ERR_INVALID, "test: reduce of %d values", n);
+    l->slot[p->rank] = v, l->n[p->rank] = n, l->calls[p->rank][kind]++;
+    pthread_barrier_wait(&l->bar);
+    int same = l->n[0] == l->n[1];
+    for (int i = 0; same && i < n; i++) tmp[i] = l->slot[0][i] + l->slot[1][i];
+    pthread_barrier_wait(&l->bar);
+    if (!same) return kiln_error(KILN_ERR_INVALID, "test: peers reduce %d and %d", l->n[0], l->n[1]);
+    memcpy(v, tmp, (size_t)n * sizeof *v);
+    return KILN_OK;
+}
+
+/* x [rows, C, 4, 5] as a trainable parameter (axis 0 plays the batch, so dx is checked); the
+ * same seed and fills everywhere give every graph the same gamma, beta and moving statistics. */
+static kiln_status sbn_run(sbn_peer *q, kiln_reduce_fn fn) {
+    const int64_t C = 3, S = 20;
+    kiln_graph *g = kiln_graph_new(7);
+    kiln_node *x = kiln_param(g, "x", 4, (int64_t[]){q->rows, C, 4, 5}, glorot, 1, 1, 1);
+    kiln_node *y = kiln_batchnorm_ex(g, x, &(kiln_batchnorm_opts){.momentum = 0.8f});
+    kiln_plan *p = y ? kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y,
+                                                          .batch = 1, .training = 1,
+                                                          .deterministic = q->det})
+                     : NULL;
+    kiln_status st = p ? KILN_OK : KILN_ERR_INVALID;
+    const char *L = y ? kiln_node_name(y) : "";
+    if (!st) {
+        if (fn) kiln_plan_on_reduce(p, fn, q);
+        memcpy(kiln_plan_data(p, x), q->X + q->row0 * C * S, (size_t)(q->rows * C * S) * 4);
+        fill_param(g, p, L, "gamma", C, 0.5f, 1.5f, 31);
+        fill_param(g, p, L, "beta", C, -0.5f, 0.5f, 32);
+        fill_param(g, p, L, "moving_mean", C, -0.5f, 0.5f, 33);
+        fill_param(g, p, L, "moving_variance", C, 0.5f, 2.0f, 34);
+        st = kiln_plan_forward(p);
+    }
+    if (!st) {
+        memcpy(kiln_plan_grad(p, y), q->DY + q->row0 * C * S, (size_t)(q->rows * C * S) * 4);
+        st = kiln_plan_backward(p);
+    }
+    if (!st) {
+        char nm[160];
+        size_t n = (size_t)(q->rows * C * S) * 4;
+        memcpy(q->y + q->row0 * C * S, kiln_plan_data(p, y), n);
+        memcpy(q->dx + q->row0 * C * S, kiln_plan_grad(p, x), n);
+        snprintf(nm, sizeof nm, "%s.gamma", L);
+        memcpy(q->dgamma, kiln_plan_grad(p, kiln_graph_find(g, nm)), (size_t)C * 4);
+        snprintf(nm, sizeof nm, "%s.beta", L);
+        memcpy(q->dbeta, kiln_plan_grad(p, kiln_graph_find(g, nm)), (size_t)C * 4);
+        memcpy(q->mm, param_data(g, p, L, "moving_mean"), (size_t)C * 4);
+        memcpy(q->mv, param_data(g, p, L, "moving_variance"), (size_t)C * 4);
+    }
+    kiln_plan_free(p);
+    kiln_graph_free(g);
+    return st;
+}
+
+static void *sbn_thread(void *arg) {
+    sbn_peer *q = arg;
+    q->st = sbn_run(q, sbn_reduce);
+    return NULL;
+}
+
+static void check_sync_bn(int det, int64_t split) {
+    enum { B = 6, C = 3, S = 20, N = B * C * S };
+    static float X[N], DY[N], y1[N], dx1[N], y2[N], dx2[N];
+    float g1[C], b1[C], mm1[C], mv1[C], g2[2][C], b2[2][C], mm2[2][C], mv2[2][C];
+    kiln_test_fill(X, N, -1.0f, 3.0f, 41);
+    kiln_test_fill(DY, N, -1.0f, 1.0f, 42);
+    /* one plan over the whole batch */
+    sbn_peer one = {.rows = B, .X = X, .DY = DY, .det = det, .y = y1, .dx = dx1, .dgamma = g1,
+                    .dbeta = b1, .mm = mm1, .mv = mv1};
+    CHECK_OK(sbn_run(&one, NULL));
+    /* two peers: rows [0, split) and [split, B) */
+    sbn_link link = {0};
+    pthread_barrier_init(&link.bar, NULL, 2);
+    sbn_peer q[2];
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++) {
+        q[r] = (sbn_peer){.link = &link, .rank = r, .det = det, .row0 = r ? split : 0,
+                          .rows = r ? B - split : split, .X = X, .DY = DY, .y = y2, .dx = dx2,
+                          .dgamma = g2[r], .dbeta = b2[r], .mm = mm2[r], .mv = mv2[r]};
+        pthread_create(&th[r], NULL, sbn_thread, &q[r]);
+    }
+    for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+    pthread_barrier_destroy(&link.bar);
+    CHECK_MSG(q[0].st == KILN_OK && q[1].st == KILN_OK, "det=%d: %s", det, kiln_last_error());
+    /* forward: two reductions (sums and count, squared deviations); backward: one */
+    for (int r = 0; r < 2; r++)
+        CHECK_MSG(link.calls[r][KILN_REDUCE_SUM] == 2 && link.calls[r][KILN_REDUCE_GRAD] == 1,
+                  "peer %d: %d sum and %d grad reductions", r, link.calls[r][KILN_REDUCE_SUM],
+                  link.calls[r][KILN_REDUCE_GRAD]);
+    size_t wi = 0;
+    double e = kiln_test_compare(y2, y1, N, 1e-5, 1e-5, &wi);
+    CHECK_MSG(e <= 1, "det=%d split=%lld: y worst at %zu (%g)", det, (long long)split, wi, e);
+    e = kiln_test_compare(dx2, dx1, N, 1e-5, 1e-4, &wi);
+    CHECK_MSG(e <= 1, "det=%d split=%lld: dx worst at %zu (%g)", det, (long long)split, wi, e);
+    for (int c = 0; c < C; c++) {
+        /* dgamma, dbeta: each peer's own sums, which add up to the whole batch's */
+        CHECK_NEAR(g2[0][c] + g2[1][c], g1[c], 1e-4 * (1 + fabs(g1[c])));
+        CHECK_NEAR(b2[0][c] + b2[1][c], b1[c], 1e-4 * (1 + fabs(b1[c])));
+        CHECK_MSG(fabs(b2[0][c] - b1[c]) > 1e-3, "dbeta of peer 0 is not its own sum");
+        for (int r = 0; r < 2; r++) { /* the moving statistics: the global batch's, on both */
+            CHECK_NEAR(mm2[r][c], mm1[c], 1e-6 * (1 + fabs(mm1[c])));
+            CHECK_NEAR(mv2[r][c], mv1[c], 1e-6 * (1 + fabs(mv1[c])));
+        }
+    }
+}
+
+static kiln_status count_reduce(void *ctx, double *v, int n, kiln_reduce_kind kind) {
+    (void)v, (void)n, (void)kind;
+    ++*(int *)ctx;
+    return KILN_OK;
+}
+
+static void test_batchnorm_sync(void) {
+    for (int det = 0; det <= 1; det++) {
+        check_sync_bn(det, 3);
+        check_sync_bn(det, 2); /* unequal: the count is reduced too */
+    }
+    /* a frozen (inference-mode) batch norm in a training plan, and an evaluation plan: no call */
+    kiln_graph *g = kiln_graph_new(3);
+    kiln_node *x = kiln_param(g, "x", 3, (int64_t[]){4, 2, 3}, glorot, 1, 1, 1);
+    kiln_node *y = kiln_batchnorm(g, x);
+    CHECK(y != NULL);
+    if (!y) return kiln_graph_free(g);
+    kiln_graph_set_inference(g, y, 1);
+    int calls = 0;
+    kiln_plan *p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y,
+                                                      .batch = 1, .training = 1});
+    kiln_plan *ev = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .batch = 1});
+    CHECK(p != NULL && ev != NULL);
+    if (p && ev) {
+        kiln_plan_on_reduce(p, count_reduce, &calls);
+        kiln_plan_on_reduce(ev, count_reduce, &calls);
+        CHECK_OK(kiln_plan_forward(p));
+        CHECK_OK(kiln_plan_backward(p));
+        CHECK_OK(kiln_plan_forward(ev));
+        CHECK(calls == 0);
+    }
+    kiln_plan_free(p), kiln_plan_free(ev);
+    kiln_graph_set_inference(g, y, 0); /* training mode again: now it reduces */
+    p = kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y, .batch = 1,
+                                           .training = 1});
+    CHECK(p != NULL);
+    if (p) {
+        kiln_plan_on_reduce(p, count_reduce, &calls);
+        CHECK_OK(kiln_plan_forward(p));
+        CHECK_OK(kiln_plan_backward(p));
+        CHECK(calls == 3);
+    }
+    kiln_plan_free(p);
+    kiln_graph_free(g);
+}
+
 static void test_batchnorm_errors(void) {
     kiln_graph *g = kiln_graph_new(1);
     kiln_node *v = kiln_input(g, "scalars", KILN_F32, 0, NULL);
@@ -382,6 +563,7 @@ int main(void) {
     RUN(test_batchnorm_moving_stats);
     RUN(test_batchnorm_input_x);
     RUN(test_batchnorm_errors);
+    RUN(test_batchnorm_sync);
     RUN(test_layernorm_forward_backward);
     RUN(test_layernorm_large_offset);
     RUN(test_layernorm_accumulate);

@@ -153,6 +153,24 @@ kiln_status kiln_plan_backward(kiln_plan *p);
  * (from only decreases; the last call of a backward has from = 0). Data parallel training starts
  * reducing those while backward goes on. fn NULL: no calls. Cost: one comparison per op. */
 void kiln_plan_on_grads(kiln_plan *p, void (*fn)(void *ctx, size_t from), void *ctx);
+/* Synchronized batch norm: training-mode batch norm sums per-channel values across the processes
+ * of a data-parallel job through fn (docs/distributed.md). fn(ctx, v, n, kind) replaces v[0, n)
+ * in place and is called in the same order on every process (a collective):
+ *  - KILN_REDUCE_SUM: the sum over the processes (forward: per-channel sums, the value count,
+ *    sums of squared deviations from the global mean);
+ *  - KILN_REDUCE_GRAD: backward's per-channel sums of dy and dy * xhat, where dy is the gradient
+ *    of this process's loss (the mean over its rows). The global loss is the row-weighted mean
+ *    of the processes' losses, sum_q w_q L_q, so fn returns (sum_q w_q v_q) / w_self: the sums
+ *    for the global loss, scaled back to this process's loss like its other gradients.
+ * A batch norm that uses fn takes its own loops (as in a deterministic plan), normalizes with the
+ * global statistics, updates the moving statistics from them (unbiased with the global count)
+ * and computes dx through them; dgamma and dbeta stay this process's own sums (the gradient
+ * averaging then adds them once). Inference-mode batch norm (frozen, evaluation) never calls fn.
+ * A failing fn fails forward; in backward the caller keeps its error (fn's owner reports it).
+ * fn NULL: none (the default; every process normalizes with its own batch). */
+typedef enum { KILN_REDUCE_SUM, KILN_REDUCE_GRAD } kiln_reduce_kind;
+typedef kiln_status (*kiln_reduce_fn)(void *ctx, double *v, int n, kiln_reduce_kind kind);
+void kiln_plan_on_reduce(kiln_plan *p, kiln_reduce_fn fn, void *ctx);
 /* Per-op timing. With a buffer set, forward and backward record one event per op (start and
  * duration in microseconds on a monotonic clock) until cap events are there; the buffer is the
  * caller's, so a profiled step still allocates nothing. kiln_plan_profile(p, NULL, 0, NULL) stops. */

@@ -66,6 +66,10 @@ typedef struct {
     kiln_status (*sync_buffers)(void *ctx, float *p, size_t n);
     /* Where a process that is not the writer logs what it prints (log.rank-K.txt). */
     void (*log)(void *ctx, const char *line);
+    /* Synchronized batch norm: set (by setup at the latest) to have the training plans' batch
+     * norms reduce their statistics through it (kiln_plan_on_reduce; a collective). NULL: local
+     * batch statistics. A failure in backward must also fail the next step_end. */
+    kiln_reduce_fn batch_reduce;
 } kiln_train_hooks;
 
 typedef struct {

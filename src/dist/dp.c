@@ -14,6 +14,14 @@
  *    gone: rank 0 marks the run failed at once, naming the rank and host where it can (a dead
  *    pid on this host), because the launcher kills the remaining ranks a moment later.
  *  - Rank 0 owns the run folder; the others write only <run>/log.rank-K.txt.
+ *  - dist.sync_batchnorm: the training plans' batch norms reduce their per-channel sums through
+ *    batch_reduce (kiln_plan_on_reduce) with blocking-looking MPI_Iallreduce(SUM) in double, in
+ *    plan order, so in the same order on every rank and between the bucket reductions already
+ *    started. Backward's sums (KILN_REDUCE_GRAD) are gradients of this rank's loss; like the
+ *    buckets they are weighted by this rank's share of the global batch before the sum and
+ *    divided by it after, so dx is this rank's part of the global batch's gradient in the same
+ *    scale as every other gradient here. dgamma and dbeta stay local sums and are averaged with
+ *    the rest of the buffer (PyTorch's SyncBatchNorm does the same): nothing is counted twice.
  */
 #include <math.h>
 #include <mpi.h>
@@ -56,6 +64,7 @@ typedef struct {
     double t_first;
     kiln_dist_stats stats;
     double waited; /* seconds the last wait_all took */
+    kiln_status bn_failed; /* a batch-norm reduction in backward failed: step_end reports it */
 } dp;
 
 static double now_s(void) {
@@ -177,23 +186,38 @@ static kiln_status shard_split(const dp *d, kiln_dataset **ds, const char *what)
     return KILN_OK;
 }
 
+/* ---- synchronized batch norm ---- */
+
+static kiln_status batch_reduce(void *ctx, double *v, int n, kiln_reduce_kind kind) {
+    dp *d = ctx;
+    if (d->bn_failed) return d->bn_failed;
+    double w = kind == KILN_REDUCE_GRAD ? d->scale : 1.0;
+    if (w != 1.0)
+        for (int i = 0; i < n; i++) v[i] *= w;
+    MPI_Request r;
+    kiln_status st = MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r)
+                         ? peer_lost(d, "the batch-norm reduction", 0)
+                         : wait1(d, &r, "the batch-norm reduction");
+    if (st) {
+        if (kind == KILN_REDUCE_GRAD) d->bn_failed = st;
+        return st;
+    }
+    d->stats.wait_s += d->waited;
+    if (w != 1.0 && w > 0)
+        for (int i = 0; i < n; i++) v[i] /= w;
+    return KILN_OK;
+}
+
 static kiln_status setup(void *ctx, kiln_status st, int *usage, const char *hash, const kiln_cfg *cfg,
                          kiln_inputs *in) {
     dp *d = ctx;
-    char where[300];
     if (!st && cfg) { /* this rank's own checks of dist: */
-        const kiln_cfg *sb = kiln_cfg_at(cfg, "dist.sync_batchnorm");
         d->bf16 = !strcmp(kiln_cfg_str(cfg, "dist.compress", "none"), "bf16");
         d->bucket_floats = (size_t)(kiln_cfg_num(cfg, "dist.bucket_mb", 4) * 1048576.0 / 4);
         if (d->bucket_floats < 1) d->bucket_floats = 1;
         int64_t G = in->train_loader.batch_size;
-        if (sb && kiln_cfg_bool(cfg, "dist.sync_batchnorm", 0))
-            st = kiln_error(KILN_ERR_INVALID,
-                            "%s: dist.sync_batchnorm: true is not supported yet (batch statistics are "
-                            "per rank; running statistics are averaged before every evaluation and "
-                            "checkpoint)",
-                            kiln_cfg_where(sb, where, sizeof where));
-        else if (G % d->w.size)
+        if (kiln_cfg_bool(cfg, "dist.sync_batchnorm", 0)) d->h.batch_reduce = batch_reduce;
+        if (G % d->w.size)
             st = kiln_error(KILN_ERR_INVALID,
                             "data.batch_size %lld is the global batch: it must be a multiple of the %d "
                             "ranks (each rank runs batch_size / ranks rows)",
@@ -448,6 +472,7 @@ static void grads_ready(void *ctx, size_t from) {
 static kiln_status step_end(void *ctx, float *grads, float *loss, int *rows, int *stop) {
     dp *d = ctx;
     (void)grads;
+    if (d->bn_failed) return d->bn_failed;
     grads_ready(d, 0);
     d->ctrl[0] = (double)*loss * d->ctrl[1];
     d->sig_in = *stop;

@@ -39,6 +39,8 @@ typedef struct {
     uint64_t step; /* RNG counter base (kiln_plan_set_step) */
     void *scratch; /* shared temporary, c->scratch_bytes long (64-byte aligned) */
     void *stream;  /* the plan's backend stream (CPU: a dnnl_stream_t) */
+    kiln_reduce_fn reduce; /* kiln_plan_on_reduce (NULL: none); call it outside parallel regions */
+    void *reduce_ctx;
 } kiln_run;
 
 /* What compile may ask of the plan. */

@@ -436,6 +436,11 @@ kiln_status kiln_plan_backward(kiln_plan *p) {
     return KILN_OK;
 }
 
+void kiln_plan_on_reduce(kiln_plan *p, kiln_reduce_fn fn, void *ctx) {
+    p->run.reduce = fn;
+    p->run.reduce_ctx = ctx;
+}
+
 void kiln_plan_on_grads(kiln_plan *p, void (*fn)(void *ctx, size_t from), void *ctx) {
     p->grads_fn = p->ready_from ? fn : NULL;
     p->grads_ctx = ctx;

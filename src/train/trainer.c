@@ -235,6 +235,10 @@ static kiln_status make_plans(trainer *t) {
     if (t->hooks) { /* gradients reduced while backward goes on */
         kiln_plan_on_grads(t->train, t->hooks->grads_ready, t->hooks->ctx);
         if (t->train_tail) kiln_plan_on_grads(t->train_tail, t->hooks->grads_ready, t->hooks->ctx);
+        if (t->hooks->batch_reduce) { /* dist.sync_batchnorm */
+            kiln_plan_on_reduce(t->train, t->hooks->batch_reduce, t->hooks->ctx);
+            if (t->train_tail) kiln_plan_on_reduce(t->train_tail, t->hooks->batch_reduce, t->hooks->ctx);
+        }
     }
     t->ev.m = &t->m;
     t->ev.fast = !det;
@@ -703,7 +707,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
                 kiln_progress_line(
                     &t->prog,
                     "stopped by signal %d at step %lld; resume with: kiln train --resume %s",
-                    stopping(t), (long long)t->s.step, kiln_run_get_info(t->run).path);
+                    stopping(t), (long long)t->s.step, res->run_dir); /* every rank knows it */
                 res->status = "stopped";
                 return KILN_OK;
             }

@@ -9,6 +9,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 # 2 ranks on a machine that may have fewer free cores
 MPI=(timeout 120 mpirun --oversubscribe -np 2)
+. "$SRC/tests/dist/asan_env.sh" # Open MPI's own leaks suppressed under make asan
 
 run_dir() { ls -d "$1"/*/* | head -1; }
 json() { grep -o "\"$2\":[[:space:]]*[^,}]*" "$1/run.json" | head -1 | sed 's/.*:[[:space:]]*//; s/"//g'; }
@@ -118,6 +119,7 @@ t_sigterm_stops_every_rank_at_one_step() {
     local s0=$(sed -n 's/^stopped by signal 15 at step \([0-9]*\).*/\1/p' "$d/log.txt")
     local s1=$(sed -n 's/^stopped by signal 15 at step \([0-9]*\).*/\1/p' "$d/log.rank-1.txt")
     check "both ranks stopped ($s0, $s1)" [ -n "$s0" ] && [ "$s0" = "$s1" ]
+    check "rank 1's resume line names the run" grep -qF "resume with: kiln train --resume $d" "$d/log.rank-1.txt"
     check "rank 0 checkpointed that step" [ "$(cat "$d/checkpoints/latest")" = "step-$s0" ]
     km train --resume "$d" --quiet
     check "resumed to the end" [ $rc = 0 ] && [ "$(json "$d" status)" = finished ]
@@ -157,11 +159,56 @@ t_srun_without_pmix() {
     check "says how" has "srun --mpi=pmix"
 }
 
-t_sync_batchnorm_refused() {
-    local c=$(dist_config sbn)
-    km train "$c" --set dist.sync_batchnorm=true --runs-dir "$TMP/sbn" --quiet
-    check "exit 2" [ $rc = 2 ]
-    check "says so" has "dist.sync_batchnorm: true is not supported yet"
+# A CNN with batch norm (tanh: smooth, see above; no conv bias, whose gradient through batch
+# norm is 0 up to rounding, so its relative difference would be noise over noise): 2 ranks x 32 rows against 1 process x 64.
+bn_config() {
+    local c=$(dist_config "$1")
+    sed -i '/^model:/,/^loss:/d' "$c"
+    cat >>"$c" <<'YAML'
+model:
+  input: [1, 28, 28]
+  layers:
+    - conv2d: {filters: 8, kernel: 3, strides: 2, use_bias: false}
+    - batchnorm: {momentum: 0.9}
+    - tanh
+    - conv2d: {filters: 8, kernel: 3, strides: 2, use_bias: false}
+    - batchnorm: {momentum: 0.9}
+    - tanh
+    - flatten
+    - dense: {units: 10}
+loss: softmax_cross_entropy
+YAML
+    echo "$c"
+}
+
+# sync_batchnorm: statistics of the global batch, so the same training as one process (weights
+# and moving statistics); without it each rank normalizes with its own 32 rows and the runs part.
+# Stage 1 freezes the first batch norm (inference mode: no reduction), stage 2 trains it again
+# (plans rebuilt at the switch keep the reduction).
+t_sync_batchnorm_matches_one_process() {
+    local c=$(bn_config sbn)
+    cat >>"$c" <<'YAML'
+stages:
+  - freeze: [batch_normalization_1]
+    train: {max_steps: 20}
+  - freeze: []
+    train: {max_steps: 40}
+YAML
+    local S=(--set data.batch_size=64 --set train.checkpoint.every_steps=60
+        --set train.early_stopping=null --set data.validation_split=0 --quiet)
+    k train "$c" "${S[@]}" --runs-dir "$TMP/sbn1" --threads 1
+    check "1 process: exit 0" [ $rc = 0 ]
+    km train "$c" "${S[@]}" --set dist.sync_batchnorm=true --runs-dir "$TMP/sbn2"
+    check "2 ranks, sync: exit 0" [ $rc = 0 ]
+    km train "$c" "${S[@]}" --runs-dir "$TMP/sbn3"
+    check "2 ranks, local: exit 0" [ $rc = 0 ]
+    local w=checkpoints/step-60/weights.safetensors
+    local a=$(run_dir "$TMP/sbn1")/$w b=$(run_dir "$TMP/sbn2")/$w l=$(run_dir "$TMP/sbn3")/$w
+    check "sync: weights and moving statistics within 1e-5 relative" \
+        /usr/bin/python3 "$SRC/tests/dist/compare_weights.py" "$a" "$b" 1e-5
+    /usr/bin/python3 "$SRC/tests/dist/compare_weights.py" "$a" "$l" 1e-3 >"$TMP/local.out"
+    local lrc=$?
+    check "local statistics: the runs part ($(cat "$TMP/local.out"))" [ $lrc = 1 ]
 }
 
 t_bf16_compression_trains() {
@@ -198,6 +245,24 @@ YAML
     check "stage 2 reached on 2 ranks" grep -q '"stage":2' "$b/metrics.jsonl"
 }
 
+# One short job for the quick suite (ctest cli_dist_quick, not labelled long, so `make asan`
+# runs it too: the MPI path under ASan/LSan): the world line and 3 steps of a CNN with
+# synchronized batch norm (the reductions inside forward and backward).
+t_quick_sync_batchnorm_steps() {
+    local c=$(bn_config quick)
+    km train "$c" --set train.max_steps=3 --set dist.sync_batchnorm=true --runs-dir "$TMP/q"
+    check "exit 0" [ $rc = 0 ]
+    check "the world" has "world: 2 ranks on 1 host (launcher: mpirun)"
+    local d=$(run_dir "$TMP/q")
+    check "finished" [ "$(json "$d" status)" = finished ]
+    check "rank 1 finished too" grep -q "finished" "$d/log.rank-1.txt"
+}
+
+if [ "${DIST_QUICK:-0}" = 1 ]; then
+    run_test t_quick_sync_batchnorm_steps
+    finish
+    exit
+fi
 run_test t_world_line
 run_test t_stages_match_one_process
 run_test t_equivalent_to_one_process
@@ -208,6 +273,6 @@ run_test t_different_configs
 run_test t_rank_without_data
 run_test t_batch_not_divisible
 run_test t_srun_without_pmix
-run_test t_sync_batchnorm_refused
+run_test t_sync_batchnorm_matches_one_process
 run_test t_bf16_compression_trains
 finish

@@ -7,6 +7,7 @@
 # namespaces cannot be made (no root, no `ip netns`), saying why.
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
+. "$SRC/tests/dist/asan_env.sh" # Open MPI's own leaks suppressed under make asan
 if [ "$(id -u)" != 0 ]; then echo "SKIP: network namespaces need root"; exit 77; fi
 A=kiln-a-$$ B=kiln-b-$$
 cleanup() { ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null; rm -rf "$TMP"; }

@@ -6,6 +6,7 @@
 # cluster needs; everything else that goes wrong fails.
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
+. "$SRC/tests/dist/asan_env.sh" # Open MPI's own leaks suppressed under make asan
 if [ "$(id -u)" != 0 ]; then echo "SKIP: starting slurmctld/slurmd needs root"; exit 77; fi
 if ! bash "$SRC/scripts/slurm_local.sh"; then echo "the local Slurm cluster did not start" >&2; exit 1; fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

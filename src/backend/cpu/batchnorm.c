@@ -30,6 +30,16 @@
  * instead of oneDNN, whose statistics and dgamma/dbeta sum over the batch in an order that
  * depends on the thread count: each channel's sums are taken by one thread in a fixed order
  * (batch row by row, in double), everything else is elementwise.
+ *
+ * Synchronized batch norm (kiln_plan_on_reduce, set by data-parallel training): a training
+ * batch norm of a plan with a reduce callback takes the same loops, deterministic plan or not,
+ * and passes its per-channel sums through the callback between the passes, in double:
+ * forward [sum x (C), count] -> global mean; [sum (x - mean)^2 (C)] -> global biased variance;
+ * the moving statistics are updated from those with the global count. Backward reduces
+ * [sum dy (C), sum dy * xhat (C)] (KILN_REDUCE_GRAD) for dx; dgamma and dbeta keep the local
+ * sums (as PyTorch's SyncBatchNorm: the gradient averaging adds them once). The callback runs
+ * outside OpenMP regions. A backward whose x takes no gradient needs no dx and reduces nothing;
+ * every process runs the same plan, so all of them skip it alike.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -54,9 +64,11 @@ typedef struct {
     int dx_direct; /* diff_src is x's gradient itself (overwrite); else r->scratch */
     int det;       /* deterministic plan: own loops (bn_det_forward / bn_det_backward) */
     float eps;
+    double count;  /* values per channel behind mean/var: B * S, or the global count (sync) */
+    double *acc;   /* [2C] sums handed to the reduce callback (synchronized batch norm) */
 } bn_state;
 
-static kiln_status bn_det_forward(kiln_inst *x);
+static kiln_status bn_det_forward(kiln_inst *x, const kiln_run *r);
 static void bn_det_backward(kiln_inst *x, const kiln_run *r);
 
 static kiln_status bn_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
@@ -93,6 +105,7 @@ static void bn_release(kiln_inst *x) {
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     kiln_free(s->buf);
+    free(s->acc);
     free(s);
     x->state = NULL;
 }
@@ -114,7 +127,10 @@ static kiln_status bn_compile(kiln_inst *x, kiln_compile_ctx *c) {
     s->momentum = a->momentum;
     s->det = c->deterministic;
     s->eps = a->epsilon;
+    s->count = (double)(s->B * s->S);
     if (!(s->buf = kiln_alloc(4 * (size_t)s->C * sizeof(float)))) return KILN_ERR_NOMEM;
+    if (s->training && !(s->acc = malloc(2 * (size_t)s->C * sizeof *s->acc)))
+        return kiln_error(KILN_ERR_NOMEM, "batch norm: out of memory");
     s->mean = s->buf, s->var = s->buf + s->C;
     s->dscale = s->buf + 2 * s->C, s->dshift = s->buf + 3 * s->C;
 
@@ -172,7 +188,7 @@ static void bn_update_running(kiln_inst *x);
 
 static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
-    if (s->det) return bn_det_forward(x);
+    if (s->det || (s->training && r->reduce)) return bn_det_forward(x, r);
     dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, s->src},
                                {DNNL_ARG_DST, s->dst},
                                {DNNL_ARG_MEAN, s->mean_m},
@@ -190,8 +206,8 @@ static kiln_status bn_forward(kiln_inst *x, const kiln_run *r) {
 static void bn_update_running(kiln_inst *x) {
     bn_state *s = x->state;
     float *mm = x->in[s->mi]->val, *mv = x->in[s->vi]->val; /* [C] each */
-    int64_t cnt = s->B * s->S;
-    float m = s->momentum, corr = cnt > 1 ? (float)((double)cnt / (double)(cnt - 1)) : 1.0f;
+    double cnt = s->count;
+    float m = s->momentum, corr = cnt > 1 ? (float)(cnt / (cnt - 1)) : 1.0f;
     for (int64_t ch = 0; ch < s->C; ch++) {
         mm[ch] = m * mm[ch] + (1.0f - m) * s->mean[ch];
         mv[ch] = m * mv[ch] + (1.0f - m) * (s->var[ch] * corr);
@@ -201,7 +217,7 @@ static void bn_update_running(kiln_inst *x) {
 /* dst [n] = src (accum == 0) or dst += src (accum == 1) */
 static void bn_backward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
-    if (s->det) return bn_det_backward(x, r);
+    if (s->det || (s->training && r->reduce)) return bn_det_backward(x, r);
     if (!s->dx_direct) dnnl_memory_set_data_handle(s->diff_src, r->scratch);
     dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, s->src},
                                {DNNL_ARG_MEAN, s->mean_m},
@@ -226,14 +242,54 @@ static void bn_backward(kiln_inst *x, const kiln_run *r) {
 /* ---- deterministic plans ---- */
 
 /* x [B, C, S]: channel c of row b is x + (b * C + c) * S */
-static kiln_status bn_det_forward(kiln_inst *x) {
+
+/* Synchronized statistics: the two passes of the loop below with each pass's sums reduced over
+ * the processes (s->acc: [sum (C), count], then [sum of squared deviations (C)]). */
+static kiln_status bn_sync_stats(kiln_inst *x, const kiln_run *r) {
+    bn_state *s = x->state;
+    const float *in = x->in[0]->val;
+    int64_t B = s->B, C = s->C, S = s->S;
+    double *a = s->acc;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t c = 0; c < C; c++) {
+        double sum = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const float *p = in + (b * C + c) * S;
+            for (int64_t i = 0; i < S; i++) sum += p[i];
+        }
+        a[c] = sum;
+    }
+    a[C] = (double)(B * S);
+    kiln_status st = r->reduce(r->reduce_ctx, a, (int)C + 1, KILN_REDUCE_SUM);
+    if (st) return st;
+    double n = a[C];
+    s->count = n;
+#pragma omp parallel for schedule(static) if (B * C * S > 32768)
+    for (int64_t c = 0; c < C; c++) {
+        double m = a[c] / n, ss = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const float *p = in + (b * C + c) * S;
+            for (int64_t i = 0; i < S; i++) ss += (p[i] - m) * (p[i] - m);
+        }
+        s->mean[c] = (float)m;
+        a[C + c] = ss; /* a[C] (the count) is no longer needed */
+    }
+    if ((st = r->reduce(r->reduce_ctx, a + C, (int)C, KILN_REDUCE_SUM))) return st;
+    for (int64_t c = 0; c < C; c++) s->var[c] = (float)(a[C + c] / n);
+    return KILN_OK;
+}
+
+static kiln_status bn_det_forward(kiln_inst *x, const kiln_run *r) {
     bn_state *s = x->state;
     const float *in = x->in[0]->val;
     float *out = x->val;
     int64_t B = s->B, C = s->C, S = s->S;
     const float *mean = s->training ? s->mean : x->in[s->mi]->val;
     const float *var = s->training ? s->var : x->in[s->vi]->val;
-    if (s->training) {
+    if (s->training && r->reduce) {
+        kiln_status st = bn_sync_stats(x, r);
+        if (st) return st;
+    } else if (s->training) {
 #pragma omp parallel for schedule(static) if (B * C * S > 32768)
         for (int64_t c = 0; c < C; c++) {
             double sum = 0, ss = 0;
@@ -272,6 +328,7 @@ static void bn_det_backward(kiln_inst *x, const kiln_run *r) {
     const float *mean = s->training ? s->mean : x->in[s->mi]->val;
     const float *var = s->training ? s->var : x->in[s->vi]->val;
     const float *gamma = s->gi >= 0 ? x->in[s->gi]->val : NULL;
+    int sync = s->training && r->reduce && x->in[0]->grad;
 #pragma omp parallel for schedule(static) if (B * C * S > 32768)
     for (int64_t c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
@@ -282,15 +339,22 @@ static void bn_det_backward(kiln_inst *x, const kiln_run *r) {
         }
         s->dshift[c] = (float)sdy;
         s->dscale[c] = (float)sdyx;
+        if (sync) s->acc[c] = sdy, s->acc[C + c] = sdyx;
     }
     if (x->in[0]->grad) {
         float *dx = s->dx_direct ? x->in[0]->grad : r->scratch;
-        double n = (double)(B * S);
+        double n = s->count;
+        /* dx's mean terms: the local sums, or (sync) the reduced ones; a failed reduction leaves
+         * the local ones (the callback's owner reports the failure and the step is not applied) */
+        int global = sync && !r->reduce(r->reduce_ctx, s->acc, 2 * (int)C, KILN_REDUCE_GRAD);
 #pragma omp parallel for schedule(static) if (B * C * S > 32768)
         for (int64_t bc = 0; bc < B * C; bc++) {
             int64_t c = bc % C;
             float rstd = 1.0f / sqrtf(var[c] + s->eps), m = mean[c], k = (gamma ? gamma[c] : 1.0f) * rstd;
-            float a = s->training ? (float)(s->dshift[c] / n) : 0.0f, d = s->training ? (float)(s->dscale[c] / n) : 0.0f;
+            float sy = global ? (float)s->acc[c] : s->dshift[c];
+            float syx = global ? (float)s->acc[C + c] : s->dscale[c];
+            float a = s->training ? (float)(sy / n) : 0.0f;
+            float d = s->training ? (float)(syx / n) : 0.0f;
             const float *p = in + bc * S, *g = dy + bc * S;
             float *q = dx + bc * S;
             for (int64_t i = 0; i < S; i++) q[i] = k * (g[i] - a - (p[i] - m) * rstd * d);
