@@ -52,7 +52,8 @@ int main(int argc, char **argv) {
             x[i] = (float)r / 2147483648.0f - 0.5f;
         }
     }
-    for (int i = 0; i < 2 && ok; i++) ok = kiln_servable_predict(s, p, x, batch, y, NULL) == KILN_OK;
+    for (int i = 0; i < 2 && ok; i++) /* warm-up */
+        ok = kiln_servable_predict(s, p, x, batch, y, NULL) == KILN_OK;
     double t0 = now();
     for (int i = 0; i < batches && ok; i++)
         ok = kiln_servable_predict(s, p, x, batch, y, NULL) == KILN_OK;
