@@ -37,6 +37,7 @@ bench: build
 	bash bench/logging_overhead.sh
 	bash bench/board.sh
 	bash bench/data_vs_torch.sh
+	bash bench/resnet_vs_torch.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
