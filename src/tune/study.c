@@ -259,6 +259,9 @@ static int launch(study *st, trial *t) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(1);
         signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the tuner, which stops the trials itself */
+        /* a prune that comes when training is over must not kill the process as it saves: the
+         * trainer takes SIGUSR1 during its loop only and restores this (ignored) after it */
+        signal(SIGUSR1, SIG_IGN);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) dup2(fd, 1), dup2(fd, 2), close(fd);
         int nul = open("/dev/null", O_RDONLY);

@@ -75,7 +75,7 @@ static int space_of(const char *spec, kiln_tune_space *sp) {
     if (!s && cJSON_IsString(spf)) s = kiln_config_load(spf->valuestring, &space);
     const kiln_cfg *tune = space ? (kiln_cfg_child(space, "tune") ? kiln_cfg_child(space, "tune") : space)
                                  : root ? kiln_cfg_child(root, "tune") : NULL;
-    if (!s) s = tune ? kiln_tune_space_parse(tune, NULL, sp) : KILN_ERR_INVALID;
+    if (!s) s = tune ? kiln_tune_space_parse(tune, root, sp) : KILN_ERR_INVALID;
     kiln_cfg_free(root), kiln_cfg_free(space);
     cJSON_Delete(j);
     return s == KILN_OK;
