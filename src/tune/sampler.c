@@ -86,6 +86,7 @@ typedef struct {
     double *w;      /* [n] mixture weights, summing to 1 */
     double *mu, *sd; /* numbers: [n] */
     double *logz;   /* numbers: [n] log of each kernel's mass within [lo, hi] */
+    double *c;      /* [n] log w - log sd - log sqrt(2 pi) - logz (continuous), or log w */
     double *cat;    /* choices: [n][n_choices] */
     double lo, hi, q;
 } parzen;
@@ -129,8 +130,9 @@ static kiln_status parzen_build(const kiln_tune_space *s, const kiln_tune_param 
         e->mu = malloc((size_t)n * sizeof(double)), e->sd = malloc((size_t)n * sizeof(double));
         e->logz = malloc((size_t)n * sizeof(double));
     }
+    e->c = malloc((size_t)n * sizeof(double));
     vi *sorted = malloc((size_t)n * sizeof *sorted);
-    if (!e->w || (nc && !e->cat) || (!nc && (!e->mu || !e->sd || !e->logz)) || !sorted) {
+    if (!e->w || !e->c || (nc && !e->cat) || (!nc && (!e->mu || !e->sd || !e->logz)) || !sorted) {
         free(sorted);
         return kiln_error(KILN_ERR_NOMEM, "tune: out of memory");
     }
@@ -143,6 +145,7 @@ static kiln_status parzen_build(const kiln_tune_space *s, const kiln_tune_param 
             if (i < n_obs) e->cat[i * nc + (int)obs[i]] += 1;
             for (int c = 0; c < nc; c++) sum += e->cat[i * nc + c];
             for (int c = 0; c < nc; c++) e->cat[i * nc + c] /= sum;
+            e->c[i] = log(e->w[i]);
         }
         free(sorted);
         return KILN_OK;
@@ -164,13 +167,16 @@ static kiln_status parzen_build(const kiln_tune_space *s, const kiln_tune_param 
     double maxs = hi - lo, mins = (hi - lo) / fmin(100.0, 1.0 + n);
     for (int i = 0; i < n; i++) e->sd[i] = fmin(fmax(e->sd[i], mins), maxs);
     e->sd[n_obs] = hi - lo;
-    for (int i = 0; i < n; i++) e->logz[i] = log_mass((lo - e->mu[i]) / e->sd[i], (hi - e->mu[i]) / e->sd[i]);
+    for (int i = 0; i < n; i++) {
+        e->logz[i] = log_mass((lo - e->mu[i]) / e->sd[i], (hi - e->mu[i]) / e->sd[i]);
+        e->c[i] = log(e->w[i]) - (e->q > 0 ? e->logz[i] : log(e->sd[i]) + 0.5 * log(2 * M_PI) + e->logz[i]);
+    }
     free(sorted);
     return KILN_OK;
 }
 
 static void parzen_free(parzen *e) {
-    free(e->w), free(e->mu), free(e->sd), free(e->logz), free(e->cat);
+    free(e->w), free(e->mu), free(e->sd), free(e->logz), free(e->cat), free(e->c);
 }
 
 static int pick(const double *w, int n, rng *r) {
@@ -200,12 +206,12 @@ static double parzen_logpdf(const parzen *e, int nc, double v) {
         if (nc) t = log(e->cat[i * nc + (int)v]);
         else if (e->q > 0) {
             double a = fmax(v - e->q / 2, e->lo), b = fmin(v + e->q / 2, e->hi);
-            t = log_mass((a - e->mu[i]) / e->sd[i], (b - e->mu[i]) / e->sd[i]) - e->logz[i];
+            t = log_mass((a - e->mu[i]) / e->sd[i], (b - e->mu[i]) / e->sd[i]);
         } else {
             double z = (v - e->mu[i]) / e->sd[i];
-            t = -0.5 * z * z - log(e->sd[i]) - 0.5 * log(2 * M_PI) - e->logz[i];
+            t = -0.5 * z * z;
         }
-        terms[i] = t + log(e->w[i]);
+        terms[i] = t + e->c[i];
         if (terms[i] > mx) mx = terms[i];
     }
     double sum = 0;
