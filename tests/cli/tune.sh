@@ -128,10 +128,25 @@ t_errors() {
     check "--parallel 0: exit 2" [ $rc = 2 ]
 }
 
+t_slurm() { # --launcher slurm: trials as srun steps, pruning through srun's signal forwarding
+    if ! sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed)'; then
+        echo "  (no idle Slurm node here: scripts/slurm_local.sh starts one; not run)"
+        return
+    fi
+    local c=$(tune_config sl 90 "${SPACE[@]}" "  trials: 4" "  parallel: 2" \
+        "  pruner: {asha: {min_resource: 30, reduction_factor: 2, resource: step}}")
+    k tune "$c" --study sl --runs-dir "$TMP/rs" --threads 2 --launcher slurm
+    check "exit 0" [ $rc = 0 ]
+    check "4 trials, none failed" has "4 trials:"
+    check "none failed" has "0 failed, 0 running"
+    check "4 runs" [ "$(ls -d "$TMP"/rs/small/sl-t00*-* | wc -l)" = 4 ]
+}
+
 cd "$TMP"
 run_test t_errors
 run_test t_study
 run_test t_determinism
 run_test t_kill_tuner
 run_test t_kill_trial
+run_test t_slurm
 finish
