@@ -284,9 +284,40 @@ static void test_importance(void) {
     kiln_tune_space_free(&s);
 }
 
+/* kiln's Parzen estimators against Optuna's (the values of tests/tune/parzen_optuna.py: Optuna 3.1's
+ * _ParzenEstimator with the truncated normal's density fixed as in Optuna 3.5, optuna#5109):
+ * bandwidths, prior, weights, truncation, the int grid cells and the categorical kernels. */
+static void test_parzen_optuna(void) {
+    kiln_status st;
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n  space:\n"
+                              "    u: {uniform: [-5, 10]}\n    l: {loguniform: [1.0e-4, 1.0e-1]}\n"
+                              "    i: {int: [1, 20]}\n    c: {choice: [a, b, c]}\n    m: {uniform: [0, 1]}\n",
+                              NULL, &st);
+    CHECK_OK(st);
+    double ou[] = {0.3, 9.5, -4.0, 2.2, 2.3}, xu[] = {-5, 0, 2.25, 9.9};
+    double eu[] = {-3.0730364281, -2.4176492996, -2.2116691297, -3.4876916610};
+    double ol[] = {1e-3, 5e-2, 2e-4}, xl[] = {1e-4, 1e-3, 0.05}, el[] = {-1.9169599622, -1.6962874938, -2.3013266147};
+    double oi[] = {3, 7, 7, 19}, xi[] = {1, 7, 20}, ei[] = {-3.0501971106, -2.5581797122, -3.6411275553};
+    double oc[] = {0, 2, 2, 2, 1}, xc[] = {0, 1, 2}, ec[] = {-1.3499267169, -1.3499267169, -0.7308875085};
+    double om[30], xm[] = {0.0, 0.33, 0.5, 0.97}, em[] = {-0.6272613152, -0.1757553249, 0.1556853215, -0.0699379921};
+    for (int i = 0; i < 30; i++) om[i] = ((i * 37) % 101) / 100.0;
+    struct { int p; const double *o; int n; const double *x, *e; int nx; } cases[] = {
+        {0, ou, 5, xu, eu, 4}, {1, ol, 3, xl, el, 3}, {2, oi, 4, xi, ei, 3}, {3, oc, 5, xc, ec, 3},
+        {4, om, 30, xm, em, 4}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        double out[4];
+        CHECK_OK(kiln_tune_parzen_logpdf(&s, cases[k].p, cases[k].o, cases[k].n, cases[k].x, cases[k].nx, out));
+        for (int i = 0; i < cases[k].nx; i++)
+            CHECK_MSG(fabs(out[i] - cases[k].e[i]) < 1e-8, "%s at %g: %.10f, Optuna %.10f",
+                      s.params[cases[k].p].key, cases[k].x[i], out[i], cases[k].e[i]);
+    }
+    kiln_tune_space_free(&s);
+}
+
 int main(void) {
     RUN(test_space_parse);
     RUN(test_space_errors);
+    RUN(test_parzen_optuna);
     RUN(test_determinism);
     RUN(test_tpe_quadratic);
     RUN(test_tpe_conditional);

@@ -93,6 +93,12 @@ typedef struct {
 kiln_status kiln_tune_suggest(const kiln_tune_space *s, const kiln_tune_obs *obs, int n_obs,
                               uint64_t number, double *x);
 
+/* The log density (ints and choices: log mass) at x[0..n_x) of the Parzen estimator TPE builds
+ * for parameter `param` from the observations obs[0..n_obs) (values as in a point): what TPE
+ * compares, exposed for tests against Optuna's estimator. */
+kiln_status kiln_tune_parzen_logpdf(const kiln_tune_space *s, int param, const double *obs,
+                                    int n_obs, const double *x, int n_x, double *out);
+
 /* ---- pruners ----
  * A trial's curve: its intermediate values of the objective, in the order it reported them. */
 typedef struct {

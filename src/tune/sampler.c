@@ -219,6 +219,17 @@ static double parzen_logpdf(const parzen *e, int nc, double v) {
     return mx + log(sum);
 }
 
+kiln_status kiln_tune_parzen_logpdf(const kiln_tune_space *s, int param, const double *obs,
+                                    int n_obs, const double *x, int n_x, double *out) {
+    const kiln_tune_param *p = &s->params[param];
+    parzen e;
+    kiln_status st = parzen_build(s, p, obs, n_obs, &e);
+    int nc = p->kind == KILN_TUNE_CHOICE ? p->n_choices : 0;
+    for (int i = 0; !st && i < n_x; i++) out[i] = parzen_logpdf(&e, nc, nc ? x[i] : to_internal(p, x[i]));
+    parzen_free(&e);
+    return st;
+}
+
 /* ---- TPE ---- */
 
 typedef struct {

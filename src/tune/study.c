@@ -65,6 +65,7 @@ typedef struct {
     double value, resource;
     int has_value;
     char start[24], message[256];
+    char stale[300]; /* a folder of an earlier attempt, started again: newer ones only */
 } trial;
 
 typedef struct {
@@ -192,8 +193,13 @@ static void trial_name(const study *st, int number, char *out, size_t cap) {
 }
 
 /* The newest run folder named after the trial (its name, then "-"): ones made by this trial. */
+static int newer(const char *a, const char *b) { /* folder names of one run name */
+    return strlen(a) > strlen(b) || (strlen(a) == strlen(b) && strcmp(a, b) > 0);
+}
+
 static void find_run(study *st, trial *t) {
     char name[400], san[KILN_RUN_NAME_MAX + 1], dir[4400], best[300] = "";
+    snprintf(best, sizeof best, "%s", t->stale);
     trial_name(st, t->number, name, sizeof name);
     kiln_run_sanitize(name, san);
     size_t n = strlen(san);
@@ -207,11 +213,10 @@ static void find_run(study *st, trial *t) {
         char rj[4800];
         snprintf(rj, sizeof rj, "%s/%s/run.json", dir, e->d_name);
         if (access(rj, R_OK)) continue;
-        if (strlen(e->d_name) > strlen(best) || (strlen(e->d_name) == strlen(best) && strcmp(e->d_name, best) > 0))
-            snprintf(best, sizeof best, "%s", e->d_name);
+        if (newer(e->d_name, best)) snprintf(best, sizeof best, "%s", e->d_name);
     }
     closedir(d);
-    if (best[0]) snprintf(t->run, sizeof t->run, "%s/%s", dir, best);
+    if (best[0] && strcmp(best, t->stale)) snprintf(t->run, sizeof t->run, "%s/%s", dir, best);
 }
 
 static int launch(study *st, trial *t) {
@@ -333,6 +338,13 @@ static void run_status(const trial *t, char *status, size_t cap, int *has_ckpt) 
     kiln_run_close(r);
 }
 
+/* Starting again from nothing: the earlier folder stays (it says failed or running). */
+static void forget_run(trial *t) {
+    const char *slash = strrchr(t->run, '/');
+    if (t->run[0]) snprintf(t->stale, sizeof t->stale, "%.299s", slash ? slash + 1 : t->run);
+    t->run[0] = 0, t->n = 0, t->off = 0, t->rung = 0;
+}
+
 /* A trial whose process is gone: what its run says decides. 1: it runs again. */
 static int settle(study *st, trial *t, int exit_code) {
     if (!t->run[0]) find_run(st, t);
@@ -358,11 +370,12 @@ static int settle(study *st, trial *t, int exit_code) {
         snprintf(t->message, sizeof t->message, "%s",
                  status[0] ? "the run failed (see its log.txt)" : "the trial did not start (see its .log)");
     } else if (stop_sig) {
-        return 0; /* stays running in the registry: kiln tune --resume continues it */
+        record(st, t); /* stays running in the registry: kiln tune --resume continues it */
+        return 0;
     } else if (t->retries < MAX_RETRIES) {
         t->retries++;
         t->resume = ckpt;
-        if (!ckpt) t->run[0] = 0, t->n = 0, t->off = 0, t->rung = 0;
+        if (!ckpt) forget_run(t);
         say(st, "trial %d: its process ended without finishing (%s): %s\n", t->number,
             status[0] ? status : "no run", ckpt ? "resuming from its checkpoint" : "starting it again");
         return launch(st, t) == 0;
@@ -562,6 +575,9 @@ kiln_status kiln_tune_run(const kiln_tune_opts *o, int *interrupted) {
         if ((s = kiln_registry_studies(st->reg, st->study, got_study, &c)) || (s = c.s)) goto out;
         if ((s = load_space(st))) goto out;
         if ((s = kiln_registry_trials(st->reg, st->study, got_trial, &c)) || (s = c.s)) goto out;
+        objective_name(st);
+        for (int i = 0; i < st->n; i++) /* the curves the pruner compares with */
+            while (read_points(st, &st->t[i])) {}
     } else {
         if (!realpath(o->config, st->config)) {
             s = kiln_error(KILN_ERR_NOTFOUND, "%s: %s", o->config, strerror(errno));
@@ -643,7 +659,7 @@ kiln_status kiln_tune_run(const kiln_tune_opts *o, int *interrupted) {
             settle(st, t, 0);
         } else {
             t->resume = ckpt;
-            if (!ckpt) t->run[0] = 0;
+            if (!ckpt) forget_run(t);
             t->state[0] = 0; /* launched below */
         }
     }
