@@ -1,6 +1,6 @@
 /* tune_sampler.c — kiln's samplers on synthetic objectives, called as library functions (no
  * process per trial): bench/tune_vs_optuna.sh runs it beside Optuna's TPESampler.
- *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|random]
+ *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|tpe31|random]   (tpe31: density: optuna31)
  * OBJECTIVE: branin, hartmann6, quad10. Prints one line per seed, "best after 25 50 100 ...:" the
  * best value after each checkpoint of trials, and the sampler's own time per trial (the
  * kiln_tune_suggest call) at the last trial and over all of them, in milliseconds. */
@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (argc > 4 && !strcmp(argv[4], "random")) s.sampler = KILN_TUNE_RANDOM;
+    if (argc > 4 && !strcmp(argv[4], "tpe31")) s.optuna31 = 1; /* density: optuna31 */
     double *xs = malloc((size_t)trials * (size_t)s.n_params * sizeof *xs);
     kiln_tune_obs *obs = calloc((size_t)trials, sizeof *obs);
     double last_ms = 0, all_ms = 0;

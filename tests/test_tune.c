@@ -311,6 +311,11 @@ static void test_parzen_optuna(void) {
             CHECK_MSG(fabs(out[i] - cases[k].e[i]) < 1e-8, "%s at %g: %.10f, Optuna %.10f",
                       s.params[cases[k].p].key, cases[k].x[i], out[i], cases[k].e[i]);
     }
+    /* density: optuna31 gives Optuna 3.1's own (unfixed) values */
+    double e31[] = {-1.1591044565, -0.8023249406, -0.7126906313, -1.2338472310}, out[4];
+    s.optuna31 = 1;
+    CHECK_OK(kiln_tune_parzen_logpdf(&s, 0, ou, 5, xu, 4, out));
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], e31[i], 1e-8);
     kiln_tune_space_free(&s);
 }
 

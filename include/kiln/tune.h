@@ -53,6 +53,7 @@ typedef struct {
     int n_ei;      /* candidates per parameter (24) */
     double gamma;  /* good fraction: n_good = min(ceil(gamma * n), 25) (0.1) */
     double prior_weight; /* 1.0 */
+    int optuna31;        /* density: optuna31: kernels without their 1/sigma, as Optuna 3.1-3.4 */
     /* pruner */
     kiln_tune_pruner pruner;
     int by_step;         /* resource: 0 epochs, 1 steps */

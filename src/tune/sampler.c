@@ -169,7 +169,9 @@ static kiln_status parzen_build(const kiln_tune_space *s, const kiln_tune_param 
     e->sd[n_obs] = hi - lo;
     for (int i = 0; i < n; i++) {
         e->logz[i] = log_mass((lo - e->mu[i]) / e->sd[i], (hi - e->mu[i]) / e->sd[i]);
-        e->c[i] = log(e->w[i]) - (e->q > 0 ? e->logz[i] : log(e->sd[i]) + 0.5 * log(2 * M_PI) + e->logz[i]);
+        /* Optuna 3.1-3.4's truncated normal lacked the 1/sigma (optuna#5109): density: optuna31 */
+        double lsd = s->optuna31 ? 0 : log(e->sd[i]);
+        e->c[i] = log(e->w[i]) - (e->q > 0 ? e->logz[i] : lsd + 0.5 * log(2 * M_PI) + e->logz[i]);
     }
     free(sorted);
     return KILN_OK;

@@ -395,7 +395,7 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
         s->sampler = (kiln_tune_sampler)w;
         if (args) {
             static const char *const TPE[] = {"startup_trials", "ei_candidates", "gamma",
-                                              "prior_weight", "seed", NULL};
+                                              "prior_weight", "seed", "density", NULL};
             static const char *const RND[] = {"seed", NULL};
             double seed = (double)s->seed;
             if ((st = check_keys(args, "tune.sampler", w ? RND : TPE)) ||
@@ -406,6 +406,12 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
                 (st = real_of(args, "seed", "tune.sampler", 0, 9e15, &seed)))
                 goto fail;
             s->seed = (uint64_t)seed;
+            const kiln_cfg *dn = child_of(args, "density");
+            if (dn && (dn->type != KILN_CFG_SCALAR || (strcmp(dn->text, "exact") && strcmp(dn->text, "optuna31")))) {
+                st = bad(dn, "tune.sampler.density", "expected exact or optuna31");
+                goto fail;
+            }
+            s->optuna31 = dn && !strcmp(dn->text, "optuna31");
         }
     }
     /* pruner */
