@@ -58,7 +58,7 @@ typedef struct {
     char run[8192];   /* the run folder ("" until the child made it) */
     pid_t pid;        /* > 0 while its process runs */
     int resume;       /* start it as kiln train --resume run */
-    int pruning, retries, rung;
+    int pruning, retries, rung; /* pruning: the points it had when the pruner decided (0: none) */
     double *res, *val;
     int n, cap;
     long off; /* metrics.jsonl bytes read */
@@ -354,6 +354,12 @@ static int settle(study *st, trial *t, int exit_code) {
     run_status(t, status, sizeof status, &ckpt);
     char line[2048];
     describe(st, t, line, sizeof line);
+    /* the pruner's decision decides, whatever the trial logged (or whether it finished) before
+     * the signal reached it: what a study does stays a function of its points */
+    if (t->pruning && (!strcmp(status, "finished") || !strcmp(status, "pruned"))) {
+        t->n = t->pruning;
+        snprintf(status, sizeof status, "pruned");
+    }
     if (!strcmp(status, "finished")) {
         t->value = best_of(st, t);
         t->has_value = !isnan(t->value);
@@ -437,21 +443,23 @@ static void check_prune(study *st, trial *t, int before) {
     }
     int self = (int)(t - st->t), prune = 0;
     for (int i = 0; i < st->n; i++) {
-        c[i] = (kiln_tune_curve){st->t[i].res, st->t[i].val, st->t[i].n};
+        const trial *o = &st->t[i]; /* a trial being pruned counts up to the decision only */
+        c[i] = (kiln_tune_curve){o->res, o->val, o->pruning ? o->pruning : o->n};
         complete[i] = !strcmp(st->t[i].state, "finished");
     }
     /* each new point as if reported on its own */
-    for (int k = before + 1; k <= t->n && !prune; k++) {
+    int k;
+    for (k = before + 1; k <= t->n && !prune; k++) {
         c[self].n = k;
         prune = st->s.pruner == KILN_TUNE_ASHA ? kiln_tune_asha_prune(&st->s, c, st->n, self, &t->rung)
                                                : kiln_tune_median_prune(&st->s, c, complete, st->n, self);
     }
     free(c), free(complete);
     if (prune) {
-        t->pruning = 1;
+        t->pruning = k - 1;
         kill(t->pid, SIGUSR1);
         say(st, "trial %d: pruning at %s %g (%s %.6g)\n", t->number, st->s.by_step ? "step" : "epoch",
-            t->res[t->n - 1], st->s.metric, t->val[t->n - 1]);
+            t->res[k - 2], st->s.metric, t->val[k - 2]);
     }
 }
 
@@ -531,6 +539,7 @@ static int got_trial(const kiln_registry_trial *r, void *ctx) {
     snprintf(t->state, sizeof t->state, "%s", r->state);
     if (r->run) snprintf(t->run, sizeof t->run, "%s/%s", st->runs_dir, r->run);
     t->has_value = r->has_value, t->value = r->value;
+    t->resource = r->has_resource ? r->resource : 0;
     snprintf(t->start, sizeof t->start, "%s", r->start_time ? r->start_time : "");
     if (r->message) snprintf(t->message, sizeof t->message, "%s", r->message);
     cJSON *x = cJSON_Parse(r->x);
@@ -576,8 +585,16 @@ kiln_status kiln_tune_run(const kiln_tune_opts *o, int *interrupted) {
         if ((s = load_space(st))) goto out;
         if ((s = kiln_registry_trials(st->reg, st->study, got_trial, &c)) || (s = c.s)) goto out;
         objective_name(st);
-        for (int i = 0; i < st->n; i++) /* the curves the pruner compares with */
-            while (read_points(st, &st->t[i])) {}
+        for (int i = 0; i < st->n; i++) { /* the curves the pruner compares with */
+            trial *t = &st->t[i];
+            while (read_points(st, t)) {}
+            if (!strcmp(t->state, "pruned") && t->resource > 0) /* up to its decision */
+                for (int k = 0; k < t->n; k++)
+                    if (t->res[k] >= t->resource - 1e-9) {
+                        t->n = k + 1;
+                        break;
+                    }
+        }
     } else {
         if (!realpath(o->config, st->config)) {
             s = kiln_error(KILN_ERR_NOTFOUND, "%s: %s", o->config, strerror(errno));
