@@ -91,7 +91,7 @@ t_kill_tuner() {
     k tune show k1 --runs-dir "$TMP/rk"
     check "3 trials finished" has "3 finished, 0 pruned, 0 failed, 0 running"
     check "3 run folders (interrupted ones resumed in place)" [ "$(ls -d "$TMP"/rk/small/k1-t* | wc -l)" = 3 ]
-    check "a run resumed from its checkpoint" bash -c "grep -l '^resumed' $TMP/rk/small/k1-t*/log.txt"
+    check "a run resumed from its checkpoint" bash -c "grep -q '^resumed' $TMP/rk/small/k1-t*/log.txt"
 }
 
 t_kill_trial() {
