@@ -35,7 +35,7 @@ declare -A PUBLIC=(
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
   [sbuf]=net [http]=net [client]=net [prom]=net
-  [run]=run [tboard]=tboard [registry]=registry [trainer]=train [dist]=dist
+  [run]=run [tboard]=tboard [registry]=registry [trainer]=train [dist]=dist [tune]=tune
   [optimize]=optimize
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board
   [kiln]=cli # the umbrella header: for programs, never for the library itself

@@ -201,7 +201,7 @@ static void test_schema(void) {
     CHECK(exists(at("schema/kiln.db")));
     CHECK(q1(at("schema"), "PRAGMA user_version") == KILN_REGISTRY_SCHEMA);
     CHECK(q1(at("schema"), "PRAGMA application_id") == 0x6b696c6e);
-    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 8);
+    CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 10);
     CHECK(q1(at("schema"), "SELECT count(*) FROM sqlite_master WHERE name = 'latest_by_name'") ==
           1);
     CHECK(reg && !strcmp(kiln_registry_path(reg), at("schema/kiln.db")));
@@ -1099,6 +1099,51 @@ static void test_models(void) {
     kiln_registry_close(reg);
 }
 
+
+/* Schema 1 -> 2 (kiln tune): a version-1 file keeps its rows, gains studies and trials, and its
+ * runs may then say 'pruned'. Version 1 is remade from a new file by undoing the step. */
+static void test_schema_upgrade_and_studies(void) {
+    kiln_registry *reg = NULL;
+    CHECK(kiln_mkdirs(at("v1")) == KILN_OK);
+    CHECK_OK(kiln_registry_open(at("v1"), &reg));
+    kiln_registry_close(reg);
+    reg = NULL;
+    CHECK(exec_sql(at("v1"), "DROP TABLE trials; DROP TABLE studies; PRAGMA writable_schema = ON;"
+                             "UPDATE sqlite_master SET sql = replace(sql, ', ''pruned'')', ')')"
+                             " WHERE name = 'runs'; PRAGMA writable_schema = OFF;"
+                             "PRAGMA user_version = 1") == SQLITE_OK);
+    CHECK(exec_sql(at("v1"), "INSERT INTO experiments VALUES (1, 'e', 'now');"
+                             "INSERT INTO runs(rid, id, eid, name, status, start_time) VALUES"
+                             " (1, 'e/r', 1, 'r', 'stopped', 'now');"
+                             "INSERT INTO params VALUES (1, 'seed', '1', 1)") == SQLITE_OK);
+    CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") != SQLITE_OK); /* v1 refuses */
+    CHECK_OK(kiln_registry_open(at("v1"), &reg));
+    CHECK(q1(at("v1"), "PRAGMA user_version") == 2);
+    CHECK(q1(at("v1"), "SELECT count(*) FROM params") == 1);
+    CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") == SQLITE_OK);
+    CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != SQLITE_OK);
+    CHECK(q1(at("v1"), "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'") == 1);
+    /* studies and trials */
+    kiln_registry_study s = {.name = "st", .experiment = "e", .metric = "val_loss",
+                             .direction = "minimize", .spec = "{}"};
+    CHECK_OK(kiln_registry_study_create(reg, &s));
+    CHECK(kiln_registry_study_create(reg, &s) == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("exists already");
+    kiln_registry_trial t = {.number = 0, .state = "finished", .run = "e/r", .params = "{}",
+                             .x = "[]", .has_value = 1, .value = 0.5, .start_time = "now"};
+    CHECK_OK(kiln_registry_trial_put(reg, "st", &t));
+    t.number = 1, t.value = 0.25;
+    CHECK_OK(kiln_registry_trial_put(reg, "st", &t));
+    t.number = 2, t.state = "pruned", t.value = 0.1;
+    CHECK_OK(kiln_registry_trial_put(reg, "st", &t));
+    t.state = "bogus";
+    CHECK(kiln_registry_trial_put(reg, "st", &t) != KILN_OK);
+    CHECK(kiln_registry_trial_put(reg, "nope", &t) == KILN_ERR_NOTFOUND);
+    kiln_registry_close(reg);
+    CHECK(q1(at("v1"), "SELECT count(*) FROM trials") == 3);
+    CHECK(q1(at("v1"), "SELECT value * 100 FROM trials WHERE number = 1") == 25);
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/kiln-test-registry-XXXXXX");
     if (!mkdtemp(root)) {
@@ -1107,6 +1152,7 @@ int main(void) {
     }
     unsetenv("KILN_REGISTRY");
     RUN(test_schema);
+    RUN(test_schema_upgrade_and_studies);
     RUN(test_writer);
     RUN(test_switched_off);
     RUN(test_killed_mid_transaction);

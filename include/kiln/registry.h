@@ -56,7 +56,7 @@
 #include "kiln/run.h"
 #include "kiln/status.h"
 
-#define KILN_REGISTRY_SCHEMA 1
+#define KILN_REGISTRY_SCHEMA 2
 #define KILN_REGISTRY_FILE   "kiln.db"
 /* Longest model name or alias, in bytes. */
 #define KILN_REGISTRY_NAME_MAX 128
@@ -292,5 +292,37 @@ kiln_status kiln_registry_delete_alias(kiln_registry *reg, const char *name, con
  * or alias (naming the model's), or a version whose folder is gone. */
 kiln_status kiln_registry_resolve_model_uri(const char *runs_dir, const char *uri, char *base,
                                             size_t cap, int64_t *version);
+
+/* ---- studies (kiln tune: src/tune/, docs/tune.md) ----
+ * studies: one row per study (name, experiment, objective metric and direction, when created,
+ * spec: the JSON the tuner needs to resume it). trials: one row per trial (number from 0, state
+ * running|finished|pruned|failed, its run's id, params as a JSON object of key -> value, x as a
+ * JSON array of the sampler's values (null: inactive), the objective value, the resource (epoch
+ * or step) reached, times, message). Each call is one transaction. */
+typedef struct {
+    const char *name, *experiment, *metric, *direction, *created, *spec;
+    int64_t trials, finished, pruned, failed, running; /* counts (listing only) */
+    int has_best;
+    double best;
+} kiln_registry_study;
+typedef struct {
+    int64_t number;
+    const char *state, *run, *params, *x;
+    int has_value, has_resource;
+    double value, resource;
+    const char *start_time, *end_time, *message;
+} kiln_registry_trial;
+typedef int (*kiln_registry_study_fn)(const kiln_registry_study *s, void *ctx);
+typedef int (*kiln_registry_trial_fn)(const kiln_registry_trial *t, void *ctx);
+/* Creates the study (KILN_ERR_INVALID when the name is taken). created NULL: now. */
+kiln_status kiln_registry_study_create(kiln_registry *reg, const kiln_registry_study *s);
+/* Every study (name NULL), newest first, or the one named (KILN_ERR_NOTFOUND when none). */
+kiln_status kiln_registry_studies(kiln_registry *reg, const char *name, kiln_registry_study_fn fn,
+                                  void *ctx);
+/* Inserts or replaces trial t->number of study. */
+kiln_status kiln_registry_trial_put(kiln_registry *reg, const char *study, const kiln_registry_trial *t);
+/* The study's trials by number. */
+kiln_status kiln_registry_trials(kiln_registry *reg, const char *study, kiln_registry_trial_fn fn,
+                                 void *ctx);
 
 #endif

@@ -71,6 +71,7 @@ typedef enum {
     KILN_RUN_FINISHED,
     KILN_RUN_FAILED,
     KILN_RUN_STOPPED, /* interrupted on purpose (Ctrl-C, early stop by the user) */
+    KILN_RUN_PRUNED,  /* stopped by kiln tune's pruner (SIGUSR1; docs/tune.md): not resumed */
 } kiln_run_state;
 
 /* Which metric map of run.json: final_metrics or best_metrics. */
@@ -80,7 +81,7 @@ typedef enum { KILN_SPLIT_TRAIN = 0, KILN_SPLIT_VALIDATION, KILN_SPLIT_TEST } ki
 
 typedef enum { KILN_RUN_READ = 0, KILN_RUN_WRITE } kiln_run_mode;
 
-/* "running", "finished", "failed", "stopped" / "train", "validation", "test" ("?" out of range). */
+/* "running", "finished", "failed", "stopped", "pruned" / "train", "validation", "test" ("?" out of range). */
 const char *kiln_run_state_name(kiln_run_state s);
 const char *kiln_split_name(kiln_split s);
 
@@ -163,7 +164,7 @@ kiln_run_info kiln_run_get_info(const kiln_rundir *run);
 
 /* Setters change the run in memory; kiln_run_save writes run.json (atomically). */
 
-/* Status transitions: a running run may become finished, failed or stopped (end_time = now); any
+/* Status transitions: a running run may become finished, failed, stopped or pruned (end_time = now); any
  * run may become running again (a resume: end_time is cleared). Ending a run that has already
  * ended is KILN_ERR_INVALID. message (the reason, or NULL) replaces run.json's message. */
 kiln_status kiln_run_set_status(kiln_rundir *run, kiln_run_state status, const char *message);

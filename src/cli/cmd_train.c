@@ -31,7 +31,8 @@ static const char *HELP =
     "  --help             this text\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and stops (status \"stopped\", exit 1);\n"
-    "resume with --resume. Exit codes: 0 finished, 1 failed or stopped, 2 usage/config error.\n"
+    "resume with --resume. SIGUSR1 (kiln tune's pruner) stops the same way as \"pruned\".\n"
+    "Exit codes: 0 finished, 1 failed, stopped or pruned, 2 usage/config error.\n"
     "\n"
     "Data parallel: `mpirun -np N kiln train CONFIG` or `srun --mpi=pmix -n N kiln train CONFIG`\n"
     "runs N ranks; data.batch_size is the global batch (docs/distributed.md).\n";

@@ -35,6 +35,8 @@ static const char *HELP =
     "  data [convert|inspect|preview] ...\n"
     "                      data set tools: write TFRecord shards, inspect and check them,\n"
     "                      preview augmented training samples\n"
+    "  tune CONFIG [--trials N] [--parallel P] | --resume STUDY | show [STUDY]\n"
+    "                      hyperparameter search (TPE, ASHA) over the config's tune: section\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -57,6 +59,7 @@ static const command COMMANDS[] = {
     {"models", kiln_cmd_models},
     {"board", kiln_cmd_board},
     {"data", kiln_cmd_data},
+    {"tune", kiln_cmd_tune},
 };
 
 static const command *find_command(const char *name) {

@@ -285,7 +285,8 @@ static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", 
                               {"loss", T_ONEOF, NULL, LOSSES, NULL, 0, 0, 1}, {"metrics", T_ONEOF_SEQ, "[]", METRICS},
                               {"optimizer", T_ONEOF, "adam", OPTIMIZERS}, {"schedule", T_ONEOF, "constant", SCHEDULES},
                               {"train", T_MAP, "{}", TRAIN}, {"log", T_MAP, "{}", LOG},
-                              {"stages", T_ANY}, {"dist", T_MAP, NULL, DIST}, END};
+                              {"stages", T_ANY}, {"dist", T_MAP, NULL, DIST},
+                              {"tune", T_ANY} /* src/tune/space.c */, END};
 
 /* ---- checking ---- */
 

@@ -118,6 +118,35 @@ static const char *const MIGRATIONS[KILN_REGISTRY_SCHEMA] = {
     "  version INTEGER NOT NULL,"
     "  PRIMARY KEY (mid, alias),"
     "  FOREIGN KEY (mid, version) REFERENCES model_versions(mid, version) ON DELETE CASCADE);",
+    /* 1 -> 2: kiln tune's studies and trials (registry_study.c), and runs may say 'pruned': the
+     * CHECK of runs.status only widens, so the stored table definition is edited in place (SQLite's
+     * documented writable_schema procedure; migrate() then bumps schema_version). */
+    "CREATE TABLE studies ("
+    "  sid INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  experiment TEXT NOT NULL,"
+    "  metric TEXT NOT NULL,"
+    "  direction TEXT NOT NULL CHECK (direction IN ('minimize', 'maximize')),"
+    "  created TEXT NOT NULL,"
+    "  spec TEXT NOT NULL);"
+    "CREATE TABLE trials ("
+    "  sid INTEGER NOT NULL REFERENCES studies(sid) ON DELETE CASCADE,"
+    "  number INTEGER NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'pruned', 'failed')),"
+    "  run TEXT,"
+    "  params TEXT NOT NULL,"
+    "  x TEXT NOT NULL,"
+    "  value REAL,"
+    "  resource REAL,"
+    "  start_time TEXT NOT NULL,"
+    "  end_time TEXT,"
+    "  message TEXT,"
+    "  PRIMARY KEY (sid, number));"
+    "CREATE INDEX trials_by_run ON trials(run);"
+    "PRAGMA writable_schema = ON;"
+    "UPDATE sqlite_master SET sql = replace(sql, '''failed'', ''stopped'')',"
+    "  '''failed'', ''stopped'', ''pruned'')') WHERE type = 'table' AND name = 'runs';"
+    "PRAGMA writable_schema = OFF;",
 };
 
 static const char *const STMT_SQL[REG_N_STMTS] = {
@@ -366,6 +395,12 @@ static kiln_status migrate(kiln_registry *reg) {
     for (int64_t v = version; v < KILN_REGISTRY_SCHEMA; v++)
         if ((s = kiln_reg_exec(reg, MIGRATIONS[v], "creating the schema"))) goto out;
     char sql[96];
+    int64_t cookie = 0;
+    if (version < 2) { /* the edited table definition: every connection re-reads the schema */
+        if ((s = pragma_int(reg, "PRAGMA schema_version", &cookie))) goto out;
+        snprintf(sql, sizeof sql, "PRAGMA schema_version = %lld", (long long)cookie + 1);
+        if ((s = kiln_reg_exec(reg, sql, "upgrading the schema"))) goto out;
+    }
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
              KILN_REGISTRY_SCHEMA, APPLICATION_ID);
     if ((s = kiln_reg_exec(reg, sql, "recording the schema version"))) goto out;

@@ -387,8 +387,8 @@ static int typecheck(parser *p, node *n) {
         reg_operand *a = side ? r : l, *b = side ? l : r;
         if (a->kind == REG_OP_ATTR && !strcmp(ATTRS[a->attr].name, "status") &&
             b->kind == REG_OP_STRING && strcmp(b->text, "running") && strcmp(b->text, "finished") &&
-            strcmp(b->text, "failed") && strcmp(b->text, "stopped"))
-            return fail(p, b->pos, "unknown status '%s' (running, finished, failed or stopped)",
+            strcmp(b->text, "failed") && strcmp(b->text, "stopped") && strcmp(b->text, "pruned"))
+            return fail(p, b->pos, "unknown status '%s' (running, finished, failed, stopped or pruned)",
                         b->text);
     }
     return 0;

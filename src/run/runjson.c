@@ -29,10 +29,10 @@
 #define RUN_JSON_MAX (16u << 20)        /* bytes; a run.json is a few KiB */
 #define EXACT_MAX    9007199254740992.0 /* 2^53: integers up to here are exact in a double */
 
-static const char *const STATE_NAMES[] = {"running", "finished", "failed", "stopped"};
+static const char *const STATE_NAMES[] = {"running", "finished", "failed", "stopped", "pruned"};
 
 const char *kiln_run_state_name(kiln_run_state s) {
-    return (unsigned)s < 4 ? STATE_NAMES[s] : "?";
+    return (unsigned)s < 5 ? STATE_NAMES[s] : "?";
 }
 
 kiln_status kiln_run_set_string(char **dst, const char *s, const char *what) {
@@ -89,7 +89,7 @@ kiln_run_info kiln_run_get_info(const kiln_rundir *run) {
 
 kiln_status kiln_run_set_status(kiln_rundir *run, kiln_run_state status, const char *message) {
     if (!run) return KILN_OK;
-    if ((unsigned)status > KILN_RUN_STOPPED)
+    if ((unsigned)status > KILN_RUN_PRUNED)
         return kiln_error(KILN_ERR_INVALID, "run %s: unknown status %d", run->id, (int)status);
     if (status == KILN_RUN_RUNNING) {
         kiln_status s = kiln_run_set_string(&run->message, message, "the message");
@@ -103,6 +103,7 @@ kiln_status kiln_run_set_status(kiln_rundir *run, kiln_run_state status, const c
                           STATE_NAMES[status],
                           run->status == KILN_RUN_FINISHED ? "finished"
                           : run->status == KILN_RUN_FAILED ? "failed"
+                          : run->status == KILN_RUN_PRUNED ? "been pruned"
                                                            : "stopped");
     kiln_status s = kiln_run_set_string(&run->message, message, "the message");
     if (s) return s;
@@ -431,10 +432,10 @@ static kiln_status parse_record(const reader *r, kiln_rundir *run) {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(r->root, "status");
     if (!cJSON_IsString(st)) return bad_type(r, "status", "a string", st);
     int k = 0;
-    while (k < 4 && strcmp(st->valuestring, STATE_NAMES[k])) k++;
-    if (k == 4)
+    while (k < 5 && strcmp(st->valuestring, STATE_NAMES[k])) k++;
+    if (k == 5)
         return kiln_error(KILN_ERR_FORMAT,
-                          "%s: \"status\" is \"%s\", not running, finished, failed or stopped",
+                          "%s: \"status\" is \"%s\", not running, finished, failed, stopped or pruned",
                           r->file, st->valuestring);
     run->status = (kiln_run_state)k;
     int64_t pid;

@@ -1014,14 +1014,16 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
                            kiln_graph_trainable_size(t.m.graph));
     if (t.run) kiln_tb_hooks_open(t.cfg, &t.m, &t.in, t.run, &t.prog, t.s.step, o->resume != NULL, &t.tb);
     t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1;
     sigemptyset(&sa.sa_mask);
     stop_signal = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1); /* kiln tune's pruner: stop as for SIGTERM, as "pruned" */
     st = train_loop(&t, res);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     if (st) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", kiln_last_error());
@@ -1031,7 +1033,11 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_error(st, "%s", msg);
     } else {
         int stopped = strcmp(res->status, "stopped") == 0;
-        kiln_run_set_status(t.run, stopped ? KILN_RUN_STOPPED : KILN_RUN_FINISHED, stopped ? "stopped by a signal" : NULL);
+        if (stopped && stopping(&t) == SIGUSR1) res->status = "pruned";
+        kiln_run_set_status(t.run, !stopped ? KILN_RUN_FINISHED
+                                   : stopping(&t) == SIGUSR1 ? KILN_RUN_PRUNED : KILN_RUN_STOPPED,
+                            !stopped ? NULL : stopping(&t) == SIGUSR1 ? "pruned by kiln tune"
+                                                                       : "stopped by a signal");
         kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_get_info(t.run).path);
     }
     kiln_tb_hooks_close(t.tb, res->status);
