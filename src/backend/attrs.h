@@ -121,4 +121,10 @@ int64_t kiln_deconv_axis(int64_t in, int k, int stride, int dil, kiln_padding pa
 /* A conv or pool attribute's spatial axis count (nd 0 means 2). */
 static inline int kiln_attr_nd(int nd) { return nd ? nd : 2; }
 
+/* ---- knowledge distillation (issue 15; backend/cpu/distill.c) ---- */
+typedef struct {
+    float temperature; /* T > 0 */
+    float alpha;       /* weight of the soft-target term, [0, 1] */
+} kiln_distill_attr;
+
 #endif

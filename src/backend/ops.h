@@ -38,4 +38,7 @@ extern const kiln_op kiln_op_conv1d, kiln_op_conv3d; /* x, kernel [, bias] */
 extern const kiln_op kiln_op_conv2d_transpose;       /* x, kernel [C, filters/groups, kh, kw] [, bias] */
 extern const kiln_op kiln_op_maxpool1d, kiln_op_maxpool3d, kiln_op_avgpool1d, kiln_op_avgpool3d; /* x */
 
+/* issue 15: knowledge distillation (distill.c: kiln_distill_attr) */
+extern const kiln_op kiln_op_softmax_distillation; /* logits, teacher logits, labels */
+
 #endif
