@@ -33,6 +33,7 @@
 #include "kiln/inputs.h"
 #include "kiln/run.h"
 #include "kiln/trainer.h"
+#include "train/distill.h"
 #include "train/evaluate.h"
 #include "train/profile.h"
 #include "train/progress.h"
@@ -83,6 +84,7 @@ typedef struct {
     const kiln_train_hooks *hooks; /* NULL: a plain single process (see kiln/trainer.h) */
     int stop;                      /* with hooks: the signal every process stops on */
     kiln_pruner *prune;            /* train.prune (NULL: off; train/prune.c) */
+    kiln_distill *distill;         /* train.distill (NULL: off; train/distill.c) */
 } trainer;
 
 /* The signal training stops on: with hooks, the one every process agreed on at the last step. */
@@ -220,7 +222,9 @@ static kiln_status read_settings(trainer *t) {
 }
 
 static kiln_status make_plans(trainer *t) {
-    t->tloss = t->m.soft_loss ? t->m.soft_loss : t->m.loss;
+    t->tloss = t->distill    ? kiln_distill_loss(t->distill)
+               : t->m.soft_loss ? t->m.soft_loss
+                                : t->m.loss;
     t->ttarget = t->m.soft_target ? t->m.soft_target : t->m.target;
     kiln_node *outs[2] = {t->tloss, t->m.output};
     int det = kiln_cfg_bool(CFG(t), "train.deterministic", 1);
@@ -497,6 +501,8 @@ static int run_epoch(trainer *t, kiln_status *st) {
             memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
             memcpy(kiln_plan_data(p, t->ttarget), y, (size_t)rows * yrow);
         }
+        if (t->distill && (*st = kiln_distill_feed(t->distill, p, kiln_plan_data(p, t->m.input), rows)))
+            return 0;
         if (t->hooks) t->hooks->step_begin(t->hooks->ctx, t->s.batch, rows, kiln_graph_grads(g));
         kiln_plan_set_step(p, (uint64_t)t->s.step);
         int profiling = t->events && !t->prof_done && t->s.step >= t->prof_from;
@@ -649,6 +655,9 @@ static kiln_status enter_stage(trainer *t, int k) {
     if (!t->train_mt || !t->val_mt) st = KILN_ERR_NOMEM;
     if (!st) st = kiln_model_apply_freeze(&t->m, c);
     if (!st) st = kiln_inputs_set_augment(c, &t->m, &t->in);
+    kiln_distill_free(t->distill); /* this stage's train.distill, on the new graph */
+    t->distill = NULL;
+    if (!st) st = kiln_distill_new(c, &t->m, &t->in.loader.norm, &t->distill);
     if (!st) st = read_settings(t);
     if (!st) st = build_optimizer(t);
     if (!st && keep && old) { /* the same kind's slots and step count carry over */
@@ -860,6 +869,7 @@ static void trainer_free(trainer *t) {
     kiln_metrics_free(t->val_mt);
     kiln_optim_free(t->opt);
     kiln_pruner_free(t->prune);
+    kiln_distill_free(t->distill);
     kiln_ema_free(t->ema);
     kiln_free(t->best_params);
     kiln_free(t->swap);
@@ -953,7 +963,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
         (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
-        (st = kiln_inputs_check_class_names(CFG(&t), &t.m)))
+        (st = kiln_inputs_check_class_names(CFG(&t), &t.m)) ||
+        (st = kiln_distill_new(CFG(&t), &t.m, &t.in.loader.norm, &t.distill)))
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
     if ((st = hook_setup(&t, o, st, res))) { /* data parallel: shards the loaders */
         trainer_free(&t);
