@@ -18,7 +18,6 @@
 #include "config/cfg_json.h"
 #include "kiln/checkpoint.h"
 #include "kiln/export.h"
-#include "kiln/nn.h"
 #include "kiln/run.h"
 #include "train/distill.h"
 
@@ -133,18 +132,13 @@ kiln_status kiln_distill_new(const kiln_cfg *cfg, kiln_model *m, const kiln_norm
         kiln_distill_free(d);
         return kiln_error(KILN_ERR_INVALID, "%s: train.distill.teacher: %s: %s", where, path, why);
     }
-    d->K = m->n_outputs;
-    kiln_graph *g = m->graph;
-    kiln_node *labels = m->soft_target ? m->soft_target : m->target;
-    d->input = kiln_input(g, "teacher_logits", KILN_F32, 1, &d->K);
-    d->loss = kiln_softmax_distillation(g, m->output, d->input, labels,
-                                        (float)kiln_cfg_num(dc, "temperature", 4),
-                                        (float)kiln_cfg_num(dc, "alpha", 0.9));
-    if (!d->loss) {
-        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+    if (!m->distill_loss) {
         kiln_distill_free(d);
-        return kiln_error(KILN_ERR_INVALID, "%s: train.distill: %s", where, msg);
+        return kiln_error(KILN_ERR_INVALID, "%s: train.distill: the student needs an output "
+                          "[batch, classes] and softmax_cross_entropy", where);
     }
+    d->K = m->n_outputs;
+    d->input = m->teacher_logits, d->loss = m->distill_loss;
     *out = d;
     return KILN_OK;
 }

@@ -12,8 +12,8 @@ typedef struct kiln_distill kiln_distill;
 /* When cfg (a resolved config, or a stage's effective one) has train.distill: loads the teacher
  * (a run folder's newest checkpoint, EMA weights when it kept them, or an export version), checks
  * that it takes the student's inputs (same input shape and preprocessing) and has its number of
- * classes, and adds to m's graph the teacher's logits as an input and the distillation loss
- * (kiln_softmax_distillation over m's labels: the soft labels of mixup/cutmix when there are).
+ * classes, and takes the teacher-logits input and the distillation loss that kiln_model_build
+ * put into m's graph for train.distill (kiln_model.teacher_logits, .distill_loss).
  * *out NULL without train.distill. norm: the student's data normalization. Errors name the
  * config's file:line (KILN_ERR_INVALID). */
 kiln_status kiln_distill_new(const kiln_cfg *cfg, kiln_model *m, const kiln_normalize *norm,
