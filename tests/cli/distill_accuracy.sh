@@ -9,7 +9,7 @@
 PY=/usr/bin/python3
 
 run_dir() { ls -d "$1"/*/* | head -1; }
-accuracy() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['final']['test_accuracy'])" "$1/run.json"; }
+accuracy() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['final_metrics']['test_accuracy'])" "$1/run.json"; }
 
 setup() {
     $PY - "$FMNIST" "$TMP" <<'PYEOF'
