@@ -68,8 +68,9 @@ static void check_kd(int64_t R, int64_t K, kiln_dtype dt, float T, float alpha, 
     double ref = ref_kd(kiln_plan_data(p, z), kiln_plan_data(p, t), dt == KILN_F32 ? NULL : ids,
                         dt == KILN_F32 ? probs : NULL, R, K, T, alpha);
     float got = *(const float *)kiln_plan_data(p, L);
-    CHECK_MSG(fabs(got - ref) <= 1e-5 + 1e-5 * fabs(ref), "R=%lld K=%lld T=%g alpha=%g: %.9g vs %.9g",
-              (long long)R, (long long)K, T, alpha, got, ref);
+    CHECK_MSG(fabs(got - ref) <= 1e-5 + 1e-5 * fabs(ref),
+              "R=%lld K=%lld T=%g alpha=%g: %.9g vs %.9g", (long long)R, (long long)K, T, alpha,
+              got, ref);
     if (range < 100)
         CHECK_MSG(kiln_test_gradcheck(g, p, L, 1e-3, 1e-3, 3e-3, 200) == 0, "R=%lld K=%lld T=%g "
                   "alpha=%g", (long long)R, (long long)K, T, alpha);

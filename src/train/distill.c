@@ -80,7 +80,8 @@ static kiln_status load_run(kiln_distill *d, const char *dir, const kiln_cfg *st
     const kiln_cfg *na = kiln_cfg_at(d->cfg, "data.normalize");
     const kiln_cfg *nb = kiln_cfg_at(student, "data.normalize");
     cJSON *a = na ? kiln_cfg_to_json(na) : NULL, *b = nb ? kiln_cfg_to_json(nb) : NULL;
-    if ((a || b) && !cJSON_Compare(a, b, 1)) snprintf(why, cap, "its data.normalize differs from the student's");
+    if ((a || b) && !cJSON_Compare(a, b, 1))
+        snprintf(why, cap, "its data.normalize differs from the student's");
     cJSON_Delete(a), cJSON_Delete(b);
     return KILN_OK;
 }

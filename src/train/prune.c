@@ -60,7 +60,8 @@ kiln_status kiln_pruner_new(const kiln_cfg *cfg, kiln_graph *g, int64_t batches,
     p->power = kiln_cfg_num(pc, "power", 3);
     p->constant = !strcmp(kiln_cfg_str(pc, "schedule", "polynomial"), "constant");
     p->frequency = kiln_cfg_int(pc, "frequency", 100);
-    int64_t e0 = kiln_cfg_int(pc, "start_epoch", 0), e1 = kiln_cfg_int(pc, "end_epoch", total_epochs);
+    int64_t e0 = kiln_cfg_int(pc, "start_epoch", 0);
+    int64_t e1 = kiln_cfg_int(pc, "end_epoch", total_epochs);
     char msg[300];
     kiln_status st = KILN_OK;
     if (e1 < e0) {
@@ -101,7 +102,8 @@ kiln_status kiln_pruner_new(const kiln_cfg *cfg, kiln_graph *g, int64_t batches,
     memset(p->mask, 1, p->n);
     for (int i = 0; old && old->n == p->n && i < p->np; i++) { /* masks of kernels still pruned */
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        if (p->sel[i] && old->sel[i]) memcpy(p->mask + pi->offset, old->mask + pi->offset, pi->numel);
+        if (p->sel[i] && old->sel[i])
+            memcpy(p->mask + pi->offset, old->mask + pi->offset, pi->numel);
     }
     *out = p;
     return KILN_OK;

@@ -478,7 +478,8 @@ static kiln_status prune_step(trainer *t, int64_t step) {
                                       t->ema ? kiln_ema_weights(t->ema) : NULL, step, &updated);
     if (!st && updated) {
         double s = kiln_pruner_target(t->prune, step);
-        kiln_run_log_metric(t->run, step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "prune_sparsity", s);
+        kiln_run_log_metric(t->run, step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "prune_sparsity",
+                            s);
         kiln_tb_hooks_scalar(t->tb, step, KILN_SPLIT_TRAIN, "prune_sparsity", s, 1);
     }
     return st;
@@ -501,7 +502,8 @@ static int run_epoch(trainer *t, kiln_status *st) {
             memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
             memcpy(kiln_plan_data(p, t->ttarget), y, (size_t)rows * yrow);
         }
-        if (t->distill && (*st = kiln_distill_feed(t->distill, p, kiln_plan_data(p, t->m.input), rows)))
+        if (t->distill &&
+            (*st = kiln_distill_feed(t->distill, p, kiln_plan_data(p, t->m.input), rows)))
             return 0;
         if (t->hooks) t->hooks->step_begin(t->hooks->ctx, t->s.batch, rows, kiln_graph_grads(g));
         kiln_plan_set_step(p, (uint64_t)t->s.step);
