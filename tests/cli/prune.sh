@@ -5,7 +5,8 @@
 # are; --resume from checkpoints inside the schedule and after kill -9 ending bit for bit where
 # the uninterrupted run ends; a stage that turns pruning on; the export stores the pruned
 # kernels compactly (documented bitmask format, read back here with numpy), is smaller than the
-# same weights stored dense and predicts the same outputs; config errors with file:line.
+# same weights stored dense, predicts the same outputs and initializes a model (init_from);
+# config errors with file:line.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 
@@ -228,6 +229,10 @@ PYEOF
     check "the dense version predicts" [ $? = 0 ]
     check "same outputs" cmp -s "$TMP/p1" "$TMP/p2"
     check "outputs are there" [ -s "$TMP/p1" ]
+    k train "$TMP/cnn.yaml" --runs-dir "$TMP/rif" --quiet --set train.prune=null \
+        --set train.max_steps=1 --set "model.init_from={path: $TMP/exp/1, strict: true}"
+    check "init_from a sparse export: exit 0" [ $rc = 0 ]
+    check "every parameter loaded" has "loaded 6 of 6 parameters"
 }
 
 t_errors() {
