@@ -34,6 +34,7 @@ declare -A PUBLIC=(
   [augment]=data
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
+  [prune]=model
   [sbuf]=net [http]=net [client]=net [prom]=net
   [run]=run [tboard]=tboard [registry]=registry [trainer]=train [dist]=dist [tune]=tune
   [optimize]=optimize

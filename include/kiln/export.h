@@ -45,6 +45,16 @@
  * Readers are strict about every field above (type, range, agreement with the rebuilt graph;
  * errors name the file and the field) and ignore keys they do not know.
  *
+ * Sparse tensors (src.sparse, model/sparse.h): a parameter whose zeros make it smaller that way
+ * (4 nnz + ceil(n / 8) < 4 n bytes) is stored as two entries instead of "<W>":
+ * "<W>.sparse_bitmask" (U8 [ceil(n / 8)], bit b, least significant first, of byte j set when
+ * value 8 j + b in C order is not zero) and "<W>.sparse_values" (F32 [nnz], those values in C
+ * order), and model.json lists it:
+ *   "sparse": {"format": "bitmask",
+ *              "tensors": [{"name": "dense_1.kernel", "shape": [784, 128], "nonzeros": 20070}]}
+ * The loader densifies them (the same values, zeros as +0); without the field every tensor is
+ * dense, as below.
+ *
  * weights.safetensors holds exactly one F32 tensor per parameter of the graph under its name
  * (batch-norm moving statistics included; no optimizer slots, no ".ema" copies) and the
  * metadata {"kiln.format": "1"}: it is also a kiln checkpoint without optimizer state, and
@@ -93,6 +103,9 @@ typedef struct {
     /* NULL, or a JSON object whose members are added to model.json after the standard ones
      * (kiln optimize: "optimizations", "quantization"; docs/optimize.md) */
     const char *extra_json;
+    /* 1: parameters with enough zeros (pruned kernels) are stored compactly ("Sparse tensors"
+     * above); 0: every parameter dense */
+    int sparse;
 } kiln_export_source;
 
 /* Writes src as version `version` of base_dir (created with its parents when missing); version

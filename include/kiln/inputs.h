@@ -25,11 +25,11 @@ typedef struct {
 } kiln_inputs;
 
 /* Rewrites the relative data paths of cfg's data: section (train/validation/test images,
- * labels, path, x, y) and model.init_from's path to absolute ones, so that the config works
- * from any directory: a path
- * written in a config file is relative to that file's folder; one that came from no regular
- * file (--set, a config read from a pipe) relative to base_dir, or the current directory when
- * base_dir is NULL. Call it right after loading (file names are as they were given then). */
+ * labels, path, x, y), model.init_from's path and train.distill.teacher to absolute ones, so
+ * that the config works from any directory: a path written in a config file is relative to
+ * that file's folder; one that came from no regular file (--set, a config read from a pipe)
+ * relative to base_dir, or the current directory when base_dir is NULL. Call it right after
+ * loading (file names are as they were given then). */
 kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
 /* Loads what cfg's data: section names and checks it against the model (row shape, label kind,
  * class count). Errors name the config key and the file; on failure in is empty except for

@@ -15,6 +15,7 @@
 #include "kiln/checkpoint.h"
 #include "kiln/config.h"
 #include "kiln/model.h"
+#include "kiln/prune.h"
 #include "kiln/fileio.h"
 #include "kiln/safetensors.h"
 #include "kiln/data.h"

@@ -23,6 +23,10 @@ typedef struct {
      * them (softmax cross-entropy with probability targets); NULL otherwise. Evaluation keeps
      * target and loss. */
     kiln_node *soft_target, *soft_loss;
+    /* train.distill (a classifier with output [B, classes]): the teacher's logits F32 [B, classes]
+     * and the distillation loss over them, the output and the labels (soft ones with mixup);
+     * NULL otherwise (src/train/distill.c feeds them). */
+    kiln_node *teacher_logits, *distill_loss;
     kiln_task task;
     int64_t n_outputs;      /* features of output per row (classes for classifiers) */
     /* the output node of each layer of the flat list (model.blocks and backbones expanded, as

@@ -197,6 +197,12 @@ kiln_node *kiln_mse(kiln_graph *g, kiln_node *pred, kiln_node *target);
 kiln_node *kiln_mae(kiln_graph *g, kiln_node *pred, kiln_node *target);
 /* 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta) (Keras Huber, default delta 1). */
 kiln_node *kiln_huber(kiln_graph *g, kiln_node *pred, kiln_node *target, float delta);
+/* Knowledge distillation (Hinton et al. 2015), mean over rows of
+ *   alpha T^2 KL(softmax(t / T) || softmax(z / T)) + (1 - alpha) CE(labels, z)
+ * for student logits z [B, K], teacher logits t [B, K] (F32; no gradient flows into them) and
+ * labels as kiln_softmax_cross_entropy takes them. temperature > 0, alpha in [0, 1]. */
+kiln_node *kiln_softmax_distillation(kiln_graph *g, kiln_node *logits, kiln_node *teacher,
+                                     kiln_node *labels, float temperature, float alpha);
 
 /* ---- elementwise and resampling (issue 13) ---- */
 /* Elementwise product, with kiln_add's broadcast rule (squeeze-and-excite). Name multiply_<n>. */

@@ -140,4 +140,10 @@ typedef struct {
     int in_signed;
 } kiln_lowp_attr;
 
+/* ---- knowledge distillation (issue 15; backend/cpu/distill.c) ---- */
+typedef struct {
+    float temperature; /* T > 0 */
+    float alpha;       /* weight of the soft-target term, [0, 1] */
+} kiln_distill_attr;
+
 #endif

@@ -41,5 +41,7 @@ extern const kiln_op kiln_op_maxpool1d, kiln_op_maxpool3d, kiln_op_avgpool1d, ki
 /* low precision (kiln optimize): kiln_lowp_attr; fp32 in and out, int8 or bf16 inside */
 extern const kiln_op kiln_op_conv_lowp;  /* x, kernel [, bias] (lowp_conv.c) */
 extern const kiln_op kiln_op_dense_lowp; /* x, kernel [, bias] (lowp_dense.c) */
+/* issue 15: knowledge distillation (distill.c: kiln_distill_attr) */
+extern const kiln_op kiln_op_softmax_distillation; /* logits, teacher logits, labels */
 
 #endif

@@ -260,6 +260,16 @@ static const schema EARLY[] = {{"monitor", T_STR, "val_loss"}, {"mode", T_ENUM, 
 static const schema CKPT[] = {{"every_steps", T_INT, "0", NULL, NULL, 0, 1e15}, {"every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                               {"keep", T_INT, "3", NULL, NULL, 1, 1e6}, END};
 static const schema EXPORT[] = {{"every_steps", T_INT, "0", NULL, NULL, 0, 1e15}, {"every_epochs", T_INT, "1", NULL, NULL, 0, 1e9}, END};
+static const char *const PRUNE_SCHEDULES[] = {"polynomial", "constant", NULL};
+static const schema PRUNE[] = {{"sparsity", T_NUM, NULL, NULL, NULL, 0, 0.999999, 1},
+                               {"initial_sparsity", T_NUM, "0", NULL, NULL, 0, 0.999999},
+                               {"start_epoch", T_INT, "0", NULL, NULL, 0, 1e9}, {"end_epoch", T_INT, NULL, NULL, NULL, 0, 1e9},
+                               {"schedule", T_ENUM, "polynomial", NULL, PRUNE_SCHEDULES},
+                               {"power", T_NUM, "3", NULL, NULL, 0, 100, 0, 1},
+                               {"frequency", T_INT, "100", NULL, NULL, 1, 1e15}, {"params", T_SEQ_STR}, END};
+static const schema DISTILL[] = {{"teacher", T_STR, NULL, NULL, NULL, 0, 0, 1},
+                                 {"temperature", T_NUM, "4", NULL, NULL, 0, 1e6, 0, 1},
+                                 {"alpha", T_NUM, "0.9", NULL, NULL, 0, 1}, END};
 static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"max_steps", T_INT, "0", NULL, NULL, 0, 1e15},
                                {"validate_every_steps", T_INT, "0", NULL, NULL, 0, 1e15},
                                {"ema_decay", T_NUM, "0", NULL, NULL, 0, 0.999999999}, {"clip_norm", T_NUM, "0", NULL, NULL, 0, 1e12},
@@ -268,7 +278,9 @@ static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"ma
                                {"threads", T_INT, "0", NULL, NULL, 0, 4096}, {"deterministic", T_BOOL, "true"},
                                /* freezing and stages (src/config/stages.c, docs/models.md) */
                                {"freeze", T_SEQ_STR}, {"freeze_batchnorm", T_BOOL, "true"},
-                               {"optimizer_state", T_ENUM, "reset", NULL, OPT_STATES}, END};
+                               {"optimizer_state", T_ENUM, "reset", NULL, OPT_STATES},
+                               /* issue 15: src/train/prune.c, src/train/distill.c */
+                               {"prune", T_MAP, NULL, PRUNE}, {"distill", T_MAP, NULL, DISTILL}, END};
 static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, {"tensorboard", T_BOOL, "true"},
                              {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},

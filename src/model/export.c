@@ -38,6 +38,7 @@
 
 #include "config/cfg_json.h"
 #include "model/servable_internal.h"
+#include "model/sparse.h"
 #include "kiln/version.h"
 #include "kiln/mem.h"
 #include "kiln/export.h"
@@ -194,6 +195,7 @@ typedef struct {
     int n_class_names;
     kiln_normalize norm;
     char created[24];
+    cJSON *sparse; /* src.sparse: the "sparse" field (write_weights makes it), else NULL */
 } manifest;
 
 /* cJSON's pretty printing indents with tabs, puts one after each colon and spreads an empty
@@ -276,6 +278,7 @@ static char *render(const kiln_export_source *src, const manifest *mf, int64_t v
         if (c) cJSON_AddItemToObject(config, keys[i], kiln_cfg_to_json(c)), n_config++;
     }
     cJSON_AddItemToObject(o, "config", config);
+    if (mf->sparse) cJSON_AddItemReferenceToObject(o, "sparse", mf->sparse);
     cJSON *onnx = src->onnx ? cJSON_CreateObject() : NULL;
     if (onnx) {
         cJSON_AddItemToObject(onnx, "file", cJSON_CreateString(KILN_ONNX_FILE));
@@ -296,7 +299,7 @@ static char *render(const kiln_export_source *src, const manifest *mf, int64_t v
     }
     /* A failed allocation anywhere above left a NULL that the Add calls refused; cJSON_Print
      * then still succeeds, so count what must be there. */
-    int complete = extra_ok && cJSON_GetArraySize(o) == 13 + !!src->onnx + n_extra &&
+    int complete = extra_ok && cJSON_GetArraySize(o) == 13 + !!src->onnx + !!mf->sparse + n_extra &&
                    (!src->onnx || cJSON_GetArraySize(onnx) == 3) && source && ins && outs &&
                    pre && config &&
                    cJSON_GetArraySize(config) == n_config && cJSON_GetArraySize(pre) == 3;
@@ -388,19 +391,63 @@ static kiln_status config_class_names(const kiln_export_source *src, manifest *m
 
 /* ---- files ---- */
 
-static kiln_status write_weights(const kiln_export_source *src, const char *path) {
+/* src.sparse: the parameters that are smaller stored compactly become bitmask + values entries
+ * (model/sparse.h) and are listed in mf->sparse. */
+static kiln_status write_weights(const kiln_export_source *src, manifest *mf, const char *path) {
     kiln_graph *g = src->model->graph;
-    int n = kiln_graph_param_count(g);
+    int n = kiln_graph_param_count(g), m = 0;
     const float *w = src->weights ? src->weights : kiln_graph_params(g);
-    kiln_st_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
-    if (!e) return kiln_error(KILN_ERR_NOMEM, "export: out of memory");
-    for (int i = 0; i < n; i++) {
+    kiln_st_entry *e = calloc((size_t)(2 * n + 1), sizeof *e);
+    char **names = calloc((size_t)(2 * n + 1), sizeof *names);
+    void **bufs = calloc((size_t)(2 * n + 1), sizeof *bufs);
+    cJSON *list = src->sparse ? cJSON_CreateArray() : NULL;
+    kiln_status st = e && names && bufs && (list || !src->sparse)
+                         ? KILN_OK
+                         : kiln_error(KILN_ERR_NOMEM, "export: out of memory");
+    for (int i = 0; i < n && !st; i++) {
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        e[i] = (kiln_st_entry){pi->name, KILN_F32, pi->shape, w + pi->offset};
+        const float *v = w + pi->offset;
+        size_t nnz = src->sparse ? kiln_sparse_nonzeros(v, pi->numel) : pi->numel;
+        if (!src->sparse || !kiln_sparse_worth(pi->numel, nnz)) {
+            e[m++] = (kiln_st_entry){pi->name, KILN_F32, pi->shape, v};
+            continue;
+        }
+        size_t nb = (pi->numel + 7) / 8, len = strlen(pi->name) + 32;
+        int k = m;
+        names[k] = malloc(len), names[k + 1] = malloc(len);
+        bufs[k] = malloc(nb), bufs[k + 1] = malloc((nnz ? nnz : 1) * sizeof(float));
+        cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+        if (!names[k] || !names[k + 1] || !bufs[k] || !bufs[k + 1] || !t || !shape) {
+            cJSON_Delete(t), cJSON_Delete(shape);
+            st = kiln_error(KILN_ERR_NOMEM, "export: out of memory");
+            break;
+        }
+        snprintf(names[k], len, "%s%s", pi->name, KILN_SPARSE_BITMASK);
+        snprintf(names[k + 1], len, "%s%s", pi->name, KILN_SPARSE_VALUES);
+        kiln_sparse_encode(v, pi->numel, bufs[k], bufs[k + 1]);
+        e[m++] = (kiln_st_entry){names[k], KILN_U8, kiln_shape_make(1, (int64_t[]){(int64_t)nb}),
+                                 bufs[k]};
+        e[m++] = (kiln_st_entry){names[k + 1], KILN_F32,
+                                 kiln_shape_make(1, (int64_t[]){(int64_t)nnz}), bufs[k + 1]};
+        for (int d = 0; d < pi->shape.ndim; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)pi->shape.dims[d]));
+        cJSON_AddItemToObject(t, "name", cJSON_CreateString(pi->name));
+        cJSON_AddItemToObject(t, "shape", shape);
+        cJSON_AddItemToObject(t, "nonzeros", cJSON_CreateNumber((double)nnz));
+        cJSON_AddItemToArray(list, t);
+    }
+    if (!st && list && cJSON_GetArraySize(list)) {
+        if (!(mf->sparse = cJSON_CreateObject()))
+            st = kiln_error(KILN_ERR_NOMEM, "export: out of memory");
+        else
+            cJSON_AddItemToObject(mf->sparse, "format", cJSON_CreateString("bitmask")),
+                cJSON_AddItemToObject(mf->sparse, "tensors", list), list = NULL;
     }
     const char *meta[] = {"kiln.format", "1"};
-    kiln_status st = kiln_safetensors_write(path, e, n, meta, 1);
-    free(e);
+    if (!st) st = kiln_safetensors_write(path, e, m, meta, 1);
+    for (int i = 0; names && bufs && i < 2 * n; i++) free(names[i]), free(bufs[i]);
+    cJSON_Delete(list);
+    free(e), free(names), free(bufs);
     return st;
 }
 
@@ -555,7 +602,7 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
         st = kiln_file_write_atomic(path, onnx, onnx_len);
     free(onnx);
     if (!st && !(st = kiln_servable_join(path, sizeof path, tmp, KILN_SERVABLE_WEIGHTS)))
-        st = write_weights(src, path);
+        st = write_weights(src, &mf, path);
     for (int tries = 0; !st; tries++) {
         char *text = render(src, &mf, v);
         if (!text) {
@@ -582,6 +629,7 @@ kiln_status kiln_export_graph(const kiln_export_source *src, const char *base_di
         st = kiln_servable_join(final, sizeof final, base_dir, name);
     }
     free(cfg_names);
+    cJSON_Delete(mf.sparse);
     if (st) remove_flat(tmp);
     if (lock_fd >= 0) close(lock_fd); /* the folder is renamed or removed: its lock can go */
     if (st) return st;

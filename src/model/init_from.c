@@ -32,10 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "kiln/model.h"
 #include "kiln/onnx.h"
 #include "kiln/safetensors.h"
+#include "kiln/fileio.h"
+#include "kiln/mem.h"
+#include "model/sparse.h"
 
 typedef struct {
     char *path, *convention;
@@ -85,6 +91,8 @@ static int ends_with(const char *s, const char *suf) {
 /* The tensors init_from reads: a safetensors file, or an ONNX model's converted weights. */
 typedef struct {
     kiln_st_file *st;
+    kiln_sparse_set sp; /* an export's sparse tensors, densified (model/sparse.h) */
+    cJSON *json;        /* that export's model.json (sp's names point into it) */
     kiln_onnx_model *ox;
     const kiln_st_entry *e; /* ox's entries */
     int n;
@@ -95,12 +103,33 @@ static const kiln_st_entry *w_get(const wsrc *f, int i) {
     return f->st ? kiln_st_get(f->st, i) : &f->e[i];
 }
 static const kiln_st_entry *w_find(const wsrc *f, const char *name) {
-    if (f->st) return kiln_st_find(f->st, name);
+    if (f->st) return kiln_sparse_find(&f->sp, f->st, name);
     for (int i = 0; i < f->n; i++)
         if (!strcmp(f->e[i].name, name)) return &f->e[i];
     return NULL;
 }
-static void w_close(wsrc *f) { kiln_st_close(f->st), kiln_onnx_free(f->ox); }
+static void w_close(wsrc *f) {
+    kiln_sparse_set_free(&f->sp), cJSON_Delete(f->json);
+    kiln_st_close(f->st), kiln_onnx_free(f->ox);
+}
+
+/* The weights of an export version stored sparse (model.json's "sparse" next to the file). */
+static kiln_status sparse_weights(const char *file, wsrc *f) {
+    char json[4700];
+    const char *slash = strrchr(file, '/');
+    snprintf(json, sizeof json, "%.*smodel.json", slash ? (int)(slash - file + 1) : 0, file);
+    void *buf = NULL;
+    size_t len = 0;
+    if (!ends_with(file, "/weights.safetensors") || access(json, F_OK) != 0 ||
+        kiln_file_read_all(json, &buf, &len, (size_t)64 << 20) != KILN_OK) {
+        kiln_error_clear();
+        return KILN_OK; /* not an export version: no sparse tensors */
+    }
+    f->json = cJSON_ParseWithLength(buf, len);
+    kiln_free(buf);
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(f->json, "sparse");
+    return kiln_sparse_read(sp, f->st, json, file, &f->sp);
+}
 
 /* An .onnx file's weights through the importer: kiln names and layouts, as `kiln import`
  * writes them (docs/models.md "Importing ONNX"). */
@@ -282,6 +311,7 @@ kiln_status kiln_model_init_from(const kiln_cfg *cfg, kiln_graph *g, char **repo
     wsrc wf = {0}, *f = &wf;
     st = ends_with(file, ".onnx") ? onnx_weights(file, s.convention, f)
                                   : kiln_safetensors_open(file, &f->st);
+    if (!st && f->st) st = sparse_weights(file, f);
     if (st) return w_close(f), st;
     int np = kiln_graph_param_count(g), nt = w_count(f),
         torch = !strcmp(s.convention, "torchvision");

@@ -47,13 +47,14 @@ static kiln_status base_of(const kiln_cfg *f, const char *fallback, char *out) {
 }
 
 kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir) {
-    static const char *const splits[] = {"data.train", "data.validation", "data.test", "model"};
-    for (int s = 0; s < 4; s++) {
+    static const char *const splits[] = {"data.train", "data.validation", "data.test", "model",
+                                         "train.distill"};
+    for (int s = 0; s < 5; s++) {
         kiln_cfg *sp = kiln_cfg_at(cfg, splits[s]);
         for (int k = 0; sp && k < 6; k++) {
             kiln_cfg *f = s < 3 ? kiln_cfg_child(sp, FILE_KEYS[k])
-                          : k   ? NULL
-                                : kiln_cfg_child(sp, "init_from"); /* model.init_from too */
+                          : k   ? NULL /* model.init_from, train.distill.teacher too */
+                                : kiln_cfg_child(sp, s == 3 ? "init_from" : "teacher");
             if (f && f->type == KILN_CFG_MAP) f = kiln_cfg_child(f, "path");
             if (!f || f->type != KILN_CFG_SCALAR || !f->text[0] || f->text[0] == '/') continue;
             char base[PATH_MAX];

@@ -250,6 +250,14 @@ static kiln_status build_loss(const kiln_cfg *cfg, kiln_model *m) {
             m->soft_loss = kiln_softmax_cross_entropy(g, m->output, m->soft_target, smooth);
             if (!m->soft_loss) return layer_err(lc, "loss");
         }
+        const kiln_cfg *kd = kiln_cfg_at(cfg, "train.distill"); /* made last, as above */
+        if (m->loss && kd && os.ndim == 2) { /* checked against the teacher in src/train/ */
+            m->teacher_logits = kiln_input(g, "teacher_logits", KILN_F32, 1, os.dims + 1);
+            m->distill_loss = kiln_softmax_distillation(
+                g, m->output, m->teacher_logits, m->soft_target ? m->soft_target : m->target,
+                (float)kiln_cfg_num(kd, "temperature", 4), (float)kiln_cfg_num(kd, "alpha", 0.9));
+            if (!m->distill_loss) return layer_err(lc, "loss");
+        }
     } else {
         m->target = kiln_input(g, "targets", KILN_F32, os.ndim - 1, os.dims + 1);
         if (!strcmp(kind, "binary_cross_entropy")) m->loss = kiln_binary_cross_entropy(g, m->output, m->target);

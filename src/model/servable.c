@@ -27,6 +27,7 @@
 
 #include "config/cfg_json.h"
 #include "model/servable_internal.h"
+#include "model/sparse.h"
 #include "kiln/export.h"
 #include "kiln/fileio.h"
 #include "kiln/mem.h"
@@ -342,17 +343,21 @@ static kiln_status read_header(kiln_servable *s, const cJSON *root) {
 
 /* ---- weights ---- */
 
-static kiln_status load_weights(kiln_servable *s) {
+/* sparse: model.json's "sparse" field (NULL: none): its tensors are read densified
+ * (model/sparse.h), their bitmask and values entries are theirs. */
+static kiln_status load_weights(kiln_servable *s, const cJSON *sparse) {
     char path[4200];
     kiln_status st = kiln_servable_join(path, sizeof path, s->dir, KILN_SERVABLE_WEIGHTS);
     kiln_st_file *f = NULL;
     if (st || (st = kiln_safetensors_open(path, &f))) return st;
+    kiln_sparse_set sp;
+    if ((st = kiln_sparse_read(sparse, f, s->json_path, path, &sp))) return kiln_st_close(f), st;
     kiln_graph *g = s->m.graph;
     int np = kiln_graph_param_count(g);
     char a[160], b[160];
     for (int i = 0; i < np && !st; i++) { /* every parameter, F32, with its shape */
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        const kiln_st_entry *t = kiln_st_find(f, pi->name);
+        const kiln_st_entry *t = kiln_sparse_find(&sp, f, pi->name);
         if (!t)
             st = kiln_error(KILN_ERR_FORMAT, "%s: missing tensor '%s' (the model has it)", path,
                             pi->name);
@@ -365,9 +370,9 @@ static kiln_status load_weights(kiln_servable *s) {
                             kiln_shape_str(&pi->shape, b, sizeof b));
     }
     /* and nothing else (names in a file are unique, so a count above np means a stranger) */
-    for (int k = 0; !st && kiln_st_count(f) > np && k < kiln_st_count(f); k++) {
+    for (int k = 0; !st && kiln_st_count(f) + sp.n > np && k < kiln_st_count(f); k++) {
         const char *name = kiln_st_get(f, k)->name;
-        int known = 0;
+        int known = kiln_sparse_owns(&sp, name);
         for (int i = 0; i < np && !known; i++)
             known = !strcmp(name, kiln_graph_param_info(g, i)->name);
         if (!known)
@@ -377,9 +382,10 @@ static kiln_status load_weights(kiln_servable *s) {
     }
     for (int i = 0; i < np && !st; i++) {
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        memcpy(kiln_graph_params(g) + pi->offset, kiln_st_find(f, pi->name)->data,
+        memcpy(kiln_graph_params(g) + pi->offset, kiln_sparse_find(&sp, f, pi->name)->data,
                pi->numel * sizeof(float));
     }
+    kiln_sparse_set_free(&sp);
     kiln_st_close(f);
     return st;
 }
@@ -435,7 +441,7 @@ kiln_status kiln_servable_load(const char *version_dir, kiln_servable **out) {
     if (!st) st = check_signature(s, root);
     if (!st) st = read_class_names(s, root);
     if (!st) st = read_preprocessing(s, root);
-    if (!st) st = load_weights(s);
+    if (!st) st = load_weights(s, cJSON_GetObjectItemCaseSensitive(root, "sparse"));
     cJSON_Delete(root);
     kiln_free(buf);
     if (st) {

@@ -73,3 +73,20 @@ kiln_node *kiln_huber(kiln_graph *g, kiln_node *pred, kiln_node *target, float d
     kiln_loss_attr a = {.delta = delta == 0.0f ? 1.0f : delta};
     return kiln_graph_add_op(g, &kiln_op_huber, in, 2, &a, sizeof a, name);
 }
+
+kiln_node *kiln_softmax_distillation(kiln_graph *g, kiln_node *logits, kiln_node *teacher,
+                                     kiln_node *labels, float temperature, float alpha) {
+    char name[96];
+    if (!g || !logits || !teacher || !labels ||
+        !take_name(g, &kiln_op_softmax_distillation, name))
+        return NULL;
+    if (!(temperature > 0.0f && isfinite(temperature)) || !(alpha >= 0.0f && alpha <= 1.0f)) {
+        kiln_error(KILN_ERR_INVALID,
+                   "%s (softmax_distillation): temperature must be > 0 (got %g) and alpha in "
+                   "[0, 1] (got %g)", name, (double)temperature, (double)alpha);
+        return NULL;
+    }
+    kiln_node *in[3] = {logits, teacher, labels};
+    kiln_distill_attr a = {.temperature = temperature, .alpha = alpha};
+    return kiln_graph_add_op(g, &kiln_op_softmax_distillation, in, 3, &a, sizeof a, name);
+}

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kiln/mem.h"
 #include "kiln/checkpoint.h"
@@ -153,7 +154,10 @@ kiln_status kiln_export_run_ex(const char *run_dir, const char *checkpoint, cons
     if (!st && !(st = kiln_model_build(cfg, &m))) st = kiln_graph_init_params(m.graph);
     if (!st) st = pick_checkpoint(run, checkpoint, ckpt, sizeof ckpt);
     if (!st && !(st = kiln_run_checkpoint_path(run, ckpt, path, sizeof path - 32))) {
-        strcat(path, "/weights.safetensors");
+        size_t len = strlen(path);
+        strcat(path, "/prune.safetensors"); /* train.prune was on: pruned kernels stored sparse */
+        src.sparse = access(path, F_OK) == 0;
+        strcpy(path + len, "/weights.safetensors");
         st = kiln_checkpoint_load_weights(path, m.graph, 1);
     }
     if (!st) st = recover_data(cfg, &m, &d, &src);

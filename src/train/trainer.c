@@ -33,9 +33,11 @@
 #include "kiln/inputs.h"
 #include "kiln/run.h"
 #include "kiln/trainer.h"
+#include "train/distill.h"
 #include "train/evaluate.h"
 #include "train/profile.h"
 #include "train/progress.h"
+#include "train/prune.h"
 #include "train/tb_hooks.h"
 #include "run/train_state.h"
 
@@ -81,6 +83,8 @@ typedef struct {
     char *init_report; /* model.init_from's report, logged once the run folder exists */
     const kiln_train_hooks *hooks; /* NULL: a plain single process (see kiln/trainer.h) */
     int stop;                      /* with hooks: the signal every process stops on */
+    kiln_pruner *prune;            /* train.prune (NULL: off; train/prune.c) */
+    kiln_distill *distill;         /* train.distill (NULL: off; train/distill.c) */
 } trainer;
 
 /* The signal training stops on: with hooks, the one every process agreed on at the last step. */
@@ -218,7 +222,9 @@ static kiln_status read_settings(trainer *t) {
 }
 
 static kiln_status make_plans(trainer *t) {
-    t->tloss = t->m.soft_loss ? t->m.soft_loss : t->m.loss;
+    t->tloss = t->distill    ? kiln_distill_loss(t->distill)
+               : t->m.soft_loss ? t->m.soft_loss
+                                : t->m.loss;
     t->ttarget = t->m.soft_target ? t->m.soft_target : t->m.target;
     kiln_node *outs[2] = {t->tloss, t->m.output};
     int det = kiln_cfg_bool(CFG(t), "train.deterministic", 1);
@@ -271,7 +277,12 @@ static kiln_status checkpoint(trainer *t, int is_best) {
     char stage_s[32];
     snprintf(stage_s, sizeof stage_s, "%lld", (long long)t->s.stage + 1);
     const char *meta[] = {"kiln.step", step_s, "kiln.config_hash", t->hash, "kiln.stage", stage_s};
-    if (!(st = kiln_checkpoint_save(path, t->m.graph, t->opt, t->ema, meta, t->n_stages ? 3 : 2))) {
+    if (!(st = kiln_checkpoint_save(path, t->m.graph, t->opt, t->ema, meta, t->n_stages ? 3 : 2)) &&
+        t->prune) {
+        snprintf(path, sizeof path, "%s/prune.safetensors", tmp);
+        st = kiln_pruner_save(t->prune, t->m.graph, path);
+    }
+    if (!st) {
         snprintf(path, sizeof path, "%s/state.json", tmp);
         st = kiln_train_state_write(path, &t->s);
     }
@@ -302,7 +313,8 @@ static kiln_status export_version(trainer *t) {
                               .preprocessing = t->in.loader.norm,
                               .class_names = named && k <= 256 && !kiln_cfg_at(t->cfg, "model.class_names") ? names : NULL,
                               .n_class_names = k,
-                              .source_run = rp ? rp : run};
+                              .source_run = rp ? rp : run,
+                              .sparse = t->prune != NULL}; /* train.prune: pruned kernels sparse */
     /* Name the checkpoint only when one was written at this step. */
     char step[32], ckpt[4400];
     struct stat sb;
@@ -340,6 +352,8 @@ static kiln_status restore(trainer *t) {
     }
     snprintf(path, sizeof path, "%s/weights.safetensors", dir);
     if ((st = kiln_checkpoint_load(path, t->m.graph, t->opt, t->ema))) return st;
+    snprintf(path, sizeof path, "%s/prune.safetensors", dir);
+    if (t->prune && (st = kiln_pruner_load(t->prune, t->m.graph, path))) return st;
     if (t->restore_best && t->s.best_checkpoint[0]) { /* the best weights, for the end */
         size_t n = kiln_graph_params_size(t->m.graph);
         float *now = malloc(n * sizeof *now);
@@ -460,6 +474,21 @@ static kiln_status finish_profile(trainer *t) {
     return st;
 }
 
+/* train.prune after `step` updates: the masks on their schedule (logged as prune_sparsity when
+ * recomputed), pruned values held at zero in the parameters, optimizer slots and EMA. */
+static kiln_status prune_step(trainer *t, int64_t step) {
+    int updated = 0;
+    kiln_status st = kiln_pruner_step(t->prune, t->m.graph, t->opt,
+                                      t->ema ? kiln_ema_weights(t->ema) : NULL, step, &updated);
+    if (!st && updated) {
+        double s = kiln_pruner_target(t->prune, step);
+        kiln_run_log_metric(t->run, step, (double)t->s.epoch, KILN_SPLIT_TRAIN, "prune_sparsity",
+                            s);
+        kiln_tb_hooks_scalar(t->tb, step, KILN_SPLIT_TRAIN, "prune_sparsity", s, 1);
+    }
+    return st;
+}
+
 /* One epoch from t->s.batch on. Returns 1 when the epoch ended, 0 when it stopped early (steps,
  * signal), with *st set on failure. */
 static int run_epoch(trainer *t, kiln_status *st) {
@@ -477,6 +506,9 @@ static int run_epoch(trainer *t, kiln_status *st) {
             memcpy(kiln_plan_data(p, t->m.input), x, (size_t)rows * xrow);
             memcpy(kiln_plan_data(p, t->ttarget), y, (size_t)rows * yrow);
         }
+        if (t->distill &&
+            (*st = kiln_distill_feed(t->distill, p, kiln_plan_data(p, t->m.input), rows)))
+            return 0;
         if (t->hooks) t->hooks->step_begin(t->hooks->ctx, t->s.batch, rows, kiln_graph_grads(g));
         kiln_plan_set_step(p, (uint64_t)t->s.step);
         int profiling = t->events && !t->prof_done && t->s.step >= t->prof_from;
@@ -496,6 +528,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
             t->stop = stop_signal;
             if ((*st = t->hooks->step_end(t->hooks->ctx, kiln_graph_grads(g), &loss, &rows, &t->stop))) return 0;
         }
+        kiln_pruner_mask_grads(t->prune, kiln_graph_grads(g));
         float lr = kiln_schedule_lr(&t->sched, t->base_lr, t->s.step - t->s.stage_step);
         double u0 = profiling ? kiln_time_us() : 0;
         *st = kiln_optim_step(t->opt, kiln_graph_params(g), kiln_graph_grads(g), lr);
@@ -505,6 +538,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
         }
         if (*st) return 0;
         if (t->ema) kiln_ema_update(t->ema, kiln_graph_params(g));
+        if ((*st = prune_step(t, t->s.step + 1))) return 0;
         if (profiling) {
             if (t->n_events < t->cap_events)
                 t->events[t->n_events++] = (kiln_op_event){"optimizer", kiln_optim_kind_name(kiln_optim_get_config(t->opt)->kind),
@@ -627,6 +661,9 @@ static kiln_status enter_stage(trainer *t, int k) {
     if (!t->train_mt || !t->val_mt) st = KILN_ERR_NOMEM;
     if (!st) st = kiln_model_apply_freeze(&t->m, c);
     if (!st) st = kiln_inputs_set_augment(c, &t->m, &t->in);
+    kiln_distill_free(t->distill); /* this stage's train.distill, on the new graph */
+    t->distill = NULL;
+    if (!st) st = kiln_distill_new(c, &t->m, &t->in.loader.norm, &t->distill);
     if (!st) st = read_settings(t);
     if (!st) st = build_optimizer(t);
     if (!st && keep && old) { /* the same kind's slots and step count carry over */
@@ -648,6 +685,10 @@ static kiln_status enter_stage(trainer *t, int k) {
         if (!st) kiln_optim_set_iterations(t->opt, kiln_optim_iterations(old));
     }
     kiln_optim_free(old);
+    kiln_pruner *old_prune = t->prune; /* train.prune of this stage; masks carry over */
+    t->prune = NULL;
+    if (!st) st = kiln_pruner_new(c, t->m.graph, t->batches, t->total_epochs, old_prune, &t->prune);
+    kiln_pruner_free(old_prune);
     if (!st) st = set_ranges(t);
     if (!st) st = make_plans(t);
     if (!st && t->loader) {
@@ -678,6 +719,7 @@ static kiln_status next_stage(trainer *t) {
     t->s.stage_step = t->s.step, t->s.stage_epoch = t->s.epoch;
     t->s.has_best = 0, t->s.best = 0, t->s.best_step = 0, t->s.wait = 0;
     t->s.best_checkpoint[0] = 0;
+    if ((st = prune_step(t, t->s.step))) return st;
     kiln_progress_line(&t->prog, "stage %lld/%d from epoch %lld, step %lld",
                        (long long)t->s.stage + 1, t->n_stages, (long long)t->s.epoch + 1,
                        (long long)t->s.step);
@@ -832,6 +874,8 @@ static void trainer_free(trainer *t) {
     kiln_metrics_free(t->train_mt);
     kiln_metrics_free(t->val_mt);
     kiln_optim_free(t->opt);
+    kiln_pruner_free(t->prune);
+    kiln_distill_free(t->distill);
     kiln_ema_free(t->ema);
     kiln_free(t->best_params);
     kiln_free(t->swap);
@@ -925,7 +969,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
         (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
-        (st = kiln_inputs_check_class_names(CFG(&t), &t.m)))
+        (st = kiln_inputs_check_class_names(CFG(&t), &t.m)) ||
+        (st = kiln_distill_new(CFG(&t), &t.m, &t.in.loader.norm, &t.distill)))
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
     if ((st = hook_setup(&t, o, st, res))) { /* data parallel: shards the loaders */
         trainer_free(&t);
@@ -938,7 +983,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     t.train_mt = new_metrics(&t);
     t.val_mt = new_metrics(&t);
     if (!t.train_mt || !t.val_mt || (st = read_settings(&t)) || (st = build_optimizer(&t)) ||
-        (st = set_ranges(&t)) || (st = make_plans(&t))) {
+        (st = set_ranges(&t)) || (st = make_plans(&t)) ||
+        (st = kiln_pruner_new(CFG(&t), t.m.graph, t.batches, t.total_epochs, NULL, &t.prune))) {
         res->usage_error = 1;
         trainer_free(&t);
         return st ? st : KILN_ERR_INVALID;
@@ -1020,7 +1066,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGUSR1, &sa, &old_usr1); /* kiln tune's pruner: stop as for SIGTERM, as "pruned" */
-    st = train_loop(&t, res);
+    st = prune_step(&t, t.s.step); /* an update point at the start (start_epoch 0) */
+    if (!st) st = train_loop(&t, res);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
