@@ -19,6 +19,8 @@ typedef struct {
     const char *to;         /* the base folder of the new version */
     int fold;               /* fold batch norms, drop dropouts, fuse activations */
     const char *quantize;   /* NULL, "int8" or "bf16" */
+    double prune;           /* > 0: one-shot magnitude pruning of every kernel to this sparsity,
+                               in (0, 1) (kiln_prune_magnitude; stored sparse in the export) */
     int calibrate;          /* int8: batches of calibration data (0: 8) */
     const char *calibration; /* "minmax" (NULL) or "percentile" */
     double percentile;       /* percentile calibration: 0 means 99.99 */
@@ -32,6 +34,7 @@ typedef struct {
     int64_t version;        /* written */
     char dir[4200];         /* <to>/<version> */
     int bn_folded, dropout_removed, act_fused;
+    size_t pruned, prunable;  /* --prune: values zeroed, of the values in the kernels */
     int n_lowp, n_fp32;     /* conv/dense layers run in int8 (or bf16) / left in fp32 */
     char lowp_layers[4096]; /* "conv2d_1, conv2d_2, dense_1" */
     char fp32_ops[1024];    /* kinds of ops that stay fp32: "maxpool2d, add, ..." */

@@ -20,6 +20,8 @@ static const char *HELP =
     "options:\n"
     "  --fold                          fold batch norms into the conv/dense before them, drop\n"
     "                                  dropouts, fuse activations into their producer\n"
+    "  --prune S                       one-shot magnitude pruning: the smallest S (0..1) of every\n"
+    "                                  conv/dense kernel set to zero, stored sparse\n"
     "  --quantize int8|bf16            int8: oneDNN int8 conv and dense (per-channel weights,\n"
     "                                  calibrated activations); bf16: where the CPU has\n"
     "                                  AVX512-BF16 or AMX (fp32 elsewhere)\n"
@@ -36,6 +38,7 @@ static const char *HELP =
 int kiln_cmd_optimize(int argc, char **argv) {
     static const struct option opts[] = {{"fold", no_argument, 0, 'f'},
                                          {"quantize", required_argument, 0, 'q'},
+                                         {"prune", required_argument, 0, 'P'},
                                          {"calibrate", required_argument, 0, 'n'},
                                          {"calibration", required_argument, 0, 'c'},
                                          {"percentile", required_argument, 0, 'p'},
@@ -52,6 +55,11 @@ int kiln_cmd_optimize(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'f': o.fold = 1; break;
+        case 'P':
+            o.prune = strtod(optarg, &end);
+            if (*end || end == optarg || !(o.prune > 0 && o.prune < 1))
+                return kiln_cli_usage_error("optimize", "--prune %s: expected a sparsity between 0 and 1", optarg);
+            break;
         case 'q':
             if (strcmp(optarg, "int8") && strcmp(optarg, "bf16"))
                 return kiln_cli_usage_error("optimize", "--quantize %s: expected int8 or bf16", optarg);
@@ -87,7 +95,8 @@ int kiln_cmd_optimize(int argc, char **argv) {
     o.source = argv[optind++];
     if (optind < argc) return kiln_cli_usage_error("optimize", "unexpected argument '%s'", argv[optind]);
     if (!o.to || !o.to[0]) return kiln_cli_usage_error("optimize", "--to BASE is required");
-    if (!o.fold && !o.quantize) return kiln_cli_usage_error("optimize", "nothing to do: give --fold and/or --quantize");
+    if (!o.fold && !o.quantize && !o.prune)
+        return kiln_cli_usage_error("optimize", "nothing to do: give --fold, --prune and/or --quantize");
     if (o.quantize && !strcmp(o.quantize, "bf16") && !kiln_cpu_has_bf16())
         fprintf(stderr, "kiln optimize: warning: this CPU has neither AVX512-BF16 nor AMX-BF16; the bf16 version "
                         "runs in fp32 here and in bf16 where a CPU has them\n");
@@ -101,6 +110,9 @@ int kiln_cmd_optimize(int argc, char **argv) {
     if (o.fold)
         printf("fold: %d batch norm(s) folded, %d dropout(s) removed, %d activation(s) fused\n", r.bn_folded,
                r.dropout_removed, r.act_fused);
+    if (o.prune)
+        printf("prune: %zu of %zu kernel values set to zero (%.4f)\n", r.pruned, r.prunable,
+               r.prunable ? (double)r.pruned / (double)r.prunable : 0.0);
     if (o.quantize && !strcmp(o.quantize, "int8")) {
         printf("int8: calibrated on %d rows of the %s split (%s)\n", r.calibration_rows, r.calibration_split,
                o.calibration ? o.calibration : "minmax");

@@ -27,6 +27,7 @@
 #include "kiln/inputs.h"
 #include "kiln/mem.h"
 #include "kiln/nn.h"
+#include "kiln/prune.h"
 #include "kiln/run.h"
 #include "optimize/optimize_internal.h"
 
@@ -57,7 +58,10 @@ static kiln_status check_opts(const kiln_optimize_opts *o) {
     if (!o->to || !o->to[0]) return kiln_error(KILN_ERR_INVALID, "optimize: --to BASE is required (where the new version goes)");
     if (o->quantize && strcmp(o->quantize, "int8") && strcmp(o->quantize, "bf16"))
         return kiln_error(KILN_ERR_INVALID, "optimize: --quantize %s: expected int8 or bf16", o->quantize);
-    if (!o->fold && !o->quantize) return kiln_error(KILN_ERR_INVALID, "optimize: nothing to do (give --fold and/or --quantize)");
+    if (!o->fold && !o->quantize && !o->prune)
+        return kiln_error(KILN_ERR_INVALID, "optimize: nothing to do (give --fold, --prune and/or --quantize)");
+    if (o->prune != 0 && !(o->prune > 0 && o->prune < 1))
+        return kiln_error(KILN_ERR_INVALID, "optimize: --prune %g: expected a sparsity in (0, 1)", o->prune);
     if (o->calibration && strcmp(o->calibration, "minmax") && strcmp(o->calibration, "percentile"))
         return kiln_error(KILN_ERR_INVALID, "optimize: --calibration %s: expected minmax or percentile", o->calibration);
     if (o->calibrate < 0 || o->calibrate > 1000000)
@@ -229,6 +233,20 @@ kiln_status kiln_optimize(const kiln_optimize_opts *o, kiln_optimize_report *r) 
     if (!st) st = kiln_graph_init_params(m1.graph);
     if (!st) st = kiln_fold_weights(&fr, m0->graph, m1.graph);
 
+    /* prune: one-shot, on the (folded) weights, before calibration sees them */
+    if (!st && o->prune > 0) {
+        st = kiln_prune_magnitude(m1.graph, o->prune, NULL, 0, NULL, &r->pruned, &r->prunable);
+        if (!st) {
+            cJSON *pr = cJSON_CreateObject(), *pp = cJSON_CreateObject();
+            cJSON_AddItemToObject(pp, "sparsity", kiln_json_number(o->prune, 0));
+            cJSON_AddStringToObject(pp, "method", "magnitude, per tensor, every kernel");
+            cJSON_AddNumberToObject(pp, "pruned", (double)r->pruned);
+            cJSON_AddNumberToObject(pp, "of", (double)r->prunable);
+            cJSON_AddItemToObject(pr, "prune", pp);
+            cJSON_AddItemToArray(opts_list, pr);
+        }
+    }
+
     /* int8: calibration; bf16: every layer that has the form */
     if (!st && int8) {
         const kiln_dataset *ds = NULL;
@@ -326,7 +344,7 @@ kiln_status kiln_optimize(const kiln_optimize_opts *o, kiln_optimize_report *r) 
                                   .preprocessing = *kiln_servable_preprocessing(s),
                                   .class_names = names, .n_class_names = names ? nc : 0, .name = info.name,
                                   .source_run = info.source_run, .source_checkpoint = info.source_checkpoint,
-                                  .extra_json = extra_text};
+                                  .extra_json = extra_text, .sparse = o->prune > 0};
         if (nc && !names) st = KILN_ERR_NOMEM;
         else st = kiln_export_graph(&src, o->to, 0, &r->version);
         free(names);
