@@ -16,38 +16,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kiln/kiln.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct {
     kiln_plan *plan;
     int fwd_only;
 } step_ctx;
 
+static void step(void *p) {
+    step_ctx *s = p;
+    kiln_plan_forward(s->plan);
+    if (!s->fwd_only) kiln_plan_backward(s->plan);
+}
+
+/* The median seconds per step over 3 rounds (after 2 warm-up steps). */
 static double time_it(step_ctx *s, double seconds) {
-    for (int i = 0; i < 2; i++) kiln_plan_forward(s->plan), s->fwd_only ? 0 : kiln_plan_backward(s->plan);
-    double t0 = now();
-    int calls = 0;
-    while (now() - t0 < 0.2) kiln_plan_forward(s->plan), s->fwd_only ? 0 : kiln_plan_backward(s->plan), calls++;
-    double per = (now() - t0) / calls, rounds[3];
-    int reps = (int)(seconds / 3 / per) + 1;
-    for (int r = 0; r < 3; r++) {
-        double t = now();
-        for (int i = 0; i < reps; i++) kiln_plan_forward(s->plan), s->fwd_only ? 0 : kiln_plan_backward(s->plan);
-        rounds[r] = (now() - t) / reps;
-    }
-    qsort(rounds, 3, sizeof *rounds, cmp_double);
-    return rounds[1];
+    return bench_median_time(step, s, seconds, 2, 3);
 }
 
 typedef struct {

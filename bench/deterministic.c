@@ -16,18 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kiln/kiln.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct {
     kiln_graph *g;
@@ -72,13 +62,13 @@ static model build(int kind, int det) {
 }
 
 static double steps(model *m, int n) {
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < n; i++) {
         kiln_plan_forward(m->p);
         kiln_plan_backward(m->p);
         kiln_optim_step(m->opt, kiln_graph_params(m->g), kiln_graph_grads(m->g), 1e-3f);
     }
-    return (now() - t0) / n;
+    return (bench_now() - t0) / n;
 }
 
 int main(int argc, char **argv) {
@@ -99,8 +89,8 @@ int main(int argc, char **argv) {
         steps(&a, 3), steps(&b, 3); /* warm up */
         double ta[99], tb[99];
         for (int r = 0; r < rounds; r++) ta[r] = steps(&a, n), tb[r] = steps(&b, n);
-        qsort(ta, (size_t)rounds, sizeof *ta, cmp_double);
-        qsort(tb, (size_t)rounds, sizeof *tb, cmp_double);
+        qsort(ta, (size_t)rounds, sizeof *ta, bench_cmp_double);
+        qsort(tb, (size_t)rounds, sizeof *tb, bench_cmp_double);
         printf("%-18s %10.2f %10.2f %10.2f %10.2f %8.3f\n", NAMES[k], 1e3 * ta[0], 1e3 * ta[rounds / 2], 1e3 * tb[0],
                1e3 * tb[rounds / 2], tb[rounds / 2] / ta[rounds / 2]);
         kiln_plan_free(a.p), kiln_plan_free(b.p);

@@ -19,35 +19,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "kiln/kiln.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Runs fn(ctx) repeatedly; returns the median seconds per call over 5 rounds of ~seconds/5. */
+/* The median seconds per call over 5 rounds of ~seconds/5 (after 3 warm-up calls). */
 static double time_it(void (*fn)(void *), void *ctx, double seconds) {
-    for (int i = 0; i < 3; i++) fn(ctx);
-    double t0 = now();
-    int calls = 0;
-    while (now() - t0 < 0.2) fn(ctx), calls++;
-    double per = (now() - t0) / calls;
-    int reps = (int)(seconds / 5 / per) + 1;
-    double rounds[5];
-    for (int r = 0; r < 5; r++) {
-        double s = now();
-        for (int i = 0; i < reps; i++) fn(ctx);
-        rounds[r] = (now() - s) / reps;
-    }
-    qsort(rounds, 5, sizeof *rounds, cmp_double);
-    return rounds[2];
+    return bench_median_time(fn, ctx, seconds, 3, 5);
 }
 
 typedef struct {

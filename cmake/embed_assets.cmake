@@ -2,10 +2,11 @@
 # arrays, so that the kiln binary serves it with no file at run time. Run as a script:
 #   cmake -DOUT=<file.c> -DDIR=<board folder> -DNAMES=index.html,app.js,style.css -P embed_assets.cmake
 # Each file becomes kiln_board_assets[i] = {"/<name>", <content type>, bytes, length}
-# (src/board/board_internal.h). file(READ ... HEX) does the reading; nothing else is needed.
+# (src/board/board_internal.h). The bytes: kiln_embed_bytes (embed_bytes.cmake).
 if(NOT OUT OR NOT DIR OR NOT NAMES)
   message(FATAL_ERROR "embed_assets.cmake: pass -DOUT=file.c -DDIR=folder -DNAMES=a,b,...")
 endif()
+include("${CMAKE_CURRENT_LIST_DIR}/embed_bytes.cmake")
 string(REPLACE "," ";" NAMES "${NAMES}")
 set(arrays "")
 set(table "")
@@ -24,14 +25,8 @@ foreach(name IN LISTS NAMES)
   else()
     message(FATAL_ERROR "embed_assets.cmake: no content type for ${f}")
   endif()
-  file(READ "${f}" hex HEX)
-  string(LENGTH "${hex}" n)
-  math(EXPR len "${n} / 2")
-  # 16 bytes per line: "0x3c,0x21,..." (CMake's regular expressions have no {n})
-  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
-  string(REPEAT "0x..," 16 line)
-  string(REGEX REPLACE "(${line})" "\\1\n    " hex "${hex}")
-  string(APPEND arrays "/* ${name} */\nstatic const unsigned char asset_${i}[${len} + 1] = {\n    ${hex}0x00};\n\n")
+  kiln_embed_bytes("${f}" "unsigned char" asset_${i} decl len)
+  string(APPEND arrays "${decl}")
   string(APPEND table "    {\"/${name}\", \"${type}\", asset_${i}, ${len}},\n")
   math(EXPR i "${i} + 1")
 endforeach()

@@ -2,23 +2,19 @@
 # library as NUL-terminated texts, so that kiln reads no file at run time for them. Run as:
 #   cmake -DOUT=<file.c> -DDIR=<backbones folder> -DNAMES=resnet.yaml,vgg.yaml -P embed_backbones.cmake
 # Output: kiln_backbone_files[i] (the file name), kiln_backbone_texts[i], kiln_backbone_n_files
-# (declared in src/model/blocks.h).
+# (declared in src/model/blocks.h). The bytes: kiln_embed_bytes (embed_bytes.cmake).
 if(NOT OUT OR NOT DIR OR NOT NAMES)
   message(FATAL_ERROR "embed_backbones.cmake: pass -DOUT=file.c -DDIR=folder -DNAMES=a,b,...")
 endif()
+include("${CMAKE_CURRENT_LIST_DIR}/embed_bytes.cmake")
 string(REPLACE "," ";" NAMES "${NAMES}")
 set(arrays "")
 set(files "")
 set(texts "")
 set(i 0)
 foreach(name IN LISTS NAMES)
-  file(READ "${DIR}/${name}" hex HEX)
-  string(LENGTH "${hex}" n)
-  math(EXPR len "${n} / 2")
-  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
-  string(REPEAT "0x..," 16 line)
-  string(REGEX REPLACE "(${line})" "\\1\n    " hex "${hex}")
-  string(APPEND arrays "/* ${name} */\nstatic const char text_${i}[${len} + 1] = {\n    ${hex}0x00};\n\n")
+  kiln_embed_bytes("${DIR}/${name}" char text_${i} decl len)
+  string(APPEND arrays "${decl}")
   string(APPEND files "\"${name}\", ")
   string(APPEND texts "text_${i}, ")
   math(EXPR i "${i} + 1")

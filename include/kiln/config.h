@@ -67,6 +67,8 @@ int kiln_cfg_parse_num(const kiln_cfg *c, double *out);
 int kiln_cfg_parse_bool(const kiln_cfg *c, int *out);
 /* "file:line:column" of a node (or "file" when it has no position) into buf. */
 const char *kiln_cfg_where(const kiln_cfg *c, char *buf, size_t cap);
+/* Levenshtein distance of a and b, for "did you mean" (99 when either is over 63 chars). */
+int kiln_cfg_edit_distance(const char *a, const char *b);
 /* A stable 64-bit hash of the tree (FNV-1a over a canonical rendering); 16 hex digits. */
 void kiln_cfg_hash(const kiln_cfg *root, char out[17]);
 

@@ -302,7 +302,7 @@ static const schema ROOT[] = {{"experiment", T_STR, "default"}, {"description", 
 
 /* ---- checking ---- */
 
-static int edit_distance(const char *a, const char *b) {
+int kiln_cfg_edit_distance(const char *a, const char *b) {
     int la = (int)strlen(a), lb = (int)strlen(b);
     if (la > 63 || lb > 63) return 99;
     int d[64][64];
@@ -324,7 +324,7 @@ static const char *suggest(const char *got, const schema *cands, const char *con
     int bd = 99;
     for (int i = 0; cands ? cands[i].key != NULL : names[i] != NULL; i++) {
         const char *k = cands ? cands[i].key : names[i];
-        int d = edit_distance(got, k);
+        int d = kiln_cfg_edit_distance(got, k);
         if (strstr(k, got) == k || strstr(got, k) == got) d = d < 2 ? d : 2; /* prefixes */
         if (d < bd) bd = d, best = k;
     }

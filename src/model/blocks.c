@@ -120,22 +120,6 @@ static kiln_status fail(const scope *s, const kiln_cfg *at, const char *path, co
     return kiln_error(KILN_ERR_INVALID, "%s: %s: %s%s", where(at, w, sizeof w), path, msg, ch);
 }
 
-static int edit_distance(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 63 || lb > 63) return 99;
-    int d[64][64];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
-    for (int i = 1; i <= la; i++)
-        for (int j = 1; j <= lb; j++) {
-            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
-            d[i][j] = c;
-        }
-    return d[la][lb];
-}
-
 /* Keys of a map as "a, b, c" and the closest one to got as " (did you mean 'x'?)". */
 static void keys_of(const kiln_cfg *map, const char *got, char *list, size_t cap, char *sug,
                     size_t scap) {
@@ -144,7 +128,7 @@ static void keys_of(const kiln_cfg *map, const char *got, char *list, size_t cap
     for (int i = 0; map && map->type == KILN_CFG_MAP && i < map->n_items; i++) {
         const char *k = map->items[i]->key;
         snprintf(list + strlen(list), cap - strlen(list), "%s%s", i ? ", " : "", k);
-        int d = got ? edit_distance(got, k) : 99;
+        int d = got ? kiln_cfg_edit_distance(got, k) : 99;
         if (d < best && d <= ((int)strlen(got) / 3 > 2 ? (int)strlen(got) / 3 : 2))
             best = d, snprintf(sug, scap, " (did you mean '%s'?)", k);
     }

@@ -154,22 +154,24 @@ static int64_t count(int ndim, const int64_t *dims) {
     return n;
 }
 
-const char *kiln_onnx_const_f(kiln_onnx_builder *b, const char *name, int ndim,
-                              const int64_t *dims, const float *v) {
-    size_t bytes = (size_t)count(ndim, dims) * sizeof *v;
+/* A constant initializer: a copy of count(dims) values of elsize bytes each. */
+static const char *const_copy(kiln_onnx_builder *b, const char *name, int type, int ndim,
+                              const int64_t *dims, const void *v, size_t elsize) {
+    size_t bytes = (size_t)count(ndim, dims) * elsize;
     void *copy = kiln_onnx_alloc(b, bytes);
     if (!copy) return NULL;
     memcpy(copy, v, bytes);
-    return initializer(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, ndim, dims, copy, bytes);
+    return initializer(b, name, type, ndim, dims, copy, bytes);
+}
+
+const char *kiln_onnx_const_f(kiln_onnx_builder *b, const char *name, int ndim,
+                              const int64_t *dims, const float *v) {
+    return const_copy(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, ndim, dims, v, sizeof *v);
 }
 
 const char *kiln_onnx_const_i64(kiln_onnx_builder *b, const char *name, int ndim,
                                 const int64_t *dims, const int64_t *v) {
-    size_t bytes = (size_t)count(ndim, dims) * sizeof *v;
-    void *copy = kiln_onnx_alloc(b, bytes);
-    if (!copy) return NULL;
-    memcpy(copy, v, bytes);
-    return initializer(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims, copy, bytes);
+    return const_copy(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims, v, sizeof *v);
 }
 
 const char *kiln_onnx_input(kiln_onnx_builder *b, const kiln_node *n, int i) {

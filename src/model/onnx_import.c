@@ -108,7 +108,12 @@ const Onnx__AttributeProto *ox_attr(ox_ctx *c, const char *name) {
     return NULL;
 }
 
-static kiln_status attr_type(ox_ctx *c, const Onnx__AttributeProto *a, int want, const char *what) {
+/* The attribute called name into *a (NULL when the node has none), checked to be of type want
+ * (what names the type in the error). */
+static kiln_status attr_typed(ox_ctx *c, const char *name, int want, const char *what,
+                              const Onnx__AttributeProto **out) {
+    const Onnx__AttributeProto *a = *out = ox_attr(c, name);
+    if (!a) return KILN_OK;
     if (a->ref_attr_name)
         return ox_err(c, KILN_ERR_INVALID, a->name, "references a function attribute");
     if (a->has_type && (int)a->type != want && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED)
@@ -118,29 +123,27 @@ static kiln_status attr_type(ox_ctx *c, const Onnx__AttributeProto *a, int want,
 }
 
 kiln_status ox_attr_int(ox_ctx *c, const char *name, int64_t def, int64_t *out) {
-    const Onnx__AttributeProto *a = ox_attr(c, name);
+    const Onnx__AttributeProto *a;
     *out = def;
-    if (!a) return KILN_OK;
-    kiln_status st = attr_type(c, a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, "an int");
-    if (!st) *out = a->i;
+    kiln_status st = attr_typed(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, "an int", &a);
+    if (!st && a) *out = a->i;
     return st;
 }
 
 kiln_status ox_attr_float(ox_ctx *c, const char *name, float def, float *out) {
-    const Onnx__AttributeProto *a = ox_attr(c, name);
+    const Onnx__AttributeProto *a;
     *out = def;
-    if (!a) return KILN_OK;
-    kiln_status st = attr_type(c, a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT, "a float");
-    if (!st) *out = a->f;
+    kiln_status st =
+        attr_typed(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT, "a float", &a);
+    if (!st && a) *out = a->f;
     return st;
 }
 
 kiln_status ox_attr_ints(ox_ctx *c, const char *name, int64_t *out, int max, int *n) {
-    const Onnx__AttributeProto *a = ox_attr(c, name);
+    const Onnx__AttributeProto *a;
     *n = -1;
-    if (!a) return KILN_OK;
-    kiln_status st = attr_type(c, a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS, "ints");
-    if (st) return st;
+    kiln_status st = attr_typed(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS, "ints", &a);
+    if (st || !a) return st;
     if (a->n_ints > (size_t)max)
         return ox_err(c, KILN_ERR_INVALID, name, "%zu values; at most %d are supported", a->n_ints,
                       max);
@@ -150,11 +153,11 @@ kiln_status ox_attr_ints(ox_ctx *c, const char *name, int64_t *out, int max, int
 }
 
 kiln_status ox_attr_str(ox_ctx *c, const char *name, const char *def, char *out, size_t cap) {
-    const Onnx__AttributeProto *a = ox_attr(c, name);
+    const Onnx__AttributeProto *a;
     snprintf(out, cap, "%s", def);
-    if (!a) return KILN_OK;
-    kiln_status st = attr_type(c, a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING, "a string");
-    if (st) return st;
+    kiln_status st =
+        attr_typed(c, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING, "a string", &a);
+    if (st || !a) return st;
     if (!a->has_s || a->s.len >= cap || memchr(a->s.data, 0, a->s.len))
         return ox_err(c, KILN_ERR_INVALID, name, "not a short string");
     memcpy(out, a->s.data, a->s.len);

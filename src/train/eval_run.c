@@ -98,21 +98,13 @@ kiln_status kiln_eval(const kiln_eval_opts *o, int *usage_error) {
         st = kiln_checkpoint_load_weights(path, m.graph, 1);
     }
     if (!st) {
-        const kiln_cfg *ms = kiln_cfg_at(cfg, "metrics");
-        const char *names[32];
-        int n = 0, k = 5;
-        for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
-            names[n++] = ms->items[i]->items[0]->key;
-            if (!strcmp(names[n - 1], "top_k_accuracy")) k = (int)kiln_cfg_int(ms->items[i]->items[0], "k", 5);
-        }
         int classes = m.task == KILN_TASK_CLASSIFICATION ? (int)m.n_outputs : 0;
-        if (!(mt = kiln_metrics_new(classes, m.n_outputs, names, n, k))) st = KILN_ERR_INVALID;
+        if (!(mt = kiln_eval_metrics_new(cfg, &m))) st = KILN_ERR_INVALID;
         ev.m = &m;
         if (!st) st = kiln_evaluate(&ev, ds, &in.loader, mt);
         if (!st) {
             printf("%s (%lld rows, %s):\n", split, (long long)kiln_metrics_rows(mt), ckpt);
-            for (int i = 0; i < kiln_metrics_count(mt); i++)
-                printf("  %-16s %.6f\n", kiln_metrics_name(mt, i), kiln_metrics_value(mt, i));
+            kiln_eval_print_metrics(mt);
             if (classes > 0 && !o->quiet) {
                 /* class names: the data's (CSV string labels), else model.class_names */
                 const char *cn[1024];

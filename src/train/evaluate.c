@@ -1,6 +1,7 @@
 /* evaluate.c — see evaluate.h. */
 #include "train/evaluate.h"
 
+#include <stdio.h>
 #include <string.h>
 
 kiln_plan *kiln_evaluator_plan(kiln_evaluator *e, int batch) {
@@ -61,4 +62,22 @@ kiln_status kiln_evaluate(kiln_evaluator *e, const kiln_dataset *ds, const kiln_
 void kiln_evaluator_free(kiln_evaluator *e) {
     for (int i = 0; i < KILN_EVAL_PLANS; i++) kiln_plan_free(e->plan[i]);
     memset(e->plan, 0, sizeof e->plan);
+}
+
+kiln_metrics *kiln_eval_metrics_new(const kiln_cfg *cfg, const kiln_model *m) {
+    const kiln_cfg *ms = kiln_cfg_at(cfg, "metrics");
+    const char *names[32];
+    int n = 0, k = 5;
+    for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
+        names[n++] = ms->items[i]->items[0]->key;
+        if (!strcmp(names[n - 1], "top_k_accuracy"))
+            k = (int)kiln_cfg_int(ms->items[i]->items[0], "k", 5);
+    }
+    int classes = m->task == KILN_TASK_CLASSIFICATION ? (int)m->n_outputs : 0;
+    return kiln_metrics_new(classes, m->n_outputs, names, n, k);
+}
+
+void kiln_eval_print_metrics(const kiln_metrics *mt) {
+    for (int i = 0; i < kiln_metrics_count(mt); i++)
+        printf("  %-16s %.6f\n", kiln_metrics_name(mt, i), kiln_metrics_value(mt, i));
 }

@@ -22,6 +22,11 @@ kiln_plan *kiln_evaluator_plan(kiln_evaluator *e, int batch);
 /* Resets mt and adds every row of ds (in file order, normalized as lc says). */
 kiln_status kiln_evaluate(kiln_evaluator *e, const kiln_dataset *ds, const kiln_loader_config *lc, kiln_metrics *mt);
 void kiln_evaluator_free(kiln_evaluator *e);
+/* The metrics the config's metrics: list names (top_k_accuracy's k too) for model m's outputs;
+ * NULL when kiln_metrics_new refuses them. */
+kiln_metrics *kiln_eval_metrics_new(const kiln_cfg *cfg, const kiln_model *m);
+/* "  name   value" per metric, to stdout. */
+void kiln_eval_print_metrics(const kiln_metrics *mt);
 
 /* kiln eval of an export version (eval_export.c): 1 when dir holds model.json. */
 #include "kiln/trainer.h"

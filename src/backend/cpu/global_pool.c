@@ -1,7 +1,8 @@
 /* global_pool.c — global max and average pooling over 1, 2 or 3 spatial axes, F32:
  * x [B, C, s1..sd] -> y [B, C] (Keras GlobalMaxPooling1D/2D/3D, GlobalAveragePooling1D/3D;
  * ONNX GlobalMaxPool / GlobalAveragePool followed by a flatten). The 2-D average keeps its own
- * op (kiln_op_global_avgpool2d in pool2d.c); these serve the other cases.
+ * op, kiln_op_global_avgpool2d (its own name and infer, the same kernels); these serve the
+ * other cases.
  *
  * Max: the first maximum of each plane in memory order wins, and a NaN wins over numbers (the
  * last NaN, as PyTorch's max pooling kernels: v > m || isnan(v)). Backward gives dy to that one
@@ -96,10 +97,13 @@ static void gavg_backward(kiln_inst *x, const kiln_run *r) {
 #pragma omp parallel for schedule(static) if (planes * n > 65536)
     for (int64_t i = 0; i < planes; i++) {
         float g = dy[i] * inv, *d = dx + i * n;
-        if (accum)
+        if (accum) {
+#pragma omp simd
             for (int64_t j = 0; j < n; j++) d[j] += g;
-        else
+        } else {
+#pragma omp simd
             for (int64_t j = 0; j < n; j++) d[j] = g;
+        }
     }
 }
 
@@ -109,3 +113,29 @@ const kiln_op kiln_op_global_maxpool = {.name = "global_max_pooling",
 const kiln_op kiln_op_global_avgpool = {.name = "global_average_pooling",
                                         .backend = &kiln_backend_cpu, .infer = gp_infer,
                                         .forward = gavg_forward, .backward = gavg_backward};
+
+/* ---- the 2-D global average pooling op: [B, C, H, W] -> [B, C] ---- */
+
+static kiln_status gap_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                             kiln_dtype *dt) {
+    char buf[512];
+    if (n->in[0]->dtype != KILN_F32)
+        return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
+                          kiln_node_describe(n, in, buf, sizeof buf),
+                          kiln_dtype_name(n->in[0]->dtype));
+    if (in[0].ndim != 4)
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
+                          kiln_node_describe(n, in, buf, sizeof buf));
+    int64_t d[2] = {in[0].dims[0], in[0].dims[1]};
+    *out = kiln_shape_make(2, d);
+    *dt = KILN_F32;
+    return KILN_OK;
+}
+
+const kiln_op kiln_op_global_avgpool2d = {
+    .name = "global_average_pooling2d",
+    .backend = &kiln_backend_cpu,
+    .infer = gap_infer,
+    .forward = gavg_forward,
+    .backward = gavg_backward,
+};

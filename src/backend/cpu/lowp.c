@@ -112,3 +112,72 @@ kiln_status kiln_lowp_convert_now(const dnnl_memory_desc_t *have, const void *pt
     kiln_lowp_conv_release(&c);
     return st;
 }
+
+kiln_status kiln_lowp_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                            kiln_dtype *dt, const char *what) {
+    kiln_node base = *n; /* the fp32 op's checks, on the base attribute (first member) */
+    base.op = (const kiln_op *)KILN_ATTR(n, kiln_lowp_attr)->base_op;
+    if (!base.op || !base.op->infer)
+        return kiln_error(KILN_ERR_INVALID, "%s: low-precision %s without a base op", n->name,
+                          what);
+    return base.op->infer(&base, in, out, dt);
+}
+
+dnnl_alg_kind_t kiln_lowp_core_act(kiln_lowp_core *c, kiln_act act) {
+    c->act = act;
+    dnnl_alg_kind_t elt = kiln_dnnl_act_alg(act, &c->alpha);
+    c->own_act = act != KILN_ACT_NONE && !elt;
+    return elt;
+}
+
+kiln_status kiln_lowp_core_bias(kiln_lowp_core *c, const kiln_inst *x, const kiln_lowp_attr *la,
+                                int64_t channels, int64_t per, int64_t ch_stride,
+                                int64_t el_stride) {
+    size_t bytes = (size_t)channels * sizeof(float);
+    if (!(c->wscale = kiln_alloc(bytes)) || !(c->bias = kiln_alloc(bytes))) return KILN_ERR_NOMEM;
+    for (int64_t i = 0; i < channels; i++)
+        c->bias[i] = x->n_in > 2 ? ((const float *)x->in[2]->val)[i] : 0.0f;
+    if (la->dtype == KILN_LOWP_INT8) {
+        kiln_lowp_channel_scales(x->in[1]->val, channels, per, ch_stride, el_stride,
+                                 kiln_lowp_weight_qmax(), c->wscale);
+        for (int64_t i = 0; i < channels; i++) c->bias[i] /= la->in_scale * c->wscale[i];
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_lowp_core_attr(const kiln_lowp_core *c, dnnl_alg_kind_t elt,
+                                const kiln_lowp_attr *la, int64_t channels,
+                                dnnl_primitive_attr_t *out) {
+    dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, c->alpha, 0);
+    if (!attr) CHECK_DNNL(dnnl_primitive_attr_create(&attr), "attribute");
+    if (la->dtype == KILN_LOWP_INT8) {
+        float *osc = malloc((size_t)channels * sizeof *osc);
+        if (!osc) return dnnl_primitive_attr_destroy(attr), KILN_ERR_NOMEM;
+        for (int64_t i = 0; i < channels; i++) osc[i] = la->in_scale * c->wscale[i];
+        dnnl_primitive_attr_set_output_scales(attr, channels, 1 << 1, osc); /* copies osc */
+        free(osc);
+    }
+    *out = attr;
+    return KILN_OK;
+}
+
+kiln_status kiln_lowp_core_exec(kiln_lowp_core *c, dnnl_stream_t s) {
+    kiln_status st = kiln_lowp_conv_run(&c->src, s);
+    if (st) return st;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->src.to}, {DNNL_ARG_WEIGHTS, c->m_w},
+                               {DNNL_ARG_BIAS, c->m_b}, {DNNL_ARG_DST, c->m_y}};
+    return kiln_dnnl_exec(c->prim, s, 4, args);
+}
+
+void kiln_lowp_core_release(kiln_lowp_core *c) {
+    if (c->prim) dnnl_primitive_destroy(c->prim);
+    if (c->pd) dnnl_primitive_desc_destroy(c->pd);
+    dnnl_memory_t mems[] = {c->m_w, c->m_b, c->m_y};
+    for (size_t i = 0; i < 3; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    kiln_lowp_conv_release(&c->src);
+    kiln_free(c->wq);
+    kiln_free(c->bias);
+    kiln_free(c->wscale);
+    memset(c, 0, sizeof *c);
+}

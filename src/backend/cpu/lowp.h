@@ -45,6 +45,44 @@ kiln_status kiln_lowp_convert_now(const dnnl_memory_desc_t *have, const void *pt
                                   const dnnl_memory_desc_t *want, int count, int mask,
                                   const float *scale, void **out);
 
+/* What both kernels hold besides their geometry: the activation (fused into the primitive where
+ * oneDNN has it, else own_act: kiln_act_forward after it), the input's conversion, the
+ * converted weights, bias[channels] (int8: already divided by in_scale * wscale[c]) and the
+ * weight scales (int8 only), and the primitive with its weight, bias and output memories. */
+typedef struct {
+    kiln_act act;
+    float alpha;
+    int own_act;
+    kiln_lowp_conv src;
+    void *wq;
+    float *bias, *wscale;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t m_w, m_b, m_y;
+} kiln_lowp_core;
+
+/* The fp32 op's infer, run on the base attribute (the first member of kiln_lowp_attr); what
+ * ("conv", "dense") names the op in the error when there is no base op. */
+kiln_status kiln_lowp_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
+                            kiln_dtype *dt, const char *what);
+/* Sets c->act, alpha and own_act; returns the eltwise algorithm to fuse (0: none). */
+dnnl_alg_kind_t kiln_lowp_core_act(kiln_lowp_core *c, kiln_act act);
+/* Allocates and fills bias (x's input 2, zeros without one) and wscale over channels; int8:
+ * the weight scales of the f32 kernel w (kiln_lowp_channel_scales' layout) and the bias
+ * divided by in_scale * wscale[c] (oneDNN 2.x adds an int8 primitive's bias to the s32 sum
+ * before the output scale). */
+kiln_status kiln_lowp_core_bias(kiln_lowp_core *c, const kiln_inst *x, const kiln_lowp_attr *la,
+                                int64_t channels, int64_t per, int64_t ch_stride,
+                                int64_t el_stride);
+/* The primitive's attribute: the fused activation elt and, for int8, output scales
+ * in_scale * wscale[c] per channel on axis 1. The caller destroys *out. */
+kiln_status kiln_lowp_core_attr(const kiln_lowp_core *c, dnnl_alg_kind_t elt,
+                                const kiln_lowp_attr *la, int64_t channels,
+                                dnnl_primitive_attr_t *out);
+/* Forward: the input's conversion, then the primitive (src, weights, bias, dst). */
+kiln_status kiln_lowp_core_exec(kiln_lowp_core *c, dnnl_stream_t s);
+void kiln_lowp_core_release(kiln_lowp_core *c);
+
 /* md with data type dt (dims and layout unchanged). */
 dnnl_memory_desc_t kiln_lowp_md_dt(const dnnl_memory_desc_t *md, dnnl_data_type_t dt);
 /* The data type of the quantized input. */

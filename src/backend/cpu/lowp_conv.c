@@ -24,46 +24,22 @@
 #include "kiln/mem.h"
 
 typedef struct {
-    kiln_act act;
-    float alpha;
-    int own_act;                  /* act applied by kiln_act_forward after the primitive */
+    kiln_lowp_core k;             /* act, input conversion, weights, bias, scales, primitive */
     dnnl_memory_desc_t xmd, wmd;  /* input 0's layout in the plan; plain f32 kernel */
-    dnnl_primitive_desc_t pd;
     kiln_dnnl_edge out;
-    kiln_lowp_conv src;
-    void *wq;                     /* weights in the primitive's layout and type */
-    float *bias, *oscale;         /* [F] */
     int64_t F, ny;
-    dnnl_primitive_t prim;
-    dnnl_memory_t m_w, m_b, m_y;
 } lowp_conv_state;
-
-static const kiln_op *base_op(const kiln_node *n) {
-    return (const kiln_op *)KILN_ATTR(n, kiln_lowp_attr)->base_op;
-}
 
 static kiln_status lowp_conv_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                                    kiln_dtype *dt) {
-    kiln_node base = *n; /* the fp32 op's checks, on the base attribute (first member) */
-    base.op = base_op(n);
-    if (!base.op || !base.op->infer)
-        return kiln_error(KILN_ERR_INVALID, "%s: low-precision conv without a base op", n->name);
-    return base.op->infer(&base, in, out, dt);
+    return kiln_lowp_infer(n, in, out, dt, "conv");
 }
 
 static void lowp_conv_release(kiln_inst *x) {
     lowp_conv_state *s = x->state;
     if (!s) return;
-    if (s->prim) dnnl_primitive_destroy(s->prim);
-    if (s->pd) dnnl_primitive_desc_destroy(s->pd);
-    dnnl_memory_t mems[] = {s->m_w, s->m_b, s->m_y};
-    for (size_t i = 0; i < 3; i++)
-        if (mems[i]) dnnl_memory_destroy(mems[i]);
-    kiln_lowp_conv_release(&s->src);
+    kiln_lowp_core_release(&s->k);
     kiln_dnnl_edge_release(&s->out);
-    kiln_free(s->wq);
-    kiln_free(s->bias);
-    kiln_free(s->oscale);
     free(s);
     x->state = NULL;
 }
@@ -103,38 +79,21 @@ static kiln_status lowp_conv_choose_layout(kiln_inst *x, kiln_compile_ctx *c) {
     w_any.data_type = wdt;
 
     /* weight and output scales from the kernel as it is now (the plan reads parameters here) */
-    const float *w = x->in[1]->val;
-    if (!(s->oscale = kiln_alloc((size_t)F * sizeof(float))) || !(s->bias = kiln_alloc((size_t)F * sizeof(float))))
-        return KILN_ERR_NOMEM;
-    for (int64_t f = 0; f < F; f++) s->bias[f] = x->n_in > 2 ? ((const float *)x->in[2]->val)[f] : 0.0f;
-    if (int8) {
-        int64_t per = C / G * K;
-        kiln_lowp_channel_scales(w, F, per, per, 1, kiln_lowp_weight_qmax(), s->oscale);
-        /* oneDNN 2.x adds an int8 primitive's bias to the s32 sum before the output scale */
-        for (int64_t f = 0; f < F; f++) s->bias[f] /= la->in_scale * s->oscale[f];
-    }
-    s->act = a->act;
-    dnnl_alg_kind_t elt = kiln_dnnl_act_alg(s->act, &s->alpha);
-    s->own_act = s->act != KILN_ACT_NONE && !elt;
+    kiln_status st = kiln_lowp_core_bias(&s->k, x, la, F, C / G * K, C / G * K, 1);
+    if (st) return st;
+    dnnl_alg_kind_t elt = kiln_lowp_core_act(&s->k, a->act);
     dnnl_convolution_desc_t fd;
     CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_inference, dnnl_convolution_direct,
                                                           &src_any, &w_any, &b, &y_any, stride, dil, pl, pr),
                "low-precision convolution desc");
-    dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
-    if (!attr) CHECK_DNNL(dnnl_primitive_attr_create(&attr), "attribute");
-    float *osc = NULL;
-    if (int8) {
-        if (!(osc = malloc((size_t)F * sizeof *osc))) return dnnl_primitive_attr_destroy(attr), KILN_ERR_NOMEM;
-        for (int64_t f = 0; f < F; f++) osc[f] = la->in_scale * s->oscale[f];
-        dnnl_primitive_attr_set_output_scales(attr, F, 1 << 1, osc);
-    }
-    dnnl_status_t ds = dnnl_primitive_desc_create(&s->pd, &fd, attr, kiln_dnnl_engine(), NULL);
+    dnnl_primitive_attr_t attr;
+    if ((st = kiln_lowp_core_attr(&s->k, elt, la, F, &attr))) return st;
+    dnnl_status_t ds = dnnl_primitive_desc_create(&s->k.pd, &fd, attr, kiln_dnnl_engine(), NULL);
     dnnl_primitive_attr_destroy(attr);
-    free(osc);
     if (ds != dnnl_success)
         return kiln_error(KILN_ERR_BACKEND, "%s: oneDNN has no %s convolution for these shapes (status %d)",
                           x->node->name, int8 ? "int8" : "bf16", (int)ds);
-    kiln_dnnl_edge_choose(&s->out, x, dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+    kiln_dnnl_edge_choose(&s->out, x, dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_dst_md, 0));
     return KILN_OK;
 }
 
@@ -143,40 +102,37 @@ static kiln_status lowp_conv_compile(kiln_inst *x, kiln_compile_ctx *c) {
     lowp_conv_state *s = x->state;
     const kiln_lowp_attr *la = KILN_ATTR(x->node, kiln_lowp_attr);
     int int8 = la->dtype == KILN_LOWP_INT8;
-    const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0),
-                             *wmd = dnnl_primitive_desc_query_md(s->pd, dnnl_query_weights_md, 0),
-                             *dst = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0),
-                             *bmd = dnnl_primitive_desc_query_md(s->pd, dnnl_query_weights_md, 1);
+    const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_src_md, 0),
+                             *wmd = dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_weights_md, 0),
+                             *dst = dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_dst_md, 0),
+                             *bmd = dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_weights_md, 1);
     kiln_status st;
     float in_inv = 1.0f / la->in_scale;
-    if ((st = kiln_lowp_conv_init(&s->src, &s->xmd, x->in[0]->val, src, int8, 0, &in_inv))) return st;
+    if ((st = kiln_lowp_conv_init(&s->k.src, &s->xmd, x->in[0]->val, src, int8, 0, &in_inv))) return st;
     float *winv = NULL;
     if (int8) {
         if (!(winv = malloc((size_t)s->F * sizeof *winv))) return KILN_ERR_NOMEM;
-        for (int64_t f = 0; f < s->F; f++) winv[f] = 1.0f / s->oscale[f];
+        for (int64_t f = 0; f < s->F; f++) winv[f] = 1.0f / s->k.wscale[f];
     }
     int mask = s->wmd.ndims == x->in[1]->shape.ndim + 1 ? 3 : 1; /* grouped: [G, F/G, ...] */
-    st = kiln_lowp_convert_now(&s->wmd, x->in[1]->val, wmd, int8 ? (int)s->F : 0, mask, winv, &s->wq);
+    st = kiln_lowp_convert_now(&s->wmd, x->in[1]->val, wmd, int8 ? (int)s->F : 0, mask, winv, &s->k.wq);
     free(winv);
     if (st) return st;
     if ((st = kiln_dnnl_edge_compile(&s->out, x))) return st;
     s->ny = (int64_t)(kiln_dnnl_md_bytes(dst) / sizeof(float));
-    if (!(s->m_w = kiln_dnnl_mem(wmd, s->wq)) || !(s->m_b = kiln_dnnl_mem(bmd, s->bias)) ||
-        !(s->m_y = kiln_dnnl_mem(dst, kiln_dnnl_edge_val(&s->out, x))))
+    if (!(s->k.m_w = kiln_dnnl_mem(wmd, s->k.wq)) || !(s->k.m_b = kiln_dnnl_mem(bmd, s->k.bias)) ||
+        !(s->k.m_y = kiln_dnnl_mem(dst, kiln_dnnl_edge_val(&s->out, x))))
         return KILN_ERR_BACKEND;
-    return kiln_dnnl_primitive_from_pd(s->pd, &s->prim, "low-precision convolution");
+    return kiln_dnnl_primitive_from_pd(s->k.pd, &s->k.prim, "low-precision convolution");
 }
 
 static kiln_status lowp_conv_forward(kiln_inst *x, const kiln_run *r) {
     lowp_conv_state *s = x->state;
-    kiln_status st = kiln_lowp_conv_run(&s->src, r->stream);
+    kiln_status st = kiln_lowp_core_exec(&s->k, r->stream);
     if (st) return st;
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->src.to}, {DNNL_ARG_WEIGHTS, s->m_w},
-                               {DNNL_ARG_BIAS, s->m_b}, {DNNL_ARG_DST, s->m_y}};
-    if ((st = kiln_dnnl_exec(s->prim, r->stream, 4, args))) return st;
-    if (s->own_act) {
+    if (s->k.own_act) {
         float *y = kiln_dnnl_edge_val(&s->out, x);
-        kiln_act_forward(s->act, s->alpha, y, y, s->ny);
+        kiln_act_forward(s->k.act, s->k.alpha, y, y, s->ny);
     }
     return kiln_dnnl_edge_forward(&s->out, r->stream);
 }

@@ -18,39 +18,19 @@
 #include "kiln/mem.h"
 
 typedef struct {
+    kiln_lowp_core k; /* act, input conversion, weights, bias and scales [N], primitive */
     int64_t M, K, N;
-    kiln_act act;
-    float alpha;
-    int own_act;
-    kiln_lowp_conv src;
-    void *wq;
-    float *bias, *wscale; /* [N] */
-    dnnl_primitive_desc_t pd;
-    dnnl_primitive_t prim;
-    dnnl_memory_t m_w, m_b, m_y;
 } lowp_dense_state;
 
 static kiln_status lowp_dense_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
                                     kiln_dtype *dt) {
-    kiln_node base = *n;
-    base.op = (const kiln_op *)KILN_ATTR(n, kiln_lowp_attr)->base_op;
-    if (!base.op || !base.op->infer)
-        return kiln_error(KILN_ERR_INVALID, "%s: low-precision dense without a base op", n->name);
-    return base.op->infer(&base, in, out, dt);
+    return kiln_lowp_infer(n, in, out, dt, "dense");
 }
 
 static void lowp_dense_release(kiln_inst *x) {
     lowp_dense_state *s = x->state;
     if (!s) return;
-    if (s->prim) dnnl_primitive_destroy(s->prim);
-    if (s->pd) dnnl_primitive_desc_destroy(s->pd);
-    dnnl_memory_t mems[] = {s->m_w, s->m_b, s->m_y};
-    for (size_t i = 0; i < 3; i++)
-        if (mems[i]) dnnl_memory_destroy(mems[i]);
-    kiln_lowp_conv_release(&s->src);
-    kiln_free(s->wq);
-    kiln_free(s->bias);
-    kiln_free(s->wscale);
+    kiln_lowp_core_release(&s->k);
     free(s);
     x->state = NULL;
 }
@@ -65,17 +45,10 @@ static kiln_status lowp_dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
     s->K = x->in[1]->shape.dims[0];
     s->N = la->base.dense.units;
     s->M = x->numel / s->N;
-    s->act = la->base.dense.act;
-    dnnl_alg_kind_t elt = kiln_dnnl_act_alg(s->act, &s->alpha);
-    s->own_act = s->act != KILN_ACT_NONE && !elt;
+    dnnl_alg_kind_t elt = kiln_lowp_core_act(&s->k, la->base.dense.act);
     const float *w = x->in[1]->val;
-    if (!(s->wscale = kiln_alloc((size_t)s->N * sizeof(float))) || !(s->bias = kiln_alloc((size_t)s->N * sizeof(float))))
-        return KILN_ERR_NOMEM;
-    for (int64_t n = 0; n < s->N; n++) s->bias[n] = x->n_in > 2 ? ((const float *)x->in[2]->val)[n] : 0.0f;
-    if (int8) { /* oneDNN 2.x adds the bias to the s32 sum before the output scale */
-        kiln_lowp_channel_scales(w, s->N, s->K, 1, s->N, kiln_lowp_weight_qmax(), s->wscale);
-        for (int64_t n = 0; n < s->N; n++) s->bias[n] /= la->in_scale * s->wscale[n];
-    }
+    kiln_status st = kiln_lowp_core_bias(&s->k, x, la, s->N, s->K, 1, s->N);
+    if (st) return st;
 
     int64_t xd[2] = {s->M, s->K}, wd[2] = {s->K, s->N}, yd[2] = {s->M, s->N}, bd[2] = {1, s->N};
     dnnl_memory_desc_t xf = kiln_dnnl_md(2, xd, NULL), wf = kiln_dnnl_md(2, wd, NULL);
@@ -84,44 +57,35 @@ static kiln_status lowp_dense_compile(kiln_inst *x, kiln_compile_ctx *c) {
     w_any.data_type = int8 ? dnnl_s8 : dnnl_bf16;
     dnnl_matmul_desc_t md;
     CHECK_DNNL(dnnl_matmul_desc_init(&md, &xq, &w_any, &b, &y), "low-precision matmul desc");
-    dnnl_primitive_attr_t attr = kiln_dnnl_attr(elt, s->alpha, 0);
-    if (!attr) CHECK_DNNL(dnnl_primitive_attr_create(&attr), "attribute");
-    float *osc = NULL, *winv = NULL;
-    if (int8) {
-        if (!(osc = malloc((size_t)s->N * sizeof *osc)) || !(winv = malloc((size_t)s->N * sizeof *winv))) {
-            free(osc), dnnl_primitive_attr_destroy(attr);
-            return KILN_ERR_NOMEM;
-        }
-        for (int64_t n = 0; n < s->N; n++) osc[n] = la->in_scale * s->wscale[n], winv[n] = 1.0f / s->wscale[n];
-        dnnl_primitive_attr_set_output_scales(attr, s->N, 1 << 1, osc);
-    }
-    dnnl_status_t ds = dnnl_primitive_desc_create(&s->pd, &md, attr, kiln_dnnl_engine(), NULL);
+    dnnl_primitive_attr_t attr;
+    if ((st = kiln_lowp_core_attr(&s->k, elt, la, s->N, &attr))) return st;
+    dnnl_status_t ds = dnnl_primitive_desc_create(&s->k.pd, &md, attr, kiln_dnnl_engine(), NULL);
     dnnl_primitive_attr_destroy(attr);
-    free(osc);
-    kiln_status st = KILN_OK;
     if (ds != dnnl_success)
-        st = kiln_error(KILN_ERR_BACKEND, "%s: oneDNN has no %s matmul for these shapes (status %d)", x->node->name,
-                        int8 ? "int8" : "bf16", (int)ds);
-    const dnnl_memory_desc_t *wmd = st ? NULL : dnnl_primitive_desc_query_md(s->pd, dnnl_query_weights_md, 0);
-    if (!st) st = kiln_lowp_convert_now(&wf, w, wmd, int8 ? (int)s->N : 0, 1 << 1, winv, &s->wq);
+        return kiln_error(KILN_ERR_BACKEND, "%s: oneDNN has no %s matmul for these shapes (status %d)",
+                          x->node->name, int8 ? "int8" : "bf16", (int)ds);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(s->k.pd, dnnl_query_weights_md, 0);
+    float *winv = NULL;
+    if (int8) {
+        if (!(winv = malloc((size_t)s->N * sizeof *winv))) return KILN_ERR_NOMEM;
+        for (int64_t n = 0; n < s->N; n++) winv[n] = 1.0f / s->k.wscale[n];
+    }
+    st = kiln_lowp_convert_now(&wf, w, wmd, int8 ? (int)s->N : 0, 1 << 1, winv, &s->k.wq);
     free(winv);
     if (st) return st;
     float in_inv = 1.0f / la->in_scale;
-    if ((st = kiln_lowp_conv_init(&s->src, &xf, x->in[0]->val, &xq, int8, 0, &in_inv))) return st;
-    if (!(s->m_w = kiln_dnnl_mem(wmd, s->wq)) || !(s->m_b = kiln_dnnl_mem(&b, s->bias)) ||
-        !(s->m_y = kiln_dnnl_mem(&y, x->val)))
+    if ((st = kiln_lowp_conv_init(&s->k.src, &xf, x->in[0]->val, &xq, int8, 0, &in_inv))) return st;
+    if (!(s->k.m_w = kiln_dnnl_mem(wmd, s->k.wq)) || !(s->k.m_b = kiln_dnnl_mem(&b, s->k.bias)) ||
+        !(s->k.m_y = kiln_dnnl_mem(&y, x->val)))
         return KILN_ERR_BACKEND;
-    return kiln_dnnl_primitive_from_pd(s->pd, &s->prim, "low-precision matmul");
+    return kiln_dnnl_primitive_from_pd(s->k.pd, &s->k.prim, "low-precision matmul");
 }
 
 static kiln_status lowp_dense_forward(kiln_inst *x, const kiln_run *r) {
     lowp_dense_state *s = x->state;
-    kiln_status st = kiln_lowp_conv_run(&s->src, r->stream);
+    kiln_status st = kiln_lowp_core_exec(&s->k, r->stream);
     if (st) return st;
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->src.to}, {DNNL_ARG_WEIGHTS, s->m_w},
-                               {DNNL_ARG_BIAS, s->m_b}, {DNNL_ARG_DST, s->m_y}};
-    if ((st = kiln_dnnl_exec(s->prim, r->stream, 4, args))) return st;
-    if (s->own_act) kiln_act_forward(s->act, s->alpha, x->val, x->val, x->numel);
+    if (s->k.own_act) kiln_act_forward(s->k.act, s->k.alpha, x->val, x->val, x->numel);
     return KILN_OK;
 }
 

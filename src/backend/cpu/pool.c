@@ -1,5 +1,4 @@
-/* pool.c — max and average pooling of 1, 2 or 3 spatial axes on oneDNN, and global average
- * pooling, N C spatial... One implementation, one table entry per kind and axis count
+/* pool.c — max and average pooling of 1, 2 or 3 spatial axes on oneDNN, N C spatial... One implementation, one table entry per kind and axis count
  * (max_pooling1d .. average_pooling3d); the attribute's nd must match the entry (infer).
  *
  * Shapes: x [B, C, H, W] -> y [B, C, OH, OW] (1-D drops H, 3-D adds D) with the output sizes and
@@ -18,7 +17,7 @@
  * Layouts: the input may arrive in a conv's blocked layout (nChw8c); the output keeps it when
  * the consumers are layout-aware, else the edge reorder (dnnl_util.h) makes it plain.
  *
- * Global average pooling, y [B, C] = mean over H, W of x [B, C, H, W], is a plain OpenMP loop.
+ * Global pooling (kiln_op_global_avgpool2d included) is in global_pool.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,65 +202,3 @@ POOL_OP(kiln_op_maxpool3d, "max_pooling3d", maxpool_choose);
 POOL_OP(kiln_op_avgpool1d, "average_pooling1d", avgpool_choose);
 POOL_OP(kiln_op_avgpool2d, "average_pooling2d", avgpool_choose);
 POOL_OP(kiln_op_avgpool3d, "average_pooling3d", avgpool_choose);
-
-/* ---- global average pooling: [B, C, H, W] -> [B, C] ---- */
-
-static kiln_status gap_infer(const kiln_node *n, const kiln_shape *in, kiln_shape *out,
-                             kiln_dtype *dt) {
-    char buf[512];
-    if (n->in[0]->dtype != KILN_F32)
-        return kiln_error(KILN_ERR_INVALID, "%s: input must be F32, got %s",
-                          kiln_node_describe(n, in, buf, sizeof buf),
-                          kiln_dtype_name(n->in[0]->dtype));
-    if (in[0].ndim != 4)
-        return kiln_error(KILN_ERR_SHAPE, "%s: the input must be [batch, channels, height, width]",
-                          kiln_node_describe(n, in, buf, sizeof buf));
-    int64_t d[2] = {in[0].dims[0], in[0].dims[1]};
-    *out = kiln_shape_make(2, d);
-    *dt = KILN_F32;
-    return KILN_OK;
-}
-
-static kiln_status gap_forward(kiln_inst *x, const kiln_run *r) {
-    const float *in = x->in[0]->val; /* [B*C, HW] */
-    float *y = x->val;               /* [B*C] */
-    int64_t bc = x->numel, hw = x->in[0]->numel / bc;
-    float inv = 1.0f / (float)hw;
-#pragma omp parallel for schedule(static) if (bc * hw > 65536)
-    for (int64_t i = 0; i < bc; i++) {
-        const float *p = in + i * hw;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < hw; j++) s += p[j];
-        y[i] = s * inv;
-    }
-    return KILN_OK;
-}
-
-static void gap_backward(kiln_inst *x, const kiln_run *r) {
-    float *dx = x->in[0]->grad; /* [B*C, HW] */
-    const float *dy = x->grad;  /* [B*C] */
-    if (!dx) return;
-    int64_t bc = x->numel, hw = x->in[0]->numel / bc;
-    float inv = 1.0f / (float)hw;
-    int accum = x->accum[0];
-#pragma omp parallel for schedule(static) if (bc * hw > 65536)
-    for (int64_t i = 0; i < bc; i++) {
-        float g = dy[i] * inv, *p = dx + i * hw;
-        if (accum) {
-#pragma omp simd
-            for (int64_t j = 0; j < hw; j++) p[j] += g;
-        } else {
-#pragma omp simd
-            for (int64_t j = 0; j < hw; j++) p[j] = g;
-        }
-    }
-}
-
-const kiln_op kiln_op_global_avgpool2d = {
-    .name = "global_average_pooling2d",
-    .backend = &kiln_backend_cpu,
-    .infer = gap_infer,
-    .forward = gap_forward,
-    .backward = gap_backward,
-};
