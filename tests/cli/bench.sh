@@ -94,8 +94,33 @@ t_errors() {
     check "no server: exit 1" [ $rc = 1 ]
 }
 
+# kiln optimize --report: the fp32 source, a folded and a folded + int8 version written here, and
+# a --variants row, each with its size, parameters, test accuracy and timings.
+t_report() {
+    k optimize "$TMP/exp/1" --report --to "$TMP/opt" --bench-seconds 0.1 --threads 2 --variants "again=$TMP/exp/1"
+    check "report: exit 0" [ $rc = 0 ]
+    check "report: header" has "variant        runs as  size KiB  params  non-zero  test acc  b1 p50 ms  b1 p99 ms  b64 rows/s"
+    check "report: names the CPU" has "CPU: "
+    check "report: wrote the folded version" [ -s "$TMP/opt/1/model.json" ]
+    check "report: wrote the int8 version" [ -s "$TMP/opt/2/model.json" ]
+    # name, runs-as, size, params, non-zero, accuracy, p50, p99, rows/s per row
+    awk '$1 != "CPU:" && NF >= 9 && $NF ~ /^[0-9]+$/' "$TMP/out" >"$TMP/rows" # the table's rows
+    check "report: fp32, folded, folded + int8 and the variant" test "$(grep -c '' "$TMP/rows")" = 4 -a \
+        "$(grep -c '^folded + int8  int8 ' "$TMP/out")" = 1
+    check "report: every row sane" awk '{ n = NF; acc = $(n-3); if (!($(n-6) > 0 && $(n-4) <= $(n-5) && acc > 0.3 &&
+        acc <= 1 && $(n-2) > 0 && $(n-2) <= $(n-1) && $n > 0)) bad = 1 } END { exit bad }' "$TMP/rows"
+    check "report: the same fp32 accuracy for the variant" test "$(awk '$1 == "fp32" { print $(NF-3) }' "$TMP/rows")" = \
+        "$(awk '$1 == "again" { print $(NF-3) }' "$TMP/rows")"
+    k optimize "$TMP/exp/1" --report --variants "$TMP/nothing"
+    check "report: a missing variant: exit 2" [ $rc = 2 ]
+    check "report: a missing variant: named" has "$TMP/nothing"
+    k optimize "$TMP/exp/1" --variants "$TMP/exp/1" --to "$TMP/opt"
+    check "--variants without --report: exit 2" [ $rc = 2 ]
+}
+
 run_test t_export
 run_test t_in_process
 run_test t_rest
 run_test t_errors
+run_test t_report
 finish
