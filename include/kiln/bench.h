@@ -2,6 +2,8 @@
  * docs/optimize.md). For every batch size B and concurrency N asked for, N workers each send
  * one request of B rows after another (a closed loop: a worker waits for its answer before the
  * next) for warmup + duration seconds; requests that start during the warm-up are not counted.
+ * A worker with no counted answer when the time is up sends one more, so a point has at least
+ * one answer per worker even when one request takes longer than the duration.
  *
  * Two targets:
  *  - in-process: a servable version folder (kiln_servable_load). Each worker has its own

@@ -136,7 +136,7 @@ static void *run_local(void *arg) {
     double end = sh->t0 + sh->o->warmup_s + sh->o->duration_s;
     while (!w->setup) {
         double t = now_s();
-        if (t >= end) break;
+        if (t >= end && (w->n || w->errors)) break; /* at least one answer counted per worker */
         if (kiln_servable_predict(sh->sv, p, sh->x, sh->batch, NULL, NULL)) {
             if (!w->errors++) snprintf(w->error, sizeof w->error, "%s", kiln_last_error());
             continue;
@@ -161,7 +161,7 @@ static void *run_rest(void *arg) {
     double end = sh->t0 + o->warmup_s + o->duration_s;
     while (!w->setup) {
         double t = now_s();
-        if (t >= end) break;
+        if (t >= end && (w->n || w->errors)) break;
         int status = 0;
         char *resp = NULL;
         kiln_status st = kiln_client_request(c, "POST", sh->path, sh->body, sh->body_len, &status, &resp, NULL);
