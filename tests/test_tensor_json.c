@@ -955,6 +955,47 @@ static void test_integer_fast_path(void) {
     for (int i = 0; i < 4; i++) CHECK(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT);
 }
 
+/* The same edges written without spaces, as clients send bodies (json.dumps(separators=...),
+ * JavaScript, curl): tj_walk's plain-integer run (tj_build.c) takes every element here; its
+ * values, the shapes and the errors must be the general path's. A long row crosses the
+ * builder's buffer growth. */
+static void test_integer_fast_path_compact(void) {
+    const char *body = "{\"instances\":[[0,-0,7,-5,123456789,1234567890,999999999,1e2,25.5,-3E1,0.5,"
+                       "100000000000,-2147483649,16777217],[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]}";
+    const float want[] = {0, -0.0f, 7, -5, 123456789, 1234567890, 999999999, 100, 25.5f, -30, 0.5f,
+                          1e11f, -2147483649.0f, 16777216.0f};
+    kiln_tj_request r;
+    CHECK_OK(kiln_tj_parse_tf(body, strlen(body), NULL, &r));
+    CHECK(r.n_inputs == 1 && r.inputs[0].shape.ndim == 2 && r.inputs[0].shape.dims[0] == 2 &&
+          r.inputs[0].shape.dims[1] == 14);
+    if (r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == 28) {
+        for (int i = 0; i < 14; i++)
+            CHECK_MSG(memcmp(&((float *)r.inputs[0].data)[i], &want[i], 4) == 0, "value %d: %g", i,
+                      ((float *)r.inputs[0].data)[i]);
+        for (int i = 0; i < 14; i++) CHECK(((float *)r.inputs[0].data)[14 + i] == (float)(i + 1));
+    }
+    kiln_tj_request_free(&r);
+    const char *bad[] = {"{\"instances\":[[1,01]]}", "{\"instances\":[[1,-]]}", "{\"instances\":[[1,1.]]}",
+                         "{\"instances\":[[1,2,]]}", "{\"instances\":[[0,00]]}", "{\"instances\":[[5,-0x]]}",
+                         "{\"instances\":[[5,6}]}", "{\"instances\":[[5,6"};
+    for (int i = 0; i < 8; i++)
+        CHECK_MSG(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT, "%s", bad[i]);
+    const char *ragged = "{\"instances\":[[1,2],[3]]}";
+    CHECK(kiln_tj_parse_tf(ragged, strlen(ragged), NULL, &r) == KILN_ERR_INVALID);
+    CHECK(strstr(kiln_last_error(), "expected 2 values, got 1") != NULL);
+    enum { N = 5000 };
+    kiln_sbuf b = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&b, "{\"instances\":[[");
+    for (int i = 0; i < N; i++) kiln_sbuf_printf(&b, "%s%d", i ? "," : "", (i * 7919) % 511 - 255);
+    kiln_sbuf_puts(&b, "]]}");
+    CHECK_OK(kiln_tj_parse_tf(b.data, b.len, NULL, &r));
+    int same = r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == N;
+    for (int i = 0; same && i < N; i++) same = ((float *)r.inputs[0].data)[i] == (float)((i * 7919) % 511 - 255);
+    CHECK(same);
+    kiln_tj_request_free(&r);
+    kiln_sbuf_free(&b);
+}
+
 /* Row-format output read back through the parser: values survive the round trip exactly. */
 static void test_round_trip(void) {
     enum { R = 37, C = 11 };
@@ -1092,6 +1133,7 @@ int main(void) {
     RUN(test_v2_binary);
     RUN(test_writers);
     RUN(test_integer_fast_path);
+    RUN(test_integer_fast_path_compact);
     RUN(test_round_trip);
     RUN(test_large_body);
     RUN(test_fuzz);

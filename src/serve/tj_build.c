@@ -406,6 +406,28 @@ kiln_status tj_put_binary(tj_builder *b, const unsigned char *p, size_t len, int
     return KILN_OK;
 }
 
+/* A plain JSON integer of at most 9 digits ("0", "-17", "255": pixels and class ids, the bulk
+ * of request bodies) right before ',' or ']', as a float32 (correctly rounded, -0 for "-0"):
+ * consumed, 1. Anything else (a fraction, an exponent, a leading zero, 10 digits, whitespace
+ * or the end after it) is left untouched for js_number, 0. */
+static inline int plain_int(js_cur *c, float *f) {
+    const char *p = c->p, *end = c->end;
+    int neg = p < end && *p == '-';
+    p += neg;
+    if (p >= end || *p < '0' || *p > '9') return 0;
+    const char *d0 = p;
+    uint32_t v = 0;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && *p >= '0' && *p <= '9' && p - d0 < 9) v = v * 10 + (uint32_t)(*p++ - '0');
+    }
+    if (p >= end || (*p != ',' && *p != ']')) return 0;
+    *f = neg ? -(float)v : (float)v;
+    c->p = p;
+    return 1;
+}
+
 kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
     kiln_status st = KILN_OK;
     js_kind k = js_kind_at(c);
@@ -436,10 +458,13 @@ kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
              (ch == '-' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')) &&
             b->leaf_depth == depth + 1 &&
             b->type == KILN_TJ_F32 && !b->auto_type && !b->decl && b->cap - b->len >= 4) {
-            js_num v;
-            if ((st = js_number(c, &v))) return st;
-            float f = (float)v.d;
-            if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
+            float f;
+            if (!plain_int(c, &f)) {
+                js_num v;
+                if ((st = js_number(c, &v))) return st;
+                f = (float)v.d;
+                if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
+            }
             memcpy(b->data + b->len, &f, 4);
             b->len += 4;
             b->count++;
@@ -447,6 +472,10 @@ kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
             return st;
         }
         n++;
+        if (c->p < c->end && *c->p == ',') { /* the next element, no whitespace between */
+            c->p++;
+            continue;
+        }
         int more = js_next(c, ']', &st);
         if (more < 0) return st;
         if (!more) break;
