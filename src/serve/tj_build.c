@@ -406,26 +406,37 @@ kiln_status tj_put_binary(tj_builder *b, const unsigned char *p, size_t len, int
     return KILN_OK;
 }
 
-/* A plain JSON integer of at most 9 digits ("0", "-17", "255": pixels and class ids, the bulk
- * of request bodies) right before ',' or ']', as a float32 (correctly rounded, -0 for "-0"):
- * consumed, 1. Anything else (a fraction, an exponent, a leading zero, 10 digits, whitespace
- * or the end after it) is left untouched for js_number, 0. */
-static inline int plain_int(js_cur *c, float *f) {
+/* A run of plain JSON integers of at most 9 digits each ("0", "-17", "255": pixels and class
+ * ids, the bulk of request bodies), separated by bare commas, as float32 (correctly rounded, -0
+ * for "-0") into dst, at most room of them. Each is taken only when ',' or ']' follows it; the
+ * cursor ends right after the last one taken (at its ',' or ']'). Anything else (a fraction, an
+ * exponent, a leading zero, 10 digits, whitespace, the end) stops the run, untouched, for
+ * js_number and the general path. Returns how many were taken. */
+static int64_t int_run(js_cur *c, char *dst, size_t room) {
     const char *p = c->p, *end = c->end;
-    int neg = p < end && *p == '-';
-    p += neg;
-    if (p >= end || *p < '0' || *p > '9') return 0;
-    const char *d0 = p;
-    uint32_t v = 0;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9' && p - d0 < 9) v = v * 10 + (uint32_t)(*p++ - '0');
+    int64_t k = 0;
+    while ((size_t)k < room) {
+        const char *q = p;
+        int neg = q < end && *q == '-';
+        q += neg;
+        if (q >= end || (unsigned)((unsigned char)*q - '0') > 9) break;
+        uint32_t v = 0;
+        if (*q == '0') {
+            q++;
+        } else {
+            const char *d0 = q;
+            while (q < end && (unsigned)((unsigned char)*q - '0') <= 9 && q - d0 < 9)
+                v = v * 10 + (uint32_t)(*q++ - '0');
+        }
+        if (q >= end || (*q != ',' && *q != ']')) break;
+        float f = neg ? -(float)v : (float)v;
+        memcpy(dst + 4 * k, &f, 4);
+        k++;
+        c->p = q;
+        if (*q != ',') break;
+        p = q + 1;
     }
-    if (p >= end || (*p != ',' && *p != ']')) return 0;
-    *f = neg ? -(float)v : (float)v;
-    c->p = p;
-    return 1;
+    return k;
 }
 
 kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
@@ -458,16 +469,18 @@ kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
              (ch == '-' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')) &&
             b->leaf_depth == depth + 1 &&
             b->type == KILN_TJ_F32 && !b->auto_type && !b->decl && b->cap - b->len >= 4) {
-            float f;
-            if (!plain_int(c, &f)) {
+            int64_t got = int_run(c, b->data + b->len, (b->cap - b->len) / 4);
+            if (!got) {
                 js_num v;
                 if ((st = js_number(c, &v))) return st;
-                f = (float)v.d;
+                float f = (float)v.d;
                 if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
+                memcpy(b->data + b->len, &f, 4);
+                got = 1;
             }
-            memcpy(b->data + b->len, &f, 4);
-            b->len += 4;
-            b->count++;
+            b->len += 4 * (size_t)got;
+            b->count += got;
+            n += got - 1;
         } else if ((st = tj_walk(b, c, depth + 1))) {
             return st;
         }
