@@ -5,8 +5,8 @@
 # --format onnx, and run
 #   - by ONNX Runtime (npm onnxruntime-node, tests/oracles; 2 intra-op threads, all graph
 #     optimizations; bench/peer_infer_ort.js),
-#   - by kiln in process, fp32 (the export) and int8 (kiln optimize --fold --quantize int8 of it),
-#     with kiln bench (2 OpenMP threads, one worker).
+#   - by kiln in process, fp32 (the export), folded fp32 (kiln optimize --fold) and int8 (kiln
+#     optimize --fold --quantize int8 of it), with kiln bench (2 OpenMP threads, one worker).
 # Printed per model: batch-1 latency p50/p99 and batch-64 rows/s of each, and the ratios
 # kiln fp32 / ORT fp32 (goal >= 1.0) and kiln int8 / kiln fp32 at batch 64 (goal >= 2 on a CPU
 # with VNNI); then the instruction sets: the CPU's, oneDNN's (kiln) and the int8 weight width.
@@ -60,12 +60,13 @@ optimizer: {sgd: {learning_rate: 0.01}}
 train: {epochs: 1, max_steps: 2}
 YAML
 
-prepare() { # prepare NAME CONFIG STEPS -> $TMP/NAME/1 (fp32 + model.onnx), $TMP/NAME/2 (int8)
+prepare() { # prepare NAME CONFIG STEPS -> $TMP/NAME/1 (fp32 + model.onnx), 2 (folded + int8), 3 (folded)
     local name=$1 cfg=$2 steps=$3
     "$KILN" train "$cfg" --runs-dir "$TMP/runs-$name" --quiet --set train.epochs=1 --set train.max_steps="$steps" \
         >"$TMP/$name-train.log" 2>&1 || { cat "$TMP/$name-train.log" >&2; exit 1; }
     "$KILN" export "$(ls -d "$TMP/runs-$name"/*/*/ | head -1)" --format onnx --to "$TMP/$name" >/dev/null
     "$KILN" optimize "$TMP/$name/1" --fold --quantize int8 --calibrate 2 --to "$TMP/$name" >"$TMP/$name-opt.log"
+    "$KILN" optimize "$TMP/$name/1" --fold --to "$TMP/$name" >/dev/null # 3: folded fp32
 }
 
 kiln_point() { # kiln_point DIR BATCH -> "p50 p99 rows/s isa precision"
@@ -84,13 +85,16 @@ for m in mlp:examples/fashion_mnist/mlp.yaml:20:1,28,28 cnn:examples/fashion_mni
     eval "$ort"
     read -r f1p50 f1p99 _ f1isa _ <<<"$(kiln_point "$TMP/$name/1" 1)"
     read -r _ _ f64 _ _ <<<"$(kiln_point "$TMP/$name/1" 64)"
+    read -r d1p50 d1p99 _ _ _ <<<"$(kiln_point "$TMP/$name/3" 1)"
+    read -r _ _ d64 _ _ <<<"$(kiln_point "$TMP/$name/3" 64)"
     read -r q1p50 q1p99 _ _ qprec <<<"$(kiln_point "$TMP/$name/2" 1)"
     read -r _ _ q64 _ _ <<<"$(kiln_point "$TMP/$name/2" 64)"
     printf '%-9s %-12s %12.3f %12.3f %14.0f\n' "$name" "ORT fp32" "$b1_p50_ms" "$b1_p99_ms" "$b64_rows_per_s"
     printf '%-9s %-12s %12.3f %12.3f %14.0f\n' "" "kiln fp32" "$f1p50" "$f1p99" "$f64"
+    printf '%-9s %-12s %12.3f %12.3f %14.0f\n' "" "kiln folded" "$d1p50" "$d1p99" "$d64"
     printf '%-9s %-12s %12.3f %12.3f %14.0f\n' "" "kiln $qprec" "$q1p50" "$q1p99" "$q64"
-    SUMMARY+=$(awk -v n="$name" -v o1="$b1_p50_ms" -v o64="$b64_rows_per_s" -v f1="$f1p50" -v f64="$f64" -v q64="$q64" \
-        'BEGIN { printf "%-9s kiln fp32 / ORT: batch-1 latency x%.2f (ORT p50 / kiln p50), batch-64 throughput x%.2f;  kiln int8 / kiln fp32 at batch 64: x%.2f\n", n, o1 / f1, f64 / o64, q64 / f64 }')$'\n'
+    SUMMARY+=$(awk -v n="$name" -v o1="$b1_p50_ms" -v o64="$b64_rows_per_s" -v f1="$f1p50" -v f64="$f64" -v q64="$q64" -v d64="$d64" \
+        'BEGIN { printf "%-9s kiln fp32 / ORT: batch-1 latency x%.2f (ORT p50 / kiln p50), batch-64 throughput x%.2f;  at batch 64: kiln int8 / kiln fp32 x%.2f (int8 / folded fp32 x%.2f)\n", n, o1 / f1, f64 / o64, q64 / f64, q64 / d64 }')$'\n'
     ISA=$f1isa
 done
 echo

@@ -996,6 +996,28 @@ static void test_integer_fast_path_compact(void) {
     kiln_sbuf_free(&b);
 }
 
+/* js_skip_bracketed (the pre-scan of "instances" / "inputs") looks at 8 bytes at a time: every
+ * structural byte at every offset mod 8, inside and outside strings (with escapes), must end the
+ * skip exactly where a byte-by-byte scan ends it; a list cut short is an error. */
+static void test_skip_bracketed(void) {
+    const char *inner[] = {"1", "[]", "{}", "\"]\"", "\"a\\\"[\"", "[[1,2],{\"k\":[3]}]", "\"}{\"", "-0.5e3"};
+    int bad = 0;
+    for (int pad = 0; pad < 24; pad++)
+        for (int i = 0; i < 8; i++)
+            for (int tail = 0; tail < 10; tail++) {
+                char body[256];
+                int n = snprintf(body, sizeof body, "[%*s%s%*s,%s]%*sX", pad, "", inner[i], tail, "", inner[(i + tail) % 8],
+                                 pad % 9, "");
+                js_cur c = {body, body, body + n};
+                kiln_status st = js_skip_bracketed(&c);
+                const char *want = strrchr(body, ']') + 1;
+                if (st || c.p != want) bad++;
+                js_cur cut = {body, body, want - 1}; /* the closing ']' cut off */
+                if (js_skip_bracketed(&cut) != KILN_ERR_FORMAT) bad++;
+            }
+    CHECK_MSG(bad == 0, "%d skips ended in the wrong place", bad);
+}
+
 /* Row-format output read back through the parser: values survive the round trip exactly. */
 static void test_round_trip(void) {
     enum { R = 37, C = 11 };
@@ -1134,6 +1156,7 @@ int main(void) {
     RUN(test_writers);
     RUN(test_integer_fast_path);
     RUN(test_integer_fast_path_compact);
+    RUN(test_skip_bracketed);
     RUN(test_round_trip);
     RUN(test_large_body);
     RUN(test_fuzz);
