@@ -1016,6 +1016,16 @@ static void test_skip_bracketed(void) {
                 if (js_skip_bracketed(&cut) != KILN_ERR_FORMAT) bad++;
             }
     CHECK_MSG(bad == 0, "%d skips ended in the wrong place", bad);
+    /* a list cut short right after a run of 8 plain bytes: the scan must stop at the end of the
+     * buffer (an exact-size heap copy, so ASan sees a read past it) */
+    for (int n = 9; n <= 33; n++) {
+        char *body = malloc((size_t)n);
+        body[0] = '[';
+        memset(body + 1, '1', (size_t)n - 1);
+        js_cur c = {body, body, body + n};
+        CHECK(js_skip_bracketed(&c) == KILN_ERR_FORMAT);
+        free(body);
+    }
 }
 
 /* Row-format output read back through the parser: values survive the round trip exactly. */

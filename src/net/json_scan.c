@@ -380,6 +380,7 @@ kiln_status js_skip_bracketed(js_cur *c) {
             if (has_structural(w)) break;
             p += 8;
         }
+        if (p >= end) break;
         char b = *p;
         while (!STRUCTURAL[(unsigned char)b] && ++p < end) b = *p;
         if (p >= end) break;
