@@ -434,8 +434,8 @@ static int is_json_error(const char *out, int status, const char *want) {
  * head is written with appends (start_response), so this pins its exact form. */
 static void test_response_head_exact(void) {
     char out[4096];
-    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc", out,
-            sizeof out);
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+            out, sizeof out);
     const char *pre = "HTTP/1.1 200 OK\r\nDate: ";
     CHECK_MSG(!strncmp(out, pre, strlen(pre)), "%.200s", out);
     const char *date = out + strlen(pre), *crlf = strstr(date, "\r\n");

@@ -960,10 +960,11 @@ static void test_integer_fast_path(void) {
  * values, the shapes and the errors must be the general path's. A long row crosses the
  * builder's buffer growth. */
 static void test_integer_fast_path_compact(void) {
-    const char *body = "{\"instances\":[[0,-0,7,-5,123456789,1234567890,999999999,1e2,25.5,-3E1,0.5,"
-                       "100000000000,-2147483649,16777217],[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]}";
-    const float want[] = {0, -0.0f, 7, -5, 123456789, 1234567890, 999999999, 100, 25.5f, -30, 0.5f,
-                          1e11f, -2147483649.0f, 16777216.0f};
+    const char *body =
+        "{\"instances\":[[0,-0,7,-5,123456789,1234567890,999999999,1e2,25.5,-3E1,0.5,"
+        "100000000000,-2147483649,16777217],[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]}";
+    const float want[] = {0,   -0.0f, 7,   -5,   123456789, 1234567890,     999999999,
+                          100, 25.5f, -30, 0.5f, 1e11f,     -2147483649.0f, 16777216.0f};
     kiln_tj_request r;
     CHECK_OK(kiln_tj_parse_tf(body, strlen(body), NULL, &r));
     CHECK(r.n_inputs == 1 && r.inputs[0].shape.ndim == 2 && r.inputs[0].shape.dims[0] == 2 &&
@@ -975,11 +976,13 @@ static void test_integer_fast_path_compact(void) {
         for (int i = 0; i < 14; i++) CHECK(((float *)r.inputs[0].data)[14 + i] == (float)(i + 1));
     }
     kiln_tj_request_free(&r);
-    const char *bad[] = {"{\"instances\":[[1,01]]}", "{\"instances\":[[1,-]]}", "{\"instances\":[[1,1.]]}",
-                         "{\"instances\":[[1,2,]]}", "{\"instances\":[[0,00]]}", "{\"instances\":[[5,-0x]]}",
-                         "{\"instances\":[[5,6}]}", "{\"instances\":[[5,6"};
+    const char *bad[] = {"{\"instances\":[[1,01]]}", "{\"instances\":[[1,-]]}",
+                         "{\"instances\":[[1,1.]]}", "{\"instances\":[[1,2,]]}",
+                         "{\"instances\":[[0,00]]}", "{\"instances\":[[5,-0x]]}",
+                         "{\"instances\":[[5,6}]}",  "{\"instances\":[[5,6"};
     for (int i = 0; i < 8; i++)
-        CHECK_MSG(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT, "%s", bad[i]);
+        CHECK_MSG(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT, "%s",
+                  bad[i]);
     const char *ragged = "{\"instances\":[[1,2],[3]]}";
     CHECK(kiln_tj_parse_tf(ragged, strlen(ragged), NULL, &r) == KILN_ERR_INVALID);
     CHECK(strstr(kiln_last_error(), "expected 2 values, got 1") != NULL);
@@ -990,7 +993,8 @@ static void test_integer_fast_path_compact(void) {
     kiln_sbuf_puts(&b, "]]}");
     CHECK_OK(kiln_tj_parse_tf(b.data, b.len, NULL, &r));
     int same = r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == N;
-    for (int i = 0; same && i < N; i++) same = ((float *)r.inputs[0].data)[i] == (float)((i * 7919) % 511 - 255);
+    for (int i = 0; same && i < N; i++)
+        same = ((float *)r.inputs[0].data)[i] == (float)((i * 7919) % 511 - 255);
     CHECK(same);
     kiln_tj_request_free(&r);
     kiln_sbuf_free(&b);
@@ -1000,14 +1004,15 @@ static void test_integer_fast_path_compact(void) {
  * structural byte at every offset mod 8, inside and outside strings (with escapes), must end the
  * skip exactly where a byte-by-byte scan ends it; a list cut short is an error. */
 static void test_skip_bracketed(void) {
-    const char *inner[] = {"1", "[]", "{}", "\"]\"", "\"a\\\"[\"", "[[1,2],{\"k\":[3]}]", "\"}{\"", "-0.5e3"};
+    const char *inner[] = {"1",      "[]",    "{}", "\"]\"", "\"a\\\"[\"", "[[1,2],{\"k\":[3]}]",
+                           "\"}{\"", "-0.5e3"};
     int bad = 0;
     for (int pad = 0; pad < 24; pad++)
         for (int i = 0; i < 8; i++)
             for (int tail = 0; tail < 10; tail++) {
                 char body[256];
-                int n = snprintf(body, sizeof body, "[%*s%s%*s,%s]%*sX", pad, "", inner[i], tail, "", inner[(i + tail) % 8],
-                                 pad % 9, "");
+                int n = snprintf(body, sizeof body, "[%*s%s%*s,%s]%*sX", pad, "", inner[i], tail,
+                                 "", inner[(i + tail) % 8], pad % 9, "");
                 js_cur c = {body, body, body + n};
                 kiln_status st = js_skip_bracketed(&c);
                 const char *want = strrchr(body, ']') + 1;

@@ -39,29 +39,29 @@ typedef struct {
     const char *model;     /* REST: the model's name */
     int64_t version;       /* REST: 0 for the server's choice */
     int protocol;          /* REST: 1 (TF Serving v1, the default when 0) or 2 (v2) */
-    int batches[KILN_BENCH_MAX_POINTS], n_batches;           /* rows per request, >= 1 */
-    int concurrency[KILN_BENCH_MAX_POINTS], n_concurrency;   /* workers, >= 1 */
-    double duration_s; /* measured seconds per point (> 0) */
-    double warmup_s;   /* not counted, before each point (>= 0) */
-    int threads;       /* in-process: OpenMP threads in all (0: the online CPUs) */
-    double timeout_s;  /* REST: per request (0: 60) */
+    int batches[KILN_BENCH_MAX_POINTS], n_batches;         /* rows per request, >= 1 */
+    int concurrency[KILN_BENCH_MAX_POINTS], n_concurrency; /* workers, >= 1 */
+    double duration_s;                                     /* measured seconds per point (> 0) */
+    double warmup_s;  /* not counted, before each point (>= 0) */
+    int threads;      /* in-process: OpenMP threads in all (0: the online CPUs) */
+    double timeout_s; /* REST: per request (0: 60) */
 } kiln_bench_opts;
 
 typedef struct {
     int batch, concurrency;
     int threads_per_worker; /* in-process; 0 over REST */
     int64_t requests, rows, errors;
-    double seconds;                  /* the measured window */
+    double seconds; /* the measured window */
     double req_per_s, rows_per_s;
     double p50_ms, p90_ms, p99_ms, mean_ms, min_ms, max_ms;
 } kiln_bench_point;
 
 typedef struct {
-    char target[4400];   /* the version folder, or the model's URL */
-    char mode[16];       /* "in-process", "rest-v1", "rest-v2" */
-    char precision[64];  /* in-process: what the servable runs in (fp32, int8, ...) */
-    char isa[32];        /* in-process: oneDNN's instruction set */
-    int64_t input_row;   /* values per input row */
+    char target[4400];     /* the version folder, or the model's URL */
+    char mode[16];         /* "in-process", "rest-v1", "rest-v2" */
+    char precision[64];    /* in-process: what the servable runs in (fp32, int8, ...) */
+    char isa[32];          /* in-process: oneDNN's instruction set */
+    int64_t input_row;     /* values per input row */
     char first_error[512]; /* the first failed request's message ("" when none failed) */
     int n_points;
     kiln_bench_point points[KILN_BENCH_MAX_POINTS * KILN_BENCH_MAX_POINTS];

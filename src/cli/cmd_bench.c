@@ -43,15 +43,16 @@ static void print_table(const kiln_bench_result *r) {
     printf(")\n");
     kiln_table t;
     kiln_table_init(&t, 10);
-    kiln_table_row(&t, "batch", "concurrency", "threads", "requests", "errors", "req/s", "rows/s", "p50 ms",
-                   "p90 ms", "p99 ms");
+    kiln_table_row(&t, "batch", "concurrency", "threads", "requests", "errors", "req/s", "rows/s",
+                   "p50 ms", "p90 ms", "p99 ms");
     for (int c = 0; c < 10; c++) t.right[c] = 1;
     for (int i = 0; i < r->n_points; i++) {
         const kiln_bench_point *p = &r->points[i];
         char v[10][32];
         snprintf(v[0], 32, "%d", p->batch);
         snprintf(v[1], 32, "%d", p->concurrency);
-        if (p->threads_per_worker) snprintf(v[2], 32, "%d", p->threads_per_worker);
+        if (p->threads_per_worker)
+            snprintf(v[2], 32, "%d", p->threads_per_worker);
         else
             snprintf(v[2], 32, "-");
         snprintf(v[3], 32, "%lld", (long long)p->requests);
@@ -84,8 +85,12 @@ int kiln_cmd_bench(int argc, char **argv) {
                                          {"json", no_argument, 0, 'j'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    kiln_bench_opts o = {.batches = {1}, .n_batches = 1, .concurrency = {1}, .n_concurrency = 1,
-                         .duration_s = 5, .warmup_s = 1};
+    kiln_bench_opts o = {.batches = {1},
+                         .n_batches = 1,
+                         .concurrency = {1},
+                         .n_concurrency = 1,
+                         .duration_s = 5,
+                         .warmup_s = 1};
     int json = 0;
     optind = 1;
     opterr = 0;
@@ -95,22 +100,25 @@ int kiln_cmd_bench(int argc, char **argv) {
         switch (c) {
         case 'b':
             if ((o.n_batches = kiln_bench_parse_list(optarg, o.batches, 65536)) < 1)
-                return kiln_cli_usage_error("bench", "--batch %s: expected sizes 1..65536 like 1,8,64 (at most %d)",
-                                            optarg, KILN_BENCH_MAX_POINTS);
+                return kiln_cli_usage_error(
+                    "bench", "--batch %s: expected sizes 1..65536 like 1,8,64 (at most %d)", optarg,
+                    KILN_BENCH_MAX_POINTS);
             break;
         case 'c':
             if ((o.n_concurrency = kiln_bench_parse_list(optarg, o.concurrency, 1024)) < 1)
-                return kiln_cli_usage_error("bench", "--concurrency %s: expected counts 1..1024 like 1,4,16 (at most %d)",
-                                            optarg, KILN_BENCH_MAX_POINTS);
+                return kiln_cli_usage_error(
+                    "bench", "--concurrency %s: expected counts 1..1024 like 1,4,16 (at most %d)",
+                    optarg, KILN_BENCH_MAX_POINTS);
             break;
         case 'd':
             if (kiln_bench_parse_duration(optarg, &o.duration_s) || !(o.duration_s > 0))
-                return kiln_cli_usage_error("bench", "--duration %s: expected a positive time like 5s or 500ms",
-                                            optarg);
+                return kiln_cli_usage_error(
+                    "bench", "--duration %s: expected a positive time like 5s or 500ms", optarg);
             break;
         case 'w':
             if (kiln_bench_parse_duration(optarg, &o.warmup_s))
-                return kiln_cli_usage_error("bench", "--warmup %s: expected a time like 1s or 0", optarg);
+                return kiln_cli_usage_error("bench", "--warmup %s: expected a time like 1s or 0",
+                                            optarg);
             break;
         case 't': {
             long v = strtol(optarg, &end, 10);
@@ -119,17 +127,23 @@ int kiln_cmd_bench(int argc, char **argv) {
             o.threads = (int)v;
             break;
         }
-        case 's': o.server = optarg; break;
-        case 'm': o.model = optarg; break;
+        case 's':
+            o.server = optarg;
+            break;
+        case 'm':
+            o.model = optarg;
+            break;
         case 'v': {
             long long v = strtoll(optarg, &end, 10);
             if (*end || end == optarg || v < 1)
-                return kiln_cli_usage_error("bench", "--version %s: expected a positive number", optarg);
+                return kiln_cli_usage_error("bench", "--version %s: expected a positive number",
+                                            optarg);
             o.version = v;
             break;
         }
         case 'p':
-            if (!strcmp(optarg, "v1")) o.protocol = 1;
+            if (!strcmp(optarg, "v1"))
+                o.protocol = 1;
             else if (!strcmp(optarg, "v2"))
                 o.protocol = 2;
             else
@@ -140,16 +154,24 @@ int kiln_cmd_bench(int argc, char **argv) {
             if (*end || end == optarg || !(o.timeout_s > 0) || o.timeout_s > 1e6)
                 return kiln_cli_usage_error("bench", "--timeout %s: expected seconds > 0", optarg);
             break;
-        case 'j': json = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
-        default: return kiln_cli_usage_error("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
+        default:
+            return kiln_cli_usage_error("bench", "unknown or incomplete option '%s'",
+                                        argv[optind - 1]);
         }
     }
     if (optind < argc) o.model_dir = argv[optind++];
-    if (optind < argc) return kiln_cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (optind < argc)
+        return kiln_cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (o.model_dir && o.server)
         return kiln_cli_usage_error("bench", "give a version folder or --server URL, not both");
-    if (!o.model_dir && !o.server) return kiln_cli_usage_error("bench", "missing VERSION_DIR (or --server URL)");
+    if (!o.model_dir && !o.server)
+        return kiln_cli_usage_error("bench", "missing VERSION_DIR (or --server URL)");
     if (o.server && !o.model) return kiln_cli_usage_error("bench", "--server needs --model NAME");
     if (!o.server && (o.model || o.protocol || o.version))
         return kiln_cli_usage_error("bench", "--model, --version and --protocol go with --server");
@@ -157,7 +179,8 @@ int kiln_cmd_bench(int argc, char **argv) {
     kiln_status st = kiln_bench_run(&o, &r);
     if (st) {
         fprintf(stderr, "kiln bench: %s\n", kiln_last_error());
-        return st == KILN_ERR_INVALID || (o.model_dir && (st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT))
+        return st == KILN_ERR_INVALID ||
+                       (o.model_dir && (st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT))
                    ? KILN_EXIT_USAGE
                    : KILN_EXIT_FAIL;
     }
@@ -171,8 +194,9 @@ int kiln_cmd_bench(int argc, char **argv) {
     }
     for (int i = 0; i < r.n_points; i++)
         if (r.points[i].requests == 0) {
-            fprintf(stderr, "kiln bench: batch %d, concurrency %d: no request succeeded%s%s\n", r.points[i].batch,
-                    r.points[i].concurrency, r.first_error[0] ? ": " : "", r.first_error);
+            fprintf(stderr, "kiln bench: batch %d, concurrency %d: no request succeeded%s%s\n",
+                    r.points[i].batch, r.points[i].concurrency, r.first_error[0] ? ": " : "",
+                    r.first_error);
             return KILN_EXIT_FAIL;
         }
     return KILN_EXIT_OK;

@@ -73,7 +73,8 @@ static void cpu_name(char *name, size_t n, char *flags, size_t fn) {
             size_t used = 0;
             for (char *save = NULL, *t = strtok_r(v, " ", &save); t; t = strtok_r(NULL, " ", &save))
                 if (!strncmp(t, "avx", 3) || !strncmp(t, "amx", 3) || strstr(t, "vnni"))
-                    used += (size_t)snprintf(flags + used, used < fn ? fn - used : 0, "%s%s", used ? " " : "", t);
+                    used += (size_t)snprintf(flags + used, used < fn ? fn - used : 0, "%s%s",
+                                             used ? " " : "", t);
             have_flags = 1;
         }
     }
@@ -92,15 +93,16 @@ static int add_item(report_item *it, int *n, const char *name, const char *dir) 
 static void print_report(const kiln_optimize_variant *v, int n) {
     kiln_table t;
     kiln_table_init(&t, 9);
-    kiln_table_row(&t, "variant", "runs as", "size KiB", "params", "non-zero", "test acc", "b1 p50 ms", "b1 p99 ms",
-                   "b64 rows/s");
+    kiln_table_row(&t, "variant", "runs as", "size KiB", "params", "non-zero", "test acc",
+                   "b1 p50 ms", "b1 p99 ms", "b64 rows/s");
     for (int c = 2; c < 9; c++) t.right[c] = 1;
     for (int i = 0; i < n; i++) {
         char c[7][32];
         snprintf(c[0], 32, "%.1f", (double)v[i].file_bytes / 1024);
         snprintf(c[1], 32, "%lld", (long long)v[i].params);
         snprintf(c[2], 32, "%lld", (long long)v[i].nonzero);
-        if (isnan(v[i].accuracy)) snprintf(c[3], 32, "loss %.4f", v[i].loss);
+        if (isnan(v[i].accuracy))
+            snprintf(c[3], 32, "loss %.4f", v[i].loss);
         else
             snprintf(c[3], 32, "%.4f", v[i].accuracy);
         snprintf(c[4], 32, "%.3f", v[i].p50_ms);
@@ -119,8 +121,9 @@ static int produce(kiln_optimize_opts *o, char *dir_out, size_t n) {
     kiln_status st = kiln_optimize(o, &r);
     if (st) {
         fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());
-        return st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT ? KILN_EXIT_USAGE
-                                                                                            : KILN_EXIT_FAIL;
+        return st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT
+                   ? KILN_EXIT_USAGE
+                   : KILN_EXIT_FAIL;
     }
     printf("%s%s%s: %s\n", o->fold ? "folded" : "", o->fold && o->quantize ? " + " : "",
            o->quantize ? o->quantize : "", r.dir);
@@ -133,7 +136,8 @@ static int produce(kiln_optimize_opts *o, char *dir_out, size_t n) {
  * Hook for the transformations of other branches (pruning: kiln_prune_magnitude; distillation):
  * a version they write is a row through --variants today; to have --report write them itself,
  * add its kiln_optimize_opts (e.g. o.prune = 0.5, 0.8, 0.9) to the list built below. */
-static int report(kiln_optimize_opts *o, const char *variants, const kiln_optimize_measure_opts *mo) {
+static int report(kiln_optimize_opts *o, const char *variants,
+                  const kiln_optimize_measure_opts *mo) {
     report_item it[REPORT_MAX];
     int n = 0, rc;
     char path[4400], src[4300];
@@ -143,7 +147,9 @@ static int report(kiln_optimize_opts *o, const char *variants, const kiln_optimi
         fclose(f);
         snprintf(src, sizeof src, "%s", o->source);
     } else {
-        if (!o->to) return kiln_cli_usage_error("optimize", "--report of a run needs --to BASE (its fp32 export goes there)");
+        if (!o->to)
+            return kiln_cli_usage_error(
+                "optimize", "--report of a run needs --to BASE (its fp32 export goes there)");
         int64_t v = 0;
         if (kiln_export_run(o->source, o->checkpoint, o->to, 0, &v)) {
             fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());
@@ -168,12 +174,14 @@ static int report(kiln_optimize_opts *o, const char *variants, const kiln_optimi
         }
     }
     char *copy = variants ? strdup(variants) : NULL, *save = NULL;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
         if (eq) *eq = 0;
         if (add_item(it, &n, eq ? tok : NULL, eq ? eq + 1 : tok)) {
             free(copy);
-            return kiln_cli_usage_error("optimize", "--variants: at most %d versions in one report", REPORT_MAX - 3);
+            return kiln_cli_usage_error("optimize", "--variants: at most %d versions in one report",
+                                        REPORT_MAX - 3);
         }
     }
     kiln_optimize_variant *v = calloc(REPORT_MAX, sizeof *v);
@@ -182,14 +190,16 @@ static int report(kiln_optimize_opts *o, const char *variants, const kiln_optimi
         kiln_status st = kiln_optimize_measure(it[i].dir, it[i].name, mo, &v[i]);
         if (st) {
             fprintf(stderr, "kiln optimize: --report: %s: %s\n", it[i].dir, kiln_last_error());
-            rc = st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT ? KILN_EXIT_USAGE
-                                                                                              : KILN_EXIT_FAIL;
+            rc = st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT
+                     ? KILN_EXIT_USAGE
+                     : KILN_EXIT_FAIL;
         }
     }
     if (!rc) {
         char cpu[256], flags[256];
         cpu_name(cpu, sizeof cpu, flags, sizeof flags);
-        printf("\nCPU: %s (%s); oneDNN ISA %s; int8 weights %d-bit; %d thread(s); batch-1 latency and batch-64 "
+        printf("\nCPU: %s (%s); oneDNN ISA %s; int8 weights %d-bit; %d thread(s); batch-1 latency "
+               "and batch-64 "
                "rows/s in process, concurrency 1\n",
                cpu, flags, kiln_backend_cpu_isa(), kiln_backend_int8_weight_bits(),
                mo->threads ? mo->threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
@@ -252,12 +262,17 @@ int kiln_cmd_optimize(int argc, char **argv) {
         case 'd': o.data = optarg; break;
         case 'k': o.checkpoint = optarg; break;
         case 't': o.to = optarg; break;
-        case 'R': want_report = 1; break;
-        case 'V': variants = optarg; break;
+        case 'R':
+            want_report = 1;
+            break;
+        case 'V':
+            variants = optarg;
+            break;
         case 'B':
             mo.bench_seconds = strtod(optarg, &end);
             if (*end || end == optarg || !(mo.bench_seconds > 0) || mo.bench_seconds > 3600)
-                return kiln_cli_usage_error("optimize", "--bench-seconds %s: expected seconds > 0", optarg);
+                return kiln_cli_usage_error("optimize", "--bench-seconds %s: expected seconds > 0",
+                                            optarg);
             break;
         case 'T': {
             long v = strtol(optarg, &end, 10);
@@ -275,7 +290,8 @@ int kiln_cmd_optimize(int argc, char **argv) {
     o.source = argv[optind++];
     if (optind < argc) return kiln_cli_usage_error("optimize", "unexpected argument '%s'", argv[optind]);
     if ((variants || mo.bench_seconds > 0 || mo.threads) && !want_report)
-        return kiln_cli_usage_error("optimize", "--variants, --bench-seconds and --threads go with --report");
+        return kiln_cli_usage_error("optimize",
+                                    "--variants, --bench-seconds and --threads go with --report");
     mo.data = o.data;
     if (want_report) return report(&o, variants, &mo);
     if (!o.to || !o.to[0]) return kiln_cli_usage_error("optimize", "--to BASE is required");

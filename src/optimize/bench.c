@@ -57,7 +57,8 @@ int kiln_bench_parse_duration(const char *s, double *seconds) {
     if (!s || !*s) return -1;
     double v = strtod(s, &end);
     if (end == s || !(v >= 0) || v > 86400) return -1;
-    if (!strcmp(end, "ms")) v /= 1000;
+    if (!strcmp(end, "ms"))
+        v /= 1000;
     else if (strcmp(end, "s") && *end)
         return -1;
     *seconds = v;
@@ -156,7 +157,8 @@ static void *run_rest(void *arg) {
     const kiln_bench_opts *o = sh->o;
     kiln_client *c = NULL;
     kiln_client_config cc = {.url = o->server, .model = o->model, .timeout_seconds = o->timeout_s};
-    if ((w->setup = kiln_client_open(&cc, &c))) snprintf(w->error, sizeof w->error, "%s", kiln_last_error());
+    if ((w->setup = kiln_client_open(&cc, &c)))
+        snprintf(w->error, sizeof w->error, "%s", kiln_last_error());
     start_line(w);
     double end = sh->t0 + o->warmup_s + o->duration_s;
     while (!w->setup) {
@@ -164,14 +166,16 @@ static void *run_rest(void *arg) {
         if (t >= end && (w->n || w->errors)) break;
         int status = 0;
         char *resp = NULL;
-        kiln_status st = kiln_client_request(c, "POST", sh->path, sh->body, sh->body_len, &status, &resp, NULL);
+        kiln_status st =
+            kiln_client_request(c, "POST", sh->path, sh->body, sh->body_len, &status, &resp, NULL);
         double t1 = now_s();
         if (st || status != 200) {
             if (!w->errors++) {
-                if (st) snprintf(w->error, sizeof w->error, "%s", kiln_last_error());
+                if (st)
+                    snprintf(w->error, sizeof w->error, "%s", kiln_last_error());
                 else
-                    snprintf(w->error, sizeof w->error, "POST %s: HTTP %d: %.300s", sh->path, status,
-                             resp ? resp : "");
+                    snprintf(w->error, sizeof w->error, "POST %s: HTTP %d: %.300s", sh->path,
+                             status, resp ? resp : "");
             }
             free(resp);
             if (st) usleep(1000); /* a refused connection must not spin */
@@ -201,7 +205,8 @@ static double pct(const double *v, int64_t n, double q) {
     return v[k - 1];
 }
 
-static kiln_status run_point(bench_shared *sh, int conc, kiln_bench_point *pt, kiln_bench_result *r) {
+static kiln_status run_point(bench_shared *sh, int conc, kiln_bench_point *pt,
+                             kiln_bench_result *r) {
     bench_worker *w = calloc((size_t)conc, sizeof *w);
     pthread_t *th = calloc((size_t)conc, sizeof *th);
     if (!w || !th) {
@@ -236,7 +241,8 @@ static kiln_status run_point(bench_shared *sh, int conc, kiln_bench_point *pt, k
         total += w[i].n;
         pt->errors += w[i].errors;
         if (w[i].last_end > last) last = w[i].last_end;
-        if (w[i].errors && !r->first_error[0]) snprintf(r->first_error, sizeof r->first_error, "%s", w[i].error);
+        if (w[i].errors && !r->first_error[0])
+            snprintf(r->first_error, sizeof r->first_error, "%s", w[i].error);
     }
     double *all = !st && total ? malloc((size_t)total * sizeof *all) : NULL;
     if (!st && total && !all) st = kiln_error(KILN_ERR_NOMEM, "bench: out of memory");
@@ -279,7 +285,9 @@ typedef struct {
 
 static kiln_status v1_input(const kiln_bench_opts *o, rest_input *in, char *url, size_t url_len) {
     kiln_client *c = NULL;
-    kiln_client_config cc = {.url = o->server, .model = o->model, .version = o->version,
+    kiln_client_config cc = {.url = o->server,
+                             .model = o->model,
+                             .version = o->version,
                              .timeout_seconds = o->timeout_s};
     kiln_status st = kiln_client_open(&cc, &c);
     const kiln_client_model *m = NULL;
@@ -287,7 +295,8 @@ static kiln_status v1_input(const kiln_bench_opts *o, rest_input *in, char *url,
     if (!st) {
         snprintf(in->name, sizeof in->name, "%s", m->input.name);
         in->ndims = m->input.shape.ndim - 1;
-        if (in->ndims < 0 || in->ndims > 8) st = kiln_error(KILN_ERR_FORMAT, "bench: the input's shape has no batch");
+        if (in->ndims < 0 || in->ndims > 8)
+            st = kiln_error(KILN_ERR_FORMAT, "bench: the input's shape has no batch");
         for (int d = 0; !st && d < in->ndims; d++) in->dims[d] = m->input.shape.dims[d + 1];
         snprintf(url, url_len, "%s", kiln_client_model_url(c));
     }
@@ -303,8 +312,8 @@ static kiln_status v2_input(const kiln_bench_opts *o, const char *path, rest_inp
     char *body = NULL;
     if (!st) st = kiln_client_request(c, "GET", path, NULL, 0, &status, &body, NULL);
     if (!st && status != 200)
-        st = kiln_error(status == 404 ? KILN_ERR_NOTFOUND : KILN_ERR_IO, "GET %s%s: HTTP %d: %.300s", o->server,
-                        path, status, body ? body : "");
+        st = kiln_error(status == 404 ? KILN_ERR_NOTFOUND : KILN_ERR_IO,
+                        "GET %s%s: HTTP %d: %.300s", o->server, path, status, body ? body : "");
     cJSON *j = !st ? cJSON_Parse(body) : NULL;
     if (!st && !j) st = kiln_error(KILN_ERR_FORMAT, "GET %s: the metadata is not JSON", path);
     const cJSON *ins = j ? cJSON_GetObjectItemCaseSensitive(j, "inputs") : NULL;
@@ -313,11 +322,13 @@ static kiln_status v2_input(const kiln_bench_opts *o, const char *path, rest_inp
     const cJSON *sh = i0 ? cJSON_GetObjectItemCaseSensitive(i0, "shape") : NULL;
     if (!st && (!cJSON_IsString(nm) || !cJSON_IsArray(sh) || cJSON_GetArraySize(sh) < 1 ||
                 cJSON_GetArraySize(sh) > 9 || cJSON_GetArraySize(ins) != 1))
-        st = kiln_error(KILN_ERR_FORMAT, "GET %s: expected one input with a name and a shape", path);
+        st =
+            kiln_error(KILN_ERR_FORMAT, "GET %s: expected one input with a name and a shape", path);
     if (!st) {
         snprintf(in->name, sizeof in->name, "%s", nm->valuestring);
         in->ndims = cJSON_GetArraySize(sh) - 1;
-        for (int d = 0; d < in->ndims; d++) in->dims[d] = (int64_t)cJSON_GetArrayItem(sh, d + 1)->valuedouble;
+        for (int d = 0; d < in->ndims; d++)
+            in->dims[d] = (int64_t)cJSON_GetArrayItem(sh, d + 1)->valuedouble;
     }
     cJSON_Delete(j);
     free(body);
@@ -335,7 +346,8 @@ static void nested(kiln_sbuf *b, const rest_input *in, int d, int64_t *k) {
     kiln_sbuf_putc(b, '[');
     for (int64_t i = 0; i < in->dims[d]; i++) {
         if (i) kiln_sbuf_putc(b, ',');
-        if (d + 1 < in->ndims) nested(b, in, d + 1, k);
+        if (d + 1 < in->ndims)
+            nested(b, in, d + 1, k);
         else
             kiln_sbuf_i64(b, (int64_t)input_value((*k)++, 256.0f));
     }
@@ -360,7 +372,8 @@ static char *rest_body(int protocol, const rest_input *in, int batch, size_t *le
         kiln_sbuf_puts(&b, "{\"instances\":[");
         for (int r = 0; r < batch; r++) {
             if (r) kiln_sbuf_putc(&b, ',');
-            if (in->ndims) nested(&b, in, 0, &k);
+            if (in->ndims)
+                nested(&b, in, 0, &k);
             else
                 kiln_sbuf_i64(&b, (int64_t)input_value(k++, 256.0f));
         }
@@ -372,20 +385,25 @@ static char *rest_body(int protocol, const rest_input *in, int batch, size_t *le
 static kiln_status check_opts(const kiln_bench_opts *o) {
     if (!o->model_dir == !o->server)
         return kiln_error(KILN_ERR_INVALID, "bench: give either a version folder or a server URL");
-    if (o->server && (!o->model || !*o->model)) return kiln_error(KILN_ERR_INVALID, "bench: --server needs --model NAME");
+    if (o->server && (!o->model || !*o->model))
+        return kiln_error(KILN_ERR_INVALID, "bench: --server needs --model NAME");
     if (o->protocol && o->protocol != 1 && o->protocol != 2)
         return kiln_error(KILN_ERR_INVALID, "bench: protocol %d: expected 1 or 2", o->protocol);
     if (o->n_batches < 1 || o->n_batches > KILN_BENCH_MAX_POINTS || o->n_concurrency < 1 ||
         o->n_concurrency > KILN_BENCH_MAX_POINTS)
-        return kiln_error(KILN_ERR_INVALID, "bench: 1 to %d batch sizes and concurrencies", KILN_BENCH_MAX_POINTS);
+        return kiln_error(KILN_ERR_INVALID, "bench: 1 to %d batch sizes and concurrencies",
+                          KILN_BENCH_MAX_POINTS);
     for (int i = 0; i < o->n_batches; i++)
         if (o->batches[i] < 1 || o->batches[i] > 65536)
-            return kiln_error(KILN_ERR_INVALID, "bench: batch size %d: expected 1..65536", o->batches[i]);
+            return kiln_error(KILN_ERR_INVALID, "bench: batch size %d: expected 1..65536",
+                              o->batches[i]);
     for (int i = 0; i < o->n_concurrency; i++)
         if (o->concurrency[i] < 1 || o->concurrency[i] > 1024)
-            return kiln_error(KILN_ERR_INVALID, "bench: concurrency %d: expected 1..1024", o->concurrency[i]);
+            return kiln_error(KILN_ERR_INVALID, "bench: concurrency %d: expected 1..1024",
+                              o->concurrency[i]);
     if (!(o->duration_s > 0) || !(o->warmup_s >= 0) || o->threads < 0 || o->version < 0)
-        return kiln_error(KILN_ERR_INVALID, "bench: the duration must be positive and the warm-up not negative");
+        return kiln_error(KILN_ERR_INVALID,
+                          "bench: the duration must be positive and the warm-up not negative");
     return KILN_OK;
 }
 
@@ -406,7 +424,8 @@ kiln_status kiln_bench_run(const kiln_bench_opts *o, kiln_bench_result *r) {
         snprintf(r->mode, sizeof r->mode, "in-process");
         st = kiln_servable_load(o->model_dir, &sh.sv);
         if (!st) {
-            snprintf(r->precision, sizeof r->precision, "%s", kiln_servable_get_info(sh.sv).precision);
+            snprintf(r->precision, sizeof r->precision, "%s",
+                     kiln_servable_get_info(sh.sv).precision);
             snprintf(r->isa, sizeof r->isa, "%s", kiln_backend_cpu_isa());
             r->input_row = kiln_servable_row_size(kiln_servable_input(sh.sv, 0));
         }
@@ -421,8 +440,8 @@ kiln_status kiln_bench_run(const kiln_bench_opts *o, kiln_bench_result *r) {
             const char *sv = o->server;
             size_t sl = strlen(sv);
             while (sl && sv[sl - 1] == '/') sl--;
-            snprintf(r->target, sizeof r->target, "%s%.*s%s/infer", strstr(sv, "://") ? "" : "http://",
-                     (int)(sl > 2000 ? 2000 : sl), sv, path);
+            snprintf(r->target, sizeof r->target, "%s%.*s%s/infer",
+                     strstr(sv, "://") ? "" : "http://", (int)(sl > 2000 ? 2000 : sl), sv, path);
             snprintf(path, sizeof path, "/v2/models/%.900s%s/infer", o->model, ver);
         } else {
             char url[4400];
@@ -433,7 +452,8 @@ kiln_status kiln_bench_run(const kiln_bench_opts *o, kiln_bench_result *r) {
         in.row = 1;
         for (int d = 0; !st && d < in.ndims; d++) {
             if (in.dims[d] < 1 || in.dims[d] > (1 << 24) || in.row * in.dims[d] > (1 << 26))
-                st = kiln_error(KILN_ERR_FORMAT, "bench: the server's input shape has an unknown or huge dim");
+                st = kiln_error(KILN_ERR_FORMAT,
+                                "bench: the server's input shape has an unknown or huge dim");
             else
                 in.row *= in.dims[d];
         }
@@ -441,7 +461,8 @@ kiln_status kiln_bench_run(const kiln_bench_opts *o, kiln_bench_result *r) {
         sh.path = path;
     }
     int max_batch = 0;
-    for (int i = 0; i < o->n_batches; i++) max_batch = o->batches[i] > max_batch ? o->batches[i] : max_batch;
+    for (int i = 0; i < o->n_batches; i++)
+        max_batch = o->batches[i] > max_batch ? o->batches[i] : max_batch;
     if (!st && sh.sv) {
         x = malloc((size_t)(r->input_row * max_batch) * sizeof *x);
         if (!x) st = kiln_error(KILN_ERR_NOMEM, "bench: out of memory");
@@ -482,20 +503,22 @@ char *kiln_bench_json(const kiln_bench_result *r) {
         kiln_sbuf_json_str(&b, r->isa);
     }
     kiln_sbuf_printf(&b, ",\"input_row\":%lld,\"first_error\":", (long long)r->input_row);
-    if (r->first_error[0]) kiln_sbuf_json_str(&b, r->first_error);
+    if (r->first_error[0])
+        kiln_sbuf_json_str(&b, r->first_error);
     else
         kiln_sbuf_puts(&b, "null");
     kiln_sbuf_puts(&b, ",\"points\":[");
     for (int i = 0; i < r->n_points; i++) {
         const kiln_bench_point *p = &r->points[i];
-        kiln_sbuf_printf(&b,
-                         "%s{\"batch\":%d,\"concurrency\":%d,\"threads_per_worker\":%d,\"requests\":%lld,"
-                         "\"rows\":%lld,\"errors\":%lld,\"seconds\":%.6f,\"req_per_s\":%.3f,\"rows_per_s\":%.3f,"
-                         "\"latency_ms\":{\"p50\":%.6f,\"p90\":%.6f,\"p99\":%.6f,\"mean\":%.6f,\"min\":%.6f,"
-                         "\"max\":%.6f}}",
-                         i ? "," : "", p->batch, p->concurrency, p->threads_per_worker, (long long)p->requests,
-                         (long long)p->rows, (long long)p->errors, p->seconds, p->req_per_s, p->rows_per_s,
-                         p->p50_ms, p->p90_ms, p->p99_ms, p->mean_ms, p->min_ms, p->max_ms);
+        kiln_sbuf_printf(
+            &b,
+            "%s{\"batch\":%d,\"concurrency\":%d,\"threads_per_worker\":%d,\"requests\":%lld,"
+            "\"rows\":%lld,\"errors\":%lld,\"seconds\":%.6f,\"req_per_s\":%.3f,\"rows_per_s\":%.3f,"
+            "\"latency_ms\":{\"p50\":%.6f,\"p90\":%.6f,\"p99\":%.6f,\"mean\":%.6f,\"min\":%.6f,"
+            "\"max\":%.6f}}",
+            i ? "," : "", p->batch, p->concurrency, p->threads_per_worker, (long long)p->requests,
+            (long long)p->rows, (long long)p->errors, p->seconds, p->req_per_s, p->rows_per_s,
+            p->p50_ms, p->p90_ms, p->p99_ms, p->mean_ms, p->min_ms, p->max_ms);
     }
     kiln_sbuf_puts(&b, "]}\n");
     return kiln_sbuf_take(&b, NULL);

@@ -69,13 +69,15 @@ static void name_from_json(const char *dir, char *out, size_t n) {
         } else {
             const cJSON *sp = cJSON_GetObjectItemCaseSensitive(kv, "sparsity");
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(kv, "temperature");
-            if (cJSON_IsNumber(sp)) snprintf(one, sizeof one, "%.40s %g%%", kv->string, sp->valuedouble * 100);
+            if (cJSON_IsNumber(sp))
+                snprintf(one, sizeof one, "%.40s %g%%", kv->string, sp->valuedouble * 100);
             else if (cJSON_IsNumber(t))
                 snprintf(one, sizeof one, "%.40s T=%g", kv->string, t->valuedouble);
             else
                 snprintf(one, sizeof one, "%.60s", kv->string);
         }
-        used += (size_t)snprintf(out + used, used < n ? n - used : 0, "%s%s", used ? " + " : "", one);
+        used +=
+            (size_t)snprintf(out + used, used < n ? n - used : 0, "%s%s", used ? " + " : "", one);
         if (used >= n) break;
     }
     cJSON_Delete(j);
@@ -83,15 +85,19 @@ static void name_from_json(const char *dir, char *out, size_t n) {
 }
 
 /* Accuracy (or, for a regression, the loss) of the loaded version over the test split. */
-static kiln_status evaluate(kiln_servable *s, const char *dir, const char *data, kiln_optimize_variant *v) {
+static kiln_status evaluate(kiln_servable *s, const char *dir, const char *data,
+                            kiln_optimize_variant *v) {
     kiln_servable_info info = kiln_servable_get_info(s);
     char path[4400];
-    if (data) snprintf(path, sizeof path, "%.4300s", data);
+    if (data)
+        snprintf(path, sizeof path, "%.4300s", data);
     else if (info.source_run)
         snprintf(path, sizeof path, "%.4300s/config.yaml", info.source_run);
     else
-        return kiln_error(KILN_ERR_INVALID, "report: %s: model.json names no source run to take test data from: "
-                          "pass --data CONFIG", dir);
+        return kiln_error(KILN_ERR_INVALID,
+                          "report: %s: model.json names no source run to take test data from: "
+                          "pass --data CONFIG",
+                          dir);
     kiln_cfg *cfg = NULL;
     kiln_inputs in = {0};
     kiln_metrics *mt = NULL;
@@ -122,11 +128,12 @@ static kiln_status evaluate(kiln_servable *s, const char *dir, const char *data,
     return st;
 }
 
-kiln_status kiln_optimize_measure(const char *dir, const char *name, const kiln_optimize_measure_opts *o,
-                                  kiln_optimize_variant *v) {
+kiln_status kiln_optimize_measure(const char *dir, const char *name,
+                                  const kiln_optimize_measure_opts *o, kiln_optimize_variant *v) {
     memset(v, 0, sizeof *v);
     snprintf(v->dir, sizeof v->dir, "%s", dir);
-    if (name) snprintf(v->name, sizeof v->name, "%s", name);
+    if (name)
+        snprintf(v->name, sizeof v->name, "%s", name);
     else
         name_from_json(dir, v->name, sizeof v->name);
     kiln_servable *s = NULL;
@@ -142,9 +149,16 @@ kiln_status kiln_optimize_measure(const char *dir, const char *name, const kiln_
     kiln_servable_free(s);
     if (st) return st;
     static kiln_bench_result br; /* large; kiln optimize runs one report at a time */
-    double dur = o->bench_seconds > 0 ? o->bench_seconds : 2, warm = o->warmup_seconds > 0 ? o->warmup_seconds : 0.5;
-    kiln_bench_opts bo = {.model_dir = dir, .batches = {1}, .n_batches = 1, .concurrency = {1}, .n_concurrency = 1,
-                          .duration_s = dur, .warmup_s = warm, .threads = o->threads};
+    double dur = o->bench_seconds > 0 ? o->bench_seconds : 2,
+           warm = o->warmup_seconds > 0 ? o->warmup_seconds : 0.5;
+    kiln_bench_opts bo = {.model_dir = dir,
+                          .batches = {1},
+                          .n_batches = 1,
+                          .concurrency = {1},
+                          .n_concurrency = 1,
+                          .duration_s = dur,
+                          .warmup_s = warm,
+                          .threads = o->threads};
     if ((st = kiln_bench_run(&bo, &br))) return st;
     v->p50_ms = br.points[0].p50_ms, v->p99_ms = br.points[0].p99_ms;
     bo.batches[0] = 64;
