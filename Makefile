@@ -34,6 +34,7 @@ bench: build
 	bash bench/train_vs_torch.sh
 	bash bench/portable_vs_native.sh
 	bash bench/serve_vs_python.sh
+	bash bench/infer_vs_ort.sh
 	bash bench/logging_overhead.sh
 	bash bench/board.sh
 	bash bench/data_vs_torch.sh

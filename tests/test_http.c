@@ -429,6 +429,28 @@ static int is_json_error(const char *out, int status, const char *want) {
     return ok;
 }
 
+/* The head of an answer, byte for byte: status line, Date (RFC 9110's IMF-fixdate, 29 bytes),
+ * Content-Type, the handler's headers in order, Content-Length equal to the body's bytes. The
+ * head is written with appends (start_response), so this pins its exact form. */
+static void test_response_head_exact(void) {
+    char out[4096];
+    raw_str("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+            out, sizeof out);
+    const char *pre = "HTTP/1.1 200 OK\r\nDate: ";
+    CHECK_MSG(!strncmp(out, pre, strlen(pre)), "%.200s", out);
+    const char *date = out + strlen(pre), *crlf = strstr(date, "\r\n");
+    CHECK(crlf && crlf - date == 29 && !strncmp(crlf - 4, " GMT", 4));
+    const char *body = strstr(out, "\r\n\r\n");
+    char want[256];
+    snprintf(want, sizeof want,
+             "\r\nContent-Type: application/json\r\nX-Kiln: yes\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n",
+             body ? strlen(body + 4) : 0);
+    CHECK_MSG(crlf && body && !strncmp(crlf, want, strlen(want)), "%.400s", out);
+    raw_str("GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", out, sizeof out);
+    CHECK_MSG(!strncmp(out, "HTTP/1.1 404 Not Found\r\nDate: ", 30), "%.200s", out);
+}
+
 static void test_garbage(void) {
     char out[4096];
     raw_str("GARBAGE\r\n\r\n", out, sizeof out);
@@ -1000,6 +1022,7 @@ int main(int argc, char **argv) {
     RUN(test_body_limit);
     RUN(test_concurrent_clients);
     RUN(test_deferred);
+    RUN(test_response_head_exact);
     RUN(test_garbage);
     RUN(test_errors_are_json);
     RUN(test_request_target);

@@ -955,6 +955,84 @@ static void test_integer_fast_path(void) {
     for (int i = 0; i < 4; i++) CHECK(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT);
 }
 
+/* The same edges written without spaces, as clients send bodies (json.dumps(separators=...),
+ * JavaScript, curl): tj_walk's plain-integer run (tj_build.c) takes every element here; its
+ * values, the shapes and the errors must be the general path's. A long row crosses the
+ * builder's buffer growth. */
+static void test_integer_fast_path_compact(void) {
+    const char *body =
+        "{\"instances\":[[0,-0,7,-5,123456789,1234567890,999999999,1e2,25.5,-3E1,0.5,"
+        "100000000000,-2147483649,16777217],[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]}";
+    const float want[] = {0,   -0.0f, 7,   -5,   123456789, 1234567890,     999999999,
+                          100, 25.5f, -30, 0.5f, 1e11f,     -2147483649.0f, 16777216.0f};
+    kiln_tj_request r;
+    CHECK_OK(kiln_tj_parse_tf(body, strlen(body), NULL, &r));
+    CHECK(r.n_inputs == 1 && r.inputs[0].shape.ndim == 2 && r.inputs[0].shape.dims[0] == 2 &&
+          r.inputs[0].shape.dims[1] == 14);
+    if (r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == 28) {
+        for (int i = 0; i < 14; i++)
+            CHECK_MSG(memcmp(&((float *)r.inputs[0].data)[i], &want[i], 4) == 0, "value %d: %g", i,
+                      ((float *)r.inputs[0].data)[i]);
+        for (int i = 0; i < 14; i++) CHECK(((float *)r.inputs[0].data)[14 + i] == (float)(i + 1));
+    }
+    kiln_tj_request_free(&r);
+    const char *bad[] = {"{\"instances\":[[1,01]]}", "{\"instances\":[[1,-]]}",
+                         "{\"instances\":[[1,1.]]}", "{\"instances\":[[1,2,]]}",
+                         "{\"instances\":[[0,00]]}", "{\"instances\":[[5,-0x]]}",
+                         "{\"instances\":[[5,6}]}",  "{\"instances\":[[5,6"};
+    for (int i = 0; i < 8; i++)
+        CHECK_MSG(kiln_tj_parse_tf(bad[i], strlen(bad[i]), NULL, &r) == KILN_ERR_FORMAT, "%s",
+                  bad[i]);
+    const char *ragged = "{\"instances\":[[1,2],[3]]}";
+    CHECK(kiln_tj_parse_tf(ragged, strlen(ragged), NULL, &r) == KILN_ERR_INVALID);
+    CHECK(strstr(kiln_last_error(), "expected 2 values, got 1") != NULL);
+    enum { N = 5000 };
+    kiln_sbuf b = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&b, "{\"instances\":[[");
+    for (int i = 0; i < N; i++) kiln_sbuf_printf(&b, "%s%d", i ? "," : "", (i * 7919) % 511 - 255);
+    kiln_sbuf_puts(&b, "]]}");
+    CHECK_OK(kiln_tj_parse_tf(b.data, b.len, NULL, &r));
+    int same = r.n_inputs == 1 && kiln_shape_numel(&r.inputs[0].shape) == N;
+    for (int i = 0; same && i < N; i++)
+        same = ((float *)r.inputs[0].data)[i] == (float)((i * 7919) % 511 - 255);
+    CHECK(same);
+    kiln_tj_request_free(&r);
+    kiln_sbuf_free(&b);
+}
+
+/* js_skip_bracketed (the pre-scan of "instances" / "inputs") looks at 8 bytes at a time: every
+ * structural byte at every offset mod 8, inside and outside strings (with escapes), must end the
+ * skip exactly where a byte-by-byte scan ends it; a list cut short is an error. */
+static void test_skip_bracketed(void) {
+    const char *inner[] = {"1",      "[]",    "{}", "\"]\"", "\"a\\\"[\"", "[[1,2],{\"k\":[3]}]",
+                           "\"}{\"", "-0.5e3"};
+    int bad = 0;
+    for (int pad = 0; pad < 24; pad++)
+        for (int i = 0; i < 8; i++)
+            for (int tail = 0; tail < 10; tail++) {
+                char body[256];
+                int n = snprintf(body, sizeof body, "[%*s%s%*s,%s]%*sX", pad, "", inner[i], tail,
+                                 "", inner[(i + tail) % 8], pad % 9, "");
+                js_cur c = {body, body, body + n};
+                kiln_status st = js_skip_bracketed(&c);
+                const char *want = strrchr(body, ']') + 1;
+                if (st || c.p != want) bad++;
+                js_cur cut = {body, body, want - 1}; /* the closing ']' cut off */
+                if (js_skip_bracketed(&cut) != KILN_ERR_FORMAT) bad++;
+            }
+    CHECK_MSG(bad == 0, "%d skips ended in the wrong place", bad);
+    /* a list cut short right after a run of 8 plain bytes: the scan must stop at the end of the
+     * buffer (an exact-size heap copy, so ASan sees a read past it) */
+    for (int n = 9; n <= 33; n++) {
+        char *body = malloc((size_t)n);
+        body[0] = '[';
+        memset(body + 1, '1', (size_t)n - 1);
+        js_cur c = {body, body, body + n};
+        CHECK(js_skip_bracketed(&c) == KILN_ERR_FORMAT);
+        free(body);
+    }
+}
+
 /* Row-format output read back through the parser: values survive the round trip exactly. */
 static void test_round_trip(void) {
     enum { R = 37, C = 11 };
@@ -1092,6 +1170,8 @@ int main(void) {
     RUN(test_v2_binary);
     RUN(test_writers);
     RUN(test_integer_fast_path);
+    RUN(test_integer_fast_path_compact);
+    RUN(test_skip_bracketed);
     RUN(test_round_trip);
     RUN(test_large_body);
     RUN(test_fuzz);

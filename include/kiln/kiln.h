@@ -24,6 +24,7 @@
 #include "kiln/metrics.h"
 #include "kiln/run.h"
 #include "kiln/optimize.h"
+#include "kiln/bench.h"
 #include "kiln/crc32c.h"
 #include "kiln/tfrecord.h"
 #include "kiln/tboard.h"

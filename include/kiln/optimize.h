@@ -51,4 +51,34 @@ typedef struct {
  * a missing source, KILN_ERR_FORMAT for a damaged one; on any failure no version appears. */
 kiln_status kiln_optimize(const kiln_optimize_opts *o, kiln_optimize_report *r);
 
+/* ---- the deployment table (kiln optimize --report; src/optimize/report.c) ----
+ * One row per variant, a servable version folder, measured as kiln serve runs it: the folder's
+ * size on disk, the graph's parameters (and how many are non-zero), the test split's accuracy
+ * (and loss), batch-1 latency p50/p99 and batch-64 rows/s (kiln_bench_run in process,
+ * concurrency 1). The rows come from versions the command writes (fold, int8) or is given
+ * (--variants: e.g. pruned or distilled versions written by other commands). */
+typedef struct {
+    const char *data;      /* an experiment config for the test split (NULL: the source run's) */
+    double bench_seconds;  /* per timing point (0: 2) */
+    double warmup_seconds; /* before each point (0: 0.5) */
+    int threads;           /* OpenMP threads (0: the online CPUs) */
+} kiln_optimize_measure_opts;
+
+typedef struct {
+    char name[128]; /* "fp32", "folded", "folded + int8", ... */
+    char dir[4200];
+    char precision[64]; /* what it runs in here */
+    int64_t file_bytes; /* the version folder's files */
+    int64_t params, nonzero;
+    int64_t test_rows;
+    double accuracy; /* NaN for a regression */
+    double loss;
+    double p50_ms, p99_ms; /* batch 1 */
+    double rows_per_s_64;  /* batch 64 */
+} kiln_optimize_variant;
+
+/* Measures the version folder dir; name NULL: from its model.json. */
+kiln_status kiln_optimize_measure(const char *dir, const char *name,
+                                  const kiln_optimize_measure_opts *o, kiln_optimize_variant *v);
+
 #endif

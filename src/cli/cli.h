@@ -10,6 +10,7 @@ int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_export(int argc, char **argv);
 int kiln_cmd_import(int argc, char **argv); /* cmd_import.c: ONNX -> kiln */
 int kiln_cmd_optimize(int argc, char **argv); /* cmd_optimize.c: fold, int8, bf16 */
+int kiln_cmd_bench(int argc, char **argv);    /* cmd_bench.c: latency and throughput */
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
 int kiln_cmd_runs(int argc, char **argv);

@@ -3,11 +3,14 @@
  * by asking differently (flags, a source that is not a model, no calibration data), 1 for
  * failures on the way (unreadable files, oneDNN). */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 #include "kiln/kiln.h"
 
 static const char *HELP =
@@ -33,7 +36,182 @@ static const char *HELP =
     "                                  its validation split, else its test split)\n"
     "  --checkpoint step-N|best        a run's checkpoint (default: the newest)\n"
     "  --to BASE                       where the new version goes (required)\n"
+    "  --report                        print the deployment table (docs/optimize.md): size,\n"
+    "                                  parameters, test accuracy, batch-1 latency p50/p99 and\n"
+    "                                  batch-64 throughput of the source (fp32), of what this\n"
+    "                                  command writes (without --fold/--quantize: a folded and\n"
+    "                                  a folded + int8 version) and of --variants\n"
+    "  --variants LIST                 with --report: more versions to measure, comma-separated\n"
+    "                                  DIR or NAME=DIR (e.g. pruned or distilled versions)\n"
+    "  --bench-seconds S               with --report: seconds per timing (default 2)\n"
+    "  --threads N                     with --report: OpenMP threads (default: the CPUs)\n"
     "  --help                          this text\n";
+
+/* ---- --report ---- */
+
+typedef struct {
+    const char *name; /* NULL: from model.json */
+    char dir[4300];
+} report_item;
+
+#define REPORT_MAX 32
+
+/* /proc/cpuinfo's model name and the vector flags that matter here. */
+static void cpu_name(char *name, size_t n, char *flags, size_t fn) {
+    snprintf(name, n, "unknown");
+    flags[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    int have_name = 0, have_flags = 0;
+    while (f && fgets(line, sizeof line, f) && !(have_name && have_flags)) {
+        char *c = strchr(line, ':');
+        if (!c) continue;
+        char *v = c + 1 + (c[1] == ' ');
+        v[strcspn(v, "\n")] = 0;
+        if (!have_name && !strncmp(line, "model name", 10)) {
+            snprintf(name, n, "%s", v);
+            have_name = 1;
+        } else if (!have_flags && !strncmp(line, "flags", 5)) {
+            size_t used = 0;
+            for (char *save = NULL, *t = strtok_r(v, " ", &save); t; t = strtok_r(NULL, " ", &save))
+                if (!strncmp(t, "avx", 3) || !strncmp(t, "amx", 3) || strstr(t, "vnni"))
+                    used += (size_t)snprintf(flags + used, used < fn ? fn - used : 0, "%s%s",
+                                             used ? " " : "", t);
+            have_flags = 1;
+        }
+    }
+    if (f) fclose(f);
+    if (!flags[0]) snprintf(flags, fn, "no AVX");
+}
+
+static int add_item(report_item *it, int *n, const char *name, const char *dir) {
+    if (*n >= REPORT_MAX) return -1;
+    it[*n].name = name;
+    snprintf(it[*n].dir, sizeof it[*n].dir, "%s", dir);
+    (*n)++;
+    return 0;
+}
+
+static void print_report(const kiln_optimize_variant *v, int n) {
+    kiln_table t;
+    kiln_table_init(&t, 9);
+    kiln_table_row(&t, "variant", "runs as", "size KiB", "params", "non-zero", "test acc",
+                   "b1 p50 ms", "b1 p99 ms", "b64 rows/s");
+    for (int c = 2; c < 9; c++) t.right[c] = 1;
+    for (int i = 0; i < n; i++) {
+        char c[7][32];
+        snprintf(c[0], 32, "%.1f", (double)v[i].file_bytes / 1024);
+        snprintf(c[1], 32, "%lld", (long long)v[i].params);
+        snprintf(c[2], 32, "%lld", (long long)v[i].nonzero);
+        if (isnan(v[i].accuracy))
+            snprintf(c[3], 32, "loss %.4f", v[i].loss);
+        else
+            snprintf(c[3], 32, "%.4f", v[i].accuracy);
+        snprintf(c[4], 32, "%.3f", v[i].p50_ms);
+        snprintf(c[5], 32, "%.3f", v[i].p99_ms);
+        snprintf(c[6], 32, "%.0f", v[i].rows_per_s_64);
+        kiln_table_row(&t, v[i].name, v[i].precision, c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    }
+    kiln_table_print(&t, stdout, 0);
+    kiln_table_free(&t);
+    for (int i = 0; i < n; i++) printf("  %s: %s\n", v[i].name, v[i].dir);
+}
+
+/* Writes one version (kiln_optimize) and prints the lines kiln optimize prints for it. */
+static int produce(kiln_optimize_opts *o, char *dir_out, size_t n) {
+    kiln_optimize_report r;
+    kiln_status st = kiln_optimize(o, &r);
+    if (st) {
+        fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());
+        return st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT
+                   ? KILN_EXIT_USAGE
+                   : KILN_EXIT_FAIL;
+    }
+    printf("%s%s%s: %s\n", o->fold ? "folded" : "", o->fold && o->quantize ? " + " : "",
+           o->quantize ? o->quantize : "", r.dir);
+    snprintf(dir_out, n, "%s", r.dir);
+    return KILN_EXIT_OK;
+}
+
+/* kiln optimize --report: the source as the fp32 row (a run is exported under --to first), the
+ * versions written here, then --variants; every row measured by kiln_optimize_measure.
+ * Hook for the transformations of other branches (pruning: kiln_prune_magnitude; distillation):
+ * a version they write is a row through --variants today; to have --report write them itself,
+ * add its kiln_optimize_opts (e.g. o.prune = 0.5, 0.8, 0.9) to the list built below. */
+static int report(kiln_optimize_opts *o, const char *variants,
+                  const kiln_optimize_measure_opts *mo) {
+    report_item it[REPORT_MAX];
+    int n = 0, rc;
+    char path[4400], src[4300];
+    snprintf(path, sizeof path, "%.4300s/model.json", o->source);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        fclose(f);
+        snprintf(src, sizeof src, "%s", o->source);
+    } else {
+        if (!o->to)
+            return kiln_cli_usage_error(
+                "optimize", "--report of a run needs --to BASE (its fp32 export goes there)");
+        int64_t v = 0;
+        if (kiln_export_run(o->source, o->checkpoint, o->to, 0, &v)) {
+            fprintf(stderr, "kiln optimize: %s\n", kiln_last_error());
+            return KILN_EXIT_USAGE;
+        }
+        snprintf(src, sizeof src, "%.4000s/%lld", o->to, (long long)v);
+        printf("fp32: %s\n", src);
+    }
+    add_item(it, &n, NULL, src);
+    char dir[4300];
+    if (o->fold || o->quantize) {
+        if ((rc = produce(o, dir, sizeof dir))) return rc;
+        add_item(it, &n, NULL, dir);
+    } else if (o->to) { /* folded, folded + int8, and pruned one-shot to 50, 80 and 90% */
+        kiln_optimize_opts list[5] = {*o, *o, *o, *o, *o};
+        for (int i = 0; i < 5; i++) list[i].source = src, list[i].checkpoint = NULL;
+        list[0].fold = 1;
+        list[1].fold = 1, list[1].quantize = "int8";
+        list[2].prune = 0.5, list[3].prune = 0.8, list[4].prune = 0.9;
+        for (int i = 0; i < 5; i++) {
+            if ((rc = produce(&list[i], dir, sizeof dir))) return rc;
+            add_item(it, &n, NULL, dir);
+        }
+    }
+    char *copy = variants ? strdup(variants) : NULL, *save = NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq) *eq = 0;
+        if (add_item(it, &n, eq ? tok : NULL, eq ? eq + 1 : tok)) {
+            free(copy);
+            return kiln_cli_usage_error("optimize", "--variants: at most %d versions in one report",
+                                        REPORT_MAX - 3);
+        }
+    }
+    kiln_optimize_variant *v = calloc(REPORT_MAX, sizeof *v);
+    rc = v ? KILN_EXIT_OK : KILN_EXIT_FAIL;
+    for (int i = 0; i < n && !rc; i++) {
+        kiln_status st = kiln_optimize_measure(it[i].dir, it[i].name, mo, &v[i]);
+        if (st) {
+            fprintf(stderr, "kiln optimize: --report: %s: %s\n", it[i].dir, kiln_last_error());
+            rc = st == KILN_ERR_INVALID || st == KILN_ERR_NOTFOUND || st == KILN_ERR_FORMAT
+                     ? KILN_EXIT_USAGE
+                     : KILN_EXIT_FAIL;
+        }
+    }
+    if (!rc) {
+        char cpu[256], flags[256];
+        cpu_name(cpu, sizeof cpu, flags, sizeof flags);
+        printf("\nCPU: %s (%s); oneDNN ISA %s; int8 weights %d-bit; %d thread(s); batch-1 latency "
+               "and batch-64 "
+               "rows/s in process, concurrency 1\n",
+               cpu, flags, kiln_backend_cpu_isa(), kiln_backend_int8_weight_bits(),
+               mo->threads ? mo->threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+        print_report(v, n);
+    }
+    free(v);
+    free(copy);
+    return rc;
+}
 
 int kiln_cmd_optimize(int argc, char **argv) {
     static const struct option opts[] = {{"fold", no_argument, 0, 'f'},
@@ -45,9 +223,16 @@ int kiln_cmd_optimize(int argc, char **argv) {
                                          {"data", required_argument, 0, 'd'},
                                          {"checkpoint", required_argument, 0, 'k'},
                                          {"to", required_argument, 0, 't'},
+                                         {"report", no_argument, 0, 'R'},
+                                         {"variants", required_argument, 0, 'V'},
+                                         {"bench-seconds", required_argument, 0, 'B'},
+                                         {"threads", required_argument, 0, 'T'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     kiln_optimize_opts o = {0};
+    kiln_optimize_measure_opts mo = {0};
+    int want_report = 0;
+    const char *variants = NULL;
     optind = 1;
     opterr = 0;
     int c;
@@ -86,6 +271,25 @@ int kiln_cmd_optimize(int argc, char **argv) {
         case 'd': o.data = optarg; break;
         case 'k': o.checkpoint = optarg; break;
         case 't': o.to = optarg; break;
+        case 'R':
+            want_report = 1;
+            break;
+        case 'V':
+            variants = optarg;
+            break;
+        case 'B':
+            mo.bench_seconds = strtod(optarg, &end);
+            if (*end || end == optarg || !(mo.bench_seconds > 0) || mo.bench_seconds > 3600)
+                return kiln_cli_usage_error("optimize", "--bench-seconds %s: expected seconds > 0",
+                                            optarg);
+            break;
+        case 'T': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > 4096)
+                return kiln_cli_usage_error("optimize", "--threads %s: expected 1..4096", optarg);
+            mo.threads = (int)v;
+            break;
+        }
         case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("optimize", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -94,6 +298,11 @@ int kiln_cmd_optimize(int argc, char **argv) {
     if (optind >= argc) return kiln_cli_usage_error("optimize", "missing EXPORT_VERSION or RUN");
     o.source = argv[optind++];
     if (optind < argc) return kiln_cli_usage_error("optimize", "unexpected argument '%s'", argv[optind]);
+    if ((variants || mo.bench_seconds > 0 || mo.threads) && !want_report)
+        return kiln_cli_usage_error("optimize",
+                                    "--variants, --bench-seconds and --threads go with --report");
+    mo.data = o.data;
+    if (want_report) return report(&o, variants, &mo);
     if (!o.to || !o.to[0]) return kiln_cli_usage_error("optimize", "--to BASE is required");
     if (!o.fold && !o.quantize && !o.prune)
         return kiln_cli_usage_error("optimize", "nothing to do: give --fold, --prune and/or --quantize");

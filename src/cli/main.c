@@ -20,6 +20,8 @@ static const char *HELP =
     "                      write a servable version of a run (model.json + weights.safetensors)\n"
     "  optimize EXPORT|RUN [--fold] [--quantize int8|bf16] [--calibrate N] --to BASE\n"
     "                      a new servable version: batch norm folded, int8 or bf16 inference\n"
+    "  bench VERSION_DIR | --server URL --model NAME [--batch 1,8,64] [--concurrency 1,4,16]\n"
+    "                      latency percentiles and throughput, in process or over REST v1/v2\n"
     "  import MODEL.onnx --to DIR\n"
     "                      convert an ONNX model into a kiln config, weights and a servable\n"
     "  serve --model_base_path DIR [--model_name NAME] [--rest_api_port 8501] ...\n"
@@ -53,6 +55,7 @@ static const command COMMANDS[] = {
     {"export", kiln_cmd_export},
     {"import", kiln_cmd_import},
     {"optimize", kiln_cmd_optimize},
+    {"bench", kiln_cmd_bench},
     {"serve", kiln_cmd_serve},
     {"predict", kiln_cmd_predict},
     {"runs", kiln_cmd_runs},

@@ -520,18 +520,35 @@ static void start_response(conn *c, kiln_http_response *resp) {
     c->close_after |= !r || r->h.close || atomic_load(&s->draining);
     kiln_sbuf *b = &c->out_head;
     kiln_sbuf_clear(b);
-    kiln_sbuf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", st, reason(st), http_date(c->w));
-    if (!no_body)
-        kiln_sbuf_printf(b, "Content-Type: %s\r\n",
-                         resp->content_type ? resp->content_type : "application/json");
+    /* appends, not printf: the head of every answer (printf's format parsing was ~6k
+     * instructions a request, 2% of a batch-1 prediction) */
+    kiln_sbuf_puts(b, "HTTP/1.1 ");
+    kiln_sbuf_i64(b, st);
+    kiln_sbuf_putc(b, ' ');
+    kiln_sbuf_puts(b, reason(st));
+    kiln_sbuf_puts(b, "\r\nDate: ");
+    kiln_sbuf_puts(b, http_date(c->w));
+    kiln_sbuf_puts(b, "\r\n");
+    if (!no_body) {
+        kiln_sbuf_puts(b, "Content-Type: ");
+        kiln_sbuf_puts(b, resp->content_type ? resp->content_type : "application/json");
+        kiln_sbuf_puts(b, "\r\n");
+    }
     const char *h = resp->header_buf;
     for (int i = 0; i < resp->n_headers; i++) {
         const char *v = h + strlen(h) + 1;
-        kiln_sbuf_printf(b, "%s: %s\r\n", h, v);
+        kiln_sbuf_puts(b, h);
+        kiln_sbuf_puts(b, ": ");
+        kiln_sbuf_puts(b, v);
+        kiln_sbuf_puts(b, "\r\n");
         h = v + strlen(v) + 1;
     }
     cors_headers(s, r, b);
-    if (!no_body) kiln_sbuf_printf(b, "Content-Length: %zu\r\n", resp->body_len);
+    if (!no_body) {
+        kiln_sbuf_puts(b, "Content-Length: ");
+        kiln_sbuf_i64(b, (int64_t)resp->body_len);
+        kiln_sbuf_puts(b, "\r\n");
+    }
     if (c->close_after)
         kiln_sbuf_puts(b, "Connection: close\r\n");
     else if (r && r->h.keep_alive_10)

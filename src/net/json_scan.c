@@ -13,6 +13,7 @@
 #include "net/json_scan.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,14 +358,31 @@ kiln_status js_number(js_cur *c, js_num *n) {
 /* The bytes js_skip_bracketed stops at. */
 static const unsigned char STRUCTURAL[256] = {['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1, ['"'] = 1};
 
+/* Whether any of the 8 bytes of w is '[', ']', '{', '}' or '"' (SWAR: b | 0x20 is 0x7b only
+ * for '[' and '{', 0x7d only for ']' and '}'; has_zero is exact, no false positives). */
+static inline int has_structural(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t l = w | 0x2020202020202020u;
+    uint64_t a = l ^ 0x7b7b7b7b7b7b7b7bu, b = l ^ 0x7d7d7d7d7d7d7d7du, q = w ^ 0x2222222222222222u;
+    return (((a - ones) & ~a) | ((b - ones) & ~b) | ((q - ones) & ~q)) & highs ? 1 : 0;
+}
+
 kiln_status js_skip_bracketed(js_cur *c) {
     int ch = js_peek(c);
     if (ch != '[' && ch != '{') return js_skip_value(c, 1);
     const char *p = c->p, *end = c->end;
     int64_t depth = 0;
     for (; p < end; p++) {
+        /* numbers, commas, spaces: 8 bytes at a time while none of them is structural */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (has_structural(w)) break;
+            p += 8;
+        }
+        if (p >= end) break;
         char b = *p;
-        while (!STRUCTURAL[(unsigned char)b] && ++p < end) b = *p; /* numbers, commas, spaces */
+        while (!STRUCTURAL[(unsigned char)b] && ++p < end) b = *p;
         if (p >= end) break;
         if (b == '[' || b == '{') {
             depth++;

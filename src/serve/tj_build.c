@@ -406,6 +406,39 @@ kiln_status tj_put_binary(tj_builder *b, const unsigned char *p, size_t len, int
     return KILN_OK;
 }
 
+/* A run of plain JSON integers of at most 9 digits each ("0", "-17", "255": pixels and class
+ * ids, the bulk of request bodies), separated by bare commas, as float32 (correctly rounded, -0
+ * for "-0") into dst, at most room of them. Each is taken only when ',' or ']' follows it; the
+ * cursor ends right after the last one taken (at its ',' or ']'). Anything else (a fraction, an
+ * exponent, a leading zero, 10 digits, whitespace, the end) stops the run, untouched, for
+ * js_number and the general path. Returns how many were taken. */
+static int64_t int_run(js_cur *c, char *dst, size_t room) {
+    const char *p = c->p, *end = c->end;
+    int64_t k = 0;
+    while ((size_t)k < room) {
+        const char *q = p;
+        int neg = q < end && *q == '-';
+        q += neg;
+        if (q >= end || (unsigned)((unsigned char)*q - '0') > 9) break;
+        uint32_t v = 0;
+        if (*q == '0') {
+            q++;
+        } else {
+            const char *d0 = q;
+            while (q < end && (unsigned)((unsigned char)*q - '0') <= 9 && q - d0 < 9)
+                v = v * 10 + (uint32_t)(*q++ - '0');
+        }
+        if (q >= end || (*q != ',' && *q != ']')) break;
+        float f = neg ? -(float)v : (float)v;
+        memcpy(dst + 4 * k, &f, 4);
+        k++;
+        c->p = q;
+        if (*q != ',') break;
+        p = q + 1;
+    }
+    return k;
+}
+
 kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
     kiln_status st = KILN_OK;
     js_kind k = js_kind_at(c);
@@ -436,17 +469,26 @@ kiln_status tj_walk(tj_builder *b, js_cur *c, int depth) {
              (ch == '-' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9')) &&
             b->leaf_depth == depth + 1 &&
             b->type == KILN_TJ_F32 && !b->auto_type && !b->decl && b->cap - b->len >= 4) {
-            js_num v;
-            if ((st = js_number(c, &v))) return st;
-            float f = (float)v.d;
-            if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
-            memcpy(b->data + b->len, &f, 4);
-            b->len += 4;
-            b->count++;
+            int64_t got = int_run(c, b->data + b->len, (b->cap - b->len) / 4);
+            if (!got) {
+                js_num v;
+                if ((st = js_number(c, &v))) return st;
+                float f = (float)v.d;
+                if (!isfinite(f)) return put_number(b, &v, depth + 1); /* names the error */
+                memcpy(b->data + b->len, &f, 4);
+                got = 1;
+            }
+            b->len += 4 * (size_t)got;
+            b->count += got;
+            n += got - 1;
         } else if ((st = tj_walk(b, c, depth + 1))) {
             return st;
         }
         n++;
+        if (c->p < c->end && *c->p == ',') { /* the next element, no whitespace between */
+            c->p++;
+            continue;
+        }
         int more = js_next(c, ']', &st);
         if (more < 0) return st;
         if (!more) break;
