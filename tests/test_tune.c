@@ -243,6 +243,44 @@ static void test_asha_worked_example(void) {
     CHECK(kiln_tune_asha_prune(&s, nanc, 1, 0, &rn) == 1);
 }
 
+/* No rung at the end of a trial's budget: trial 4 of the worked example reached rung 3 with 0.5
+ * and was pruned there; when 3 epochs are all a trial trains (max_resource 3) it has spent its
+ * budget and stays complete, and the median pruner leaves it too. A study's parsed space takes
+ * max_resource from train.epochs. */
+static void test_no_prune_at_the_end(void) {
+    kiln_tune_space s = {.min_resource = 1, .reduction = 3, .maximize = 0, .max_resource = 3};
+    double r1[] = {1, 3}, v0[] = {0.5, 0.45}, v2[] = {0.3, 0.25}, v4[] = {0.2, 0.5};
+    kiln_tune_curve c[3] = {{r1, v0, 2}, {r1, v2, 2}, {r1, v4, 2}};
+    int rung[3] = {1, 1, 1};
+    CHECK(kiln_tune_asha_prune(&s, c, 3, 2, &rung[2]) == 0);
+    CHECK(rung[2] == 1);
+    s.max_resource = 0; /* unknown: as Optuna, rung 3 prunes it */
+    CHECK(kiln_tune_asha_prune(&s, c, 3, 2, &rung[2]) == 1);
+    kiln_tune_space m = {.median_startup = 2, .maximize = 0, .max_resource = 3};
+    int complete[3] = {1, 1, 0};
+    double v5[] = {0.6, 0.5};
+    c[2].value = v5; /* worse than the median (0.35) all along */
+    CHECK(kiln_tune_median_prune(&m, c, complete, 3, 2) == 0);
+    m.max_resource = 0;
+    CHECK(kiln_tune_median_prune(&m, c, complete, 3, 2) == 1);
+
+    kiln_cfg *root = NULL;
+    const char *y = "data: {source: idx, train: {images: a.gz, labels: b.gz}, batch_size: 8}\n"
+                    "model: {input: [4], layers: [{dense: {units: 2}}]}\n"
+                    "loss: softmax_cross_entropy\noptimizer: {adam: {learning_rate: 0.001}}\n"
+                    "train: {epochs: 7}\n"
+                    "tune: {objective: {metric: loss, mode: min}, pruner: asha,\n"
+                    "       space: {optimizer.adam.learning_rate: {uniform: [0.001, 0.01]}}}\n";
+    CHECK(kiln_config_parse(y, "t.yaml", &root) == KILN_OK);
+    kiln_tune_space sp;
+    if (root && kiln_tune_space_parse(kiln_cfg_child(root, "tune"), root, &sp) == KILN_OK) {
+        CHECK(sp.max_resource == 7);
+        kiln_tune_space_free(&sp);
+    } else
+        CHECK_MSG(0, "%s", kiln_last_error());
+    kiln_cfg_free(root);
+}
+
 static void test_median(void) {
     kiln_tune_space s = {.median_startup = 2, .median_warmup = 1, .maximize = 1};
     double r[] = {1, 2}, a[] = {0.6, 0.8}, b[] = {0.5, 0.7}, c[] = {0.4, 0.55}, d[] = {0.3, 0.9};
@@ -328,6 +366,7 @@ int main(void) {
     RUN(test_tpe_conditional);
     RUN(test_int_and_choice);
     RUN(test_asha_worked_example);
+    RUN(test_no_prune_at_the_end);
     RUN(test_median);
     RUN(test_importance);
     return kiln_test_summary();

@@ -61,6 +61,9 @@ typedef struct {
     double reduction;    /* ASHA: eta (3) */
     int median_startup;  /* median: finished trials before it prunes (5) */
     double median_warmup; /* median: no pruning before this resource (0) */
+    double max_resource;  /* the resource a full trial ends at (train.epochs, or train.max_steps
+                             for resource: step; 0: unknown): neither pruner prunes there, as a
+                             trial that got there has spent its budget and is complete */
 } kiln_tune_space;
 
 /* Reads tune (the tune: map of root, or a --space file's root) into out, checking every key with
@@ -112,7 +115,8 @@ typedef struct {
  * latest report has reached rung *rung, its value there (its first report at or past the rung)
  * joins the rung's values of every trial (curves), and the trial is promoted (*rung + 1, then
  * the next rung is checked) when it is among the best floor(n / eta) of them (the best one
- * while n < eta); otherwise it is pruned (1). A NaN value is pruned. 0: go on. */
+ * while n < eta); otherwise it is pruned (1). A NaN value is pruned. No rung sits at or past
+ * s->max_resource (when known). 0: go on. */
 int kiln_tune_asha_prune(const kiln_tune_space *s, const kiln_tune_curve *curves, int n, int self,
                          int *rung);
 /* Median pruning (Optuna's MedianPruner): once median_startup trials are complete and the latest
