@@ -281,6 +281,16 @@ static void test_no_prune_at_the_end(void) {
     kiln_cfg_free(root);
 }
 
+/* The study records what the run says at the end: a trial the tuner was pruning whose run
+ * finished before the signal reached it is finished in the study too. */
+static void test_outcome(void) {
+    CHECK(kiln_tune_outcome("finished", 3) == KILN_TUNE_OUTCOME_FINISHED);
+    CHECK(kiln_tune_outcome("finished", 0) == KILN_TUNE_OUTCOME_FINISHED);
+    CHECK(kiln_tune_outcome("pruned", 3) == KILN_TUNE_OUTCOME_PRUNED);
+    CHECK(kiln_tune_outcome("failed", 3) == KILN_TUNE_OUTCOME_OTHER);
+    CHECK(kiln_tune_outcome("", 3) == KILN_TUNE_OUTCOME_OTHER);
+}
+
 static void test_median(void) {
     kiln_tune_space s = {.median_startup = 2, .median_warmup = 1, .maximize = 1};
     double r[] = {1, 2}, a[] = {0.6, 0.8}, b[] = {0.5, 0.7}, c[] = {0.4, 0.55}, d[] = {0.3, 0.9};
@@ -367,6 +377,7 @@ int main(void) {
     RUN(test_int_and_choice);
     RUN(test_asha_worked_example);
     RUN(test_no_prune_at_the_end);
+    RUN(test_outcome);
     RUN(test_median);
     RUN(test_importance);
     return kiln_test_summary();

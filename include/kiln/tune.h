@@ -126,6 +126,18 @@ int kiln_tune_asha_prune(const kiln_tune_space *s, const kiln_tune_curve *curves
 int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curves,
                            const int *complete, int n, int self);
 
+/* What the study records for a trial whose process ended, from its run's status (run.json:
+ * "finished", "pruned", ...) and whether the tuner had sent it the prune signal (pruning: the
+ * points it had then, 0: none): the run decides, so the study and the run agree. A run that
+ * finished before the signal reached it is FINISHED (all its points count); PRUNED counts its
+ * points up to the decision; OTHER: failed, or interrupted (resumed). */
+typedef enum {
+    KILN_TUNE_OUTCOME_OTHER = 0,
+    KILN_TUNE_OUTCOME_FINISHED,
+    KILN_TUNE_OUTCOME_PRUNED
+} kiln_tune_outcome_kind;
+kiln_tune_outcome_kind kiln_tune_outcome(const char *run_status, int pruning);
+
 /* ---- importances ----
  * A simple fANOVA-like measure over the complete trials: for each parameter, the share of the
  * objective's variance between groups (choice: by option; numbers: by quartile of rank) of the
