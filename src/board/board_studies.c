@@ -2,15 +2,15 @@
  * /api/studies/NAME (one study and its trials), read from the registry (runs/kiln.db: the
  * studies and trials tables of src/registry/registry_study.c).
  *
- * Each request opens the registry, reads, and closes it: SQLite serializes with the tuner's
- * writes, and no board state is shared, so no lock of the board is taken. A runs folder without
- * a kiln.db has no studies (the board never creates one). A trial's run is its registry id
+ * Each request opens the registry for reading only (kiln_registry_open_read: the board never
+ * creates, upgrades or writes kiln.db), reads, and closes it: SQLite isolates the read from the
+ * tuner's writes, and no board state is shared, so no lock of the board is taken. A runs folder
+ * without a kiln.db (or with one older than studies) has no studies. A trial's run is its registry id
  * ("<experiment folder>/<run folder>"), the key the board's runs table uses, so the page links a
  * trial to its run. params is the trial's JSON object as the tuner wrote it (cJSON output).
  */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "board/board_internal.h"
 #include "kiln/registry.h"
@@ -74,22 +74,16 @@ static int put_trial(const kiln_registry_trial *t, void *ctx) {
 }
 
 void board_api_studies(kiln_board *b, kiln_http_response *resp, const char *name) {
-    char db[4200];
-    snprintf(db, sizeof db, "%s/kiln.db", b->runs_dir);
     kiln_sbuf s = KILN_SBUF_INIT;
-    if (access(db, F_OK) != 0) {
-        if (name) {
-            kiln_http_json_error(resp, 404, "no study '%s': %s has no registry (kiln.db)", name,
-                                 b->runs_dir);
-            return;
-        }
+    kiln_registry *reg = NULL;
+    kiln_status st = kiln_registry_open_read(b->runs_dir, &reg);
+    if (st == KILN_ERR_NOTFOUND && !name) { /* no registry (yet): no studies */
+        kiln_error_clear();
         kiln_sbuf_puts(&s, "{\"studies\":[]}");
         kiln_http_add_header(resp, "Cache-Control", "no-store");
         kiln_http_body_sbuf(resp, &s);
         return;
     }
-    kiln_registry *reg = NULL;
-    kiln_status st = kiln_registry_open(b->runs_dir, &reg);
     if (!st) {
         kiln_sbuf_puts(&s, name ? "{\"study\":" : "{\"studies\":[");
         st = kiln_registry_studies(reg, name, put_study, &s);
@@ -104,7 +98,10 @@ void board_api_studies(kiln_board *b, kiln_http_response *resp, const char *name
     kiln_registry_close(reg);
     if (st) {
         kiln_sbuf_free(&s);
-        kiln_http_json_error(resp, st == KILN_ERR_NOTFOUND ? 404 : 500, "%s", kiln_last_error());
+        if (st == KILN_ERR_NOTFOUND)
+            kiln_http_json_error(resp, 404, "no study '%s': %s", name, kiln_last_error());
+        else
+            kiln_http_json_error(resp, 500, "%s", kiln_last_error());
         return;
     }
     kiln_http_add_header(resp, "Cache-Control", "no-store");
