@@ -5,9 +5,9 @@
  * Each request opens the registry for reading only (kiln_registry_open_read: the board never
  * creates, upgrades or writes kiln.db), reads, and closes it: SQLite isolates the read from the
  * tuner's writes, and no board state is shared, so no lock of the board is taken. A runs folder
- * without a kiln.db (or with one older than studies) has no studies. A trial's run is its registry id
- * ("<experiment folder>/<run folder>"), the key the board's runs table uses, so the page links a
- * trial to its run. params is the trial's JSON object as the tuner wrote it (cJSON output).
+ * without a kiln.db (or with one older than studies) has no studies. A trial's run is its
+ * registry id ("<experiment folder>/<run folder>"), the key the board's runs table uses, so the
+ * page links a trial to its run. params is the trial's JSON object as the tuner wrote it (cJSON output).
  */
 #include <stdio.h>
 #include <string.h>
