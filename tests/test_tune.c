@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "kiln/run.h"
 #include "kiln/tune.h"
 
 static kiln_tune_space parse(const char *yaml, const char *root_yaml, kiln_status *st) {
@@ -281,14 +282,43 @@ static void test_no_prune_at_the_end(void) {
     kiln_cfg_free(root);
 }
 
-/* The study records what the run says at the end: a trial the tuner was pruning whose run
- * finished before the signal reached it is finished in the study too. */
+/* The study and the run agree on a trial the tuner was pruning: the decision decides (so a
+ * study stays a function of its points), and a run that finished before the signal reached it
+ * is marked pruned too, with a message saying so. */
 static void test_outcome(void) {
-    CHECK(kiln_tune_outcome("finished", 3) == KILN_TUNE_OUTCOME_FINISHED);
+    CHECK(kiln_tune_outcome("finished", 3) == KILN_TUNE_OUTCOME_PRUNED);
     CHECK(kiln_tune_outcome("finished", 0) == KILN_TUNE_OUTCOME_FINISHED);
     CHECK(kiln_tune_outcome("pruned", 3) == KILN_TUNE_OUTCOME_PRUNED);
     CHECK(kiln_tune_outcome("failed", 3) == KILN_TUNE_OUTCOME_OTHER);
     CHECK(kiln_tune_outcome("", 3) == KILN_TUNE_OUTCOME_OTHER);
+
+    char root[] = "/tmp/kiln-tune-test-XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    setenv("KILN_REGISTRY", "off", 1);
+    kiln_rundir *r = NULL;
+    CHECK_OK(kiln_run_create(root, "exp", "t000", &r));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", r ? kiln_run_get_info(r).path : "");
+    CHECK_OK(kiln_run_set_status(r, KILN_RUN_FINISHED, NULL));
+    CHECK_OK(kiln_run_save(r));
+    /* while its process holds it, it is left alone */
+    CHECK(kiln_tune_mark_pruned(dir, 3, 0) == KILN_ERR_INVALID);
+    kiln_run_close(r);
+    CHECK_OK(kiln_tune_mark_pruned(dir, 3, 0));
+    r = NULL;
+    CHECK_OK(kiln_run_open(dir, KILN_RUN_READ, &r));
+    if (r) {
+        kiln_run_info info = kiln_run_get_info(r);
+        CHECK(info.status == KILN_RUN_PRUNED);
+        CHECK(info.message && strstr(info.message, "pruned by kiln tune at epoch 3"));
+        kiln_run_close(r);
+    }
+    /* only a finished run */
+    CHECK(kiln_tune_mark_pruned(dir, 3, 0) == KILN_ERR_INVALID);
+    unsetenv("KILN_REGISTRY");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0);
 }
 
 static void test_median(void) {

@@ -128,15 +128,23 @@ int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curv
 
 /* What the study records for a trial whose process ended, from its run's status (run.json:
  * "finished", "pruned", ...) and whether the tuner had sent it the prune signal (pruning: the
- * points it had then, 0: none): the run decides, so the study and the run agree. A run that
- * finished before the signal reached it is FINISHED (all its points count); PRUNED counts its
- * points up to the decision; OTHER: failed, or interrupted (resumed). */
+ * points it had then, 0: none). The pruner's decision decides, so that what a study does is a
+ * function of the points and not of timing: a trial being pruned is PRUNED even when its run
+ * finished before the signal reached it (the tuner then marks the run pruned too:
+ * kiln_tune_mark_pruned). Otherwise the run says: FINISHED, PRUNED, or OTHER (failed, or
+ * interrupted: resumed). */
 typedef enum {
     KILN_TUNE_OUTCOME_OTHER = 0,
     KILN_TUNE_OUTCOME_FINISHED,
     KILN_TUNE_OUTCOME_PRUNED
 } kiln_tune_outcome_kind;
 kiln_tune_outcome_kind kiln_tune_outcome(const char *run_status, int pruning);
+/* Makes a run folder whose process has ended (run_dir, status finished) agree with a study that
+ * pruned it: run.json (and the registry, through the run's follower) say pruned, with a message
+ * that it had trained to the end before the signal reached it and where the pruner stopped it
+ * (resource, by_step: a step, else an epoch); log.txt says so too. The run's lock is taken like
+ * kiln train --resume takes it (KILN_ERR_INVALID when a process still holds it). */
+kiln_status kiln_tune_mark_pruned(const char *run_dir, double resource, int by_step);
 
 /* ---- importances ----
  * A simple fANOVA-like measure over the complete trials: for each parameter, the share of the

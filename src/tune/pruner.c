@@ -104,9 +104,10 @@ int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curv
 }
 
 kiln_tune_outcome_kind kiln_tune_outcome(const char *run_status, int pruning) {
-    if (!strcmp(run_status, "finished")) return KILN_TUNE_OUTCOME_FINISHED;
-    if (!strcmp(run_status, "pruned")) return KILN_TUNE_OUTCOME_PRUNED;
-    (void)pruning; /* a prune signal changes nothing the run did not record */
+    int done = !strcmp(run_status, "finished"), pruned = !strcmp(run_status, "pruned");
+    if (pruning && (done || pruned)) return KILN_TUNE_OUTCOME_PRUNED; /* the decision decides */
+    if (done) return KILN_TUNE_OUTCOME_FINISHED;
+    if (pruned) return KILN_TUNE_OUTCOME_PRUNED;
     return KILN_TUNE_OUTCOME_OTHER;
 }
 

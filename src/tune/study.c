@@ -347,6 +347,26 @@ static void forget_run(trial *t) {
     t->run[0] = 0, t->n = 0, t->off = 0, t->rung = 0;
 }
 
+kiln_status kiln_tune_mark_pruned(const char *run_dir, double resource, int by_step) {
+    kiln_rundir *r = NULL;
+    kiln_status s = kiln_run_open(run_dir, KILN_RUN_WRITE, &r);
+    if (s) return s;
+    kiln_registry_follow_run(r, 0);
+    char msg[200];
+    snprintf(msg, sizeof msg, "pruned by kiln tune at %s %g (the run had trained to its end "
+             "before the prune signal reached it)", by_step ? "step" : "epoch", resource);
+    if (kiln_run_get_info(r).status != KILN_RUN_FINISHED)
+        s = kiln_error(KILN_ERR_INVALID, "%s: only a finished run is marked pruned", run_dir);
+    /* a status changes only from running (kiln/run.h): through it, saved once; end_time becomes
+     * now, a moment after the process ended */
+    if (!s && !(s = kiln_run_set_status(r, KILN_RUN_RUNNING, NULL)) &&
+        !(s = kiln_run_set_status(r, KILN_RUN_PRUNED, msg)))
+        s = kiln_run_save(r);
+    if (!s) kiln_run_log(r, "%s", msg);
+    kiln_run_close(r);
+    return s;
+}
+
 /* A trial whose process is gone: what its run says decides. 1: it runs again. */
 static int settle(study *st, trial *t, int exit_code) {
     if (!t->run[0]) find_run(st, t);
@@ -356,20 +376,18 @@ static int settle(study *st, trial *t, int exit_code) {
     run_status(t, status, sizeof status, &ckpt);
     char line[2048];
     describe(st, t, line, sizeof line);
-    /* the study records what the run says: a run that finished before the prune signal reached
-     * it (the trainer takes it only in its loop) is a finished trial with all its points; a
-     * pruned one counts up to the pruner's decision */
-    switch (kiln_tune_outcome(status, t->pruning)) {
-    case KILN_TUNE_OUTCOME_PRUNED:
+    /* the pruner's decision decides, whatever the trial logged before the signal reached it, so
+     * what a study does stays a function of its points; a run that finished before the signal
+     * reached it is marked pruned as well, so the study and the run agree */
+    if (kiln_tune_outcome(status, t->pruning) == KILN_TUNE_OUTCOME_PRUNED && t->pruning) {
         t->n = t->pruning < t->n ? t->pruning : t->n;
-        break;
-    case KILN_TUNE_OUTCOME_FINISHED:
-        if (t->pruning)
-            snprintf(t->message, sizeof t->message, "finished before the prune signal reached it");
-        t->pruning = 0; /* the pruner compares with all its points from now on */
-        break;
-    default:
-        break;
+        if (!strcmp(status, "finished")) {
+            if (kiln_tune_mark_pruned(t->run, t->n ? t->res[t->n - 1] : 0, st->s.by_step))
+                fprintf(stderr, "kiln tune: warning: trial %d: %s\n", t->number, kiln_last_error());
+            snprintf(t->message, sizeof t->message,
+                     "its run had finished before the prune signal reached it");
+        }
+        snprintf(status, sizeof status, "pruned");
     }
     if (!strcmp(status, "finished")) {
         t->value = best_of(st, t);

@@ -63,6 +63,16 @@ t_determinism() {
     trial_rows d2 "$TMP/rd" >"$TMP/d2"
     check "4 trials" [ "$(wc -l <"$TMP/d1")" = 4 ]
     check "same points, values and states" cmp -s "$TMP/d1" "$TMP/d2"
+    # the study and the runs agree (a run that finished before its prune signal says pruned too)
+    local bad=0 s n st d
+    for s in d1 d2; do
+        while read -r n st _; do
+            d=$(ls -d "$TMP/rd/small/$s-t$(printf %03d "$n")-"* | tail -1)
+            [ "$(json "$d" status)" = "$st" ] ||
+                { echo "  $s trial $n: the study says $st, its run $(json "$d" status)" >&2; bad=1; }
+        done <"$TMP/$s"
+    done
+    check "every trial's run says what the study says" [ $bad = 0 ]
     k tune "$c" --study d3 --runs-dir "$TMP/rd" --threads 1 --quiet --set seed=2 --trials 2
     trial_rows d3 "$TMP/rd" | head -2 >"$TMP/d3"
     check "another seed, other points" bash -c "! cmp -s <(head -2 $TMP/d1) $TMP/d3"
