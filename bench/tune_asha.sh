@@ -5,14 +5,20 @@
 # P at once (default 2), THREADS cores in all (default 2). Prints each study's best validation
 # accuracy, the summed training time of its trials (run durations) and its wall time.
 #   bash bench/tune_asha.sh [BUILD] [TRIALS] [P] [THREADS]
+# KEEP=DIR keeps the runs folder there (for a look at the curves) instead of deleting it.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 BUILD=${1:-$HERE/../build}
 TRIALS=${2:-16}
 P=${3:-2}
 THREADS=${4:-2}
-RUNS=$(mktemp -d /tmp/kiln-tune-asha-XXXXXX)
-trap 'rm -rf "$RUNS"' EXIT
+if [ -n "${KEEP:-}" ]; then
+    RUNS=$KEEP
+    mkdir -p "$RUNS"
+else
+    RUNS=$(mktemp -d /tmp/kiln-tune-asha-XXXXXX)
+    trap 'rm -rf "$RUNS"' EXIT
+fi
 CFG=$HERE/../examples/fashion_mnist/tune.yaml
 study() { # name, extra args
     local name=$1

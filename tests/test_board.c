@@ -27,6 +27,7 @@
 #include "check.h"
 #include "kiln/board.h"
 #include "kiln/fileio.h"
+#include "kiln/registry.h"
 
 static char root[128], runs_dir[160];
 static kiln_board *board;
@@ -754,6 +755,70 @@ static void test_live_run_crashes(void) {
     cJSON_Delete(j);
 }
 
+/* kiln tune's studies from the registry: none before there is a kiln.db (the board makes none),
+ * then the list with counts and the best value, and one study with its trials (params,
+ * objective, state, run key); an unknown study 404, a bad name 400. */
+static void test_studies(void) {
+    char db[300];
+    snprintf(db, sizeof db, "%s/kiln.db", runs_dir);
+    cJSON *j = get_json("/api/studies", 200);
+    CHECK(cJSON_IsArray(item(j, "studies")) && cJSON_GetArraySize(item(j, "studies")) == 0);
+    cJSON_Delete(j);
+    CHECK(access(db, F_OK) != 0);
+    cJSON_Delete(get_json("/api/studies/s1", 404));
+
+    kiln_registry *reg = NULL;
+    CHECK_OK(kiln_registry_open(runs_dir, &reg));
+    kiln_registry_study st = {.name = "s1", .experiment = "exp", .metric = "val_accuracy",
+                              .direction = "maximize", .spec = "{}"};
+    CHECK_OK(kiln_registry_study_create(reg, &st));
+    char run_key[300];
+    snprintf(run_key, sizeof run_key, "%s", key_a);
+    kiln_registry_trial t[3] = {
+        {.number = 0, .state = "finished", .run = run_key,
+         .params = "{\"optimizer.adam.learning_rate\":0.001,\"data.batch_size\":\"64\"}",
+         .x = "[0.001,1]", .has_value = 1, .value = 0.85, .has_resource = 1, .resource = 9,
+         .start_time = "2026-12-06T10:00:00Z", .end_time = "2026-12-06T10:01:00Z"},
+        {.number = 1, .state = "pruned",
+         .params = "{\"optimizer.adam.learning_rate\":0.01,\"data.batch_size\":\"32\"}",
+         .x = "[0.01,0]", .has_value = 1, .value = 0.7, .has_resource = 1, .resource = 1,
+         .start_time = "2026-12-06T10:00:00Z", .end_time = "2026-12-06T10:00:20Z"},
+        {.number = 2, .state = "finished",
+         .params = "{\"optimizer.adam.learning_rate\":0.0003,\"data.batch_size\":\"128\"}",
+         .x = "[0.0003,2]", .has_value = 1, .value = 0.88, .has_resource = 1, .resource = 9,
+         .start_time = "2026-12-06T10:01:00Z", .end_time = "2026-12-06T10:02:00Z"}};
+    for (int i = 0; i < 3; i++) CHECK_OK(kiln_registry_trial_put(reg, "s1", &t[i]));
+    kiln_registry_close(reg);
+
+    j = get_json("/api/studies", 200);
+    const cJSON *l = cJSON_GetArrayItem(item(j, "studies"), 0);
+    CHECK(cJSON_GetArraySize(item(j, "studies")) == 1 && l);
+    CHECK(l && !strcmp(str(l, "name"), "s1") && !strcmp(str(l, "metric"), "val_accuracy"));
+    CHECK(l && !strcmp(str(l, "direction"), "maximize"));
+    CHECK(l && num(l, "trials") == 3 && num(l, "finished") == 2 && num(l, "pruned") == 1);
+    CHECK(l && num(l, "best") == 0.88);
+    cJSON_Delete(j);
+
+    j = get_json("/api/studies/s1", 200);
+    CHECK(j && !strcmp(str(item(j, "study"), "name"), "s1"));
+    const cJSON *tr = item(j, "trials");
+    CHECK(cJSON_GetArraySize(tr) == 3);
+    const cJSON *t0 = cJSON_GetArrayItem(tr, 0), *t1 = cJSON_GetArrayItem(tr, 1);
+    CHECK(t0 && num(t0, "number") == 0 && !strcmp(str(t0, "state"), "finished"));
+    CHECK(t0 && !strcmp(str(t0, "run"), key_a) && num(t0, "value") == 0.85);
+    CHECK(t0 && num(item(t0, "params"), "optimizer.adam.learning_rate") == 0.001);
+    CHECK(t0 && !strcmp(str(item(t0, "params"), "data.batch_size"), "64"));
+    CHECK(t1 && !strcmp(str(t1, "state"), "pruned") && num(t1, "resource") == 1);
+    CHECK(t1 && cJSON_IsNull(item(t1, "run")));
+    cJSON_Delete(j);
+
+    j = get_json("/api/studies/nope", 404);
+    CHECK(j && str(j, "error") && strstr(str(j, "error"), "nope"));
+    cJSON_Delete(j);
+    cJSON_Delete(get_json("/api/studies/..", 400));
+    cJSON_Delete(get_json("/api/studies/a%2Fb", 400));
+}
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(root, sizeof root, "/tmp/kiln-board-test-XXXXXX");
@@ -779,6 +844,7 @@ int main(void) {
     RUN(test_follow_live_run);
     RUN(test_bad_files);
     RUN(test_live_run_crashes);
+    RUN(test_studies);
     kiln_board_stop(board);
     kiln_run_close(live);
     /* starting on a folder that is not there fails with a message */

@@ -29,6 +29,7 @@
 #include "check.h"
 #include "kiln/trainer.h"
 #include "tb_events.h"
+#include "train/tb_hooks.h"
 
 #define FM "/usr/share/datasets/fashion-mnist"
 
@@ -459,6 +460,13 @@ static void group_of(const char *run, char *out, size_t cap) {
 
 static char fresh_run[4096]; /* the fresh run's folder, for the resumed test */
 
+/* A pruned run (kiln tune stopped it) ends its hparams session without a failure. */
+static void test_end_status(void) {
+    CHECK(kiln_tb_hooks_end_status("finished") == KILN_TB_STATUS_SUCCESS);
+    CHECK(kiln_tb_hooks_end_status("pruned") == KILN_TB_STATUS_UNKNOWN);
+    CHECK(kiln_tb_hooks_end_status("failed") == KILN_TB_STATUS_FAILURE);
+}
+
 static void test_fresh_run(void) {
     char run[4096];
     int rc = train_child(write_config(2), NULL, run, sizeof run);
@@ -630,6 +638,7 @@ int main(void) {
     }
     snprintf(root, sizeof root, "/tmp/kiln-test-tb-train-XXXXXX");
     if (!mkdtemp(root)) return 1;
+    RUN(test_end_status);
     RUN(test_fresh_run);
     RUN(test_resumed_run);
     char cmd[128];

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "kiln/run.h"
 #include "kiln/tune.h"
 
 static kiln_tune_space parse(const char *yaml, const char *root_yaml, kiln_status *st) {
@@ -243,6 +244,83 @@ static void test_asha_worked_example(void) {
     CHECK(kiln_tune_asha_prune(&s, nanc, 1, 0, &rn) == 1);
 }
 
+/* No rung at the end of a trial's budget: trial 4 of the worked example reached rung 3 with 0.5
+ * and was pruned there; when 3 epochs are all a trial trains (max_resource 3) it has spent its
+ * budget and stays complete, and the median pruner leaves it too. A study's parsed space takes
+ * max_resource from train.epochs. */
+static void test_no_prune_at_the_end(void) {
+    kiln_tune_space s = {.min_resource = 1, .reduction = 3, .maximize = 0, .max_resource = 3};
+    double r1[] = {1, 3}, v0[] = {0.5, 0.45}, v2[] = {0.3, 0.25}, v4[] = {0.2, 0.5};
+    kiln_tune_curve c[3] = {{r1, v0, 2}, {r1, v2, 2}, {r1, v4, 2}};
+    int rung[3] = {1, 1, 1};
+    CHECK(kiln_tune_asha_prune(&s, c, 3, 2, &rung[2]) == 0);
+    CHECK(rung[2] == 1);
+    s.max_resource = 0; /* unknown: as Optuna, rung 3 prunes it */
+    CHECK(kiln_tune_asha_prune(&s, c, 3, 2, &rung[2]) == 1);
+    kiln_tune_space m = {.median_startup = 2, .maximize = 0, .max_resource = 3};
+    int complete[3] = {1, 1, 0};
+    double v5[] = {0.6, 0.5};
+    c[2].value = v5; /* worse than the median (0.35) all along */
+    CHECK(kiln_tune_median_prune(&m, c, complete, 3, 2) == 0);
+    m.max_resource = 0;
+    CHECK(kiln_tune_median_prune(&m, c, complete, 3, 2) == 1);
+
+    kiln_cfg *root = NULL;
+    const char *y = "data: {source: idx, train: {images: a.gz, labels: b.gz}, batch_size: 8}\n"
+                    "model: {input: [4], layers: [{dense: {units: 2}}]}\n"
+                    "loss: softmax_cross_entropy\noptimizer: {adam: {learning_rate: 0.001}}\n"
+                    "train: {epochs: 7}\n"
+                    "tune: {objective: {metric: loss, mode: min}, pruner: asha,\n"
+                    "       space: {optimizer.adam.learning_rate: {uniform: [0.001, 0.01]}}}\n";
+    CHECK(kiln_config_parse(y, "t.yaml", &root) == KILN_OK);
+    kiln_tune_space sp;
+    if (root && kiln_tune_space_parse(kiln_cfg_child(root, "tune"), root, &sp) == KILN_OK) {
+        CHECK(sp.max_resource == 7);
+        kiln_tune_space_free(&sp);
+    } else
+        CHECK_MSG(0, "%s", kiln_last_error());
+    kiln_cfg_free(root);
+}
+
+/* The study and the run agree on a trial the tuner was pruning: the decision decides (so a
+ * study stays a function of its points), and a run that finished before the signal reached it
+ * is marked pruned too, with a message saying so. */
+static void test_outcome(void) {
+    CHECK(kiln_tune_outcome("finished", 3) == KILN_TUNE_OUTCOME_PRUNED);
+    CHECK(kiln_tune_outcome("finished", 0) == KILN_TUNE_OUTCOME_FINISHED);
+    CHECK(kiln_tune_outcome("pruned", 3) == KILN_TUNE_OUTCOME_PRUNED);
+    CHECK(kiln_tune_outcome("failed", 3) == KILN_TUNE_OUTCOME_OTHER);
+    CHECK(kiln_tune_outcome("", 3) == KILN_TUNE_OUTCOME_OTHER);
+
+    char root[] = "/tmp/kiln-tune-test-XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    setenv("KILN_REGISTRY", "off", 1);
+    kiln_rundir *r = NULL;
+    CHECK_OK(kiln_run_create(root, "exp", "t000", &r));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", r ? kiln_run_get_info(r).path : "");
+    CHECK_OK(kiln_run_set_status(r, KILN_RUN_FINISHED, NULL));
+    CHECK_OK(kiln_run_save(r));
+    /* while its process holds it, it is left alone */
+    CHECK(kiln_tune_mark_pruned(dir, 3, 0) == KILN_ERR_INVALID);
+    kiln_run_close(r);
+    CHECK_OK(kiln_tune_mark_pruned(dir, 3, 0));
+    r = NULL;
+    CHECK_OK(kiln_run_open(dir, KILN_RUN_READ, &r));
+    if (r) {
+        kiln_run_info info = kiln_run_get_info(r);
+        CHECK(info.status == KILN_RUN_PRUNED);
+        CHECK(info.message && strstr(info.message, "pruned by kiln tune at epoch 3"));
+        kiln_run_close(r);
+    }
+    /* only a finished run */
+    CHECK(kiln_tune_mark_pruned(dir, 3, 0) == KILN_ERR_INVALID);
+    unsetenv("KILN_REGISTRY");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0);
+}
+
 static void test_median(void) {
     kiln_tune_space s = {.median_startup = 2, .median_warmup = 1, .maximize = 1};
     double r[] = {1, 2}, a[] = {0.6, 0.8}, b[] = {0.5, 0.7}, c[] = {0.4, 0.55}, d[] = {0.3, 0.9};
@@ -328,6 +406,8 @@ int main(void) {
     RUN(test_tpe_conditional);
     RUN(test_int_and_choice);
     RUN(test_asha_worked_example);
+    RUN(test_no_prune_at_the_end);
+    RUN(test_outcome);
     RUN(test_median);
     RUN(test_importance);
     return kiln_test_summary();

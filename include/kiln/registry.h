@@ -314,6 +314,10 @@ typedef struct {
 } kiln_registry_trial;
 typedef int (*kiln_registry_study_fn)(const kiln_registry_study *s, void *ctx);
 typedef int (*kiln_registry_trial_fn)(const kiln_registry_trial *t, void *ctx);
+/* Opens an existing registry for reading only: it is never created, upgraded or written (no
+ * crashed-run marking), for readers that must not write to the runs folder (kiln board).
+ * KILN_ERR_NOTFOUND when there is none, or only one older than this kiln's schema. */
+kiln_status kiln_registry_open_read(const char *runs_dir, kiln_registry **out);
 /* Creates the study (KILN_ERR_INVALID when the name is taken). created NULL: now. */
 kiln_status kiln_registry_study_create(kiln_registry *reg, const kiln_registry_study *s);
 /* Every study (name NULL), newest first, or the one named (KILN_ERR_NOTFOUND when none). */

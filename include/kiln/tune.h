@@ -61,6 +61,9 @@ typedef struct {
     double reduction;    /* ASHA: eta (3) */
     int median_startup;  /* median: finished trials before it prunes (5) */
     double median_warmup; /* median: no pruning before this resource (0) */
+    double max_resource;  /* the resource a full trial ends at (train.epochs, or train.max_steps
+                             for resource: step; 0: unknown): neither pruner prunes there, as a
+                             trial that got there has spent its budget and is complete */
 } kiln_tune_space;
 
 /* Reads tune (the tune: map of root, or a --space file's root) into out, checking every key with
@@ -112,7 +115,8 @@ typedef struct {
  * latest report has reached rung *rung, its value there (its first report at or past the rung)
  * joins the rung's values of every trial (curves), and the trial is promoted (*rung + 1, then
  * the next rung is checked) when it is among the best floor(n / eta) of them (the best one
- * while n < eta); otherwise it is pruned (1). A NaN value is pruned. 0: go on. */
+ * while n < eta); otherwise it is pruned (1). A NaN value is pruned. No rung sits at or past
+ * s->max_resource (when known). 0: go on. */
 int kiln_tune_asha_prune(const kiln_tune_space *s, const kiln_tune_curve *curves, int n, int self,
                          int *rung);
 /* Median pruning (Optuna's MedianPruner): once median_startup trials are complete and the latest
@@ -121,6 +125,26 @@ int kiln_tune_asha_prune(const kiln_tune_space *s, const kiln_tune_curve *curves
  * complete[i]: trial i has finished. */
 int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curves,
                            const int *complete, int n, int self);
+
+/* What the study records for a trial whose process ended, from its run's status (run.json:
+ * "finished", "pruned", ...) and whether the tuner had sent it the prune signal (pruning: the
+ * points it had then, 0: none). The pruner's decision decides, so that what a study does is a
+ * function of the points and not of timing: a trial being pruned is PRUNED even when its run
+ * finished before the signal reached it (the tuner then marks the run pruned too:
+ * kiln_tune_mark_pruned). Otherwise the run says: FINISHED, PRUNED, or OTHER (failed, or
+ * interrupted: resumed). */
+typedef enum {
+    KILN_TUNE_OUTCOME_OTHER = 0,
+    KILN_TUNE_OUTCOME_FINISHED,
+    KILN_TUNE_OUTCOME_PRUNED
+} kiln_tune_outcome_kind;
+kiln_tune_outcome_kind kiln_tune_outcome(const char *run_status, int pruning);
+/* Makes a run folder whose process has ended (run_dir, status finished) agree with a study that
+ * pruned it: run.json (and the registry, through the run's follower) say pruned, with a message
+ * that it had trained to the end before the signal reached it and where the pruner stopped it
+ * (resource, by_step: a step, else an epoch); log.txt says so too. The run's lock is taken like
+ * kiln train --resume takes it (KILN_ERR_INVALID when a process still holds it). */
+kiln_status kiln_tune_mark_pruned(const char *run_dir, double resource, int by_step);
 
 /* ---- importances ----
  * A simple fANOVA-like measure over the complete trials: for each parameter, the share of the

@@ -16,7 +16,8 @@
  * Concurrency. Handlers run on the HTTP server's worker threads. The runs table is under b->mu;
  * a run's metric points under the run's own mutex, taken after b->mu is released (see
  * board_internal.h), so a client following a big live run does not hold up the runs table.
- * Details read the run folder with no lock held.
+ * Details read the run folder with no lock held. /api/studies[/NAME] read the registry
+ * (board_studies.c), also without the board's lock.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -216,8 +217,15 @@ static void handle(void *ctx, const kiln_http_request *req, kiln_http_response *
         api_runs(b, req, resp);
     else if (!strncmp(p, "/api/runs/", 10))
         api_run(b, req, resp, p + 10);
-    else if (!strncmp(p, "/api/", 5) || !strcmp(p, "/api"))
-        kiln_http_json_error(resp, 404, "no such route: %s (see /api/runs)", p);
+    else if (!strcmp(p, "/api/studies"))
+        board_api_studies(b, resp, NULL);
+    else if (!strncmp(p, "/api/studies/", 13)) {
+        if (!name_ok(p + 13) || strchr(p + 13, '/'))
+            kiln_http_json_error(resp, 400, "'%s' is not a study name (see /api/studies)", p + 13);
+        else
+            board_api_studies(b, resp, p + 13);
+    } else if (!strncmp(p, "/api/", 5) || !strcmp(p, "/api"))
+        kiln_http_json_error(resp, 404, "no such route: %s (see /api/runs, /api/studies)", p);
     else
         asset(req, resp);
 }

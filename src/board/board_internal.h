@@ -4,6 +4,7 @@
  *   board_params.c   config.yaml flattened into key = value params, and the string tables
  *   board_metrics.c  per-run metric points, read incrementally, and their JSON
  *   board_details.c  one run's details (run.json, config, checkpoints, exports, log)
+ *   board_studies.c  kiln tune's studies and trials, from the registry (runs/kiln.db)
  *   board_assets.c   generated at build time from src/board/web/ (cmake/embed_assets.cmake)
  *
  * Locking. b->mu guards the runs table (runs, slots, exps, the string tables, gen) and every
@@ -194,6 +195,9 @@ void board_index_free(kiln_board *b);
  * (may be NULL) is put in as it is: members for the run's stages (board_metrics_render_stages). */
 void board_render_details(const char *key, const char *dir, const char *status, int crashed,
                           const char *stages, kiln_sbuf *out);
+
+/* /api/studies (name NULL) or /api/studies/NAME (name checked): reads the registry, no lock. */
+void board_api_studies(kiln_board *b, kiln_http_response *resp, const char *name);
 
 /* Small JSON helpers shared by the renderers. */
 void board_json_number(kiln_sbuf *b, double v); /* shortest exact form; null when not finite */

@@ -18,6 +18,10 @@ static kiln_status prep(kiln_registry *reg, const char *sql, sqlite3_stmt **st) 
     return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, "reading studies");
 }
 
+kiln_status kiln_registry_open_read(const char *runs_dir, kiln_registry **out) {
+    return kiln_reg_open_readonly(runs_dir, out);
+}
+
 kiln_status kiln_registry_study_create(kiln_registry *reg, const kiln_registry_study *s) {
     kiln_status e = kiln_reg_writable(reg, "create a study");
     if (e) return e;

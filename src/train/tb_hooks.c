@@ -486,13 +486,20 @@ void kiln_tb_hooks_epoch_end(kiln_tb_hooks *h, const kiln_tb_epoch *e) {
     h->spent += kiln_now() - t0;
 }
 
+kiln_tb_status kiln_tb_hooks_end_status(const char *status) {
+    if (!strcmp(status, "finished")) return KILN_TB_STATUS_SUCCESS;
+    /* TensorBoard's Status (hparams_api.proto) has no "pruned": not a failure, and apart from
+     * the finished sessions in the dashboard's status filter */
+    if (!strcmp(status, "pruned")) return KILN_TB_STATUS_UNKNOWN;
+    return KILN_TB_STATUS_FAILURE;
+}
+
 void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
     if (!h) return;
     double t0 = kiln_now();
     if (!h->off && h->root && status && strcmp(status, "stopped") != 0) {
-        kiln_tb_status s =
-            !strcmp(status, "finished") ? KILN_TB_STATUS_SUCCESS : KILN_TB_STATUS_FAILURE;
-        if (kiln_tb_hparams_end(h->root, s, wall_now())) fail(h, "hparams");
+        if (kiln_tb_hparams_end(h->root, kiln_tb_hooks_end_status(status), wall_now()))
+            fail(h, "hparams");
     }
     int files = 0;
     double bytes = 0;

@@ -28,6 +28,7 @@
 #include "kiln/metrics.h"
 #include "kiln/model.h"
 #include "kiln/run.h"
+#include "kiln/tboard.h"
 #include "train/progress.h"
 
 typedef struct kiln_tb_hooks kiln_tb_hooks;
@@ -58,8 +59,13 @@ typedef struct {
  * log.images_every_epochs), the projector's embeddings (every epoch with validation). */
 void kiln_tb_hooks_epoch_end(kiln_tb_hooks *h, const kiln_tb_epoch *e);
 
-/* Writes the hparams session end ("finished": success, "failed": failure; "stopped" writes none,
- * as the run may be resumed) and frees everything. NULL is a no-op. */
+/* The hparams session status a run's end gets: "finished" STATUS_SUCCESS, "pruned" (kiln tune
+ * stopped it) STATUS_UNKNOWN (TensorBoard's Status has no pruned, and it is no failure),
+ * anything else ("failed") STATUS_FAILURE. */
+kiln_tb_status kiln_tb_hooks_end_status(const char *status);
+
+/* Writes the hparams session end (kiln_tb_hooks_end_status; "stopped" writes none, as the run
+ * may be resumed) and frees everything. NULL is a no-op. */
 void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status);
 
 /* The model's graph was replaced (a new stage): drops what was compiled on the old one. */

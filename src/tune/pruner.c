@@ -10,7 +10,10 @@
  * that resource; a trial reaching a rung is promoted when its value there is at least as good
  * as the floor(n / eta)-th best of the n values the rung holds now (itself included; the best
  * one while n < eta), otherwise pruned. *rung (the caller's per-trial state) keeps the rungs
- * already passed, so a promotion is never taken back.
+ * already passed, so a promotion is never taken back. Unlike Optuna (which does not know how
+ * long a trial runs), no rung sits at or past the trial's full budget (max_resource, from
+ * train.epochs): pruning a trial that has trained to the end saves nothing and would only throw
+ * its complete result away (Hyperband and Ray Tune's ASHA likewise stop at max_t).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -45,6 +48,7 @@ int kiln_tune_asha_prune(const kiln_tune_space *s, const kiln_tune_curve *curves
     for (;;) {
         double r = s->min_resource * pow(s->reduction, *rung);
         if (latest < r - 1e-9) break;
+        if (s->max_resource > 0 && r >= s->max_resource - 1e-9) break; /* the end: complete */
         int has;
         double v = at_rung(me, r, &has);
         if (isnan(v)) {
@@ -75,6 +79,7 @@ int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curv
     if (!me->n) return 0;
     double r = me->resource[me->n - 1];
     if (r < s->median_warmup) return 0;
+    if (s->max_resource > 0 && r >= s->max_resource - 1e-9) return 0;
     double sign = s->maximize ? -1 : 1, best = INFINITY;
     for (int i = 0; i < me->n; i++)
         if (!isnan(me->value[i])) best = fmin(best, sign * me->value[i]);
@@ -96,6 +101,14 @@ int kiln_tune_median_prune(const kiln_tune_space *s, const kiln_tune_curve *curv
     }
     free(vals);
     return prune;
+}
+
+kiln_tune_outcome_kind kiln_tune_outcome(const char *run_status, int pruning) {
+    int done = !strcmp(run_status, "finished"), pruned = !strcmp(run_status, "pruned");
+    if (pruning && (done || pruned)) return KILN_TUNE_OUTCOME_PRUNED; /* the decision decides */
+    if (done) return KILN_TUNE_OUTCOME_FINISHED;
+    if (pruned) return KILN_TUNE_OUTCOME_PRUNED;
+    return KILN_TUNE_OUTCOME_OTHER;
 }
 
 /* ---- importances ---- */

@@ -438,6 +438,10 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
             }
             s->by_step = r && !strcmp(r->text, "step");
         }
+        /* where a full trial ends (stages: their own epochs, so unknown) */
+        if (root && !kiln_cfg_child(root, "stages"))
+            s->max_resource = s->by_step ? (double)kiln_cfg_int(root, "train.max_steps", 0)
+                                         : (double)kiln_cfg_int(root, "train.epochs", 10);
     }
     /* space */
     const kiln_cfg *space = child_of(tune, "space");

@@ -45,6 +45,7 @@
 #include <cjson/cJSON.h>
 
 #include "kiln/fileio.h"
+#include "kiln/inputs.h"
 #include "kiln/registry.h"
 #include "kiln/run.h"
 #include "kiln/tune.h"
@@ -72,6 +73,7 @@ typedef struct {
     kiln_tune_space s;
     char study[256], experiment[KILN_RUN_NAME_MAX + 1], runs_dir[4096], dir[4400];
     char config[4096], space_file[4096], kiln[4096];
+    char *config_text, *space_text; /* what the spec stores (resume runs on these) */
     char **sets;
     int n_sets, trials, parallel, threads, slurm, quiet;
     char split[16], metric[200];
@@ -345,6 +347,26 @@ static void forget_run(trial *t) {
     t->run[0] = 0, t->n = 0, t->off = 0, t->rung = 0;
 }
 
+kiln_status kiln_tune_mark_pruned(const char *run_dir, double resource, int by_step) {
+    kiln_rundir *r = NULL;
+    kiln_status s = kiln_run_open(run_dir, KILN_RUN_WRITE, &r);
+    if (s) return s;
+    kiln_registry_follow_run(r, 0);
+    char msg[200];
+    snprintf(msg, sizeof msg, "pruned by kiln tune at %s %g (the run had trained to its end "
+             "before the prune signal reached it)", by_step ? "step" : "epoch", resource);
+    if (kiln_run_get_info(r).status != KILN_RUN_FINISHED)
+        s = kiln_error(KILN_ERR_INVALID, "%s: only a finished run is marked pruned", run_dir);
+    /* a status changes only from running (kiln/run.h): through it, saved once; end_time becomes
+     * now, a moment after the process ended */
+    if (!s && !(s = kiln_run_set_status(r, KILN_RUN_RUNNING, NULL)) &&
+        !(s = kiln_run_set_status(r, KILN_RUN_PRUNED, msg)))
+        s = kiln_run_save(r);
+    if (!s) kiln_run_log(r, "%s", msg);
+    kiln_run_close(r);
+    return s;
+}
+
 /* A trial whose process is gone: what its run says decides. 1: it runs again. */
 static int settle(study *st, trial *t, int exit_code) {
     if (!t->run[0]) find_run(st, t);
@@ -354,10 +376,17 @@ static int settle(study *st, trial *t, int exit_code) {
     run_status(t, status, sizeof status, &ckpt);
     char line[2048];
     describe(st, t, line, sizeof line);
-    /* the pruner's decision decides, whatever the trial logged (or whether it finished) before
-     * the signal reached it: what a study does stays a function of its points */
-    if (t->pruning && (!strcmp(status, "finished") || !strcmp(status, "pruned"))) {
-        t->n = t->pruning;
+    /* the pruner's decision decides, whatever the trial logged before the signal reached it, so
+     * what a study does stays a function of its points; a run that finished before the signal
+     * reached it is marked pruned as well, so the study and the run agree */
+    if (kiln_tune_outcome(status, t->pruning) == KILN_TUNE_OUTCOME_PRUNED && t->pruning) {
+        t->n = t->pruning < t->n ? t->pruning : t->n;
+        if (!strcmp(status, "finished")) {
+            if (kiln_tune_mark_pruned(t->run, t->n ? t->res[t->n - 1] : 0, st->s.by_step))
+                fprintf(stderr, "kiln tune: warning: trial %d: %s\n", t->number, kiln_last_error());
+            snprintf(t->message, sizeof t->message,
+                     "its run had finished before the prune signal reached it");
+        }
         snprintf(status, sizeof status, "pruned");
     }
     if (!strcmp(status, "finished")) {
@@ -485,10 +514,39 @@ static kiln_status load_space(study *st) {
     return s;
 }
 
+/* The config file as a study stores it: loaded, its relative data paths made absolute (as a
+ * run's config.yaml has them; paths 0: as they are), written back as YAML into *out. */
+static kiln_status config_text(const char *path, int paths, char **out) {
+    kiln_cfg *root = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    *out = NULL;
+    kiln_status s = kiln_config_load(path, &root);
+    if (!s && paths) s = kiln_inputs_resolve_paths(root, NULL);
+    FILE *f = s ? NULL : open_memstream(&buf, &len);
+    if (!s && !f) s = kiln_error(KILN_ERR_NOMEM, "tune: out of memory");
+    if (f) s = kiln_config_write(root, f), fclose(f);
+    kiln_cfg_free(root);
+    if (s) free(buf);
+    else *out = buf;
+    return s;
+}
+
+/* On resume: the stored text into <study folder>/NAME, which the trials then run. */
+static kiln_status materialize(study *st, const char *text, const char *name, char *path, size_t cap) {
+    kiln_status s = kiln_mkdirs(st->dir);
+    if (s) return s;
+    if ((size_t)snprintf(path, cap, "%.4000s/%s", st->dir, name) >= cap)
+        return kiln_error(KILN_ERR_INVALID, "tune: the study's folder path is too long");
+    return kiln_file_write_atomic(path, text, strlen(text));
+}
+
 static char *spec_json(const study *st) {
     cJSON *o = cJSON_CreateObject(), *sets = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "config", st->config);
+    if (st->config_text) cJSON_AddStringToObject(o, "config_text", st->config_text);
     if (st->space_file[0]) cJSON_AddStringToObject(o, "space", st->space_file);
+    if (st->space_text) cJSON_AddStringToObject(o, "space_text", st->space_text);
     for (int i = 0; i < st->n_sets; i++) cJSON_AddItemToArray(sets, cJSON_CreateString(st->sets[i]));
     cJSON_AddItemToObject(o, "sets", sets);
     cJSON_AddNumberToObject(o, "trials", st->trials);
@@ -518,6 +576,10 @@ static int got_study(const kiln_registry_study *r, void *ctx) {
     snprintf(st->config, sizeof st->config, "%s", cf->valuestring);
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "space");
     if (cJSON_IsString(sp)) snprintf(st->space_file, sizeof st->space_file, "%s", sp->valuestring);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "config_text");
+    const cJSON *stx = cJSON_GetObjectItemCaseSensitive(j, "space_text");
+    if (cJSON_IsString(ct)) st->config_text = strdup(ct->valuestring);
+    if (cJSON_IsString(stx)) st->space_text = strdup(stx->valuestring);
     const cJSON *sets = cJSON_GetObjectItemCaseSensitive(j, "sets"), *e;
     st->sets = calloc((size_t)cJSON_GetArraySize(sets) + 1, sizeof *st->sets);
     cJSON_ArrayForEach(e, sets) if (cJSON_IsString(e) && st->sets) st->sets[st->n_sets++] = strdup(e->valuestring);
@@ -558,6 +620,7 @@ static void study_free(study *st) {
     free(st->sets);
     kiln_tune_space_free(&st->s);
     kiln_registry_close(st->reg);
+    free(st->config_text), free(st->space_text);
 }
 
 static int count_running(const study *st) {
@@ -582,6 +645,14 @@ kiln_status kiln_tune_run(const kiln_tune_opts *o, int *interrupted) {
         snprintf(st->study, sizeof st->study, "%s", o->study);
         load_ctx c = {st, KILN_OK};
         if ((s = kiln_registry_studies(st->reg, st->study, got_study, &c)) || (s = c.s)) goto out;
+        /* the config as it was when the study started, wherever its file is now */
+        snprintf(st->dir, sizeof st->dir, "%s/studies/%s", st->runs_dir, st->study);
+        if (st->config_text &&
+            (s = materialize(st, st->config_text, "config.yaml", st->config, sizeof st->config)))
+            goto out;
+        if (st->space_text && (s = materialize(st, st->space_text, "space.yaml", st->space_file,
+                                               sizeof st->space_file)))
+            goto out;
         if ((s = load_space(st))) goto out;
         if ((s = kiln_registry_trials(st->reg, st->study, got_trial, &c)) || (s = c.s)) goto out;
         objective_name(st);
@@ -607,6 +678,9 @@ kiln_status kiln_tune_run(const kiln_tune_opts *o, int *interrupted) {
         st->sets = calloc((size_t)o->n_sets + 1, sizeof *st->sets);
         for (int i = 0; st->sets && i < o->n_sets; i++) st->sets[st->n_sets++] = strdup(o->sets[i]);
         if ((s = load_space(st))) goto out;
+        if ((s = config_text(st->config, 1, &st->config_text)) ||
+            (st->space_file[0] && (s = config_text(st->space_file, 0, &st->space_text))))
+            goto out;
         if (!st->trials) st->trials = st->s.trials;
         if (!st->parallel) st->parallel = st->s.parallel;
         if (!st->threads) {

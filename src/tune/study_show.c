@@ -69,10 +69,16 @@ static int space_of(const char *spec, kiln_tune_space *sp) {
     const cJSON *cf = cJSON_GetObjectItemCaseSensitive(j, "config");
     const cJSON *spf = cJSON_GetObjectItemCaseSensitive(j, "space");
     const cJSON *sets = cJSON_GetObjectItemCaseSensitive(j, "sets"), *e;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "config_text");
+    const cJSON *stx = cJSON_GetObjectItemCaseSensitive(j, "space_text");
     kiln_cfg *root = NULL, *space = NULL;
-    kiln_status s = cJSON_IsString(cf) ? kiln_config_load(cf->valuestring, &root) : KILN_ERR_INVALID;
+    /* the stored texts (studies since they were kept), else the files */
+    kiln_status s = cJSON_IsString(ct)   ? kiln_config_parse(ct->valuestring, "config.yaml", &root)
+                    : cJSON_IsString(cf) ? kiln_config_load(cf->valuestring, &root)
+                                         : KILN_ERR_INVALID;
     cJSON_ArrayForEach(e, sets) if (!s && cJSON_IsString(e)) s = kiln_config_set(root, e->valuestring);
-    if (!s && cJSON_IsString(spf)) s = kiln_config_load(spf->valuestring, &space);
+    if (!s && cJSON_IsString(stx)) s = kiln_config_parse(stx->valuestring, "space.yaml", &space);
+    else if (!s && cJSON_IsString(spf)) s = kiln_config_load(spf->valuestring, &space);
     const kiln_cfg *tune = space ? (kiln_cfg_child(space, "tune") ? kiln_cfg_child(space, "tune") : space)
                                  : root ? kiln_cfg_child(root, "tune") : NULL;
     if (!s) s = tune ? kiln_tune_space_parse(tune, root, sp) : KILN_ERR_INVALID;

@@ -223,7 +223,54 @@ t_board_errors() {
     stop_board
 }
 
+# kiln tune's studies: a small study (4 trials, ASHA by steps), then /api/studies and the page's
+# Studies tab: the study list, the trials table (one row per trial, with its state), the
+# best-so-far curve (a line and a dot per trial with a value) and parallel coordinates (a line
+# per trial with a value).
+t_board_studies() {
+    local RUNS=$TMP/tune-runs cfg
+    cfg=$(small_config bt "  max_steps: 90" "  validate_every_steps: 30" "log: {tensorboard: false}" \
+        "tune:" "  objective: {metric: val_accuracy, mode: max}" "  trials: 4" \
+        "  sampler: {tpe: {startup_trials: 2}}" \
+        "  pruner: {asha: {min_resource: 30, reduction_factor: 2, resource: step}}" \
+        "  space:" "    optimizer.adam.learning_rate: {loguniform: [1.0e-4, 1.0e-1]}" \
+        "    data.batch_size: {choice: [32, 128]}")
+    k tune "$cfg" --study bs --runs-dir "$RUNS" --threads 2 --quiet
+    check "kiln tune: exit 0" [ $rc = 0 ]
+    start_board || { test_failed=1; return; }
+    get /api/studies
+    check "studies: 200" [ "$code" = 200 ]
+    check "studies: the study, its 4 trials" body_has '{"name":"bs","experiment":"small","metric":"val_accuracy","direction":"maximize"'
+    check "studies: trial count" body_has '"trials":4,'
+    local pruned
+    pruned=$(grep -o '"pruned":[0-9]*' "$TMP/body" | head -1 | cut -d: -f2)
+    get /api/studies/bs
+    check "study: 200" [ "$code" = 200 ]
+    check "study: trial 0 with its params" body_has '{"number":0,"state":"'
+    check "study: the sampled learning rate" body_has '"params":{"optimizer.adam.learning_rate":'
+    check "study: the trials' runs" body_has '"run":"small/bs-t000-'
+    get /api/studies/nope
+    check "an unknown study: 404" [ "$code" = 404 ]
+    if [ -x "$CHROMIUM" ]; then
+        browser --dump-dom "${URL}#tab=studies&study=bs" >"$TMP/studies.html"
+        check "page: the study listed" grep -q '<tr data-study="bs" class="current">' "$TMP/studies.html"
+        check "page: a row per trial" [ "$(grep -o '<tr data-trial="[0-9]*" data-state="[a-z]*"' "$TMP/studies.html" | wc -l)" = 4 ]
+        check "page: pruned trials shown as pruned ($pruned)" [ "$(grep -o '<tr data-trial="[0-9]*" data-state="pruned"' "$TMP/studies.html" | wc -l)" = "$pruned" ]
+        check "page: the best-so-far curve" grep -qE '<path class="best-line" d="M[0-9.]+,[0-9.]+' "$TMP/studies.html"
+        check "page: a dot per trial" [ "$(grep -o '<circle class="trial-dot [a-z]*" data-trial=' "$TMP/studies.html" | wc -l)" = 4 ]
+        check "page: parallel coordinates, a line per trial" [ "$(grep -o '<path class="pc-line [a-z]*" data-trial="[0-9]*"' "$TMP/studies.html" | wc -l)" = 4 ]
+        mkdir -p "$OUT_DIR"
+        browser --screenshot="$OUT_DIR/board-studies.png" "${URL}#tab=studies&study=bs" >/dev/null
+        check "a screenshot of the study" [ -s "$OUT_DIR/board-studies.png" ]
+    else
+        echo "  (needs chromium)" >&2
+        test_failed=1
+    fi
+    stop_board
+}
+
 run_test t_chromium_is_installed
+run_test t_board_studies
 run_test t_train_three_runs
 run_test t_board_api
 run_test t_board_in_chromium

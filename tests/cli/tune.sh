@@ -63,6 +63,16 @@ t_determinism() {
     trial_rows d2 "$TMP/rd" >"$TMP/d2"
     check "4 trials" [ "$(wc -l <"$TMP/d1")" = 4 ]
     check "same points, values and states" cmp -s "$TMP/d1" "$TMP/d2"
+    # the study and the runs agree (a run that finished before its prune signal says pruned too)
+    local bad=0 s n st d
+    for s in d1 d2; do
+        while read -r n st _; do
+            d=$(ls -d "$TMP/rd/small/$s-t$(printf %03d "$n")-"* | tail -1)
+            [ "$(json "$d" status)" = "$st" ] ||
+                { echo "  $s trial $n: the study says $st, its run $(json "$d" status)" >&2; bad=1; }
+        done <"$TMP/$s"
+    done
+    check "every trial's run says what the study says" [ $bad = 0 ]
     k tune "$c" --study d3 --runs-dir "$TMP/rd" --threads 1 --quiet --set seed=2 --trials 2
     trial_rows d3 "$TMP/rd" | head -2 >"$TMP/d3"
     check "another seed, other points" bash -c "! cmp -s <(head -2 $TMP/d1) $TMP/d3"
@@ -80,14 +90,23 @@ wait_ckpt() { # until a run folder under $1 has a checkpoint (up to 60 s); print
 }
 
 t_kill_tuner() {
-    local c=$(tune_config kt 400 "${SPACE[@]}" "  trials: 3" "  parallel: 2")
+    # the config names its data relative to its folder, and is moved away before the resume
+    local c0=$(tune_config kt 400 "${SPACE[@]}" "  trials: 3" "  parallel: 2")
+    mkdir -p "$TMP/cfg"
+    ln -s "$FMNIST" "$TMP/cfg/fm"
+    local c=$TMP/cfg/kt.yaml
+    sed "s|$FMNIST/|fm/|g" "$c0" >"$c"
     "$KILN" tune "$c" --study k1 --runs-dir "$TMP/rk" --threads 2 --quiet --set train.checkpoint.every_steps=20 >"$TMP/k1.out" 2>&1 &
     local tp=$!
     check "a trial checkpoints" wait_ckpt "$TMP/rk" >/dev/null
     kill -9 $tp
     wait $tp 2>/dev/null
-    k tune --resume k1 --runs-dir "$TMP/rk" --quiet
-    check "resume: exit 0" [ $rc = 0 ]
+    mv "$c" "$TMP/kt-moved.yaml"
+    local kabs=$(realpath "$KILN")
+    (cd / && "$kabs" tune --resume k1 --runs-dir "$TMP/rk" --quiet) >"$TMP/out" 2>&1
+    rc=$?
+    check "resume (config moved, another directory): exit 0" [ $rc = 0 ]
+    check "runs on the study's stored config" [ -s "$TMP/rk/studies/k1/config.yaml" ]
     k tune show k1 --runs-dir "$TMP/rk"
     check "3 trials finished" has "3 finished, 0 pruned, 0 failed, 0 running"
     check "3 run folders (interrupted ones resumed in place)" [ "$(ls -d "$TMP"/rk/small/k1-t* | wc -l)" = 3 ]

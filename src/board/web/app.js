@@ -45,6 +45,7 @@ const S = {
   filter: [], filterText: '',
   xaxis: 'step', smooth: 0, logAll: false, logY: new Set(), metricFilter: '',
   tab: 'curves', detailsKey: null, compareAll: false, pcMetric: null,
+  study: null,        // the study shown in the Studies tab
   started: false,
 };
 
@@ -209,8 +210,9 @@ function restoreFromHash() {
   }
   const run = h.get('run');
   if (run && S.runs.has(run)) S.detailsKey = run;
+  if (h.get('study')) S.study = h.get('study');
   const tab = h.get('tab');
-  if (tab === 'compare' || tab === 'details') setTab(tab);
+  if (tab === 'compare' || tab === 'details' || tab === 'studies') setTab(tab);
 }
 
 function saveHash() {
@@ -219,6 +221,7 @@ function saveHash() {
   if (S.tab !== 'curves') h.set('tab', S.tab);
   if (S.detailsKey) h.set('run', S.detailsKey);
   if (S.filterText) h.set('filter', S.filterText);
+  if (S.study && S.tab === 'studies') h.set('study', S.study);
   history.replaceState(null, '', '#' + h.toString());
 }
 
@@ -846,14 +849,16 @@ async function renderCompare() {
 /* Parallel coordinates: one vertical axis per differing param and one for the chosen metric;
  * each run a polyline in its color. Numbers get a linear axis (logarithmic when all positive and
  * spread over more than a decade and a half), other values one tick each, in sorted order. */
-function drawParallel(box, keys, all, params) {
+function drawParallel(box, keys, all, params, o = {}) {
   box.replaceChildren();
+  const metric = o.metric !== undefined ? o.metric : S.pcMetric;
   const axes = params.map((p) => ({name: p, vals: all.map((d) => d.params?.[p])}));
-  if (S.pcMetric) axes.push({name: S.pcMetric, vals: keys.map((k) => S.runs.get(k).final?.[S.pcMetric]), metric: true});
+  if (metric) axes.push({name: metric, metric: true,
+    vals: o.metricVals || keys.map((k) => S.runs.get(k).final?.[metric])});
   if (keys.length < 2 || axes.length < 2) {
-    box.append(el('p', {class: 'muted', text: keys.length < 2
+    box.append(el('p', {class: 'muted', text: o.empty || (keys.length < 2
       ? 'Select two or more runs for parallel coordinates.'
-      : 'The selected runs share every param: nothing to draw in parallel coordinates.'}));
+      : 'The selected runs share every param: nothing to draw in parallel coordinates.')}));
     return;
   }
   const svg = svgEl('svg');
@@ -912,7 +917,8 @@ function drawParallel(box, keys, all, params) {
       d += `${pen ? 'L' : 'M'}${ax(i).toFixed(1)},${y.toFixed(1)}`;
       pen = true;
     }
-    svg.append(svgEl('path', {class: 'pc-line', 'data-run': key, d, stroke: S.color.get(key)}));
+    if (o.line) svg.append(svgEl('path', {...o.line(key, j), d}));
+    else svg.append(svgEl('path', {class: 'pc-line', 'data-run': key, d, stroke: S.color.get(key)}));
   }
 }
 
@@ -1006,6 +1012,159 @@ async function renderDetails() {
   box.replaceChildren(...kids);
 }
 
+/* ---- studies (kiln tune) ----
+ * The list (/api/studies) and one study (/api/studies/NAME): its trials table (params, objective,
+ * state incl. pruned, its run), the best objective so far over the trial numbers (finished
+ * trials; every trial's value as a dot colored by state), and parallel coordinates of the
+ * trials' params and objective (finished trials solid, pruned ones dashed). */
+
+const STATE_COLOR = {finished: '#0969da', pruned: '#8c959f', failed: '#cf222e', running: '#1a7f37'};
+
+function better(study, a, b) { return study.direction === 'minimize' ? a < b : a > b; }
+
+async function renderStudies() {
+  const list = $('#studies-list'), view = $('#study-view');
+  let j;
+  try {
+    j = await getJSON('/api/studies');
+  } catch (e) {
+    list.replaceChildren(el('p', {class: 'error', text: e.message}));
+    return;
+  }
+  if (!j.studies.length) {
+    list.replaceChildren(el('p', {class: 'muted', text: 'No studies in this runs folder (kiln tune CONFIG makes one).'}));
+    view.replaceChildren();
+    return;
+  }
+  if (!S.study || !j.studies.some((s) => s.name === S.study)) S.study = j.studies[0].name;
+  const cols = ['study', 'experiment', 'objective', 'trials', 'finished', 'pruned', 'failed', 'running', 'best', 'created'];
+  const table = el('table', {class: 'studies'},
+    el('thead', {}, el('tr', {}, ...cols.map((c) => el('th', {text: c})))));
+  const body = el('tbody');
+  for (const st of j.studies) {
+    body.append(el('tr', {'data-study': st.name, class: st.name === S.study ? 'current' : null,
+      onclick: () => { S.study = st.name; saveHash(); renderStudies(); }},
+      el('td', {}, el('a', {class: 'run-name', text: st.name})),
+      el('td', {text: st.experiment}),
+      el('td', {text: `${st.metric} (${st.direction === 'minimize' ? 'min' : 'max'})`}),
+      ...['trials', 'finished', 'pruned', 'failed', 'running'].map((k) => el('td', {class: 'num', text: String(st[k])})),
+      el('td', {class: 'num', text: fmt(st.best)}),
+      el('td', {text: fmtTime(st.created)})));
+  }
+  table.append(body);
+  list.replaceChildren(el('h2', {text: 'Studies'}), el('div', {class: 'table-wrap'}, table));
+  let d;
+  try {
+    d = await getJSON(`/api/studies/${encodeURIComponent(S.study)}`);
+  } catch (e) {
+    view.replaceChildren(el('p', {class: 'error', text: e.message}));
+    return;
+  }
+  renderStudy(view, d);
+}
+
+function renderStudy(view, d) {
+  const st = d.study, trials = d.trials;
+  const params = [], seen = new Set();
+  for (const t of trials) for (const k of Object.keys(t.params || {})) if (!seen.has(k)) seen.add(k), params.push(k);
+  let best = null;
+  for (const t of trials)
+    if (t.state === 'finished' && isNum(t.value) && (!best || better(st, t.value, best.value))) best = t;
+  const head = el('tr', {}, el('th', {text: '#'}), el('th', {text: 'state'}),
+    el('th', {class: 'num', text: st.metric}), el('th', {class: 'num', text: 'resource'}),
+    ...params.map((p) => el('th', {title: p, text: p})), el('th', {text: 'run'}));
+  const body = el('tbody');
+  for (const t of trials) {
+    const run = t.run && S.runs.has(t.run)
+      ? el('a', {class: 'run-name', href: '#', text: splitKey(t.run)[1],
+        onclick: (ev) => { ev.preventDefault(); S.detailsKey = t.run; setTab('details'); }})
+      : el('span', {class: 'muted', text: t.run ? splitKey(t.run)[1] : '—'});
+    body.append(el('tr', {'data-trial': String(t.number), 'data-state': t.state, title: t.message || null},
+      el('td', {class: 'num', text: String(t.number)}),
+      el('td', {}, el('span', {class: `status ${t.state}`, text: t.state})),
+      el('td', {class: t === best ? 'num best' : 'num', text: fmt(t.value)}),
+      el('td', {class: 'num', text: fmt(t.resource)}),
+      ...params.map((p) => el('td', {class: typeof t.params?.[p] === 'number' ? 'num' : null,
+        text: t.params?.[p] === undefined ? '—' : typeof t.params[p] === 'number' ? fmt(t.params[p]) : String(t.params[p])})),
+      el('td', {}, run)));
+  }
+  const counts = ['finished', 'pruned', 'failed', 'running'].map((k) => `${st[k]} ${k}`).join(', ');
+  const curve = el('div', {class: 'plot', id: 'study-best'}, el('h3', {text: `best ${st.metric} so far`}));
+  const pc = el('div', {class: 'plot', id: 'study-pc'}, el('h3', {text: 'parallel coordinates'}));
+  view.replaceChildren(
+    el('h2', {text: `Study ${st.name}`}),
+    el('p', {class: 'study-summary', text: `${st.trials} trials (${counts}); objective ${st.metric} ` +
+      `(${st.direction === 'minimize' ? 'min' : 'max'}); best ${best ? `${fmt(best.value)} (trial ${best.number})` : '—'}`}),
+    el('div', {class: 'plots'}, curve, pc),
+    el('h3', {text: 'trials'}),
+    el('div', {class: 'table-wrap trials'}, el('table', {class: 'trials'}, el('thead', {}, head), body)));
+  drawBestCurve(curve, st, trials);
+  const withValue = trials.filter((t) => isNum(t.value) && t.state !== 'failed');
+  const pcBox = el('div');
+  pc.append(pcBox);
+  drawParallel(pcBox, withValue.map((t) => String(t.number)), withValue, params, {
+    metric: st.metric, metricVals: withValue.map((t) => t.value),
+    empty: 'Parallel coordinates need two or more trials with a value.',
+    line: (key, j) => ({class: `pc-line ${withValue[j].state}`, 'data-trial': key,
+      stroke: STATE_COLOR[withValue[j].state] || '#8c959f'}),
+  });
+}
+
+/* The best finished value up to each trial number (a step line), and every trial's value. */
+function drawBestCurve(box, st, trials) {
+  const svg = svgEl('svg');
+  box.append(svg);
+  const pts = trials.filter((t) => isNum(t.value));
+  if (!pts.length) {
+    box.append(el('p', {class: 'muted', text: 'No trial has a value yet.'}));
+    return;
+  }
+  const W = Math.max(380, Math.round(svg.getBoundingClientRect().width) || 480), H = 260;
+  const M = {l: 56, r: 12, t: 10, b: 28};
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const n = Math.max(...trials.map((t) => t.number));
+  let lo = Math.min(...pts.map((t) => t.value)), hi = Math.max(...pts.map((t) => t.value));
+  if (hi === lo) lo -= 0.5, hi += 0.5;
+  const sx = (x) => M.l + (n > 0 ? x / n : 0.5) * (W - M.l - M.r);
+  const sy = (y) => H - M.b - (y - lo) / (hi - lo) * (H - M.t - M.b);
+  const ax = svgEl('g', {class: 'axis'});
+  ax.append(svgEl('line', {x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b}),
+    svgEl('line', {x1: M.l, x2: M.l, y1: M.t, y2: H - M.b}));
+  for (const v of niceTicks(lo, hi, 5)) {
+    const t = svgEl('text', {x: M.l - 4, y: sy(v) + 3, 'text-anchor': 'end'});
+    t.textContent = fmt(v);
+    ax.append(t);
+  }
+  for (const v of niceTicks(0, Math.max(n, 1), Math.min(8, Math.max(n, 1))).filter(Number.isInteger)) {
+    const t = svgEl('text', {x: sx(v), y: H - M.b + 14, 'text-anchor': 'middle'});
+    t.textContent = String(v);
+    ax.append(t);
+  }
+  const xl = svgEl('text', {x: (M.l + W - M.r) / 2, y: H - 2, 'text-anchor': 'middle'});
+  xl.textContent = 'trial';
+  ax.append(xl);
+  svg.append(ax);
+  let best = null, d = '';
+  for (const t of trials) {
+    if (t.state !== 'finished' || !isNum(t.value)) continue;
+    if (best === null || better(st, t.value, best)) {
+      d += best === null ? `M${sx(t.number).toFixed(1)},${sy(t.value).toFixed(1)}`
+        : `H${sx(t.number).toFixed(1)}V${sy(t.value).toFixed(1)}`;
+      best = t.value;
+    }
+  }
+  if (best !== null) d += `H${sx(n).toFixed(1)}`;
+  if (d) svg.append(svgEl('path', {class: 'best-line', d}));
+  for (const t of pts) {
+    const c = svgEl('circle', {class: `trial-dot ${t.state}`, 'data-trial': String(t.number),
+      cx: sx(t.number).toFixed(1), cy: sy(t.value).toFixed(1), r: 3.5});
+    const tt = svgEl('title');
+    tt.textContent = `trial ${t.number} ${t.state}: ${fmt(t.value)}`;
+    c.append(tt);
+    svg.append(c);
+  }
+}
+
 /* ---- tabs and controls ---- */
 
 function setTab(tab) {
@@ -1015,6 +1174,7 @@ function setTab(tab) {
   saveHash();
   if (tab === 'curves') scheduleDraw();
   else if (tab === 'compare') renderCompare();
+  else if (tab === 'studies') renderStudies();
   else renderDetails();
 }
 
@@ -1052,6 +1212,7 @@ async function main() {
   await pollMetrics();
   drawCharts();
   setInterval(refreshRuns, RUNS_EVERY_MS);
+  setInterval(() => { if (S.tab === 'studies') renderStudies(); }, RUNS_EVERY_MS);
   setInterval(pollMetrics, METRICS_EVERY_MS);
 }
 
