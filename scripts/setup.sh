@@ -16,7 +16,7 @@ PKGS=(build-essential cmake pkg-config
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The benchmarks compare against PyTorch (the same packages) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks); and need wrk.
-if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk); fi
+if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk python3-optuna); fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
