@@ -48,10 +48,16 @@ t_preempted_then_requeued_resumes() {
     check "stopped with a checkpoint" [ "$(json "$d" status)" = stopped ]
     for i in $(seq 1 300); do squeue -h -j "$id" 2>/dev/null | grep -q . || break; sleep 0.1; done
     scontrol requeue "$id"
-    # a requeued job becomes eligible only after a delay Slurm adds (begin time 2 minutes
-    # ahead, set once the job is pending again): start it now, as an administrator may
-    for i in $(seq 1 300); do [ "$(squeue -h -j "$id" -o %T 2>/dev/null)" = PENDING ] && break; sleep 0.1; done
-    scontrol update JobId="$id" StartTime=now 2>/dev/null || true
+    # a requeued job becomes eligible only after a delay Slurm adds (a begin time 2 minutes
+    # ahead, set while the job goes from completing to pending): start it now, as an
+    # administrator may, until it runs (an update made before Slurm sets the delay is undone)
+    for i in $(seq 1 600); do
+        case "$(squeue -h -j "$id" -o '%T %r' 2>/dev/null)" in
+        RUNNING* | COMPLETED* | "") break ;;
+        *BeginTime*) scontrol update JobId="$id" StartTime=now 2>/dev/null ;;
+        esac
+        sleep 0.1
+    done
     for i in $(seq 1 1200); do [ "$(json "$d" status)" = finished ] && break; sleep 0.2; done
     check "the requeued job resumed the run to the end" [ "$(json "$d" status)" = finished ]
     check "every step" [ "$(json "$d" steps)" = 422 ]
