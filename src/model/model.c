@@ -289,10 +289,11 @@ kiln_status kiln_model_build(const kiln_cfg *cfg, kiln_model *m) {
     int64_t dims[KILN_MAX_DIMS];
     for (int i = 0; i < inp->n_items; i++) kiln_cfg_parse_int(inp->items[i], &dims[i]);
     m->input = kiln_input(m->graph, "input", KILN_F32, inp->n_items, dims);
-    if (!layers || layers->n_items == 0) {
+    if (!layers || layers->n_items == 0) { /* the message first: layers is flat's, freed below */
+        st = kiln_error(KILN_ERR_INVALID, "%s: model.layers: the model has no layers",
+                        layers ? kiln_cfg_where(layers, where, sizeof where) : "config");
         kiln_blocks_free(&flat), kiln_model_free(m);
-        return kiln_error(KILN_ERR_INVALID, "%s: model.layers: the model has no layers",
-                          layers ? kiln_cfg_where(layers, where, sizeof where) : "config");
+        return st;
     }
     named *built = calloc((size_t)layers->n_items + 1, sizeof *built);
     if (!built) return kiln_blocks_free(&flat), kiln_model_free(m), KILN_ERR_NOMEM;
