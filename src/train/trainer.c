@@ -171,18 +171,8 @@ static kiln_status build_optimizer(trainer *t) {
 }
 
 /* The metric names of the config: "accuracy", "top_k_accuracy", ... */
-static kiln_metrics *new_metrics(trainer *t) {
-    const kiln_cfg *ms = kiln_cfg_at(CFG(t), "metrics");
-    const char *names[32];
-    int n = 0, k = 5;
-    for (int i = 0; ms && i < ms->n_items && n < 32; i++) {
-        const kiln_cfg *mi = ms->items[i]->items[0];
-        names[n++] = mi->key;
-        if (!strcmp(mi->key, "top_k_accuracy")) k = (int)kiln_cfg_int(mi, "k", 5);
-    }
-    int classes = t->m.task == KILN_TASK_CLASSIFICATION ? (int)t->m.n_outputs : 0;
-    return kiln_metrics_new(classes, t->m.n_outputs, names, n, k);
-}
+/* The metrics the stage's config lists (train/evaluate.c builds them as kiln eval does). */
+static kiln_metrics *new_metrics(trainer *t) { return kiln_eval_metrics_new(CFG(t), &t->m); }
 
 static kiln_status read_settings(trainer *t) {
     const kiln_cfg *c = CFG(t);
