@@ -9,6 +9,7 @@
 # the inclusive cost per request of the main stages.
 #
 #   bash bench/serve_callgrind.sh [SECONDS] [KILN]      (default 20 s, build/kiln)
+#   KEEP=1 keeps the temporary folder (its callgrind file, for callgrind_annotate).
 set -euo pipefail
 SECS=${1:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,7 @@ for t in valgrind callgrind_control callgrind_annotate wrk curl; do
 done
 D=$(mktemp -d /tmp/kiln-bench-callgrind-XXXXXX)
 PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT
 OMP_NUM_THREADS=2 "$KILN" train "$ROOT/examples/fashion_mnist/mlp.yaml" --runs-dir "$D/runs" --quiet \
     --set train.epochs=1 --set train.max_steps=20 >/dev/null
 "$KILN" export "$(ls -d "$D"/runs/*/*/ | head -1)" --to "$D/models" >/dev/null
