@@ -381,7 +381,7 @@ typedef struct {
 static int parse_simple(const char *f, simple_filter *sf, kiln_http_response *resp) {
     memset(sf, 0, sizeof *sf);
     if (!f || !*f) return 1;
-    if (sscanf(f, " %15[a-z_] %7s '%511[^']'", sf->field, sf->op, sf->value) == 3 &&
+    if (sscanf(f, " %15[a-z_] %7[=A-Za-z] '%511[^']'", sf->field, sf->op, sf->value) == 3 &&
         (!strcmp(sf->field, "name") || !strcmp(sf->field, "run_id")) &&
         (!strcmp(sf->op, "=") || !strcasecmp(sf->op, "LIKE") || !strcasecmp(sf->op, "ILIKE")))
         return 1;
