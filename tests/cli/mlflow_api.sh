@@ -367,6 +367,65 @@ JS
     check "kiln runs list shows it" grep -Eq '^from-node-[0-9-]+ +node-exp +finished .*0\.3333 +0\.7500' "$TMP/out"
 }
 
+t_kiln_as_mlflow_client() {
+    local remote=$TMP/remote local=$TMP/local
+    mkdir -p "$remote" "$local"
+    start_board "$remote" "$TMP/board3.log" || { check "second board starts" false; return; }
+    BOARD2_PID=$LAST_PID
+    local save=$URL
+    local R2=$SURL
+    # kiln runs sync: the run kiln trained (with its model version) sent to the other server
+    k runs sync --to "mlflow+$R2" own --runs-dir "$RUNS"
+    check "sync: exit 0" [ $rc = 0 ]
+    check "sync: created" has "created, "
+    URL=$R2
+    api GET "experiments/get-by-name?experiment_name=tiny"
+    check "remote: the experiment" is "$code" 200
+    local e
+    e=$(j .experiment.experiment_id)
+    api POST runs/search "{\"experiment_ids\":[\"$e\"]}"
+    check "remote: one run" is "$(j '.runs | length')" 1
+    check "remote: FINISHED" is "$(j '.runs[0].info.status')" FINISHED
+    check "remote: params from config.yaml" is "$(j '.runs[0].data.params[] | select(.key=="optimizer.adam.learning_rate") | .value')" 0.01
+    check "remote: kiln.run_id tag" grep -q '"key":"kiln.run_id","value":"tiny/own-' "$TMP/body"
+    local rid n_local
+    rid=$(j '.runs[0].info.run_id')
+    api GET "metrics/get-history?run_id=$rid&metric_key=loss"
+    n_local=$(grep -c '"split":"train","name":"loss"' "$RUNS"/tiny/own-*/metrics.jsonl)
+    check "remote: every loss point" is "$(j '.metrics | length')" "$n_local"
+    check "remote: steps and times as logged" is "$(j -c '[.metrics[0].step, .metrics[0].timestamp]')" \
+        "$(grep -m1 '"split":"train","name":"loss"' "$RUNS"/tiny/own-*/metrics.jsonl | jq -c '[.step, (.wall_time * 1000 | round)]')"
+    api GET "registered-models/get?name=clf"
+    check "remote: the model version registered from the run" is "$(j '.registered_model.latest_versions[0].run_id')" "$rid"
+    # again: nothing new to send, nothing sent twice
+    k runs sync --to "mlflow+$R2" own --runs-dir "$RUNS"
+    check "sync again: exit 0, nothing new" has ": 0 params, 0 metric points, 0 model versions"
+    api GET "metrics/get-history?run_id=$rid&metric_key=loss"
+    check "sync again: no duplicates" is "$(j '.metrics | length')" "$n_local"
+    # kiln train with KILN_REGISTRY=mlflow+http://...: mirrored live
+    KILN_REGISTRY="mlflow+$R2" "$KILN" train "$TMP/tiny.yaml" --runs-dir "$local" --name live --quiet >"$TMP/out" 2>&1
+    check "live: train exit 0" [ $? = 0 ]
+    check "live: no warning" bash -c "! grep -q warning '$TMP/out'"
+    api POST runs/search "{\"experiment_ids\":[\"$e\"],\"filter\":\"attributes.run_name = 'live'\"}"
+    check "live: the run on the server, FINISHED" is "$(j '.runs[0].info.status')" FINISHED
+    rid=$(j '.runs[0].info.run_id')
+    api GET "metrics/get-history?run_id=$rid&metric_key=val_loss"
+    check "live: val_loss per epoch" is "$(j '.metrics | length')" 2
+    # a server that is down: training goes on; kiln runs sync sends it all later
+    KILN_REGISTRY="mlflow+http://127.0.0.1:9" "$KILN" train "$TMP/tiny.yaml" --runs-dir "$local" --name offline --quiet >"$TMP/out" 2>&1
+    check "down: train exit 0" [ $? = 0 ]
+    check "down: warned once" is "$(grep -c 'warning: MLflow tracking' "$TMP/out")" 1
+    k runs sync --to "mlflow+$R2" offline --runs-dir "$local"
+    check "down: synced later" [ $rc = 0 ]
+    api POST runs/search "{\"experiment_ids\":[\"$e\"],\"filter\":\"attributes.run_name = 'offline'\"}"
+    check "down: the run arrived, FINISHED" is "$(j '.runs[0].info.status')" FINISHED
+    k runs sync --to "http://x" --runs-dir "$local"
+    check "bad --to: exit 2" [ $rc = 2 ]
+    URL=$save
+    kill -TERM "$BOARD2_PID" && wait "$BOARD2_PID" 2>/dev/null
+    BOARD2_PID=""
+}
+
 run_test t_experiments
 run_test t_runs_and_logging
 run_test t_errors
@@ -375,4 +434,5 @@ run_test t_kiln_runs_through_the_api
 run_test t_models
 run_test t_token
 run_test t_node_mlflow_client
+run_test t_kiln_as_mlflow_client
 finish
