@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -246,7 +247,9 @@ static void render_experiment(kiln_board *b, const char *folder, kiln_sbuf *s) {
     kiln_sbuf_puts(s, ",\"name\":");
     kiln_sbuf_json_str(s, name);
     kiln_sbuf_puts(s, ",\"artifact_location\":");
+    char abs[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", b->runs_dir, folder);
+    if (realpath(path, abs)) snprintf(path, sizeof path, "%s", abs);
     kiln_sbuf_json_str(s, path);
     kiln_sbuf_puts(s, ",\"lifecycle_stage\":");
     kiln_sbuf_json_str(s, cJSON_IsString(ls) ? ls->valuestring : "active");

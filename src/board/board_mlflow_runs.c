@@ -13,6 +13,7 @@
  * (YAML double-quoted, so any text round-trips) and, as in MLflow, cannot change once logged.
  * Tags, exact start/end times in ms and the deleted mark live in mlflow.json.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,8 +219,8 @@ void mlf_run_render_info(const mlf_run *r, kiln_sbuf *s) {
                      (long long)r->start_time);
     if (r->end_time >= 0) kiln_sbuf_printf(s, ",\"end_time\":%lld", (long long)r->end_time);
     kiln_sbuf_puts(s, ",\"artifact_uri\":");
-    char uri[4200];
-    snprintf(uri, sizeof uri, "%s/artifacts", r->dir);
+    char uri[PATH_MAX + 16], abs[PATH_MAX];
+    snprintf(uri, sizeof uri, "%s/artifacts", realpath(r->dir, abs) ? abs : r->dir);
     kiln_sbuf_json_str(s, uri);
     kiln_sbuf_printf(s, ",\"lifecycle_stage\":\"%s\"}", r->deleted ? "deleted" : "active");
 }

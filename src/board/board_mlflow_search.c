@@ -20,6 +20,7 @@
  */
 #include <ctype.h>
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,13 +301,16 @@ static int eval(const clause *c, const mlf_run *r) {
         }
     }
     const char *s;
-    char uri[4200];
+    char uri[PATH_MAX + 16];
     if (c->e == E_PARAM)
         s = kv_get(r->params, r->n_params, c->key);
     else if (c->e == E_TAG)
         s = kv_get(r->tags, r->n_tags, c->key);
-    else if (!strcmp(c->key, "artifact_uri"))
-        snprintf(uri, sizeof uri, "%s/artifacts", r->dir), s = uri;
+    else if (!strcmp(c->key, "artifact_uri")) {
+        char abs[PATH_MAX];
+        snprintf(uri, sizeof uri, "%s/artifacts", realpath(r->dir, abs) ? abs : r->dir);
+        s = uri;
+    }
     else
         s = attr_str(r, c->key);
     if (!s) return 0;
