@@ -35,9 +35,9 @@ typedef struct {
 } kiln_mlflow_target;
 
 typedef struct {
-    char run_id[128];       /* the MLflow run id */
-    char experiment_id[64]; /* the MLflow experiment id */
-    int created;            /* 1 when this sync created the MLflow run */
+    char run_id[128];                /* the MLflow run id */
+    char experiment_id[64];          /* the MLflow experiment id */
+    int created;                     /* 1 when this sync created the MLflow run */
     int64_t metrics, params, models; /* sent by this sync */
 } kiln_mlflow_sync_stats;
 

@@ -412,22 +412,29 @@ static void exp_search(kiln_board *b, const mlf_req *r, kiln_http_response *resp
     }
     char **names = NULL;
     int n = 0, cap = 0, has_default = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", b->runs_dir, e->d_name);
-        if (!exp_folder_ok(e->d_name) || !is_dir(path)) continue;
+    for (struct dirent *e;;) {
+        const char *name;
+        if ((e = readdir(d))) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", b->runs_dir, e->d_name);
+            if (!exp_folder_ok(e->d_name) || !is_dir(path)) continue;
+            name = e->d_name;
+            if (!strcmp(name, "Default")) has_default = 1;
+        } else if (!has_default) { /* experiment "0" is always there */
+            name = "Default";
+            has_default = 1;
+        } else
+            break;
         if (n == cap) {
             cap = cap ? 2 * cap : 32;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
             if (!nn) break;
             names = nn;
         }
-        if (!strcmp(e->d_name, "Default")) has_default = 1;
-        names[n++] = strdup(e->d_name);
+        names[n++] = strdup(name);
     }
     closedir(d);
-    if (!has_default && n < cap) names[n++] = strdup("Default");
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 0) qsort(names, (size_t)n, sizeof *names, cmp_str);
     kiln_sbuf s = KILN_SBUF_INIT;
     kiln_sbuf_puts(&s, "{\"experiments\":[");
     int64_t matched = 0, shown = 0;
@@ -466,7 +473,8 @@ static int auth_ok(const board_mlflow *m, const kiln_http_request *req) {
     h += 7;
     size_t a = strlen(h), t = strlen(m->token);
     unsigned diff = (unsigned)(a != t);
-    for (size_t i = 0; i < t; i++) diff |= (unsigned char)m->token[i] ^ (unsigned char)h[i < a ? i : 0];
+    for (size_t i = 0; i < t; i++)
+        diff |= (unsigned char)m->token[i] ^ (unsigned char)h[i < a ? i : 0];
     return diff == 0;
 }
 

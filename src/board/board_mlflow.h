@@ -45,12 +45,12 @@ typedef struct {
 } mlf_metric;
 
 typedef struct {
-    char key[600];       /* "<experiment folder>/<run folder>" */
-    char dir[4096];      /* <runs_dir>/<key> */
+    char key[600];  /* "<experiment folder>/<run folder>" */
+    char dir[4096]; /* <runs_dir>/<key> */
     char run_id[MLF_ID_MAX], exp_id[MLF_ID_MAX];
     char exp_folder[300];
     char *run_name, *user_id;
-    const char *status; /* RUNNING, FINISHED, FAILED, KILLED */
+    const char *status;           /* RUNNING, FINISHED, FAILED, KILLED */
     int64_t start_time, end_time; /* ms; end_time -1: none */
     int deleted;
     mlf_kv *params, *tags;

@@ -155,7 +155,7 @@ static void model_load(kiln_board *b, kiln_registry *reg, const char *name, mode
                 if (!m->v[i].aliases) m->v[i].aliases = strdup("");
             }
     }
-    qsort(m->v, (size_t)m->n, sizeof *m->v, cmp_version);
+    if (m->n > 0) qsort(m->v, (size_t)m->n, sizeof *m->v, cmp_version);
     m->exists = m->meta != NULL || m->n > 0;
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(m->meta, "creation_timestamp");
     const cJSON *ut = cJSON_GetObjectItemCaseSensitive(m->meta, "last_updated_timestamp");
@@ -304,14 +304,13 @@ static void rm_create(kiln_board *b, kiln_registry *reg, const mlf_req *r,
     model_free(&m);
 }
 
-static int need_model(kiln_board *b, kiln_registry *reg, const mlf_req *r,
-                      kiln_http_response *resp, model *m) {
+static int need_model(kiln_board *b, kiln_registry *reg, const mlf_req *r, kiln_http_response *resp,
+                      model *m) {
     const char *name = mlf_need(r, resp, "name");
     if (!name) return 0;
     model_load(b, reg, name, m);
     if (!m->exists) {
-        mlf_error(resp, "RESOURCE_DOES_NOT_EXIST", "Registered Model with name=%s not found",
-                  name);
+        mlf_error(resp, "RESOURCE_DOES_NOT_EXIST", "Registered Model with name=%s not found", name);
         model_free(m);
         return 0;
     }
@@ -370,7 +369,7 @@ static void all_names(kiln_board *b, kiln_registry *reg, names *ns) {
         cJSON_Delete(j);
     }
     if (d) closedir(d);
-    qsort(ns->names, (size_t)ns->n, sizeof *ns->names, cmp_name);
+    if (ns->n > 0) qsort(ns->names, (size_t)ns->n, sizeof *ns->names, cmp_name);
 }
 
 /* filter: "name = 'x'", "name LIKE 'x%'" / ILIKE, or (model versions) "run_id = 'x'". */
@@ -423,8 +422,8 @@ static int paging(const mlf_req *r, kiln_http_response *resp, int64_t *max, int6
     return 1;
 }
 
-static void rm_search(kiln_board *b, kiln_registry *reg, const mlf_req *r,
-                      kiln_http_response *resp, int versions) {
+static void rm_search(kiln_board *b, kiln_registry *reg, const mlf_req *r, kiln_http_response *resp,
+                      int versions) {
     int64_t max, off;
     simple_filter sf;
     if (!paging(r, resp, &max, &off) || !parse_simple(mlf_str(r, "filter"), &sf, resp)) return;
@@ -490,7 +489,8 @@ static void mv_create(kiln_board *b, kiln_registry *reg, const mlf_req *r,
     const char *source = mlf_str(r, "source"), *run_id = mlf_str(r, "run_id");
     const char *desc = mlf_str(r, "description");
     if ((!source || !*source) && (!run_id || !*run_id)) {
-        mlf_error(resp, "INVALID_PARAMETER_VALUE", "Missing value for required parameter 'source'.");
+        mlf_error(resp, "INVALID_PARAMETER_VALUE",
+                  "Missing value for required parameter 'source'.");
         model_free(&m);
         return;
     }
@@ -575,8 +575,8 @@ static void alias_route(kiln_board *b, kiln_registry *reg, kiln_http_method meth
     }
     if (method == KILN_HTTP_GET) {
         if (!owner)
-            mlf_error(resp, "RESOURCE_DOES_NOT_EXIST",
-                      "Registered model alias %s not found.", alias);
+            mlf_error(resp, "RESOURCE_DOES_NOT_EXIST", "Registered model alias %s not found.",
+                      alias);
         else
             answer_version(&m, owner, resp);
         model_free(&m);
@@ -605,8 +605,8 @@ static void alias_route(kiln_board *b, kiln_registry *reg, kiln_http_method meth
             else if (m.meta)
                 cJSON_DeleteItemFromObjectCaseSensitive(meta_obj(m.meta, "aliases"), alias);
         }
-        if (!st && v->kiln) st = reg ? kiln_registry_set_alias(reg, m.name, v->version, alias)
-                                     : KILN_ERR_IO;
+        if (!st && v->kiln)
+            st = reg ? kiln_registry_set_alias(reg, m.name, v->version, alias) : KILN_ERR_IO;
         if (!st && !v->kiln) {
             ensure_meta(&m);
             cJSON *al = meta_obj(m.meta, "aliases");
@@ -617,8 +617,8 @@ static void alias_route(kiln_board *b, kiln_registry *reg, kiln_http_method meth
         }
     } else { /* DELETE */
         if (!owner) {
-            mlf_error(resp, "RESOURCE_DOES_NOT_EXIST",
-                      "Registered model alias %s not found.", alias);
+            mlf_error(resp, "RESOURCE_DOES_NOT_EXIST", "Registered model alias %s not found.",
+                      alias);
             model_free(&m);
             return;
         }
@@ -656,8 +656,7 @@ void mlf_models_route(kiln_board *b, const char *path, const kiln_http_request *
         mv_get(b, reg, r, resp);
     else if (!strcmp(path, "model-versions/search") && (get || post))
         rm_search(b, reg, r, resp, 1);
-    else if (!strcmp(path, "registered-models/alias") &&
-             (get || post || m == KILN_HTTP_DELETE))
+    else if (!strcmp(path, "registered-models/alias") && (get || post || m == KILN_HTTP_DELETE))
         alias_route(b, reg, m, r, resp);
     else
         mlf_error(resp, "ENDPOINT_NOT_FOUND", "no MLflow endpoint %s %s", req->method_name,

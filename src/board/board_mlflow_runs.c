@@ -62,7 +62,9 @@ static int state_from_mlflow(const char *s, kiln_run_state *out) {
 /* The MLflow key of kiln metric (split, name). */
 static void metric_key(kiln_split split, const char *name, char *out, size_t cap) {
     snprintf(out, cap, "%s%s",
-             split == KILN_SPLIT_VALIDATION ? "val_" : split == KILN_SPLIT_TEST ? "test_" : "",
+             split == KILN_SPLIT_VALIDATION ? "val_"
+             : split == KILN_SPLIT_TEST     ? "test_"
+                                            : "",
              name);
 }
 
@@ -193,11 +195,12 @@ int mlf_run_load(kiln_board *b, const char *key, mlf_run *out) {
         if (board_params_read(path, &kv, &n))
             kiln_error_clear();
         else
-            for (int i = 0; i < n; i++) kv_add(&out->params, &out->n_params, kv[i].key, kv[i].value);
+            for (int i = 0; i < n; i++)
+                kv_add(&out->params, &out->n_params, kv[i].key, kv[i].value);
         board_params_free(kv, n);
     }
-    qsort(out->params, (size_t)out->n_params, sizeof *out->params, kv_cmp);
-    qsort(out->tags, (size_t)out->n_tags, sizeof *out->tags, kv_cmp);
+    if (out->n_params > 0) qsort(out->params, (size_t)out->n_params, sizeof *out->params, kv_cmp);
+    if (out->n_tags > 0) qsort(out->tags, (size_t)out->n_tags, sizeof *out->tags, kv_cmp);
     load_metrics(b, out->exp_folder, slash + 1, out);
     return 1;
 }
@@ -266,7 +269,8 @@ const char *mlf_run_key(kiln_board *b, const mlf_req *r, kiln_http_response *res
     const char *id = mlf_str(r, "run_id");
     if (!id || !*id) id = mlf_str(r, "run_uuid");
     if (!id || !*id) {
-        mlf_error(resp, "INVALID_PARAMETER_VALUE", "Missing value for required parameter 'run_id'.");
+        mlf_error(resp, "INVALID_PARAMETER_VALUE",
+                  "Missing value for required parameter 'run_id'.");
         return NULL;
     }
     char path[4200];
@@ -372,8 +376,7 @@ static int check_key(const char *what, const char *k, kiln_http_response *resp) 
     }
     for (const unsigned char *p = (const unsigned char *)k; *p; p++)
         if (*p < 0x20) {
-            mlf_error(resp, "INVALID_PARAMETER_VALUE", "Invalid %s name: control character",
-                      what);
+            mlf_error(resp, "INVALID_PARAMETER_VALUE", "Invalid %s name: control character", what);
             return 0;
         }
     return 1;
@@ -435,8 +438,7 @@ static void yaml_quoted(kiln_sbuf *s, const char *t) {
 
 /* Appends the params of list ([{"key","value"}]) that the run lacks to config.yaml; one whose key
  * is there with another value is INVALID_PARAMETER_VALUE (MLflow's params are immutable). */
-static int put_params(kiln_board *b, const char *key, const cJSON *list,
-                      kiln_http_response *resp) {
+static int put_params(kiln_board *b, const char *key, const cJSON *list, kiln_http_response *resp) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s/config.yaml", b->runs_dir, key);
     board_kv *kv = NULL;
@@ -453,7 +455,8 @@ static int put_params(kiln_board *b, const char *key, const cJSON *list,
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(p, "key");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, "value");
         if (!cJSON_IsString(k) || !check_key("param", k->valuestring, resp)) {
-            if (!cJSON_IsString(k)) mlf_error(resp, "INVALID_PARAMETER_VALUE", "a param has no key");
+            if (!cJSON_IsString(k))
+                mlf_error(resp, "INVALID_PARAMETER_VALUE", "a param has no key");
             ok = 0;
             break;
         }
@@ -501,7 +504,7 @@ static int put_params(kiln_board *b, const char *key, const cJSON *list,
         if (stat(path, &st) == 0 && kiln_file_read_all(path, &old, &len, 64u << 20)) ok = 0;
         kiln_sbuf all = KILN_SBUF_INIT;
         if (ok) {
-            kiln_sbuf_put(&all, old, len);
+            if (len) kiln_sbuf_put(&all, old, len);
             if (len && ((char *)old)[len - 1] != '\n') kiln_sbuf_putc(&all, '\n');
             kiln_sbuf_put(&all, add.data, add.len);
             if (all.failed || kiln_file_write_atomic(path, all.data, all.len)) ok = 0;
@@ -543,7 +546,8 @@ static int put_metrics(kiln_rundir *run, const cJSON *list, kiln_http_response *
         double v;
         int bad = 0;
         if (!cJSON_IsString(k) || !check_key("metric", k->valuestring, resp)) {
-            if (!cJSON_IsString(k)) mlf_error(resp, "INVALID_PARAMETER_VALUE", "a metric has no key");
+            if (!cJSON_IsString(k))
+                mlf_error(resp, "INVALID_PARAMETER_VALUE", "a metric has no key");
             return 0;
         }
         if (!number_of(cJSON_GetObjectItemCaseSensitive(m, "value"), &v)) {
@@ -635,8 +639,7 @@ static void run_create(kiln_board *b, const mlf_req *r, kiln_http_response *resp
     answer_run(b, key, resp, 0);
 }
 
-static void run_update(kiln_board *b, const char *key, const mlf_req *r,
-                       kiln_http_response *resp) {
+static void run_update(kiln_board *b, const char *key, const mlf_req *r, kiln_http_response *resp) {
     const char *status = mlf_str(r, "status");
     const char *name = mlf_str(r, "run_name");
     int64_t end = -1;
@@ -668,7 +671,8 @@ static void run_update(kiln_board *b, const char *key, const mlf_req *r,
     }
     char path[4200];
     cJSON *j = read_meta(b->runs_dir, key, path, sizeof path);
-    if (status && want != KILN_RUN_RUNNING) set_num(j, "end_time", (double)(end >= 0 ? end : mlf_now_ms()));
+    if (status && want != KILN_RUN_RUNNING)
+        set_num(j, "end_time", (double)(end >= 0 ? end : mlf_now_ms()));
     if (name && *name) {
         cJSON *tags = cJSON_GetObjectItemCaseSensitive(j, "tags");
         cJSON_DeleteItemFromObjectCaseSensitive(tags, "mlflow.runName");
@@ -684,8 +688,7 @@ static void run_update(kiln_board *b, const char *key, const mlf_req *r,
     answer_run(b, key, resp, 1);
 }
 
-static void run_set_deleted(kiln_board *b, const char *key, int deleted,
-                            kiln_http_response *resp) {
+static void run_set_deleted(kiln_board *b, const char *key, int deleted, kiln_http_response *resp) {
     char path[4200];
     cJSON *j = read_meta(b->runs_dir, key, path, sizeof path);
     cJSON_DeleteItemFromObject(j, "deleted");
@@ -744,7 +747,8 @@ static void run_log(kiln_board *b, const char *key, const char *op, const mlf_re
         else
             del = k;
         if (!k && !del) {
-            mlf_error(resp, "INVALID_PARAMETER_VALUE", "Missing value for required parameter 'key'.");
+            mlf_error(resp, "INVALID_PARAMETER_VALUE",
+                      "Missing value for required parameter 'key'.");
             cJSON_Delete(one);
             return;
         }

@@ -94,10 +94,10 @@ static int parse_ident(lexer *l, entity *e, char *key, size_t cap) {
     static const struct {
         const char *name;
         entity e;
-    } prefixes[] = {{"metric", E_METRIC},    {"metrics", E_METRIC},    {"param", E_PARAM},
-                    {"params", E_PARAM},     {"parameter", E_PARAM},   {"parameters", E_PARAM},
-                    {"tag", E_TAG},          {"tags", E_TAG},          {"attribute", E_ATTR},
-                    {"attributes", E_ATTR},  {"attr", E_ATTR},         {"run", E_ATTR}};
+    } prefixes[] = {{"metric", E_METRIC},   {"metrics", E_METRIC},  {"param", E_PARAM},
+                    {"params", E_PARAM},    {"parameter", E_PARAM}, {"parameters", E_PARAM},
+                    {"tag", E_TAG},         {"tags", E_TAG},        {"attribute", E_ATTR},
+                    {"attributes", E_ATTR}, {"attr", E_ATTR},       {"run", E_ATTR}};
     int found = -1;
     if (*l->p == '.')
         for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
@@ -133,8 +133,8 @@ static int parse_op(lexer *l, op *o) {
     static const struct {
         const char *t;
         op o;
-    } sym[] = {{"!=", OP_NE}, {"<>", OP_NE}, {"<=", OP_LE}, {">=", OP_GE}, {"==", OP_EQ},
-               {"=", OP_EQ},  {"<", OP_LT},  {">", OP_GT}};
+    } sym[] = {{"!=", OP_NE}, {"<>", OP_NE}, {"<=", OP_LE}, {">=", OP_GE},
+               {"==", OP_EQ}, {"=", OP_EQ},  {"<", OP_LT},  {">", OP_GT}};
     for (size_t i = 0; i < sizeof sym / sizeof *sym; i++)
         if (!strncmp(l->p, sym[i].t, strlen(sym[i].t))) {
             l->p += strlen(sym[i].t);
@@ -163,7 +163,8 @@ static int parse_value(lexer *l, clause *c) {
         l->p++;
         for (;;) {
             skip_ws(l);
-            if (*l->p != '\'' && *l->p != '"') return fail(l, "expected a quoted string in IN (...)");
+            if (*l->p != '\'' && *l->p != '"')
+                return fail(l, "expected a quoted string in IN (...)");
             if (!quoted(l, buf, sizeof buf)) return 0;
             char **nl = realloc(c->list, (size_t)(c->n_list + 1) * sizeof *nl);
             if (!nl) return fail(l, "out of memory");
@@ -241,7 +242,8 @@ static int parse_filter(const char *text, clause *c, int *n, lexer *l) {
             return fail(l, "expected a quoted string");
         skip_ws(l);
         if (!*l->p) return 1;
-        if (!word(l, "AND")) return fail(l, "expected AND (MLflow filters join comparisons with AND)");
+        if (!word(l, "AND"))
+            return fail(l, "expected AND (MLflow filters join comparisons with AND)");
     }
 }
 
@@ -254,8 +256,8 @@ static int like(const char *s, const char *pat, int icase) {
         }
     }
     if (!*s) return 0;
-    if (*pat == '_' || (icase ? tolower((unsigned char)*s) == tolower((unsigned char)*pat)
-                              : *s == *pat))
+    if (*pat == '_' ||
+        (icase ? tolower((unsigned char)*s) == tolower((unsigned char)*pat) : *s == *pat))
         return like(s + 1, pat + 1, icase);
     return 0;
 }
@@ -291,13 +293,20 @@ static int eval(const clause *c, const mlf_run *r) {
     if (c->e == E_METRIC || (c->e == E_ATTR && is_num_attr(c->key))) {
         if (!(c->e == E_METRIC ? metric_of(r, c->key, &v) : attr_num(r, c->key, &v))) return 0;
         switch (c->o) {
-        case OP_EQ: return v == c->num;
-        case OP_NE: return v != c->num;
-        case OP_LT: return v < c->num;
-        case OP_LE: return v <= c->num;
-        case OP_GT: return v > c->num;
-        case OP_GE: return v >= c->num;
-        default: return 0;
+        case OP_EQ:
+            return v == c->num;
+        case OP_NE:
+            return v != c->num;
+        case OP_LT:
+            return v < c->num;
+        case OP_LE:
+            return v <= c->num;
+        case OP_GT:
+            return v > c->num;
+        case OP_GE:
+            return v >= c->num;
+        default:
+            return 0;
         }
     }
     const char *s;
@@ -310,22 +319,26 @@ static int eval(const clause *c, const mlf_run *r) {
         char abs[PATH_MAX];
         snprintf(uri, sizeof uri, "%s/artifacts", realpath(r->dir, abs) ? abs : r->dir);
         s = uri;
-    }
-    else
+    } else
         s = attr_str(r, c->key);
     if (!s) return 0;
     switch (c->o) {
-    case OP_EQ: return !strcmp(s, c->str);
-    case OP_NE: return strcmp(s, c->str) != 0;
-    case OP_LIKE: return like(s, c->str, 0);
-    case OP_ILIKE: return like(s, c->str, 1);
+    case OP_EQ:
+        return !strcmp(s, c->str);
+    case OP_NE:
+        return strcmp(s, c->str) != 0;
+    case OP_LIKE:
+        return like(s, c->str, 0);
+    case OP_ILIKE:
+        return like(s, c->str, 1);
     case OP_IN:
     case OP_NOT_IN: {
         int in = 0;
         for (int i = 0; i < c->n_list && !in; i++) in = !strcmp(s, c->list[i]);
         return c->o == OP_IN ? in : !in;
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -514,8 +527,10 @@ void mlf_runs_search(kiln_board *b, const mlf_req *r, kiln_http_response *resp) 
         if (!parse_order(ob->valuestring, &ord[nord++], &lx)) goto bad_order;
     } else
         cJSON_ArrayForEach(o, ob) {
-            if (!cJSON_IsString(o) || nord == 16 || !parse_order(o->valuestring, &ord[nord++], &lx)) {
-                if (!cJSON_IsString(o) || nord == 16) snprintf(lx.err, sizeof lx.err, "not a string");
+            if (!cJSON_IsString(o) || nord == 16 ||
+                !parse_order(o->valuestring, &ord[nord++], &lx)) {
+                if (!cJSON_IsString(o) || nord == 16)
+                    snprintf(lx.err, sizeof lx.err, "not a string");
                 goto bad_order;
             }
         }
@@ -542,7 +557,7 @@ void mlf_runs_search(kiln_board *b, const mlf_req *r, kiln_http_response *resp) 
     }
     rl.n = k;
     g_sort = (sorter){ord, nord};
-    qsort(rl.runs, (size_t)rl.n, sizeof *rl.runs, cmp_runs);
+    if (rl.n > 0) qsort(rl.runs, (size_t)rl.n, sizeof *rl.runs, cmp_runs);
     kiln_sbuf s = KILN_SBUF_INIT;
     kiln_sbuf_puts(&s, "{\"runs\":[");
     int64_t shown = 0;

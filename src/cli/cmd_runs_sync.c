@@ -76,16 +76,16 @@ int kiln_cmd_runs_sync(int argc, char **argv) {
         }
     }
     if (!to)
-        return kiln_cli_usage_error("runs sync",
-                                    "missing --to mlflow+http://HOST:PORT (where to send the runs)");
+        return kiln_cli_usage_error(
+            "runs sync", "missing --to mlflow+http://HOST:PORT (where to send the runs)");
     if (!kiln_mlflow_is_uri(to))
         return kiln_cli_usage_error("runs sync",
                                     "--to %s: expected mlflow+http://HOST:PORT or "
                                     "mlflow+https://HOST:PORT",
                                     to);
     char buf[4200];
-    const char *runs_dir = kiln_cli_runs_dir(given, optind < argc ? argv[optind] : NULL, buf,
-                                             sizeof buf);
+    const char *runs_dir =
+        kiln_cli_runs_dir(given, optind < argc ? argv[optind] : NULL, buf, sizeof buf);
     kiln_registry *reg = NULL;
     int code = kiln_cli_open_registry("runs sync", runs_dir, &reg);
     if (code) return code;

@@ -54,8 +54,8 @@ static kiln_status call(conn *k, const char *method, const char *path, const cha
     int status = 0;
     char *resp = NULL;
     size_t len = 0;
-    kiln_status s = kiln_client_request(k->c, method, full, body, body ? strlen(body) : 0,
-                                        &status, &resp, &len);
+    kiln_status s = kiln_client_request(k->c, method, full, body, body ? strlen(body) : 0, &status,
+                                        &resp, &len);
     if (s) {
         free(resp);
         return kiln_error(KILN_ERR_IO, "MLflow server %s: %s", k->base, kiln_last_error());
@@ -63,7 +63,8 @@ static kiln_status call(conn *k, const char *method, const char *path, const cha
     cJSON *j = cJSON_ParseWithLength(resp, len);
     if (status >= 200 && status < 300) {
         free(resp);
-        if (!j) return kiln_error(KILN_ERR_IO, "MLflow %s %s: the answer is not JSON", method, full);
+        if (!j)
+            return kiln_error(KILN_ERR_IO, "MLflow %s %s: the answer is not JSON", method, full);
         *out = j;
         return KILN_OK;
     }
@@ -78,7 +79,9 @@ static kiln_status call(conn *k, const char *method, const char *path, const cha
     s = kiln_error(KILN_ERR_IO, "MLflow %s %s%s: HTTP %d: %s%s%.300s", method, k->base, full,
                    status, cJSON_IsString(ec) ? ec->valuestring : "",
                    cJSON_IsString(ec) ? ": " : "",
-                   cJSON_IsString(msg) ? msg->valuestring : resp ? resp : "");
+                   cJSON_IsString(msg) ? msg->valuestring
+                   : resp              ? resp
+                                       : "");
     cJSON_Delete(j);
     free(resp);
     return s;
@@ -99,7 +102,8 @@ static cJSON *state_load(const char *path, const char *base, cJSON **root) {
     void *buf = NULL;
     size_t len = 0;
     *root = NULL;
-    if (!kiln_file_read_all(path, &buf, &len, 1u << 20)) *root = cJSON_ParseWithLength(buf, len);
+    if (!kiln_file_read_all(path, &buf, &len, 1u << 20))
+        *root = cJSON_ParseWithLength(buf, len);
     else
         kiln_error_clear();
     free(buf);
@@ -142,8 +146,8 @@ static void st_set_num(cJSON *st, const char *k, double v) {
 
 static int64_t iso_ms(const char *iso) {
     struct tm tm = {0};
-    if (!iso || sscanf(iso, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                       &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+    if (!iso || sscanf(iso, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                       &tm.tm_min, &tm.tm_sec) != 6)
         return -1;
     tm.tm_year -= 1900, tm.tm_mon -= 1;
     return (int64_t)timegm(&tm) * 1000;
@@ -290,17 +294,19 @@ static int on_point(const kiln_metric_point *pt, void *ctx) {
     }
     char key[256];
     snprintf(key, sizeof key, "%s%s",
-             pt->split == KILN_SPLIT_VALIDATION ? "val_" : pt->split == KILN_SPLIT_TEST ? "test_"
-                                                                                       : "",
+             pt->split == KILN_SPLIT_VALIDATION ? "val_"
+             : pt->split == KILN_SPLIT_TEST     ? "test_"
+                                                : "",
              pt->name);
     cJSON *x = cJSON_CreateObject();
     cJSON_AddStringToObject(x, "key", key);
     if (isfinite(pt->value))
         cJSON_AddNumberToObject(x, "value", pt->value);
     else /* protobuf's JSON form of a non-finite double */
-        cJSON_AddStringToObject(x, "value", isnan(pt->value) ? "NaN"
-                                            : pt->value > 0  ? "Infinity"
-                                                             : "-Infinity");
+        cJSON_AddStringToObject(x, "value",
+                                isnan(pt->value) ? "NaN"
+                                : pt->value > 0  ? "Infinity"
+                                                 : "-Infinity");
     cJSON_AddNumberToObject(x, "timestamp", (double)llround(pt->wall_time * 1000));
     cJSON_AddNumberToObject(x, "step", (double)pt->step);
     cJSON_AddItemToArray(m->list, x);
@@ -440,7 +446,8 @@ kiln_status kiln_mlflow_sync_run(const kiln_mlflow_target *t, const char *run_di
         char *last = strrchr(tmp, '/');
         if (last) *last = 0;
         char *exp = strrchr(tmp, '/');
-        snprintf(id, sizeof id, "%s/%s", exp ? exp + 1 : tmp, info.id);
+        if (snprintf(id, sizeof id, "%s/%s", exp ? exp + 1 : tmp, info.id) >= (int)sizeof id)
+            id[0] = 0; /* longer than any run id: matches no model version */
     }
     cJSON *root = NULL, *st = state_load(state_path, k.base, &root), *j = NULL;
     const char *run_id = st_str(st, "run_id");
@@ -461,8 +468,7 @@ kiln_status kiln_mlflow_sync_run(const kiln_mlflow_target *t, const char *run_di
     }
     if (!s && !run_id) {
         char exp_id[256];
-        s = experiment_id(&k, info.experiment ? info.experiment : "Default", exp_id,
-                          sizeof exp_id);
+        s = experiment_id(&k, info.experiment ? info.experiment : "Default", exp_id, sizeof exp_id);
         if (!s) {
             cJSON *body = cJSON_CreateObject();
             cJSON_AddStringToObject(body, "experiment_id", exp_id);
