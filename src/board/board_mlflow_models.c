@@ -1,5 +1,5 @@
 /* board_mlflow_models.c — the MLflow model registry subset on kiln's model registry:
- * registered-models/create, get, search; model-versions/create, get, search;
+ * registered-models/create, get, search, get-latest-versions; model-versions/create, get, search;
  * registered-models/alias (POST set, GET get, DELETE delete).
  *
  * kiln's registered models (runs/kiln.db: models, model_versions, aliases; kiln/registry.h)
@@ -554,6 +554,26 @@ static void mv_get(kiln_board *b, kiln_registry *reg, const mlf_req *r, kiln_htt
     model_free(&m);
 }
 
+/* registered-models/get-latest-versions: the highest version (every version's stage is "None";
+ * stages other than None select nothing). */
+static void rm_latest(kiln_board *b, kiln_registry *reg, const mlf_req *r,
+                      kiln_http_response *resp) {
+    model m;
+    if (!need_model(b, reg, r, resp, &m)) return;
+    const cJSON *stages = cJSON_GetObjectItemCaseSensitive(r->j, "stages"), *x;
+    int none = !cJSON_GetArraySize(stages) && !cJSON_IsString(stages);
+    if (cJSON_IsString(stages)) none = !strcasecmp(stages->valuestring, "None");
+    cJSON_ArrayForEach(x, stages) {
+        if (cJSON_IsString(x) && !strcasecmp(x->valuestring, "None")) none = 1;
+    }
+    kiln_sbuf s = KILN_SBUF_INIT;
+    kiln_sbuf_puts(&s, "{\"model_versions\":[");
+    if (none && m.n) render_version(&m, &m.v[m.n - 1], &s);
+    kiln_sbuf_puts(&s, "]}");
+    model_free(&m);
+    kiln_http_body_sbuf(resp, &s);
+}
+
 static void alias_route(kiln_board *b, kiln_registry *reg, kiln_http_method method,
                         const mlf_req *r, kiln_http_response *resp) {
     model m;
@@ -650,6 +670,8 @@ void mlf_models_route(kiln_board *b, const char *path, const kiln_http_request *
         rm_get(b, reg, r, resp);
     else if (!strcmp(path, "registered-models/search") && (get || post))
         rm_search(b, reg, r, resp, 0);
+    else if (!strcmp(path, "registered-models/get-latest-versions") && (get || post))
+        rm_latest(b, reg, r, resp);
     else if (!strcmp(path, "model-versions/create") && post)
         mv_create(b, reg, r, resp);
     else if (!strcmp(path, "model-versions/get") && get)

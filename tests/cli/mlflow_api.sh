@@ -278,6 +278,10 @@ t_models() {
     check "unknown version: 404" err_is 404 RESOURCE_DOES_NOT_EXIST
     api GET "registered-models/get?name=clf"
     check "latest_versions" is "$(j '.registered_model.latest_versions[0].version')" 2
+    api POST registered-models/get-latest-versions '{"name":"clf","stages":["None"]}'
+    check "get-latest-versions" is "$(j '[.model_versions[].version] | join(",")')" 2
+    api GET "registered-models/get-latest-versions?name=clf&stages=Production"
+    check "get-latest-versions: no Production stage" is "$(j '.model_versions | length')" 0
     api GET "registered-models/search?filter=name%20LIKE%20%27cl%25%27"
     check "search models" is "$(j '[.registered_models[].name] | join(",")')" clf
     api GET "model-versions/search?filter=name%3D%27clf%27"
@@ -307,6 +311,10 @@ t_token() {
     local u=$SURL
     local save=$URL
     URL=$u
+    api POST experiments/search '{}'
+    check "no token: 401" err_is 401 UNAUTHENTICATED
+    AUTH=s3cret api POST experiments/search '{}'
+    check "empty runs folder: experiment 0 (Default)" is "$(j '[.experiments[] | .experiment_id + "=" + .name] | join(",")')" "0=Default"
     api POST experiments/create '{"name":"x"}'
     check "no token: 401" err_is 401 UNAUTHENTICATED
     AUTH=wrong api POST experiments/create '{"name":"x"}'
