@@ -1,7 +1,8 @@
 /* kiln/board.h — kiln board: a web dashboard over a runs folder, served by kiln itself.
  *
  * The board reads the run folders directly (run.json, metrics.jsonl, config.yaml, checkpoints/,
- * export/; see kiln/run.h) and never writes to them. Its page (board/index.html, app.js,
+ * export/; see kiln/run.h); its page and JSON API never write to them (only the MLflow API of
+ * config.mlflow does, through kiln's run writer). Its page (board/index.html, app.js,
  * style.css) is compiled into the library, so the board needs no other file at run time.
  *
  * HTTP, on kiln/http.h's server (GET and HEAD only; with config.mlflow also MLflow's REST API
