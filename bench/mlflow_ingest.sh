@@ -20,20 +20,22 @@ TMP=$(mktemp -d /tmp/kiln-mlflow-bench-XXXXXX)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 
-start() { # start DIR LOG: a board on a free port; prints its URL
-    mkdir -p "$1"
+start() { # start DIR LOG: a board on a free port; its URL into $U (no subshell: the trap
+    mkdir -p "$1" #                                      must know the pid)
     "$KILN" board --runs-dir "$1" --port 0 >"$2" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do
-        u=$(sed -n 's/.* on \(http:\/\/[^ ]*\)\/ .*/\1/p' "$2")
-        [ -n "$u" ] && { echo "$u"; return; }
+        U=$(sed -n 's/.* on \(http:\/\/[^ ]*\)\/ .*/\1/p' "$2")
+        [ -n "$U" ] && return
         sleep 0.1
     done
     echo "board did not start" >&2
     exit 1
 }
-A=$(start "$TMP/a" "$TMP/a.log")
-B=$(start "$TMP/b" "$TMP/b.log")
+start "$TMP/a" "$TMP/a.log"
+A=$U
+start "$TMP/b" "$TMP/b.log"
+B=$U
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores)"
 "$PY" - "$A" "$BATCHES" <<'PY'
