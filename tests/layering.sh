@@ -36,7 +36,7 @@ declare -A PUBLIC=(
   [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
   [prune]=model
   [sbuf]=net [http]=net [client]=net [prom]=net
-  [run]=run [tboard]=tboard [registry]=registry [trainer]=train [dist]=dist [tune]=tune
+  [run]=run [tboard]=tboard [registry]=registry [mlflow]=registry [trainer]=train [dist]=dist [tune]=tune
   [optimize]=optimize [bench]=optimize
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board
   [kiln]=cli # the umbrella header: for programs, never for the library itself

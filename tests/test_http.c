@@ -1004,6 +1004,32 @@ static void test_quick_stop(void) {
     CHECK(took < 15); /* it did not wait out the 30 s drain */
 }
 
+/* kiln_http_config.rest_methods: DELETE and PATCH (with their bodies) reach the handler; other
+ * methods still get 405, and a server without it answers DELETE with 405 (test_get_post_head). */
+static void test_rest_methods(void) {
+    kiln_http_config cfg = {.port = 0, .threads = 1, .rest_methods = 1};
+    kiln_http_server *s = kiln_http_start(&cfg, handler, NULL);
+    CHECK(s != NULL);
+    if (!s) return;
+    int saved = g_port;
+    g_port = kiln_http_port(s);
+    CURL *c = curl_easy_init();
+    reply r = request(c, "DELETE", "/echo?y=1", "{\"a\":1}", 7, 0, NULL);
+    CHECK_MSG(r.status == 200 && strstr(r.body.data, "\"method\":\"DELETE\"") &&
+                  strstr(r.body.data, "\"len\":7") && strstr(r.body.data, "\"y\":\"1\""),
+              "%ld %s", r.status, r.body.data);
+    reply_free(&r);
+    r = request(c, "PATCH", "/echo", "xy", 2, 0, NULL);
+    CHECK(r.status == 200 && strstr(r.body.data, "\"method\":\"PATCH\""));
+    reply_free(&r);
+    r = request(c, "PUT", "/echo", "x", 1, 0, NULL);
+    CHECK(r.status == 405);
+    reply_free(&r);
+    curl_easy_cleanup(c);
+    g_port = saved;
+    kiln_http_stop(s, 1.0);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--fd-child")) return fd_child_main();
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1035,6 +1061,7 @@ int main(int argc, char **argv) {
     RUN(test_port_taken);
     RUN(test_graceful_stop);
     RUN(test_quick_stop);
+    RUN(test_rest_methods);
     pthread_mutex_lock(&worker.mu);
     worker.quit = 1;
     pthread_cond_signal(&worker.cv);

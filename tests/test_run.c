@@ -657,6 +657,26 @@ static void test_metrics_stage(void) {
     free(ps);
 }
 
+/* kiln_run_log_metric_at: the caller's wall_time, kept to the microsecond; < 0 means now. */
+static void test_metrics_at(void) {
+    kiln_rundir *run = NULL;
+    CHECK_OK(kiln_run_create(at("mat"), "exp", NULL, &run));
+    if (!run) return;
+    CHECK_OK(kiln_run_log_metric_at(run, 7, NAN, KILN_SPLIT_VALIDATION, "acc", 0.5,
+                                    1700000000.123456));
+    CHECK_OK(kiln_run_log_metric_at(run, 8, 1, KILN_SPLIT_TRAIN, "loss", 0.25, -1));
+    char file[1300];
+    snprintf(file, sizeof file, "%s/metrics.jsonl", kiln_run_get_info(run).path);
+    kiln_run_close(run);
+    points *ps = calloc(1, sizeof *ps);
+    CHECK_OK(kiln_run_read_metrics(file, NULL, collect, ps, NULL));
+    CHECK(ps->n == 2);
+    CHECK_MSG(fabs(ps->p[0].wall_time - 1700000000.123456) < 1e-6, "%.6f", ps->p[0].wall_time);
+    CHECK(ps->p[0].step == 7 && ps->p[0].split == KILN_SPLIT_VALIDATION && isnan(ps->p[0].epoch));
+    CHECK(ps->p[1].wall_time > 1700000001.0 && ps->p[1].step == 8); /* now */
+    free(ps);
+}
+
 static void test_log_txt(void) {
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(at("log"), "exp", NULL, &run));
@@ -1062,6 +1082,7 @@ int main(void) {
     RUN(test_nan_is_null);
     RUN(test_metrics_log);
     RUN(test_metrics_stage);
+    RUN(test_metrics_at);
     RUN(test_log_txt);
     RUN(test_lock);
     RUN(test_checkpoints);

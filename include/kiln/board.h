@@ -1,10 +1,12 @@
 /* kiln/board.h — kiln board: a web dashboard over a runs folder, served by kiln itself.
  *
  * The board reads the run folders directly (run.json, metrics.jsonl, config.yaml, checkpoints/,
- * export/; see kiln/run.h) and never writes to them. Its page (board/index.html, app.js,
+ * export/; see kiln/run.h); its page and JSON API never write to them (only the MLflow API of
+ * config.mlflow does, through kiln's run writer). Its page (board/index.html, app.js,
  * style.css) is compiled into the library, so the board needs no other file at run time.
  *
- * HTTP, on kiln/http.h's server (GET and HEAD only):
+ * HTTP, on kiln/http.h's server (GET and HEAD only; with config.mlflow also MLflow's REST API
+ * under /api/2.0/mlflow/ and /ajax-api/2.0/mlflow/, which writes run folders: docs/tracking.md):
  *   /                                         the page (also /index.html, /app.js, /style.css)
  *   /api/runs[?since=GEN]                     the runs table; with since, only what changed
  *   /api/runs/EXP/RUN                         one run's details: run.json, config, checkpoints,
@@ -35,6 +37,11 @@ typedef struct {
     int threads;           /* HTTP worker threads; 0 = 2 */
     double rescan_seconds; /* the shortest time between two listings of the runs folder;
                               0 = 1 second, < 0 = list it on every request */
+    int mlflow;            /* 1: also serve MLflow's REST API (tracking and model registry
+                              subsets) under /api/2.0/mlflow/, writing run folders
+                              (docs/tracking.md) */
+    const char *token;     /* with mlflow: NULL or "" = no auth; else every MLflow request must
+                              carry "Authorization: Bearer <token>" (401 otherwise) */
 } kiln_board_config;
 
 /* Lists the runs folder, reads every run's run.json and config.yaml, and starts serving. NULL

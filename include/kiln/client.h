@@ -45,6 +45,10 @@ typedef struct {
     const char *model;      /* the model's name */
     int64_t version;        /* 0: the version the server picks (its latest) */
     double timeout_seconds; /* per request, connecting included; 0: 60 */
+    int raw;                /* 1: a plain JSON client of url for kiln_client_request alone
+                               (model and version unused): kiln's MLflow client */
+    const char *bearer_token; /* NULL or "": none; else every request carries
+                                 "Authorization: Bearer <token>" */
 } kiln_client_config;
 
 typedef struct {

@@ -83,12 +83,21 @@ typedef struct {
                                     limit below 256), so the process keeps descriptors */
     const char *cors_allowed_origins; /* NULL or "" = no CORS; "*"; or a comma-separated list
                                          of origins (scheme://host[:port]); see above */
+    int rest_methods; /* 1: DELETE and PATCH requests reach the handler too (kiln board's MLflow
+                         API); 0: they get 405 like any other method */
 } kiln_http_config;
 
 /* Checks a cors_allowed_origins value: KILN_OK, or KILN_ERR_INVALID naming the bad origin. */
 kiln_status kiln_http_check_cors_origins(const char *list);
 
-typedef enum { KILN_HTTP_GET = 0, KILN_HTTP_HEAD, KILN_HTTP_POST } kiln_http_method;
+/* DELETE and PATCH only with kiln_http_config.rest_methods (else the server answers 405). */
+typedef enum {
+    KILN_HTTP_GET = 0,
+    KILN_HTTP_HEAD,
+    KILN_HTTP_POST,
+    KILN_HTTP_DELETE,
+    KILN_HTTP_PATCH
+} kiln_http_method;
 
 typedef struct kiln_http_request {
     kiln_http_method method;

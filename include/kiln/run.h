@@ -201,6 +201,10 @@ void kiln_run_set_stage(kiln_rundir *run, int stage);
  * A value or epoch that is not finite is written as null. */
 kiln_status kiln_run_log_metric(kiln_rundir *run, int64_t step, double epoch, kiln_split split,
                                 const char *name, double value);
+/* The same with the point's wall_time given (seconds since the Unix epoch, kept to the
+ * microsecond; < 0: now): points that another tracker timed (kiln board's MLflow API). */
+kiln_status kiln_run_log_metric_at(kiln_rundir *run, int64_t step, double epoch, kiln_split split,
+                                   const char *name, double value, double wall_time);
 
 /* One point as read back. name is valid only during the callback. */
 typedef struct {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "board/board_internal.h"
+#include "board/board_mlflow.h"
 
 #define NAME_MAX_BYTES 255
 
@@ -206,7 +207,8 @@ static void asset(const kiln_http_request *req, kiln_http_response *resp) {
 
 static void handle(void *ctx, const kiln_http_request *req, kiln_http_response *resp) {
     kiln_board *b = ctx;
-    if (req->method == KILN_HTTP_POST) {
+    if (board_mlflow_handle(b, req, resp)) return; /* /api/2.0/mlflow/..., board_mlflow.c */
+    if (req->method != KILN_HTTP_GET && req->method != KILN_HTTP_HEAD) {
         kiln_http_add_header(resp, "Allow", "GET, HEAD");
         kiln_http_json_error(resp, 405, "%s %s: the board is read-only (GET and HEAD)",
                              req->method_name, req->path);
@@ -268,10 +270,13 @@ kiln_board *kiln_board_start(const kiln_board_config *c) {
     pthread_mutex_lock(&b->mu);
     kiln_status s = board_scan(b, 1);
     pthread_mutex_unlock(&b->mu);
+    if (!s && c->mlflow && !(b->mlflow = board_mlflow_new(c->token)))
+        s = kiln_error(KILN_ERR_NOMEM, "board: out of memory");
     if (!s) {
         kiln_http_config hc = {.host = c->host ? c->host : "127.0.0.1",
                                .port = c->port,
-                               .threads = c->threads > 0 ? c->threads : 2};
+                               .threads = c->threads > 0 ? c->threads : 2,
+                               .rest_methods = c->mlflow};
         if (!(b->http = kiln_http_start(&hc, handle, b))) s = KILN_ERR_IO;
     }
     if (s) {
@@ -295,6 +300,7 @@ int kiln_board_run_count(kiln_board *b) {
 void kiln_board_stop(kiln_board *b) {
     if (!b) return;
     if (b->http) kiln_http_stop(b->http, 2.0);
+    board_mlflow_free(b->mlflow);
     board_index_free(b);
     pthread_mutex_destroy(&b->mu);
     free(b->runs_dir);

@@ -164,6 +164,7 @@ typedef struct {
 struct kiln_board {
     char *runs_dir;
     kiln_http_server *http;
+    struct board_mlflow *mlflow; /* the MLflow API (board_mlflow.h); NULL: not served */
     double rescan_seconds;
     char instance[24]; /* this board's id: tells clients their gens and revs are void */
     int64_t rev_base;

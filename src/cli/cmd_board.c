@@ -18,27 +18,36 @@
 #include "kiln/kiln.h"
 
 static const char *HELP =
-    "usage: kiln board [--runs-dir D] [--port 6006] [--host ADDR]\n"
+    "usage: kiln board [--runs-dir D] [--port 6006] [--host ADDR] [--token T] [--no-mlflow]\n"
     "\n"
     "A web dashboard over a runs folder: the runs table (filter, sort), metric curves that\n"
     "follow training live, several runs overlaid, hyperparameter comparison, and each run's\n"
-    "config, checkpoints and export versions. Open the URL it prints in a browser. It only reads\n"
-    "the run folders; the JSON it serves is described in docs/monitoring.md. Ctrl-C stops it.\n"
+    "config, checkpoints and export versions. Open the URL it prints in a browser. The page\n"
+    "only reads the run folders (its JSON: docs/monitoring.md); on the same port, MLflow's REST\n"
+    "API lets MLflow clients (mlflow.set_tracking_uri(\"http://HOST:PORT\")) log runs there,\n"
+    "beside kiln's own (docs/tracking.md). Ctrl-C stops it.\n"
     "\n"
     "options:\n"
     "  --runs-dir D        the runs folder (default: runs)\n"
     "  --port N            the HTTP port (default 6006; 0: any free port)\n"
     "  --host ADDR         the address to listen on (default 127.0.0.1, this machine only;\n"
     "                      0.0.0.0 for every interface)\n"
+    "  --token T           MLflow API: require 'Authorization: Bearer T' (default: the\n"
+    "                      environment's KILN_BOARD_TOKEN; none: no auth)\n"
+    "  --no-mlflow         do not serve the MLflow REST API (/api/2.0/mlflow/, which lets\n"
+    "                      MLflow clients log runs into the runs folder: docs/tracking.md)\n"
     "  --help              this text\n";
 
 int kiln_cmd_board(int argc, char **argv) {
     static const struct option opts[] = {{"runs-dir", required_argument, 0, 'd'},
                                          {"port", required_argument, 0, 'p'},
                                          {"host", required_argument, 0, 'a'},
+                                         {"token", required_argument, 0, 't'},
+                                         {"no-mlflow", no_argument, 0, 'M'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    kiln_board_config cfg = {.runs_dir = "runs", .host = "127.0.0.1", .port = 6006};
+    kiln_board_config cfg = {.runs_dir = "runs", .host = "127.0.0.1", .port = 6006, .mlflow = 1};
+    cfg.token = getenv("KILN_BOARD_TOKEN");
     optind = 1;
     opterr = 0;
     int c;
@@ -59,6 +68,13 @@ int kiln_cmd_board(int argc, char **argv) {
         case 'a':
             if (!*optarg) return kiln_cli_usage_error("board", "--host: empty address");
             cfg.host = optarg;
+            break;
+        case 't':
+            if (!*optarg) return kiln_cli_usage_error("board", "--token: empty token");
+            cfg.token = optarg;
+            break;
+        case 'M':
+            cfg.mlflow = 0;
             break;
         case 'h':
             fputs(HELP, stdout);

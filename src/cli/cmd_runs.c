@@ -22,7 +22,7 @@
 #define MAX_COLUMNS 24
 
 static const char *HELP =
-    "usage: kiln runs [list|show|compare|rm] ...\n"
+    "usage: kiln runs [list|show|compare|rm|sync] ...\n"
     "\n"
     "The runs of a runs folder, from its registry (runs/kiln.db), which is brought up to date\n"
     "with the run folders first.\n"
@@ -33,6 +33,8 @@ static const char *HELP =
     "  kiln runs compare RUN RUN... [--all] [--json]\n"
     "                                       params that differ, final and best metrics\n"
     "  kiln runs rm RUN... [--yes]          remove run folders and their registry rows\n"
+    "  kiln runs sync --to mlflow+http://HOST:PORT [RUN...]\n"
+    "                                       mirror runs to an MLflow tracking server\n"
     "\n"
     "RUN is a run folder, a run id (experiment/run-folder), a run folder's or run's name, or a\n"
     "prefix of one of them that only one run has.\n"
@@ -367,5 +369,7 @@ int kiln_cmd_runs(int argc, char **argv) {
     if (!strcmp(sub, "show")) return kiln_cmd_runs_show(argc - 1, argv + 1);
     if (!strcmp(sub, "compare")) return kiln_cmd_runs_compare(argc - 1, argv + 1);
     if (!strcmp(sub, "rm") || !strcmp(sub, "remove")) return cmd_rm(argc - 1, argv + 1);
-    return kiln_cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare or rm)", sub);
+    if (!strcmp(sub, "sync")) return kiln_cmd_runs_sync(argc - 1, argv + 1); /* --to mlflow+... */
+    return kiln_cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare, rm or sync)",
+                                sub);
 }

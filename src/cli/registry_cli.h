@@ -43,5 +43,7 @@ int kiln_cli_run_strings(const kiln_registry_run *r, const char *out[KILN_CLI_RU
 /* kiln runs show / kiln runs compare (cmd_runs_show.c); argv[0] is the subcommand. */
 int kiln_cmd_runs_show(int argc, char **argv);
 int kiln_cmd_runs_compare(int argc, char **argv);
+/* kiln runs sync --to mlflow+http://... (cmd_runs_sync.c); argv[0] is the subcommand. */
+int kiln_cmd_runs_sync(int argc, char **argv);
 
 #endif

@@ -62,7 +62,10 @@ kiln_status kiln_client_open(const kiln_client_config *cfg, kiln_client **out) {
     *out = NULL;
     if (!cfg || !cfg->url || !*cfg->url)
         return kiln_error(KILN_ERR_INVALID, "client: no server URL");
-    if (!cfg->model || !*cfg->model) return kiln_error(KILN_ERR_INVALID, "client: no model name");
+    if (!cfg->raw && (!cfg->model || !*cfg->model))
+        return kiln_error(KILN_ERR_INVALID, "client: no model name");
+    if (cfg->bearer_token && strpbrk(cfg->bearer_token, "\r\n"))
+        return kiln_error(KILN_ERR_INVALID, "client: the token has a line break");
     if (cfg->version < 0)
         return kiln_error(KILN_ERR_INVALID, "client: version %lld is not positive",
                           (long long)cfg->version);
@@ -87,7 +90,7 @@ kiln_status kiln_client_open(const kiln_client_config *cfg, kiln_client **out) {
     kiln_sbuf_put(&b, cfg->url, n);
     c->base = kiln_sbuf_take(&b, NULL);
     c->curl = curl_easy_init();
-    char *esc = c->curl ? curl_easy_escape(c->curl, cfg->model, 0) : NULL;
+    char *esc = c->curl ? curl_easy_escape(c->curl, cfg->raw ? "" : cfg->model, 0) : NULL;
     if (esc) {
         kiln_sbuf_printf(&b, "%s/v1/models/%s", c->base ? c->base : "", esc);
         if (cfg->version) kiln_sbuf_printf(&b, "/versions/%lld", (long long)cfg->version);
@@ -97,6 +100,13 @@ kiln_status kiln_client_open(const kiln_client_config *cfg, kiln_client **out) {
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *h2 = c->headers ? curl_slist_append(c->headers, "Expect:") : NULL;
     if (h2) c->headers = h2;
+    if (h2 && cfg->bearer_token && *cfg->bearer_token) {
+        kiln_sbuf_printf(&b, "Authorization: Bearer %s", cfg->bearer_token);
+        char *auth = kiln_sbuf_take(&b, NULL);
+        h2 = auth ? curl_slist_append(c->headers, auth) : NULL;
+        free(auth);
+        if (h2) c->headers = h2;
+    }
     if (!c->base || !c->curl || !esc || !c->model_url || !h2) {
         kiln_client_free(c);
         return kiln_error(KILN_ERR_NOMEM, "client: out of memory");

@@ -145,6 +145,7 @@ struct worker {
 struct kiln_http_server {
     int listen_fd, port;
     size_t max_body;
+    int rest_methods; /* DELETE and PATCH reach the handler */
     int timeout_s, max_conns;
     kiln_http_handler fn;
     void *ctx;
@@ -654,7 +655,8 @@ static void begin_request(conn *c, size_t end) {
         return;
     }
     int has_body = r->h.chunked || r->h.length > 0;
-    if (r->h.method == HTTP_M_OTHER) {
+    if (r->h.method == HTTP_M_OTHER ||
+        (!s->rest_methods && (r->h.method == HTTP_M_DELETE || r->h.method == HTTP_M_PATCH))) {
         start_error(c, 405, has_body, "method %.32s is not allowed", r->h.method_name);
         return;
     }
@@ -814,7 +816,9 @@ static void dispatch(conn *c) {
         start_response(c, &resp);
         return;
     }
-    static const kiln_http_method methods[] = {KILN_HTTP_GET, KILN_HTTP_HEAD, KILN_HTTP_POST};
+    static const kiln_http_method methods[] = {KILN_HTTP_GET,    KILN_HTTP_HEAD,
+                                               KILN_HTTP_POST,   KILN_HTTP_GET,
+                                               KILN_HTTP_DELETE, KILN_HTTP_PATCH};
     r->req.method = methods[r->h.method];
     r->req.method_name = r->h.method_name;
     r->req.path = r->h.path;
@@ -1289,6 +1293,7 @@ kiln_http_server *kiln_http_start(const kiln_http_config *c, kiln_http_handler f
     }
     s->fn = fn, s->ctx = ctx;
     s->w = ws, s->nw = threads;
+    s->rest_methods = cfg.rest_methods != 0;
     s->max_body = cfg.max_body_bytes ? cfg.max_body_bytes : (size_t)64 << 20;
     if (s->max_body > SIZE_MAX / 4) s->max_body = SIZE_MAX / 4;
     s->timeout_s = cfg.request_timeout_seconds ? cfg.request_timeout_seconds : 30;

@@ -414,9 +414,9 @@ int http_parse_head(char *buf, size_t len, http_head *h, char *msg, size_t cap) 
     char *sp1 = strchr(buf, ' '), *sp2 = strchr(sp1 + 1, ' ');
     *sp1 = 0, *sp2 = 0;
     h->minor = sp2[8] >= '1' ? 1 : 0; /* HTTP/1.2 .. HTTP/1.9 read as 1.1 */
-    static const char *const known[] = {"GET", "HEAD", "POST", "OPTIONS"};
+    static const char *const known[] = {"GET", "HEAD", "POST", "OPTIONS", "DELETE", "PATCH"};
     h->method = HTTP_M_OTHER;
-    for (int m = 0; m < 4; m++)
+    for (int m = 0; m < 6; m++)
         if (!strcmp(buf, known[m])) h->method = (http_method)m;
     h->method_name = buf;
     if ((rc = set_target(sp1 + 1, h, msg, cap))) return rc;

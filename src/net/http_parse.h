@@ -40,7 +40,15 @@ typedef struct {
     const char *name, *value; /* percent-decoded, '+' read as a space; value NULL: no '=' */
 } http_arg;
 
-typedef enum { HTTP_M_GET = 0, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_OPTIONS, HTTP_M_OTHER } http_method;
+typedef enum {
+    HTTP_M_GET = 0,
+    HTTP_M_HEAD,
+    HTTP_M_POST,
+    HTTP_M_OPTIONS,
+    HTTP_M_DELETE, /* reach the handler only with kiln_http_config.rest_methods */
+    HTTP_M_PATCH,
+    HTTP_M_OTHER
+} http_method;
 
 typedef struct {
     http_method method;

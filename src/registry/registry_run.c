@@ -34,6 +34,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "kiln/mlflow.h"
 #include "registry/registry_internal.h"
 #include "run/run_internal.h"
 
@@ -179,6 +180,10 @@ static const kiln_run_follower follower = {
 
 void kiln_registry_follow_run(kiln_rundir *run, int created) {
     if (disabled_by_env() || !run || !run->writable) return;
+    if (kiln_mlflow_is_uri(getenv("KILN_REGISTRY"))) { /* mirror to MLflow (mlflow_client.c) */
+        kiln_mlflow_follow_run(run, getenv("KILN_REGISTRY"));
+        return;
+    }
     kiln_run_reg *r = calloc(1, sizeof *r);
     if (!r) return; /* no memory for the buffer: the folder alone then */
     kiln_run_set_follower(run, &follower, r);
