@@ -134,10 +134,12 @@ main() {
     local t
     for t in kiln kiln-serve; do
         echo "container.sh: building $t:$TAG"
-        # --format docker: OCI image configs have no HEALTHCHECK
+        # --format docker: OCI image configs have no HEALTHCHECK. With --no-cache only the first
+        # target rebuilds every layer; the second reuses its build stage, just made.
         podman build --pull=never --format docker ${NO_CACHE:+--no-cache} --build-arg "BASE=$base" \
             --build-arg "JOBS=$JOBS" --target "$t" -t "localhost/$t:$TAG" -f "$ROOT/Containerfile" \
             "$ROOT"
+        NO_CACHE=""
     done
     podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
         grep -E "/kiln(-serve)?:$TAG " || true

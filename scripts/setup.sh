@@ -18,6 +18,7 @@ command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The benchmarks compare against PyTorch (the same packages) at its best: without OpenBLAS it
 # silently runs on the reference BLAS, 5-7x slower (bench/peer_blas.py checks); and need wrk.
 if [ "${KILN_WITH_BENCH:-0}" = 1 ]; then PKGS+=(libopenblas0-pthread wrk python3-optuna); fi
+PKGS+=(podman debootstrap runc)  # tests/container.sh builds and runs the images (docs/containers.md)
 # --build-deps: only what compiling kiln needs (the Containerfile's build stage): the tool chain
 # and every -dev package and compiler listed above; no test oracles, browsers or services.
 if [ "${1:-}" = --build-deps ]; then
