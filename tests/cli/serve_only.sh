@@ -37,8 +37,8 @@ t_serves_and_stops() {
     k train "$TMP/tabular/wine.yaml" --runs-dir "$TMP/runs" --name so --set train.epochs=1 \
         --set 'train.export={every_epochs: 1}'
     check "the export for it trains" test "$rc" = 0
-    local export; export=$(ls -d "$TMP"/runs/wine-quality/so-*/export)
-    "$SERVE" --model_base_path "$export" --model_name wine --host 127.0.0.1 --rest_api_port 0 \
+    local exp; exp=$(ls -d "$TMP"/runs/wine-quality/so-*/export)
+    "$SERVE" --model_base_path "$exp" --model_name wine --host 127.0.0.1 --rest_api_port 0 \
         --rest_api_num_threads 2 >"$TMP/serve.log" 2>&1 &
     SERVER_PID=$!
     local port=""
