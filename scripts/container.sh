@@ -7,9 +7,10 @@
 # The Debian base: debian:bookworm-slim when local storage has it (from a registry pull or a
 # `podman load`); otherwise this script makes it: `debootstrap --variant=minbase bookworm` from
 # deb.debian.org (retried), slimmed like the official slim image (no docs, man pages, locales,
-# apt lists, zoneinfo/right; dpkg told to leave them out of later installs too), imported as
-# localhost/kiln-debian:bookworm-slim (kept for later builds; --new-base makes it again). Builds
-# never pull (--pull=never). --no-cache rebuilds every layer; --base-only stops after the base.
+# apt lists) and a little more (zoneinfo/right, legacy iconv modules), dpkg told to leave them
+# out of later installs too, imported as localhost/kiln-debian:bookworm-slim (kept for later
+# builds; --new-base makes it again). Builds never pull (--pull=never). --no-cache rebuilds
+# every layer; --base-only stops after the base.
 #
 # Podman here runs with runc and explicit ulimits (crun fails on hybrid cgroup v1/v2 kernels) from
 # a containers.conf of our own, named by CONTAINERS_CONF: the host's configuration is not changed.
@@ -77,8 +78,10 @@ base_image() {  # prints the image the Containerfile starts FROM
     }
     retry 3 debootstrap_once
     # Slim it like debian:bookworm-slim: no docs (copyright kept), man pages, locales, apt lists,
-    # backup files of dpkg and debconf, and dpkg leaves them out of every later install too; and
-    # the leap-second time zones (zoneinfo/right, which Debian 13 moves to tzdata-legacy).
+    # backup files of dpkg and debconf, and dpkg leaves them out of every later install too; the
+    # leap-second time zones (zoneinfo/right, which Debian 13 moves to tzdata-legacy); and glibc's
+    # iconv modules for legacy character sets (8 MB; UTF-8, UTF-16, UTF-32, UCS-2/4 and ASCII
+    # are built into glibc, and nothing in the images converts other sets).
     cat >"$rootfs/etc/dpkg/dpkg.cfg.d/kiln-slim" <<'EOF'
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
@@ -89,6 +92,7 @@ path-include /usr/share/locale/locale.alias
 path-exclude /usr/share/lintian/*
 path-exclude /usr/share/groff/*
 path-exclude /usr/share/zoneinfo/right/*
+path-exclude /usr/lib/*/gconv/*.so
 EOF
     cat >"$rootfs/etc/apt/apt.conf.d/80-kiln" <<'EOF'
 Acquire::Retries "5";
@@ -102,7 +106,8 @@ EOF
     find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
     rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/lintian/* \
            "$rootfs"/usr/share/groff/* "$rootfs"/usr/share/zoneinfo/right \
-           "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
+           "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
+           "$rootfs"/usr/lib/*/gconv/*.so
     find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias \
         -exec rm -rf {} + 2>/dev/null || true
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
