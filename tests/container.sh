@@ -15,7 +15,7 @@
 #    the image's user (uid 1000) when run by root, by the invoking user with rootless Podman
 #    (--userns=keep-id)
 # 3. serves the export with the kiln-serve image (-p 127.0.0.1:PORT:8501, MODEL_NAME and
-#    MODEL_BASE_PATH), queries it from the host with curl (TF Serving REST v1 and KServe v2, and
+#    MODEL_BASE_PATH, a read-only root file system), queries it from the host with curl (TF Serving REST v1 and KServe v2, and
 #    kiln predict in the kiln image: the same class), runs the HEALTHCHECK, and prints the time
 #    from `podman run` to the first answered prediction
 # 4. `podman stop` returns within 2 s and kiln serve exits 0 after its graceful stop
@@ -116,7 +116,9 @@ print(s.getsockname()[1])')
 # TF Serving's conventions: the versions are at ${MODEL_BASE_PATH}/${MODEL_NAME}
 T0=$(now)
 # (without systemd Podman logs that it cannot schedule the HEALTHCHECK: run by hand below)
-podman run -d --name "$SERVE_CTR" "${USERNS[@]}" -p "127.0.0.1:$PORT:8501" \
+# a read-only root file system without tmpfs, as examples/containers/kubernetes.yaml asks
+podman run -d --name "$SERVE_CTR" "${USERNS[@]}" --read-only --read-only-tmpfs=false \
+    -p "127.0.0.1:$PORT:8501" \
     -e MODEL_NAME=wine -e MODEL_BASE_PATH=/srv/models -v "$RUN/export:/srv/models/wine:ro" \
     "$SERVE_IMG" >/dev/null 2> >(grep -v 'unable to get systemd connection' >&2)
 ROW=$(sed -n 2p "$WORK/data/tabular/wine_test.csv" | cut -d, -f1-11)
