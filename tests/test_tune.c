@@ -1,5 +1,6 @@
 /* test_tune.c — the search space (parsing, errors, assignments), the samplers (random and TPE
- * on a 2-D quadratic and a conditional space, determinism), the pruners (ASHA's promotion rule
+ * on a 2-D quadratic and a conditional space, determinism, multivariate TPE on diagonal optima,
+ * EI weights, the sampler options), the pruners (ASHA's promotion rule
  * against a worked example, median) and the importances. */
 #include <math.h>
 #include <stdio.h>
@@ -397,12 +398,103 @@ static void test_parzen_optuna(void) {
     kiln_tune_space_free(&s);
 }
 
+/* The TPE settings: multivariate and EI weights by default, Optuna's univariate TPE on request. */
+static void test_sampler_options(void) {
+    kiln_status st;
+    kiln_tune_space s = parse(QUAD, NULL, &st);
+    CHECK_OK(st);
+    CHECK(s.multivariate == 1 && s.ei_weights == 1 && s.optuna31 == 0 && s.n_ei == 24);
+    kiln_tune_space_free(&s);
+    s = parse("tune:\n  objective: {metric: f}\n"
+              "  sampler: {tpe: {multivariate: false, weights: uniform}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    CHECK(s.multivariate == 0 && s.ei_weights == 0);
+    kiln_tune_space_free(&s);
+    s = parse("tune:\n  objective: {metric: f}\n  sampler: {tpe: {multivariate: yes}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK(st == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("space.yaml:3:19");
+    CHECK_ERR_HAS("expected true or false");
+    s = parse("tune:\n  objective: {metric: f}\n  sampler: {tpe: {weights: rank}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK(st == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("expected ei or uniform");
+}
+
+/* Two optima on the diagonal, (0.2, 0.8) and (0.8, 0.2): univariate TPE learns x in {0.2, 0.8}
+ * and y in {0.2, 0.8} apart and so also proposes (0.2, 0.2) and (0.8, 0.8); multivariate TPE
+ * keeps the pairs. Counted: the last 30 of 60 trials within 0.15 of a wrong pair. */
+static double diag_f(const double *x) {
+    double a = (x[0] - 0.2) * (x[0] - 0.2) + (x[1] - 0.8) * (x[1] - 0.8);
+    double b = (x[0] - 0.8) * (x[0] - 0.8) + (x[1] - 0.2) * (x[1] - 0.2);
+    return fmin(a, b);
+}
+
+static void test_tpe_multivariate(void) {
+    kiln_status st;
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n  space:\n"
+                              "    x: {uniform: [0, 1]}\n    y: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    int wrong[2] = {0, 0};
+    double best[2] = {0, 0}, xs[60 * 2];
+    for (int mv = 0; mv < 2; mv++) {
+        s.multivariate = mv;
+        for (int seed = 1; seed <= 8; seed++) {
+            s.seed = (uint64_t)seed;
+            best[mv] += study(&s, 60, diag_f, xs) / 8;
+            for (int t = 30; t < 60; t++) {
+                double *p = xs + 2 * t;
+                double d = fmin(hypot(p[0] - 0.2, p[1] - 0.2), hypot(p[0] - 0.8, p[1] - 0.8));
+                wrong[mv] += d < 0.15;
+            }
+        }
+    }
+    printf("  diagonal optima, last 30 of 60 trials near (0.2, 0.2) or (0.8, 0.8) (8 seeds): "
+           "univariate %d, multivariate %d; mean best %.5f / %.5f\n",
+           wrong[0], wrong[1], best[0], best[1]);
+    CHECK(2 * wrong[1] <= wrong[0]);
+    CHECK(best[1] <= best[0]);
+    kiln_tune_space_free(&s);
+}
+
+/* EI weights: of the good trials, the one far below the threshold (the best bad value) weighs
+ * most, so the draws from l crowd around it; with uniform weights they spread over all three. */
+static void test_ei_weights(void) {
+    kiln_status st;
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n"
+                              "  sampler: {tpe: {startup_trials: 1}}\n"
+                              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    s.gamma = 0.25; /* 3 good of 12 */
+    double xv[12] = {0.1, 0.6, 0.9, 0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 0.37, 0.38};
+    double yv[12] = {0.0, 0.95, 0.96, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    kiln_tune_obs obs[12];
+    for (int i = 0; i < 12; i++) obs[i] = (kiln_tune_obs){.x = &xv[i], .value = yv[i]};
+    int close[2] = {0, 0};
+    for (int ei = 0; ei < 2; ei++) {
+        s.ei_weights = ei;
+        for (int t = 0; t < 200; t++) {
+            double x;
+            CHECK_OK(kiln_tune_suggest(&s, obs, 12, (uint64_t)t + 100, &x));
+            close[ei] += fabs(x - 0.1) < 0.1;
+        }
+    }
+    printf("  good trials at 0.1 (y 0), 0.6 and 0.9 (y 0.95): suggestions within 0.1 of 0.1: "
+           "uniform weights %d of 200, EI weights %d\n", close[0], close[1]);
+    CHECK(close[1] > close[0] + 30);
+    kiln_tune_space_free(&s);
+}
+
 int main(void) {
     RUN(test_space_parse);
     RUN(test_space_errors);
     RUN(test_parzen_optuna);
     RUN(test_determinism);
     RUN(test_tpe_quadratic);
+    RUN(test_sampler_options);
+    RUN(test_tpe_multivariate);
+    RUN(test_ei_weights);
     RUN(test_tpe_conditional);
     RUN(test_int_and_choice);
     RUN(test_asha_worked_example);
