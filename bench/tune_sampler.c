@@ -1,9 +1,9 @@
 /* tune_sampler.c — kiln's samplers on synthetic objectives, called as library functions (no
  * process per trial): bench/tune_vs_optuna.sh runs it beside Optuna's TPESampler.
  *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|tpe-optuna|tpe31|random] [FIRST_SEED]
- * tpe: the default (multivariate, EI weights); tpe-optuna: {multivariate: false, weights:
- * uniform}, Optuna's univariate TPE with the exact density (Optuna >= 3.5); tpe31: that with
- * density: optuna31 (Optuna 3.1). Seeds FIRST_SEED (0) .. FIRST_SEED + SEEDS - 1.
+ * tpe: the default (multivariate, EI weights, clip exponent 2); tpe-optuna: {multivariate: false,
+ * weights: uniform, clip_exponent: 1}, Optuna's univariate TPE with the exact density (Optuna
+ * >= 3.5); tpe31: that with density: optuna31 (Optuna 3.1). Seeds FIRST_SEED (0) .. FIRST_SEED + SEEDS - 1.
  * OBJECTIVE: branin, hartmann6, quad10. Prints one line per seed, "best after 25 50 100 ...:" the
  * best value after each checkpoint of trials, and the sampler's own time per trial (the
  * kiln_tune_suggest call, in CPU time of this thread) at the last trial and over all of them, in
@@ -58,8 +58,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (argc > 4 && !strcmp(argv[4], "random")) s.sampler = KILN_TUNE_RANDOM;
-    if (argc > 4 && !strcmp(argv[4], "tpe31")) s.optuna31 = 1, s.multivariate = 0, s.ei_weights = 0;
-    if (argc > 4 && !strcmp(argv[4], "tpe-optuna")) s.multivariate = 0, s.ei_weights = 0;
+    int optuna = argc > 4 && (!strcmp(argv[4], "tpe31") || !strcmp(argv[4], "tpe-optuna"));
+    if (optuna) s.multivariate = 0, s.ei_weights = 0, s.clip_exponent = 1;
+    if (argc > 4 && !strcmp(argv[4], "tpe31")) s.optuna31 = 1;
     int first = argc > 5 ? atoi(argv[5]) : 0;
     double *xs = malloc((size_t)trials * (size_t)s.n_params * sizeof *xs);
     kiln_tune_obs *obs = calloc((size_t)trials, sizeof *obs);

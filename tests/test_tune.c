@@ -373,6 +373,7 @@ static void test_parzen_optuna(void) {
                               "    i: {int: [1, 20]}\n    c: {choice: [a, b, c]}\n    m: {uniform: [0, 1]}\n",
                               NULL, &st);
     CHECK_OK(st);
+    s.clip_exponent = 1; /* Optuna's magic clip */
     double ou[] = {0.3, 9.5, -4.0, 2.2, 2.3}, xu[] = {-5, 0, 2.25, 9.9};
     double eu[] = {-3.0730364281, -2.4176492996, -2.2116691297, -3.4876916610};
     double ol[] = {1e-3, 5e-2, 2e-4}, xl[] = {1e-4, 1e-3, 0.05}, el[] = {-1.9169599622, -1.6962874938, -2.3013266147};
@@ -404,12 +405,13 @@ static void test_sampler_options(void) {
     kiln_tune_space s = parse(QUAD, NULL, &st);
     CHECK_OK(st);
     CHECK(s.multivariate == 1 && s.ei_weights == 1 && s.optuna31 == 0 && s.n_ei == 24);
+    CHECK(s.clip_exponent == 2 && s.gamma == 0.1 && s.prior_weight == 1 && s.n_startup == 10);
     kiln_tune_space_free(&s);
     s = parse("tune:\n  objective: {metric: f}\n"
-              "  sampler: {tpe: {multivariate: false, weights: uniform}}\n"
+              "  sampler: {tpe: {multivariate: false, weights: uniform, clip_exponent: 1}}\n"
               "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
     CHECK_OK(st);
-    CHECK(s.multivariate == 0 && s.ei_weights == 0);
+    CHECK(s.multivariate == 0 && s.ei_weights == 0 && s.clip_exponent == 1);
     kiln_tune_space_free(&s);
     s = parse("tune:\n  objective: {metric: f}\n  sampler: {tpe: {multivariate: yes}}\n"
               "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
@@ -422,39 +424,42 @@ static void test_sampler_options(void) {
     CHECK_ERR_HAS("expected ei or uniform");
 }
 
-/* Two optima on the diagonal, (0.2, 0.8) and (0.8, 0.2): univariate TPE learns x in {0.2, 0.8}
- * and y in {0.2, 0.8} apart and so also proposes (0.2, 0.2) and (0.8, 0.8); multivariate TPE
- * keeps the pairs. Counted: the last 30 of 60 trials within 0.15 of a wrong pair. */
-static double diag_f(const double *x) {
-    double a = (x[0] - 0.2) * (x[0] - 0.2) + (x[1] - 0.8) * (x[1] - 0.8);
-    double b = (x[0] - 0.8) * (x[0] - 0.8) + (x[1] - 0.2) * (x[1] - 0.2);
-    return fmin(a, b);
-}
-
+/* Good trials at (0.2, 0.8) and (0.8, 0.2), bad ones on a grid elsewhere, (0.2, 0.2) and (0.8,
+ * 0.8) among them: univariate TPE learns x in {0.2, 0.8} and y in {0.2, 0.8} apart and so also
+ * proposes the wrong pairs; multivariate TPE keeps the pairs together. Counted: suggestions
+ * (200 trial numbers) within 0.1 of a good pair and of a wrong pair. */
 static void test_tpe_multivariate(void) {
     kiln_status st;
-    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n  space:\n"
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n"
+                              "  sampler: {tpe: {startup_trials: 1}}\n  space:\n"
                               "    x: {uniform: [0, 1]}\n    y: {uniform: [0, 1]}\n", NULL, &st);
     CHECK_OK(st);
-    int wrong[2] = {0, 0};
-    double best[2] = {0, 0}, xs[60 * 2];
+    double pts[40][2] = {{0.2, 0.8}, {0.22, 0.78}, {0.8, 0.2}, {0.78, 0.22}};
+    kiln_tune_obs obs[40];
+    int n = 4;
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6 && n < 40; j++) {
+            double x = 0.1 + 0.14 * i, y = 0.1 + 0.14 * j;
+            if (fabs(x - y) > 0.5) continue; /* near a good pair */
+            pts[n][0] = x, pts[n][1] = y, n++;
+        }
+    for (int i = 0; i < n; i++)
+        obs[i] = (kiln_tune_obs){.x = pts[i], .value = i < 4 ? 0 : 1};
+    s.gamma = 4.0 / n;
+    int good[2] = {0, 0}, wrong[2] = {0, 0};
     for (int mv = 0; mv < 2; mv++) {
         s.multivariate = mv;
-        for (int seed = 1; seed <= 8; seed++) {
-            s.seed = (uint64_t)seed;
-            best[mv] += study(&s, 60, diag_f, xs) / 8;
-            for (int t = 30; t < 60; t++) {
-                double *p = xs + 2 * t;
-                double d = fmin(hypot(p[0] - 0.2, p[1] - 0.2), hypot(p[0] - 0.8, p[1] - 0.8));
-                wrong[mv] += d < 0.15;
-            }
+        for (int t = 0; t < 200; t++) {
+            double p[2];
+            CHECK_OK(kiln_tune_suggest(&s, obs, n, (uint64_t)t + 1000, p));
+            good[mv] += fmin(hypot(p[0] - 0.2, p[1] - 0.8), hypot(p[0] - 0.8, p[1] - 0.2)) < 0.1;
+            wrong[mv] += fmin(hypot(p[0] - 0.2, p[1] - 0.2), hypot(p[0] - 0.8, p[1] - 0.8)) < 0.1;
         }
     }
-    printf("  diagonal optima, last 30 of 60 trials near (0.2, 0.2) or (0.8, 0.8) (8 seeds): "
-           "univariate %d, multivariate %d; mean best %.5f / %.5f\n",
-           wrong[0], wrong[1], best[0], best[1]);
-    CHECK(2 * wrong[1] <= wrong[0]);
-    CHECK(best[1] <= best[0]);
+    printf("  %d trials, good pairs (0.2, 0.8), (0.8, 0.2): of 200 suggestions near a good / wrong "
+           "pair: univariate %d / %d, multivariate %d / %d\n",
+           n, good[0], wrong[0], good[1], wrong[1]);
+    CHECK(good[1] > good[0] && wrong[1] * 4 < wrong[0]);
     kiln_tune_space_free(&s);
 }
 

@@ -57,6 +57,8 @@ typedef struct {
     int multivariate;    /* 1 (default): the parameters active in every trial sampled jointly */
     int ei_weights;      /* 1 (default): the good kernels weighted by their improvement (weights:
                             ei); 0: Optuna's (1 each, the oldest ramped down after 25) */
+    double clip_exponent; /* alpha of the bandwidths' floor range * max(0.01, (n + 2)^-alpha),
+                             n the estimator's observations: 2 (default); 1 is Optuna's */
     /* pruner */
     kiln_tune_pruner pruner;
     int by_step;         /* resource: 0 epochs, 1 steps */

@@ -173,7 +173,8 @@ static kiln_status parzen_build(const kiln_tune_space *s, const kiln_tune_param 
         if (n >= 2 && k == n - 1) sd = sorted[n - 1].v - sorted[n - 2].v;
         e->sd[sorted[k].i] = sd;
     }
-    double maxs = hi - lo, mins = (hi - lo) / fmin(100.0, 1.0 + n);
+    /* magic clip: at least range / (n_obs + 2)^alpha and range / 100 (alpha 1: Optuna's) */
+    double maxs = hi - lo, mins = (hi - lo) * fmax(0.01, pow(1.0 + n, -s->clip_exponent));
     for (int i = 0; i < n; i++) e->sd[i] = fmin(fmax(e->sd[i], mins), maxs);
     e->sd[n_obs] = hi - lo;
     for (int i = 0; i < n; i++) {

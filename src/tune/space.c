@@ -341,7 +341,7 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
     kiln_tune_space *s = out;
     s->trials = 20, s->parallel = 1, s->n_startup = 10, s->n_ei = 24, s->gamma = 0.1;
     s->prior_weight = 1, s->min_resource = 1, s->reduction = 3, s->median_startup = 5;
-    s->multivariate = 1, s->ei_weights = 1;
+    s->multivariate = 1, s->ei_weights = 1, s->clip_exponent = 2;
     s->seed = root ? (uint64_t)kiln_cfg_int(root, "seed", 1) : 1;
     static const char *const KEYS[] = {"objective", "trials", "time_limit", "parallel", "sampler",
                                        "pruner", "space", NULL};
@@ -397,7 +397,8 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
         if (args) {
             static const char *const TPE[] = {"startup_trials", "ei_candidates", "gamma",
                                               "prior_weight", "seed", "density",
-                                              "multivariate", "weights", NULL};
+                                              "multivariate", "weights", "clip_exponent",
+                                              NULL};
             static const char *const RND[] = {"seed", NULL};
             double seed = (double)s->seed;
             if ((st = check_keys(args, "tune.sampler", w ? RND : TPE)) ||
@@ -405,6 +406,7 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
                 (st = int_of(args, "ei_candidates", "tune.sampler", 1, 100000, &s->n_ei)) ||
                 (st = real_of(args, "gamma", "tune.sampler", 1e-6, 1, &s->gamma)) ||
                 (st = real_of(args, "prior_weight", "tune.sampler", 1e-6, 1e6, &s->prior_weight)) ||
+                (st = real_of(args, "clip_exponent", "tune.sampler", 0, 10, &s->clip_exponent)) ||
                 (st = real_of(args, "seed", "tune.sampler", 0, 9e15, &seed)))
                 goto fail;
             s->seed = (uint64_t)seed;
