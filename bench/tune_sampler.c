@@ -3,7 +3,8 @@
  *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|tpe-optuna|tpe31|random] [FIRST_SEED]
  * tpe: the default (multivariate, EI weights, clip exponent 2); tpe-optuna: {multivariate: false,
  * weights: uniform, clip_exponent: 1}, Optuna's univariate TPE with the exact density (Optuna
- * >= 3.5); tpe31: that with density: optuna31 (Optuna 3.1). Seeds FIRST_SEED (0) .. FIRST_SEED + SEEDS - 1.
+ * >= 3.5); tpe31: that with density: optuna31 (Optuna 3.1).
+ * Seeds FIRST_SEED (0) .. FIRST_SEED + SEEDS - 1.
  * OBJECTIVE: branin, hartmann6, quad10. Prints one line per seed, "best after 25 50 100 ...:" the
  * best value after each checkpoint of trials, and the sampler's own time per trial (the
  * kiln_tune_suggest call, in CPU time of this thread) at the last trial and over all of them, in
