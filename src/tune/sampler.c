@@ -1,23 +1,28 @@
 /* sampler.c — the random sampler and TPE (the tree-structured Parzen estimator of Bergstra et
- * al. 2011, as Optuna 3.1's univariate TPESampler computes it; docs/tune.md has the rules).
+ * al. 2011 as hyperopt and Optuna compute it, with Optuna's multivariate kernels, EI weights and
+ * a magic-clip exponent by default; docs/tune.md has the rules and the reasons).
  *
  * For trial `number`: while fewer than n_startup trials are finished (complete or pruned), or
  * with the random sampler, each active parameter is drawn uniformly (loguniform and int log: in
- * log space; int: over its grid; choice: over its options). Then, parameter by parameter
- * (parents first; an inactive one is NaN):
+ * log space; int: over its grid; choice: over its options). Then:
  *   1. rank the finished trials: complete ones by objective (best first), then pruned ones by
  *      the resource they reached (furthest first) and their last value; the first
  *      n_good = min(ceil(gamma * n), 25) are "good", the rest "bad";
- *   2. of each group, the trials where the parameter is active give the observations of a
- *      Parzen estimator: for numbers one truncated normal per observation (in log space for log
- *      scales; an int's range widened by half a step on each side) plus a prior N(mid, range),
- *      bandwidths from the distances to the sorted neighbours (the bounds at the ends), clipped
- *      to [range / min(100, 1 + n), range]; for choices one categorical kernel per observation
- *      (prior_weight / (n + 1) on every option, plus 1 on the observed one) plus the prior
- *      kernel; mixture weights 1 each (the older ones ramped down after 25), prior_weight for
- *      the prior, normalized;
- *   3. draw n_ei candidates from the good estimator l and keep the one maximizing
- *      log l(x) - log g(x) (g: the bad estimator); ints score by the mass of their grid cell.
+ *   2. Parzen estimators l (good) and g (bad): for numbers one truncated normal per
+ *      observation (in log space for log scales; an int's range widened by half a step on each
+ *      side) plus a prior N(mid, range), bandwidths from the distances to the sorted neighbours
+ *      (the bounds at the ends), clipped to [range * max(0.01, (n + 2)^-clip_exponent), range];
+ *      for choices one categorical kernel per observation (prior_weight / (n + 1) on every
+ *      option, plus 1 on the observed one) plus the prior kernel; mixture weights: in l with EI
+ *      weights max(1e-12, y* - y_i) (y* the best bad value) and prior_weight x their mean,
+ *      otherwise 1 each (the older ones ramped down after 25) and prior_weight for the prior;
+ *   3. multivariate: the parameters active in every trial (parent < 0) are drawn together:
+ *      kernel i of an estimator is the product of the per-parameter kernels of observation i
+ *      (only trials where all of them are set); n_ei candidates are drawn from l (a kernel, then
+ *      each parameter from it) and the one maximizing log l(x) - log g(x) is kept;
+ *   4. every other parameter (all of them with multivariate off), parents first, alone: n_ei
+ *      candidates from its own l, the best log l(x) - log g(x); ints score by the mass of their
+ *      grid cell.
  *
  * Randomness: a splitmix64 stream seeded by (seed, number, parameter), so a point depends only on
  * the seed, the trial number and the history, never on what the process sampled before.
