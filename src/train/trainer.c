@@ -1065,9 +1065,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     sigaction(SIGUSR1, &sa, &old_usr1); /* kiln tune's pruner: stop as for SIGTERM, as "pruned" */
     st = prune_step(&t, t.s.step); /* an update point at the start (start_epoch 0) */
     if (!st) st = train_loop(&t, res);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    int sig = stopping(&t); /* signals from here on find the run ending: they change nothing */
     if (st) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", kiln_last_error());
@@ -1077,17 +1075,22 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_error(st, "%s", msg);
     } else {
         int stopped = strcmp(res->status, "stopped") == 0;
-        if (stopped && stopping(&t) == SIGUSR1) res->status = "pruned";
+        if (stopped && sig == SIGUSR1) res->status = "pruned";
         kiln_run_set_status(t.run, !stopped ? KILN_RUN_FINISHED
-                                   : stopping(&t) == SIGUSR1 ? KILN_RUN_PRUNED : KILN_RUN_STOPPED,
-                            !stopped ? NULL : stopping(&t) == SIGUSR1 ? "pruned by kiln tune"
-                                                                       : "stopped by a signal");
+                                   : sig == SIGUSR1 ? KILN_RUN_PRUNED : KILN_RUN_STOPPED,
+                            !stopped ? NULL : sig == SIGUSR1 ? "pruned by kiln tune"
+                                                              : "stopped by a signal");
         kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_get_info(t.run).path);
     }
     kiln_tb_hooks_close(t.tb, res->status);
     t.tb = NULL;
     kiln_run_set_progress(t.run, t.s.epoch, t.s.step);
     kiln_status st2 = kiln_run_save(t.run);
+    /* the handlers stay until the run says how it ended: a second Ctrl-C or the tuner's SIGTERM
+     * right after a stop used to kill the process before run.json said stopped or pruned */
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     trainer_free(&t);
     return st ? st : st2;
 }

@@ -7,7 +7,8 @@
 # and the output saying the same: pruned when SIGUSR1 was among the signals (what the study
 # records), stopped otherwise, and a checkpoint at the step it stopped. Two signals sent at once
 # are often taken by two threads at once (the data loader's workers take signals too), which
-# once turned a pruned run into a stopped one.
+# once turned a pruned run into a stopped one. Then a storm of signals after the prune: the
+# process may die of one only once its run is recorded.
 . "$(dirname "$0")/lib.sh"
 
 csv() { # $1 file: 600 rows, 6 features, 3 classes
@@ -38,21 +39,33 @@ json() { grep -o "\"$2\":[[:space:]]*[^,}]*" "$1/run.json" | head -1 | sed 's/.*
 # sets rc and leaves the output in $TMP/out. SIGUSR1 starts ignored, as under kiln tune.
 stop_at() {
     local runs=$1 at=$2 first=$3 second=$4 seen=0 line
-    coproc TRAIN { trap '' USR1; exec "$KILN" train "$TMP/sig.yaml" --runs-dir "$runs" --threads 1 2>&1; }
-    local pid=$TRAIN_PID
+    rm -f "$TMP/fifo" && mkfifo "$TMP/fifo"
+    (trap '' USR1 && exec "$KILN" train "$TMP/sig.yaml" --runs-dir "$runs" --threads 1 \
+        >"$TMP/fifo" 2>&1) &
+    local pid=$!
+    exec 3<"$TMP/fifo"
     : >"$TMP/out"
-    while IFS= read -r line <&"${TRAIN[0]}"; do
+    while IFS= read -r line <&3; do
         printf '%s\n' "$line" >>"$TMP/out"
         case $line in
         "step "*:*val_*)
             seen=$((seen + 1))
             if [ $seen = "$at" ]; then
                 kill -"$first" $pid
-                [ -n "$second" ] && kill -"$second" $pid
+                if [ "$second" = storm ]; then # until the process is gone
+                    local n=0
+                    while kill -TERM $pid 2>/dev/null; do
+                        n=$((n + 1))
+                        [ $n -lt 2000 ] || break
+                    done
+                elif [ -n "$second" ]; then
+                    kill -"$second" $pid
+                fi
             fi
             ;;
         esac
     done
+    exec 3<&-
     wait $pid
     rc=$?
 }
@@ -81,5 +94,28 @@ t_signals_at_validation() {
     done
 }
 
+# SIGUSR1, then SIGTERM without pause until the process is gone: the run says pruned
+# (never "running", left by a process killed before run.json said how it ended), whatever
+# signal finally ends the process once the run is recorded.
+t_signal_storm() {
+    csv "$TMP/d.csv"
+    config
+    local i
+    for i in 0 1 2 3; do
+        local runs=$TMP/storm$i what="storm $i"
+        stop_at "$runs" $((2 + 3 * i)) USR1 storm
+        local d=$(ls -d "$runs"/sig/sig-* 2>/dev/null | head -1)
+        check "$what: a run folder" [ -n "$d" ]
+        [ -n "$d" ] || continue
+        check "$what: run.json says pruned, got $(json "$d" status) (exit $rc)" \
+            [ "$(json "$d" status)" = pruned ]
+        check "$what: no allocator or sanitizer report" \
+            bash -c "! grep -qiE 'corrupted|double free|free\(\)|Sanitizer|Segmentation' '$TMP/out'"
+        k runs list --runs-dir "$runs" --filter "status = 'pruned'"
+        check "$what: the registry says pruned" has "$(basename "$d")"
+    done
+}
+
 run_test t_signals_at_validation
+run_test t_signal_storm
 finish
