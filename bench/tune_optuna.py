@@ -1,5 +1,5 @@
 """Optuna's TPESampler (defaults, seeded) on the objectives of bench/tune_objectives.h.
-usage: /usr/bin/python3 tune_optuna.py OBJECTIVE SEEDS TRIALS
+usage: /usr/bin/python3 tune_optuna.py OBJECTIVE SEEDS TRIALS [FIRST_SEED]
 Prints the same lines as bench_tune_sampler: the best after 25, 50 and TRIALS trials per seed,
 and the sampler's CPU time per trial (ask and suggest of a trial) at the last trial."""
 import math
@@ -39,9 +39,10 @@ SPACES = {"branin": (branin, [(-5, 10), (0, 15)]), "hartmann6": (hartmann6, [(0,
 
 def main():
     name, seeds, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    first = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     f, bounds = SPACES[name]
     last = 0.0
-    for seed in range(seeds):
+    for seed in range(first, first + seeds):
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
         best, line = math.inf, []
         for t in range(trials):

@@ -1,6 +1,10 @@
 /* tune_sampler.c — kiln's samplers on synthetic objectives, called as library functions (no
  * process per trial): bench/tune_vs_optuna.sh runs it beside Optuna's TPESampler.
- *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|tpe31|random]   (tpe31: density: optuna31)
+ *   bench_tune_sampler OBJECTIVE SEEDS TRIALS [tpe|tpe-optuna|tpe31|random] [FIRST_SEED]
+ * tpe: the default (multivariate, EI weights, clip exponent 2); tpe-optuna: {multivariate: false,
+ * weights: uniform, clip_exponent: 1}, Optuna's univariate TPE with the exact density (Optuna
+ * >= 3.5); tpe31: that with density: optuna31 (Optuna 3.1).
+ * Seeds FIRST_SEED (0) .. FIRST_SEED + SEEDS - 1.
  * OBJECTIVE: branin, hartmann6, quad10. Prints one line per seed, "best after 25 50 100 ...:" the
  * best value after each checkpoint of trials, and the sampler's own time per trial (the
  * kiln_tune_suggest call, in CPU time of this thread) at the last trial and over all of them, in
@@ -21,7 +25,10 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s branin|hartmann6|quad10 SEEDS TRIALS [tpe|random]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s branin|hartmann6|quad10 SEEDS TRIALS [tpe|tpe-optuna|tpe31|random] "
+                "[FIRST_SEED]\n",
+                argv[0]);
         return 2;
     }
     const char *obj = argv[1];
@@ -52,11 +59,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (argc > 4 && !strcmp(argv[4], "random")) s.sampler = KILN_TUNE_RANDOM;
-    if (argc > 4 && !strcmp(argv[4], "tpe31")) s.optuna31 = 1; /* density: optuna31 */
+    int optuna = argc > 4 && (!strcmp(argv[4], "tpe31") || !strcmp(argv[4], "tpe-optuna"));
+    if (optuna) s.multivariate = 0, s.ei_weights = 0, s.clip_exponent = 1;
+    if (argc > 4 && !strcmp(argv[4], "tpe31")) s.optuna31 = 1;
+    int first = argc > 5 ? atoi(argv[5]) : 0;
     double *xs = malloc((size_t)trials * (size_t)s.n_params * sizeof *xs);
     kiln_tune_obs *obs = calloc((size_t)trials, sizeof *obs);
     double last_ms = 0, all_ms = 0;
-    for (int seed = 0; seed < seeds; seed++) {
+    for (int seed = first; seed < first + seeds; seed++) {
         s.seed = (uint64_t)seed;
         double best = 1e300;
         printf("seed %d best", seed);

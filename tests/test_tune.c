@@ -1,5 +1,6 @@
 /* test_tune.c — the search space (parsing, errors, assignments), the samplers (random and TPE
- * on a 2-D quadratic and a conditional space, determinism), the pruners (ASHA's promotion rule
+ * on a 2-D quadratic and a conditional space, determinism, multivariate TPE on diagonal optima,
+ * EI weights, the sampler options), the pruners (ASHA's promotion rule
  * against a worked example, median) and the importances. */
 #include <math.h>
 #include <stdio.h>
@@ -372,6 +373,7 @@ static void test_parzen_optuna(void) {
                               "    i: {int: [1, 20]}\n    c: {choice: [a, b, c]}\n    m: {uniform: [0, 1]}\n",
                               NULL, &st);
     CHECK_OK(st);
+    s.clip_exponent = 1; /* Optuna's magic clip */
     double ou[] = {0.3, 9.5, -4.0, 2.2, 2.3}, xu[] = {-5, 0, 2.25, 9.9};
     double eu[] = {-3.0730364281, -2.4176492996, -2.2116691297, -3.4876916610};
     double ol[] = {1e-3, 5e-2, 2e-4}, xl[] = {1e-4, 1e-3, 0.05}, el[] = {-1.9169599622, -1.6962874938, -2.3013266147};
@@ -397,12 +399,107 @@ static void test_parzen_optuna(void) {
     kiln_tune_space_free(&s);
 }
 
+/* The TPE settings: multivariate and EI weights by default, Optuna's univariate TPE on request. */
+static void test_sampler_options(void) {
+    kiln_status st;
+    kiln_tune_space s = parse(QUAD, NULL, &st);
+    CHECK_OK(st);
+    CHECK(s.multivariate == 1 && s.ei_weights == 1 && s.optuna31 == 0 && s.n_ei == 24);
+    CHECK(s.clip_exponent == 2 && s.gamma == 0.1 && s.prior_weight == 1 && s.n_startup == 10);
+    kiln_tune_space_free(&s);
+    s = parse("tune:\n  objective: {metric: f}\n"
+              "  sampler: {tpe: {multivariate: false, weights: uniform, clip_exponent: 1}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    CHECK(s.multivariate == 0 && s.ei_weights == 0 && s.clip_exponent == 1);
+    kiln_tune_space_free(&s);
+    s = parse("tune:\n  objective: {metric: f}\n  sampler: {tpe: {multivariate: yes}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK(st == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("space.yaml:3:19");
+    CHECK_ERR_HAS("expected true or false");
+    s = parse("tune:\n  objective: {metric: f}\n  sampler: {tpe: {weights: rank}}\n"
+              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK(st == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("expected ei or uniform");
+}
+
+/* Good trials at (0.2, 0.8) and (0.8, 0.2), bad ones on a grid elsewhere, (0.2, 0.2) and (0.8,
+ * 0.8) among them: univariate TPE learns x in {0.2, 0.8} and y in {0.2, 0.8} apart and so also
+ * proposes the wrong pairs; multivariate TPE keeps the pairs together. Counted: suggestions
+ * (200 trial numbers) within 0.1 of a good pair and of a wrong pair. */
+static void test_tpe_multivariate(void) {
+    kiln_status st;
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n"
+                              "  sampler: {tpe: {startup_trials: 1}}\n  space:\n"
+                              "    x: {uniform: [0, 1]}\n    y: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    double pts[40][2] = {{0.2, 0.8}, {0.22, 0.78}, {0.8, 0.2}, {0.78, 0.22}};
+    kiln_tune_obs obs[40];
+    int n = 4;
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6 && n < 40; j++) {
+            double x = 0.1 + 0.14 * i, y = 0.1 + 0.14 * j;
+            if (fabs(x - y) > 0.5) continue; /* near a good pair */
+            pts[n][0] = x, pts[n][1] = y, n++;
+        }
+    for (int i = 0; i < n; i++)
+        obs[i] = (kiln_tune_obs){.x = pts[i], .value = i < 4 ? 0 : 1};
+    s.gamma = 4.0 / n;
+    int good[2] = {0, 0}, wrong[2] = {0, 0};
+    for (int mv = 0; mv < 2; mv++) {
+        s.multivariate = mv;
+        for (int t = 0; t < 200; t++) {
+            double p[2];
+            CHECK_OK(kiln_tune_suggest(&s, obs, n, (uint64_t)t + 1000, p));
+            good[mv] += fmin(hypot(p[0] - 0.2, p[1] - 0.8), hypot(p[0] - 0.8, p[1] - 0.2)) < 0.1;
+            wrong[mv] += fmin(hypot(p[0] - 0.2, p[1] - 0.2), hypot(p[0] - 0.8, p[1] - 0.8)) < 0.1;
+        }
+    }
+    printf("  %d trials, good pairs (0.2, 0.8), (0.8, 0.2): of 200 suggestions near a good / wrong "
+           "pair: univariate %d / %d, multivariate %d / %d\n",
+           n, good[0], wrong[0], good[1], wrong[1]);
+    CHECK(good[1] > good[0] && wrong[1] * 4 < wrong[0]);
+    kiln_tune_space_free(&s);
+}
+
+/* EI weights: of the good trials, the one far below the threshold (the best bad value) weighs
+ * most, so the draws from l crowd around it; with uniform weights they spread over all three. */
+static void test_ei_weights(void) {
+    kiln_status st;
+    kiln_tune_space s = parse("tune:\n  objective: {metric: f}\n"
+                              "  sampler: {tpe: {startup_trials: 1}}\n"
+                              "  space:\n    x: {uniform: [0, 1]}\n", NULL, &st);
+    CHECK_OK(st);
+    s.gamma = 0.25; /* 3 good of 12 */
+    double xv[12] = {0.1, 0.6, 0.9, 0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 0.37, 0.38};
+    double yv[12] = {0.0, 0.95, 0.96, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    kiln_tune_obs obs[12];
+    for (int i = 0; i < 12; i++) obs[i] = (kiln_tune_obs){.x = &xv[i], .value = yv[i]};
+    int close[2] = {0, 0};
+    for (int ei = 0; ei < 2; ei++) {
+        s.ei_weights = ei;
+        for (int t = 0; t < 200; t++) {
+            double x;
+            CHECK_OK(kiln_tune_suggest(&s, obs, 12, (uint64_t)t + 100, &x));
+            close[ei] += fabs(x - 0.1) < 0.1;
+        }
+    }
+    printf("  good trials at 0.1 (y 0), 0.6 and 0.9 (y 0.95): suggestions within 0.1 of 0.1: "
+           "uniform weights %d of 200, EI weights %d\n", close[0], close[1]);
+    CHECK(close[1] > close[0] + 30);
+    kiln_tune_space_free(&s);
+}
+
 int main(void) {
     RUN(test_space_parse);
     RUN(test_space_errors);
     RUN(test_parzen_optuna);
     RUN(test_determinism);
     RUN(test_tpe_quadratic);
+    RUN(test_sampler_options);
+    RUN(test_tpe_multivariate);
+    RUN(test_ei_weights);
     RUN(test_tpe_conditional);
     RUN(test_int_and_choice);
     RUN(test_asha_worked_example);

@@ -54,6 +54,11 @@ typedef struct {
     double gamma;  /* good fraction: n_good = min(ceil(gamma * n), 25) (0.1) */
     double prior_weight; /* 1.0 */
     int optuna31;        /* density: optuna31: kernels without their 1/sigma, as Optuna 3.1-3.4 */
+    int multivariate;    /* 1 (default): the parameters active in every trial sampled jointly */
+    int ei_weights;      /* 1 (default): the good kernels weighted by their improvement (weights:
+                            ei); 0: Optuna's (1 each, the oldest ramped down after 25) */
+    double clip_exponent; /* alpha of the bandwidths' floor range * max(0.01, (n + 2)^-alpha),
+                             n the estimator's observations: 2 (default); 1 is Optuna's */
     /* pruner */
     kiln_tune_pruner pruner;
     int by_step;         /* resource: 0 epochs, 1 steps */
@@ -93,7 +98,10 @@ typedef struct {
 
 /* The point of trial `number` into x ([n_params]) from the finished (complete or pruned)
  * trials obs, in trial order: random while fewer than n_startup are given (or for the random
- * sampler), else TPE as Optuna 3.1's univariate TPESampler does it (docs/tune.md). */
+ * sampler), else TPE (docs/tune.md): multivariate over the parameters active in every trial (as
+ * Optuna's TPESampler(multivariate=True)) and univariate for the conditional ones, the good
+ * kernels weighted by expected improvement; or, with multivariate 0 and ei_weights 0, as
+ * Optuna's default TPESampler. */
 kiln_status kiln_tune_suggest(const kiln_tune_space *s, const kiln_tune_obs *obs, int n_obs,
                               uint64_t number, double *x);
 

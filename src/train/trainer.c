@@ -41,8 +41,15 @@
 #include "train/tb_hooks.h"
 #include "run/train_state.h"
 
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
+static volatile sig_atomic_t stop_signal, prune_signal;
+/* Any thread may run the handler, two at once when two signals come together (a prune and the
+ * tuner's SIGTERM): so no read-then-write of one flag, where the second could undo the first. A
+ * run that got kiln tune's SIGUSR1 ends pruned, as the study records it, whatever came with it. */
+static void on_signal(int sig) {
+    if (sig == SIGUSR1) prune_signal = 1;
+    stop_signal = sig;
+}
+static int signalled(void) { return prune_signal ? SIGUSR1 : stop_signal; }
 
 typedef struct {
     kiln_cfg *cfg;  /* the run's config (stages: included): hashed, written to config.yaml */
@@ -88,7 +95,7 @@ typedef struct {
 } trainer;
 
 /* The signal training stops on: with hooks, the one every process agreed on at the last step. */
-static int stopping(const trainer *t) { return t->hooks ? t->stop : stop_signal; }
+static int stopping(const trainer *t) { return t->hooks ? t->stop : signalled(); }
 
 /* ---- setup ---- */
 
@@ -515,7 +522,7 @@ static int run_epoch(trainer *t, kiln_status *st) {
             kiln_metrics_add(t->train_mt, kiln_plan_data(p, t->m.output), kiln_plan_data(p, t->ttarget), rows, loss);
         if ((*st = kiln_plan_backward(p))) return 0;
         if (t->hooks) { /* the global batch's gradients, loss and rows, and the agreed stop */
-            t->stop = stop_signal;
+            t->stop = signalled();
             if ((*st = t->hooks->step_end(t->hooks->ctx, kiln_graph_grads(g), &loss, &rows, &t->stop))) return 0;
         }
         kiln_pruner_mask_grads(t->prune, kiln_graph_grads(g));
@@ -1052,15 +1059,13 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1;
     sigemptyset(&sa.sa_mask);
-    stop_signal = 0;
+    stop_signal = 0, prune_signal = 0;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGUSR1, &sa, &old_usr1); /* kiln tune's pruner: stop as for SIGTERM, as "pruned" */
     st = prune_step(&t, t.s.step); /* an update point at the start (start_epoch 0) */
     if (!st) st = train_loop(&t, res);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    int sig = stopping(&t); /* signals from here on find the run ending: they change nothing */
     if (st) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", kiln_last_error());
@@ -1070,17 +1075,22 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
         kiln_error(st, "%s", msg);
     } else {
         int stopped = strcmp(res->status, "stopped") == 0;
-        if (stopped && stopping(&t) == SIGUSR1) res->status = "pruned";
+        if (stopped && sig == SIGUSR1) res->status = "pruned";
         kiln_run_set_status(t.run, !stopped ? KILN_RUN_FINISHED
-                                   : stopping(&t) == SIGUSR1 ? KILN_RUN_PRUNED : KILN_RUN_STOPPED,
-                            !stopped ? NULL : stopping(&t) == SIGUSR1 ? "pruned by kiln tune"
-                                                                       : "stopped by a signal");
+                                   : sig == SIGUSR1 ? KILN_RUN_PRUNED : KILN_RUN_STOPPED,
+                            !stopped ? NULL : sig == SIGUSR1 ? "pruned by kiln tune"
+                                                              : "stopped by a signal");
         kiln_progress_line(&t.prog, "%s: %s", res->status, kiln_run_get_info(t.run).path);
     }
     kiln_tb_hooks_close(t.tb, res->status);
     t.tb = NULL;
     kiln_run_set_progress(t.run, t.s.epoch, t.s.step);
     kiln_status st2 = kiln_run_save(t.run);
+    /* the handlers stay until the run says how it ended: a second Ctrl-C or the tuner's SIGTERM
+     * right after a stop used to kill the process before run.json said stopped or pruned */
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     trainer_free(&t);
     return st ? st : st2;
 }

@@ -341,6 +341,7 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
     kiln_tune_space *s = out;
     s->trials = 20, s->parallel = 1, s->n_startup = 10, s->n_ei = 24, s->gamma = 0.1;
     s->prior_weight = 1, s->min_resource = 1, s->reduction = 3, s->median_startup = 5;
+    s->multivariate = 1, s->ei_weights = 1, s->clip_exponent = 2;
     s->seed = root ? (uint64_t)kiln_cfg_int(root, "seed", 1) : 1;
     static const char *const KEYS[] = {"objective", "trials", "time_limit", "parallel", "sampler",
                                        "pruner", "space", NULL};
@@ -395,7 +396,9 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
         s->sampler = (kiln_tune_sampler)w;
         if (args) {
             static const char *const TPE[] = {"startup_trials", "ei_candidates", "gamma",
-                                              "prior_weight", "seed", "density", NULL};
+                                              "prior_weight", "seed", "density",
+                                              "multivariate", "weights", "clip_exponent",
+                                              NULL};
             static const char *const RND[] = {"seed", NULL};
             double seed = (double)s->seed;
             if ((st = check_keys(args, "tune.sampler", w ? RND : TPE)) ||
@@ -403,6 +406,7 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
                 (st = int_of(args, "ei_candidates", "tune.sampler", 1, 100000, &s->n_ei)) ||
                 (st = real_of(args, "gamma", "tune.sampler", 1e-6, 1, &s->gamma)) ||
                 (st = real_of(args, "prior_weight", "tune.sampler", 1e-6, 1e6, &s->prior_weight)) ||
+                (st = real_of(args, "clip_exponent", "tune.sampler", 0, 10, &s->clip_exponent)) ||
                 (st = real_of(args, "seed", "tune.sampler", 0, 9e15, &seed)))
                 goto fail;
             s->seed = (uint64_t)seed;
@@ -412,6 +416,20 @@ kiln_status kiln_tune_space_parse(const kiln_cfg *tune, const kiln_cfg *root, ki
                 goto fail;
             }
             s->optuna31 = dn && !strcmp(dn->text, "optuna31");
+            const kiln_cfg *mv = child_of(args, "multivariate");
+            if (mv && (mv->type != KILN_CFG_SCALAR ||
+                       (strcmp(mv->text, "true") && strcmp(mv->text, "false")))) {
+                st = bad(mv, "tune.sampler.multivariate", "expected true or false");
+                goto fail;
+            }
+            if (mv) s->multivariate = !strcmp(mv->text, "true");
+            const kiln_cfg *wt = child_of(args, "weights");
+            if (wt && (wt->type != KILN_CFG_SCALAR ||
+                       (strcmp(wt->text, "ei") && strcmp(wt->text, "uniform")))) {
+                st = bad(wt, "tune.sampler.weights", "expected ei or uniform");
+                goto fail;
+            }
+            if (wt) s->ei_weights = !strcmp(wt->text, "ei");
         }
     }
     /* pruner */
