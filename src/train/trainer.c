@@ -38,6 +38,7 @@
 #include "train/profile.h"
 #include "train/progress.h"
 #include "train/prune.h"
+#include "train/signals.h"
 #include "train/tb_hooks.h"
 #include "run/train_state.h"
 
@@ -924,7 +925,19 @@ static kiln_status hook_setup(trainer *t, const kiln_train_opts *o, kiln_status 
     return all;
 }
 
+static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, kiln_train_signals *sig);
+
+/* The signals are blocked before anything starts a thread (signals.h says why). */
 kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
+    kiln_train_signals sig;
+    stop_signal = 0, prune_signal = 0;
+    kiln_train_signals_begin(&sig, on_signal);
+    kiln_status st = train_run(o, res, &sig);
+    kiln_train_signals_end(&sig);
+    return st;
+}
+
+static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, kiln_train_signals *signals) {
     trainer t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
@@ -1057,12 +1070,8 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
                            kiln_graph_trainable_size(t.m.graph));
     if (t.run) kiln_tb_hooks_open(t.cfg, &t.m, &t.in, t.run, &t.prog, t.s.step, o->resume != NULL, &t.tb);
     t.prof_from = t.s.step + 5; /* past the first steps' page faults and JIT */
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1;
-    sigemptyset(&sa.sa_mask);
     stop_signal = 0, prune_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGUSR1, &sa, &old_usr1); /* kiln tune's pruner: stop as for SIGTERM, as "pruned" */
+    kiln_train_signals_arm(signals); /* SIGUSR1: kiln tune's pruner, a stop recorded as "pruned" */
     st = prune_step(&t, t.s.step); /* an update point at the start (start_epoch 0) */
     if (!st) st = train_loop(&t, res);
     int sig = stopping(&t); /* signals from here on find the run ending: they change nothing */
@@ -1088,9 +1097,7 @@ kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     kiln_status st2 = kiln_run_save(t.run);
     /* the handlers stay until the run says how it ended: a second Ctrl-C or the tuner's SIGTERM
      * right after a stop used to kill the process before run.json said stopped or pruned */
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    kiln_train_signals_disarm(signals);
     trainer_free(&t);
     return st ? st : st2;
 }

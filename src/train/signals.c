@@ -1,0 +1,73 @@
+/* signals.c — see signals.h. The watcher polls sigtimedwait every 50 ms so that `end` can stop it
+ * without sending it a signal of its own. */
+#include "train/signals.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static const int stop_signals[3] = {SIGINT, SIGTERM, SIGUSR1};
+
+static void *watch(void *arg) {
+    kiln_train_signals *s = arg;
+    const struct timespec tick = {0, 50 * 1000 * 1000};
+    while (!s->quit) {
+        int sig = sigtimedwait(&s->set, NULL, &tick);
+        if (sig < 0) continue; /* EAGAIN: the tick; EINTR */
+        if (s->armed) {
+            s->on(sig);
+            continue;
+        }
+        /* Not training yet or any more: what the signal did before kiln_train. */
+        const struct sigaction *b = &s->before[sig == SIGINT ? 0 : sig == SIGTERM ? 1 : 2];
+        if (b->sa_handler == SIG_IGN) continue;
+        if (b->sa_handler != SIG_DFL) { /* the caller's own handler */
+            if (b->sa_flags & SA_SIGINFO) b->sa_sigaction(sig, NULL, NULL);
+            else b->sa_handler(sig);
+            continue;
+        }
+        /* The default action (the process ends), unblocked in this thread only, so the kernel
+         * hands it to this thread. */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+        pthread_sigmask(SIG_BLOCK, &one, NULL); /* a signal whose default is to go on */
+    }
+    return NULL;
+}
+
+void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig)) {
+    memset(s, 0, sizeof *s);
+    s->on = on;
+    sigemptyset(&s->set);
+    for (int i = 0; i < 3; i++) sigaddset(&s->set, stop_signals[i]);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], NULL, &s->before[i]);
+    pthread_sigmask(SIG_BLOCK, &s->set, &s->old_mask);
+    s->started = pthread_create(&s->watcher, NULL, watch, s) == 0;
+    if (!s->started) pthread_sigmask(SIG_SETMASK, &s->old_mask, NULL); /* no watcher: handlers */
+}
+
+void kiln_train_signals_arm(kiln_train_signals *s) {
+    struct sigaction sa = {.sa_handler = s->on};
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &s->old[i]);
+    s->armed = 1;
+}
+
+void kiln_train_signals_disarm(kiln_train_signals *s) {
+    if (!s->armed) return;
+    s->armed = 0;
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &s->old[i], NULL);
+}
+
+void kiln_train_signals_end(kiln_train_signals *s) {
+    kiln_train_signals_disarm(s);
+    s->quit = 1;
+    if (s->started) pthread_join(s->watcher, NULL);
+    pthread_sigmask(SIG_SETMASK, &s->old_mask, NULL);
+}
