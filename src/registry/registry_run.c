@@ -98,16 +98,16 @@ static kiln_status write_out(kiln_rundir *run, kiln_run_reg *r, int save) {
         kiln_run_info info = kiln_run_get_info(run);
         kiln_reg_json_stamp(run->path, stamp);
         s = kiln_reg_put_run(r->reg, r->id, &info, stamp[0] ? stamp : NULL, &r->rid);
-        sqlite3_stmt *st = s ? NULL : kiln_reg_stmt(r->reg, REG_RUN_STATE);
+        reg_stmt *st = s ? NULL : kiln_reg_stmt(r->reg, REG_RUN_STATE);
         if (!s && !st) s = KILN_ERR_IO;
         if (!s) {
             kiln_reg_bind_text(st, 1, r->id);
-            int rc = sqlite3_step(st);
-            const char *have = rc == SQLITE_ROW ? kiln_reg_col_text(st, 3) : NULL;
+            int rc = reg_step(st);
+            const char *have = rc == REG_ROW ? kiln_reg_col_text(st, 3) : NULL;
             const char *want = info.config_hash ? info.config_hash : "";
-            int stale = rc == SQLITE_ROW && (!have || strcmp(have, want));
-            sqlite3_reset(st);
-            if (rc != SQLITE_ROW) s = kiln_reg_fail(r->reg, rc, "reading a run");
+            int stale = rc == REG_ROW && (!have || strcmp(have, want));
+            reg_reset(st);
+            if (rc != REG_ROW) s = kiln_reg_fail(r->reg, rc, "reading a run");
             if (!s && stale && !(s = kiln_run_join(file, sizeof file, run->path, "config.yaml")))
                 s = kiln_reg_put_params(r->reg, r->rid, file, info.config_hash);
         }

@@ -31,26 +31,26 @@ void kiln_reg_metric_name(kiln_split split, const char *name, char *out, size_t 
 }
 
 static kiln_status experiment_id(kiln_registry *reg, const char *name, int64_t *eid) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_EXPERIMENT_GET);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_EXPERIMENT_GET);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, name);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *eid = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
+    int rc = reg_step(st);
+    if (rc == REG_ROW) {
+        *eid = reg_col_int64(st, 0);
+        reg_reset(st);
         return KILN_OK;
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return kiln_reg_fail(reg, rc, "reading experiments");
+    reg_reset(st);
+    if (rc != REG_DONE) return kiln_reg_fail(reg, rc, "reading experiments");
     if (!(st = kiln_reg_stmt(reg, REG_EXPERIMENT_ADD))) return KILN_ERR_IO;
     char now[24];
     kiln_run_iso_time((long long)time(NULL), now);
     kiln_reg_bind_text(st, 1, name);
     kiln_reg_bind_text(st, 2, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *eid = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "adding an experiment");
+    rc = reg_step(st);
+    if (rc == REG_ROW) *eid = reg_col_int64(st, 0);
+    reg_reset(st);
+    return rc == REG_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "adding an experiment");
 }
 
 kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_info *info,
@@ -72,36 +72,36 @@ kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_
     }
     char seed[24];
     if (info->has_seed) snprintf(seed, sizeof seed, "%llu", (unsigned long long)info->seed);
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_UPSERT);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_RUN_UPSERT);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, eid);
+    reg_bind_int64(st, 2, eid);
     kiln_reg_bind_text(st, 3, info->name ? info->name : id);
     kiln_reg_bind_text(st, 4, status);
     kiln_reg_bind_text(st, 5, message);
     kiln_reg_bind_text(st, 6, info->start_time ? info->start_time : "");
     kiln_reg_bind_text(st, 7, end);
     kiln_reg_bind_text(st, 8, info->host);
-    sqlite3_bind_int64(st, 9, info->pid);
+    reg_bind_int64(st, 9, info->pid);
     kiln_reg_bind_text(st, 10, info->kiln_version);
     kiln_reg_bind_text(st, 11, info->has_seed ? seed : NULL);
     kiln_reg_bind_text(st, 12, info->config_hash);
     kiln_reg_bind_text(st, 13, info->command);
-    sqlite3_bind_int64(st, 14, info->epochs_completed);
-    sqlite3_bind_int64(st, 15, info->steps);
+    reg_bind_int64(st, 14, info->epochs_completed);
+    reg_bind_int64(st, 15, info->steps);
     kiln_reg_bind_text(st, 16, info->checkpoint);
     kiln_reg_bind_text(st, 17, stamp);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *rid = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "recording a run");
+    int rc = reg_step(st);
+    if (rc == REG_ROW) *rid = reg_col_int64(st, 0);
+    reg_reset(st);
+    return rc == REG_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "recording a run");
 }
 
 /* ---- params ---- */
 
 typedef struct {
     kiln_registry *reg;
-    sqlite3_stmt *st;
+    reg_stmt *st;
     int64_t rid;
     kiln_status s;
 } flattener;
@@ -109,13 +109,13 @@ typedef struct {
 static void add_param(flattener *f, const char *key, const char *value, const kiln_cfg *scalar) {
     if (f->s) return;
     double num;
-    sqlite3_bind_int64(f->st, 1, f->rid);
+    reg_bind_int64(f->st, 1, f->rid);
     kiln_reg_bind_text(f->st, 2, key);
     kiln_reg_bind_text(f->st, 3, value);
     if (scalar && kiln_cfg_parse_num(scalar, &num) == 0)
-        sqlite3_bind_double(f->st, 4, num);
+        reg_bind_double(f->st, 4, num);
     else
-        sqlite3_bind_null(f->st, 4);
+        reg_bind_null(f->st, 4);
     f->s = kiln_reg_step_done(f->reg, f->st, "recording a param");
 }
 
@@ -177,9 +177,9 @@ static void flatten(flattener *f, const kiln_cfg *c, char *key, size_t len) {
 
 kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *config_path,
                                 const char *hash) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_PARAMS_CLEAR);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_PARAMS_CLEAR);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     kiln_status s = kiln_reg_step_done(reg, st, "clearing params");
     if (s) return s;
     kiln_cfg *cfg = NULL;
@@ -196,7 +196,7 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
         kiln_error_clear(); /* a run without a readable config simply has no params */
     }
     if (!(st = kiln_reg_stmt(reg, REG_RUN_PARAMS_HASH))) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     kiln_reg_bind_text(st, 2, hash ? hash : "");
     return kiln_reg_step_done(reg, st, "recording params");
 }
@@ -205,15 +205,15 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
 
 static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
                               double value) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_LATEST_ADD);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_LATEST_ADD);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, step);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_text(st, 2, name);
+    reg_bind_int64(st, 3, step);
     if (isnan(value))
-        sqlite3_bind_null(st, 4);
+        reg_bind_null(st, 4);
     else
-        sqlite3_bind_double(st, 4, value);
+        reg_bind_double(st, 4, value);
     return kiln_reg_step_done(reg, st, "recording a metric");
 }
 
@@ -241,25 +241,25 @@ static int keep_latest(reg_latest *l, const char *name, int64_t step, double val
 
 kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
                                double wall_time, double value, reg_latest *latest) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, step);
-    sqlite3_bind_double(st, 4, isfinite(wall_time) ? wall_time : 0);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_text(st, 2, name);
+    reg_bind_int64(st, 3, step);
+    reg_bind_double(st, 4, isfinite(wall_time) ? wall_time : 0);
     if (isnan(value))
-        sqlite3_bind_null(st, 5);
+        reg_bind_null(st, 5);
     else
-        sqlite3_bind_double(st, 5, value);
+        reg_bind_double(st, 5, value);
     kiln_status s = kiln_reg_step_done(reg, st, "recording a metric");
     if (s || (latest && keep_latest(latest, name, step, value) == 0)) return s;
     return latest_one(reg, rid, name, step, value);
 }
 
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_OFFSET);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_RUN_OFFSET);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, offset);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 2, offset);
     return kiln_reg_step_done(reg, st, "recording the metrics offset");
 }
