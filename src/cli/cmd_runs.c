@@ -33,12 +33,15 @@ static const char *HELP =
     "  kiln runs compare RUN RUN... [--all] [--json]\n"
     "                                       params that differ, final and best metrics\n"
     "  kiln runs rm RUN... [--yes]          remove run folders and their registry rows\n"
+    "  kiln runs sync                       bring the registry up to date with the folders\n"
     "\n"
     "RUN is a run folder, a run id (experiment/run-folder), a run folder's or run's name, or a\n"
     "prefix of one of them that only one run has.\n"
     "\n"
     "options (all subcommands):\n"
     "  --runs-dir D      the runs folder (default: runs, or the one RUN lies in)\n"
+    "  --registry URI    sqlite: (default: runs/kiln.db), sqlite:PATH, postgresql://... (or set\n"
+    "                    KILN_REGISTRY, or registry: in ~/.config/kiln/config.yaml)\n"
     "  --help            this text\n"
     "list options:\n"
     "  --experiment E    only runs of experiment E\n"
@@ -367,5 +370,7 @@ int kiln_cmd_runs(int argc, char **argv) {
     if (!strcmp(sub, "show")) return kiln_cmd_runs_show(argc - 1, argv + 1);
     if (!strcmp(sub, "compare")) return kiln_cmd_runs_compare(argc - 1, argv + 1);
     if (!strcmp(sub, "rm") || !strcmp(sub, "remove")) return cmd_rm(argc - 1, argv + 1);
-    return kiln_cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare or rm)", sub);
+    if (!strcmp(sub, "sync")) return kiln_cmd_runs_sync(argc - 1, argv + 1);
+    return kiln_cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare, rm or sync)",
+                                sub);
 }

@@ -829,9 +829,26 @@ static kiln_status pg_check_root(kiln_registry *reg, int record) {
     return pg_check_root(reg, 0); /* another opener may have recorded first */
 }
 
+/* schema=auto: "runs_" and the 64-bit FNV-1a hash of the runs folder's real path, in hex. */
+static kiln_status auto_schema(const kiln_registry *reg, char *out, size_t cap) {
+    char real[PATH_MAX];
+    if (!realpath(reg->runs_dir, real))
+        return kiln_error(KILN_ERR_IO, "registry: cannot resolve %s: %s", reg->runs_dir,
+                          strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)real; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(out, cap, "runs_%016llx", (unsigned long long)h);
+    return KILN_OK;
+}
+
 static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_ms, int writing) {
     int timeout = busy_ms >= BUSY_MS_CLI ? 10 : 3;
-    int rc = reg_db_open_pg(u->conninfo, u->schema[0] ? u->schema : NULL, timeout, &reg->db);
+    char schema[128];
+    snprintf(schema, sizeof schema, "%s", u->schema);
+    kiln_status s0 = strcmp(schema, "auto") ? KILN_OK : auto_schema(reg, schema, sizeof schema);
+    if (s0) return s0;
+    int rc = reg_db_open_pg(u->conninfo, schema[0] ? schema : NULL, timeout, &reg->db);
     if (!reg->db) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
     if (rc != REG_OK)
         return kiln_error(rc == REG_ENOMEM ? KILN_ERR_NOMEM : KILN_ERR_IO,

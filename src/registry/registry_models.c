@@ -297,7 +297,7 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
             return s;
         if (!found) {
             char names[600];
-            if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name",
+            if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL ORDER BY name",
                                 "", ", ", names, sizeof names)))
                 return s;
             return kiln_error(KILN_ERR_NOTFOUND, "no model '%s' in %s (%s%s)", name, reg->path,
@@ -310,7 +310,7 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
                      " v.created, (SELECT group_concat(alias, ', ') FROM (SELECT alias FROM"
                      " aliases a WHERE a.mid = v.mid AND a.version = v.version ORDER BY alias) al)"
                      " FROM model_versions v JOIN models m ON m.mid = v.mid"
-                     " WHERE ?1 IS NULL OR m.name = ?1 ORDER BY m.name, v.version",
+                     " WHERE CAST(?1 AS TEXT) IS NULL OR m.name = ?1 ORDER BY m.name, v.version",
                      &st, "listing models")))
         return s;
     kiln_reg_bind_text(st, 1, name);
@@ -347,7 +347,7 @@ static kiln_status model_id(kiln_registry *reg, const char *name, const char *wh
         query_int(reg, "SELECT mid FROM models WHERE name = ?1", name, 0, 0, mid, &found);
     if (s || found) return s;
     char names[600];
-    if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name", "", ", ",
+    if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL ORDER BY name", "", ", ",
                         names, sizeof names)))
         return s;
     return kiln_error(KILN_ERR_NOTFOUND, "%s: no model named '%s' in %s (%s%s)", what, name,

@@ -411,7 +411,7 @@ kiln_status kiln_registry_run_metrics(kiln_registry *reg, const char *id,
         s = prepare(reg,
                     "SELECT m.name, count(*), min(m.value), max(m.value), l.step, l.value"
                     " FROM metrics m JOIN latest_metrics l ON l.rid = m.rid AND l.name = m.name"
-                    " WHERE m.rid = ?1 GROUP BY m.name ORDER BY m.name",
+                    " WHERE m.rid = ?1 GROUP BY m.name, l.step, l.value ORDER BY m.name",
                     &st, "reading metrics");
     if (s) return s;
     reg_bind_int64(st, 1, rid);

@@ -4,7 +4,9 @@
  * Forms: "sqlite:" (<runs_dir>/kiln.db, the default), "sqlite:PATH" (that file), and
  * "postgresql://..." or "postgres://..." (a libpq connection URI; the extra query parameter
  * schema=NAME puts the registry in that schema, created when missing, and is not passed to
- * libpq). "http(s)://" and "mlflow+http(s)://" (tracking servers) are reserved: parsing them
+ * libpq; schema=auto names it after the runs folder: "runs_" and the 64-bit FNV-1a hash of its
+ * real path in 16 hex digits, so one database holds the registries of many runs folders).
+ * "http(s)://" and "mlflow+http(s)://" (tracking servers) are reserved: parsing them
  * says so. KILN_REGISTRY=off (or 0, false, no) is "off": training does not follow its run.
  *
  * Which one: the KILN_REGISTRY environment variable (kiln's --registry option sets it, so child
