@@ -20,6 +20,9 @@ URI="postgresql://postgres@127.0.0.1:$PORT/kiln"
 BIN=${KILN_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)}
 
 if [[ "${1:-}" == uri ]]; then echo "$URI"; exit 0; fi
+# one caller at a time (ctest runs several tests that start it at once)
+exec 9>"${DIR}.lock"
+flock 9
 if [[ -z "$BIN" || ! -x "$BIN/initdb" ]]; then
   echo "pg_local.sh: no PostgreSQL server binaries (install Debian's postgresql)" >&2
   exit 1
@@ -43,9 +46,10 @@ if ! running; then
     as_owner "$BIN/initdb" -D "$DIR/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
       >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; exit 1; }
   fi
+  # 9>&-: the server must not inherit this script's lock
   as_owner "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 \
     -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" \
-    start >/dev/null || { tail -20 "$DIR/server.log" >&2; exit 1; }
+    start >/dev/null 9>&- || { tail -20 "$DIR/server.log" >&2; exit 1; }
 fi
 # the database (createdb answers an existing one with an error: ask first)
 if ! as_owner "$BIN/psql" -h "$DIR" -p "$PORT" -U postgres -d postgres -Atqc \

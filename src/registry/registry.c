@@ -742,16 +742,17 @@ static kiln_status pg_version(kiln_registry *reg, int64_t *version) {
     char v[64];
     int found;
     *version = 0;
-    kiln_status s = pg_text(reg, "SELECT CAST(to_regclass('kiln_meta') AS TEXT)", v, sizeof v,
-                            &found);
+    /* one statement, so both counts come from one snapshot */
+    kiln_status s = pg_text(reg,
+                            "SELECT CAST(count(*) FILTER (WHERE tablename = 'kiln_meta') AS TEXT)"
+                            " || ' ' || CAST(count(*) AS TEXT) FROM pg_tables"
+                            " WHERE schemaname = current_schema()",
+                            v, sizeof v, &found);
     if (s) return s;
-    if (!found) {
-        if ((s = pg_text(reg,
-                         "SELECT CAST(count(*) AS TEXT) FROM pg_tables"
-                         " WHERE schemaname = current_schema()",
-                         v, sizeof v, &found)))
-            return s;
-        if (atoll(v) > 0)
+    long long has_meta = 0, tables = 0;
+    sscanf(v, "%lld %lld", &has_meta, &tables);
+    if (!has_meta) {
+        if (tables > 0)
             return kiln_error(KILN_ERR_FORMAT,
                               "%s: not a kiln registry (its schema holds tables of another "
                               "program: give kiln its own database or ?schema=NAME)",
@@ -773,7 +774,10 @@ static kiln_status pg_version(kiln_registry *reg, int64_t *version) {
 static kiln_status migrate_pg(kiln_registry *reg) {
     int64_t version;
     kiln_status s = pg_version(reg, &version);
-    if (s || version == KILN_REGISTRY_SCHEMA) return s;
+    if (!s && version == KILN_REGISTRY_SCHEMA) return KILN_OK;
+    /* Anything else is judged under the lock: another process may be creating the schema right
+     * now, and what two separate statements see of that differs. */
+    kiln_error_clear();
     if ((s = kiln_reg_begin(reg))) return s; /* the advisory lock: one process migrates */
     if ((s = pg_version(reg, &version))) goto out;
     if (version == 0 &&
@@ -874,8 +878,16 @@ static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_m
 kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out) {
     *out = NULL;
     kiln_reg_uri u;
+    kiln_status s = kiln_reg_uri_current(&u);
+    return s ? s : kiln_reg_open_uri(runs_dir, &u, busy_ms, out);
+}
+
+kiln_status kiln_reg_open_uri(const char *runs_dir, const kiln_reg_uri *uri, int busy_ms,
+                              kiln_registry **out) {
+    *out = NULL;
+    kiln_reg_uri u = *uri;
     kiln_status s = check_runs_dir(runs_dir);
-    if (s || (s = kiln_reg_uri_current(&u))) return s;
+    if (s) return s;
     if (u.kind == REG_URI_OFF) u.kind = REG_URI_SQLITE; /* off concerns training only */
     kiln_registry *reg = new_reg(runs_dir, &u);
     if (!reg) return KILN_ERR_NOMEM;

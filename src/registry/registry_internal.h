@@ -49,8 +49,11 @@ struct kiln_registry {
     reg_stmt *stmts[REG_N_STMTS];
 };
 
-/* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI). */
+/* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI), where
+ * kiln_reg_uri_current says; kiln_reg_open_uri where uri says. */
 kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out);
+kiln_status kiln_reg_open_uri(const char *runs_dir, const kiln_reg_uri *uri, int busy_ms,
+                              kiln_registry **out);
 /* Opens an existing registry for reading only: no schema changes, no crashed-run marking.
  * KILN_ERR_NOTFOUND when there is no kiln.db or it holds no (current) schema. Works on a
  * read-only folder too (see kiln_reg_open_file). */

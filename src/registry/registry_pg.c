@@ -102,7 +102,11 @@ int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout
     char sql[600];
     snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", q, q);
     PQfreemem(q);
-    return reg_pg_exec(db, sql);
+    /* two sessions creating the same schema at once: one of them gets a unique violation */
+    for (int attempt = 0;; attempt++) {
+        rc = reg_pg_exec(db, sql);
+        if (rc != REG_ECONSTRAINT || attempt == 3) return rc;
+    }
 }
 
 void reg_pg_close(reg_db *db) {

@@ -69,6 +69,7 @@ typedef struct kiln_run_reg {
     int down;          /* remote, and unreachable since the last try: reg is NULL */
     double retry_at, retry_wait;
     char runs_dir[PATH_MAX];
+    kiln_reg_uri uri; /* where the run started: reconnecting goes there */
 } kiln_run_reg;
 
 static int disabled_by_env(void) {
@@ -120,7 +121,7 @@ static void go_down(kiln_rundir *run, kiln_run_reg *r, const char *when) {
 /* Reconnects and catches up from the folder; 1 when the registry is back. */
 static int try_back(kiln_rundir *run, kiln_run_reg *r, int now) {
     if (!now && now_sec() < r->retry_at) return 0;
-    kiln_status s = kiln_reg_open(r->runs_dir, BUSY_MS, &r->reg);
+    kiln_status s = kiln_reg_open_uri(r->runs_dir, &r->uri, BUSY_MS, &r->reg);
     if (!s) s = kiln_reg_sync_run(r->reg, r->id, NULL);
     if (!s && !(s = kiln_reg_begin(r->reg))) {
         kiln_run_info info = kiln_run_get_info(run);
@@ -273,10 +274,9 @@ void kiln_registry_follow_run(kiln_rundir *run, int created) {
     kiln_run_reg *r = calloc(1, sizeof *r);
     if (!r) return; /* no memory for the buffer: the folder alone then */
     kiln_run_set_follower(run, &follower, r);
-    kiln_reg_uri u;
     kiln_status s = locate(run, r->runs_dir, sizeof r->runs_dir, r->id, sizeof r->id);
-    if (!s && !(s = kiln_reg_uri_current(&u))) r->remote = u.kind == REG_URI_PG;
-    if (!s) s = kiln_reg_open(r->runs_dir, BUSY_MS, &r->reg);
+    if (!s && !(s = kiln_reg_uri_current(&r->uri))) r->remote = r->uri.kind == REG_URI_PG;
+    if (!s) s = kiln_reg_open_uri(r->runs_dir, &r->uri, BUSY_MS, &r->reg);
     if (!s && !created) s = kiln_reg_sync_run(r->reg, r->id, NULL);
     if (!s && !(s = kiln_reg_begin(r->reg))) {
         kiln_run_info info = kiln_run_get_info(run);
