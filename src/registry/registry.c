@@ -258,12 +258,14 @@ kiln_status kiln_reg_begin(kiln_registry *reg) {
 }
 
 kiln_status kiln_reg_commit(kiln_registry *reg) {
-    kiln_status s = kiln_reg_exec(reg, "COMMIT", "committing");
+    kiln_status s = kiln_reg_flush_points(reg);
+    if (!s) s = kiln_reg_exec(reg, "COMMIT", "committing");
     if (s) kiln_reg_rollback(reg);
     return s;
 }
 
 void kiln_reg_rollback(kiln_registry *reg) {
+    kiln_reg_drop_points(reg);
     if (reg_in_tx(reg->db)) reg_exec(reg->db, "ROLLBACK");
 }
 
@@ -984,6 +986,7 @@ kiln_status kiln_registry_open(const char *runs_dir, kiln_registry **out) {
 void kiln_registry_close(kiln_registry *reg) {
     if (!reg) return;
     for (int i = 0; i < REG_N_STMTS; i++) reg_finalize(reg->stmts[i]);
+    free(reg->pending);
     reg_db_close(reg->db);
     free(reg->runs_dir);
     free(reg->path);

@@ -47,6 +47,7 @@ struct kiln_registry {
     int read_only;  /* db is a copy in memory of a kiln.db that cannot be written */
     int remote;     /* a database server (PostgreSQL): it may go away and come back */
     reg_stmt *stmts[REG_N_STMTS];
+    struct reg_pending *pending; /* server only: points not sent yet (registry_write.c) */
 };
 
 /* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI), where
@@ -127,6 +128,12 @@ kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name
                                double wall_time, double value, reg_latest *latest);
 /* Writes the latest points kept in l into latest_metrics and empties l. */
 kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l);
+/* A database server gets points in multi-row statements: kiln_reg_put_point keeps them here and
+ * sends them when REG_PENDING_MAX are waiting and at kiln_reg_commit (which calls this first);
+ * kiln_reg_rollback drops them. No-op on SQLite, where each point is one statement in process. */
+kiln_status kiln_reg_flush_points(kiln_registry *reg);
+void kiln_reg_drop_points(kiln_registry *reg);
+
 /* Records that metrics.jsonl up to byte offset is in the registry (it never goes back). */
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset);
 

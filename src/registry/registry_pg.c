@@ -25,7 +25,7 @@
 #define OID_INT8   20
 #define OID_TEXT   25
 #define OID_FLOAT8 701
-#define MAX_PARAMS 512
+#define MAX_PARAMS 1100
 
 typedef struct {
     PGconn *conn;

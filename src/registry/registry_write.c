@@ -12,6 +12,10 @@
  * ("[1, 28, 28]", "[accuracy]"): that is how a reader thinks of input shapes and metric lists.
  * A null scalar is "null"; an empty map or list "{}" / "[]". Unquoted scalars that parse as YAML
  * numbers also get their number.
+ *
+ * Points on a database server go in multi-row upserts of up to REG_PENDING_MAX (one round trip
+ * for many points instead of one each); a later point for the same run, name and step replaces
+ * a waiting one, as the upsert would (PostgreSQL refuses one statement touching a row twice).
  */
 #include <math.h>
 #include <stdio.h>
@@ -239,8 +243,86 @@ static int keep_latest(reg_latest *l, const char *name, int64_t step, double val
     return 0;
 }
 
+#define REG_PENDING_MAX 200 /* 5 parameters each: 1000 in a statement */
+
+typedef struct reg_pending {
+    int n;
+    struct {
+        int64_t rid, step;
+        double wall_time, value;
+        char name[208];
+    } v[REG_PENDING_MAX];
+} reg_pending;
+
+void kiln_reg_drop_points(kiln_registry *reg) {
+    if (reg->pending) reg->pending->n = 0;
+}
+
+kiln_status kiln_reg_flush_points(kiln_registry *reg) {
+    reg_pending *p = reg->pending;
+    if (!p || !p->n) return KILN_OK;
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&sql, &len);
+    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    fputs("INSERT INTO metrics(rid, name, step, wall_time, value) VALUES ", o);
+    for (int i = 0; i < p->n; i++) fprintf(o, "%s(?, ?, ?, ?, ?)", i ? ", " : "");
+    fputs(" ON CONFLICT(rid, name, step) DO UPDATE SET wall_time = excluded.wall_time,"
+          " value = excluded.value",
+          o);
+    if (fclose(o) != 0 || !sql) {
+        free(sql);
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    }
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db, sql, &st);
+    free(sql);
+    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "recording metrics");
+    for (int i = 0, k = 1; i < p->n; i++) {
+        reg_bind_int64(st, k++, p->v[i].rid);
+        reg_bind_text(st, k++, p->v[i].name);
+        reg_bind_int64(st, k++, p->v[i].step);
+        reg_bind_double(st, k++, isfinite(p->v[i].wall_time) ? p->v[i].wall_time : 0);
+        if (isnan(p->v[i].value))
+            reg_bind_null(st, k++);
+        else
+            reg_bind_double(st, k++, p->v[i].value);
+    }
+    kiln_status s = kiln_reg_step_done(reg, st, "recording metrics");
+    reg_finalize(st);
+    p->n = 0;
+    return s;
+}
+
+/* Keeps the point for a multi-row statement (a database server). */
+static kiln_status pend_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
+                              double wall_time, double value) {
+    if (!reg->pending && !(reg->pending = calloc(1, sizeof *reg->pending)))
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    reg_pending *p = reg->pending;
+    for (int i = p->n - 1; i >= 0; i--)
+        if (p->v[i].rid == rid && p->v[i].step == step && !strcmp(p->v[i].name, name)) {
+            p->v[i].wall_time = wall_time, p->v[i].value = value;
+            return KILN_OK;
+        }
+    if (p->n == REG_PENDING_MAX) {
+        kiln_status s = kiln_reg_flush_points(reg);
+        if (s) return s;
+    }
+    p->v[p->n].rid = rid, p->v[p->n].step = step;
+    p->v[p->n].wall_time = wall_time, p->v[p->n].value = value;
+    snprintf(p->v[p->n].name, sizeof p->v[p->n].name, "%s", name);
+    p->n++;
+    return KILN_OK;
+}
+
 kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
                                double wall_time, double value, reg_latest *latest) {
+    if (reg->remote && strlen(name) < sizeof reg->pending->v[0].name) {
+        kiln_status s = pend_point(reg, rid, name, step, wall_time, value);
+        if (s || (latest && keep_latest(latest, name, step, value) == 0)) return s;
+        return latest_one(reg, rid, name, step, value);
+    }
     reg_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
     if (!st) return KILN_ERR_IO;
     reg_bind_int64(st, 1, rid);
