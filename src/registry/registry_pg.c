@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "registry/registry_db.h"
 
@@ -83,11 +84,12 @@ int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout
     }
     db->dialect = REG_PG, db->impl = c;
     *out = db;
-    char timeout[16];
+    char timeout[16], app[32];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 10);
+    snprintf(app, sizeof app, "kiln %ld", (long)getpid()); /* which process, for a DBA */
     /* later keywords win: the URI's own settings override these defaults */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {timeout, "kiln", conninfo, NULL};
+    const char *vals[] = {timeout, app, conninfo, NULL};
     c->conn = PQconnectdbParams(keys, vals, 1);
     if (!c->conn) {
         snprintf(c->err, sizeof c->err, "out of memory");
@@ -100,7 +102,17 @@ int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout
     char *q = PQescapeIdentifier(c->conn, schema, strlen(schema));
     if (!q) return fail(c, NULL);
     char sql[600];
-    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", q, q);
+    /* CREATE SCHEMA needs the right to create even when the schema exists: ask first, so that a
+     * user who may only read can use it */
+    const char *name[1] = {schema};
+    PGresult *res = PQexecParams(c->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1,
+                                 NULL, name, NULL, NULL, 0);
+    int exists = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    PQclear(res);
+    if (exists)
+        snprintf(sql, sizeof sql, "SET search_path TO %s", q);
+    else
+        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", q, q);
     PQfreemem(q);
     /* two sessions creating the same schema at once: one of them gets a unique violation */
     for (int attempt = 0;; attempt++) {
