@@ -43,7 +43,8 @@ static const char *HELP =
     "  version             the version\n"
     "\n"
     "Every command takes --help, and --registry URI (sqlite:, postgresql://...: where the run\n"
-    "registry lives; docs/tracking.md). Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
+    "registry lives; docs/tracking.md).\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
 
 typedef struct {
     const char *name;

@@ -174,7 +174,8 @@ static const char *const STMT_SQL[REG_N_STMTS] = {
     [REG_RUN_PARAMS_HASH] = "UPDATE runs SET params_hash = ?2 WHERE rid = ?1",
     [REG_PARAMS_CLEAR] = "DELETE FROM params WHERE rid = ?1",
     [REG_PARAM_ADD] = "INSERT INTO params(rid, key, value, num) VALUES (?1, ?2, ?3, ?4)"
-                      " ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value, num = excluded.num",
+                      " ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value,"
+                      " num = excluded.num",
     [REG_POINT_ADD] = "INSERT INTO metrics(rid, name, step, wall_time, value)"
                       " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(rid, name, step) DO UPDATE SET"
                       " wall_time = excluded.wall_time, value = excluded.value",

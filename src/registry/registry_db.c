@@ -175,7 +175,8 @@ const char *reg_col_text(reg_stmt *st, int i) {
 }
 
 int reg_exec(reg_db *db, const char *sql) {
-    return IS_PG(db) ? reg_pg_exec(db, sql) : reg_map_sqlite(sqlite3_exec(LITE(db), sql, NULL, NULL, NULL));
+    if (IS_PG(db)) return reg_pg_exec(db, sql);
+    return reg_map_sqlite(sqlite3_exec(LITE(db), sql, NULL, NULL, NULL));
 }
 
 int64_t reg_changes(reg_db *db) {

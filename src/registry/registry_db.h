@@ -62,8 +62,8 @@ int reg_map_sqlite(int rc);
 /* Wraps an open SQLite connection (the adapter owns it from now on). */
 reg_db *reg_db_wrap_sqlite(void *sqlite_db);
 /* Connects to the PostgreSQL server of conninfo (a libpq URI or key=value string) with
- * application_name "kiln <pid>" and, when schema is not NULL, that schema first in search_path (created
- * when missing). *out is set even on failure (for its message) and must be closed. */
+ * application_name "kiln <pid>" and, when schema is not NULL, that schema first in search_path
+ * (created when missing). *out is set even on failure (for its message) and must be closed. */
 int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout_s, reg_db **out);
 /* The SQLite connection (NULL for PostgreSQL): for what only SQLite has (pragmas, backup). */
 void *reg_db_sqlite(reg_db *db);

@@ -143,7 +143,10 @@ static kiln_status add_version(kiln_registry *reg, const char *name, int64_t ver
     kiln_run_iso_time((long long)time(NULL), now);
     snprintf(path, sizeof path, "models/%s/%lld", name, (long long)version);
     reg_stmt *st = NULL;
-    kiln_status s = prepare(reg, "INSERT INTO models(name, created) VALUES (?1, ?2) ON CONFLICT DO NOTHING", &st,
+    kiln_status s = prepare(reg,
+                            "INSERT INTO models(name, created) VALUES (?1, ?2)"
+                            " ON CONFLICT DO NOTHING",
+                            &st,
                             "adding a model");
     if (s) return s;
     kiln_reg_bind_text(st, 1, name);
@@ -297,7 +300,8 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
             return s;
         if (!found) {
             char names[600];
-            if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL ORDER BY name",
+            if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL"
+                                " ORDER BY name",
                                 "", ", ", names, sizeof names)))
                 return s;
             return kiln_error(KILN_ERR_NOTFOUND, "no model '%s' in %s (%s%s)", name, reg->path,
@@ -347,7 +351,8 @@ static kiln_status model_id(kiln_registry *reg, const char *name, const char *wh
         query_int(reg, "SELECT mid FROM models WHERE name = ?1", name, 0, 0, mid, &found);
     if (s || found) return s;
     char names[600];
-    if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL ORDER BY name", "", ", ",
+    if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL"
+                                " ORDER BY name", "", ", ",
                         names, sizeof names)))
         return s;
     return kiln_error(KILN_ERR_NOTFOUND, "%s: no model named '%s' in %s (%s%s)", what, name,
@@ -481,7 +486,8 @@ kiln_status kiln_registry_resolve_model_uri(const char *runs_dir, const char *ur
         if (!found) {
             char list[600];
             if (!(s = query_list(reg,
-                                 "SELECT a.alias || ' -> ' || CAST(a.version AS TEXT) FROM aliases a JOIN models"
+                                 "SELECT a.alias || ' -> ' || CAST(a.version AS TEXT)"
+                                 " FROM aliases a JOIN models"
                                  " m ON m.mid = a.mid WHERE m.name = ?1 ORDER BY a.alias",
                                  name, ", ", list, sizeof list)))
                 s = kiln_error(KILN_ERR_NOTFOUND, "%s: model %s has no alias '%s' (%s%s)", uri,

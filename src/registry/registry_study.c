@@ -59,7 +59,8 @@ kiln_status kiln_registry_studies(kiln_registry *reg, const char *name, kiln_reg
                          " CASE s.direction WHEN 'maximize' THEN max(CASE t.state WHEN 'finished'"
                          " THEN t.value END) ELSE min(CASE t.state WHEN 'finished' THEN t.value END)"
                          " END FROM studies s LEFT JOIN trials t ON t.sid = s.sid"
-                         " WHERE CAST(?1 AS TEXT) IS NULL OR s.name = ?1 GROUP BY s.sid ORDER BY s.sid DESC",
+                         " WHERE CAST(?1 AS TEXT) IS NULL OR s.name = ?1"
+                         " GROUP BY s.sid ORDER BY s.sid DESC",
                          &st);
     if (e) return e;
     kiln_reg_bind_text(st, 1, name);
