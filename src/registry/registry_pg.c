@@ -97,7 +97,8 @@ int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout
     }
     if (PQstatus(c->conn) != CONNECTION_OK) return fail(c, NULL);
     PQsetNoticeProcessor(c->conn, quiet, NULL);
-    int rc = reg_pg_exec(db, "SET client_min_messages = warning");
+    /* jit: the registry's queries are small; compiling them costs more than it saves */
+    int rc = reg_pg_exec(db, "SET client_min_messages = warning; SET jit = off");
     if (rc || !schema) return rc;
     char *q = PQescapeIdentifier(c->conn, schema, strlen(schema));
     if (!q) return fail(c, NULL);
@@ -138,9 +139,12 @@ static const struct {
     const char *from, *to;
 } REWRITES[] = {
     /* REG_DURATION_SQL */
+    /* (julianday() of a text that is no time is NULL: so is this, without a cast error) */
     {"((julianday(coalesce(r.end_time, 'now')) - julianday(r.start_time)) * 86400.0)",
-     "(kiln_epoch(coalesce(r.end_time, to_char(now() AT TIME ZONE 'UTC',"
-     " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))) - kiln_epoch(r.start_time))"},
+     "(CASE WHEN r.start_time LIKE '____-__-__T__:__:__%' AND (r.end_time IS NULL OR"
+     " r.end_time LIKE '____-__-__T__:__:__%') THEN CAST(extract(epoch FROM"
+     " coalesce(CAST(r.end_time AS timestamptz), now()) - CAST(r.start_time AS timestamptz))"
+     " AS double precision) END)"},
     {"instr(", "strpos("},
     {"group_concat(", "string_agg("},
 };
