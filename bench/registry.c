@@ -4,7 +4,12 @@
  * first import of folders made without a registry; and what the registry adds to logging a
  * metric point (the run writer with the registry on vs KILN_REGISTRY=off).
  *
- *   build/bench_registry [RUNS [POINTS]] [--kiln PATH] [--keep DIR]
+ *   build/bench_registry [RUNS [POINTS]] [--kiln PATH] [--keep DIR] [--registry URI]
+ *
+ * --registry postgresql://... measures the registry on PostgreSQL (a schema of its own for this
+ * runs folder, ?schema=auto, unless the URI names one; the target there is 300 ms, for a server
+ * reached over a socket); the default is SQLite (runs/kiln.db, target 200 ms). The CPU model is
+ * printed with the figures.
  *
  * The run folders are written directly (run.json, config.yaml with 40 keys, metrics.jsonl: 60
  * train losses, 20 val_loss, 20 val_accuracy per run for P = 100), as a kiln without the
@@ -143,12 +148,34 @@ static double median_ms(const char *kiln, char *const *args, double *cpu_ms) {
     return t[3] * 1e3;
 }
 
+static char registry_uri[2048]; /* KILN_REGISTRY for this benchmark ("" : SQLite) */
+
+static void registry_env(void) {
+    if (registry_uri[0])
+        setenv("KILN_REGISTRY", registry_uri, 1);
+    else
+        unsetenv("KILN_REGISTRY");
+}
+
+static void cpu_model(char *out, size_t cap) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    snprintf(out, cap, "unknown CPU");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(out, cap, "%s", strchr(line, ':') + 2);
+            out[strcspn(out, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+}
+
 /* Microseconds per kiln_run_log_metric, n points, registry on or off. */
 static double log_cost(const char *runs, int n, int registry) {
     if (!registry) setenv("KILN_REGISTRY", "off", 1);
     kiln_rundir *run = NULL;
     kiln_status s = kiln_run_create(runs, "logging", registry ? "on" : "off", &run);
-    unsetenv("KILN_REGISTRY");
+    registry_env();
     if (s) return -1;
     double t0 = now();
     for (int i = 0; i < n; i++)
@@ -167,15 +194,25 @@ int main(int argc, char **argv) {
             snprintf(kiln, sizeof kiln, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
             snprintf(keep, sizeof keep, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--registry") && i + 1 < argc)
+            snprintf(registry_uri, sizeof registry_uri - 16, "%s", argv[++i]);
         else if (pos++ == 0)
             runs_n = atoi(argv[i]);
         else
             points = atoi(argv[i]);
     }
     if (runs_n < 1 || points < 10) {
-        fprintf(stderr, "usage: bench_registry [RUNS [POINTS >= 10]] [--kiln PATH] [--keep DIR]\n");
+        fprintf(stderr, "usage: bench_registry [RUNS [POINTS >= 10]] [--kiln PATH] [--keep DIR]"
+                        " [--registry URI]\n");
         return 2;
     }
+    int remote = !strncmp(registry_uri, "postgres", 8);
+    if (remote && !strstr(registry_uri, "schema="))
+        strcat(registry_uri, strchr(registry_uri, '?') ? "&schema=auto" : "?schema=auto");
+    double target = remote ? 300 : 200;
+    registry_env();
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
     if (!kiln[0]) { /* beside this program */
         ssize_t n = readlink("/proc/self/exe", kiln, sizeof kiln - 8);
         if (n <= 0) return 1;
@@ -192,6 +229,8 @@ int main(int argc, char **argv) {
     }
     snprintf(runs, sizeof runs, "%s/runs", root);
     printf("registry benchmark: %d runs x %d metric points in %s\n", runs_n, points, runs);
+    printf("  registry: %s; CPU: %s (%ld online)\n", registry_uri[0] ? registry_uri : "sqlite:",
+           cpu, sysconf(_SC_NPROCESSORS_ONLN));
 
     double t0 = now();
     for (int i = 0; i < runs_n; i++)
@@ -247,12 +286,12 @@ int main(int argc, char **argv) {
                  {"kiln runs list --json (every latest metric)", json}};
     printf("  median of 7, each a new process, %d runs:         wall       CPU\n", runs_n);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        double cpu = 0, ms = median_ms(kiln, cases[i].args, &cpu);
+        double cpu_ms = 0, ms = median_ms(kiln, cases[i].args, &cpu_ms);
         if (ms < 0)
             printf("    %-48s failed\n", cases[i].what);
         else
-            printf("    %-48s %6.1f ms %6.1f ms%s\n", cases[i].what, ms, cpu,
-                   ms <= 200 ? "" : "  (over 200 ms)");
+            printf("    %-48s %6.1f ms %6.1f ms%s\n", cases[i].what, ms, cpu_ms,
+                   ms <= target ? "" : target > 200 ? "  (over 300 ms)" : "  (over 200 ms)");
     }
 
     int n = 100000;

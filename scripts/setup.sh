@@ -6,6 +6,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libdnnl-dev libfyaml-dev libcjson-dev zlib1g-dev libcurl4-openssl-dev
       libsqlite3-dev protobuf-c-compiler libprotobuf-c-dev libstb-dev libturbojpeg0-dev curl
+      libpq-dev postgresql  # the registry on PostgreSQL and its tests (scripts/pg_local.sh)
       dataset-fashion-mnist
       chromium chromium-driver  # the kiln board test loads the page in headless Chromium
       python3-torch python3-numpy   # formats_torch runs docs/formats.md's example in PyTorch

@@ -9,12 +9,20 @@
  *
  * Everything happens under a mkdtemp folder in /tmp, removed at the end. No process forks while
  * this one holds an SQLite connection (SQLite's locks do not survive fork()).
+ *
+ * KILN_TEST_PG=postgresql://... runs the same tests on that PostgreSQL server (ctest's
+ * test_registry_postgres, through tests/pg_test.sh): every runs folder gets a schema of its own
+ * (?schema=auto), q1() and exec_sql() go there through libpq, and the few checks of SQLite's file
+ * (garbage files, locks, pragmas) have PostgreSQL counterparts (foreign tables, a newer schema, a
+ * server that cannot be reached, connections dropped by the server).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <libpq-fe.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -87,8 +95,54 @@ static int count_in_file(const char *path, const char *needle) {
     return k;
 }
 
+static const char *pg_uri; /* KILN_TEST_PG, or NULL: SQLite */
+static char pg_registry[1200];
+
+/* KILN_REGISTRY as the tests want it: unset (SQLite), or the server with schema=auto. */
+static void registry_env(void) {
+    if (pg_uri)
+        setenv("KILN_REGISTRY", pg_registry, 1);
+    else
+        unsetenv("KILN_REGISTRY");
+}
+
+/* The schema of dir under schema=auto (kiln/registry.h): runs_ + FNV-1a 64 of its real path. */
+static void schema_of(const char *dir, char out[64]) {
+    char real[PATH_MAX];
+    if (!realpath(dir, real)) snprintf(real, sizeof real, "%s", dir);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)real; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(out, 64, "runs_%016llx", (unsigned long long)h);
+}
+
+/* A libpq connection with dir's schema first in search_path (created when missing). */
+static PGconn *pg_connect(const char *dir) {
+    PGconn *c = PQconnectdb(pg_uri);
+    char schema[64], sql[256];
+    schema_of(dir, schema);
+    snprintf(sql, sizeof sql,
+             "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS %s;"
+             " SET search_path TO %s",
+             schema, schema);
+    PGresult *r = PQexec(c, sql);
+    PQclear(r);
+    return c;
+}
+
 /* One integer from SQL on <dir>/kiln.db through a connection of its own (-1 on error). */
 static int64_t q1(const char *dir, const char *sql) {
+    if (pg_uri) {
+        PGconn *c = pg_connect(dir);
+        PGresult *r = PQexec(c, sql);
+        int64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+                            !PQgetisnull(r, 0, 0)
+                        ? (int64_t)strtod(PQgetvalue(r, 0, 0), NULL)
+                        : -1;
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
     char path[1100];
     snprintf(path, sizeof path, "%s/kiln.db", dir);
     sqlite3 *db = NULL;
@@ -104,6 +158,16 @@ static int64_t q1(const char *dir, const char *sql) {
 
 /* Runs SQL on <dir>/kiln.db read-write (0 ok). */
 static int exec_sql(const char *dir, const char *sql) {
+    if (pg_uri) {
+        PGconn *c = pg_connect(dir);
+        PGresult *r = PQexec(c, sql);
+        int rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK
+                     ? 0
+                     : 1;
+        PQclear(r);
+        PQfinish(c);
+        return rc;
+    }
     char path[1100];
     snprintf(path, sizeof path, "%s/kiln.db", dir);
     sqlite3 *db = NULL;
@@ -193,11 +257,65 @@ static void fake_run(const char *runs, const char *exp, const char *id, const ch
 
 /* ---- the schema ---- */
 
+static void test_schema_pg(void) {
+    kiln_registry *reg = NULL;
+    CHECK(!exists(at("schema/kiln.db")));
+    CHECK(q1(at("schema"), "SELECT value FROM kiln_meta WHERE key = 'schema'") ==
+          KILN_REGISTRY_SCHEMA);
+    CHECK(q1(at("schema"), "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
+          == 11); /* the 10 of SQLite and kiln_meta */
+    CHECK(q1(at("schema"), "SELECT count(*) FROM pg_indexes WHERE indexname = 'latest_by_name'"
+                           " AND schemaname = current_schema()") == 1);
+    CHECK_OK(kiln_registry_open(at("schema/"), &reg)); /* again: nothing to migrate */
+    CHECK(reg && !strcmp(kiln_registry_runs_dir(reg), at("schema")));
+    CHECK(reg && !strncmp(kiln_registry_path(reg), "postgres", 8));
+    kiln_registry_close(reg);
+    /* A newer kiln's registry is refused, not downgraded. */
+    CHECK(exec_sql(at("schema"), "UPDATE kiln_meta SET value = '99' WHERE key = 'schema'") == 0);
+    CHECK(kiln_registry_open(at("schema"), &reg) == KILN_ERR_FORMAT && !reg);
+    CHECK_ERR_HAS("newer kiln");
+    /* Another program's tables. */
+    CHECK(kiln_mkdirs(at("foreign")) == KILN_OK);
+    CHECK(exec_sql(at("foreign"), "CREATE TABLE t(x int); INSERT INTO t VALUES (1)") == 0);
+    CHECK(kiln_registry_open(at("foreign"), &reg) == KILN_ERR_FORMAT);
+    CHECK_ERR_HAS("not a kiln registry");
+    CHECK(q1(at("foreign"), "SELECT count(*) FROM t") == 1); /* untouched */
+    /* One schema, one runs folder: another folder naming the same schema is refused. */
+    CHECK(kiln_mkdirs(at("second")) == KILN_OK);
+    char schema[64], uri[1300];
+    schema_of(at("schema"), schema);
+    CHECK(exec_sql(at("schema"), "UPDATE kiln_meta SET value = '2' WHERE key = 'schema'") == 0);
+    snprintf(uri, sizeof uri, "%s%cschema=%s", pg_uri, strchr(pg_uri, '?') ? '&' : '?', schema);
+    setenv("KILN_REGISTRY", uri, 1);
+    CHECK(kiln_registry_open(at("second"), &reg) == KILN_ERR_INVALID && !reg);
+    CHECK_ERR_HAS("indexes the runs folder");
+    /* Bad URIs name the forms; a server that is not there is an I/O error naming it. */
+    setenv("KILN_REGISTRY", "mysql://x", 1);
+    CHECK(kiln_registry_open(at("second"), &reg) == KILN_ERR_INVALID);
+    CHECK_ERR_HAS("postgresql://");
+    /* A tracking server mirrors training runs; reading commands keep the folder's kiln.db. */
+    setenv("KILN_REGISTRY", "http://127.0.0.1:5000", 1);
+    CHECK(kiln_registry_open(at("second"), &reg) == KILN_OK && reg &&
+          strstr(kiln_registry_path(reg), "kiln.db"));
+    kiln_registry_close(reg);
+    reg = NULL;
+    setenv("KILN_REGISTRY", "postgresql://postgres:hunter2@127.0.0.1:1/none", 1);
+    CHECK(kiln_registry_open(at("second"), &reg) == KILN_ERR_IO && !reg);
+    CHECK_ERR_HAS("cannot connect");
+    CHECK(!strstr(kiln_last_error(), "hunter2"));
+    registry_env();
+}
+
 static void test_schema(void) {
     kiln_registry *reg = NULL;
     CHECK(kiln_registry_open(at("nowhere"), &reg) == KILN_ERR_NOTFOUND && !reg);
     CHECK(kiln_mkdirs(at("schema")) == KILN_OK);
     CHECK_OK(kiln_registry_open(at("schema"), &reg));
+    if (pg_uri) {
+        kiln_registry_close(reg);
+        test_schema_pg();
+        return;
+    }
     CHECK(exists(at("schema/kiln.db")));
     CHECK(q1(at("schema"), "PRAGMA user_version") == KILN_REGISTRY_SCHEMA);
     CHECK(q1(at("schema"), "PRAGMA application_id") == 0x6b696c6e);
@@ -273,7 +391,7 @@ static void test_writer(void) {
     CHECK_OK(kiln_run_create(at("w"), "exp", "first", &run));
     kiln_registry_follow_run(run, 1);
     if (!run) return;
-    CHECK(exists(at("w/kiln.db")));
+    CHECK(pg_uri ? !exists(at("w/kiln.db")) : exists(at("w/kiln.db")));
     CHECK(q1(at("w"), "SELECT count(*) FROM runs WHERE status = 'running' AND name = 'first'") ==
           1);
     write_config(run, "0.001");
@@ -353,7 +471,7 @@ static void test_switched_off(void) {
     kiln_rundir *run = NULL;
     CHECK_OK(kiln_run_create(at("off"), "exp", NULL, &run));
     kiln_registry_follow_run(run, 1);
-    unsetenv("KILN_REGISTRY");
+    registry_env();
     if (!run) return;
     CHECK_OK(kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 1));
     CHECK_OK(kiln_run_set_status(run, KILN_RUN_FINISHED, NULL));
@@ -380,6 +498,17 @@ static void test_killed_mid_transaction(void) {
     int p[2];
     CHECK(pipe(p) == 0);
     pid_t kid = fork_child();
+    if (kid == 0 && pg_uri) { /* a writer's transaction, as kiln's writers take it */
+        PGconn *c = pg_connect(at("tx"));
+        PGresult *r = PQexec(c, "BEGIN; SELECT pg_advisory_xact_lock(1802071150);"
+                                " INSERT INTO experiments(name, created) VALUES ('x', 'y');"
+                                " INSERT INTO runs(id, eid, name, status, start_time) VALUES"
+                                " ('x/y', (SELECT eid FROM experiments WHERE name = 'x'), 'y',"
+                                " 'finished', 'z')");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) _exit(1);
+        if (write(p[1], "k", 1) != 1) _exit(1);
+        for (;;) pause();
+    }
     if (kid == 0) {
         sqlite3 *db = NULL;
         char path[1100];
@@ -500,7 +629,69 @@ static void test_concurrent_writers(void) {
 
 /* ---- failures never stop a run ---- */
 
+/* PostgreSQL: a server that cannot be reached, and one that drops the writer's connection in the
+ * middle of a run, never stop the run, and lose nothing once it is back. */
+static void test_failures_do_not_stop_runs_pg(void) {
+    char uri[1300], log[1200];
+    kiln_rundir *run = NULL;
+    snprintf(uri, sizeof uri, "postgresql://postgres@127.0.0.1:1/kiln?schema=auto");
+    setenv("KILN_REGISTRY", uri, 1);
+    CHECK(kiln_mkdirs(at("away")) == KILN_OK);
+    CHECK_OK(kiln_run_create(at("away"), "exp", NULL, &run));
+    kiln_registry_follow_run(run, 1);
+    registry_env();
+    if (!run) return;
+    for (int s = 1; s <= 300; s++)
+        CHECK_OK(kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", 1.0));
+    CHECK_OK(kiln_run_set_status(run, KILN_RUN_FINISHED, NULL));
+    CHECK_OK(kiln_run_save(run));
+    snprintf(log, sizeof log, "%s/log.txt", kiln_run_get_info(run).path);
+    kiln_run_close(run);
+    CHECK(count_in_file(log, "warning: run registry") == 1);
+    CHECK(count_in_file(log, "cannot connect") == 1);
+    CHECK(count_in_file(log, "still unreachable") == 1);
+    kiln_registry *reg = NULL;
+    kiln_registry_sync_stats stats;
+    CHECK_OK(kiln_registry_open(at("away"), &reg));
+    CHECK_OK(kiln_registry_sync(reg, &stats));
+    CHECK(stats.imported == 1);
+    kiln_registry_close(reg);
+    CHECK(q1(at("away"), "SELECT count(*) FROM metrics") == 300);
+
+    /* the server drops the writer's connection (as a restart does) in the middle of the run */
+    CHECK(kiln_mkdirs(at("dropped")) == KILN_OK);
+    run = NULL;
+    CHECK_OK(kiln_run_create(at("dropped"), "exp", NULL, &run));
+    kiln_registry_follow_run(run, 1);
+    if (!run) return;
+    for (int s = 1; s <= 10; s++)
+        CHECK_OK(kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", 1.0 / s));
+    CHECK_OK(kiln_run_save(run));
+    CHECK(q1(at("dropped"), "SELECT count(*) FROM metrics") == 10);
+    char kill_sql[300]; /* this process's connections only: other tests share the server */
+    snprintf(kill_sql, sizeof kill_sql,
+             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = 'kiln %ld') t",
+             (long)getpid());
+    CHECK(q1(at("dropped"), kill_sql) == 1);
+    for (int s = 11; s <= 600; s++)
+        CHECK_OK(kiln_run_log_metric(run, s, 0, KILN_SPLIT_TRAIN, "loss", 1.0 / s));
+    CHECK_OK(kiln_run_set_status(run, KILN_RUN_FINISHED, NULL));
+    CHECK_OK(kiln_run_save(run));
+    snprintf(log, sizeof log, "%s/log.txt", kiln_run_get_info(run).path);
+    kiln_run_close(run); /* tries once more: back, and catches up from the folder */
+    CHECK(count_in_file(log, "warning: run registry") == 1);
+    CHECK(count_in_file(log, "is back; the run is caught up") == 1);
+    CHECK(q1(at("dropped"), "SELECT count(*) FROM metrics") == 600);
+    CHECK(q1(at("dropped"), "SELECT step FROM latest_metrics WHERE name = 'loss'") == 600);
+    CHECK(q1(at("dropped"), "SELECT count(*) FROM runs WHERE status = 'finished'") == 1);
+}
+
 static void test_failures_do_not_stop_runs(void) {
+    if (pg_uri) {
+        test_failures_do_not_stop_runs_pg();
+        return;
+    }
     /* a garbage kiln.db */
     CHECK(kiln_mkdirs(at("broken")) == KILN_OK);
     put(at("broken/kiln.db"), "this is not a database, and never was one; ............");
@@ -1108,6 +1299,23 @@ static void test_schema_upgrade_and_studies(void) {
     CHECK_OK(kiln_registry_open(at("v1"), &reg));
     kiln_registry_close(reg);
     reg = NULL;
+    if (pg_uri) { /* the same on PostgreSQL: back to schema 1, then opened again */
+        CHECK(exec_sql(at("v1"), "DROP TABLE trials; DROP TABLE studies; ALTER TABLE runs DROP"
+                                 " CONSTRAINT runs_status_check, ADD CONSTRAINT runs_status_check"
+                                 " CHECK (status IN ('running', 'finished', 'failed', 'stopped'));"
+                                 " UPDATE kiln_meta SET value = '1' WHERE key = 'schema'") == 0);
+        CHECK(exec_sql(at("v1"), "INSERT INTO experiments VALUES (1, 'e', 'now');"
+                                 "INSERT INTO runs(rid, id, eid, name, status, start_time) VALUES"
+                                 " (1, 'e/r', 1, 'r', 'stopped', 'now');"
+                                 "INSERT INTO params VALUES (1, 'seed', '1', 1)") == 0);
+        CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") != 0); /* v1 refuses */
+        CHECK_OK(kiln_registry_open(at("v1"), &reg));
+        CHECK(q1(at("v1"), "SELECT value FROM kiln_meta WHERE key = 'schema'") == 2);
+        CHECK(q1(at("v1"), "SELECT count(*) FROM params") == 1);
+        CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") == 0);
+        CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != 0);
+        goto studies;
+    }
     CHECK(exec_sql(at("v1"), "DROP TABLE trials; DROP TABLE studies; PRAGMA writable_schema = ON;"
                              "UPDATE sqlite_master SET sql = replace(sql, ', ''pruned'')', ')')"
                              " WHERE name = 'runs'; PRAGMA writable_schema = OFF;"
@@ -1123,7 +1331,7 @@ static void test_schema_upgrade_and_studies(void) {
     CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") == SQLITE_OK);
     CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != SQLITE_OK);
     CHECK(q1(at("v1"), "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'") == 1);
-    /* studies and trials */
+studies:; /* studies and trials */
     kiln_registry_study s = {.name = "st", .experiment = "e", .metric = "val_loss",
                              .direction = "minimize", .spec = "{}"};
     CHECK_OK(kiln_registry_study_create(reg, &s));
@@ -1150,7 +1358,14 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    unsetenv("KILN_REGISTRY");
+    pg_uri = getenv("KILN_TEST_PG");
+    if (pg_uri && !*pg_uri) pg_uri = NULL;
+    if (pg_uri) {
+        snprintf(pg_registry, sizeof pg_registry, "%s%cschema=auto", pg_uri,
+                 strchr(pg_uri, '?') ? '&' : '?');
+        printf("registry: PostgreSQL at %s (a schema per runs folder)\n", pg_uri);
+    }
+    registry_env();
     RUN(test_schema);
     RUN(test_schema_upgrade_and_studies);
     RUN(test_writer);

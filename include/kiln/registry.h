@@ -84,6 +84,14 @@ void kiln_registry_follow_run(kiln_rundir *run, int created);
 kiln_status kiln_registry_open(const char *runs_dir, kiln_registry **out);
 /* NULL is a no-op. */
 void kiln_registry_close(kiln_registry *reg);
+/* Where the registry lives is a URI (docs/tracking.md): "sqlite:" (<runs_dir>/kiln.db, the
+ * default), "sqlite:PATH", "postgresql://..." or "postgres://..." (a libpq URI; ?schema=NAME
+ * picks a schema), "off" (training does not record its run). It comes from the KILN_REGISTRY
+ * environment variable (kiln's --registry option sets it), else the registry: key of the user
+ * config file ($KILN_CONFIG, else $XDG_CONFIG_HOME/kiln/config.yaml or
+ * ~/.config/kiln/config.yaml), else "sqlite:". On PostgreSQL one database (or schema) indexes one
+ * runs folder. KILN_ERR_INVALID naming the forms for a URI kiln does not take. */
+kiln_status kiln_registry_check_uri(const char *uri);
 /* The runs folder as given to open (without trailing slashes), and the database file. */
 const char *kiln_registry_runs_dir(const kiln_registry *reg);
 const char *kiln_registry_path(const kiln_registry *reg);

@@ -14,6 +14,9 @@ int kiln_cmd_bench(int argc, char **argv);    /* cmd_bench.c: latency and throug
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
 int kiln_cmd_runs(int argc, char **argv);
+/* registry_opt.c: --registry URI (any command) and kiln runs sync */
+int kiln_cli_registry_option(int *argc, char **argv);
+int kiln_cmd_runs_sync_registry(int argc, char **argv); /* registry_opt.c: kiln runs sync without --to */
 int kiln_cmd_models(int argc, char **argv);
 int kiln_cmd_board(int argc, char **argv);
 int kiln_cmd_tune(int argc, char **argv); /* cmd_tune.c: kiln tune, kiln tune show */

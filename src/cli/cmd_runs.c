@@ -22,7 +22,7 @@
 #define MAX_COLUMNS 24
 
 static const char *HELP =
-    "usage: kiln runs [list|show|compare|rm|sync] ...\n"
+    "usage: kiln runs [list|show|compare|rm] ...\n"
     "\n"
     "The runs of a runs folder, from its registry (runs/kiln.db), which is brought up to date\n"
     "with the run folders first.\n"
@@ -33,6 +33,7 @@ static const char *HELP =
     "  kiln runs compare RUN RUN... [--all] [--json]\n"
     "                                       params that differ, final and best metrics\n"
     "  kiln runs rm RUN... [--yes]          remove run folders and their registry rows\n"
+    "  kiln runs sync                       bring the registry up to date with the folders\n"
     "  kiln runs sync --to mlflow+http://HOST:PORT [RUN...]\n"
     "                                       mirror runs to an MLflow tracking server\n"
     "\n"
@@ -41,6 +42,8 @@ static const char *HELP =
     "\n"
     "options (all subcommands):\n"
     "  --runs-dir D      the runs folder (default: runs, or the one RUN lies in)\n"
+    "  --registry URI    sqlite: (default: runs/kiln.db), sqlite:PATH, postgresql://... (or set\n"
+    "                    KILN_REGISTRY, or registry: in ~/.config/kiln/config.yaml)\n"
     "  --help            this text\n"
     "list options:\n"
     "  --experiment E    only runs of experiment E\n"
@@ -369,7 +372,7 @@ int kiln_cmd_runs(int argc, char **argv) {
     if (!strcmp(sub, "show")) return kiln_cmd_runs_show(argc - 1, argv + 1);
     if (!strcmp(sub, "compare")) return kiln_cmd_runs_compare(argc - 1, argv + 1);
     if (!strcmp(sub, "rm") || !strcmp(sub, "remove")) return cmd_rm(argc - 1, argv + 1);
-    if (!strcmp(sub, "sync")) return kiln_cmd_runs_sync(argc - 1, argv + 1); /* --to mlflow+... */
+    if (!strcmp(sub, "sync")) return kiln_cmd_runs_sync(argc - 1, argv + 1);
     return kiln_cli_usage_error("runs", "unknown subcommand '%s' (list, show, compare, rm or sync)",
                                 sub);
 }

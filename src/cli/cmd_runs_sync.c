@@ -48,6 +48,10 @@ static int collect(const kiln_registry_run *r, void *ctx) {
 }
 
 int kiln_cmd_runs_sync(int argc, char **argv) {
+    int to_given = 0; /* without --to: the registry's own sync (registry_opt.c) */
+    for (int i = 1; i < argc; i++)
+        to_given |= !strcmp(argv[i], "--to") || !strncmp(argv[i], "--to=", 5);
+    if (!to_given) return kiln_cmd_runs_sync_registry(argc, argv);
     static const struct option opts[] = {{"to", required_argument, 0, 't'},
                                          {"token", required_argument, 0, 'k'},
                                          {"runs-dir", required_argument, 0, 'd'},

@@ -42,7 +42,9 @@ static const char *HELP =
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
-    "Every command takes --help. Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
+    "Every command takes --help, and --registry URI (sqlite:, postgresql://...: where the run\n"
+    "registry lives; docs/tracking.md).\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n";
 
 typedef struct {
     const char *name;
@@ -89,6 +91,8 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) {
 }
 
 int main(int argc, char **argv) {
+    int bad_registry = kiln_cli_registry_option(&argc, argv);
+    if (bad_registry) return bad_registry;
     kiln_cli_set_command_line(argc, argv);
     if (argc < 2) {
         fputs(HELP, stderr);

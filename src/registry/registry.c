@@ -32,6 +32,7 @@
  * the dead writer logged but had not flushed are read from its metrics.jsonl.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "registry/registry_internal.h"
@@ -166,11 +168,14 @@ static const char *const STMT_SQL[REG_N_STMTS] = {
         " json_stamp = coalesce(excluded.json_stamp, runs.json_stamp) RETURNING rid",
     [REG_RUN_STATE] = "SELECT rid, json_stamp, metrics_offset, params_hash, config_hash"
                       " FROM runs WHERE id = ?1",
-    [REG_RUN_OFFSET] = "UPDATE runs SET metrics_offset = max(metrics_offset, ?2) WHERE rid = ?1",
+    [REG_RUN_OFFSET] = "UPDATE runs SET metrics_offset = CASE WHEN metrics_offset > ?2 THEN"
+                      " metrics_offset ELSE ?2 END WHERE rid = ?1",
     [REG_RUN_OFFSET_RESET] = "UPDATE runs SET metrics_offset = 0 WHERE rid = ?1",
     [REG_RUN_PARAMS_HASH] = "UPDATE runs SET params_hash = ?2 WHERE rid = ?1",
     [REG_PARAMS_CLEAR] = "DELETE FROM params WHERE rid = ?1",
-    [REG_PARAM_ADD] = "INSERT OR REPLACE INTO params(rid, key, value, num) VALUES (?1, ?2, ?3, ?4)",
+    [REG_PARAM_ADD] = "INSERT INTO params(rid, key, value, num) VALUES (?1, ?2, ?3, ?4)"
+                      " ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value,"
+                      " num = excluded.num",
     [REG_POINT_ADD] = "INSERT INTO metrics(rid, name, step, wall_time, value)"
                       " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(rid, name, step) DO UPDATE SET"
                       " wall_time = excluded.wall_time, value = excluded.value",
@@ -186,43 +191,43 @@ static const char *const STMT_SQL[REG_N_STMTS] = {
 /* ---- helpers ---- */
 
 kiln_status kiln_reg_fail(kiln_registry *reg, int rc, const char *what) {
-    const char *msg = reg && reg->db ? sqlite3_errmsg(reg->db) : sqlite3_errstr(rc);
+    const char *msg = reg && reg->db ? reg_db_errmsg(reg->db) : "";
     const char *path = reg && reg->path ? reg->path : "kiln.db";
-    switch (rc & 0xff) {
-    case SQLITE_NOMEM:
+    int remote = reg && reg->remote;
+    switch (rc) {
+    case REG_ENOMEM:
         return kiln_error(KILN_ERR_NOMEM, "%s: %s: out of memory", path, what);
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
+    case REG_EFORMAT:
         return kiln_error(KILN_ERR_FORMAT,
                           "%s: %s: %s (not a kiln registry, or a damaged one: move it away and "
                           "kiln rebuilds it from the run folders)",
                           path, what, msg);
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
+    case REG_EBUSY:
+        if (remote) return kiln_error(KILN_ERR_IO, "%s: %s: %s", path, what, msg);
         return kiln_error(KILN_ERR_IO, "%s: %s: the registry stayed locked by another process",
                           path, what);
-    case SQLITE_FULL:
+    case REG_EFULL:
         return kiln_error(KILN_ERR_IO, "%s: %s: disk full", path, what);
-    case SQLITE_CONSTRAINT:
-    case SQLITE_MISUSE:
-    case SQLITE_RANGE:
-    case SQLITE_ERROR:
+    case REG_ECONN:
+        return kiln_error(KILN_ERR_IO, "%s: %s: the database server cannot be reached: %s", path,
+                          what, msg);
+    case REG_ECONSTRAINT:
+    case REG_EINVALID:
         return kiln_error(KILN_ERR_INVALID, "%s: %s: %s", path, what, msg);
     default:
         return kiln_error(KILN_ERR_IO, "%s: %s: %s", path, what, msg);
     }
 }
 
-sqlite3_stmt *kiln_reg_stmt(kiln_registry *reg, int which) {
-    sqlite3_stmt *st = reg->stmts[which];
+reg_stmt *kiln_reg_stmt(kiln_registry *reg, int which) {
+    reg_stmt *st = reg->stmts[which];
     if (st) {
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+        reg_reset(st);
+        reg_clear_bindings(st);
         return st;
     }
-    int rc = sqlite3_prepare_v3(reg->db, STMT_SQL[which], -1, SQLITE_PREPARE_PERSISTENT,
-                                &reg->stmts[which], NULL);
-    if (rc != SQLITE_OK) {
+    int rc = reg_prepare(reg->db, STMT_SQL[which], &reg->stmts[which]);
+    if (rc != REG_OK) {
         kiln_reg_fail(reg, rc, "preparing a statement");
         return NULL;
     }
@@ -230,42 +235,47 @@ sqlite3_stmt *kiln_reg_stmt(kiln_registry *reg, int which) {
 }
 
 kiln_status kiln_reg_exec(kiln_registry *reg, const char *sql, const char *what) {
-    int rc = sqlite3_exec(reg->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
+    int rc = reg_exec(reg->db, sql);
+    return rc == REG_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
 }
 
-kiln_status kiln_reg_step_done(kiln_registry *reg, sqlite3_stmt *st, const char *what) {
+kiln_status kiln_reg_step_done(kiln_registry *reg, reg_stmt *st, const char *what) {
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = reg_step(st)) == REG_ROW) {
     }
-    kiln_status s = rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, what);
-    sqlite3_reset(st);
+    kiln_status s = rc == REG_DONE ? KILN_OK : kiln_reg_fail(reg, rc, what);
+    reg_reset(st);
     return s;
 }
 
 kiln_status kiln_reg_begin(kiln_registry *reg) {
-    return kiln_reg_exec(reg, "BEGIN IMMEDIATE", "starting a write");
+    int rc = reg_db_begin(reg->db);
+    if (rc != REG_OK) {
+        kiln_status s = kiln_reg_fail(reg, rc, "starting a write");
+        kiln_reg_rollback(reg);
+        return s;
+    }
+    return KILN_OK;
 }
 
 kiln_status kiln_reg_commit(kiln_registry *reg) {
-    kiln_status s = kiln_reg_exec(reg, "COMMIT", "committing");
+    kiln_status s = kiln_reg_flush_points(reg);
+    if (!s) s = kiln_reg_exec(reg, "COMMIT", "committing");
     if (s) kiln_reg_rollback(reg);
     return s;
 }
 
 void kiln_reg_rollback(kiln_registry *reg) {
-    if (!sqlite3_get_autocommit(reg->db)) sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+    kiln_reg_drop_points(reg);
+    if (reg_in_tx(reg->db)) reg_exec(reg->db, "ROLLBACK");
 }
 
-void kiln_reg_bind_text(sqlite3_stmt *st, int i, const char *s) {
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
+void kiln_reg_bind_text(reg_stmt *st, int i, const char *s) {
+    reg_bind_text(st, i, s);
 }
 
-const char *kiln_reg_col_text(sqlite3_stmt *st, int i) {
-    return (const char *)sqlite3_column_text(st, i);
+const char *kiln_reg_col_text(reg_stmt *st, int i) {
+    return reg_col_text(st, i);
 }
 
 kiln_status kiln_reg_run_path(const kiln_registry *reg, const char *id, char *out, size_t cap) {
@@ -334,13 +344,19 @@ int kiln_reg_json_stamp(const char *path, char out[64]) {
 
 /* ---- opening ---- */
 
+#define LITE(reg) ((sqlite3 *)reg_db_sqlite((reg)->db))
+
+static kiln_status lite_fail(kiln_registry *reg, int rc, const char *what) {
+    return kiln_reg_fail(reg, reg_map_sqlite(rc), what);
+}
+
 static kiln_status pragma_int(kiln_registry *reg, const char *sql, int64_t *v) {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(LITE(reg), sql, -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *v = sqlite3_column_int64(st, 0), rc = SQLITE_OK;
     sqlite3_finalize(st);
-    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, "reading its header");
+    return rc == SQLITE_OK ? KILN_OK : lite_fail(reg, rc, "reading its header");
 }
 
 /* Switches the file to WAL. Changing the journal mode needs the file to itself for an instant, and
@@ -348,7 +364,7 @@ static kiln_status pragma_int(kiln_registry *reg, const char *sql, int64_t *v) {
 static kiln_status use_wal(kiln_registry *reg, int busy_ms) {
     for (int waited = 0;; waited += 10) {
         sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(reg->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(LITE(reg), "PRAGMA journal_mode=WAL", -1, &st, NULL);
         if (rc == SQLITE_OK) rc = sqlite3_step(st);
         int wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
                   !strcmp((const char *)sqlite3_column_text(st, 0), "wal");
@@ -358,8 +374,8 @@ static kiln_status use_wal(kiln_registry *reg, int busy_ms) {
             return kiln_error(KILN_ERR_IO, "%s: cannot switch to WAL mode (%s)", reg->path,
                               "the file system may not support it");
         if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
-            return kiln_reg_fail(reg, rc, "switching to WAL mode");
-        if (waited >= busy_ms) return kiln_reg_fail(reg, rc, "switching to WAL mode");
+            return lite_fail(reg, rc, "switching to WAL mode");
+        if (waited >= busy_ms) return lite_fail(reg, rc, "switching to WAL mode");
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
 }
@@ -377,7 +393,7 @@ static kiln_status check_owner(kiln_registry *reg, int64_t app, int64_t version)
     return KILN_OK;
 }
 
-static kiln_status migrate(kiln_registry *reg) {
+static kiln_status migrate_sqlite(kiln_registry *reg) {
     int64_t app = 0, version = 0, tables = 0;
     kiln_status s;
     if ((s = pragma_int(reg, "PRAGMA application_id", &app)) ||
@@ -418,17 +434,17 @@ typedef struct {
 
 /* Marks the runs whose process is gone failed (see the top of this file). */
 static kiln_status mark_crashed(kiln_registry *reg) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        reg->db, "SELECT rid, id, host, pid FROM runs WHERE status = 'running'", -1, &st, NULL);
-    if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "looking for crashed runs");
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db, "SELECT rid, id, host, pid FROM runs WHERE status = 'running'",
+                         &st);
+    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "looking for crashed runs");
     suspect *dead = NULL;
     int n = 0, cap = 0;
     kiln_status s = KILN_OK;
     char path[4200];
-    while (!s && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (!s && (rc = reg_step(st)) == REG_ROW) {
         const char *id = kiln_reg_col_text(st, 1), *host = kiln_reg_col_text(st, 2);
-        long pid = (long)sqlite3_column_int64(st, 3);
+        long pid = (long)reg_col_int64(st, 3);
         if (!id || kiln_reg_run_path(reg, id, path, sizeof path)) continue;
         if (kiln_reg_run_alive(path, host, pid)) continue;
         if (n == cap) {
@@ -441,7 +457,7 @@ static kiln_status mark_crashed(kiln_registry *reg) {
             dead = d;
         }
         dead[n] =
-            (suspect){sqlite3_column_int64(st, 0), strdup(id), host ? strdup(host) : NULL, pid};
+            (suspect){reg_col_int64(st, 0), strdup(id), host ? strdup(host) : NULL, pid};
         if (!dead[n].id || (host && !dead[n].host)) {
             free(dead[n].id), free(dead[n].host);
             s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
@@ -449,14 +465,15 @@ static kiln_status mark_crashed(kiln_registry *reg) {
         }
         n++;
     }
-    if (!s && rc != SQLITE_DONE && rc != SQLITE_ROW) s = kiln_reg_fail(reg, rc, "reading runs");
-    sqlite3_finalize(st);
+    if (!s && rc != REG_DONE && rc != REG_ROW) s = kiln_reg_fail(reg, rc, "reading runs");
+    reg_finalize(st);
+    st = NULL;
     if (!s && n && !(s = kiln_reg_begin(reg))) {
-        rc = sqlite3_prepare_v2(reg->db,
-                                "UPDATE runs SET status = 'failed', end_time = ?2, message = ?3"
-                                " WHERE rid = ?1 AND status = 'running'",
-                                -1, &st, NULL);
-        if (rc != SQLITE_OK) s = kiln_reg_fail(reg, rc, "marking crashed runs");
+        rc = reg_prepare(reg->db,
+                         "UPDATE runs SET status = 'failed', end_time = ?2, message = ?3"
+                         " WHERE rid = ?1 AND status = 'running'",
+                         &st);
+        if (rc != REG_OK) s = kiln_reg_fail(reg, rc, "marking crashed runs");
         for (int i = 0; !s && i < n; i++) {
             if (kiln_reg_run_path(reg, dead[i].id, path, sizeof path) ||
                 kiln_reg_run_alive(path, dead[i].host, dead[i].pid))
@@ -467,12 +484,12 @@ static kiln_status mark_crashed(kiln_registry *reg) {
                      "the process (pid %ld on %s) ended without closing the run: it crashed or "
                      "was killed",
                      dead[i].pid, dead[i].host ? dead[i].host : "an unknown host");
-            sqlite3_bind_int64(st, 1, dead[i].rid);
+            reg_bind_int64(st, 1, dead[i].rid);
             kiln_reg_bind_text(st, 2, end[0] ? end : NULL);
             kiln_reg_bind_text(st, 3, msg);
             s = kiln_reg_step_done(reg, st, "marking a crashed run");
         }
-        sqlite3_finalize(st);
+        reg_finalize(st);
         s = s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
     }
     /* The points a dead writer had not flushed yet: best effort (a folder that cannot be read
@@ -515,7 +532,8 @@ static int open_file_as(const char *path, const char *q, int busy_ms, sqlite3 **
     return rc;
 }
 
-int kiln_reg_open_file(const char *path, int busy_ms, sqlite3 **db) {
+int kiln_reg_open_file(const char *path, int busy_ms, void **sqlite_db) {
+    sqlite3 **db = (sqlite3 **)sqlite_db;
     int rc = open_file_as(path, "mode=ro", busy_ms, db);
     int e = rc & 0xff;
     if (e != SQLITE_CANTOPEN && e != SQLITE_READONLY && e != SQLITE_IOERR) return rc;
@@ -527,18 +545,21 @@ int kiln_reg_open_file(const char *path, int busy_ms, sqlite3 **db) {
 /* The in-memory copy of a registry that cannot be written (see the top of this file). */
 static kiln_status open_snapshot(kiln_registry *reg, int busy_ms) {
     reg->read_only = 1;
-    int rc = sqlite3_open_v2(":memory:", &reg->db,
+    sqlite3 *mem = NULL;
+    int rc = sqlite3_open_v2(":memory:", &mem,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "opening a copy in memory");
-    sqlite3_extended_result_codes(reg->db, 1);
+    if (!(reg->db = reg_db_wrap_sqlite(mem)))
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    if (rc != SQLITE_OK) return lite_fail(reg, rc, "opening a copy in memory");
+    sqlite3_extended_result_codes(mem, 1);
     struct stat st;
     if (stat(reg->path, &st) != 0) return KILN_OK; /* folders only: the sync fills the copy */
     sqlite3 *file = NULL;
-    rc = kiln_reg_open_file(reg->path, busy_ms, &file);
+    rc = kiln_reg_open_file(reg->path, busy_ms, (void **)&file);
     if (rc == SQLITE_OK) {
-        sqlite3_backup *b = sqlite3_backup_init(reg->db, "main", file, "main");
+        sqlite3_backup *b = sqlite3_backup_init(mem, "main", file, "main");
         if (!b) {
-            rc = sqlite3_errcode(reg->db);
+            rc = sqlite3_errcode(mem);
         } else {
             rc = sqlite3_backup_step(b, -1);
             int rc2 = sqlite3_backup_finish(b);
@@ -565,8 +586,26 @@ static int cannot_write(const kiln_registry *reg) {
     return access(reg->path, W_OK) != 0 && (errno == EROFS || errno == EACCES);
 }
 
-kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out) {
-    *out = NULL;
+/* A registry for runs_dir at uri u, not connected yet; NULL without memory (error set). */
+static kiln_registry *new_reg(const char *runs_dir, const kiln_reg_uri *u) {
+    kiln_registry *reg = calloc(1, sizeof *reg);
+    size_t n = strlen(runs_dir);
+    while (n > 1 && runs_dir[n - 1] == '/') n--;
+    if (reg && (reg->runs_dir = strndup(runs_dir, n))) {
+        if (u->kind == REG_URI_PG)
+            reg->path = strdup(u->display), reg->remote = 1;
+        else if (u->path[0])
+            reg->path = strdup(u->path);
+        else if ((reg->path = malloc(n + sizeof "/" KILN_REGISTRY_FILE)))
+            sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
+        if (reg->path) return reg;
+    }
+    kiln_registry_close(reg);
+    kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
+    return NULL;
+}
+
+static kiln_status check_runs_dir(const char *runs_dir) {
     if (!runs_dir || !*runs_dir) return kiln_error(KILN_ERR_INVALID, "registry: empty runs folder");
     struct stat st;
     if (stat(runs_dir, &st) != 0)
@@ -574,26 +613,302 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
                           "registry: runs folder %s: %s", runs_dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return kiln_error(KILN_ERR_NOTFOUND, "registry: %s is not a folder", runs_dir);
-    kiln_registry *reg = calloc(1, sizeof *reg);
-    size_t n = strlen(runs_dir);
-    while (n > 1 && runs_dir[n - 1] == '/') n--;
-    if (!reg || !(reg->runs_dir = strndup(runs_dir, n)) ||
-        !(reg->path = malloc(n + sizeof "/" KILN_REGISTRY_FILE))) {
-        kiln_registry_close(reg);
-        return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
+    return KILN_OK;
+}
+
+/* ---- PostgreSQL ---- */
+
+/* The schema on PostgreSQL, version by version as MIGRATIONS: the same tables, columns, keys and
+ * indexes; BIGINT identity keys for INTEGER PRIMARY KEY, DOUBLE PRECISION for REAL, text in the
+ * "C" collation (byte order, as SQLite sorts), and kiln_meta in place of the file header (application, schema version, runs folder). */
+#define PG_TEXT "TEXT COLLATE \"C\""
+static const char *const PG_MIGRATIONS[KILN_REGISTRY_SCHEMA] = {
+    /* 0 -> 1 */
+    "CREATE TABLE experiments ("
+    "  eid BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name " PG_TEXT " NOT NULL UNIQUE,"
+    "  created " PG_TEXT " NOT NULL);"
+    "CREATE TABLE runs ("
+    "  rid BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  id " PG_TEXT " NOT NULL UNIQUE,"
+    "  eid BIGINT NOT NULL REFERENCES experiments(eid),"
+    "  name " PG_TEXT " NOT NULL,"
+    "  status " PG_TEXT " NOT NULL CONSTRAINT runs_status_check"
+    "    CHECK (status IN ('running', 'finished', 'failed', 'stopped')),"
+    "  message " PG_TEXT ","
+    "  start_time " PG_TEXT " NOT NULL,"
+    "  end_time " PG_TEXT ","
+    "  host " PG_TEXT ","
+    "  pid BIGINT,"
+    "  kiln_version " PG_TEXT ","
+    "  seed " PG_TEXT ","
+    "  config_hash " PG_TEXT ","
+    "  command " PG_TEXT ","
+    "  epochs_completed BIGINT NOT NULL DEFAULT 0,"
+    "  steps BIGINT NOT NULL DEFAULT 0,"
+    "  checkpoint " PG_TEXT ","
+    "  json_stamp " PG_TEXT ","
+    "  metrics_offset BIGINT NOT NULL DEFAULT 0,"
+    "  params_hash " PG_TEXT ");"
+    "CREATE INDEX runs_by_experiment ON runs(eid, start_time);"
+    "CREATE INDEX runs_by_start ON runs(start_time);"
+    "CREATE INDEX runs_by_status ON runs(status);"
+    "CREATE TABLE params ("
+    "  rid BIGINT NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  key " PG_TEXT " NOT NULL,"
+    "  value " PG_TEXT " NOT NULL,"
+    "  num DOUBLE PRECISION,"
+    "  PRIMARY KEY (rid, key));"
+    "CREATE TABLE metrics ("
+    "  rid BIGINT NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  name " PG_TEXT " NOT NULL,"
+    "  step BIGINT NOT NULL,"
+    "  wall_time DOUBLE PRECISION NOT NULL,"
+    "  value DOUBLE PRECISION,"
+    "  PRIMARY KEY (rid, name, step));"
+    "CREATE TABLE latest_metrics ("
+    "  rid BIGINT NOT NULL REFERENCES runs(rid) ON DELETE CASCADE,"
+    "  name " PG_TEXT " NOT NULL,"
+    "  step BIGINT NOT NULL,"
+    "  value DOUBLE PRECISION,"
+    "  PRIMARY KEY (rid, name));"
+    "CREATE INDEX latest_by_name ON latest_metrics(name, value);"
+    "CREATE TABLE models ("
+    "  mid BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name " PG_TEXT " NOT NULL UNIQUE,"
+    "  created " PG_TEXT " NOT NULL);"
+    "CREATE TABLE model_versions ("
+    "  mid BIGINT NOT NULL REFERENCES models(mid) ON DELETE CASCADE,"
+    "  version BIGINT NOT NULL CHECK (version > 0),"
+    "  rid BIGINT REFERENCES runs(rid) ON DELETE SET NULL,"
+    "  run " PG_TEXT ","
+    "  checkpoint " PG_TEXT ","
+    "  path " PG_TEXT " NOT NULL,"
+    "  created " PG_TEXT " NOT NULL,"
+    "  PRIMARY KEY (mid, version));"
+    "CREATE INDEX model_versions_by_run ON model_versions(rid);"
+    "CREATE TABLE aliases ("
+    "  mid BIGINT NOT NULL,"
+    "  alias " PG_TEXT " NOT NULL,"
+    "  version BIGINT NOT NULL,"
+    "  PRIMARY KEY (mid, alias),"
+    "  FOREIGN KEY (mid, version) REFERENCES model_versions(mid, version) ON DELETE CASCADE);",
+    /* 1 -> 2 */
+    "CREATE TABLE studies ("
+    "  sid BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+    "  name " PG_TEXT " NOT NULL UNIQUE,"
+    "  experiment " PG_TEXT " NOT NULL,"
+    "  metric " PG_TEXT " NOT NULL,"
+    "  direction " PG_TEXT " NOT NULL CHECK (direction IN ('minimize', 'maximize')),"
+    "  created " PG_TEXT " NOT NULL,"
+    "  spec " PG_TEXT " NOT NULL);"
+    "CREATE TABLE trials ("
+    "  sid BIGINT NOT NULL REFERENCES studies(sid) ON DELETE CASCADE,"
+    "  number BIGINT NOT NULL,"
+    "  state " PG_TEXT " NOT NULL CHECK (state IN ('running', 'finished', 'pruned', 'failed')),"
+    "  run " PG_TEXT ","
+    "  params " PG_TEXT " NOT NULL,"
+    "  x " PG_TEXT " NOT NULL,"
+    "  value DOUBLE PRECISION,"
+    "  resource DOUBLE PRECISION,"
+    "  start_time " PG_TEXT " NOT NULL,"
+    "  end_time " PG_TEXT ","
+    "  message " PG_TEXT ","
+    "  PRIMARY KEY (sid, number));"
+    "CREATE INDEX trials_by_run ON trials(run);"
+    "ALTER TABLE runs DROP CONSTRAINT runs_status_check, ADD CONSTRAINT runs_status_check"
+    " CHECK (status IN ('running', 'finished', 'failed', 'stopped', 'pruned'));",
+};
+
+/* One text from a query without parameters into out ("" and *found 0 when no row or NULL). */
+static kiln_status pg_text(kiln_registry *reg, const char *sql, char *out, size_t cap,
+                           int *found) {
+    reg_stmt *st = NULL;
+    out[0] = 0, *found = 0;
+    int rc = reg_prepare(reg->db, sql, &st);
+    if (rc == REG_OK) rc = reg_step(st);
+    if (rc == REG_ROW && reg_col_text(st, 0))
+        *found = 1, snprintf(out, cap, "%s", reg_col_text(st, 0)), rc = REG_OK;
+    else if (rc == REG_ROW || rc == REG_DONE)
+        rc = REG_OK;
+    reg_finalize(st);
+    return rc == REG_OK ? KILN_OK : kiln_reg_fail(reg, rc, "reading its schema");
+}
+
+/* The schema version in kiln_meta (0 without one); KILN_ERR_FORMAT when the schema holds tables
+ * of another program or a newer kiln's schema. */
+static kiln_status pg_version(kiln_registry *reg, int64_t *version) {
+    char v[64];
+    int found;
+    *version = 0;
+    /* one statement, so both counts come from one snapshot */
+    kiln_status s = pg_text(reg,
+                            "SELECT CAST(count(*) FILTER (WHERE tablename = 'kiln_meta') AS TEXT)"
+                            " || ' ' || CAST(count(*) AS TEXT) FROM pg_tables"
+                            " WHERE schemaname = current_schema()",
+                            v, sizeof v, &found);
+    if (s) return s;
+    long long has_meta = 0, tables = 0;
+    sscanf(v, "%lld %lld", &has_meta, &tables);
+    if (!has_meta) {
+        if (tables > 0)
+            return kiln_error(KILN_ERR_FORMAT,
+                              "%s: not a kiln registry (its schema holds tables of another "
+                              "program: give kiln its own database or ?schema=NAME)",
+                              reg->path);
+        return KILN_OK;
     }
-    sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
-    kiln_status s = KILN_OK;
+    if ((s = pg_text(reg, "SELECT value FROM kiln_meta WHERE key = 'schema'", v, sizeof v,
+                     &found)))
+        return s;
+    *version = found ? atoll(v) : 0;
+    if (*version > KILN_REGISTRY_SCHEMA)
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: written by a newer kiln (registry schema %lld; this kiln knows up "
+                          "to %d)",
+                          reg->path, (long long)*version, KILN_REGISTRY_SCHEMA);
+    return KILN_OK;
+}
+
+static kiln_status migrate_pg(kiln_registry *reg) {
+    int64_t version;
+    kiln_status s = pg_version(reg, &version);
+    if (!s && version == KILN_REGISTRY_SCHEMA) return KILN_OK;
+    /* Anything else is judged under the lock: another process may be creating the schema right
+     * now, and what two separate statements see of that differs. */
+    kiln_error_clear();
+    if ((s = kiln_reg_begin(reg))) return s; /* the advisory lock: one process migrates */
+    if ((s = pg_version(reg, &version))) goto out;
+    if (version == 0 &&
+        (s = kiln_reg_exec(reg, "CREATE TABLE IF NOT EXISTS kiln_meta (key TEXT PRIMARY KEY,"
+                                " value TEXT NOT NULL)",
+                           "creating the schema")))
+        goto out;
+    for (int64_t v = version; v < KILN_REGISTRY_SCHEMA; v++)
+        if ((s = kiln_reg_exec(reg, PG_MIGRATIONS[v], "creating the schema"))) goto out;
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO kiln_meta(key, value) VALUES ('application', 'kiln'), ('schema', '%d')"
+             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+             KILN_REGISTRY_SCHEMA);
+    if ((s = kiln_reg_exec(reg, sql, "recording the schema version"))) goto out;
+    return kiln_reg_commit(reg);
+out:
+    kiln_reg_rollback(reg);
+    return s;
+}
+
+/* One database (or schema) indexes one runs folder: its rows are that folder's runs, and a sync
+ * forgets rows whose folder is gone, so a second runs folder would delete the first one's rows.
+ * The first opener records its runs folder; others must name the same one. */
+static kiln_status pg_check_root(kiln_registry *reg, int record) {
+    char real[PATH_MAX], have[PATH_MAX + 8];
+    int found;
+    if (!realpath(reg->runs_dir, real))
+        return kiln_error(KILN_ERR_IO, "registry: cannot resolve %s: %s", reg->runs_dir,
+                          strerror(errno));
+    kiln_status s = pg_text(reg, "SELECT value FROM kiln_meta WHERE key = 'runs_dir'", have,
+                            sizeof have, &found);
+    if (s) return s;
+    if (found) {
+        if (!strcmp(have, real)) return KILN_OK;
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s indexes the runs folder %s, not %s: give each runs folder its own "
+                          "database or schema (postgresql://HOST/DB?schema=NAME)",
+                          reg->path, have, real);
+    }
+    if (!record) return KILN_OK;
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db,
+                         "INSERT INTO kiln_meta(key, value) VALUES ('runs_dir', ?1)"
+                         " ON CONFLICT(key) DO NOTHING",
+                         &st);
+    if (rc == REG_OK) {
+        reg_bind_text(st, 1, real);
+        rc = reg_step(st);
+    }
+    reg_finalize(st);
+    if (rc != REG_DONE) return kiln_reg_fail(reg, rc, "recording the runs folder");
+    return pg_check_root(reg, 0); /* another opener may have recorded first */
+}
+
+/* schema=auto: "runs_" and the 64-bit FNV-1a hash of the runs folder's real path, in hex. */
+static kiln_status auto_schema(const kiln_registry *reg, char *out, size_t cap) {
+    char real[PATH_MAX];
+    if (!realpath(reg->runs_dir, real))
+        return kiln_error(KILN_ERR_IO, "registry: cannot resolve %s: %s", reg->runs_dir,
+                          strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)real; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(out, cap, "runs_%016llx", (unsigned long long)h);
+    return KILN_OK;
+}
+
+static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_ms, int writing) {
+    int timeout = busy_ms >= BUSY_MS_CLI ? 10 : 3;
+    char schema[128];
+    snprintf(schema, sizeof schema, "%s", u->schema);
+    kiln_status s0 = strcmp(schema, "auto") ? KILN_OK : auto_schema(reg, schema, sizeof schema);
+    if (s0) return s0;
+    int rc = reg_db_open_pg(u->conninfo, schema[0] ? schema : NULL, timeout, &reg->db);
+    if (!reg->db) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    if (rc != REG_OK)
+        return kiln_error(rc == REG_ENOMEM ? KILN_ERR_NOMEM : KILN_ERR_IO,
+                          "%s: cannot connect (registry from %s): %s", reg->path, u->origin,
+                          reg_db_errmsg(reg->db));
+    kiln_status s;
+    if (!writing) {
+        int64_t version = 0;
+        if ((s = pg_version(reg, &version))) return s;
+        if (version < KILN_REGISTRY_SCHEMA)
+            return kiln_error(KILN_ERR_NOTFOUND,
+                              "%s holds no registry yet (or an older one: any kiln runs command "
+                              "creates or upgrades it)",
+                              reg->path);
+        return pg_check_root(reg, 0);
+    }
+    if ((s = migrate_pg(reg)) || (s = pg_check_root(reg, 1))) return s;
+    return mark_crashed(reg);
+}
+
+/* ---- opening ---- */
+
+kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out) {
+    *out = NULL;
+    kiln_reg_uri u;
+    kiln_status s = kiln_reg_uri_current(&u);
+    return s ? s : kiln_reg_open_uri(runs_dir, &u, busy_ms, out);
+}
+
+kiln_status kiln_reg_open_uri(const char *runs_dir, const kiln_reg_uri *uri, int busy_ms,
+                              kiln_registry **out) {
+    *out = NULL;
+    kiln_reg_uri u = *uri;
+    kiln_status s = check_runs_dir(runs_dir);
+    if (s) return s;
+    if (u.kind == REG_URI_OFF || u.kind == REG_URI_MLFLOW) /* these concern training only */
+        memset(u.path, 0, sizeof u.path), u.kind = REG_URI_SQLITE;
+    kiln_registry *reg = new_reg(runs_dir, &u);
+    if (!reg) return KILN_ERR_NOMEM;
     int rc;
-    if (cannot_write(reg))
+    if (u.kind == REG_URI_PG) {
+        s = open_pg(reg, &u, busy_ms, 1);
+    } else if (cannot_write(reg)) {
         s = open_snapshot(reg, busy_ms);
-    else if ((rc = sqlite3_open_v2(reg->path, &reg->db,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                   NULL)) != SQLITE_OK)
-        s = kiln_reg_fail(reg, rc, "opening");
-    if (!s) {
-        sqlite3_extended_result_codes(reg->db, 1);
-        sqlite3_busy_timeout(reg->db, busy_ms);
+    } else {
+        sqlite3 *lite = NULL;
+        rc = sqlite3_open_v2(reg->path, &lite,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+        if (!(reg->db = reg_db_wrap_sqlite(lite)))
+            s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+        else if (rc != SQLITE_OK)
+            s = lite_fail(reg, rc, "opening");
+    }
+    if (!s && u.kind != REG_URI_PG) {
+        sqlite3_extended_result_codes(LITE(reg), 1);
+        sqlite3_busy_timeout(LITE(reg), busy_ms);
         int64_t ignored;
         /* The first read tells a database from any other file. SQLite answers a file with a
          * database's magic but a header it cannot use with a plain error: that is the file's
@@ -602,7 +917,7 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
             !(s = reg->read_only ? KILN_OK : use_wal(reg, busy_ms)) &&
             !(s = kiln_reg_exec(reg, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
                                 "setting it up")) &&
-            !(s = migrate(reg)))
+            !(s = migrate_sqlite(reg)))
             s = mark_crashed(reg);
         if (s == KILN_ERR_INVALID) {
             char why[1024];
@@ -624,25 +939,27 @@ kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out
 kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
     *out = NULL;
     if (!runs_dir || !*runs_dir) return kiln_error(KILN_ERR_INVALID, "registry: empty runs folder");
-    kiln_registry *reg = calloc(1, sizeof *reg);
-    size_t n = strlen(runs_dir);
-    while (n > 1 && runs_dir[n - 1] == '/') n--;
-    if (!reg || !(reg->runs_dir = strndup(runs_dir, n)) ||
-        !(reg->path = malloc(n + sizeof "/" KILN_REGISTRY_FILE))) {
-        kiln_registry_close(reg);
-        return kiln_error(KILN_ERR_NOMEM, "registry %s: out of memory", runs_dir);
-    }
-    sprintf(reg->path, "%s/%s", reg->runs_dir, KILN_REGISTRY_FILE);
+    kiln_reg_uri u;
+    kiln_status s = kiln_reg_uri_current(&u);
+    if (s) return s;
+    if (u.kind == REG_URI_OFF || u.kind == REG_URI_MLFLOW)
+        memset(u.path, 0, sizeof u.path), u.kind = REG_URI_SQLITE;
+    kiln_registry *reg = new_reg(runs_dir, &u);
+    if (!reg) return KILN_ERR_NOMEM;
     struct stat st;
-    kiln_status s = KILN_OK;
     int64_t app = 0, version = 0;
-    if (stat(reg->path, &st) != 0) {
+    if (u.kind == REG_URI_PG) {
+        s = open_pg(reg, &u, BUSY_MS_CLI, 0);
+    } else if (stat(reg->path, &st) != 0) {
         s = kiln_error(KILN_ERR_NOTFOUND, "no registry %s (kiln creates it with the first run)",
                        reg->path);
     } else {
-        int rc = kiln_reg_open_file(reg->path, BUSY_MS_CLI, &reg->db);
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_NOTADB) {
-            s = kiln_reg_fail(reg, rc, "opening");
+        sqlite3 *lite = NULL;
+        int rc = kiln_reg_open_file(reg->path, BUSY_MS_CLI, (void **)&lite);
+        if (!(reg->db = reg_db_wrap_sqlite(lite))) {
+            s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+        } else if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_NOTADB) {
+            s = lite_fail(reg, rc, "opening");
         } else {
             if (!(s = pragma_int(reg, "PRAGMA application_id", &app)) &&
                 !(s = pragma_int(reg, "PRAGMA user_version", &version)) &&
@@ -667,8 +984,9 @@ kiln_status kiln_registry_open(const char *runs_dir, kiln_registry **out) {
 
 void kiln_registry_close(kiln_registry *reg) {
     if (!reg) return;
-    for (int i = 0; i < REG_N_STMTS; i++) sqlite3_finalize(reg->stmts[i]);
-    sqlite3_close_v2(reg->db);
+    for (int i = 0; i < REG_N_STMTS; i++) reg_finalize(reg->stmts[i]);
+    free(reg->pending);
+    reg_db_close(reg->db);
     free(reg->runs_dir);
     free(reg->path);
     free(reg);

@@ -631,12 +631,12 @@ void kiln_reg_binds_add_num(reg_binds *b, double num) {
     if (!b->failed) b->v[b->n - 1] = (reg_bind){0, NULL, num};
 }
 
-void kiln_reg_binds_apply(const reg_binds *b, sqlite3_stmt *st) {
+void kiln_reg_binds_apply(const reg_binds *b, reg_stmt *st) {
     for (int i = 0; i < b->n; i++) {
         if (b->v[i].is_text)
-            sqlite3_bind_text(st, i + 1, b->v[i].text, -1, SQLITE_STATIC);
+            reg_bind_text(st, i + 1, b->v[i].text);
         else
-            sqlite3_bind_double(st, i + 1, b->v[i].num);
+            reg_bind_double(st, i + 1, b->v[i].num);
     }
 }
 
@@ -674,7 +674,7 @@ static void node_sql(const kiln_registry_filter *f, int i, FILE *sql, reg_binds 
         operand_sql(&n->l, n->text_cmp, sql, b);
         fprintf(sql, " %s ", OP_SQL[n->op]);
         operand_sql(&n->r, n->text_cmp, sql, b);
-        fputs(", 0)", sql);
+        fputs(", FALSE)", sql);
         break;
     case N_NOT:
         fputs("(NOT ", sql);

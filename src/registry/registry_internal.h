@@ -14,12 +14,13 @@
 #ifndef KILN_TRACK_REGISTRY_INTERNAL_H
 #define KILN_TRACK_REGISTRY_INTERNAL_H
 
-#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "kiln/registry.h"
 #include "kiln/run.h"
+#include "registry/registry_db.h"
+#include "registry/registry_uri.h"
 
 enum {
     REG_EXPERIMENT_GET,
@@ -40,15 +41,20 @@ enum {
 };
 
 struct kiln_registry {
-    sqlite3 *db;
+    reg_db *db;
     char *runs_dir; /* as given, trailing slashes removed */
-    char *path;     /* <runs_dir>/kiln.db */
+    char *path;     /* <runs_dir>/kiln.db, sqlite:PATH's file, or the PostgreSQL URI (masked) */
     int read_only;  /* db is a copy in memory of a kiln.db that cannot be written */
-    sqlite3_stmt *stmts[REG_N_STMTS];
+    int remote;     /* a database server (PostgreSQL): it may go away and come back */
+    reg_stmt *stmts[REG_N_STMTS];
+    struct reg_pending *pending; /* server only: points not sent yet (registry_write.c) */
 };
 
-/* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI). */
+/* Opens with a busy timeout of busy_ms (the trainer waits less than the CLI), where
+ * kiln_reg_uri_current says; kiln_reg_open_uri where uri says. */
 kiln_status kiln_reg_open(const char *runs_dir, int busy_ms, kiln_registry **out);
+kiln_status kiln_reg_open_uri(const char *runs_dir, const kiln_reg_uri *uri, int busy_ms,
+                              kiln_registry **out);
 /* Opens an existing registry for reading only: no schema changes, no crashed-run marking.
  * KILN_ERR_NOTFOUND when there is no kiln.db or it holds no (current) schema. Works on a
  * read-only folder too (see kiln_reg_open_file). */
@@ -57,25 +63,26 @@ kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out);
  * writer's latest commits (and waits for its locks); where SQLite cannot read the file that way
  * (a WAL-mode file in a folder it cannot create kiln.db-shm in: a read-only mount or archive),
  * "file:<path>?immutable=1", which reads the file as it is, without locks. */
-int kiln_reg_open_file(const char *path, int busy_ms, sqlite3 **db);
+int kiln_reg_open_file(const char *path, int busy_ms, void **sqlite_db);
 /* KILN_OK when reg may be written; else KILN_ERR_IO "<runs_dir> is read-only: cannot <what>". */
 kiln_status kiln_reg_writable(const kiln_registry *reg, const char *what);
 /* The statement, prepared on first use; NULL (with the error set) on failure. */
-sqlite3_stmt *kiln_reg_stmt(kiln_registry *reg, int which);
-/* Maps an SQLite result code to a kiln_status with "<db>: <what>: <sqlite's message>". */
+reg_stmt *kiln_reg_stmt(kiln_registry *reg, int which);
+/* Maps a REG_E* class (registry_db.h) to a kiln_status with "<db>: <what>: <engine's message>". */
 kiln_status kiln_reg_fail(kiln_registry *reg, int rc, const char *what);
 /* Runs one statement without results. */
 kiln_status kiln_reg_exec(kiln_registry *reg, const char *sql, const char *what);
-/* Steps a write statement to its end (SQLITE_DONE), then resets it. */
-kiln_status kiln_reg_step_done(kiln_registry *reg, sqlite3_stmt *st, const char *what);
-/* BEGIN IMMEDIATE (takes the write lock now, waiting up to the busy timeout), COMMIT, ROLLBACK. */
+/* Steps a write statement to its end (REG_DONE), then resets it. */
+kiln_status kiln_reg_step_done(kiln_registry *reg, reg_stmt *st, const char *what);
+/* BEGIN IMMEDIATE (takes the write lock now, waiting up to the busy timeout; on PostgreSQL an
+ * advisory lock, registry_db.h), COMMIT, ROLLBACK. */
 kiln_status kiln_reg_begin(kiln_registry *reg);
 kiln_status kiln_reg_commit(kiln_registry *reg);
 void kiln_reg_rollback(kiln_registry *reg);
 /* Binds text, or NULL when s is NULL. */
-void kiln_reg_bind_text(sqlite3_stmt *st, int i, const char *s);
+void kiln_reg_bind_text(reg_stmt *st, int i, const char *s);
 /* A column's text or NULL. */
-const char *kiln_reg_col_text(sqlite3_stmt *st, int i);
+const char *kiln_reg_col_text(reg_stmt *st, int i);
 
 /* ---- a run's folder ---- */
 
@@ -121,6 +128,12 @@ kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name
                                double wall_time, double value, reg_latest *latest);
 /* Writes the latest points kept in l into latest_metrics and empties l. */
 kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l);
+/* A database server gets points in multi-row statements: kiln_reg_put_point keeps them here and
+ * sends them when REG_PENDING_MAX are waiting and at kiln_reg_commit (which calls this first);
+ * kiln_reg_rollback drops them. No-op on SQLite, where each point is one statement in process. */
+kiln_status kiln_reg_flush_points(kiln_registry *reg);
+void kiln_reg_drop_points(kiln_registry *reg);
+
 /* Records that metrics.jsonl up to byte offset is in the registry (it never goes back). */
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset);
 
@@ -167,7 +180,7 @@ typedef struct {
 void kiln_reg_binds_add_text(reg_binds *b, const char *text);
 void kiln_reg_binds_add_num(reg_binds *b, double num);
 /* Binds them to st from parameter 1 on. */
-void kiln_reg_binds_apply(const reg_binds *b, sqlite3_stmt *st);
+void kiln_reg_binds_apply(const reg_binds *b, reg_stmt *st);
 
 /* The filter as an SQL boolean expression over `runs r JOIN experiments e` (always 0 or 1). */
 void kiln_reg_filter_sql(const kiln_registry_filter *f, FILE *sql, reg_binds *b);

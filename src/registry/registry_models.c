@@ -52,38 +52,38 @@ static int valid_alias(const char *alias) {
     return 0; /* all digits: it would read as a version */
 }
 
-static kiln_status prepare(kiln_registry *reg, const char *sql, sqlite3_stmt **st,
+static kiln_status prepare(kiln_registry *reg, const char *sql, reg_stmt **st,
                            const char *what) {
-    int rc = sqlite3_prepare_v2(reg->db, sql, -1, st, NULL);
-    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
+    int rc = reg_prepare(reg->db, sql, st);
+    return rc == REG_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
 }
 
 /* One integer from a query with ?1 (text) and ?2 (integer, when has2); *found 0 when no row. */
 static kiln_status query_int(kiln_registry *reg, const char *sql, const char *a, int has2,
                              int64_t b, int64_t *v, int *found) {
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     kiln_status s = prepare(reg, sql, &st, "reading models");
     if (s) return s;
     kiln_reg_bind_text(st, 1, a);
-    if (has2) sqlite3_bind_int64(st, 2, b);
-    int rc = sqlite3_step(st);
-    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
-    if (*found) *v = sqlite3_column_int64(st, 0);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "reading models");
-    sqlite3_finalize(st);
+    if (has2) reg_bind_int64(st, 2, b);
+    int rc = reg_step(st);
+    *found = rc == REG_ROW && !reg_col_null(st, 0);
+    if (*found) *v = reg_col_int64(st, 0);
+    if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "reading models");
+    reg_finalize(st);
     return s;
 }
 
 /* The texts a query with ?1 returns, joined by sep into out ("" when none). */
 static kiln_status query_list(kiln_registry *reg, const char *sql, const char *a, const char *sep,
                               char *out, size_t cap) {
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     out[0] = 0;
     kiln_status s = prepare(reg, sql, &st, "reading models");
     if (s) return s;
     kiln_reg_bind_text(st, 1, a);
     int rc, n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = reg_step(st)) == REG_ROW) {
         size_t used = strlen(out);
         const char *t = kiln_reg_col_text(st, 0);
         if (t && used + strlen(t) + 8 < cap)
@@ -91,8 +91,8 @@ static kiln_status query_list(kiln_registry *reg, const char *sql, const char *a
         else if (t && used + 5 < cap && !strstr(out, "..."))
             snprintf(out + used, cap - used, "%s...", n++ ? sep : "");
     }
-    if (rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "reading models");
-    sqlite3_finalize(st);
+    if (rc != REG_DONE) s = kiln_reg_fail(reg, rc, "reading models");
+    reg_finalize(st);
     return s;
 }
 
@@ -142,14 +142,17 @@ static kiln_status add_version(kiln_registry *reg, const char *name, int64_t ver
     char now[24], path[KILN_REGISTRY_NAME_MAX + 48];
     kiln_run_iso_time((long long)time(NULL), now);
     snprintf(path, sizeof path, "models/%s/%lld", name, (long long)version);
-    sqlite3_stmt *st = NULL;
-    kiln_status s = prepare(reg, "INSERT OR IGNORE INTO models(name, created) VALUES (?1, ?2)", &st,
+    reg_stmt *st = NULL;
+    kiln_status s = prepare(reg,
+                            "INSERT INTO models(name, created) VALUES (?1, ?2)"
+                            " ON CONFLICT DO NOTHING",
+                            &st,
                             "adding a model");
     if (s) return s;
     kiln_reg_bind_text(st, 1, name);
     kiln_reg_bind_text(st, 2, now);
     s = kiln_reg_step_done(reg, st, "adding a model");
-    sqlite3_finalize(st);
+    reg_finalize(st);
     if (s) return s;
     s = prepare(reg,
                 "INSERT INTO model_versions(mid, version, rid, run, checkpoint, path, created)"
@@ -158,13 +161,13 @@ static kiln_status add_version(kiln_registry *reg, const char *name, int64_t ver
                 &st, "adding a model version");
     if (s) return s;
     kiln_reg_bind_text(st, 1, name);
-    sqlite3_bind_int64(st, 2, version);
+    reg_bind_int64(st, 2, version);
     kiln_reg_bind_text(st, 3, run_id && *run_id ? run_id : NULL);
     kiln_reg_bind_text(st, 4, checkpoint && *checkpoint ? checkpoint : NULL);
     kiln_reg_bind_text(st, 5, path);
     kiln_reg_bind_text(st, 6, created && *created ? created : now);
     s = kiln_reg_step_done(reg, st, "adding a model version");
-    sqlite3_finalize(st);
+    reg_finalize(st);
     return s;
 }
 
@@ -190,7 +193,7 @@ kiln_status kiln_registry_register_model_ex(kiln_registry *reg, const char *id, 
     if (model_name && cap) model_name[0] = 0;
     if (!reg || !id) return kiln_error(KILN_ERR_INVALID, "register model: NULL argument");
     if (version < 0) return kiln_error(KILN_ERR_INVALID, "register model: negative version");
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     kiln_status s = kiln_reg_writable(reg, "register models");
     if (s) return s;
     s = prepare(reg,
@@ -200,12 +203,12 @@ kiln_status kiln_registry_register_model_ex(kiln_registry *reg, const char *id, 
     if (s) return s;
     kiln_reg_bind_text(st, 1, id);
     char model[KILN_RUN_NAME_MAX + 1] = "";
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) kiln_run_sanitize(kiln_reg_col_text(st, 0), model);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
+    int rc = reg_step(st);
+    if (rc == REG_ROW) kiln_run_sanitize(kiln_reg_col_text(st, 0), model);
+    reg_finalize(st);
+    if (rc == REG_DONE)
         return kiln_error(KILN_ERR_NOTFOUND, "no run %s in %s", id, reg->runs_dir);
-    if (rc != SQLITE_ROW) return kiln_reg_fail(reg, rc, "reading a run");
+    if (rc != REG_ROW) return kiln_reg_fail(reg, rc, "reading a run");
     if (name) {
         if (!kiln_registry_valid_name(name))
             return kiln_error(KILN_ERR_INVALID,
@@ -297,32 +300,33 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
             return s;
         if (!found) {
             char names[600];
-            if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name",
+            if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL"
+                                " ORDER BY name",
                                 "", ", ", names, sizeof names)))
                 return s;
             return kiln_error(KILN_ERR_NOTFOUND, "no model '%s' in %s (%s%s)", name, reg->path,
                               names[0] ? "models: " : "none registered", names);
         }
     }
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     if ((s = prepare(reg,
                      "SELECT m.name, v.version, v.run, v.rid IS NOT NULL, v.checkpoint, v.path,"
                      " v.created, (SELECT group_concat(alias, ', ') FROM (SELECT alias FROM"
-                     " aliases a WHERE a.mid = v.mid AND a.version = v.version ORDER BY alias))"
+                     " aliases a WHERE a.mid = v.mid AND a.version = v.version ORDER BY alias) al)"
                      " FROM model_versions v JOIN models m ON m.mid = v.mid"
-                     " WHERE ?1 IS NULL OR m.name = ?1 ORDER BY m.name, v.version",
+                     " WHERE CAST(?1 AS TEXT) IS NULL OR m.name = ?1 ORDER BY m.name, v.version",
                      &st, "listing models")))
         return s;
     kiln_reg_bind_text(st, 1, name);
     int rc;
     char dir[4400];
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = reg_step(st)) == REG_ROW) {
         const char *aliases = kiln_reg_col_text(st, 7);
         kiln_registry_model_version v = {
             .model = kiln_reg_col_text(st, 0),
-            .version = sqlite3_column_int64(st, 1),
+            .version = reg_col_int64(st, 1),
             .run = kiln_reg_col_text(st, 2),
-            .run_exists = sqlite3_column_int(st, 3),
+            .run_exists = (int)reg_col_int64(st, 3),
             .checkpoint = kiln_reg_col_text(st, 4),
             .path = kiln_reg_col_text(st, 5),
             .created = kiln_reg_col_text(st, 6),
@@ -333,8 +337,8 @@ kiln_status kiln_registry_list_models(kiln_registry *reg, const char *name,
         v.path_exists = complete_version(dir);
         if (fn(&v, ctx)) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "listing models");
-    sqlite3_finalize(st);
+    if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "listing models");
+    reg_finalize(st);
     return s;
 }
 
@@ -347,7 +351,8 @@ static kiln_status model_id(kiln_registry *reg, const char *name, const char *wh
         query_int(reg, "SELECT mid FROM models WHERE name = ?1", name, 0, 0, mid, &found);
     if (s || found) return s;
     char names[600];
-    if ((s = query_list(reg, "SELECT name FROM models WHERE ?1 IS NOT NULL ORDER BY name", "", ", ",
+    if ((s = query_list(reg, "SELECT name FROM models WHERE CAST(?1 AS TEXT) IS NOT NULL"
+                                " ORDER BY name", "", ", ",
                         names, sizeof names)))
         return s;
     return kiln_error(KILN_ERR_NOTFOUND, "%s: no model named '%s' in %s (%s%s)", what, name,
@@ -385,16 +390,16 @@ kiln_status kiln_registry_set_alias(kiln_registry *reg, const char *name, int64_
                         name, 1, version, &one, &found)) &&
         !found)
         s = version_missing(reg, "alias", name, version);
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     if (!s && !(s = prepare(reg,
-                            "INSERT OR REPLACE INTO aliases(mid, alias, version)"
-                            " VALUES (?1, ?2, ?3)",
+                            "INSERT INTO aliases(mid, alias, version) VALUES (?1, ?2, ?3)"
+                            " ON CONFLICT(mid, alias) DO UPDATE SET version = excluded.version",
                             &st, "setting an alias"))) {
-        sqlite3_bind_int64(st, 1, mid);
+        reg_bind_int64(st, 1, mid);
         kiln_reg_bind_text(st, 2, alias);
-        sqlite3_bind_int64(st, 3, version);
+        reg_bind_int64(st, 3, version);
         s = kiln_reg_step_done(reg, st, "setting an alias");
-        sqlite3_finalize(st);
+        reg_finalize(st);
     }
     return s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
 }
@@ -404,15 +409,15 @@ kiln_status kiln_registry_delete_alias(kiln_registry *reg, const char *name, con
     int64_t mid;
     kiln_status s = kiln_reg_writable(reg, "remove aliases");
     if (s || (s = kiln_reg_begin(reg))) return s;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     if (!(s = model_id(reg, name, "alias", &mid)) &&
         !(s = prepare(reg, "DELETE FROM aliases WHERE mid = ?1 AND alias = ?2", &st,
                       "removing an alias"))) {
-        sqlite3_bind_int64(st, 1, mid);
+        reg_bind_int64(st, 1, mid);
         kiln_reg_bind_text(st, 2, alias);
         s = kiln_reg_step_done(reg, st, "removing an alias");
-        sqlite3_finalize(st);
-        if (!s && sqlite3_changes(reg->db) == 0)
+        reg_finalize(st);
+        if (!s && reg_changes(reg->db) == 0)
             s = kiln_error(KILN_ERR_NOTFOUND, "model %s has no alias '%s'", name, alias);
     }
     return s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
@@ -462,7 +467,7 @@ kiln_status kiln_registry_resolve_model_uri(const char *runs_dir, const char *ur
     int found = 0;
     if ((s = model_id(reg, name, uri, &mid))) goto out;
     if (sep == '@') {
-        sqlite3_stmt *st = NULL;
+        reg_stmt *st = NULL;
         if ((s = prepare(reg,
                          "SELECT a.version FROM aliases a JOIN models m ON m.mid = a.mid"
                          " WHERE m.name = ?1 AND a.alias = ?2",
@@ -470,18 +475,19 @@ kiln_status kiln_registry_resolve_model_uri(const char *runs_dir, const char *ur
             goto out;
         kiln_reg_bind_text(st, 1, name);
         kiln_reg_bind_text(st, 2, tail);
-        int rc = sqlite3_step(st);
-        found = rc == SQLITE_ROW;
-        if (found) v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        int rc = reg_step(st);
+        found = rc == REG_ROW;
+        if (found) v = reg_col_int64(st, 0);
+        reg_finalize(st);
+        if (rc != REG_ROW && rc != REG_DONE) {
             s = kiln_reg_fail(reg, rc, "reading aliases");
             goto out;
         }
         if (!found) {
             char list[600];
             if (!(s = query_list(reg,
-                                 "SELECT a.alias || ' -> ' || a.version FROM aliases a JOIN models"
+                                 "SELECT a.alias || ' -> ' || CAST(a.version AS TEXT)"
+                                 " FROM aliases a JOIN models"
                                  " m ON m.mid = a.mid WHERE m.name = ?1 ORDER BY a.alias",
                                  name, ", ", list, sizeof list)))
                 s = kiln_error(KILN_ERR_NOTFOUND, "%s: model %s has no alias '%s' (%s%s)", uri,

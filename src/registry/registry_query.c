@@ -28,14 +28,14 @@
     " r.epochs_completed, r.steps, r.rid"
 #define N_RUN_COLUMNS 18
 
-static kiln_status prepare(kiln_registry *reg, const char *sql, sqlite3_stmt **st,
+static kiln_status prepare(kiln_registry *reg, const char *sql, reg_stmt **st,
                            const char *what) {
-    int rc = sqlite3_prepare_v2(reg->db, sql, -1, st, NULL);
-    return rc == SQLITE_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
+    int rc = reg_prepare(reg->db, sql, st);
+    return rc == REG_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
 }
 
-static double col_double(sqlite3_stmt *st, int i) {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+static double col_double(reg_stmt *st, int i) {
+    return reg_col_null(st, i) ? NAN : reg_col_double(st, i);
 }
 
 /* ---- the list ---- */
@@ -46,15 +46,15 @@ static double col_double(sqlite3_stmt *st, int i) {
 static kiln_status prefetch_metrics(kiln_registry *reg, const kiln_registry_query *q,
                                     double **values, int64_t *max_rid) {
     *values = NULL;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     int64_t count = 0;
     kiln_status s = prepare(reg, "SELECT max(rid), count(*) FROM runs", &st, "listing runs");
     if (s) return s;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *max_rid = sqlite3_column_int64(st, 0), count = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) return kiln_reg_fail(reg, rc, "listing runs");
+    int rc = reg_step(st);
+    if (rc == REG_ROW)
+        *max_rid = reg_col_int64(st, 0), count = reg_col_int64(st, 1);
+    reg_finalize(st);
+    if (rc != REG_ROW) return kiln_reg_fail(reg, rc, "listing runs");
     if (*max_rid < 0 || *max_rid > 16 * count + 65536) return KILN_OK;
     size_t n = ((size_t)*max_rid + 1) * (size_t)q->n_metrics;
     double *v = malloc(n * sizeof *v);
@@ -64,13 +64,13 @@ static kiln_status prefetch_metrics(kiln_registry *reg, const kiln_registry_quer
         if (!(s = prepare(reg, "SELECT rid, value FROM latest_metrics WHERE name = ?1", &st,
                           "listing runs"))) {
             kiln_reg_bind_text(st, 1, q->metrics[m]);
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                int64_t rid = sqlite3_column_int64(st, 0);
+            while ((rc = reg_step(st)) == REG_ROW) {
+                int64_t rid = reg_col_int64(st, 0);
                 if (rid >= 0 && rid <= *max_rid)
                     v[(size_t)rid * (size_t)q->n_metrics + (size_t)m] = col_double(st, 1);
             }
-            if (rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
-            sqlite3_finalize(st);
+            if (rc != REG_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
+            reg_finalize(st);
         }
     }
     if (s) {
@@ -96,15 +96,15 @@ static void free_latest(all_latest *a) {
 
 static kiln_status fetch_all_latest(kiln_registry *reg, all_latest *a) {
     memset(a, 0, sizeof *a);
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     int64_t count = 0, bytes = 0;
     kiln_status s =
         prepare(reg, "SELECT count(*), coalesce(sum(length(name) + 1), 0) FROM latest_metrics", &st,
                 "listing runs");
     if (s) return s;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        count = sqlite3_column_int64(st, 0), bytes = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
+    if (reg_step(st) == REG_ROW)
+        count = reg_col_int64(st, 0), bytes = reg_col_int64(st, 1);
+    reg_finalize(st);
     a->rid = malloc(((size_t)count + 1) * sizeof *a->rid);
     a->name = malloc(((size_t)count + 1) * sizeof *a->name);
     a->value = malloc(((size_t)count + 1) * sizeof *a->value);
@@ -118,18 +118,18 @@ static kiln_status fetch_all_latest(kiln_registry *reg, all_latest *a) {
         return s;
     size_t used = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && a->n < (size_t)count) {
+    while ((rc = reg_step(st)) == REG_ROW && a->n < (size_t)count) {
         const char *name = kiln_reg_col_text(st, 1);
         size_t len = name ? strlen(name) + 1 : 1;
         if (used + len > (size_t)bytes) break; /* written meanwhile: keep what fits */
         memcpy(a->names + used, name ? name : "", len);
-        a->rid[a->n] = sqlite3_column_int64(st, 0);
+        a->rid[a->n] = reg_col_int64(st, 0);
         a->name[a->n] = a->names + used;
         a->value[a->n++] = col_double(st, 2);
         used += len;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "listing runs");
+    reg_finalize(st);
+    return rc == REG_ROW || rc == REG_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "listing runs");
 }
 
 /* The first entry of run rid (a->n when it has none) and how many there are. */
@@ -163,7 +163,7 @@ static kiln_status build_list_sql(const kiln_registry_query *q, int probe_metric
         fputs(", (SELECT value FROM params WHERE rid = r.rid AND key = ?)", o);
         kiln_reg_binds_add_text(b, q->params[i]);
     }
-    fputs(" FROM runs r JOIN experiments e ON e.eid = r.eid WHERE 1", o);
+    fputs(" FROM runs r JOIN experiments e ON e.eid = r.eid WHERE 1 = 1", o);
     if (q->id) {
         fputs(" AND r.id = ?", o);
         kiln_reg_binds_add_text(b, q->id);
@@ -214,7 +214,7 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
     reg_binds b = {0};
     double *values = calloc((size_t)q->n_metrics + 1, sizeof *values);
     const char **params = calloc((size_t)q->n_params + 1, sizeof *params);
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     double *table = NULL;
     int64_t max_rid = 0;
     if (!values || !params) s = kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
@@ -227,7 +227,7 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
     if (!s) {
         kiln_reg_binds_apply(&b, st);
         int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while ((rc = reg_step(st)) == REG_ROW) {
             kiln_registry_run r = {
                 .id = kiln_reg_col_text(st, 0),
                 .experiment = kiln_reg_col_text(st, 1),
@@ -238,18 +238,18 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
                 .end_time = kiln_reg_col_text(st, 6),
                 .duration = col_double(st, 7),
                 .host = kiln_reg_col_text(st, 8),
-                .pid = (long)sqlite3_column_int64(st, 9),
+                .pid = (long)reg_col_int64(st, 9),
                 .kiln_version = kiln_reg_col_text(st, 10),
                 .seed = kiln_reg_col_text(st, 11),
                 .config_hash = kiln_reg_col_text(st, 12),
                 .command = kiln_reg_col_text(st, 13),
                 .checkpoint = kiln_reg_col_text(st, 14),
-                .epochs_completed = sqlite3_column_int64(st, 15),
-                .steps = sqlite3_column_int64(st, 16),
+                .epochs_completed = reg_col_int64(st, 15),
+                .steps = reg_col_int64(st, 16),
                 .values = values,
                 .params = params,
             };
-            int64_t rid = sqlite3_column_int64(st, 17);
+            int64_t rid = reg_col_int64(st, 17);
             for (int i = 0; i < q->n_metrics; i++)
                 values[i] = probe ? col_double(st, N_RUN_COLUMNS + i)
                             : rid >= 0 && rid <= max_rid
@@ -264,9 +264,9 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
             }
             if (fn(&r, ctx)) break;
         }
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
+        if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "listing runs");
     }
-    sqlite3_finalize(st);
+    reg_finalize(st);
     free(values);
     free(table);
     free_latest(&every);
@@ -280,31 +280,31 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
 /* ---- which run ---- */
 
 static kiln_status rid_of(kiln_registry *reg, const char *id, int64_t *rid) {
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     kiln_status s = prepare(reg, "SELECT rid FROM runs WHERE id = ?1", &st, "finding a run");
     if (s) return s;
     kiln_reg_bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *rid = sqlite3_column_int64(st, 0);
-    else if (rc == SQLITE_DONE)
+    int rc = reg_step(st);
+    if (rc == REG_ROW)
+        *rid = reg_col_int64(st, 0);
+    else if (rc == REG_DONE)
         s = kiln_error(KILN_ERR_NOTFOUND, "no run %s in %s", id, reg->runs_dir);
     else
         s = kiln_reg_fail(reg, rc, "finding a run");
-    sqlite3_finalize(st);
+    reg_finalize(st);
     return s;
 }
 
 /* The ids (up to 6) the query with ?1 = ref returns, comma-separated into list; their count. */
 static kiln_status matches(kiln_registry *reg, const char *sql, const char *ref, char *first,
                            size_t cap, char *list, size_t list_cap, int *n) {
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     *n = 0, list[0] = 0;
     kiln_status s = prepare(reg, sql, &st, "finding a run");
     if (s) return s;
     kiln_reg_bind_text(st, 1, ref);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = reg_step(st)) == REG_ROW) {
         const char *id = kiln_reg_col_text(st, 0);
         if (!id) continue;
         if (*n == 0 && snprintf(first, cap, "%s", id) >= (int)cap)
@@ -313,8 +313,8 @@ static kiln_status matches(kiln_registry *reg, const char *sql, const char *ref,
         if (*n < 5) snprintf(list + used, list_cap - used, "%s%s", *n ? ", " : "", id);
         ++*n;
     }
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) s = kiln_reg_fail(reg, rc, "finding a run");
-    sqlite3_finalize(st);
+    if (rc != REG_DONE && rc != REG_ROW) s = kiln_reg_fail(reg, rc, "finding a run");
+    reg_finalize(st);
     return s;
 }
 
@@ -382,74 +382,74 @@ kiln_status kiln_registry_find_run(kiln_registry *reg, const char *ref, char *id
 kiln_status kiln_registry_run_params(kiln_registry *reg, const char *id, kiln_registry_param_fn fn,
                                      void *ctx) {
     int64_t rid;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     kiln_status s = rid_of(reg, id, &rid);
     if (!s)
         s = prepare(reg, "SELECT key, value, num FROM params WHERE rid = ?1 ORDER BY key", &st,
                     "reading params");
     if (s) return s;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = reg_step(st)) == REG_ROW) {
         kiln_registry_param p = {kiln_reg_col_text(st, 0), kiln_reg_col_text(st, 1),
-                                 sqlite3_column_type(st, 2) != SQLITE_NULL,
-                                 sqlite3_column_double(st, 2)};
+                                 !reg_col_null(st, 2),
+                                 reg_col_double(st, 2)};
         if (!p.key || !p.value) continue;
         if (fn(&p, ctx)) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "reading params");
-    sqlite3_finalize(st);
+    if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "reading params");
+    reg_finalize(st);
     return s;
 }
 
 kiln_status kiln_registry_run_metrics(kiln_registry *reg, const char *id,
                                       kiln_registry_metric_fn fn, void *ctx) {
     int64_t rid;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     kiln_status s = rid_of(reg, id, &rid);
     if (!s)
         s = prepare(reg,
                     "SELECT m.name, count(*), min(m.value), max(m.value), l.step, l.value"
                     " FROM metrics m JOIN latest_metrics l ON l.rid = m.rid AND l.name = m.name"
-                    " WHERE m.rid = ?1 GROUP BY m.name ORDER BY m.name",
+                    " WHERE m.rid = ?1 GROUP BY m.name, l.step, l.value ORDER BY m.name",
                     &st, "reading metrics");
     if (s) return s;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0),    sqlite3_column_int64(st, 1),
-                                  sqlite3_column_int64(st, 4), col_double(st, 5),
+    while ((rc = reg_step(st)) == REG_ROW) {
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0),    reg_col_int64(st, 1),
+                                  reg_col_int64(st, 4), col_double(st, 5),
                                   col_double(st, 2),           col_double(st, 3)};
         if (!m.name) continue;
         if (fn(&m, ctx)) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "reading metrics");
-    sqlite3_finalize(st);
+    if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "reading metrics");
+    reg_finalize(st);
     return s;
 }
 
 kiln_status kiln_registry_latest_metrics(kiln_registry *reg, const char *id,
                                          kiln_registry_metric_fn fn, void *ctx) {
     if (!reg || !id || !fn) return kiln_error(KILN_ERR_INVALID, "registry: NULL argument");
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_LATEST_OF);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_LATEST_OF);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, id);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1,   sqlite3_column_int64(st, 1),
+    while ((rc = reg_step(st)) == REG_ROW) {
+        kiln_registry_metric m = {kiln_reg_col_text(st, 0), 1,   reg_col_int64(st, 1),
                                   col_double(st, 2),        NAN, NAN};
         if (m.name && fn(&m, ctx)) break;
     }
     kiln_status s =
-        rc == SQLITE_ROW || rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading metrics");
-    sqlite3_reset(st);
+        rc == REG_ROW || rc == REG_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading metrics");
+    reg_reset(st);
     return s;
 }
 
 kiln_status kiln_registry_metric_history(kiln_registry *reg, const char *id, const char *name,
                                          kiln_registry_point_fn fn, void *ctx) {
     int64_t rid;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     if (!name) return kiln_error(KILN_ERR_INVALID, "registry: NULL metric name");
     kiln_status s = rid_of(reg, id, &rid);
     if (!s)
@@ -458,16 +458,16 @@ kiln_status kiln_registry_metric_history(kiln_registry *reg, const char *id, con
                     " ORDER BY step",
                     &st, "reading a metric");
     if (s) return s;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     kiln_reg_bind_text(st, 2, name);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kiln_registry_point p = {sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1),
+    while ((rc = reg_step(st)) == REG_ROW) {
+        kiln_registry_point p = {reg_col_int64(st, 0), reg_col_double(st, 1),
                                  col_double(st, 2)};
         if (fn(&p, ctx)) break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) s = kiln_reg_fail(reg, rc, "reading a metric");
-    sqlite3_finalize(st);
+    if (rc != REG_ROW && rc != REG_DONE) s = kiln_reg_fail(reg, rc, "reading a metric");
+    reg_finalize(st);
     return s;
 }
 
@@ -503,11 +503,11 @@ kiln_status kiln_registry_remove_run(kiln_registry *reg, const char *id) {
         return kiln_error(KILN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if ((s = kiln_reg_begin(reg))) return s;
-    sqlite3_stmt *st = NULL;
+    reg_stmt *st = NULL;
     if (!(s = prepare(reg, "DELETE FROM runs WHERE rid = ?1", &st, "removing a run"))) {
-        sqlite3_bind_int64(st, 1, rid);
+        reg_bind_int64(st, 1, rid);
         s = kiln_reg_step_done(reg, st, "removing a run");
-        sqlite3_finalize(st);
+        reg_finalize(st);
     }
     return s ? (kiln_reg_rollback(reg), s) : kiln_reg_commit(reg);
 }

@@ -24,6 +24,14 @@
  * `kiln runs` command) reads what the registry missed. The caller's error message is kept
  * intact across close, which runs on error paths.
  *
+ * A database server (PostgreSQL) that cannot be reached is different: it may come back. The
+ * follower then says so once (log.txt and stderr), drops its buffer (every point is in
+ * metrics.jsonl already) and tries again at the next point or save after a wait (RETRY_SEC,
+ * doubling up to RETRY_MAX_SEC); once connected it catches up from the folder (kiln_reg_sync_run:
+ * run.json and metrics.jsonl from the recorded offset) and follows as before. At close it tries
+ * once more; a run that ends while the server is down is recorded by the next `kiln runs sync`
+ * (or any `kiln runs` command). Training never waits for the server beyond a connect timeout.
+ *
  * KILN_REGISTRY=off in the environment leaves the registry out (file systems where SQLite's
  * locking does not work, such as some network file systems, or measuring its cost).
  */
@@ -41,6 +49,8 @@
 #define BATCH     256
 #define BUSY_MS   2000
 #define FLUSH_SEC 1.0
+#define RETRY_SEC     5.0
+#define RETRY_MAX_SEC 60.0
 
 typedef struct {
     int64_t step;
@@ -56,6 +66,11 @@ typedef struct kiln_run_reg {
     int n;
     int64_t end;       /* metrics.jsonl's size after the newest buffered point */
     double last_flush; /* wall time of the last flush */
+    int remote;        /* the registry is a database server */
+    int down;          /* remote, and unreachable since the last try: reg is NULL */
+    double retry_at, retry_wait;
+    char runs_dir[PATH_MAX];
+    kiln_reg_uri uri; /* where the run started: reconnecting goes there */
 } kiln_run_reg;
 
 static int disabled_by_env(void) {
@@ -76,6 +91,55 @@ static void give_up(kiln_rundir *run, kiln_run_reg *r, const char *when) {
     kiln_run_set_follower(run, NULL, NULL);
     kiln_registry_close(r->reg);
     free(r);
+}
+
+static double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The server went away: say so once, keep following without it (see the top of this file). */
+static void go_down(kiln_rundir *run, kiln_run_reg *r, const char *when) {
+    if (!r->down) {
+        char msg[1400];
+        snprintf(msg, sizeof msg,
+                 "warning: run registry: %s: %s; the run goes on, its points stay in the run "
+                 "folder and go to the registry when it is back (or with kiln runs sync)",
+                 when, kiln_last_error());
+        fprintf(stderr, "kiln: %s\n", msg);
+        if (run->log_fd >= 0) kiln_run_log(run, "%s", msg);
+        r->retry_wait = RETRY_SEC;
+    } else if ((r->retry_wait *= 2) > RETRY_MAX_SEC) {
+        r->retry_wait = RETRY_MAX_SEC;
+    }
+    kiln_error_clear();
+    kiln_registry_close(r->reg);
+    r->reg = NULL, r->down = 1, r->n = 0;
+    r->retry_at = now_sec() + r->retry_wait;
+}
+
+/* Reconnects and catches up from the folder; 1 when the registry is back. */
+static int try_back(kiln_rundir *run, kiln_run_reg *r, int now) {
+    if (!now && now_sec() < r->retry_at) return 0;
+    kiln_status s = kiln_reg_open_uri(r->runs_dir, &r->uri, BUSY_MS, &r->reg);
+    if (!s) s = kiln_reg_sync_run(r->reg, r->id, NULL);
+    if (!s && !(s = kiln_reg_begin(r->reg))) {
+        kiln_run_info info = kiln_run_get_info(run);
+        s = kiln_reg_put_run(r->reg, r->id, &info, NULL, &r->rid);
+        s = s ? (kiln_reg_rollback(r->reg), s) : kiln_reg_commit(r->reg);
+    }
+    if (s) {
+        go_down(run, r, "reconnecting");
+        return 0;
+    }
+    r->down = 0, r->n = 0;
+    fprintf(stderr, "kiln: run registry: %s is back; the run is caught up\n",
+            kiln_registry_path(r->reg));
+    if (run->log_fd >= 0)
+        kiln_run_log(run, "run registry: %s is back; the run is caught up",
+                     kiln_registry_path(r->reg));
+    return 1;
 }
 
 static kiln_status flush_points(kiln_run_reg *r) {
@@ -99,16 +163,16 @@ static kiln_status write_out(kiln_rundir *run, kiln_run_reg *r, int save) {
         kiln_run_info info = kiln_run_get_info(run);
         kiln_reg_json_stamp(run->path, stamp);
         s = kiln_reg_put_run(r->reg, r->id, &info, stamp[0] ? stamp : NULL, &r->rid);
-        sqlite3_stmt *st = s ? NULL : kiln_reg_stmt(r->reg, REG_RUN_STATE);
+        reg_stmt *st = s ? NULL : kiln_reg_stmt(r->reg, REG_RUN_STATE);
         if (!s && !st) s = KILN_ERR_IO;
         if (!s) {
             kiln_reg_bind_text(st, 1, r->id);
-            int rc = sqlite3_step(st);
-            const char *have = rc == SQLITE_ROW ? kiln_reg_col_text(st, 3) : NULL;
+            int rc = reg_step(st);
+            const char *have = rc == REG_ROW ? kiln_reg_col_text(st, 3) : NULL;
             const char *want = info.config_hash ? info.config_hash : "";
-            int stale = rc == SQLITE_ROW && (!have || strcmp(have, want));
-            sqlite3_reset(st);
-            if (rc != SQLITE_ROW) s = kiln_reg_fail(r->reg, rc, "reading a run");
+            int stale = rc == REG_ROW && (!have || strcmp(have, want));
+            reg_reset(st);
+            if (rc != REG_ROW) s = kiln_reg_fail(r->reg, rc, "reading a run");
             if (!s && stale && !(s = kiln_run_join(file, sizeof file, run->path, "config.yaml")))
                 s = kiln_reg_put_params(r->reg, r->rid, file, info.config_hash);
         }
@@ -146,24 +210,52 @@ static kiln_status locate(const kiln_rundir *run, char *runs_dir, size_t cap, ch
 static void on_point(void *ctx, kiln_rundir *run, int64_t step, double wall_time,
                      kiln_split split, const char *name, double value, int64_t end) {
     kiln_run_reg *r = ctx;
+    if (r->down) {
+        try_back(run, r, 0);
+        return;
+    }
     pending *p = &r->points[r->n++];
     p->step = step, p->wall_time = wall_time, p->value = value;
     kiln_reg_metric_name(split, name, p->name, sizeof p->name);
     r->end = end;
     if (r->n < BATCH && wall_time - r->last_flush < FLUSH_SEC) return;
     r->last_flush = wall_time;
-    if (write_out(run, r, 0)) give_up(run, r, "recording metrics");
+    if (write_out(run, r, 0)) {
+        if (r->remote) go_down(run, r, "recording metrics");
+        else give_up(run, r, "recording metrics");
+    }
 }
 
 static void on_saved(void *ctx, kiln_rundir *run) {
     kiln_run_reg *r = ctx;
-    if (write_out(run, r, 1)) give_up(run, r, "recording the run");
+    if (r->down && !try_back(run, r, 0)) return;
+    if (write_out(run, r, 1)) {
+        if (r->remote) go_down(run, r, "recording the run");
+        else give_up(run, r, "recording the run");
+    }
 }
 
 /* Close runs on error paths too: the caller's message survives it. */
 static void on_closing(void *ctx, kiln_rundir *run) {
     kiln_run_reg *r = ctx;
-    if (r->n) {
+    if (r->down) {
+        char keep[1024];
+        snprintf(keep, sizeof keep, "%s", kiln_last_error());
+        if (!try_back(run, r, 1)) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "run registry: still unreachable at the end of the run: kiln runs sync "
+                     "(or any kiln runs command) records it when it is back");
+            fprintf(stderr, "kiln: %s\n", msg);
+            if (run->log_fd >= 0) kiln_run_log(run, "%s", msg);
+        }
+        kiln_error(KILN_OK, "%s", keep);
+        if (r->down) {
+            free(r);
+            return;
+        }
+        /* back: try_back caught up with the folder, which holds every point */
+    } else if (r->n) {
         char keep[1024];
         snprintf(keep, sizeof keep, "%s", kiln_last_error());
         int failed = write_out(run, r, 0) != KILN_OK;
@@ -180,16 +272,17 @@ static const kiln_run_follower follower = {
 
 void kiln_registry_follow_run(kiln_rundir *run, int created) {
     if (disabled_by_env() || !run || !run->writable) return;
-    if (kiln_mlflow_is_uri(getenv("KILN_REGISTRY"))) { /* mirror to MLflow (mlflow_client.c) */
-        kiln_mlflow_follow_run(run, getenv("KILN_REGISTRY"));
+    kiln_reg_uri where;
+    if (!kiln_reg_uri_current(&where) && where.kind == REG_URI_MLFLOW) { /* mlflow_client.c */
+        kiln_mlflow_follow_run(run, where.conninfo);
         return;
     }
     kiln_run_reg *r = calloc(1, sizeof *r);
     if (!r) return; /* no memory for the buffer: the folder alone then */
     kiln_run_set_follower(run, &follower, r);
-    char runs_dir[PATH_MAX];
-    kiln_status s = locate(run, runs_dir, sizeof runs_dir, r->id, sizeof r->id);
-    if (!s) s = kiln_reg_open(runs_dir, BUSY_MS, &r->reg);
+    kiln_status s = locate(run, r->runs_dir, sizeof r->runs_dir, r->id, sizeof r->id);
+    if (!s && !(s = kiln_reg_uri_current(&r->uri))) r->remote = r->uri.kind == REG_URI_PG;
+    if (!s) s = kiln_reg_open_uri(r->runs_dir, &r->uri, BUSY_MS, &r->reg);
     if (!s && !created) s = kiln_reg_sync_run(r->reg, r->id, NULL);
     if (!s && !(s = kiln_reg_begin(r->reg))) {
         kiln_run_info info = kiln_run_get_info(run);
@@ -198,8 +291,9 @@ void kiln_registry_follow_run(kiln_rundir *run, int created) {
         s = kiln_reg_put_run(r->reg, r->id, &info, created && stamp[0] ? stamp : NULL, &r->rid);
         s = s ? (kiln_reg_rollback(r->reg), s) : kiln_reg_commit(r->reg);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    r->last_flush = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-    if (s) give_up(run, r, created ? "registering the run" : "registering the resumed run");
+    r->last_flush = now_sec();
+    if (s && r->remote)
+        go_down(run, r, created ? "registering the run" : "registering the resumed run");
+    else if (s)
+        give_up(run, r, created ? "registering the run" : "registering the resumed run");
 }

@@ -57,9 +57,9 @@ static int import_point(const kiln_metric_point *p, void *ctx) {
 
 /* Runs statement `which`, whose only parameter is the run's rid. */
 static kiln_status by_rid(kiln_registry *reg, int which, int64_t rid) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, which);
+    reg_stmt *st = kiln_reg_stmt(reg, which);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     return kiln_reg_step_done(reg, st, "clearing metrics");
 }
 
@@ -112,24 +112,24 @@ typedef struct {
 
 static kiln_status read_state(kiln_registry *reg, const char *id, row_state *r) {
     memset(r, 0, sizeof *r);
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_STATE);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_RUN_STATE);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, id);
-    int rc = sqlite3_step(st);
+    int rc = reg_step(st);
     kiln_status s = KILN_OK;
-    if (rc == SQLITE_ROW) {
+    if (rc == REG_ROW) {
         const char *a = kiln_reg_col_text(st, 1), *b = kiln_reg_col_text(st, 3),
                    *c = kiln_reg_col_text(st, 4);
         r->exists = 1;
-        r->rid = sqlite3_column_int64(st, 0);
-        r->offset = sqlite3_column_int64(st, 2);
+        r->rid = reg_col_int64(st, 0);
+        r->offset = reg_col_int64(st, 2);
         if ((a && !(r->stamp = strdup(a))) || (b && !(r->params_hash = strdup(b))) ||
             (c && !(r->config_hash = strdup(c))))
             s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
-    } else if (rc != SQLITE_DONE) {
+    } else if (rc != REG_DONE) {
         s = kiln_reg_fail(reg, rc, "reading a run");
     }
-    sqlite3_reset(st);
+    reg_reset(st);
     return s;
 }
 
@@ -231,15 +231,15 @@ static int64_t keep_str(known_runs *k, const char *s) {
 }
 
 static kiln_status load_known(kiln_registry *reg, known_runs *k) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(reg->db,
-                                "SELECT id, json_stamp, metrics_offset,"
-                                " coalesce(params_hash = coalesce(config_hash, ''), 0),"
-                                " status != 'running' FROM runs ORDER BY id",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK) return kiln_reg_fail(reg, rc, "reading runs");
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db,
+                         "SELECT id, json_stamp, metrics_offset,"
+                         " CASE WHEN params_hash = coalesce(config_hash, '') THEN 1 ELSE 0 END,"
+                         " CASE WHEN status != 'running' THEN 1 ELSE 0 END FROM runs ORDER BY id",
+                         &st);
+    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "reading runs");
     int oom = 0;
-    while (!oom && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (!oom && (rc = reg_step(st)) == REG_ROW) {
         if (k->n == k->cap) {
             size_t cap = k->cap ? 2 * k->cap : 1024;
             known_run *v = realloc(k->v, cap * sizeof *v);
@@ -256,20 +256,20 @@ static kiln_status load_known(kiln_registry *reg, known_runs *k) {
         }
         known_run *r = &k->v[k->n++];
         *r = (known_run){.id_at = (size_t)id,
-                         .offset = sqlite3_column_int64(st, 2),
-                         .params_current = sqlite3_column_int(st, 3),
-                         .sealed = sqlite3_column_int(st, 4)};
+                         .offset = reg_col_int64(st, 2),
+                         .params_current = (int)reg_col_int64(st, 3),
+                         .sealed = (int)reg_col_int64(st, 4)};
         const char *stamp = kiln_reg_col_text(st, 1);
         if (!stamp ||
             sscanf(stamp, "%llu:%llu.%llu:%llu", &r->ino, &r->sec, &r->nsec, &r->size) != 4)
             r->ino = r->sec = r->nsec = r->size = ~0ull; /* matches no file */
     }
-    sqlite3_finalize(st);
+    reg_finalize(st);
     if (oom) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
     for (size_t i = 0; i < k->n; i++) {
         k->v[i].id = k->arena + k->v[i].id_at;
     }
-    return rc == SQLITE_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading runs");
+    return rc == REG_DONE ? KILN_OK : kiln_reg_fail(reg, rc, "reading runs");
 }
 
 static known_run *find_known(known_runs *k, const char *id) {
@@ -376,9 +376,9 @@ static kiln_status forget_gone(kiln_registry *reg, known_runs *k, kiln_registry_
     if (!gone) return KILN_OK;
     kiln_status s = kiln_reg_begin(reg);
     if (s) return s;
-    sqlite3_stmt *st2 = NULL;
-    int rc = sqlite3_prepare_v2(reg->db, "DELETE FROM runs WHERE id = ?1", -1, &st2, NULL);
-    if (rc != SQLITE_OK) s = kiln_reg_fail(reg, rc, "forgetting removed runs");
+    reg_stmt *st2 = NULL;
+    int rc = reg_prepare(reg->db, "DELETE FROM runs WHERE id = ?1", &st2);
+    if (rc != REG_OK) s = kiln_reg_fail(reg, rc, "forgetting removed runs");
     for (size_t i = 0; !s && i < k->n; i++) {
         if (k->v[i].seen || kiln_reg_run_path(reg, k->v[i].id, path, sizeof path) ||
             lstat(path, &st) == 0 || errno != ENOENT)
@@ -386,7 +386,7 @@ static kiln_status forget_gone(kiln_registry *reg, known_runs *k, kiln_registry_
         kiln_reg_bind_text(st2, 1, k->v[i].id);
         if (!(s = kiln_reg_step_done(reg, st2, "forgetting a removed run"))) stats->removed++;
     }
-    sqlite3_finalize(st2);
+    reg_finalize(st2);
     if (s) {
         kiln_reg_rollback(reg);
         stats->removed = 0;

@@ -12,6 +12,10 @@
  * ("[1, 28, 28]", "[accuracy]"): that is how a reader thinks of input shapes and metric lists.
  * A null scalar is "null"; an empty map or list "{}" / "[]". Unquoted scalars that parse as YAML
  * numbers also get their number.
+ *
+ * Points on a database server go in multi-row upserts of up to REG_PENDING_MAX (one round trip
+ * for many points instead of one each); a later point for the same run, name and step replaces
+ * a waiting one, as the upsert would (PostgreSQL refuses one statement touching a row twice).
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,26 +35,26 @@ void kiln_reg_metric_name(kiln_split split, const char *name, char *out, size_t 
 }
 
 static kiln_status experiment_id(kiln_registry *reg, const char *name, int64_t *eid) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_EXPERIMENT_GET);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_EXPERIMENT_GET);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, name);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *eid = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
+    int rc = reg_step(st);
+    if (rc == REG_ROW) {
+        *eid = reg_col_int64(st, 0);
+        reg_reset(st);
         return KILN_OK;
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return kiln_reg_fail(reg, rc, "reading experiments");
+    reg_reset(st);
+    if (rc != REG_DONE) return kiln_reg_fail(reg, rc, "reading experiments");
     if (!(st = kiln_reg_stmt(reg, REG_EXPERIMENT_ADD))) return KILN_ERR_IO;
     char now[24];
     kiln_run_iso_time((long long)time(NULL), now);
     kiln_reg_bind_text(st, 1, name);
     kiln_reg_bind_text(st, 2, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *eid = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "adding an experiment");
+    rc = reg_step(st);
+    if (rc == REG_ROW) *eid = reg_col_int64(st, 0);
+    reg_reset(st);
+    return rc == REG_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "adding an experiment");
 }
 
 kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_info *info,
@@ -72,36 +76,36 @@ kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_
     }
     char seed[24];
     if (info->has_seed) snprintf(seed, sizeof seed, "%llu", (unsigned long long)info->seed);
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_UPSERT);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_RUN_UPSERT);
     if (!st) return KILN_ERR_IO;
     kiln_reg_bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, eid);
+    reg_bind_int64(st, 2, eid);
     kiln_reg_bind_text(st, 3, info->name ? info->name : id);
     kiln_reg_bind_text(st, 4, status);
     kiln_reg_bind_text(st, 5, message);
     kiln_reg_bind_text(st, 6, info->start_time ? info->start_time : "");
     kiln_reg_bind_text(st, 7, end);
     kiln_reg_bind_text(st, 8, info->host);
-    sqlite3_bind_int64(st, 9, info->pid);
+    reg_bind_int64(st, 9, info->pid);
     kiln_reg_bind_text(st, 10, info->kiln_version);
     kiln_reg_bind_text(st, 11, info->has_seed ? seed : NULL);
     kiln_reg_bind_text(st, 12, info->config_hash);
     kiln_reg_bind_text(st, 13, info->command);
-    sqlite3_bind_int64(st, 14, info->epochs_completed);
-    sqlite3_bind_int64(st, 15, info->steps);
+    reg_bind_int64(st, 14, info->epochs_completed);
+    reg_bind_int64(st, 15, info->steps);
     kiln_reg_bind_text(st, 16, info->checkpoint);
     kiln_reg_bind_text(st, 17, stamp);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *rid = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "recording a run");
+    int rc = reg_step(st);
+    if (rc == REG_ROW) *rid = reg_col_int64(st, 0);
+    reg_reset(st);
+    return rc == REG_ROW ? KILN_OK : kiln_reg_fail(reg, rc, "recording a run");
 }
 
 /* ---- params ---- */
 
 typedef struct {
     kiln_registry *reg;
-    sqlite3_stmt *st;
+    reg_stmt *st;
     int64_t rid;
     kiln_status s;
 } flattener;
@@ -109,13 +113,13 @@ typedef struct {
 static void add_param(flattener *f, const char *key, const char *value, const kiln_cfg *scalar) {
     if (f->s) return;
     double num;
-    sqlite3_bind_int64(f->st, 1, f->rid);
+    reg_bind_int64(f->st, 1, f->rid);
     kiln_reg_bind_text(f->st, 2, key);
     kiln_reg_bind_text(f->st, 3, value);
     if (scalar && kiln_cfg_parse_num(scalar, &num) == 0)
-        sqlite3_bind_double(f->st, 4, num);
+        reg_bind_double(f->st, 4, num);
     else
-        sqlite3_bind_null(f->st, 4);
+        reg_bind_null(f->st, 4);
     f->s = kiln_reg_step_done(f->reg, f->st, "recording a param");
 }
 
@@ -177,9 +181,9 @@ static void flatten(flattener *f, const kiln_cfg *c, char *key, size_t len) {
 
 kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *config_path,
                                 const char *hash) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_PARAMS_CLEAR);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_PARAMS_CLEAR);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     kiln_status s = kiln_reg_step_done(reg, st, "clearing params");
     if (s) return s;
     kiln_cfg *cfg = NULL;
@@ -196,7 +200,7 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
         kiln_error_clear(); /* a run without a readable config simply has no params */
     }
     if (!(st = kiln_reg_stmt(reg, REG_RUN_PARAMS_HASH))) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 1, rid);
     kiln_reg_bind_text(st, 2, hash ? hash : "");
     return kiln_reg_step_done(reg, st, "recording params");
 }
@@ -205,15 +209,15 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
 
 static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
                               double value) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_LATEST_ADD);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_LATEST_ADD);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, step);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_text(st, 2, name);
+    reg_bind_int64(st, 3, step);
     if (isnan(value))
-        sqlite3_bind_null(st, 4);
+        reg_bind_null(st, 4);
     else
-        sqlite3_bind_double(st, 4, value);
+        reg_bind_double(st, 4, value);
     return kiln_reg_step_done(reg, st, "recording a metric");
 }
 
@@ -239,27 +243,105 @@ static int keep_latest(reg_latest *l, const char *name, int64_t step, double val
     return 0;
 }
 
+#define REG_PENDING_MAX 200 /* 5 parameters each: 1000 in a statement */
+
+typedef struct reg_pending {
+    int n;
+    struct {
+        int64_t rid, step;
+        double wall_time, value;
+        char name[208];
+    } v[REG_PENDING_MAX];
+} reg_pending;
+
+void kiln_reg_drop_points(kiln_registry *reg) {
+    if (reg->pending) reg->pending->n = 0;
+}
+
+kiln_status kiln_reg_flush_points(kiln_registry *reg) {
+    reg_pending *p = reg->pending;
+    if (!p || !p->n) return KILN_OK;
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&sql, &len);
+    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    fputs("INSERT INTO metrics(rid, name, step, wall_time, value) VALUES ", o);
+    for (int i = 0; i < p->n; i++) fprintf(o, "%s(?, ?, ?, ?, ?)", i ? ", " : "");
+    fputs(" ON CONFLICT(rid, name, step) DO UPDATE SET wall_time = excluded.wall_time,"
+          " value = excluded.value",
+          o);
+    if (fclose(o) != 0 || !sql) {
+        free(sql);
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    }
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db, sql, &st);
+    free(sql);
+    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "recording metrics");
+    for (int i = 0, k = 1; i < p->n; i++) {
+        reg_bind_int64(st, k++, p->v[i].rid);
+        reg_bind_text(st, k++, p->v[i].name);
+        reg_bind_int64(st, k++, p->v[i].step);
+        reg_bind_double(st, k++, isfinite(p->v[i].wall_time) ? p->v[i].wall_time : 0);
+        if (isnan(p->v[i].value))
+            reg_bind_null(st, k++);
+        else
+            reg_bind_double(st, k++, p->v[i].value);
+    }
+    kiln_status s = kiln_reg_step_done(reg, st, "recording metrics");
+    reg_finalize(st);
+    p->n = 0;
+    return s;
+}
+
+/* Keeps the point for a multi-row statement (a database server). */
+static kiln_status pend_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
+                              double wall_time, double value) {
+    if (!reg->pending && !(reg->pending = calloc(1, sizeof *reg->pending)))
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    reg_pending *p = reg->pending;
+    for (int i = p->n - 1; i >= 0; i--)
+        if (p->v[i].rid == rid && p->v[i].step == step && !strcmp(p->v[i].name, name)) {
+            p->v[i].wall_time = wall_time, p->v[i].value = value;
+            return KILN_OK;
+        }
+    if (p->n == REG_PENDING_MAX) {
+        kiln_status s = kiln_reg_flush_points(reg);
+        if (s) return s;
+    }
+    p->v[p->n].rid = rid, p->v[p->n].step = step;
+    p->v[p->n].wall_time = wall_time, p->v[p->n].value = value;
+    snprintf(p->v[p->n].name, sizeof p->v[p->n].name, "%s", name);
+    p->n++;
+    return KILN_OK;
+}
+
 kiln_status kiln_reg_put_point(kiln_registry *reg, int64_t rid, const char *name, int64_t step,
                                double wall_time, double value, reg_latest *latest) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
+    if (reg->remote && strlen(name) < sizeof reg->pending->v[0].name) {
+        kiln_status s = pend_point(reg, rid, name, step, wall_time, value);
+        if (s || (latest && keep_latest(latest, name, step, value) == 0)) return s;
+        return latest_one(reg, rid, name, step, value);
+    }
+    reg_stmt *st = kiln_reg_stmt(reg, REG_POINT_ADD);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, step);
-    sqlite3_bind_double(st, 4, isfinite(wall_time) ? wall_time : 0);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_text(st, 2, name);
+    reg_bind_int64(st, 3, step);
+    reg_bind_double(st, 4, isfinite(wall_time) ? wall_time : 0);
     if (isnan(value))
-        sqlite3_bind_null(st, 5);
+        reg_bind_null(st, 5);
     else
-        sqlite3_bind_double(st, 5, value);
+        reg_bind_double(st, 5, value);
     kiln_status s = kiln_reg_step_done(reg, st, "recording a metric");
     if (s || (latest && keep_latest(latest, name, step, value) == 0)) return s;
     return latest_one(reg, rid, name, step, value);
 }
 
 kiln_status kiln_reg_set_offset(kiln_registry *reg, int64_t rid, int64_t offset) {
-    sqlite3_stmt *st = kiln_reg_stmt(reg, REG_RUN_OFFSET);
+    reg_stmt *st = kiln_reg_stmt(reg, REG_RUN_OFFSET);
     if (!st) return KILN_ERR_IO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, offset);
+    reg_bind_int64(st, 1, rid);
+    reg_bind_int64(st, 2, offset);
     return kiln_reg_step_done(reg, st, "recording the metrics offset");
 }

@@ -8,6 +8,14 @@ TMP=$(mktemp -d /tmp/kiln-cli-test-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 FMNIST=/usr/share/datasets/fashion-mnist
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# KILN_TEST_PG=postgresql://... runs the test against that PostgreSQL server: every runs folder
+# gets a schema of its own there (?schema=auto); PG=1 lets a test skip what only SQLite has.
+PG=""
+if [ -n "${KILN_TEST_PG:-}" ]; then
+    case "$KILN_TEST_PG" in *\?*) export KILN_REGISTRY="$KILN_TEST_PG&schema=auto" ;;
+                            *) export KILN_REGISTRY="$KILN_TEST_PG?schema=auto" ;; esac
+    PG=1
+fi
 passed=0
 failed=0
 current=""
