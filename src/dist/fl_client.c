@@ -149,7 +149,7 @@ kiln_status kiln_fl_client(const kiln_fl_client_opts *o, int *usage_error) {
     for (int i = 0; !st && i < o->n_sets; i++) st = kiln_config_set(cfg, o->sets[i]);
     if (!st) st = kiln_config_resolve(cfg);
     if (!st && !(st = kiln_model_build(cfg, &m))) has_model = 1;
-    if (!st) st = kiln_graph_init_params(m.graph);
+    if (!st && !(st = kiln_graph_init_params(m.graph))) kiln_fl_zero_gaps(m.graph);
     char dir[4096];
     int made = 0;
     if (!st) {

@@ -37,6 +37,9 @@ typedef struct {
 kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out,
                                 int64_t *samples, int *usage, int keep);
 
+/* Sets the flat parameter buffer's alignment gaps to 0 (fl_run.c): bodies carry 0 there. */
+void kiln_fl_zero_gaps(kiln_graph *g);
+
 /* rm -r path (a folder of our own making). */
 void kiln_fl_remove_tree(const char *path);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dist/fl_internal.h"
 #include "kiln/checkpoint.h"
@@ -75,6 +76,22 @@ static kiln_status restore(fl_global *G) {
     return st;
 }
 
+/* The flat buffer's gaps between parameters (alignment) set to 0: updates arrive with 0 there,
+ * and norms and checks run over the whole buffer. */
+void kiln_fl_zero_gaps(kiln_graph *g) {
+    float *p = kiln_graph_params(g);
+    size_t n = kiln_graph_params_size(g);
+    unsigned char *used = calloc(n ? n : 1, 1);
+    if (!used) return;
+    for (int i = 0; i < kiln_graph_param_count(g); i++) {
+        const kiln_param_info *pi = kiln_graph_param_info(g, i);
+        memset(used + pi->offset, 1, pi->numel);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!used[i]) p[i] = 0;
+    free(used);
+}
+
 kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, const char *what,
                                 int *usage) {
     memset(G, 0, sizeof *G);
@@ -105,6 +122,7 @@ kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, cons
     if ((st = kiln_model_build(G->cfg, &G->m))) return st;
     G->has_model = 1;
     if ((st = kiln_graph_init_params(G->m.graph))) return st;
+    kiln_fl_zero_gaps(G->m.graph);
     if ((st = kiln_inputs_load(G->cfg, &G->m, &G->in))) {
         *usage = !G->in.data_error;
         return st;
@@ -240,11 +258,10 @@ kiln_status kiln_fl_global_close(fl_global *G, kiln_status st) {
     if (G->run) {
         if (!st && G->round > 0 && G->round == G->rounds) {
             char p[4400];
+            struct stat sb;
             snprintf(p, sizeof p, "%s/export/%d", G->dir, G->round);
-            FILE *f = fopen(p, "r");
-            if (f) fclose(f);
-            int64_t v = 0;
-            if (!f) st = kiln_export_run(G->dir, NULL, NULL, G->round, &v);
+            int64_t v = G->round;
+            if (stat(p, &sb) != 0) st = kiln_export_run(G->dir, NULL, NULL, G->round, &v);
             if (!st) kiln_fl_log(G, "exported the global model of round %d as version %lld",
                                  G->round, (long long)v);
         }

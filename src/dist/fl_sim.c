@@ -98,7 +98,7 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
         free(h);
     }
     if (!st && !(st = kiln_model_build(G.cfg, &cm))) has_cm = 1;
-    if (!st) st = kiln_graph_init_params(cm.graph);
+    if (!st && !(st = kiln_graph_init_params(cm.graph))) kiln_fl_zero_gaps(cm.graph);
     char tmp[4200], gpath[4300], cpath[4300];
     snprintf(tmp, sizeof tmp, "%s/fl-tmp", G.dir);
     snprintf(gpath, sizeof gpath, "%s/global.safetensors", tmp);
