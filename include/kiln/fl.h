@@ -112,7 +112,8 @@ typedef struct {
     const char *name;      /* run name */
     const char *resume;    /* a run folder or "latest" */
     int rounds;
-    int min_clients;       /* default 2 */
+    int min_clients;       /* updates a round needs (default 2) */
+    int min_available;     /* clients waiting before a round is sampled (0: min_clients) */
     double fraction_fit;   /* default 1 */
     int local_epochs;      /* default 1 */
     kiln_fl_opts strategy;

@@ -36,6 +36,7 @@ static const char *HELP =
     "  --token T                  shared bearer token clients must send (else 401/403)\n"
     "  --tls-cert F --tls-key F   serve HTTPS with this certificate and key (PEM)\n"
     "  --client-ca F              require client certificates signed by this CA (PEM)\n"
+    "  --min-available N          clients waiting before a round is sampled (default min-clients)\n"
     "  --round-timeout S          seconds a round waits for its clients (default 600)\n"
     "  --wait-timeout S           give up when too few clients come for S seconds (default never)\n"
     "  --max-retries N            retries of a round with too few updates (default 5)\n"
@@ -50,6 +51,7 @@ static const char *HELP =
     "  --shard I/N                train on part I (0-based) of N of the training rows\n"
     "  --work-dir D               keep local runs here (default: a temporary folder)\n"
     "  --threads N                compute threads\n"
+    "  --give-up S                exit when the server has not answered for S s (default 60)\n"
     "  --inject FAULT             tests: garbage|shape|nan|scale:K|drop|sleep:S\n"
     "simulate only:\n"
     "  --clients N                simulated clients (required)\n"
@@ -61,7 +63,7 @@ enum {
     O_CLIP, O_EXPORT, O_EVAL_LIMIT, O_RUNS, O_NAME, O_SET, O_HOST, O_PORT, O_TOKEN, O_CERT, O_KEY,
     O_CLIENT_CA, O_ROUND_TO, O_WAIT_TO, O_RETRIES, O_RESUME, O_PORT_FILE, O_SERVER, O_ID, O_CA,
     O_CCERT, O_CKEY, O_DATA, O_LIMIT, O_SHARD, O_WORK, O_THREADS, O_INJECT, O_CLIENTS, O_PART,
-    O_HELP
+    O_AVAIL, O_GIVE_UP, O_HELP
 };
 
 static int num(const char *cmd, const char *flag, const char *v, double lo, double *out) {
@@ -101,6 +103,7 @@ int kiln_cmd_fl(int argc, char **argv) {
         {"data", 1, 0, O_DATA}, {"limit", 1, 0, O_LIMIT}, {"shard", 1, 0, O_SHARD},
         {"work-dir", 1, 0, O_WORK}, {"threads", 1, 0, O_THREADS}, {"inject", 1, 0, O_INJECT},
         {"clients", 1, 0, O_CLIENTS}, {"partition", 1, 0, O_PART}, {"help", 0, 0, O_HELP},
+        {"min-available", 1, 0, O_AVAIL}, {"give-up", 1, 0, O_GIVE_UP},
         {0, 0, 0, 0}};
     char cmd[32];
     snprintf(cmd, sizeof cmd, "fl %s", sub);
@@ -183,6 +186,8 @@ int kiln_cmd_fl(int argc, char **argv) {
         case O_INJECT: co.inject = optarg; break;
         case O_CLIENTS: NUM(1); so.clients = (int)x; break;
         case O_PART: so.partition = optarg; break;
+        case O_AVAIL: ONLY(server, "server"); NUM(1); o->min_available = (int)x; break;
+        case O_GIVE_UP: ONLY(client, "client"); NUM(0.001); co.give_up_seconds = x; break;
         case O_HELP: fputs(HELP, stdout); rc = KILN_EXIT_OK; goto out;
         default: kiln_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); goto out;
         }

@@ -93,15 +93,20 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
         free(body);
         body = strdup("this is not a safetensors file");
         len = body ? strlen(body) : 0;
-    } else if (!strcmp(inj, "shape")) { /* the first tensor claims one value fewer */
+    } else if (!strcmp(inj, "shape")) { /* the first 2-D tensor's dims swapped: [a,b] -> [b,a] */
         uint64_t hl = 0;
         for (int i = 0; i < 8; i++) hl |= (uint64_t)(unsigned char)body[i] << (8 * i);
-        char *h = body + 8, *sh = strstr(h, "\"shape\":[");
-        if (sh && (size_t)(sh - h) < hl) {
-            char *end = strchr(sh, ']');
-            if (end && end[-1] >= '2' && end[-1] <= '9') end[-1]--; /* a dimension one smaller */
-            else if (end && end[-1] == '1' && end[-2] == '[') end[-1] = '2';
-            else if (end && end[-1] >= '0') end[-1] = end[-1] == '0' ? '1' : '0';
+        char *h = body + 8, *sh = h;
+        while ((sh = strstr(sh, "\"shape\":[")) && (size_t)(sh - h) < hl) {
+            long a = 0, b = 0;
+            int used = 0;
+            sh += 9;
+            if (sscanf(sh, "%ld,%ld]%n", &a, &b, &used) == 2 && used > 0 && a != b) {
+                char sw[64];
+                int k = snprintf(sw, sizeof sw, "%ld,%ld]", b, a);
+                if (k == used) memcpy(sh, sw, (size_t)k); /* same length: the framing holds */
+                break;
+            }
         }
     }
     char url[2048];
@@ -111,7 +116,11 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
     size_t rl = 0;
     st = kiln_web_fetch(fo, "POST", url, body, len, &status, &resp, &rl);
     free(body);
-    if (!st) {
+    if (st) { /* the server went away mid-round: keep polling (it may come back resumed) */
+        printf("fl client %s: round %s: the update could not be sent: %s\n", id, round,
+               kiln_last_error());
+        st = KILN_OK;
+    } else {
         if (status == 200)
             printf("fl client %s: round %s: update accepted\n", id, round);
         else if (status == 401 || status == 403)

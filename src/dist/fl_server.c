@@ -15,8 +15,8 @@
  *   GET  /fl/v1/status           {"round", "rounds", "open", "clients", "sampled", "received"}
  * Missing credentials are 401, wrong ones 403, and neither ever gets model bytes.
  *
- * Rounds. The driver (the calling thread) waits until at least min_clients clients are
- * waiting (polled in the last few seconds and hold no task), samples max(min_clients,
+ * Rounds. The driver (the calling thread) waits until at least min_available (at least
+ * min_clients) clients are waiting (polled in the last few seconds and hold no task), samples max(min_clients,
  * ceil(fraction_fit * waiting)) of them at random, and opens the round: sampled clients get the
  * task when they poll. It waits until every sampled client answered (accepted or refused) or
  * the round deadline passes, then closes the round (later updates are 409). With at least
@@ -273,21 +273,22 @@ static kiln_status run_rounds(srv *s) {
         for (int tries = 0;; tries++) {
             pthread_mutex_lock(&s->mu);
             double t0 = now_s(), said = 0;
+            int need = o->min_available > o->min_clients ? o->min_available : o->min_clients;
             for (;;) {
                 int waiting = 0;
                 double t = now_s();
                 for (int i = 0; i < s->ncl; i++) waiting += is_waiting(s, &s->cl[i], t);
-                if (waiting >= o->min_clients) break;
+                if (waiting >= need) break;
                 if (o->wait_timeout > 0 && t - t0 > o->wait_timeout) {
                     pthread_mutex_unlock(&s->mu);
                     return kiln_error(KILN_ERR_IO, "round %d: fewer than %d clients came within "
-                                      "%.0f s (--wait-timeout)", round, o->min_clients, o->wait_timeout);
+                                      "%.0f s (--wait-timeout)", round, need, o->wait_timeout);
                 }
                 if (t - said > 30) {
                     said = t;
                     pthread_mutex_unlock(&s->mu);
                     kiln_fl_log(&s->G, "round %d: waiting for %d client%s (%d waiting)", round,
-                                o->min_clients, o->min_clients == 1 ? "" : "s", waiting);
+                                need, need == 1 ? "" : "s", waiting);
                     pthread_mutex_lock(&s->mu);
                 }
                 wait_until(s, now_s() + 0.2);
