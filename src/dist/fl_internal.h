@@ -27,6 +27,8 @@ typedef struct {
     int64_t limit;             /* first N training rows (0: all) */
     int shard, shards;         /* part shard of shards (shards <= 1: all) */
     int drop_eval;             /* no validation or test split (simulation) */
+    int no_early_stop;         /* the config has train.early_stopping: turn it off (it needs
+                                  the validation split drop_eval removes) */
     const char *runs_dir;
     int threads;
 } fl_local_opts;

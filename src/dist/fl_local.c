@@ -148,7 +148,10 @@ void kiln_fl_remove_tree(const char *path) {
 kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out,
                                 int64_t *samples, int *usage, int keep) {
     *usage = 0;
-    int n = o->n_sets + 2;
+    static const char *const NO_EARLY[] = {"train.early_stopping.monitor=loss",
+                                           "train.early_stopping.restore_best=false",
+                                           "train.early_stopping.patience=1000000000"};
+    int n = o->n_sets + 2 + (o->no_early_stop ? 3 : 0);
     const char **sets = malloc((size_t)n * sizeof *sets);
     char *init = malloc(strlen(o->init_path) + 32), epochs[64];
     if (!sets || !init) {
@@ -159,6 +162,7 @@ kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *ou
     sprintf(init, "model.init_from=%s", o->init_path);
     snprintf(epochs, sizeof epochs, "train.epochs=%d", o->epochs > 0 ? o->epochs : 1);
     sets[o->n_sets] = init, sets[o->n_sets + 1] = epochs;
+    for (int i = 0; o->no_early_stop && i < 3; i++) sets[o->n_sets + 2 + i] = NO_EARLY[i];
     local L = {.o = o};
     kiln_train_hooks h = {.ctx = &L, .writer = 1, .setup = h_setup, .run_folder = h_run_folder,
                           .begin = h_begin, .step_begin = h_step_begin,

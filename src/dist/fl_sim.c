@@ -128,6 +128,7 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
                                 .mu = o->s.strategy.kind == KILN_FL_FEDPROX ? o->s.strategy.mu : 0,
                                 .seed_offset = (uint64_t)(r - 1) * (uint64_t)N + (uint64_t)c,
                                 .rows = part[c], .n_rows = counts[c], .drop_eval = 1,
+                                .no_early_stop = kiln_cfg_at(G.cfg, "train.early_stopping") != NULL,
                                 .runs_dir = tmp};
             int64_t ns = 0;
             int u = 0;
