@@ -98,6 +98,52 @@ static void test_check_update(void) {
     CHECK_NEAR(u[1], 2.0, 1e-6);
 }
 
+/* DP-FedAvg: changes clipped to S, clients weighed equally, N(0, (sigma S / m)^2) noise on the
+ * mean (parameters only), and the accountant's epsilon. */
+static void test_dp(void) {
+    enum { N = 20000 };
+    kiln_fl_opts o = kiln_fl_opts_default(KILN_FL_FEDAVG);
+    o.dp_noise = 2, o.dp_clip = 0.5, o.seed = 9;
+    float *g = calloc(N, sizeof *g), *u = calloc(N, sizeof *u);
+    unsigned char *used = malloc(N);
+    memset(used, 1, N);
+    used[7] = 0; /* a gap of the layout: no noise there */
+    double norm = 0;
+    u[0] = 3, u[1] = 4;
+    CHECK_OK(kiln_fl_check_update(&o, g, u, N, &norm));
+    CHECK_NEAR(norm, 5, 1e-9);
+    CHECK_NEAR(sqrt((double)u[0] * u[0] + (double)u[1] * u[1]), 0.5, 1e-6);
+    CHECK(kiln_fl_weight(&o, 1234) == 1);
+    kiln_fl_strategy s;
+    kiln_fl_accum a;
+    CHECK_OK(kiln_fl_strategy_init(&s, &o, N, N));
+    s.used = used;
+    CHECK_OK(kiln_fl_accum_init(&a, N));
+    memset(u, 0, N * sizeof *u);
+    for (int k = 0; k < 4; k++) kiln_fl_accum_add(&a, u, kiln_fl_weight(&o, 100 + k));
+    CHECK_OK(kiln_fl_strategy_apply(&s, &a, g));
+    double ss = 0, sum = 0;
+    for (int i = 0; i < N; i++) ss += (double)g[i] * g[i], sum += g[i];
+    double sd = sqrt(ss / (N - 1)); /* want 2 * 0.5 / 4 = 0.25 */
+    CHECK_MSG(fabs(sd - 0.25) < 0.01, "noise sd %.4f, want 0.25", sd);
+    CHECK(fabs(sum / N) < 0.01);
+    CHECK(g[7] == 0);
+    kiln_fl_accum_free(&a);
+    kiln_fl_strategy_free(&s);
+    free(g), free(u), free(used);
+    /* epsilon: q = 1 is the plain Gaussian mechanism's RDP, alpha / (2 sigma^2) per round */
+    double want = INFINITY;
+    for (int al = 2; al <= 256; al++) {
+        double e = 10 * al / (2 * 1.5 * 1.5) + log(1e5) / (al - 1);
+        if (e < want) want = e;
+    }
+    CHECK_NEAR(kiln_fl_dp_epsilon(1, 1.5, 10, 1e-5), want, 1e-9);
+    double e1 = kiln_fl_dp_epsilon(0.1, 1.1, 100, 1e-5), e2 = kiln_fl_dp_epsilon(0.1, 1.1, 200, 1e-5);
+    double e3 = kiln_fl_dp_epsilon(0.1, 2.0, 100, 1e-5), e4 = kiln_fl_dp_epsilon(1, 1.1, 100, 1e-5);
+    CHECK(e1 > 0 && e2 > e1 && e3 < e1 && e4 > 5 * e1); /* more rounds, less noise, no sampling */
+    CHECK(kiln_fl_dp_epsilon(0.1, 1.1, 0, 1e-5) == 0);
+}
+
 static int64_t **parts(int clients) { return calloc((size_t)clients, sizeof(int64_t *)); }
 
 static void free_parts(int64_t **p, int clients) {
@@ -315,6 +361,7 @@ int main(void) {
     RUN(test_fedavg_exact);
     RUN(test_adaptive);
     RUN(test_check_update);
+    RUN(test_dp);
     RUN(test_partition);
     RUN(test_wire);
     RUN(test_one_client_is_training);

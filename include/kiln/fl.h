@@ -34,6 +34,13 @@ typedef struct {
     double beta1, beta2, tau; /* defaults 0.9, 0.99, 1e-3 */
     double max_norm;  /* > 0: updates whose change |w_i - w_global|_2 exceeds it are ... */
     int clip;         /* ... scaled down to max_norm (1) or rejected (0, the default) */
+    /* Differential privacy (DP-FedAvg, McMahan et al. 2018): dp_noise > 0 clips every client's
+     * change to dp_clip, weighs clients equally, and adds N(0, (dp_noise dp_clip / m)^2) to
+     * each value of the mean of the m clipped changes; kiln_fl_dp_epsilon accounts for it. */
+    double dp_noise;  /* noise multiplier sigma (0: off) */
+    double dp_clip;   /* S, the L2 bound of one client's change (default 1) */
+    double dp_delta;  /* the delta epsilon is reported for (default 1e-5) */
+    uint64_t seed;    /* the noise's seed (the config's seed) */
 } kiln_fl_opts;
 
 /* "fedavg" ... "fedyogi"; -1 for an unknown name. */
@@ -48,6 +55,9 @@ typedef struct {
     kiln_fl_opts o;
     size_t n, n_trainable;
     float *m, *v;
+    const unsigned char *used; /* [n]: 1 where the flat layout holds a parameter (NULL: all);
+                                  DP noise goes only there */
+    int64_t applied;           /* rounds aggregated so far (the noise's stream) */
 } kiln_fl_strategy;
 
 kiln_status kiln_fl_strategy_init(kiln_fl_strategy *s, const kiln_fl_opts *o, size_t n,
@@ -73,6 +83,13 @@ kiln_status kiln_fl_check_update(const kiln_fl_opts *o, const float *global, flo
                                  size_t n, double *norm);
 /* Adds a checked update trained on `samples` rows (> 0). */
 void kiln_fl_accum_add(kiln_fl_accum *a, const float *update, double samples);
+/* The weight an update gets: its samples, or 1 for every client under DP. */
+double kiln_fl_weight(const kiln_fl_opts *o, double samples);
+/* (epsilon, delta)-DP of `rounds` rounds of the Gaussian mechanism with noise multiplier sigma
+ * on a client sample drawn with probability q per client: the Renyi-DP of the sampled Gaussian
+ * mechanism at integer orders 2..256 (Mironov et al. 2019), composed over the rounds and
+ * converted (eps = min over orders of rounds * rdp + log(1/delta) / (order - 1)). */
+double kiln_fl_dp_epsilon(double q, double sigma, int64_t rounds, double delta);
 /* The end of a round: global [n] becomes the sample-weighted mean of the updates (FedAvg,
  * FedProx), or global + the server optimizer's step on that mean's change (FedAdam, FedYogi,
  * over the trainable part; the rest, batch-norm statistics, is averaged). */

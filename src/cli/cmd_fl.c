@@ -27,6 +27,9 @@ static const char *HELP =
     "  --server-lr ETA --beta1 B1 --beta2 B2 --tau T   FedAdam/FedYogi (0.01 0.9 0.99 1e-3)\n"
     "  --max-update-norm X        refuse updates whose change has L2 norm over X\n"
     "  --clip-updates             scale such updates down to X instead of refusing them\n"
+    "  --dp-noise SIGMA           differential privacy: clip each client's change to --dp-clip S\n"
+    "                             (1), weigh clients equally, add Gaussian noise SIGMA*S/m to\n"
+    "                             the mean; reports epsilon for --dp-delta (1e-5)\n"
     "  --export-every N           export the global model every N rounds (and at the end)\n"
     "  --eval-limit N             evaluate on the first N test rows (default all)\n"
     "  --runs-dir D --name N      where the run folder goes (default runs/)\n"
@@ -63,7 +66,7 @@ enum {
     O_CLIP, O_EXPORT, O_EVAL_LIMIT, O_RUNS, O_NAME, O_SET, O_HOST, O_PORT, O_TOKEN, O_CERT, O_KEY,
     O_CLIENT_CA, O_ROUND_TO, O_WAIT_TO, O_RETRIES, O_RESUME, O_PORT_FILE, O_SERVER, O_ID, O_CA,
     O_CCERT, O_CKEY, O_DATA, O_LIMIT, O_SHARD, O_WORK, O_THREADS, O_INJECT, O_CLIENTS, O_PART,
-    O_AVAIL, O_GIVE_UP, O_HELP
+    O_AVAIL, O_GIVE_UP, O_DP_NOISE, O_DP_CLIP, O_DP_DELTA, O_HELP
 };
 
 static int num(const char *cmd, const char *flag, const char *v, double lo, double *out) {
@@ -104,6 +107,7 @@ int kiln_cmd_fl(int argc, char **argv) {
         {"work-dir", 1, 0, O_WORK}, {"threads", 1, 0, O_THREADS}, {"inject", 1, 0, O_INJECT},
         {"clients", 1, 0, O_CLIENTS}, {"partition", 1, 0, O_PART}, {"help", 0, 0, O_HELP},
         {"min-available", 1, 0, O_AVAIL}, {"give-up", 1, 0, O_GIVE_UP},
+        {"dp-noise", 1, 0, O_DP_NOISE}, {"dp-clip", 1, 0, O_DP_CLIP}, {"dp-delta", 1, 0, O_DP_DELTA},
         {0, 0, 0, 0}};
     char cmd[32];
     snprintf(cmd, sizeof cmd, "fl %s", sub);
@@ -111,6 +115,7 @@ int kiln_cmd_fl(int argc, char **argv) {
     kiln_fl_server_opts *o = &so.s;
     kiln_fl_client_opts co = {0};
     const char *strategy = "fedavg";
+    double dpn = 0, dpc = 1, dpd = 1e-5;
     double mu = -1, slr = -1, b1 = -1, b2 = -1, tau = -1, norm = 0, x;
     int clip = 0;
     const char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -186,6 +191,9 @@ int kiln_cmd_fl(int argc, char **argv) {
         case O_INJECT: co.inject = optarg; break;
         case O_CLIENTS: NUM(1); so.clients = (int)x; break;
         case O_PART: so.partition = optarg; break;
+        case O_DP_NOISE: ONLY(!client, "server and simulate"); NUM(0); dpn = x; break;
+        case O_DP_CLIP: ONLY(!client, "server and simulate"); NUM(1e-12); dpc = x; break;
+        case O_DP_DELTA: ONLY(!client, "server and simulate"); NUM(1e-300); dpd = x; break;
         case O_AVAIL: ONLY(server, "server"); NUM(1); o->min_available = (int)x; break;
         case O_GIVE_UP: ONLY(client, "client"); NUM(0.001); co.give_up_seconds = x; break;
         case O_HELP: fputs(HELP, stdout); rc = KILN_EXIT_OK; goto out;
@@ -219,6 +227,8 @@ int kiln_cmd_fl(int argc, char **argv) {
     if (b2 >= 0) o->strategy.beta2 = b2;
     if (tau >= 0) o->strategy.tau = tau;
     o->strategy.max_norm = norm, o->strategy.clip = clip;
+    o->strategy.dp_noise = dpn, o->strategy.dp_clip = dpc, o->strategy.dp_delta = dpd;
+    if (dpd >= 1) { kiln_cli_usage_error(cmd, "--dp-delta must be below 1"); goto out; }
     o->config_path = config, o->sets = sets, o->n_sets = n_sets;
     o->argc = kiln_cli_argc(), o->argv = kiln_cli_argv();
     if (!config && !o->resume) { kiln_cli_usage_error(cmd, "missing CONFIG"); goto out; }

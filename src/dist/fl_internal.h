@@ -41,6 +41,8 @@ kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *ou
 
 /* Sets the flat parameter buffer's alignment gaps to 0 (fl_run.c): bodies carry 0 there. */
 void kiln_fl_zero_gaps(kiln_graph *g);
+/* The same, returning the mask of parameter positions ([params size], malloc'd; NULL: no memory). */
+unsigned char *kiln_fl_used_mask(kiln_graph *g);
 
 /* rm -r path (a folder of our own making). */
 void kiln_fl_remove_tree(const char *path);
@@ -66,6 +68,8 @@ typedef struct {
     int round;                 /* rounds completed */
     int export_every, rounds;
     double last_acc;
+    double dp_q;               /* DP: the chance a client is sampled in a round */
+    unsigned char *used;       /* [n]: the layout's parameter positions */
     char dir[4096];
 } fl_global;
 

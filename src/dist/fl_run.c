@@ -63,7 +63,7 @@ static kiln_status restore(fl_global *G) {
     else if (strcmp(k, kiln_fl_kind_name(G->strat.o.kind)))
         st = kiln_error(KILN_ERR_INVALID, "%s: the run used --strategy %s, not %s", path, k,
                         kiln_fl_kind_name(G->strat.o.kind));
-    if (!st) G->round = atoi(r);
+    if (!st) G->round = atoi(r), G->strat.applied = G->round;
     if (!st && G->strat.m) {
         const kiln_st_entry *m = kiln_st_find(f, "fl.m"), *v = kiln_st_find(f, "fl.v");
         if (!m || !v || m->shape.ndim != 1 || v->shape.ndim != 1 ||
@@ -78,18 +78,20 @@ static kiln_status restore(fl_global *G) {
 
 /* The flat buffer's gaps between parameters (alignment) set to 0: updates arrive with 0 there,
  * and norms and checks run over the whole buffer. */
-void kiln_fl_zero_gaps(kiln_graph *g) {
+void kiln_fl_zero_gaps(kiln_graph *g) { free(kiln_fl_used_mask(g)); }
+
+unsigned char *kiln_fl_used_mask(kiln_graph *g) {
     float *p = kiln_graph_params(g);
     size_t n = kiln_graph_params_size(g);
     unsigned char *used = calloc(n ? n : 1, 1);
-    if (!used) return;
+    if (!used) return NULL;
     for (int i = 0; i < kiln_graph_param_count(g); i++) {
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
         memset(used + pi->offset, 1, pi->numel);
     }
     for (size_t i = 0; i < n; i++)
         if (!used[i]) p[i] = 0;
-    free(used);
+    return used;
 }
 
 kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, const char *what,
@@ -122,7 +124,7 @@ kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, cons
     if ((st = kiln_model_build(G->cfg, &G->m))) return st;
     G->has_model = 1;
     if ((st = kiln_graph_init_params(G->m.graph))) return st;
-    kiln_fl_zero_gaps(G->m.graph);
+    if (!(G->used = kiln_fl_used_mask(G->m.graph))) return kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
     if ((st = kiln_inputs_load(G->cfg, &G->m, &G->in))) {
         *usage = !G->in.data_error;
         return st;
@@ -147,9 +149,13 @@ kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, cons
         if (!(G->mt = kiln_eval_metrics_new(G->cfg, &G->m))) return KILN_ERR_INVALID;
         G->ev.m = &G->m;
     }
-    if ((st = kiln_fl_strategy_init(&G->strat, &o->strategy, G->n, G->n_trainable)) ||
+    kiln_fl_opts so = o->strategy;
+    so.seed = (uint64_t)kiln_cfg_int(G->cfg, "seed", 1);
+    if ((st = kiln_fl_strategy_init(&G->strat, &so, G->n, G->n_trainable)) ||
         (st = kiln_fl_accum_init(&G->acc, G->n)))
         return st;
+    G->strat.used = G->used;
+    G->dp_q = o->fraction_fit > 1 ? 1 : o->fraction_fit;
     *usage = 0;
     if (o->resume) {
         if ((st = restore(G))) return st;
@@ -241,6 +247,14 @@ kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double sa
     point(G, round, KILN_SPLIT_TRAIN, "fl_clients", clients);
     point(G, round, KILN_SPLIT_TRAIN, "fl_samples", samples);
     point(G, round, KILN_SPLIT_TRAIN, "fl_rejected", rejected);
+    if (G->strat.o.dp_noise > 0) {
+        double eps = kiln_fl_dp_epsilon(G->dp_q, G->strat.o.dp_noise, round, G->strat.o.dp_delta);
+        point(G, round, KILN_SPLIT_TRAIN, "dp_epsilon", eps);
+        kiln_run_set_metric(G->run, KILN_RUN_FINAL, "dp_epsilon", eps);
+        if (used < sizeof summary - 64)
+            used += (size_t)snprintf(summary + used, sizeof summary - used, " dp_epsilon=%.4g (delta %g)",
+                                     eps, G->strat.o.dp_delta);
+    }
     kiln_fl_log(G, "round %d/%d: %d client%s, %.0f samples, %d rejected%s%s%s", round, G->rounds,
                 clients, clients == 1 ? "" : "s", samples, rejected, summary, extra && *extra ? " " : "",
                 extra ? extra : "");
@@ -282,5 +296,6 @@ kiln_status kiln_fl_global_close(fl_global *G, kiln_status st) {
     kiln_cfg_free(G->cfg);
     kiln_fl_strategy_free(&G->strat);
     kiln_fl_accum_free(&G->acc);
+    free(G->used);
     return st;
 }

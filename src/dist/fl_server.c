@@ -173,11 +173,12 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
         st = kiln_error(KILN_ERR_INVALID, "update: metadata 'samples' must be a positive count");
     pthread_mutex_lock(&s->mu);
     int still = s->open && s->attempt == attempt;
-    if (!st && still) st = kiln_fl_check_update(&s->o->strategy, s->G.global, u, s->G.n, &norm);
+    if (!st && still) st = kiln_fl_check_update(&s->G.strat.o, s->G.global, u, s->G.n, &norm);
     if (still) {
         c->answered = attempt;
         if (st) s->rejected++;
-        else kiln_fl_accum_add(&s->G.acc, u, samples), s->received++, s->samples += samples,
+        else kiln_fl_accum_add(&s->G.acc, u, kiln_fl_weight(&s->G.strat.o, samples)), s->received++,
+             s->samples += samples,
              s->norm_sum += norm;
         pthread_cond_broadcast(&s->cv);
     }

@@ -108,6 +108,7 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
     if (per < o->s.min_clients) per = o->s.min_clients;
     if (per > N) per = N;
     if (per < 1) per = 1;
+    G.dp_q = (double)per / N;
     int64_t *pick = malloc((size_t)(N > 0 ? N : 1) * sizeof *pick);
     if (!pick && !st) st = kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
     uint64_t seed = (uint64_t)kiln_cfg_int(G.cfg, "seed", 1);
@@ -134,12 +135,12 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
             int u = 0;
             if ((st = kiln_fl_local_train(&lo, cm.graph, upd, &ns, &u, 0))) break;
             double norm = 0;
-            if (kiln_fl_check_update(&o->s.strategy, G.global, upd, G.n, &norm)) {
+            if (kiln_fl_check_update(&G.strat.o, G.global, upd, G.n, &norm)) {
                 kiln_fl_log(&G, "round %d: client %d's update refused: %s", r, c, kiln_last_error());
                 rejected++;
                 continue;
             }
-            kiln_fl_accum_add(&G.acc, upd, (double)ns);
+            kiln_fl_accum_add(&G.acc, upd, kiln_fl_weight(&G.strat.o, (double)ns));
             samples += (double)ns, norm_sum += norm;
         }
         if (st) break;

@@ -35,7 +35,8 @@ const char *kiln_fl_kind_name(kiln_fl_kind k) { return k >= 0 && k < 4 ? NAMES[k
 
 kiln_fl_opts kiln_fl_opts_default(kiln_fl_kind k) {
     return (kiln_fl_opts){.kind = k, .mu = 0.01, .server_lr = 0.01, .beta1 = 0.9, .beta2 = 0.99,
-                          .tau = 1e-3, .max_norm = 0, .clip = 0};
+                          .tau = 1e-3, .max_norm = 0, .clip = 0, .dp_noise = 0, .dp_clip = 1,
+                          .dp_delta = 1e-5, .seed = 1};
 }
 
 kiln_status kiln_fl_strategy_init(kiln_fl_strategy *s, const kiln_fl_opts *o, size_t n,
@@ -96,11 +97,22 @@ kiln_status kiln_fl_check_update(const kiln_fl_opts *o, const float *global, flo
             return kiln_error(KILN_ERR_INVALID,
                               "the update's change has norm %.4g, over the limit %.4g "
                               "(--max-update-norm)", *norm, o->max_norm);
-        double f = o->max_norm / *norm;
+        if (!(o->dp_noise > 0)) {
+            double f = o->max_norm / *norm;
+            for (size_t i = 0; i < n; i++)
+                update[i] = (float)(global[i] + ((double)update[i] - global[i]) * f);
+        }
+    }
+    if (o->dp_noise > 0 && *norm > o->dp_clip) { /* DP: every change clipped to S, always */
+        double f = o->dp_clip / *norm;
         for (size_t i = 0; i < n; i++)
             update[i] = (float)(global[i] + ((double)update[i] - global[i]) * f);
     }
     return KILN_OK;
+}
+
+double kiln_fl_weight(const kiln_fl_opts *o, double samples) {
+    return o->dp_noise > 0 ? 1.0 : samples;
 }
 
 void kiln_fl_accum_add(kiln_fl_accum *a, const float *update, double samples) {
@@ -115,10 +127,14 @@ kiln_status kiln_fl_strategy_apply(kiln_fl_strategy *s, const kiln_fl_accum *a, 
     if (a->n != s->n) return kiln_error(KILN_ERR_INVALID, "fl: aggregate of the wrong size");
     int adaptive = s->o.kind == KILN_FL_FEDADAM || s->o.kind == KILN_FL_FEDYOGI;
     size_t from = adaptive ? s->n_trainable : 0;
+    /* DP: N(0, (sigma S / m)^2) on each value of the mean (the parameters only) */
+    double sd = s->o.dp_noise > 0 ? s->o.dp_noise * s->o.dp_clip / a->count : 0;
+    uint64_t stream = 0x44500000u + (uint64_t)s->applied;
+#define NOISE(i) (sd > 0 && (!s->used || s->used[i]) ? sd * kiln_rng_normal(s->o.seed, stream, i) : 0.0)
     if (adaptive) {
         double b1 = s->o.beta1, b2 = s->o.beta2, eta = s->o.server_lr, tau = s->o.tau;
         for (size_t i = 0; i < s->n_trainable; i++) {
-            double delta = a->sum[i] / a->weight - global[i], d2 = delta * delta;
+            double delta = a->sum[i] / a->weight + NOISE(i) - global[i], d2 = delta * delta;
             double m = b1 * s->m[i] + (1 - b1) * delta, v = s->v[i];
             if (s->o.kind == KILN_FL_FEDADAM) v = b2 * v + (1 - b2) * d2;
             else v = v - (1 - b2) * d2 * (v - d2 > 0 ? 1.0 : v - d2 < 0 ? -1.0 : 0.0);
@@ -126,8 +142,42 @@ kiln_status kiln_fl_strategy_apply(kiln_fl_strategy *s, const kiln_fl_accum *a, 
             global[i] = (float)(global[i] + eta * m / (sqrt(v) + tau));
         }
     }
-    for (size_t i = from; i < s->n; i++) global[i] = (float)(a->sum[i] / a->weight);
+    for (size_t i = from; i < s->n; i++) global[i] = (float)(a->sum[i] / a->weight + NOISE(i));
+#undef NOISE
+    s->applied++;
     return KILN_OK;
+}
+
+/* log(exp(a) + exp(b)) without overflow */
+static double log_add(double a, double b) {
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    double m = a > b ? a : b;
+    return m + log(exp(a - m) + exp(b - m));
+}
+
+double kiln_fl_dp_epsilon(double q, double sigma, int64_t rounds, double delta) {
+    if (!(sigma > 0) || rounds <= 0) return rounds <= 0 ? 0 : INFINITY;
+    if (q > 1) q = 1;
+    if (!(q > 0)) return 0;
+    double best = INFINITY;
+    for (int alpha = 2; alpha <= 256; alpha++) {
+        double rdp;
+        if (q >= 1) {
+            rdp = alpha / (2 * sigma * sigma);
+        } else { /* log A_alpha = log sum_k C(alpha,k) (1-q)^(alpha-k) q^k exp((k^2-k)/(2 sigma^2)) */
+            double la = -INFINITY;
+            for (int k = 0; k <= alpha; k++) {
+                double lc = lgamma(alpha + 1.0) - lgamma(k + 1.0) - lgamma(alpha - k + 1.0);
+                la = log_add(la, lc + (alpha - k) * log1p(-q) + k * log(q) +
+                                     ((double)k * k - k) / (2 * sigma * sigma));
+            }
+            rdp = la / (alpha - 1);
+        }
+        double eps = (double)rounds * rdp + log(1 / delta) / (alpha - 1);
+        if (eps < best) best = eps;
+    }
+    return best;
 }
 
 /* ---- partitions ---- */

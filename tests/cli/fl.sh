@@ -271,6 +271,10 @@ t_simulate() {
     check "simulate fedyogi exit 0" [ "$rc" = 0 ]
     has "round 2/2: 3 clients"
     has "strategy fedyogi"
+    k fl simulate "$CFG" --clients 4 --rounds 2 --dp-noise 0.8 --dp-clip 2 --runs-dir "$TMP/runs-sim"
+    check "simulate with DP exit 0" [ "$rc" = 0 ]
+    has "dp_epsilon="
+    check "epsilon logged per round" grep -q '"name":"dp_epsilon"' "$(ls -d "$TMP"/runs-sim/wine-fl/fl-*/ | tail -1)/metrics.jsonl"
 }
 
 cd "$TMP" || exit 1
