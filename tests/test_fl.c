@@ -138,13 +138,52 @@ static void test_dp(void) {
         if (e < want) want = e;
     }
     CHECK_NEAR(kiln_fl_dp_epsilon(1, 1.5, 10, 1e-5), want, 1e-9);
-    double e1 = kiln_fl_dp_epsilon(0.1, 1.1, 100, 1e-5), e2 = kiln_fl_dp_epsilon(0.1, 1.1, 200, 1e-5);
+    double e1 = kiln_fl_dp_epsilon(0.1, 1.1, 100, 1e-5),
+           e2 = kiln_fl_dp_epsilon(0.1, 1.1, 200, 1e-5);
     double e3 = kiln_fl_dp_epsilon(0.1, 2.0, 100, 1e-5), e4 = kiln_fl_dp_epsilon(1, 1.1, 100, 1e-5);
     CHECK(e1 > 0 && e2 > e1 && e3 < e1 && e4 > 5 * e1); /* more rounds, less noise, no sampling */
     CHECK(kiln_fl_dp_epsilon(0.1, 1.1, 0, 1e-5) == 0);
 }
 
-static int64_t **parts(int clients) { return calloc((size_t)clients, sizeof(int64_t *)); }
+/* Secure aggregation: one masked vector hides its values; the masked sum is the sum. */
+static void test_secagg(void) {
+    enum { N = 1000, K = 3 };
+    const char *ids[K] = {"alice", "bob", "carol"}, *cohort = "alice,bob,carol";
+    float w[K][N];
+    double n[K] = {10, 20, 70}, want[N];
+    for (int k = 0; k < K; k++) kiln_test_fill(w[k], N, -2, 2, 40 + k);
+    uint64_t *m[K], *sum = calloc(N, sizeof *sum);
+    double *got = calloc(N, sizeof *got);
+    for (int k = 0; k < K; k++) {
+        m[k] = calloc(N, sizeof **m);
+        CHECK_OK(kiln_fl_secagg_mask("shared secret", cohort, ids[k], "3.1", w[k], N, n[k], m[k]));
+        kiln_fl_secagg_add(sum, m[k], N);
+    }
+    /* alone, a masked vector is far from its fixed-point values */
+    int close = 0;
+    for (int i = 0; i < N; i++)
+        close += llabs((int64_t)m[0][i] - llround(n[0] * w[0][i] * 65536)) < 1000000;
+    CHECK_MSG(close < 5, "%d of %d masked values near the clear ones", close, N);
+    kiln_fl_secagg_unmask(sum, N, got);
+    for (int i = 0; i < N; i++) {
+        want[i] = 0;
+        for (int k = 0; k < K; k++) want[i] += n[k] * w[k][i];
+        CHECK_NEAR(got[i], want[i], 3.0 / 65536);
+    }
+    /* a member missing: the masks do not cancel */
+    memset(sum, 0, N * sizeof *sum);
+    kiln_fl_secagg_add(sum, m[0], N), kiln_fl_secagg_add(sum, m[1], N);
+    kiln_fl_secagg_unmask(sum, N, got);
+    CHECK(fabs(got[0] - (n[0] * w[0][0] + n[1] * w[1][0])) > 1);
+    CHECK(kiln_fl_secagg_mask("k", cohort, "mallory", "3.1", w[0], N, 1, m[0]) == KILN_ERR_INVALID);
+    CHECK(kiln_fl_secagg_mask(NULL, cohort, "alice", "3.1", w[0], N, 1, m[0]) == KILN_ERR_INVALID);
+    for (int k = 0; k < K; k++) free(m[k]);
+    free(sum), free(got);
+}
+
+static int64_t **parts(int clients) {
+    return calloc((size_t)clients, sizeof(int64_t *));
+}
 
 static void free_parts(int64_t **p, int clients) {
     for (int c = 0; c < clients; c++) free(p[c]);
@@ -176,7 +215,8 @@ static void test_partition(void) {
             if (s == 3) CHECK_MSG(ncls <= 2, "shards:2 client %d has %d classes", c, ncls);
         }
         CHECK(total == N);
-        for (int i = 0; i < N; i++) CHECK_MSG(seen[i] == 1, "%s: row %d seen %d times", specs[s], i, seen[i]);
+        for (int i = 0; i < N; i++)
+            CHECK_MSG(seen[i] == 1, "%s: row %d seen %d times", specs[s], i, seen[i]);
         free_parts(p, CL);
     }
     /* dirichlet:0.3 is skewed: some client lacks some class entirely */
@@ -235,7 +275,8 @@ static void test_wire(void) {
     CHECK(kiln_fl_decode(m.graph, "not safetensors at all", 22, "update", dst) != KILN_OK);
     CHECK(kiln_fl_decode(m.graph, body, len / 2, "update", dst) != KILN_OK); /* cut short */
     /* another model: a wrong shape */
-    CHECK_OK(build("experiment: fl\nseed: 3\ndata: {source: csv, label: y, train: {path: n.csv}}\nmodel: {input: [4], layers: [{dense: {units: 6, "
+    CHECK_OK(build("experiment: fl\nseed: 3\ndata: {source: csv, label: y, train: {path: "
+                   "n.csv}}\nmodel: {input: [4], layers: [{dense: {units: 6, "
                    "activation: relu}}, {dense: {units: 3}}]}\nloss: softmax_cross_entropy\n",
                    &cfg2, &m2));
     char *b2 = NULL;
@@ -306,25 +347,29 @@ static void test_one_client_is_training(void) {
     for (int i = 0; i < 240; i++) { /* three noisy blobs */
         int k = i % 3;
         fprintf(f, "%.4f,%.4f,%.4f,%d\n", k + 0.7 * kiln_rng_normal(5, 1, 3 * i),
-                -k + 0.7 * kiln_rng_normal(5, 1, 3 * i + 1), 0.5 * kiln_rng_normal(5, 1, 3 * i + 2), k);
+                -k + 0.7 * kiln_rng_normal(5, 1, 3 * i + 1), 0.5 * kiln_rng_normal(5, 1, 3 * i + 2),
+                k);
     }
     fclose(f);
     f = fopen(cfgp, "w");
-    fprintf(f, "experiment: blobs\nseed: 11\n"
-               "data: {source: csv, label: label, train: {path: %s}, validation_split: 0.2,\n"
-               "       normalize: {standardize: true}, batch_size: 16}\n"
-               "model: {input: [3], layers: [{dense: {units: 8, activation: relu}},\n"
-               "        {dropout: {rate: 0.2}}, {dense: {units: 3}}]}\n"
-               "loss: softmax_cross_entropy\nmetrics: [accuracy]\n"
-               "optimizer: {adam: {learning_rate: 0.01}}\n"
-               "train: {epochs: 2, ema_decay: 0.9}\n", csv);
+    fprintf(f,
+            "experiment: blobs\nseed: 11\n"
+            "data: {source: csv, label: label, train: {path: %s}, validation_split: 0.2,\n"
+            "       normalize: {standardize: true}, batch_size: 16}\n"
+            "model: {input: [3], layers: [{dense: {units: 8, activation: relu}},\n"
+            "        {dropout: {rate: 0.2}}, {dense: {units: 3}}]}\n"
+            "loss: softmax_cross_entropy\nmetrics: [accuracy]\n"
+            "optimizer: {adam: {learning_rate: 0.01}}\n"
+            "train: {epochs: 2, ema_decay: 0.9}\n",
+            csv);
     fclose(f);
     kiln_train_opts to = {.config_path = cfgp, .runs_dir = runs, .name = "central", .quiet = 1};
     kiln_train_result tr;
     CHECK_OK(kiln_train(&to, &tr));
     kiln_fl_sim_opts so = {.clients = 1, .partition = "iid"};
     so.s.config_path = cfgp, so.s.runs_dir = runs, so.s.rounds = 1, so.s.min_clients = 1;
-    so.s.fraction_fit = 1, so.s.local_epochs = 2, so.s.strategy = kiln_fl_opts_default(KILN_FL_FEDAVG);
+    so.s.fraction_fit = 1, so.s.local_epochs = 2,
+    so.s.strategy = kiln_fl_opts_default(KILN_FL_FEDAVG);
     kiln_fl_result fr;
     CHECK_OK(kiln_fl_simulate(&so, &fr));
     /* compare the parameters (not the EMA) of both final checkpoints */
@@ -362,6 +407,7 @@ int main(void) {
     RUN(test_adaptive);
     RUN(test_check_update);
     RUN(test_dp);
+    RUN(test_secagg);
     RUN(test_partition);
     RUN(test_wire);
     RUN(test_one_client_is_training);

@@ -43,6 +43,8 @@ static const char *HELP =
     "  --round-timeout S          seconds a round waits for its clients (default 600)\n"
     "  --wait-timeout S           give up when too few clients come for S seconds (default never)\n"
     "  --max-retries N            retries of a round with too few updates (default 5)\n"
+    "  --secure-agg               clients mask their updates pairwise (they share --secagg-key);\n"
+    "                             the server sees only the sum\n"
     "  --resume RUN|latest        continue a server run after its newest checkpoint\n"
     "  --port-file F              write the bound port to F\n"
     "client only:\n"
@@ -54,6 +56,7 @@ static const char *HELP =
     "  --shard I/N                train on part I (0-based) of N of the training rows\n"
     "  --work-dir D               keep local runs here (default: a temporary folder)\n"
     "  --threads N                compute threads\n"
+    "  --secagg-key K             the secret clients share for the server's --secure-agg\n"
     "  --give-up S                exit when the server has not answered for S s (default 60)\n"
     "  --inject FAULT             tests: garbage|shape|nan|scale:K|drop|sleep:S\n"
     "simulate only:\n"
@@ -62,11 +65,55 @@ static const char *HELP =
     "  --limit N                  use the first N training rows\n";
 
 enum {
-    O_ROUNDS = 256, O_STRATEGY, O_MIN, O_FRAC, O_EPOCHS, O_MU, O_SLR, O_B1, O_B2, O_TAU, O_NORM,
-    O_CLIP, O_EXPORT, O_EVAL_LIMIT, O_RUNS, O_NAME, O_SET, O_HOST, O_PORT, O_TOKEN, O_CERT, O_KEY,
-    O_CLIENT_CA, O_ROUND_TO, O_WAIT_TO, O_RETRIES, O_RESUME, O_PORT_FILE, O_SERVER, O_ID, O_CA,
-    O_CCERT, O_CKEY, O_DATA, O_LIMIT, O_SHARD, O_WORK, O_THREADS, O_INJECT, O_CLIENTS, O_PART,
-    O_AVAIL, O_GIVE_UP, O_DP_NOISE, O_DP_CLIP, O_DP_DELTA, O_HELP
+    O_ROUNDS = 256,
+    O_STRATEGY,
+    O_MIN,
+    O_FRAC,
+    O_EPOCHS,
+    O_MU,
+    O_SLR,
+    O_B1,
+    O_B2,
+    O_TAU,
+    O_NORM,
+    O_CLIP,
+    O_EXPORT,
+    O_EVAL_LIMIT,
+    O_RUNS,
+    O_NAME,
+    O_SET,
+    O_HOST,
+    O_PORT,
+    O_TOKEN,
+    O_CERT,
+    O_KEY,
+    O_CLIENT_CA,
+    O_ROUND_TO,
+    O_WAIT_TO,
+    O_RETRIES,
+    O_RESUME,
+    O_PORT_FILE,
+    O_SERVER,
+    O_ID,
+    O_CA,
+    O_CCERT,
+    O_CKEY,
+    O_DATA,
+    O_LIMIT,
+    O_SHARD,
+    O_WORK,
+    O_THREADS,
+    O_INJECT,
+    O_CLIENTS,
+    O_PART,
+    O_AVAIL,
+    O_GIVE_UP,
+    O_DP_NOISE,
+    O_DP_CLIP,
+    O_DP_DELTA,
+    O_SECAGG,
+    O_SECAGG_KEY,
+    O_HELP
 };
 
 static int num(const char *cmd, const char *flag, const char *v, double lo, double *out) {
@@ -89,26 +136,58 @@ int kiln_cmd_fl(int argc, char **argv) {
     int server = !strcmp(sub, "server"), client = !strcmp(sub, "client"),
         sim = !strcmp(sub, "simulate");
     if (!server && !client && !sim)
-        return kiln_cli_usage_error("fl", "unknown subcommand '%s' (server, client, simulate)", sub);
-    static const struct option opts[] = {
-        {"rounds", 1, 0, O_ROUNDS}, {"strategy", 1, 0, O_STRATEGY}, {"min-clients", 1, 0, O_MIN},
-        {"fraction-fit", 1, 0, O_FRAC}, {"local-epochs", 1, 0, O_EPOCHS}, {"mu", 1, 0, O_MU},
-        {"server-lr", 1, 0, O_SLR}, {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2},
-        {"tau", 1, 0, O_TAU}, {"max-update-norm", 1, 0, O_NORM}, {"clip-updates", 0, 0, O_CLIP},
-        {"export-every", 1, 0, O_EXPORT}, {"eval-limit", 1, 0, O_EVAL_LIMIT},
-        {"runs-dir", 1, 0, O_RUNS}, {"name", 1, 0, O_NAME}, {"set", 1, 0, O_SET},
-        {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"token", 1, 0, O_TOKEN},
-        {"tls-cert", 1, 0, O_CERT}, {"tls-key", 1, 0, O_KEY}, {"client-ca", 1, 0, O_CLIENT_CA},
-        {"round-timeout", 1, 0, O_ROUND_TO}, {"wait-timeout", 1, 0, O_WAIT_TO},
-        {"max-retries", 1, 0, O_RETRIES}, {"resume", 1, 0, O_RESUME},
-        {"port-file", 1, 0, O_PORT_FILE}, {"server", 1, 0, O_SERVER}, {"id", 1, 0, O_ID},
-        {"ca", 1, 0, O_CA}, {"cert", 1, 0, O_CCERT}, {"key", 1, 0, O_CKEY},
-        {"data", 1, 0, O_DATA}, {"limit", 1, 0, O_LIMIT}, {"shard", 1, 0, O_SHARD},
-        {"work-dir", 1, 0, O_WORK}, {"threads", 1, 0, O_THREADS}, {"inject", 1, 0, O_INJECT},
-        {"clients", 1, 0, O_CLIENTS}, {"partition", 1, 0, O_PART}, {"help", 0, 0, O_HELP},
-        {"min-available", 1, 0, O_AVAIL}, {"give-up", 1, 0, O_GIVE_UP},
-        {"dp-noise", 1, 0, O_DP_NOISE}, {"dp-clip", 1, 0, O_DP_CLIP}, {"dp-delta", 1, 0, O_DP_DELTA},
-        {0, 0, 0, 0}};
+        return kiln_cli_usage_error("fl", "unknown subcommand '%s' (server, client, simulate)",
+                                    sub);
+    static const struct option opts[] = {{"rounds", 1, 0, O_ROUNDS},
+                                         {"strategy", 1, 0, O_STRATEGY},
+                                         {"min-clients", 1, 0, O_MIN},
+                                         {"fraction-fit", 1, 0, O_FRAC},
+                                         {"local-epochs", 1, 0, O_EPOCHS},
+                                         {"mu", 1, 0, O_MU},
+                                         {"server-lr", 1, 0, O_SLR},
+                                         {"beta1", 1, 0, O_B1},
+                                         {"beta2", 1, 0, O_B2},
+                                         {"tau", 1, 0, O_TAU},
+                                         {"max-update-norm", 1, 0, O_NORM},
+                                         {"clip-updates", 0, 0, O_CLIP},
+                                         {"export-every", 1, 0, O_EXPORT},
+                                         {"eval-limit", 1, 0, O_EVAL_LIMIT},
+                                         {"runs-dir", 1, 0, O_RUNS},
+                                         {"name", 1, 0, O_NAME},
+                                         {"set", 1, 0, O_SET},
+                                         {"host", 1, 0, O_HOST},
+                                         {"port", 1, 0, O_PORT},
+                                         {"token", 1, 0, O_TOKEN},
+                                         {"tls-cert", 1, 0, O_CERT},
+                                         {"tls-key", 1, 0, O_KEY},
+                                         {"client-ca", 1, 0, O_CLIENT_CA},
+                                         {"round-timeout", 1, 0, O_ROUND_TO},
+                                         {"wait-timeout", 1, 0, O_WAIT_TO},
+                                         {"max-retries", 1, 0, O_RETRIES},
+                                         {"resume", 1, 0, O_RESUME},
+                                         {"port-file", 1, 0, O_PORT_FILE},
+                                         {"server", 1, 0, O_SERVER},
+                                         {"id", 1, 0, O_ID},
+                                         {"ca", 1, 0, O_CA},
+                                         {"cert", 1, 0, O_CCERT},
+                                         {"key", 1, 0, O_CKEY},
+                                         {"data", 1, 0, O_DATA},
+                                         {"limit", 1, 0, O_LIMIT},
+                                         {"shard", 1, 0, O_SHARD},
+                                         {"work-dir", 1, 0, O_WORK},
+                                         {"threads", 1, 0, O_THREADS},
+                                         {"inject", 1, 0, O_INJECT},
+                                         {"clients", 1, 0, O_CLIENTS},
+                                         {"partition", 1, 0, O_PART},
+                                         {"help", 0, 0, O_HELP},
+                                         {"min-available", 1, 0, O_AVAIL},
+                                         {"give-up", 1, 0, O_GIVE_UP},
+                                         {"dp-noise", 1, 0, O_DP_NOISE},
+                                         {"dp-clip", 1, 0, O_DP_CLIP},
+                                         {"dp-delta", 1, 0, O_DP_DELTA},
+                                         {"secure-agg", 0, 0, O_SECAGG},
+                                         {"secagg-key", 1, 0, O_SECAGG_KEY},
+                                         {0, 0, 0, 0}};
     char cmd[32];
     snprintf(cmd, sizeof cmd, "fl %s", sub);
     kiln_fl_sim_opts so = {0};
@@ -131,43 +210,135 @@ int kiln_cmd_fl(int argc, char **argv) {
     optind = 2;
     opterr = 0;
     int c;
-#define NUM(lo) if (!num(cmd, argv[optind - 1], optarg, lo, &x)) goto out
-#define ONLY(cond, what) if (!(cond)) { kiln_cli_usage_error(cmd, "%s is for %s", argv[optind - 1], what); goto out; }
+#define NUM(lo)                                                                                    \
+    if (!num(cmd, argv[optind - 1], optarg, lo, &x)) goto out
+#define ONLY(cond, what)                                                                           \
+    if (!(cond)) {                                                                                 \
+        kiln_cli_usage_error(cmd, "%s is for %s", argv[optind - 1], what);                         \
+        goto out;                                                                                  \
+    }
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_ROUNDS: ONLY(!client, "server and simulate"); NUM(1); o->rounds = (int)x; break;
-        case O_STRATEGY: ONLY(!client, "server and simulate"); strategy = optarg; break;
-        case O_MIN: ONLY(!client, "server and simulate"); NUM(1); o->min_clients = (int)x; break;
-        case O_FRAC: ONLY(!client, "server and simulate"); NUM(0); o->fraction_fit = x; break;
-        case O_EPOCHS: ONLY(!client, "server and simulate"); NUM(1); o->local_epochs = (int)x; break;
-        case O_MU: NUM(0); mu = x; break;
-        case O_SLR: NUM(0); slr = x; break;
-        case O_B1: NUM(0); b1 = x; break;
-        case O_B2: NUM(0); b2 = x; break;
-        case O_TAU: NUM(0); tau = x; break;
-        case O_NORM: NUM(0); norm = x; break;
-        case O_CLIP: clip = 1; break;
-        case O_EXPORT: NUM(0); o->export_every = (int)x; break;
-        case O_EVAL_LIMIT: NUM(0); o->eval_limit = (int)x; break;
-        case O_RUNS: o->runs_dir = optarg; break;
-        case O_NAME: o->name = optarg; break;
-        case O_SET: sets[n_sets++] = optarg; break;
-        case O_HOST: o->host = optarg; break;
-        case O_PORT: NUM(0); o->port = (int)x; break;
-        case O_TOKEN: o->token = co.token = optarg; break;
-        case O_CERT: o->tls_cert = optarg; break;
-        case O_KEY: o->tls_key = optarg; break;
-        case O_CLIENT_CA: o->client_ca = optarg; break;
-        case O_ROUND_TO: NUM(0.001); o->round_timeout = x; break;
-        case O_WAIT_TO: NUM(0); o->wait_timeout = x; break;
-        case O_RETRIES: NUM(0); o->max_retries = (int)x; break;
-        case O_RESUME: o->resume = optarg; break;
-        case O_PORT_FILE: o->port_file = optarg; break;
-        case O_SERVER: co.server = optarg; break;
-        case O_ID: co.id = optarg; break;
-        case O_CA: co.ca_file = optarg; break;
-        case O_CCERT: co.cert_file = optarg; break;
-        case O_CKEY: co.key_file = optarg; break;
+        case O_ROUNDS:
+            ONLY(!client, "server and simulate");
+            NUM(1);
+            o->rounds = (int)x;
+            break;
+        case O_STRATEGY:
+            ONLY(!client, "server and simulate");
+            strategy = optarg;
+            break;
+        case O_MIN:
+            ONLY(!client, "server and simulate");
+            NUM(1);
+            o->min_clients = (int)x;
+            break;
+        case O_FRAC:
+            ONLY(!client, "server and simulate");
+            NUM(0);
+            o->fraction_fit = x;
+            break;
+        case O_EPOCHS:
+            ONLY(!client, "server and simulate");
+            NUM(1);
+            o->local_epochs = (int)x;
+            break;
+        case O_MU:
+            NUM(0);
+            mu = x;
+            break;
+        case O_SLR:
+            NUM(0);
+            slr = x;
+            break;
+        case O_B1:
+            NUM(0);
+            b1 = x;
+            break;
+        case O_B2:
+            NUM(0);
+            b2 = x;
+            break;
+        case O_TAU:
+            NUM(0);
+            tau = x;
+            break;
+        case O_NORM:
+            NUM(0);
+            norm = x;
+            break;
+        case O_CLIP:
+            clip = 1;
+            break;
+        case O_EXPORT:
+            NUM(0);
+            o->export_every = (int)x;
+            break;
+        case O_EVAL_LIMIT:
+            NUM(0);
+            o->eval_limit = (int)x;
+            break;
+        case O_RUNS:
+            o->runs_dir = optarg;
+            break;
+        case O_NAME:
+            o->name = optarg;
+            break;
+        case O_SET:
+            sets[n_sets++] = optarg;
+            break;
+        case O_HOST:
+            o->host = optarg;
+            break;
+        case O_PORT:
+            NUM(0);
+            o->port = (int)x;
+            break;
+        case O_TOKEN:
+            o->token = co.token = optarg;
+            break;
+        case O_CERT:
+            o->tls_cert = optarg;
+            break;
+        case O_KEY:
+            o->tls_key = optarg;
+            break;
+        case O_CLIENT_CA:
+            o->client_ca = optarg;
+            break;
+        case O_ROUND_TO:
+            NUM(0.001);
+            o->round_timeout = x;
+            break;
+        case O_WAIT_TO:
+            NUM(0);
+            o->wait_timeout = x;
+            break;
+        case O_RETRIES:
+            NUM(0);
+            o->max_retries = (int)x;
+            break;
+        case O_RESUME:
+            o->resume = optarg;
+            break;
+        case O_PORT_FILE:
+            o->port_file = optarg;
+            break;
+        case O_SERVER:
+            co.server = optarg;
+            break;
+        case O_ID:
+            co.id = optarg;
+            break;
+        case O_CA:
+            co.ca_file = optarg;
+            break;
+        case O_CCERT:
+            co.cert_file = optarg;
+            break;
+        case O_CKEY:
+            co.key_file = optarg;
+            break;
         case O_DATA: {
             char *s = malloc(strlen(optarg) + 8);
             if (!s) goto out;
@@ -176,7 +347,10 @@ int kiln_cmd_fl(int argc, char **argv) {
             sets[n_sets++] = s;
             break;
         }
-        case O_LIMIT: NUM(1); co.limit = so.limit = (int64_t)x; break;
+        case O_LIMIT:
+            NUM(1);
+            co.limit = so.limit = (int64_t)x;
+            break;
         case O_SHARD: {
             int i = -1, n = 0;
             if (sscanf(optarg, "%d/%d", &i, &n) != 2 || n < 1 || i < 0 || i >= n) {
@@ -186,18 +360,63 @@ int kiln_cmd_fl(int argc, char **argv) {
             co.shard = i, co.shards = n;
             break;
         }
-        case O_WORK: co.work_dir = optarg; break;
-        case O_THREADS: NUM(1); co.threads = (int)x; break;
-        case O_INJECT: co.inject = optarg; break;
-        case O_CLIENTS: NUM(1); so.clients = (int)x; break;
-        case O_PART: so.partition = optarg; break;
-        case O_DP_NOISE: ONLY(!client, "server and simulate"); NUM(0); dpn = x; break;
-        case O_DP_CLIP: ONLY(!client, "server and simulate"); NUM(1e-12); dpc = x; break;
-        case O_DP_DELTA: ONLY(!client, "server and simulate"); NUM(1e-300); dpd = x; break;
-        case O_AVAIL: ONLY(server, "server"); NUM(1); o->min_available = (int)x; break;
-        case O_GIVE_UP: ONLY(client, "client"); NUM(0.001); co.give_up_seconds = x; break;
-        case O_HELP: fputs(HELP, stdout); rc = KILN_EXIT_OK; goto out;
-        default: kiln_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]); goto out;
+        case O_WORK:
+            co.work_dir = optarg;
+            break;
+        case O_THREADS:
+            NUM(1);
+            co.threads = (int)x;
+            break;
+        case O_INJECT:
+            co.inject = optarg;
+            break;
+        case O_CLIENTS:
+            NUM(1);
+            so.clients = (int)x;
+            break;
+        case O_PART:
+            so.partition = optarg;
+            break;
+        case O_DP_NOISE:
+            ONLY(!client, "server and simulate");
+            NUM(0);
+            dpn = x;
+            break;
+        case O_DP_CLIP:
+            ONLY(!client, "server and simulate");
+            NUM(1e-12);
+            dpc = x;
+            break;
+        case O_DP_DELTA:
+            ONLY(!client, "server and simulate");
+            NUM(1e-300);
+            dpd = x;
+            break;
+        case O_SECAGG:
+            ONLY(server, "server");
+            o->secure_agg = 1;
+            break;
+        case O_SECAGG_KEY:
+            ONLY(client, "client");
+            co.secagg_key = optarg;
+            break;
+        case O_AVAIL:
+            ONLY(server, "server");
+            NUM(1);
+            o->min_available = (int)x;
+            break;
+        case O_GIVE_UP:
+            ONLY(client, "client");
+            NUM(0.001);
+            co.give_up_seconds = x;
+            break;
+        case O_HELP:
+            fputs(HELP, stdout);
+            rc = KILN_EXIT_OK;
+            goto out;
+        default:
+            kiln_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+            goto out;
         }
     }
     const char *config = optind < argc ? argv[optind++] : NULL;
@@ -207,8 +426,14 @@ int kiln_cmd_fl(int argc, char **argv) {
     }
     if (client) {
         co.config_path = config, co.sets = sets, co.n_sets = n_sets;
-        if (!config) { kiln_cli_usage_error(cmd, "missing CONFIG"); goto out; }
-        if (!co.server) { kiln_cli_usage_error(cmd, "--server URL is required"); goto out; }
+        if (!config) {
+            kiln_cli_usage_error(cmd, "missing CONFIG");
+            goto out;
+        }
+        if (!co.server) {
+            kiln_cli_usage_error(cmd, "--server URL is required");
+            goto out;
+        }
         int usage = 0;
         kiln_status st = kiln_fl_client(&co, &usage);
         if (st) fprintf(stderr, "kiln fl client: %s\n", kiln_last_error());
@@ -217,7 +442,8 @@ int kiln_cmd_fl(int argc, char **argv) {
     }
     int kind = kiln_fl_kind_parse(strategy);
     if (kind < 0) {
-        kiln_cli_usage_error(cmd, "--strategy '%s': expected fedavg, fedprox, fedadam or fedyogi", strategy);
+        kiln_cli_usage_error(cmd, "--strategy '%s': expected fedavg, fedprox, fedadam or fedyogi",
+                             strategy);
         goto out;
     }
     o->strategy = kiln_fl_opts_default((kiln_fl_kind)kind);
@@ -228,14 +454,32 @@ int kiln_cmd_fl(int argc, char **argv) {
     if (tau >= 0) o->strategy.tau = tau;
     o->strategy.max_norm = norm, o->strategy.clip = clip;
     o->strategy.dp_noise = dpn, o->strategy.dp_clip = dpc, o->strategy.dp_delta = dpd;
-    if (dpd >= 1) { kiln_cli_usage_error(cmd, "--dp-delta must be below 1"); goto out; }
+    if (dpd >= 1) {
+        kiln_cli_usage_error(cmd, "--dp-delta must be below 1");
+        goto out;
+    }
+    if (o->secure_agg && (dpn > 0 || norm > 0)) {
+        kiln_cli_usage_error(cmd, "--secure-agg hides each update: it cannot be combined with "
+                                  "--dp-noise or --max-update-norm, which need them");
+        goto out;
+    }
     o->config_path = config, o->sets = sets, o->n_sets = n_sets;
     o->argc = kiln_cli_argc(), o->argv = kiln_cli_argv();
-    if (!config && !o->resume) { kiln_cli_usage_error(cmd, "missing CONFIG"); goto out; }
-    if (o->rounds < 1) { kiln_cli_usage_error(cmd, "--rounds R is required"); goto out; }
-    if (sim && so.clients < 1) { kiln_cli_usage_error(cmd, "--clients N is required"); goto out; }
+    if (!config && !o->resume) {
+        kiln_cli_usage_error(cmd, "missing CONFIG");
+        goto out;
+    }
+    if (o->rounds < 1) {
+        kiln_cli_usage_error(cmd, "--rounds R is required");
+        goto out;
+    }
+    if (sim && so.clients < 1) {
+        kiln_cli_usage_error(cmd, "--clients N is required");
+        goto out;
+    }
     if (sim && o->min_clients > so.clients) {
-        kiln_cli_usage_error(cmd, "--min-clients %d is more than --clients %d", o->min_clients, so.clients);
+        kiln_cli_usage_error(cmd, "--min-clients %d is more than --clients %d", o->min_clients,
+                             so.clients);
         goto out;
     }
     kiln_fl_result res;

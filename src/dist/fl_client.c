@@ -35,7 +35,9 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static const char *err_text(const char *body) { return body && *body ? body : "(no body)"; }
+static const char *err_text(const char *body) {
+    return body && *body ? body : "(no body)";
+}
 
 static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
                                   const kiln_fetch_opts *fo, const char *id, const char *dir,
@@ -62,33 +64,59 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
     char path[4200];
     snprintf(path, sizeof path, "%s/global.safetensors", dir);
     if ((st = kiln_file_write_atomic(path, task, task_len))) goto done;
-    fl_local_opts lo = {.config_path = o->config_path, .sets = o->sets, .n_sets = o->n_sets,
-                        .init_path = path, .epochs = atoi(epochs), .mu = strtod(mu, NULL),
-                        .seed_offset = strtoull(so, NULL, 10), .limit = o->limit,
-                        .shard = o->shard, .shards = o->shards, .runs_dir = dir,
+    fl_local_opts lo = {.config_path = o->config_path,
+                        .sets = o->sets,
+                        .n_sets = o->n_sets,
+                        .init_path = path,
+                        .epochs = atoi(epochs),
+                        .mu = strtod(mu, NULL),
+                        .seed_offset = strtoull(so, NULL, 10),
+                        .limit = o->limit,
+                        .shard = o->shard,
+                        .shards = o->shards,
+                        .runs_dir = dir,
                         .threads = o->threads};
     int64_t samples = 0;
     int usage = 0;
     double t0 = now_s();
     if ((st = kiln_fl_local_train(&lo, g, out, &samples, &usage, 0))) goto done;
     double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += ((double)out[i] - global[i]) * ((double)out[i] - global[i]);
+    for (size_t i = 0; i < n; i++)
+        ss += ((double)out[i] - global[i]) * ((double)out[i] - global[i]);
     printf("fl client %s: round %s: trained %s epoch%s on %lld rows in %.1f s (change norm %.4g)\n",
-           id, round, epochs, atoi(epochs) == 1 ? "" : "s", (long long)samples, now_s() - t0, sqrt(ss));
+           id, round, epochs, atoi(epochs) == 1 ? "" : "s", (long long)samples, now_s() - t0,
+           sqrt(ss));
     fflush(stdout);
     const char *inj = o->inject ? o->inject : "";
     if (!strcmp(inj, "nan")) out[0] = NAN;
     if (!strncmp(inj, "scale:", 6)) {
         double k = strtod(inj + 6, NULL);
-        for (size_t i = 0; i < n; i++) out[i] = (float)(global[i] + k * ((double)out[i] - global[i]));
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)(global[i] + k * ((double)out[i] - global[i]));
     }
     if (!strncmp(inj, "sleep:", 6)) sleep_s(strtod(inj + 6, NULL));
     char sm[32];
     snprintf(sm, sizeof sm, "%lld", (long long)samples);
     const char *meta[] = {"round", round, "samples", sm, "client", id};
-    char *body = NULL;
+    char *body = NULL, sa[8] = "";
     size_t len = 0;
-    if ((st = kiln_fl_encode(g, out, meta, 3, &body, &len))) goto done;
+    if (!kiln_fl_meta(task, task_len, "secagg", sa, sizeof sa) && !strcmp(sa, "1")) {
+        /* secure aggregation: samples * weights, masked pairwise with the rest of the cohort */
+        char at[32] = "", tag[80];
+        char *cohort = malloc(task_len + 1);
+        uint64_t *mk = calloc(n, sizeof *mk);
+        if (!cohort || !mk) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+        if (!st) st = kiln_fl_meta(task, task_len, "cohort", cohort, task_len + 1);
+        kiln_fl_meta(task, task_len, "attempt", at, sizeof at);
+        snprintf(tag, sizeof tag, "%s.%s", round, at);
+        if (!st)
+            st = kiln_fl_secagg_mask(o->secagg_key, cohort, id, tag, out, n, (double)samples, mk);
+        if (!st) st = kiln_fl_encode_masked(g, mk, meta, 3, &body, &len);
+        free(cohort), free(mk);
+        if (st) goto done;
+    } else if ((st = kiln_fl_encode(g, out, meta, 3, &body, &len))) {
+        goto done;
+    }
     if (!strcmp(inj, "garbage")) {
         free(body);
         body = strdup("this is not a safetensors file");
@@ -124,8 +152,10 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
         if (status == 200)
             printf("fl client %s: round %s: update accepted\n", id, round);
         else if (status == 401 || status == 403)
-            *refused = status, st = kiln_error(KILN_ERR_INVALID, "the server refused this client "
-                                               "(HTTP %d): %s", status, err_text(resp));
+            *refused = status, st = kiln_error(KILN_ERR_INVALID,
+                                               "the server refused this client "
+                                               "(HTTP %d): %s",
+                                               status, err_text(resp));
         else
             printf("fl client %s: round %s: update not taken (HTTP %d): %s\n", id, round, status,
                    err_text(resp));
@@ -142,9 +172,11 @@ kiln_status kiln_fl_client(const kiln_fl_client_opts *o, int *usage_error) {
     if (!o->server) return kiln_error(KILN_ERR_INVALID, "--server URL is required");
     if (!o->config_path) return kiln_error(KILN_ERR_INVALID, "a CONFIG is required");
     if (o->shards > 1 && (o->shard < 0 || o->shard >= o->shards))
-        return kiln_error(KILN_ERR_INVALID, "--shard %d/%d: expected 0 <= I < N", o->shard, o->shards);
+        return kiln_error(KILN_ERR_INVALID, "--shard %d/%d: expected 0 <= I < N", o->shard,
+                          o->shards);
     char id[128];
-    if (o->id) snprintf(id, sizeof id, "%s", o->id);
+    if (o->id)
+        snprintf(id, sizeof id, "%s", o->id);
     else {
         char host[64] = "host";
         gethostname(host, sizeof host - 1);
@@ -168,12 +200,17 @@ kiln_status kiln_fl_client(const kiln_fl_client_opts *o, int *usage_error) {
             st = kiln_mkdirs(dir);
         } else {
             snprintf(dir, sizeof dir, "/tmp/kiln-fl-client-XXXXXX");
-            if (!mkdtemp(dir)) st = kiln_error(KILN_ERR_IO, "cannot make a work folder in /tmp");
-            else made = 1;
+            if (!mkdtemp(dir))
+                st = kiln_error(KILN_ERR_IO, "cannot make a work folder in /tmp");
+            else
+                made = 1;
         }
     }
-    kiln_fetch_opts fo = {.token = o->token, .ca_file = o->ca_file, .cert_file = o->cert_file,
-                          .key_file = o->key_file, .timeout_seconds = 600};
+    kiln_fetch_opts fo = {.token = o->token,
+                          .ca_file = o->ca_file,
+                          .cert_file = o->cert_file,
+                          .key_file = o->key_file,
+                          .timeout_seconds = 600};
     char url[2048];
     snprintf(url, sizeof url, "%s/fl/v1/task?client=%s", o->server, id);
     if (!st) printf("fl client %s: polling %s\n", id, o->server);
@@ -203,12 +240,13 @@ kiln_status kiln_fl_client(const kiln_fl_client_opts *o, int *usage_error) {
             free(body);
             break;
         } else if (status == 401 || status == 403) {
-            st = kiln_error(KILN_ERR_INVALID, "the server refused this client (HTTP %d): %s", status,
-                            err_text(body));
+            st = kiln_error(KILN_ERR_INVALID, "the server refused this client (HTTP %d): %s",
+                            status, err_text(body));
         } else if (status == 204) {
             sleep_s(poll);
         } else {
-            fprintf(stderr, "fl client %s: HTTP %d from the server: %s\n", id, status, err_text(body));
+            fprintf(stderr, "fl client %s: HTTP %d from the server: %s\n", id, status,
+                    err_text(body));
             sleep_s(poll);
         }
         free(body);

@@ -18,17 +18,17 @@ typedef struct {
     const char *config_path;
     const char *const *sets;
     int n_sets;
-    const char *init_path;     /* the global weights: a .safetensors file */
+    const char *init_path; /* the global weights: a .safetensors file */
     int epochs;
-    double mu;                 /* FedProx: > 0 adds mu (w - w_global) to every gradient */
-    uint64_t seed_offset;      /* added to the training loader's shuffle seed */
-    const int64_t *rows;       /* training rows to use (NULL: all) */
+    double mu;            /* FedProx: > 0 adds mu (w - w_global) to every gradient */
+    uint64_t seed_offset; /* added to the training loader's shuffle seed */
+    const int64_t *rows;  /* training rows to use (NULL: all) */
     int64_t n_rows;
-    int64_t limit;             /* first N training rows (0: all) */
-    int shard, shards;         /* part shard of shards (shards <= 1: all) */
-    int drop_eval;             /* no validation or test split (simulation) */
-    int no_early_stop;         /* the config has train.early_stopping: turn it off (it needs
-                                  the validation split drop_eval removes) */
+    int64_t limit;     /* first N training rows (0: all) */
+    int shard, shards; /* part shard of shards (shards <= 1: all) */
+    int drop_eval;     /* no validation or test split (simulation) */
+    int no_early_stop; /* the config has train.early_stopping: turn it off (it needs
+                          the validation split drop_eval removes) */
     const char *runs_dir;
     int threads;
 } fl_local_opts;
@@ -36,12 +36,13 @@ typedef struct {
 /* Trains once with kiln_train from init_path; the final parameters go into g's flat buffer
  * `out` (g built from the same config), *samples the training rows used. The local run folder
  * is removed afterwards unless keep. */
-kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out,
-                                int64_t *samples, int *usage, int keep);
+kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out, int64_t *samples,
+                                int *usage, int keep);
 
 /* Sets the flat parameter buffer's alignment gaps to 0 (fl_run.c): bodies carry 0 there. */
 void kiln_fl_zero_gaps(kiln_graph *g);
-/* The same, returning the mask of parameter positions ([params size], malloc'd; NULL: no memory). */
+/* The same, returning the mask of parameter positions ([params size], malloc'd; NULL: no memory).
+ */
 unsigned char *kiln_fl_used_mask(kiln_graph *g);
 
 /* rm -r path (a folder of our own making). */
@@ -57,19 +58,19 @@ typedef struct {
     int has_inputs;
     kiln_evaluator ev;
     kiln_metrics *mt;
-    kiln_dataset *eval_ds;     /* test split (else validation), first eval_limit rows */
+    kiln_dataset *eval_ds; /* test split (else validation), first eval_limit rows */
     const char *eval_split;
     kiln_rundir *run;
     kiln_tb_writer *tb;
-    float *global;             /* the graph's parameters: [n] */
+    float *global; /* the graph's parameters: [n] */
     size_t n, n_trainable;
     kiln_fl_strategy strat;
     kiln_fl_accum acc;
-    int round;                 /* rounds completed */
+    int round; /* rounds completed */
     int export_every, rounds;
     double last_acc;
-    double dp_q;               /* DP: the chance a client is sampled in a round */
-    unsigned char *used;       /* [n]: the layout's parameter positions */
+    double dp_q;         /* DP: the chance a client is sampled in a round */
+    unsigned char *used; /* [n]: the layout's parameter positions */
     char dir[4096];
 } fl_global;
 
@@ -81,8 +82,8 @@ kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, cons
                                 int *usage);
 /* The end of round `round`: evaluate, log (metrics.jsonl, TensorBoard, log.txt, stdout with
  * the extra "name=value" text), checkpoint (weights + strategy state), export every N. */
-kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double samples,
-                                 int rejected, const char *extra);
+kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double samples, int rejected,
+                                 const char *extra);
 /* Writes the weights of the global model as a .safetensors file (for local training). */
 kiln_status kiln_fl_global_write(fl_global *G, const char *path, int round);
 /* Final status and export; frees everything. */

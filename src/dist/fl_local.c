@@ -50,8 +50,10 @@ static kiln_status h_setup(void *ctx, kiln_status st, int *usage, const char *ha
     if (o->rows) {
         for (int64_t i = 0; i < o->n_rows; i++)
             if (o->rows[i] < 0 || o->rows[i] >= n)
-                return kiln_error(KILN_ERR_INVALID, "fl: row %lld of the partition is outside "
-                                  "the %lld training rows", (long long)o->rows[i], (long long)n);
+                return kiln_error(KILN_ERR_INVALID,
+                                  "fl: row %lld of the partition is outside "
+                                  "the %lld training rows",
+                                  (long long)o->rows[i], (long long)n);
         if ((st = narrow(&in->train, o->rows, o->n_rows))) return st;
     }
     n = kiln_dataset_rows(in->train);
@@ -62,7 +64,8 @@ static kiln_status h_setup(void *ctx, kiln_status st, int *usage, const char *ha
         lo = m * o->shard / o->shards, hi = m * (o->shard + 1) / o->shards;
     }
     if (lo > 0 || hi < n) {
-        if (hi <= lo) return kiln_error(KILN_ERR_INVALID, "fl: no training rows left for this client");
+        if (hi <= lo)
+            return kiln_error(KILN_ERR_INVALID, "fl: no training rows left for this client");
         int64_t *r = malloc((size_t)(hi - lo) * sizeof *r);
         if (!r) return kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
         for (int64_t i = lo; i < hi; i++) r[i - lo] = i;
@@ -101,7 +104,9 @@ static void h_step_begin(void *ctx, int64_t batch, int rows, float *grads) {
     (void)ctx, (void)batch, (void)rows, (void)grads;
 }
 
-static void h_grads_ready(void *ctx, size_t from) { (void)ctx, (void)from; }
+static void h_grads_ready(void *ctx, size_t from) {
+    (void)ctx, (void)from;
+}
 
 static kiln_status h_step_end(void *ctx, float *grads, float *loss, int *rows, int *stop) {
     (void)loss, (void)rows, (void)stop;
@@ -126,7 +131,9 @@ static kiln_status h_sync(void *ctx, float *p, size_t n) {
     return KILN_OK;
 }
 
-static void h_log(void *ctx, const char *line) { (void)ctx, (void)line; }
+static void h_log(void *ctx, const char *line) {
+    (void)ctx, (void)line;
+}
 
 void kiln_fl_remove_tree(const char *path) {
     DIR *d = opendir(path);
@@ -137,16 +144,18 @@ void kiln_fl_remove_tree(const char *path) {
             char p[4400];
             snprintf(p, sizeof p, "%s/%s", path, e->d_name);
             struct stat sb;
-            if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) kiln_fl_remove_tree(p);
-            else unlink(p);
+            if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                kiln_fl_remove_tree(p);
+            else
+                unlink(p);
         }
         closedir(d);
     }
     rmdir(path);
 }
 
-kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out,
-                                int64_t *samples, int *usage, int keep) {
+kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *out, int64_t *samples,
+                                int *usage, int keep) {
     *usage = 0;
     static const char *const NO_EARLY[] = {"train.early_stopping.monitor=loss",
                                            "train.early_stopping.restore_best=false",
@@ -164,13 +173,25 @@ kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *ou
     sets[o->n_sets] = init, sets[o->n_sets + 1] = epochs;
     for (int i = 0; o->no_early_stop && i < 3; i++) sets[o->n_sets + 2 + i] = NO_EARLY[i];
     local L = {.o = o};
-    kiln_train_hooks h = {.ctx = &L, .writer = 1, .setup = h_setup, .run_folder = h_run_folder,
-                          .begin = h_begin, .step_begin = h_step_begin,
-                          .grads_ready = h_grads_ready, .step_end = h_step_end,
-                          .reduce_metrics = h_reduce, .sync_buffers = h_sync, .log = h_log};
-    kiln_train_opts to = {.config_path = o->config_path, .sets = sets, .n_sets = n,
-                          .name = "fl-local", .runs_dir = o->runs_dir, .threads = o->threads,
-                          .quiet = 1, .hooks = &h};
+    kiln_train_hooks h = {.ctx = &L,
+                          .writer = 1,
+                          .setup = h_setup,
+                          .run_folder = h_run_folder,
+                          .begin = h_begin,
+                          .step_begin = h_step_begin,
+                          .grads_ready = h_grads_ready,
+                          .step_end = h_step_end,
+                          .reduce_metrics = h_reduce,
+                          .sync_buffers = h_sync,
+                          .log = h_log};
+    kiln_train_opts to = {.config_path = o->config_path,
+                          .sets = sets,
+                          .n_sets = n,
+                          .name = "fl-local",
+                          .runs_dir = o->runs_dir,
+                          .threads = o->threads,
+                          .quiet = 1,
+                          .hooks = &h};
     kiln_train_result res;
     fflush(stdout);
     /* the trainer's own lines (progress, its init_from report) are the local run's log.txt */

@@ -59,7 +59,8 @@ static kiln_status restore(fl_global *G) {
     kiln_st_file *f = NULL;
     if ((st = kiln_safetensors_open(path, &f))) return st;
     const char *r = kiln_st_meta(f, "round"), *k = kiln_st_meta(f, "strategy");
-    if (!r || !k) st = kiln_error(KILN_ERR_FORMAT, "%s: no round or strategy", path);
+    if (!r || !k)
+        st = kiln_error(KILN_ERR_FORMAT, "%s: no round or strategy", path);
     else if (strcmp(k, kiln_fl_kind_name(G->strat.o.kind)))
         st = kiln_error(KILN_ERR_INVALID, "%s: the run used --strategy %s, not %s", path, k,
                         kiln_fl_kind_name(G->strat.o.kind));
@@ -67,10 +68,13 @@ static kiln_status restore(fl_global *G) {
     if (!st && G->strat.m) {
         const kiln_st_entry *m = kiln_st_find(f, "fl.m"), *v = kiln_st_find(f, "fl.v");
         if (!m || !v || m->shape.ndim != 1 || v->shape.ndim != 1 ||
-            (size_t)m->shape.dims[0] != G->n_trainable || (size_t)v->shape.dims[0] != G->n_trainable)
-            st = kiln_error(KILN_ERR_FORMAT, "%s: the server optimizer's moments are missing", path);
+            (size_t)m->shape.dims[0] != G->n_trainable ||
+            (size_t)v->shape.dims[0] != G->n_trainable)
+            st =
+                kiln_error(KILN_ERR_FORMAT, "%s: the server optimizer's moments are missing", path);
         else
-            memcpy(G->strat.m, m->data, G->n_trainable * 4), memcpy(G->strat.v, v->data, G->n_trainable * 4);
+            memcpy(G->strat.m, m->data, G->n_trainable * 4),
+                memcpy(G->strat.v, v->data, G->n_trainable * 4);
     }
     kiln_st_close(f);
     return st;
@@ -78,7 +82,9 @@ static kiln_status restore(fl_global *G) {
 
 /* The flat buffer's gaps between parameters (alignment) set to 0: updates arrive with 0 there,
  * and norms and checks run over the whole buffer. */
-void kiln_fl_zero_gaps(kiln_graph *g) { free(kiln_fl_used_mask(g)); }
+void kiln_fl_zero_gaps(kiln_graph *g) {
+    free(kiln_fl_used_mask(g));
+}
 
 unsigned char *kiln_fl_used_mask(kiln_graph *g) {
     float *p = kiln_graph_params(g);
@@ -124,14 +130,16 @@ kiln_status kiln_fl_global_open(fl_global *G, const kiln_fl_server_opts *o, cons
     if ((st = kiln_model_build(G->cfg, &G->m))) return st;
     G->has_model = 1;
     if ((st = kiln_graph_init_params(G->m.graph))) return st;
-    if (!(G->used = kiln_fl_used_mask(G->m.graph))) return kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
+    if (!(G->used = kiln_fl_used_mask(G->m.graph)))
+        return kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
     if ((st = kiln_inputs_load(G->cfg, &G->m, &G->in))) {
         *usage = !G->in.data_error;
         return st;
     }
     G->has_inputs = 1;
     G->global = kiln_graph_params(G->m.graph);
-    G->n = kiln_graph_params_size(G->m.graph), G->n_trainable = kiln_graph_trainable_size(G->m.graph);
+    G->n = kiln_graph_params_size(G->m.graph),
+    G->n_trainable = kiln_graph_trainable_size(G->m.graph);
     kiln_dataset *ds = G->in.test ? G->in.test : G->in.validation;
     G->eval_split = G->in.test ? "test" : "validation";
     if (ds) {
@@ -199,8 +207,10 @@ static kiln_status checkpoint(fl_global *G, int round) {
         int n = 0;
         if (G->strat.m) {
             kiln_shape s = {.ndim = 1, .dims = {(int64_t)G->n_trainable}};
-            e[n++] = (kiln_st_entry){.name = "fl.m", .dtype = KILN_F32, .shape = s, .data = G->strat.m};
-            e[n++] = (kiln_st_entry){.name = "fl.v", .dtype = KILN_F32, .shape = s, .data = G->strat.v};
+            e[n++] =
+                (kiln_st_entry){.name = "fl.m", .dtype = KILN_F32, .shape = s, .data = G->strat.m};
+            e[n++] =
+                (kiln_st_entry){.name = "fl.v", .dtype = KILN_F32, .shape = s, .data = G->strat.v};
         }
         const char *kv[] = {"round", r, "strategy", kiln_fl_kind_name(G->strat.o.kind)};
         snprintf(path, sizeof path, "%s/fl_state.safetensors", tmp);
@@ -224,8 +234,8 @@ static void point(fl_global *G, int round, kiln_split split, const char *name, d
     }
 }
 
-kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double samples,
-                                 int rejected, const char *extra) {
+kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double samples, int rejected,
+                                 const char *extra) {
     kiln_status st = KILN_OK;
     char summary[1024] = "";
     size_t used = 0;
@@ -252,12 +262,12 @@ kiln_status kiln_fl_global_round(fl_global *G, int round, int clients, double sa
         point(G, round, KILN_SPLIT_TRAIN, "dp_epsilon", eps);
         kiln_run_set_metric(G->run, KILN_RUN_FINAL, "dp_epsilon", eps);
         if (used < sizeof summary - 64)
-            used += (size_t)snprintf(summary + used, sizeof summary - used, " dp_epsilon=%.4g (delta %g)",
-                                     eps, G->strat.o.dp_delta);
+            used += (size_t)snprintf(summary + used, sizeof summary - used,
+                                     " dp_epsilon=%.4g (delta %g)", eps, G->strat.o.dp_delta);
     }
     kiln_fl_log(G, "round %d/%d: %d client%s, %.0f samples, %d rejected%s%s%s", round, G->rounds,
-                clients, clients == 1 ? "" : "s", samples, rejected, summary, extra && *extra ? " " : "",
-                extra ? extra : "");
+                clients, clients == 1 ? "" : "s", samples, rejected, summary,
+                extra && *extra ? " " : "", extra ? extra : "");
     G->round = round;
     if ((st = checkpoint(G, round))) return st;
     if (G->export_every > 0 && round % G->export_every == 0 && round < G->rounds) {
@@ -276,8 +286,9 @@ kiln_status kiln_fl_global_close(fl_global *G, kiln_status st) {
             snprintf(p, sizeof p, "%s/export/%d", G->dir, G->round);
             int64_t v = G->round;
             if (stat(p, &sb) != 0) st = kiln_export_run(G->dir, NULL, NULL, G->round, &v);
-            if (!st) kiln_fl_log(G, "exported the global model of round %d as version %lld",
-                                 G->round, (long long)v);
+            if (!st)
+                kiln_fl_log(G, "exported the global model of round %d as version %lld", G->round,
+                            (long long)v);
         }
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", st ? kiln_last_error() : "");

@@ -16,12 +16,12 @@
  * Missing credentials are 401, wrong ones 403, and neither ever gets model bytes.
  *
  * Rounds. The driver (the calling thread) waits until at least min_available (at least
- * min_clients) clients are waiting (polled in the last few seconds and hold no task), samples max(min_clients,
- * ceil(fraction_fit * waiting)) of them at random, and opens the round: sampled clients get the
- * task when they poll. It waits until every sampled client answered (accepted or refused) or
- * the round deadline passes, then closes the round (later updates are 409). With at least
- * min_clients accepted updates the strategy aggregates them; otherwise nothing changes and the
- * round is retried (up to max_retries times). Handlers run on MHD's threads; one mutex guards
+ * min_clients) clients are waiting (polled in the last few seconds and hold no task), samples
+ * max(min_clients, ceil(fraction_fit * waiting)) of them at random, and opens the round: sampled
+ * clients get the task when they poll. It waits until every sampled client answered (accepted or
+ * refused) or the round deadline passes, then closes the round (later updates are 409). With at
+ * least min_clients accepted updates the strategy aggregates them; otherwise nothing changes and
+ * the round is retried (up to max_retries times). Handlers run on MHD's threads; one mutex guards
  * all state below; the global weights change only while the round is closed, so handlers
  * never see them change under a check.
  */
@@ -61,6 +61,7 @@ typedef struct {
     char *task;
     size_t task_len;
     char auth[1100];
+    uint64_t *msum; /* secure aggregation: the masked vectors' sum (modulo 2^64) */
 } srv;
 
 static double now_s(void) {
@@ -151,10 +152,11 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
     client_rec *c = find_client(s, id, 0);
     int attempt = s->attempt;
     if (!s->open || round != s->round || !c || c->sampled != attempt || c->answered == attempt) {
-        const char *why = !c || c->sampled != attempt ? "this client was not sampled into the open round"
-                          : c->answered == attempt   ? "this client already answered this round"
-                          : !s->open                 ? "the round is closed"
-                                                     : "not the open round";
+        const char *why = !c || c->sampled != attempt
+                              ? "this client was not sampled into the open round"
+                          : c->answered == attempt ? "this client already answered this round"
+                          : !s->open               ? "the round is closed"
+                                                   : "not the open round";
         int cur = s->round;
         pthread_mutex_unlock(&s->mu);
         kiln_web_error(r, 409, "update for round %d refused: %s (round %d)", round, why, cur);
@@ -163,40 +165,54 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
     c->seen = now_s();
     pthread_mutex_unlock(&s->mu);
     /* parse outside the lock: the global weights do not change while the round is open */
+    int sa = s->o->secure_agg;
     float *u = calloc(s->G.n, sizeof *u); /* the layout's gaps stay 0 */
+    uint64_t *mu = sa ? calloc(s->G.n, sizeof *mu) : NULL;
     char sm[64] = "";
-    kiln_status st = u ? KILN_OK : kiln_error(KILN_ERR_NOMEM, "out of memory");
-    if (!st) st = kiln_fl_decode(s->G.m.graph, q->body, q->body_len, "update", u);
+    kiln_status st = u && (mu || !sa) ? KILN_OK : kiln_error(KILN_ERR_NOMEM, "out of memory");
+    if (!st && sa)
+        st = kiln_fl_decode_masked(s->G.m.graph, q->body, q->body_len, "update", mu);
+    else if (!st)
+        st = kiln_fl_decode(s->G.m.graph, q->body, q->body_len, "update", u);
     double samples = 0, norm = 0;
     if (!st && (kiln_fl_meta(q->body, q->body_len, "samples", sm, sizeof sm) ||
                 !((samples = strtod(sm, NULL)) > 0) || samples > 1e12))
         st = kiln_error(KILN_ERR_INVALID, "update: metadata 'samples' must be a positive count");
     pthread_mutex_lock(&s->mu);
     int still = s->open && s->attempt == attempt;
-    if (!st && still) st = kiln_fl_check_update(&s->G.strat.o, s->G.global, u, s->G.n, &norm);
+    if (!st && still && !sa)
+        st = kiln_fl_check_update(&s->G.strat.o, s->G.global, u, s->G.n, &norm);
     if (still) {
         c->answered = attempt;
-        if (st) s->rejected++;
-        else kiln_fl_accum_add(&s->G.acc, u, kiln_fl_weight(&s->G.strat.o, samples)), s->received++,
-             s->samples += samples,
-             s->norm_sum += norm;
+        if (st)
+            s->rejected++;
+        else if (sa)
+            kiln_fl_secagg_add(s->msum, mu, s->G.n), s->received++, s->samples += samples;
+        else
+            kiln_fl_accum_add(&s->G.acc, u, kiln_fl_weight(&s->G.strat.o, samples)), s->received++,
+                s->samples += samples, s->norm_sum += norm;
         pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
     free(u);
-    if (!still) kiln_web_error(r, 409, "update for round %d refused: the round closed", round);
+    free(mu);
+    if (!still)
+        kiln_web_error(r, 409, "update for round %d refused: the round closed", round);
     else if (st) {
-        kiln_fl_log(NULL, "round %d: refused the update of client %s: %s", round, id, kiln_last_error());
+        kiln_fl_log(NULL, "round %d: refused the update of client %s: %s", round, id,
+                    kiln_last_error());
         kiln_web_error(r, 400, "%s", kiln_last_error());
-    } else kiln_web_json(r, 200, "{\"accepted\": true}");
+    } else
+        kiln_web_json(r, 200, "{\"accepted\": true}");
 }
 
 static void handle_status(srv *s, kiln_web_response *r) {
     char b[512];
     pthread_mutex_lock(&s->mu);
-    snprintf(b, sizeof b, "{\"round\": %d, \"rounds\": %d, \"open\": %s, \"done\": %s, "
-             "\"clients\": %d, \"sampled\": %d, \"received\": %d, \"rejected\": %d}", s->round,
-             s->o->rounds, s->open ? "true" : "false", s->done ? "true" : "false", s->ncl,
+    snprintf(b, sizeof b,
+             "{\"round\": %d, \"rounds\": %d, \"open\": %s, \"done\": %s, "
+             "\"clients\": %d, \"sampled\": %d, \"received\": %d, \"rejected\": %d}",
+             s->round, s->o->rounds, s->open ? "true" : "false", s->done ? "true" : "false", s->ncl,
              s->target, s->received, s->rejected);
     pthread_mutex_unlock(&s->mu);
     kiln_web_json(r, 200, b);
@@ -206,13 +222,17 @@ static void handler(void *ctx, const kiln_web_request *q, kiln_web_response *r) 
     srv *s = ctx;
     if (!check_auth(s, q, r)) return;
     int get = !strcmp(q->method, "GET"), post = !strcmp(q->method, "POST");
-    if (!strcmp(q->path, "/fl/v1/task") && get) handle_task(s, q, r);
-    else if (!strcmp(q->path, "/fl/v1/update") && post) handle_update(s, q, r);
-    else if (!strcmp(q->path, "/fl/v1/status") && get) handle_status(s, r);
+    if (!strcmp(q->path, "/fl/v1/task") && get)
+        handle_task(s, q, r);
+    else if (!strcmp(q->path, "/fl/v1/update") && post)
+        handle_update(s, q, r);
+    else if (!strcmp(q->path, "/fl/v1/status") && get)
+        handle_status(s, r);
     else if (!strcmp(q->path, "/fl/v1/task") || !strcmp(q->path, "/fl/v1/update") ||
              !strcmp(q->path, "/fl/v1/status"))
         kiln_web_error(r, 405, "%s is not allowed on %s", q->method, q->path);
-    else kiln_web_error(r, 404, "no such endpoint: %s", q->path);
+    else
+        kiln_web_error(r, 404, "no such endpoint: %s", q->path);
 }
 
 static void wait_until(srv *s, double t) {
@@ -252,12 +272,37 @@ static kiln_status open_round(srv *s, int round) {
     char r[32], e[32], mu[32], so[32];
     snprintf(r, sizeof r, "%d", round);
     snprintf(e, sizeof e, "%d", s->o->local_epochs > 0 ? s->o->local_epochs : 1);
-    snprintf(mu, sizeof mu, "%.17g", s->o->strategy.kind == KILN_FL_FEDPROX ? s->o->strategy.mu : 0.0);
+    snprintf(mu, sizeof mu, "%.17g",
+             s->o->strategy.kind == KILN_FL_FEDPROX ? s->o->strategy.mu : 0.0);
     snprintf(so, sizeof so, "%d", (round - 1) * 7919);
-    const char *meta[] = {"round", r, "epochs", e, "mu", mu, "seed_offset", so};
+    char at[32], *cohort = NULL;
+    snprintf(at, sizeof at, "%d", s->attempt);
+    if (s->o->secure_agg) { /* the sampled ids, sorted: each client masks against the others */
+        size_t cap = 1;
+        for (int i = 0; i < s->ncl; i++) cap += strlen(s->cl[i].id) + 1;
+        if (!(cohort = calloc(cap, 1))) return kiln_error(KILN_ERR_NOMEM, "out of memory");
+        const char *last = "";
+        for (int k2 = 0; k2 < target; k2++) { /* selection by increasing id */
+            const char *next = NULL;
+            for (int i = 0; i < s->ncl; i++)
+                if (s->cl[i].sampled == s->attempt && strcmp(s->cl[i].id, last) > 0 &&
+                    (!next || strcmp(s->cl[i].id, next) < 0))
+                    next = s->cl[i].id;
+            if (!next) break;
+            if (k2) strcat(cohort, ",");
+            strcat(cohort, next);
+            last = next;
+        }
+        memset(s->msum, 0, s->G.n * sizeof *s->msum);
+    }
+    const char *meta[] = {
+        "round", r,         "epochs", e,        "mu", mu,       "seed_offset",
+        so,      "attempt", at,       "secagg", "1",  "cohort", cohort ? cohort : ""};
     free(s->task);
     s->task = NULL;
-    kiln_status st = kiln_fl_encode(s->G.m.graph, s->G.global, meta, 4, &s->task, &s->task_len);
+    kiln_status st =
+        kiln_fl_encode(s->G.m.graph, s->G.global, meta, cohort ? 7 : 5, &s->task, &s->task_len);
+    free(cohort);
     if (st) return st;
     s->round = round, s->target = target, s->received = s->rejected = 0;
     s->samples = s->norm_sum = 0;
@@ -282,8 +327,10 @@ static kiln_status run_rounds(srv *s) {
                 if (waiting >= need) break;
                 if (o->wait_timeout > 0 && t - t0 > o->wait_timeout) {
                     pthread_mutex_unlock(&s->mu);
-                    return kiln_error(KILN_ERR_IO, "round %d: fewer than %d clients came within "
-                                      "%.0f s (--wait-timeout)", round, need, o->wait_timeout);
+                    return kiln_error(KILN_ERR_IO,
+                                      "round %d: fewer than %d clients came within "
+                                      "%.0f s (--wait-timeout)",
+                                      round, need, o->wait_timeout);
                 }
                 if (t - said > 30) {
                     said = t;
@@ -299,26 +346,48 @@ static kiln_status run_rounds(srv *s) {
                 return st;
             }
             double deadline = now_s() + o->round_timeout;
-            while (s->received + s->rejected < s->target && now_s() < deadline) wait_until(s, deadline);
+            while (s->received + s->rejected < s->target && now_s() < deadline)
+                wait_until(s, deadline);
             s->open = 0;
             int received = s->received, rejected = s->rejected, target = s->target;
             double samples = s->samples, norm = received ? s->norm_sum / received : 0;
-            if (received >= o->min_clients) st = kiln_fl_strategy_apply(&s->G.strat, &s->G.acc, s->G.global);
+            int ok = received >= o->min_clients;
+            if (ok && o->secure_agg) { /* the masks cancel only when every member answered */
+                ok = received == target && rejected == 0;
+                if (ok) {
+                    kiln_fl_secagg_unmask(s->msum, s->G.n, s->G.acc.sum);
+                    s->G.acc.weight = samples, s->G.acc.count = received;
+                }
+            }
+            if (ok) st = kiln_fl_strategy_apply(&s->G.strat, &s->G.acc, s->G.global);
             pthread_mutex_unlock(&s->mu);
             if (st) return st;
-            if (received >= o->min_clients) {
+            if (ok) {
                 char extra[128];
-                snprintf(extra, sizeof extra, "mean_update_norm=%.4g", norm);
-                kiln_run_log_metric(s->G.run, round, round, KILN_SPLIT_TRAIN, "fl_update_norm", norm);
+                if (o->secure_agg)
+                    snprintf(extra, sizeof extra, "(securely aggregated)");
+                else
+                    snprintf(extra, sizeof extra, "mean_update_norm=%.4g", norm);
+                kiln_run_log_metric(s->G.run, round, round, KILN_SPLIT_TRAIN, "fl_update_norm",
+                                    norm);
                 st = kiln_fl_global_round(&s->G, round, received, samples, rejected, extra);
                 break;
             }
-            kiln_fl_log(&s->G, "round %d: %d of %d sampled client%s answered with a valid update "
-                        "(%d refused), fewer than --min-clients %d: the round is retried", round,
-                        received, target, target == 1 ? "" : "s", rejected, o->min_clients);
+            if (o->secure_agg && received >= o->min_clients)
+                kiln_fl_log(&s->G,
+                            "round %d: %d of %d cohort members answered (%d refused): secure "
+                            "aggregation needs all of them; the round is retried",
+                            round, received, target, rejected);
+            else
+                kiln_fl_log(&s->G,
+                            "round %d: %d of %d sampled client%s answered with a valid update "
+                            "(%d refused), fewer than --min-clients %d: the round is retried",
+                            round, received, target, target == 1 ? "" : "s", rejected,
+                            o->min_clients);
             if (tries + 1 > o->max_retries)
-                return kiln_error(KILN_ERR_IO, "round %d failed %d times (too few clients answered)",
-                                  round, tries + 1);
+                return kiln_error(KILN_ERR_IO,
+                                  "round %d failed %d times (too few clients answered)", round,
+                                  tries + 1);
         }
     }
     return st;
@@ -351,10 +420,14 @@ kiln_status kiln_fl_server(const kiln_fl_server_opts *o, kiln_fl_result *res) {
         kiln_fl_global_close(&s.G, st);
         goto out;
     }
+    if (o->secure_agg && !(s.msum = calloc(s.G.n ? s.G.n : 1, sizeof *s.msum))) {
+        st = kiln_fl_global_close(&s.G, kiln_error(KILN_ERR_NOMEM, "out of memory"));
+        goto out;
+    }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
-    kiln_web_config wc = {.host = o->host, .port = o->port, .cert_pem = cert, .key_pem = key,
-                          .client_ca_pem = ca};
+    kiln_web_config wc = {
+        .host = o->host, .port = o->port, .cert_pem = cert, .key_pem = key, .client_ca_pem = ca};
     kiln_web_server *w = kiln_web_start(&wc, handler, &s);
     if (!w) {
         st = KILN_ERR_IO;
@@ -362,9 +435,11 @@ kiln_status kiln_fl_server(const kiln_fl_server_opts *o, kiln_fl_result *res) {
         goto out_sync;
     }
     int port = kiln_web_port(w);
-    kiln_fl_log(&s.G, "fl server: %s on %s://%s:%d, %d rounds, strategy %s, min %d clients, "
-                "fraction %.3g, %d local epoch%s; run %s", s.G.round ? "resumed" : "listening",
-                cert ? "https" : "http", o->host ? o->host : "127.0.0.1", port, o->rounds,
+    kiln_fl_log(&s.G,
+                "fl server: %s on %s://%s:%d, %d rounds, strategy %s, min %d clients, "
+                "fraction %.3g, %d local epoch%s; run %s",
+                s.G.round ? "resumed" : "listening", cert ? "https" : "http",
+                o->host ? o->host : "127.0.0.1", port, o->rounds,
                 kiln_fl_kind_name(o->strategy.kind), o->min_clients, o->fraction_fit,
                 o->local_epochs, o->local_epochs == 1 ? "" : "s", s.G.dir);
     if (o->port_file) {
@@ -401,6 +476,7 @@ out_sync:
 out:
     free(s.cl);
     free(s.task);
+    free(s.msum);
     kiln_free(cert), kiln_free(key), kiln_free(ca);
     return st;
 usage:

@@ -57,7 +57,8 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
     int64_t rows = kiln_dataset_rows(G.in.train);
     if (o->limit > 0 && o->limit < rows) rows = o->limit;
     int classes = kiln_dataset_label_kind(G.in.train) == KILN_LABEL_CLASS
-                      ? kiln_dataset_num_classes(G.in.train) : 0;
+                      ? kiln_dataset_num_classes(G.in.train)
+                      : 0;
     int32_t *labels = calloc((size_t)rows, sizeof *labels);
     int64_t **part = calloc((size_t)(N > 0 ? N : 1), sizeof *part);
     int64_t *counts = calloc((size_t)(N > 0 ? N : 1), sizeof *counts);
@@ -72,9 +73,10 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
         if (st) res->usage_error = 1;
     }
     if (!st) { /* per-client data statistics */
-        kiln_fl_log(&G, "fl simulate: %d clients over %lld training rows, partition %s, %d rounds, "
-                    "strategy %s, fraction %.3g, %d local epoch%s; run %s", N, (long long)rows,
-                    o->partition ? o->partition : "iid", o->s.rounds,
+        kiln_fl_log(&G,
+                    "fl simulate: %d clients over %lld training rows, partition %s, %d rounds, "
+                    "strategy %s, fraction %.3g, %d local epoch%s; run %s",
+                    N, (long long)rows, o->partition ? o->partition : "iid", o->s.rounds,
                     kiln_fl_kind_name(o->s.strategy.kind), o->s.fraction_fit, o->s.local_epochs,
                     o->s.local_epochs == 1 ? "" : "s", G.dir);
         int64_t *h = calloc((size_t)(classes > 0 ? classes : 1), sizeof *h);
@@ -124,11 +126,14 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
         for (int j = 0; !st && j < per; j++) {
             int c = (int)pick[j];
             if (counts[c] == 0) continue; /* a client with no data sits the round out */
-            fl_local_opts lo = {.config_path = cpath, .init_path = gpath,
+            fl_local_opts lo = {.config_path = cpath,
+                                .init_path = gpath,
                                 .epochs = o->s.local_epochs,
                                 .mu = o->s.strategy.kind == KILN_FL_FEDPROX ? o->s.strategy.mu : 0,
                                 .seed_offset = (uint64_t)(r - 1) * (uint64_t)N + (uint64_t)c,
-                                .rows = part[c], .n_rows = counts[c], .drop_eval = 1,
+                                .rows = part[c],
+                                .n_rows = counts[c],
+                                .drop_eval = 1,
                                 .no_early_stop = kiln_cfg_at(G.cfg, "train.early_stopping") != NULL,
                                 .runs_dir = tmp};
             int64_t ns = 0;
@@ -136,7 +141,8 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
             if ((st = kiln_fl_local_train(&lo, cm.graph, upd, &ns, &u, 0))) break;
             double norm = 0;
             if (kiln_fl_check_update(&G.strat.o, G.global, upd, G.n, &norm)) {
-                kiln_fl_log(&G, "round %d: client %d's update refused: %s", r, c, kiln_last_error());
+                kiln_fl_log(&G, "round %d: client %d's update refused: %s", r, c,
+                            kiln_last_error());
                 rejected++;
                 continue;
             }
@@ -151,7 +157,8 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
         int got = G.acc.count;
         if ((st = kiln_fl_strategy_apply(&G.strat, &G.acc, G.global))) break;
         char extra[128];
-        snprintf(extra, sizeof extra, "mean_update_norm=%.4g (%.1f s)", norm_sum / got, now_s() - t0);
+        snprintf(extra, sizeof extra, "mean_update_norm=%.4g (%.1f s)", norm_sum / got,
+                 now_s() - t0);
         kiln_run_log_metric(G.run, r, r, KILN_SPLIT_TRAIN, "fl_update_norm", norm_sum / got);
         st = kiln_fl_global_round(&G, r, got, samples, rejected, extra);
     }

@@ -31,12 +31,23 @@ int kiln_fl_kind_parse(const char *name) {
     return -1;
 }
 
-const char *kiln_fl_kind_name(kiln_fl_kind k) { return k >= 0 && k < 4 ? NAMES[k] : "?"; }
+const char *kiln_fl_kind_name(kiln_fl_kind k) {
+    return k >= 0 && k < 4 ? NAMES[k] : "?";
+}
 
 kiln_fl_opts kiln_fl_opts_default(kiln_fl_kind k) {
-    return (kiln_fl_opts){.kind = k, .mu = 0.01, .server_lr = 0.01, .beta1 = 0.9, .beta2 = 0.99,
-                          .tau = 1e-3, .max_norm = 0, .clip = 0, .dp_noise = 0, .dp_clip = 1,
-                          .dp_delta = 1e-5, .seed = 1};
+    return (kiln_fl_opts){.kind = k,
+                          .mu = 0.01,
+                          .server_lr = 0.01,
+                          .beta1 = 0.9,
+                          .beta2 = 0.99,
+                          .tau = 1e-3,
+                          .max_norm = 0,
+                          .clip = 0,
+                          .dp_noise = 0,
+                          .dp_clip = 1,
+                          .dp_delta = 1e-5,
+                          .seed = 1};
 }
 
 kiln_status kiln_fl_strategy_init(kiln_fl_strategy *s, const kiln_fl_opts *o, size_t n,
@@ -96,7 +107,8 @@ kiln_status kiln_fl_check_update(const kiln_fl_opts *o, const float *global, flo
         if (!o->clip)
             return kiln_error(KILN_ERR_INVALID,
                               "the update's change has norm %.4g, over the limit %.4g "
-                              "(--max-update-norm)", *norm, o->max_norm);
+                              "(--max-update-norm)",
+                              *norm, o->max_norm);
         if (!(o->dp_noise > 0)) {
             double f = o->max_norm / *norm;
             for (size_t i = 0; i < n; i++)
@@ -130,14 +142,17 @@ kiln_status kiln_fl_strategy_apply(kiln_fl_strategy *s, const kiln_fl_accum *a, 
     /* DP: N(0, (sigma S / m)^2) on each value of the mean (the parameters only) */
     double sd = s->o.dp_noise > 0 ? s->o.dp_noise * s->o.dp_clip / a->count : 0;
     uint64_t stream = 0x44500000u + (uint64_t)s->applied;
-#define NOISE(i) (sd > 0 && (!s->used || s->used[i]) ? sd * kiln_rng_normal(s->o.seed, stream, i) : 0.0)
+#define NOISE(i)                                                                                   \
+    (sd > 0 && (!s->used || s->used[i]) ? sd * kiln_rng_normal(s->o.seed, stream, i) : 0.0)
     if (adaptive) {
         double b1 = s->o.beta1, b2 = s->o.beta2, eta = s->o.server_lr, tau = s->o.tau;
         for (size_t i = 0; i < s->n_trainable; i++) {
             double delta = a->sum[i] / a->weight + NOISE(i) - global[i], d2 = delta * delta;
             double m = b1 * s->m[i] + (1 - b1) * delta, v = s->v[i];
-            if (s->o.kind == KILN_FL_FEDADAM) v = b2 * v + (1 - b2) * d2;
-            else v = v - (1 - b2) * d2 * (v - d2 > 0 ? 1.0 : v - d2 < 0 ? -1.0 : 0.0);
+            if (s->o.kind == KILN_FL_FEDADAM)
+                v = b2 * v + (1 - b2) * d2;
+            else
+                v = v - (1 - b2) * d2 * (v - d2 > 0 ? 1.0 : v - d2 < 0 ? -1.0 : 0.0);
             s->m[i] = (float)m, s->v[i] = (float)v;
             global[i] = (float)(global[i] + eta * m / (sqrt(v) + tau));
         }
@@ -165,7 +180,8 @@ double kiln_fl_dp_epsilon(double q, double sigma, int64_t rounds, double delta) 
         double rdp;
         if (q >= 1) {
             rdp = alpha / (2 * sigma * sigma);
-        } else { /* log A_alpha = log sum_k C(alpha,k) (1-q)^(alpha-k) q^k exp((k^2-k)/(2 sigma^2)) */
+        } else { /* log A_alpha = log sum_k C(alpha,k) (1-q)^(alpha-k) q^k exp((k^2-k)/(2 sigma^2))
+                  */
             double la = -INFINITY;
             for (int k = 0; k <= alpha; k++) {
                 double lc = lgamma(alpha + 1.0) - lgamma(k + 1.0) - lgamma(alpha - k + 1.0);
@@ -212,20 +228,23 @@ kiln_status kiln_fl_partition(const char *spec, const int32_t *labels, int64_t n
                               int clients, uint64_t seed, int64_t **rows_out, int64_t *counts) {
     if (clients < 1) return kiln_error(KILN_ERR_INVALID, "fl: --clients must be at least 1");
     if (n < clients)
-        return kiln_error(KILN_ERR_INVALID, "fl: %lld training rows for %d clients",
-                          (long long)n, clients);
+        return kiln_error(KILN_ERR_INVALID, "fl: %lld training rows for %d clients", (long long)n,
+                          clients);
     double alpha = 0;
     long k = 0;
     char *end = NULL;
     int kind = -1;
-    if (!strcmp(spec, "iid")) kind = 0;
+    if (!strcmp(spec, "iid"))
+        kind = 0;
     else if (!strncmp(spec, "dirichlet:", 10) && (alpha = strtod(spec + 10, &end)) > 0 && !*end)
         kind = 1;
     else if (!strncmp(spec, "shards:", 7) && (k = strtol(spec + 7, &end, 10)) > 0 && !*end)
         kind = 2;
     if (kind < 0)
-        return kiln_error(KILN_ERR_INVALID, "fl: --partition '%s': expected iid, dirichlet:ALPHA "
-                          "(ALPHA > 0) or shards:K (K >= 1)", spec);
+        return kiln_error(KILN_ERR_INVALID,
+                          "fl: --partition '%s': expected iid, dirichlet:ALPHA "
+                          "(ALPHA > 0) or shards:K (K >= 1)",
+                          spec);
     if (kind && classes < 1)
         return kiln_error(KILN_ERR_INVALID, "fl: --partition %s needs class labels", spec);
     int64_t *owner = malloc((size_t)n * sizeof *owner), *perm = malloc((size_t)n * sizeof *perm);
@@ -256,9 +275,11 @@ kiln_status kiln_fl_partition(const char *spec, const int32_t *labels, int64_t n
     } else if (!st) { /* shards: sort by label (stable over the shuffle), cut, deal */
         int64_t *byl = malloc((size_t)n * sizeof *byl), ns = (int64_t)clients * k, at = 0;
         int64_t *sp = ns <= n ? malloc((size_t)ns * sizeof *sp) : NULL;
-        if (ns > n) st = kiln_error(KILN_ERR_INVALID, "fl: %lld shards of %lld rows",
-                                    (long long)ns, (long long)n);
-        else if (!byl || !sp) st = kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
+        if (ns > n)
+            st = kiln_error(KILN_ERR_INVALID, "fl: %lld shards of %lld rows", (long long)ns,
+                            (long long)n);
+        else if (!byl || !sp)
+            st = kiln_error(KILN_ERR_NOMEM, "fl: out of memory");
         for (int c = 0; !st && c < classes; c++)
             for (int64_t i = 0; i < n; i++)
                 if (labels[perm[i]] == c) byl[at++] = perm[i];
@@ -283,7 +304,8 @@ kiln_status kiln_fl_partition(const char *spec, const int32_t *labels, int64_t n
     if (!st) {
         for (int c = 0; c < clients; c++) counts[c] = 0;
         for (int64_t i = 0; i < n; i++) rows_out[owner[i]][counts[owner[i]]++] = i;
-        for (int c = 0; c < clients; c++) qsort(rows_out[c], (size_t)counts[c], sizeof(int64_t), cmp_i64);
+        for (int c = 0; c < clients; c++)
+            qsort(rows_out[c], (size_t)counts[c], sizeof(int64_t), cmp_i64);
     } else {
         for (int c = 0; c < clients; c++) free(rows_out[c]), rows_out[c] = NULL;
     }

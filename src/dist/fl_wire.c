@@ -17,8 +17,8 @@
 #include "kiln/safetensors.h"
 #include "kiln/sbuf.h"
 
-kiln_status kiln_fl_encode(kiln_graph *g, const float *flat, const char *const *meta_kv,
-                           int n_meta, char **out, size_t *len) {
+static kiln_status encode(kiln_graph *g, const void *flat, size_t es, const char *dtype,
+                          const char *const *meta_kv, int n_meta, char **out, size_t *len) {
     *out = NULL, *len = 0;
     kiln_sbuf h = KILN_SBUF_INIT;
     kiln_sbuf_puts(&h, "{");
@@ -38,11 +38,11 @@ kiln_status kiln_fl_encode(kiln_graph *g, const float *flat, const char *const *
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
         if (i || n_meta > 0) kiln_sbuf_putc(&h, ',');
         kiln_sbuf_json_str(&h, pi->name);
-        kiln_sbuf_puts(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        kiln_sbuf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", dtype);
         for (int d = 0; d < pi->shape.ndim; d++)
             kiln_sbuf_printf(&h, "%s%lld", d ? "," : "", (long long)pi->shape.dims[d]);
-        kiln_sbuf_printf(&h, "],\"data_offsets\":[%zu,%zu]}", at, at + pi->numel * 4);
-        at += pi->numel * 4;
+        kiln_sbuf_printf(&h, "],\"data_offsets\":[%zu,%zu]}", at, at + pi->numel * es);
+        at += pi->numel * es;
     }
     kiln_sbuf_puts(&h, "}");
     while (h.len % 8) kiln_sbuf_putc(&h, ' ');
@@ -62,12 +62,22 @@ kiln_status kiln_fl_encode(kiln_graph *g, const float *flat, const char *const *
     char *p = b + 8 + h.len;
     for (int i = 0; i < np; i++) { /* x86 and ARM Linux are little-endian, as the format */
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        memcpy(p, flat + pi->offset, pi->numel * 4);
-        p += pi->numel * 4;
+        memcpy(p, (const char *)flat + pi->offset * es, pi->numel * es);
+        p += pi->numel * es;
     }
     kiln_sbuf_free(&h);
     *out = b, *len = total;
     return KILN_OK;
+}
+
+kiln_status kiln_fl_encode(kiln_graph *g, const float *flat, const char *const *meta_kv, int n_meta,
+                           char **out, size_t *len) {
+    return encode(g, flat, 4, "F32", meta_kv, n_meta, out, len);
+}
+
+kiln_status kiln_fl_encode_masked(kiln_graph *g, const uint64_t *flat, const char *const *meta_kv,
+                                  int n_meta, char **out, size_t *len) {
+    return encode(g, flat, 8, "I64", meta_kv, n_meta, out, len);
 }
 
 static int same_shape(const kiln_shape *a, const kiln_shape *b) {
@@ -84,8 +94,9 @@ static void shape_str(const kiln_shape *s, char *buf, size_t cap) {
     if (at < cap) snprintf(buf + at, cap - at, "]");
 }
 
-kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const char *label,
-                           float *flat) {
+static kiln_status decode(kiln_graph *g, const void *body, size_t len, const char *label,
+                          void *flat, kiln_dtype dt) {
+    size_t es = dt == KILN_I64 ? 8 : 4;
     kiln_st_file *f = NULL;
     kiln_status st = kiln_safetensors_parse(body, len, label, &f);
     if (st) return st;
@@ -96,8 +107,9 @@ kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const ch
         char a[96], b[96];
         if (!e) {
             st = kiln_error(KILN_ERR_INVALID, "%s: parameter '%s' is missing", label, pi->name);
-        } else if (e->dtype != KILN_F32) {
-            st = kiln_error(KILN_ERR_INVALID, "%s: '%s' is not F32", label, pi->name);
+        } else if (e->dtype != dt) {
+            st = kiln_error(KILN_ERR_INVALID, "%s: '%s' is not %s", label, pi->name,
+                            dt == KILN_I64 ? "I64" : "F32");
         } else if (!same_shape(&e->shape, &pi->shape)) {
             shape_str(&e->shape, a, sizeof a), shape_str(&pi->shape, b, sizeof b);
             st = kiln_error(KILN_ERR_INVALID, "%s: '%s' has shape %s, the model's is %s", label,
@@ -109,7 +121,8 @@ kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const ch
         for (int i = 0; i < kiln_st_count(f); i++) {
             const char *n = kiln_st_get(f, i)->name;
             int known = 0;
-            for (int j = 0; j < np && !known; j++) known = !strcmp(kiln_graph_param_info(g, j)->name, n);
+            for (int j = 0; j < np && !known; j++)
+                known = !strcmp(kiln_graph_param_info(g, j)->name, n);
             if (!known) extra = n;
         }
         st = kiln_error(KILN_ERR_INVALID, "%s: tensor '%s' is not a parameter of the model", label,
@@ -117,10 +130,20 @@ kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const ch
     }
     for (int i = 0; !st && i < np; i++) {
         const kiln_param_info *pi = kiln_graph_param_info(g, i);
-        memcpy(flat + pi->offset, kiln_st_find(f, pi->name)->data, pi->numel * 4);
+        memcpy((char *)flat + pi->offset * es, kiln_st_find(f, pi->name)->data, pi->numel * es);
     }
     kiln_st_close(f);
     return st;
+}
+
+kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const char *label,
+                           float *flat) {
+    return decode(g, body, len, label, flat, KILN_F32);
+}
+
+kiln_status kiln_fl_decode_masked(kiln_graph *g, const void *body, size_t len, const char *label,
+                                  uint64_t *flat) {
+    return decode(g, body, len, label, flat, KILN_I64);
 }
 
 kiln_status kiln_fl_meta(const void *body, size_t len, const char *key, char *buf, size_t cap) {

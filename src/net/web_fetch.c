@@ -14,7 +14,9 @@
 #include "kiln/web.h"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static void init_curl(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void init_curl(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *ctx) {
     kiln_sbuf *b = ctx;

@@ -53,8 +53,10 @@ void kiln_web_json(kiln_web_response *r, int status, const char *json) {
     r->content_type = "application/json";
     r->body_len = strlen(json);
     r->body = malloc(r->body_len + 1);
-    if (r->body) memcpy(r->body, json, r->body_len + 1);
-    else r->body_len = 0;
+    if (r->body)
+        memcpy(r->body, json, r->body_len + 1);
+    else
+        r->body_len = 0;
 }
 
 void kiln_web_error(kiln_web_response *r, int status, const char *fmt, ...) {
@@ -83,9 +85,9 @@ static int peer_verified(struct MHD_Connection *c) {
 }
 
 static enum MHD_Result queue(struct MHD_Connection *c, kiln_web_response *r) {
-    struct MHD_Response *mr = MHD_create_response_from_buffer(
-        r->body_len, r->body ? r->body : (char *)"", r->body ? MHD_RESPMEM_MUST_FREE
-                                                           : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *mr =
+        MHD_create_response_from_buffer(r->body_len, r->body ? r->body : (char *)"",
+                                        r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!mr) {
         free(r->body);
         return MHD_NO;
@@ -99,8 +101,8 @@ static enum MHD_Result queue(struct MHD_Connection *c, kiln_web_response *r) {
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **state) {
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state) {
     (void)version;
     kiln_web_server *s = cls;
     conn *k = *state;
@@ -125,8 +127,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         kiln_web_error(&r, 500, "out of memory for the body");
         return queue(c, &r);
     }
-    kiln_web_request q = {.method = method, .path = url, .body = k->body.data ? k->body.data : "",
-                          .body_len = k->body.len, .priv = k};
+    kiln_web_request q = {.method = method,
+                          .path = url,
+                          .body = k->body.data ? k->body.data : "",
+                          .body_len = k->body.len,
+                          .priv = k};
     q.client_cert_ok = s->tls_client && peer_verified(c);
     s->fn(s->ctx, &q, &r);
     return queue(c, &r);
@@ -175,8 +180,8 @@ kiln_web_server *kiln_web_start(const kiln_web_config *c, kiln_web_handler fn, v
     if (tls) flags |= MHD_USE_TLS;
     struct MHD_OptionItem ops[8];
     int n = 0;
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
-                                       c->threads > 0 ? c->threads : 4, NULL};
+    ops[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, c->threads > 0 ? c->threads : 4, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                        c->timeout_seconds > 0 ? c->timeout_seconds : 120, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &addr};
@@ -184,16 +189,17 @@ kiln_web_server *kiln_web_start(const kiln_web_config *c, kiln_web_handler fn, v
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)c->cert_pem};
         ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)c->key_pem};
         if (c->client_ca_pem)
-            ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
-                                               (void *)c->client_ca_pem};
+            ops[n++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)c->client_ca_pem};
     }
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_request, s,
-                            MHD_OPTION_ARRAY, ops, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
-                            MHD_OPTION_END);
+    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY,
+                            ops, MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_END);
     if (!s->d) {
-        kiln_error(KILN_ERR_IO, "cannot start the %s server on %s:%d (port in use, or a bad "
-                   "certificate or key)", tls ? "HTTPS" : "HTTP", host, c->port);
+        kiln_error(KILN_ERR_IO,
+                   "cannot start the %s server on %s:%d (port in use, or a bad "
+                   "certificate or key)",
+                   tls ? "HTTPS" : "HTTP", host, c->port);
         free(s);
         return NULL;
     }
@@ -202,7 +208,9 @@ kiln_web_server *kiln_web_start(const kiln_web_config *c, kiln_web_handler fn, v
     return s;
 }
 
-int kiln_web_port(const kiln_web_server *s) { return s->port; }
+int kiln_web_port(const kiln_web_server *s) {
+    return s->port;
+}
 
 void kiln_web_stop(kiln_web_server *s) {
     if (!s) return;

@@ -67,7 +67,7 @@ waitrc() {
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-in_log() { grep -qF -- "$2" "$TMP/$1.log" || { echo "  $1.log lacks: $2" >&2; sed 's/^/    | /' "$TMP/$1.log" | tail -15 >&2; return 1; }; }
+in_log() { grep -qF -- "$2" "$TMP/$1.log" || { echo "  $1.log lacks: $2" >&2; sed 's/^/    | /' "$TMP/$1.log" | tail -15 >&2; test_failed=1; return 1; }; }
 count_in_log() { grep -cF -- "$2" "$TMP/$1.log"; }
 run_dir() { dirname "$(ls -d "$TMP"/runs-"$1"/wine-fl/*/run.json | head -1)"; }
 
@@ -76,18 +76,18 @@ t_usage() {
     check "no subcommand: exit 2" [ "$rc" = 2 ]
     k fl server "$CFG"
     check "no --rounds: exit 2" [ "$rc" = 2 ]
-    has "--rounds R is required"
+    check "output has: --rounds R is required" has "--rounds R is required"
     k fl server "$CFG" --rounds 1 --strategy fedsgd
     check "unknown strategy: exit 2" [ "$rc" = 2 ]
-    has "expected fedavg, fedprox, fedadam or fedyogi"
+    check "output has: expected fedavg, fedprox, fedadam or fedyogi" has "expected fedavg, fedprox, fedadam or fedyogi"
     k fl client "$CFG"
     check "client without --server: exit 2" [ "$rc" = 2 ]
     k fl simulate "$CFG" --clients 3 --rounds 1 --partition stripes --runs-dir "$TMP/runs-u"
     check "bad partition: exit 2" [ "$rc" = 2 ]
-    has "expected iid, dirichlet:ALPHA"
+    check "output has: expected iid, dirichlet:ALPHA" has "expected iid, dirichlet:ALPHA"
     k fl --help
     check "--help: exit 0" [ "$rc" = 0 ]
-    has "kiln fl simulate"
+    check "output has: kiln fl simulate" has "kiln fl simulate"
 }
 
 # 1 server + 4 client processes over loopback, two rounds, each client a quarter of the rows
@@ -225,6 +225,38 @@ t_kill_resume() {
     check "client 2 exit 0" [ "$rc" = 0 ]
 }
 
+# secure aggregation: clients mask pairwise with a shared key; the sum equals plain FedAvg's
+t_secure_agg() {
+    start_server sa --rounds 2 --min-clients 3 --secure-agg
+    local u="http://127.0.0.1:$PORT" c=()
+    for i in 0 1 2; do client "sa$i" --server "$u" --shard "$i/3" --secagg-key s3cr3t; c+=("$CPID"); done
+    waitrc "$SPID"
+    check "secure server exit 0" [ "$rc" = 0 ]
+    in_log sa "round 2/2: 3 clients, 1500 samples, 0 rejected"
+    in_log sa "(securely aggregated)"
+    for p in "${c[@]}"; do waitrc "$p"; check "secure client exit 0" [ "$rc" = 0 ]; done
+    start_server plain --rounds 2 --min-clients 3
+    u="http://127.0.0.1:$PORT"
+    for i in 0 1 2; do client "pl$i" --server "$u" --shard "$i/3"; done
+    waitrc "$SPID"
+    local a b
+    a=$(sed -n 's/^round 2.*test_loss=\([0-9.]*\).*/\1/p' "$TMP/sa.log")
+    b=$(sed -n 's/^round 2.*test_loss=\([0-9.]*\).*/\1/p' "$TMP/plain.log")
+    check "secure sum = plain FedAvg (test loss $a vs $b)" awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(a != "" && d < 0.0005 && d > -0.0005) }'
+    # a client without the key cannot take part; a missing member means a retried round
+    start_server sa2 --rounds 1 --min-available 2 --min-clients 1 --secure-agg --round-timeout 5 --max-retries 0
+    u="http://127.0.0.1:$PORT"
+    client sakey --server "$u" --secagg-key s3cr3t
+    client sanokey --server "$u"
+    local np=$CPID
+    waitrc "$np"
+    check "no key: exit 1" [ "$rc" = 1 ]
+    in_log sanokey "needs --secagg-key"
+    waitrc "$SPID"
+    in_log sa2 "secure aggregation needs all of them"
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+}
+
 t_tls() {
     local o=$TMP/pki
     mkdir -p "$o"
@@ -265,15 +297,15 @@ t_tls() {
 t_simulate() {
     k fl simulate "$CFG" --clients 5 --rounds 2 --partition shards:1 --strategy fedprox --mu 0.1 --runs-dir "$TMP/runs-sim"
     check "simulate exit 0" [ "$rc" = 0 ]
-    has "client 4: 300 rows, classes ["
-    has "round 2/2: 5 clients, 1500 samples"
+    check "output has: client 4: 300 rows, classes [" has "client 4: 300 rows, classes ["
+    check "output has: round 2/2: 5 clients, 1500 samples" has "round 2/2: 5 clients, 1500 samples"
     k fl simulate "$CFG" --clients 10 --rounds 2 --fraction-fit 0.3 --partition dirichlet:0.3 --strategy fedyogi --runs-dir "$TMP/runs-sim"
     check "simulate fedyogi exit 0" [ "$rc" = 0 ]
-    has "round 2/2: 3 clients"
-    has "strategy fedyogi"
+    check "output has: round 2/2: 3 clients" has "round 2/2: 3 clients"
+    check "output has: strategy fedyogi" has "strategy fedyogi"
     k fl simulate "$CFG" --clients 4 --rounds 2 --dp-noise 0.8 --dp-clip 2 --runs-dir "$TMP/runs-sim"
     check "simulate with DP exit 0" [ "$rc" = 0 ]
-    has "dp_epsilon="
+    check "output has: dp_epsilon=" has "dp_epsilon="
     check "epsilon logged per round" grep -q '"name":"dp_epsilon"' "$(ls -d "$TMP"/runs-sim/wine-fl/fl-*/ | tail -1)/metrics.jsonl"
 }
 
@@ -285,6 +317,7 @@ run_test t_bad_updates
 run_test t_drop_and_slow
 run_test t_retry
 run_test t_kill_resume
+run_test t_secure_agg
 run_test t_tls
 run_test t_simulate
 finish
