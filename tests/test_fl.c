@@ -363,40 +363,50 @@ static void test_one_client_is_training(void) {
             "train: {epochs: 2, ema_decay: 0.9}\n",
             csv);
     fclose(f);
-    kiln_train_opts to = {.config_path = cfgp, .runs_dir = runs, .name = "central", .quiet = 1};
-    kiln_train_result tr;
-    CHECK_OK(kiln_train(&to, &tr));
-    kiln_fl_sim_opts so = {.clients = 1, .partition = "iid"};
-    so.s.config_path = cfgp, so.s.runs_dir = runs, so.s.rounds = 1, so.s.min_clients = 1;
-    so.s.fraction_fit = 1, so.s.local_epochs = 2,
-    so.s.strategy = kiln_fl_opts_default(KILN_FL_FEDAVG);
-    kiln_fl_result fr;
-    CHECK_OK(kiln_fl_simulate(&so, &fr));
-    /* compare the parameters (not the EMA) of both final checkpoints */
-    kiln_rundir *run = NULL;
-    char name[64], pa[4400], pb[4400];
-    CHECK_OK(kiln_run_open(tr.run_dir, KILN_RUN_READ, &run));
-    CHECK_OK(kiln_run_checkpoint_latest(run, name, sizeof name, NULL, 0));
-    kiln_run_close(run);
-    snprintf(pa, sizeof pa, "%s/checkpoints/%s/weights.safetensors", tr.run_dir, name);
-    snprintf(pb, sizeof pb, "%s/checkpoints/step-1/weights.safetensors", fr.run_dir);
-    kiln_st_file *a = NULL, *b = NULL;
-    CHECK_OK(kiln_safetensors_open(pa, &a));
-    CHECK_OK(kiln_safetensors_open(pb, &b));
-    int compared = 0;
-    for (int i = 0; a && b && i < kiln_st_count(b); i++) {
-        const kiln_st_entry *eb = kiln_st_get(b, i), *ea = kiln_st_find(a, eb->name);
-        CHECK_MSG(ea != NULL, "%s missing from kiln train's checkpoint", eb->name);
-        if (!ea) continue;
-        size_t nel = 1;
-        for (int d = 0; d < eb->shape.ndim; d++) nel *= (size_t)eb->shape.dims[d];
-        size_t worst = 0;
-        double r = kiln_test_compare(eb->data, ea->data, nel, 1e-6, 1e-5, &worst);
-        CHECK_MSG(r <= 1, "%s differs at %zu", eb->name, worst);
-        compared++;
+    for (int epochs = 1; epochs <= 2; epochs++) { /* 1 local epoch (the issue), and 2 */
+        char set[32];
+        snprintf(set, sizeof set, "train.epochs=%d", epochs);
+        const char *sets[] = {set};
+        kiln_train_opts to = {.config_path = cfgp,
+                              .sets = sets,
+                              .n_sets = 1,
+                              .runs_dir = runs,
+                              .name = "central",
+                              .quiet = 1};
+        kiln_train_result tr;
+        CHECK_OK(kiln_train(&to, &tr));
+        kiln_fl_sim_opts so = {.clients = 1, .partition = "iid"};
+        so.s.config_path = cfgp, so.s.runs_dir = runs, so.s.rounds = 1, so.s.min_clients = 1;
+        so.s.fraction_fit = 1, so.s.local_epochs = epochs,
+        so.s.strategy = kiln_fl_opts_default(KILN_FL_FEDAVG);
+        kiln_fl_result fr;
+        CHECK_OK(kiln_fl_simulate(&so, &fr));
+        /* compare the parameters (not the EMA) of both final checkpoints */
+        kiln_rundir *run = NULL;
+        char name[64], pa[4400], pb[4400];
+        CHECK_OK(kiln_run_open(tr.run_dir, KILN_RUN_READ, &run));
+        CHECK_OK(kiln_run_checkpoint_latest(run, name, sizeof name, NULL, 0));
+        kiln_run_close(run);
+        snprintf(pa, sizeof pa, "%s/checkpoints/%s/weights.safetensors", tr.run_dir, name);
+        snprintf(pb, sizeof pb, "%s/checkpoints/step-1/weights.safetensors", fr.run_dir);
+        kiln_st_file *a = NULL, *b = NULL;
+        CHECK_OK(kiln_safetensors_open(pa, &a));
+        CHECK_OK(kiln_safetensors_open(pb, &b));
+        int compared = 0;
+        for (int i = 0; a && b && i < kiln_st_count(b); i++) {
+            const kiln_st_entry *eb = kiln_st_get(b, i), *ea = kiln_st_find(a, eb->name);
+            CHECK_MSG(ea != NULL, "%s missing from kiln train's checkpoint", eb->name);
+            if (!ea) continue;
+            size_t nel = 1;
+            for (int d = 0; d < eb->shape.ndim; d++) nel *= (size_t)eb->shape.dims[d];
+            size_t worst = 0;
+            double r = kiln_test_compare(eb->data, ea->data, nel, 1e-6, 1e-5, &worst);
+            CHECK_MSG(r <= 1, "%s differs at %zu", eb->name, worst);
+            compared++;
+        }
+        CHECK(compared == 4);
+        kiln_st_close(a), kiln_st_close(b);
     }
-    CHECK(compared == 4);
-    kiln_st_close(a), kiln_st_close(b);
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

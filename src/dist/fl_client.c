@@ -79,7 +79,7 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
     int64_t samples = 0;
     int usage = 0;
     double t0 = now_s();
-    if ((st = kiln_fl_local_train(&lo, g, out, &samples, &usage, 0))) goto done;
+    if ((st = kiln_fl_local_train(&lo, g, out, &samples, &usage, o->work_dir != NULL))) goto done;
     double ss = 0;
     for (size_t i = 0; i < n; i++)
         ss += ((double)out[i] - global[i]) * ((double)out[i] - global[i]);
