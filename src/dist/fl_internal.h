@@ -67,6 +67,7 @@ typedef struct {
     kiln_fl_strategy strat;
     kiln_fl_accum acc;
     int round; /* rounds completed */
+    int stopped; /* stopped by a signal: the run is "stopped", not "failed" */
     int export_every, rounds;
     double last_acc;
     double dp_q;         /* DP: the chance a client is sampled in a round */

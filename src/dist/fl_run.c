@@ -292,7 +292,11 @@ kiln_status kiln_fl_global_close(fl_global *G, kiln_status st) {
         }
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", st ? kiln_last_error() : "");
-        kiln_run_set_status(G->run, st ? KILN_RUN_FAILED : KILN_RUN_FINISHED, st ? msg : NULL);
+        kiln_run_set_status(G->run,
+                            !st          ? KILN_RUN_FINISHED
+                            : G->stopped ? KILN_RUN_STOPPED
+                                         : KILN_RUN_FAILED,
+                            st ? msg : NULL);
         kiln_run_save(G->run);
         kiln_run_close(G->run);
         if (st) kiln_error(st, "%s", msg);

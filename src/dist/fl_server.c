@@ -27,6 +27,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,12 @@
 #include "kiln/web.h"
 
 #define WAITING_SECONDS 5.0 /* a client that polled within this is waiting for work */
+
+/* SIGINT / SIGTERM: the driver stops at its next wait; the run is "stopped" (resumable). */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) {
+    stop_signal = sig;
+}
 
 typedef struct {
     char id[128];
@@ -325,6 +332,11 @@ static kiln_status run_rounds(srv *s) {
                 double t = now_s();
                 for (int i = 0; i < s->ncl; i++) waiting += is_waiting(s, &s->cl[i], t);
                 if (waiting >= need) break;
+                if (stop_signal) {
+                    pthread_mutex_unlock(&s->mu);
+                    s->G.stopped = 1;
+                    return kiln_error(KILN_ERR_IO, "stopped by a signal before round %d", round);
+                }
                 if (o->wait_timeout > 0 && t - t0 > o->wait_timeout) {
                     pthread_mutex_unlock(&s->mu);
                     return kiln_error(KILN_ERR_IO,
@@ -346,8 +358,14 @@ static kiln_status run_rounds(srv *s) {
                 return st;
             }
             double deadline = now_s() + o->round_timeout;
-            while (s->received + s->rejected < s->target && now_s() < deadline)
+            while (s->received + s->rejected < s->target && now_s() < deadline && !stop_signal)
                 wait_until(s, deadline);
+            if (stop_signal) { /* the open round is abandoned: --resume runs it again */
+                s->open = 0;
+                pthread_mutex_unlock(&s->mu);
+                s->G.stopped = 1;
+                return kiln_error(KILN_ERR_IO, "stopped by a signal in round %d", round);
+            }
             s->open = 0;
             int received = s->received, rejected = s->rejected, target = s->target;
             double samples = s->samples, norm = received ? s->norm_sum / received : 0;
@@ -447,7 +465,14 @@ kiln_status kiln_fl_server(const kiln_fl_server_opts *o, kiln_fl_result *res) {
         int n = snprintf(p, sizeof p, "%d\n", port);
         kiln_file_write_atomic(o->port_file, p, (size_t)n);
     }
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
     st = run_rounds(&s);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     /* over: clients polling now learn it (410); give them a moment to hear it */
     pthread_mutex_lock(&s.mu);
     s.done = 1;

@@ -221,6 +221,13 @@ t_kill_resume() {
     check "round 4 checkpoint" [ -f "$d/checkpoints/step-4/weights.safetensors" ]
     waitrc "$p1"
     check "client 1 exit 0" [ "$rc" = 0 ]
+    # SIGTERM: the server stops cleanly, the run says "stopped"
+    start_server term --rounds 5 --min-clients 1
+    for _ in $(seq 100); do grep -q "waiting for" "$TMP/term.log" && break; sleep 0.1; done
+    kill -TERM "$SPID"
+    waitrc "$SPID"
+    check "SIGTERM: exit 1" [ "$rc" = 1 ]
+    check "SIGTERM: run stopped" grep -q '"status":[[:space:]]*"stopped"' "$(run_dir term)/run.json"
     waitrc "$p2"
     check "client 2 exit 0" [ "$rc" = 0 ]
 }
