@@ -125,8 +125,8 @@ kiln_status kiln_fl_partition(const char *spec, const int32_t *labels, int64_t n
 kiln_status kiln_fl_encode(kiln_graph *g, const float *flat, const char *const *meta_kv, int n_meta,
                            char **out, size_t *len);
 /* Parses a safetensors body into flat [params size] for g's layout: every parameter present,
- * F32 with g's shape, nothing else. label names the source in messages. meta (may be NULL)
- * gets value of key "samples" etc. through kiln_fl_meta. */
+ * F32 with g's shape, nothing else (flat is untouched unless all of it holds). label names the
+ * source in messages. Metadata is read with kiln_fl_meta. */
 kiln_status kiln_fl_decode(kiln_graph *g, const void *body, size_t len, const char *label,
                            float *flat);
 /* The same for secure aggregation's masked vectors: I64 tensors of the parameters' shapes. */

@@ -12,6 +12,7 @@
  * moments are those the round ended with.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,15 +25,20 @@
 #include "kiln/registry.h"
 #include "kiln/safetensors.h"
 
+/* The server's handler threads log refused updates while the driver logs rounds: one lock. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void kiln_fl_log(fl_global *G, const char *fmt, ...) {
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&log_lock);
     printf("%s\n", line);
     fflush(stdout);
     if (G && G->run) kiln_run_log(G->run, "%s", line);
+    pthread_mutex_unlock(&log_lock);
 }
 
 static kiln_status write_config(fl_global *G) {

@@ -206,7 +206,7 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
     if (!still)
         kiln_web_error(r, 409, "update for round %d refused: the round closed", round);
     else if (st) {
-        kiln_fl_log(NULL, "round %d: refused the update of client %s: %s", round, id,
+        kiln_fl_log(&s->G, "round %d: refused the update of client %s: %s", round, id,
                     kiln_last_error());
         kiln_web_error(r, 400, "%s", kiln_last_error());
     } else

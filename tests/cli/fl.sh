@@ -156,6 +156,7 @@ t_bad_updates() {
     in_log inj-shape "has shape"
     in_log inj-nan "non-finite"
     in_log inj-scale "over the limit"
+    check "log.txt names the 4 refused updates" [ "$(grep -c 'refused the update' "$(run_dir bad)/log.txt")" = 4 ]
     local acc
     acc=$(sed -n 's/.*test_accuracy=\([0-9.]*\).*/\1/p' "$TMP/bad.log" | tail -1)
     check "the global model is sound (accuracy $acc > 0.5)" awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }'
