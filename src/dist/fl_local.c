@@ -42,10 +42,15 @@ static kiln_status narrow(kiln_dataset **ds, const int64_t *rows, int64_t n) {
 
 static kiln_status h_setup(void *ctx, kiln_status st, int *usage, const char *hash,
                            const kiln_cfg *cfg, kiln_inputs *in) {
-    (void)hash, (void)cfg, (void)usage;
+    (void)hash;
     local *L = ctx;
     const fl_local_opts *o = L->o;
     if (st) return st;
+    if (o->mu > 0 && kiln_config_stage_count(cfg) > 0) { /* a stage rebuilds the graph begin saw */
+        *usage = 1;
+        return kiln_error(KILN_ERR_INVALID, "fl: FedProx (mu > 0) does not support a config with "
+                                            "stages: (yet)");
+    }
     int64_t n = kiln_dataset_rows(in->train);
     if (o->rows) {
         for (int64_t i = 0; i < o->n_rows; i++)
