@@ -138,7 +138,10 @@ kiln_status kiln_fl_simulate(const kiln_fl_sim_opts *o, kiln_fl_result *res) {
                                 .runs_dir = tmp};
             int64_t ns = 0;
             int u = 0;
-            if ((st = kiln_fl_local_train(&lo, cm.graph, upd, &ns, &u, 0))) break;
+            if ((st = kiln_fl_local_train(&lo, cm.graph, upd, &ns, &u, 0))) {
+                res->usage_error = u;
+                break;
+            }
             double norm = 0;
             if (kiln_fl_check_update(&G.strat.o, G.global, upd, G.n, &norm)) {
                 kiln_fl_log(&G, "round %d: client %d's update refused: %s", r, c,

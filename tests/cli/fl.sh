@@ -311,6 +311,11 @@ t_simulate() {
     check "simulate fedyogi exit 0" [ "$rc" = 0 ]
     check "output has: round 2/2: 3 clients" has "round 2/2: 3 clients"
     check "output has: strategy fedyogi" has "strategy fedyogi"
+    cp "$CFG" "$TMP/staged.yaml"
+    printf 'stages:\n  - {train: {epochs: 1}}\n  - {optimizer: {adam: {learning_rate: 0.001}}}\n' >>"$TMP/staged.yaml"
+    k fl simulate "$TMP/staged.yaml" --clients 2 --rounds 1 --strategy fedprox --runs-dir "$TMP/runs-sim"
+    check "FedProx with stages: exit 2" [ "$rc" = 2 ]
+    check "output has: does not support a config with stages" has "does not support a config with stages"
     k fl simulate "$CFG" --clients 4 --rounds 2 --dp-noise 0.8 --dp-clip 2 --runs-dir "$TMP/runs-sim"
     check "simulate with DP exit 0" [ "$rc" = 0 ]
     check "output has: dp_epsilon=" has "dp_epsilon="
