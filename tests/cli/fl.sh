@@ -316,10 +316,10 @@ t_simulate() {
     k fl simulate "$TMP/staged.yaml" --clients 2 --rounds 1 --strategy fedprox --runs-dir "$TMP/runs-sim"
     check "FedProx with stages: exit 2" [ "$rc" = 2 ]
     check "output has: does not support a config with stages" has "does not support a config with stages"
-    k fl simulate "$CFG" --clients 4 --rounds 2 --dp-noise 0.8 --dp-clip 2 --runs-dir "$TMP/runs-sim"
+    k fl simulate "$CFG" --clients 4 --rounds 2 --dp-noise 0.8 --dp-clip 2 --runs-dir "$TMP/runs-sim" --name dp
     check "simulate with DP exit 0" [ "$rc" = 0 ]
     check "output has: dp_epsilon=" has "dp_epsilon="
-    check "epsilon logged per round" grep -q '"name":"dp_epsilon"' "$(ls -d "$TMP"/runs-sim/wine-fl/fl-*/ | tail -1)/metrics.jsonl"
+    check "epsilon logged per round" grep -q '"name":"dp_epsilon"' "$TMP"/runs-sim/wine-fl/dp-*/metrics.jsonl
 }
 
 cd "$TMP" || exit 1
