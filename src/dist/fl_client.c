@@ -79,6 +79,8 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
     int64_t samples = 0;
     int usage = 0;
     double t0 = now_s();
+    char metrics[1024] = "";
+    lo.metrics = metrics, lo.metrics_cap = sizeof metrics;
     if ((st = kiln_fl_local_train(&lo, g, out, &samples, &usage, o->work_dir != NULL))) goto done;
     double ss = 0;
     for (size_t i = 0; i < n; i++)
@@ -97,7 +99,7 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
     if (!strncmp(inj, "sleep:", 6)) sleep_s(strtod(inj + 6, NULL));
     char sm[32];
     snprintf(sm, sizeof sm, "%lld", (long long)samples);
-    const char *meta[] = {"round", round, "samples", sm, "client", id};
+    const char *meta[] = {"round", round, "samples", sm, "client", id, "metrics", metrics};
     char *body = NULL, sa[8] = "";
     size_t len = 0;
     if (!kiln_fl_meta(task, task_len, "secagg", sa, sizeof sa) && !strcmp(sa, "1")) {
@@ -111,10 +113,10 @@ static kiln_status train_and_send(const kiln_fl_client_opts *o, kiln_graph *g,
         snprintf(tag, sizeof tag, "%s.%s", round, at);
         if (!st)
             st = kiln_fl_secagg_mask(o->secagg_key, cohort, id, tag, out, n, (double)samples, mk);
-        if (!st) st = kiln_fl_encode_masked(g, mk, meta, 3, &body, &len);
+        if (!st) st = kiln_fl_encode_masked(g, mk, meta, 4, &body, &len);
         free(cohort), free(mk);
         if (st) goto done;
-    } else if ((st = kiln_fl_encode(g, out, meta, 3, &body, &len))) {
+    } else if ((st = kiln_fl_encode(g, out, meta, 4, &body, &len))) {
         goto done;
     }
     if (!strcmp(inj, "garbage")) {

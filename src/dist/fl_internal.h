@@ -31,6 +31,9 @@ typedef struct {
                           the validation split drop_eval removes) */
     const char *runs_dir;
     int threads;
+    char *metrics; /* out (may be NULL): the local run's final validation metrics,
+                      "val_accuracy=0.81;val_loss=0.52" */
+    size_t metrics_cap;
 } fl_local_opts;
 
 /* Trains once with kiln_train from init_path; the final parameters go into g's flat buffer
@@ -66,7 +69,7 @@ typedef struct {
     size_t n, n_trainable;
     kiln_fl_strategy strat;
     kiln_fl_accum acc;
-    int round; /* rounds completed */
+    int round;   /* rounds completed */
     int stopped; /* stopped by a signal: the run is "stopped", not "failed" */
     int export_every, rounds;
     double last_acc;

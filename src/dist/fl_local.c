@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,19 @@ kiln_status kiln_fl_local_train(const fl_local_opts *o, kiln_graph *g, float *ou
             snprintf(path, sizeof path, "%s/checkpoints/%s/weights.safetensors", res.run_dir, name);
             /* the trained parameters themselves (not their EMA) */
             st = kiln_checkpoint_load_weights(path, g, 0);
+        }
+        if (!st && o->metrics && o->metrics_cap) { /* for federated evaluation */
+            size_t at = 0;
+            o->metrics[0] = 0;
+            for (int i = 0; i < kiln_run_metric_count(run, KILN_RUN_FINAL); i++) {
+                double v;
+                const char *n = kiln_run_metric_at(run, KILN_RUN_FINAL, i, &v);
+                if (!n || strncmp(n, "val_", 4) || strlen(n) > 60 || !isfinite(v)) continue;
+                int k = snprintf(o->metrics + at, o->metrics_cap - at, "%s%s=%.9g", at ? ";" : "",
+                                 n, v);
+                if (k < 0 || (size_t)k >= o->metrics_cap - at) break;
+                at += (size_t)k;
+            }
         }
         kiln_run_close(run);
         if (!st) memcpy(out, kiln_graph_params(g), kiln_graph_params_size(g) * sizeof *out);

@@ -69,7 +69,30 @@ typedef struct {
     size_t task_len;
     char auth[1100];
     uint64_t *msum; /* secure aggregation: the masked vectors' sum (modulo 2^64) */
+    /* federated evaluation: the clients' local validation metrics, sample-weighted */
+    int n_ev;
+    char ev_name[8][64];
+    double ev_sum[8], ev_w[8];
 } srv;
+
+/* Adds "val_accuracy=0.81;val_loss=0.5" (a client's local validation metrics) with weight w.
+ * Under the lock. */
+static void add_client_metrics(srv *s, const char *m, double w) {
+    while (m && *m) {
+        const char *eq = strchr(m, '='), *end = strchr(m, ';');
+        if (!end) end = m + strlen(m);
+        if (eq && eq < end && eq - m < 60) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - m), m);
+            double v = strtod(eq + 1, NULL);
+            int i = 0;
+            while (i < s->n_ev && strcmp(s->ev_name[i], name)) i++;
+            if (i == s->n_ev && s->n_ev < 8) snprintf(s->ev_name[s->n_ev++], 64, "%s", name);
+            if (i < s->n_ev && isfinite(v)) s->ev_sum[i] += w * v, s->ev_w[i] += w;
+        }
+        m = *end ? end + 1 : end;
+    }
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -182,6 +205,8 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
     else if (!st)
         st = kiln_fl_decode(s->G.m.graph, q->body, q->body_len, "update", u);
     double samples = 0, norm = 0;
+    char metrics[1024] = "";
+    if (!st) kiln_fl_meta(q->body, q->body_len, "metrics", metrics, sizeof metrics);
     if (!st && (kiln_fl_meta(q->body, q->body_len, "samples", sm, sizeof sm) ||
                 !((samples = strtod(sm, NULL)) > 0) || samples > 1e12))
         st = kiln_error(KILN_ERR_INVALID, "update: metadata 'samples' must be a positive count");
@@ -191,6 +216,7 @@ static void handle_update(srv *s, const kiln_web_request *q, kiln_web_response *
         st = kiln_fl_check_update(&s->G.strat.o, s->G.global, u, s->G.n, &norm);
     if (still) {
         c->answered = attempt;
+        if (!st) add_client_metrics(s, metrics, samples);
         if (st)
             s->rejected++;
         else if (sa)
@@ -313,6 +339,7 @@ static kiln_status open_round(srv *s, int round) {
     if (st) return st;
     s->round = round, s->target = target, s->received = s->rejected = 0;
     s->samples = s->norm_sum = 0;
+    for (int i = 0; i < s->n_ev; i++) s->ev_sum[i] = s->ev_w[i] = 0;
     kiln_fl_accum_reset(&s->G.acc);
     s->open = 1;
     pthread_cond_broadcast(&s->cv);
@@ -381,11 +408,26 @@ static kiln_status run_rounds(srv *s) {
             pthread_mutex_unlock(&s->mu);
             if (st) return st;
             if (ok) {
-                char extra[128];
+                char extra[512];
+                size_t at = 0;
+                for (int i = 0; i < s->n_ev; i++) /* federated evaluation */
+                    if (s->ev_w[i] > 0) {
+                        double v = s->ev_sum[i] / s->ev_w[i];
+                        kiln_run_log_metric(s->G.run, round, round, KILN_SPLIT_VALIDATION,
+                                            s->ev_name[i] + 4, v);
+                        if (s->G.tb) {
+                            char tag[96];
+                            snprintf(tag, sizeof tag, "round_clients_%s", s->ev_name[i]);
+                            kiln_tb_scalar(s->G.tb, tag, round, (float)v);
+                        }
+                        at += (size_t)snprintf(extra + at, sizeof extra - at, "clients_%s=%.4f ",
+                                               s->ev_name[i], v);
+                        if (at >= sizeof extra - 96) break;
+                    }
                 if (o->secure_agg)
-                    snprintf(extra, sizeof extra, "(securely aggregated)");
+                    snprintf(extra + at, sizeof extra - at, "(securely aggregated)");
                 else
-                    snprintf(extra, sizeof extra, "mean_update_norm=%.4g", norm);
+                    snprintf(extra + at, sizeof extra - at, "mean_update_norm=%.4g", norm);
                 kiln_run_log_metric(s->G.run, round, round, KILN_SPLIT_TRAIN, "fl_update_norm",
                                     norm);
                 st = kiln_fl_global_round(&s->G, round, received, samples, rejected, extra);

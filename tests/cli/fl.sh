@@ -94,16 +94,22 @@ t_usage() {
 t_federation() {
     start_server fed --rounds 2 --min-clients 4 --token tok
     local c=()
-    for i in 0 1 2 3; do client "fed$i" --server "http://127.0.0.1:$PORT" --token tok --shard "$i/4"; c+=("$CPID"); done
+    for i in 0 1 2 3; do # each holds out a validation split of its own: federated evaluation
+        client "fed$i" --server "http://127.0.0.1:$PORT" --token tok --shard "$i/4" \
+            --set data.validation_split=0.2
+        c+=("$CPID")
+    done
     waitrc "$SPID"
     check "server exit 0" [ "$rc" = 0 ]
     for i in 0 1 2 3; do
         waitrc "${c[$i]}"
         check "client $i exit 0" [ "$rc" = 0 ]
         check "client $i trained both rounds" [ "$(count_in_log "fed$i" "update accepted")" = 2 ]
-        in_log "fed$i" "on 375 rows"
+        in_log "fed$i" "on 300 rows"
     done
-    in_log fed "round 2/2: 4 clients, 1500 samples, 0 rejected"
+    in_log fed "round 2/2: 4 clients, 1200 samples, 0 rejected"
+    in_log fed "clients_val_accuracy="
+    check "the clients' validation accuracy per round" grep -q '"step":2,.*"split":"validation","name":"accuracy"' "$(run_dir fed)/metrics.jsonl"
     local d
     d=$(run_dir fed)
     check "metrics per round" grep -q '"step":2,.*"split":"test","name":"accuracy"' "$d/metrics.jsonl"
