@@ -71,5 +71,5 @@ t0=$SECONDS
 "$KILN" train "$CFG" "${SETS[@]}" --set "train.epochs=$((ROUNDS * EPOCHS))" --runs-dir "$OUT/runs" \
     --name centralized >"$OUT/centralized.log" 2>&1
 dir=$(ls -d "$OUT"/runs/*/centralized-* | tail -1)
-acc=$("$KILN" eval "$dir" --quiet 2>/dev/null | awk '$1 == "accuracy" { print $2 }')
+acc=$("$KILN" eval "$dir" --quiet 2>/dev/null | awk '$1 == "accuracy" { printf "%.4f", $2 }')
 echo "| centralized | - | kiln train, $((ROUNDS * EPOCHS)) epochs | - | ${acc:-?} | - | $((SECONDS - t0)) |"
