@@ -35,8 +35,9 @@ declare -A PUBLIC=(
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
   [prune]=model
-  [sbuf]=net [http]=net [client]=net [prom]=net
-  [run]=run [tboard]=tboard [registry]=registry [mlflow]=registry [trainer]=train [dist]=dist [tune]=tune
+  [sbuf]=net [http]=net [client]=net [prom]=net [web]=net
+  [run]=run [tboard]=tboard [registry]=registry [mlflow]=registry [trainer]=train [dist]=dist [fl]=dist
+  [tune]=tune
   [optimize]=optimize [bench]=optimize
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board
   [kiln]=cli # the umbrella header: for programs, never for the library itself
@@ -47,6 +48,7 @@ declare -A ENGINE=(
   [oneapi/dnnl/]=backend [cuda]=backend [cublas]=backend [cudnn]=backend [nccl]=backend
   [sys/epoll.h]=net [curl/]=net [sqlite3.h]=registry [libpq-fe.h]=registry
   [libfyaml.h]=config [mpi.h]=dist [getopt.h]=cli [turbojpeg.h]=data
+  [microhttpd.h]=net [gnutls/]=net
 )
 
 declare -A RANK

@@ -52,7 +52,7 @@ static void run(int protect) {
     main_thread = pthread_self();
     if (protect) { /* ignored before, as in kiln tune's trials: a late one does nothing after */
         signal(SIGUSR1, SIG_IGN);
-        kiln_train_signals_begin(&s, on_signal);
+        kiln_train_signals_begin(&s, on_signal, NULL, 0);
         kiln_train_signals_arm(&s);
     } else {
         sigemptyset(&plain.sa_mask);

@@ -20,6 +20,7 @@ int kiln_cmd_runs_sync_registry(int argc, char **argv); /* registry_opt.c: kiln 
 int kiln_cmd_models(int argc, char **argv);
 int kiln_cmd_board(int argc, char **argv);
 int kiln_cmd_tune(int argc, char **argv); /* cmd_tune.c: kiln tune, kiln tune show */
+int kiln_cmd_fl(int argc, char **argv);   /* cmd_fl.c: kiln fl server|client|simulate */
 int kiln_cmd_data(int argc, char **argv);         /* cmd_data.c: dispatches to the ones below */
 int kiln_cmd_data_preview(int argc, char **argv); /* kiln data preview */
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */

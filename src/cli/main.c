@@ -39,6 +39,8 @@ static const char *HELP =
     "                      preview augmented training samples\n"
     "  tune CONFIG [--trials N] [--parallel P] | --resume STUDY | show [STUDY]\n"
     "                      hyperparameter search (TPE, ASHA) over the config's tune: section\n"
+    "  fl server|client|simulate CONFIG ...\n"
+    "                      federated learning: FedAvg, FedProx, FedAdam, FedYogi over HTTP(S)\n"
     "  help [COMMAND]      this text, or a command's\n"
     "  version             the version\n"
     "\n"
@@ -65,6 +67,7 @@ static const command COMMANDS[] = {
     {"board", kiln_cmd_board},
     {"data", kiln_cmd_data},
     {"tune", kiln_cmd_tune},
+    {"fl", kiln_cmd_fl},
 };
 
 static const command *find_command(const char *name) {

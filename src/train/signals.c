@@ -6,7 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-static const int stop_signals[3] = {SIGINT, SIGTERM, SIGUSR1};
+static const int stop_signals[KILN_TRAIN_SIGNALS] = {SIGINT, SIGTERM, SIGUSR1};
+
+static int slot(const kiln_train_signals *s, int sig) {
+    for (int i = 0; i < s->n_sigs; i++)
+        if (s->sigs[i] == sig) return i;
+    return 0;
+}
 
 static void *watch(void *arg) {
     kiln_train_signals *s = arg;
@@ -19,7 +25,7 @@ static void *watch(void *arg) {
             continue;
         }
         /* Not training yet or any more: what the signal did before kiln_train. */
-        const struct sigaction *b = &s->before[sig == SIGINT ? 0 : sig == SIGTERM ? 1 : 2];
+        const struct sigaction *b = &s->before[slot(s, sig)];
         if (b->sa_handler == SIG_IGN) continue;
         if (b->sa_handler != SIG_DFL) { /* the caller's own handler */
             if (b->sa_flags & SA_SIGINFO) b->sa_sigaction(sig, NULL, NULL);
@@ -41,12 +47,15 @@ static void *watch(void *arg) {
     return NULL;
 }
 
-void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig)) {
+void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig), const int *sigs, int n) {
     memset(s, 0, sizeof *s);
     s->on = on;
+    if (!sigs || n < 1 || n > KILN_TRAIN_SIGNALS) sigs = stop_signals, n = KILN_TRAIN_SIGNALS;
+    memcpy(s->sigs, sigs, (size_t)n * sizeof *sigs);
+    s->n_sigs = n;
     sigemptyset(&s->set);
-    for (int i = 0; i < 3; i++) sigaddset(&s->set, stop_signals[i]);
-    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], NULL, &s->before[i]);
+    for (int i = 0; i < n; i++) sigaddset(&s->set, s->sigs[i]);
+    for (int i = 0; i < n; i++) sigaction(s->sigs[i], NULL, &s->before[i]);
     pthread_sigmask(SIG_BLOCK, &s->set, &s->old_mask);
     s->started = pthread_create(&s->watcher, NULL, watch, s) == 0;
     if (!s->started) pthread_sigmask(SIG_SETMASK, &s->old_mask, NULL); /* no watcher: handlers */
@@ -55,14 +64,14 @@ void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig)) {
 void kiln_train_signals_arm(kiln_train_signals *s) {
     struct sigaction sa = {.sa_handler = s->on};
     sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &s->old[i]);
+    for (int i = 0; i < s->n_sigs; i++) sigaction(s->sigs[i], &sa, &s->old[i]);
     s->armed = 1;
 }
 
 void kiln_train_signals_disarm(kiln_train_signals *s) {
     if (!s->armed) return;
     s->armed = 0;
-    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &s->old[i], NULL);
+    for (int i = 0; i < s->n_sigs; i++) sigaction(s->sigs[i], &s->old[i], NULL);
 }
 
 void kiln_train_signals_end(kiln_train_signals *s) {

@@ -22,18 +22,23 @@
 #include <pthread.h>
 #include <signal.h>
 
+#define KILN_TRAIN_SIGNALS 3 /* SIGINT, SIGTERM, SIGUSR1 */
+
 typedef struct {
-    void (*on)(int sig);     /* the trainer's callback: sets flags only */
-    sigset_t set, old_mask;  /* SIGINT, SIGTERM, SIGUSR1; the thread's mask before */
-    struct sigaction before[3]; /* the dispositions kiln_train found (SIG_IGN under kiln tune) */
-    struct sigaction old[3];    /* the handlers before arming */
+    void (*on)(int sig);     /* the caller's callback: sets flags only */
+    int sigs[KILN_TRAIN_SIGNALS], n_sigs;
+    sigset_t set, old_mask;  /* sigs; the thread's mask before */
+    struct sigaction before[KILN_TRAIN_SIGNALS]; /* what kiln_train found (SIG_IGN under tune) */
+    struct sigaction old[KILN_TRAIN_SIGNALS];    /* the handlers before arming */
     pthread_t watcher;
     int started;
     volatile sig_atomic_t armed, quit;
 } kiln_train_signals;
 
-/* Blocks the signals in the calling thread and starts the watcher (unarmed). */
-void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig));
+/* Blocks the signals in the calling thread and starts the watcher (unarmed). sigs: NULL for
+ * the trainer's three, else n of them (kiln fl server: SIGINT and SIGTERM, whose server thread
+ * evaluates the global model with the same kernels). */
+void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig), const int *sigs, int n);
 /* From here the signals go to `on` (and the sigaction fallback is installed). */
 void kiln_train_signals_arm(kiln_train_signals *s);
 /* Back to the default action and the old handlers; signals still go through the watcher. */
