@@ -39,6 +39,7 @@ declare -A PUBLIC=(
   [run]=run [tboard]=tboard [registry]=registry [trainer]=train [dist]=dist [tune]=tune
   [optimize]=optimize [bench]=optimize
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board
+  [explain]=explain
   [kiln]=cli # the umbrella header: for programs, never for the library itself
 )
 
