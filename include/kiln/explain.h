@@ -34,7 +34,9 @@
 
 #include <stdint.h>
 
+#include "kiln/export.h"
 #include "kiln/graph.h"
+#include "kiln/sbuf.h"
 #include "kiln/status.h"
 
 typedef enum {
@@ -133,8 +135,24 @@ void kiln_explain_cubehelix(float v, unsigned char rgb[3]);
 /* A heat map of attr ([C, H, W] summed over C in absolute value, or [H, W] when C is 1) over a
  * grey version of img ([C, H, W] raw values, scaled by its own min and max; NULL: black),
  * magnified scale times: rgb [H * scale][W * scale][3]. The attribution is scaled by its 99th
- * percentile, so one extreme element does not wash out the rest. */
+ * percentile (v, clamped to 1), so one extreme element does not wash out the rest; a pixel is
+ * (1 - v) * 0.45 * grey + v * cubehelix(v). */
 kiln_status kiln_explain_overlay(const float *attr, int attr_channels, const float *img,
                                  int img_channels, int h, int w, int scale, unsigned char *rgb);
+
+/* ---- exports and files (explain_io.c) ---- */
+/* An explainer of a loaded export: its output, its probabilities, and as black the
+ * preprocessing of an all-zero raw row. Free it before the servable. */
+kiln_explainer *kiln_explainer_from_servable(kiln_servable *s);
+/* NPY (version 1.0, little-endian <f4, C order) of v [dims] in a new buffer (free()). */
+kiln_status kiln_explain_npy(const float *v, int ndim, const int64_t *dims, void **bytes,
+                             size_t *len);
+/* A PNG of rgb [h][w][3] in a new buffer (free()). */
+kiln_status kiln_explain_png(const unsigned char *rgb, int w, int h, void **bytes, size_t *len);
+/* One result as a JSON object: {"method", "target", "class" (class_name or null), "predicted",
+ * "score", "probability", "parameters": {...the method's...}, "completeness_error",
+ * "baseline_score", "layer"} (null where a value does not apply). */
+void kiln_explain_result_json(kiln_sbuf *b, const kiln_explain_opts *o,
+                              const kiln_explain_result *r, const char *class_name);
 
 #endif

@@ -678,10 +678,10 @@ kiln_status kiln_explain_overlay(const float *attr, int attr_channels, const flo
             unsigned char col[3];
             float v = m[q] / top;
             kiln_explain_cubehelix(v, col);
-            float alpha = 0.35f + 0.5f * (v > 1 ? 1 : v);
+            float alpha = v > 1 ? 1 : v; /* the input, dimmed, where nothing is attributed */
             unsigned char *px = rgb + ((size_t)i * (size_t)(w * scale) + (size_t)j) * 3;
             for (int k = 0; k < 3; k++)
-                px[k] = (unsigned char)lroundf((1 - alpha) * 255 * g + alpha * col[k]);
+                px[k] = (unsigned char)lroundf((1 - alpha) * 0.45f * 255 * g + alpha * col[k]);
         }
     free(m), free(sorted);
     return KILN_OK;
