@@ -122,6 +122,10 @@ kiln_status kiln_explainer_set_black(kiln_explainer *e, const float *black) {
     return KILN_OK;
 }
 
+/* Rows per plan run when the caller gives none: 256 for inputs of up to 4096 values (few
+ * runs, so few OpenMP barriers per attribution), else 64. */
+static int default_batch(const kiln_explainer *e) { return e->row <= 4096 ? 256 : 64; }
+
 static kiln_status reserve(kiln_explainer *e, int rows) {
     if (rows <= e->cap) return KILN_OK;
     size_t r = (size_t)rows, w = (size_t)e->row;
@@ -230,7 +234,7 @@ static kiln_status run_rows(kiln_explainer *e, const float *x, int n, const int 
                             int probability, int batch, int backward, float *grad, float *score,
                             float *out) {
     if (!e || !x || n < 1) return kiln_error(KILN_ERR_INVALID, "explain: no rows");
-    int b = batch > 0 ? batch : 64;
+    int b = batch > 0 ? batch : default_batch(e);
     if (b > n) b = n;
     kiln_status st = reserve(e, b);
     if (st) return st;
@@ -351,55 +355,72 @@ static kiln_status make_baseline(kiln_explainer *e, const kiln_explain_opts *o, 
 
 /* ---- methods over one input, rows = points of a path, noisy copies, occlusions ---- */
 
-static kiln_status integrated(kiln_explainer *e, const kiln_explain_opts *o, const float *x,
-                              uint64_t stream, float *attr, kiln_explain_result *r) {
-    int steps = o->steps > 0 ? o->steps : 64, B = o->batch > 0 ? o->batch : 64;
+/* Integrated gradients for n inputs: the path points of g = B / steps inputs go through the
+ * plan together (one plan run per g inputs; with steps > B, one input's points in pieces). */
+static kiln_status integrated(kiln_explainer *e, const kiln_explain_opts *o, const float *x, int n,
+                              float *attr, kiln_explain_result *res) {
+    int steps = o->steps > 0 ? o->steps : 64, B = o->batch > 0 ? o->batch : default_batch(e);
     if (steps < 2) return kiln_error(KILN_ERR_INVALID, "explain: --steps must be >= 2, got %d", steps);
-    if (B > steps) B = steps;
+    int g = B >= steps ? B / steps : 1;
+    if (g > n) g = n;
+    int64_t rows = (int64_t)g * steps;
+    if (rows > B) rows = B;
     int64_t w = e->row;
-    float *b = malloc((size_t)w * sizeof *b);
-    double *acc = calloc((size_t)w, sizeof *acc);
-    kiln_status st = !b || !acc ? kiln_error(KILN_ERR_NOMEM, "explain: out of memory")
-                                : make_baseline(e, o, x, stream, b);
-    kiln_plan *p = st ? NULL : plan_for(e, B, NULL);
+    float *b = malloc((size_t)(g * w) * sizeof *b);
+    double *acc = calloc((size_t)(g * w), sizeof *acc);
+    float *fb = malloc((size_t)g * sizeof *fb), *fx = malloc((size_t)g * sizeof *fx);
+    kiln_status st = !b || !acc || !fb || !fx ? kiln_error(KILN_ERR_NOMEM, "explain: out of memory")
+                                              : reserve(e, (int)rows);
+    kiln_plan *p = st ? NULL : plan_for(e, (int)rows, NULL);
     if (!st && !p) st = KILN_ERR_BACKEND;
-    if (!st) st = reserve(e, B);
-    float f_x = 0, f_b = 0;
-    for (int s0 = 0; !st && s0 < steps; s0 += B) {
-        int k = steps - s0 < B ? steps - s0 : B;
-        for (int i = 0; i < k; i++) {
-            float a = (float)(s0 + i) / (float)(steps - 1);
-            float *row = e->xb + (size_t)i * (size_t)w;
-            for (int64_t j = 0; j < w; j++) row[j] = b[j] + a * (x[j] - b[j]);
-            e->tb[i] = r->target;
+    for (int i0 = 0; !st && i0 < n; i0 += g) {
+        int gi = n - i0 < g ? n - i0 : g; /* inputs in this group */
+        for (int q = 0; !st && q < gi; q++)
+            st = make_baseline(e, o, x + (size_t)(i0 + q) * (size_t)w, (uint64_t)(i0 + q),
+                               b + (size_t)q * (size_t)w);
+        memset(acc, 0, (size_t)(gi * w) * sizeof *acc);
+        int64_t total = (int64_t)gi * steps; /* (input q, step s) is point q * steps + s */
+        for (int64_t r0 = 0; !st && r0 < total; r0 += rows) {
+            int k = (int)(total - r0 < rows ? total - r0 : rows);
+            for (int i = 0; i < k; i++) {
+                int q = (int)((r0 + i) / steps), s = (int)((r0 + i) % steps);
+                float a = (float)s / (float)(steps - 1);
+                const float *xq = x + (size_t)(i0 + q) * (size_t)w, *bq = b + (size_t)q * (size_t)w;
+                float *row = e->xb + (size_t)i * (size_t)w;
+                for (int64_t j = 0; j < w; j++) row[j] = bq[j] + a * (xq[j] - bq[j]);
+                e->tb[i] = res[i0 + q].target;
+            }
+            st = grad_batch(e, p, e->xb, k, e->tb, o->probability, 1, e->sb, e->gb, NULL);
+            for (int i = 0; !st && i < k; i++) {
+                int q = (int)((r0 + i) / steps), s = (int)((r0 + i) % steps);
+                double wt = (s == 0 || s == steps - 1 ? 0.5 : 1.0) / (steps - 1);
+                const float *gr = e->gb + (size_t)i * (size_t)w;
+                double *aq = acc + (size_t)q * (size_t)w;
+                for (int64_t j = 0; j < w; j++) aq[j] += wt * gr[j];
+                if (s == 0) fb[q] = e->sb[i];
+                if (s == steps - 1) fx[q] = e->sb[i];
+            }
         }
-        st = grad_batch(e, p, e->xb, k, e->tb, o->probability, 1, e->sb, e->gb, NULL);
-        for (int i = 0; !st && i < k; i++) {
-            int s = s0 + i;
-            double wt = (s == 0 || s == steps - 1 ? 0.5 : 1.0) / (steps - 1);
-            const float *g = e->gb + (size_t)i * (size_t)w;
-            for (int64_t j = 0; j < w; j++) acc[j] += wt * g[j];
-            if (s == 0) f_b = e->sb[i];
-            if (s == steps - 1) f_x = e->sb[i];
+        for (int q = 0; !st && q < gi; q++) {
+            const float *xq = x + (size_t)(i0 + q) * (size_t)w, *bq = b + (size_t)q * (size_t)w;
+            float *at = attr + (size_t)(i0 + q) * (size_t)w;
+            double sum = 0;
+            for (int64_t j = 0; j < w; j++) {
+                at[j] = (float)((xq[j] - bq[j]) * acc[(size_t)q * (size_t)w + (size_t)j]);
+                sum += at[j];
+            }
+            double d = (double)fx[q] - (double)fb[q];
+            res[i0 + q].baseline_score = fb[q];
+            res[i0 + q].completeness = fabs(sum - d) / (fabs(d) > 1e-12 ? fabs(d) : 1e-12);
         }
     }
-    if (!st) {
-        double sum = 0;
-        for (int64_t j = 0; j < w; j++) {
-            attr[j] = (float)((x[j] - b[j]) * acc[j]);
-            sum += attr[j];
-        }
-        double d = (double)f_x - (double)f_b;
-        r->baseline_score = f_b;
-        r->completeness = fabs(sum - d) / (fabs(d) > 1e-12 ? fabs(d) : 1e-12);
-    }
-    free(b), free(acc);
+    free(b), free(acc), free(fb), free(fx);
     return st;
 }
 
 static kiln_status smooth(kiln_explainer *e, const kiln_explain_opts *o, const float *x,
                           uint64_t stream, float *attr, const kiln_explain_result *r) {
-    int n = o->samples > 0 ? o->samples : 32, B = o->batch > 0 ? o->batch : 64;
+    int n = o->samples > 0 ? o->samples : 32, B = o->batch > 0 ? o->batch : default_batch(e);
     if (B > n) B = n;
     int64_t w = e->row;
     float lo, hi;
@@ -435,7 +456,7 @@ static kiln_status occlude(kiln_explainer *e, const kiln_explain_opts *o, const 
     int win = o->window > 0 ? o->window : 4, str = o->stride > 0 ? o->stride : 2;
     int wh = H < win ? (int)H : win, ww = W < win ? (int)W : win;
     int ny = (int)((H - wh) / str + 1), nx = (int)((W - ww) / str + 1), n = ny * nx;
-    int B = o->batch > 0 ? o->batch : 64;
+    int B = o->batch > 0 ? o->batch : default_batch(e);
     if (B > n) B = n;
     kiln_status st = reserve(e, B);
     kiln_plan *p = st ? NULL : plan_for(e, B, NULL);
@@ -510,7 +531,7 @@ static kiln_status gradcam(kiln_explainer *e, const kiln_explain_opts *o, const 
                           "explain: Grad-CAM layer '%s': %s", name,
                           !layer ? "no such layer in the model"
                                  : "not a [B, C, h, w] layer output (pick a conv layer)");
-    int B = o->batch > 0 ? o->batch : 64;
+    int B = o->batch > 0 ? o->batch : default_batch(e);
     if (B > n) B = n;
     kiln_status st = reserve(e, B);
     if (st) return st;
@@ -609,9 +630,6 @@ kiln_status kiln_explain(kiln_explainer *e, const kiln_explain_opts *o, const fl
         case KILN_EXPLAIN_GRAD_X_INPUT:
             for (size_t j = 0; j < w; j++) ai[j] *= xi[j];
             break;
-        case KILN_EXPLAIN_INTEGRATED_GRADIENTS:
-            st = integrated(e, o, xi, (uint64_t)i, ai, &res[i]);
-            break;
         case KILN_EXPLAIN_SMOOTHGRAD:
             st = smooth(e, o, xi, (uint64_t)i, ai, &res[i]);
             break;
@@ -622,6 +640,8 @@ kiln_status kiln_explain(kiln_explainer *e, const kiln_explain_opts *o, const fl
             break;
         }
     }
+    if (!st && o->method == KILN_EXPLAIN_INTEGRATED_GRADIENTS)
+        st = integrated(e, o, x, n, attr, res);
     if (!st && (o->method == KILN_EXPLAIN_GRADCAM || o->method == KILN_EXPLAIN_GRADCAM_PP))
         st = gradcam(e, o, x, n, attr, res);
     free(tg), free(sc), free(out), free(pr);
