@@ -9,7 +9,9 @@
 #   blacking out the window of highest attribution lowers the class probability more than
 #   blacking out a random window;
 # - files: NPY shapes, PNGs for image inputs, explanations.json, a run folder as the model,
-#   PNG inputs; bad options and inputs exit 2 naming what was wrong.
+#   PNG inputs; bad options and inputs exit 2 naming what was wrong;
+# - kiln serve's POST /v1/models/NAME:explain (KServe v1) gives kiln explain's attributions,
+#   and 400 / 404 {"error"} for bad requests.
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
@@ -197,6 +199,62 @@ t_bad_input() {
     check "no files for bad calls" [ ! -e "$TMP/bad" ]
 }
 
+# kiln serve answers KServe v1's :explain with the same attributions as kiln explain.
+t_serve_explain() {
+    "$KILN" serve --host 127.0.0.1 --rest_api_port 0 --rest_api_num_threads 2 \
+        --model_base_path "$TMP/cnn-export" --model_name fm >"$TMP/serve.log" 2>&1 &
+    local pid=$! port="" c
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*serving .* on http:\/\/[0-9.]*:\([0-9]*\) .*/\1/p' "$TMP/serve.log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    check "server started" [ -n "$port" ]
+    [ -n "$port" ] || { kill "$pid"; return; }
+    local url=http://127.0.0.1:$port/v1/models/fm
+    $PY -c "
+import json, numpy as np
+x = np.load('$TMP/x.npy')[:3].tolist()
+json.dump({'instances': x, 'parameters': {'method': 'integrated_gradients', 'steps': 64}}, open('$TMP/req-ig.json', 'w'))
+json.dump({'instances': x[:1], 'parameters': {'method': 'gradcam', 'target': 3}}, open('$TMP/req-cam.json', 'w'))
+json.dump({'instances': x[:1], 'parameters': {'method': 'gradcam', 'layer': 'nope'}}, open('$TMP/req-layer.json', 'w'))
+json.dump({'instances': x[:1], 'parameters': {'steps': 'many'}}, open('$TMP/req-steps.json', 'w'))"
+    c=$(curl -s -o "$TMP/ig.json" -w '%{http_code}' -X POST --data-binary @"$TMP/req-ig.json" "$url:explain")
+    check ":explain 200" [ "$c" = 200 ]
+    $PY - "$TMP" <<'PY'
+import json, sys, numpy as np
+t = sys.argv[1]
+d = json.load(open(t + "/ig.json"))
+assert len(d["predictions"]) == 3 and len(d["explanations"]) == 3, d.keys()
+for i, e in enumerate(d["explanations"]):
+    a = np.array(e["attributions"], dtype=np.float32)
+    ref = np.load(t + "/par-cnn/integrated_gradients/x-%d.npy" % i)
+    assert a.shape == ref.shape, (a.shape, ref.shape)
+    assert np.abs(a - ref).max() <= 1e-6 * np.abs(ref).max() + 1e-30, "differs from kiln explain"
+    assert e["completeness_error"] < 0.01 and e["parameters"]["steps"] == 64
+    assert np.argmax(d["predictions"][i]["probabilities"]) == e["predicted"]
+PY
+    check "the same attributions as kiln explain, with predictions" [ $? = 0 ]
+    c=$(curl -s -o "$TMP/cam.json" -w '%{http_code}' -X POST --data-binary @"$TMP/req-cam.json" "$url/versions/1:explain")
+    check "Grad-CAM on a version: 200" [ "$c" = 200 ]
+    $PY -c "
+import json, numpy as np; e = json.load(open('$TMP/cam.json'))['explanations'][0]
+assert e['target'] == 3 and np.array(e['attributions']).shape == (28, 28), e['target']"
+    check "Grad-CAM [H, W] for the asked target" [ $? = 0 ]
+    c=$(curl -s -o "$TMP/err.json" -w '%{http_code}' -X POST --data-binary @"$TMP/req-layer.json" "$url:explain")
+    check "unknown layer: 400" [ "$c" = 400 ] && check "names it" grep -q "layer 'nope': no such layer" "$TMP/err.json"
+    c=$(curl -s -o "$TMP/err.json" -w '%{http_code}' -X POST --data-binary @"$TMP/req-steps.json" "$url:explain")
+    check "bad parameter: 400" [ "$c" = 400 ] && check "names it" grep -q '"error": "explain: parameters.steps' "$TMP/err.json"
+    c=$(curl -s -o "$TMP/err.json" -w '%{http_code}' -X POST --data-binary '{"instances": [[1, 2]]}' "$url:explain")
+    check "bad instance: 400" [ "$c" = 400 ] && check "error body" grep -q '"error"' "$TMP/err.json"
+    c=$(curl -s -o "$TMP/err.json" -w '%{http_code}' -X POST --data-binary 'x' "$url:explain")
+    check "not JSON: 400" [ "$c" = 400 ]
+    c=$(curl -s -o "$TMP/err.json" -w '%{http_code}' -X POST --data-binary '{}' "http://127.0.0.1:$port/v1/models/none:explain")
+    check "unknown model: 404" [ "$c" = 404 ]
+    kill "$pid"
+    wait "$pid" 2>/dev/null
+}
+
 if ! setup; then
     echo "FAIL setup"
     echo "0 passed, 1 failed"
@@ -209,4 +267,5 @@ run_test t_randomized_weights
 run_test t_occlusion_sanity
 run_test t_files_and_run_folder
 run_test t_bad_input
+run_test t_serve_explain
 finish
