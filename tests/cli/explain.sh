@@ -10,6 +10,8 @@
 #   blacking out a random window;
 # - files: NPY shapes, PNGs for image inputs, explanations.json, a run folder as the model,
 #   PNG inputs; bad options and inputs exit 2 naming what was wrong;
+# - log.explain writes attribution images to TensorBoard and <run>/explain/, and kiln board
+#   lists and serves them;
 # - kiln serve's POST /v1/models/NAME:explain (KServe v1) gives kiln explain's attributions,
 #   and 400 / 404 {"error"} for bad requests.
 . "$(dirname "$0")/lib.sh"
@@ -255,6 +257,63 @@ assert e['target'] == 3 and np.array(e['attributions']).shape == (28, 28), e['ta
     wait "$pid" 2>/dev/null
 }
 
+# log.explain: attribution images in TensorBoard and <run>/explain/, shown by kiln board.
+t_log_explain() {
+    cat >"$TMP/tb.yaml" <<YAML
+experiment: tbx
+seed: 1
+data:
+  source: idx
+  train: {images: $FMNIST/t10k-images-idx3-ubyte.gz, labels: $FMNIST/t10k-labels-idx1-ubyte.gz}
+  validation_split: 0.05
+  normalize: {scale: 0.00392156862745098}
+  batch_size: 128
+model:
+  input: [1, 28, 28]
+  layers:
+    - conv2d: {filters: 8, kernel: 3, padding: same, activation: relu}
+    - maxpool2d: {size: 2}
+    - flatten
+    - dense: {units: 10}
+loss: softmax_cross_entropy
+train: {epochs: 2}
+log: {explain: {method: integrated_gradients, every_epochs: 1, samples: 6}, projector_samples: 0}
+YAML
+    k train "$TMP/tb.yaml" --runs-dir "$TMP/tbruns" --quiet
+    check "train with log.explain" [ "$rc" = 0 ]
+    local run
+    run=$(ls -d "$TMP"/tbruns/tbx/*)
+    check "a PNG per epoch" [ -s "$run/explain/epoch-1-integrated_gradients.png" -a -s "$run/explain/epoch-2-integrated_gradients.png" ]
+    check "TensorBoard image tag" grep -aq "explain/integrated_gradients" "$run"/validation/events.out.tfevents.*
+    $PY -c "
+from PIL import Image; im = Image.open('$run/explain/epoch-2-integrated_gradients.png')
+assert im.size == (3 * 84 + 4, 2 * 84 + 2), im.size" # 6 tiles of 28 x 3 in a 3 x 2 grid
+    check "the grid's size" [ $? = 0 ]
+    "$KILN" board --runs-dir "$TMP/tbruns" --port 0 >"$TMP/board.log" 2>&1 &
+    local pid=$! url=""
+    for _ in $(seq 100); do
+        url=$(sed -n 's/.* on \(http:\/\/[^ ]*\) .*/\1/p' "$TMP/board.log")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    check "board started" [ -n "$url" ]
+    url=${url%/}
+    local key=tbx/$(basename "$run")
+    curl -s "$url/api/runs/$key" >"$TMP/details.json"
+    check "details list the images" grep -q '"explain":\[{"file":"epoch-1-integrated_gradients.png","epoch":1,"method":"integrated_gradients"}' "$TMP/details.json"
+    local c
+    c=$(curl -s -o "$TMP/img.png" -w '%{http_code} %{content_type}' "$url/api/runs/$key/explain/epoch-2-integrated_gradients.png")
+    check "the image: 200 image/png" [ "$c" = "200 image/png" ]
+    check "the same bytes" cmp -s "$TMP/img.png" "$run/explain/epoch-2-integrated_gradients.png"
+    c=$(curl -s -o /dev/null -w '%{http_code}' "$url/api/runs/$key/explain/..%2Fconfig.yaml")
+    check "a name outside the pattern: 400" [ "$c" = 400 ]
+    c=$(curl -s -o /dev/null -w '%{http_code}' "$url/api/runs/$key/explain/epoch-9-saliency.png")
+    check "a missing image: 404" [ "$c" = 404 ]
+    check "the page shows them" sh -c "curl -s '$url/app.js' | grep -q 'attributions (log.explain'"
+    kill "$pid"
+    wait "$pid" 2>/dev/null
+}
+
 if ! setup; then
     echo "FAIL setup"
     echo "0 passed, 1 failed"
@@ -268,4 +327,5 @@ run_test t_occlusion_sanity
 run_test t_files_and_run_folder
 run_test t_bad_input
 run_test t_serve_explain
+run_test t_log_explain
 finish
