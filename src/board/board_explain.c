@@ -56,7 +56,7 @@ void board_put_explain(kiln_sbuf *s, const char *dir) {
             it = g;
         }
         it[n].epoch = ep;
-        snprintf(it[n++].name, sizeof it->name, "%s", e->d_name);
+        memcpy(it[n++].name, e->d_name, strlen(e->d_name) + 1); /* shorter than name: above */
     }
     if (d) closedir(d);
     if (n) qsort(it, (size_t)n, sizeof *it, by_epoch);
