@@ -85,6 +85,25 @@ static void test_gradients_vs_finite_differences(void) {
     kiln_graph_free(n.g);
 }
 
+/* A single-logit (sigmoid) classifier, one row: the probability's gradient is p (1 - p) times the
+ * logit's (a plan of batch 1 with a one-value root would be seeded with 1 by backward). */
+static void test_single_logit_probability(void) {
+    kiln_graph *g = kiln_graph_new(3);
+    int64_t dims[1] = {5};
+    kiln_node *in = kiln_input(g, "input", KILN_F32, 1, dims);
+    kiln_node *out = kiln_dense(g, in, 1, KILN_ACT_NONE);
+    CHECK_OK(kiln_graph_init_params(g));
+    kiln_explainer *e = kiln_explainer_new(g, in, out, "sigmoid");
+    CHECK(e != NULL);
+    float x[5] = {0.3f, -0.2f, 0.5f, 1.0f, -0.7f}, gl[5], gp[5], z, p;
+    CHECK_OK(kiln_explain_gradients(e, x, 1, NULL, 0, 1, gl, &z, NULL));
+    CHECK_OK(kiln_explain_gradients(e, x, 1, NULL, 1, 1, gp, &p, NULL));
+    CHECK_NEAR(p, 1 / (1 + exp(-z)), 1e-6);
+    for (int j = 0; j < 5; j++) CHECK_NEAR(gp[j], p * (1 - p) * gl[j], 1e-6);
+    kiln_explainer_free(e);
+    kiln_graph_free(g);
+}
+
 static void test_methods(void) {
     net n = make_net(1, KILN_ACT_TANH);
     kiln_explainer *e = kiln_explainer_new(n.g, n.in, n.out, "softmax");
@@ -264,6 +283,7 @@ static void test_cubehelix(void) {
 
 int main(void) {
     RUN(test_gradients_vs_finite_differences);
+    RUN(test_single_logit_probability);
     RUN(test_methods);
     RUN(test_gradcam);
     RUN(test_cubehelix);

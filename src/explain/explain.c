@@ -143,6 +143,9 @@ static kiln_status reserve(kiln_explainer *e, int rows) {
 }
 
 static kiln_plan *plan_for(kiln_explainer *e, int batch, const kiln_node *layer) {
+    /* a one-value root is seeded with 1 by kiln_plan_backward itself: keep the root bigger so
+     * that the seed written here (a sigmoid's p (1 - p)) counts; the extra row is padding */
+    if (e->k == 1 && batch == 1) batch = 2;
     for (int i = 0; i < e->n_cache; i++)
         if (e->cache[i].batch == batch && e->cache[i].layer == layer) return e->cache[i].p;
     kiln_node *outs[2] = {e->output, (kiln_node *)layer};
