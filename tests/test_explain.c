@@ -35,7 +35,8 @@ static net make_net(int pool, kiln_act act) {
     float *prm = kiln_graph_params(n.g);
     for (int i = 0; i < kiln_graph_param_count(n.g); i++) {
         const kiln_param_info *pi = kiln_graph_param_info(n.g, i);
-        if (strstr(pi->name, "bias")) kiln_test_fill(prm + pi->offset, pi->numel, -0.3f, 0.3f, 50 + i);
+        if (strstr(pi->name, "bias"))
+            kiln_test_fill(prm + pi->offset, pi->numel, -0.3f, 0.3f, 50 + i);
     }
     return n;
 }
@@ -138,9 +139,13 @@ static void test_methods(void) {
     kiln_explainer *es = kiln_explainer_new(sm.g, sm.in, sm.out, "softmax");
     for (int b = 0; b < KILN_BASELINE_COUNT; b++)
         for (int prob = 0; prob <= 1; prob++) {
-            kiln_explain_opts ig = {.method = KILN_EXPLAIN_INTEGRATED_GRADIENTS, .target = 1,
-                                    .steps = 64, .baseline = (kiln_explain_baseline)b,
-                                    .probability = prob, .batch = 20, .seed = 5};
+            kiln_explain_opts ig = {.method = KILN_EXPLAIN_INTEGRATED_GRADIENTS,
+                                    .target = 1,
+                                    .steps = 64,
+                                    .baseline = (kiln_explain_baseline)b,
+                                    .probability = prob,
+                                    .batch = 20,
+                                    .seed = 5};
             CHECK_OK(kiln_explain(es, &ig, x, 2, a, r));
             for (int i = 0; i < 2; i++) {
                 CHECK_MSG(r[i].completeness < 0.01, "baseline %s prob %d row %d: completeness %g",
@@ -156,8 +161,8 @@ static void test_methods(void) {
     CHECK_NEAR(r[0].baseline_score, fwd_score(e, zero, 1, 0), 1e-6);
 
     /* SmoothGrad with tiny noise is the gradient */
-    kiln_explain_opts sg = {.method = KILN_EXPLAIN_SMOOTHGRAD, .target = -1, .sigma = 1e-6f,
-                            .samples = 5};
+    kiln_explain_opts sg = {
+        .method = KILN_EXPLAIN_SMOOTHGRAD, .target = -1, .sigma = 1e-6f, .samples = 5};
     CHECK_OK(kiln_explain(e, &sg, x, 2, a, r));
     d = 0;
     for (int j = 0; j < 2 * W; j++) d = fmax(d, fabs(a[j] - g[j]));
@@ -173,8 +178,8 @@ static void test_methods(void) {
     float black[72];
     for (int j = 0; j < W; j++) black[j] = -0.25f;
     CHECK_OK(kiln_explainer_set_black(e, black));
-    kiln_explain_opts oc = {.method = KILN_EXPLAIN_OCCLUSION, .target = 2, .window = 3,
-                            .stride = 3, .batch = 3};
+    kiln_explain_opts oc = {
+        .method = KILN_EXPLAIN_OCCLUSION, .target = 2, .window = 3, .stride = 3, .batch = 3};
     CHECK_OK(kiln_explain(e, &oc, x, 1, a, r));
     float f0 = fwd_score(e, x, 2, 0);
     d = 0;
@@ -199,8 +204,8 @@ static void test_methods(void) {
 static void test_gradcam(void) {
     net n = make_net(0, KILN_ACT_RELU);
     kiln_explainer *e = kiln_explainer_new(n.g, n.in, n.out, NULL);
-    CHECK(kiln_explainer_default_layer(e) && !strcmp(kiln_explainer_default_layer(e),
-                                                    kiln_node_name(n.conv)));
+    CHECK(kiln_explainer_default_layer(e) &&
+          !strcmp(kiln_explainer_default_layer(e), kiln_node_name(n.conv)));
     float x[2 * 72], a[2 * 72];
     kiln_test_fill(x, 2 * 72, -1, 1, 11);
     kiln_explain_result r[2];
@@ -230,8 +235,10 @@ static void test_gradcam(void) {
                 for (int q = 0; q < 36; q++) sa += Ab[c * 36 + q];
                 for (int q = 0; q < 36; q++) {
                     double gq = K[(c * 36 + q) * 4 + 3];
-                    if (!pp) s += gq / 36;
-                    else if (gq != 0) s += gq * gq / (2 * gq * gq + sa * gq * gq * gq) * fmax(gq, 0);
+                    if (!pp)
+                        s += gq / 36;
+                    else if (gq != 0)
+                        s += gq * gq / (2 * gq * gq + sa * gq * gq * gq) * fmax(gq, 0);
                 }
                 w[c] = s;
             }
@@ -271,7 +278,7 @@ static void test_cubehelix(void) {
     for (int i = 0; i <= 100; i++) {
         kiln_explain_cubehelix((float)i / 100, c);
         double l = 0.30 * c[0] + 0.59 * c[1] + 0.11 * c[2]; /* Green's perceived brightness */
-        mono &= l >= prev - 1.0;                           /* rounding to bytes */
+        mono &= l >= prev - 1.0;                            /* rounding to bytes */
         prev = l;
     }
     CHECK_MSG(mono, "cubehelix lightness not monotonic");

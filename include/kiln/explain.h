@@ -69,25 +69,25 @@ const char *kiln_explain_baseline_name(kiln_explain_baseline b);
 /* Zeros give the defaults written after each field. */
 typedef struct {
     kiln_explain_method method;
-    int target;      /* the output to explain; -1: the predicted class (argmax of the output) */
-    int probability; /* 1: f is the probability (softmax or sigmoid), 0: the logit / output */
+    int target;        /* the output to explain; -1: the predicted class (argmax of the output) */
+    int probability;   /* 1: f is the probability (softmax or sigmoid), 0: the logit / output */
     const char *layer; /* Grad-CAM: a node name; NULL: the last conv2d the output depends on */
     int steps;         /* integrated gradients: points on the path (>= 2; 0: 64) */
     kiln_explain_baseline baseline; /* integrated gradients: black */
     float blur_sigma;               /* blurred baseline: pixels (0: 5) */
-    float sigma;   /* SmoothGrad: noise as a fraction of max x - min x (0: 0.15) */
-    int samples;   /* SmoothGrad: 0: 32 */
-    int window;    /* occlusion: window side (0: 4) */
-    int stride;    /* occlusion: 0: 2 */
-    uint64_t seed; /* noise and uniform baselines */
+    float sigma;                    /* SmoothGrad: noise as a fraction of max x - min x (0: 0.15) */
+    int samples;                    /* SmoothGrad: 0: 32 */
+    int window;                     /* occlusion: window side (0: 4) */
+    int stride;                     /* occlusion: 0: 2 */
+    uint64_t seed;                  /* noise and uniform baselines */
     int batch; /* rows per plan run (0: 256 for input rows of up to 4096 values, else 64) */
 } kiln_explain_opts;
 
 typedef struct {
-    int target;        /* the output explained */
-    int predicted;     /* argmax of the output */
-    float score;       /* f(x) */
-    float probability; /* the target's probability (NaN without a probability output) */
+    int target;           /* the output explained */
+    int predicted;        /* argmax of the output */
+    float score;          /* f(x) */
+    float probability;    /* the target's probability (NaN without a probability output) */
     float baseline_score; /* integrated gradients: f(baseline); NaN otherwise */
     double completeness;  /* integrated gradients' completeness error; NaN otherwise */
     int64_t size;         /* values of the attribution (the row's, or H * W for Grad-CAM) */

@@ -75,8 +75,10 @@ void board_put_explain(kiln_sbuf *s, const char *dir) {
 void board_serve_explain(kiln_http_response *resp, const char *dir, const char *file) {
     long long ep;
     if (!explain_name(file, &ep)) {
-        kiln_http_json_error(resp, 400, "'%s' is not an attribution image name "
-                                        "(epoch-<N>-<method>.png)", file);
+        kiln_http_json_error(resp, 400,
+                             "'%s' is not an attribution image name "
+                             "(epoch-<N>-<method>.png)",
+                             file);
         return;
     }
     char path[4400];

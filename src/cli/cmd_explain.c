@@ -115,8 +115,8 @@ static void name_of(const char *where, char *out, size_t cap) {
     }
 }
 
-static kiln_status write_file(const char *dir, const char *name, const char *ext,
-                              const void *data, size_t len) {
+static kiln_status write_file(const char *dir, const char *name, const char *ext, const void *data,
+                              size_t len) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
     return kiln_file_write_atomic(path, data, len);
@@ -138,8 +138,8 @@ static kiln_status write_one(const char *dir, const char *name, const kiln_cli_p
     if (!st) st = write_file(dir, name, ".npy", bytes, len);
     free(bytes);
     /* images: [C, H, W] with C 1, 3 or 4, or [H, W] */
-    int img = row->ndim == 2 || (row->ndim == 3 && (row->dims[0] == 1 || row->dims[0] == 3 ||
-                                                    row->dims[0] == 4));
+    int img = row->ndim == 2 ||
+              (row->ndim == 3 && (row->dims[0] == 1 || row->dims[0] == 3 || row->dims[0] == 4));
     if (!st && img) {
         int C = row->ndim == 3 ? (int)row->dims[0] : 1;
         int H = (int)row->dims[row->ndim - 2], W = (int)row->dims[row->ndim - 1];
@@ -162,8 +162,10 @@ static kiln_status write_one(const char *dir, const char *name, const kiln_cli_p
     kiln_sbuf_puts(&b, ", \"name\": ");
     kiln_sbuf_json_str(&b, name);
     kiln_sbuf_printf(&b, ", \"npy\": \"%s.npy\", \"png\": ", name);
-    if (img) kiln_sbuf_printf(&b, "\"%s.png\"}", name);
-    else kiln_sbuf_puts(&b, "null}");
+    if (img)
+        kiln_sbuf_printf(&b, "\"%s.png\"}", name);
+    else
+        kiln_sbuf_puts(&b, "null}");
     if (!st && b.failed) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
     if (!st) {
         kiln_sbuf_puts(all, all->len ? ",\n  " : "{\"explanations\": [\n  ");
@@ -183,17 +185,25 @@ typedef struct {
 } args;
 
 static int parse(int argc, char **argv, args *a, const char **files, int *n_files) {
-    static const struct option opts[] = {
-        {"method", required_argument, 0, 'm'},  {"target", required_argument, 0, 't'},
-        {"layer", required_argument, 0, 'l'},   {"steps", required_argument, 0, 'n'},
-        {"baseline", required_argument, 0, 'B'}, {"samples", required_argument, 0, 'S'},
-        {"sigma", required_argument, 0, 'g'},   {"window", required_argument, 0, 'w'},
-        {"stride", required_argument, 0, 's'},  {"seed", required_argument, 0, 'r'},
-        {"batch", required_argument, 0, 'b'},   {"out", required_argument, 0, 'o'},
-        {"version", required_argument, 0, 'v'}, {"checkpoint", required_argument, 0, 'c'},
-        {"scale", required_argument, 0, 'x'},   {"probability", no_argument, 0, 'p'},
-        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"method", required_argument, 0, 'm'},
+                                         {"target", required_argument, 0, 't'},
+                                         {"layer", required_argument, 0, 'l'},
+                                         {"steps", required_argument, 0, 'n'},
+                                         {"baseline", required_argument, 0, 'B'},
+                                         {"samples", required_argument, 0, 'S'},
+                                         {"sigma", required_argument, 0, 'g'},
+                                         {"window", required_argument, 0, 'w'},
+                                         {"stride", required_argument, 0, 's'},
+                                         {"seed", required_argument, 0, 'r'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"version", required_argument, 0, 'v'},
+                                         {"checkpoint", required_argument, 0, 'c'},
+                                         {"scale", required_argument, 0, 'x'},
+                                         {"probability", no_argument, 0, 'p'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *method = NULL;
     a->o.target = -1;
     a->o.seed = 1;
@@ -210,19 +220,38 @@ static int parse(int argc, char **argv, args *a, const char **files, int *n_file
     break;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': method = optarg; break;
-        case 'l': a->o.layer = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'c': a->checkpoint = optarg; break;
-        case 'p': a->o.probability = 1; break;
-        case 'q': a->quiet = 1; break;
-        case 't': NUM("--target", 0, 1000000, a->o.target)
-        case 'n': NUM("--steps", 2, 100000, a->o.steps)
-        case 'S': NUM("--samples", 1, 100000, a->o.samples)
-        case 'w': NUM("--window", 1, 100000, a->o.window)
-        case 's': NUM("--stride", 1, 100000, a->o.stride)
-        case 'b': NUM("--batch", 1, 65536, a->o.batch)
-        case 'x': NUM("--scale", 1, 64, a->scale)
+        case 'm':
+            method = optarg;
+            break;
+        case 'l':
+            a->o.layer = optarg;
+            break;
+        case 'o':
+            a->out = optarg;
+            break;
+        case 'c':
+            a->checkpoint = optarg;
+            break;
+        case 'p':
+            a->o.probability = 1;
+            break;
+        case 'q':
+            a->quiet = 1;
+            break;
+        case 't':
+            NUM("--target", 0, 1000000, a->o.target)
+        case 'n':
+            NUM("--steps", 2, 100000, a->o.steps)
+        case 'S':
+            NUM("--samples", 1, 100000, a->o.samples)
+        case 'w':
+            NUM("--window", 1, 100000, a->o.window)
+        case 's':
+            NUM("--stride", 1, 100000, a->o.stride)
+        case 'b':
+            NUM("--batch", 1, 65536, a->o.batch)
+        case 'x':
+            NUM("--scale", 1, 64, a->scale)
         case 'r':
             if ((v = whole(optarg, 0, (long long)1 << 62)) < 0)
                 return kiln_cli_usage_error("explain", "--seed %s: expected a whole number >= 0",
@@ -245,7 +274,9 @@ static int parse(int argc, char **argv, args *a, const char **files, int *n_file
                 return kiln_cli_usage_error("explain", "--version %s: expected a positive integer",
                                             optarg);
             break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("explain", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -253,8 +284,10 @@ static int parse(int argc, char **argv, args *a, const char **files, int *n_file
     }
 #undef NUM
     for (int i = optind; i < argc; i++) {
-        if (!a->model) a->model = argv[i];
-        else files[(*n_files)++] = argv[i];
+        if (!a->model)
+            a->model = argv[i];
+        else
+            files[(*n_files)++] = argv[i];
     }
     if (!method)
         return kiln_cli_usage_error("explain", "--method is required (%s)",
@@ -263,8 +296,8 @@ static int parse(int argc, char **argv, args *a, const char **files, int *n_file
         return kiln_cli_usage_error("explain", "--method %s: unknown (one of %s)", method,
                                     kiln_explain_method_list());
     if (!a->model) return kiln_cli_usage_error("explain", "give a run or export folder");
-    if (!*n_files) return kiln_cli_usage_error("explain", "no input: give INPUT files after %s",
-                                               a->model);
+    if (!*n_files)
+        return kiln_cli_usage_error("explain", "no input: give INPUT files after %s", a->model);
     if (!a->out || !*a->out) return kiln_cli_usage_error("explain", "--out DIR is required");
     return -1;
 }
@@ -377,8 +410,9 @@ int kiln_cmd_explain(int argc, char **argv) {
         rc = usage ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
     } else {
         rc = KILN_EXIT_OK;
-        if (!a.quiet) printf("wrote %lld explanations (%s) to %s\n", (long long)in.n,
-                             kiln_explain_method_name(a.o.method), a.out);
+        if (!a.quiet)
+            printf("wrote %lld explanations (%s) to %s\n", (long long)in.n,
+                   kiln_explain_method_name(a.o.method), a.out);
     }
     for (int64_t i = 0; names && i < in.n; i++) free(names[i]);
     free(names);

@@ -44,7 +44,7 @@ struct kiln_explainer {
     int cap;
 };
 
-static const char *method_names[] = {"saliency",  "grad_x_input", "integrated_gradients",
+static const char *method_names[] = {"saliency",   "grad_x_input", "integrated_gradients",
                                      "smoothgrad", "gradcam",      "gradcam_pp",
                                      "occlusion"};
 static const char *baseline_names[] = {"black", "blurred", "uniform"};
@@ -93,9 +93,10 @@ kiln_explainer *kiln_explainer_new(kiln_graph *g, kiln_node *input, kiln_node *o
         return NULL;
     }
     e->g = g, e->input = input, e->output = output;
-    e->prob = !probabilities ? 0 : !strcmp(probabilities, "softmax") ? 1
-            : !strcmp(probabilities, "sigmoid")                     ? 2
-                                                                    : 0;
+    e->prob = !probabilities                      ? 0
+              : !strcmp(probabilities, "softmax") ? 1
+              : !strcmp(probabilities, "sigmoid") ? 2
+                                                  : 0;
     e->row_shape = kiln_shape_make(is.ndim - 1, is.dims + 1);
     e->row = kiln_shape_numel(&e->row_shape);
     e->k = os.dims[1];
@@ -109,8 +110,12 @@ void kiln_explainer_free(kiln_explainer *e) {
     free(e);
 }
 
-int64_t kiln_explainer_row_size(const kiln_explainer *e) { return e ? e->row : 0; }
-int64_t kiln_explainer_output_size(const kiln_explainer *e) { return e ? e->k : 0; }
+int64_t kiln_explainer_row_size(const kiln_explainer *e) {
+    return e ? e->row : 0;
+}
+int64_t kiln_explainer_output_size(const kiln_explainer *e) {
+    return e ? e->k : 0;
+}
 
 kiln_status kiln_explainer_set_black(kiln_explainer *e, const float *black) {
     free(e->black);
@@ -124,7 +129,9 @@ kiln_status kiln_explainer_set_black(kiln_explainer *e, const float *black) {
 
 /* Rows per plan run when the caller gives none: 256 for inputs of up to 4096 values (few
  * runs, so few OpenMP barriers per attribution), else 64. */
-static int default_batch(const kiln_explainer *e) { return e->row <= 4096 ? 256 : 64; }
+static int default_batch(const kiln_explainer *e) {
+    return e->row <= 4096 ? 256 : 64;
+}
 
 static kiln_status reserve(kiln_explainer *e, int rows) {
     if (rows <= e->cap) return KILN_OK;
@@ -189,9 +196,9 @@ static float prob_of(const kiln_explainer *e, const float *z, int t, float *all)
 
 /* rows (<= the plan's batch) rows of x through p: scores [rows] of f_t, targets resolved in
  * place (-1 -> predicted), out [rows, K] if not NULL; with backward, grads [rows, row]. */
-static kiln_status grad_batch(kiln_explainer *e, kiln_plan *p, const float *x, int rows,
-                              int *tgt, int probability, int backward, float *score,
-                              float *grad, float *out) {
+static kiln_status grad_batch(kiln_explainer *e, kiln_plan *p, const float *x, int rows, int *tgt,
+                              int probability, int backward, float *score, float *grad,
+                              float *out) {
     int batch = (int)kiln_plan_shape(p, e->input).dims[0];
     size_t w = (size_t)e->row;
     float *in = kiln_plan_data(p, e->input);
@@ -207,8 +214,9 @@ static kiln_status grad_batch(kiln_explainer *e, kiln_plan *p, const float *x, i
         const float *zr = z + (size_t)r * (size_t)e->k;
         if (tgt[r] < 0) tgt[r] = argmax(zr, e->k);
         if (tgt[r] >= e->k)
-            return kiln_error(KILN_ERR_INVALID, "explain: target %d, but the model has %lld "
-                                                "outputs (0 .. %lld)",
+            return kiln_error(KILN_ERR_INVALID,
+                              "explain: target %d, but the model has %lld "
+                              "outputs (0 .. %lld)",
                               tgt[r], (long long)e->k, (long long)e->k - 1);
         if (out) memcpy(out + (size_t)r * (size_t)e->k, zr, (size_t)e->k * sizeof *out);
         int t = tgt[r];
@@ -246,8 +254,8 @@ static kiln_status run_rows(kiln_explainer *e, const float *x, int n, const int 
     for (int r = 0; r < n; r += b) {
         int k = n - r < b ? n - r : b;
         for (int i = 0; i < k; i++) e->tb[i] = target ? target[r + i] : -1;
-        st = grad_batch(e, p, x + (size_t)r * (size_t)e->row, k, e->tb, probability, backward, e->sb,
-                        grad ? grad + (size_t)r * (size_t)e->row : NULL,
+        st = grad_batch(e, p, x + (size_t)r * (size_t)e->row, k, e->tb, probability, backward,
+                        e->sb, grad ? grad + (size_t)r * (size_t)e->row : NULL,
                         out ? out + (size_t)r * (size_t)e->k : NULL);
         if (st) return st;
         if (score) memcpy(score + r, e->sb, (size_t)k * sizeof *score);
@@ -275,7 +283,8 @@ const char *kiln_explainer_default_layer(kiln_explainer *e) {
         kiln_node *nd = kiln_graph_node(e->g, i);
         if (!anc[i]) continue;
         const char *op = kiln_node_op(nd);
-        if (op && !strcmp(op, "conv2d") && kiln_node_shape(nd).ndim == 4) found = kiln_node_name(nd);
+        if (op && !strcmp(op, "conv2d") && kiln_node_shape(nd).ndim == 4)
+            found = kiln_node_name(nd);
         for (int j = 0; j < kiln_node_input_count(nd); j++)
             for (int q = 0; q < i; q++)
                 if (kiln_graph_node(e->g, q) == kiln_node_input(nd, j)) anc[q] = 1;
@@ -301,7 +310,8 @@ static void blur(const kiln_explainer *e, const float *x, float sigma, float *ou
     if (rad > 64) rad = 64;
     float k[129];
     double s = 0;
-    for (int i = -rad; i <= rad; i++) s += k[i + rad] = expf(-0.5f * (float)(i * i) / (sigma * sigma));
+    for (int i = -rad; i <= rad; i++)
+        s += k[i + rad] = expf(-0.5f * (float)(i * i) / (sigma * sigma));
     for (int i = 0; i <= 2 * rad; i++) k[i] = (float)(k[i] / s);
     for (int64_t c = 0; c < C; c++) {
         const float *xc = x + c * H * W;
@@ -363,7 +373,8 @@ static kiln_status make_baseline(kiln_explainer *e, const kiln_explain_opts *o, 
 static kiln_status integrated(kiln_explainer *e, const kiln_explain_opts *o, const float *x, int n,
                               float *attr, kiln_explain_result *res) {
     int steps = o->steps > 0 ? o->steps : 64, B = o->batch > 0 ? o->batch : default_batch(e);
-    if (steps < 2) return kiln_error(KILN_ERR_INVALID, "explain: --steps must be >= 2, got %d", steps);
+    if (steps < 2)
+        return kiln_error(KILN_ERR_INVALID, "explain: --steps must be >= 2, got %d", steps);
     int g = B >= steps ? B / steps : 1;
     if (g > n) g = n;
     int64_t rows = (int64_t)g * steps;
@@ -530,8 +541,7 @@ static kiln_status gradcam(kiln_explainer *e, const kiln_explain_opts *o, const 
                                             "(name one with --layer)");
     kiln_node *layer = kiln_graph_find(e->g, name);
     if (!layer || kiln_node_shape(layer).ndim != 4 || layer == e->input)
-        return kiln_error(KILN_ERR_INVALID,
-                          "explain: Grad-CAM layer '%s': %s", name,
+        return kiln_error(KILN_ERR_INVALID, "explain: Grad-CAM layer '%s': %s", name,
                           !layer ? "no such layer in the model"
                                  : "not a [B, C, h, w] layer output (pick a conv layer)");
     int B = o->batch > 0 ? o->batch : default_batch(e);
@@ -541,8 +551,10 @@ static kiln_status gradcam(kiln_explainer *e, const kiln_explain_opts *o, const 
     kiln_plan *p = plan_for(e, B, layer);
     if (!p) return KILN_ERR_BACKEND;
     if (!kiln_plan_grad(p, layer))
-        return kiln_error(KILN_ERR_INVALID, "explain: Grad-CAM layer '%s' is not between the "
-                                            "input and the output", name);
+        return kiln_error(KILN_ERR_INVALID,
+                          "explain: Grad-CAM layer '%s' is not between the "
+                          "input and the output",
+                          name);
     kiln_shape ls = kiln_plan_shape(p, layer);
     int K = (int)ls.dims[1], h = (int)ls.dims[2], w = (int)ls.dims[3];
     float *cam = malloc((size_t)(h * w) * sizeof *cam), *wt = malloc((size_t)K * sizeof *wt);
@@ -551,11 +563,12 @@ static kiln_status gradcam(kiln_explainer *e, const kiln_explain_opts *o, const 
     for (int r0 = 0; !st && r0 < n; r0 += B) {
         int k = n - r0 < B ? n - r0 : B;
         for (int i = 0; i < k; i++) e->tb[i] = res[r0 + i].target;
-        st = grad_batch(e, p, x + (size_t)r0 * (size_t)e->row, k, e->tb, o->probability, 1,
-                        e->sb, NULL, NULL);
+        st = grad_batch(e, p, x + (size_t)r0 * (size_t)e->row, k, e->tb, o->probability, 1, e->sb,
+                        NULL, NULL);
         const float *A = kiln_plan_data(p, layer), *G = kiln_plan_grad(p, layer);
         for (int i = 0; !st && i < k; i++) {
-            const float *a = A + (size_t)i * (size_t)(K * h * w), *g = G + (size_t)i * (size_t)(K * h * w);
+            const float *a = A + (size_t)i * (size_t)(K * h * w),
+                        *g = G + (size_t)i * (size_t)(K * h * w);
             for (int c = 0; c < K; c++) {
                 const float *ac = a + c * h * w, *gc = g + c * h * w;
                 double s = 0;
@@ -595,8 +608,9 @@ kiln_status kiln_explain(kiln_explainer *e, const kiln_explain_opts *o, const fl
     if (o->method < 0 || o->method >= KILN_EXPLAIN_METHOD_COUNT)
         return kiln_error(KILN_ERR_INVALID, "explain: unknown method %d", (int)o->method);
     if (o->target >= e->k)
-        return kiln_error(KILN_ERR_INVALID, "explain: target %d, but the model has %lld outputs "
-                                            "(0 .. %lld)",
+        return kiln_error(KILN_ERR_INVALID,
+                          "explain: target %d, but the model has %lld outputs "
+                          "(0 .. %lld)",
                           o->target, (long long)e->k, (long long)e->k - 1);
     if (o->probability && !e->prob)
         return kiln_error(KILN_ERR_INVALID, "explain: the model has no probabilities output");
@@ -604,10 +618,11 @@ kiln_status kiln_explain(kiln_explainer *e, const kiln_explain_opts *o, const fl
     /* pass 1: targets, scores and (for the plain methods) gradients, several inputs per run */
     int plain = o->method == KILN_EXPLAIN_SALIENCY || o->method == KILN_EXPLAIN_GRAD_X_INPUT;
     int *tg = malloc((size_t)n * sizeof *tg);
-    float *sc = malloc((size_t)n * sizeof *sc), *out = malloc((size_t)n * (size_t)e->k * sizeof *out);
+    float *sc = malloc((size_t)n * sizeof *sc),
+          *out = malloc((size_t)n * (size_t)e->k * sizeof *out);
     float *pr = malloc((size_t)e->k * sizeof *pr);
-    kiln_status st = !tg || !sc || !out || !pr ? kiln_error(KILN_ERR_NOMEM, "explain: out of memory")
-                                               : KILN_OK;
+    kiln_status st =
+        !tg || !sc || !out || !pr ? kiln_error(KILN_ERR_NOMEM, "explain: out of memory") : KILN_OK;
     for (int i = 0; !st && i < n; i++) tg[i] = o->target;
     if (!st)
         st = run_rows(e, x, n, tg, o->probability, o->batch, plain, plain ? attr : NULL, sc, out);

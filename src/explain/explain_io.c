@@ -97,8 +97,10 @@ kiln_status kiln_explain_png(const unsigned char *rgb, int w, int h, void **byte
 }
 
 static void num(kiln_sbuf *b, double v) {
-    if (isfinite(v)) kiln_sbuf_f32(b, (float)v);
-    else kiln_sbuf_puts(b, "null");
+    if (isfinite(v))
+        kiln_sbuf_f32(b, (float)v);
+    else
+        kiln_sbuf_puts(b, "null");
 }
 
 void kiln_explain_result_json(kiln_sbuf *b, const kiln_explain_opts *o,
@@ -106,8 +108,10 @@ void kiln_explain_result_json(kiln_sbuf *b, const kiln_explain_opts *o,
     kiln_sbuf_puts(b, "{\"method\": ");
     kiln_sbuf_json_str(b, kiln_explain_method_name(o->method));
     kiln_sbuf_printf(b, ", \"target\": %d, \"class\": ", r->target);
-    if (class_name) kiln_sbuf_json_str(b, class_name);
-    else kiln_sbuf_puts(b, "null");
+    if (class_name)
+        kiln_sbuf_json_str(b, class_name);
+    else
+        kiln_sbuf_puts(b, "null");
     kiln_sbuf_printf(b, ", \"predicted\": %d, \"score\": ", r->predicted);
     num(b, r->score);
     kiln_sbuf_puts(b, ", \"probability\": ");

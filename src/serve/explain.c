@@ -26,7 +26,7 @@
 #include "serve/serve_internal.h"
 
 #define MAX_INSTANCES 64
-#define MAX_STEPS 1024
+#define MAX_STEPS     1024
 
 static int bad(kiln_http_response *resp, const char *fmt, const char *a) {
     kiln_http_json_error(resp, 400, fmt, a);
@@ -43,7 +43,8 @@ static int read_params(const cJSON *p, kiln_explain_opts *o, kiln_http_response 
     const cJSON *it;
     cJSON_ArrayForEach(it, p) {
         const char *k = it->string;
-        int is_num = cJSON_IsNumber(it), whole = is_num && it->valuedouble == floor(it->valuedouble);
+        int is_num = cJSON_IsNumber(it),
+            whole = is_num && it->valuedouble == floor(it->valuedouble);
         double v = is_num ? it->valuedouble : 0;
         if (!strcmp(k, "method")) {
             if (!cJSON_IsString(it) || (o->method = kiln_explain_method_from_name(
@@ -56,32 +57,40 @@ static int read_params(const cJSON *p, kiln_explain_opts *o, kiln_http_response 
                 return bad(resp, "explain: parameters.baseline must be %s",
                            "\"black\", \"blurred\" or \"uniform\"");
         } else if (!strcmp(k, "layer")) {
-            if (!cJSON_IsString(it)) return bad(resp, "explain: parameters.layer must be a %s", "string");
+            if (!cJSON_IsString(it))
+                return bad(resp, "explain: parameters.layer must be a %s", "string");
             o->layer = it->valuestring;
         } else if (!strcmp(k, "probability")) {
-            if (!cJSON_IsBool(it)) return bad(resp, "explain: parameters.probability must be a %s", "boolean");
+            if (!cJSON_IsBool(it))
+                return bad(resp, "explain: parameters.probability must be a %s", "boolean");
             o->probability = cJSON_IsTrue(it);
         } else if (!strcmp(k, "target")) {
-            if (!whole || v < 0 || v > 1e6) return bad(resp, "explain: parameters.target must be %s", "a class index >= 0");
+            if (!whole || v < 0 || v > 1e6)
+                return bad(resp, "explain: parameters.target must be %s", "a class index >= 0");
             o->target = (int)v;
         } else if (!strcmp(k, "steps") || !strcmp(k, "samples")) {
             int lo = !strcmp(k, "steps") ? 2 : 1;
             if (!whole || v < lo || v > MAX_STEPS)
-                return bad(resp, "explain: parameters.%s must be a whole number from 1 or 2 to 1024", k);
+                return bad(resp,
+                           "explain: parameters.%s must be a whole number from 1 or 2 to 1024", k);
             *(!strcmp(k, "steps") ? &o->steps : &o->samples) = (int)v;
         } else if (!strcmp(k, "window") || !strcmp(k, "stride")) {
             if (!whole || v < 1 || v > 4096)
                 return bad(resp, "explain: parameters.%s must be a whole number from 1 to 4096", k);
             *(!strcmp(k, "window") ? &o->window : &o->stride) = (int)v;
         } else if (!strcmp(k, "sigma")) {
-            if (!is_num || !(v > 0 && v <= 10)) return bad(resp, "explain: parameters.sigma must be %s", "in (0, 10]");
+            if (!is_num || !(v > 0 && v <= 10))
+                return bad(resp, "explain: parameters.sigma must be %s", "in (0, 10]");
             o->sigma = (float)v;
         } else if (!strcmp(k, "seed")) {
-            if (!whole || v < 0 || v > 9e15) return bad(resp, "explain: parameters.seed must be %s", "a whole number >= 0");
+            if (!whole || v < 0 || v > 9e15)
+                return bad(resp, "explain: parameters.seed must be %s", "a whole number >= 0");
             o->seed = (uint64_t)v;
         } else {
-            return bad(resp, "explain: unknown parameter '%s' (method, target, probability, layer, "
-                             "steps, baseline, samples, sigma, window, stride, seed)", k);
+            return bad(resp,
+                       "explain: unknown parameter '%s' (method, target, probability, layer, "
+                       "steps, baseline, samples, sigma, window, stride, seed)",
+                       k);
         }
     }
     return 0;
@@ -95,8 +104,10 @@ static void nested(kiln_sbuf *b, const float *v, const int64_t *dims, int nd) {
     for (int64_t i = 0; i < dims[0]; i++) {
         if (i) kiln_sbuf_putc(b, ',');
         if (nd == 1) {
-            if (isfinite(v[i])) kiln_sbuf_f32(b, v[i]);
-            else kiln_sbuf_puts(b, "null");
+            if (isfinite(v[i]))
+                kiln_sbuf_f32(b, v[i]);
+            else
+                kiln_sbuf_puts(b, "null");
         } else {
             nested(b, v + i * inner, dims + 1, nd - 1);
         }
@@ -110,9 +121,10 @@ void serve_explain_handle(kiln_server *s, served_model *m, const version_sel *se
     cJSON *root = cJSON_ParseWithLength(req->body, req->body_len);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        kiln_http_json_error(resp, 400, "explain: the body must be a JSON object {\"instances\": "
-                                        "[...]} (or {\"inputs\": ...}) with optional "
-                                        "\"parameters\"");
+        kiln_http_json_error(resp, 400,
+                             "explain: the body must be a JSON object {\"instances\": "
+                             "[...]} (or {\"inputs\": ...}) with optional "
+                             "\"parameters\"");
         return;
     }
     kiln_explain_opts o = {0};
@@ -134,8 +146,8 @@ void serve_explain_handle(kiln_server *s, served_model *m, const version_sel *se
     serve_thread_setup(s);
     kiln_instances in = {0};
     kiln_instances_spec spec = {v->row, NULL};
-    kiln_status st = kiln_instances_read_data(&in, "request", body, strlen(body),
-                                              KILN_INSTANCES_JSON, &spec);
+    kiln_status st =
+        kiln_instances_read_data(&in, "request", body, strlen(body), KILN_INSTANCES_JSON, &spec);
     int status = 400;
     if (!st && in.n > MAX_INSTANCES)
         st = kiln_error(KILN_ERR_INVALID, "explain: %lld instances; at most %d per request",
@@ -143,7 +155,8 @@ void serve_explain_handle(kiln_server *s, served_model *m, const version_sel *se
     kiln_explainer *e = st ? NULL : kiln_explainer_from_servable(v->sv);
     if (!st && !e) st = KILN_ERR_BACKEND, status = 500;
     size_t rows = st ? 0 : (size_t)in.n, w = (size_t)v->in_row;
-    float *x = st ? NULL : malloc(rows * w * sizeof *x), *attr = st ? NULL : calloc(rows * w, sizeof *attr);
+    float *x = st ? NULL : malloc(rows * w * sizeof *x),
+          *attr = st ? NULL : calloc(rows * w, sizeof *attr);
     float *raw = st ? NULL : malloc(rows * w * sizeof *raw);
     float *out = st ? NULL : malloc(rows * (size_t)v->out_row * sizeof *out);
     float *probs = st || !v->has_probs ? NULL : malloc(rows * (size_t)v->out_row * sizeof *probs);
@@ -188,7 +201,9 @@ void serve_explain_handle(kiln_server *s, served_model *m, const version_sel *se
             int64_t dims[8];
             int nd = v->row.ndim < 8 ? v->row.ndim : 8;
             for (int d = 0; d < nd; d++) dims[d] = v->row.dims[d];
-            if (cam) dims[0] = v->row.dims[v->row.ndim - 2], dims[1] = v->row.dims[v->row.ndim - 1], nd = 2;
+            if (cam)
+                dims[0] = v->row.dims[v->row.ndim - 2], dims[1] = v->row.dims[v->row.ndim - 1],
+                nd = 2;
             nested(&b, attr + i * w, dims, nd);
             kiln_sbuf_putc(&b, '}');
         }

@@ -64,18 +64,18 @@ kiln_tb_explain *kiln_tb_explain_new(const kiln_cfg *cfg, kiln_model *m, const k
     void *y = calloc((size_t)x->n * (size_t)(yw > 0 ? yw : 1), 8);
     x->x = malloc((size_t)x->n * row * sizeof *x->x);
     x->attr = malloc((size_t)x->n * row * sizeof *x->attr);
-    int rows = 0, ok = idx && y && x->x && x->attr && x->n > 0 &&
-                       x->method != KILN_EXPLAIN_METHOD_COUNT;
+    int rows = 0,
+        ok = idx && y && x->x && x->attr && x->n > 0 && x->method != KILN_EXPLAIN_METHOD_COUNT;
     for (int i = 0; ok && i < x->n; i++) idx[i] = i;
     ok = ok && !kiln_dataset_subset(in->validation, idx, x->n, &sub) &&
-         !kiln_loader_new(sub, &lc, &l) && kiln_loader_next(l, x->x, y, &rows) == 1 &&
-         rows == x->n;
+         !kiln_loader_new(sub, &lc, &l) && kiln_loader_next(l, x->x, y, &rows) == 1 && rows == x->n;
     kiln_loader_free(l);
     kiln_dataset_free(sub);
     free(idx), free(y);
     if (!ok) {
-        kiln_progress_line(prog, "warning: log.explain: cannot read the validation samples (%s); "
-                                 "no attribution images for this run",
+        kiln_progress_line(prog,
+                           "warning: log.explain: cannot read the validation samples (%s); "
+                           "no attribution images for this run",
                            kiln_last_error());
         kiln_tb_explain_free(x);
         return NULL;
@@ -88,8 +88,8 @@ int kiln_tb_explain_epoch(kiln_tb_explain *x, kiln_tb_writer *w, int64_t epoch, 
     if (!x || !w || epoch % x->every != 0) return 0;
     kiln_model *m = x->m;
     if (!x->e) {
-        const char *prob = m->task == KILN_TASK_CLASSIFICATION && m->n_outputs > 1 ? "softmax"
-                                                                                    : NULL;
+        const char *prob =
+            m->task == KILN_TASK_CLASSIFICATION && m->n_outputs > 1 ? "softmax" : NULL;
         if (!(x->e = kiln_explainer_new(m->graph, m->input, m->output, prob))) return 1;
     }
     kiln_graph *g = m->graph;
