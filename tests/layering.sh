@@ -40,6 +40,7 @@ declare -A PUBLIC=(
   [tune]=tune
   [optimize]=optimize [bench]=optimize
   [tensor_json]=serve [instances]=serve [serve]=serve [board]=board
+  [explain]=explain
   [kiln]=cli # the umbrella header: for programs, never for the library itself
 )
 

@@ -130,6 +130,11 @@ typedef struct {
      * (convolution and dense weight gradients, batch-norm statistics) and every matmul runs in
      * fixed chunks of rows summed in a fixed order, at most 16 chunks at once (docs/engine.md) */
     int deterministic;
+    /* 1: gradients flow from the graph's F32 inputs instead of the parameters (attributions,
+     * src/explain/): backward computes d(loss)/d(input) and the gradients of the values between
+     * them, no parameter gradient (the flat gradient buffer is not touched). The gradients of the
+     * inputs and of the requested outputs stay readable after backward. */
+    int input_grads;
 } kiln_plan_opts;
 
 kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o);

@@ -28,5 +28,6 @@
 #include "kiln/crc32c.h"
 #include "kiln/tfrecord.h"
 #include "kiln/tboard.h"
+#include "kiln/explain.h"
 
 #endif

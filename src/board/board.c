@@ -181,7 +181,15 @@ static void api_run(kiln_board *b, const kiln_http_request *req, kiln_http_respo
         api_details(b, resp, part[0], part[1]);
     else if (n == 3 && !strcmp(part[2], "metrics"))
         api_metrics(b, req, resp, part[0], part[1]);
-    else
+    else if (n == 4 && !strcmp(part[2], "explain")) { /* board_explain.c */
+        pthread_mutex_lock(&b->mu);
+        board_run *r = board_find(b, part[0], part[1]);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", r ? r->dir : "");
+        pthread_mutex_unlock(&b->mu);
+        if (r) board_serve_explain(resp, dir, part[3]);
+        else kiln_http_json_error(resp, 404, "no run '%s/%s' in %s", part[0], part[1], b->runs_dir);
+    } else
         kiln_http_json_error(resp, 404,
                              "no such route: %s (see /api/runs/EXP/RUN and "
                              "/api/runs/EXP/RUN/metrics)",

@@ -275,6 +275,7 @@ void board_render_details(const char *key, const char *dir, const char *status, 
     put_exports(s, dir);
     put_summary(s, dir);
     if (stages) kiln_sbuf_puts(s, stages);
+    board_put_explain(s, dir); /* board_explain.c */
     put_log_tail(s, dir);
     kiln_sbuf_putc(s, '}');
 }

@@ -196,6 +196,10 @@ void board_index_free(kiln_board *b);
  * (may be NULL) is put in as it is: members for the run's stages (board_metrics_render_stages). */
 void board_render_details(const char *key, const char *dir, const char *status, int crashed,
                           const char *stages, kiln_sbuf *out);
+/* board_explain.c: the run's log.explain images: the details' "explain" member, and one PNG
+ * (GET /api/runs/EXP/RUN/explain/FILE) */
+void board_put_explain(kiln_sbuf *s, const char *dir);
+void board_serve_explain(kiln_http_response *resp, const char *dir, const char *file);
 
 /* /api/studies (name NULL) or /api/studies/NAME (name checked): reads the registry, no lock. */
 void board_api_studies(kiln_board *b, kiln_http_response *resp, const char *name);

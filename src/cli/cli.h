@@ -13,6 +13,7 @@ int kiln_cmd_optimize(int argc, char **argv); /* cmd_optimize.c: fold, int8, bf1
 int kiln_cmd_bench(int argc, char **argv);    /* cmd_bench.c: latency and throughput */
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_predict(int argc, char **argv);
+int kiln_cmd_explain(int argc, char **argv); /* cmd_explain.c: attributions */
 int kiln_cmd_runs(int argc, char **argv);
 /* registry_opt.c: --registry URI (any command) and kiln runs sync */
 int kiln_cli_registry_option(int *argc, char **argv);

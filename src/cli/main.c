@@ -62,6 +62,7 @@ static const command COMMANDS[] = {
     {"bench", kiln_cmd_bench},
     {"serve", kiln_cmd_serve},
     {"predict", kiln_cmd_predict},
+    {"explain", kiln_cmd_explain},
     {"runs", kiln_cmd_runs},
     {"models", kiln_cmd_models},
     {"board", kiln_cmd_board},

@@ -281,11 +281,20 @@ static const schema TRAIN[] = {{"epochs", T_INT, "10", NULL, NULL, 1, 1e9}, {"ma
                                {"optimizer_state", T_ENUM, "reset", NULL, OPT_STATES},
                                /* issue 15: src/train/prune.c, src/train/distill.c */
                                {"prune", T_MAP, NULL, PRUNE}, {"distill", T_MAP, NULL, DISTILL}, END};
+/* log.explain (issue 20, src/train/tb_explain.c): attributions of validation samples as
+ * TensorBoard images. No default: a config without it resolves (and hashes) as before. */
+static const char *const EXPLAIN_METHODS[] = {"saliency", "grad_x_input", "integrated_gradients",
+                                              "smoothgrad", "gradcam", "gradcam_pp", "occlusion",
+                                              NULL};
+static const schema LOG_EXPLAIN[] = {{"method", T_ENUM, "integrated_gradients", NULL, EXPLAIN_METHODS},
+                                     {"every_epochs", T_INT, "1", NULL, NULL, 1, 1e9},
+                                     {"samples", T_INT, "8", NULL, NULL, 1, 64}, END};
 static const schema LOG[] = {{"every_steps", T_INT, "50", NULL, NULL, 1, 1e12}, {"tensorboard", T_BOOL, "true"},
                              {"histograms_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"images_every_epochs", T_INT, "1", NULL, NULL, 0, 1e9},
                              {"image_samples", T_INT, "16", NULL, NULL, 0, 1024},
-                             {"projector_samples", T_INT, "1000", NULL, NULL, 0, 100000}, END};
+                             {"projector_samples", T_INT, "1000", NULL, NULL, 0, 100000},
+                             {"explain", T_MAP, NULL, LOG_EXPLAIN}, END};
 /* dist: data-parallel training (src/dist/; docs/distributed.md). No default: a config without it
  * resolves (and hashes) as before. */
 static const char *const DIST_COMPRESS[] = {"none", "bf16", NULL};

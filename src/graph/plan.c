@@ -2,7 +2,8 @@
  *
  * Compile: (1) keep the nodes the outputs and the loss depend on, in creation order (already
  * topological); (2) infer every shape at the plan's batch size; (3) mark where gradients flow
- * (ancestors of the loss that depend on a trainable parameter) and, walking backward order,
+ * (ancestors of the loss that depend on a trainable parameter, or with input_grads on an input)
+ * and, walking backward order,
  * decide for each (consumer, input) pair whether the consumer's backward overwrites the input's
  * gradient (first writer) or adds to it; (4) memory plan: one arena, a fixed slice per value and
  * per gradient (parameters and their gradients live in the graph's flat buffers); (5) let each
@@ -105,7 +106,8 @@ static kiln_status memory_plan(kiln_plan *p, const kiln_plan_opts *o, const char
             kiln_mem_req *r = &req[nr++];
             r->bytes = x->bytes;
             r->where = (void **)&x->grad;
-            int pinned = x == p->loss || !written[id];
+            int kept = x->node->kind == KILN_NODE_INPUT || last_use[id] == END; /* input_grads */
+            int pinned = x == p->loss || !written[id] || (o->input_grads && kept);
             r->start = pinned ? 0 : F + first_write[id];
             r->end = pinned || bpos[id] < 0 ? (pinned ? END : F + first_write[id]) : F + bpos[id];
         }
@@ -193,6 +195,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     p->g = g;
     int n = p->n_nodes = kiln_graph_node_count(g);
     char *need = calloc((size_t)n, 1), *to_loss = calloc((size_t)n, 1), *written = calloc((size_t)n, 1);
+    char *igrad = calloc((size_t)n, 1); /* input_grads: an F32 input is upstream */
     int *first_write = calloc((size_t)n, sizeof *first_write);
     p->by_id = calloc((size_t)n, sizeof *p->by_id);
     p->insts = calloc((size_t)n, sizeof *p->insts);
@@ -200,15 +203,15 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     p->bwd = calloc((size_t)n, sizeof *p->bwd);
     p->zero_grads = calloc((size_t)n, sizeof *p->zero_grads);
     p->zero_sizes = calloc((size_t)n, sizeof *p->zero_sizes);
-    if (!need || !to_loss || !written || !first_write || !p->by_id || !p->insts || !p->fwd || !p->bwd ||
+    if (!need || !to_loss || !written || !igrad || !first_write || !p->by_id || !p->insts || !p->fwd || !p->bwd ||
         !p->zero_grads || !p->zero_sizes) {
-        free(need), free(to_loss), free(written), free(first_write);
+        free(need), free(to_loss), free(written), free(igrad), free(first_write);
         kiln_error(KILN_ERR_NOMEM, "plan: out of memory");
         return fail(p);
     }
 #define FAIL()                                                                                     \
     do {                                                                                           \
-        free(need), free(to_loss), free(written), free(first_write);                                                  \
+        free(need), free(to_loss), free(written), free(igrad), free(first_write);                                                  \
         return fail(p);                                                                            \
     } while (0)
 
@@ -264,7 +267,10 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
         x->bytes = (size_t)x->numel * kiln_dtype_size(x->dtype);
         if (nd->kind == KILN_NODE_PARAM) x->val = kiln_node_param_data(g, nd);
         /* (3) gradients flow into ancestors of the loss that depend on a trainable param */
-        int has_grad = o->loss && to_loss[i] && nd->requires_grad;
+        if (nd->kind == KILN_NODE_INPUT) igrad[i] = nd->dtype == KILN_F32;
+        for (int j = 0; j < nd->n_in && nd->kind == KILN_NODE_OP; j++)
+            igrad[i] |= igrad[nd->in[j]->id];
+        int has_grad = o->loss && to_loss[i] && (o->input_grads ? igrad[i] : nd->requires_grad);
         if (has_grad && nd->kind == KILN_NODE_PARAM) x->grad = kiln_node_param_grad(g, nd);
         else if (has_grad) {
             if (x->dtype != KILN_F32) {
@@ -278,8 +284,8 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
     if (o->loss) {
         p->loss = p->by_id[o->loss->id];
         if (!p->loss->grad) {
-            kiln_error(KILN_ERR_INVALID, "plan: the loss '%s' does not depend on any trainable parameter",
-                       o->loss->name);
+            kiln_error(KILN_ERR_INVALID, "plan: the loss '%s' does not depend on any %s",
+                       o->loss->name, o->input_grads ? "F32 input" : "trainable parameter");
             FAIL();
         }
     }
@@ -296,7 +302,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             if (!written[id]) written[id] = (char)1, first_write[id] = p->n_bwd - 1;
         }
     }
-    if (o->loss && ready_marks(p, g) != KILN_OK) FAIL();
+    if (o->loss && !o->input_grads && ready_marks(p, g) != KILN_OK) FAIL();
     /* (3c) layouts: a value stays plain when anything but input 0 of a layout-aware op reads
      * it, or the caller does; producers then choose, in forward order */
     kiln_compile_ctx ctx = {
@@ -323,7 +329,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
             p->zero_sizes[p->n_zero++] = x->bytes;
         }
     }
-    for (int i = 0; o->loss && i < n; i++) { /* trainable parameters outside the plan: grad 0 */
+    for (int i = 0; o->loss && !o->input_grads && i < n; i++) { /* params outside the plan: 0 */
         kiln_node *nd = kiln_graph_node(g, i);
         float *gr = kiln_node_param_grad(g, nd);
         if (gr && !p->by_id[i]) {
@@ -361,7 +367,7 @@ kiln_plan *kiln_plan_new(kiln_graph *g, const kiln_plan_opts *o) {
         }
     }
     if (p->backend && !(p->run.stream = p->backend->stream_new())) FAIL();
-    free(need), free(to_loss), free(written), free(first_write);
+    free(need), free(to_loss), free(written), free(igrad), free(first_write);
     return p;
 #undef FAIL
 }

@@ -3,6 +3,7 @@
  *   GET  /v1/models/m[/versions/v|/labels/l]             model status (TF Serving)
  *   GET  /v1/models/m[/versions/v|/labels/l]/metadata    signature
  *   POST /v1/models/m[/versions/v|/labels/l]:predict     -> job.c
+ *   POST /v1/models/m[/versions/v|/labels/l]:explain     -> explain.c (KServe v1)
  *   GET  /v2, /v2/health/live, /v2/health/ready          server metadata and health (v2)
  *   GET  /v2/models/m[/versions/v][/ready]               model metadata / readiness
  *   POST /v2/models/m[/versions/v]/infer                 -> job.c
@@ -284,6 +285,7 @@ static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *
     c->api = !*action                            ? "v1_status"
              : strcmp(action, "/metadata") == 0 ? "v1_metadata"
              : strcmp(action, ":predict") == 0  ? "v1_predict"
+             : strcmp(action, ":explain") == 0  ? "v1_explain" /* KServe v1: explain.c */
                                                 : "v1_unknown";
     if (strcmp(c->api, "v1_unknown") == 0) {
         if (strcmp(action, ":classify") == 0 || strcmp(action, ":regress") == 0)
@@ -307,6 +309,8 @@ static void route_v1(kiln_server *s, const char *rest, const kiln_http_request *
         v1_status(s, m, &sel, resp);
     else if (action[0] == '/')
         v1_metadata(s, m, &sel, resp, c);
+    else if (!strcmp(action, ":explain"))
+        serve_explain_handle(s, m, &sel, req, resp, &c->version);
     else {
         c->api = NULL; /* counted by the job */
         serve_job_handle(s, m, &sel, API_V1, req, resp);

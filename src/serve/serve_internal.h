@@ -134,6 +134,13 @@ int serve_repo_ready(kiln_server *s);
 int serve_repo_loaded(served_model *m, int64_t *out, int cap);
 const char *serve_version_state_name(version_state st);
 
+/* ---- explain.c ---- */
+/* POST ...:explain (KServe v1's explain verb): attributions of the body's instances; sets
+ * *version_str to the version that answered (for the metrics). */
+void serve_explain_handle(kiln_server *s, served_model *m, const version_sel *sel,
+                          const kiln_http_request *req, kiln_http_response *resp,
+                          const char **version_str);
+
 /* ---- infer.c ---- */
 /* Runs rows raw rows x [rows, in_row] (preprocessed in place) through v on the calling
  * thread's slot: out [rows, out_row], probs [rows, out_row] (NULL without probabilities). */

@@ -25,6 +25,7 @@
 #include "kiln/mem.h"
 #include "kiln/tboard.h"
 #include "tboard/tb_render.h"
+#include "train/tb_explain.h"
 
 #define MAX_PROBE_BATCH 256
 #define LABEL_CHARS     64
@@ -54,6 +55,7 @@ struct kiln_tb_hooks {
     int *truth, *pred;      /* [n_rows] classifiers */
     float *target, *output; /* [n_rows] regression: first target and output */
     void *y;                /* [batch][ywidth] labels of one batch */
+    kiln_tb_explain *explain; /* log.explain (tb_explain.c), or NULL */
 };
 
 static const char *const SPLIT_DIRS[] = {"train", "validation", "test"};
@@ -258,6 +260,7 @@ static void start(kiln_tb_hooks *h, const kiln_cfg *cfg, kiln_model *m, const ki
     experiment_summary(h, cfg, &hp, in);
     kiln_tb_hparams_free(&hp);
     if (!resumed) augmented_samples(h, cfg, in, step);
+    h->explain = kiln_tb_explain_new(cfg, m, in, prog, h->run_dir);
     if (load_names(h, cfg, in) || (in->validation && probe_setup(h, in))) {
         kiln_progress_line(prog,
                            "warning: TensorBoard: %s; no sample images or projector for this run",
@@ -454,6 +457,14 @@ static void projector(kiln_tb_hooks *h) {
 
 static void epoch_end(kiln_tb_hooks *h, const kiln_tb_epoch *e) {
     if (h->hist_every > 0 && e->epoch % h->hist_every == 0) histograms(h, e->step);
+    if (!h->off && e->val &&
+        kiln_tb_explain_epoch(h->explain, split_writer(h, KILN_SPLIT_VALIDATION), e->epoch,
+                              e->step, e->eval_weights, e->swap)) { /* only log.explain stops */
+        kiln_progress_line(h->prog, "warning: log.explain: %s; no more attribution images",
+                           kiln_last_error());
+        kiln_tb_explain_free(h->explain);
+        h->explain = NULL;
+    }
     int images = h->n_images > 0 && h->images_every > 0 && e->epoch % h->images_every == 0;
     int confusion = h->images_every > 0 && e->epoch % h->images_every == 0 && e->val && h->classes;
     int proj = h->n_proj > 0;
@@ -520,6 +531,7 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
             dirname(dirname(runs)));
     }
     kiln_plan_free(h->plan);
+    kiln_tb_explain_free(h->explain);
     kiln_dataset_free(h->rows);
     free(h->names), free(h->x), free(h->emb), free(h->truth), free(h->pred), free(h->target),
         free(h->output), free(h->y);
@@ -529,5 +541,6 @@ void kiln_tb_hooks_close(kiln_tb_hooks *h, const char *status) {
 void kiln_tb_hooks_model_changed(kiln_tb_hooks *h) {
     if (!h) return;
     kiln_plan_free(h->plan); /* compiled on the old graph; the next probe compiles anew */
+    kiln_tb_explain_model_changed(h->explain);
     h->plan = NULL;
 }

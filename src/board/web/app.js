@@ -1000,6 +1000,15 @@ async function renderDetails() {
     kids.push(el('p', {}, 'Serve them: ', el('code', {text: `kiln serve --model_base_path ${base} --model_name ${splitKey(key)[0]}`})));
   } else kids.push(el('p', {class: 'muted', text: 'none'}));
 
+  if (d.explain?.length) { // log.explain's attribution images (docs/explain.md)
+    const [e, r] = splitKey(key);
+    kids.push(el('h3', {text: `attributions (log.explain, ${d.explain.length})`}),
+      el('div', {class: 'explain'}, ...d.explain.slice().reverse().map((x) => el('figure', {},
+        el('img', {src: `/api/runs/${encodeURIComponent(e)}/${encodeURIComponent(r)}/explain/${encodeURIComponent(x.file)}`,
+          alt: x.file, loading: 'lazy'}),
+        el('figcaption', {text: `epoch ${x.epoch}, ${x.method}`})))));
+  }
+
   kids.push(el('h3', {text: 'model summary'}));
   if (d.summary != null) {
     kids.push(el('pre', {class: 'summary', text: d.summary}));
