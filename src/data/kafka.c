@@ -409,10 +409,11 @@ static kiln_status list_partitions(kiln_kafka_source *s) {
 
 /* ---- state (a checkpoint's kafka.json) ---- */
 
-static kiln_status load_state(kiln_kafka_source *s, int64_t *epoch, int64_t *wepoch) {
+static kiln_status load_state(kiln_kafka_source *s, const char *path, int64_t *epoch,
+                              int64_t *wepoch) {
     void *text = NULL;
     size_t n = 0;
-    kiln_status st = kiln_file_read_all(s->o.state, &text, &n, (size_t)64 << 20);
+    kiln_status st = kiln_file_read_all(path, &text, &n, (size_t)64 << 20);
     if (st) return st;
     cJSON *j = cJSON_ParseWithLength(text, n);
     free(text);
@@ -423,7 +424,7 @@ static kiln_status load_state(kiln_kafka_source *s, int64_t *epoch, int64_t *wep
     if (!cJSON_IsString(mode) || !cJSON_IsArray(ps) || !cJSON_IsNumber(e) || !cJSON_IsNumber(we) ||
         strcmp(mode->valuestring, s->o.replay ? "replay" : "stream")) {
         cJSON_Delete(j);
-        return kiln_error(KILN_ERR_FORMAT, "%s: not a kafka state of a %s source", s->o.state,
+        return kiln_error(KILN_ERR_FORMAT, "%s: not a kafka state of a %s source", path,
                           s->o.replay ? "replay" : "stream");
     }
     *epoch = (int64_t)e->valuedouble, *wepoch = (int64_t)we->valuedouble;
@@ -436,7 +437,7 @@ static kiln_status load_state(kiln_kafka_source *s, int64_t *epoch, int64_t *wep
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(p, "position");
         if (!cJSON_IsString(t) || !cJSON_IsNumber(pa) || !cJSON_IsNumber(a) ||
             !cJSON_IsNumber(b) || !cJSON_IsNumber(pos)) {
-            st = kiln_error(KILN_ERR_FORMAT, "%s: a partition entry is incomplete", s->o.state);
+            st = kiln_error(KILN_ERR_FORMAT, "%s: a partition entry is incomplete", path);
             break;
         }
         prange *r = part_of(s, t->valuestring, (int32_t)pa->valuedouble);
@@ -532,7 +533,7 @@ kiln_status kiln_kafka_source_open(const kiln_kafka_source_options *o, kiln_kafk
     int64_t epoch = 0, wepoch = 0;
     int have_state = 0;
     if (!st && o->state) {
-        st = load_state(s, &epoch, &wepoch);
+        st = load_state(s, o->state, &epoch, &wepoch);
         have_state = !st;
     }
     if (!st && o->replay) {
