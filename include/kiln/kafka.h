@@ -21,8 +21,8 @@
  *           any other source.
  *   stream  epoch e trains on window e, the next epoch_records records after window e - 1 (the
  *           first starts at the group's committed offsets, else at the beginning); with
- *           epoch_seconds, a window closes after that long with what arrived (at least one
- *           record), and its rows cycle through those records (row r = record r mod k).
+ *           epoch_seconds, a window closes that long after its first record with what
+ *           arrived, and its rows cycle through those records (row r = record r mod k).
  * The dataset (kiln_kafka_source_dataset) is an in-memory dataset of epoch_records rows whose
  * contents change only in kiln_kafka_source_epoch, between epochs, so its loader must not make
  * batches ahead (prefetch 0).
@@ -90,7 +90,7 @@ typedef struct {
     kiln_kafka_decode dec;
     int replay;             /* 1: replay, 0: stream */
     int64_t epoch_records;  /* stream: rows per epoch (>= 1) */
-    double epoch_seconds;   /* stream: > 0: a window closes after this long */
+    double epoch_seconds;   /* stream: > 0: a window closes this long after its first record */
     int skip_bad;           /* data.on_error: skip */
     double timeout_s;       /* give up after this long without records while paused (0: never) */
     const char *state;      /* a checkpoint's kafka.json to start from, or NULL */

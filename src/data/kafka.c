@@ -85,6 +85,8 @@ static rd_kafka_conf_t *make_conf(const kiln_kafka_conn *c, int consumer) {
             return NULL;
         }
     }
+    const char *dbg = getenv("KILN_KAFKA_DEBUG"); /* e.g. cgrp,fetch: librdkafka's debug */
+    if (dbg && dbg[0] && strcmp(dbg, "1")) rd_kafka_conf_set(conf, "debug", dbg, err, sizeof err);
     rd_kafka_conf_set_log_cb(conf, quiet_log);
     return conf;
 }
@@ -301,10 +303,10 @@ static kiln_status read_window(kiln_kafka_source *s, int refill, int64_t *good) 
         else if (p->want_end > p->start) p->pos = p->start, p->end = p->want_end;
     }
     if (refill) seek_positions(s);
-    double t0 = now_s(), last = t0, paused_at = 0;
+    double last = now_s(), paused_at = 0, first = 0; /* first: the window's first record */
     int64_t want = s->o.replay ? INT64_MAX : s->o.epoch_records;
     while (refill ? !refill_done(s) : *good < want) {
-        if (!refill && s->o.epoch_seconds > 0 && *good > 0 && now_s() - t0 >= s->o.epoch_seconds)
+        if (!refill && s->o.epoch_seconds > 0 && *good > 0 && now_s() - first >= s->o.epoch_seconds)
             break;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
         double t = now_s();
@@ -316,6 +318,7 @@ static kiln_status read_window(kiln_kafka_source *s, int refill, int64_t *good) 
                 s->paused = 0;
             }
             last = t;
+            if (!first) first = t;
             kiln_status st = take(s, m, refill, good);
             rd_kafka_message_destroy(m);
             if (st) return st;

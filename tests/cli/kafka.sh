@@ -77,7 +77,8 @@ t_stream_kill9_resume() {
     check "produce part of the stream" [ "$rc" = 0 ]
     k data produce "$D/te-img.gz" --labels "$D/te-lab.gz" --brokers "$B" --topic stval --limit 200
     config stream "source: kafka" \
-        "kafka: {brokers: \"$B\", mode: stream, epoch_records: 200, group_id: resume, trace: $TMP/trace}" \
+        "kafka: {brokers: \"$B\", mode: stream, epoch_records: 200, group_id: resume, trace: $TMP/trace," \
+        "        properties: [session.timeout.ms=6000, heartbeat.interval.ms=500]}" \
         "train: {topic: st}" "validation: {topic: stval}"
     sed -i 's/epochs: 2, checkpoint: {every_steps: 0, every_epochs: 1}/epochs: 5, checkpoint: {every_steps: 2, keep: 2}/' "$TMP/stream.yaml"
     "$KILN" train "$TMP/stream.yaml" --runs-dir "$TMP/r-st" >"$TMP/st.out" 2>&1 &
