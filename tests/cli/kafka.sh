@@ -12,6 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BROKER_BIN=$(dirname "$KILN")/kafka_mock_broker
+DUMP=$(dirname "$KILN")/kafka_dump
 REF="/usr/bin/python3 $SRC/tests/cli/tfrecord_ref.py"
 D=$TMP/d
 mkdir -p "$D"
@@ -159,5 +160,30 @@ t_errors() {
 run_test t_produce_and_replay_accuracy
 run_test t_stream_kill9_resume
 run_test t_formats
+t_predict_stream() {
+    config pidx "source: idx" "train: {images: $D/tr-img.gz, labels: $D/tr-lab.gz}"
+    k train "$TMP/pidx.yaml" --runs-dir "$TMP/r-p" --quiet
+    check "train a model" [ "$rc" = 0 ]
+    k export "$(ls -d "$TMP"/r-p/*/* | head -1)" --to "$TMP/export"
+    check "export it" [ "$rc" = 0 ]
+    k data produce "$D/te-img.gz" --labels "$D/te-lab.gz" --brokers "$B" --topic pin --limit 60
+    k predict --model_dir "$TMP/export" --kafka-in pin --kafka-out pout --brokers "$B" --max 60
+    check "predict --kafka-in exits 0" [ "$rc" = 0 ]
+    check "counts what it produced" has "60 predictions produced to pout"
+    "$DUMP" "$B" pin 2 >"$TMP/pin.txt"
+    "$DUMP" "$B" pout 2 >"$TMP/pout.txt"
+    check "60 predictions in the output topic" [ "$(wc -l <"$TMP/pout.txt")" = 60 ]
+    # keyed like the inputs: every input key answered once; mostly right (labels from headers)
+    check "each input key answered once, mostly correctly" awk '
+        FNR == NR { label[$3] = $4; next }
+        { n[$3]++; if (match($0, /"class_index": [0-9]+/)) {
+              c = substr($0, RSTART + 15, RLENGTH - 15); right += (c == label[$3]) } }
+        END { for (k in label) if (n[k] != 1) { print "key " k ": " n[k] " answers"; exit 1 }
+              if (right < 30) { print right " of 60 right"; exit 1 } }' "$TMP/pin.txt" "$TMP/pout.txt"
+    k predict --model_dir "$TMP/export" --kafka-in pin --brokers "$B"
+    check "--kafka-in without --kafka-out: exit 2" [ "$rc" = 2 ]
+}
+
+run_test t_predict_stream
 run_test t_errors
 finish
