@@ -7,6 +7,8 @@
  * SIGTERM / SIGINT. Topics named on the command line are created with that many partitions;
  * others are created on first use (1 partition, as a broker with auto.create.topics.enable).
  * A test runs it in the background so that the cluster outlives a `kiln train` killed with -9.
+ * Note: the mock keeps about 5 MB of records per partition (older ones are deleted, as a broker's
+ * retention would): spread big data sets over enough partitions.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -23,6 +25,7 @@ int main(int argc, char **argv) {
     int brokers = argc > 1 ? atoi(argv[1]) : 1;
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err); /* it only hosts the cluster */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!rk) {
         fprintf(stderr, "kafka_mock_broker: %s\n", err);
