@@ -599,6 +599,10 @@ kiln_status kiln_kafka_source_open(const kiln_kafka_source_options *o, kiln_kafk
             place(s, good, x, y, s->rows);
             st = kiln_ds_adopt(&s->ds, "kafka", s->rows, dt, xs, x, o->dec.label_kind, yw, y,
                                o->dec.num_classes, NULL);
+            if (o->replay) { /* one window for good: the staging copy is not needed again */
+                free(s->sx), free(s->sy), free(s->recs);
+                s->sx = s->sy = NULL, s->recs = NULL, s->scap = s->rcap = s->nrecs = 0;
+            }
         }
     }
     if (st) {

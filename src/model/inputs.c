@@ -228,8 +228,8 @@ kiln_status kiln_inputs_load_at(const kiln_cfg *cfg, const kiln_model *m, const 
     }
     lc->norm.mean = in->mean;
     lc->norm.std = in->std;
+    if (in->kafka_stream) lc->prefetch = 0; /* a stream's rows change between epochs */
     if ((st = kiln_inputs_augment(cfg, m, in))) kiln_inputs_free(in);
-    if (!st && in->kafka_stream) in->train_loader.prefetch = 0; /* rows change between epochs */
     return st;
 }
 
