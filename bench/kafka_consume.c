@@ -37,7 +37,9 @@ int main(int argc, char **argv) {
         char group[64];
         snprintf(group, sizeof group, "bench-%d", r);
         kiln_kafka_source_options o = {.conn = {.brokers = argv[1], .group_id = group},
-                                       .topics = &topic, .num_topics = 1, .replay = 1,
+                                       .topics = &topic,
+                                       .num_topics = 1,
+                                       .replay = 1,
                                        .timeout_s = 60};
         o.dec.format = KILN_KAFKA_TF_EXAMPLE;
         o.dec.features = &feat, o.dec.num_features = 1, o.dec.spec = spec;
@@ -54,8 +56,11 @@ int main(int argc, char **argv) {
         if (dk < best_k) best_k = dk;
 
         const char *files[1] = {argv[3]};
-        kiln_tfrecord_source_options to = {.files = files, .num_files = 1, .features = &feat,
-                                           .num_features = 1, .spec = spec,
+        kiln_tfrecord_source_options to = {.files = files,
+                                           .num_files = 1,
+                                           .features = &feat,
+                                           .num_features = 1,
+                                           .spec = spec,
                                            .label_key = "image/class/label",
                                            .label_kind = KILN_LABEL_CLASS};
         kiln_dataset *ds = NULL;

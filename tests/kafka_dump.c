@@ -43,11 +43,13 @@ int main(int argc, char **argv) {
             int text = 1;
             for (size_t i = 0; i < m->len && text; i++)
                 text = isprint(((unsigned char *)m->payload)[i]) != 0;
-            printf("%d %lld %.*s %.*s ", (int)m->partition, (long long)m->offset,
-                   (int)m->key_len, m->key ? (const char *)m->key : "-", hv ? (int)hl : 1,
+            printf("%d %lld %.*s %.*s ", (int)m->partition, (long long)m->offset, (int)m->key_len,
+                   m->key ? (const char *)m->key : "-", hv ? (int)hl : 1,
                    hv ? (const char *)hv : "-");
-            if (text) printf("%.*s\n", (int)m->len, (const char *)m->payload);
-            else printf("<%zu bytes>\n", m->len);
+            if (text)
+                printf("%.*s\n", (int)m->len, (const char *)m->payload);
+            else
+                printf("<%zu bytes>\n", m->len);
         }
         rd_kafka_message_destroy(m);
     }

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
-static void on_signal(int s) { stop = s; }
+static void on_signal(int s) {
+    stop = s;
+}
 
 int main(int argc, char **argv) {
     int brokers = argc > 1 ? atoi(argv[1]) : 1;

@@ -20,7 +20,9 @@ static rd_kafka_mock_cluster_t *mc;
 static const char *brokers;
 static kiln_dataset *ds;
 
-static int idx_of(const float *x) { return ((int)x[0] * 183) & 255; } /* 7 * 183 = 1 mod 256 */
+static int idx_of(const float *x) {
+    return ((int)x[0] * 183) & 255;
+} /* 7 * 183 = 1 mod 256 */
 
 static void setup(void) {
     char err[256];
@@ -35,8 +37,12 @@ static void setup(void) {
         for (int j = 0; j < 16; j++) x[i * 16 + j] = (uint8_t)(j ? i + 3 * j : (i * 7) & 255);
         y[i] = i % 4;
     }
-    kiln_dataset_desc d = {.rows = ROWS, .x_dtype = KILN_U8, .x = x, .y_kind = KILN_LABEL_CLASS,
-                           .y = y, .num_classes = 4};
+    kiln_dataset_desc d = {.rows = ROWS,
+                           .x_dtype = KILN_U8,
+                           .x = x,
+                           .y_kind = KILN_LABEL_CLASS,
+                           .y = y,
+                           .num_classes = 4};
     int64_t dims[3] = {1, 4, 4};
     d.x_shape = kiln_shape_make(3, dims);
     kiln_dataset_new(&d, &ds);
@@ -73,7 +79,8 @@ static const char *const PROPS[] = {"session.timeout.ms=6000", "heartbeat.interv
 
 static kiln_kafka_source_options opts(const char *const *topic, kiln_kafka_format f) {
     kiln_kafka_source_options o = {.conn = {.brokers = brokers, .props = PROPS, .num_props = 3},
-                                   .topics = topic, .num_topics = 1};
+                                   .topics = topic,
+                                   .num_topics = 1};
     o.dec.format = f;
     o.dec.features = &IMAGE_FEAT, o.dec.num_features = 1;
     o.dec.spec = (kiln_image_spec){.channels = 1, .out_h = 4, .out_w = 4};
@@ -143,7 +150,8 @@ static void test_stream_state_commit_resume(void) {
     int seen[ROWS] = {0}, in0[2] = {0};
     float x[16], w1[20][16];
     kiln_dataset *d = kiln_kafka_source_dataset(a);
-    for (int r = 0; r < 20; r++) kiln_dataset_get(d, r, x, NULL), seen[idx_of(x)]++, in0[idx_of(x) % 2]++;
+    for (int r = 0; r < 20; r++)
+        kiln_dataset_get(d, r, x, NULL), seen[idx_of(x)]++, in0[idx_of(x) % 2]++;
     CHECK_OK(kiln_kafka_source_epoch(a, 1));
     for (int r = 0; r < 20; r++) kiln_dataset_get(d, r, w1[r], NULL);
     char path[] = "/tmp/kiln-test-kafka-XXXXXX";
@@ -214,8 +222,8 @@ static void test_broker_down_then_up(void) {
     pthread_create(&th, NULL, broker_back, NULL);
     CHECK_OK(kiln_kafka_source_epoch(s, 1));
     pthread_join(th, NULL);
-    CHECK_MSG(strstr(logbuf, "training paused") && strstr(logbuf, "training continues"),
-              "log: %s", logbuf);
+    CHECK_MSG(strstr(logbuf, "training paused") && strstr(logbuf, "training continues"), "log: %s",
+              logbuf);
     float x[16];
     int ok = 1;
     kiln_dataset *d = kiln_kafka_source_dataset(s);
@@ -243,7 +251,8 @@ static int read_trace(const char *path, int from, int to, int *count) {
     int p, n = 0;
     long long off;
     while (f && fscanf(f, "%63s %d %lld", topic, &p, &off) == 3)
-        if (n++ >= from && n <= to && p >= 0 && p < 4 && off >= 0 && off < 100) count[p * 100 + off]++;
+        if (n++ >= from && n <= to && p >= 0 && p < 4 && off >= 0 && off < 100)
+            count[p * 100 + off]++;
     if (f) fclose(f);
     return n;
 }
@@ -326,9 +335,11 @@ static void test_corrupted_records(void) {
         int failed = 0;
         for (int it = 0; it < 2000 && dec; it++) {
             size_t len = (size_t)(it % 300);
-            for (size_t i = 0; i < len; i++) r ^= r << 13, r ^= r >> 7, r ^= r << 17, junk[i] = (uint8_t)r;
+            for (size_t i = 0; i < len; i++)
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17, junk[i] = (uint8_t)r;
             if (f == KILN_KAFKA_NPY && len > 10) memcpy(junk, "\x93NUMPY\x01\x00", 8);
-            failed += kiln_kafka_decoder_row(dec, junk, len, it % 2 ? "3" : "x", "junk", x, &y) != 0;
+            failed +=
+                kiln_kafka_decoder_row(dec, junk, len, it % 2 ? "3" : "x", "junk", x, &y) != 0;
         }
         CHECK(failed > 1900); /* a raw record of exactly 16 bytes is a valid row */
         kiln_kafka_decoder_free(dec);

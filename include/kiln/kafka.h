@@ -63,9 +63,9 @@ const char *kiln_kafka_format_name(kiln_kafka_format f);
 
 /* Where to connect. */
 typedef struct {
-    const char *brokers;            /* bootstrap.servers: host:port[,host:port...] */
-    const char *group_id;           /* NULL: "kiln" */
-    const char *const *props;       /* extra librdkafka settings "key=value" [num_props] */
+    const char *brokers;      /* bootstrap.servers: host:port[,host:port...] */
+    const char *group_id;     /* NULL: "kiln" */
+    const char *const *props; /* extra librdkafka settings "key=value" [num_props] */
     int num_props;
 } kiln_kafka_conn;
 
@@ -88,13 +88,13 @@ typedef struct {
     const char *const *topics; /* names, or one pattern starting with '^' (stream only) */
     int num_topics;
     kiln_kafka_decode dec;
-    int replay;             /* 1: replay, 0: stream */
-    int64_t epoch_records;  /* stream: rows per epoch (>= 1) */
-    double epoch_seconds;   /* stream: > 0: a window closes this long after its first record */
-    int skip_bad;           /* data.on_error: skip */
-    double timeout_s;       /* give up after this long without records while paused (0: never) */
-    const char *state;      /* a checkpoint's kafka.json to start from, or NULL */
-    const char *trace;      /* NULL, or a file that gets "topic partition offset" per record read */
+    int replay;            /* 1: replay, 0: stream */
+    int64_t epoch_records; /* stream: rows per epoch (>= 1) */
+    double epoch_seconds;  /* stream: > 0: a window closes this long after its first record */
+    int skip_bad;          /* data.on_error: skip */
+    double timeout_s;      /* give up after this long without records while paused (0: never) */
+    const char *state;     /* a checkpoint's kafka.json to start from, or NULL */
+    const char *trace;     /* NULL, or a file that gets "topic partition offset" per record read */
     void (*log)(void *ctx, const char *line); /* pause / continue lines (NULL: stderr) */
     void *log_ctx;
 } kiln_kafka_source_options;
@@ -139,12 +139,11 @@ typedef struct kiln_kafka_producer kiln_kafka_producer;
 kiln_status kiln_kafka_producer_new(const kiln_kafka_conn *c, kiln_kafka_producer **out);
 /* Queues one record (copied); waits while the local queue is full. label may be NULL. */
 kiln_status kiln_kafka_produce(kiln_kafka_producer *p, const char *topic, int32_t partition,
-                               const char *key, const void *value, size_t len,
-                               const char *label);
+                               const char *key, const void *value, size_t len, const char *label);
 /* Waits up to timeout_s for every queued record to be acknowledged; *delivered and *failed
  * (may be NULL) count acknowledgements so far. KILN_ERR_IO when some failed or time ran out. */
-kiln_status kiln_kafka_producer_flush(kiln_kafka_producer *p, double timeout_s,
-                                      int64_t *delivered, int64_t *failed);
+kiln_status kiln_kafka_producer_flush(kiln_kafka_producer *p, double timeout_s, int64_t *delivered,
+                                      int64_t *failed);
 void kiln_kafka_producer_free(kiln_kafka_producer *p);
 
 typedef struct {

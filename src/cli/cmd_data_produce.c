@@ -63,7 +63,8 @@ static kiln_status send_one(run *r, const void *v, size_t len, const char *label
     if (r->rate > 0) { /* the n-th record not before t0 + n / rate */
         double due = r->t0 + (double)r->sent / r->rate, t = now_s();
         if (due > t) {
-            struct timespec ts = {(time_t)(due - t), (long)((due - t - (double)(time_t)(due - t)) * 1e9)};
+            struct timespec ts = {(time_t)(due - t),
+                                  (long)((due - t - (double)(time_t)(due - t)) * 1e9)};
             nanosleep(&ts, NULL);
         }
     }
@@ -100,13 +101,18 @@ static kiln_status send_tfrecords(run *r, const char *pattern) {
 }
 
 int kiln_cmd_data_produce(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"brokers", required_argument, 0, 'b'}, {"topic", required_argument, 0, 't'},
-        {"format", required_argument, 0, 'F'},  {"rate", required_argument, 0, 'r'},
-        {"from", required_argument, 0, 'f'},    {"labels", required_argument, 0, 'l'},
-        {"label-column", required_argument, 0, 'L'}, {"limit", required_argument, 0, 'n'},
-        {"partition", required_argument, 0, 'p'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"brokers", required_argument, 0, 'b'},
+                                         {"topic", required_argument, 0, 't'},
+                                         {"format", required_argument, 0, 'F'},
+                                         {"rate", required_argument, 0, 'r'},
+                                         {"from", required_argument, 0, 'f'},
+                                         {"labels", required_argument, 0, 'l'},
+                                         {"label-column", required_argument, 0, 'L'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {"partition", required_argument, 0, 'p'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     kiln_kafka_conn conn = {0};
     const char *props[64], *from = NULL, *labels = NULL, *label_col = "label";
     run r = {.partition = -1, .limit = INT64_MAX};
@@ -116,23 +122,37 @@ int kiln_cmd_data_produce(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case 'b': conn.brokers = optarg; break;
-        case 't': r.topic = optarg; break;
+        case 'b':
+            conn.brokers = optarg;
+            break;
+        case 't':
+            r.topic = optarg;
+            break;
         case 'F':
             if (!kiln_kafka_format_parse(optarg, &fmt))
-                return kiln_cli_usage_error("data produce", "--format %s: expected tf_example, "
-                                            "npy, json or raw", optarg);
+                return kiln_cli_usage_error("data produce",
+                                            "--format %s: expected tf_example, "
+                                            "npy, json or raw",
+                                            optarg);
             break;
         case 'r':
             r.rate = strtod(optarg, &end);
             if (end && !strcmp(end, "/s")) end += 2;
             if (!end || *end || !(r.rate > 0))
-                return kiln_cli_usage_error("data produce", "--rate %s: expected a number of "
-                                            "records a second (e.g. 500 or 500/s)", optarg);
+                return kiln_cli_usage_error("data produce",
+                                            "--rate %s: expected a number of "
+                                            "records a second (e.g. 500 or 500/s)",
+                                            optarg);
             break;
-        case 'f': from = optarg; break;
-        case 'l': labels = optarg; break;
-        case 'L': label_col = optarg; break;
+        case 'f':
+            from = optarg;
+            break;
+        case 'l':
+            labels = optarg;
+            break;
+        case 'L':
+            label_col = optarg;
+            break;
         case 'n':
             r.limit = strtoll(optarg, &end, 10);
             if (*end || r.limit < 1)
@@ -149,8 +169,12 @@ int kiln_cmd_data_produce(int argc, char **argv) {
                 return kiln_cli_usage_error("data produce", "-X %s: expected key=value", optarg);
             props[conn.num_props++] = optarg;
             break;
-        case 'q': r.quiet = 1; break;
-        case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;
+        case 'q':
+            r.quiet = 1;
+            break;
+        case 'h':
+            fputs(HELP, stdout);
+            return KILN_EXIT_OK;
         default:
             return kiln_cli_usage_error("data produce", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -158,30 +182,34 @@ int kiln_cmd_data_produce(int argc, char **argv) {
     }
     conn.props = props;
     if (optind != argc - 1)
-        return kiln_cli_usage_error("data produce", optind >= argc ? "missing SRC (a data set)"
-                                                                  : "one SRC only");
+        return kiln_cli_usage_error("data produce",
+                                    optind >= argc ? "missing SRC (a data set)" : "one SRC only");
     const char *src = argv[optind];
     if (!conn.brokers) return kiln_cli_usage_error("data produce", "missing --brokers HOST:PORT");
     if (!r.topic || !r.topic[0]) return kiln_cli_usage_error("data produce", "missing --topic T");
     struct stat sb;
     int dir = stat(src, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (!from)
-        from = dir ? "images" : ends(src, ".csv") || ends(src, ".csv.gz") ? "csv"
-               : ends(src, ".npy") || ends(src, ".npy.gz")                 ? "npy"
-               : strstr(src, ".tfrecord") || ends(src, ".tfrec")           ? "tfrecord"
-                                                                           : "idx";
+        from = dir                                               ? "images"
+               : ends(src, ".csv") || ends(src, ".csv.gz")       ? "csv"
+               : ends(src, ".npy") || ends(src, ".npy.gz")       ? "npy"
+               : strstr(src, ".tfrecord") || ends(src, ".tfrec") ? "tfrecord"
+                                                                 : "idx";
     if (strcmp(from, "images") && strcmp(from, "idx") && strcmp(from, "csv") &&
         strcmp(from, "npy") && strcmp(from, "tfrecord"))
-        return kiln_cli_usage_error("data produce", "--from %s: expected images, idx, csv, npy "
-                                    "or tfrecord", from);
+        return kiln_cli_usage_error("data produce",
+                                    "--from %s: expected images, idx, csv, npy "
+                                    "or tfrecord",
+                                    from);
     if ((!strcmp(from, "images") || !strcmp(from, "tfrecord")) && fmt != KILN_KAFKA_TF_EXAMPLE)
-        return kiln_cli_usage_error("data produce", "%s: %s are sent as tf_example records",
-                                    src, !strcmp(from, "images") ? "image files" : "TFRecords");
+        return kiln_cli_usage_error("data produce", "%s: %s are sent as tf_example records", src,
+                                    !strcmp(from, "images") ? "image files" : "TFRecords");
     kiln_dataset *ds = NULL;
     kiln_status st = KILN_OK;
     if (!strcmp(from, "images")) {
         kiln_image_source_options io = {
-            .root = src, .spec = {.channels = 1, .resize_h = 1, .resize_w = 1, .out_h = 1, .out_w = 1}};
+            .root = src,
+            .spec = {.channels = 1, .resize_h = 1, .resize_w = 1, .out_h = 1, .out_w = 1}};
         st = kiln_data_load_images(&io, &ds);
     } else if (!strcmp(from, "idx")) {
         st = kiln_data_load_idx(src, labels, 0, &ds);

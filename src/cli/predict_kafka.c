@@ -23,13 +23,16 @@ static double now_s(void) {
 }
 
 int kiln_cli_predict_kafka(kiln_cli_predictor *p, const kiln_cli_kafka_opts *o) {
-    kiln_kafka_conn conn = {.brokers = o->brokers, .group_id = o->group ? o->group : "kiln-predict"};
-    kiln_kafka_decode d = {.format = o->format, .label_kind = KILN_LABEL_NONE, .x_shape = p->spec.row};
+    kiln_kafka_conn conn = {.brokers = o->brokers,
+                            .group_id = o->group ? o->group : "kiln-predict"};
+    kiln_kafka_decode d = {
+        .format = o->format, .label_kind = KILN_LABEL_NONE, .x_shape = p->spec.row};
     kiln_tfrecord_feature feat = {"x", KILN_TFR_FLOAT, 0, {0}};
     int64_t c = p->spec.row.dims[0];
     if (o->format == KILN_KAFKA_TF_EXAMPLE && p->spec.row.ndim == 3 && (c == 1 || c == 3)) {
         feat = (kiln_tfrecord_feature){"image/encoded", KILN_TFR_IMAGE, 0, {0}};
-        d.spec = (kiln_image_spec){.channels = (int)c, .out_h = (int)p->spec.row.dims[1],
+        d.spec = (kiln_image_spec){.channels = (int)c,
+                                   .out_h = (int)p->spec.row.dims[1],
                                    .out_w = (int)p->spec.row.dims[2]};
     }
     d.features = &feat, d.num_features = 1;
@@ -91,8 +94,8 @@ int kiln_cli_predict_kafka(kiln_cli_predictor *p, const kiln_cli_kafka_opts *o) 
         }
         kiln_sbuf_clear(&b);
         kiln_cli_predict_json_one(&b, p, y, probs, NULL);
-        if (b.failed ||
-            (st = kiln_kafka_produce(out, o->out_topic, -1, kl ? key : NULL, b.data, b.len, NULL))) {
+        if (b.failed || (st = kiln_kafka_produce(out, o->out_topic, -1, kl ? key : NULL, b.data,
+                                                 b.len, NULL))) {
             fprintf(stderr, "kiln predict: %s\n", b.failed ? "out of memory" : kiln_last_error());
             rc = KILN_EXIT_FAIL;
             break;

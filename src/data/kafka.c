@@ -102,10 +102,10 @@ typedef struct {
 } prange;
 
 typedef struct {
-    int pi;        /* partition index */
-    int rank;      /* the partition's place in (topic, partition) order */
+    int pi;   /* partition index */
+    int rank; /* the partition's place in (topic, partition) order */
     int64_t off;
-    int64_t row;   /* staging row, or -1 when the record was skipped */
+    int64_t row; /* staging row, or -1 when the record was skipped */
 } rec;
 
 struct kiln_kafka_source {
@@ -189,8 +189,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, NULL);
         if (!s->closing) {
             s->revoked = 1;
-            snprintf(s->why, sizeof s->why, "group rebalance (%d partition%s revoked)",
-                     parts->cnt, parts->cnt == 1 ? "" : "s");
+            snprintf(s->why, sizeof s->why, "group rebalance (%d partition%s revoked)", parts->cnt,
+                     parts->cnt == 1 ? "" : "s");
         }
     }
 }
@@ -257,14 +257,13 @@ static kiln_status take(kiln_kafka_source *s, const rd_kafka_message_t *m, int r
     rd_kafka_headers_t *h = NULL;
     const void *hv;
     size_t hl;
-    if (!rd_kafka_message_headers(m, &h) &&
-        !rd_kafka_header_get_last(h, "label", &hv, &hl) && hv && hl < sizeof label)
+    if (!rd_kafka_message_headers(m, &h) && !rd_kafka_header_get_last(h, "label", &hv, &hl) && hv &&
+        hl < sizeof label)
         memcpy(label, hv, hl), label[hl] = 0, lp = label;
     rec *r = &s->recs[s->nrecs++];
     r->pi = (int)(p - s->parts), r->off = m->offset, r->row = -1;
     s->records++;
-    st = kiln_kafka_decoder_row(s->dec, m->payload, m->len, lp, where,
-                                s->sx + *good * s->row_bytes,
+    st = kiln_kafka_decoder_row(s->dec, m->payload, m->len, lp, where, s->sx + *good * s->row_bytes,
                                 s->y_bytes ? s->sy + *good * s->y_bytes : NULL);
     if (!st) {
         r->row = (*good)++;
@@ -299,8 +298,10 @@ static kiln_status read_window(kiln_kafka_source *s, int refill, int64_t *good) 
     s->nrecs = 0, *good = 0;
     for (int i = 0; i < s->nparts; i++) {
         prange *p = &s->parts[i];
-        if (!refill) p->start = p->end = p->pos;
-        else if (p->want_end > p->start) p->pos = p->start, p->end = p->want_end;
+        if (!refill)
+            p->start = p->end = p->pos;
+        else if (p->want_end > p->start)
+            p->pos = p->start, p->end = p->want_end;
     }
     if (refill) seek_positions(s);
     double last = now_s(), paused_at = 0, first = 0; /* first: the window's first record */
@@ -336,8 +337,8 @@ static kiln_status read_window(kiln_kafka_source *s, int refill, int64_t *good) 
         int stuck = s->down || s->revoked || t - last >= IDLE_LOG_S;
         if (stuck && !s->paused) {
             s->paused = 1, paused_at = t;
-            say(s, "kafka: %s; training paused", s->down || s->revoked ? s->why
-                                                 : "no records arrive (waiting for producers)");
+            say(s, "kafka: %s; training paused",
+                s->down || s->revoked ? s->why : "no records arrive (waiting for producers)");
         }
         if (s->o.timeout_s > 0 && t - last >= s->o.timeout_s)
             return kiln_error(KILN_ERR_IO, "kafka: no records for %.0f s (%s)", t - last,
@@ -381,8 +382,9 @@ static void place(kiln_kafka_source *s, int64_t good, uint8_t *x, uint8_t *y, in
 static kiln_status list_partitions(kiln_kafka_source *s) {
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 1, NULL, &md, 10000);
-    if (e) return kiln_error(KILN_ERR_IO, "kafka: cannot read the topics from %s: %s",
-                             s->o.conn.brokers, rd_kafka_err2str(e));
+    if (e)
+        return kiln_error(KILN_ERR_IO, "kafka: cannot read the topics from %s: %s",
+                          s->o.conn.brokers, rd_kafka_err2str(e));
     kiln_status st = KILN_OK;
     for (int t = 0; t < s->o.num_topics && !st; t++) {
         const char *want = s->o.topics[t];
@@ -438,8 +440,8 @@ static kiln_status load_state(kiln_kafka_source *s, const char *path, int64_t *e
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(p, "start");
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(p, "end");
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(p, "position");
-        if (!cJSON_IsString(t) || !cJSON_IsNumber(pa) || !cJSON_IsNumber(a) ||
-            !cJSON_IsNumber(b) || !cJSON_IsNumber(pos)) {
+        if (!cJSON_IsString(t) || !cJSON_IsNumber(pa) || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
+            !cJSON_IsNumber(pos)) {
             st = kiln_error(KILN_ERR_FORMAT, "%s: a partition entry is incomplete", path);
             break;
         }
@@ -461,17 +463,19 @@ kiln_status kiln_kafka_source_save(kiln_kafka_source *s, int64_t epoch, const ch
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return kiln_error(KILN_ERR_NOMEM, "kafka: out of memory");
-    fprintf(f, "{\n  \"mode\": \"%s\",\n  \"epoch\": %lld,\n  \"window_epoch\": %lld,\n"
-               "  \"partitions\": [",
+    fprintf(f,
+            "{\n  \"mode\": \"%s\",\n  \"epoch\": %lld,\n  \"window_epoch\": %lld,\n"
+            "  \"partitions\": [",
             s->o.replay ? "replay" : "stream", (long long)epoch, (long long)s->window_epoch);
     for (int i = 0; i < s->nparts; i++) {
         const prange *p = &s->parts[i];
         cJSON *js = cJSON_CreateString(p->topic);
         char *q = js ? cJSON_PrintUnformatted(js) : NULL;
-        fprintf(f, "%s\n    {\"topic\": %s, \"partition\": %d, \"start\": %lld, \"end\": %lld, "
-                   "\"position\": %lld}",
-                i ? "," : "", q ? q : "\"\"", (int)p->part, (long long)p->start,
-                (long long)p->end, (long long)p->pos);
+        fprintf(f,
+                "%s\n    {\"topic\": %s, \"partition\": %d, \"start\": %lld, \"end\": %lld, "
+                "\"position\": %lld}",
+                i ? "," : "", q ? q : "\"\"", (int)p->part, (long long)p->start, (long long)p->end,
+                (long long)p->pos);
         cJSON_free(q), cJSON_Delete(js);
     }
     fprintf(f, "\n  ]\n}\n");
@@ -584,15 +588,19 @@ kiln_status kiln_kafka_source_open(const kiln_kafka_source_options *o, kiln_kafk
             st = read_window(s, 0, &good);
         }
         s->window_epoch = epoch;
-        if (!st && good == 0) st = kiln_error(KILN_ERR_FORMAT, "kafka: no readable record in "
-                                              "the first window (%s)", s->first);
+        if (!st && good == 0)
+            st = kiln_error(KILN_ERR_FORMAT,
+                            "kafka: no readable record in "
+                            "the first window (%s)",
+                            s->first);
     }
     if (!st) {
         uint8_t *x = malloc((size_t)s->rows * s->row_bytes);
         uint8_t *y = s->y_bytes ? malloc((size_t)s->rows * s->y_bytes) : NULL;
         if (!x || (s->y_bytes && !y)) {
             free(x), free(y);
-            st = kiln_error(KILN_ERR_NOMEM, "kafka: out of memory for %lld rows", (long long)s->rows);
+            st = kiln_error(KILN_ERR_NOMEM, "kafka: out of memory for %lld rows",
+                            (long long)s->rows);
         } else {
             int64_t good = 0;
             for (int64_t i = 0; i < s->nrecs; i++) good += s->recs[i].row >= 0;
@@ -613,7 +621,9 @@ kiln_status kiln_kafka_source_open(const kiln_kafka_source_options *o, kiln_kafk
     return KILN_OK;
 }
 
-kiln_dataset *kiln_kafka_source_dataset(kiln_kafka_source *s) { return s->ds; }
+kiln_dataset *kiln_kafka_source_dataset(kiln_kafka_source *s) {
+    return s->ds;
+}
 
 kiln_status kiln_kafka_source_epoch(kiln_kafka_source *s, int64_t epoch) {
     if (s->o.replay || epoch == s->window_epoch) return KILN_OK;
@@ -633,7 +643,9 @@ int64_t kiln_kafka_source_skipped(const kiln_kafka_source *s, char *first, size_
     return s->skipped;
 }
 
-int64_t kiln_kafka_source_records(const kiln_kafka_source *s) { return s->records; }
+int64_t kiln_kafka_source_records(const kiln_kafka_source *s) {
+    return s->records;
+}
 
 void kiln_kafka_source_free(kiln_kafka_source *s) {
     if (!s) return;
@@ -690,17 +702,15 @@ kiln_status kiln_kafka_producer_new(const kiln_kafka_conn *c, kiln_kafka_produce
 }
 
 kiln_status kiln_kafka_produce(kiln_kafka_producer *p, const char *topic, int32_t partition,
-                               const char *key, const void *value, size_t len,
-                               const char *label) {
+                               const char *key, const void *value, size_t len, const char *label) {
     for (;;) {
         rd_kafka_resp_err_t e;
         if (label && label[0])
-            e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                                  RD_KAFKA_V_VALUE((void *)value, len),
-                                  RD_KAFKA_V_HEADER("label", label, (ssize_t)strlen(label)),
-                                  RD_KAFKA_V_END);
+            e = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)value, len),
+                RD_KAFKA_V_HEADER("label", label, (ssize_t)strlen(label)), RD_KAFKA_V_END);
         else
             e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -711,13 +721,15 @@ kiln_status kiln_kafka_produce(kiln_kafka_producer *p, const char *topic, int32_
             continue;
         }
         rd_kafka_poll(p->rk, 0);
-        if (e) return kiln_error(KILN_ERR_IO, "kafka: producing to %s: %s", topic, rd_kafka_err2str(e));
+        if (e)
+            return kiln_error(KILN_ERR_IO, "kafka: producing to %s: %s", topic,
+                              rd_kafka_err2str(e));
         return KILN_OK;
     }
 }
 
-kiln_status kiln_kafka_producer_flush(kiln_kafka_producer *p, double timeout_s,
-                                      int64_t *delivered, int64_t *failed) {
+kiln_status kiln_kafka_producer_flush(kiln_kafka_producer *p, double timeout_s, int64_t *delivered,
+                                      int64_t *failed) {
     rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, (int)(timeout_s * 1000));
     if (delivered) *delivered = p->delivered;
     if (failed) *failed = p->failed;
@@ -755,11 +767,13 @@ kiln_status kiln_kafka_consumer_new(const kiln_kafka_conn *c, const char *const 
     if (!k || !(k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err))) {
         rd_kafka_conf_destroy(conf);
         free(k);
-        return kiln_error(k ? KILN_ERR_INVALID : KILN_ERR_NOMEM, "kafka: %s", k ? err : "no memory");
+        return kiln_error(k ? KILN_ERR_INVALID : KILN_ERR_NOMEM, "kafka: %s",
+                          k ? err : "no memory");
     }
     rd_kafka_poll_set_consumer(k->rk);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++) rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {

@@ -93,8 +93,12 @@ void kiln_kafka_decoder_free(kiln_kafka_decoder *k) {
     free(k);
 }
 
-kiln_dtype kiln_kafka_decoder_dtype(const kiln_kafka_decoder *k) { return k->dtype; }
-kiln_shape kiln_kafka_decoder_shape(const kiln_kafka_decoder *k) { return k->shape; }
+kiln_dtype kiln_kafka_decoder_dtype(const kiln_kafka_decoder *k) {
+    return k->dtype;
+}
+kiln_shape kiln_kafka_decoder_shape(const kiln_kafka_decoder *k) {
+    return k->shape;
+}
 
 static kiln_status bad(const char *where, const char *what) {
     return kiln_error(KILN_ERR_FORMAT, "%s: %s", where, what);
@@ -118,8 +122,8 @@ static kiln_status parse_label(kiln_kafka_decoder *k, const char *text, const ch
     for (const char *p = text;; p = end + 1) {
         float v = strtof(p, &end);
         if (end == p || n >= (k->d.label_width ? k->d.label_width : 1))
-            return kiln_error(KILN_ERR_FORMAT, "%s: label '%.40s' is not %lld numbers", where,
-                              text, (long long)(k->d.label_width ? k->d.label_width : 1));
+            return kiln_error(KILN_ERR_FORMAT, "%s: label '%.40s' is not %lld numbers", where, text,
+                              (long long)(k->d.label_width ? k->d.label_width : 1));
         ((float *)y)[n++] = v;
         if (!*end) break;
         if (*end != ',') return bad(where, "label: numbers separated by ','");
@@ -146,9 +150,8 @@ static kiln_status decode_example(kiln_kafka_decoder *k, const void *v, size_t l
                               : sp->decode == KILN_TFR_INT64 ? KILN_FEAT_INT64
                                                              : KILN_FEAT_BYTES;
         if (f.kind != want)
-            return kiln_error(KILN_ERR_FORMAT, "%s: feature '%s' is a %s list (expected %s)",
-                              where, sp->key, kiln_feat_kind_name(f.kind),
-                              kiln_feat_kind_name(want));
+            return kiln_error(KILN_ERR_FORMAT, "%s: feature '%s' is a %s list (expected %s)", where,
+                              sp->key, kiln_feat_kind_name(f.kind), kiln_feat_kind_name(want));
         if (sp->decode == KILN_TFR_IMAGE) {
             size_t bl;
             const uint8_t *b = f.n == 1 ? kiln_feature_bytes(&f, 0, &bl) : NULL;
@@ -212,9 +215,9 @@ static kiln_status decode_npy(kiln_kafka_decoder *k, const uint8_t *v, size_t le
                               const char *where, float *x) {
     if (len < 10 || memcmp(v, "\x93NUMPY", 6)) return bad(where, "not a .npy value");
     size_t hl = v[6] == 1 ? (size_t)v[8] | (size_t)v[9] << 8
-                          : len >= 12 ? (size_t)v[8] | (size_t)v[9] << 8 | (size_t)v[10] << 16 |
-                                            (size_t)v[11] << 24
-                                      : (size_t)-1;
+                : len >= 12
+                    ? (size_t)v[8] | (size_t)v[9] << 8 | (size_t)v[10] << 16 | (size_t)v[11] << 24
+                    : (size_t)-1;
     size_t off = v[6] == 1 ? 10 : 12;
     if (v[6] < 1 || v[6] > 3 || hl > len - off || hl > 65536) return bad(where, ".npy header");
     char h[65537];
@@ -232,8 +235,10 @@ static kiln_status decode_npy(kiln_kafka_decoder *k, const uint8_t *v, size_t le
         if (!strncmp(d + 1, T[i], 4)) t = i;
     if (t < 0) return bad(where, ".npy: dtype is not |u1, <f4, <f8, <i4 or <i8");
     if (dl != (size_t)k->numel * S[t])
-        return kiln_error(KILN_ERR_FORMAT, "%s: .npy holds %zu bytes of data (a row is %lld "
-                          "values of %zu bytes)", where, dl, (long long)k->numel, S[t]);
+        return kiln_error(KILN_ERR_FORMAT,
+                          "%s: .npy holds %zu bytes of data (a row is %lld "
+                          "values of %zu bytes)",
+                          where, dl, (long long)k->numel, S[t]);
     for (int64_t j = 0; j < k->numel; j++) {
         const uint8_t *p = data + (size_t)j * S[t];
         float fv;
@@ -241,11 +246,21 @@ static kiln_status decode_npy(kiln_kafka_decoder *k, const uint8_t *v, size_t le
         int32_t iv;
         int64_t lv;
         switch (t) {
-        case 0: x[j] = p[0]; break;
-        case 1: memcpy(&fv, p, 4), x[j] = fv; break;
-        case 2: memcpy(&dv, p, 8), x[j] = (float)dv; break;
-        case 3: memcpy(&iv, p, 4), x[j] = (float)iv; break;
-        default: memcpy(&lv, p, 8), x[j] = (float)lv; break;
+        case 0:
+            x[j] = p[0];
+            break;
+        case 1:
+            memcpy(&fv, p, 4), x[j] = fv;
+            break;
+        case 2:
+            memcpy(&dv, p, 8), x[j] = (float)dv;
+            break;
+        case 3:
+            memcpy(&iv, p, 4), x[j] = (float)iv;
+            break;
+        default:
+            memcpy(&lv, p, 8), x[j] = (float)lv;
+            break;
         }
     }
     return KILN_OK;
@@ -264,8 +279,8 @@ static int flatten(const cJSON *a, float *x, int64_t n, int64_t *at, int depth) 
     return 1;
 }
 
-static kiln_status decode_json(kiln_kafka_decoder *k, const void *v, size_t len,
-                               const char *where, float *x, void *y) {
+static kiln_status decode_json(kiln_kafka_decoder *k, const void *v, size_t len, const char *where,
+                               float *x, void *y) {
     cJSON *j = cJSON_ParseWithLength(v, len);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
@@ -273,8 +288,7 @@ static kiln_status decode_json(kiln_kafka_decoder *k, const void *v, size_t len,
     }
     int64_t at = 0;
     kiln_status st = KILN_OK;
-    if (!flatten(cJSON_GetObjectItemCaseSensitive(j, "x"), x, k->numel, &at, 0) ||
-        at != k->numel)
+    if (!flatten(cJSON_GetObjectItemCaseSensitive(j, "x"), x, k->numel, &at, 0) || at != k->numel)
         st = kiln_error(KILN_ERR_FORMAT, "%s: \"x\" is not a list of %lld numbers", where,
                         (long long)k->numel);
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "label");
@@ -301,20 +315,23 @@ kiln_status kiln_kafka_decoder_row(kiln_kafka_decoder *k, const void *value, siz
     if (!value) return bad(where, "an empty record (no value)");
     kiln_status st;
     switch (k->d.format) {
-    case KILN_KAFKA_TF_EXAMPLE: return decode_example(k, value, len, where, x, y);
+    case KILN_KAFKA_TF_EXAMPLE:
+        return decode_example(k, value, len, where, x, y);
     case KILN_KAFKA_NPY:
         if ((st = decode_npy(k, value, len, where, x))) return st;
         return parse_label(k, label, where, y);
-    case KILN_KAFKA_JSON: return decode_json(k, value, len, where, x, y);
+    case KILN_KAFKA_JSON:
+        return decode_json(k, value, len, where, x, y);
     default:
         if (len == (size_t)k->numel) {
             for (int64_t j = 0; j < k->numel; j++) ((float *)x)[j] = ((const uint8_t *)value)[j];
         } else if (len == (size_t)k->numel * 4) {
             memcpy(x, value, len);
         } else {
-            return kiln_error(KILN_ERR_FORMAT, "%s: %zu bytes (a raw row is %lld u8 or %lld "
-                              "float32 bytes)", where, len, (long long)k->numel,
-                              (long long)k->numel * 4);
+            return kiln_error(KILN_ERR_FORMAT,
+                              "%s: %zu bytes (a raw row is %lld u8 or %lld "
+                              "float32 bytes)",
+                              where, len, (long long)k->numel, (long long)k->numel * 4);
         }
         return parse_label(k, label, where, y);
     }
@@ -409,7 +426,8 @@ kiln_status kiln_kafka_encode_row(const kiln_dataset *ds, int64_t row, kiln_kafk
         int at = 0;
         for (int64_t j = 0; j < ds->y_width && at < 60; j++)
             at += snprintf(label + at, (size_t)(64 - at), "%s%.9g", j ? "," : "", (double)y[j]);
-        if (at >= 60) return kiln_error(KILN_ERR_INVALID, "regression targets too wide for a header");
+        if (at >= 60)
+            return kiln_error(KILN_ERR_INVALID, "regression targets too wide for a header");
     }
     float *xf = malloc((size_t)n * sizeof *xf);
     uint8_t *xu = malloc((size_t)n);
@@ -427,11 +445,20 @@ kiln_status kiln_kafka_encode_row(const kiln_dataset *ds, int64_t row, kiln_kafk
             at += snprintf(shape + at, sizeof shape - (size_t)at, "%lld,",
                            (long long)ds->x_shape.dims[i]);
         if (ds->x_shape.ndim > 1) shape[at - 1] = 0;
-        int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-                          u8 ? "|u1" : "<f4", shape);
+        int hl =
+            snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                     u8 ? "|u1" : "<f4", shape);
         int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
-        uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                           (uint8_t)((hl + pad + 1) & 255), (uint8_t)((hl + pad + 1) >> 8)};
+        uint8_t pre[10] = {0x93,
+                           'N',
+                           'U',
+                           'M',
+                           'P',
+                           'Y',
+                           1,
+                           0,
+                           (uint8_t)((hl + pad + 1) & 255),
+                           (uint8_t)((hl + pad + 1) >> 8)};
         put(&s, pre, 10), put(&s, hdr, (size_t)hl);
         for (int i = 0; i < pad; i++) put(&s, " ", 1);
         put(&s, "\n", 1);
@@ -447,7 +474,8 @@ kiln_status kiln_kafka_encode_row(const kiln_dataset *ds, int64_t row, kiln_kafk
             }
             put(&s, "]", 1);
             if (ds->y_kind != KILN_LABEL_NONE) {
-                int k = snprintf(num, sizeof num, ", \"label\": %s", ds->y_kind == KILN_LABEL_CLASS ? "" : "[");
+                int k = snprintf(num, sizeof num, ", \"label\": %s",
+                                 ds->y_kind == KILN_LABEL_CLASS ? "" : "[");
                 put(&s, num, (size_t)k), put(&s, label, strlen(label));
                 if (ds->y_kind == KILN_LABEL_FLOAT) put(&s, "]", 1);
             }

@@ -59,7 +59,8 @@ kiln_status kiln_inputs_kafka_split(const kiln_cfg *cfg, const char *split, cons
     o.conn.group_id = group;
     const kiln_cfg *props = kiln_cfg_at(cfg, "data.kafka.properties");
     const char *pv[64];
-    for (int i = 0; props && i < props->n_items && i < 64; i++) pv[o.conn.num_props++] = props->items[i]->text;
+    for (int i = 0; props && i < props->n_items && i < 64; i++)
+        pv[o.conn.num_props++] = props->items[i]->text;
     o.conn.props = pv;
     o.topics = topics, o.num_topics = nt;
     o.replay = replay;
