@@ -12,6 +12,7 @@ PKGS=(build-essential cmake pkg-config
       python3-torch python3-numpy   # formats_torch runs docs/formats.md's example in PyTorch
       python3-torchvision python3-onnx  # ONNX parity tests: torchvision models, onnx's checker
       libopenmpi-dev openmpi-bin        # data parallel training (src/dist/, docs/distributed.md)
+      librdkafka-dev                    # data.source: kafka, kiln data produce (docs/kafka.md)
       munge slurmctld slurmd slurm-client iproute2  # the Slurm and two-host tests (scripts/slurm_local.sh)
       libmicrohttpd-dev libgnutls28-dev openssl)  # kiln fl: its HTTPS server; test certificates
 # ONNX Runtime (npm onnxruntime-node) runs kiln's ONNX exports in the tests: Debian's nodejs and

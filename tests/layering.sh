@@ -31,7 +31,7 @@ LAYERS=(core proto tensor config io data graph backend nn optim model net run tb
 declare -A PUBLIC=(
   [status]=core [version]=core [cpu]=core [mem]=core [rng]=core [fileio]=core [crc32c]=core
   [tensor]=tensor [config]=config [safetensors]=io [tfrecord]=io [data]=data [image]=data [tfexample]=data
-  [augment]=data
+  [augment]=data [kafka]=data
   [graph]=graph [backend]=backend [nn]=nn [metrics]=nn [optim]=optim
   [model]=model [inputs]=model [export]=model [checkpoint]=model [onnx]=model
   [prune]=model
@@ -50,6 +50,7 @@ declare -A ENGINE=(
   [sys/epoll.h]=net [curl/]=net [sqlite3.h]=registry [libpq-fe.h]=registry
   [libfyaml.h]=config [mpi.h]=dist [getopt.h]=cli [turbojpeg.h]=data
   [microhttpd.h]=net [gnutls/]=net
+  [librdkafka/]=data
 )
 
 declare -A RANK

@@ -22,6 +22,11 @@ typedef struct {
     int64_t cache_left;      /* data.cache: decoded: bytes not yet given to a split (-1: unset) */
     int data_error; /* set when kiln_inputs_load failed on damaged records in the files (a
                        runtime failure, exit 1) rather than on the config or what it names */
+    /* data.source: kafka (src/model/inputs_kafka.c): the training split's source, whose offsets
+     * go into checkpoints; stream: its rows change at each epoch's start */
+    struct kiln_kafka_source *kafka;
+    int kafka_stream;
+    const char *kafka_state; /* kiln_inputs_load_at: a checkpoint's kafka.json to start from */
 } kiln_inputs;
 
 /* Rewrites the relative data paths of cfg's data: section (train/validation/test images,
@@ -35,7 +40,19 @@ kiln_status kiln_inputs_resolve_paths(kiln_cfg *cfg, const char *base_dir);
  * class count). Errors name the config key and the file; on failure in is empty except for
  * in->data_error. */
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);
+/* The same, resuming: kafka_state is the checkpoint's kafka.json (NULL: none), so a Kafka source
+ * reads again exactly the window that checkpoint was taken in (docs/kafka.md). */
+kiln_status kiln_inputs_load_at(const kiln_cfg *cfg, const kiln_model *m, const char *kafka_state,
+                                kiln_inputs *in);
 void kiln_inputs_free(kiln_inputs *in);
+/* What the trainer tells a data source that is a stream (data.source: kafka; nothing for the
+ * others): an epoch begins (before its first batch; stream: the rows become that epoch's
+ * window), a checkpoint is being written into dir at the trainer's epoch (dir/kafka.json), and
+ * it was committed (the consumer group's offsets follow the checkpoint). */
+kiln_status kiln_inputs_epoch(kiln_inputs *in, int64_t epoch);
+kiln_status kiln_inputs_save_state(kiln_inputs *in, int64_t epoch, const char *dir);
+kiln_status kiln_inputs_commit_state(kiln_inputs *in);
+void kiln_inputs_kafka_free(kiln_inputs *in);
 /* stages: re-reads data.augment of cfg (a stage's config) into in->augment and in->train_loader
  * for model m (mixup and cutmix need its soft labels); make a new training loader after. */
 kiln_status kiln_inputs_set_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);

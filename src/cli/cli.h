@@ -24,6 +24,7 @@ int kiln_cmd_tune(int argc, char **argv); /* cmd_tune.c: kiln tune, kiln tune sh
 int kiln_cmd_fl(int argc, char **argv);   /* cmd_fl.c: kiln fl server|client|simulate */
 int kiln_cmd_data(int argc, char **argv);         /* cmd_data.c: dispatches to the ones below */
 int kiln_cmd_data_preview(int argc, char **argv); /* kiln data preview */
+int kiln_cmd_data_produce(int argc, char **argv); /* kiln data produce (Kafka) */
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --format of export and models register: "kiln" (*onnx = 0) or "onnx" (*onnx = 1); -1 else. */

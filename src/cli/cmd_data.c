@@ -29,6 +29,8 @@ static const char *HELP =
     "                      shards of tf.train.Example records\n"
     "  inspect PATH...     count, schema, class histogram and first records of TFRecord files\n"
     "                      (files, folders or globs); checks every record's checksums\n"
+    "  produce SRC --brokers B --topic T [--format tf_example] [--rate N/s]\n"
+    "                      push a data set into a Kafka topic (docs/kafka.md)\n"
     "  preview CONFIG --out GRID.png [--n 16]\n"
     "                      a grid of augmented training samples, as training sees them\n"
     "\n"
@@ -434,6 +436,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"convert", data_convert},
     {"inspect", data_inspect},
     {"preview", kiln_cmd_data_preview}, /* cmd_data_preview.c */
+    {"produce", kiln_cmd_data_produce}, /* cmd_data_produce.c */
 };
 
 int kiln_cmd_data(int argc, char **argv) {
@@ -448,5 +451,5 @@ int kiln_cmd_data(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof SUBCOMMANDS / sizeof *SUBCOMMANDS; i++)
         if (!strcmp(SUBCOMMANDS[i].name, sub)) return SUBCOMMANDS[i].run(argc - 1, argv + 1);
-    return kiln_cli_usage_error("data", "unknown command '%s' (convert, inspect or preview)", sub);
+    return kiln_cli_usage_error("data", "unknown command '%s' (convert, inspect, preview or produce)", sub);
 }

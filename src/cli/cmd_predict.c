@@ -19,7 +19,7 @@
 
 static const char *HELP =
     "usage: kiln predict (--server URL --model NAME [--version V] | --model_dir DIR) [options]\n"
-    "                    [FILE...]\n"
+    "                    [FILE... | --stream | --kafka-in T --kafka-out T --brokers B]\n"
     "\n"
     "Asks a model for predictions: in-process from an export (--model_dir, no server), or from a\n"
     "server speaking TF Serving's REST API (kiln serve, TF Serving) with --server. Inputs are\n"
@@ -52,6 +52,12 @@ static const char *HELP =
     "  --top K            classes listed per instance in the table (default 3, 0 for none)\n"
     "  --batch N          instances per request or per run of the model (default 64)\n"
     "  --timeout S        seconds allowed per request to the server (default 60)\n"
+    "  --kafka-in TOPIC   answer the records of a Kafka topic instead of files (formats as in\n"
+    "                     kiln data produce: --format tf_example|npy|json|raw), producing each\n"
+    "                     prediction (JSON, as --stream prints) to --kafka-out TOPIC with its\n"
+    "                     input's key; needs --brokers HOST:PORT; --group G (default\n"
+    "                     kiln-predict), --max N records, --idle S: stop after S quiet seconds\n"
+    "                     (docs/kafka.md)\n"
     "  --help             this text\n"
     "\n"
     "Exit codes: 0 ok; 1 the model or the server failed (the server's error and the HTTP status\n"
@@ -153,7 +159,12 @@ int kiln_cmd_predict(int argc, char **argv) {
         {"input", required_argument, 0, 'i'},   {"stream", no_argument, 0, 'S'},
         {"json", no_argument, 0, 'j'},          {"top", required_argument, 0, 'k'},
         {"batch", required_argument, 0, 'b'},   {"timeout", required_argument, 0, 't'},
+        {"kafka-in", required_argument, 0, 'I'}, {"kafka-out", required_argument, 0, 'O'},
+        {"brokers", required_argument, 0, 'B'}, {"format", required_argument, 0, 'F'},
+        {"group", required_argument, 0, 'G'},   {"max", required_argument, 0, 'M'},
+        {"idle", required_argument, 0, 'W'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    kiln_cli_kafka_opts ko = {0};
     const char *server = NULL, *model = NULL, *dir = NULL;
     int64_t version = 0;
     int stream = 0, json = 0, top_k = 3, batch = 64;
@@ -209,6 +220,27 @@ int kiln_cmd_predict(int argc, char **argv) {
                                           optarg);
             break;
         }
+        case 'I': ko.in_topic = optarg; break;
+        case 'O': ko.out_topic = optarg; break;
+        case 'B': ko.brokers = optarg; break;
+        case 'G': ko.group = optarg; break;
+        case 'F':
+            if (!kiln_kafka_format_parse(optarg, &ko.format))
+                rc = kiln_cli_usage_error("predict", "--format %s: expected tf_example, npy, json "
+                                          "or raw", optarg);
+            break;
+        case 'M':
+            if ((v = number_arg(optarg, 1, (long long)1 << 62)) < 0)
+                rc = kiln_cli_usage_error("predict", "--max %s: expected N >= 1", optarg);
+            ko.max = v;
+            break;
+        case 'W': {
+            char *end;
+            ko.idle_s = strtod(optarg, &end);
+            if (end == optarg || *end || !(ko.idle_s > 0))
+                rc = kiln_cli_usage_error("predict", "--idle %s: expected seconds > 0", optarg);
+            break;
+        }
         case 'h':
             fputs(HELP, stdout);
             rc = KILN_EXIT_OK;
@@ -232,6 +264,14 @@ int kiln_cmd_predict(int argc, char **argv) {
             bad = "--model names a model on a server; with --model_dir the folder is the model";
         else if (dir && !*dir)
             bad = "--model_dir: empty folder name";
+        else if (ko.in_topic && (!ko.out_topic || !ko.brokers))
+            bad = "--kafka-in needs --kafka-out TOPIC and --brokers HOST:PORT";
+        else if (!ko.in_topic && (ko.out_topic || ko.brokers))
+            bad = "--kafka-out and --brokers go with --kafka-in TOPIC";
+        else if (ko.in_topic && (stream || n_files))
+            bad = "--kafka-in reads a topic; give no input files or --stream with it";
+        else if (ko.in_topic)
+            bad = NULL;
         else if (stream && n_files)
             bad = "--stream reads stdin; give no input files with it";
         else if (!stream && !n_files)
@@ -259,7 +299,9 @@ int kiln_cmd_predict(int argc, char **argv) {
         fprintf(stderr, "kiln predict: %s\n", kiln_last_error());
         rc = usage ? KILN_EXIT_USAGE : KILN_EXIT_FAIL;
     } else {
-        rc = stream ? predict_stream(&p) : predict_files(&p, files, n_files, json, top_k);
+        rc = ko.in_topic ? kiln_cli_predict_kafka(&p, &ko)
+             : stream    ? predict_stream(&p)
+                         : predict_files(&p, files, n_files, json, top_k);
     }
     kiln_cli_predictor_close(&p);
     free(files);

@@ -10,6 +10,7 @@
 #include "kiln/client.h"
 #include "kiln/export.h"
 #include "kiln/instances.h"
+#include "kiln/kafka.h"
 #include "kiln/sbuf.h"
 
 /* A model to ask: a servable loaded in-process, or a model on a TF Serving REST server. Both
@@ -51,5 +52,15 @@ void kiln_cli_predict_json_one(kiln_sbuf *b, const kiln_cli_predictor *p, const 
  * top_k classes (classifiers) or the output values (regressions). */
 void kiln_cli_predict_print(FILE *f, const kiln_cli_predictor *p, const kiln_instances *in,
                             const float *out, const float *probs, int json, int top_k);
+
+/* kiln predict --kafka-in (predict_kafka.c): records of in_topic answered into out_topic, keyed
+ * like their inputs, until max records (0: no limit) or idle_s seconds without one (0: never). */
+typedef struct {
+    const char *brokers, *in_topic, *out_topic, *group;
+    kiln_kafka_format format;
+    int64_t max;
+    double idle_s;
+} kiln_cli_kafka_opts;
+int kiln_cli_predict_kafka(kiln_cli_predictor *p, const kiln_cli_kafka_opts *o);
 
 #endif

@@ -52,7 +52,7 @@ static const char *const ACTS[] = {"none", "linear", "relu", "leaky_relu", "gelu
 static const char *const INITS[] = {"zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform",
                                     "he_normal", NULL};
 static const char *const PADS[] = {"valid", "same", NULL};
-static const char *const SOURCES[] = {"idx", "csv", "npy", "images", "tfrecord", NULL};
+static const char *const SOURCES[] = {"idx", "csv", "npy", "images", "tfrecord", "kafka", NULL};
 static const char *const TASKS[] = {"classification", "regression", NULL};
 static const char *const MODES[] = {"auto", "min", "max", NULL};
 static const char *const PRECISIONS[] = {"fp32", NULL}; /* bf16 mixed precision: not built yet */
@@ -187,7 +187,17 @@ static const schema SCHEDULES[] = {{"constant", T_MAP, NULL, S_CONST}, {"step", 
 
 /* ---- data, train, log ---- */
 static const schema FILES[] = {{"images", T_STR}, {"labels", T_STR}, {"path", T_STR}, {"x", T_STR}, {"y", T_STR},
-                               {"manifest", T_STR}, END};
+                               {"manifest", T_STR}, {"topic", T_STRS}, END};
+/* data.source: kafka (src/model/inputs_kafka.c reads these; docs/kafka.md) */
+static const char *const KAFKA_FORMATS[] = {"tf_example", "npy", "json", "raw", NULL};
+static const char *const KAFKA_MODES[] = {"replay", "stream", NULL};
+static const schema KAFKA[] = {{"brokers", T_STR}, {"group_id", T_STR, "kiln"},
+                               {"format", T_ENUM, "tf_example", NULL, KAFKA_FORMATS},
+                               {"mode", T_ENUM, "replay", NULL, KAFKA_MODES},
+                               {"epoch_records", T_INT, "0", NULL, NULL, 0, 1e12},
+                               {"epoch_seconds", T_NUM, "0", NULL, NULL, 0, 1e9},
+                               {"timeout_s", T_NUM, "0", NULL, NULL, 0, 1e9},
+                               {"properties", T_SEQ_STR}, {"trace", T_STR}, END};
 /* data.source: images (src/model/inputs_images.c reads these; docs/data.md) */
 static const char *const IMG_CHANNELS[] = {"grayscale", "rgb", NULL};
 static const char *const IMG_INTERP[] = {"bilinear", "area", NULL};
@@ -247,6 +257,7 @@ static const schema DATA[] = {{"source", T_ENUM, NULL, NULL, SOURCES, 0, 0, 1}, 
                               {"shuffle", T_BOOL, "true"}, {"label", T_STR, "label"},
                               {"features", T_STRS_OR_MAPS, NULL, FEATURE},
                               {"compression", T_ENUM, "auto", NULL, COMPRESSIONS},
+                              {"kafka", T_MAP, NULL, KAFKA},
                               {"task", T_ENUM, "classification", NULL, TASKS}, DATA_IMAGE_KEYS,
                               DATA_PIPELINE_KEYS, END};
 static const schema MODEL[] = {{"input", T_SEQ_INT, NULL, NULL, NULL, 1, 1e12, 1}, {"layers", T_ONEOF_SEQ, NULL, LAYERS, NULL, 0, 0, 1},

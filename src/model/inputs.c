@@ -19,6 +19,7 @@
 #include "kiln/inputs.h"
 #include "model/inputs_augment.h"
 #include "model/inputs_images.h"
+#include "model/inputs_kafka.h"
 #include "model/inputs_tfrecord.h"
 #include "model/servable_internal.h"
 
@@ -102,6 +103,8 @@ static kiln_status load_split(const kiln_cfg *cfg, const char *split, const kiln
         st = kiln_inputs_images_split(cfg, split, sp, m, in, out);
     } else if (!strcmp(source, "tfrecord")) {
         st = kiln_inputs_tfrecord_split(cfg, split, sp, m, in, out);
+    } else if (!strcmp(source, "kafka")) {
+        return kiln_inputs_kafka_split(cfg, split, sp, m, in, out); /* prefixes its errors */
     } else if (!strcmp(source, "idx")) {
         if ((st = need(sp, split, "images", source, &a)) || (st = need(sp, split, "labels", source, &b))) return st;
         if (kind != KILN_LABEL_CLASS)
@@ -154,8 +157,14 @@ static kiln_status check_fit(const kiln_dataset *ds, const char *split, const ki
 }
 
 kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in) {
+    return kiln_inputs_load_at(cfg, m, NULL, in);
+}
+
+kiln_status kiln_inputs_load_at(const kiln_cfg *cfg, const kiln_model *m, const char *kafka_state,
+                                kiln_inputs *in) {
     memset(in, 0, sizeof *in);
     in->cache_left = -1;
+    in->kafka_state = kafka_state;
     kiln_status st;
     kiln_dataset *all = NULL;
     if ((st = load_split(cfg, "train", m, in, &all))) return st;
@@ -219,6 +228,7 @@ kiln_status kiln_inputs_load(const kiln_cfg *cfg, const kiln_model *m, kiln_inpu
     }
     lc->norm.mean = in->mean;
     lc->norm.std = in->std;
+    if (in->kafka_stream) lc->prefetch = 0; /* a stream's rows change between epochs */
     if ((st = kiln_inputs_augment(cfg, m, in))) kiln_inputs_free(in);
     return st;
 }
@@ -241,6 +251,7 @@ kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model 
 }
 
 void kiln_inputs_free(kiln_inputs *in) {
+    kiln_inputs_kafka_free(in);
     kiln_dataset_free(in->train);
     kiln_dataset_free(in->validation);
     kiln_dataset_free(in->test);

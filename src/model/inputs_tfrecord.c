@@ -197,3 +197,14 @@ kiln_status kiln_inputs_tfrecord_split(const kiln_cfg *cfg, const char *split, c
     *out = ds;
     return KILN_OK;
 }
+
+kiln_status kiln_inputs_tfrecord_features(const kiln_cfg *cfg, const kiln_model *m,
+                                          kiln_tfrecord_feature feat[256], int *nfeat,
+                                          const char **label_key, int *images) {
+    spec s;
+    kiln_status st = read_spec(cfg, m, &s);
+    if (st) return st;
+    memcpy(feat, s.feat, (size_t)s.nfeat * sizeof *feat);
+    *nfeat = s.nfeat, *label_key = s.label_key, *images = s.images;
+    return KILN_OK;
+}

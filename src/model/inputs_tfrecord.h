@@ -12,4 +12,10 @@
 kiln_status kiln_inputs_tfrecord_split(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
                                        const kiln_model *m, kiln_inputs *in, kiln_dataset **out);
 
+/* data.features read as for source tfrecord (the same defaults and checks), for other sources of
+ * tf.train.Example records (data.source: kafka): at most 256 features; *images: an image one. */
+kiln_status kiln_inputs_tfrecord_features(const kiln_cfg *cfg, const kiln_model *m,
+                                          kiln_tfrecord_feature feat[256], int *nfeat,
+                                          const char **label_key, int *images);
+
 #endif

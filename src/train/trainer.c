@@ -284,7 +284,9 @@ static kiln_status checkpoint(trainer *t, int is_best) {
         snprintf(path, sizeof path, "%s/state.json", tmp);
         st = kiln_train_state_write(path, &t->s);
     }
+    if (!st) st = kiln_inputs_save_state(&t->in, t->s.epoch, tmp); /* data.source: kafka */
     if (!st) st = kiln_run_checkpoint_commit(t->run, t->s.step, tmp);
+    if (!st) st = kiln_inputs_commit_state(&t->in); /* offsets follow the checkpoint */
     if (!st) st = kiln_run_checkpoint_prune(t->run, (int)t->keep, t->s.best_checkpoint[0] ? t->s.best_checkpoint : NULL);
     if (!st) {
         kiln_run_set_progress(t->run, t->s.epoch, t->s.step);
@@ -329,6 +331,16 @@ static kiln_status export_version(trainer *t) {
 }
 
 static kiln_status enter_stage(trainer *t, int k);
+
+/* Resuming: the newest checkpoint's data-source state (kafka.json), or NULL. */
+static const char *data_state(trainer *t, const kiln_train_opts *o, char path[4400]) {
+    char name[256];
+    struct stat sb;
+    if (!o->resume || !t->run || kiln_run_checkpoint_latest(t->run, name, sizeof name, NULL, 0))
+        return NULL;
+    snprintf(path, 4400, "%s/checkpoints/%s/kafka.json", kiln_run_get_info(t->run).path, name);
+    return stat(path, &sb) == 0 ? path : NULL;
+}
 
 static kiln_status restore(trainer *t) {
     char name[256], dir[4200], path[4300], warning[512] = "";
@@ -737,6 +749,7 @@ static kiln_status train_loop(trainer *t, kiln_train_result *res) {
             kiln_progress_epoch_start(&t->prog);
             if (t->s.batch == 0) kiln_metrics_reset(t->train_mt);
             double t0 = kiln_now(), w0 = kiln_loader_wait_seconds(t->loader);
+            if ((st = kiln_inputs_epoch(&t->in, t->s.epoch))) return st; /* a stream's window */
             int ended = run_epoch(t, &st);
             double train_rate = kiln_progress_rate(&t->prog); /* before validation */
             double train_s = kiln_now() - t0, waited = kiln_loader_wait_seconds(t->loader) - w0;
@@ -972,13 +985,14 @@ static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, k
         return st;
     }
     int threads = o->threads ? o->threads : (int)kiln_cfg_int(t.cfg, "train.threads", 0);
+    char kstate[4400];
     if (threads > 0) omp_set_num_threads(threads);
     /* model and data: config errors */
     if ((st = kiln_model_build(CFG(&t), &t.m)) || (st = kiln_graph_init_params(t.m.graph)) ||
         /* model.init_from: not on --resume, which takes the run's own checkpoint */
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
-        (st = kiln_inputs_load(CFG(&t), &t.m, &t.in)) ||
+        (st = kiln_inputs_load_at(CFG(&t), &t.m, data_state(&t, o, kstate), &t.in)) ||
         (st = kiln_inputs_check_class_names(CFG(&t), &t.m)) ||
         (st = kiln_distill_new(CFG(&t), &t.m, &t.in.loader.norm, &t.distill)))
         res->usage_error = !t.in.data_error; /* damaged TFRecord data: exit 1 */
