@@ -99,6 +99,15 @@ t_kill_tuner() {
     "$KILN" tune "$c" --study k1 --runs-dir "$TMP/rk" --threads 2 --quiet --set train.checkpoint.every_steps=20 >"$TMP/k1.out" 2>&1 &
     local tp=$!
     check "a trial checkpoints" wait_ckpt "$TMP/rk" >/dev/null
+    # every trial running has a checkpoint (a trial killed before its first one starts again in
+    # a new folder, rightly, which the folder count below would take for a failure)
+    local i n_dirs n_ckpt
+    for i in $(seq 1 600); do
+        n_dirs=$(ls -d "$TMP"/rk/small/k1-t*/ 2>/dev/null | wc -l)
+        n_ckpt=$(ls "$TMP"/rk/small/k1-t*/checkpoints/latest 2>/dev/null | wc -l)
+        [ "$n_dirs" -gt 0 ] && [ "$n_dirs" = "$n_ckpt" ] && break
+        sleep 0.1
+    done
     kill -9 $tp
     wait $tp 2>/dev/null
     mv "$c" "$TMP/kt-moved.yaml"
