@@ -2,17 +2,10 @@
  * without sending it a signal of its own. */
 #include "train/signals.h"
 
-#include <errno.h>
 #include <string.h>
 #include <time.h>
 
 static const int stop_signals[KILN_TRAIN_SIGNALS] = {SIGINT, SIGTERM, SIGUSR1};
-
-static int slot(const kiln_train_signals *s, int sig) {
-    for (int i = 0; i < s->n_sigs; i++)
-        if (s->sigs[i] == sig) return i;
-    return 0;
-}
 
 static void *watch(void *arg) {
     kiln_train_signals *s = arg;
@@ -24,25 +17,15 @@ static void *watch(void *arg) {
             s->on(sig);
             continue;
         }
-        /* Not training yet or any more: what the signal did before kiln_train. */
-        const struct sigaction *b = &s->before[slot(s, sig)];
-        if (b->sa_handler == SIG_IGN) continue;
-        if (b->sa_handler != SIG_DFL) { /* the caller's own handler */
-            if (b->sa_flags & SA_SIGINFO) b->sa_sigaction(sig, NULL, NULL);
-            else b->sa_handler(sig);
-            continue;
-        }
-        /* The default action (the process ends), unblocked in this thread only, so the kernel
-         * hands it to this thread. */
-        struct sigaction dfl = {.sa_handler = SIG_DFL};
-        sigemptyset(&dfl.sa_mask);
-        sigaction(sig, &dfl, NULL);
+        /* Not training yet or any more: the disposition in place (what it was before
+         * kiln_train: the default ends the process, SIG_IGN drops it, a caller's handler runs),
+         * delivered properly: unblocked in this thread only, so the kernel hands it here. */
         sigset_t one;
         sigemptyset(&one);
         sigaddset(&one, sig);
         pthread_sigmask(SIG_UNBLOCK, &one, NULL);
         raise(sig);
-        pthread_sigmask(SIG_BLOCK, &one, NULL); /* a signal whose default is to go on */
+        pthread_sigmask(SIG_BLOCK, &one, NULL);
     }
     return NULL;
 }
@@ -55,7 +38,6 @@ void kiln_train_signals_begin(kiln_train_signals *s, void (*on)(int sig), const 
     s->n_sigs = n;
     sigemptyset(&s->set);
     for (int i = 0; i < n; i++) sigaddset(&s->set, s->sigs[i]);
-    for (int i = 0; i < n; i++) sigaction(s->sigs[i], NULL, &s->before[i]);
     pthread_sigmask(SIG_BLOCK, &s->set, &s->old_mask);
     s->started = pthread_create(&s->watcher, NULL, watch, s) == 0;
     if (!s->started) pthread_sigmask(SIG_SETMASK, &s->old_mask, NULL); /* no watcher: handlers */

@@ -28,8 +28,7 @@ typedef struct {
     void (*on)(int sig);     /* the caller's callback: sets flags only */
     int sigs[KILN_TRAIN_SIGNALS], n_sigs;
     sigset_t set, old_mask;  /* sigs; the thread's mask before */
-    struct sigaction before[KILN_TRAIN_SIGNALS]; /* what kiln_train found (SIG_IGN under tune) */
-    struct sigaction old[KILN_TRAIN_SIGNALS];    /* the handlers before arming */
+    struct sigaction old[KILN_TRAIN_SIGNALS]; /* the handlers before arming */
     pthread_t watcher;
     int started;
     volatile sig_atomic_t armed, quit;
