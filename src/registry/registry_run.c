@@ -272,8 +272,9 @@ static const kiln_run_follower follower = {
 
 void kiln_registry_follow_run(kiln_rundir *run, int created) {
     if (disabled_by_env() || !run || !run->writable) return;
-    kiln_reg_uri where;
-    if (!kiln_reg_uri_current(&where) && where.kind == REG_URI_MLFLOW) { /* mlflow_client.c */
+    kiln_reg_uri where; /* resolved once: it may read the user config file */
+    kiln_status where_st = kiln_reg_uri_current(&where);
+    if (!where_st && where.kind == REG_URI_MLFLOW) { /* mlflow_client.c */
         kiln_mlflow_follow_run(run, where.conninfo);
         return;
     }
@@ -281,7 +282,7 @@ void kiln_registry_follow_run(kiln_rundir *run, int created) {
     if (!r) return; /* no memory for the buffer: the folder alone then */
     kiln_run_set_follower(run, &follower, r);
     kiln_status s = locate(run, r->runs_dir, sizeof r->runs_dir, r->id, sizeof r->id);
-    if (!s && !(s = kiln_reg_uri_current(&r->uri))) r->remote = r->uri.kind == REG_URI_PG;
+    if (!s && !(s = where_st)) r->uri = where, r->remote = where.kind == REG_URI_PG;
     if (!s) s = kiln_reg_open_uri(r->runs_dir, &r->uri, BUSY_MS, &r->reg);
     if (!s && !created) s = kiln_reg_sync_run(r->reg, r->id, NULL);
     if (!s && !(s = kiln_reg_begin(r->reg))) {
