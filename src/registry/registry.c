@@ -586,6 +586,12 @@ static int cannot_write(const kiln_registry *reg) {
     return access(reg->path, W_OK) != 0 && (errno == EROFS || errno == EACCES);
 }
 
+/* "off" and an MLflow server concern a training's run only: the index itself, read and written
+ * by the commands, is then the default, <runs_dir>/kiln.db (the parser leaves their path empty). */
+static void local_index(kiln_reg_uri *u) {
+    if (u->kind == REG_URI_OFF || u->kind == REG_URI_MLFLOW) u->kind = REG_URI_SQLITE;
+}
+
 /* A registry for runs_dir at uri u, not connected yet; NULL without memory (error set). */
 static kiln_registry *new_reg(const char *runs_dir, const kiln_reg_uri *u) {
     kiln_registry *reg = calloc(1, sizeof *reg);
@@ -887,8 +893,7 @@ kiln_status kiln_reg_open_uri(const char *runs_dir, const kiln_reg_uri *uri, int
     kiln_reg_uri u = *uri;
     kiln_status s = check_runs_dir(runs_dir);
     if (s) return s;
-    if (u.kind == REG_URI_OFF || u.kind == REG_URI_MLFLOW) /* these concern training only */
-        memset(u.path, 0, sizeof u.path), u.kind = REG_URI_SQLITE;
+    local_index(&u);
     kiln_registry *reg = new_reg(runs_dir, &u);
     if (!reg) return KILN_ERR_NOMEM;
     int rc;
@@ -942,8 +947,7 @@ kiln_status kiln_reg_open_readonly(const char *runs_dir, kiln_registry **out) {
     kiln_reg_uri u;
     kiln_status s = kiln_reg_uri_current(&u);
     if (s) return s;
-    if (u.kind == REG_URI_OFF || u.kind == REG_URI_MLFLOW)
-        memset(u.path, 0, sizeof u.path), u.kind = REG_URI_SQLITE;
+    local_index(&u);
     kiln_registry *reg = new_reg(runs_dir, &u);
     if (!reg) return KILN_ERR_NOMEM;
     struct stat st;
