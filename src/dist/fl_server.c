@@ -469,7 +469,6 @@ static kiln_status server_run(const kiln_fl_server_opts *o, kiln_fl_result *res,
 kiln_status kiln_fl_server(const kiln_fl_server_opts *o, kiln_fl_result *res) {
     kiln_train_signals sig;
     const int stops[2] = {SIGINT, SIGTERM};
-    stop_signal = 0;
     kiln_train_signals_begin(&sig, on_signal, stops, 2);
     kiln_status st = server_run(o, res, &sig);
     kiln_train_signals_end(&sig);

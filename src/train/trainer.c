@@ -943,7 +943,6 @@ static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, k
 /* The signals are blocked before anything starts a thread (signals.h says why). */
 kiln_status kiln_train(const kiln_train_opts *o, kiln_train_result *res) {
     kiln_train_signals sig;
-    stop_signal = 0, prune_signal = 0;
     kiln_train_signals_begin(&sig, on_signal, NULL, 0);
     kiln_status st = train_run(o, res, &sig);
     kiln_train_signals_end(&sig);
