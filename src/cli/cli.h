@@ -27,6 +27,8 @@ int kiln_cmd_data_preview(int argc, char **argv); /* kiln data preview */
 int kiln_cmd_data_produce(int argc, char **argv); /* kiln data produce (Kafka) */
 /* Prints "kiln <cmd>: <message>" and returns KILN_EXIT_USAGE. */
 int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --threads N of train, optimize and bench: 1..4096 into *out; else the usage error's code. */
+int kiln_cli_threads(const char *cmd, const char *value, int *out);
 /* --format of export and models register: "kiln" (*onnx = 0) or "onnx" (*onnx = 1); -1 else. */
 int kiln_cli_export_format(const char *value, int *onnx);
 /* The whole command line (recorded in run.json). */

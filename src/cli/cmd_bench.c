@@ -121,10 +121,8 @@ int kiln_cmd_bench(int argc, char **argv) {
                                             optarg);
             break;
         case 't': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > 4096)
-                return kiln_cli_usage_error("bench", "--threads %s: expected 1..4096", optarg);
-            o.threads = (int)v;
+            int bad = kiln_cli_threads("bench", optarg, &o.threads);
+            if (bad) return bad;
             break;
         }
         case 's':

@@ -284,10 +284,8 @@ int kiln_cmd_optimize(int argc, char **argv) {
                                             optarg);
             break;
         case 'T': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || v < 1 || v > 4096)
-                return kiln_cli_usage_error("optimize", "--threads %s: expected 1..4096", optarg);
-            mo.threads = (int)v;
+            int bad = kiln_cli_threads("optimize", optarg, &mo.threads);
+            if (bad) return bad;
             break;
         }
         case 'h': fputs(HELP, stdout); return KILN_EXIT_OK;

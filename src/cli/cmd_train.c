@@ -68,13 +68,11 @@ int kiln_cmd_train(int argc, char **argv) {
             break;
         }
         case 't': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) {
+            int bad = kiln_cli_threads("train", optarg, &o.threads);
+            if (bad) {
                 free(sets);
-                return kiln_cli_usage_error("train", "--threads %s: expected a count from 1 to 4096", optarg);
+                return bad;
             }
-            o.threads = (int)v;
             break;
         }
         case 'h': fputs(HELP, stdout); free(sets); return KILN_EXIT_OK;

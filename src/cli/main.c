@@ -1,6 +1,7 @@
 /* main.c — kiln: dispatch to a subcommand. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -92,6 +93,15 @@ int kiln_cli_usage_error(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "\n(see: kiln %s --help)\n", cmd);
     va_end(ap);
     return KILN_EXIT_USAGE;
+}
+
+int kiln_cli_threads(const char *cmd, const char *value, int *out) {
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (*end || end == value || v < 1 || v > 4096)
+        return kiln_cli_usage_error(cmd, "--threads %s: expected a count from 1 to 4096", value);
+    *out = (int)v;
+    return KILN_EXIT_OK;
 }
 
 int main(int argc, char **argv) {
