@@ -186,6 +186,7 @@ static double log_cost(const char *runs, int n, int registry) {
 }
 
 int main(int argc, char **argv) {
+    kiln_registry_use_postgres(); /* KILN_REGISTRY may name a PostgreSQL server */
     int runs_n = 10000, points = 100;
     char kiln[PATH_MAX] = "", keep[PATH_MAX] = "";
     int pos = 0;

@@ -1353,6 +1353,7 @@ studies:; /* studies and trials */
 }
 
 int main(void) {
+    kiln_registry_use_postgres(); /* KILN_REGISTRY may name a PostgreSQL server */
     snprintf(root, sizeof root, "/tmp/kiln-test-registry-XXXXXX");
     if (!mkdtemp(root)) {
         perror("mkdtemp");

@@ -176,6 +176,7 @@ static void test_writers_and_readers(void) {
 }
 
 int main(int argc, char **argv) {
+    kiln_registry_use_postgres(); /* KILN_REGISTRY may name a PostgreSQL server */
     if (argc > 1) seconds = atof(argv[1]);
     if (!(seconds > 0)) seconds = 3;
     snprintf(root, sizeof root, "/tmp/kiln-test-regload-XXXXXX");

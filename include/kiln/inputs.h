@@ -53,6 +53,10 @@ kiln_status kiln_inputs_epoch(kiln_inputs *in, int64_t epoch);
 kiln_status kiln_inputs_save_state(kiln_inputs *in, int64_t epoch, const char *dir);
 kiln_status kiln_inputs_commit_state(kiln_inputs *in);
 void kiln_inputs_kafka_free(kiln_inputs *in);
+/* Lets this program read data.source: kafka. The kiln command calls it first thing; a program
+ * that never does (kiln-serve, so its image carries no librdkafka) gets KILN_ERR_INVALID saying
+ * so for a Kafka source. Idempotent; call before any thread loads inputs. */
+void kiln_inputs_use_kafka(void);
 /* stages: re-reads data.augment of cfg (a stage's config) into in->augment and in->train_loader
  * for model m (mixup and cutmix need its soft labels); make a new training loader after. */
 kiln_status kiln_inputs_set_augment(const kiln_cfg *cfg, const kiln_model *m, kiln_inputs *in);

@@ -92,6 +92,11 @@ void kiln_registry_close(kiln_registry *reg);
  * ~/.config/kiln/config.yaml), else "sqlite:". On PostgreSQL one database (or schema) indexes one
  * runs folder. KILN_ERR_INVALID naming the forms for a URI kiln does not take. */
 kiln_status kiln_registry_check_uri(const char *uri);
+/* Lets this program open postgresql:// registries. The kiln command calls it first thing; a
+ * program that never does (kiln-serve, so its image carries no libpq) gets KILN_ERR_INVALID
+ * saying so when a PostgreSQL URI is opened. Idempotent; call before any thread that
+ * opens a registry starts. */
+void kiln_registry_use_postgres(void);
 /* The runs folder as given to open (without trailing slashes), and the database file. */
 const char *kiln_registry_runs_dir(const kiln_registry *reg);
 const char *kiln_registry_path(const kiln_registry *reg);

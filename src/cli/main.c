@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kiln/inputs.h"
 #include "kiln/kiln.h"
+#include "kiln/registry.h"
 
 static const char *HELP =
     "kiln " KILN_VERSION " — a deep-learning toolkit in one binary\n"
@@ -105,6 +107,9 @@ int kiln_cli_threads(const char *cmd, const char *value, int *out) {
 }
 
 int main(int argc, char **argv) {
+    /* the optional backends kiln-serve leaves out (src/cli/serve_only/main.c) */
+    kiln_inputs_use_kafka();
+    kiln_registry_use_postgres();
     int bad_registry = kiln_cli_registry_option(&argc, argv);
     if (bad_registry) return bad_registry;
     kiln_cli_set_command_line(argc, argv);

@@ -104,7 +104,11 @@ static kiln_status load_split(const kiln_cfg *cfg, const char *split, const kiln
     } else if (!strcmp(source, "tfrecord")) {
         st = kiln_inputs_tfrecord_split(cfg, split, sp, m, in, out);
     } else if (!strcmp(source, "kafka")) {
-        return kiln_inputs_kafka_split(cfg, split, sp, m, in, out); /* prefixes its errors */
+        if (!kiln_inputs_kafka_ops)
+            return kiln_error(KILN_ERR_INVALID,
+                              "data.source: kafka: this program does not read Kafka (kiln-serve); "
+                              "export the run with kiln export and serve the export");
+        return kiln_inputs_kafka_ops->split(cfg, split, sp, m, in, out); /* prefixes its errors */
     } else if (!strcmp(source, "idx")) {
         if ((st = need(sp, split, "images", source, &a)) || (st = need(sp, split, "labels", source, &b))) return st;
         if (kind != KILN_LABEL_CLASS)
@@ -250,8 +254,10 @@ kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model 
                       two ? " (or two for one sigmoid output: negative, positive)" : "");
 }
 
+const kiln_inputs_kafka_ops_t *kiln_inputs_kafka_ops;
+
 void kiln_inputs_free(kiln_inputs *in) {
-    kiln_inputs_kafka_free(in);
+    if (kiln_inputs_kafka_ops) kiln_inputs_kafka_ops->free(in);
     kiln_dataset_free(in->train);
     kiln_dataset_free(in->validation);
     kiln_dataset_free(in->test);

@@ -858,6 +858,12 @@ static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_m
     kiln_status s0 = strcmp(schema, "auto") ? KILN_OK : auto_schema(reg, schema, sizeof schema);
     if (s0) return s0;
     int rc = reg_db_open_pg(u->conninfo, schema[0] ? schema : NULL, timeout, &reg->db);
+    if (rc == REG_EUNSUPPORTED)
+        return kiln_error(KILN_ERR_INVALID,
+                          "%s (registry from %s): this program has no PostgreSQL backend "
+                          "(kiln-serve serves sqlite: and MLflow registries; use kiln serve, or "
+                          "resolve the model with kiln models resolve)",
+                          reg->path, u->origin);
     if (!reg->db) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
     if (rc != REG_OK)
         return kiln_error(rc == REG_ENOMEM ? KILN_ERR_NOMEM : KILN_ERR_IO,

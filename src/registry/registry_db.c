@@ -1,5 +1,7 @@
 /* registry_db.c — the database seam's SQLite side and its dispatch (see registry_db.h): every
- * call goes to SQLite here or to registry_pg.c, by the connection's dialect.
+ * call goes to SQLite here or to registry_pg.c, by the connection's dialect; registry_pg.c is
+ * reached only through the reg_pg table it installs (kiln_registry_use_postgres), so programs
+ * that do not ask for PostgreSQL do not link libpq.
  *
  * SQLite result codes map onto the REG_E* classes by their primary code (extended result codes
  * are on, so the low byte is the primary code).
@@ -57,6 +59,13 @@ void *reg_db_sqlite(reg_db *db) {
     return db && !IS_PG(db) ? db->impl : NULL;
 }
 
+const reg_pg_ops *reg_pg;
+
+int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout_s, reg_db **out) {
+    *out = NULL;
+    return reg_pg ? reg_pg->open(conninfo, schema, connect_timeout_s, out) : REG_EUNSUPPORTED;
+}
+
 reg_dialect reg_db_dialect(const reg_db *db) {
     return db->dialect;
 }
@@ -64,19 +73,19 @@ reg_dialect reg_db_dialect(const reg_db *db) {
 void reg_db_close(reg_db *db) {
     if (!db) return;
     if (IS_PG(db))
-        reg_pg_close(db);
+        reg_pg->close(db);
     else
         sqlite3_close_v2(LITE(db));
     free(db);
 }
 
 int reg_db_alive(reg_db *db) {
-    return IS_PG(db) ? reg_pg_alive(db) : 1;
+    return IS_PG(db) ? reg_pg->alive(db) : 1;
 }
 
 int reg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
     *st = NULL;
-    if (IS_PG(db)) return reg_pg_prepare(db, sql, st);
+    if (IS_PG(db)) return reg_pg->prepare(db, sql, st);
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v3(LITE(db), sql, -1, 0, &s, NULL);
     if (rc != SQLITE_OK) return reg_map_sqlite(rc);
@@ -91,19 +100,19 @@ int reg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
 }
 
 int reg_step(reg_stmt *st) {
-    return IS_PG(st->db) ? reg_pg_step(st) : reg_map_sqlite(sqlite3_step(LSTMT(st)));
+    return IS_PG(st->db) ? reg_pg->step(st) : reg_map_sqlite(sqlite3_step(LSTMT(st)));
 }
 
 void reg_reset(reg_stmt *st) {
     if (IS_PG(st->db))
-        reg_pg_reset(st);
+        reg_pg->reset(st);
     else
         sqlite3_reset(LSTMT(st));
 }
 
 void reg_clear_bindings(reg_stmt *st) {
     if (IS_PG(st->db))
-        reg_pg_clear_bindings(st);
+        reg_pg->clear_bindings(st);
     else
         sqlite3_clear_bindings(LSTMT(st));
 }
@@ -111,7 +120,7 @@ void reg_clear_bindings(reg_stmt *st) {
 void reg_finalize(reg_stmt *st) {
     if (!st) return;
     if (IS_PG(st->db)) {
-        reg_pg_finalize(st);
+        reg_pg->finalize(st);
         return;
     }
     sqlite3_finalize(LSTMT(st));
@@ -120,14 +129,14 @@ void reg_finalize(reg_stmt *st) {
 
 void reg_bind_int64(reg_stmt *st, int i, int64_t v) {
     if (IS_PG(st->db))
-        reg_pg_bind(st, i, 'i', v, 0, NULL);
+        reg_pg->bind(st, i, 'i', v, 0, NULL);
     else
         sqlite3_bind_int64(LSTMT(st), i, v);
 }
 
 void reg_bind_double(reg_stmt *st, int i, double v) {
     if (IS_PG(st->db))
-        reg_pg_bind(st, i, 'd', 0, v, NULL);
+        reg_pg->bind(st, i, 'd', 0, v, NULL);
     else
         sqlite3_bind_double(LSTMT(st), i, v);
 }
@@ -136,26 +145,26 @@ void reg_bind_text(reg_stmt *st, int i, const char *s) {
     if (!s)
         reg_bind_null(st, i);
     else if (IS_PG(st->db))
-        reg_pg_bind(st, i, 't', 0, 0, s);
+        reg_pg->bind(st, i, 't', 0, 0, s);
     else
         sqlite3_bind_text(LSTMT(st), i, s, -1, SQLITE_TRANSIENT);
 }
 
 void reg_bind_null(reg_stmt *st, int i) {
     if (IS_PG(st->db))
-        reg_pg_bind(st, i, 'n', 0, 0, NULL);
+        reg_pg->bind(st, i, 'n', 0, 0, NULL);
     else
         sqlite3_bind_null(LSTMT(st), i);
 }
 
 int reg_col_null(reg_stmt *st, int i) {
-    return IS_PG(st->db) ? reg_pg_col_null(st, i)
+    return IS_PG(st->db) ? reg_pg->col_null(st, i)
                          : sqlite3_column_type(LSTMT(st), i) == SQLITE_NULL;
 }
 
 int64_t reg_col_int64(reg_stmt *st, int i) {
     if (!IS_PG(st->db)) return sqlite3_column_int64(LSTMT(st), i);
-    const char *t = reg_pg_col_text(st, i);
+    const char *t = reg_pg->col_text(st, i);
     if (!t) return 0;
     if (t[0] == 't' && !t[1]) return 1;
     return strtoll(t, NULL, 10);
@@ -163,32 +172,32 @@ int64_t reg_col_int64(reg_stmt *st, int i) {
 
 double reg_col_double(reg_stmt *st, int i) {
     if (!IS_PG(st->db)) return sqlite3_column_double(LSTMT(st), i);
-    const char *t = reg_pg_col_text(st, i);
+    const char *t = reg_pg->col_text(st, i);
     if (!t) return 0;
     if (t[0] == 't' && !t[1]) return 1;
     return strtod(t, NULL);
 }
 
 const char *reg_col_text(reg_stmt *st, int i) {
-    return IS_PG(st->db) ? reg_pg_col_text(st, i)
+    return IS_PG(st->db) ? reg_pg->col_text(st, i)
                          : (const char *)sqlite3_column_text(LSTMT(st), i);
 }
 
 int reg_exec(reg_db *db, const char *sql) {
-    if (IS_PG(db)) return reg_pg_exec(db, sql);
+    if (IS_PG(db)) return reg_pg->exec(db, sql);
     return reg_map_sqlite(sqlite3_exec(LITE(db), sql, NULL, NULL, NULL));
 }
 
 int64_t reg_changes(reg_db *db) {
-    return IS_PG(db) ? reg_pg_changes(db) : sqlite3_changes(LITE(db));
+    return IS_PG(db) ? reg_pg->changes(db) : sqlite3_changes(LITE(db));
 }
 
 const char *reg_db_errmsg(reg_db *db) {
-    return IS_PG(db) ? reg_pg_errmsg(db) : sqlite3_errmsg(LITE(db));
+    return IS_PG(db) ? reg_pg->errmsg(db) : sqlite3_errmsg(LITE(db));
 }
 
 int reg_in_tx(reg_db *db) {
-    return IS_PG(db) ? reg_pg_in_tx(db) : !sqlite3_get_autocommit(LITE(db));
+    return IS_PG(db) ? reg_pg->in_tx(db) : !sqlite3_get_autocommit(LITE(db));
 }
 
 int reg_db_begin(reg_db *db) {

@@ -42,7 +42,8 @@ enum {
     REG_EFULL,          /* disk full */
     REG_EINVALID,       /* bad SQL, misuse */
     REG_ECONN,          /* the server cannot be reached or the connection broke */
-    REG_EIO             /* anything else */
+    REG_EIO,            /* anything else */
+    REG_EUNSUPPORTED    /* a PostgreSQL URI in a program without the PostgreSQL backend */
 };
 
 typedef struct reg_db {
@@ -99,21 +100,29 @@ const char *reg_db_errmsg(reg_db *db);
 int reg_in_tx(reg_db *db);
 int reg_db_begin(reg_db *db);
 
-/* ---- PostgreSQL internals shared with registry_db.c ---- */
-
-int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st);
-int reg_pg_step(reg_stmt *st);
-void reg_pg_reset(reg_stmt *st);
-void reg_pg_clear_bindings(reg_stmt *st);
-void reg_pg_finalize(reg_stmt *st);
-void reg_pg_bind(reg_stmt *st, int i, int type, int64_t iv, double dv, const char *s);
-int reg_pg_col_null(reg_stmt *st, int i);
-const char *reg_pg_col_text(reg_stmt *st, int i);
-int reg_pg_exec(reg_db *db, const char *sql);
-int64_t reg_pg_changes(reg_db *db);
-const char *reg_pg_errmsg(reg_db *db);
-int reg_pg_in_tx(reg_db *db);
-int reg_pg_alive(reg_db *db);
-void reg_pg_close(reg_db *db);
+/* ---- the PostgreSQL side, linked only on request ----
+ *
+ * registry_db.c reaches registry_pg.c only through this table, which kiln_registry_use_postgres
+ * (kiln/registry.h) installs: a program that never calls it (kiln-serve) links neither
+ * registry_pg.c nor libpq and its Kerberos/LDAP/SASL dependencies. reg_db_open_pg without it
+ * fails with REG_EUNSUPPORTED. A reg_db of dialect REG_PG exists only once the table is set. */
+typedef struct reg_pg_ops {
+    int (*open)(const char *conninfo, const char *schema, int connect_timeout_s, reg_db **out);
+    int (*prepare)(reg_db *db, const char *sql, reg_stmt **st);
+    int (*step)(reg_stmt *st);
+    void (*reset)(reg_stmt *st);
+    void (*clear_bindings)(reg_stmt *st);
+    void (*finalize)(reg_stmt *st);
+    void (*bind)(reg_stmt *st, int i, int type, int64_t iv, double dv, const char *s);
+    int (*col_null)(reg_stmt *st, int i);
+    const char *(*col_text)(reg_stmt *st, int i);
+    int (*exec)(reg_db *db, const char *sql);
+    int64_t (*changes)(reg_db *db);
+    const char *(*errmsg)(reg_db *db);
+    int (*in_tx)(reg_db *db);
+    int (*alive)(reg_db *db);
+    void (*close)(reg_db *db);
+} reg_pg_ops;
+extern const reg_pg_ops *reg_pg; /* NULL until kiln_registry_use_postgres() */
 
 #endif

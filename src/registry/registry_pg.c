@@ -21,12 +21,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kiln/registry.h"
 #include "registry/registry_db.h"
 
 #define OID_INT8   20
 #define OID_TEXT   25
 #define OID_FLOAT8 701
 #define MAX_PARAMS 1100
+
+static int reg_pg_exec(reg_db *db, const char *sql);
 
 typedef struct {
     PGconn *conn;
@@ -74,7 +77,7 @@ static int fail(pg_conn *c, PGresult *res) {
     return rc;
 }
 
-int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout_s, reg_db **out) {
+static int pg_open(const char *conninfo, const char *schema, int connect_timeout_s, reg_db **out) {
     *out = NULL;
     reg_db *db = calloc(1, sizeof *db);
     pg_conn *c = calloc(1, sizeof *c);
@@ -122,14 +125,14 @@ int reg_db_open_pg(const char *conninfo, const char *schema, int connect_timeout
     }
 }
 
-void reg_pg_close(reg_db *db) {
+static void reg_pg_close(reg_db *db) {
     pg_conn *c = PG(db);
     if (!c) return;
     if (c->conn) PQfinish(c->conn);
     free(c);
 }
 
-int reg_pg_alive(reg_db *db) {
+static int reg_pg_alive(reg_db *db) {
     return PQstatus(PG(db)->conn) == CONNECTION_OK;
 }
 
@@ -213,7 +216,7 @@ static char *translate(const char *sql, int *n_params) {
 
 /* ---- statements ---- */
 
-int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
+static int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
     reg_stmt *r = calloc(1, sizeof *r);
     pg_stmt *p = calloc(1, sizeof *p);
     if (!r || !p || !(p->sql = translate(sql, &p->n_params))) {
@@ -231,7 +234,7 @@ int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
     return REG_OK;
 }
 
-int reg_pg_step(reg_stmt *st) {
+static int reg_pg_step(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     pg_conn *c = PG(st->db);
     if (p->done) return REG_DONE;
@@ -259,14 +262,14 @@ int reg_pg_step(reg_stmt *st) {
     return REG_DONE;
 }
 
-void reg_pg_reset(reg_stmt *st) {
+static void reg_pg_reset(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     PQclear(p->res);
     p->res = NULL;
     p->row = -1, p->n_rows = 0, p->done = 0;
 }
 
-void reg_pg_clear_bindings(reg_stmt *st) {
+static void reg_pg_clear_bindings(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     for (int i = 0; i < p->n_params; i++) {
         free(p->vals[i]);
@@ -274,7 +277,7 @@ void reg_pg_clear_bindings(reg_stmt *st) {
     }
 }
 
-void reg_pg_finalize(reg_stmt *st) {
+static void reg_pg_finalize(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     reg_pg_reset(st);
     reg_pg_clear_bindings(st);
@@ -283,7 +286,7 @@ void reg_pg_finalize(reg_stmt *st) {
     free(st);
 }
 
-void reg_pg_bind(reg_stmt *st, int i, int type, int64_t iv, double dv, const char *s) {
+static void reg_pg_bind(reg_stmt *st, int i, int type, int64_t iv, double dv, const char *s) {
     pg_stmt *p = PSTMT(st);
     if (i < 1 || i > p->n_params) return;
     char buf[40];
@@ -311,13 +314,13 @@ void reg_pg_bind(reg_stmt *st, int i, int type, int64_t iv, double dv, const cha
     }
 }
 
-int reg_pg_col_null(reg_stmt *st, int i) {
+static int reg_pg_col_null(reg_stmt *st, int i) {
     pg_stmt *p = PSTMT(st);
     if (!p->res || p->row < 0 || p->row >= p->n_rows || i >= PQnfields(p->res)) return 1;
     return PQgetisnull(p->res, p->row, i);
 }
 
-const char *reg_pg_col_text(reg_stmt *st, int i) {
+static const char *reg_pg_col_text(reg_stmt *st, int i) {
     pg_stmt *p = PSTMT(st);
     if (reg_pg_col_null(st, i)) return NULL;
     return PQgetvalue(p->res, p->row, i);
@@ -325,7 +328,7 @@ const char *reg_pg_col_text(reg_stmt *st, int i) {
 
 /* ---- the connection ---- */
 
-int reg_pg_exec(reg_db *db, const char *sql) {
+static int reg_pg_exec(reg_db *db, const char *sql) {
     pg_conn *c = PG(db);
     int n = 0;
     char *t = translate(sql, &n);
@@ -339,15 +342,25 @@ int reg_pg_exec(reg_db *db, const char *sql) {
     return rc;
 }
 
-int64_t reg_pg_changes(reg_db *db) {
+static int64_t reg_pg_changes(reg_db *db) {
     return PG(db)->changes;
 }
 
-const char *reg_pg_errmsg(reg_db *db) {
+static const char *reg_pg_errmsg(reg_db *db) {
     return PG(db)->err;
 }
 
-int reg_pg_in_tx(reg_db *db) {
+static int reg_pg_in_tx(reg_db *db) {
     PGTransactionStatusType t = PQtransactionStatus(PG(db)->conn);
     return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+}
+
+static const reg_pg_ops pg_ops = {
+    pg_open,          reg_pg_prepare, reg_pg_step,      reg_pg_reset,   reg_pg_clear_bindings,
+    reg_pg_finalize,  reg_pg_bind,    reg_pg_col_null,  reg_pg_col_text, reg_pg_exec,
+    reg_pg_changes,   reg_pg_errmsg,  reg_pg_in_tx,     reg_pg_alive,   reg_pg_close,
+};
+
+void kiln_registry_use_postgres(void) {
+    reg_pg = &pg_ops;
 }

@@ -42,6 +42,9 @@ run_test() {
     if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$1" ]; then return; fi # ONLY=t_name runs just that one
     current=$1
     test_failed=0
+    if ! declare -F "$1" >/dev/null; then # a misspelled or lost test must not pass
+        failed=$((failed + 1)); echo "FAIL $1 (no such test function)"; return
+    fi
     "$1"
     if [ $test_failed = 0 ]; then passed=$((passed + 1)); echo "ok   $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi
 }

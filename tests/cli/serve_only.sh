@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # serve_only.sh — the kiln-serve program (src/cli/serve_only/main.c; the kiln-serve container
 # image's server): `kiln-serve ARGS` is `kiln serve ARGS`, and linked with --as-needed from the
-# static libkiln.a it loads none of the training-only libraries (Open MPI, libcurl).
+# static libkiln.a it loads none of the training-only libraries (Open MPI, libcurl), nor the
+# optional backends only the kiln command installs (Kafka sources: librdkafka; PostgreSQL
+# registries: libpq with Kerberos, LDAP and SASL), and says so when asked for one.
 #   bash tests/cli/serve_only.sh build/kiln build/kiln-serve build/kiln_example_data
 . "$(dirname "$0")/lib.sh"
 SERVE=${2:?usage: serve_only.sh KILN KILN_SERVE KILN_EXAMPLE_DATA}
@@ -16,7 +18,29 @@ t_libraries() {
     check "kiln-serve's libraries resolve" bash -c '! grep -q "not found" <<<"$1"' _ "$libs"
     check "kiln-serve loads no Open MPI" bash -c '! grep -q libmpi <<<"$1"' _ "$libs"
     check "kiln-serve loads no libcurl" bash -c '! grep -q libcurl <<<"$1"' _ "$libs"
-    check "kiln loads them (the split is real)" bash -c 'grep -q libmpi <<<"$1"' _ "$(ldd "$KILN")"
+    check "kiln-serve loads no librdkafka" bash -c '! grep -q librdkafka <<<"$1"' _ "$libs"
+    check "kiln-serve loads no libpq" bash -c '! grep -q libpq <<<"$1"' _ "$libs"
+    local kl; kl=$(ldd "$KILN")
+    check "kiln loads them (the split is real)" bash -c 'grep -q libmpi <<<"$1" &&
+        grep -q librdkafka <<<"$1" && grep -q libpq <<<"$1"' _ "$kl"
+}
+
+# A PostgreSQL registry: kiln-serve says it has no such backend (and, as with a registry that is
+# down, keeps serving what it has: here nothing); kiln tries to connect.
+t_no_postgres_backend() {
+    KILN_REGISTRY=postgresql://127.0.0.1:1/none "$SERVE" --model_base_path models:/m@prod \
+        --model_name m --host 127.0.0.1 --rest_api_port 0 --runs-dir "$TMP" >"$TMP/pg.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do grep -q "serving" "$TMP/pg.log" && break; sleep 0.1; done
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID"
+    SERVER_PID=""
+    cp "$TMP/pg.log" "$TMP/out"
+    check "kiln-serve: a postgresql:// registry says there is no PostgreSQL backend" \
+        has "this program has no PostgreSQL backend"
+    KILN_REGISTRY=postgresql://127.0.0.1:1/none "$KILN" models list --runs-dir "$TMP" \
+        >"$TMP/out" 2>&1
+    check "kiln: the same URI is tried (cannot connect)" has "cannot connect"
 }
 
 t_version_and_usage() {
@@ -61,5 +85,6 @@ t_serves_and_stops() {
 
 run_test t_libraries
 run_test t_version_and_usage
+run_test t_no_postgres_backend
 run_test t_serves_and_stops
 finish
