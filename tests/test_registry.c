@@ -487,6 +487,30 @@ static void test_switched_off(void) {
     CHECK(q1(at("off"), "SELECT count(*) FROM metrics") == 1);
 }
 
+/* registry: off in the user config file (KILN_REGISTRY unset) switches recording off too. */
+static void test_switched_off_by_user_config(void) {
+    CHECK(kiln_mkdirs(at("offcfg")) == KILN_OK);
+    FILE *f = fopen(at("offcfg-config.yaml"), "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("registry: off\n", f);
+    fclose(f);
+    unsetenv("KILN_REGISTRY");
+    setenv("KILN_CONFIG", at("offcfg-config.yaml"), 1);
+    kiln_rundir *run = NULL;
+    CHECK_OK(kiln_run_create(at("offcfg"), "exp", NULL, &run));
+    kiln_registry_follow_run(run, 1);
+    if (run) {
+        CHECK_OK(kiln_run_log_metric(run, 1, 0, KILN_SPLIT_TRAIN, "loss", 1));
+        CHECK_OK(kiln_run_set_status(run, KILN_RUN_FINISHED, NULL));
+        CHECK_OK(kiln_run_save(run));
+        kiln_run_close(run);
+    }
+    unsetenv("KILN_CONFIG");
+    registry_env();
+    CHECK(!exists(at("offcfg/kiln.db")));
+}
+
 /* ---- transactions and crashes ---- */
 
 /* A process killed in the middle of a write transaction leaves the registry as it was. */
@@ -1371,6 +1395,7 @@ int main(void) {
     RUN(test_schema_upgrade_and_studies);
     RUN(test_writer);
     RUN(test_switched_off);
+    RUN(test_switched_off_by_user_config);
     RUN(test_killed_mid_transaction);
     RUN(test_crash_marking);
     RUN(test_concurrent_writers);

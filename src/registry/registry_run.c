@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "kiln/mlflow.h"
@@ -72,12 +71,6 @@ typedef struct kiln_run_reg {
     char runs_dir[PATH_MAX];
     kiln_reg_uri uri; /* where the run started: reconnecting goes there */
 } kiln_run_reg;
-
-static int disabled_by_env(void) {
-    const char *v = getenv("KILN_REGISTRY");
-    return v && (!strcasecmp(v, "off") || !strcmp(v, "0") || !strcasecmp(v, "false") ||
-                 !strcasecmp(v, "no"));
-}
 
 /* Gives the registry up for this run, saying why once, and stops following it. */
 static void give_up(kiln_rundir *run, kiln_run_reg *r, const char *when) {
@@ -271,9 +264,10 @@ static const kiln_run_follower follower = {
     .point = on_point, .saved = on_saved, .closing = on_closing};
 
 void kiln_registry_follow_run(kiln_rundir *run, int created) {
-    if (disabled_by_env() || !run || !run->writable) return;
+    if (!run || !run->writable) return;
     kiln_reg_uri where; /* resolved once: it may read the user config file */
     kiln_status where_st = kiln_reg_uri_current(&where);
+    if (!where_st && where.kind == REG_URI_OFF) return; /* KILN_REGISTRY or the user config */
     if (!where_st && where.kind == REG_URI_MLFLOW) { /* mlflow_client.c */
         kiln_mlflow_follow_run(run, where.conninfo);
         return;
