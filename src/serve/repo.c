@@ -203,7 +203,8 @@ static int resolve_uri(served_model *m) {
     int64_t version = 0;
     if (kiln_registry_resolve_model_uri(m->runs_dir, m->uri, base, sizeof base, &version)) {
         if (strcmp(m->uri_error, kiln_last_error()) != 0) {
-            serve_log(m->srv, "model %s: %s: %s (still serving what is loaded)", m->name, m->uri,
+            /* the error begins with the URI (kiln_registry_resolve_model_uri prefixes it) */
+            serve_log(m->srv, "model %s: %s (still serving what is loaded)", m->name,
                       kiln_last_error());
             snprintf(m->uri_error, sizeof m->uri_error, "%s", kiln_last_error());
         }
