@@ -52,6 +52,9 @@ void kiln_inputs_free(kiln_inputs *in);
 kiln_status kiln_inputs_epoch(kiln_inputs *in, int64_t epoch);
 kiln_status kiln_inputs_save_state(kiln_inputs *in, int64_t epoch, const char *dir);
 kiln_status kiln_inputs_commit_state(kiln_inputs *in);
+/* Where a stream's own lines go from now on ("kafka: ... training paused" and "continues"; until
+ * then stderr): the trainer sends them to the run's log.txt and stderr once the run exists. */
+void kiln_inputs_set_log(kiln_inputs *in, void (*log)(void *ctx, const char *line), void *ctx);
 void kiln_inputs_kafka_free(kiln_inputs *in);
 /* Lets this program read data.source: kafka. The kiln command calls it first thing; a program
  * that never does (kiln-serve, so its image carries no librdkafka) gets KILN_ERR_INVALID saying

@@ -120,6 +120,10 @@ kiln_status kiln_kafka_source_commit(kiln_kafka_source *s);
 int64_t kiln_kafka_source_skipped(const kiln_kafka_source *s, char *first, size_t cap);
 /* Records read so far (windows, refills included) and seconds spent paused. */
 int64_t kiln_kafka_source_records(const kiln_kafka_source *s);
+/* Where pause / continue lines go from now on (the trainer: the run's log.txt and stderr, once
+ * the run exists). Call between reads, not during one. */
+void kiln_kafka_source_set_log(kiln_kafka_source *s, void (*log)(void *ctx, const char *line),
+                               void *ctx);
 void kiln_kafka_source_free(kiln_kafka_source *s); /* NULL is ignored */
 
 /* Decodes one record value into a row x (x_dtype of d: see kiln_kafka_decode_dtype) and its

@@ -146,6 +146,11 @@ static void say(kiln_kafka_source *s, const char *fmt, ...) {
         fprintf(stderr, "%s\n", line);
 }
 
+void kiln_kafka_source_set_log(kiln_kafka_source *s, void (*log)(void *ctx, const char *line),
+                               void *ctx) {
+    s->o.log = log, s->o.log_ctx = ctx;
+}
+
 static prange *part_of(kiln_kafka_source *s, const char *topic, int32_t p) {
     for (int i = 0; i < s->nparts; i++)
         if (s->parts[i].part == p && !strcmp(s->parts[i].topic, topic)) return &s->parts[i];

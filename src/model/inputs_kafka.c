@@ -135,6 +135,10 @@ kiln_status kiln_inputs_save_state(kiln_inputs *in, int64_t epoch, const char *d
     return kiln_kafka_source_save(in->kafka, epoch, path);
 }
 
+void kiln_inputs_set_log(kiln_inputs *in, void (*log)(void *ctx, const char *line), void *ctx) {
+    if (in->kafka) kiln_kafka_source_set_log(in->kafka, log, ctx);
+}
+
 kiln_status kiln_inputs_commit_state(kiln_inputs *in) {
     return in->kafka ? kiln_kafka_source_commit(in->kafka) : KILN_OK;
 }

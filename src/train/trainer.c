@@ -109,6 +109,13 @@ static kiln_status usage(kiln_train_result *r, kiln_status st) {
 
 static void log_line(void *ctx, const char *line) { kiln_run_log(ctx, "%s", line); }
 
+/* A data source's own lines (a Kafka stream pausing): on stderr as before, and in log.txt. */
+static void source_log_line(void *ctx, const char *line) {
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    kiln_run_log(ctx, "%s", line);
+}
+
 static kiln_status build_optimizer(trainer *t) {
     const kiln_cfg *oc = kiln_cfg_at(CFG(t), "optimizer")->items[0];
     kiln_optim_config c = {.kind = kiln_optim_kind_from_name(oc->key)};
@@ -1051,6 +1058,7 @@ static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, k
                              .log_ctx = writer ? (void *)t.run : o->hooks->ctx, .stage = 1,
                              .n_stages = t.n_stages};
     if (t.n_stages && t.run) kiln_run_set_stage(t.run, 1);
+    if (writer && t.run) kiln_inputs_set_log(&t.in, source_log_line, t.run);
     snprintf(t.s.config_hash, sizeof t.s.config_hash, "%s", t.hash);
     if (o->resume && writer) st = restore(&t);
     if (o->hooks) { /* every process starts from the writer's state */

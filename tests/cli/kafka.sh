@@ -86,6 +86,8 @@ t_stream_kill9_resume() {
     local pid=$! i
     for i in $(seq 600); do grep -q "training paused" "$TMP/st.out" && break; sleep 0.1; done
     check "waits for records with a 'training paused' line" grep -q "training paused" "$TMP/st.out"
+    check "the run's log.txt has the line too" \
+        grep -q "training paused" "$(ls -d "$TMP"/r-st/*/* | head -1)/log.txt"
     kill -9 $pid
     wait $pid 2>/dev/null
     local run ck lines
