@@ -936,6 +936,17 @@ static kiln_status dry_run(trainer *t) {
 }
 
 /* With hooks: every process's setup outcome combined (kiln_train_hooks.setup). */
+/* Data-parallel training shards one dataset that every rank holds alike; a Kafka source is a
+ * consumer group whose members get different partitions and windows, so ranks would disagree
+ * on the steps of an epoch. Refused before any rank connects (docs/kafka.md). */
+static kiln_status refuse_parallel_kafka(const trainer *t, const kiln_train_opts *o) {
+    if (!o->hooks || strcmp(kiln_cfg_str(CFG(t), "data.source", "idx"), "kafka")) return KILN_OK;
+    return kiln_error(KILN_ERR_INVALID,
+                      "data.source: kafka: data-parallel training (mpirun, srun) does not read "
+                      "Kafka (its consumers get different partitions); train from Kafka with "
+                      "one process, or from files, which every rank shards alike");
+}
+
 static kiln_status hook_setup(trainer *t, const kiln_train_opts *o, kiln_status st, kiln_train_result *res) {
     if (!o->hooks) return st;
     int usage = res->usage_error;
@@ -998,6 +1009,7 @@ static kiln_status train_run(const kiln_train_opts *o, kiln_train_result *res, k
         /* model.init_from: not on --resume, which takes the run's own checkpoint */
         (!o->resume && (st = kiln_model_init_from(t.cfg, t.m.graph, &t.init_report))) ||
         (st = kiln_model_apply_freeze(&t.m, CFG(&t))) ||
+        (st = refuse_parallel_kafka(&t, o)) ||
         (st = kiln_inputs_load_at(CFG(&t), &t.m, data_state(&t, o, kstate), &t.in)) ||
         (st = kiln_inputs_check_class_names(CFG(&t), &t.m)) ||
         (st = kiln_distill_new(CFG(&t), &t.m, &t.in.loader.norm, &t.distill)))

@@ -144,6 +144,15 @@ t_rank_without_data() {
     check "rank 0 names the rank and the file" grep -q "kiln train: rank 0: rank 1 (host .*/nonexistent/train.gz" "$TMP/out"
 }
 
+t_kafka_source_refused() {
+    local c=$(dist_config kafka)
+    sed -i 's/^  source: idx/  source: kafka\n  kafka: {brokers: "127.0.0.1:1"}/;
+            s/^  train: {images.*/  train: {topic: t}/; /^  test: {images/d' "$c"
+    km train "$c" --runs-dir "$TMP/kafka" --quiet
+    check "no hang, exit 2 ($rc)" [ $rc = 2 ]
+    check "says why" has "data.source: kafka: data-parallel training (mpirun, srun) does not read Kafka"
+}
+
 t_batch_not_divisible() {
     local c=$(dist_config odd)
     km train "$c" --set data.batch_size=127 --runs-dir "$TMP/odd" --quiet
@@ -272,6 +281,7 @@ run_test t_sigterm_stops_every_rank_at_one_step
 run_test t_different_configs
 run_test t_rank_without_data
 run_test t_batch_not_divisible
+run_test t_kafka_source_refused
 run_test t_srun_without_pmix
 run_test t_sync_batchnorm_matches_one_process
 run_test t_bf16_compression_trains
