@@ -707,19 +707,23 @@ kiln_status kiln_explain_overlay(const float *attr, int attr_channels, const flo
     if (!(top > 0)) top = sorted[hw - 1] > 0 ? sorted[hw - 1] : 1;
     float lo = 0, hi = 1;
     if (img) minmax(img, (int64_t)hw * img_channels, &lo, &hi);
+    unsigned char *cell = (unsigned char *)sorted; /* reused: 3 bytes per cell fit in a float's 4 */
+    for (size_t q = 0; q < hw; q++) { /* each input cell's colour once, then magnified */
+        float g = 0;
+        for (int c = 0; img && c < img_channels; c++) g += img[c * hw + q];
+        g = img && hi > lo ? (g / (float)img_channels - lo) / (hi - lo) : 0;
+        unsigned char col[3];
+        float v = m[q] / top;
+        kiln_explain_cubehelix(v, col);
+        float alpha = v > 1 ? 1 : v; /* the input, dimmed, where nothing is attributed */
+        for (int k = 0; k < 3; k++)
+            cell[q * 3 + k] =
+                (unsigned char)lroundf((1 - alpha) * 0.45f * 255 * g + alpha * col[k]);
+    }
     for (int i = 0; i < h * scale; i++)
         for (int j = 0; j < w * scale; j++) {
             size_t q = (size_t)(i / scale) * (size_t)w + (size_t)(j / scale);
-            float g = 0;
-            for (int c = 0; img && c < img_channels; c++) g += img[c * hw + q];
-            g = img && hi > lo ? (g / (float)img_channels - lo) / (hi - lo) : 0;
-            unsigned char col[3];
-            float v = m[q] / top;
-            kiln_explain_cubehelix(v, col);
-            float alpha = v > 1 ? 1 : v; /* the input, dimmed, where nothing is attributed */
-            unsigned char *px = rgb + ((size_t)i * (size_t)(w * scale) + (size_t)j) * 3;
-            for (int k = 0; k < 3; k++)
-                px[k] = (unsigned char)lroundf((1 - alpha) * 0.45f * 255 * g + alpha * col[k]);
+            memcpy(rgb + ((size_t)i * (size_t)(w * scale) + (size_t)j) * 3, cell + q * 3, 3);
         }
     free(m), free(sorted);
     return KILN_OK;
