@@ -65,7 +65,7 @@ static const char *HELP =
     "  --window N         occlusion: window side (default 4)\n"
     "  --stride N         occlusion: stride (default 2)\n"
     "  --seed N           noise and uniform baselines (default 1)\n"
-    "  --batch N          rows per run of the model (default 256; 64 for inputs of over 4096\n"
+    "  --batch N          rows per run of the model (default 128; 64 for inputs of over 4096\n"
     "                     values)\n"
     "  --version V        a version in a folder of versions\n"
     "  --checkpoint C     a run's checkpoint: step-N or best (default: the newest)\n"
