@@ -217,6 +217,31 @@ static void fast_forward(pool_state *s, const float *x, float *y) {
     }
 }
 
+/* One output row of one channel block backward: dy through the argmax into the two input
+ * rows (overwritten, or added to with accum). */
+#define FAST_BWD(BS)                                                                               \
+    static void fast_back_row##BS(const float *g, const unsigned char *k, float *r0, float *r1,   \
+                                  int64_t ow, int accum) {                                         \
+        for (int64_t j = 0; j < ow; j++) {                                                         \
+            const float *gj = g + j * BS;                                                          \
+            const unsigned char *kj = k + j * BS;                                                  \
+            float *a = r0 + 2 * j * BS, *c = r1 + 2 * j * BS;                                      \
+            if (accum) {                                                                           \
+                _Pragma("omp simd") for (int l = 0; l < BS; l++) {                                 \
+                    a[l] += kj[l] == 0 ? gj[l] : 0.0f, a[BS + l] += kj[l] == 1 ? gj[l] : 0.0f;     \
+                    c[l] += kj[l] == 2 ? gj[l] : 0.0f, c[BS + l] += kj[l] == 3 ? gj[l] : 0.0f;     \
+                }                                                                                  \
+            } else {                                                                               \
+                _Pragma("omp simd") for (int l = 0; l < BS; l++) {                                 \
+                    a[l] = kj[l] == 0 ? gj[l] : 0.0f, a[BS + l] = kj[l] == 1 ? gj[l] : 0.0f;       \
+                    c[l] = kj[l] == 2 ? gj[l] : 0.0f, c[BS + l] = kj[l] == 3 ? gj[l] : 0.0f;       \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+FAST_BWD(8)
+FAST_BWD(16)
+
 /* dx (overwritten, or added to with accum) from dy through the argmax. */
 static void fast_backward(const pool_state *s, const float *dy, float *dx, int accum) {
     int64_t bs = s->fast, H = s->fh, W = s->fw, OH = H / 2, OW = W / 2, nc_n = s->fn * s->fcb;
@@ -228,17 +253,10 @@ static void fast_backward(const pool_state *s, const float *dy, float *dx, int a
             float *r0 = plane + 2 * oh * W * bs, *r1 = r0 + W * bs;
             const float *g = dy + (nc * OH + oh) * OW * bs;
             const unsigned char *k = am + (nc * OH + oh) * OW * bs;
-            for (int64_t j = 0; j < OW * bs; j++) {
-                int64_t l = j % bs, at = (j - l) * 2 + l; /* window j / bs, lane l */
-                float v = g[j];
-                float v0 = k[j] == 0 ? v : 0.0f, v1 = k[j] == 1 ? v : 0.0f;
-                float v2 = k[j] == 2 ? v : 0.0f, v3 = k[j] == 3 ? v : 0.0f;
-                if (accum) {
-                    r0[at] += v0, r0[at + bs] += v1, r1[at] += v2, r1[at + bs] += v3;
-                } else {
-                    r0[at] = v0, r0[at + bs] = v1, r1[at] = v2, r1[at + bs] = v3;
-                }
-            }
+            if (bs == 8)
+                fast_back_row8(g, k, r0, r1, OW, accum);
+            else
+                fast_back_row16(g, k, r0, r1, OW, accum);
             if (!accum && W % 2) { /* the last column, outside every window */
                 memset(r0 + (W - 1) * bs, 0, (size_t)bs * sizeof *r0);
                 memset(r1 + (W - 1) * bs, 0, (size_t)bs * sizeof *r1);
