@@ -3,7 +3,7 @@
  * and training plans), backward against finite differences (max pooling on inputs without
  * ties), global average pooling, gradient accumulation, and shape and option errors; the fast
  * 2x2 max path over a conv's blocked layout against oneDNN's kernel (KILN_POOL_REFERENCE=1),
- * ties included, and against finite differences. */
+ * ties and an accumulated dx included, and against finite differences. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,16 +209,19 @@ static void test_pool_errors(void) {
     kiln_graph_free(g);
 }
 
-/* conv (C = 16: a blocked output) -> 2x2 max pool -> loss; x, kernel and bias from `fill`. The
- * pool output, and the gradients of every parameter (x is one), after one step. */
-static void fast_case(int B, int H, int W, int ties, int reference, float *y_out, float *g_out,
+/* conv (C = 16: a blocked output) -> 2x2 max pool -> loss (mode 2: the sum of two pools of
+ * the conv, so one pool's backward adds to the other's dx). mode 1: ties, every window at 0.5.
+ * The pool output, and the gradients of every parameter (x is one), after one step. */
+static void fast_case(int B, int H, int W, int mode, int reference, float *y_out, float *g_out,
                       size_t *ny, size_t *ng) {
+    int ties = mode == 1;
     if (reference) setenv("KILN_POOL_REFERENCE", "1", 1);
     kiln_graph *g = kiln_graph_new(5);
     kiln_node *x = kiln_param(g, "x", 4, (int64_t[]){B, 3, H, W}, (kiln_init){KILN_INIT_ZEROS}, 1,
                               0, 0);
     kiln_node *c = kiln_conv2d(g, x, 16, 3, 1, KILN_PAD_SAME, KILN_ACT_NONE);
     kiln_node *y = kiln_maxpool2d(g, c, 2);
+    if (mode == 2) y = kiln_add(g, y, kiln_maxpool2d(g, c, 2));
     kiln_plan *p =
         c && y ? kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y,
                                                     .batch = B})
@@ -254,14 +257,14 @@ static void test_pool_fast_path(void) {
     static float ya[20000], yb[20000], ga[20000], gb[20000];
     const int shapes[3][3] = {{2, 8, 10}, {1, 9, 7}, {3, 6, 6}}; /* odd sizes: a row left out */
     for (int k = 0; k < 3; k++)
-        for (int ties = 0; ties < 2; ties++) {
+        for (int mode = 0; mode < 3; mode++) {
             size_t ny, ng, ny2, ng2, wi = 0;
-            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], ties, 0, ya, ga, &ny, &ng);
-            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], ties, 1, yb, gb, &ny2, &ng2);
+            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], mode, 0, ya, ga, &ny, &ng);
+            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], mode, 1, yb, gb, &ny2, &ng2);
             CHECK(ny == ny2 && ng == ng2);
-            CHECK_MSG(!memcmp(ya, yb, ny * sizeof *ya), "case %d ties %d: outputs differ", k, ties);
+            CHECK_MSG(!memcmp(ya, yb, ny * sizeof *ya), "case %d mode %d: outputs differ", k, mode);
             double r = kiln_test_compare(ga, gb, ng, 1e-6, 1e-5, &wi);
-            CHECK_MSG(r <= 1, "case %d ties %d: gradient %zu: %g vs %g", k, ties, wi,
+            CHECK_MSG(r <= 1, "case %d mode %d: gradient %zu: %g vs %g", k, mode, wi,
                       (double)ga[wi], (double)gb[wi]);
         }
 }
