@@ -8,10 +8,13 @@
  *   inputs, Grad-CAM and Grad-CAM++ on a conv -> flatten -> dense model where d f / d A is
  *   the dense kernel's column (so the CAM is computed here by hand);
  * - bad options: an unknown layer, a target out of range, probability without probabilities;
- * - the cubehelix colormap's lightness rises monotonically from black to white. */
+ * - the cubehelix colormap's lightness rises monotonically from black to white;
+ * - PNG bytes decode (stb_image) to the pixels encoded; a magnified overlay repeats cells. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <stb_image.h>
 
 #include "check.h"
 
@@ -288,7 +291,40 @@ static void test_cubehelix(void) {
     CHECK(rgb[0] == 0 && rgb[1] == 0 && rgb[2] == 0); /* zero attribution on black: black */
 }
 
+/* The PNG encoder (zlib, Sub/Up filters) against stb_image's decoder: the same pixels, for a
+ * magnified overlay (repeated rows) and for noise (every filter byte wraps around). */
+static void test_png_roundtrip(void) {
+    enum { H = 5, W = 4, S = 3 };
+    float attr[H * W], img[H * W];
+    for (int i = 0; i < H * W; i++) attr[i] = (float)((i * 7) % 11) - 5, img[i] = (float)(i % 3);
+    unsigned char rgb[H * S * W * S * 3], noise[7 * 9 * 3];
+    CHECK_OK(kiln_explain_overlay(attr, 1, img, 1, H, W, S, rgb));
+    for (size_t i = 0; i < sizeof noise; i++) noise[i] = (unsigned char)(i * 2654435761u >> 13);
+    /* the overlay magnifies: cell (i / S, j / S) of a plain 1x overlay */
+    unsigned char one[H * W * 3];
+    CHECK_OK(kiln_explain_overlay(attr, 1, img, 1, H, W, 1, one));
+    int same = 1;
+    for (int i = 0; i < H * S; i++)
+        for (int j = 0; j < W * S; j++)
+            same &= !memcmp(rgb + (i * W * S + j) * 3, one + (i / S * W + j / S) * 3, 3);
+    CHECK_MSG(same, "a magnified overlay is not the 1x overlay's cells repeated");
+    const unsigned char *pics[2] = {rgb, noise};
+    int ws[2] = {W * S, 9}, hs[2] = {H * S, 7};
+    for (int k = 0; k < 2; k++) {
+        void *png = NULL;
+        size_t len = 0;
+        CHECK_OK(kiln_explain_png(pics[k], ws[k], hs[k], &png, &len));
+        int w = 0, h = 0, c = 0;
+        unsigned char *back = stbi_load_from_memory(png, (int)len, &w, &h, &c, 3);
+        CHECK_MSG(back && w == ws[k] && h == hs[k] && c == 3, "PNG %d does not decode", k);
+        if (back) CHECK_MSG(!memcmp(back, pics[k], (size_t)(w * h * 3)), "PNG %d pixels differ", k);
+        stbi_image_free(back);
+        free(png);
+    }
+}
+
 int main(void) {
+    RUN(test_png_roundtrip);
     RUN(test_gradients_vs_finite_differences);
     RUN(test_single_logit_probability);
     RUN(test_methods);

@@ -1,7 +1,9 @@
 /* test_pool2d.c — max and average pooling forward against a plain double loop (valid, same with
  * asymmetric pads, explicit pads, stride != size, non-square windows, batch 1 and 3, inference
  * and training plans), backward against finite differences (max pooling on inputs without
- * ties), global average pooling, gradient accumulation, and shape and option errors. */
+ * ties), global average pooling, gradient accumulation, and shape and option errors; the fast
+ * 2x2 max path over a conv's blocked layout against oneDNN's kernel (KILN_POOL_REFERENCE=1),
+ * ties and an accumulated dx included, and against finite differences. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,7 +209,68 @@ static void test_pool_errors(void) {
     kiln_graph_free(g);
 }
 
+/* conv (C = 16: a blocked output) -> 2x2 max pool -> loss (mode 2: the sum of two pools of
+ * the conv, so one pool's backward adds to the other's dx). mode 1: ties, every window at 0.5.
+ * The pool output, and the gradients of every parameter (x is one), after one step. */
+static void fast_case(int B, int H, int W, int mode, int reference, float *y_out, float *g_out,
+                      size_t *ny, size_t *ng) {
+    int ties = mode == 1;
+    if (reference) setenv("KILN_POOL_REFERENCE", "1", 1);
+    kiln_graph *g = kiln_graph_new(5);
+    kiln_node *x = kiln_param(g, "x", 4, (int64_t[]){B, 3, H, W}, (kiln_init){KILN_INIT_ZEROS}, 1,
+                              0, 0);
+    kiln_node *c = kiln_conv2d(g, x, 16, 3, 1, KILN_PAD_SAME, KILN_ACT_NONE);
+    kiln_node *y = kiln_maxpool2d(g, c, 2);
+    if (mode == 2) y = kiln_add(g, y, kiln_maxpool2d(g, c, 2));
+    kiln_plan *p =
+        c && y ? kiln_plan_new(g, &(kiln_plan_opts){.outputs = &y, .n_outputs = 1, .loss = y,
+                                                    .batch = B})
+               : NULL;
+    unsetenv("KILN_POOL_REFERENCE");
+    CHECK_MSG(p != NULL, "%s", kiln_last_error());
+    if (!p) return kiln_graph_free(g);
+    float *pv = kiln_graph_params(g);
+    size_t n = kiln_graph_params_size(g);
+    size_t nx = (size_t)(B * 3 * H * W);
+    for (size_t i = 0; i < n; i++) /* ties: kernel 0, bias 0.5, so every window ties at 0.5 */
+        pv[i] = !ties ? (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f
+                : i < nx ? (float)(i % 7)
+                : i >= n - 16 ? 0.5f
+                              : 0.0f;
+    CHECK_OK(kiln_plan_forward(p));
+    float *seed = kiln_plan_grad(p, y);
+    kiln_shape ys = kiln_plan_shape(p, y);
+    size_t m = (size_t)kiln_shape_numel(&ys);
+    for (size_t i = 0; i < m; i++) seed[i] = (float)(i % 5) - 2.0f;
+    memset(kiln_graph_grads(g), 0, n * sizeof(float));
+    CHECK_OK(kiln_plan_backward(p));
+    memcpy(y_out, kiln_plan_data(p, y), m * sizeof *y_out);
+    memcpy(g_out, kiln_graph_grads(g), n * sizeof *g_out);
+    *ny = m, *ng = n;
+    if (!ties && !reference)
+        CHECK_MSG(kiln_test_gradcheck(g, p, y, 1e-3, 1e-3, 3e-3, 100) == 0, "fast pool gradcheck");
+    kiln_plan_free(p);
+    kiln_graph_free(g);
+}
+
+static void test_pool_fast_path(void) {
+    static float ya[20000], yb[20000], ga[20000], gb[20000];
+    const int shapes[3][3] = {{2, 8, 10}, {1, 9, 7}, {3, 6, 6}}; /* odd sizes: a row left out */
+    for (int k = 0; k < 3; k++)
+        for (int mode = 0; mode < 3; mode++) {
+            size_t ny, ng, ny2, ng2, wi = 0;
+            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], mode, 0, ya, ga, &ny, &ng);
+            fast_case(shapes[k][0], shapes[k][1], shapes[k][2], mode, 1, yb, gb, &ny2, &ng2);
+            CHECK(ny == ny2 && ng == ng2);
+            CHECK_MSG(!memcmp(ya, yb, ny * sizeof *ya), "case %d mode %d: outputs differ", k, mode);
+            double r = kiln_test_compare(ga, gb, ng, 1e-6, 1e-5, &wi);
+            CHECK_MSG(r <= 1, "case %d mode %d: gradient %zu: %g vs %g", k, mode, wi,
+                      (double)ga[wi], (double)gb[wi]);
+        }
+}
+
 int main(void) {
+    RUN(test_pool_fast_path);
     RUN(test_pool_forward);
     RUN(test_pool_gradients);
     RUN(test_global_avgpool);

@@ -80,7 +80,7 @@ typedef struct {
     int window;                     /* occlusion: window side (0: 4) */
     int stride;                     /* occlusion: 0: 2 */
     uint64_t seed;                  /* noise and uniform baselines */
-    int batch; /* rows per plan run (0: 256 for input rows of up to 4096 values, else 64) */
+    int batch; /* rows per plan run (0: 128 for input rows of up to 4096 values, else 64) */
 } kiln_explain_opts;
 
 typedef struct {

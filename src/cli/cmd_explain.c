@@ -7,12 +7,18 @@
  * inputs in one kiln_explain call (batched inside); then per input <name>.npy (the attribution),
  * <name>.png (image inputs: a heat map over the input) and <name>.json (the summary), plus
  * explanations.json listing them all, and a table on stdout.
+ * Files: the inputs' files are encoded and written in parallel (OpenMP, one input per
+ * iteration; the names are settled before, the table and explanations.json after, in input
+ * order). Each file is written to <file>.tmp and renamed, so a reader never sees half a file,
+ * but not fsynced: the outputs can be made again, and two fsyncs per file were most of the
+ * writing time (300 files, about 0.6 s on a virtual disk).
  * Names: the input's file name without its extension, with "-<row>" for rows of an NPY, CSV or
  * JSON file; a name taken twice gets "-<n>" appended.
  * Exit codes: 2 for what the user can fix (options, a missing model, inputs that do not read or
  * fit, a bad layer or target), 1 for failures of the model or of writing.
  */
 #define _XOPEN_SOURCE 700
+#include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <math.h>
@@ -59,7 +65,7 @@ static const char *HELP =
     "  --window N         occlusion: window side (default 4)\n"
     "  --stride N         occlusion: stride (default 2)\n"
     "  --seed N           noise and uniform baselines (default 1)\n"
-    "  --batch N          rows per run of the model (default 256; 64 for inputs of over 4096\n"
+    "  --batch N          rows per run of the model (default 128; 64 for inputs of over 4096\n"
     "                     values)\n"
     "  --version V        a version in a folder of versions\n"
     "  --checkpoint C     a run's checkpoint: step-N or best (default: the newest)\n"
@@ -117,15 +123,26 @@ static void name_of(const char *where, char *out, size_t cap) {
 
 static kiln_status write_file(const char *dir, const char *name, const char *ext, const void *data,
                               size_t len) {
-    char path[4096];
+    char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
-    return kiln_file_write_atomic(path, data, len);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return kiln_error(KILN_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    int bad = fwrite(data, 1, len, f) != len;
+    int e = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, e = errno;
+    if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
+    if (bad) {
+        remove(tmp);
+        return kiln_error(KILN_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    }
+    return KILN_OK;
 }
 
 /* The files of input i. */
 static kiln_status write_one(const char *dir, const char *name, const kiln_cli_predictor *pr,
                              const kiln_explain_opts *o, const kiln_explain_result *r,
-                             const float *attr, const float *raw, int scale, kiln_sbuf *all) {
+                             const float *attr, const float *raw, int scale, kiln_sbuf *b) {
     const kiln_shape *row = &pr->spec.row;
     int64_t dims[8];
     int nd = row->ndim;
@@ -155,25 +172,20 @@ static kiln_status write_one(const char *dir, const char *name, const kiln_cli_p
         free(rgb);
         free(bytes);
     }
-    kiln_sbuf b = KILN_SBUF_INIT;
     const char *cls = r->target < pr->n_classes ? pr->class_names[r->target] : NULL;
-    kiln_explain_result_json(&b, o, r, cls);
-    b.len--; /* reopen the object: add the files */
-    kiln_sbuf_puts(&b, ", \"name\": ");
-    kiln_sbuf_json_str(&b, name);
-    kiln_sbuf_printf(&b, ", \"npy\": \"%s.npy\", \"png\": ", name);
+    kiln_explain_result_json(b, o, r, cls);
+    b->len--; /* reopen the object: add the files */
+    kiln_sbuf_puts(b, ", \"name\": ");
+    kiln_sbuf_json_str(b, name);
+    kiln_sbuf_printf(b, ", \"npy\": \"%s.npy\", \"png\": ", name);
     if (img)
-        kiln_sbuf_printf(&b, "\"%s.png\"}", name);
+        kiln_sbuf_printf(b, "\"%s.png\"}", name);
     else
-        kiln_sbuf_puts(&b, "null}");
-    if (!st && b.failed) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
-    if (!st) {
-        kiln_sbuf_puts(all, all->len ? ",\n  " : "{\"explanations\": [\n  ");
-        kiln_sbuf_put(all, b.data, b.len);
-        kiln_sbuf_putc(&b, '\n');
-        st = write_file(dir, name, ".json", b.data, b.len);
-    }
-    kiln_sbuf_free(&b);
+        kiln_sbuf_puts(b, "null}");
+    kiln_sbuf_putc(b, '\n');
+    if (!st && b->failed) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+    if (!st) st = write_file(dir, name, ".json", b->data, b->len);
+    b->len--; /* the summary's object, without the file's newline */
     return st;
 }
 
@@ -382,15 +394,33 @@ int kiln_cmd_explain(int argc, char **argv) {
             for (int64_t j = 0; j < i && !dup; j++) dup = !strcmp(names[j], tryname);
             if (dup) snprintf(tryname, sizeof tryname, "%s-%d", nm, k);
         }
-        if (!(names[i] = strdup(tryname))) {
-            st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+        if (!(names[i] = strdup(tryname))) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+    }
+    kiln_sbuf *one = st ? NULL : calloc((size_t)in.n, sizeof *one);
+    kiln_status *ost = st ? NULL : calloc((size_t)in.n, sizeof *ost);
+    char **oerr = st ? NULL : calloc((size_t)in.n, sizeof *oerr);
+    if (!st && (!one || !ost || !oerr)) st = kiln_error(KILN_ERR_NOMEM, "out of memory");
+    if (!st) {
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < in.n; i++) {
+            size_t off = (size_t)i * (size_t)in.row_size;
+            ost[i] = write_one(a.out, names[i], &pr, &a.o, &res[i], attr + off, in.x + off,
+                               a.scale, &one[i]);
+            if (ost[i]) { /* the message is this thread's: keep it for the report */
+                kiln_error_prefix("writing %s/%s", a.out, names[i]);
+                oerr[i] = strdup(kiln_last_error());
+            }
+        }
+    }
+    for (int64_t i = 0; !st && i < in.n; i++) {
+        if (ost[i]) {
+            st = kiln_error(ost[i], "%s", oerr[i] ? oerr[i] : "writing failed (out of memory)");
             break;
         }
-        size_t off = (size_t)i * (size_t)in.row_size;
-        st = write_one(a.out, names[i], &pr, &a.o, &res[i], attr + off, in.x + off, a.scale, &all);
-        if (st) kiln_error_prefix("writing %s/%s", a.out, names[i]);
+        kiln_sbuf_puts(&all, all.len ? ",\n  " : "{\"explanations\": [\n  ");
+        kiln_sbuf_put(&all, one[i].data, one[i].len);
         const kiln_explain_result *r = &res[i];
-        if (!st && !a.quiet) {
+        if (!a.quiet) {
             printf("%-24s %-14s %6d %8.4f", in.where[i],
                    r->target < pr.n_classes ? pr.class_names[r->target] : "-", r->target,
                    isnan(r->probability) ? 0.0 : (double)r->probability);
@@ -398,6 +428,8 @@ int kiln_cmd_explain(int argc, char **argv) {
             putchar('\n');
         }
     }
+    for (int64_t i = 0; one && i < in.n; i++) kiln_sbuf_free(&one[i]), free(oerr[i]);
+    free(one), free(ost), free(oerr);
     if (!st) {
         kiln_sbuf_puts(&all, "\n]}\n");
         char path[4096];

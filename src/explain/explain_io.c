@@ -1,6 +1,11 @@
 /* explain_io.c — explainers of exports and the files and JSON that attributions travel in
  * (see kiln/explain.h): NPY and PNG bytes, one result as a JSON object.
  *
+ * PNG: 8-bit RGB, one IDAT of zlib's deflate at Z_BEST_SPEED. Heat maps are magnified blocks,
+ * so row 0 uses the Sub filter and every later row Up (a repeated row is all zeros): small files
+ * at a fraction of the time of stb's encoder, which tries five filters per row and compresses
+ * at level 8 (stb_image_write took about a fifth of `kiln explain` for 100 images).
+ *
  * The black baseline of an export is the preprocessing of an all-zero raw row: what a black
  * image becomes after the export's scale, mean and std, so "black" means the same thing whether
  * the data was scaled to [0, 1] or standardized.
@@ -10,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stb_image_write.h>
+#include <zlib.h>
 
 #include "kiln/explain.h"
 
@@ -64,35 +69,54 @@ kiln_status kiln_explain_npy(const float *v, int ndim, const int64_t *dims, void
     return KILN_OK;
 }
 
-typedef struct {
-    unsigned char *d;
-    size_t n, cap;
-    int failed;
-} sink;
+static void be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
 
-static void png_sink(void *ctx, void *data, int size) {
-    sink *s = ctx;
-    if (s->failed) return;
-    if (s->n + (size_t)size > s->cap) {
-        size_t cap = (s->n + (size_t)size) * 2;
-        unsigned char *d = realloc(s->d, cap);
-        if (!d) {
-            s->failed = 1;
-            return;
-        }
-        s->d = d, s->cap = cap;
-    }
-    memcpy(s->d + s->n, data, (size_t)size);
-    s->n += (size_t)size;
+/* A chunk at b: length, type, data (already there at b + 8), CRC over type and data. */
+static size_t chunk(unsigned char *b, const char *type, size_t n) {
+    be32(b, (uint32_t)n);
+    memcpy(b + 4, type, 4);
+    be32(b + 8 + n, (uint32_t)crc32(crc32(0, Z_NULL, 0), b + 4, (uInt)(n + 4)));
+    return 12 + n;
 }
 
 kiln_status kiln_explain_png(const unsigned char *rgb, int w, int h, void **bytes, size_t *len) {
-    sink s = {0};
-    if (!stbi_write_png_to_func(png_sink, &s, w, h, 3, rgb, w * 3) || s.failed) {
-        free(s.d);
-        return kiln_error(KILN_ERR_NOMEM, "explain: PNG encoding failed (%dx%d)", w, h);
+    if (!rgb || w < 1 || h < 1 || w > (1 << 20) / 3 || h > (1 << 20))
+        return kiln_error(KILN_ERR_INVALID, "explain: PNG of %dx%d pixels", w, h);
+    size_t stride = (size_t)w * 3, raw_n = (size_t)h * (stride + 1);
+    unsigned char *raw = malloc(raw_n);
+    uLong bound = compressBound((uLong)raw_n);
+    unsigned char *b = raw ? malloc(8 + 25 + 12 + bound + 12) : NULL;
+    if (!b) {
+        free(raw);
+        return kiln_error(KILN_ERR_NOMEM, "explain: out of memory for a %dx%d PNG", w, h);
     }
-    *bytes = s.d, *len = s.n;
+    for (int y = 0; y < h; y++) { /* filter byte, then the row: Sub for row 0, Up after */
+        unsigned char *o = raw + (size_t)y * (stride + 1);
+        const unsigned char *r = rgb + (size_t)y * stride, *up = r - stride;
+        o[0] = y ? 2 : 1;
+        for (size_t i = 0; i < stride; i++)
+            o[1 + i] = (unsigned char)(r[i] - (y ? up[i] : i >= 3 ? r[i - 3] : 0));
+    }
+    memcpy(b, "\x89PNG\r\n\x1a\n", 8);
+    size_t at = 8;
+    unsigned char *ih = b + at + 8;
+    be32(ih, (uint32_t)w), be32(ih + 4, (uint32_t)h);
+    ih[8] = 8, ih[9] = 2, ih[10] = ih[11] = ih[12] = 0; /* 8-bit RGB, deflate, no interlace */
+    at += chunk(b + at, "IHDR", 13);
+    uLongf zn = bound;
+    int zr = compress2(b + at + 8, &zn, raw, (uLong)raw_n, Z_BEST_SPEED);
+    free(raw);
+    if (zr != Z_OK) {
+        free(b);
+        return kiln_error(KILN_ERR_NOMEM, "explain: PNG compression failed (%dx%d, zlib %d)", w, h,
+                          zr);
+    }
+    at += chunk(b + at, "IDAT", zn);
+    at += chunk(b + at, "IEND", 0);
+    *bytes = b, *len = at;
     return KILN_OK;
 }
 

@@ -101,6 +101,12 @@ static inline float dact(kiln_act a, float alpha, const float *x, const float *y
 
 void kiln_act_backward(kiln_act a, float alpha, const float *x, const float *y, const float *dy,
                        float *dx, int64_t n, int accum) {
+    if (a == KILN_ACT_RELU && !accum) { /* one vector select per value; 0, not dy * 0, where
+                                         * y <= 0 (PyTorch's threshold_backward: no NaN) */
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+        for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        return;
+    }
     if (accum) {
 #pragma omp parallel for schedule(static) if (n > 32768)
         for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * dact(a, alpha, x, y, i);
