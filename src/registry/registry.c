@@ -149,6 +149,9 @@ static const char *const MIGRATIONS[KILN_REGISTRY_SCHEMA] = {
     "UPDATE sqlite_master SET sql = replace(sql, '''failed'', ''stopped'')',"
     "  '''failed'', ''stopped'', ''pruned'')') WHERE type = 'table' AND name = 'runs';"
     "PRAGMA writable_schema = OFF;",
+    /* 2 -> 3: one param key's rows at once (a filter, sort key or column on a param over every
+     * run: PostgreSQL's list joins them instead of probing per run, registry_query.c) */
+    "CREATE INDEX params_by_key ON params(key, rid);",
 };
 
 static const char *const STMT_SQL[REG_N_STMTS] = {
@@ -724,6 +727,8 @@ static const char *const PG_MIGRATIONS[KILN_REGISTRY_SCHEMA] = {
     "CREATE INDEX trials_by_run ON trials(run);"
     "ALTER TABLE runs DROP CONSTRAINT runs_status_check, ADD CONSTRAINT runs_status_check"
     " CHECK (status IN ('running', 'finished', 'failed', 'stopped', 'pruned'));",
+    /* 2 -> 3 */
+    "CREATE INDEX params_by_key ON params(key, rid);",
 };
 
 /* One text from a query without parameters into out ("" and *found 0 when no row or NULL). */
