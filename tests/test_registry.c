@@ -1238,6 +1238,37 @@ static void test_run_details(void) {
     kiln_registry_close(reg);
 }
 
+/* Two config entries that flatten to the same key path ("a: {b: 1}" and a key "a.b"): the later
+ * one is the param, on SQLite (an upsert per param) and on PostgreSQL (the params in one
+ * multi-row statement, which may not touch a row twice). */
+typedef struct {
+    char text[64];
+    int n;
+} one_param;
+
+static int take_param(const kiln_registry_param *p, void *ctx) {
+    one_param *o = ctx;
+    if (!strcmp(p->key, "a.b")) snprintf(o->text, sizeof o->text, "%s %d", p->value, p->is_number);
+    o->n++;
+    return 0;
+}
+
+static void test_param_key_twice(void) {
+    char runs[1024], path[1300];
+    snprintf(runs, sizeof runs, "%s", at("twice"));
+    fake_run(runs, "e", "a-20240101-000001", "finished", "0.001", 1);
+    snprintf(path, sizeof path, "%s/e/a-20240101-000001/config.yaml", runs);
+    put(path, "a:\n  b: 1\n\"a.b\": two\nc: [1, 2]\n");
+    kiln_registry *reg = NULL;
+    CHECK_OK(kiln_registry_open(runs, &reg));
+    if (!reg) return;
+    CHECK_OK(kiln_registry_sync(reg, NULL));
+    one_param o = {"", 0};
+    CHECK_OK(kiln_registry_run_params(reg, "e/a-20240101-000001", take_param, &o));
+    CHECK_MSG(o.n == 2 && !strcmp(o.text, "two 0"), "%d params, a.b = '%s'", o.n, o.text);
+    kiln_registry_close(reg);
+}
+
 /* ---- models ---- */
 
 static void fake_version(const char *runs, const char *model, int v, const char *run_path) {
@@ -1490,6 +1521,7 @@ int main(void) {
     RUN(test_filter_select);
     RUN(test_list_columns);
     RUN(test_run_details);
+    RUN(test_param_key_twice);
     RUN(test_models);
     kiln_run_rmtree(AT_FDCWD, root);
     return kiln_test_summary();

@@ -856,6 +856,25 @@ static kiln_status auto_schema(const kiln_registry *reg, char *out, size_t cap) 
     return KILN_OK;
 }
 
+/* The common case in one round trip: kiln_meta says the current schema and this runs folder
+ * (else, or when there is no kiln_meta yet, pg_version and pg_check_root look closer). */
+static int pg_current(kiln_registry *reg) {
+    char real[PATH_MAX];
+    reg_stmt *st = NULL;
+    int ok = 0;
+    if (realpath(reg->runs_dir, real) &&
+        reg_prepare(reg->db,
+                    "SELECT max(CASE WHEN key = 'schema' THEN value END),"
+                    " max(CASE WHEN key = 'runs_dir' THEN value END) FROM kiln_meta",
+                    &st) == REG_OK &&
+        reg_step(st) == REG_ROW) {
+        const char *v = reg_col_text(st, 0), *dir = reg_col_text(st, 1);
+        ok = v && atoll(v) == KILN_REGISTRY_SCHEMA && dir && !strcmp(dir, real);
+    }
+    reg_finalize(st);
+    return ok;
+}
+
 static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_ms, int writing) {
     int timeout = busy_ms >= BUSY_MS_CLI ? 10 : 3;
     char schema[128];
@@ -869,6 +888,7 @@ static kiln_status open_pg(kiln_registry *reg, const kiln_reg_uri *u, int busy_m
                           "%s: cannot connect (registry from %s): %s", reg->path, u->origin,
                           reg_db_errmsg(reg->db));
     kiln_status s;
+    if (pg_current(reg)) return writing ? mark_crashed(reg) : KILN_OK;
     if (!writing) {
         int64_t version = 0;
         if ((s = pg_version(reg, &version))) return s;
