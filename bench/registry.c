@@ -229,8 +229,11 @@ int main(int argc, char **argv) {
     }
     snprintf(runs, sizeof runs, "%s/runs", root);
     printf("registry benchmark: %d runs x %d metric points in %s\n", runs_n, points, runs);
-    printf("  registry: %s; CPU: %s (%ld online)\n", registry_uri[0] ? registry_uri : "sqlite:",
-           cpu, sysconf(_SC_NPROCESSORS_ONLN));
+    double load[3] = {0, 0, 0};
+    getloadavg(load, 3);
+    printf("  registry: %s; CPU: %s (%ld online), load average %.2f %.2f %.2f\n",
+           registry_uri[0] ? registry_uri : "sqlite:", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+           load[0], load[1], load[2]);
 
     double t0 = now();
     for (int i = 0; i < runs_n; i++)
@@ -293,6 +296,9 @@ int main(int argc, char **argv) {
             printf("    %-48s %6.1f ms %6.1f ms%s\n", cases[i].what, ms, cpu_ms,
                    ms <= target ? "" : target > 200 ? "  (over 300 ms)" : "  (over 200 ms)");
     }
+
+    getloadavg(load, 3);
+    printf("  load average after the lists: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
 
     int n = 100000;
     char logging[PATH_MAX + 16];
