@@ -1396,22 +1396,24 @@ static void test_models(void) {
 }
 
 
-/* Schema 2 -> 3: a version-2 registry (params without params_by_key) keeps its rows and gains
- * the index; opening it again changes nothing. */
+/* Schema 2 -> 3: a version-2 registry keeps its rows and is version 3 after an open; on
+ * PostgreSQL it gains params_by_key (SQLite's step is empty: its list probes params per run by
+ * the primary key, and the index would only cost). Opening it again changes nothing. */
 static void test_schema_upgrade_params_index(void) {
     kiln_registry *reg = NULL;
     const char *has_index =
         pg_uri ? "SELECT count(*) FROM pg_indexes WHERE indexname = 'params_by_key'"
                  " AND schemaname = current_schema()"
                : "SELECT count(*) FROM sqlite_master WHERE name = 'params_by_key'";
+    int want = pg_uri ? 1 : 0;
     CHECK(kiln_mkdirs(at("v2")) == KILN_OK);
     CHECK_OK(kiln_registry_open(at("v2"), &reg));
     kiln_registry_close(reg);
     reg = NULL;
-    CHECK(q1(at("v2"), has_index) == 1);
+    CHECK(q1(at("v2"), has_index) == want);
     CHECK(exec_sql(at("v2"), pg_uri ? "DROP INDEX params_by_key;"
                                       " UPDATE kiln_meta SET value = '2' WHERE key = 'schema'"
-                                    : "DROP INDEX params_by_key; PRAGMA user_version = 2") == 0);
+                                    : "PRAGMA user_version = 2") == 0);
     CHECK(exec_sql(at("v2"), "INSERT INTO experiments VALUES (1, 'e', 'now');"
                              "INSERT INTO runs(rid, id, eid, name, status, start_time) VALUES"
                              " (1, 'e/r', 1, 'r', 'stopped', 'now');"
@@ -1420,7 +1422,7 @@ static void test_schema_upgrade_params_index(void) {
     CHECK_OK(kiln_registry_open(at("v2"), &reg));
     kiln_registry_close(reg);
     reg = NULL;
-    CHECK(q1(at("v2"), has_index) == 1);
+    CHECK(q1(at("v2"), has_index) == want);
     CHECK(q1(at("v2"), pg_uri ? "SELECT value FROM kiln_meta WHERE key = 'schema'"
                               : "PRAGMA user_version") == 3);
     CHECK(q1(at("v2"), "SELECT count(*) FROM params") == 1);
@@ -1455,8 +1457,7 @@ static void test_schema_upgrade_and_studies(void) {
         CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != 0);
         goto studies;
     }
-    CHECK(exec_sql(at("v1"), "DROP INDEX params_by_key;" /* back over 2 -> 3 too */
-                             "DROP TABLE trials; DROP TABLE studies; PRAGMA writable_schema = ON;"
+    CHECK(exec_sql(at("v1"), "DROP TABLE trials; DROP TABLE studies; PRAGMA writable_schema = ON;"
                              "UPDATE sqlite_master SET sql = replace(sql, ', ''pruned'')', ')')"
                              " WHERE name = 'runs'; PRAGMA writable_schema = OFF;"
                              "PRAGMA user_version = 1") == SQLITE_OK);
