@@ -26,7 +26,7 @@
 #define OID_INT8   20
 #define OID_TEXT   25
 #define OID_FLOAT8 701
-#define MAX_PARAMS 1100
+#define MAX_PARAMS 65535 /* the protocol's limit */
 
 typedef struct {
     PGconn *conn;
@@ -37,8 +37,8 @@ typedef struct {
 typedef struct {
     char *sql;
     int n_params;
-    char *vals[MAX_PARAMS];
-    unsigned types[MAX_PARAMS];
+    char **vals;     /* [n_params] */
+    unsigned *types; /* [n_params] */
     PGresult *res;
     int row, n_rows, done;
 } pg_stmt;
@@ -229,6 +229,11 @@ int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
         free(p->sql), free(p), free(r);
         return REG_EINVALID;
     }
+    if (p->n_params && (!(p->vals = calloc((size_t)p->n_params, sizeof *p->vals)) ||
+                        !(p->types = calloc((size_t)p->n_params, sizeof *p->types)))) {
+        free(p->vals), free(p->sql), free(p), free(r);
+        return REG_ENOMEM;
+    }
     p->row = -1;
     r->db = db, r->impl = p;
     *st = r;
@@ -282,6 +287,7 @@ void reg_pg_finalize(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     reg_pg_reset(st);
     reg_pg_clear_bindings(st);
+    free(p->vals), free(p->types);
     free(p->sql);
     free(p);
     free(st);

@@ -366,7 +366,7 @@ static int keep_latest(reg_latest *l, const char *name, int64_t step, double val
     return 0;
 }
 
-#define REG_PENDING_MAX 200 /* 5 parameters each: 1000 in a statement */
+#define REG_PENDING_MAX 1000 /* 5 parameters each: a run writer's flush (256) is one statement */
 
 typedef struct reg_pending {
     int n;
