@@ -8,8 +8,10 @@
  *
  * --registry postgresql://... measures the registry on PostgreSQL (a schema of its own for this
  * runs folder, ?schema=auto, unless the URI names one; the target there is 300 ms, for a server
- * reached over a socket); the default is SQLite (runs/kiln.db, target 200 ms). The CPU model is
- * printed with the figures.
+ * reached over a socket); the default is SQLite (runs/kiln.db, target 200 ms). The CPU model and
+ * the load average (before the import and after the lists: wall times move with it) are printed
+ * with the figures. The ingest rate of kiln board's MLflow runs/log-batch over HTTP, on either
+ * registry, is bench/mlflow_ingest.sh's.
  *
  * The run folders are written directly (run.json, config.yaml with 40 keys, metrics.jsonl: 60
  * train losses, 20 val_loss, 20 val_accuracy per run for P = 100), as a kiln without the
