@@ -7,10 +7,18 @@
 #   2. kiln's own MLflow client, `kiln runs sync --to mlflow+http://...`, mirroring that run
 #      (read metrics.jsonl, encode, send) to a second kiln board: end to end, both sides on
 #      this machine.
-# Prints the CPU model with the figures. There is no MLflow server here to compare with (MLflow
-# is not installable on this machine).
+# The registry behind the boards is KILN_REGISTRY's (default sqlite:, runs/kiln.db; with
+# postgresql://...?schema=auto each board's runs folder gets a schema of its own): the points go
+# to metrics.jsonl at once and to the registry in the run writer's batches (one transaction a
+# second or 256 points, and at every save), so the first figure is given twice: the log-batch
+# requests alone, and up to the answer of the final runs/update (FINISHED), which saves the run
+# and so flushes its last points: every point is then in the registry.
+# Prints the CPU model and the load average with the figures. There is no MLflow server here to
+# compare with (MLflow is not installable on this machine).
 #
 #   bash bench/mlflow_ingest.sh [build/kiln] [BATCHES]    (default build/kiln, 200)
+#   KILN_REGISTRY='postgresql://postgres@127.0.0.1:54329/kiln?schema=auto' \
+#       bash bench/mlflow_ingest.sh build/kiln              (the registry on PostgreSQL)
 set -eu
 KILN=${1:-build/kiln}
 BATCHES=${2:-200}
@@ -37,7 +45,9 @@ A=$U
 start "$TMP/b" "$TMP/b.log"
 B=$U
 
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores)"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) cores)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "registry: ${KILN_REGISTRY:-sqlite: (runs/kiln.db)}"
 "$PY" - "$A" "$BATCHES" <<'PY'
 import http.client, json, sys, time, urllib.parse
 url, batches = urllib.parse.urlparse(sys.argv[1]), int(sys.argv[2])
@@ -61,6 +71,9 @@ n = 1000 * batches
 print(f"log-batch over HTTP (Python client, 1 keep-alive connection): {n} points in {dt:.2f} s = "
       f"{n / dt:,.0f} points/s ({batches / dt:.0f} requests/s of 1000 metrics)")
 call("runs/update", json.dumps({"run_id": run, "status": "FINISHED"}))
+dt2 = time.perf_counter() - start
+print(f"  with the final runs/update (every point in the registry): {n / dt2:,.0f} points/s "
+      f"({dt2:.2f} s)")
 PY
 start_ns=$(date +%s%N)
 "$KILN" runs sync --to "mlflow+$B" --runs-dir "$TMP/a" >"$TMP/sync.out"

@@ -8,8 +8,10 @@
  *
  * --registry postgresql://... measures the registry on PostgreSQL (a schema of its own for this
  * runs folder, ?schema=auto, unless the URI names one; the target there is 300 ms, for a server
- * reached over a socket); the default is SQLite (runs/kiln.db, target 200 ms). The CPU model is
- * printed with the figures.
+ * reached over a socket); the default is SQLite (runs/kiln.db, target 200 ms). The CPU model and
+ * the load average (before the import and after the lists: wall times move with it) are printed
+ * with the figures. The ingest rate of kiln board's MLflow runs/log-batch over HTTP, on either
+ * registry, is bench/mlflow_ingest.sh's.
  *
  * The run folders are written directly (run.json, config.yaml with 40 keys, metrics.jsonl: 60
  * train losses, 20 val_loss, 20 val_accuracy per run for P = 100), as a kiln without the
@@ -230,8 +232,11 @@ int main(int argc, char **argv) {
     }
     snprintf(runs, sizeof runs, "%s/runs", root);
     printf("registry benchmark: %d runs x %d metric points in %s\n", runs_n, points, runs);
-    printf("  registry: %s; CPU: %s (%ld online)\n", registry_uri[0] ? registry_uri : "sqlite:",
-           cpu, sysconf(_SC_NPROCESSORS_ONLN));
+    double load[3] = {0, 0, 0};
+    getloadavg(load, 3);
+    printf("  registry: %s; CPU: %s (%ld online), load average %.2f %.2f %.2f\n",
+           registry_uri[0] ? registry_uri : "sqlite:", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+           load[0], load[1], load[2]);
 
     double t0 = now();
     for (int i = 0; i < runs_n; i++)
@@ -294,6 +299,9 @@ int main(int argc, char **argv) {
             printf("    %-48s %6.1f ms %6.1f ms%s\n", cases[i].what, ms, cpu_ms,
                    ms <= target ? "" : target > 200 ? "  (over 300 ms)" : "  (over 200 ms)");
     }
+
+    getloadavg(load, 3);
+    printf("  load average after the lists: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
 
     int n = 100000;
     char logging[PATH_MAX + 16];

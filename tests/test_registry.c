@@ -284,7 +284,9 @@ static void test_schema_pg(void) {
     CHECK(kiln_mkdirs(at("second")) == KILN_OK);
     char schema[64], uri[1300];
     schema_of(at("schema"), schema);
-    CHECK(exec_sql(at("schema"), "UPDATE kiln_meta SET value = '2' WHERE key = 'schema'") == 0);
+    snprintf(uri, sizeof uri, "UPDATE kiln_meta SET value = '%d' WHERE key = 'schema'",
+             KILN_REGISTRY_SCHEMA);
+    CHECK(exec_sql(at("schema"), uri) == 0);
     snprintf(uri, sizeof uri, "%s%cschema=%s", pg_uri, strchr(pg_uri, '?') ? '&' : '?', schema);
     setenv("KILN_REGISTRY", uri, 1);
     CHECK(kiln_registry_open(at("second"), &reg) == KILN_ERR_INVALID && !reg);
@@ -1132,6 +1134,78 @@ static void test_filter_select(void) {
     kiln_registry_close(reg);
 }
 
+/* Metric and param columns with a filter and a sort key naming the same metrics and params
+ * (PostgreSQL reads each name through one join, shared by all of them; SQLite through
+ * subqueries and a prefetched table), a metric and a param of the same name, and a name that no
+ * run has: the values and the order are the same on both. */
+typedef struct {
+    char rows[8][160];
+    int n;
+} column_rows;
+
+static int take_columns(const kiln_registry_run *r, void *ctx) {
+    column_rows *c = ctx;
+    if (c->n == 8) return 1;
+    snprintf(c->rows[c->n++], sizeof c->rows[0], "%s %.4g %.4g %s %s %.4g", r->name,
+             r->values[0], r->values[1], r->params[0] ? r->params[0] : "-",
+             r->params[1] ? r->params[1] : "-", r->values[2]);
+    return 0;
+}
+
+static void test_list_columns(void) {
+    char runs[1024];
+    snprintf(runs, sizeof runs, "%s", at("cols"));
+    fake_run(runs, "mnist", "a-20240101-000001", "finished", "0.001", 5); /* val_acc .015 */
+    fake_run(runs, "mnist", "b-20240101-000002", "failed", "0.01", 3);    /* val_acc .103 */
+    fake_run(runs, "cifar", "c-20240101-000003", "finished", "0.1", 4);   /* val_acc 1.004 */
+    fake_run(runs, "cifar", "d-20240101-000004", "finished", "0.05", 0);  /* no metrics */
+    kiln_registry *reg = NULL;
+    CHECK_OK(kiln_registry_open(runs, &reg));
+    if (!reg) return;
+    CHECK_OK(kiln_registry_sync(reg, NULL));
+    const char *metrics[] = {"val_accuracy", "loss", "nothing"};
+    const char *params[] = {"optimizer.adam.learning_rate", "experiment"};
+    struct {
+        const char *filter, *sort;
+        int n;
+        const char *want[4];
+    } cases[] = {
+        {"metrics.val_accuracy > 0.1 or params.optimizer.adam.learning_rate = '0.05'",
+         "params.optimizer.adam.learning_rate desc",
+         3,
+         {"c-20240101-000003 1.004 0.25 0.1 cifar nan", "d-20240101-000004 nan nan 0.05 cifar nan",
+          "b-20240101-000002 0.103 0.3333 0.01 mnist nan"}},
+        /* params.experiment is text; metrics.experiment does not exist (NULL: not > 0) */
+        {"params.experiment = 'mnist' and not metrics.experiment > 0 and metrics.loss < 0.3",
+         "loss",
+         1,
+         {"a-20240101-000001 0.015 0.2 0.001 mnist nan"}},
+        {"metrics.val_accuracy >= 0.015 and metrics.val_accuracy < 1", "val_accuracy asc",
+         2,
+         {"a-20240101-000001 0.015 0.2 0.001 mnist nan",
+          "b-20240101-000002 0.103 0.3333 0.01 mnist nan"}},
+        {NULL, "params.experiment", 4, /* ties: the newest first */
+         {"d-20240101-000004 nan nan 0.05 cifar nan", "c-20240101-000003 1.004 0.25 0.1 cifar nan",
+          "b-20240101-000002 0.103 0.3333 0.01 mnist nan",
+          "a-20240101-000001 0.015 0.2 0.001 mnist nan"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        kiln_registry_filter *f = NULL;
+        int col;
+        if (cases[i].filter) CHECK_OK(kiln_registry_filter_parse(cases[i].filter, &f, &col));
+        kiln_registry_query q = {.filter = f, .sort = cases[i].sort, .metrics = metrics,
+                                 .n_metrics = 3, .params = params, .n_params = 2};
+        column_rows c = {.n = 0};
+        CHECK_OK(kiln_registry_list_runs(reg, &q, take_columns, &c));
+        CHECK_MSG(c.n == cases[i].n, "case %zu: %d rows", i, c.n);
+        for (int k = 0; k < c.n && k < cases[i].n; k++)
+            CHECK_MSG(!strcmp(c.rows[k], cases[i].want[k]), "case %zu row %d: '%s'", i, k,
+                      c.rows[k]);
+        kiln_registry_filter_free(f);
+    }
+    kiln_registry_close(reg);
+}
+
 /* ---- metrics of one run ---- */
 
 typedef struct {
@@ -1185,6 +1259,37 @@ static void test_run_details(void) {
     CHECK_OK(kiln_registry_run_params(reg, "m/a-20240101-000001", count_params, &n));
     CHECK_MSG(n == 2 * 100 + 4, "%d", n); /* lr and units are numbers; 4 texts */
     CHECK(kiln_registry_run_metrics(reg, "m/none", take_metric, &l) == KILN_ERR_NOTFOUND);
+    kiln_registry_close(reg);
+}
+
+/* Two config entries that flatten to the same key path ("a: {b: 1}" and a key "a.b"): the later
+ * one is the param, on SQLite (an upsert per param) and on PostgreSQL (the params in one
+ * multi-row statement, which may not touch a row twice). */
+typedef struct {
+    char text[64];
+    int n;
+} one_param;
+
+static int take_param(const kiln_registry_param *p, void *ctx) {
+    one_param *o = ctx;
+    if (!strcmp(p->key, "a.b")) snprintf(o->text, sizeof o->text, "%s %d", p->value, p->is_number);
+    o->n++;
+    return 0;
+}
+
+static void test_param_key_twice(void) {
+    char runs[1024], path[1300];
+    snprintf(runs, sizeof runs, "%s", at("twice"));
+    fake_run(runs, "e", "a-20240101-000001", "finished", "0.001", 1);
+    snprintf(path, sizeof path, "%s/e/a-20240101-000001/config.yaml", runs);
+    put(path, "a:\n  b: 1\n\"a.b\": two\nc: [1, 2]\n");
+    kiln_registry *reg = NULL;
+    CHECK_OK(kiln_registry_open(runs, &reg));
+    if (!reg) return;
+    CHECK_OK(kiln_registry_sync(reg, NULL));
+    one_param o = {"", 0};
+    CHECK_OK(kiln_registry_run_params(reg, "e/a-20240101-000001", take_param, &o));
+    CHECK_MSG(o.n == 2 && !strcmp(o.text, "two 0"), "%d params, a.b = '%s'", o.n, o.text);
     kiln_registry_close(reg);
 }
 
@@ -1315,6 +1420,40 @@ static void test_models(void) {
 }
 
 
+/* Schema 2 -> 3: a version-2 registry keeps its rows and is version 3 after an open; on
+ * PostgreSQL it gains params_by_key (SQLite's step is empty: its list probes params per run by
+ * the primary key, and the index would only cost). Opening it again changes nothing. */
+static void test_schema_upgrade_params_index(void) {
+    kiln_registry *reg = NULL;
+    const char *has_index =
+        pg_uri ? "SELECT count(*) FROM pg_indexes WHERE indexname = 'params_by_key'"
+                 " AND schemaname = current_schema()"
+               : "SELECT count(*) FROM sqlite_master WHERE name = 'params_by_key'";
+    int want = pg_uri ? 1 : 0;
+    CHECK(kiln_mkdirs(at("v2")) == KILN_OK);
+    CHECK_OK(kiln_registry_open(at("v2"), &reg));
+    kiln_registry_close(reg);
+    reg = NULL;
+    CHECK(q1(at("v2"), has_index) == want);
+    CHECK(exec_sql(at("v2"), pg_uri ? "DROP INDEX params_by_key;"
+                                      " UPDATE kiln_meta SET value = '2' WHERE key = 'schema'"
+                                    : "PRAGMA user_version = 2") == 0);
+    CHECK(exec_sql(at("v2"), "INSERT INTO experiments VALUES (1, 'e', 'now');"
+                             "INSERT INTO runs(rid, id, eid, name, status, start_time) VALUES"
+                             " (1, 'e/r', 1, 'r', 'stopped', 'now');"
+                             "INSERT INTO params VALUES (1, 'seed', '1', 1)") == 0);
+    CHECK(q1(at("v2"), has_index) == 0);
+    CHECK_OK(kiln_registry_open(at("v2"), &reg));
+    kiln_registry_close(reg);
+    reg = NULL;
+    CHECK(q1(at("v2"), has_index) == want);
+    CHECK(q1(at("v2"), pg_uri ? "SELECT value FROM kiln_meta WHERE key = 'schema'"
+                              : "PRAGMA user_version") == 3);
+    CHECK(q1(at("v2"), "SELECT count(*) FROM params") == 1);
+    CHECK_OK(kiln_registry_open(at("v2"), &reg)); /* current: nothing to do */
+    kiln_registry_close(reg);
+}
+
 /* Schema 1 -> 2 (kiln tune): a version-1 file keeps its rows, gains studies and trials, and its
  * runs may then say 'pruned'. Version 1 is remade from a new file by undoing the step. */
 static void test_schema_upgrade_and_studies(void) {
@@ -1324,7 +1463,8 @@ static void test_schema_upgrade_and_studies(void) {
     kiln_registry_close(reg);
     reg = NULL;
     if (pg_uri) { /* the same on PostgreSQL: back to schema 1, then opened again */
-        CHECK(exec_sql(at("v1"), "DROP TABLE trials; DROP TABLE studies; ALTER TABLE runs DROP"
+        CHECK(exec_sql(at("v1"), "DROP INDEX params_by_key;" /* back over 2 -> 3 too */
+                                 "DROP TABLE trials; DROP TABLE studies; ALTER TABLE runs DROP"
                                  " CONSTRAINT runs_status_check, ADD CONSTRAINT runs_status_check"
                                  " CHECK (status IN ('running', 'finished', 'failed', 'stopped'));"
                                  " UPDATE kiln_meta SET value = '1' WHERE key = 'schema'") == 0);
@@ -1334,7 +1474,8 @@ static void test_schema_upgrade_and_studies(void) {
                                  "INSERT INTO params VALUES (1, 'seed', '1', 1)") == 0);
         CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") != 0); /* v1 refuses */
         CHECK_OK(kiln_registry_open(at("v1"), &reg));
-        CHECK(q1(at("v1"), "SELECT value FROM kiln_meta WHERE key = 'schema'") == 2);
+        CHECK(q1(at("v1"), "SELECT value FROM kiln_meta WHERE key = 'schema'") ==
+              KILN_REGISTRY_SCHEMA);
         CHECK(q1(at("v1"), "SELECT count(*) FROM params") == 1);
         CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") == 0);
         CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != 0);
@@ -1350,7 +1491,7 @@ static void test_schema_upgrade_and_studies(void) {
                              "INSERT INTO params VALUES (1, 'seed', '1', 1)") == SQLITE_OK);
     CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") != SQLITE_OK); /* v1 refuses */
     CHECK_OK(kiln_registry_open(at("v1"), &reg));
-    CHECK(q1(at("v1"), "PRAGMA user_version") == 2);
+    CHECK(q1(at("v1"), "PRAGMA user_version") == KILN_REGISTRY_SCHEMA);
     CHECK(q1(at("v1"), "SELECT count(*) FROM params") == 1);
     CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'pruned'") == SQLITE_OK);
     CHECK(exec_sql(at("v1"), "UPDATE runs SET status = 'bogus'") != SQLITE_OK);
@@ -1393,6 +1534,7 @@ int main(void) {
     registry_env();
     RUN(test_schema);
     RUN(test_schema_upgrade_and_studies);
+    RUN(test_schema_upgrade_params_index);
     RUN(test_writer);
     RUN(test_switched_off);
     RUN(test_switched_off_by_user_config);
@@ -1404,7 +1546,9 @@ int main(void) {
     RUN(test_find_and_remove);
     RUN(test_filter_parse);
     RUN(test_filter_select);
+    RUN(test_list_columns);
     RUN(test_run_details);
+    RUN(test_param_key_twice);
     RUN(test_models);
     kiln_run_rmtree(AT_FDCWD, root);
     return kiln_test_summary();

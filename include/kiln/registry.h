@@ -56,7 +56,7 @@
 #include "kiln/run.h"
 #include "kiln/status.h"
 
-#define KILN_REGISTRY_SCHEMA 2
+#define KILN_REGISTRY_SCHEMA 3
 #define KILN_REGISTRY_FILE   "kiln.db"
 /* Longest model name or alias, in bytes. */
 #define KILN_REGISTRY_NAME_MAX 128

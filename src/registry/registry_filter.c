@@ -16,7 +16,9 @@
  *
  * SQL: every comparison becomes coalesce(<lhs> <op> <rhs>, 0), so a missing metric or param
  * (NULL) makes it false rather than unknown, and "not" is plain negation. Values and names are
- * bound as parameters (reg_binds), never spliced into the SQL text.
+ * bound as parameters (reg_binds), never spliced into the SQL text. A metric or param operand is
+ * a correlated subquery on its table's primary key (SQLite: the cheapest there), or, given the
+ * query's reg_joins (PostgreSQL), a column of its LEFT JOIN: the same value, NULL when missing.
  *
  * Columns count characters (UTF-8 sequences), from 1.
  */
@@ -640,14 +642,76 @@ void kiln_reg_binds_apply(const reg_binds *b, reg_stmt *st) {
     }
 }
 
-/* The operand as SQL: its number (want_text 0) or its text (1). */
-static void operand_sql(const reg_operand *o, int want_text, FILE *sql, reg_binds *b) {
+/* ---- operands through joins ---- */
+
+static int joins_find(const reg_joins *j, int is_param, const char *name) {
+    for (int i = 0; j && i < j->n; i++)
+        if (j->is_param[i] == is_param && !strcmp(j->name[i], name)) return i;
+    return -1;
+}
+
+int kiln_reg_joins_add(reg_joins *j, int is_param, const char *name) {
+    int i = joins_find(j, is_param, name);
+    if (i >= 0) return i;
+    if (j->n == j->cap) {
+        int cap = j->cap ? 2 * j->cap : 8;
+        const char **v = realloc(j->name, (size_t)cap * sizeof *v);
+        if (v) j->name = v;
+        char *p = v ? realloc(j->is_param, (size_t)cap) : NULL;
+        if (!p) {
+            j->failed = 1;
+            return -1;
+        }
+        j->is_param = p, j->cap = cap;
+    }
+    j->name[j->n] = name, j->is_param[j->n] = (char)is_param;
+    return j->n++;
+}
+
+void kiln_reg_joins_add_filter(reg_joins *j, const kiln_registry_filter *f) {
+    int is_param;
+    const char *name;
+    for (int i = 0; f && (name = kiln_registry_filter_name(f, i, &is_param)); i++)
+        kiln_reg_joins_add(j, is_param, name);
+}
+
+void kiln_reg_joins_sql(const reg_joins *j, FILE *sql, reg_binds *b) {
+    for (int i = 0; i < j->n; i++) {
+        if (j->is_param[i])
+            fprintf(sql, " LEFT JOIN params j%d ON j%d.rid = r.rid AND j%d.key = ?", i, i, i);
+        else
+            fprintf(sql, " LEFT JOIN latest_metrics j%d ON j%d.rid = r.rid AND j%d.name = ?", i,
+                    i, i);
+        kiln_reg_binds_add_text(b, j->name[i]);
+    }
+}
+
+void kiln_reg_joins_free(reg_joins *j) {
+    free(j->name), free(j->is_param);
+    memset(j, 0, sizeof *j);
+}
+
+/* The operand as SQL: its number (want_text 0) or its text (1); metrics and params from their
+ * join in j when there is one. */
+static void operand_sql(const reg_operand *o, int want_text, const reg_joins *j, FILE *sql,
+                        reg_binds *b) {
+    int at = o->kind == REG_OP_METRIC || o->kind == REG_OP_PARAM
+                 ? joins_find(j, o->kind == REG_OP_PARAM, o->text)
+                 : -1;
     switch (o->kind) {
     case REG_OP_METRIC:
+        if (at >= 0) {
+            fprintf(sql, "j%d.value", at);
+            break;
+        }
         fputs("(SELECT value FROM latest_metrics WHERE rid = r.rid AND name = ?)", sql);
         kiln_reg_binds_add_text(b, o->text);
         break;
     case REG_OP_PARAM:
+        if (at >= 0) {
+            fprintf(sql, "j%d.%s", at, want_text ? "value" : "num");
+            break;
+        }
         fprintf(sql, "(SELECT %s FROM params WHERE rid = r.rid AND key = ?)",
                 want_text ? "value" : "num");
         kiln_reg_binds_add_text(b, o->text);
@@ -666,32 +730,34 @@ static void operand_sql(const reg_operand *o, int want_text, FILE *sql, reg_bind
     }
 }
 
-static void node_sql(const kiln_registry_filter *f, int i, FILE *sql, reg_binds *b) {
+static void node_sql(const kiln_registry_filter *f, int i, const reg_joins *j, FILE *sql,
+                     reg_binds *b) {
     const node *n = &f->nodes[i];
     switch (n->kind) {
     case N_CMP:
         fputs("coalesce(", sql);
-        operand_sql(&n->l, n->text_cmp, sql, b);
+        operand_sql(&n->l, n->text_cmp, j, sql, b);
         fprintf(sql, " %s ", OP_SQL[n->op]);
-        operand_sql(&n->r, n->text_cmp, sql, b);
+        operand_sql(&n->r, n->text_cmp, j, sql, b);
         fputs(", FALSE)", sql);
         break;
     case N_NOT:
         fputs("(NOT ", sql);
-        node_sql(f, n->a, sql, b);
+        node_sql(f, n->a, j, sql, b);
         fputc(')', sql);
         break;
     default:
         fputc('(', sql);
-        node_sql(f, n->a, sql, b);
+        node_sql(f, n->a, j, sql, b);
         fputs(n->kind == N_AND ? " AND " : " OR ", sql);
-        node_sql(f, n->b, sql, b);
+        node_sql(f, n->b, j, sql, b);
         fputc(')', sql);
     }
 }
 
-void kiln_reg_filter_sql(const kiln_registry_filter *f, FILE *sql, reg_binds *b) {
-    node_sql(f, f->root, sql, b);
+void kiln_reg_filter_sql(const kiln_registry_filter *f, const reg_joins *j, FILE *sql,
+                         reg_binds *b) {
+    node_sql(f, f->root, j, sql, b);
 }
 
 /* ---- sort keys ---- */
@@ -743,13 +809,14 @@ kiln_status kiln_registry_sort_key(const char *sort, int *kind, char *name, size
     return s;
 }
 
-void kiln_reg_sort_sql(const reg_operand *key, int desc, FILE *sql, reg_binds *b) {
+void kiln_reg_sort_sql(const reg_operand *key, int desc, const reg_joins *j, FILE *sql,
+                       reg_binds *b) {
     const char *dir = desc ? "DESC" : "ASC";
-    operand_sql(key, 0, sql, b);
+    operand_sql(key, 0, j, sql, b);
     fprintf(sql, " %s NULLS LAST", dir);
     if (key->kind == REG_OP_PARAM) { /* numbers first by value, then text params by text */
         fputs(", ", sql);
-        operand_sql(key, 1, sql, b);
+        operand_sql(key, 1, j, sql, b);
         fprintf(sql, " %s NULLS LAST", dir);
     }
 }

@@ -182,12 +182,33 @@ void kiln_reg_binds_add_num(reg_binds *b, double num);
 /* Binds them to st from parameter 1 on. */
 void kiln_reg_binds_apply(const reg_binds *b, reg_stmt *st);
 
-/* The filter as an SQL boolean expression over `runs r JOIN experiments e` (always 0 or 1). */
-void kiln_reg_filter_sql(const kiln_registry_filter *f, FILE *sql, reg_binds *b);
+/* Metrics and params read through joins (the list on PostgreSQL): each distinct name gets one
+ * "LEFT JOIN latest_metrics jN" or "LEFT JOIN params jN" on (r.rid, name), whose primary key
+ * makes it at most one row, so the planner can hash-join a whole column at once instead of
+ * probing per run. Names point into the query, filter or sort key that named them. */
+typedef struct {
+    const char **name;
+    char *is_param;
+    int n, cap;
+    int failed; /* out of memory: operands without a join fall back to a subquery */
+} reg_joins;
+/* The join of (is_param, name), added when new; its index, or -1 without memory. */
+int kiln_reg_joins_add(reg_joins *j, int is_param, const char *name);
+/* Adds every metric and param the filter names. */
+void kiln_reg_joins_add_filter(reg_joins *j, const kiln_registry_filter *f);
+/* The "LEFT JOIN ..." clauses (after FROM runs r ...), their names bound. */
+void kiln_reg_joins_sql(const reg_joins *j, FILE *sql, reg_binds *b);
+void kiln_reg_joins_free(reg_joins *j);
+
+/* The filter as an SQL boolean expression over `runs r JOIN experiments e` (always 0 or 1);
+ * with j, its metrics and params read from j's joins (else correlated subqueries). */
+void kiln_reg_filter_sql(const kiln_registry_filter *f, const reg_joins *j, FILE *sql,
+                         reg_binds *b);
 /* Parses a sort key (see kiln_registry_query.sort) into key and its direction. */
 kiln_status kiln_reg_sort_parse(const char *text, reg_operand *key, int *desc);
 void kiln_reg_operand_free(reg_operand *o);
-/* The "ORDER BY" terms for key (without the words ORDER BY). */
-void kiln_reg_sort_sql(const reg_operand *key, int desc, FILE *sql, reg_binds *b);
+/* The "ORDER BY" terms for key (without the words ORDER BY); j as for kiln_reg_filter_sql. */
+void kiln_reg_sort_sql(const reg_operand *key, int desc, const reg_joins *j, FILE *sql,
+                       reg_binds *b);
 
 #endif

@@ -27,7 +27,7 @@
 #define OID_INT8   20
 #define OID_TEXT   25
 #define OID_FLOAT8 701
-#define MAX_PARAMS 1100
+#define MAX_PARAMS 65535 /* the protocol's limit */
 
 static int reg_pg_exec(reg_db *db, const char *sql);
 
@@ -40,8 +40,8 @@ typedef struct {
 typedef struct {
     char *sql;
     int n_params;
-    char *vals[MAX_PARAMS];
-    unsigned types[MAX_PARAMS];
+    char **vals;     /* [n_params] */
+    unsigned *types; /* [n_params] */
     PGresult *res;
     int row, n_rows, done;
 } pg_stmt;
@@ -101,22 +101,26 @@ static int pg_open(const char *conninfo, const char *schema, int connect_timeout
     if (PQstatus(c->conn) != CONNECTION_OK) return fail(c, NULL);
     PQsetNoticeProcessor(c->conn, quiet, NULL);
     /* jit: the registry's queries are small; compiling them costs more than it saves */
-    int rc = reg_pg_exec(db, "SET client_min_messages = warning; SET jit = off");
-    if (rc || !schema) return rc;
+    static const char *const SETTINGS = "SET client_min_messages = warning; SET jit = off";
+    if (!schema) return reg_pg_exec(db, SETTINGS);
     char *q = PQescapeIdentifier(c->conn, schema, strlen(schema));
     if (!q) return fail(c, NULL);
     char sql[600];
-    /* CREATE SCHEMA needs the right to create even when the schema exists: ask first, so that a
-     * user who may only read can use it */
-    const char *name[1] = {schema};
-    PGresult *res = PQexecParams(c->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1,
-                                 NULL, name, NULL, NULL, 0);
-    int exists = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    /* One round trip when the schema exists (every open but the first): the settings, the
+     * search path (a schema that does not exist may be named: current_schema() is then NULL)
+     * and whether it exists. CREATE SCHEMA needs the right to create even when the schema
+     * exists: it is asked for only when missing, so that a user who may only read can use it. */
+    snprintf(sql, sizeof sql, "%s; SET search_path TO %s; SELECT current_schema() IS NOT NULL",
+             SETTINGS, q);
+    PGresult *res = PQexec(c->conn, sql);
+    int rc = res && PQresultStatus(res) == PGRES_TUPLES_OK ? REG_OK : fail(c, res);
+    int exists = !rc && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
     PQclear(res);
-    if (exists)
-        snprintf(sql, sizeof sql, "SET search_path TO %s", q);
-    else
-        snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", q, q);
+    if (rc || exists) {
+        PQfreemem(q);
+        return rc;
+    }
+    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path TO %s", q, q);
     PQfreemem(q);
     /* two sessions creating the same schema at once: one of them gets a unique violation */
     for (int attempt = 0;; attempt++) {
@@ -228,6 +232,11 @@ static int reg_pg_prepare(reg_db *db, const char *sql, reg_stmt **st) {
         free(p->sql), free(p), free(r);
         return REG_EINVALID;
     }
+    if (p->n_params && (!(p->vals = calloc((size_t)p->n_params, sizeof *p->vals)) ||
+                        !(p->types = calloc((size_t)p->n_params, sizeof *p->types)))) {
+        free(p->vals), free(p->sql), free(p), free(r);
+        return REG_ENOMEM;
+    }
     p->row = -1;
     r->db = db, r->impl = p;
     *st = r;
@@ -281,6 +290,7 @@ static void reg_pg_finalize(reg_stmt *st) {
     pg_stmt *p = PSTMT(st);
     reg_pg_reset(st);
     reg_pg_clear_bindings(st);
+    free(p->vals), free(p->types);
     free(p->sql);
     free(p);
     free(st);

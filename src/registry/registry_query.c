@@ -2,11 +2,15 @@
  * what a user's run reference means, a run's params, metric summaries and histories, and
  * removing a run.
  *
- * The list is one SELECT over runs joined with experiments. Metric columns come from one pass
- * over latest_metrics by name (its index latest_by_name), into a table indexed by the run's
- * rowid, which is several times cheaper than a probe per run and name; filters on metrics and
- * metric sort keys probe latest_metrics by its primary key (run, name). Neither reads the
- * metrics table itself, so listing 10,000 runs stays in milliseconds whatever their history.
+ * The list is one SELECT over runs joined with experiments. On SQLite, metric columns come from
+ * one pass over latest_metrics by name (its index latest_by_name), into a table indexed by the
+ * run's rowid, which is several times cheaper than a probe per run and name; filters on metrics
+ * and metric sort keys probe latest_metrics by its primary key (run, name). On PostgreSQL every
+ * statement is a round trip to the server and a probe per run is an index scan: there the list
+ * is one statement with a LEFT JOIN per metric or param it names (columns, filter and sort key
+ * share them: reg_joins), which the planner answers with one scan of each name's rows
+ * (latest_by_name, params_by_key) and hash joins. Neither reads the metrics table itself, so
+ * listing 10,000 runs stays in milliseconds whatever their history.
  * The SQL text is generated (filter.c), every value in it is a bound parameter.
  */
 #include <errno.h>
@@ -148,22 +152,45 @@ static size_t latest_of(const all_latest *a, int64_t rid, int *count) {
     return lo;
 }
 
+/* The list's SELECT. probe_metrics: the metric columns are in it (else prefetched). j: read
+ * metrics and params (columns, filter, sort key) through its joins (PostgreSQL); NULL:
+ * correlated subqueries. */
 static kiln_status build_list_sql(const kiln_registry_query *q, int probe_metrics,
-                                  const reg_operand *sort, int desc, char **sql, reg_binds *b,
-                                  char *exp_folder) {
+                                  const reg_operand *sort, int desc, reg_joins *j, char **sql,
+                                  reg_binds *b, char *exp_folder) {
     size_t len = 0;
     FILE *o = open_memstream(sql, &len);
     if (!o) return kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
+    if (j) {
+        for (int i = 0; i < q->n_metrics; i++) kiln_reg_joins_add(j, 0, q->metrics[i]);
+        for (int i = 0; i < q->n_params; i++) kiln_reg_joins_add(j, 1, q->params[i]);
+        if (q->filter) kiln_reg_joins_add_filter(j, q->filter);
+        if (q->sort && (sort->kind == REG_OP_METRIC || sort->kind == REG_OP_PARAM))
+            kiln_reg_joins_add(j, sort->kind == REG_OP_PARAM, sort->text);
+        if (j->failed) j = NULL; /* out of memory: subqueries need none */
+    }
     fputs("SELECT " RUN_COLUMNS, o);
     for (int i = 0; probe_metrics && i < q->n_metrics; i++) {
+        int at = j ? kiln_reg_joins_add(j, 0, q->metrics[i]) : -1;
+        if (at >= 0) {
+            fprintf(o, ", j%d.value", at);
+            continue;
+        }
         fputs(", (SELECT value FROM latest_metrics WHERE rid = r.rid AND name = ?)", o);
         kiln_reg_binds_add_text(b, q->metrics[i]);
     }
     for (int i = 0; i < q->n_params; i++) {
+        int at = j ? kiln_reg_joins_add(j, 1, q->params[i]) : -1;
+        if (at >= 0) {
+            fprintf(o, ", j%d.value", at);
+            continue;
+        }
         fputs(", (SELECT value FROM params WHERE rid = r.rid AND key = ?)", o);
         kiln_reg_binds_add_text(b, q->params[i]);
     }
-    fputs(" FROM runs r JOIN experiments e ON e.eid = r.eid WHERE 1 = 1", o);
+    fputs(" FROM runs r JOIN experiments e ON e.eid = r.eid", o);
+    if (j) kiln_reg_joins_sql(j, o, b);
+    fputs(" WHERE 1 = 1", o);
     if (q->id) {
         fputs(" AND r.id = ?", o);
         kiln_reg_binds_add_text(b, q->id);
@@ -178,11 +205,11 @@ static kiln_status build_list_sql(const kiln_registry_query *q, int probe_metric
     }
     if (q->filter) {
         fputs(" AND ", o);
-        kiln_reg_filter_sql(q->filter, o, b);
+        kiln_reg_filter_sql(q->filter, j, o, b);
     }
     fputs(" ORDER BY ", o);
     if (q->sort) {
-        kiln_reg_sort_sql(sort, desc, o, b);
+        kiln_reg_sort_sql(sort, desc, j, o, b);
         fputs(", ", o);
     }
     fputs("r.start_time DESC, r.id", o);
@@ -219,10 +246,14 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
     int64_t max_rid = 0;
     if (!values || !params) s = kiln_error(KILN_ERR_NOMEM, "registry: out of memory");
     all_latest every = {0};
-    if (!s && q->n_metrics) s = prefetch_metrics(reg, q, &table, &max_rid);
+    /* a server: one statement (each is a round trip), metrics and params joined in it */
+    int server = reg_db_dialect(reg->db) == REG_PG;
+    reg_joins joins = {0};
+    if (!s && q->n_metrics && !server) s = prefetch_metrics(reg, q, &table, &max_rid);
     if (!s && q->all_metrics) s = fetch_all_latest(reg, &every);
     int probe = table == NULL, nm = probe ? q->n_metrics : 0; /* metric columns in the SELECT */
-    if (!s) s = build_list_sql(q, probe, &sort, desc, &sql, &b, exp_folder);
+    if (!s)
+        s = build_list_sql(q, probe, &sort, desc, server ? &joins : NULL, &sql, &b, exp_folder);
     if (!s) s = prepare(reg, sql, &st, "listing runs");
     if (!s) {
         kiln_reg_binds_apply(&b, st);
@@ -273,6 +304,7 @@ kiln_status kiln_registry_list_runs(kiln_registry *reg, const kiln_registry_quer
     free(params);
     free(sql);
     free(b.v);
+    kiln_reg_joins_free(&joins);
     kiln_reg_operand_free(&sort);
     return s;
 }

@@ -230,6 +230,21 @@ static int64_t keep_str(known_runs *k, const char *s) {
     return (int64_t)(k->used - n);
 }
 
+/* json_stamp's "ino:sec.nsec:size" into r (by hand: sscanf costs more than the rest of reading
+ * 10,000 rows); 0 when it is not one. */
+static int parse_stamp(const char *s, known_run *r) {
+    unsigned long long *f[4] = {&r->ino, &r->sec, &r->nsec, &r->size};
+    static const char SEP[4] = {':', '.', ':', 0};
+    for (int i = 0; i < 4; i++) {
+        char *end;
+        if (!s || ((*s < '0' || *s > '9') && *s != '-')) return 0; /* as %llu reads */
+        *f[i] = strtoull(s, &end, 10);
+        if (*end != SEP[i]) return 0;
+        s = end + 1;
+    }
+    return 1;
+}
+
 static kiln_status load_known(kiln_registry *reg, known_runs *k) {
     reg_stmt *st = NULL;
     int rc = reg_prepare(reg->db,
@@ -259,9 +274,7 @@ static kiln_status load_known(kiln_registry *reg, known_runs *k) {
                          .offset = reg_col_int64(st, 2),
                          .params_current = (int)reg_col_int64(st, 3),
                          .sealed = (int)reg_col_int64(st, 4)};
-        const char *stamp = kiln_reg_col_text(st, 1);
-        if (!stamp ||
-            sscanf(stamp, "%llu:%llu.%llu:%llu", &r->ino, &r->sec, &r->nsec, &r->size) != 4)
+        if (!parse_stamp(kiln_reg_col_text(st, 1), r))
             r->ino = r->sec = r->nsec = r->size = ~0ull; /* matches no file */
     }
     reg_finalize(st);

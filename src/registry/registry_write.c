@@ -16,6 +16,9 @@
  * Points on a database server go in multi-row upserts of up to REG_PENDING_MAX (one round trip
  * for many points instead of one each); a later point for the same run, name and step replaces
  * a waiting one, as the upsert would (PostgreSQL refuses one statement touching a row twice).
+ * So do a run's params (PARAMS_PER_STATEMENT a statement, a key twice kept once) and the latest
+ * values of a batch of points: an import then costs a dozen round trips a run, not one per
+ * param (40 and more for a typical config).
  */
 #include <math.h>
 #include <stdio.h>
@@ -103,16 +106,96 @@ kiln_status kiln_reg_put_run(kiln_registry *reg, const char *id, const kiln_run_
 
 /* ---- params ---- */
 
+/* A param waiting for a multi-row statement (a database server). */
+typedef struct {
+    char *key, *value;
+    double num;
+    int has_num;
+} param_row;
+
 typedef struct {
     kiln_registry *reg;
-    reg_stmt *st;
+    reg_stmt *st; /* one statement per param (SQLite) */
     int64_t rid;
     kiln_status s;
+    param_row *rows; /* or these, sent together (a server: a round trip per statement) */
+    int n, cap, batch;
 } flattener;
+
+static void keep_param(flattener *f, const char *key, const char *value, int has_num,
+                       double num) {
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->rows[i].key, key)) { /* a key twice: the later wins, as an upsert */
+            char *v = strdup(value);
+            if (!v) goto oom;
+            free(f->rows[i].value);
+            f->rows[i].value = v, f->rows[i].num = num, f->rows[i].has_num = has_num;
+            return;
+        }
+    if (f->n == f->cap) {
+        int cap = f->cap ? 2 * f->cap : 64;
+        param_row *r = realloc(f->rows, (size_t)cap * sizeof *r);
+        if (!r) goto oom;
+        f->rows = r, f->cap = cap;
+    }
+    param_row *r = &f->rows[f->n];
+    r->key = strdup(key), r->value = strdup(value), r->num = num, r->has_num = has_num;
+    if (!r->key || !r->value) {
+        free(r->key), free(r->value);
+        goto oom;
+    }
+    f->n++;
+    return;
+oom:
+    f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
+}
+
+#define PARAMS_PER_STATEMENT 250 /* 4 parameters each: 1000 in a statement */
+
+/* The kept params in multi-row upserts. */
+static kiln_status send_params(flattener *f) {
+    for (int at = 0; at < f->n && !f->s; at += PARAMS_PER_STATEMENT) {
+        int n = f->n - at < PARAMS_PER_STATEMENT ? f->n - at : PARAMS_PER_STATEMENT;
+        char *sql = NULL;
+        size_t len = 0;
+        FILE *o = open_memstream(&sql, &len);
+        if (!o) return f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
+        fputs("INSERT INTO params(rid, key, value, num) VALUES ", o);
+        for (int i = 0; i < n; i++) fprintf(o, "%s(?, ?, ?, ?)", i ? ", " : "");
+        fputs(" ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value, num = excluded.num",
+              o);
+        if (fclose(o) != 0 || !sql) {
+            free(sql);
+            return f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
+        }
+        reg_stmt *st = NULL;
+        int rc = reg_prepare(f->reg->db, sql, &st);
+        free(sql);
+        if (rc != REG_OK) return f->s = kiln_reg_fail(f->reg, rc, "recording params");
+        for (int i = 0, k = 1; i < n; i++) {
+            const param_row *r = &f->rows[at + i];
+            reg_bind_int64(st, k++, f->rid);
+            reg_bind_text(st, k++, r->key);
+            reg_bind_text(st, k++, r->value);
+            if (r->has_num)
+                reg_bind_double(st, k++, r->num);
+            else
+                reg_bind_null(st, k++);
+        }
+        f->s = kiln_reg_step_done(f->reg, st, "recording params");
+        reg_finalize(st);
+    }
+    return f->s;
+}
 
 static void add_param(flattener *f, const char *key, const char *value, const kiln_cfg *scalar) {
     if (f->s) return;
     double num;
+    if (f->batch) {
+        int has_num = scalar && kiln_cfg_parse_num(scalar, &num) == 0;
+        keep_param(f, key, value, has_num, has_num ? num : 0);
+        return;
+    }
     reg_bind_int64(f->st, 1, f->rid);
     kiln_reg_bind_text(f->st, 2, key);
     kiln_reg_bind_text(f->st, 3, value);
@@ -188,12 +271,15 @@ kiln_status kiln_reg_put_params(kiln_registry *reg, int64_t rid, const char *con
     if (s) return s;
     kiln_cfg *cfg = NULL;
     if (config_path && kiln_config_load(config_path, &cfg) == KILN_OK) {
-        flattener f = {reg, kiln_reg_stmt(reg, REG_PARAM_ADD), rid, KILN_OK};
+        flattener f = {.reg = reg, .rid = rid, .batch = reg->remote};
         char key[KEY_MAX] = "";
-        if (!f.st)
+        if (!f.batch && !(f.st = kiln_reg_stmt(reg, REG_PARAM_ADD)))
             f.s = KILN_ERR_IO;
         else
             flatten(&f, cfg, key, 0);
+        if (f.batch && !f.s) send_params(&f);
+        for (int i = 0; i < f.n; i++) free(f.rows[i].key), free(f.rows[i].value);
+        free(f.rows);
         kiln_cfg_free(cfg);
         if ((s = f.s)) return s;
     } else {
@@ -221,10 +307,47 @@ static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name,
     return kiln_reg_step_done(reg, st, "recording a metric");
 }
 
+/* Every name of l in one upsert (a database server: one round trip); names in l are distinct,
+ * which PostgreSQL needs of one statement. */
+static kiln_status latest_all(kiln_registry *reg, int64_t rid, const reg_latest *l) {
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&sql, &len);
+    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    fputs("INSERT INTO latest_metrics(rid, name, step, value) VALUES ", o);
+    for (int i = 0; i < l->n; i++) fprintf(o, "%s(?, ?, ?, ?)", i ? ", " : "");
+    fputs(" ON CONFLICT(rid, name) DO UPDATE SET step = excluded.step, value = excluded.value"
+          " WHERE excluded.step >= latest_metrics.step",
+          o);
+    if (fclose(o) != 0 || !sql) {
+        free(sql);
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    }
+    reg_stmt *st = NULL;
+    int rc = reg_prepare(reg->db, sql, &st);
+    free(sql);
+    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "recording metrics");
+    for (int i = 0, k = 1; i < l->n; i++) {
+        reg_bind_int64(st, k++, rid);
+        reg_bind_text(st, k++, l->v[i].name);
+        reg_bind_int64(st, k++, l->v[i].step);
+        if (isnan(l->v[i].value))
+            reg_bind_null(st, k++);
+        else
+            reg_bind_double(st, k++, l->v[i].value);
+    }
+    kiln_status s = kiln_reg_step_done(reg, st, "recording metrics");
+    reg_finalize(st);
+    return s;
+}
+
 kiln_status kiln_reg_put_latest(kiln_registry *reg, int64_t rid, reg_latest *l) {
     kiln_status s = KILN_OK;
-    for (int i = 0; !s && i < l->n; i++)
-        s = latest_one(reg, rid, l->v[i].name, l->v[i].step, l->v[i].value);
+    if (reg->remote && l->n > 1)
+        s = latest_all(reg, rid, l);
+    else
+        for (int i = 0; !s && i < l->n; i++)
+            s = latest_one(reg, rid, l->v[i].name, l->v[i].step, l->v[i].value);
     l->n = 0;
     return s;
 }
@@ -243,7 +366,7 @@ static int keep_latest(reg_latest *l, const char *name, int64_t step, double val
     return 0;
 }
 
-#define REG_PENDING_MAX 200 /* 5 parameters each: 1000 in a statement */
+#define REG_PENDING_MAX 1000 /* 5 parameters each: a run writer's flush (256) is one statement */
 
 typedef struct reg_pending {
     int n;
