@@ -167,8 +167,8 @@ static int by_value(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_http_load PORT PATH BODY_FILE [THREADS [CONNECTIONS_PER_THREAD"
-                        " [SECONDS]]]\n");
+        fprintf(stderr, "usage: bench_http_load PORT PATH BODY_FILE"
+                        " [THREADS [CONNECTIONS_PER_THREAD [SECONDS]]]\n");
         return 2;
     }
     port = atoi(argv[1]);

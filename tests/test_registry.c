@@ -1084,17 +1084,23 @@ static void test_filter_parse(void) {
     CHECK(kiln_registry_sort_key("a b c", &kind, name, sizeof name) == KILN_ERR_INVALID);
 }
 
+/* Four runs in runs (two experiments; val_acc .015, .103, 1.004 and none), synced. */
+static kiln_registry *four_runs(const char *runs) {
+    fake_run(runs, "mnist", "a-20240101-000001", "finished", "0.001", 5);
+    fake_run(runs, "mnist", "b-20240101-000002", "failed", "0.01", 3);
+    fake_run(runs, "cifar", "c-20240101-000003", "finished", "0.1", 4);
+    fake_run(runs, "cifar", "d-20240101-000004", "finished", "0.05", 0);
+    kiln_registry *reg = NULL;
+    CHECK_OK(kiln_registry_open(runs, &reg));
+    if (reg) CHECK_OK(kiln_registry_sync(reg, NULL));
+    return reg;
+}
+
 static void test_filter_select(void) {
     char runs[1024];
     snprintf(runs, sizeof runs, "%s", at("sel"));
-    fake_run(runs, "mnist", "a-20240101-000001", "finished", "0.001", 5); /* val_acc .015 */
-    fake_run(runs, "mnist", "b-20240101-000002", "failed", "0.01", 3);    /* val_acc .103 */
-    fake_run(runs, "cifar", "c-20240101-000003", "finished", "0.1", 4);   /* val_acc 1.004 */
-    fake_run(runs, "cifar", "d-20240101-000004", "finished", "0.05", 0);  /* no metrics */
-    kiln_registry *reg = NULL;
-    CHECK_OK(kiln_registry_open(runs, &reg));
+    kiln_registry *reg = four_runs(runs);
     if (!reg) return;
-    CHECK_OK(kiln_registry_sync(reg, NULL));
     char got[512];
     struct {
         const char *filter, *sort, *want;
@@ -1155,14 +1161,8 @@ static int take_columns(const kiln_registry_run *r, void *ctx) {
 static void test_list_columns(void) {
     char runs[1024];
     snprintf(runs, sizeof runs, "%s", at("cols"));
-    fake_run(runs, "mnist", "a-20240101-000001", "finished", "0.001", 5); /* val_acc .015 */
-    fake_run(runs, "mnist", "b-20240101-000002", "failed", "0.01", 3);    /* val_acc .103 */
-    fake_run(runs, "cifar", "c-20240101-000003", "finished", "0.1", 4);   /* val_acc 1.004 */
-    fake_run(runs, "cifar", "d-20240101-000004", "finished", "0.05", 0);  /* no metrics */
-    kiln_registry *reg = NULL;
-    CHECK_OK(kiln_registry_open(runs, &reg));
+    kiln_registry *reg = four_runs(runs);
     if (!reg) return;
-    CHECK_OK(kiln_registry_sync(reg, NULL));
     const char *metrics[] = {"val_accuracy", "loss", "nothing"};
     const char *params[] = {"optimizer.adam.learning_rate", "experiment"};
     struct {

@@ -150,28 +150,43 @@ oom:
     f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
 }
 
+/* Prepares "INSERT INTO <into> VALUES (?, ...) x rows <tail>": a multi-row upsert of `cols`
+ * values per row, one statement (on a database server one round trip). */
+static kiln_status prepare_rows(kiln_registry *reg, const char *into, int rows, int cols,
+                                const char *tail, const char *what, reg_stmt **st) {
+    *st = NULL;
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&sql, &len);
+    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    fprintf(o, "INSERT INTO %s VALUES ", into);
+    for (int i = 0; i < rows; i++) {
+        fputs(i ? ", (?" : "(?", o);
+        for (int c = 1; c < cols; c++) fputs(", ?", o);
+        fputc(')', o);
+    }
+    fprintf(o, " %s", tail);
+    if (fclose(o) != 0 || !sql) {
+        free(sql);
+        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
+    }
+    int rc = reg_prepare(reg->db, sql, st);
+    free(sql);
+    return rc == REG_OK ? KILN_OK : kiln_reg_fail(reg, rc, what);
+}
+
 #define PARAMS_PER_STATEMENT 250 /* 4 parameters each: 1000 in a statement */
 
 /* The kept params in multi-row upserts. */
 static kiln_status send_params(flattener *f) {
     for (int at = 0; at < f->n && !f->s; at += PARAMS_PER_STATEMENT) {
         int n = f->n - at < PARAMS_PER_STATEMENT ? f->n - at : PARAMS_PER_STATEMENT;
-        char *sql = NULL;
-        size_t len = 0;
-        FILE *o = open_memstream(&sql, &len);
-        if (!o) return f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
-        fputs("INSERT INTO params(rid, key, value, num) VALUES ", o);
-        for (int i = 0; i < n; i++) fprintf(o, "%s(?, ?, ?, ?)", i ? ", " : "");
-        fputs(" ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value, num = excluded.num",
-              o);
-        if (fclose(o) != 0 || !sql) {
-            free(sql);
-            return f->s = kiln_error(KILN_ERR_NOMEM, "%s: out of memory", f->reg->path);
-        }
         reg_stmt *st = NULL;
-        int rc = reg_prepare(f->reg->db, sql, &st);
-        free(sql);
-        if (rc != REG_OK) return f->s = kiln_reg_fail(f->reg, rc, "recording params");
+        if ((f->s = prepare_rows(f->reg, "params(rid, key, value, num)", n, 4,
+                                 "ON CONFLICT(rid, key) DO UPDATE SET value = excluded.value,"
+                                 " num = excluded.num",
+                                 "recording params", &st)))
+            return f->s;
         for (int i = 0, k = 1; i < n; i++) {
             const param_row *r = &f->rows[at + i];
             reg_bind_int64(st, k++, f->rid);
@@ -310,23 +325,13 @@ static kiln_status latest_one(kiln_registry *reg, int64_t rid, const char *name,
 /* Every name of l in one upsert (a database server: one round trip); names in l are distinct,
  * which PostgreSQL needs of one statement. */
 static kiln_status latest_all(kiln_registry *reg, int64_t rid, const reg_latest *l) {
-    char *sql = NULL;
-    size_t len = 0;
-    FILE *o = open_memstream(&sql, &len);
-    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
-    fputs("INSERT INTO latest_metrics(rid, name, step, value) VALUES ", o);
-    for (int i = 0; i < l->n; i++) fprintf(o, "%s(?, ?, ?, ?)", i ? ", " : "");
-    fputs(" ON CONFLICT(rid, name) DO UPDATE SET step = excluded.step, value = excluded.value"
-          " WHERE excluded.step >= latest_metrics.step",
-          o);
-    if (fclose(o) != 0 || !sql) {
-        free(sql);
-        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
-    }
     reg_stmt *st = NULL;
-    int rc = reg_prepare(reg->db, sql, &st);
-    free(sql);
-    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "recording metrics");
+    kiln_status s = prepare_rows(reg, "latest_metrics(rid, name, step, value)", l->n, 4,
+                                 "ON CONFLICT(rid, name) DO UPDATE SET step = excluded.step,"
+                                 " value = excluded.value"
+                                 " WHERE excluded.step >= latest_metrics.step",
+                                 "recording metrics", &st);
+    if (s) return s;
     for (int i = 0, k = 1; i < l->n; i++) {
         reg_bind_int64(st, k++, rid);
         reg_bind_text(st, k++, l->v[i].name);
@@ -336,7 +341,7 @@ static kiln_status latest_all(kiln_registry *reg, int64_t rid, const reg_latest 
         else
             reg_bind_double(st, k++, l->v[i].value);
     }
-    kiln_status s = kiln_reg_step_done(reg, st, "recording metrics");
+    s = kiln_reg_step_done(reg, st, "recording metrics");
     reg_finalize(st);
     return s;
 }
@@ -384,23 +389,12 @@ void kiln_reg_drop_points(kiln_registry *reg) {
 kiln_status kiln_reg_flush_points(kiln_registry *reg) {
     reg_pending *p = reg->pending;
     if (!p || !p->n) return KILN_OK;
-    char *sql = NULL;
-    size_t len = 0;
-    FILE *o = open_memstream(&sql, &len);
-    if (!o) return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
-    fputs("INSERT INTO metrics(rid, name, step, wall_time, value) VALUES ", o);
-    for (int i = 0; i < p->n; i++) fprintf(o, "%s(?, ?, ?, ?, ?)", i ? ", " : "");
-    fputs(" ON CONFLICT(rid, name, step) DO UPDATE SET wall_time = excluded.wall_time,"
-          " value = excluded.value",
-          o);
-    if (fclose(o) != 0 || !sql) {
-        free(sql);
-        return kiln_error(KILN_ERR_NOMEM, "%s: out of memory", reg->path);
-    }
     reg_stmt *st = NULL;
-    int rc = reg_prepare(reg->db, sql, &st);
-    free(sql);
-    if (rc != REG_OK) return kiln_reg_fail(reg, rc, "recording metrics");
+    kiln_status s = prepare_rows(reg, "metrics(rid, name, step, wall_time, value)", p->n, 5,
+                                 "ON CONFLICT(rid, name, step) DO UPDATE SET"
+                                 " wall_time = excluded.wall_time, value = excluded.value",
+                                 "recording metrics", &st);
+    if (s) return s;
     for (int i = 0, k = 1; i < p->n; i++) {
         reg_bind_int64(st, k++, p->v[i].rid);
         reg_bind_text(st, k++, p->v[i].name);
@@ -411,7 +405,7 @@ kiln_status kiln_reg_flush_points(kiln_registry *reg) {
         else
             reg_bind_double(st, k++, p->v[i].value);
     }
-    kiln_status s = kiln_reg_step_done(reg, st, "recording metrics");
+    s = kiln_reg_step_done(reg, st, "recording metrics");
     reg_finalize(st);
     p->n = 0;
     return s;
