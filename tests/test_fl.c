@@ -1,6 +1,7 @@
 /* test_fl.c — federated learning (kiln/fl.h): aggregation, strategies, update checks,
  * partitions, the wire format, and FedAvg with one client against ordinary training. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "check.h"
 #include "kiln/checkpoint.h"
 #include "kiln/config.h"
+#include "kiln/fileio.h"
 #include "kiln/fl.h"
 #include "kiln/model.h"
 #include "kiln/rng.h"
@@ -301,30 +303,18 @@ static void test_wire(void) {
     CHECK_OK(kiln_safetensors_write(path, e, ne - 1, NULL, 0));
     void *fb = NULL;
     size_t fl = 0;
-    FILE *fp = fopen(path, "rb");
-    fseek(fp, 0, SEEK_END);
-    fl = (size_t)ftell(fp);
-    rewind(fp);
-    fb = malloc(fl);
-    CHECK(fread(fb, 1, fl, fp) == fl);
-    fclose(fp);
+    CHECK_OK(kiln_file_read_all(path, &fb, &fl, SIZE_MAX));
     CHECK(kiln_fl_decode(m.graph, fb, fl, "update", dst) == KILN_ERR_INVALID);
     CHECK_ERR_HAS("is missing");
-    free(fb);
+    kiln_free(fb);
     kiln_shape one = {.ndim = 1, .dims = {1}};
     float x1 = 1;
     e[ne] = (kiln_st_entry){.name = "extra", .dtype = KILN_F32, .shape = one, .data = &x1};
     CHECK_OK(kiln_safetensors_write(path, e, ne + 1, NULL, 0));
-    fp = fopen(path, "rb");
-    fseek(fp, 0, SEEK_END);
-    fl = (size_t)ftell(fp);
-    rewind(fp);
-    fb = malloc(fl);
-    CHECK(fread(fb, 1, fl, fp) == fl);
-    fclose(fp);
+    CHECK_OK(kiln_file_read_all(path, &fb, &fl, SIZE_MAX));
     CHECK(kiln_fl_decode(m.graph, fb, fl, "update", dst) == KILN_ERR_INVALID);
     CHECK_ERR_HAS("not a parameter");
-    free(fb);
+    kiln_free(fb);
     unlink(path);
     kiln_st_close(f);
     free(body), free(src), free(dst);
