@@ -50,6 +50,9 @@ kiln_status kiln_config_resolve(kiln_cfg *root);
 kiln_status kiln_config_check_layer(kiln_cfg *item, const char *path);
 /* Writes the tree as block YAML. */
 kiln_status kiln_config_write(const kiln_cfg *root, FILE *f);
+/* The same into the file at path, atomically (a run's or a federation's config.yaml: a reader
+ * sees the old file or the whole new one, never a part). */
+kiln_status kiln_config_save(const kiln_cfg *root, const char *path);
 kiln_cfg *kiln_cfg_clone(const kiln_cfg *c);
 void kiln_cfg_free(kiln_cfg *c);
 

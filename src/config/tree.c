@@ -672,6 +672,18 @@ kiln_status kiln_config_write(const kiln_cfg *root, FILE *f) {
     return ferror(f) ? kiln_error(KILN_ERR_IO, "config: write failed") : KILN_OK;
 }
 
+kiln_status kiln_config_save(const kiln_cfg *root, const char *path) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
+    kiln_status st = kiln_config_write(root, f);
+    if (fclose(f) != 0 && !st) st = kiln_error(KILN_ERR_NOMEM, "config: out of memory");
+    if (!st) st = kiln_file_write_atomic(path, buf, len);
+    free(buf);
+    return st;
+}
+
 /* ---- hash ---- */
 
 static void hash_node(const kiln_cfg *c, uint64_t *h) {

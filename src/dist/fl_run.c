@@ -42,16 +42,9 @@ void kiln_fl_log(fl_global *G, const char *fmt, ...) {
 }
 
 static kiln_status write_config(fl_global *G) {
-    char *buf = NULL, path[4200];
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
-    kiln_config_write(G->cfg, f);
-    fclose(f);
+    char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", G->dir);
-    kiln_status st = kiln_file_write_atomic(path, buf, len);
-    free(buf);
-    return st;
+    return kiln_config_save(G->cfg, path);
 }
 
 static kiln_status restore(fl_global *G) {

@@ -871,16 +871,9 @@ static kiln_status open_config(const kiln_train_opts *o, trainer *t, kiln_train_
 }
 
 static kiln_status write_config(trainer *t) {
-    char *buf = NULL, path[4200];
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return kiln_error(KILN_ERR_NOMEM, "config: out of memory");
-    kiln_config_write(t->cfg, f);
-    fclose(f);
+    char path[4200];
     snprintf(path, sizeof path, "%s/config.yaml", kiln_run_get_info(t->run).path);
-    kiln_status st = kiln_file_write_atomic(path, buf, len);
-    free(buf);
-    return st;
+    return kiln_config_save(t->cfg, path);
 }
 
 static void trainer_free(trainer *t) {
