@@ -254,7 +254,7 @@ kiln_status kiln_inputs_check_class_names(const kiln_cfg *cfg, const kiln_model 
                       two ? " (or two for one sigmoid output: negative, positive)" : "");
 }
 
-const kiln_inputs_kafka_ops_t *kiln_inputs_kafka_ops;
+const kiln_inputs_kafka_table *kiln_inputs_kafka_ops;
 
 void kiln_inputs_free(kiln_inputs *in) {
     if (kiln_inputs_kafka_ops) kiln_inputs_kafka_ops->free(in);

@@ -148,7 +148,7 @@ void kiln_inputs_kafka_free(kiln_inputs *in) {
     in->kafka = NULL;
 }
 
-static const kiln_inputs_kafka_ops_t kafka_ops = {kiln_inputs_kafka_split, kiln_inputs_kafka_free};
+static const kiln_inputs_kafka_table kafka_ops = {kiln_inputs_kafka_split, kiln_inputs_kafka_free};
 
 void kiln_inputs_use_kafka(void) {
     kiln_inputs_kafka_ops = &kafka_ops;

@@ -17,7 +17,7 @@ typedef struct {
     kiln_status (*split)(const kiln_cfg *cfg, const char *split, const kiln_cfg *sp,
                          const kiln_model *m, kiln_inputs *in, kiln_dataset **out);
     void (*free)(kiln_inputs *in);
-} kiln_inputs_kafka_ops_t;
-extern const kiln_inputs_kafka_ops_t *kiln_inputs_kafka_ops; /* inputs.c; NULL until installed */
+} kiln_inputs_kafka_table;
+extern const kiln_inputs_kafka_table *kiln_inputs_kafka_ops; /* inputs.c; NULL until installed */
 
 #endif
